@@ -94,6 +94,11 @@ def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = T
     if pretrained:
         weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
         net.load_state_dict(_cached_or_downloaded(weights))
+    return wrap_torchvision(net, arch, class_names)
+
+
+def wrap_torchvision(net: nn.Module, arch: str, class_names: Sequence[str]) -> ImageClassifier:
+    """Re-use a torchvision ResNet-50 / DenseNet-169's modules as stages + head (no copies)."""
     if arch == "resnet":
         stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
                   net.layer2, net.layer3, net.layer4]

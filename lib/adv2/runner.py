@@ -138,6 +138,8 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
         timings[nb.stem] = round(run_notebook(nb, params, out_dir, progress), 1)
         print(f"[adv2] {nb.stem}: done in {timings[nb.stem]:.0f} s", flush=True)
         _record_timings(profile, timings, results_dir)
+    if out_dir.resolve() == BOOK_NOTEBOOKS_DIR.resolve():
+        write_run_info(profile, results_dir)
     return timings
 
 
@@ -153,6 +155,35 @@ def _record_timings(profile: str, timings: dict[str, float], results_dir: str | 
     old.setdefault("seconds", {}).update(timings)
     old["environment"] = environment()
     path.write_text(json.dumps(old, indent=2, sort_keys=True))
+
+
+RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
+
+
+def write_run_info(profile: str, results_dir: str | None = None) -> Path:
+    """The front page's box naming the run the book shows: profile, hardware, date, times."""
+    import os
+
+    folder = Path(results_dir) if results_dir else REPO_ROOT / "results"
+    if not folder.is_absolute():
+        folder = REPO_ROOT / folder
+    info = json.loads((folder / f"timings-{profile}.json").read_text())
+    env = info["environment"]
+    rows = "\n".join(f"| {stem} | {sec / 60:.1f} min |" for stem, sec in sorted(info["seconds"].items()))
+    total = sum(info["seconds"].values()) / 60
+    hardware = env["device"] if env["device"] != "cpu" else f"CPU only ({os.cpu_count()} cores)"
+    caveat = ("" if profile == "paper" else
+              f"\n\nThis is the **`{profile}`** profile, with budgets far below the paper's "
+              "(fewer images, attack steps and training epochs), run on a CPU because no GPU run of "
+              "the `paper` profile has been recorded yet; it will replace this one when it exists. "
+              "Numbers are therefore noisier than the paper's, and each chapter says where that matters.")
+    text = (f"```{{admonition}} The run this book shows\n"
+            f"Profile **`{profile}`** on {hardware}, {env['date']}; adv2 {env['adv2']}, "
+            f"torch {env['torch']}, Python {env['python']}. Wall time per chapter:\n\n"
+            f"| notebook | wall time |\n|---|---|\n{rows}\n| **total** | **{total:.1f} min** |"
+            f"{caveat}\n```\n")
+    RUN_INFO.write_text(text)
+    return RUN_INFO
 
 
 def list_notebooks() -> None:

@@ -1,0 +1,128 @@
+import os
+import time
+
+import pytest
+import torch
+
+from adv2 import models
+from adv2.data import FASHION_MNIST_CLASSES
+
+NAMES = list(FASHION_MNIST_CLASSES)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "densenet"])
+def test_small_cnn_shapes(arch):
+    m = models.build_small_cnn(arch, 10, NAMES).eval()
+    x = torch.rand(3, 1, 28, 28)
+    feats = m.stage_features(x)
+    assert [f.shape[-1] for f in feats] == [28, 14, 7]
+    assert m(x).shape == (3, 10)
+    assert torch.allclose(m(x), m.logits_from_features(m.features(x)))
+    assert (feats[-1] >= 0).all()   # ends with a ReLU, as CAM expects
+
+
+def test_unknown_arch_is_rejected():
+    with pytest.raises(models.ParameterError, match="vgg"):
+        models.build_small_cnn("vgg", 10, NAMES)
+
+
+def test_training_is_deterministic_and_learns(fmnist):
+    def train():
+        torch.manual_seed(0)
+        m = models.build_small_cnn("resnet", 10, NAMES)
+        metrics = models.train_classifier(m, fmnist.x_train[:512], fmnist.y_train[:512],
+                                          fmnist.x_test[:200], fmnist.y_test[:200], epochs=1,
+                                          batch_size=64, lr=5e-3, weight_decay=5e-4, seed=1,
+                                          device=torch.device("cpu"), progress=False)
+        return m, metrics
+
+    a, ma = train()
+    b, mb = train()
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert ma["curve_train_loss"] == mb["curve_train_loss"]
+    assert ma["curve_train_loss"][-1] < ma["curve_train_loss"][0]
+
+
+def test_trained_small_cnn_is_cached(fmnist, tmp_path):
+    kw = dict(epochs=0.25, train_subset=512, seed=0, artifacts_dir=str(tmp_path), progress=False)
+    m1, a1 = models.trained_small_cnn("densenet", fmnist, **kw)
+    m2, a2 = models.trained_small_cnn("densenet", fmnist, **kw)
+    assert not a1.from_cache and a2.from_cache
+    assert a1.metrics["test_accuracy"] == a2.metrics["test_accuracy"]
+    assert not any(p.requires_grad for p in m2.parameters())
+    x = fmnist.x_test[:5]
+    assert torch.equal(m1(x), m2(x))
+
+
+def test_quickly_trained_resnet_is_accurate(small_trained_resnet, fmnist):
+    assert models.evaluate(small_trained_resnet, fmnist.x_test[:1000], fmnist.y_test[:1000]) > 0.7
+
+
+def test_smooth_copy_same_outputs_nonzero_second_derivative():
+    torch.manual_seed(0)
+    m = models.freeze(models.build_small_cnn("resnet", 10, NAMES))
+    s = models.smooth_backward_copy(m)
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(m(x), s(x))
+
+    def second_order(net):
+        xi = x.clone().requires_grad_(True)
+        g, = torch.autograd.grad(net(xi)[:, 3].sum(), xi, create_graph=True)
+        gg, = torch.autograd.grad((g ** 2).sum(), xi, allow_unused=True)
+        return torch.zeros_like(x) if gg is None else gg
+
+    assert second_order(s).abs().sum() > 0
+    # the real piecewise-linear network: only BatchNorm-free second-order paths, essentially zero
+    assert second_order(m).abs().sum() < 1e-6 * second_order(s).abs().sum() + 1e-12
+
+
+def test_smooth_relu6_matches_forward_and_has_slope():
+    z = torch.linspace(-3, 9, 50, requires_grad=True)
+    out = models.SmoothReLU(cap=6.0)(z)
+    assert torch.equal(out, torch.clamp(z, 0, 6))
+    g, = torch.autograd.grad(out.sum(), z, create_graph=True)
+    assert g[(z > 0.5) & (z < 5.5)].min() > 0.9 and g[z > 7].max() < 0.1 and g[z < -1].max() < 0.1
+    gg, = torch.autograd.grad(g.sum(), z)
+    assert gg.abs().sum() > 0
+
+
+def test_efficientnet_lite0_offline():
+    from adv2.data import load_imagenet_sample
+
+    photos = load_imagenet_sample(include_extra=False)
+    lite = models.efficientnet_lite0(photos.class_names)
+    assert [f.shape[-1] for f in lite.stage_features(photos.x_test[:1])] == [112, 56, 28, 14, 7]
+    acc = models.evaluate(lite, photos.x_test, photos.y_test, batch_size=10)
+    assert acc >= 0.75   # 17/20 measured
+    s = models.smooth_backward_copy(lite)
+    with torch.no_grad():
+        assert torch.allclose(s(photos.x_test[:2]), lite(photos.x_test[:2]))
+
+
+@pytest.mark.parametrize("arch,name", [("resnet", "resnet50"), ("densenet", "densenet169")])
+def test_torchvision_wrappers_match_torchvision(arch, name):
+    """Random weights (nothing downloaded): the wrapper computes exactly torchvision's forward."""
+    import torchvision
+
+    from adv2.pretrained import wrap_torchvision
+
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)(weights=None).eval()
+    wrapped = wrap_torchvision(ref, arch, [str(i) for i in range(1000)]).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        assert wrapped.features(x).shape[-2:] == (7, 7)
+        assert torch.allclose(wrapped(x), ref(wrapped.normalize(x)), atol=1e-4)
+
+
+def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch):
+    from adv2 import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    started = time.time()
+    with pytest.raises(pretrained.WeightsUnavailable) as err:
+        models.torchvision_imagenet("resnet", ["x"] * 1000)
+    assert time.time() - started < 30
+    assert "checkpoints" in str(err.value) and "TORCH_HOME" in str(err.value)
