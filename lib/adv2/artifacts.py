@@ -42,7 +42,10 @@ class Artifact:
 
 
 def artifact_root(root: str | os.PathLike | None = None) -> Path:
-    return Path(root or os.environ.get("ADV2_ARTIFACTS", DEFAULT_ROOT))
+    """``root``, else ``$ADV2_ARTIFACTS``, else ``artifacts/``; relative paths are taken from the
+    repository root, so notebooks find the same cache whatever their working directory."""
+    path = Path(root or os.environ.get("ADV2_ARTIFACTS", DEFAULT_ROOT))
+    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def load_or_compute(kind: str, params: dict[str, Any],
