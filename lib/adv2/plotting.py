@@ -199,3 +199,86 @@ def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "
     ax.legend(frameon=False, fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+# ----------------------------------------------------------------------------- attack chapter (03)
+ATTACK_COLORS = {"pgd": "tab:gray", "adv2": "tab:red"}
+ATTACK_LABELS = {"pgd": "PGD", "adv2": "ADV2"}
+
+
+def attack_distance_bars(stats: dict[str, dict[str, dict]], metric: str = "l1", title: str = "",
+                         ax=None):
+    """Bars of ``<metric>_mean`` (± ``<metric>_std``) per interpreter, one bar per attack.
+
+    ``stats[interpreter][attack]`` is an :func:`adv2.metrics.summarize` dict (attack ``pgd`` or
+    ``adv2``). Lower is better for the attacker: the map stays closer to the benign one.
+    """
+    import numpy as np
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    else:
+        fig = ax.figure
+    names = list(stats)
+    attacks = list(dict.fromkeys(a for s in stats.values() for a in s))
+    width = 0.8 / max(len(attacks), 1)
+    pos = np.arange(len(names))
+
+    def val(v):
+        return float("nan") if v is None else float(v)
+
+    for i, att in enumerate(attacks):
+        means = [val(stats[n].get(att, {}).get(f"{metric}_mean")) for n in names]
+        stds = [val(stats[n].get(att, {}).get(f"{metric}_std")) for n in names]
+        ax.bar(pos + (i - (len(attacks) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               color=ATTACK_COLORS.get(att), label=ATTACK_LABELS.get(att, att),
+               error_kw={"elinewidth": 0.8})
+    ax.set_xticks(pos)
+    ax.set_xticklabels([n.upper() if len(n) <= 4 else n for n in names], fontsize=8)
+    ax.set_ylabel(f"{metric.upper()} distance to benign map")
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False, fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def iou_curve_panels(stats: dict[str, dict[str, dict[str, dict]]], suptitle: str | None = None):
+    """IoU of the top-k % cells vs k: rows = classifiers, columns = interpreters, one line per
+    attack. ``stats[arch][interpreter][attack]`` are :func:`adv2.metrics.summarize` dicts."""
+    archs = list(stats)
+    interps = list(dict.fromkeys(i for a in stats.values() for i in a))
+    fig, axes = plt.subplots(len(archs), len(interps), squeeze=False, sharey=True,
+                             figsize=(2.3 * len(interps), 2.0 * len(archs) + 0.4))
+    for r, arch in enumerate(archs):
+        for c, name in enumerate(interps):
+            ax = axes[r, c]
+            for att, s in stats[arch].get(name, {}).items():
+                ks = [100 * k for k in s.get("iou_ks", [])]
+                ys = [float("nan") if v is None else v for v in s.get("iou_curve", [])]
+                ax.plot(ks, ys, marker="o", markersize=2.5, color=ATTACK_COLORS.get(att),
+                        label=ATTACK_LABELS.get(att, att))
+            ax.set_ylim(0, 1.02)
+            ax.grid(alpha=0.3)
+            if r == 0:
+                ax.set_title(name.upper() if len(name) <= 4 else name)
+            if r == len(archs) - 1:
+                ax.set_xlabel("top-k (%)")
+            if c == 0:
+                ax.set_ylabel(f"{arch}\nIoU")
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def attack_triptych(x: torch.Tensor, maps_benign: torch.Tensor, x_pgd: torch.Tensor,
+                    maps_pgd: torch.Tensor, x_adv2: torch.Tensor, maps_adv2: torch.Tensor,
+                    row_labels: Sequence[str] | None = None, suptitle: str | None = None):
+    """Rows = images; columns: benign input | its map (true class) | PGD input | its map (target)
+    | ADV2 input | its map (target), each map drawn beside its own input (paper Figures 4-7)."""
+    cells = [[(x[i],), (x[i], maps_benign[i]), (x_pgd[i],), (x_pgd[i], maps_pgd[i]),
+              (x_adv2[i],), (x_adv2[i], maps_adv2[i])] for i in range(len(x))]
+    titles = ["benign", "benign map", "PGD", "PGD map", "ADV2", "ADV2 map"]
+    return panel_rows(cells, titles, row_labels=row_labels, suptitle=suptitle)

@@ -160,28 +160,44 @@ def _record_timings(profile: str, timings: dict[str, float], results_dir: str | 
 RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
 
 
-def write_run_info(profile: str, results_dir: str | None = None) -> Path:
-    """The front page's box naming the run the book shows: profile, hardware, date, times."""
+def write_run_info(profile: str | None = None, results_dir: str | None = None) -> Path:
+    """The front page's box naming the run the book shows, read from the executed notebooks
+    themselves (papermill records their parameters and duration): profile, hardware, date and
+    wall time of every chapter. ``profile``/``results_dir`` are accepted for the caller's
+    convenience; the notebooks are the source of truth."""
     import os
 
-    folder = Path(results_dir) if results_dir else REPO_ROOT / "results"
-    if not folder.is_absolute():
-        folder = REPO_ROOT / folder
-    info = json.loads((folder / f"timings-{profile}.json").read_text())
-    env = info["environment"]
-    rows = "\n".join(f"| {stem} | {sec / 60:.1f} min |" for stem, sec in sorted(info["seconds"].items()))
-    total = sum(info["seconds"].values()) / 60
-    hardware = env["device"] if env["device"] != "cpu" else f"CPU only ({os.cpu_count()} cores)"
-    caveat = ("" if profile == "paper" else
-              f"\n\nThis is the **`{profile}`** profile, with budgets far below the paper's "
-              "(fewer images, attack steps and training epochs), run on a CPU because no GPU run of "
-              "the `paper` profile has been recorded yet; it will replace this one when it exists. "
-              "Numbers are therefore noisier than the paper's, and each chapter says where that matters.")
+    import nbformat
+
+    from .results import environment
+
+    rows, profiles, devices, total = [], set(), set(), 0.0
+    for nb_path in sorted(BOOK_NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        meta = nbformat.read(nb_path, as_version=4).metadata.get("papermill", {})
+        prof = meta.get("parameters", {}).get("profile", "?")
+        seconds = float(meta.get("duration") or 0.0)
+        date = (meta.get("end_time") or "")[:10]
+        profiles.add(prof)
+        total += seconds
+        result = REPO_ROOT / "results" / f"{nb_path.stem}.json"
+        if result.is_file():
+            devices.add(json.loads(result.read_text())["environment"]["device"])
+        rows.append(f"| {nb_path.stem} | `{prof}` | {seconds / 60:.1f} min | {date} |")
+    env = environment()
+    devices = devices or {env["device"]}
+    hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
+    shown = ", ".join(f"`{p}`" for p in sorted(profiles))
+    caveat = ("" if profiles == {"paper"} else
+              "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
+              "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
+              "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
+              "the smaller budgets matter. Wall times were measured on a machine shared with other "
+              "jobs, so they overstate what 2 free cores need.")
     text = (f"```{{admonition}} The run this book shows\n"
-            f"Profile **`{profile}`** on {hardware}, {env['date']}; adv2 {env['adv2']}, "
-            f"torch {env['torch']}, Python {env['python']}. Wall time per chapter:\n\n"
-            f"| notebook | wall time |\n|---|---|\n{rows}\n| **total** | **{total:.1f} min** |"
-            f"{caveat}\n```\n")
+            f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
+            f"Python {env['python']}.\n\n"
+            f"| notebook | profile | wall time | date |\n|---|---|---|---|\n" + "\n".join(rows)
+            + f"\n| **total** | | **{total / 60:.1f} min** | |{caveat}\n```\n")
     RUN_INFO.write_text(text)
     return RUN_INFO
 

@@ -79,7 +79,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   maps: torch.Tensor | None, *, steps: int = 20, baseline: float | str = 0.0,
+                   maps: torch.Tensor | None, *, steps: int = 20, baseline: float | str = "blur",
                    cell: int = 1, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
     """Deletion test (Petsiuk et al.): p(y) as the most important regions are removed first.
 

@@ -1,0 +1,227 @@
+"""Tests of the AID defense (adv2.defenses) and the noise-sensitivity tools (adv2.noise).
+
+All models here are tiny and untrained or closed-form, so the file runs in well under a minute on
+one CPU thread and needs no dataset.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adv2 import defenses, noise
+from adv2.interpreters.rts import RTSNet
+from adv2.models import build_small_cnn, freeze
+
+torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- helpers
+class Prototype(torch.nn.Module):
+    """Nearest-prototype classifier (logits = -squared distance): a small closed-form model."""
+
+    def __init__(self, prototypes: torch.Tensor):
+        super().__init__()
+        self.register_buffer("p", prototypes.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(x.flatten(1), self.p).pow(2)
+
+
+def prototype_problem(n: int = 400, classes: int = 10, side: int = 8, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    protos = torch.rand(classes, 1, side, side, generator=gen)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    x = (protos[y] + 0.15 * torch.randn(n, 1, side, side, generator=gen)).clamp(0, 1)
+    return Prototype(protos), x, y
+
+
+@pytest.fixture(scope="module")
+def tiny_rts():
+    torch.manual_seed(0)
+    model = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
+    rts = RTSNet(model).eval()
+    for p in rts.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(96, 1, 28, 28, generator=gen)
+    y = model(x).argmax(1)   # labels the classifier agrees with
+    return model, rts, x, y
+
+
+# ----------------------------------------------------------------------------- noise calibration
+@pytest.mark.parametrize("kind", noise.NOISE_TYPES)
+def test_calibration_reaches_target_rates_within_tolerance(kind):
+    model, x, y = prototype_problem()
+    x, y, _ = noise.correctly_classified(model, x, y)
+    assert len(x) > 300
+    tol = 0.01
+    cals, draws = noise.calibrate_levels(model, x, y, kinds=[kind], rates=(0.0, 0.03, 0.3),
+                                         tolerance=tol, seed=0)
+    got = cals[kind]
+    for rate in (0.03, 0.3):
+        c = got[rate]
+        assert c.within_tolerance, c
+        assert abs(c.rate - rate) <= tol + 1e-6
+        # the reported rate is reproducible from the fixed draw
+        pred = model(noise.add_noise(x, draws[kind], c.magnitude)).argmax(1)
+        assert abs((pred != y).float().mean().item() - c.rate) < 1e-6
+    assert got[0.0].rate == 0 and got[0.0].within_tolerance
+    assert 0 < got[0.0].magnitude < got[0.03].magnitude < got[0.3].magnitude
+    assert got[0.3].evaluations <= 20
+
+
+def test_noise_draw_is_seeded_and_typed():
+    a = noise.noise_draw((4, 1, 5, 5), "uniform", seed=3)
+    b = noise.noise_draw((4, 1, 5, 5), "uniform", seed=3)
+    assert torch.equal(a, b) and a.abs().max() <= 1
+    with pytest.raises(ValueError):
+        noise.noise_draw((2,), "laplace")
+    x = torch.full((2, 1, 3, 3), 0.9)
+    assert noise.add_noise(x, torch.ones_like(x), 0.5).max() == 1.0
+
+
+def test_noise_sensitivity_table_shape():
+    model, x, y = prototype_problem(n=200)
+    x, y, _ = noise.correctly_classified(model, x, y)
+
+    def pooled(xx, tt):   # a toy "interpreter": 4x4 average of the input, class-independent
+        return F.avg_pool2d(xx, 2)
+
+    cals, draws = noise.calibrate_levels(model, x, y, rates=(0.0, 0.03, 0.3), tolerance=0.02)
+    res = noise.noise_sensitivity(model, {"rts": pooled, "rtsa": pooled}, x, y, cals, draws)
+    levels = ["0%", "3%", "30%"]
+    for name in ("rts", "rtsa"):
+        for kind in noise.NOISE_TYPES:
+            vals = [res["l1"][name][kind][lvl] for lvl in levels]
+            assert vals[0] <= vals[1] <= vals[2]      # stronger noise, farther maps
+    rows, headers = noise.fig15_rows(res["l1"], levels)
+    assert len(rows) == 3 and len(headers) == 1 + 2 * 4 and all(len(r) == len(headers) for r in rows)
+    assert rows[2][2] == noise.PAPER_FIG15_L1["rts"]["normal"]["30%"]
+
+
+# ----------------------------------------------------------------------------- AID
+def test_aid_config_validates():
+    with pytest.raises(ValueError):
+        defenses.AIDConfig(beta=-1)
+    with pytest.raises(ValueError):
+        defenses.AIDConfig(epsilon=0)
+    cfg = defenses.AIDConfig(iterations=10, beta=2.0, beta_warmup=0.5)
+    assert cfg.beta_at(0) == pytest.approx(0.4) and cfg.beta_at(9) == 2.0
+
+
+def test_aid_training_changes_the_interpreter(tiny_rts):
+    model, rts, x, y = tiny_rts
+    before = {k: v.clone() for k, v in rts.state_dict().items()}
+    cfg = defenses.AIDConfig(iterations=3, batch_size=8, aid_batch_size=4, pool_size=16,
+                             stage1_steps=2, stage2_steps=2, lr=1e-3, beta=2.0, beta_warmup=0)
+    rtsa, metrics = defenses.train_rtsa(model, rts, x, y, cfg, x_probe=x[:8], y_probe=y[:8],
+                                        progress=False)
+    # RTS itself is untouched (AID fine-tunes a copy) and RTSA is frozen afterwards
+    assert all(torch.equal(before[k], v) for k, v in rts.state_dict().items())
+    assert not any(p.requires_grad for p in rtsa.parameters())
+    # the encoder and selector are not trained, the decoder is
+    for k, v in rtsa.state_dict().items():
+        if k.startswith(("encoder.", "selector.")):
+            assert torch.equal(v, before[k]), k
+    m_rts = defenses.rts_maps(rts, x[:16], y[:16])
+    m_rtsa = defenses.rts_maps(rtsa, x[:16], y[:16])
+    assert defenses.l1_maps(m_rts, m_rtsa).mean() > 1e-4
+    assert metrics["step"][-1] == 3 and len(metrics["aid_l1"]) == len(metrics["step"])
+    assert 0 <= metrics["aid_l1"][-1] <= 1 and metrics["final_probe_drift"] > 0
+    assert metrics["seconds"] > 0 and metrics["images_attacked"] == 12
+
+
+def test_trained_rtsa_is_cached(tiny_rts, tmp_path):
+    model, rts, x, y = tiny_rts
+
+    class Data:
+        name = "toy"
+        x_train, y_train, x_test, y_test = x, y, x, y
+
+    class RTSArtifact:  # what trained_rts returns beside the net
+        path = tmp_path / "rts" / "abc123"
+        metrics = {"seconds": 10.0}
+        params = {"phase1_iterations": 5, "phase2_iterations": 5}
+
+    cfg = defenses.AIDConfig(iterations=2, batch_size=4, aid_batch_size=4, pool_size=8,
+                             stage1_steps=1, stage2_steps=1)
+    a1_net, a1 = defenses.trained_rtsa(model, rts, RTSArtifact, Data, cfg, n_probe=4,
+                                       artifacts_dir=str(tmp_path), progress=False)
+    a2_net, a2 = defenses.trained_rtsa(model, rts, RTSArtifact, Data, cfg, n_probe=4,
+                                       artifacts_dir=str(tmp_path), progress=False)
+    assert not a1.from_cache and a2.from_cache and a1.path == a2.path
+    assert a1.params["rts"] == "abc123" and a1.params["beta"] == cfg.beta
+    assert torch.equal(defenses.rts_maps(a1_net, x[:4], y[:4]), defenses.rts_maps(a2_net, x[:4], y[:4]))
+    cost = defenses.training_cost(RTSArtifact, a2)
+    assert cost["rts_seconds"] == 10.0 and cost["aid_seconds"] > 0
+    assert cost["per_iteration_ratio"] > 0
+    # another AID setting is another artifact
+    _, a3 = defenses.trained_rtsa(model, rts, RTSArtifact, Data,
+                                  defenses.AIDConfig(**{**cfg.as_dict(), "beta": 0.5}), n_probe=4,
+                                  artifacts_dir=str(tmp_path), progress=False)
+    assert a3.path != a1.path
+
+
+# ----------------------------------------------------------------------------- Table 10
+def test_table10_numbers_and_keys():
+    gen = torch.Generator().manual_seed(0)
+    benign = torch.rand(6, 1, 14, 14, generator=gen) * 0.5
+    success = torch.tensor([True, True, True, True, False, False])
+    out = defenses.table10(benign, benign + 0.03, benign + 0.01, benign + 0.03 + 0.1,
+                           success, success.clone(), confidence_rts=torch.full((6,), 0.9),
+                           confidence_rtsa=torch.full((6,), 0.8))
+    assert set(out) == set(defenses.TABLE10_KEYS)
+    assert out["benign_l1_rts_vs_rtsa"] == pytest.approx(0.03, abs=1e-6)
+    assert out["adv2_l1_rts"] == pytest.approx(0.01, abs=1e-6)
+    assert out["adv2_l1_rtsa"] == pytest.approx(0.10, abs=1e-6)
+    assert out["adv2_l1_ratio"] == pytest.approx(10, rel=1e-4)
+    assert out["adv2_success_rts"] == pytest.approx(4 / 6) and out["n_success_rtsa"] == 4
+    assert out["adv2_confidence_rtsa"] == pytest.approx(0.8)
+    assert math.isnan(out["pgd_l1_rts"])   # optional parts absent -> NaN (saved as null)
+    # restricted to successes vs all images
+    adv = benign.clone()
+    adv[4:] += 0.5
+    r1 = defenses.table10(benign, benign, adv, adv, success, success)
+    r2 = defenses.table10(benign, benign, adv, adv, success, success, restrict_to_success=False)
+    assert r1["adv2_l1_rts"] == pytest.approx(0.0, abs=1e-7) and r2["adv2_l1_rts"] > 0.1
+    none = defenses.table10(benign, benign, adv, adv, torch.zeros(6, dtype=torch.bool),
+                            torch.zeros(6, dtype=torch.bool))
+    assert math.isnan(none["adv2_l1_rts"]) and math.isnan(none["adv2_l1_ratio"])
+    rows, headers = defenses.table10_rows({"resnet": out, "densenet": r1})
+    assert headers[:2] == ["measure", "paper (ResNet-50)"] and len(headers) == 4
+    assert all(len(r) == 4 for r in rows)
+    assert rows[0][1] == 0.03 and rows[1][1] == 0.01 and rows[2][1] == 0.10
+    assert rows[2][2] == out["adv2_l1_rtsa"]
+
+
+def test_adv2_on_rts_and_rtsa_runs(tiny_rts):
+    from adv2.attacks import RTSConfig
+
+    model, rts, x, y = tiny_rts
+    rtsa = defenses.train_rtsa(model, rts, x, y, defenses.AIDConfig(
+        iterations=1, batch_size=4, aid_batch_size=4, pool_size=4, stage1_steps=1,
+        stage2_steps=1), progress=False)[0]
+    target = (y[:4] + 1) % 10
+    cfg = RTSConfig(stage1_steps=2, stage2_steps=2)
+    out = defenses.adv2_on_rts_and_rtsa(model, rts, rtsa, x[:4], y[:4], target, cfg,
+                                        restrict_to_success=False)
+    assert set(defenses.TABLE10_KEYS) <= set(out["numbers"])
+    assert out["adv"]["rts"].shape == x[:4].shape
+    assert (out["adv"]["rtsa"] - x[:4]).abs().max() <= cfg.epsilon + 1e-6
+    assert out["adv_maps"]["rtsa"].shape == (4, 1, rts.map_size, rts.map_size)
+    assert not math.isnan(out["numbers"]["adv2_l1_rtsa"])
+
+
+def test_aid_options_encoder_and_persistence(tiny_rts):
+    model, rts, x, y = tiny_rts
+    clf_before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = defenses.AIDConfig(iterations=2, batch_size=4, aid_batch_size=4, pool_size=4,
+                             stage1_steps=1, stage2_steps=1, train_encoder=True, persistent=True,
+                             distill_weight=0.0, beta_warmup=0)
+    rtsa, _ = defenses.train_rtsa(model, rts, x, y, cfg, progress=False)
+    enc_a, enc_b = rtsa.encoder.state_dict(), rts.encoder.state_dict()
+    assert any(not torch.equal(enc_a[k], enc_b[k]) for k in enc_a)        # encoder copy trained
+    assert all(torch.equal(v, clf_before[k]) for k, v in model.state_dict().items())  # classifier not
