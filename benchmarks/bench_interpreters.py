@@ -66,7 +66,7 @@ def bench_model(model, x, t, device, args) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=64, help="images per call (Fashion-MNIST models)")
+    p.add_argument("--batch", type=int, default=32, help="images per call (Fashion-MNIST models)")
     p.add_argument("--archs", default="resnet,densenet")
     p.add_argument("--devices", default="auto", help="auto (cpu, + cuda if present), cpu, cuda")
     p.add_argument("--mask-iterations", type=int, default=100)

@@ -168,6 +168,11 @@ class GradConfig(ADV2Config):
     lambda is multiplied by ``cells_reference / (h w)`` so the per-cell weight stays the authors'
     at other map sizes (FMNIST's 14x14 Grad map). ``None`` (the paper default) leaves lambda as
     given; ``tau`` is the smooth-ReLU constant of the attack's model copy.
+
+    Differences from the authors' script: stage 1 also clips to [0,1] (theirs only to the
+    eps-ball), the final iterate is a selection candidate too, and images without a candidate
+    return their final iterate (theirs: the clean image); neither changes the statistics, which
+    count successful images only.
     """
 
     stage1_steps: int = 300

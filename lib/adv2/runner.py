@@ -171,13 +171,15 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
 
     from .results import environment
 
-    rows, profiles, devices, total = [], set(), set(), 0.0
+    rows, profiles, devices, smoke_stems, total = [], set(), set(), [], 0.0
     for nb_path in sorted(BOOK_NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         meta = nbformat.read(nb_path, as_version=4).metadata.get("papermill", {})
         prof = meta.get("parameters", {}).get("profile", "?")
         seconds = float(meta.get("duration") or 0.0)
         date = (meta.get("end_time") or "")[:10]
         profiles.add(prof)
+        if prof == "smoke":
+            smoke_stems.append(nb_path.stem)
         total += seconds
         result = REPO_ROOT / "results" / f"{nb_path.stem}.json"
         if result.is_file():
@@ -193,6 +195,11 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
               "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
               "the smaller budgets matter. Wall times were measured on a machine shared with other "
               "jobs, so they overstate what 2 free cores need.")
+    if smoke_stems:
+        caveat += ("\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
+                   "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
+                   "only illustrate the method; re-run them with `python -m adv2 run` at `quick` or "
+                   "`paper` for results to compare with the paper.")
     text = (f"```{{admonition}} The run this book shows\n"
             f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
             f"Python {env['python']}.\n\n"
