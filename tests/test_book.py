@@ -17,7 +17,8 @@ from adv2.config import REPO_ROOT
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+                  "--hide-scrollbars", "--virtual-time-budget=5000",
+                  "--run-all-compositor-stages-before-draw"]
 
 
 class LinkCollector(HTMLParser):
