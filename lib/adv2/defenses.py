@@ -142,32 +142,6 @@ class AIDConfig:
         return dataclasses.asdict(self)
 
 
-# ----------------------------------------------------------------------------- adapter
-class LiveRTS:
-    """An RTS interpreter over a net that is being trained (no freezing, unlike RTSInterpreter).
-
-    Exposes what :func:`adv2.attacks.adv2_attack` uses for its RTS variant: ``name = "rts"``,
-    ``__call__(x, t, create_graph)`` and ``encoder_logits(x)``.
-    """
-
-    name = "rts"
-
-    def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0):
-        self.model, self.rts, self.confidence = model, rts, float(confidence)
-        self.map_size = rts.map_size
-
-    def attribute(self, x: torch.Tensor, target: torch.Tensor, *,
-                  create_graph: bool = False) -> torch.Tensor:
-        with torch.set_grad_enabled(create_graph):
-            m = self.rts(x if create_graph else x.detach(), target, self.confidence).mask
-        return m if create_graph else m.detach()
-
-    __call__ = attribute
-
-    def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rts.encoder_logits(x)
-
-
 @contextlib.contextmanager
 def _no_param_grads(params: Sequence[nn.Parameter]) -> Iterator[None]:
     """Temporarily stop ``params`` from requiring grad (the inner attack differentiates w.r.t. x)."""
@@ -254,7 +228,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
                            stage2_steps=cfg.stage2_steps, lam_start=cfg.lam_start,
                            lam_end=cfg.lam_end, encoder_weight=cfg.encoder_weight,
                            batch_size=cfg.aid_batch_size)
-    live = LiveRTS(model, rtsa, cfg.confidence)
+    live = RTSInterpreter(model, rtsa, cfg.confidence, freeze=False)
     probe_ref = None
     if x_probe is not None:
         with torch.no_grad():
@@ -622,6 +596,6 @@ def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.T
             "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa}, "seconds": seconds}
 
 
-__all__ = ["AIDConfig", "AID_RECIPE_VERSION", "InterpretedModel", "LiveRTS", "PAPER_TABLE10", "TABLE10_KEYS",
+__all__ = ["AIDConfig", "AID_RECIPE_VERSION", "InterpretedModel", "PAPER_TABLE10", "TABLE10_KEYS",
            "adv2_on_rts_and_rtsa", "l1_maps", "load_rts_and_rtsa", "random_targets", "rts_maps", "table10",
            "table10_rows", "train_rtsa", "trained_rtsa", "training_cost"]

@@ -166,15 +166,21 @@ class RTSNet(nn.Module):
 
 
 class RTSInterpreter:
-    """RTS maps (native ``rts.map_size``: 14x14 for 28 px, 56x56 for 224 px), differentiable."""
+    """RTS maps (native ``rts.map_size``: 14x14 for 28 px, 56x56 for 224 px), differentiable.
+
+    ``freeze=False`` leaves the network's mode and parameters alone, for a net still in training
+    (AID attacks the current RTSA while its decoder learns)."""
 
     name = "rts"
 
-    def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0):
+    def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0,
+                 freeze: bool = True):
         self.model = model          # the black box RTS explains (not used to compute the map)
-        self.rts = rts.eval()
-        for p in self.rts.parameters():
-            p.requires_grad_(False)
+        self.rts = rts
+        if freeze:
+            rts.eval()
+            for p in rts.parameters():
+                p.requires_grad_(False)
         self.confidence = float(confidence)
         self.map_size = rts.map_size
 
