@@ -26,6 +26,7 @@ class LinkCollector(HTMLParser):
         super().__init__()
         self.links: list[str] = []
         self.images: list[str] = []
+        self.assets: list[str] = []  # scripts and stylesheets the page loads
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -33,6 +34,10 @@ class LinkCollector(HTMLParser):
             self.links.append(a["href"])
         if tag == "img" and a.get("src"):
             self.images.append(a["src"])
+        if tag == "script" and a.get("src"):
+            self.assets.append(a["src"])
+        if tag == "link" and a.get("rel") in ("stylesheet", "preload") and a.get("href"):
+            self.assets.append(a["href"])
 
 
 def local_target(page: Path, ref: str) -> Path | None:
@@ -71,8 +76,23 @@ def test_every_page_has_working_links_and_images(built_book):
 
 
 @pytest.mark.browser
+def test_no_page_needs_a_cdn(built_book):
+    """The book must read well offline: every script and stylesheet comes with the site."""
+    remote = []
+    for page in sorted(built_book.rglob("*.html")):
+        if "_static" in page.parts:
+            continue
+        parser = LinkCollector()
+        parser.feed(page.read_text(errors="replace"))
+        remote += [f"{page.relative_to(built_book)} -> {ref}" for ref in parser.assets
+                   if urlparse(ref).scheme in ("http", "https") or ref.startswith("//")]
+    assert not remote, "pages load assets from the network:\n" + "\n".join(remote)
+
+
+@pytest.mark.browser
 def test_chapters_have_executed_outputs(built_book):
-    for stem in ("01_target_models", "02_interpreters", "03_adv2"):
+    for stem in ("01_target_models", "02_interpreters", "03_adv2", "04_aid_defense",
+                 "05_noise_sensitivity", "06_table10"):
         html = (built_book / "book" / "notebooks" / f"{stem}.html").read_text()
         assert "<img" in html, f"{stem} shows no figure"
         assert "cell_output" in html, f"{stem} has no executed output"
@@ -92,6 +112,9 @@ def test_pages_load_in_headless_chromium(built_book, tmp_path):
                                "--dump-dom", page.as_uri()], capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0 and "</html>" in proc.stdout, f"{page} did not load"
+        if page == pages["chapter3"]:
+            # formulas typeset by the bundled MathJax, not left as TeX source
+            assert "<mjx-container" in proc.stdout, "MathJax did not typeset chapter 3 offline"
     for name, page in pages.items():
         png = shots / f"{name}.png"
         subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",

@@ -57,3 +57,56 @@ def test_parameters_cell_is_documented_and_parseable(notebook):
     assert {"profile", "device", "seed", "results_dir"} <= set(declared)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         "source notebooks are committed without outputs"
+
+
+def test_progress_bars_are_quiet_under_the_runner(monkeypatch):
+    from adv2 import progress
+
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    assert not progress.progress_bar(total=3).disable
+    assert progress.progress_bar(total=3, enabled=False).disable
+    monkeypatch.setenv(progress.QUIET_ENV, "1")
+    assert progress.progress_bar(total=3).disable
+    monkeypatch.setenv(progress.QUIET_ENV, "0")
+    assert not progress.progress_bar(total=3).disable
+
+
+def _executed(path, profile, seconds, adv2_meta):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"profile": profile}, "duration": seconds,
+                                "end_time": "2026-11-23T10:00:00"}
+    if adv2_meta is not None:
+        nb.metadata["adv2"] = adv2_meta
+    nbformat.write(nb, path)
+
+
+def test_run_box_names_profile_times_training_and_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "BOOK_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(runner, "RUN_INFO", tmp_path / "_run_info.md")
+    _executed(tmp_path / "01_a.ipynb", "quick", 120.0, {"models_trained": 2, "other_jobs_cores": 0.05})
+    _executed(tmp_path / "02_b.ipynb", "smoke", 60.0, {"models_trained": 0, "other_jobs_cores": 0.1})
+    text = runner.write_run_info().read_text()
+    assert "| 01_a | `quick` | 2.0 min | 2 |" in text
+    assert "| 02_b | `smoke` | 1.0 min | 0 |" in text and "**3.0 min**" in text
+    assert "02_b show the `smoke` profile" in text
+    assert "otherwise idle" in text
+    _executed(tmp_path / "02_b.ipynb", "quick", 60.0, {"models_trained": 0, "other_jobs_cores": 1.5})
+    text = runner.write_run_info().read_text()
+    assert "shared the machine" in text and "1.5" in text and "smoke" not in text
+
+
+def test_busy_cpu_counts_other_processes():
+    if runner._busy_cpu_seconds() is None:
+        pytest.skip("no /proc/stat")
+    busy, own = runner._busy_cpu_seconds(), runner._own_cpu_seconds()
+    spin = "import time\nwhile time.process_time() < 1: pass"  # 1 s of CPU, however busy the machine
+    assert subprocess.run([sys.executable, "-c", spin]).returncode == 0
+    # the busy child is this process's child: it counts as ours, not as another job's
+    assert runner._own_cpu_seconds() - own >= 0.9
+    assert runner._busy_cpu_seconds() - busy >= 0.9
+
+
+def test_text_parameter_keeps_yaml_words_as_text():
+    nb = runner.select_notebooks(["05"])[0]
+    params = runner.notebook_parameters(nb, "smoke", runner.parse_overrides([["map_class", "true"]]), None)
+    assert params["map_class"] == "true"

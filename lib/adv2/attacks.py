@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .metrics import target_confidence
+from .progress import progress_bar
 
 MapFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 InterpLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -272,12 +273,6 @@ def _prediction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> t
     return F.cross_entropy(logits, target, reduction="sum")
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
-
-
 def _chunks(n: int, size: int | None) -> list[slice]:
     size = n if not size or size <= 0 else size
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
@@ -323,7 +318,8 @@ def pgd_snapshots(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps
         raise ValueError(f"steps must be non-negative step counts, got {steps!r}")
     device = _device_of(model, x)
     out: dict[int, list[torch.Tensor]] = {s: [] for s in wanted}
-    bar = _progress(wanted[-1] * len(_chunks(len(x), batch_size)), desc, progress)
+    bar = progress_bar(total=wanted[-1] * len(_chunks(len(x), batch_size)), desc=desc,
+                       enabled=progress)
     for sl in _chunks(len(x), batch_size):
         x0 = x[sl].to(device)
         start = x0 if x_start is None else x_start[sl].to(device)
@@ -513,7 +509,7 @@ def adv2_attack(model: nn.Module, interpreter: Any, x: torch.Tensor, y: torch.Te
     parts = []
     chunks = _chunks(len(x), batch_size or cfg.batch_size)
     total = len(chunks) * (cfg.stage2_steps + (0 if x_stage1 is not None else cfg.stage1_steps))
-    bar = _progress(total, desc or f"adv2 {name}", progress)
+    bar = progress_bar(total=total, desc=desc or f"adv2 {name}", enabled=progress)
     for sl in chunks:
         parts.append(runner(model, interpreter, x[sl].to(device), target[sl].to(device),
                             benign_maps[sl].to(device), cfg, interp_loss=interp_loss,

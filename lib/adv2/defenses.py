@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 
 from .interpreters.rts import RTSInterpreter, RTSNet, rts_loss, sample_selector_classes
+from .progress import progress_bar
 
 # Bump when the AID procedure changes (invalidates cached RTSA artifacts).
 AID_RECIPE_VERSION = 1
@@ -189,8 +190,6 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
     ``probe_drift``; ``seconds``, ``seconds_attack``, ``seconds_per_iteration``,
     ``warm_start_seconds`` and ``images_attacked``. The returned net is frozen, in eval mode.
     """
-    from tqdm.auto import tqdm
-
     from .attacks import RTSConfig, adv2_attack, pgd
 
     cfg = config or AIDConfig()
@@ -248,7 +247,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             m = rtsa(x_probe.to(device), y_probe.to(device), cfg.confidence).mask
         return float(l1_maps(m, probe_ref).mean())
 
-    bar = tqdm(range(cfg.iterations), desc="train rtsa (AID)", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.iterations), desc="train rtsa (AID)", enabled=progress)
     pool_order, pool_pos = torch.randperm(len(pool), generator=gen), 0
     for it in bar:
         # 1. regular RTS loss on a fresh training batch

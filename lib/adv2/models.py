@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .artifacts import Artifact, load_or_compute
 from .config import ARCHS, ParameterError, seed_everything, validate
+from .progress import progress_bar
 
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
@@ -194,8 +195,6 @@ def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: tor
     ``epochs`` may be fractional (the smoke profile trains on part of one epoch). Returns the
     curves and final accuracy; the model is left trained, in eval mode, on ``device``.
     """
-    from tqdm.auto import tqdm
-
     gen = seed_everything(seed)
     model.to(device).train()
     n = len(x_train)
@@ -208,7 +207,7 @@ def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: tor
     started = time.time()
     order = torch.randperm(n, generator=gen)
     pos, running = 0, []
-    bar = tqdm(range(total_steps), desc=f"train {model.name}", disable=not progress, leave=False)
+    bar = progress_bar(range(total_steps), desc=f"train {model.name}", enabled=progress)
     for step in bar:
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=gen), 0

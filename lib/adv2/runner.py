@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Sequence
 import yaml
 
 from .config import PROFILES, REPO_ROOT, ParameterError, load_profile, validate
+from .progress import QUIET_ENV
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
@@ -77,6 +79,10 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
         # `-p arch densenet` is shorthand for `-p archs [densenet]` in notebooks that loop over archs
         validate({"arch": overrides["arch"]})
         overrides["archs"] = [overrides.pop("arch")]
+    for name, value in overrides.items():
+        # YAML reads `-p map_class true` as a boolean: a text parameter gets the text back
+        if declared.get(name, {}).get("inferred_type_name") == "str" and isinstance(value, (bool, int, float)):
+            overrides[name] = str(value).lower() if isinstance(value, bool) else str(value)
     unknown = [k for k in overrides if k not in declared]
     if unknown:
         raise ParameterError(f"notebook {notebook.stem} has no parameter "
@@ -98,6 +104,9 @@ def run_notebook(notebook: Path, params: dict[str, Any], output_dir: Path,
     output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / notebook.name
     started = time.time()
+    # the kernel inherits this: no progress widgets in the executed copies the book renders
+    previous = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1"
     try:
         papermill.execute_notebook(str(notebook), str(out), parameters=params, cwd=str(REPO_ROOT),
                                    progress_bar=progress, kernel_name="python3",
@@ -106,6 +115,11 @@ def run_notebook(notebook: Path, params: dict[str, Any], output_dir: Path,
         raise RunError(f"notebook {notebook.stem} failed in cell {err.cell_index} "
                        f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
                        f"executed copy with the traceback: {out}") from None
+    finally:
+        if previous is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = previous
     return time.time() - started
 
 
@@ -135,12 +149,53 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
     for nb, params in plan:
         print(f"[adv2] {nb.stem}: profile {profile}, "
               + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())), flush=True)
+        cached_before = count_cached_artifacts(params.get("artifacts_dir"))
+        busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
         timings[nb.stem] = round(run_notebook(nb, params, out_dir, progress), 1)
+        others = None  # cores' worth of CPU that other jobs used meanwhile: they slow the chapter
+        if busy_before is not None:
+            others = max(0.0, (_busy_cpu_seconds() - busy_before)
+                         - (_own_cpu_seconds() - own_before)) / max(timings[nb.stem], 1e-9)
+        _record_run_facts(out_dir / nb.name, cached_before,
+                          count_cached_artifacts(params.get("artifacts_dir")), others)
         print(f"[adv2] {nb.stem}: done in {timings[nb.stem]:.0f} s", flush=True)
         _record_timings(profile, timings, results_dir)
     if out_dir.resolve() == BOOK_NOTEBOOKS_DIR.resolve():
         write_run_info(profile, results_dir)
     return timings
+
+
+def count_cached_artifacts(root: str | None) -> int:
+    """Trained models (classifiers, RTS, RTSA) in the cache: the run box says which chapter trained
+    what, since a chapter's wall time depends on whether its models were already cached."""
+    from .artifacts import artifact_root
+
+    return sum(1 for _ in artifact_root(root).glob("*/*/metrics.json"))
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (Linux), None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """This process and its finished children (the notebook's kernel)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _record_run_facts(executed: Path, before: int, after: int, others: float | None) -> None:
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["adv2"] = {"models_trained": after - before, "models_cached_at_start": before,
+                           "other_jobs_cores": None if others is None else round(others, 2)}
+    nbformat.write(nb, executed)
 
 
 def _record_timings(profile: str, timings: dict[str, float], results_dir: str | None) -> None:
@@ -165,15 +220,17 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
     themselves (papermill records their parameters and duration): profile, hardware, date and
     wall time of every chapter. ``profile``/``results_dir`` are accepted for the caller's
     convenience; the notebooks are the source of truth."""
-    import os
 
     import nbformat
 
     from .results import environment
 
-    rows, profiles, devices, smoke_stems, total = [], set(), set(), [], 0.0
+    rows, profiles, devices, smoke_stems, loads, total = [], set(), set(), [], [], 0.0
     for nb_path in sorted(BOOK_NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
-        meta = nbformat.read(nb_path, as_version=4).metadata.get("papermill", {})
+        metadata = nbformat.read(nb_path, as_version=4).metadata
+        meta = metadata.get("papermill", {})
+        trained = metadata.get("adv2", {}).get("models_trained", "?")
+        loads.append(metadata.get("adv2", {}).get("other_jobs_cores"))
         prof = meta.get("parameters", {}).get("profile", "?")
         seconds = float(meta.get("duration") or 0.0)
         date = (meta.get("end_time") or "")[:10]
@@ -184,7 +241,7 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
         result = REPO_ROOT / "results" / f"{nb_path.stem}.json"
         if result.is_file():
             devices.add(json.loads(result.read_text())["environment"]["device"])
-        rows.append(f"| {nb_path.stem} | `{prof}` | {seconds / 60:.1f} min | {date} |")
+        rows.append(f"| {nb_path.stem} | `{prof}` | {seconds / 60:.1f} min | {trained} | {date} |")
     env = environment()
     devices = devices or {env["device"]}
     hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
@@ -193,8 +250,17 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
               "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
               "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
               "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
-              "the smaller budgets matter. Wall times were measured on a machine shared with other "
-              "jobs, so they overstate what 2 free cores need.")
+              "the smaller budgets matter.")
+    busiest = max((x for x in loads if x is not None), default=None)
+    if busiest is None:
+        caveat += ("\n\nWhether other jobs shared the machine during the run was not recorded; "
+                   "if they did, the wall times overstate what free cores need.")
+    elif busiest > 0.25:
+        caveat += (f"\n\nOther jobs shared the machine during some chapters (up to {busiest:.1f} "
+                   "cores' worth of CPU), so their wall times overstate what free cores need.")
+    else:
+        caveat += ("\n\nThe machine was otherwise idle during the run (other jobs used at most "
+                   f"{busiest:.2f} cores' worth of CPU).")
     if smoke_stems:
         caveat += ("\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
                    "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
@@ -203,8 +269,11 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
     text = (f"```{{admonition}} The run this book shows\n"
             f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
             f"Python {env['python']}.\n\n"
-            f"| notebook | profile | wall time | date |\n|---|---|---|---|\n" + "\n".join(rows)
-            + f"\n| **total** | | **{total / 60:.1f} min** | |{caveat}\n```\n")
+            f"| notebook | profile | wall time | models trained | date |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + f"\n| **total** | | **{total / 60:.1f} min** | | |\n\n"
+            "*Models trained* counts the classifiers, RTS and RTSA networks a chapter trained; the "
+            "others came from the cache (`artifacts/`) that earlier chapters filled, so a chapter "
+            f"re-run on its own with a warm cache is faster.{caveat}\n```\n")
     RUN_INFO.write_text(text)
     return RUN_INFO
 

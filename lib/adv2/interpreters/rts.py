@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import as_target, gaussian_blur
+from ..progress import progress_bar
 
 # Bump when the RTS architecture or training recipe changes (invalidates cached RTS artifacts).
 RTS_RECIPE_VERSION = 1
@@ -342,8 +343,6 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
     metrics: curves (``phase1_step/loss/accuracy``, ``phase2_step/total/destroyer/preserver/
     area/smooth``), ``seconds`` and the final exists-accuracy of the selector.
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(device)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -361,8 +360,8 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
     m: dict[str, Any] = {k_: [] for k_ in ("phase1_step", "phase1_loss", "phase1_accuracy",
                                            "phase2_step", "phase2_total", "phase2_destroyer",
                                            "phase2_preserver", "phase2_area", "phase2_smooth")}
-    bar = tqdm(total=phase1_iterations + phase2_iterations, desc="train rts",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=phase1_iterations + phase2_iterations, desc="train rts",
+                       enabled=progress)
 
     # phase 1: the class selector alone learns whether a class is present
     rts.train()
