@@ -41,7 +41,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .interpreters.rts import RTSInterpreter, RTSNet, rts_loss, sample_selector_classes
+from .interpreters.rts import (RTSInterpreter, RTSNet, frozen_rts_from_state, rts_loss,
+                                sample_selector_classes)
 from .progress import progress_bar
 
 # Bump when the AID procedure changes (invalidates cached RTSA artifacts).
@@ -359,14 +360,8 @@ def trained_rtsa(model: nn.Module, rts: RTSNet, rts_artifact: Any, data: Any,
         return state, metrics
 
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir)
-    net = RTSNet(model, map_size=rts.map_size, width=rts.width)
-    missing, unexpected = net.load_state_dict(art.state, strict=False)
-    bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
-    if bad:
-        raise RuntimeError(f"cached RTSA at {art.path} does not fit this classifier: {bad[:5]}")
-    net = net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = frozen_rts_from_state(model, art.state, map_size=rts.map_size, width=rts.width,
+                                device=device, source=f"cached RTSA at {art.path}")
     return net, art
 
 

@@ -175,29 +175,42 @@ def panel_rows(cells: Sequence[Sequence[tuple]], col_titles: Sequence[str],
     return fig
 
 
-def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "", ax=None):
-    """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper)."""
+def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, title: str,
+                  ticklabels: list[str] | None = None, colors: dict | None = None,
+                  labels: dict | None = None) -> None:
+    """One bar per (group, series) on ``ax``; ``value(group, series)`` gives ``(height, error)``
+    with ``None`` for a missing value or no error bar."""
     import numpy as np
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.8, 2.8))
-    else:
-        fig = ax.figure
-    names = list(groups)
-    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    def num(v):
+        return float("nan") if v is None else float(v)
+
     width = 0.8 / max(len(series), 1)
     pos = np.arange(len(names))
     for i, s in enumerate(series):
-        vals = [groups[g].get(s, float("nan")) for g in names]
-        vals = [float("nan") if v is None else v for v in vals]
-        ax.bar(pos + (i - (len(series) - 1) / 2) * width, vals, width, label=s)
+        pairs = [value(g, s) for g in names]
+        errors = [e for _, e in pairs]
+        ax.bar(pos + (i - (len(series) - 1) / 2) * width, [num(h) for h, _ in pairs], width,
+               label=(labels or {}).get(s, s), color=(colors or {}).get(s),
+               **({} if all(e is None for e in errors) else
+                  {"yerr": [num(e) for e in errors], "capsize": 2, "error_kw": {"elinewidth": 0.8}}))
     ax.set_xticks(pos)
-    ax.set_xticklabels(names, fontsize=8)
+    ax.set_xticklabels(ticklabels or names, fontsize=8)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.legend(frameon=False, fontsize=7)
     ax.grid(alpha=0.3, axis="y")
+
+
+def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "", ax=None):
+    """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 2.8))
+    else:
+        fig = ax.figure
+    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    _grouped_bars(ax, list(groups), series, lambda g, s: (groups[g].get(s), None), ylabel, title)
     return fig
 
 
@@ -213,33 +226,20 @@ def attack_distance_bars(stats: dict[str, dict[str, dict]], metric: str = "l1", 
     ``stats[interpreter][attack]`` is an :func:`adv2.metrics.summarize` dict (attack ``pgd`` or
     ``adv2``). Lower is better for the attacker: the map stays closer to the benign one.
     """
-    import numpy as np
-
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.2, 2.8))
     else:
         fig = ax.figure
     names = list(stats)
     attacks = list(dict.fromkeys(a for s in stats.values() for a in s))
-    width = 0.8 / max(len(attacks), 1)
-    pos = np.arange(len(names))
 
-    def val(v):
-        return float("nan") if v is None else float(v)
+    def value(name, att):
+        s = stats[name].get(att, {})
+        return s.get(f"{metric}_mean"), s.get(f"{metric}_std")
 
-    for i, att in enumerate(attacks):
-        means = [val(stats[n].get(att, {}).get(f"{metric}_mean")) for n in names]
-        stds = [val(stats[n].get(att, {}).get(f"{metric}_std")) for n in names]
-        ax.bar(pos + (i - (len(attacks) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               color=ATTACK_COLORS.get(att), label=ATTACK_LABELS.get(att, att),
-               error_kw={"elinewidth": 0.8})
-    ax.set_xticks(pos)
-    ax.set_xticklabels([n.upper() if len(n) <= 4 else n for n in names], fontsize=8)
-    ax.set_ylabel(f"{metric.upper()} distance to benign map")
-    if title:
-        ax.set_title(title)
-    ax.legend(frameon=False, fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
+    _grouped_bars(ax, names, attacks, value, f"{metric.upper()} distance to benign map", title,
+                  ticklabels=[n.upper() if len(n) <= 4 else n for n in names],
+                  colors=ATTACK_COLORS, labels=ATTACK_LABELS)
     return fig
 
 

@@ -225,12 +225,12 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
 
     from .results import environment
 
-    rows, profiles, devices, smoke_stems, loads, total = [], set(), set(), [], [], 0.0
+    rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
     for nb_path in sorted(BOOK_NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         metadata = nbformat.read(nb_path, as_version=4).metadata
         meta = metadata.get("papermill", {})
         trained = metadata.get("adv2", {}).get("models_trained", "?")
-        loads.append(metadata.get("adv2", {}).get("other_jobs_cores"))
+        others.append(metadata.get("adv2", {}).get("other_jobs_cores"))
         prof = meta.get("parameters", {}).get("profile", "?")
         seconds = float(meta.get("duration") or 0.0)
         date = (meta.get("end_time") or "")[:10]
@@ -251,7 +251,7 @@ def write_run_info(profile: str | None = None, results_dir: str | None = None) -
               "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
               "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
               "the smaller budgets matter.")
-    busiest = max((x for x in loads if x is not None), default=None)
+    busiest = max((x for x in others if x is not None), default=None)
     if busiest is None:
         caveat += ("\n\nWhether other jobs shared the machine during the run was not recorded; "
                    "if they did, the wall times overstate what free cores need.")

@@ -482,15 +482,24 @@ def trained_rts(model: nn.Module, data: Any, *, phase1_iterations: int, phase2_i
         return state, metrics
 
     art = load_or_compute("rts", params, compute, root=artifacts_dir)
+    net = frozen_rts_from_state(model, art.state, map_size=map_size, width=width, device=device,
+                                source=f"cached RTS at {art.path}")
+    return net, art
+
+
+def frozen_rts_from_state(model: nn.Module, state: dict[str, torch.Tensor], *, map_size: int,
+                          width: int, device: torch.device | str, source: str) -> RTSNet:
+    """An RTS (or RTSA) for ``model`` from a cached state, frozen and in eval mode. The encoder is
+    the classifier's own copy, so a state may leave it out; any other mismatch is an error."""
     net = RTSNet(model, map_size=map_size, width=width)
-    missing, unexpected = net.load_state_dict(art.state, strict=False)
+    missing, unexpected = net.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
     if bad:
-        raise RuntimeError(f"cached RTS at {art.path} does not fit this classifier: {bad[:5]}")
+        raise RuntimeError(f"{source} does not fit this classifier: {bad[:5]}")
     net = net.to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, art
+    return net
 
 
 # ----------------------------------------------------------------------------- sanity check
