@@ -1,9 +1,17 @@
+import errno
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from adv2 import artifacts
+
+LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
 
 
 def compute_factory(calls):
@@ -39,8 +47,8 @@ def test_interrupted_compute_leaves_nothing_trusted(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         artifacts.load_or_compute("thing", {"lr": 3}, killed, root=tmp_path)
-    kind_dir = tmp_path / "thing"
-    assert not kind_dir.exists() or not any(kind_dir.iterdir())
+    kind_dir = tmp_path / "thing"  # only the key's lock file may remain
+    assert not kind_dir.exists() or all(p.name.endswith(".lock") for p in kind_dir.iterdir())
     calls = []
     d = artifacts.load_or_compute("thing", {"lr": 3}, compute_factory(calls), root=tmp_path)
     assert len(calls) == 1 and not d.from_cache
@@ -52,5 +60,242 @@ def test_partial_folder_is_not_trusted(tmp_path):
     folder.mkdir(parents=True)
     torch.save({"w": torch.zeros(1)}, folder / artifacts.WEIGHTS)
     calls = []
-    e = artifacts.load_or_compute("thing", {"lr": 4}, compute_factory(calls), root=tmp_path)
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="params.json is missing"):
+        e = artifacts.load_or_compute("thing", {"lr": 4}, compute_factory(calls), root=tmp_path)
     assert len(calls) == 1 and torch.equal(e.state["w"], torch.arange(3.0))
+
+
+# ----------------------------------------------------------------------------- verified entries
+def entry(tmp_path, params):
+    return tmp_path / "thing" / artifacts.artifact_key(params)
+
+
+def cached(tmp_path, params, calls=None, **kw):
+    calls = [] if calls is None else calls
+    return artifacts.load_or_compute("thing", params, compute_factory(calls), root=tmp_path, **kw)
+
+
+def quarantined(tmp_path):
+    q = tmp_path / artifacts.QUARANTINE
+    return sorted(q.iterdir()) if q.exists() else []
+
+
+def test_entry_records_weights_checksum(tmp_path):
+    a = cached(tmp_path, {"lr": 5})
+    manifest = json.loads((a.path / artifacts.MANIFEST).read_text())
+    assert manifest["weights_sha256"] == artifacts.file_sha256(a.path / artifacts.WEIGHTS)
+    assert (a.path.stat().st_mode & 0o777) == 0o755  # not mkdtemp's 0700
+
+
+def _random_tensors(path):
+    # issue 11 item 1: a valid file with other numbers used to be trusted
+    torch.save({"w": torch.randn(3)}, path)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:20])
+
+
+def _garbage(path):
+    path.write_bytes(b"\x80\x02]q\x00" + bytes(range(50)))  # torch.load: IndexError / Unpickling
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _delete(path):
+    path.unlink()
+
+
+@pytest.mark.parametrize("damage, reason", [(_random_tensors, "sha256"), (_truncate, "sha256"),
+                                            (_garbage, "sha256"), (_empty, "sha256"),
+                                            (_delete, "missing")])
+def test_damaged_weights_are_quarantined_and_recomputed(tmp_path, damage, reason):
+    params = {"lr": 6}
+    folder = cached(tmp_path, params).path
+    damage(folder / artifacts.WEIGHTS)
+    calls = []
+    with pytest.warns(artifacts.DamagedArtifactWarning, match=reason) as record:
+        again = cached(tmp_path, params, calls)
+    assert len(calls) == 1 and not again.from_cache
+    assert torch.equal(again.state["w"], torch.arange(3.0))
+    (moved,) = quarantined(tmp_path)
+    assert moved.name.startswith(f"thing-{folder.name}-")
+    message = str(record[0].message)
+    assert str(folder) in message and str(moved) in message  # names the bad folder and where it went
+    assert cached(tmp_path, params, calls).from_cache and len(calls) == 1  # rebuilt entry is good
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage, _random_tensors])
+def test_legacy_entry_without_checksum_damaged_is_caught_by_load_or_check(tmp_path, damage):
+    """Without a manifest, unreadable weights are still caught by torch.load, other numbers of
+    another shape by ``check``."""
+    params = {"lr": 7}
+    folder = cached(tmp_path, params).path
+    (folder / artifacts.MANIFEST).unlink()
+    damage(folder / artifacts.WEIGHTS)
+
+    def check(state):
+        if state["w"].shape != (3,) or not torch.equal(state["w"], torch.arange(3.0)):
+            raise ValueError("not the trained weights")
+
+    calls = []
+    with pytest.warns(artifacts.DamagedArtifactWarning):
+        again = cached(tmp_path, params, calls, check=check)
+    assert len(calls) == 1 and len(quarantined(tmp_path)) == 1
+
+
+def test_legacy_entry_is_kept_and_gets_a_checksum(tmp_path):
+    """Entries cached before checksums existed stay usable; the checksum is added on first load."""
+    params = {"lr": 8}
+    folder = cached(tmp_path, params).path
+    (folder / artifacts.MANIFEST).unlink()
+    calls = []
+    b = cached(tmp_path, params, calls)
+    assert b.from_cache and not calls
+    manifest = json.loads((folder / artifacts.MANIFEST).read_text())
+    assert manifest["weights_sha256"] == artifacts.file_sha256(folder / artifacts.WEIGHTS)
+    _random_tensors(folder / artifacts.WEIGHTS)  # from now on a change is caught
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="sha256"):
+        assert not cached(tmp_path, params, calls).from_cache
+
+
+def test_weights_of_another_architecture_fail_the_check(tmp_path):
+    """``check`` loads the state into the architecture; a mismatch quarantines the entry."""
+    params = {"arch": "a"}
+    other = torch.nn.Linear(4, 2).state_dict()
+    artifacts.load_or_compute("thing", params, lambda: (other, {}), root=tmp_path)
+    want = torch.nn.Linear(3, 2)
+
+    def compute():
+        return want.state_dict(), {}
+
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="size mismatch"):
+        a = artifacts.load_or_compute("thing", params, compute, root=tmp_path,
+                                      check=torch.nn.Linear(3, 2).load_state_dict)
+    assert not a.from_cache and a.state["weight"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("name, text", [("metrics.json", "{not json"), ("params.json", "[1, 2"),
+                                        ("metrics.json", "[1, 2]"), ("manifest.json", "\x00\x01"),
+                                        ("params.json", '{"lr": 99}')])
+def test_bad_json_is_quarantined(tmp_path, name, text):
+    params = {"lr": 9}
+    folder = cached(tmp_path, params).path
+    (folder / name).write_text(text)
+    calls = []
+    with pytest.warns(artifacts.DamagedArtifactWarning, match=name):
+        again = cached(tmp_path, params, calls)
+    assert len(calls) == 1 and again.metrics == {"accuracy": 0.5}
+    assert (quarantined(tmp_path)[0] / name).read_text() == text  # kept for inspection
+
+
+def test_force_replaces_an_entry(tmp_path):
+    calls = []
+    cached(tmp_path, {"lr": 10}, calls)
+    b = cached(tmp_path, {"lr": 10}, calls, force=True)
+    assert len(calls) == 2 and not b.from_cache and cached(tmp_path, {"lr": 10}, calls).from_cache
+    assert not quarantined(tmp_path)
+    assert [p.name for p in (tmp_path / "thing").iterdir() if not p.name.endswith(".lock")] == \
+        [b.path.name]
+
+
+def test_leftover_temporary_folders_of_a_killed_run_are_cleared(tmp_path):
+    key = artifacts.artifact_key({"lr": 11})
+    (tmp_path / "thing" / f".tmp-{key}-abc").mkdir(parents=True)
+    cached(tmp_path, {"lr": 11})
+    assert not list((tmp_path / "thing").glob(".tmp-*"))
+
+
+# ----------------------------------------------------------------------------- concurrency
+WORKER = r"""
+import json, os, sys, time
+import torch
+from adv2 import artifacts
+
+root, counter = sys.argv[1], sys.argv[2]
+
+def compute():
+    with open(counter, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(1.5)  # long enough that every other process asks while this one computes
+    return {"w": torch.arange(5.0) * 7}, {"pid": os.getpid()}
+
+a = artifacts.load_or_compute("shared", {"n": 1}, compute, root=root)
+print(json.dumps({"w": a.state["w"].tolist(), "pid": a.metrics["pid"], "cache": a.from_cache}))
+"""
+
+
+def test_four_processes_one_new_key_compute_once(tmp_path):
+    """Issue 11 item 3: several runs on one new key used to crash (Directory not empty)."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    counter = tmp_path / "computed.txt"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LIB)] + sys.path), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(counter)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert len(counter.read_text().split()) == 1          # computed once
+    assert all(g["w"] == [0.0, 7.0, 14.0, 21.0, 28.0] for g in got)
+    assert len({g["pid"] for g in got}) == 1              # everyone has the one computation
+    assert sum(not g["cache"] for g in got) == 1
+
+
+# ----------------------------------------------------------------------------- disk full
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . "
+                                                "unexpected pos 576 vs 534")])
+def test_disk_full_while_saving_is_reported_and_leaves_nothing(tmp_path, monkeypatch, error):
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(artifacts.torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(OSError, match="no space left under .*thing while writing") as err:
+        cached(tmp_path, {"lr": 12})
+    assert err.value.errno == errno.ENOSPC
+    assert not [p for p in (tmp_path / "thing").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_other_save_errors_are_not_called_disk_full(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(artifacts.torch, "save", broken)  # plenty of free space under tmp_path
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**40, 0, 2**40))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        cached(tmp_path, {"lr": 13})
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount rights; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
+
+
+def test_real_full_disk(small_disk):
+    def big():
+        return {"w": torch.zeros(2_000_000)}, {}  # 8 MB on a 1 MiB disk
+
+    with pytest.raises(OSError, match=f"no space left under {small_disk}"):
+        artifacts.load_or_compute("thing", {"big": 1}, big, root=small_disk)
+    assert not [p for p in (small_disk / "thing").iterdir() if not p.name.endswith(".lock")]
+    small = artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]), root=small_disk)
+    assert artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]),
+                                     root=small_disk).from_cache and small.path.is_dir()

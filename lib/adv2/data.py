@@ -13,8 +13,11 @@ Images are float tensors in [0,1], shape (N, C, H, W); labels are int64.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +38,10 @@ class DatasetUnavailable(FileNotFoundError):
     """A dataset could not be found; the message says where we looked and how to fix it."""
 
 
+class DatasetDamaged(DatasetUnavailable):
+    """A dataset file exists but cannot be read or has the wrong content; the message names it."""
+
+
 @dataclass
 class Dataset:
     name: str
@@ -45,27 +52,65 @@ class Dataset:
     y_test: torch.Tensor
     source: str = ""
     extra: dict = field(default_factory=dict)
+    # content hash of the files actually read ("" when unknown): cache keys of models trained on
+    # this data include it, so a changed copy of the data never reuses a stale model
+    fingerprint: str = ""
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
+class _Fingerprint:
+    """sha256 over (name, content) pairs, in the order they are added."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def add(self, name: str, blob: bytes) -> None:
+        self._h.update(f"{name}\0{len(blob)}\0".encode())
+        self._h.update(hashlib.sha256(blob).digest())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------- IDX / Fashion-MNIST
+def _read_idx_bytes(path: Path) -> bytes:
+    """The IDX bytes of ``path``, gunzipped if it ends in ``.gz``; errors name the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DatasetUnavailable(f"cannot read {path}: {err}") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as err:  # truncated / not gzip (BadGzipFile is OSError)
+        raise DatasetDamaged(f"{path} is not a readable gzip file ({type(err).__name__}: {err}); "
+                             "replace it with a good copy") from None
+
+
+def parse_idx(blob: bytes, path: Path | str = "<bytes>") -> np.ndarray:
+    """IDX bytes (unsigned-byte type) to a NumPy array; errors name ``path``."""
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 8:
+        raise DatasetDamaged(f"{path} is not an unsigned-byte IDX file (bad magic number "
+                             f"{blob[:4].hex() or 'empty'})")
+    ndim = blob[3]
+    if len(blob) < 4 + 4 * ndim:
+        raise DatasetDamaged(f"{path} is truncated inside its IDX header")
+    shape = struct.unpack(">" + "I" * ndim, blob[4:4 + 4 * ndim])
+    body = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DatasetDamaged(f"{path} is truncated: its header promises shape {tuple(shape)} = "
+                             f"{int(np.prod(shape))} values, the file holds {body.size}")
+    return body.reshape(shape)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a NumPy array."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = data[3]
-    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DatasetUnavailable(f"{path} is truncated: expected {int(np.prod(shape))} values, "
-                                 f"found {body.size}")
-    return body.reshape(shape)
+    path = Path(path)
+    return parse_idx(_read_idx_bytes(path), path)
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -106,30 +151,71 @@ def _download_fashion_mnist() -> Path | None:
         return None
 
 
+def _missing_idx(folder: Path) -> list[str]:
+    return [f"{s}[.gz]" for pair in IDX_FILES.values() for s in pair if _find_idx(folder, s) is None]
+
+
+def _explicit_folder(data_dir: str | None) -> tuple[Path, str] | None:
+    """The folder the reader chose (``data_dir``, else ``$FASHION_MNIST_DIR``) and how, if any."""
+    if data_dir:
+        return Path(data_dir), "data_dir"
+    if os.environ.get("FASHION_MNIST_DIR"):
+        return Path(os.environ["FASHION_MNIST_DIR"]), "FASHION_MNIST_DIR"
+    return None
+
+
 def load_fashion_mnist(data_dir: str | None = None, allow_download: bool = True) -> Dataset:
-    """Fashion-MNIST, 60k train / 10k test, 28x28 grey, 10 classes, values in [0,1]."""
-    searched = fashion_mnist_candidates(data_dir)
-    folder = next((f for f in searched
-                   if all(_find_idx(f, s) for pair in IDX_FILES.values() for s in pair)), None)
-    if folder is None and allow_download:
-        folder = _download_fashion_mnist()
-    if folder is None:
-        raise DatasetUnavailable(
-            "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) were not found in: "
-            + ", ".join(str(f) for f in searched)
-            + ". Install them with `apt-get install dataset-fashion-mnist`, or put the four files "
-              "in a folder and pass data_dir=... or set FASHION_MNIST_DIR.")
+    """Fashion-MNIST, 60k train / 10k test, 28x28 grey, 10 classes, values in [0,1].
+
+    A folder the reader names (``data_dir`` or ``$FASHION_MNIST_DIR``) must hold all four files:
+    it is never silently replaced by the system copy. ``fingerprint`` hashes the IDX content read.
+    """
+    chosen = _explicit_folder(data_dir)
+    if chosen is not None:
+        folder, how = chosen
+        missing = _missing_idx(folder)
+        if missing:
+            state = "does not exist" if not folder.is_dir() else "lacks " + ", ".join(missing)
+            raise DatasetUnavailable(
+                f"Fashion-MNIST folder {folder} (from {how}) {state}. It needs the four IDX "
+                f"files {', '.join(s for p in IDX_FILES.values() for s in p)} (each may be .gz); "
+                f"fix the folder, or unset {how} to use {DEBIAN_FASHION_MNIST}.")
+        searched = [folder]
+    else:
+        searched = [DEBIAN_FASHION_MNIST]
+        folder = DEBIAN_FASHION_MNIST if not _missing_idx(DEBIAN_FASHION_MNIST) else None
+        if folder is None and allow_download:
+            folder = _download_fashion_mnist()
+        if folder is None:
+            raise DatasetUnavailable(
+                "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) were not found in: "
+                + ", ".join(str(f) for f in searched)
+                + ". Install them with `apt-get install dataset-fashion-mnist`, or put the four "
+                  "files in a folder and pass data_dir=... or set FASHION_MNIST_DIR.")
     arrays = {}
+    fingerprint = _Fingerprint()
     for split, (img, lab) in IDX_FILES.items():
-        x = read_idx(_find_idx(folder, img))
-        y = read_idx(_find_idx(folder, lab))
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DatasetUnavailable(f"Fashion-MNIST files in {folder} are malformed: images "
-                                     f"{x.shape}, labels {y.shape}")
+        parsed = []
+        for stem, ndim in ((img, 3), (lab, 1)):
+            path = _find_idx(folder, stem)
+            blob = _read_idx_bytes(path)
+            fingerprint.add(stem, blob)  # the content, so .gz and plain copies agree
+            array = parse_idx(blob, path)
+            if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
+                want = "(N, 28, 28) images" if ndim == 3 else "(N,) labels"
+                raise DatasetDamaged(f"{path} holds an array of shape {array.shape}, expected {want}")
+            parsed.append(array)
+        x, y = parsed
+        if len(x) != len(y):
+            raise DatasetDamaged(f"Fashion-MNIST {split} files in {folder} disagree: "
+                                 f"{len(x)} images in {img}, {len(y)} labels in {lab}")
+        if len(y) and y.max() >= len(FASHION_MNIST_CLASSES):
+            raise DatasetDamaged(f"{_find_idx(folder, lab)} holds label {int(y.max())}; "
+                                 f"Fashion-MNIST labels are 0-{len(FASHION_MNIST_CLASSES) - 1}")
         arrays[split] = (torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1),
                          torch.from_numpy(y.astype(np.int64)))
     return Dataset("fashion-mnist", list(FASHION_MNIST_CLASSES), *arrays["train"], *arrays["test"],
-                   source=str(folder))
+                   source=str(folder), fingerprint=fingerprint.hexdigest())
 
 
 # ----------------------------------------------------------------------------- photos
@@ -186,14 +272,28 @@ def _extra_photo_path(package: str, filename: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _open_image(path: Path, size: int, fingerprint: _Fingerprint | None = None) -> torch.Tensor:
+    """One photo, resized and centre-cropped; its bytes go into ``fingerprint``; errors name it."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        blob = path.read_bytes()
+        image = resize_center_crop(Image.open(io.BytesIO(blob)), size)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DatasetDamaged(f"cannot read the image {path} ({type(err).__name__}: {err})") from None
+    if fingerprint is not None:
+        fingerprint.add(path.name, blob)
+    return image
+
+
 def load_imagenet_sample(include_extra: bool = True, size: int = 224) -> Dataset:
     """Real photos available offline: foolbox's 20 labelled ImageNet JPEGs (+ package samples).
 
     Everything is in the test split (there is nothing to train on); ``extra['names']`` names each
     photo and ``y_test`` is -1 for photos without an ImageNet label.
     """
-    from PIL import Image
-
     try:
         import foolbox
     except ImportError as err:
@@ -204,21 +304,23 @@ def load_imagenet_sample(include_extra: bool = True, size: int = 224) -> Dataset
     if not files:
         raise DatasetUnavailable(f"no imagenet_NN_<label>.jpg files in {folder}")
     xs, ys, names = [], [], []
+    fingerprint = _Fingerprint()
     for f in files:
-        xs.append(resize_center_crop(Image.open(f), size))
+        xs.append(_open_image(f, size, fingerprint))
         ys.append(int(f.stem.split("_")[2]))
         names.append(f.name)
     if include_extra:
         for package, filename, label, name in EXTRA_PHOTOS:
             path = _extra_photo_path(package, filename)
             if path is not None:
-                xs.append(resize_center_crop(Image.open(path), size))
+                xs.append(_open_image(path, size, fingerprint))
                 ys.append(label)
                 names.append(name)
     x = torch.stack(xs)
     y = torch.tensor(ys, dtype=torch.int64)
+    fingerprint.add("labels", y.numpy().tobytes())
     return Dataset("imagenet-sample", imagenet_class_names(), x[:0], y[:0], x, y,
-                   source=str(folder), extra={"names": names})
+                   source=str(folder), extra={"names": names}, fingerprint=fingerprint.hexdigest())
 
 
 def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 224) -> Dataset:
@@ -227,8 +329,6 @@ def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 22
     Each image is drawn without replacement with probability proportional to 1/(images in its
     class). Returns at most ``n_images`` images (the attack set then keeps correctly classified ones).
     """
-    from PIL import Image
-
     base = Path(root)
     classes = sorted(d.name for d in base.iterdir() if d.is_dir()) if base.is_dir() else []
     if not classes:
@@ -246,11 +346,14 @@ def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 22
     prob = 1.0 / counts[labels_np]
     rng = np.random.RandomState(seed)
     pick = rng.choice(len(files), size=min(n_images, len(files)), replace=False, p=prob / prob.sum())
-    x = torch.stack([resize_center_crop(Image.open(files[i]), size) for i in pick])
+    fingerprint = _Fingerprint()
+    x = torch.stack([_open_image(files[i], size, fingerprint) for i in pick])
     y = torch.tensor(labels_np[pick], dtype=torch.int64)
+    fingerprint.add("labels", y.numpy().tobytes())
     names = imagenet_class_names() if len(classes) == 1000 else classes
     return Dataset("imagenet", names, x[:0], y[:0], x, y, source=str(base),
-                   extra={"names": [files[i].name for i in pick]})
+                   extra={"names": [files[i].name for i in pick]},
+                   fingerprint=fingerprint.hexdigest())
 
 
 def load_dataset(dataset: str, data_dir: str | None = None, n_images: int = 1000,
@@ -277,12 +380,14 @@ class AttackSet:
 
 def select_attack_set(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_images: int,
                       seed: int = 0, num_classes: int | None = None, batch_size: int = 200,
-                      device: torch.device | str = "cpu") -> AttackSet:
+                      device: torch.device | str = "cpu", allow_fewer: bool = False) -> AttackSet:
     """The authors' protocol (paper-method 1.1), seeded.
 
     Images are visited in a class-balanced random order (each class equally likely to come next),
     only those the model classifies correctly are kept, and each gets a uniformly random wrong
-    target class ``(y + U{1..K-1}) mod K``.
+    target class ``(y + U{1..K-1}) mod K``. Fewer than ``n_images`` correct images is an error
+    (a silently smaller attack set would change what the numbers mean), or a warning with
+    ``allow_fewer=True``.
     """
     validate({"n_images": n_images, "seed": seed})
     num_classes = num_classes or int(y.max()) + 1
@@ -302,6 +407,13 @@ def select_attack_set(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
             keep.extend(int(j) for j, p in zip(idx, pred) if p == labels[j])
             if len(keep) >= n_images:
                 break
+    if len(keep) < n_images:
+        message = (f"n_images={n_images} asked for, but the model classifies only {len(keep)} of "
+                   f"the {n_known} labelled images correctly")
+        if not allow_fewer:
+            raise ValueError(f"{message}: lower n_images to at most {len(keep)} (or pass "
+                             "allow_fewer=True to attack those)")
+        warnings.warn(f"{message}; attacking those {len(keep)} only", stacklevel=2)
     keep = keep[:n_images]
     index = torch.tensor(keep, dtype=torch.int64)
     y_sel = y[index]
