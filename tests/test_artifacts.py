@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from adv2 import artifacts
 
 LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
@@ -123,7 +122,7 @@ def test_damaged_weights_are_quarantined_and_recomputed(tmp_path, damage, reason
     (moved,) = quarantined(tmp_path)
     assert moved.name.startswith(f"thing-{folder.name}-")
     message = str(record[0].message)
-    assert str(folder) in message and str(moved) in message  # names the bad folder and where it went
+    assert str(folder) in message and str(moved) in message  # names the bad folder and its new place
     assert cached(tmp_path, params, calls).from_cache and len(calls) == 1  # rebuilt entry is good
 
 
@@ -142,7 +141,7 @@ def test_legacy_entry_without_checksum_damaged_is_caught_by_load_or_check(tmp_pa
 
     calls = []
     with pytest.warns(artifacts.DamagedArtifactWarning):
-        again = cached(tmp_path, params, calls, check=check)
+        cached(tmp_path, params, calls, check=check)
     assert len(calls) == 1 and len(quarantined(tmp_path)) == 1
 
 
@@ -278,7 +277,7 @@ def small_disk(tmp_path):
     mnt.mkdir()
     try:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                              capture_output=True, text=True, timeout=30)
+                              check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as err:
         pytest.skip(f"cannot mount a tmpfs here: {err}")
     if done.returncode != 0:

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from adv2 import data
 
 
@@ -84,7 +83,8 @@ def test_incomplete_chosen_folder_names_what_is_missing(tmp_path, system_copy, m
     make_fake_fmnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
-    with pytest.raises(data.DatasetUnavailable, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]\. ") as err:
+    missing = r"lacks t10k-labels-idx1-ubyte\[\.gz\]\. "
+    with pytest.raises(data.DatasetUnavailable, match=missing) as err:
         data.load_fashion_mnist(allow_download=False)
     assert str(tmp_path) in str(err.value)
 

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -89,14 +90,15 @@ def key_lock(kind_dir: Path, key: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<kind_dir>/.<key>.lock`` (waiting, with a message, while
     another process holds it). Lock files stay: deleting them would let two processes lock two
     different files. A cache folder that cannot be written is used without the lock."""
-    if fcntl is None:
-        yield
-        return
     path = kind_dir / f".{key}.lock"
-    try:
-        kind_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
+    fd = None
+    if fcntl is not None:
+        try:
+            kind_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None
+    if fd is None:
         yield
         return
     try:
@@ -189,14 +191,15 @@ def _adopt_legacy(folder: Path) -> None:
 
 
 def _save_entry(folder: Path, state: dict, params: dict, metrics: dict) -> None:
-    """Write the entry to a temporary folder and rename it onto ``folder`` (replacing any old one)."""
+    """Write the entry to a temporary folder, then rename it onto ``folder`` (replacing any old)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         try:
             torch.save(state, tmp / WEIGHTS)
             _write_manifest(tmp, file_sha256(tmp / WEIGHTS))
-            (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
+            (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True,
+                                                        default=str))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
                                                          default=str))
         except (OSError, RuntimeError) as err:

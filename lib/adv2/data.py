@@ -18,9 +18,9 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -152,7 +152,8 @@ def _download_fashion_mnist() -> Path | None:
 
 
 def _missing_idx(folder: Path) -> list[str]:
-    return [f"{s}[.gz]" for pair in IDX_FILES.values() for s in pair if _find_idx(folder, s) is None]
+    return [f"{s}[.gz]" for pair in IDX_FILES.values() for s in pair
+            if _find_idx(folder, s) is None]
 
 
 def _explicit_folder(data_dir: str | None) -> tuple[Path, str] | None:
@@ -203,7 +204,8 @@ def load_fashion_mnist(data_dir: str | None = None, allow_download: bool = True)
             array = parse_idx(blob, path)
             if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
                 want = "(N, 28, 28) images" if ndim == 3 else "(N,) labels"
-                raise DatasetDamaged(f"{path} holds an array of shape {array.shape}, expected {want}")
+                raise DatasetDamaged(f"{path} holds an array of shape {array.shape}, "
+                                     f"expected {want}")
             parsed.append(array)
         x, y = parsed
         if len(x) != len(y):
@@ -282,7 +284,8 @@ def _open_image(path: Path, size: int, fingerprint: _Fingerprint | None = None) 
         blob = path.read_bytes()
         image = resize_center_crop(Image.open(io.BytesIO(blob)), size)
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise DatasetDamaged(f"cannot read the image {path} ({type(err).__name__}: {err})") from None
+        raise DatasetDamaged(f"cannot read the image {path} "
+                             f"({type(err).__name__}: {err})") from None
     if fingerprint is not None:
         fingerprint.add(path.name, blob)
     return image

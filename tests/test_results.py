@@ -1,0 +1,117 @@
+import errno
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+from adv2 import results
+
+
+def test_save_results_mode_0644_and_no_temporary_left(tmp_path):
+    """Issue 11 item 7: results files were written 0600 (mkstemp's mode)."""
+    path = results.save_results("01_x", {"acc": torch.tensor(0.5), "nan": float("nan")},
+                                {"seed": 0}, tmp_path)
+    assert path == tmp_path / "01_x.json" and (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["01_x.json"]
+    payload = results.load_results("01_x", tmp_path)
+    assert payload["numbers"] == {"acc": 0.5, "nan": None} and payload["params"] == {"seed": 0}
+
+
+def test_atomic_write_text_replaces_whole_file(tmp_path):
+    path = tmp_path / "sub" / "t.json"
+    assert results.atomic_write_text(path, "old") == path
+    os.chmod(path, 0o600)
+    results.atomic_write_text(path, "new text")
+    assert path.read_text() == "new text" and (path.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["t.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "t.json"
+    results.atomic_write_text(path, "old")
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        results.atomic_write_text(path, "half")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_disk_full_is_named(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.os, "fsync", full)
+    with pytest.raises(results.DiskFull, match=f"no space left under {tmp_path} while writing "
+                                                "03_adv2.json") as err:
+        results.save_results("03_adv2", {"a": 1}, {}, tmp_path)
+    assert err.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root and mount rights; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                              check=False, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
+
+
+def test_real_full_disk(small_disk):
+    results.atomic_write_text(small_disk / "keep.json", '{"a": 1}')
+    with pytest.raises(OSError, match=f"no space left under {small_disk} while writing big.json"):
+        results.atomic_write_text(small_disk / "big.json", "x" * 200_000)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["keep.json"]
+    assert results.read_json(small_disk / "keep.json") == {"a": 1}
+
+
+@pytest.mark.parametrize("text", ["{\"numbers\": {\"a\": ", "", "\xff\xfe", "[1, 2]",
+                                  '{"notebook": "x"}'])
+def test_corrupt_results_file_is_named(tmp_path, text):
+    """Issue 11 item 7: another chapter's corrupt results file ended the run with a raw
+    JSONDecodeError."""
+    path = tmp_path / "02_y.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(results.CorruptFile) as err:
+        results.load_results("02_y", tmp_path)
+    assert str(path) in str(err.value) and err.value.path == path
+    assert isinstance(err.value, ValueError)
+
+
+def test_missing_results_file_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"02_y.json does not exist: run the notebook 02_y"):
+        results.load_results("02_y", tmp_path)
+
+
+def test_set_aside_keeps_the_corrupt_file(tmp_path):
+    path = tmp_path / "timings-quick.json"
+    path.write_text("{broken")
+    with pytest.raises(results.CorruptFile, match="timings-quick.json"):
+        results.read_json(path)
+    first = results.set_aside(path)
+    assert not path.exists() and first.read_text() == "{broken"
+    assert first.name.startswith("timings-quick.json.corrupt-")
+    path.write_text("{again")
+    second = results.set_aside(path)  # same second: a new name, nothing overwritten
+    assert second != first and first.exists() and second.read_text() == "{again"
+    results.atomic_write_text(path, json.dumps({"rebuilt": True}))
+    assert results.read_json(path) == {"rebuilt": True}
+
+
+def test_is_disk_full():
+    assert results.is_disk_full(OSError(errno.ENOSPC, "x"))
+    assert results.is_disk_full(OSError(errno.EDQUOT, "x"))
+    assert not results.is_disk_full(OSError(errno.EACCES, "x"))
+    assert not results.is_disk_full(ValueError("enforce fail"))
