@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,44 @@ def test_real_full_disk(small_disk):
     small = artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]), root=small_disk)
     assert artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]),
                                      root=small_disk).from_cache and small.path.is_dir()
+
+
+KILLED = r"""
+import os, sys, time
+import torch
+from adv2 import artifacts
+
+root, marker = sys.argv[1], sys.argv[2]
+
+def compute():
+    open(marker, "w").close()
+    time.sleep(120)  # killed here
+    return {"w": torch.zeros(1)}, {}
+
+artifacts.load_or_compute("shared", {"n": 2}, compute, root=root)
+"""
+
+
+def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
+    """A run killed with SIGKILL while holding the key's lock: the next run is not blocked (the
+    kernel drops flock locks with the process) and computes the artifact."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    marker = tmp_path / "started"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LIB)] + sys.path), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(marker)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the worker never started computing"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    calls = []
+    t0 = time.monotonic()
+    a = artifacts.load_or_compute("shared", {"n": 2}, compute_factory(calls),
+                                  root=tmp_path / "cache")
+    assert len(calls) == 1 and not a.from_cache and time.monotonic() - t0 < 30
