@@ -142,3 +142,10 @@ def test_protocol_cells_are_short_and_print_no_paths():
             assert len(cell.source.splitlines()) <= 15, cell.source
             assert not re.search(r"^\s*for .*:\s*$", cell.source, re.M), cell.source  # no metric loops
             assert "print(f\"wrote {path}\")" not in cell.source
+
+
+def test_results_path_is_shown_without_machine_paths(tmp_path):
+    from adv2.config import REPO_ROOT
+
+    assert ch03.shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
+    assert ch03.shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
