@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 import torch
-
 from adv2.experiments import ch01
 from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
 
@@ -75,4 +74,4 @@ def test_protocol_cells_are_short():
     for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
-            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.M), cell.source
+            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source

@@ -8,7 +8,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-
 from adv2 import metrics
 from adv2.experiments import ch03
 from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
@@ -140,7 +139,7 @@ def test_protocol_cells_are_short_and_print_no_paths():
     for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
-            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.M), cell.source  # no metric loops
+            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source  # no metric loops
             assert "print(f\"wrote {path}\")" not in cell.source
 
 

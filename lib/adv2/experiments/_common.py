@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 NOT_RUN = "not run"          # glued for what a run's parameters left out
 MISSING = "—"                # table cells and glue values with nothing to show (no NaN, no None)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .. import data, models, plotting
-from ._common import ChapterCheckFailed, NOT_RUN, check as _check, flat_glue, fmt, pad, shown_path
+from ._common import NOT_RUN, ChapterCheckFailed, flat_glue, fmt, pad, shown_path
+from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
 N_FOOLBOX = 20                 # the labelled ImageNet photos shipped in the foolbox wheel come first
@@ -173,6 +174,18 @@ def check(result: Ch01Result, profile: str) -> None:
                "(set include_imagenet_sample to false to skip this section)")
 
 
-__all__ = ["ChapterCheckFailed", "Ch01Result", "ImagenetSetting", "NOT_RUN", "PhotoPredictions",
-           "accuracy_table", "check", "classify_photos", "collect", "imagenet_setting",
-           "photos_figure", "training_curves_figure", "shown_path"]
+__all__ = [
+    "NOT_RUN",
+    "Ch01Result",
+    "ChapterCheckFailed",
+    "ImagenetSetting",
+    "PhotoPredictions",
+    "accuracy_table",
+    "check",
+    "classify_photos",
+    "collect",
+    "imagenet_setting",
+    "photos_figure",
+    "shown_path",
+    "training_curves_figure",
+]

@@ -9,15 +9,33 @@ mask area for a wrong class) with :func:`sanity_table` and :func:`deletion_figur
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .. import data, models, plotting
-from ..interpreters import (CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter,
-                            curve_auc, deletion_curve, preserve_destroy, trained_rts)
-from ._common import ChapterCheckFailed, NOT_RUN, check as _check, flat_glue, fmt, fmt_rows, pad, shown_path
+from ..interpreters import (
+    CAMInterpreter,
+    GradInterpreter,
+    MaskInterpreter,
+    RTSInterpreter,
+    curve_auc,
+    deletion_curve,
+    preserve_destroy,
+    trained_rts,
+)
+from ._common import (
+    NOT_RUN,
+    ChapterCheckFailed,
+    flat_glue,
+    fmt,
+    fmt_rows,
+    pad,
+    shown_path,
+)
+from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
 INTERPRETERS = ("grad", "cam", "rts", "mask")
@@ -275,6 +293,24 @@ def check(result: Ch02Result, maps: Maps, profile: str) -> None:
                    + (" or mask_iterations" if name == "mask" else " or train_epochs (a sharper classifier)"))
 
 
-__all__ = ["ChapterCheckFailed", "Ch02Result", "INTERPRETERS", "Maps", "NOT_RUN", "Photos", "Sanity",
-           "check", "collect", "compute_maps", "deletion_figure", "evaluate", "explain_photos", "label",
-           "maps_figures", "photo_figure", "photo_table", "sanity_table", "shown_path"]
+__all__ = [
+    "INTERPRETERS",
+    "NOT_RUN",
+    "Ch02Result",
+    "ChapterCheckFailed",
+    "Maps",
+    "Photos",
+    "Sanity",
+    "check",
+    "collect",
+    "compute_maps",
+    "deletion_figure",
+    "evaluate",
+    "explain_photos",
+    "label",
+    "maps_figures",
+    "photo_figure",
+    "photo_table",
+    "sanity_table",
+    "shown_path",
+]

@@ -14,15 +14,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .. import attacks, data, metrics, models, plotting
 from ..interpreters import build_interpreter
-from ._common import (MISSING, NOT_RUN, ChapterCheckFailed, check as _check, flat_glue, fmt,
-                      fmt_rows, pad, shown_path)
+from ._common import (
+    MISSING,
+    NOT_RUN,
+    ChapterCheckFailed,
+    flat_glue,
+    fmt,
+    fmt_rows,
+    is_missing,
+    pad,
+    shown_path,
+)
+from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
@@ -211,7 +222,7 @@ def attack_fmnist(classifiers: dict[str, torch.nn.Module], fmnist: data.Dataset,
 
 def _pm(s: dict, key: str) -> str:
     mean, std = s.get(f"{key}_mean"), s.get(f"{key}_std")
-    return MISSING if mean is None or mean != mean else f"{fmt(mean)} ± {fmt(std)}"
+    return MISSING if is_missing(mean) else f"{fmt(mean)} ± {fmt(std)}"
 
 
 def success_table(fm: FmnistAttacks) -> str:
@@ -355,7 +366,7 @@ def photo_figures(ph: PhotoAttacks) -> list:
 
 # ----------------------------------------------------------------------------- summary & claims
 def _valid(v: Any) -> bool:
-    return v is not None and v == v
+    return not is_missing(v)
 
 
 @dataclass
@@ -411,7 +422,7 @@ def _measure(fm: FmnistAttacks) -> dict[str, Any]:
         out = []
         for a, n in pairs:
             p, q = stats[a][n]["pgd"].get(metric), stats[a][n]["adv2"].get(metric)
-            if p is None or q is None or p != p or q != q:
+            if not (_valid(p) and _valid(q)):
                 continue
             out.append(q < p if lower else q > p)
         return out
@@ -524,3 +535,30 @@ def check(result: Ch03Result, profile: str) -> None:
                    f"ADV2 on CAM reached the target on {100 * rate:.0f} % of images on {arch} at "
                    f"epsilon {fm.epsilon}; this chapter needs at least {100 * MIN_SUCCESS:.0f} %: "
                    "raise epsilon or step_scale")
+
+
+__all__ = [
+    "NOT_RUN",
+    "Ch03Result",
+    "ChapterCheckFailed",
+    "FmnistAttacks",
+    "PhotoAttacks",
+    "attack_fmnist",
+    "attack_photos",
+    "check",
+    "claims_table",
+    "distance_figure",
+    "example_figures",
+    "fmnist_configs",
+    "history_figure",
+    "iou_table",
+    "pgd_steps",
+    "photo_configs",
+    "photo_figures",
+    "photo_table",
+    "schedule_table",
+    "shown_path",
+    "success_table",
+    "summarize",
+    "verdicts",
+]
