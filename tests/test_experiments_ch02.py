@@ -89,3 +89,13 @@ def test_protocol_cells_are_short():
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
             assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source
+
+
+def test_rts_curves_figure_for_one_classifier():
+    from types import SimpleNamespace
+
+    art = SimpleNamespace(metrics={"phase1_step": [0, 1], "phase1_accuracy": [0.5, 0.7],
+                                   "phase2_step": [0, 1], "phase2_total": [2.0, 1.0],
+                                   "phase2_destroyer": [1.0, 0.5], "phase2_preserver": [1.0, 0.5]})
+    fig = ch02.rts_curves_figure({"densenet": art}, ["densenet"])
+    assert len(fig.axes) == 3

@@ -57,6 +57,23 @@ def _interpreters(model, rts_net, names, mask_iterations: int, seed: int) -> dic
     return {n: make[n]() for n in names}
 
 
+def rts_curves_figure(rts_arts: dict[str, Any], archs: list[str]):
+    """RTS training: selector accuracy (phase 1), decoder loss and its two terms (phase 2)."""
+    import matplotlib.pyplot as plt
+
+    m = {a: rts_arts[a].metrics for a in archs}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 2.8))
+    plotting.curves({a: (m[a]["phase1_step"], m[a]["phase1_accuracy"]) for a in archs},
+                    "phase-1 iteration", "selector accuracy", ax=axes[0])
+    plotting.curves({a: (m[a]["phase2_step"], m[a]["phase2_total"]) for a in archs},
+                    "phase-2 iteration", "decoder loss", ax=axes[1])
+    plotting.curves({f"{a} {k}": (m[a]["phase2_step"], m[a][f"phase2_{k}"])
+                     for a in archs for k in ("destroyer", "preserver")}, "phase-2 iteration", "loss term",
+                    ax=axes[2])
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- maps
 @dataclass
 class Maps:
@@ -311,6 +328,7 @@ __all__ = [
     "maps_figures",
     "photo_figure",
     "photo_table",
+    "rts_curves_figure",
     "sanity_table",
     "shown_path",
 ]
