@@ -1,0 +1,191 @@
+"""Chapter 1: the target classifiers and their accuracy.
+
+Sections, in the notebook's order: :func:`training_curves_figure` (the Fashion-MNIST classifiers'
+curves), :func:`classify_photos` (EfficientNet-Lite0 on the offline photos) with
+:func:`photos_figure`, :func:`imagenet_setting` (the paper's ImageNet setting, when a folder is
+given), :func:`collect` (the chapter's :class:`Ch01Result`), :func:`accuracy_table` and :func:`check`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import data, models, plotting
+from ._common import NOT_RUN, ChapterCheckFailed, flat_glue, fmt, pad, shown_path
+from ._common import check as _check
+
+ALL_ARCHS = ("resnet", "densenet")
+N_FOOLBOX = 20                 # the labelled ImageNet photos shipped in the foolbox wheel come first
+LITE_PARAMETERS = "4.7M"
+# accuracy the chapter's later use needs, per profile (smoke trains on 4000 images: only sanity)
+MIN_ACCURACY = {"quick": {"resnet": 0.87, "densenet": 0.87}, "paper": {"resnet": 0.92, "densenet": 0.91}}
+MIN_FOOLBOX_CORRECT = 14
+
+
+def training_curves_figure(arts: dict[str, Any], archs: list[str]):
+    """Training loss and held-out accuracy against the training step, one line per classifier."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.4, 2.8))
+    plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_train_loss"]) for a in archs},
+                    "training step", "training loss", ax=ax1)
+    plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_val_acc"]) for a in archs},
+                    "training step", "accuracy (1 000 test images)", ax=ax2)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- photos
+@dataclass
+class PhotoPredictions:
+    """EfficientNet-Lite0's top-1 predictions on the offline photos (``y`` < 0: no ImageNet label)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    pred: torch.Tensor
+    class_names: list[str]
+
+    @property
+    def correct(self) -> torch.Tensor:
+        return self.pred == self.y
+
+    def numbers(self) -> dict[str, Any]:
+        labelled = self.y >= 0
+        foolbox_part = torch.arange(len(self.y)) < N_FOOLBOX
+        return {"top1_foolbox20": int((self.pred[foolbox_part] == self.y[foolbox_part]).sum()),
+                "top1_all_labelled": float((self.pred[labelled] == self.y[labelled]).float().mean()),
+                "n_labelled": int(labelled.sum()), "n_photos": len(self.y)}
+
+    def summary(self) -> str:
+        return (f"EfficientNet-Lite0 top-1 on the {N_FOOLBOX} foolbox photos: "
+                f"{self.numbers()['top1_foolbox20']}/{N_FOOLBOX}")
+
+
+def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
+    photos = data.load_imagenet_sample()
+    lite = models.efficientnet_lite0(photos.class_names).to(device)
+    probs = models.predict(lite, photos.x_test, batch_size=16, device=device)
+    return PhotoPredictions(photos.x_test, photos.y_test, probs.argmax(1).cpu(), list(photos.class_names))
+
+
+def photos_figure(p: PhotoPredictions):
+    """Each photo titled *true label → prediction*."""
+    titles = [f"{data.class_name(p.class_names, int(t))[:18]}\n→ {p.class_names[int(q)][:18]}"
+              for t, q in zip(p.y, p.pred)]
+    return plotting.image_grid(p.x, titles, cols=9)
+
+
+# ----------------------------------------------------------------------------- ImageNet
+@dataclass
+class ImagenetSetting:
+    """Top-1 accuracy of torchvision's ResNet-50 and DenseNet-169 on ``n_images`` sampled images."""
+
+    accuracy: dict[str, float]
+    n_images: int
+
+    def summary(self) -> str:
+        return "\n".join(f"{name}: top-1 {fmt(acc)} on {self.n_images} sampled validation images"
+                         for name, acc in self.accuracy.items())
+
+
+def imagenet_setting(imagenet_dir: str, n_images: int, seed: int,
+                     device: torch.device | str = "cpu") -> ImagenetSetting:
+    val = data.load_dataset("imagenet", data_dir=imagenet_dir, n_images=n_images, seed=seed)
+    accuracy = {}
+    for arch in ALL_ARCHS:
+        net = models.torchvision_imagenet(arch, val.class_names).to(device)
+        accuracy[net.name] = models.evaluate(net, val.x_test, val.y_test, batch_size=32, device=device)
+    return ImagenetSetting(accuracy, len(val.y_test))
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class Ch01Result:
+    """``numbers()`` is ``results/01_target_models.json``'s ``numbers``; ``glue()`` what the prose
+    quotes ("not run" for what the run left out); ``per_image`` EfficientNet-Lite0's per-photo
+    correctness (labelled photos only)."""
+
+    archs: list[str]
+    fashion_mnist: dict[str, dict[str, Any]]
+    photos: PhotoPredictions | None
+    imagenet: ImagenetSetting | None
+    n_images: int
+    per_image: dict[str, Any] = field(default_factory=dict)
+
+    def numbers(self) -> dict[str, Any]:
+        return {"fashion_mnist": self.fashion_mnist,
+                "efficientnet_lite0": self.photos.numbers() if self.photos else {},
+                "imagenet": self.imagenet.accuracy if self.imagenet else {}}
+
+    def glue(self) -> dict[str, Any]:
+        out = flat_glue(self.numbers(), prefix="ch1.")
+        for a in self.archs:   # percentages for the prose
+            out[f"ch1_{a}_acc_pct"] = round(100 * self.fashion_mnist[a]["test_accuracy"], 1)
+        keys = ("test_accuracy", "train_seconds", "n_parameters", "images_seen")
+        return pad(out, [f"ch1_fashion_mnist_{a}_{k}" for a in ALL_ARCHS for k in keys]
+                   + [f"ch1_{a}_acc_pct" for a in ALL_ARCHS]
+                   + [f"ch1_efficientnet_lite0_{k}" for k in ("top1_foolbox20", "top1_all_labelled",
+                                                              "n_labelled", "n_photos")])
+
+
+def collect(arts: dict[str, Any], archs: list[str], photos: PhotoPredictions | None = None,
+            imagenet: ImagenetSetting | None = None, n_images: int = 0) -> Ch01Result:
+    fashion = {a: {k: arts[a].metrics[k] for k in ("test_accuracy", "train_seconds", "n_parameters",
+                                                   "images_seen")} for a in archs}
+    per_image = {}
+    if photos is not None:
+        labelled = photos.y >= 0
+        per_image["efficientnet_lite0"] = {"correct": photos.correct[labelled].tolist(),
+                                           "label": photos.y[labelled].tolist()}
+    return Ch01Result(list(archs), fashion, photos, imagenet, n_images, per_image)
+
+
+def accuracy_table(result: Ch01Result) -> str:
+    rows = [[f"small {a} (Fashion-MNIST)", "Fashion-MNIST test (10 000)",
+             fmt(result.fashion_mnist[a]["test_accuracy"]), f"{result.fashion_mnist[a]['n_parameters']:,}"]
+            for a in result.archs]
+    if result.photos is not None:
+        rows.append(["EfficientNet-Lite0 (ImageNet weights)", f"foolbox ImageNet photos ({N_FOOLBOX})",
+                     fmt(result.photos.numbers()["top1_foolbox20"] / N_FOOLBOX), LITE_PARAMETERS])
+    for name, acc in (result.imagenet.accuracy.items() if result.imagenet else ()):
+        rows.append([name, f"ImageNet val sample ({result.n_images})", fmt(acc), "—"])
+    return plotting.markdown_table(rows, ["classifier", "evaluated on", "top-1 accuracy", "parameters"])
+
+
+def check(result: Ch01Result, profile: str) -> None:
+    """The chapter's invariants; failures name expected, measured and what to change."""
+    for a in result.archs:
+        acc = result.fashion_mnist[a]["test_accuracy"]
+        _check(0.1 < acc <= 1.0, f"the small {a} reaches test accuracy {acc:.4f}, no better than "
+                                 "chance (0.1): training failed; check train_epochs and train_subset")
+        need = MIN_ACCURACY.get(profile, {}).get(a)
+        if need is not None:
+            _check(acc >= need,
+                   f"the small {a} reaches test accuracy {100 * acc:.1f} %; the {profile} profile needs at "
+                   f"least {100 * need:.0f} % for the later chapters: raise train_epochs "
+                   "(or set train_subset to 0 to train on all 60 000 images)")
+    if result.photos is not None:
+        n = result.photos.numbers()["top1_foolbox20"]
+        _check(n >= MIN_FOOLBOX_CORRECT,
+               f"EfficientNet-Lite0 classifies {n} of the {N_FOOLBOX} foolbox photos correctly; expected at "
+               f"least {MIN_FOOLBOX_CORRECT}: its packaged weights or the photo preprocessing changed "
+               "(set include_imagenet_sample to false to skip this section)")
+
+
+__all__ = [
+    "NOT_RUN",
+    "Ch01Result",
+    "ChapterCheckFailed",
+    "ImagenetSetting",
+    "PhotoPredictions",
+    "accuracy_table",
+    "check",
+    "classify_photos",
+    "collect",
+    "imagenet_setting",
+    "photos_figure",
+    "shown_path",
+    "training_curves_figure",
+]

@@ -1,0 +1,150 @@
+"""Chapter 3's protocol module: glue coverage for a subset run, verdict rules, explained checks."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from adv2 import metrics
+from adv2.experiments import ch03
+from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
+LOADING_CELL = "b26693d6"   # the last model-loading cell; the cells after it are the protocol's
+
+
+def glue_keys_in_markdown(path: Path) -> set[str]:
+    nb = nbformat.read(path, as_version=4)
+    return {k for c in nb.cells if c.cell_type == "markdown"
+            for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)}
+
+
+@pytest.fixture(scope="module")
+def subset_result(fmnist):
+    """A real (tiny) run with interpreters=[cam, grad] and archs=[densenet]: an untrained
+    DenseNet (a few test images are right by chance) and a handful of attack steps."""
+    from adv2.models import build_small_cnn, freeze
+
+    torch.manual_seed(0)
+    net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
+    interpreters = ["cam", "grad"]
+    cfgs = ch03.fmnist_configs(interpreters, epsilon=0.1, step_size=0.0125, step_scale=0.004,
+                               mask_step_scale=0.005, mask_checkpoints=1)
+    fm = ch03.attack_fmnist({"densenet": net}, fmnist, cfgs, archs=["densenet"],
+                            interpreters=interpreters, accuracy={"densenet": 0.1}, n_images=3,
+                            mask_n_images=2, epsilon=0.1, step_size=0.0125, step_scale=0.004,
+                            mask_iterations=5, attack_batch_size=8, seed=0, log=None)
+    return ch03.summarize(fm)
+
+
+def test_subset_run_glues_every_key_the_chapter_quotes(subset_result):
+    glue = subset_result.glue()
+    wanted = glue_keys_in_markdown(NOTEBOOK)
+    assert wanted, "no glue keys found in the chapter's markdown"
+    assert wanted <= set(glue), sorted(wanted - set(glue))
+    # what this run left out reads "not run"; nothing reads None or nan
+    assert glue["ch3_resnet_budget_eps0031"] == NOT_RUN
+    assert glue["ch3_summary_rts_adv2_l1_mean"] == NOT_RUN
+    assert glue["ch3_summary_mask_pgd_success_rate"] == NOT_RUN
+    assert isinstance(glue["ch3_densenet_budget_eps0031"], float)
+    assert glue["ch3_summary_pairs"] == 2
+    for name, value in glue.items():
+        assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
+
+
+def test_numbers_keep_the_results_file_layout(subset_result):
+    numbers = subset_result.numbers()
+    assert set(numbers) == {"fashion-mnist", "imagenet-sample", "classifier_accuracy", "seconds",
+                            "summary", "pgd_success_by_epsilon"}
+    assert set(numbers["fashion-mnist"]["densenet"]) == {"cam", "grad"}
+    assert set(numbers["seconds"]) == {"densenet_pgd", "densenet_cam", "densenet_grad"}
+    assert set(numbers["pgd_success_by_epsilon"]["densenet"]) == {"0.031", "0.062", "0.1"}
+    assert "rts_pgd_success_rate" not in numbers["summary"]     # padding is for the prose only
+    assert numbers["summary"]["claim_success_verdict"] in ("holds", "does not fully hold")
+
+
+def test_per_image_arrays_match_the_means(subset_result):
+    per = subset_result.per_image["fashion-mnist"]["densenet"]["cam"]
+    stats = subset_result.stats["densenet"]["cam"]
+    assert len(per["pgd"]["success"]) == stats["pgd"]["n"] == 3
+    assert sum(per["pgd"]["success"]) / 3 == pytest.approx(stats["pgd"]["success_rate"])
+    assert sum(per["pgd"]["l1"]) / 3 == pytest.approx(stats["pgd"]["l1_mean"], rel=1e-5)
+    ok = [l1 for l1, s in zip(per["adv2"]["l1"], per["adv2"]["success"]) if s]
+    if ok:
+        assert sum(ok) / len(ok) == pytest.approx(stats["adv2"]["l1_mean"], rel=1e-5)
+
+
+def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int = 10,
+                 epsilon: float = 0.1) -> ch03.Ch03Result:
+    """One (resnet, cam) pair whose summaries come from adv2.metrics.summarize on made-up maps."""
+    gen = torch.Generator().manual_seed(0)
+    benign = torch.rand(n, 1, 7, 7, generator=gen)
+    pgd_maps = torch.rand(n, 1, 7, 7, generator=gen)
+    adv_maps = (benign + adv2_l1_shift).clamp(0, 1)
+    ps = torch.arange(n) < round(pgd_rate * n)
+    qs = torch.arange(n) < round(adv2_rate * n)
+    conf = torch.full((n,), 0.9)
+    numbers = {"pgd": metrics.summarize(ps, conf, pgd_maps, benign, restrict_to_success=False),
+               "adv2": metrics.summarize(qs, conf, adv_maps, benign, restrict_to_success=True)}
+    x = torch.zeros(n, 1, 28, 28)
+    adv = type("R", (), {"x_adv": x + epsilon / 2, "success": qs, "history": {}})()
+    runs = {"resnet": {"cam": {"numbers": numbers, "adv2": adv, "benign": benign}}}
+    aset = type("S", (), {"x": x})()
+    fm = ch03.FmnistAttacks(["resnet"], ["cam"], epsilon, 0.0125, 0.01, {"resnet": aset},
+                            {"resnet": x + epsilon}, runs, {"resnet": 0.9}, {}, {"resnet": {}})
+    return ch03.summarize(fm)
+
+
+def test_verdicts_follow_the_rules():
+    good = _fake_result(pgd_rate=0.8, adv2_rate=0.7, adv2_l1_shift=0.02)
+    assert ch03.verdicts(good) == {"claim_success": "holds", "claim_maps": "holds"}
+    assert good.summary["claim_success_holds"] is True
+    drop = _fake_result(pgd_rate=0.9, adv2_rate=0.6, adv2_l1_shift=0.02)
+    assert ch03.verdicts(drop)["claim_success"] == "does not fully hold"
+    assert drop.summary["max_success_drop"] == pytest.approx(0.3)
+    none = _fake_result(pgd_rate=0.8, adv2_rate=0.0, adv2_l1_shift=0.02)
+    assert ch03.verdicts(none)["claim_maps"] == "does not fully hold"   # nothing measured
+    assert none.glue()["ch3_summary_cam_adv2_l1_mean"] == MISSING
+    assert MISSING in ch03.claims_table(none) and "nan" not in ch03.claims_table(none)
+
+
+def test_check_explains_a_weak_attack():
+    weak = _fake_result(pgd_rate=0.16, adv2_rate=0.12, adv2_l1_shift=0.02, n=25)
+    ch03.check(weak, "smoke")     # smoke only checks the invariants, not the working point
+    with pytest.raises(ChapterCheckFailed, match=r"16 % .* epsilon 0.1.*at least 50 %: raise epsilon or step_scale"):
+        ch03.check(weak, "quick")
+    assert issubclass(ChapterCheckFailed, AssertionError)
+
+
+def test_check_catches_a_perturbation_beyond_epsilon():
+    bad = _fake_result(pgd_rate=0.8, adv2_rate=0.8, adv2_l1_shift=0.0, epsilon=0.1)
+    bad.fmnist.x_pgd["resnet"] = bad.fmnist.x_pgd["resnet"] + 0.05
+    with pytest.raises(ChapterCheckFailed, match="beyond epsilon 0.1"):
+        ch03.check(bad, "smoke")
+
+
+def test_fmt_three_significant_digits_and_dash():
+    assert fmt(0.012345) == "0.0123"
+    assert fmt(12.345) == "12.3"
+    assert fmt(float("nan")) == fmt(None) == "—"
+    assert fmt(3) == "3" and fmt("holds") == "holds"
+
+
+def test_protocol_cells_are_short_and_print_no_paths():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ids = [c.get("id") for c in nb.cells]
+    for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
+        if cell.cell_type == "code":
+            assert len(cell.source.splitlines()) <= 15, cell.source
+            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source  # no metric loops
+            assert "print(f\"wrote {path}\")" not in cell.source
+
+
+def test_results_path_is_shown_without_machine_paths(tmp_path):
+    from adv2.config import REPO_ROOT
+
+    assert ch03.shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
+    assert ch03.shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
