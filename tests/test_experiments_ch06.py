@@ -124,3 +124,13 @@ def test_verdict_rules():
     assert {v[f"resnet_verdict_{k}"] for k in ("benign", "adv2_rts", "ratio")} == {"does not hold"}
     v = verdicts_of(numbers(adv2_l1_ratio=float("nan"), pgd_l1_rts=float("nan")))
     assert v["resnet_verdict_ratio"] == v["resnet_verdict_adv2_rts"] == "n/a"
+
+
+def test_notebook_cells_after_model_loading_are_short():
+    """After the cell that loads ``nets``, each code cell is one call per section: at most 15 lines."""
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
+    assert loading, "no code cell assigns nets"
+    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
+            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    assert not long, f"code cells over 15 lines (index: lines): {long}"

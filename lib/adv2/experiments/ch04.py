@@ -56,9 +56,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+DASH_NOTE = f"*{MISSING}: no value (not reported by the paper, or nothing to measure in this run).*"
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A Markdown table whose cells went through :func:`fmt` (no ``nan``/``None`` in it)."""
-    return plotting.markdown_table([[fmt(v) for v in row] for row in rows], headers)
+    """A Markdown table whose cells went through :func:`fmt` (no ``nan``/``None`` in it), with a
+    footnote saying what "—" means when a cell has one."""
+    cells = [[fmt(v) for v in row] for row in rows]
+    text = plotting.markdown_table(cells, headers)
+    return text + "\n\n" + DASH_NOTE if any(c == MISSING for row in cells for c in row) else text
 
 
 def glue_value(value: Any) -> Any:
