@@ -1,0 +1,328 @@
+"""Chapter 4 (AID defense): the protocol behind ``notebooks/04_aid_defense.ipynb``.
+
+The notebook loads the classifiers, RTS and RTSA (``nets``), then makes one call per section:
+:func:`aid_config_table`, :func:`training_costs` / :func:`cost_table`, :func:`compare_benign` /
+:func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`: ``numbers()`` is what
+``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and :func:`check`.
+
+Also home, for now, of the table helpers chapters 4-6 share: :func:`fmt` (3 significant digits,
+"—" for a missing value) and :func:`table`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import config, defenses, plotting, results
+
+STEM = "04_aid_defense"
+GLUE_PREFIX = "ch4_"
+NOT_RUN = "not run"          # glued for what this run did not compute (e.g. a classifier not in archs)
+MISSING = "—"                # a number this run could not compute (shown in tables and prose)
+PROSE_ARCHS = config.ARCHS   # the classifiers the chapters' prose names, run or not
+
+# the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value and
+# our rule (0.03 plus a margin for coarser maps and shorter training; see the chapter's text)
+PAPER_BENIGN_L1 = defenses.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
+BENIGN_L1_MAX = 0.05
+# a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
+DRIFT_LIMIT = 0.2
+
+
+# ----------------------------------------------------------------------------- formatting
+def missing(value: Any) -> bool:
+    """True for None and NaN: a number this run could not compute."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def fmt(value: Any) -> str:
+    """A table cell: numbers to 3 significant digits, None/NaN as "—", strings unchanged."""
+    if missing(value):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if 1e3 <= abs(value) < 1e6:   # no exponent for seconds and the like: 1234.5 -> 1230
+            return f"{round(value, 2 - math.floor(math.log10(abs(value)))):.0f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+DASH_NOTE = f"*{MISSING}: no value (not reported by the paper, or nothing to measure in this run).*"
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A Markdown table whose cells went through :func:`fmt` (no ``nan``/``None`` in it), with a
+    footnote saying what "—" means when a cell has one."""
+    cells = [[fmt(v) for v in row] for row in rows]
+    text = plotting.markdown_table(cells, headers)
+    return text + "\n\n" + DASH_NOTE if any(c == MISSING for row in cells for c in row) else text
+
+
+def glue_value(value: Any) -> Any:
+    """A number as glued for the prose: None/NaN become "—" (not the words None or nan)."""
+    return MISSING if missing(value) else value
+
+
+def flat_glue(nested: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``{"resnet": {"x": 1}}`` -> ``{"<prefix>resnet_x": 1}``: the names ``{glue:text}`` uses."""
+    flat = results.flatten(dict(nested), prefix)
+    return {k.replace(".", "_").replace("-", "_"): glue_value(v) for k, v in flat.items()}
+
+
+class CheckFailed(AssertionError):
+    """A chapter's end-of-run check failed; the message says what, how much and what to change."""
+
+
+def raise_problems(chapter: str, problems: Sequence[str]) -> None:
+    if problems:
+        raise CheckFailed(f"{chapter}: {len(problems)} check(s) failed:\n- " + "\n- ".join(problems))
+
+
+# ----------------------------------------------------------------------------- AID recipe table
+# why each AIDConfig field has its value (the chapter's "Our AID recipe" table)
+AID_FIELD_REASONS = {
+    "iterations": "fine-tuning length; the attack inside makes each iteration ~2-5x an RTS iteration",
+    "batch_size": "batch of RTS's own loss (RTS's phase 2 uses 64; halved for CPU)",
+    "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
+    "lr": "RTS's own decoder lr; 1e-4 moved nothing in 60 iterations",
+    "beta": "2 had no effect, 20 without the anchor wrecked benign maps (see below)",
+    "distill_weight": "anchor to RTS's benign maps; keeps the benign drift near the paper's 0.03",
+    "persistent": "attack continues across visits: a strong inner attack at a small cost",
+    "train_encoder": "the paper's RTS keeps its encoder fixed; True is an option to explore",
+    "beta_warmup": "beta ramps up linearly over this fraction of the iterations",
+    "pool_size": "images attacked during AID; small, so each is revisited (persistent attack)",
+    "stage1_steps": "warm start of the inner attack (300 at evaluation)",
+    "stage2_steps": "joint ADV2 steps per visit against the current RTSA (1200 at evaluation)",
+    "epsilon": "the evaluation attack's budget (notebook parameter epsilon, see below)",
+    "step_size": "the evaluation attack's sign step (parameter step_size)",
+    "lam_start": "lambda 5 -> 10 as the evaluation attack", "lam_end": "",
+    "encoder_weight": "0.1 x CE of RTS's own encoder, as the evaluation attack",
+    "detach_benign": "benign maps are left to l_map; AID only moves adversarial maps",
+    "freeze_batchnorm": "keep RTS's BatchNorm statistics: benign maps drift less",
+    "fake_prob": "RTS recipe", "area_weight": "RTS recipe", "preserver_weight": "RTS recipe",
+    "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)", "confidence": "RTS model confidence",
+    "log_every": "0 = about 20 logged points", "seed": "",
+}
+
+
+def aid_config_table(aid: defenses.AIDConfig) -> str:
+    """Markdown table of every AIDConfig field, its value (as set) and why."""
+    rows = [[k, MISSING if v is None else repr(v), AID_FIELD_REASONS.get(k, "")]
+            for k, v in aid.as_dict().items()]
+    return plotting.markdown_table(rows, ["AIDConfig field", "value", "why"])
+
+
+# ----------------------------------------------------------------------------- cost
+# training-curve panels: (key of the RTSA artifact's training log, axis label)
+CURVES = (("map_loss", "l_map (RTS loss)"), ("aid_l1", "-l_aid (benign/ADV2 map L1)"),
+          ("attack_success", "inner ADV2 success rate"), ("probe_drift", "benign L1(RTSA, RTS)"))
+
+
+def training_curves(nets: Mapping[str, Any], key: str) -> dict[str, tuple[list, list]]:
+    """``{arch: (AID iteration, value)}`` of one logged quantity, for :func:`plotting.curves`."""
+    return {a: (n.rtsa_artifact.metrics["step"], n.rtsa_artifact.metrics[key]) for a, n in nets.items()}
+
+
+def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per classifier: seconds of RTS training vs AID fine-tuning (:func:`defenses.training_cost`)."""
+    return {a: defenses.training_cost(n.rts_artifact, n.rtsa_artifact) for a, n in nets.items()}
+
+
+def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = [[a, c["rts_seconds"], c["rts_seconds_per_iteration"], c["aid_seconds"],
+             c["aid_seconds_per_iteration"], c["per_iteration_ratio"], c["aid_attack_fraction"]]
+            for a, c in cost.items()]
+    return table(rows, ["classifier", "RTS training (s)", "RTS s / iteration", "AID fine-tuning (s)",
+                        "AID s / iteration", "AID / RTS per iteration", "share of AID time in the attack"])
+
+
+# ----------------------------------------------------------------------------- benign inputs
+@dataclass
+class BenignComparison:
+    """RTS and RTSA on the same benign test images, maps of the true class (one classifier)."""
+
+    maps_rts: torch.Tensor
+    maps_rtsa: torch.Tensor
+    preserve_destroy_rts: dict[str, float]    # adv2.interpreters.rts.preserve_destroy of RTS's maps
+    preserve_destroy_rtsa: dict[str, float]
+    l1: torch.Tensor = field(init=False)      # per image: L1(RTS map, RTSA map)
+
+    def __post_init__(self) -> None:
+        self.l1 = defenses.l1_maps(self.maps_rts, self.maps_rtsa)
+
+    def summary(self) -> dict[str, float]:
+        return {"l1_rts_vs_rtsa": float(self.l1.mean()), "l1_rts_vs_rtsa_std": float(self.l1.std()),
+                "area_rts": float(self.maps_rts.mean()), "area_rtsa": float(self.maps_rtsa.mean()),
+                "both_rts": self.preserve_destroy_rts["both"], "both_rtsa": self.preserve_destroy_rtsa["both"],
+                "both_random": self.preserve_destroy_rts["random_both"]}
+
+
+def compare_benign(nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *,
+                   device: torch.device | str = "cpu") -> dict[str, BenignComparison]:
+    """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
+    from ..interpreters.rts import preserve_destroy
+
+    out = {}
+    for a, n in nets.items():
+        m_rts = defenses.rts_maps(n.rts, x, y, device=device)
+        m_rtsa = defenses.rts_maps(n.rtsa, x, y, device=device)
+        with torch.no_grad():
+            pd_rts = preserve_destroy(n.model, x.to(device), y.to(device), m_rts.to(device))
+            pd_rtsa = preserve_destroy(n.model, x.to(device), y.to(device), m_rtsa.to(device))
+        out[a] = BenignComparison(m_rts, m_rtsa, pd_rts, pd_rtsa)
+    return out
+
+
+def benign_table(benign: Mapping[str, BenignComparison]) -> str:
+    rows = []
+    for a, b in benign.items():
+        s = b.summary()
+        rows.append([a, PAPER_BENIGN_L1, s["l1_rts_vs_rtsa"], s["area_rts"], s["area_rtsa"],
+                     s["both_rts"], s["both_rtsa"], s["both_random"]])
+    return table(rows, ["classifier", "paper: L1(RTS, RTSA)", "ours: L1(RTS, RTSA)", "mean map RTS",
+                        "mean map RTSA", "preserve & destroy RTS", "preserve & destroy RTSA",
+                        "random masks"])
+
+
+# ----------------------------------------------------------------------------- the chapter's result
+# keys glued as "not run" for a classifier the prose names but this run skipped
+ARCH_KEYS = ("classifier_accuracy", "benign_l1_rts_vs_rtsa", "benign_l1_rts_vs_rtsa_std", "benign_area_rts",
+             "benign_area_rtsa", "preserve_destroy_rts", "preserve_destroy_rtsa", "preserve_destroy_random",
+             "aid_gap_first", "aid_gap_last", "inner_attack_success_last", "final_probe_drift",
+             "cost_ratio_total", "cost_ratio_iter")
+
+
+@dataclass
+class Ch04Result:
+    """Everything chapter 4 measured, per classifier (``archs`` in run order)."""
+
+    archs: list[str]
+    classifier_accuracy: dict[str, float]
+    benign: dict[str, BenignComparison]
+    cost: dict[str, dict[str, Any]]           # defenses.training_cost per classifier
+    aid_log: dict[str, dict[str, Any]]        # the RTSA artifact's training log per classifier
+    aid_config: dict[str, Any]
+    per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_image = {a: {"benign_l1_rts_vs_rtsa": self.benign[a].l1} for a in self.archs}
+
+    def arch_numbers(self, a: str) -> dict[str, Any]:
+        b, met = self.benign[a].summary(), self.aid_log[a]
+        return {
+            "classifier_accuracy": self.classifier_accuracy[a],
+            "benign_l1_rts_vs_rtsa": b["l1_rts_vs_rtsa"],
+            "benign_l1_rts_vs_rtsa_std": b["l1_rts_vs_rtsa_std"],
+            "benign_area_rts": b["area_rts"], "benign_area_rtsa": b["area_rtsa"],
+            "preserve_destroy_rts": b["both_rts"], "preserve_destroy_rtsa": b["both_rtsa"],
+            "preserve_destroy_random": b["both_random"],
+            "aid_gap_first": met["aid_l1"][0] if met["aid_l1"] else None,
+            "aid_gap_last": met["aid_l1"][-1] if met["aid_l1"] else None,
+            "inner_attack_success_last": met["attack_success"][-1] if met["attack_success"] else None,
+            "final_probe_drift": met.get("final_probe_drift"),
+            **{f"cost_{k}": v for k, v in self.cost[a].items()},
+        }
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``numbers`` of ``results/04_aid_defense.json``."""
+        out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
+        out["paper"] = {"benign_l1_rts_vs_rtsa": PAPER_BENIGN_L1}
+        out["aid_config"] = dict(self.aid_config)
+        return out
+
+    def glue(self) -> dict[str, Any]:
+        """Every ``{glue:text}`` name of the chapter (``ch4_<arch>_<key>``) with its value."""
+        nested: dict[str, Any] = {}
+        for a in PROSE_ARCHS:
+            if a in self.archs:
+                c = self.cost[a]
+                nested[a] = {**self.arch_numbers(a),
+                             "cost_ratio_total": _round2(c["aid_over_rts_total"]),
+                             "cost_ratio_iter": _round2(c["per_iteration_ratio"])}
+            else:
+                nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
+        out = flat_glue(nested, GLUE_PREFIX)
+        out.update({GLUE_PREFIX + k: v for k, v in verdicts(self).items()})
+        return out
+
+
+def _round2(v: float | None) -> float | None:
+    return None if missing(v) else round(v, 2)
+
+
+def summarize(nets: Mapping[str, Any], benign: Mapping[str, BenignComparison],
+              cost: Mapping[str, Mapping[str, Any]], aid: defenses.AIDConfig) -> Ch04Result:
+    """The chapter's result from the loaded ``nets`` and the sections' outputs."""
+    archs = list(benign)
+    return Ch04Result(archs=archs,
+                      classifier_accuracy={a: nets[a].classifier_artifact.metrics["test_accuracy"] for a in archs},
+                      benign={a: benign[a] for a in archs}, cost={a: dict(cost[a]) for a in archs},
+                      aid_log={a: nets[a].rtsa_artifact.metrics for a in archs}, aid_config=aid.as_dict())
+
+
+def verdicts(result: Ch04Result) -> dict[str, str]:
+    """The paper's claim "RTSA ≈ RTS on benign inputs" per classifier: holds when L1 <= 0.05."""
+    out = {}
+    for a in PROSE_ARCHS:
+        if a not in result.archs:
+            out[f"{a}_verdict_benign"] = NOT_RUN
+            continue
+        l1 = result.benign[a].summary()["l1_rts_vs_rtsa"]
+        out[f"{a}_verdict_benign"] = "holds" if l1 <= BENIGN_L1_MAX else "does not hold"
+    return out
+
+
+def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
+    """The chapter's invariants; raises :class:`CheckFailed` naming what to change."""
+    problems = []
+    for a in result.archs:
+        n = result.arch_numbers(a)
+        l1 = n["benign_l1_rts_vs_rtsa"]
+        if not 0 <= l1 <= 1:
+            problems.append(f"{a}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
+                            "(a bug, not a parameter)")
+        if n["cost_aid_seconds"] is not None and not n["cost_aid_seconds"] > 0:
+            problems.append(f"{a}: AID's recorded time is {n['cost_aid_seconds']} s, expected > 0 "
+                            "(a corrupt RTSA artifact: delete it from artifacts_dir)")
+        if aid.iterations > 0 and aid.beta > 0 and not l1 > 0:
+            problems.append(f"{a}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
+                            f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
+                            "aid_iterations")
+        if profile in ("quick", "paper") and not l1 < DRIFT_LIMIT:
+            problems.append(f"{a}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
+                            f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
+                            "aid_beta / aid_lr")
+    raise_problems("chapter 4", problems)
+
+
+__all__ = [
+    "AID_FIELD_REASONS",
+    "BENIGN_L1_MAX",
+    "CURVES",
+    "MISSING",
+    "NOT_RUN",
+    "PAPER_BENIGN_L1",
+    "BenignComparison",
+    "Ch04Result",
+    "CheckFailed",
+    "aid_config_table",
+    "benign_table",
+    "check",
+    "compare_benign",
+    "cost_table",
+    "fmt",
+    "summarize",
+    "table",
+    "training_costs",
+    "training_curves",
+    "verdicts",
+]

@@ -1,0 +1,200 @@
+"""Chapter 6 (Table 10, Figure 16): the protocol behind ``notebooks/06_table10.ipynb``.
+
+One call per section: :func:`attack` (ADV2 against RTS and RTSA per classifier, a :class:`Ch06Result`
+whose ``numbers()`` is ``results/06_table10.json``'s and ``glue()`` the prose's),
+:func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`. The paper's
+Table 10 and its row layout are :data:`adv2.defenses.PAPER_TABLE10` / :func:`adv2.defenses.table10_rows`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import data, defenses
+from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, fmt, raise_problems, table
+
+STEM = "06_table10"
+GLUE_PREFIX = "ch6_"
+# claim rules (see the chapter's "Paper vs this reproduction"): ADV2's L1 on RTS at most this
+# fraction of PGD's; ratio RTSA / RTS at least half the paper's 10
+ADV2_OVER_PGD_MAX = 0.5
+RATIO_MIN = 5.0
+# the Table 10 numbers the prose quotes per classifier
+GLUED_KEYS = ("benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "adv2_l1_ratio", "adv2_success_rts",
+              "adv2_success_rtsa", "pgd_l1_rts", "pgd_l1_rtsa")
+
+
+def describe_attack(cfg: Any) -> str:
+    """One line for the reader instead of the attack config's repr."""
+    return (f"ADV2 on RTS: {cfg.stage1_steps} prediction-only + {cfg.stage2_steps} joint sign steps, "
+            f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}")
+
+
+@dataclass
+class Ch06Result:
+    """Chapter 6's attacks per classifier (``archs`` in run order).
+
+    ``attack_sets[a]`` is the :func:`adv2.data.select_attack_set` sample and ``out[a]`` the dict of
+    :func:`adv2.defenses.adv2_on_rts_and_rtsa` (inputs, maps, success flags, Table 10 numbers).
+    """
+
+    archs: list[str]
+    attack_sets: dict[str, Any]
+    out: dict[str, dict[str, Any]]
+    attack_config: dict[str, Any]
+    # {arch: {"benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "pgd_l1_rts", "pgd_l1_rtsa":
+    #  L1 per image (all images), "success_rts", "success_rtsa": bool per image}}
+    per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_image = {}
+        for a in self.archs:
+            o = self.out[a]
+            b = o["benign"]
+            self.per_image[a] = {
+                "benign_l1_rts_vs_rtsa": defenses.l1_maps(b["rts"], b["rtsa"]),
+                "adv2_l1_rts": defenses.l1_maps(o["adv_maps"]["rts"], b["rts"]),
+                "adv2_l1_rtsa": defenses.l1_maps(o["adv_maps"]["rtsa"], b["rtsa"]),
+                "pgd_l1_rts": defenses.l1_maps(o["pgd"]["rts"], b["rts"]),
+                "pgd_l1_rtsa": defenses.l1_maps(o["pgd"]["rtsa"], b["rtsa"]),
+                "success_rts": o["success"]["rts"], "success_rtsa": o["success"]["rtsa"]}
+
+    @property
+    def per_arch(self) -> dict[str, dict[str, Any]]:
+        """One classifier's Table 10 numbers (:data:`adv2.defenses.TABLE10_KEYS` + ``pgd_success``)."""
+        return {a: self.out[a]["numbers"] for a in self.archs}
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``numbers`` of ``results/06_table10.json``."""
+        out: dict[str, Any] = {a: {**self.out[a]["numbers"], "seconds": self.out[a]["seconds"]}
+                               for a in self.archs}
+        out["paper"] = dict(defenses.PAPER_TABLE10)
+        out["attack"] = dict(self.attack_config)
+        return out
+
+    def glue(self) -> dict[str, Any]:
+        """Every ``{glue:text}`` name of the chapter (``ch6_<arch>_<key>``) with its value."""
+        per_arch = self.per_arch
+        nested = {a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS}
+                  for a in PROSE_ARCHS}
+        out = flat_glue(nested, GLUE_PREFIX)
+        out.update({GLUE_PREFIX + k: v for k, v in verdicts(self).items()})
+        return out
+
+
+def attack(nets: Mapping[str, Any], x_test: torch.Tensor, y_test: torch.Tensor, *, n_images: int,
+           num_classes: int, seed: int, attack_cfg: Any, restrict_to_success: bool,
+           device: torch.device | str = "cpu", progress: bool = False) -> Ch06Result:
+    """Per classifier: the authors' attack set (``n_images``) and ADV2 against RTS and against RTSA."""
+    out, sets = {}, {}
+    for a, n in nets.items():
+        sets[a] = s = data.select_attack_set(n.model, x_test, y_test, n_images, seed=seed,
+                                             num_classes=num_classes, device=device)
+        out[a] = defenses.adv2_on_rts_and_rtsa(n.model, n.rts, n.rtsa, s.x, s.y, s.target, attack_cfg,
+                                               restrict_to_success=restrict_to_success, device=device,
+                                               progress=progress)
+    return Ch06Result(archs=list(nets), attack_sets=sets, out=out, attack_config=attack_cfg.as_dict())
+
+
+def attack_log(result: Ch06Result) -> str:
+    lines = []
+    for a in result.archs:
+        sec = result.out[a]["seconds"]
+        lines.append(f"{a}: {len(result.attack_sets[a].x)} images; stage 1 {sec['stage1']:.1f} s, "
+                     f"ADV2 vs RTS {sec['rts']:.1f} s, vs RTSA {sec['rtsa']:.1f} s")
+    return "\n".join(lines)
+
+
+def table10_table(result: Ch06Result) -> str:
+    """Table 10: ours per classifier beside the paper's (ResNet-50)."""
+    rows, headers = defenses.table10_rows(result.per_arch)
+    return table(rows, headers)
+
+
+def transfer_table(result: Ch06Result) -> str:
+    rows = [[a, m["transfer_l1_rts_adv_on_rtsa"], m["transfer_l1_rtsa_adv_on_rts"], m["adv2_confidence_rts"],
+             m["adv2_confidence_rtsa"], m["pgd_success"]] for a, m in result.per_arch.items()]
+    return table(rows, ["classifier", "ADV2-vs-RTS inputs on RTSA", "ADV2-vs-RTSA inputs on RTS",
+                        "p(target) vs RTS", "p(target) vs RTSA", "PGD (stage 1) success"])
+
+
+def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
+                   ) -> tuple[list[list[tuple]], list[str], str]:
+    """Figure 16's panels for :func:`adv2.plotting.panel_rows` (ResNet when run, images where both
+    attacks succeeded first). Returns ``(cells, row_labels, arch shown)``."""
+    fa = "resnet" if "resnet" in result.archs else result.archs[0]
+    o, s = result.out[fa], result.attack_sets[fa]
+    order = torch.argsort((~(o["success"]["rts"] & o["success"]["rtsa"])).int(), stable=True)
+    cells, labels = [], []
+    for i in order[:rows].tolist():
+        cells.append([(s.x[i],), (s.x[i], o["benign"]["rts"][i]), (o["adv"]["rts"][i],),
+                      (o["adv"]["rts"][i], o["adv_maps"]["rts"][i]), (s.x[i], o["benign"]["rtsa"][i]),
+                      (o["adv"]["rtsa"][i],), (o["adv"]["rtsa"][i], o["adv_maps"]["rtsa"][i])])
+        labels.append(f"{class_names[int(s.y[i])][:9]} → {class_names[int(s.target[i])][:9]}")
+    return cells, labels, fa
+
+
+def _verdict(value: Any, holds: bool) -> str:
+    """"n/a" without a number (None or NaN), else whether the rule holds."""
+    if not isinstance(value, float) or math.isnan(value):
+        return "n/a"
+    return "holds" if holds else "does not hold"
+
+
+def verdicts(result: Ch06Result) -> dict[str, str]:
+    """The paper's three claims per classifier (rules in the chapter's text)."""
+    out = {}
+    for a in PROSE_ARCHS:
+        if a not in result.archs:
+            out.update({f"{a}_verdict_{k}": NOT_RUN for k in ("benign", "adv2_rts", "ratio")})
+            continue
+        m = result.per_arch[a]
+        benign, ratio = m.get("benign_l1_rts_vs_rtsa"), m.get("adv2_l1_ratio")
+        rel = m["adv2_l1_rts"] / m["pgd_l1_rts"] if m.get("pgd_l1_rts") else None   # ADV2 vs PGD on RTS
+        out[f"{a}_verdict_benign"] = _verdict(benign, isinstance(benign, float) and benign <= BENIGN_L1_MAX)
+        out[f"{a}_verdict_adv2_rts"] = _verdict(rel, isinstance(rel, float) and rel <= ADV2_OVER_PGD_MAX)
+        out[f"{a}_verdict_ratio"] = _verdict(ratio, isinstance(ratio, float) and ratio >= RATIO_MIN)
+    return out
+
+
+def check(result: Ch06Result, *, epsilon: float) -> None:
+    """The chapter's invariants; raises :class:`adv2.experiments.ch04.CheckFailed` naming what to change."""
+    problems = []
+    for a in result.archs:
+        m = result.per_arch[a]
+        lacking = set(defenses.TABLE10_KEYS) - set(m)
+        if lacking:
+            problems.append(f"{a}: Table 10 numbers lack {sorted(lacking)} (a bug, not a parameter)")
+        for k in ("adv2_success_rts", "adv2_success_rtsa"):
+            if not 0 <= m[k] <= 1:
+                problems.append(f"{a}: {k} is {m[k]}, expected a rate in [0, 1]; with n_images "
+                                f"{m['n_images']} no attack was measured: raise n_images")
+        if not 0 <= m["benign_l1_rts_vs_rtsa"] <= 1:
+            problems.append(f"{a}: benign L1(RTS, RTSA) is {m['benign_l1_rts_vs_rtsa']}, outside [0, 1] "
+                            "(a bug, not a parameter)")
+        for name in ("rts", "rtsa"):
+            moved = float((result.out[a]["adv"][name] - result.attack_sets[a].x).abs().max())
+            if moved > epsilon + 1e-5:
+                problems.append(f"{a}: ADV2 against {name.upper()} moved a pixel by {fmt(moved)}, beyond the "
+                                f"budget epsilon = {epsilon} (a bug in the attack's projection)")
+    raise_problems("chapter 6", problems)
+
+
+__all__ = [
+    "ADV2_OVER_PGD_MAX",
+    "GLUED_KEYS",
+    "RATIO_MIN",
+    "Ch06Result",
+    "attack",
+    "attack_log",
+    "check",
+    "describe_attack",
+    "figure16_cells",
+    "table10_table",
+    "transfer_table",
+    "verdicts",
+]

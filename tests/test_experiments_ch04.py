@@ -1,0 +1,155 @@
+"""Chapter 4's protocol (adv2.experiments.ch04) on tiny synthetic classifiers, RTS and artifacts."""
+import json
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from adv2 import defenses, results
+from adv2.experiments import ch04
+from torch import nn
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
+
+
+def glue_keys_in_markdown(notebook: Path) -> set[str]:
+    """Every name a markdown cell of ``notebook`` reads with ``{glue...}`name```."""
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", text))
+
+
+class FakeRTS(nn.Module):
+    """RTS's interface (``rts(x, classes, confidence).mask``, 14x14 maps in [0, 1]) in a few weights."""
+
+    map_size = 14
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 10, 3, padding=1)
+        self.enc = nn.Linear(28 * 28, 10)
+
+    def forward(self, x, classes, confidence=0.0):
+        m = torch.sigmoid(F.avg_pool2d(self.conv(x), 2))
+        return SimpleNamespace(mask=m.gather(1, classes.view(-1, 1, 1, 1).expand(-1, 1, 14, 14)))
+
+    def encoder_logits(self, x):
+        return self.enc(x.flatten(1))
+
+
+def fake_net(arch: str, seed: int = 0, aid_log: dict | None = None):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    log = aid_log if aid_log is not None else {
+        "step": [1, 2, 3], "aid_l1": [0.1, 0.12, 0.15], "attack_success": [0.2, 0.3, 0.5],
+        "probe_drift": [0.0, 0.01, 0.02], "map_loss": [1.0, 0.9, 0.8], "final_probe_drift": 0.02,
+        "seconds": 6.0, "seconds_per_iteration": 2.0, "seconds_attack": 3.0, "warm_start_seconds": 0.5}
+    return SimpleNamespace(
+        arch=arch, model=model, rts=FakeRTS(seed + 1), rtsa=FakeRTS(seed + 2),
+        classifier_artifact=SimpleNamespace(metrics={"test_accuracy": 0.8}),
+        rts_artifact=SimpleNamespace(metrics={"seconds": 4.0},
+                                     params={"phase1_iterations": 2, "phase2_iterations": 2}),
+        rtsa_artifact=SimpleNamespace(metrics=log))
+
+
+def data(n: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def run_chapter(archs, aid_log=None):
+    nets = {a: fake_net(a, i, aid_log) for i, a in enumerate(archs)}
+    x, y = data()
+    benign = ch04.compare_benign(nets, x, y)
+    cost = ch04.training_costs(nets)
+    return ch04.summarize(nets, benign, cost, defenses.AIDConfig(iterations=3)), benign, cost
+
+
+@pytest.mark.parametrize("archs", [["densenet"], ["resnet"], ["resnet", "densenet"]])
+def test_glue_covers_every_key_the_chapter_reads(archs):
+    result, _, _ = run_chapter(archs)
+    glued = result.glue()
+    wanted = glue_keys_in_markdown(NOTEBOOK)
+    assert wanted, "no {glue} references found in the chapter's markdown"
+    assert wanted <= set(glued), sorted(wanted - set(glued))
+    for a in ("resnet", "densenet"):
+        if a not in archs:
+            assert glued[f"ch4_{a}_benign_l1_rts_vs_rtsa"] == "not run"
+            assert glued[f"ch4_{a}_verdict_benign"] == "not run"
+    for name, value in glued.items():   # the prose never reads None or nan
+        assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
+
+
+def test_numbers_match_the_benign_maps_and_the_artifacts():
+    result, benign, _ = run_chapter(["resnet"])
+    n = result.numbers()
+    assert set(n) == {"resnet", "paper", "aid_config"}
+    b = benign["resnet"]
+    l1 = (b.maps_rts - b.maps_rtsa).abs().flatten(1).mean(1)
+    assert n["resnet"]["benign_l1_rts_vs_rtsa"] == pytest.approx(float(l1.mean()))
+    assert n["resnet"]["benign_l1_rts_vs_rtsa_std"] == pytest.approx(float(l1.std()))
+    assert torch.equal(result.per_image["resnet"]["benign_l1_rts_vs_rtsa"], b.l1)
+    assert n["resnet"]["aid_gap_first"] == 0.1 and n["resnet"]["aid_gap_last"] == 0.15
+    assert n["resnet"]["cost_aid_over_rts_total"] == pytest.approx(1.5)
+    assert n["paper"] == {"benign_l1_rts_vs_rtsa": 0.03}
+    assert n["aid_config"]["iterations"] == 3
+    json.dumps(results._plain(n))   # what save_results writes
+
+
+def test_no_aid_log_gives_a_dash_not_none():
+    empty = {"step": [], "aid_l1": [], "attack_success": [], "probe_drift": [], "map_loss": [], "seconds": 1.0,
+             "seconds_attack": 0.5}
+    result, _, _ = run_chapter(["resnet"], aid_log=empty)
+    result.cost["resnet"]["aid_over_rts_total"] = None   # an RTS artifact without a recorded time
+    assert result.numbers()["resnet"]["aid_gap_first"] is None      # the results file keeps null
+    assert result.glue()["ch4_resnet_aid_gap_first"] == "—"          # the prose shows a dash
+    assert result.glue()["ch4_resnet_cost_ratio_total"] == "—"
+
+
+def test_verdict_rule():
+    result, _, _ = run_chapter(["resnet"])
+    l1 = result.numbers()["resnet"]["benign_l1_rts_vs_rtsa"]
+    expected = "holds" if l1 <= 0.05 else "does not hold"
+    assert ch04.verdicts(result) == {"resnet_verdict_benign": expected, "densenet_verdict_benign": "not run"}
+
+
+def test_tables_have_no_nan_or_none():
+    _, benign, cost = run_chapter(["resnet"])
+    cost["resnet"]["per_iteration_ratio"] = None
+    text = ch04.cost_table(cost) + ch04.benign_table(benign) + ch04.aid_config_table(defenses.AIDConfig())
+    assert "nan" not in text and "None" not in text and "—" in text
+
+
+def test_fmt_three_significant_digits():
+    assert [ch04.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")] == \
+        ["0.0312", "0.03", "123", "1230", "0", "—", "—", "7", "x"]
+
+
+def test_check_names_measured_value_and_parameter(monkeypatch):
+    result, _, _ = run_chapter(["resnet"])
+    ch04.check(result, profile="smoke", aid=defenses.AIDConfig(iterations=3))
+    l1 = result.numbers()["resnet"]["benign_l1_rts_vs_rtsa"]
+    monkeypatch.setattr(ch04, "DRIFT_LIMIT", l1 / 2)   # this drift is too large for the limit
+    with pytest.raises(AssertionError, match=r"expected below .* at the quick profile.*aid_distill_weight"):
+        ch04.check(result, profile="quick", aid=defenses.AIDConfig(iterations=3))
+    same = fake_net("resnet")
+    same.rtsa = same.rts
+    x, y = data()
+    r = ch04.summarize({"resnet": same}, ch04.compare_benign({"resnet": same}, x, y),
+                       ch04.training_costs({"resnet": same}), defenses.AIDConfig())
+    with pytest.raises(AssertionError, match=r"L1 0.0\).*raise aid_lr or aid_iterations"):
+        ch04.check(r, profile="smoke", aid=defenses.AIDConfig(iterations=3, beta=10))
+
+
+def test_notebook_cells_after_model_loading_are_short():
+    """After the cell that loads ``nets``, each code cell is one call per section: at most 15 lines."""
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
+    assert loading, "no code cell assigns nets"
+    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
+            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    assert not long, f"code cells over 15 lines (index: lines): {long}"

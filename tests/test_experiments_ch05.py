@@ -1,0 +1,151 @@
+"""Chapter 5's protocol (adv2.experiments.ch05): calibration and map sensitivity end to end on a tiny
+linear classifier with a few-weight stand-in for RTS and RTSA."""
+import json
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from adv2 import noise, results
+from adv2.experiments import ch05
+from torch import nn
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_noise_sensitivity.ipynb"
+RATES = [0.0, 0.03, 0.3]
+
+
+def glue_keys_in_markdown(notebook: Path) -> set[str]:
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", text))
+
+
+class FakeRTS(nn.Module):
+    """RTS's interface (``rts(x, classes, confidence).mask``, 14x14 maps in [0, 1])."""
+
+    map_size = 14
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 10, 3, padding=1)
+
+    def forward(self, x, classes, confidence=0.0):
+        m = torch.sigmoid(F.avg_pool2d(self.conv(x), 2))
+        return SimpleNamespace(mask=m.gather(1, classes.view(-1, 1, 1, 1).expand(-1, 1, 14, 14)))
+
+
+def fake_net(seed: int):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    return SimpleNamespace(model=model, rts=FakeRTS(seed + 1), rtsa=FakeRTS(seed + 2))
+
+
+@pytest.fixture(scope="module")
+def chapter():
+    """``archs -> (result, cal, sens)`` for the tiny setting, cached per archs."""
+    cache = {}
+
+    def run(archs, rates=tuple(RATES)):
+        key = (tuple(archs), tuple(rates))
+        if key not in cache:
+            nets = {a: fake_net(i) for i, a in enumerate(archs)}
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(120, 1, 28, 28, generator=g)
+            y = nets[archs[0]].model(x).argmax(1)    # the first classifier gets them all right
+            cal = ch05.calibrate(nets, x, y, n_calib=40, rates=list(rates), tolerance=0.05, max_iter=12, seed=0)
+            sens = ch05.sensitivity(nets, cal, map_class="predicted")
+            cache[key] = (ch05.summarize(cal, sens, rates=list(rates), map_class="predicted", tolerance=0.05),
+                          cal, sens)
+        return cache[key]
+    return run
+
+
+@pytest.mark.parametrize("archs", [["densenet"], ["resnet"]])
+def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
+    result, _, _ = chapter(archs)
+    glued = result.glue()
+    wanted = glue_keys_in_markdown(NOTEBOOK)
+    assert wanted, "no {glue} references found in the chapter's markdown"
+    assert wanted <= set(glued), sorted(wanted - set(glued))
+    other = ({"resnet", "densenet"} - set(archs)).pop()
+    assert glued[f"ch5_{other}_l1_rts_normal_3pct"] == "not run"
+    assert glued[f"ch5_{other}_verdict"] == "not run"
+    for name, value in glued.items():
+        assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
+
+
+def test_levels_not_run_still_glued(chapter):
+    result, _, _ = chapter(["resnet"], rates=(0.3,))
+    glued = result.glue()
+    assert glue_keys_in_markdown(NOTEBOOK) <= set(glued)
+    assert glued["ch5_resnet_l1_rts_normal_3pct"] == "not run"
+    assert isinstance(glued["ch5_resnet_l1_rts_normal_30pct"], float)
+
+
+def test_numbers_layout_and_per_image(chapter):
+    result, cal, sens = chapter(["resnet"])
+    n = result.numbers()
+    assert set(n) == {"resnet", "paper", "settings"}
+    r = n["resnet"]
+    assert r["n_calib"] == len(cal["resnet"].x) == 40
+    assert set(r["calibration"]) == set(noise.NOISE_TYPES)
+    assert set(r["calibration"]["normal"]) == {"0%", "3%", "30%"}
+    for kind in noise.NOISE_TYPES:
+        rts, rtsa = r["l1"]["rts"][kind]["30%"], r["l1"]["rtsa"][kind]["30%"]
+        assert r[f"ratio_rtsa_over_rts_{kind}_30"] == pytest.approx(rtsa / rts)
+        per = result.per_image["resnet"]["l1"]["rts"][kind]["30%"]
+        assert len(per) == 40 and float(per.mean()) == pytest.approx(rts)
+        flipped = result.per_image["resnet"]["flipped"][kind]["30%"]
+        assert int(flipped.sum()) == sens["resnet"]["n_flipped"][kind]["30%"]
+    assert n["paper"] == {"l1": noise.PAPER_FIG15_L1}
+    assert n["settings"] == {"map_class": "predicted", "tolerance": 0.05, "rates": RATES}
+    json.dumps(results._plain(n))
+
+
+def test_verdict_rule():
+    def fake(ratios):
+        res = ch05.Ch05Result.__new__(ch05.Ch05Result)
+        res.archs = ["resnet"]
+        res.ratios = lambda a: ratios
+        return ch05.verdicts(res)
+    assert fake({"normal": 2.0, "uniform": 1.5})["resnet_verdict"] == "holds"
+    assert fake({"normal": 2.0, "uniform": 1.0})["resnet_verdict"] == "holds for one noise type"
+    assert fake({"normal": 1.3, "uniform": 1.0})["resnet_verdict"] == "does not hold"
+    assert fake({"normal": None, "uniform": 1.0})["resnet_verdict"] == "n/a"
+    assert fake({"normal": 1.0, "uniform": 1.0})["densenet_verdict"] == "not run"
+
+
+def test_tables_have_no_nan_or_none(chapter):
+    _, cal, sens = chapter(["resnet"])
+    text = (ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES)
+            + ch05.flipped_kept_table(sens, RATES))
+    assert "nan" not in text and "None" not in text
+    cells, labels, fa = ch05.figure15_cells(sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES)
+    assert fa == "resnet" and len(cells) == len(labels) == 4
+
+
+def test_check_names_what_to_change(chapter):
+    result, _, _ = chapter(["resnet"])
+    ch05.check(result, profile="smoke")
+    bad = ch05.Ch05Result.__new__(ch05.Ch05Result)
+    bad.__dict__.update(result.__dict__)
+    broken = noise.NoiseCalibration("normal", 0.3, 0.5, 0.1, 0.01, False, 12, 40)
+    bad.calibration = {"resnet": ch05.Calibration(result.calibration["resnet"].x,
+                                                  result.calibration["resnet"].y,
+                                                  {"normal": {0.3: broken}}, {}, 0.0)}
+    with pytest.raises(AssertionError, match=r"reached 10.0% after 12 classifier passes.*raise calib_max_iter"):
+        ch05.check(bad, profile="quick")
+
+
+def test_notebook_cells_after_model_loading_are_short():
+    """After the cell that loads ``nets``, each code cell is one call per section: at most 15 lines."""
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
+    assert loading, "no code cell assigns nets"
+    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
+            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    assert not long, f"code cells over 15 lines (index: lines): {long}"
