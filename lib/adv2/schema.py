@@ -356,9 +356,18 @@ def check_notebook_globals(stem: str, namespace: dict[str, Any]) -> dict[str, An
     return {n: params[n] for n in chapter_schema(stem)}
 
 
+def _literal(value: Any) -> str:
+    """Python source for a default, strings in double quotes as in the rest of the notebooks."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(value)
+
+
 def parameter_cell(stem: str) -> str:
     """The source of chapter ``stem``'s papermill ``parameters`` cell, generated from the schema."""
-    lines = [f"{p.name}: {p.type.__name__} = {p.default!r}" for p in CHAPTERS[stem]]
+    lines = [f"{p.name}: {p.type.__name__} = {_literal(p.default)}" for p in CHAPTERS[stem]]
     width = max(len(s) for s in lines) + 2
     return "\n".join(f"{s:<{width}}# {p.doc}" for s, p in zip(lines, CHAPTERS[stem]))
 
