@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from adv2 import config
 from adv2.config import ParameterError
 

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-
 from adv2 import artifacts, config, defenses, models, recipes, schema
 from adv2.interpreters import rts as rts_mod
 
@@ -202,7 +201,8 @@ def test_every_recipe_parameter_changes_its_key(stem):
 def test_schema_recipe_role_is_exactly_the_recipe_layer_parameters():
     for stem in schema.STEMS:
         declared = {n for n, p in schema.chapter_schema(stem).items() if p.role == "recipe"}
-        assert declared == {n for n in schema.chapter_schema(stem) if n in recipes.RECIPE_PARAMETERS}
+        names = schema.chapter_schema(stem)
+        assert declared == {n for n in names if n in recipes.RECIPE_PARAMETERS}
         assert declared <= recipes.RECIPE_PARAMETERS
 
 
@@ -230,8 +230,8 @@ def test_data_fingerprint_enters_the_key_only_when_set():
 
 
 def test_loaders_ask_the_cache_for_the_recipe_key(capture):
-    rtsa = recipes.recipes_for_chapter("04_aid_defense", new_parameters("04_aid_defense",
-                                                                        "smoke"))["rtsa"]["densenet"]
+    params = new_parameters("04_aid_defense", "smoke")
+    rtsa = recipes.recipes_for_chapter("04_aid_defense", params)["rtsa"]["densenet"]
     assert capture(recipes.load_classifier, rtsa.rts.classifier, FASHION) == rtsa.rts.classifier.key
     clf_art = SimpleNamespace(path=Path(rtsa.rts.classifier.key))
     assert capture(recipes.load_rts, rtsa.rts, FASHION, _model("densenet"), clf_art) == rtsa.rts.key

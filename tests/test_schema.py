@@ -10,7 +10,6 @@ import sys
 import types
 
 import pytest
-
 from adv2 import config, schema
 from adv2.config import ParameterError
 
@@ -161,7 +160,8 @@ def test_notebook_globals_refuse_bad_values():
 
 def test_schema_does_not_import_torch():
     code = "import sys, adv2.schema; sys.exit(int('torch' in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=config.REPO_ROOT, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=config.REPO_ROOT,
+                          timeout=60)
     assert done.returncode == 0, "importing adv2.schema imported torch (slow for the runner)"
 
 

@@ -13,9 +13,12 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
+
+if TYPE_CHECKING:  # annotations only: importing torch here would slow validation down
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARAMS_DIR = REPO_ROOT / "params"
@@ -139,7 +142,7 @@ def load_profile(profile: str, notebook_stem: str | None = None) -> dict[str, An
 
 
 # ----------------------------------------------------------------------------- device & seeds
-def resolve_device(device: str = "auto") -> "torch.device":
+def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a fallback."""
     import torch
 
@@ -152,7 +155,7 @@ def resolve_device(device: str = "auto") -> "torch.device":
     return torch.device(device)
 
 
-def seed_everything(seed: int) -> "torch.Generator":
+def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; returns a CPU generator for explicit use in data order."""
     import numpy as np
     import torch

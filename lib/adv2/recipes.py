@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from .artifacts import Artifact, artifact_key
 from .config import ParameterError
@@ -223,7 +223,8 @@ def _check_dataset(recipe: ClassifierRecipe, data: Any) -> None:
 def load_classifier(recipe: ClassifierRecipe, data: Any, *, device: Any = "cpu",
                     artifacts_dir: str | None = None, progress: bool = True
                     ) -> tuple[nn.Module, Artifact]:
-    """The classifier of ``recipe`` (from the cache, else trained and cached), frozen, on ``device``."""
+    """The classifier of ``recipe`` (from the cache, else trained and cached), frozen, on
+    ``device``."""
     _check_dataset(recipe, data)
     model, art = trained_small_cnn(recipe.arch, data, epochs=recipe.epochs,
                                    batch_size=recipe.batch_size, lr=recipe.lr,
@@ -267,7 +268,20 @@ def load_interpreted(recipe: RTSARecipe, data: Any, *, device: Any = "cpu",
     return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 
-__all__ = ["CLASSIFIER_PARAMETERS", "ClassifierRecipe", "INPUT_SIZE", "RECIPE_PARAMETERS",
-           "RTSARecipe", "RTSRecipe", "RTSA_PARAMETERS", "RTS_PARAMETERS", "classifier_recipe",
-           "load_classifier", "load_interpreted", "load_rts", "recipes_for_chapter", "rts_recipe",
-           "rtsa_recipe"]
+__all__ = [
+    "CLASSIFIER_PARAMETERS",
+    "INPUT_SIZE",
+    "RECIPE_PARAMETERS",
+    "RTSA_PARAMETERS",
+    "RTS_PARAMETERS",
+    "ClassifierRecipe",
+    "RTSARecipe",
+    "RTSRecipe",
+    "classifier_recipe",
+    "load_classifier",
+    "load_interpreted",
+    "load_rts",
+    "recipes_for_chapter",
+    "rts_recipe",
+    "rtsa_recipe",
+]

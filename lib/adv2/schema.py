@@ -20,8 +20,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config import (ARCHS, DEVICES, INTERPRETERS, PROFILES, ParameterError, Rule, boolean,
-                     choice, number, optional_text, subset_of, text)
+from .config import (
+    ARCHS,
+    DEVICES,
+    INTERPRETERS,
+    PROFILES,
+    ParameterError,
+    Rule,
+    boolean,
+    choice,
+    number,
+    optional_text,
+    subset_of,
+    text,
+)
 
 ROLES = ("recipe", "evaluation", "output")
 FASHION_MNIST_TEST_IMAGES = 10_000  # the test split every evaluation image is drawn from
@@ -221,7 +233,8 @@ CHAPTERS: dict[str, list[Param]] = {
         *CLASSIFIER_RECIPE[1:], *RTS_RECIPE,
         _evaluation("imagenet_sample", bool, True, boolean(),
                     "also attack EfficientNet-Lite0 on the offline ImageNet photos"),
-        _evaluation("imagenet_interpreters", list, ["grad", "cam"], subset_of("grad", "cam", "mask"),
+        _evaluation("imagenet_interpreters", list, ["grad", "cam"],
+                    subset_of("grad", "cam", "mask"),
                     "interpreters attacked on the photos (grad, cam, mask)"),
         _evaluation("imagenet_n_images", int, 2, _count(),
                     "photos attacked (correctly classified ones)"),
@@ -321,8 +334,8 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
     for name, value in out.items():
         rule = schema[name].rule
         if not rule.check(value):
-            raise ParameterError(f"parameter {name!r} of notebook {stem} has value {value!r}, which "
-                                 f"is not valid; expected {rule.describe}")
+            raise ParameterError(f"parameter {name!r} of notebook {stem} has value {value!r}, "
+                                 f"which is not valid; expected {rule.describe}")
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch
 
@@ -394,10 +407,20 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m adv2.schema --write   (regenerates the notebooks' parameter cells)")
+        sys.exit("usage: python -m adv2.schema --write  (regenerates the parameter cells)")
     print("rewrote the parameter cells of: " + (", ".join(_write_parameter_cells()) or "none"))
 
 
-__all__ = ["CHAPTERS", "FASHION_MNIST_TEST_IMAGES", "Param", "ROLES", "STEMS", "chapter_schema",
-           "check_notebook_globals", "defaults", "parameter_cell", "unknown_parameters_error",
-           "validate_chapter"]
+__all__ = [
+    "CHAPTERS",
+    "FASHION_MNIST_TEST_IMAGES",
+    "ROLES",
+    "STEMS",
+    "Param",
+    "chapter_schema",
+    "check_notebook_globals",
+    "defaults",
+    "parameter_cell",
+    "unknown_parameters_error",
+    "validate_chapter",
+]
