@@ -153,6 +153,15 @@ def test_notebook_globals_refuse_unknown_names_with_the_runners_message():
     assert str(err.value) == str(schema.unknown_parameters_error("06_table10", ["bogus"]))
 
 
+def test_an_interactive_rerun_ignores_globals_of_later_cells():
+    ns = _kernel_globals("04_aid_defense")
+    schema.check_notebook_globals("04_aid_defense", ns)
+    ns.update(arch="resnet", started=1.5, rows=[], nets={})  # what later cells leave behind
+    assert "arch" not in schema.check_notebook_globals("04_aid_defense", ns)
+    with pytest.raises(ParameterError, match="'seed'"):
+        schema.check_notebook_globals("04_aid_defense", {**ns, "seed": -1})
+
+
 def test_notebook_globals_refuse_bad_values():
     with pytest.raises(ParameterError, match="'seed'"):
         schema.check_notebook_globals("04_aid_defense", _kernel_globals("04_aid_defense", seed=1.0))

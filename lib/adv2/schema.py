@@ -292,6 +292,10 @@ STEMS = tuple(CHAPTERS)
 _LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters")
 # IPython's own globals in a notebook kernel, never parameters
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+# values a parameter cell or ``papermill -p`` can give (YAML scalars, lists, mappings)
+_PARAMETER_TYPES = (type(None), bool, int, float, str, list, tuple, dict)
+# set in the namespace once its parameters were checked (an interactive re-run of the cell)
+_CHECKED = "_adv2_parameters_checked"
 
 
 # ----------------------------------------------------------------------------- public API
@@ -348,24 +352,27 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
 def check_notebook_globals(stem: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """Validate a notebook's parameters from its ``globals()``, in its first code cell.
 
-    Every parameter-like global (not a module, function or class, not IPython's own names, not
-    starting with ``_``) must be a parameter of chapter ``stem``: an unknown one (a misspelt
-    ``papermill -p`` name) fails with the runner's message instead of running on defaults.
-    Normalised values (``archs: resnet`` → ``['resnet']``) are written back into ``namespace``.
-    Returns the parameters as a dict (what the results file records).
+    Every parameter-like global (a value a parameter cell or ``papermill -p`` can give: None,
+    bool, number, string, list, mapping; not IPython's own names, not starting with ``_``) must be
+    a parameter of chapter ``stem``: an unknown one (a misspelt ``papermill -p`` name) fails with
+    the runner's message instead of running on defaults. When the cell is run again in an
+    interactive session, globals that later cells defined are not parameters: then only the
+    schema's names are checked. Normalised values (``archs: resnet`` → ``['resnet']``) are
+    written back into ``namespace``. Returns the parameters as a dict (what the results file
+    records).
     """
-    import types
-
+    rerun = namespace.get(_CHECKED) == stem
     found = {n: v for n, v in namespace.items()
              if not n.startswith("_") and n not in _KERNEL_NAMES
-             and not isinstance(v, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-                                    type))}
+             and isinstance(v, _PARAMETER_TYPES)
+             and (not rerun or n in chapter_schema(stem))}
     params = validate_chapter(stem, found)
     missing = [n for n in chapter_schema(stem) if n not in params]
     if missing:  # the parameter cell and the schema disagree: a library/notebook mismatch
         raise ParameterError(f"notebook {stem} does not define parameter(s) "
                              + ", ".join(repr(n) for n in missing) + " of its schema")
     namespace.update(params)
+    namespace[_CHECKED] = stem
     return {n: params[n] for n in chapter_schema(stem)}
 
 
