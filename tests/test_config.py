@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from adv2 import config
 from adv2.config import ParameterError
 
@@ -13,7 +12,7 @@ def test_bad_choice_names_parameter_value_and_choices():
 
 
 @pytest.mark.parametrize("name,value", [("epsilon", 0), ("epsilon", 1.5), ("seed", -1),
-                                        ("n_images", 2.5), ("archs", []), ("archs", ["vgg"]),
+                                        ("n_images", 2.5), ("seed", 1.0), ("archs", []), ("archs", ["vgg"]),
                                         ("device", "tpu"), ("n_images", True)])
 def test_out_of_range_values_fail(name, value):
     with pytest.raises(ParameterError, match=name):

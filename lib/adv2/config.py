@@ -1,9 +1,11 @@
 """Profiles, parameter validation with clear errors, device choice and seeding.
 
-Every notebook declares its parameters in one papermill cell and then calls
-:func:`validate` on them, so a bad value fails at once with a message naming the parameter,
-the value and what would have been accepted. The runner calls the same function before it
-starts a kernel, so ``python -m adv2 run 01 -p arch vgg`` fails within seconds.
+The rules here are the building blocks; :mod:`adv2.schema` declares every chapter's parameters
+with them, and both the runner (before a kernel starts) and each notebook's first code cell check
+against that schema, so ``python -m adv2 run 01 -p arch vgg`` fails within seconds with a message
+naming the parameter, the value and what would have been accepted.
+
+torch is imported only inside the functions that need it, so validation stays fast.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import torch
 import yaml
+
+if TYPE_CHECKING:  # annotations only: importing torch here would slow validation down
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARAMS_DIR = REPO_ROOT / "params"
@@ -56,7 +59,7 @@ def number(lo: float | None = None, hi: float | None = None, *, integer: bool = 
     def ok(v: Any) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
-        if integer and not float(v).is_integer():
+        if integer and not isinstance(v, int):  # 1.0 is not an integer parameter (numpy casts fail)
             return False
         if lo is not None and (v <= lo if lo_open else v < lo):
             return False
@@ -141,6 +144,8 @@ def load_profile(profile: str, notebook_stem: str | None = None) -> dict[str, An
 # ----------------------------------------------------------------------------- device & seeds
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a fallback."""
+    import torch
+
     validate({"device": device})
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -152,6 +157,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; returns a CPU generator for explicit use in data order."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -162,4 +170,6 @@ def set_threads_from_env() -> None:
     """Respect ``ADV2_THREADS`` (tests run two kernels at once on 2 cores)."""
     n = os.environ.get("ADV2_THREADS")
     if n:
+        import torch
+
         torch.set_num_threads(int(n))

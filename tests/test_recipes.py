@@ -1,0 +1,244 @@
+"""Recipes: one cache key per trained artifact, the same in every chapter, untouched by evaluation
+parameters, and byte-identical to the keys the book used before the recipe layer (commit 5c937a9).
+
+No training here: the cache is intercepted at the point where a training function would look up
+its key, so every test runs in seconds.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from adv2 import artifacts, config, defenses, models, recipes, schema
+from adv2.interpreters import rts as rts_mod
+
+OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
+CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]
+FASHION = SimpleNamespace(name="fashion-mnist", num_classes=10,
+                          class_names=[f"c{i}" for i in range(10)])
+
+
+# ----------------------------------------------------------------------------- cache interception
+class Captured(Exception):
+    def __init__(self, kind: str, params: dict) -> None:
+        super().__init__(kind)
+        self.kind, self.params = kind, params
+
+
+@pytest.fixture
+def capture(monkeypatch):
+    """Make every cache lookup raise :class:`Captured` with the parameters it would hash."""
+    def fake(kind, params, compute, root=None, force=False):
+        raise Captured(kind, params)
+
+    monkeypatch.setattr(artifacts, "load_or_compute", fake)
+    monkeypatch.setattr(models, "load_or_compute", fake, raising=False)
+
+    def key_of(fn, *args, **kwargs) -> str:
+        with pytest.raises(Captured) as got:
+            fn(*args, **kwargs)
+        return artifacts.artifact_key(got.value.params)
+
+    return key_of
+
+
+def _model(arch: str):
+    return models.build_small_cnn(arch, 10, FASHION.class_names)
+
+
+# ----------------------------------------------------------------------------- the old code's keys
+def _git_show(path: str) -> str:
+    try:
+        return subprocess.run(["git", "show", f"{OLD_COMMIT}:{path}"], capture_output=True,
+                              text=True, check=True, cwd=config.REPO_ROOT).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"commit {OLD_COMMIT} not available ({err})")
+
+
+def old_parameters(stem: str, profile: str) -> dict:
+    """What a run of ``stem`` at ``profile`` gave the notebook at commit 5c937a9: its parameter
+    cell's defaults, overlaid by the profile's values for the names it declared."""
+    nb = json.loads(_git_show(f"notebooks/{stem}.ipynb"))
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    params = {node.target.id: ast.literal_eval(node.value) for node in tree.body
+              if isinstance(node, ast.AnnAssign)}
+    data = yaml.safe_load(_git_show(f"params/{profile}.yaml")) or {}
+    prof = {**data.get("common", {}), **(data.get(stem) or {}), "profile": profile}
+    params.update({k: v for k, v in prof.items() if k in params})
+    return params
+
+
+def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
+    """Cache keys of the classifier / RTS / RTSA that chapter ``stem`` asked for at 5c937a9,
+    built with the same calls its notebook made then."""
+    keys = {"classifier": key_of(models.trained_small_cnn, arch, FASHION, epochs=p["train_epochs"],
+                                 train_subset=p["train_subset"], seed=p["seed"])}
+    if stem == "02_interpreters":
+        kw = rts_mod.rts_recipe((p["rts_phase1_iterations"], p["rts_phase2_iterations"]),
+                                p["rts_batch_size"], p["rts_lr"], p["seed"])
+    elif stem == "03_adv2":
+        kw = dict(phase1_iterations=p["rts_phase1_iterations"],
+                  phase2_iterations=p["rts_phase2_iterations"],
+                  phase1_batch_size=2 * p["rts_batch_size"], batch_size=p["rts_batch_size"],
+                  phase1_lr=p["rts_lr"], lr=p["rts_lr"], seed=p["seed"])
+    elif stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
+        kw = dict(phase1_iterations=p["rts_phase1_iterations"],
+                  phase2_iterations=p["rts_phase2_iterations"],
+                  phase1_batch_size=p["rts_phase1_batch_size"], batch_size=p["rts_batch_size"],
+                  phase1_lr=p["rts_phase1_lr"], lr=p["rts_lr"], seed=p["seed"])
+    else:
+        return keys
+    model = _model(arch)
+    keys["rts"] = key_of(rts_mod.trained_rts, model, FASHION, classifier_key=keys["classifier"],
+                         **kw)
+    if stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
+        aid = defenses.AIDConfig(
+            iterations=p["aid_iterations"], batch_size=p["aid_batch_size"],
+            aid_batch_size=p["aid_attack_batch_size"], beta=p["aid_beta"], lr=p["aid_lr"],
+            stage1_steps=p["aid_stage1_steps"], stage2_steps=p["aid_stage2_steps"],
+            pool_size=p["aid_pool_size"], distill_weight=p["aid_distill_weight"],
+            persistent=p["aid_persistent"], train_encoder=p["aid_train_encoder"],
+            epsilon=p["epsilon"], step_size=p["step_size"], seed=p["seed"])
+        rts_art = SimpleNamespace(path=Path(keys["rts"]), metrics={})
+        keys["rtsa"] = key_of(defenses.trained_rtsa, model, None, rts_art, FASHION, aid)
+    return keys
+
+
+def new_parameters(stem: str, profile: str) -> dict:
+    """What the runner gives the notebook now: the profile's values for the chapter's names."""
+    names = schema.chapter_schema(stem)
+    return {k: v for k, v in config.load_profile(profile, stem).items() if k in names}
+
+
+def new_keys(stem: str, params: dict, arch: str) -> dict[str, str]:
+    found = recipes.recipes_for_chapter(stem, {**params, "archs": [arch]})
+    return {kind: by_arch[arch].key for kind, by_arch in found.items()}
+
+
+FASHION_PROFILES = [p for p in config.PROFILES if p != "imagenet"]
+
+
+# ----------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("profile", FASHION_PROFILES)
+@pytest.mark.parametrize("stem", ["01_target_models", *CHAPTERS])
+def test_keys_are_those_of_the_code_before_recipes(stem, profile, capture):
+    """Byte-identical cache keys for today's parameter values: cached models are reused."""
+    for arch in config.ARCHS:
+        old = old_keys(stem, old_parameters(stem, profile), arch, capture)
+        new = new_keys(stem, schema.validate_chapter(stem, new_parameters(stem, profile)), arch)
+        assert new == old, (stem, profile, arch)
+
+
+@pytest.mark.parametrize("profile", FASHION_PROFILES)
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_chapters_resolve_to_the_recipes_of_chapters_1_2_and_4(stem, profile):
+    for arch in config.ARCHS:
+        new = new_keys(stem, new_parameters(stem, profile), arch)
+        assert new["classifier"] == new_keys("01_target_models",
+                                             new_parameters("01_target_models", profile),
+                                             arch)["classifier"]
+        assert new["rts"] == new_keys("02_interpreters", new_parameters("02_interpreters", profile),
+                                      arch)["rts"]
+        if "rtsa" in new:
+            assert new["rtsa"] == new_keys("04_aid_defense",
+                                           new_parameters("04_aid_defense", profile), arch)["rtsa"]
+
+
+def test_imagenet_profile_is_refused_before_any_recipe():
+    # the book trains on Fashion-MNIST only; the imagenet profile is chapter 1's photo setting
+    for stem in CHAPTERS:
+        with pytest.raises(config.ParameterError, match="dataset"):
+            schema.validate_chapter(stem, new_parameters(stem, "imagenet"))
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2
+    if isinstance(value, list):
+        return value[:1]
+    return None if value is not None else "elsewhere"
+
+
+@pytest.mark.parametrize("stem", ["01_target_models", *CHAPTERS])
+def test_evaluation_parameters_never_change_a_recipe_key(stem):
+    base = new_parameters(stem, "smoke")
+    keys = {a: new_keys(stem, base, a) for a in config.ARCHS}
+    for name, p in schema.chapter_schema(stem).items():
+        if p.role == "recipe" or name == "archs":
+            continue
+        value = _changed(base.get(name, p.default))
+        for arch in config.ARCHS:
+            assert new_keys(stem, {**base, name: value}, arch) == keys[arch], name
+
+
+@pytest.mark.parametrize("stem", ["01_target_models", *CHAPTERS])
+def test_every_recipe_parameter_changes_its_key(stem):
+    base = new_parameters(stem, "smoke")
+    for name, p in schema.chapter_schema(stem).items():
+        if p.role != "recipe" or name == "dataset":  # one dataset can be trained on today
+            continue
+        before = new_keys(stem, base, "resnet")
+        after = new_keys(stem, {**base, name: _changed(base.get(name, p.default))}, "resnet")
+        kind = ("classifier" if name in recipes.CLASSIFIER_PARAMETERS else
+                "rts" if name in recipes.RTS_PARAMETERS else "rtsa")
+        assert after[kind] != before[kind], name
+        # and everything built on it changes with it
+        for later in ("classifier", "rts", "rtsa")[("classifier", "rts", "rtsa").index(kind):]:
+            if later in before:
+                assert after[later] != before[later], (name, later)
+
+
+def test_schema_recipe_role_is_exactly_the_recipe_layer_parameters():
+    for stem in schema.STEMS:
+        declared = {n for n, p in schema.chapter_schema(stem).items() if p.role == "recipe"}
+        names = schema.chapter_schema(stem)
+        assert declared == {n for n in names if n in recipes.RECIPE_PARAMETERS}
+        assert declared <= recipes.RECIPE_PARAMETERS
+
+
+def test_rts_phase1_follows_one_rule():
+    r = recipes.rts_recipe({"rts_batch_size": 16, "rts_lr": 0.02}, "resnet")
+    assert (r.phase1_batch_size, r.phase1_lr) == (32, 0.02)
+    assert r.trained_rts_kwargs() == rts_mod.rts_recipe((100, 150), 16, 0.02, 0)
+
+
+def test_rtsa_budget_is_its_own_not_the_evaluation_epsilon():
+    params = {"epsilon": 0.05, "step_size": 0.01}
+    a = recipes.recipes_for_chapter("06_table10", params)["rtsa"]["resnet"]
+    b = recipes.recipes_for_chapter("06_table10", {})["rtsa"]["resnet"]
+    assert a.key == b.key and a.aid_config().epsilon == 0.1
+    c = recipes.recipes_for_chapter("06_table10", {"rtsa_epsilon": 0.05})["rtsa"]["resnet"]
+    assert c.key != b.key and c.aid_config().epsilon == 0.05
+
+
+def test_data_fingerprint_enters_the_key_only_when_set():
+    r = recipes.ClassifierRecipe("resnet")
+    assert "data_fingerprint" not in r.cache_params()
+    f = recipes.ClassifierRecipe("resnet", data_fingerprint="abc")
+    assert f.cache_params()["data_fingerprint"] == "abc" and f.key != r.key
+    assert recipes.RTSRecipe(f).key != recipes.RTSRecipe(r).key
+
+
+def test_loaders_ask_the_cache_for_the_recipe_key(capture):
+    params = new_parameters("04_aid_defense", "smoke")
+    rtsa = recipes.recipes_for_chapter("04_aid_defense", params)["rtsa"]["densenet"]
+    assert capture(recipes.load_classifier, rtsa.rts.classifier, FASHION) == rtsa.rts.classifier.key
+    clf_art = SimpleNamespace(path=Path(rtsa.rts.classifier.key))
+    assert capture(recipes.load_rts, rtsa.rts, FASHION, _model("densenet"), clf_art) == rtsa.rts.key
+    with pytest.raises(RuntimeError, match="differs from its recipe"):
+        recipes.load_rts(rtsa.rts, FASHION, _model("densenet"), SimpleNamespace(path=Path("x")))
+
+
+def test_wrong_dataset_is_refused():
+    with pytest.raises(config.ParameterError, match="fashion-mnist"):
+        recipes.load_classifier(recipes.ClassifierRecipe("resnet"), SimpleNamespace(name="mnist"))
