@@ -43,7 +43,7 @@ run: venv data
 	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE) --publish
 
 publish: venv
-	@test -n "$(RUN)" || { echo "usage: make publish RUN=runs/<run folder>"; exit 2; }
+	@test -n "$(RUN)" || { echo "usage: make publish RUN=runs/<run>"; exit 2; }
 	$(PY) -m adv2 publish $(RUN)
 
 html: venv
