@@ -135,6 +135,9 @@ def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
 def test_failing_notebook_is_kept_aside_and_not_published(tmp_path):
     before = published_state()
     run_dir = tmp_path / "run"
+    run_dir.mkdir()  # a reused folder: an earlier run's copies must not pass for this run's
+    (run_dir / f"{STEM}.ipynb").write_text("{}")
+    (run_dir / f"{STEM}.json").write_text("{}")
     proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
                         "-p", "fail", "true", "--publish")
     out, _ = proc.communicate(timeout=240)
@@ -144,6 +147,7 @@ def test_failing_notebook_is_kept_aside_and_not_published(tmp_path):
     assert record["status"] == "failed" and record["notebooks"][STEM]["status"] == "failed"
     assert "ValueError" in record["notebooks"][STEM]["error"]
     assert (run_dir / f"{STEM}.failed.ipynb").is_file() and not (run_dir / f"{STEM}.ipynb").exists()
+    assert not (run_dir / f"{STEM}.json").exists()
     with pytest.raises(publish.PublishError, match="failed"):
         publish.publish(run_dir)
     assert published_state() == before

@@ -331,8 +331,10 @@ def check(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any]
     """Validate everything and print the plan; start no kernel and write nothing."""
     profile = resolve_profile(profile)
     notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir
     run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, dict(overrides or {}), shown_path(results))
+    plan = plan_run(notebooks, profile, overrides, shown_path(results))
     print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
     for nb, params in plan:
         changed = {k: v for k, v in params.items()
@@ -353,10 +355,16 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
 
     profile = resolve_profile(profile)
     notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
     run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, dict(overrides or {}), shown_path(results))
+    plan = plan_run(notebooks, profile, overrides, shown_path(results))
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
+    for nb, _ in plan:  # a reused folder: no earlier run's copy may pass for this run's
+        for old in (*(run_dir / f"{nb.stem}{kind}.ipynb" for kind in ("", ".running", ".failed", ".interrupted")),
+                    results / f"{nb.stem}.json"):
+            old.unlink(missing_ok=True)
     record = RunRecord(run_dir, results, profile, plan, argv)
     print(f"[adv2] run folder: {shown_path(run_dir)} (the published book is not touched)", flush=True)
     current = None
@@ -478,10 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   args.results_dir)
         else:
             profile = resolve_profile(args.profile)
-            notebooks = select_notebooks(args.notebooks)
-            run_dir, _ = resolve_folders(profile, notebooks, args.output_dir, args.results_dir)
-            run(args.notebooks, profile, parse_overrides(args.parameter), run_dir,
-                args.results_dir or (run_dir if args.output_dir else run_dir / "results"),
+            overrides = parse_overrides(args.parameter)
+            results_dir = overrides.pop("results_dir", None) or args.results_dir
+            run_dir, results = resolve_folders(profile, select_notebooks(args.notebooks),
+                                               args.output_dir, results_dir)
+            run(args.notebooks, profile, overrides, run_dir, results,
                 progress=not args.no_progress, publish=args.publish,
                 argv=sys.argv if argv is None else ["python", "-m", "adv2", *argv])
     except ParameterError as err:
