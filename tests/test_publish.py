@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from adv2 import publish, runbox, runner
 from adv2.config import REPO_ROOT
 
@@ -45,7 +44,7 @@ def tiny_notebook(folder: Path) -> Path:
         marker: str = ""           # file created when the second cell starts
         results_dir: str = "results"  # where results go"""))
     params.metadata["tags"] = ["parameters"]
-    work = nbformat.v4.new_code_cell(textwrap.dedent(f"""\
+    work = nbformat.v4.new_code_cell(textwrap.dedent("""\
         import json, pathlib, time
         if marker:
             pathlib.Path(marker).write_text("started")
@@ -54,7 +53,8 @@ def tiny_notebook(folder: Path) -> Path:
             raise ValueError("asked to fail")"""))
     save = nbformat.v4.new_code_cell(textwrap.dedent(f"""\
         pathlib.Path(results_dir).mkdir(parents=True, exist_ok=True)
-        (pathlib.Path(results_dir) / "{STEM}.json").write_text(json.dumps({{"notebook": "{STEM}", "seed": seed}}))"""))
+        payload = {{"notebook": "{STEM}", "seed": seed}}
+        (pathlib.Path(results_dir) / "{STEM}.json").write_text(json.dumps(payload))"""))
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, work, save]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STEM}.ipynb"
@@ -246,7 +246,8 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 def test_runs_cannot_write_into_the_published_book():
     with pytest.raises(runner.RunError, match="published"):
-        runner.resolve_folders("smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks", None)
+        runner.resolve_folders("smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks",
+                               None)
     with pytest.raises(runner.RunError, match="published"):
         runner.resolve_folders("smoke", runner.select_notebooks(["01"]), "/tmp/x", REPO_ROOT / "results")
 

@@ -107,7 +107,7 @@ def notebook_problem(path: Path) -> str | None:
 
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as err:  # truncated or not a notebook at all
+    except Exception as err:  # noqa: BLE001  (truncated, not JSON, not a notebook: all mean "not publishable")
         return f"{path.name} cannot be read ({type(err).__name__}: {err})"
     meta = nb.metadata.get("papermill")
     if not meta:

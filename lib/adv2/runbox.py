@@ -102,7 +102,8 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         if device:
             devices.add(device)
         changed = _shown(non_default_parameters(nb_path.stem, params))
-        rows.append(f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} | {date} |")
+        rows.append(f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} "
+                    f"| {date} |")
     env = environment()
     devices = devices or {env["device"]}
     hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))

@@ -23,9 +23,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import yaml
 
@@ -33,8 +34,7 @@ from . import publish as publishing
 from .config import PROFILES, REPO_ROOT, ParameterError, load_profile, validate
 from .progress import QUIET_ENV
 from .publish import BOOK_NOTEBOOKS_DIR, PublishError  # noqa: F401  (re-exported)
-from .runbox import (CpuMeter, busy_cpu_seconds as _busy_cpu_seconds,  # noqa: F401  (old names)
-                     count_cached_artifacts, own_cpu_seconds as _own_cpu_seconds, write_run_info)
+from .runbox import CpuMeter, count_cached_artifacts, write_run_info  # noqa: F401  (old names)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RUNS_ENV = "ADV2_RUNS_DIR"  # where default run folders go (default: runs/ in the repository)
@@ -115,7 +115,8 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
         overrides["archs"] = [overrides.pop("arch")]
     for name, value in overrides.items():
         # YAML reads `-p map_class true` as a boolean: a text parameter gets the text back
-        if declared.get(name, {}).get("inferred_type_name") == "str" and isinstance(value, (bool, int, float)):
+        is_text = declared.get(name, {}).get("inferred_type_name") == "str"
+        if is_text and isinstance(value, (bool, int, float)):
             overrides[name] = str(value).lower() if isinstance(value, bool) else str(value)
     unknown = [k for k in overrides if k not in declared]
     if unknown:
@@ -362,8 +363,8 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     for nb, _ in plan:  # a reused folder: no earlier run's copy may pass for this run's
-        for old in (*(run_dir / f"{nb.stem}{kind}.ipynb" for kind in ("", ".running", ".failed", ".interrupted")),
-                    results / f"{nb.stem}.json"):
+        kinds = ("", ".running", ".failed", ".interrupted")
+        for old in (*(run_dir / f"{nb.stem}{kind}.ipynb" for kind in kinds), results / f"{nb.stem}.json"):
             old.unlink(missing_ok=True)
     record = RunRecord(run_dir, results, profile, plan, argv)
     print(f"[adv2] run folder: {shown_path(run_dir)} (the published book is not touched)", flush=True)
@@ -384,7 +385,8 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
                                     seconds=round(time.time() - started, 1))
                     raise
                 seconds = round(time.time() - started, 1)
-                facts = {"models_trained": count_cached_artifacts(params.get("artifacts_dir")) - cached_before,
+                cached_after = count_cached_artifacts(params.get("artifacts_dir"))
+                facts = {"models_trained": cached_after - cached_before,
                          "models_cached_at_start": cached_before,
                          "other_jobs_cores": meter.other_jobs_cores(seconds)}
                 _record_run_facts(run_dir / f"{nb.stem}.ipynb", facts)
