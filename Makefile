@@ -11,7 +11,7 @@ RUN        ?=
 .PHONY: help venv data run publish book html test bench lab clean
 
 help:
-	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) and build _build/html"
+	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
