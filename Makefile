@@ -6,12 +6,15 @@ PROFILE    ?= auto
 NOTEBOOKS  ?= all
 STAMP      := $(VENV)/.installed
 
-.PHONY: help venv data run book html test bench lab clean
+RUN        ?=
+
+.PHONY: help venv data run publish book html test bench lab clean
 
 help:
-	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) and build _build/html"
+	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html"
 	@echo "make test    set up and run the whole test suite"
-	@echo "make run     execute notebooks only (NOTEBOOKS='01 03', PROFILE=...)"
+	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
+	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make bench   interpreter and attack throughput benchmarks"
 	@echo "make lab     open the notebooks in JupyterLab"
@@ -34,8 +37,14 @@ data:
 	  else echo "note: Fashion-MNIST not found; set FASHION_MNIST_DIR or it is downloaded when online"; fi; \
 	fi
 
+# A run executes into its own folder under runs/; --publish replaces the published copies only when
+# every notebook finished (a failed or interrupted run leaves book/notebooks and results/ alone).
 run: venv data
-	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE)
+	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE) --publish
+
+publish: venv
+	@test -n "$(RUN)" || { echo "usage: make publish RUN=runs/<run>"; exit 2; }
+	$(PY) -m adv2 publish $(RUN)
 
 html: venv
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet

@@ -1,19 +1,18 @@
-import json
 import subprocess
 import sys
 import time
 
 import nbformat
 import pytest
-
-from adv2 import runner
-from adv2.config import ParameterError, REPO_ROOT
+from adv2 import runbox, runner
+from adv2.config import REPO_ROOT, ParameterError
 
 
 def test_bad_value_fails_within_seconds_naming_choices():
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "adv2", "run", "01", "--profile", "smoke",
-                           "-p", "arch", "vgg"], capture_output=True, text=True, cwd=REPO_ROOT)
+                           "-p", "arch", "vgg"], capture_output=True, text=True, cwd=REPO_ROOT,
+                           check=False)
     assert proc.returncode == 2
     assert "'arch'" in proc.stderr and "'vgg'" in proc.stderr and "'densenet'" in proc.stderr
     assert time.time() - started < 30
@@ -80,33 +79,79 @@ def _executed(path, profile, seconds, adv2_meta):
     nbformat.write(nb, path)
 
 
-def test_run_box_names_profile_times_training_and_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "BOOK_NOTEBOOKS_DIR", tmp_path)
-    monkeypatch.setattr(runner, "RUN_INFO", tmp_path / "_run_info.md")
+def test_run_box_names_profile_times_training_and_load(tmp_path):
+    box = tmp_path / "_run_info.md"
     _executed(tmp_path / "01_a.ipynb", "quick", 120.0, {"models_trained": 2, "other_jobs_cores": 0.05})
     _executed(tmp_path / "02_b.ipynb", "smoke", 60.0, {"models_trained": 0, "other_jobs_cores": 0.1})
-    text = runner.write_run_info().read_text()
-    assert "| 01_a | `quick` | 2.0 min | 2 |" in text
-    assert "| 02_b | `smoke` | 1.0 min | 0 |" in text and "**3.0 min**" in text
+    text = runbox.write_run_info(tmp_path, tmp_path, box).read_text()
+    assert "| 01_a | `quick` | none | 2.0 min | 2 |" in text
+    assert "| 02_b | `smoke` | none | 1.0 min | 0 |" in text and "**3.0 min**" in text
     assert "02_b show the `smoke` profile" in text
     assert "otherwise idle" in text
     _executed(tmp_path / "02_b.ipynb", "quick", 60.0, {"models_trained": 0, "other_jobs_cores": 1.5})
-    text = runner.write_run_info().read_text()
+    text = runbox.write_run_info(tmp_path, tmp_path, box).read_text()
     assert "shared the machine" in text and "1.5" in text and "smoke" not in text
 
 
+def test_run_box_lists_each_chapters_non_default_parameters(tmp_path):
+    """Compared with the chapter's own profile values: the profile name alone hides overrides."""
+    from adv2.config import load_profile
+
+    profile = load_profile("smoke", "03_adv2")
+    params = {**profile, "epsilon": 0.016, "archs": ["densenet"], "results_dir": "/tmp/r"}
+    assert runbox.non_default_parameters("03_adv2", params) == {"archs": ["densenet"], "epsilon": 0.016}
+    assert runbox.non_default_parameters("03_adv2", profile) == {}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": params, "duration": 30.0, "end_time": "2026-11-23"}
+    nbformat.write(nb, tmp_path / "03_adv2.ipynb")
+    text = runbox.render_run_info(tmp_path, tmp_path)
+    assert "| 03_adv2 | `smoke` | `archs=['densenet']`, `epsilon=0.016` | 0.5 min |" in text
+
+
 def test_busy_cpu_counts_other_processes():
-    if runner._busy_cpu_seconds() is None:
+    if runbox.busy_cpu_seconds() is None:
         pytest.skip("no /proc/stat")
-    busy, own = runner._busy_cpu_seconds(), runner._own_cpu_seconds()
+    busy, own = runbox.busy_cpu_seconds(), runbox.own_cpu_seconds()
     spin = "import time\nwhile time.process_time() < 1: pass"  # 1 s of CPU, however busy the machine
-    assert subprocess.run([sys.executable, "-c", spin]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", spin], check=False).returncode == 0
     # the busy child is this process's child: it counts as ours, not as another job's
-    assert runner._own_cpu_seconds() - own >= 0.9
-    assert runner._busy_cpu_seconds() - busy >= 0.9
+    assert runbox.own_cpu_seconds() - own >= 0.9
+    assert runbox.busy_cpu_seconds() - busy >= 0.9
 
 
 def test_text_parameter_keeps_yaml_words_as_text():
     nb = runner.select_notebooks(["05"])[0]
     params = runner.notebook_parameters(nb, "smoke", runner.parse_overrides([["map_class", "true"]]), None)
     assert params["map_class"] == "true"
+
+
+def test_run_folders_and_where_results_go(tmp_path, monkeypatch):
+    """Default: runs/<UTC time>-<profile>-<numbers>/ with results/ inside; --output-dir DIR puts the
+    results beside the notebooks unless --results-dir says otherwise."""
+    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    nbs = runner.select_notebooks(["01", "03"])
+    run_dir, results = runner.resolve_folders("smoke", nbs, None, None)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("Z-smoke-01-03")
+    assert results == run_dir / "results"
+    assert runner.resolve_folders("smoke", nbs, tmp_path / "ex", None) == (tmp_path / "ex", tmp_path / "ex")
+    chosen = runner.resolve_folders("smoke", nbs, tmp_path / "ex", tmp_path / "r")
+    assert chosen == (tmp_path / "ex", tmp_path / "r")
+
+
+def test_check_validates_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "0.016", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "03_adv2: epsilon=0.016" in out and "nothing ran" in out
+    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2", "--check"]) == 2
+    assert "'epsilon'" in capsys.readouterr().err
+    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2"]) == 2
+    assert not (tmp_path / "runs").exists(), "a rejected run must not create its folder"
+
+
+def test_artifacts_env_reaches_the_notebooks(monkeypatch):
+    nb = runner.select_notebooks(["01"])[0]
+    monkeypatch.setenv(runner.ARTIFACTS_ENV, "/tmp/cache")
+    assert runner.notebook_parameters(nb, "smoke", {}, None)["artifacts_dir"] == "/tmp/cache"
+    params = runner.notebook_parameters(nb, "smoke", {"artifacts_dir": "/tmp/other"}, None)
+    assert params["artifacts_dir"] == "/tmp/other"

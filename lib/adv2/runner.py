@@ -1,35 +1,56 @@
-"""Execute the book's notebooks with papermill, in order, under a profile.
+"""Execute the book's notebooks with papermill, in order, under a profile, into a run folder.
 
     python -m adv2 run all                      # every notebook, profile auto (paper on GPU, else quick)
     python -m adv2 run 01 03 --profile smoke    # some notebooks (by number or stem prefix)
     python -m adv2 run 03 -p epsilon 0.016 -p archs '[resnet]'
+    python -m adv2 run 03 -p epsilon 0.016 --check   # validate and show the plan; no kernel starts
+    python -m adv2 publish runs/<run>           # make a finished run the published book
     python -m adv2 list                         # notebooks and their parameters
 
-Executed copies go to ``book/notebooks/`` (what the book renders) unless ``--output-dir`` says
-otherwise; each notebook writes ``results/<stem>.json`` itself. The run stops at the first failing
-notebook and names it, the cell and the error. Wall times go to ``<results_dir>/timings-<profile>.json``.
+A run never touches the published book. It writes into its own run folder,
+``runs/<UTC time>-<profile>-<notebook numbers>/`` (or ``--output-dir``): the executed notebooks,
+``results/`` (each notebook's ``<stem>.json`` and ``timings-<profile>.json``) and ``run.json``
+(parameters, status and wall time of each notebook, other jobs' CPU). A notebook is executed into
+``<stem>.running.ipynb`` and renamed to ``<stem>.ipynb`` only when every cell finished; a failed
+one becomes ``<stem>.failed.ipynb``, an interrupted one (Ctrl-C, SIGTERM) ``<stem>.interrupted.ipynb``.
+Only ``publish`` (or ``run --publish``, what ``make book`` uses) replaces ``book/notebooks/``,
+``results/`` and the front page's run box, and only for a run whose every notebook finished.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
+from . import publish as publishing
 from .config import PROFILES, REPO_ROOT, ParameterError, load_profile, validate
 from .progress import QUIET_ENV
+from .publish import BOOK_NOTEBOOKS_DIR, PublishError  # noqa: F401  (re-exported)
+from .runbox import CpuMeter, count_cached_artifacts, write_run_info  # noqa: F401  (old names)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
+RUNS_ENV = "ADV2_RUNS_DIR"  # where default run folders go (default: runs/ in the repository)
+ARTIFACTS_ENV = "ADV2_ARTIFACTS"
 
 
 class RunError(RuntimeError):
     """A notebook failed, or the request named something that does not exist."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a run was going; ``signum`` gives the exit status 128 + signum."""
+
+    def __init__(self, reason: str = "Ctrl-C", signum: int = signal.SIGINT) -> None:
+        super().__init__(reason)
+        self.signum = int(signum)
 
 
 def all_notebooks() -> list[Path]:
@@ -59,15 +80,28 @@ def resolve_profile(profile: str) -> str:
     return profile
 
 
-def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
-    import papermill
+_DECLARED: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 
-    return papermill.inspect_notebook(str(notebook))
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    key = (str(notebook), notebook.stat().st_mtime_ns)
+    if key not in _DECLARED:  # papermill parses the notebook each time: cache per file version
+        import papermill
+
+        _DECLARED[key] = papermill.inspect_notebook(str(notebook))
+    return _DECLARED[key]
 
 
 def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
     """``-p name value`` pairs; values are read as YAML so numbers, lists and booleans work."""
     return {name: yaml.safe_load(value) for name, value in pairs}
+
+
+def validate_parameters(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Check one notebook's complete parameter set before its kernel starts (raises
+    :class:`ParameterError` naming the parameter, the value and the valid choices).
+    The single place where the runner's validation rules come in."""
+    return validate(params)
 
 
 def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
@@ -81,7 +115,8 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
         overrides["archs"] = [overrides.pop("arch")]
     for name, value in overrides.items():
         # YAML reads `-p map_class true` as a boolean: a text parameter gets the text back
-        if declared.get(name, {}).get("inferred_type_name") == "str" and isinstance(value, (bool, int, float)):
+        is_text = declared.get(name, {}).get("inferred_type_name") == "str"
+        if is_text and isinstance(value, (bool, int, float)):
             overrides[name] = str(value).lower() if isinstance(value, bool) else str(value)
     unknown = [k for k in overrides if k not in declared]
     if unknown:
@@ -89,47 +124,17 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
                              + ", ".join(repr(k) for k in unknown)
                              + "; valid parameters: " + ", ".join(sorted(declared)))
     params = {k: v for k, v in load_profile(profile, notebook.stem).items() if k in declared}
+    if os.environ.get(ARTIFACTS_ENV) and "artifacts_dir" in declared:
+        params["artifacts_dir"] = os.environ[ARTIFACTS_ENV]  # the cache the user chose; -p still wins
     params.update(overrides)
     if results_dir is not None and "results_dir" in declared:
         params["results_dir"] = results_dir
-    validate(params)  # fail in seconds, before a kernel starts
-    return params
+    return validate_parameters(notebook, params)  # fail in seconds, before a kernel starts
 
 
-def run_notebook(notebook: Path, params: dict[str, Any], output_dir: Path,
-                 progress: bool = True) -> float:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    out = output_dir / notebook.name
-    started = time.time()
-    # the kernel inherits this: no progress widgets in the executed copies the book renders
-    previous = os.environ.get(QUIET_ENV)
-    os.environ[QUIET_ENV] = "1"
-    try:
-        papermill.execute_notebook(str(notebook), str(out), parameters=params, cwd=str(REPO_ROOT),
-                                   progress_bar=progress, kernel_name="python3",
-                                   report_mode=False)
-    except PapermillExecutionError as err:
-        raise RunError(f"notebook {notebook.stem} failed in cell {err.cell_index} "
-                       f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                       f"executed copy with the traceback: {out}") from None
-    finally:
-        if previous is None:
-            os.environ.pop(QUIET_ENV, None)
-        else:
-            os.environ[QUIET_ENV] = previous
-    return time.time() - started
-
-
-def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
-        output_dir: str | Path | None = None, results_dir: str | None = None,
-        progress: bool = True) -> dict[str, float]:
-    profile = resolve_profile(profile)
-    notebooks = select_notebooks(names)
-    overrides = dict(overrides or {})
-    # check every notebook's parameters before running the first, so a typo fails at once
+def plan_run(notebooks: Sequence[Path], profile: str, overrides: dict[str, Any],
+             results_dir: str | None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every notebook's parameters, checked before the first one runs, so a typo fails at once."""
     plan = []
     for nb in notebooks:
         declared = declared_parameters(nb)
@@ -144,138 +149,296 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
         if unknown:
             raise ParameterError("no selected notebook has parameter "
                                  + ", ".join(repr(k) for k in unknown))
-    out_dir = Path(output_dir) if output_dir else BOOK_NOTEBOOKS_DIR
-    timings: dict[str, float] = {}
-    for nb, params in plan:
-        print(f"[adv2] {nb.stem}: profile {profile}, "
-              + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())), flush=True)
-        cached_before = count_cached_artifacts(params.get("artifacts_dir"))
-        busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
-        timings[nb.stem] = round(run_notebook(nb, params, out_dir, progress), 1)
-        others = None  # cores' worth of CPU that other jobs used meanwhile: they slow the chapter
-        if busy_before is not None:
-            others = max(0.0, (_busy_cpu_seconds() - busy_before)
-                         - (_own_cpu_seconds() - own_before)) / max(timings[nb.stem], 1e-9)
-        _record_run_facts(out_dir / nb.name, cached_before,
-                          count_cached_artifacts(params.get("artifacts_dir")), others)
-        print(f"[adv2] {nb.stem}: done in {timings[nb.stem]:.0f} s", flush=True)
-        _record_timings(profile, timings, results_dir)
-    if out_dir.resolve() == BOOK_NOTEBOOKS_DIR.resolve():
-        write_run_info(profile, results_dir)
-    return timings
+    return plan
 
 
-def count_cached_artifacts(root: str | None) -> int:
-    """Trained models (classifiers, RTS, RTSA) in the cache: the run box says which chapter trained
-    what, since a chapter's wall time depends on whether its models were already cached."""
-    from .artifacts import artifact_root
-
-    return sum(1 for _ in artifact_root(root).glob("*/*/metrics.json"))
+# ----------------------------------------------------------------------------- run folders
+def runs_root() -> Path:
+    root = Path(os.environ.get(RUNS_ENV) or REPO_ROOT / "runs")
+    return root if root.is_absolute() else REPO_ROOT / root
 
 
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (Linux), None elsewhere."""
+def default_run_dir(profile: str, notebooks: Sequence[Path]) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    numbers = "-".join(nb.stem.split("_")[0] for nb in notebooks)
+    base = runs_root() / f"{stamp}-{profile}-{numbers}"
+    path, n = base, 1
+    while path.exists():  # two runs in the same second get their own folders
+        n += 1
+        path = base.with_name(f"{base.name}.{n}")
+    return path
+
+
+def shown_path(path: Path) -> str:
+    """Paths inside the repository are shown (and passed to notebooks) relative to it."""
     try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        return str(path.resolve().relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
-def _own_cpu_seconds() -> float:
-    """This process and its finished children (the notebook's kernel)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
 
 
-def _record_run_facts(executed: Path, before: int, after: int, others: float | None) -> None:
+def resolve_folders(profile: str, notebooks: Sequence[Path], output_dir: str | Path | None,
+                    results_dir: str | Path | None) -> tuple[Path, Path]:
+    """(run folder, results folder): results go to ``<run>/results`` in a default run folder and
+    beside the notebooks with ``--output-dir``, unless ``--results-dir`` says otherwise."""
+    run_dir = Path(output_dir) if output_dir else default_run_dir(profile, notebooks)
+    if not run_dir.is_absolute():
+        run_dir = Path.cwd() / run_dir
+    results = Path(results_dir) if results_dir else (run_dir if output_dir else run_dir / "results")
+    if not results.is_absolute():
+        results = Path.cwd() / results
+    for path, what in ((run_dir, "--output-dir"), (results, "--results-dir")):
+        for published in (publishing.BOOK_NOTEBOOKS_DIR, publishing.PUBLISHED_RESULTS_DIR):
+            if _is_within(path, published):
+                raise RunError(f"{what} {path} is inside the published book ({shown_path(published)}); "
+                               "runs write to their own folder and `python -m adv2 publish RUN_DIR` "
+                               "(or `run --publish`) replaces the published copies")
+    return run_dir, results
+
+
+class RunRecord:
+    """``run.json``: what ran with which parameters, how it ended, how long it took."""
+
+    def __init__(self, run_dir: Path, results_dir: Path, profile: str,
+                 plan: Sequence[tuple[Path, dict[str, Any]]], argv: Sequence[str] | None) -> None:
+        self.path = run_dir / publishing.RUN_RECORD
+        self.data: dict[str, Any] = {
+            "version": 1, "profile": profile, "status": "running", "pid": os.getpid(),
+            "command": list(argv) if argv is not None else None,
+            "run_dir": str(run_dir), "results_dir": str(results_dir),
+            "started": _now(), "finished": None,
+            "notebooks": {nb.stem: {"status": "pending", "notebook": f"{nb.stem}.ipynb",
+                                    "source": shown_path(nb), "parameters": params,
+                                    "seconds": None, "other_jobs_cores": None,
+                                    "models_trained": None, "error": None}
+                          for nb, params in plan},
+        }
+        self.save()
+
+    def notebook(self, stem: str, **fields: Any) -> None:
+        self.data["notebooks"][stem].update(fields)
+        self.save()
+
+    def finish(self, status: str) -> None:
+        self.data.update(status=status, finished=_now())
+        self.save()
+
+    def save(self) -> None:
+        publishing.atomic_write_json(self.path, self.data)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a run the way Ctrl-C does (marked interrupted) instead of killing it silently."""
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signal.Signals(signum).name, signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    # the kernel inherits this: no progress widgets in the executed copies the book renders
+    previous = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = previous
+
+
+def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path,
+                     progress: bool = True) -> Path:
+    """Execute into ``<stem>.running.ipynb``; rename to ``<stem>.ipynb`` only if every cell finished.
+
+    A failing cell leaves ``<stem>.failed.ipynb`` (RunError), an interruption
+    ``<stem>.interrupted.ipynb`` (RunInterrupted); a kill -9 leaves the ``.running`` file.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    stem = notebook.stem
+    final, running = run_dir / f"{stem}.ipynb", run_dir / f"{stem}.running.ipynb"
+    failed, interrupted = run_dir / f"{stem}.failed.ipynb", run_dir / f"{stem}.interrupted.ipynb"
+    for old in (final, running, failed, interrupted):  # an earlier run's copy in a reused folder
+        old.unlink(missing_ok=True)
+    try:
+        with _quiet_progress():
+            papermill.execute_notebook(str(notebook), str(running), parameters=params,
+                                       cwd=str(REPO_ROOT), progress_bar=progress,
+                                       kernel_name="python3", report_mode=False)
+    except PapermillExecutionError as err:
+        if err.ename == "KeyboardInterrupt":
+            _rename(running, interrupted)
+            raise RunInterrupted("the kernel was interrupted") from None
+        _rename(running, failed)
+        raise RunError(f"notebook {stem} failed in cell {err.cell_index} "
+                       f"(execution count {err.exec_count}): {err.ename}: {err.evalue}") from None
+    except KeyboardInterrupt:
+        _rename(running, interrupted)
+        raise
+    except Exception as err:  # the kernel died, could not start, the disk is full, ...
+        _rename(running, failed)
+        raise RunError(f"notebook {stem} failed: {type(err).__name__}: {err}") from err
+    except BaseException:
+        _rename(running, failed)
+        raise
+    problem = publishing.notebook_problem(running)
+    if problem is not None:
+        _rename(running, failed)
+        raise RunError(f"notebook {stem} did not finish: {problem}")
+    os.replace(running, final)
+    return final
+
+
+def _rename(src: Path, dst: Path) -> None:
+    if src.exists():
+        os.replace(src, dst)
+
+
+def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
-    nb.metadata["adv2"] = {"models_trained": after - before, "models_cached_at_start": before,
-                           "other_jobs_cores": None if others is None else round(others, 2)}
-    nbformat.write(nb, executed)
+    nb.metadata["adv2"] = facts
+    publishing.atomic_write_text(executed, nbformat.writes(nb))
 
 
-def _record_timings(profile: str, timings: dict[str, float], results_dir: str | None) -> None:
-    from .results import DEFAULT_RESULTS_DIR, environment
+def check(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
+          output_dir: str | Path | None = None, results_dir: str | Path | None = None) -> list:
+    """Validate everything and print the plan; start no kernel and write nothing."""
+    profile = resolve_profile(profile)
+    notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir
+    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
+    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
+    for nb, params in plan:
+        changed = {k: v for k, v in params.items()
+                   if k not in ("results_dir", "artifacts_dir", "profile")
+                   and load_profile(profile, nb.stem).get(k, object()) != v}
+        print(f"  {nb.stem}: " + (", ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
+                                 or "the profile's values"))
+    print(f"  would write to {shown_path(run_dir)} (results: {shown_path(results)}); nothing ran")
+    return plan
 
-    folder = Path(results_dir) if results_dir else DEFAULT_RESULTS_DIR
-    if not folder.is_absolute():
-        folder = REPO_ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"timings-{profile}.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    old.setdefault("seconds", {}).update(timings)
-    old["environment"] = environment()
-    path.write_text(json.dumps(old, indent=2, sort_keys=True))
 
-
-RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
-
-
-def write_run_info(profile: str | None = None, results_dir: str | None = None) -> Path:
-    """The front page's box naming the run the book shows, read from the executed notebooks
-    themselves (papermill records their parameters and duration): profile, hardware, date and
-    wall time of every chapter. ``profile``/``results_dir`` are accepted for the caller's
-    convenience; the notebooks are the source of truth."""
-
-    import nbformat
-
+def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
+        output_dir: str | Path | None = None, results_dir: str | Path | None = None,
+        progress: bool = True, publish: bool = False, argv: Sequence[str] | None = None) -> Path:
+    """Execute the notebooks into a run folder and return it; with ``publish``, publish it if it
+    finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
     from .results import environment
 
-    rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
-    for nb_path in sorted(BOOK_NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
-        metadata = nbformat.read(nb_path, as_version=4).metadata
-        meta = metadata.get("papermill", {})
-        trained = metadata.get("adv2", {}).get("models_trained", "?")
-        others.append(metadata.get("adv2", {}).get("other_jobs_cores"))
-        prof = meta.get("parameters", {}).get("profile", "?")
-        seconds = float(meta.get("duration") or 0.0)
-        date = (meta.get("end_time") or "")[:10]
-        profiles.add(prof)
-        if prof == "smoke":
-            smoke_stems.append(nb_path.stem)
-        total += seconds
-        result = REPO_ROOT / "results" / f"{nb_path.stem}.json"
-        if result.is_file():
-            devices.add(json.loads(result.read_text())["environment"]["device"])
-        rows.append(f"| {nb_path.stem} | `{prof}` | {seconds / 60:.1f} min | {trained} | {date} |")
-    env = environment()
-    devices = devices or {env["device"]}
-    hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
-    shown = ", ".join(f"`{p}`" for p in sorted(profiles))
-    caveat = ("" if profiles == {"paper"} else
-              "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
-              "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
-              "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
-              "the smaller budgets matter.")
-    busiest = max((x for x in others if x is not None), default=None)
-    if busiest is None:
-        caveat += ("\n\nWhether other jobs shared the machine during the run was not recorded; "
-                   "if they did, the wall times overstate what free cores need.")
-    elif busiest > 0.25:
-        caveat += (f"\n\nOther jobs shared the machine during some chapters (up to {busiest:.1f} "
-                   "cores' worth of CPU), so their wall times overstate what free cores need.")
+    profile = resolve_profile(profile)
+    notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
+    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
+    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    for nb, _ in plan:  # a reused folder: no earlier run's copy may pass for this run's
+        kinds = ("", ".running", ".failed", ".interrupted")
+        for old in (*(run_dir / f"{nb.stem}{kind}.ipynb" for kind in kinds), results / f"{nb.stem}.json"):
+            old.unlink(missing_ok=True)
+    record = RunRecord(run_dir, results, profile, plan, argv)
+    print(f"[adv2] run folder: {shown_path(run_dir)} (the published book is not touched)", flush=True)
+    current = None
+    try:
+        with _sigterm_interrupts():
+            for nb, params in plan:
+                current = nb.stem
+                print(f"[adv2] {nb.stem}: profile {profile}, "
+                      + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())), flush=True)
+                record.notebook(nb.stem, status="running", started=_now())
+                cached_before = count_cached_artifacts(params.get("artifacts_dir"))
+                meter, started = CpuMeter(), time.time()
+                try:
+                    execute_notebook(nb, params, run_dir, progress)
+                except RunError as err:
+                    record.notebook(nb.stem, status="failed", error=str(err),
+                                    seconds=round(time.time() - started, 1))
+                    raise
+                seconds = round(time.time() - started, 1)
+                cached_after = count_cached_artifacts(params.get("artifacts_dir"))
+                facts = {"models_trained": cached_after - cached_before,
+                         "models_cached_at_start": cached_before,
+                         "other_jobs_cores": meter.other_jobs_cores(seconds)}
+                _record_run_facts(run_dir / f"{nb.stem}.ipynb", facts)
+                record.notebook(nb.stem, status="ok", seconds=seconds, **facts)
+                publishing.merge_timings(results / f"timings-{profile}.json", {nb.stem: seconds},
+                                         environment())
+                print(f"[adv2] {nb.stem}: done in {seconds:.0f} s", flush=True)
+                current = None
+    except RunInterrupted as err:
+        _mark_stopped(record, current, "interrupted", str(err) or "interrupted")
+        raise
+    except KeyboardInterrupt:
+        _mark_stopped(record, current, "interrupted", "Ctrl-C")
+        raise RunInterrupted() from None
+    except RunError:
+        _mark_stopped(record, None, "failed", None)
+        raise
+    except BaseException as err:
+        _mark_stopped(record, current, "failed", f"{type(err).__name__}: {err}")
+        raise
+    record.finish("ok")
+    print(f"[adv2] all {len(plan)} notebook(s) finished; run folder: {shown_path(run_dir)}", flush=True)
+    if publish:
+        publish_run(run_dir)
     else:
-        caveat += ("\n\nThe machine was otherwise idle during the run (other jobs used at most "
-                   f"{busiest:.2f} cores' worth of CPU).")
-    if smoke_stems:
-        caveat += ("\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
-                   "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
-                   "only illustrate the method; re-run them with `python -m adv2 run` at `quick` or "
-                   "`paper` for results to compare with the paper.")
-    text = (f"```{{admonition}} The run this book shows\n"
-            f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
-            f"Python {env['python']}.\n\n"
-            f"| notebook | profile | wall time | models trained | date |\n|---|---|---|---|---|\n"
-            + "\n".join(rows) + f"\n| **total** | | **{total / 60:.1f} min** | | |\n\n"
-            "*Models trained* counts the classifiers, RTS and RTSA networks a chapter trained; the "
-            "others came from the cache (`artifacts/`) that earlier chapters filled, so a chapter "
-            f"re-run on its own with a warm cache is faster.{caveat}\n```\n")
-    RUN_INFO.write_text(text)
-    return RUN_INFO
+        print(f"[adv2] to make it the published book: python -m adv2 publish {shown_path(run_dir)}"
+              " && make html", flush=True)
+    return run_dir
+
+
+def _mark_stopped(record: RunRecord, stem: str | None, status: str, error: str | None) -> None:
+    if stem is not None and record.data["notebooks"][stem]["status"] in ("running", "pending"):
+        record.data["notebooks"][stem].update(status=status, error=error)
+    record.finish(status)
+
+
+def publish_run(run_dir: str | Path) -> list[Path]:
+    written = publishing.publish(run_dir)
+    print(f"[adv2] published {shown_path(Path(run_dir))}: "
+          + ", ".join(shown_path(p) for p in written), flush=True)
+    print("[adv2] render it with `make html`; the previous published version comes back with "
+          "`git checkout -- book/notebooks results book/_run_info.md`", flush=True)
+    return written
+
+
+def _how_to_look(run_dir: Path | None) -> str:
+    if run_dir is None:
+        return "nothing was published"
+    where = shown_path(run_dir)
+    return (f"nothing was published. Look at the run in {where}: run.json (status and error of "
+            f"each notebook) and the executed copies ({where}/<notebook>.failed.ipynb or "
+            ".interrupted.ipynb), e.g. `jupyter lab " + where + "`")
 
 
 def list_notebooks() -> None:
@@ -286,30 +449,66 @@ def list_notebooks() -> None:
                   f"    # {spec.get('help', '')}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m adv2", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute notebooks with papermill")
+    p_run = sub.add_parser("run", help="execute notebooks with papermill into a run folder")
     p_run.add_argument("notebooks", nargs="*", default=["all"],
                        help="numbers or stems (01, 02_interpreters, ...) or 'all'")
     p_run.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
     p_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                        metavar=("NAME", "VALUE"), help="override one parameter (YAML value)")
     p_run.add_argument("--output-dir", default=None,
-                       help="where executed notebooks go (default book/notebooks)")
-    p_run.add_argument("--results-dir", default=None, help="where results/*.json go")
+                       help="the run folder (default runs/<UTC time>-<profile>-<numbers>/)")
+    p_run.add_argument("--results-dir", default=None,
+                       help="where results/*.json go (default: <run folder>/results, or the "
+                            "--output-dir folder itself)")
+    p_run.add_argument("--publish", action="store_true",
+                       help="publish the run (book/notebooks, results, run box) if every notebook finished")
+    p_run.add_argument("--check", action="store_true",
+                       help="validate the parameters and print the plan; start no kernel")
     p_run.add_argument("--no-progress", action="store_true")
+    p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
+    p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
     sub.add_parser("list", help="list notebooks and their parameters")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir = None
     try:
         if args.command == "list":
             list_notebooks()
-            return 0
-        run(args.notebooks, args.profile, parse_overrides(args.parameter), args.output_dir,
-            args.results_dir, progress=not args.no_progress)
-    except (RunError, ParameterError) as err:
+        elif args.command == "publish":
+            publish_run(args.run_dir)
+        elif args.check:
+            check(args.notebooks, args.profile, parse_overrides(args.parameter), args.output_dir,
+                  args.results_dir)
+        else:
+            profile = resolve_profile(args.profile)
+            overrides = parse_overrides(args.parameter)
+            results_dir = overrides.pop("results_dir", None) or args.results_dir
+            run_dir, results = resolve_folders(profile, select_notebooks(args.notebooks),
+                                               args.output_dir, results_dir)
+            run(args.notebooks, profile, overrides, run_dir, results,
+                progress=not args.no_progress, publish=args.publish,
+                argv=sys.argv if argv is None else ["python", "-m", "adv2", *argv])
+    except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except PublishError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except RunInterrupted as err:
+        print(f"\n[adv2] interrupted ({err}); {_how_to_look(run_dir)}", file=sys.stderr, flush=True)
+        return 128 + err.signum
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if run_dir is not None and run_dir.exists():
+            print(f"[adv2] {_how_to_look(run_dir)}", file=sys.stderr)
+            return 1
         return 2
     return 0
 

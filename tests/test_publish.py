@@ -1,0 +1,271 @@
+"""Runs never touch the published book; only a finished run is published, atomically.
+
+The signal cases run the real runner in a subprocess on a tiny generated notebook (a `parameters`
+cell, a sleep, an optional failure) and send real signals to it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from adv2 import publish, runbox, runner
+from adv2.config import REPO_ROOT
+
+STEM = "01_tiny"
+
+
+def published_state() -> dict[str, str]:
+    """Hash of every published file: book/notebooks, results/, the run box."""
+    files = [*sorted((REPO_ROOT / "book" / "notebooks").glob("*")),
+             *sorted((REPO_ROOT / "results").glob("*")), REPO_ROOT / "book" / "_run_info.md"]
+    return {str(p.relative_to(REPO_ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files if p.is_file()}
+
+
+def tiny_notebook(folder: Path) -> Path:
+    """A chapter-like notebook: papermill parameters, a wait the test can interrupt, results."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(textwrap.dedent("""\
+        profile: str = "quick"     # profile
+        seed: int = 0              # seed
+        sleep: float = 0.0         # seconds to wait in the second cell
+        fail: bool = False         # raise in the second cell
+        marker: str = ""           # file created when the second cell starts
+        results_dir: str = "results"  # where results go"""))
+    params.metadata["tags"] = ["parameters"]
+    work = nbformat.v4.new_code_cell(textwrap.dedent("""\
+        import json, pathlib, time
+        if marker:
+            pathlib.Path(marker).write_text("started")
+        time.sleep(sleep)
+        if fail:
+            raise ValueError("asked to fail")"""))
+    save = nbformat.v4.new_code_cell(textwrap.dedent(f"""\
+        pathlib.Path(results_dir).mkdir(parents=True, exist_ok=True)
+        payload = {{"notebook": "{STEM}", "seed": seed}}
+        (pathlib.Path(results_dir) / "{STEM}.json").write_text(json.dumps(payload))"""))
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, work, save]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{STEM}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """The real CLI in a subprocess, its notebooks folder pointed at the tiny notebook."""
+    tiny_notebook(tmp_path / "src")
+    code = ("import signal, sys\n"
+            "from pathlib import Path\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in background\n"
+            "from adv2 import runner\n"
+            f"runner.NOTEBOOKS_DIR = Path({str(tmp_path / 'src')!r})\n"
+            "sys.exit(runner.main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError("runner ended early:\n" + proc.stdout.read())
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("the notebook never started")
+        time.sleep(0.2)
+
+
+def read_record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
+    before = published_state()
+    run_dir, marker = tmp_path / "run", tmp_path / "started"
+    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
+                        "-p", "sleep", "60", "-p", "marker", str(marker), "--publish")
+    wait_for(marker, proc)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, out
+    assert "nothing was published" in out and str(run_dir.name) in out
+    record = read_record(run_dir)
+    assert record["status"] == "interrupted" and record["notebooks"][STEM]["status"] == "interrupted"
+    assert (run_dir / f"{STEM}.interrupted.ipynb").is_file()
+    assert not (run_dir / f"{STEM}.ipynb").exists() and not (run_dir / f"{STEM}.running.ipynb").exists()
+    # papermill marks the cells it never ran "completed" after Ctrl-C: the check does not trust that
+    assert publish.notebook_problem(run_dir / f"{STEM}.interrupted.ipynb") is not None
+    with pytest.raises(publish.PublishError, match="interrupted"):
+        publish.publish(run_dir)
+    assert published_state() == before
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
+    before = published_state()
+    run_dir, marker = tmp_path / "run", tmp_path / "started"
+    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
+                        "-p", "sleep", "60", "-p", "marker", str(marker))
+    wait_for(marker, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (run_dir / f"{STEM}.ipynb").exists()
+    assert read_record(run_dir)["status"] == "running"
+    with pytest.raises(publish.PublishError, match="killed"):
+        publish.publish(run_dir)
+    assert runner.main(["publish", str(run_dir)]) == 1
+    assert published_state() == before
+
+
+@pytest.mark.timeout(300)
+def test_failing_notebook_is_kept_aside_and_not_published(tmp_path):
+    before = published_state()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # a reused folder: an earlier run's copies must not pass for this run's
+    (run_dir / f"{STEM}.ipynb").write_text("{}")
+    (run_dir / f"{STEM}.json").write_text("{}")
+    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
+                        "-p", "fail", "true", "--publish")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 1, out
+    assert "asked to fail" in out and "nothing was published" in out
+    record = read_record(run_dir)
+    assert record["status"] == "failed" and record["notebooks"][STEM]["status"] == "failed"
+    assert "ValueError" in record["notebooks"][STEM]["error"]
+    assert (run_dir / f"{STEM}.failed.ipynb").is_file() and not (run_dir / f"{STEM}.ipynb").exists()
+    assert not (run_dir / f"{STEM}.json").exists()
+    with pytest.raises(publish.PublishError, match="failed"):
+        publish.publish(run_dir)
+    assert published_state() == before
+
+
+@pytest.fixture
+def fake_book(tmp_path, monkeypatch):
+    """Published paths moved into tmp: publishing is exercised without touching the real book."""
+    book = tmp_path / "book"
+    monkeypatch.setattr(publish, "BOOK_NOTEBOOKS_DIR", book / "notebooks")
+    monkeypatch.setattr(publish, "PUBLISHED_RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(publish, "RUN_INFO", book / "_run_info.md")
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tiny_notebook(tmp_path / "src").parent)
+    return tmp_path
+
+
+@pytest.mark.timeout(300)
+def test_finished_run_publishes_everything_with_normal_permissions(fake_book, monkeypatch, capsys):
+    monkeypatch.setenv(runner.RUNS_ENV, str(fake_book / "runs"))
+    (fake_book / "results").mkdir()
+    (fake_book / "results" / "timings-smoke.json").write_text("{not json")  # damaged bookkeeping
+    (fake_book / "results" / "02_other.json").write_text("")                # another chapter's, damaged
+    other = nbformat.v4.new_notebook()
+    other.metadata["papermill"] = {"parameters": {"profile": "smoke"}, "duration": 6.0}
+    (fake_book / "book" / "notebooks").mkdir(parents=True)
+    nbformat.write(other, fake_book / "book" / "notebooks" / "02_other.ipynb")
+
+    assert runner.main(["run", "01", "--profile", "smoke", "-p", "seed", "3", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    (run_dir,) = (fake_book / "runs").iterdir()
+    assert run_dir.name.endswith("-smoke-01") and run_dir.name in out.out
+    record = read_record(run_dir)
+    assert record["status"] == "ok" and record["notebooks"][STEM]["parameters"]["seed"] == 3
+    assert record["notebooks"][STEM]["seconds"] > 0
+    assert json.loads((run_dir / "results" / f"{STEM}.json").read_text())["seed"] == 3
+    assert STEM in json.loads((run_dir / "results" / "timings-smoke.json").read_text())["seconds"]
+    assert not (fake_book / "book" / "notebooks" / f"{STEM}.ipynb").exists()  # a run alone publishes nothing
+
+    assert runner.main(["publish", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    published = [fake_book / "book" / "notebooks" / f"{STEM}.ipynb",
+                 fake_book / "results" / f"{STEM}.json", fake_book / "results" / "timings-smoke.json",
+                 fake_book / "book" / "_run_info.md"]
+    for path in published:
+        assert path.is_file() and stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
+    assert (run_dir / f"{STEM}.ipynb").read_bytes() == published[0].read_bytes()
+    # the damaged files were named, set aside and rebuilt; they did not stop the publish
+    assert "timings-smoke.json" in err and "02_other.json" in err
+    assert list((fake_book / "results").glob("timings-smoke.json.corrupt-*"))
+    assert STEM in json.loads(published[2].read_text())["seconds"]
+    box = published[3].read_text()
+    assert f"| {STEM} | `smoke` | `seed=3` |" in box and "| 02_other | `smoke` | none |" in box
+    assert not list(published[0].parent.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_corrupt_timings_in_a_reused_run_folder_are_set_aside(tmp_path, capsys):
+    path = tmp_path / "timings-smoke.json"
+    path.write_text('{"seconds": {"01_a": 3')
+    publish.merge_timings(path, {"02_b": 1.0}, {"device": "cpu"})
+    assert json.loads(path.read_text())["seconds"] == {"02_b": 1.0}
+    assert "timings-smoke.json" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("timings-smoke.json.corrupt-*"))) == 1
+
+
+def _executed(path: Path, ran: int) -> Path:
+    """A papermill-looking notebook whose first `ran` of its 3 code cells actually ran."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"exception": None, "parameters": {}}
+    for i in range(3):
+        cell = nbformat.v4.new_code_cell(f"x = {i}")
+        done = i < ran
+        cell.execution_count = i + 1 if done else None
+        # what papermill leaves after Ctrl-C: every cell "completed", the unrun ones without times
+        cell.metadata["papermill"] = {"status": "completed", "exception": None,
+                                      "start_time": "t" if done else None, "end_time": "t" if done else None}
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_notebook_check_sees_unrun_and_failed_cells(tmp_path):
+    assert publish.notebook_problem(_executed(tmp_path / "a.ipynb", 3)) is None
+    assert "never ran" in publish.notebook_problem(_executed(tmp_path / "b.ipynb", 1))
+    nb = nbformat.read(_executed(tmp_path / "c.ipynb", 3), as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("error", ename="E", evalue="", traceback=[])]
+    nbformat.write(nb, tmp_path / "c.ipynb")
+    assert "error" in publish.notebook_problem(tmp_path / "c.ipynb")
+    (tmp_path / "d.ipynb").write_text('{"cells": [')
+    assert "cannot be read" in publish.notebook_problem(tmp_path / "d.ipynb")
+
+
+def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(publish.PublishError, match="not a run folder"):
+        publish.publish(tmp_path)
+
+
+def test_runs_cannot_write_into_the_published_book():
+    with pytest.raises(runner.RunError, match="published"):
+        runner.resolve_folders("smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks",
+                               None)
+    with pytest.raises(runner.RunError, match="published"):
+        runner.resolve_folders("smoke", runner.select_notebooks(["01"]), "/tmp/x", REPO_ROOT / "results")
+
+
+def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
+    path = publish.atomic_write_text(tmp_path / "a.json", "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_run_box_is_only_written_by_publish():
+    import inspect
+
+    assert "write_run_info" not in inspect.getsource(runner.run)
+    assert runbox.write_run_info.__module__ == "adv2.runbox"
