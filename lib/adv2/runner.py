@@ -84,6 +84,13 @@ _DECLARED: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 
 
 def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The notebook's parameters: the library's schema for the book's chapters (a test keeps the
+    notebooks' parameter cells equal to it), papermill's reading of the cell for any other one."""
+    from . import schema
+
+    if notebook.stem in schema.STEMS:
+        return {name: {"inferred_type_name": p.type.__name__, "default": p.default, "help": p.doc}
+                for name, p in schema.chapter_schema(notebook.stem).items()}
     key = (str(notebook), notebook.stat().st_mtime_ns)
     if key not in _DECLARED:  # papermill parses the notebook each time: cache per file version
         import papermill
@@ -100,7 +107,11 @@ def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
 def validate_parameters(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check one notebook's complete parameter set before its kernel starts (raises
     :class:`ParameterError` naming the parameter, the value and the valid choices).
-    The single place where the runner's validation rules come in."""
+    The single place where the runner's validation rules come in: the chapter's schema."""
+    from . import schema
+
+    if notebook.stem in schema.STEMS:
+        return schema.validate_chapter(notebook.stem, params)
     return validate(params)
 
 
@@ -120,6 +131,10 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
             overrides[name] = str(value).lower() if isinstance(value, bool) else str(value)
     unknown = [k for k in overrides if k not in declared]
     if unknown:
+        from . import schema
+
+        if notebook.stem in schema.STEMS:  # the same message as the notebook's own first cell
+            raise schema.unknown_parameters_error(notebook.stem, unknown)
         raise ParameterError(f"notebook {notebook.stem} has no parameter "
                              + ", ".join(repr(k) for k in unknown)
                              + "; valid parameters: " + ", ".join(sorted(declared)))

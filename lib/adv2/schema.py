@@ -95,8 +95,9 @@ SEED = _p("seed", int, 0, number(0, 2**31 - 1, integer=True),
           "evaluation")
 RESULTS_DIR = _p("results_dir", str, "results", text(),
                  "where results/{stem}.json is written", "output")
-ARTIFACTS_DIR = _p("artifacts_dir", str, "artifacts", text(),
-                   "cache of trained classifiers, RTS and RTSA", "output")
+# '' (the default) lets adv2.artifacts choose: $ADV2_ARTIFACTS when set, else artifacts/
+ARTIFACTS_DIR = _p("artifacts_dir", str, "", Rule(lambda v: isinstance(v, str), "a string"),
+                   "cache of trained models ('' = $ADV2_ARTIFACTS, else artifacts/)", "output")
 
 CLASSIFIER_RECIPE = [
     DATASET,
