@@ -111,6 +111,8 @@ def test_every_page_has_working_links_and_images(built_book):
         parser.feed(page.read_text(errors="replace"))
         for ref in parser.links + parser.images:
             target = local_target(page, ref)
+            if target is not None and target.name == "book.pdf":
+                continue  # made by book/_ext/build_pdf.py: test_whole_book_pdf checks this link
             if target is not None and not target.exists():
                 broken.append(f"{page.relative_to(built_book)} -> {ref}")
     assert not broken, "broken internal links or images:\n" + "\n".join(broken)
@@ -180,3 +182,19 @@ def test_pages_load_in_headless_chromium(built_book, tmp_path):
                         "--window-size=1280,2000", f"--screenshot={png}", page.as_uri()],
                        capture_output=True, timeout=120, check=True)
         assert png.is_file() and png.stat().st_size > 10_000, f"empty screenshot of {name}"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_whole_book_pdf(built_book):
+    """The offline PDF: single-page HTML printed by headless Chromium, where the front page links it."""
+    sys.path.insert(0, str(REPO_ROOT / "book" / "_ext"))
+    import build_pdf
+
+    pdf = build_pdf.main(["--output", str(built_book / "book" / "book.pdf"), "--chromium", CHROMIUM])
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-"
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert pages >= 30, f"the whole book printed to only {pages} pages"
+    intro = built_book / "book" / "intro.html"
+    assert 'href="book.pdf"' in intro.read_text() and (intro.parent / "book.pdf").is_file()

@@ -55,6 +55,9 @@ ALLOWED = {
     ("*", "0.3"): "a parameter value of a recipe or an exercise",
     ("*", "0.1"): "the default budget epsilon (params/*.yaml), a recipe weight",
     ("*", "1.5"): "MASK's blur sigma at 28 pixels (a setting, not a result)",
+    # identifiers, not quantities
+    ("intro.md", "1812.00891"): "the paper's arXiv identifier",
+    ("*", "4.0"): "the version of the CC BY licence",
     # owned by the runner helper (issue 12 item 11): the measured figure must be stated with its run
     ("rerunning.md", "20 minutes"): "the re-running page's duration statement (runner's page)",
 }

@@ -11,6 +11,7 @@ Options: --output PATH (default _build/book.pdf), --jupyter-book PATH, --chromiu
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,16 @@ def find_chromium(given: str | None) -> str:
     return path
 
 
+def single_page(folder: Path) -> Path:
+    """The page holding the whole book: index.html, or the root page it redirects to."""
+    index = folder / "index.html"
+    if index.is_file():
+        m = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"', index.read_text())
+        if m:
+            return folder / m.group(1)
+    return index
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--output", type=Path, default=ROOT / "_build" / "book.pdf")
@@ -39,9 +50,16 @@ def main(argv: list[str] | None = None) -> Path:
     chromium = find_chromium(args.chromium)
     subprocess.run([args.jupyter_book, "build", str(ROOT), "--builder", "singlehtml",
                     "--warningiserror", "--keep-going", "--quiet"], check=True, cwd=ROOT)
-    page = ROOT / "_build" / "singlehtml" / "index.html"
+    page = single_page(ROOT / "_build" / "singlehtml")
     if not page.is_file():
         sys.exit(f"build_pdf: the single-page build did not produce {page}")
+    # The single page links its assets (_static/, _images/) relative to the build's root, while
+    # Sphinx writes it below book/: print a copy placed at the root so styles, figures and MathJax load.
+    folder = ROOT / "_build" / "singlehtml"
+    printable = folder / "print.html" if page.parent != folder else page
+    if printable != page:
+        printable.write_text(page.read_text())
+    page = printable
     args.output.parent.mkdir(parents=True, exist_ok=True)
     profile = ROOT / "_build" / ".chromium-pdf-profile"
     subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",

@@ -6,7 +6,7 @@ can show or save them; tables are returned as Markdown for ``IPython.display.Mar
 
 Legibility rules every function follows (checked by tests/test_plotting.py):
 
-* the book shows a figure at most ``CONTENT_INCHES`` wide (its content column, ~750 px, and inline
+* the book shows a figure at most ``CONTENT_INCHES`` wide (its content column, ~700 px, and inline
   figures are drawn at 100 dpi); a wider figure is scaled down, so text is sized to read at least
   ``MIN_PT`` points *after* that scaling (:func:`effective_pt`);
 * every grid of attribution maps has one shared colour bar saying what high means
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 MAP_CMAP = "jet"          # the paper's attribution colormap
 MAP_LABEL = "attribution (high = important)"
 PANEL_INCHES = 1.6        # largest side of one image panel
-CONTENT_INCHES = 7.5      # width of the book's content column at 100 dpi (~750 px)
+CONTENT_INCHES = 7.0      # the content column at 100 dpi: ~700 px in a 1280-px-wide window
 MIN_PT = 9                # smallest text size a reader sees
 CHAR_WIDTH = 0.65         # average glyph width as a fraction of the font size (DejaVu Sans)
 LABEL_CHARS = 16          # row labels wrap at this many characters
@@ -97,11 +97,12 @@ def _row_label_inches(labels: Sequence[str] | None, pt: float = MIN_PT) -> float
 
 def _panel_grid(rows: int, cols: int, row_labels: Sequence[str] | None = None,
                 colorbar: bool = False, title_lines: int = 1, suptitle: bool = False):
-    """A grid of square image panels that fits the content column: panels shrink (down to 0.7 in)
-    to make room for row labels and the colour bar, so text never has to."""
+    """A grid of square image panels that fits the content column: panels shrink
+    to make room for row labels and the colour bar (down to 0.6 in), so text never has to."""
     label_in = _row_label_inches(row_labels)
     bar_in = COLORBAR_INCHES if colorbar else 0.0
-    panel = min(PANEL_INCHES, max(0.7, (CONTENT_INCHES - label_in - bar_in - 0.1) / cols))
+    # 0.3 in of slack: the tight bounding box of the saved PNG adds label padding and tick labels
+    panel = min(PANEL_INCHES, max(0.6, (CONTENT_INCHES - label_in - bar_in - 0.3) / cols))
     title_in = title_lines * MIN_PT * 1.3 / 72
     height = rows * (panel + title_in) + (0.35 if suptitle else 0.0) + (0.6 if colorbar and rows < 3 else 0)
     fig = plt.figure(figsize=(cols * panel + label_in + bar_in + 0.1, height), layout="constrained")
@@ -158,7 +159,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, cols: 
     with book_style():
         lines = 1
         if titles is not None:
-            panel = min(PANEL_INCHES, max(0.7, (CONTENT_INCHES - 0.1) / cols))
+            panel = min(PANEL_INCHES, max(0.7, (CONTENT_INCHES - 0.3) / cols))
             lines = max(wrap(t, panel).count("\n") + 1 for t in titles)
         fig, axes = _panel_grid(rows, cols, title_lines=lines, suptitle=bool(suptitle))
         for i, ax in enumerate(axes.flat):
