@@ -1,0 +1,79 @@
+"""Chapter times for the teaching page, read from the run the book shows (no number typed by hand).
+
+`python -m adv2 run` records each notebook's wall time in results/timings-<profile>.json, and each
+chapter's results file records how long the models it trained took. A chapter run alone on an empty
+cache must also train the models it would otherwise load from the cache that earlier chapters fill,
+so its cold-cache time is derived as: its own time in the published run + the training time of those
+models, as recorded in the results files of the chapters that trained them. The values become MyST
+substitutions ({{ ch3_cold }} etc.) used by book/teaching.md."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTERS = ["01_target_models", "02_interpreters", "03_adv2", "04_aid_defense",
+            "05_noise_sensitivity", "06_table10"]
+# Models each chapter loads from the cache and which chapter trains them first.
+NEEDS = {"01_target_models": [], "02_interpreters": ["classifiers"],
+         "03_adv2": ["classifiers", "rts"], "04_aid_defense": ["classifiers", "rts"],
+         "05_noise_sensitivity": ["classifiers", "rts", "rtsa"],
+         "06_table10": ["classifiers", "rts", "rtsa"]}
+MISSING = "not measured"
+
+
+def _load(name: str) -> dict:
+    path = ROOT / "results" / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def training_seconds() -> dict[str, float | None]:
+    """Seconds the published run spent training each kind of model (all classifiers together)."""
+    ch1 = _load("01_target_models.json").get("numbers", {}).get("fashion_mnist", {})
+    ch2 = _load("02_interpreters.json").get("numbers", {})
+    ch4 = _load("04_aid_defense.json").get("numbers", {})
+    archs = [a for a in ("resnet", "densenet") if a in ch1]
+
+    def total(values):
+        values = list(values)
+        return float(sum(values)) if values and all(v is not None for v in values) else None
+
+    return {"classifiers": total(ch1[a].get("train_seconds") for a in archs),
+            "rts": total(ch2.get(a, {}).get("rts", {}).get("train_seconds") for a in archs),
+            "rtsa": total(ch4.get(a, {}).get("cost_aid_seconds") for a in archs)}
+
+
+def minutes(seconds: float | None) -> str:
+    return MISSING if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def substitutions(profile: str = "quick") -> dict[str, str]:
+    timings = _load(f"timings-{profile}.json")
+    seconds = timings.get("seconds", {})
+    train = training_seconds()
+    subs = {"timings_profile": profile,
+            "timings_date": timings.get("environment", {}).get("date", MISSING),
+            "train_classifiers": minutes(train["classifiers"]), "train_rts": minutes(train["rts"]),
+            "train_rtsa": minutes(train["rtsa"])}
+    for i, stem in enumerate(CHAPTERS, start=1):
+        own = seconds.get(stem)
+        extra = [train[k] for k in NEEDS[stem]]
+        cold = None if own is None or any(e is None for e in extra) else own + sum(extra)
+        subs[f"ch{i}_own"] = minutes(own)
+        subs[f"ch{i}_cold"] = minutes(cold)
+    return subs
+
+
+def add_substitutions(app, config) -> None:
+    subs = substitutions()
+    if MISSING in subs.values():
+        logger.info("run_timings: some chapter times are missing from results/")
+    config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}
+
+
+def setup(app):
+    app.connect("config-inited", add_substitutions, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
