@@ -97,7 +97,7 @@ RESULTS_DIR = _p("results_dir", str, "results", text(),
                  "where results/{stem}.json is written", "output")
 # '' (the default) lets adv2.artifacts choose: $ADV2_ARTIFACTS when set, else artifacts/
 ARTIFACTS_DIR = _p("artifacts_dir", str, "", Rule(lambda v: isinstance(v, str), "a string"),
-                   "cache of trained models ('' = $ADV2_ARTIFACTS, else artifacts/)", "output")
+                   "cache of trained models (empty: $ADV2_ARTIFACTS, else artifacts/)", "output")
 
 CLASSIFIER_RECIPE = [
     DATASET,
