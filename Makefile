@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data run publish book html test bench lab clean
+.PHONY: help venv data run publish book html pdf test bench lab clean
 
 help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html"
@@ -16,6 +16,7 @@ help:
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
+	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
 	@echo "make bench   interpreter and attack throughput benchmarks"
 	@echo "make lab     open the notebooks in JupyterLab"
 
@@ -50,7 +51,11 @@ html: venv
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "open _build/html/index.html"
 
-book: run html
+# One PDF of the whole book: a single-page HTML build printed by Debian's Chromium (offline).
+pdf: venv
+	$(PY) book/_ext/build_pdf.py
+
+book: run html pdf
 
 test: venv data
 	$(PY) -m pytest -q
