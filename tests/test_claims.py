@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from adv2 import claims as C
 from adv2 import paper
 from adv2.stats import Estimate

@@ -8,9 +8,16 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from adv2.stats import (Estimate, diff_ci, fmt, images_needed, mean_ci, rate_ci, rate_diff_ci,
-                        ratio_ci)
+from adv2.stats import (
+    Estimate,
+    diff_ci,
+    fmt,
+    images_needed,
+    mean_ci,
+    rate_ci,
+    rate_diff_ci,
+    ratio_ci,
+)
 
 
 # ----------------------------------------------------------------------------- fmt

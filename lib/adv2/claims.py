@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import paper
-from .stats import (MISSING, Estimate, as_vector, fmt, images_needed, mean_ci, rate_diff_ci,
-                    ratio_ci)
+from .stats import MISSING, Estimate, as_vector, fmt, images_needed, mean_ci, rate_diff_ci, ratio_ci
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -146,7 +146,7 @@ class Verdict:
     reason: str
     estimate: Estimate | None
     n_needed: int | None
-    parts: tuple[tuple[str, "Verdict"], ...] = field(default=())  # per interpreter / noise type
+    parts: tuple[tuple[str, Verdict], ...] = field(default=())  # per interpreter / noise type
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -170,7 +170,7 @@ class Verdict:
                 "parts": {name: v.as_dict() for name, v in self.parts}}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
         """Inverse of :meth:`as_dict` (the front page reads verdicts back from results files)."""
         est = d.get("estimate")
         return cls(d["claim_id"], d["statement"], d["rule"], d["status"], d.get("reason", ""),
@@ -545,10 +545,37 @@ def _isnan(x: Any) -> bool:
         return False
 
 
-__all__ = ["AID_RATIO_MIN", "AT_LEAST", "AT_MOST", "BENIGN_L1_MAX", "CLAIMS", "ChapterCheckFailed",
-           "Claim", "DOES_NOT_HOLD", "FRONT_PAGE_CLAIMS", "HOLDS", "INCONCLUSIVE", "LEVEL",
-           "MAPS_CLOSE_RATIO", "MIN_IMAGES", "NOISE_RATIO_MIN", "NOT_MEASURABLE", "SETTINGS",
-           "STATUSES", "SUCCESS_GAP", "Verdict", "adv2_keeps_rts_maps_close",
-           "adv2_maps_closer_than_pgd", "adv2_success_like_pgd", "aid_separates_adv2_maps",
-           "all_of", "check", "claims_table", "claims_table_headers", "decide", "not_measurable",
-           "rtsa_like_rts_on_benign", "rtsa_more_noise_sensitive"]
+__all__ = [
+    "AID_RATIO_MIN",
+    "AT_LEAST",
+    "AT_MOST",
+    "BENIGN_L1_MAX",
+    "CLAIMS",
+    "DOES_NOT_HOLD",
+    "FRONT_PAGE_CLAIMS",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "LEVEL",
+    "MAPS_CLOSE_RATIO",
+    "MIN_IMAGES",
+    "NOISE_RATIO_MIN",
+    "NOT_MEASURABLE",
+    "SETTINGS",
+    "STATUSES",
+    "SUCCESS_GAP",
+    "ChapterCheckFailed",
+    "Claim",
+    "Verdict",
+    "adv2_keeps_rts_maps_close",
+    "adv2_maps_closer_than_pgd",
+    "adv2_success_like_pgd",
+    "aid_separates_adv2_maps",
+    "all_of",
+    "check",
+    "claims_table",
+    "claims_table_headers",
+    "decide",
+    "not_measurable",
+    "rtsa_like_rts_on_benign",
+    "rtsa_more_noise_sensitive",
+]

@@ -100,7 +100,7 @@ class Estimate:
                 "method": self.method}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Estimate":
+    def from_dict(cls, d: dict[str, Any]) -> Estimate:
         """Inverse of :meth:`as_dict` (reads a results file back)."""
         return cls(d.get("value"), d.get("low"), d.get("high"), int(d.get("n", 0)),
                    str(d.get("method", "")))
@@ -111,11 +111,6 @@ class Estimate:
         if self.low is None or self.high is None:
             return fmt(self.value)
         return f"{fmt(self.value)} [{fmt(self.low)}, {fmt(self.high)}]"
-
-
-def _clean(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def as_vector(values: Any, name: str = "values") -> np.ndarray:
@@ -348,5 +343,15 @@ def images_needed(estimate: Estimate, threshold: float) -> int | None:
     return max(need, estimate.n + 1) if reaches else need
 
 
-__all__ = ["Estimate", "MISSING", "as_vector", "diff_ci", "fmt", "images_needed", "mean_ci", "rate_ci",
-           "rate_diff_ci", "ratio_ci"]
+__all__ = [
+    "MISSING",
+    "Estimate",
+    "as_vector",
+    "diff_ci",
+    "fmt",
+    "images_needed",
+    "mean_ci",
+    "rate_ci",
+    "rate_diff_ci",
+    "ratio_ci",
+]
