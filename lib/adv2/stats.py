@@ -290,10 +290,11 @@ def ratio_ci(numerator: Any, denominator: Any, *, paired: bool, level: float = 0
 def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estimate:
     """Difference of two rates ``rate(a) - rate(b)`` of per-image flags, Newcombe's interval.
 
-    Built from the two Wilson intervals (Newcombe 1998: method 10 for ``paired`` flags on the same
-    images, with the correlation of the pairs; the hybrid score method 10's unpaired form
-    otherwise), so it stays honest at 0/n and n/n, where a bootstrap of identical flags would give
-    a zero-width interval. Paired: images where either flag is NaN are dropped.
+    Newcombe's square-and-add interval built from the two Wilson intervals: for ``paired`` flags
+    on the same images with the correlation of the pairs (Newcombe 1998, paired method 10),
+    otherwise with none (his hybrid score interval for independent samples). It stays honest at
+    0/n and n/n, where a bootstrap of identical flags would give a zero-width interval. Paired:
+    images where either flag is NaN are dropped.
     """
     method = f"newcombe{' paired' if paired else ''} {round(100 * level)}%"
     if paired:
