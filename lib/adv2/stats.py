@@ -1,0 +1,358 @@
+"""Uncertainty of the book's headline numbers: intervals over images, and how numbers are shown.
+
+Every rate and mean the book reports is computed over a few dozen images, so it carries an
+:class:`Estimate`: the value, a 95 % interval and the number of images behind it.
+
+* :func:`mean_ci` -- mean with a seeded percentile bootstrap over images;
+* :func:`rate_ci` -- share of ``True`` flags with the Wilson score interval (exact enough at
+  0/n and n/n, where a bootstrap collapses to a point);
+* :func:`diff_ci` -- difference of two means (paired: per-image differences);
+* :func:`rate_diff_ci` -- difference of two rates (Newcombe's interval from two Wilson intervals);
+* :func:`ratio_ci` -- ratio of two means; ``paired=True`` resamples the same image indices for
+  both, which is right when both numbers come from the same images (ADV2 vs PGD on one attack set);
+* :func:`images_needed` -- roughly how many images would make an interval narrow enough to decide
+  against a threshold (for "inconclusive" verdicts);
+* :func:`fmt` -- three significant digits, "—" for a missing value: the one number format of the
+  book's tables.
+
+Inputs are 1-D NumPy arrays, torch tensors or lists; NaNs are dropped and ``n`` counts what is left
+(a per-image distance that exists only where an attack succeeded is passed with NaN elsewhere).
+The bootstrap is vectorised and seeded (``numpy.random.Generator(seed)``): the same inputs give the
+same interval on every machine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+MISSING = "—"   # shown for a value that does not exist (never "nan", "None" or "n/a")
+
+
+# ----------------------------------------------------------------------------- formatting
+def fmt(x: Any, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits ("0.123", "12.3", "1230"); "—" for None/NaN.
+
+    Integers are shown whole, strings unchanged, booleans as "yes"/"no", infinities as "∞".
+    Trailing zeros are kept (0.1 -> "0.100") so a column reads at one precision, and a value that
+    rounds to zero never shows as "-0".
+    """
+    if x is None:
+        return MISSING
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if hasattr(x, "item") and not isinstance(x, (int, float)):
+        try:                                  # NumPy scalar, 0-d array, one-element tensor
+            x = x.item()
+        except (ValueError, RuntimeError):
+            raise TypeError(f"fmt formats one number, got an array of shape "
+                            f"{tuple(getattr(x, 'shape', ()))}") from None
+        if isinstance(x, bool):
+            return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if digits < 1:
+        raise ValueError(f"digits must be at least 1, got {digits!r}")
+    x = float(x)
+    if math.isnan(x):
+        return MISSING
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    if x == 0:
+        return "0"
+    rounded = float(f"{x:.{digits - 1}e}")           # exact significant-digit rounding
+    magnitude = math.floor(math.log10(abs(rounded)))  # 9.996 -> 10.0 moves up a decade
+    if magnitude < -4:
+        return f"{rounded:.{digits - 1}e}"
+    decimals = max(digits - 1 - magnitude, 0)
+    text = f"{rounded:.{decimals}f}"
+    return "0" if float(text) == 0 else text
+
+
+# ----------------------------------------------------------------------------- the estimate
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its interval: ``value`` (None when nothing could be measured), ``low`` and
+    ``high`` (None when ``n`` < 2 or the interval is undefined), ``n`` images behind it and the
+    ``method`` that made the interval."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    method: str
+
+    @property
+    def half_width(self) -> float | None:
+        """Half the interval's width (None without an interval)."""
+        if self.low is None or self.high is None:
+            return None
+        return (self.high - self.low) / 2
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON: ``value``, ``low``, ``high``, ``n``, ``method``."""
+        return {"value": self.value, "low": self.low, "high": self.high, "n": int(self.n),
+                "method": self.method}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Estimate:
+        """Inverse of :meth:`as_dict` (reads a results file back)."""
+        return cls(d.get("value"), d.get("low"), d.get("high"), int(d.get("n", 0)),
+                   str(d.get("method", "")))
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return MISSING
+        if self.low is None or self.high is None:
+            return fmt(self.value)
+        return f"{fmt(self.value)} [{fmt(self.low)}, {fmt(self.high)}]"
+
+
+def as_vector(values: Any, name: str = "values") -> np.ndarray:
+    """A 1-D float64 array from a list, NumPy array or torch tensor (bool -> 0/1)."""
+    if hasattr(values, "detach"):           # torch tensor, without importing torch
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one value per image (1-D), got shape {arr.shape}")
+    return arr
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}")
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) resampled image indices; small index dtypes make the gathers fast."""
+    if n_boot < 100:
+        raise ValueError(f"n_boot must be at least 100 for a 95 % interval, got {n_boot!r}")
+    dtype = np.uint16 if n <= np.iinfo(np.uint16).max else np.intp
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n), dtype=dtype)
+
+
+def _boot_means(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean of each resample of ``x`` (NaN entries skipped; NaN where a resample has none)."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return x[idx].sum(1) / idx.shape[1]
+    counts = finite.astype(np.float64)[idx].sum(1)
+    sums = np.where(finite, x, 0.0)[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _percentiles(stats: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    stats = stats[np.isfinite(stats)]
+    if len(stats) == 0:
+        return None, None
+    tail = (1 - level) / 2
+    low, high = np.quantile(stats, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- estimators
+def mean_ci(values: Any, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """Mean of ``values`` with a seeded percentile-bootstrap interval over images.
+
+    NaNs are dropped (``n`` counts the rest); with fewer than 2 values the interval is None,
+    with none the value is None too.
+    """
+    _z(level)
+    x = as_vector(values)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    method = f"bootstrap {round(100 * level)}%"
+    if n == 0:
+        return Estimate(None, None, None, 0, method)
+    value = float(x.mean())
+    if n < 2:
+        return Estimate(value, None, None, n, method)
+    low, high = _percentiles(_boot_means(x, _indices(n, n_boot, seed)), level)
+    # a mean of equal values has no spread; keep the interval exactly at the value
+    if x.min() == x.max():
+        low = high = value
+    return Estimate(value, low, high, n, method)
+
+
+def rate_ci(flags: Any, *, level: float = 0.95) -> Estimate:
+    """Share of true ``flags`` (bool or 0/1 per image) with the Wilson score interval.
+
+    NaNs are dropped; 0/n gives [0, high] and n/n gives [low, 1], never a zero-width interval.
+    """
+    z = _z(level)
+    f = as_vector(flags, "flags")
+    f = f[np.isfinite(f)]
+    if np.any((f != 0) & (f != 1)):
+        raise ValueError("flags must be booleans or 0/1 per image, got other values: "
+                         f"{sorted(set(f[(f != 0) & (f != 1)].tolist()))[:5]}")
+    n = len(f)
+    method = f"wilson {round(100 * level)}%"
+    if n == 0:
+        return Estimate(None, None, None, 0, method)
+    p = float(f.mean())
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    low = 0.0 if p == 0 else max(0.0, centre - half)
+    high = 1.0 if p == 1 else min(1.0, centre + half)
+    return Estimate(p, low, high, n, method)
+
+
+def _paired(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = as_vector(a, names[0]), as_vector(b, names[1])
+    if len(x) != len(y):
+        raise ValueError(f"paired estimates need one {names[0]} and one {names[1]} per image, got "
+                         f"{len(x)} and {len(y)} values; pass paired=False for independent samples")
+    return x, y
+
+
+def diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95, n_boot: int = 2000,
+            seed: int = 0) -> Estimate:
+    """Difference of means ``mean(a) - mean(b)`` with a bootstrap interval.
+
+    ``paired``: ``a`` and ``b`` are measured on the same images; the per-image differences are
+    bootstrapped (images where either is NaN are dropped). Otherwise the two samples are
+    resampled independently and ``n`` is the smaller sample.
+    """
+    if paired:
+        x, y = _paired(a, b, ("a", "b"))
+        est = mean_ci(x - y, level=level, n_boot=n_boot, seed=seed)
+        return Estimate(est.value, est.low, est.high, est.n, f"paired {est.method}")
+    _z(level)
+    x, y = as_vector(a, "a"), as_vector(b, "b")
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    n = min(len(x), len(y))
+    method = f"bootstrap {round(100 * level)}%"
+    if n == 0:
+        return Estimate(None, None, None, 0, method)
+    value = float(x.mean() - y.mean())
+    if n < 2:
+        return Estimate(value, None, None, n, method)
+    dx = _boot_means(x, _indices(len(x), n_boot, seed))
+    dy = _boot_means(y, _indices(len(y), n_boot, seed + 1))
+    low, high = _percentiles(dx - dy, level)
+    return Estimate(value, low, high, n, method)
+
+
+def ratio_ci(numerator: Any, denominator: Any, *, paired: bool, level: float = 0.95,
+             n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """Ratio of means ``mean(numerator) / mean(denominator)`` with a bootstrap interval.
+
+    ``paired``: both are measured on the same images (equal lengths); each resample draws one set
+    of image indices for both. NaNs are skipped per array within a resample, so a numerator
+    measured only on some images (ADV2's map distance, NaN where the attack failed) is paired with
+    a denominator measured on all of them, exactly as the point estimate averages them; ``n`` is
+    the number of images with at least one of the two. Unpaired: independent resamples, ``n`` the
+    smaller sample. The value is None when the denominator's mean is not positive or a side is
+    empty; resamples whose denominator mean is 0 are left out of the percentiles.
+    """
+    _z(level)
+    method = f"{'paired ' if paired else ''}bootstrap ratio {round(100 * level)}%"
+    if paired:
+        x, y = _paired(numerator, denominator, ("numerator", "denominator"))
+        keep = np.isfinite(x) | np.isfinite(y)
+        x, y = x[keep], y[keep]
+        n = len(x)
+    else:
+        x, y = as_vector(numerator, "numerator"), as_vector(denominator, "denominator")
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+        n = min(len(x), len(y))
+    fx, fy = np.isfinite(x), np.isfinite(y)
+    if n == 0 or not fx.any() or not fy.any():
+        return Estimate(None, None, None, int(n), method)
+    mx, my = float(x[fx].mean()), float(y[fy].mean())
+    if not my > 0:
+        return Estimate(None, None, None, int(n), method)
+    value = mx / my
+    if min(int(fx.sum()), int(fy.sum())) < 2:
+        return Estimate(value, None, None, int(n), method)
+    if paired:
+        idx = _indices(n, n_boot, seed)
+        bx, by = _boot_means(x, idx), _boot_means(y, idx)
+    else:
+        bx = _boot_means(x, _indices(len(x), n_boot, seed))
+        by = _boot_means(y, _indices(len(y), n_boot, seed + 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(by > 0, bx / np.where(by > 0, by, 1.0), np.nan)
+    low, high = _percentiles(ratios, level)
+    return Estimate(value, low, high, int(n), method)
+
+
+def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estimate:
+    """Difference of two rates ``rate(a) - rate(b)`` of per-image flags, Newcombe's interval.
+
+    Newcombe's square-and-add interval built from the two Wilson intervals: for ``paired`` flags
+    on the same images with the correlation of the pairs (Newcombe 1998, paired method 10),
+    otherwise with none (his hybrid score interval for independent samples). It stays honest at
+    0/n and n/n, where a bootstrap of identical flags would give a zero-width interval. Paired:
+    images where either flag is NaN are dropped.
+    """
+    method = f"newcombe{' paired' if paired else ''} {round(100 * level)}%"
+    if paired:
+        x, y = _paired(a, b, ("a", "b"))
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+    else:
+        x, y = as_vector(a, "a"), as_vector(b, "b")
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    ra, rb = rate_ci(x, level=level), rate_ci(y, level=level)
+    n = min(ra.n, rb.n)
+    if ra.value is None or rb.value is None:
+        return Estimate(None, None, None, n, method)
+    d = ra.value - rb.value
+    phi = 0.0
+    if paired:
+        xa, yb = x.astype(bool), y.astype(bool)
+        both, only_a = float(np.sum(xa & yb)), float(np.sum(xa & ~yb))
+        only_b, neither = float(np.sum(~xa & yb)), float(np.sum(~xa & ~yb))
+        denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+        phi = (both * neither - only_a * only_b) / math.sqrt(denom) if denom > 0 else 0.0
+    da, ua = ra.value - ra.low, ra.high - ra.value
+    db, ub = rb.value - rb.low, rb.high - rb.value
+    below = math.sqrt(max(da * da - 2 * phi * da * ub + ub * ub, 0.0))
+    above = math.sqrt(max(ua * ua - 2 * phi * ua * db + db * db, 0.0))
+    return Estimate(d, max(-1.0, d - below), min(1.0, d + above), n, method)
+
+
+def images_needed(estimate: Estimate, threshold: float) -> int | None:
+    """Rough number of images at which ``estimate``'s interval would no longer reach ``threshold``.
+
+    Half-widths shrink like ``1/sqrt(n)`` at a fixed spread, so the side of the interval facing the
+    threshold, ``w``, would fall below the gap ``|value - threshold|`` at about
+    ``n * (w / gap)^2`` images. None when there is no interval or the value sits on the threshold.
+    Always more than the current ``n`` when the interval reaches the threshold.
+    """
+    if estimate.value is None or estimate.low is None or estimate.high is None or estimate.n < 1:
+        return None
+    gap = abs(estimate.value - threshold)
+    if gap == 0:
+        return None
+    w = estimate.value - estimate.low if threshold < estimate.value else estimate.high - estimate.value
+    if w <= 0:
+        return estimate.n
+    need = math.ceil(estimate.n * (w / gap) ** 2)
+    reaches = estimate.low <= threshold <= estimate.high
+    return max(need, estimate.n + 1) if reaches else need
+
+
+__all__ = [
+    "MISSING",
+    "Estimate",
+    "as_vector",
+    "diff_ci",
+    "fmt",
+    "images_needed",
+    "mean_ci",
+    "rate_ci",
+    "rate_diff_ci",
+    "ratio_ci",
+]
