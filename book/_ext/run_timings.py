@@ -67,8 +67,22 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
     return subs
 
 
+def profile_summary(profile: str) -> str:
+    """One line for the re-running page: each chapter's wall time at ``profile`` and the total,
+    from results/timings-<profile>.json (the run that recorded it, with its date)."""
+    timings = _load(f"timings-{profile}.json")
+    seconds = timings.get("seconds", {})
+    if not seconds:
+        return MISSING
+    parts = [f"{stem[:2]}: {seconds[stem]:.0f} s" for stem in CHAPTERS if stem in seconds]
+    total = sum(seconds[stem] for stem in CHAPTERS if stem in seconds)
+    date = timings.get("environment", {}).get("date", "date not recorded")
+    return f"{', '.join(parts)}; total {total / 60:.1f} min (recorded {date})"
+
+
 def add_substitutions(app, config) -> None:
-    subs = substitutions()
+    subs = {**substitutions(), "smoke_times": profile_summary("smoke"),
+            "quick_times": profile_summary("quick")}
     if MISSING in subs.values():
         logger.info("run_timings: some chapter times are missing from results/")
     config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}

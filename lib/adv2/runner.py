@@ -2,8 +2,8 @@
 
     python -m adv2 run all                      # every notebook, profile auto (paper on GPU, else quick)
     python -m adv2 run 01 03 --profile smoke    # some notebooks (by number or stem prefix)
-    python -m adv2 run 03 -p epsilon 0.016 -p archs '[resnet]'
-    python -m adv2 run 03 -p epsilon 0.016 --check   # validate and show the plan; no kernel starts
+    python -m adv2 run 03 -p epsilon 0.15 -p archs '[resnet]'
+    python -m adv2 run 03 -p epsilon 0.15 --check   # validate and show the plan; no kernel starts
     python -m adv2 publish runs/<run>           # make a finished run the published book
     python -m adv2 list                         # notebooks and their parameters
 
