@@ -42,9 +42,7 @@ def prototype_problem(n: int = 400, classes: int = 10, side: int = 8, seed: int 
 def tiny_rts():
     torch.manual_seed(0)
     model = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
-    rts = RTSNet(model).eval()
-    for p in rts.parameters():
-        p.requires_grad_(False)
+    rts = RTSNet(model).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(96, 1, 28, 28, generator=gen)
     y = model(x).argmax(1)   # labels the classifier agrees with

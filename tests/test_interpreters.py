@@ -207,8 +207,7 @@ def test_224_models_have_paper_map_sizes():
 def test_rts_loss_trains_only_the_decoder(batch):
     model = random_net("densenet", seed=7)
     rts = RTSNet(model).train()
-    for p in rts.selector.parameters():
-        p.requires_grad_(False)
+    rts.selector.requires_grad_(False)
     x, y = batch
     loss, parts = rts_loss(model, rts, x, y, generator=torch.Generator().manual_seed(0))
     assert set(parts) >= {"destroyer", "area", "smooth", "preserver", "total", "mask"}

@@ -4,7 +4,8 @@ All map metrics take two batches of maps of the same shape ``(N, 1, h, w)`` (or 
 at the interpreter's *native* resolution and return one value per sample:
 
 * :func:`l1_distance` -- ``||a - b||_1 / (h w)``: the mean absolute per-cell difference (in
-  [0,1] for maps in [0,1]);
+  [0,1] for maps in [0,1]); the one L1 of the library (``defenses.l1_maps`` and
+  ``noise.l1_per_sample`` are its former names), differentiable;
 * :func:`l2_distance` -- ``||a - b||_2 / sqrt(h w)``;
 * :func:`topk_iou` -- IoU of the top-k fraction of cells of each map (ties broken by a stable sort,
   i.e. the lower flat index wins), :func:`iou_curve` for k = 10 %, 20 %, ..., 90 %.
@@ -24,9 +25,11 @@ import torch
 DEFAULT_KS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a = torch.as_tensor(a).detach().float()
-    b = torch.as_tensor(b).detach().float().to(a.device)
+def _flat_pair(a: torch.Tensor, b: torch.Tensor, detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.as_tensor(a).float()
+    b = torch.as_tensor(b).float().to(a.device)
+    if detach:
+        a, b = a.detach(), b.detach()
     if a.shape != b.shape:
         raise ValueError(f"maps must have the same shape to be compared, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}; compare maps at the interpreter's native resolution")
@@ -64,8 +67,9 @@ def mean_std(values: torch.Tensor) -> tuple[float, float]:
 
 
 def l1_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean absolute difference ``||a - b||_1 / (h w)``, shape (N,)."""
-    fa, fb = _flat_pair(a, b)
+    """Per-sample mean absolute difference ``||a - b||_1 / (h w)``, shape (N,): the paper's L1
+    between maps. Differentiable (AID's ``l_aid`` and distillation terms train through it)."""
+    fa, fb = _flat_pair(a, b, detach=False)
     return (fa - fb).abs().mean(1)
 
 

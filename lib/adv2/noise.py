@@ -28,6 +28,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .metrics import l1_distance
+from .tensors import map_batches, predicted_classes
+
 NOISE_TYPES = ("normal", "uniform")
 _FP = 1e-6   # rates are fractions k/n: compare with a little slack for floating point
 NOISE_SHORT = {"normal": "N", "uniform": "U"}
@@ -49,14 +52,8 @@ def add_noise(x: torch.Tensor, z: torch.Tensor, magnitude: float) -> torch.Tenso
     return (x + magnitude * z.to(x.device)).clamp(0, 1)
 
 
-@torch.no_grad()
-def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Arg-max class of ``model`` for every image of ``x`` (on the CPU)."""
-    model.eval()
-    out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+# the arg-max class of a classifier over many images, batched (one implementation: adv2.tensors)
+predictions = predicted_classes
 
 
 def correctly_classified(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -232,16 +229,11 @@ def level_name(rate: float) -> str:
 def interpreter_maps(interpreter: Callable, x: torch.Tensor, target: torch.Tensor,
                      batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
     """Maps of ``interpreter`` for ``(x, target)`` in batches (detached, on the CPU)."""
-    out = []
-    for i in range(0, len(x), batch_size):
-        out.append(interpreter(x[i:i + batch_size].to(device),
-                               target[i:i + batch_size].to(device)).detach().cpu())
-    return torch.cat(out)
+    return map_batches(interpreter, x, target, batch_size=batch_size, device=device, to_cpu=True)
 
 
-def l1_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference per sample (the paper's L1 measure between maps, per cell)."""
-    return (a - b).abs().flatten(1).mean(1)
+# the paper's L1 between maps, per sample (one implementation: adv2.metrics.l1_distance)
+l1_per_sample = l1_distance
 
 
 def noise_sensitivity(model: torch.nn.Module, interpreters: dict[str, Callable], x: torch.Tensor,

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
+from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
 
 # EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
 LITE_MEAN = (127.0 / 255,) * 3

@@ -8,24 +8,81 @@ respect to ``x`` when ``create_graph=True`` (the ADV2 attack needs this); otherw
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from ..tensors import module_device
+
+# How the ADV2 attack differentiates an interpreter (adv2.attacks picks its variant from this):
+# "differentiable" = the map itself is differentiable w.r.t. x (sign-step ADV2 on CE + lambda l_int);
+# "bilevel"        = the map is the result of an inner optimisation (MASK): the attack unrolls it.
+AttackStyle = Literal["differentiable", "bilevel"]
+ATTACK_STYLES: tuple[str, ...] = ("differentiable", "bilevel")
+
 
 class Interpreter(Protocol):
-    name: str              # "grad", "cam", "rts", "mask"
-    map_size: int          # native map resolution (h = w = map_size)
+    name: str  # "grad", "cam", "rts", "mask"
+    map_size: int  # native map resolution (h = w = map_size)
+    attack_style: AttackStyle  # see ATTACK_STYLES; an interpreter that omits it is "differentiable"
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor, *,
-                  create_graph: bool = False) -> torch.Tensor:
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
         """Maps (N, 1, map_size, map_size) in [0,1] for images ``x`` and classes ``target``."""
         ...
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor, *,
-                 create_graph: bool = False) -> torch.Tensor:
-        ...
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor: ...
+
+
+# Optional capabilities the sign-step ADV2 variant uses when an interpreter declares them.
+@runtime_checkable
+class HasAttackSurrogate(Protocol):
+    """The map the attack should differentiate is another interpreter's (Grad: the same pooling on
+    a smooth-ReLU copy of the model, whose second derivatives are not zero)."""
+
+    def attack_surrogate(self, tau: float) -> Interpreter: ...
+
+
+@runtime_checkable
+class HasMapsWithLogits(Protocol):
+    """Logits and map from ONE forward pass (CAM: the authors' ``cam_forward``)."""
+
+    def attribute_with_logits(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@runtime_checkable
+class HasOwnEncoder(Protocol):
+    """The interpreter classifies with its own encoder copy (RTS), which the attack must fool too."""
+
+    def encoder_logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class BilevelInterpreter(Interpreter, Protocol):
+    """What the bilevel ADV2 attack needs from a ``"bilevel"`` interpreter (MASK)."""
+
+    settings: object  # has ``lr``: the inner optimiser's step size
+
+    def init_mask(self, n: int) -> torch.Tensor: ...
+
+    def sample_jitter(self, generator: torch.Generator | None = None) -> tuple[int, int]: ...
+
+    def prepare(self, x: torch.Tensor) -> object: ...
+
+    def mask_objective(
+        self, m: torch.Tensor, x: torch.Tensor, t: torch.Tensor, jitter: tuple[int, int] = (0, 0), prepared=None
+    ) -> torch.Tensor: ...
+
+
+def attack_style(interpreter: object) -> str:
+    """The interpreter's declared :data:`AttackStyle` (``"differentiable"`` when it declares none)."""
+    style = getattr(interpreter, "attack_style", "differentiable")
+    if style not in ATTACK_STYLES:
+        raise ValueError(
+            f"{type(interpreter).__name__}.attack_style is {style!r}; expected one of {ATTACK_STYLES}"
+        )
+    return style
 
 
 def minmax_normalize(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -72,11 +129,6 @@ def gaussian_blur(x: torch.Tensor, ksize: int, sigma: float | None = None,
     return F.conv2d(h, k.view(1, 1, -1, 1).expand(c, 1, ksize, 1), groups=c)
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                    maps: torch.Tensor | None, *, steps: int = 20, baseline: float | str = "blur",
@@ -91,7 +143,7 @@ def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     random (seeded). Returns (N, steps+1) probabilities of class ``y``; the mean over fractions
     (:func:`curve_auc`) is the deletion AUC: lower means the map found what the classifier needs.
     """
-    device = _model_device(model)
+    device = module_device(model)
     x = x.detach().float().cpu()
     n, c, hh, ww = x.shape
     gh, gw = hh // cell, ww // cell

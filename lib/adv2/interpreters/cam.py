@@ -41,6 +41,7 @@ class CAMInterpreter:
     """CAM at the last stage's resolution (7x7 for every classifier of the book)."""
 
     name = "cam"
+    attack_style = "differentiable"
 
     def __init__(self, model: nn.Module):
         self.model = model

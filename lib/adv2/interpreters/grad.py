@@ -30,6 +30,7 @@ class GradInterpreter:
     """Vanilla-gradient maps at ``input_size / pool`` resolution (14x14 for 28px, 56x56 for 224)."""
 
     name = "grad"
+    attack_style = "differentiable"
 
     def __init__(self, model: nn.Module, pool: int | None = None):
         self.model = model
@@ -60,6 +61,13 @@ class GradInterpreter:
         return m if create_graph else m.detach()
 
     __call__ = attribute
+
+    def attack_surrogate(self, tau: float = 1e-4) -> GradInterpreter:
+        """The same maps on ``smooth_backward_copy(model)``: what ADV2 differentiates (the true
+        ReLU's second derivatives are zero)."""
+        from ..models import smooth_backward_copy
+
+        return GradInterpreter(smooth_backward_copy(self.model, tau=tau), pool=self.pool)
 
     def __repr__(self) -> str:
         return f"GradInterpreter(pool={self.pool}, map_size={self.map_size})"

@@ -97,6 +97,7 @@ class MaskInterpreter:
     """Meaningful-perturbation maps ``1 - m`` at ``map_size`` (28 for 224 px, 14 for 28 px)."""
 
     name = "mask"
+    attack_style = "bilevel"
 
     def __init__(self, model: nn.Module, map_size: int | None = None,
                  iterations: int | None = None, lr: float | None = None, l1: float | None = None,

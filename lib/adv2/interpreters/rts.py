@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from .base import as_target, gaussian_blur
 from ..progress import progress_bar
+from ..tensors import random_targets
 
 # Bump when the RTS architecture or training recipe changes (invalidates cached RTS artifacts).
 RTS_RECIPE_VERSION = 1
@@ -100,9 +101,7 @@ class RTSNet(nn.Module):
 
     def __init__(self, model: nn.Module, map_size: int | None = None, width: int | None = None):
         super().__init__()
-        self.encoder = copy.deepcopy(model)
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
+        self.encoder = copy.deepcopy(model).requires_grad_(False)
         self.encoder.eval()
         size = int(model.input_size)
         shapes = self._stage_shapes(size)
@@ -173,15 +172,14 @@ class RTSInterpreter:
     (AID attacks the current RTSA while its decoder learns)."""
 
     name = "rts"
+    attack_style = "differentiable"
 
     def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0,
                  freeze: bool = True):
         self.model = model          # the black box RTS explains (not used to compute the map)
         self.rts = rts
         if freeze:
-            rts.eval()
-            for p in rts.parameters():
-                p.requires_grad_(False)
+            rts.eval().requires_grad_(False)
         self.confidence = float(confidence)
         self.map_size = rts.map_size
 
@@ -273,10 +271,8 @@ def sample_selector_classes(y: torch.Tensor, num_classes: int, fake_prob: float,
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """With probability ``fake_prob`` a random wrong class ``(y + U{1..K-1}) mod K``, else ``y``.
     Returns ``(classes, is_real)``."""
-    dev = y.device
-    fake = torch.rand(y.shape[0], generator=generator, device=dev) < fake_prob
-    shift = torch.randint(1, num_classes, y.shape, generator=generator, device=dev)
-    return torch.where(fake, (y + shift) % num_classes, y), ~fake
+    fake = torch.rand(y.shape[0], generator=generator, device=y.device) < fake_prob
+    return torch.where(fake, random_targets(y, num_classes, generator), y), ~fake
 
 
 def rts_loss(model: nn.Module, rts: RTSNet, x: torch.Tensor, y: torch.Tensor, *,
@@ -391,8 +387,7 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
         bar.update(1)
 
     # phase 2: the decoder, with encoder and selector frozen
-    for p in rts.selector.parameters():
-        p.requires_grad_(False)
+    rts.selector.requires_grad_(False)
     opt = torch.optim.Adam(rts.decoder_parameters(), lr=lr, weight_decay=weight_decay)
     runs: dict[str, list] = {key: [] for key in ("total", "destroyer", "preserver", "area", "smooth")}
     for it in range(phase2_iterations):
@@ -413,9 +408,7 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
             bar.set_postfix(phase=2, loss=f"{m['phase2_total'][-1]:.3f}")
         bar.update(1)
     bar.close()
-    rts.eval()
-    for p in rts.parameters():
-        p.requires_grad_(False)
+    rts.eval().requires_grad_(False)
     m["seconds"] = time.time() - started
     m["phase1_final_accuracy"] = m["phase1_accuracy"][-1] if m["phase1_accuracy"] else None
     m["images_seen"] = phase1_iterations * phase1_batch_size + phase2_iterations * batch_size
@@ -496,10 +489,7 @@ def frozen_rts_from_state(model: nn.Module, state: dict[str, torch.Tensor], *, m
     bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
     if bad:
         raise RuntimeError(f"{source} does not fit this classifier: {bad[:5]}")
-    net = net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return net.to(device).eval().requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------- sanity check
