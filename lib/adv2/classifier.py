@@ -28,8 +28,16 @@ class Normalize(nn.Module):
 class ImageClassifier(nn.Module):
     """Stages -> global average pooling -> linear head, with inputs in [0,1]."""
 
-    def __init__(self, stages: Sequence[nn.Module], head: nn.Linear, mean: Sequence[float],
-                 std: Sequence[float], input_size: int, class_names: Sequence[str], name: str):
+    def __init__(
+        self,
+        stages: Sequence[nn.Module],
+        head: nn.Linear,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_size: int,
+        class_names: Sequence[str],
+        name: str,
+    ):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.stages = nn.ModuleList(stages)
@@ -60,8 +68,6 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_features(self.features(x))
-
-
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -29,6 +29,7 @@ attack continues from it, so the inner attack grows stronger over training at no
 the RTS artifact's key and the AID configuration. :func:`adv2_on_rts_and_rtsa` runs the paper's
 second test (ADV2 against RTS and, separately, against RTSA) and :func:`table10` builds Table 10.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -135,16 +136,44 @@ class AIDConfig:
 
     # the inner attack's fields that the flat constructor, attribute reads and the flat dict use
     ATTACK_FIELDS: ClassVar[tuple[str, ...]] = (
-        "stage1_steps", "stage2_steps", "epsilon", "step_size", "lam_start", "lam_end", "encoder_weight",
+        "stage1_steps",
+        "stage2_steps",
+        "epsilon",
+        "step_size",
+        "lam_start",
+        "lam_end",
+        "encoder_weight",
     )
     # key order of the flat dict (as_dict / cache_params): the order of the fields before the
     # inner attack became a nested config, so tables and cache keys read as before
     FLAT_ORDER: ClassVar[tuple[str, ...]] = (
-        "iterations", "batch_size", "aid_batch_size", "lr", "weight_decay", "beta", "beta_warmup",
-        "pool_size", "stage1_steps", "stage2_steps", "epsilon", "step_size", "lam_start", "lam_end",
-        "encoder_weight", "detach_benign", "distill_weight", "persistent", "train_encoder",
-        "freeze_batchnorm", "fake_prob", "area_weight", "preserver_weight", "smooth_weight",
-        "confidence", "log_every", "seed",
+        "iterations",
+        "batch_size",
+        "aid_batch_size",
+        "lr",
+        "weight_decay",
+        "beta",
+        "beta_warmup",
+        "pool_size",
+        "stage1_steps",
+        "stage2_steps",
+        "epsilon",
+        "step_size",
+        "lam_start",
+        "lam_end",
+        "encoder_weight",
+        "detach_benign",
+        "distill_weight",
+        "persistent",
+        "train_encoder",
+        "freeze_batchnorm",
+        "fake_prob",
+        "area_weight",
+        "preserver_weight",
+        "smooth_weight",
+        "confidence",
+        "log_every",
+        "seed",
     )
 
     def __init__(self, attack: RTSConfig | None = None, **kwargs: Any) -> None:
@@ -152,11 +181,15 @@ class AIDConfig:
         flat = {k: kwargs.pop(k) for k in self.ATTACK_FIELDS if k in kwargs}
         unknown = sorted(set(kwargs) - set(own))
         if unknown:
-            raise TypeError(f"AIDConfig got unknown parameter(s) {unknown}; valid: "
-                            f"{sorted([*own, *self.ATTACK_FIELDS, 'attack'])}")
+            raise TypeError(
+                f"AIDConfig got unknown parameter(s) {unknown}; valid: "
+                f"{sorted([*own, *self.ATTACK_FIELDS, 'attack'])}"
+            )
         if attack is not None and flat:
-            raise TypeError(f"AIDConfig: give the inner attack either as attack= or as the flat "
-                            f"keywords {sorted(flat)}, not both")
+            raise TypeError(
+                f"AIDConfig: give the inner attack either as attack= or as the flat "
+                f"keywords {sorted(flat)}, not both"
+            )
         for name, f in own.items():
             setattr(self, name, kwargs.get(name, f.default))
         self.attack = attack if attack is not None else dataclasses.replace(default_inner_attack(), **flat)
@@ -164,15 +197,23 @@ class AIDConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.attack, RTSConfig):
-            raise TypeError(f"AIDConfig.attack must be an adv2.attacks.RTSConfig, got "
-                            f"{type(self.attack).__name__}")
-        checks = {"iterations": self.iterations >= 0, "batch_size": self.batch_size >= 1,
-                  "aid_batch_size": self.aid_batch_size >= 1, "lr": self.lr > 0,
-                  "beta": self.beta >= 0, "beta_warmup": 0 <= self.beta_warmup <= 1,
-                  "distill_weight": self.distill_weight >= 0,
-                  "pool_size": self.pool_size >= 0, "stage1_steps": self.stage1_steps >= 0,
-                  "stage2_steps": self.stage2_steps >= 0, "epsilon": 0 < self.epsilon <= 1,
-                  "step_size": self.step_size > 0}
+            raise TypeError(
+                f"AIDConfig.attack must be an adv2.attacks.RTSConfig, got {type(self.attack).__name__}"
+            )
+        checks = {
+            "iterations": self.iterations >= 0,
+            "batch_size": self.batch_size >= 1,
+            "aid_batch_size": self.aid_batch_size >= 1,
+            "lr": self.lr > 0,
+            "beta": self.beta >= 0,
+            "beta_warmup": 0 <= self.beta_warmup <= 1,
+            "distill_weight": self.distill_weight >= 0,
+            "pool_size": self.pool_size >= 0,
+            "stage1_steps": self.stage1_steps >= 0,
+            "stage2_steps": self.stage2_steps >= 0,
+            "epsilon": 0 < self.epsilon <= 1,
+            "step_size": self.step_size > 0,
+        }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"AIDConfig.{name} has invalid value {getattr(self, name)!r}")
@@ -202,8 +243,11 @@ class AIDConfig:
         ``batch_size`` is not one: the attack runs on ``aid_batch_size`` images)."""
         params = self.as_dict()
         base = default_inner_attack()
-        extra = {k: v for k, v in self.attack.as_dict().items()
-                 if k not in self.ATTACK_FIELDS and k != "batch_size" and v != getattr(base, k)}
+        extra = {
+            k: v
+            for k, v in self.attack.as_dict().items()
+            if k not in self.ATTACK_FIELDS and k != "batch_size" and v != getattr(base, k)
+        }
         if extra:
             params["attack_extra"] = extra
         return params
@@ -235,10 +279,18 @@ def _set_decoder_mode(rts: RTSNet, freeze_batchnorm: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- training
-def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: torch.Tensor,
-               config: AIDConfig | None = None, *, x_probe: torch.Tensor | None = None,
-               y_probe: torch.Tensor | None = None, device: torch.device | str = "cpu",
-               progress: bool = True) -> tuple[RTSNet, dict[str, Any]]:
+def train_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    config: AIDConfig | None = None,
+    *,
+    x_probe: torch.Tensor | None = None,
+    y_probe: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[RTSNet, dict[str, Any]]:
     """Fine-tune a copy of the trained ``rts`` with AID; returns ``(rtsa, metrics)``.
 
     ``model`` is the frozen classifier RTS explains. ``x_probe``/``y_probe`` (optional, e.g. 64
@@ -252,12 +304,11 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
     cfg = config or AIDConfig()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)                       # CPU: data order, targets
-    dgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)     # rts_loss's random draws
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: data order, targets
+    dgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # rts_loss's random draws
     model = model.to(device).eval()
     rtsa = copy.deepcopy(rts).to(device)
-    params = rtsa.decoder_parameters() + (list(rtsa.encoder.parameters()) if cfg.train_encoder
-                                          else [])
+    params = rtsa.decoder_parameters() + (list(rtsa.encoder.parameters()) if cfg.train_encoder else [])
     rtsa.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
@@ -268,18 +319,25 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
 
     # the pool of AID images, their random targets and their (classifier-only) PGD warm starts
     n = len(x_train)
-    pool = torch.randperm(n, generator=gen)[:cfg.pool_size or n]
+    pool = torch.randperm(n, generator=gen)[: cfg.pool_size or n]
     x_pool, y_pool = x_train[pool], y_train[pool]
     t_pool = random_targets(y_pool, model.num_classes, gen)
     t0 = time.time()
     if cfg.attack.stage1_steps:
-        x_warm = pgd(model, x_pool.to(device), t_pool.to(device), epsilon=cfg.attack.epsilon,
-                     step_size=cfg.attack.step_size, steps=cfg.attack.stage1_steps,
-                     loss=cfg.attack.stage1_loss, batch_size=256).cpu()
+        x_warm = pgd(
+            model,
+            x_pool.to(device),
+            t_pool.to(device),
+            epsilon=cfg.attack.epsilon,
+            step_size=cfg.attack.step_size,
+            steps=cfg.attack.stage1_steps,
+            loss=cfg.attack.stage1_loss,
+            batch_size=256,
+        ).cpu()
     else:
         x_warm = x_pool.clone()
     warm_seconds = time.time() - t0
-    x_state = x_warm.clone()   # current adversarial input of every pool image (persistent attack)
+    x_state = x_warm.clone()  # current adversarial input of every pool image (persistent attack)
     attack_cfg = cfg.inner_attack()
     live = RTSInterpreter(model, rtsa, cfg.confidence, freeze=False)
     probe_ref = None
@@ -288,8 +346,9 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             probe_ref = reference(x_probe.to(device), y_probe.to(device), cfg.confidence).mask
 
     log_every = cfg.log_every or max(1, cfg.iterations // 20)
-    curves: dict[str, list] = {k: [] for k in ("step", "map_loss", "distill_l1", "aid_l1",
-                                               "attack_success", "beta", "probe_drift")}
+    curves: dict[str, list] = {
+        k: [] for k in ("step", "map_loss", "distill_l1", "aid_l1", "attack_success", "beta", "probe_drift")
+    }
     run: dict[str, list] = {"map_loss": [], "distill_l1": [], "aid_l1": [], "attack_success": []}
     attack_seconds = 0.0
 
@@ -309,12 +368,20 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         xb, yb = x_train[idx].to(device), y_train[idx].to(device)
         classes, is_real = sample_selector_classes(yb, model.num_classes, cfg.fake_prob, dgen)
-        loss_map, parts = rts_loss(model, rtsa, xb, yb, classes=classes, is_real=is_real,
-                                   generator=dgen, area_weight=cfg.area_weight,
-                                   smooth_weight=cfg.smooth_weight,
-                                   preserver_weight=cfg.preserver_weight,
-                                   confidence=cfg.confidence,
-                                   detach_encoder=not cfg.train_encoder)
+        loss_map, parts = rts_loss(
+            model,
+            rtsa,
+            xb,
+            yb,
+            classes=classes,
+            is_real=is_real,
+            generator=dgen,
+            area_weight=cfg.area_weight,
+            smooth_weight=cfg.smooth_weight,
+            preserver_weight=cfg.preserver_weight,
+            confidence=cfg.confidence,
+            detach_encoder=not cfg.train_encoder,
+        )
         loss = loss_map
         if cfg.distill_weight:
             with torch.no_grad():
@@ -327,7 +394,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         # 2. ADV2 against the current interpreter, from the cached warm starts
         if pool_pos + cfg.aid_batch_size > len(pool):
             pool_order, pool_pos = torch.randperm(len(pool), generator=gen), 0
-        sel = pool_order[pool_pos:pool_pos + cfg.aid_batch_size]
+        sel = pool_order[pool_pos : pool_pos + cfg.aid_batch_size]
         pool_pos += cfg.aid_batch_size
         xa, ya, ta = x_pool[sel].to(device), y_pool[sel].to(device), t_pool[sel].to(device)
         t1 = time.time()
@@ -335,8 +402,16 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         with _no_param_grads(params):
             with torch.no_grad():
                 benign = rtsa(xa, ya, cfg.confidence).mask
-            res = adv2_attack(model, live, xa, ya, ta, benign_maps=benign, config=attack_cfg,
-                              x_stage1=x_state[sel].to(device))
+            res = adv2_attack(
+                model,
+                live,
+                xa,
+                ya,
+                ta,
+                benign_maps=benign,
+                config=attack_cfg,
+                x_stage1=x_state[sel].to(device),
+            )
         if cfg.persistent:
             x_state[sel] = res.x_adv.detach().cpu()
         attack_seconds += time.time() - t1
@@ -346,8 +421,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             benign_g = benign
         else:
             benign_g = rtsa(xa, ya, cfg.confidence, detach_encoder=not cfg.train_encoder).mask
-        adv_g = rtsa(res.x_adv.detach(), ta, cfg.confidence,
-                     detach_encoder=not cfg.train_encoder).mask
+        adv_g = rtsa(res.x_adv.detach(), ta, cfg.confidence, detach_encoder=not cfg.train_encoder).mask
         gap = l1_distance(benign_g, adv_g).mean()
         loss = loss + beta * (-gap)
         # 4. step
@@ -369,19 +443,31 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
     bar.close()
     rtsa.eval().requires_grad_(False)
     seconds = time.time() - started
-    metrics = {**curves, "seconds": seconds, "seconds_attack": attack_seconds,
-               "warm_start_seconds": warm_seconds,
-               "seconds_per_iteration": (seconds - warm_seconds) / max(cfg.iterations, 1),
-               "images_attacked": cfg.iterations * cfg.aid_batch_size,
-               "final_probe_drift": probe_drift() if probe_ref is not None else None}
+    metrics = {
+        **curves,
+        "seconds": seconds,
+        "seconds_attack": attack_seconds,
+        "warm_start_seconds": warm_seconds,
+        "seconds_per_iteration": (seconds - warm_seconds) / max(cfg.iterations, 1),
+        "images_attacked": cfg.iterations * cfg.aid_batch_size,
+        "final_probe_drift": probe_drift() if probe_ref is not None else None,
+    }
     rtsa.eval()
     return rtsa, metrics
 
 
-def trained_rtsa(model: nn.Module, rts: RTSNet, rts_artifact: Any, data: Any,
-                 config: AIDConfig | None = None, *, n_probe: int = 64,
-                 device: torch.device | str = "cpu", artifacts_dir: str | None = None,
-                 progress: bool = True) -> tuple[RTSNet, Any]:
+def trained_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    rts_artifact: Any,
+    data: Any,
+    config: AIDConfig | None = None,
+    *,
+    n_probe: int = 64,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[RTSNet, Any]:
     """RTSA for (classifier ``model``, its trained ``rts``), cached.
 
     The cache key is the RTS artifact's key (``rts_artifact.path.name``, itself keyed by the
@@ -396,23 +482,47 @@ def trained_rtsa(model: nn.Module, rts: RTSNet, rts_artifact: Any, data: Any,
 
     cfg = config or AIDConfig()
     device = torch.device(device)
-    params = {"kind": "rtsa", "dataset": getattr(data, "name", "?"),
-              "arch": getattr(model, "name", "?"), "rts": rts_artifact.path.name,
-              "recipe": AID_RECIPE_VERSION, "n_probe": n_probe, **cfg.cache_params()}
+    params = {
+        "kind": "rtsa",
+        "dataset": getattr(data, "name", "?"),
+        "arch": getattr(model, "name", "?"),
+        "rts": rts_artifact.path.name,
+        "recipe": AID_RECIPE_VERSION,
+        "n_probe": n_probe,
+        **cfg.cache_params(),
+    }
 
     def compute() -> tuple[dict, dict]:
         xp = data.x_test[:n_probe] if n_probe else None
         yp = data.y_test[:n_probe] if n_probe else None
-        net, metrics = train_rtsa(model, rts, data.x_train, data.y_train, cfg, x_probe=xp,
-                                  y_probe=yp, device=device, progress=progress)
+        net, metrics = train_rtsa(
+            model,
+            rts,
+            data.x_train,
+            data.y_train,
+            cfg,
+            x_probe=xp,
+            y_probe=yp,
+            device=device,
+            progress=progress,
+        )
         metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
-        state = {k: v.cpu() for k, v in net.state_dict().items()
-                 if cfg.train_encoder or not k.startswith("encoder.")}
+        state = {
+            k: v.cpu()
+            for k, v in net.state_dict().items()
+            if cfg.train_encoder or not k.startswith("encoder.")
+        }
         return state, metrics
 
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir)
-    net = frozen_rts_from_state(model, art.state, map_size=rts.map_size, width=rts.width,
-                                device=device, source=f"cached RTSA at {art.path}")
+    net = frozen_rts_from_state(
+        model,
+        art.state,
+        map_size=rts.map_size,
+        width=rts.width,
+        device=device,
+        source=f"cached RTSA at {art.path}",
+    )
     return net, art
 
 
@@ -429,10 +539,19 @@ class InterpretedModel:
     rtsa_artifact: Any
 
 
-def load_rts_and_rtsa(arch: str, data: Any, *, train_epochs: float, train_subset: int,
-                      seed: int, rts_recipe: dict[str, Any], aid: AIDConfig,
-                      device: torch.device | str = "cpu", artifacts_dir: str | None = None,
-                      progress: bool = True) -> InterpretedModel:
+def load_rts_and_rtsa(
+    arch: str,
+    data: Any,
+    *,
+    train_epochs: float,
+    train_subset: int,
+    seed: int,
+    rts_recipe: dict[str, Any],
+    aid: AIDConfig,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> InterpretedModel:
     """Classifier (chapter 1's cache), its RTS (chapter 2's cache) and RTSA (chapter 4's cache).
 
     ``train_epochs``/``train_subset``/``seed`` are passed to
@@ -444,13 +563,28 @@ def load_rts_and_rtsa(arch: str, data: Any, *, train_epochs: float, train_subset
     from .interpreters.rts import trained_rts
     from .models import trained_small_cnn
 
-    model, clf_art = trained_small_cnn(arch, data, epochs=train_epochs, train_subset=train_subset,
-                                       seed=seed, device=device, artifacts_dir=artifacts_dir,
-                                       progress=progress)
-    rts, rts_art = trained_rts(model, data, classifier_key=clf_art.path.name, device=device,
-                               artifacts_dir=artifacts_dir, progress=progress, **rts_recipe)
-    rtsa, rtsa_art = trained_rtsa(model, rts, rts_art, data, aid, device=device,
-                                  artifacts_dir=artifacts_dir, progress=progress)
+    model, clf_art = trained_small_cnn(
+        arch,
+        data,
+        epochs=train_epochs,
+        train_subset=train_subset,
+        seed=seed,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+    )
+    rts, rts_art = trained_rts(
+        model,
+        data,
+        classifier_key=clf_art.path.name,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+        **rts_recipe,
+    )
+    rtsa, rtsa_art = trained_rtsa(
+        model, rts, rts_art, data, aid, device=device, artifacts_dir=artifacts_dir, progress=progress
+    )
     return InterpretedModel(arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 
@@ -467,45 +601,83 @@ def training_cost(rts_artifact: Any, rtsa_artifact: Any) -> dict[str, Any]:
     rts_s = rm.get("seconds")
     rts_per_it = rts_s / rts_iters if rts_s and rts_iters else None
     aid_per_it = am.get("seconds_per_iteration")
-    return {"rts_seconds": rts_s, "aid_seconds": am.get("seconds"),
-            "aid_attack_seconds": am.get("seconds_attack"),
-            "aid_warm_start_seconds": am.get("warm_start_seconds"),
-            "aid_over_rts_total": (am.get("seconds") / rts_s) if rts_s else None,
-            "rts_seconds_per_iteration": rts_per_it, "aid_seconds_per_iteration": aid_per_it,
-            "per_iteration_ratio": (aid_per_it / rts_per_it) if rts_per_it and aid_per_it else None,
-            "aid_attack_fraction": (am.get("seconds_attack") / am.get("seconds"))
-            if am.get("seconds") else None}
+    return {
+        "rts_seconds": rts_s,
+        "aid_seconds": am.get("seconds"),
+        "aid_attack_seconds": am.get("seconds_attack"),
+        "aid_warm_start_seconds": am.get("warm_start_seconds"),
+        "aid_over_rts_total": (am.get("seconds") / rts_s) if rts_s else None,
+        "rts_seconds_per_iteration": rts_per_it,
+        "aid_seconds_per_iteration": aid_per_it,
+        "per_iteration_ratio": (aid_per_it / rts_per_it) if rts_per_it and aid_per_it else None,
+        "aid_attack_fraction": (am.get("seconds_attack") / am.get("seconds")) if am.get("seconds") else None,
+    }
 
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def rts_maps(rts: RTSNet, x: torch.Tensor, classes: torch.Tensor, confidence: float = 0.0,
-             batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
+def rts_maps(
+    rts: RTSNet,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    confidence: float = 0.0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Maps of ``rts`` (put in eval mode) for ``(x, classes)``, batched, detached, on the CPU."""
     rts = rts.eval()
-    return map_batches(lambda xb, cb: rts(xb, cb, confidence).mask, x, classes,
-                       batch_size=batch_size, device=device, to_cpu=True)
+    return map_batches(
+        lambda xb, cb: rts(xb, cb, confidence).mask,
+        x,
+        classes,
+        batch_size=batch_size,
+        device=device,
+        to_cpu=True,
+    )
 
 
 PAPER_TABLE10 = {"benign_l1_rts_vs_rtsa": 0.03, "adv2_l1_rts": 0.01, "adv2_l1_rtsa": 0.10}
 
 # the keys of one classifier's Table 10 entry in results/06_table10.json
-TABLE10_KEYS = ("benign_l1_rts_vs_rtsa", "benign_l1_rts_vs_rtsa_std", "adv2_l1_rts",
-                "adv2_l1_rts_std", "adv2_l1_rtsa", "adv2_l1_rtsa_std", "adv2_l1_ratio",
-                "adv2_success_rts", "adv2_success_rtsa", "adv2_confidence_rts",
-                "adv2_confidence_rtsa", "transfer_l1_rts_adv_on_rtsa",
-                "transfer_l1_rtsa_adv_on_rts", "pgd_l1_rts", "pgd_l1_rtsa", "n_images",
-                "n_success_rts", "n_success_rtsa", "restrict_to_success")
+TABLE10_KEYS = (
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_rts_vs_rtsa_std",
+    "adv2_l1_rts",
+    "adv2_l1_rts_std",
+    "adv2_l1_rtsa",
+    "adv2_l1_rtsa_std",
+    "adv2_l1_ratio",
+    "adv2_success_rts",
+    "adv2_success_rtsa",
+    "adv2_confidence_rts",
+    "adv2_confidence_rtsa",
+    "transfer_l1_rts_adv_on_rtsa",
+    "transfer_l1_rtsa_adv_on_rts",
+    "pgd_l1_rts",
+    "pgd_l1_rtsa",
+    "n_images",
+    "n_success_rts",
+    "n_success_rtsa",
+    "restrict_to_success",
+)
 
 
-def table10(benign_rts: torch.Tensor, benign_rtsa: torch.Tensor, adv_maps_rts: torch.Tensor,
-            adv_maps_rtsa: torch.Tensor, success_rts: torch.Tensor, success_rtsa: torch.Tensor,
-            *, confidence_rts: torch.Tensor | None = None,
-            confidence_rtsa: torch.Tensor | None = None,
-            transfer_rts_adv_on_rtsa: torch.Tensor | None = None,
-            transfer_rtsa_adv_on_rts: torch.Tensor | None = None,
-            pgd_maps_rts: torch.Tensor | None = None, pgd_maps_rtsa: torch.Tensor | None = None,
-            restrict_to_success: bool = True) -> dict[str, Any]:
+def table10(
+    benign_rts: torch.Tensor,
+    benign_rtsa: torch.Tensor,
+    adv_maps_rts: torch.Tensor,
+    adv_maps_rtsa: torch.Tensor,
+    success_rts: torch.Tensor,
+    success_rtsa: torch.Tensor,
+    *,
+    confidence_rts: torch.Tensor | None = None,
+    confidence_rtsa: torch.Tensor | None = None,
+    transfer_rts_adv_on_rtsa: torch.Tensor | None = None,
+    transfer_rtsa_adv_on_rts: torch.Tensor | None = None,
+    pgd_maps_rts: torch.Tensor | None = None,
+    pgd_maps_rtsa: torch.Tensor | None = None,
+    restrict_to_success: bool = True,
+) -> dict[str, Any]:
     """One classifier's Table 10 numbers (all keys of :data:`TABLE10_KEYS`).
 
     * ``benign_l1_rts_vs_rtsa``: L1 between RTS's and RTSA's benign maps (true class), all images;
@@ -538,49 +710,64 @@ def table10(benign_rts: torch.Tensor, benign_rtsa: torch.Tensor, adv_maps_rts: t
         return float("nan") if c is None else mean_std(torch.as_tensor(c).cpu()[s])[0]
 
     return {
-        "benign_l1_rts_vs_rtsa": b_mean, "benign_l1_rts_vs_rtsa_std": b_std,
-        "adv2_l1_rts": a_rts, "adv2_l1_rts_std": a_rts_std,
-        "adv2_l1_rtsa": a_rtsa, "adv2_l1_rtsa_std": a_rtsa_std,
+        "benign_l1_rts_vs_rtsa": b_mean,
+        "benign_l1_rts_vs_rtsa_std": b_std,
+        "adv2_l1_rts": a_rts,
+        "adv2_l1_rts_std": a_rts_std,
+        "adv2_l1_rtsa": a_rtsa,
+        "adv2_l1_rtsa_std": a_rtsa_std,
         "adv2_l1_ratio": a_rtsa / a_rts if a_rts and a_rts == a_rts and a_rts > 0 else float("nan"),
         "adv2_success_rts": float(s_rts.float().mean()) if s_rts.numel() else float("nan"),
         "adv2_success_rtsa": float(s_rtsa.float().mean()) if s_rtsa.numel() else float("nan"),
         "adv2_confidence_rts": opt_conf(confidence_rts, s_rts),
         "adv2_confidence_rtsa": opt_conf(confidence_rtsa, s_rtsa),
-        "transfer_l1_rts_adv_on_rtsa": opt_l1(transfer_rts_adv_on_rtsa, benign_rtsa,
-                                              keep_rts),
-        "transfer_l1_rtsa_adv_on_rts": opt_l1(transfer_rtsa_adv_on_rts, benign_rts,
-                                              keep_rtsa),
+        "transfer_l1_rts_adv_on_rtsa": opt_l1(transfer_rts_adv_on_rtsa, benign_rtsa, keep_rts),
+        "transfer_l1_rtsa_adv_on_rts": opt_l1(transfer_rtsa_adv_on_rts, benign_rts, keep_rtsa),
         "pgd_l1_rts": opt_l1(pgd_maps_rts, benign_rts, None),
         "pgd_l1_rtsa": opt_l1(pgd_maps_rtsa, benign_rtsa, None),
-        "n_images": int(s_rts.numel()), "n_success_rts": int(s_rts.sum()),
-        "n_success_rtsa": int(s_rtsa.sum()), "restrict_to_success": bool(restrict_to_success),
+        "n_images": int(s_rts.numel()),
+        "n_success_rts": int(s_rts.sum()),
+        "n_success_rtsa": int(s_rtsa.sum()),
+        "restrict_to_success": bool(restrict_to_success),
     }
 
 
-def table10_rows(per_arch: dict[str, dict[str, Any]], paper: dict[str, float] = PAPER_TABLE10
-                 ) -> tuple[list[list[Any]], list[str]]:
+def table10_rows(
+    per_arch: dict[str, dict[str, Any]], paper: dict[str, float] = PAPER_TABLE10
+) -> tuple[list[list[Any]], list[str]]:
     """Markdown rows of Table 10, ours per classifier beside the paper's (ResNet-50)."""
     archs = list(per_arch)
     headers = ["measure", "paper (ResNet-50)"] + [f"ours ({a})" for a in archs]
-    spec = [("Benign: L1(RTS map, RTSA map)", "benign_l1_rts_vs_rtsa"),
-            ("ADV2 on RTS: L1(adv map, benign map)", "adv2_l1_rts"),
-            ("ADV2 on RTSA: L1(adv map, benign map)", "adv2_l1_rtsa"),
-            ("ratio RTSA / RTS", "adv2_l1_ratio"),
-            ("ADV2 success rate vs RTS", "adv2_success_rts"),
-            ("ADV2 success rate vs RTSA", "adv2_success_rtsa"),
-            ("PGD (no interpretation term) on RTS", "pgd_l1_rts"),
-            ("PGD (no interpretation term) on RTSA", "pgd_l1_rtsa")]
+    spec = [
+        ("Benign: L1(RTS map, RTSA map)", "benign_l1_rts_vs_rtsa"),
+        ("ADV2 on RTS: L1(adv map, benign map)", "adv2_l1_rts"),
+        ("ADV2 on RTSA: L1(adv map, benign map)", "adv2_l1_rtsa"),
+        ("ratio RTSA / RTS", "adv2_l1_ratio"),
+        ("ADV2 success rate vs RTS", "adv2_success_rts"),
+        ("ADV2 success rate vs RTSA", "adv2_success_rtsa"),
+        ("PGD (no interpretation term) on RTS", "pgd_l1_rts"),
+        ("PGD (no interpretation term) on RTSA", "pgd_l1_rtsa"),
+    ]
     paper_full = {**paper, "adv2_l1_ratio": paper["adv2_l1_rtsa"] / paper["adv2_l1_rts"]}
-    rows = [[label, paper_full.get(key)] + [per_arch[a].get(key) for a in archs]
-            for label, key in spec]
+    rows = [[label, paper_full.get(key)] + [per_arch[a].get(key) for a in archs] for label, key in spec]
     return rows, headers
 
 
-def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.Tensor,
-                         y: torch.Tensor, target: torch.Tensor, config: RTSConfig, *,
-                         confidence: float = 0.0, restrict_to_success: bool = True,
-                         batch_size: int | None = None, device: torch.device | str = "cpu",
-                         progress: bool = False) -> dict[str, Any]:
+def adv2_on_rts_and_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    rtsa: RTSNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+    config: RTSConfig,
+    *,
+    confidence: float = 0.0,
+    restrict_to_success: bool = True,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """The paper's second AID test: ADV2 against RTS and, separately, against RTSA.
 
     ``config`` is the attack schedule (an :class:`adv2.attacks.RTSConfig`). The prediction-only
@@ -593,19 +780,40 @@ def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.T
     x, y, target = x.to(device), y.to(device), target.to(device)
     g_rts = RTSInterpreter(model, rts, confidence)
     g_rtsa = RTSInterpreter(model, rtsa, confidence)
-    benign = {"rts": rts_maps(rts, x, y, confidence, device=device),
-              "rtsa": rts_maps(rtsa, x, y, confidence, device=device)}
+    benign = {
+        "rts": rts_maps(rts, x, y, confidence, device=device),
+        "rtsa": rts_maps(rtsa, x, y, confidence, device=device),
+    }
     t0 = time.time()
-    x1 = pgd(model, x, target, epsilon=config.epsilon, step_size=config.step_size,
-             steps=config.stage1_steps, loss=config.stage1_loss, batch_size=batch_size,
-             progress=progress, desc="stage 1 (shared)")
+    x1 = pgd(
+        model,
+        x,
+        target,
+        epsilon=config.epsilon,
+        step_size=config.step_size,
+        steps=config.stage1_steps,
+        loss=config.stage1_loss,
+        batch_size=batch_size,
+        progress=progress,
+        desc="stage 1 (shared)",
+    )
     seconds = {"stage1": time.time() - t0}
     res = {}
     for name, g in (("rts", g_rts), ("rtsa", g_rtsa)):
         t0 = time.time()
-        res[name] = adv2_attack(model, g, x, y, target, benign_maps=benign[name].to(device),
-                                config=config, x_stage1=x1, batch_size=batch_size,
-                                progress=progress, desc=f"adv2 vs {name}")
+        res[name] = adv2_attack(
+            model,
+            g,
+            x,
+            y,
+            target,
+            benign_maps=benign[name].to(device),
+            config=config,
+            x_stage1=x1,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"adv2 vs {name}",
+        )
         seconds[name] = time.time() - t0
     transfer_rts_on_rtsa = rts_maps(rtsa, res["rts"].x_adv, target, confidence, device=device)
     transfer_rtsa_on_rts = rts_maps(rts, res["rtsa"].x_adv, target, confidence, device=device)
@@ -613,25 +821,49 @@ def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.T
     pgd_rtsa = rts_maps(rtsa, x1, target, confidence, device=device)
     with torch.no_grad():
         pgd_success = (model(x1).argmax(1) == target).cpu()
-    numbers = table10(benign["rts"], benign["rtsa"], res["rts"].maps.cpu(),
-                      res["rtsa"].maps.cpu(), res["rts"].success.cpu(),
-                      res["rtsa"].success.cpu(), confidence_rts=res["rts"].confidence.cpu(),
-                      confidence_rtsa=res["rtsa"].confidence.cpu(),
-                      transfer_rts_adv_on_rtsa=transfer_rts_on_rtsa,
-                      transfer_rtsa_adv_on_rts=transfer_rtsa_on_rts,
-                      pgd_maps_rts=pgd_rts, pgd_maps_rtsa=pgd_rtsa,
-                      restrict_to_success=restrict_to_success)
+    numbers = table10(
+        benign["rts"],
+        benign["rtsa"],
+        res["rts"].maps.cpu(),
+        res["rtsa"].maps.cpu(),
+        res["rts"].success.cpu(),
+        res["rtsa"].success.cpu(),
+        confidence_rts=res["rts"].confidence.cpu(),
+        confidence_rtsa=res["rtsa"].confidence.cpu(),
+        transfer_rts_adv_on_rtsa=transfer_rts_on_rtsa,
+        transfer_rtsa_adv_on_rts=transfer_rtsa_on_rts,
+        pgd_maps_rts=pgd_rts,
+        pgd_maps_rtsa=pgd_rtsa,
+        restrict_to_success=restrict_to_success,
+    )
     numbers["pgd_success"] = float(pgd_success.float().mean())
-    return {"numbers": numbers, "benign": benign,
-            "adv": {k: v.x_adv.cpu() for k, v in res.items()},
-            "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
-            "success": {k: v.success.cpu() for k, v in res.items()},
-            "transfer_maps": {"rts_adv_on_rtsa": transfer_rts_on_rtsa,
-                              "rtsa_adv_on_rts": transfer_rtsa_on_rts},
-            "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa}, "seconds": seconds}
+    return {
+        "numbers": numbers,
+        "benign": benign,
+        "adv": {k: v.x_adv.cpu() for k, v in res.items()},
+        "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
+        "success": {k: v.success.cpu() for k, v in res.items()},
+        "transfer_maps": {"rts_adv_on_rtsa": transfer_rts_on_rtsa, "rtsa_adv_on_rts": transfer_rtsa_on_rts},
+        "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa},
+        "seconds": seconds,
+    }
 
 
-__all__ = ["AIDConfig", "AID_RECIPE_VERSION", "InterpretedModel", "PAPER_TABLE10", "TABLE10_KEYS",
-           "adv2_on_rts_and_rtsa", "default_inner_attack", "l1_maps", "load_rts_and_rtsa",
-           "random_targets", "rts_maps", "table10", "table10_rows", "train_rtsa", "trained_rtsa",
-           "training_cost"]
+__all__ = [
+    "AIDConfig",
+    "AID_RECIPE_VERSION",
+    "InterpretedModel",
+    "PAPER_TABLE10",
+    "TABLE10_KEYS",
+    "adv2_on_rts_and_rtsa",
+    "default_inner_attack",
+    "l1_maps",
+    "load_rts_and_rtsa",
+    "random_targets",
+    "rts_maps",
+    "table10",
+    "table10_rows",
+    "train_rtsa",
+    "trained_rtsa",
+    "training_cost",
+]

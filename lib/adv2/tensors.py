@@ -57,7 +57,9 @@ def predicted_classes(
     return map_batches(lambda xb: model(xb).argmax(1), x, batch_size=batch_size, device=device, to_cpu=True)
 
 
-def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_targets(
+    y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A uniformly random wrong class per label, ``(y + U{1..K-1}) mod K`` (drawn on ``y``'s device)."""
     shift = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
     return (y + shift) % num_classes

@@ -229,7 +229,7 @@ def adv2_sign(
 
 
 def _variant(interpreter: Interpreter, map_fn: MapFn | None) -> str:
-    """"bilevel" for a bilevel interpreter without an injected ``map_fn``, else "sign"."""
+    """ "bilevel" for a bilevel interpreter without an injected ``map_fn``, else "sign"."""
     return "bilevel" if attack_style(interpreter) == "bilevel" and map_fn is None else "sign"
 
 

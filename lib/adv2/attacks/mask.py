@@ -127,7 +127,9 @@ def adv2_mask(
         steps.append(step)
         hist_success.append(torch.stack(ck_ok).any(0).float().mean())
         best = (
-            torch.where(torch.stack(ck_ok), torch.stack(ck_dist), torch.full_like(torch.stack(ck_dist), float("inf")))
+            torch.where(
+                torch.stack(ck_ok), torch.stack(ck_dist), torch.full_like(torch.stack(ck_dist), float("inf"))
+            )
             .min(0)
             .values
         )

@@ -62,7 +62,9 @@ def compare_pgd_adv2(
         desc=desc,
     )
     numbers = {
-        "pgd": summarize(pgd_res.success, pgd_res.confidence, pgd_res.maps, benign, restrict_to_success=False),
+        "pgd": summarize(
+            pgd_res.success, pgd_res.confidence, pgd_res.maps, benign, restrict_to_success=False
+        ),
         "adv2": summarize(adv.success, adv.confidence, adv.maps, benign, restrict_to_success=True),
     }
     numbers["adv2"]["seconds"] = adv.seconds
