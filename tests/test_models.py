@@ -1,4 +1,3 @@
-import os
 import time
 
 import pytest
@@ -18,7 +17,7 @@ def test_small_cnn_shapes(arch):
     assert [f.shape[-1] for f in feats] == [28, 14, 7]
     assert m(x).shape == (3, 10)
     assert torch.allclose(m(x), m.logits_from_features(m.features(x)))
-    assert (feats[-1] >= 0).all()   # ends with a ReLU, as CAM expects
+    assert (feats[-1] >= 0).all()  # ends with a ReLU, as CAM expects
 
 
 def test_unknown_arch_is_rejected():
@@ -30,10 +29,20 @@ def test_training_is_deterministic_and_learns(fmnist):
     def train():
         torch.manual_seed(0)
         m = models.build_small_cnn("resnet", 10, NAMES)
-        metrics = models.train_classifier(m, fmnist.x_train[:512], fmnist.y_train[:512],
-                                          fmnist.x_test[:200], fmnist.y_test[:200], epochs=1,
-                                          batch_size=64, lr=5e-3, weight_decay=5e-4, seed=1,
-                                          device=torch.device("cpu"), progress=False)
+        metrics = models.train_classifier(
+            m,
+            fmnist.x_train[:512],
+            fmnist.y_train[:512],
+            fmnist.x_test[:200],
+            fmnist.y_test[:200],
+            epochs=1,
+            batch_size=64,
+            lr=5e-3,
+            weight_decay=5e-4,
+            seed=1,
+            device=torch.device("cpu"),
+            progress=False,
+        )
         return m, metrics
 
     a, ma = train()
@@ -67,8 +76,8 @@ def test_smooth_copy_same_outputs_nonzero_second_derivative():
 
     def second_order(net):
         xi = x.clone().requires_grad_(True)
-        g, = torch.autograd.grad(net(xi)[:, 3].sum(), xi, create_graph=True)
-        gg, = torch.autograd.grad((g ** 2).sum(), xi, allow_unused=True)
+        (g,) = torch.autograd.grad(net(xi)[:, 3].sum(), xi, create_graph=True)
+        (gg,) = torch.autograd.grad((g**2).sum(), xi, allow_unused=True)
         return torch.zeros_like(x) if gg is None else gg
 
     assert second_order(s).abs().sum() > 0
@@ -80,9 +89,9 @@ def test_smooth_relu6_matches_forward_and_has_slope():
     z = torch.linspace(-3, 9, 50, requires_grad=True)
     out = models.SmoothReLU(cap=6.0)(z)
     assert torch.equal(out, torch.clamp(z, 0, 6))
-    g, = torch.autograd.grad(out.sum(), z, create_graph=True)
+    (g,) = torch.autograd.grad(out.sum(), z, create_graph=True)
     assert g[(z > 0.5) & (z < 5.5)].min() > 0.9 and g[z > 7].max() < 0.1 and g[z < -1].max() < 0.1
-    gg, = torch.autograd.grad(g.sum(), z)
+    (gg,) = torch.autograd.grad(g.sum(), z)
     assert gg.abs().sum() > 0
 
 
@@ -93,7 +102,7 @@ def test_efficientnet_lite0_offline():
     lite = models.efficientnet_lite0(photos.class_names)
     assert [f.shape[-1] for f in lite.stage_features(photos.x_test[:1])] == [112, 56, 28, 14, 7]
     acc = models.evaluate(lite, photos.x_test, photos.y_test, batch_size=10)
-    assert acc >= 0.75   # 17/20 measured
+    assert acc >= 0.75  # 17/20 measured
     s = models.smooth_backward_copy(lite)
     with torch.no_grad():
         assert torch.allclose(s(photos.x_test[:2]), lite(photos.x_test[:2]))
@@ -119,10 +128,24 @@ def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch)
     from adv2 import pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    monkeypatch.setattr(
+        torch.hub,
+        "load_state_dict_from_url",
+        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")),
+    )
     started = time.time()
     with pytest.raises(pretrained.WeightsUnavailable) as err:
         models.torchvision_imagenet("resnet", ["x"] * 1000)
     assert time.time() - started < 30
     assert "checkpoints" in str(err.value) and "TORCH_HOME" in str(err.value)
+
+
+def test_pretrained_does_not_import_models():
+    """models uses pretrained (ImageNet weights); pretrained builds on adv2.classifier only, so the
+    two modules no longer import each other."""
+    import subprocess
+    import sys
+
+    code = "import sys, adv2.pretrained; assert 'adv2.models' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert models.ImageClassifier is __import__("adv2.classifier", fromlist=["x"]).ImageClassifier
