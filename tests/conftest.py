@@ -20,6 +20,14 @@ import torch  # noqa: E402
 torch.set_num_threads(int(os.environ["ADV2_THREADS"]))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the session's trained classifier are slow (it trains for 10-30 s): they
+    are left out of `make test-fast` with the tests marked slow by hand."""
+    for item in items:
+        if "small_trained_resnet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not _KEEP:
         shutil.rmtree(PRIVATE_ARTIFACTS, ignore_errors=True)

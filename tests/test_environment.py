@@ -149,3 +149,30 @@ def test_suite_uses_a_private_artifact_cache():
     root = artifact_root().resolve()
     assert root != (REPO_ROOT / "artifacts").resolve()
     assert REPO_ROOT.resolve() not in root.parents
+
+
+# ----------------------------------------------------------------------------- names the notebooks use
+def test_every_adv2_name_the_notebooks_use_exists():
+    """Library refactors keep the names the chapters import (re-exported from their old place)."""
+    import importlib
+    import re
+
+    missing = []
+    for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        src = _notebook_source(nb)
+        tree = ast.parse(src)
+        modules = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "adv2":
+                mod = importlib.import_module(node.module)
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    if importlib.util.find_spec(sub) if node.module == "adv2" else False:
+                        modules[alias.asname or alias.name] = importlib.import_module(sub)
+                    elif not hasattr(mod, alias.name):
+                        missing.append(f"{nb.name}: {node.module}.{alias.name}")
+        for name, mod in modules.items():
+            for attr in set(re.findall(rf"\b{name}\.([A-Za-z_]\w*)", src)):
+                if not hasattr(mod, attr):
+                    missing.append(f"{nb.name}: {mod.__name__}.{attr}")
+    assert not missing, f"names used by notebooks but missing from the library: {missing}"

@@ -297,6 +297,7 @@ def test_deletion_curve_rewards_the_right_map():
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_rts_smoke_budget_beats_random_masks():
     """RTS trained at the smoke budget on a briefly trained classifier finds class evidence:
     its masks preserve-and-destroy more often, and delete faster, than same-area random masks."""

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .artifacts import Artifact, load_or_compute
-from .classifier import ImageClassifier, Normalize, freeze
+from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, Normalize, freeze
 from .config import ARCHS, ParameterError, seed_everything, validate
 from .pretrained import load_efficientnet_lite0, load_torchvision
 from .progress import progress_bar
@@ -390,6 +390,10 @@ def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool
 
 __all__ = [
     "ARCHS",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "ImageClassifier",
     "Normalize",
     "ParameterError",
