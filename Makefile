@@ -8,11 +8,13 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data run publish book html pdf test bench lab clean
+.PHONY: help venv data run publish book html pdf test test-fast lint bench lab clean
 
 help:
-	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html"
-	@echo "make test    set up and run the whole test suite"
+	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
+	@echo "make test    set up, lint and run the whole test suite"
+	@echo "make test-fast  unit tests only (no notebooks, browser or slow tests; under a minute)"
+	@echo "make lint    ruff check + ruff format --check on lib, tests and benchmarks"
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
@@ -20,10 +22,11 @@ help:
 	@echo "make bench   interpreter and attack throughput benchmarks"
 	@echo "make lab     open the notebooks in JupyterLab"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt torchattacks  # see pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (adv2)" >/dev/null
 	touch $(STAMP)
 
@@ -57,8 +60,17 @@ pdf: venv
 
 book: run html pdf
 
-test: venv data
+LINT_PATHS := lib tests benchmarks
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+test: venv data lint
 	$(PY) -m pytest -q
+
+test-fast: venv data
+	$(PY) -m pytest -q -m "not notebook and not browser and not slow"
 
 bench: venv data
 	$(PY) benchmarks/bench_interpreters.py

@@ -9,6 +9,7 @@ smooth-ReLU copy with ``create_graph=True`` plus the backward to the input (what
 Grad pays); ``mask`` runs its full optimisation (``--mask-iterations``). Writes
 ``<results-dir>/bench_interpreters.json`` (``numbers[device][model][interpreter]`` = maps/s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,7 @@ import time
 import torch
 
 from adv2.config import set_threads_from_env
-from adv2.interpreters import (CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter,
-                               RTSNet)
+from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
 from adv2.models import build_small_cnn, freeze, smooth_backward_copy
 from adv2.results import save_results
 
@@ -29,7 +29,7 @@ def sync(device: torch.device) -> None:
 
 
 def maps_per_second(fn, n: int, device: torch.device, min_seconds: float) -> float:
-    fn()                                   # warm-up (allocations, cuDNN autotuning)
+    fn()  # warm-up (allocations, cuDNN autotuning)
     sync(device)
     reps, started = 0, time.perf_counter()
     while True:
@@ -50,16 +50,18 @@ def bench_model(model, x, t, device, args) -> dict[str, float]:
         maps = grad_smooth(xx, t, create_graph=True)
         torch.autograd.grad(maps.square().sum(), xx)
 
-    interps = {"grad": lambda: GradInterpreter(model)(x, t),
-               "grad+attack": grad_attack,
-               "cam": lambda: CAMInterpreter(model)(x, t)}
+    interps = {
+        "grad": lambda: GradInterpreter(model)(x, t),
+        "grad+attack": grad_attack,
+        "cam": lambda: CAMInterpreter(model)(x, t),
+    }
     rts = RTSInterpreter(model, RTSNet(model).to(device).eval())
     interps["rts"] = lambda: rts(x, t)
     mask = MaskInterpreter(model, iterations=args.mask_iterations)
     interps["mask"] = lambda: mask(x, t)
     out = {}
     for name, fn in interps.items():
-        budget = args.min_seconds if name != "mask" else 0.0   # MASK: one timed run is enough
+        budget = args.min_seconds if name != "mask" else 0.0  # MASK: one timed run is enough
         out[name] = maps_per_second(fn, len(x), device, budget)
     return out
 
@@ -76,8 +78,11 @@ def main() -> None:
     p.add_argument("--results-dir", default="results")
     args = p.parse_args()
     set_threads_from_env()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) \
-        if args.devices == "auto" else args.devices.split(",")
+    devices = (
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        if args.devices == "auto"
+        else args.devices.split(",")
+    )
     numbers: dict = {}
     gen = torch.Generator().manual_seed(0)
     for dev_name in devices:
@@ -89,28 +94,42 @@ def main() -> None:
             model = freeze(build_small_cnn(arch, 10, [str(i) for i in range(10)]).to(device))
             cases.append((f"fmnist-{arch}", model, args.batch, 28, 1, 10))
         if args.imagenet:
-            from adv2.models import efficientnet_lite0
             from adv2.data import imagenet_class_names
+            from adv2.models import efficientnet_lite0
 
-            cases.append(("efficientnet-lite0", efficientnet_lite0(imagenet_class_names()).to(device),
-                          args.imagenet_batch, 224, 3, 1000))
+            cases.append(
+                (
+                    "efficientnet-lite0",
+                    efficientnet_lite0(imagenet_class_names()).to(device),
+                    args.imagenet_batch,
+                    224,
+                    3,
+                    1000,
+                )
+            )
         for name, model, n, size, ch, k in cases:
             x = torch.rand(n, ch, size, size, generator=gen).to(device)
             t = torch.randint(0, k, (n,), generator=gen).to(device)
             numbers[dev_name][name] = bench_model(model, x, t, device, args)
-            print(f"{dev_name:5s} {name:20s} " + "  ".join(
-                f"{i}: {v:8.1f}" for i, v in numbers[dev_name][name].items()), flush=True)
+            print(
+                f"{dev_name:5s} {name:20s} "
+                + "  ".join(f"{i}: {v:8.1f}" for i, v in numbers[dev_name][name].items()),
+                flush=True,
+            )
     interps = list(next(iter(next(iter(numbers.values())).values())))
-    print("\nmaps per second (batch %d%s, MASK %d iterations, torch threads %d)" % (
-        args.batch, f", 224 px batch {args.imagenet_batch}" if args.imagenet else "",
-        args.mask_iterations, torch.get_num_threads()))
+    px224 = f", 224 px batch {args.imagenet_batch}" if args.imagenet else ""
+    print(
+        f"\nmaps per second (batch {args.batch}{px224}, MASK {args.mask_iterations} iterations, "
+        f"torch threads {torch.get_num_threads()})"
+    )
     print("| device | model | " + " | ".join(interps) + " |")
     print("|---|---|" + "---|" * len(interps))
     for dev_name, models in numbers.items():
         for name, row in models.items():
             print(f"| {dev_name} | {name} | " + " | ".join(f"{row[i]:.1f}" for i in interps) + " |")
-    path = save_results("bench_interpreters", numbers,
-                        {**vars(args), "threads": torch.get_num_threads()}, args.results_dir)
+    path = save_results(
+        "bench_interpreters", numbers, {**vars(args), "threads": torch.get_num_threads()}, args.results_dir
+    )
     print(f"wrote {path}")
 
 

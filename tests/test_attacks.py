@@ -4,6 +4,7 @@ The classifier is the session's small ResNet (conftest: trained for a few second
 needs a larger L-inf budget than ImageNet's 0.031 for targeted attacks to succeed (see chapter 3),
 so these tests use epsilon 0.15 with the authors' step ratio.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,7 @@ def test_pgd_matches_foolbox(setup, pgd_out):
     model, aset = setup
     fmodel = foolbox.PyTorchModel(model, bounds=(0, 1))
     attack = foolbox.attacks.LinfPGD(abs_stepsize=STEP, steps=20, random_start=False)
-    _, x_fb, _ = attack(fmodel, aset.x, foolbox.criteria.TargetedMisclassification(aset.target),
-                        epsilons=EPS)
+    _, x_fb, _ = attack(fmodel, aset.x, foolbox.criteria.TargetedMisclassification(aset.target), epsilons=EPS)
     ours = attacks.assess(model, pgd_out, aset.target).success.float().mean().item()
     theirs = attacks.assess(model, x_fb, aset.target).success.float().mean().item()
     assert abs(ours - theirs) <= 1 / 16 + 1e-9
@@ -115,8 +115,9 @@ def test_adv2_cam(setup, pgd_out):
 
     model, aset = setup
     cam = CAMInterpreter(model)
-    res = attacks.adv2_attack(model, cam, aset.x, aset.y, aset.target,
-                              config=_cfg("cam", stage1_steps=15, stage2_steps=30))
+    res = attacks.adv2_attack(
+        model, cam, aset.x, aset.y, aset.target, config=_cfg("cam", stage1_steps=15, stage2_steps=30)
+    )
     _check_beats_pgd(model, cam, aset, pgd_out, res)
     # success is argmax == target at the output
     assert torch.equal(res.success, model(res.x_adv).argmax(1) == aset.target)
@@ -128,8 +129,7 @@ def test_adv2_grad_with_best_iterate(setup, pgd_out):
     model, aset = setup
     grad = GradInterpreter(model)
     # the few-second classifier is rarely 80 % sure of anything: select above p = 0.5 here
-    cfg = _cfg("grad", stage1_steps=15, phase_steps=(6, 4, 3, 3), select_every=2,
-               select_threshold=0.5)
+    cfg = _cfg("grad", stage1_steps=15, phase_steps=(6, 4, 3, 3), select_every=2, select_threshold=0.5)
     res = attacks.adv2_attack(model, grad, aset.x, aset.y, aset.target, config=cfg)
     _check_beats_pgd(model, grad, aset, pgd_out, res, min_success=0.5)
     s = res.success
@@ -144,9 +144,10 @@ def test_adv2_rts(setup, pgd_out):
 
     model, aset = setup
     torch.manual_seed(0)
-    rts = RTSInterpreter(model, RTSNet(model))   # untrained decoder: still a differentiable map
-    res = attacks.adv2_attack(model, rts, aset.x, aset.y, aset.target,
-                              config=_cfg("rts", stage1_steps=15, stage2_steps=20))
+    rts = RTSInterpreter(model, RTSNet(model))  # untrained decoder: still a differentiable map
+    res = attacks.adv2_attack(
+        model, rts, aset.x, aset.y, aset.target, config=_cfg("rts", stage1_steps=15, stage2_steps=20)
+    )
     _check_beats_pgd(model, rts, aset, pgd_out, res)
 
 
@@ -155,8 +156,7 @@ def test_adv2_mask_tiny(setup, pgd_out):
 
     model, aset = setup
     mask = MaskInterpreter(model, iterations=25)
-    cfg = _cfg("mask", stage1_steps=15, stage2_steps=6, resolve_every=3, track_steps=2,
-               bisection_steps=5)
+    cfg = _cfg("mask", stage1_steps=15, stage2_steps=6, resolve_every=3, track_steps=2, bisection_steps=5)
     x, y, t = aset.x[:8], aset.y[:8], aset.target[:8]
     res = attacks.adv2_attack(model, mask, x, y, t, config=cfg)
     assert res.history["step"] == [3, 6]
@@ -184,8 +184,9 @@ def test_injected_interpretation_loss_and_map(setup):
         return cam(x, t, create_graph=True)
 
     cfg = _cfg("cam", stage1_steps=2, stage2_steps=3)
-    res = attacks.adv2_attack(model, cam, aset.x[:4], aset.y[:4], aset.target[:4], config=cfg,
-                              interp_loss=l1_loss, map_fn=cam_map)
+    res = attacks.adv2_attack(
+        model, cam, aset.x[:4], aset.y[:4], aset.target[:4], config=cfg, interp_loss=l1_loss, map_fn=cam_map
+    )
     assert calls == {"loss": 3, "map": 3}
     assert res.maps.shape == (4, 1, 7, 7)
 
@@ -197,7 +198,142 @@ def test_results_do_not_depend_on_batching(setup):
     cam = CAMInterpreter(model)
     cfg = _cfg("cam", stage1_steps=3, stage2_steps=4)
     whole = attacks.adv2_attack(model, cam, aset.x[:6], aset.y[:6], aset.target[:6], config=cfg)
-    parts = attacks.adv2_attack(model, cam, aset.x[:6], aset.y[:6], aset.target[:6], config=cfg,
-                                batch_size=4)
+    parts = attacks.adv2_attack(model, cam, aset.x[:6], aset.y[:6], aset.target[:6], config=cfg, batch_size=4)
     assert torch.allclose(whole.x_adv, parts.x_adv, atol=1e-6)
     assert torch.equal(whole.success, parts.success)
+
+
+# ----------------------------------------------------------------------------- naive references
+# The library's batched, chunked implementations against plain loops written from the paper's
+# formulas: same floating-point operations in the same order, so the results must be identical.
+def _random_net():
+    from adv2.models import build_small_cnn, freeze
+
+    torch.manual_seed(3)
+    return freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
+
+
+def _batch(n=5, seed=4):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return x, y, (y + 1 + torch.randint(0, 9, (n,), generator=gen)) % 10
+
+
+def _naive_pgd(model, x0, t, eps, alpha, steps, x=None):
+    x = x0.clone() if x is None else x.clone()
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(x), t, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x)
+        x = torch.minimum(torch.maximum(x.detach() - alpha * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+    return x
+
+
+def test_pgd_equals_a_naive_loop():
+    model = _random_net()
+    x, _, t = _batch()
+    ours = attacks.pgd(model, x, t, epsilon=0.1, step_size=0.02, steps=6, batch_size=2)
+    ref = torch.cat([_naive_pgd(model, x[i : i + 2], t[i : i + 2], 0.1, 0.02, 6) for i in range(0, 5, 2)])
+    assert torch.equal(ours, ref)
+
+
+class _Blur:
+    """A toy differentiable interpreter (a blurred, min-max normalised input times the target's
+    logit sign) declaring only the basic protocol, plus an optional own encoder."""
+
+    name = "toy"
+    map_size = 14
+    attack_style = "differentiable"
+
+    def __init__(self, model):
+        self.model = model
+
+    def attribute(self, x, target, *, create_graph=False):
+        from adv2.interpreters import minmax_normalize
+
+        with torch.set_grad_enabled(create_graph):
+            m = torch.nn.functional.avg_pool2d(x if create_graph else x.detach(), 2)
+            z = self.model(m.repeat_interleave(2, -1).repeat_interleave(2, -2))
+            m = minmax_normalize(m * z.gather(1, target.view(-1, 1)).view(-1, 1, 1, 1))
+        return m if create_graph else m.detach()
+
+    __call__ = attribute
+
+
+class _BlurWithEncoder(_Blur):
+    def encoder_logits(self, x):
+        return -self.model(x)
+
+
+@pytest.mark.parametrize("cls", [_Blur, _BlurWithEncoder])
+def test_sign_step_adv2_equals_a_naive_loop(cls):
+    import torch.nn.functional as F
+
+    model = _random_net()
+    interp = cls(model)
+    x, y, t = _batch()
+    cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=3, stage2_steps=4, encoder_weight=0.3)
+    res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    benign = interp(x, y)
+    xr = _naive_pgd(model, x, t, 0.1, 0.02, 3)
+    for i in range(4):
+        xr = xr.detach().requires_grad_(True)
+        lam = 5.0 + i * (10.0 - 5.0) / 4
+        loss = F.cross_entropy(model(xr), t, reduction="sum")
+        loss = loss + lam * (interp(xr, t, create_graph=True) - benign).pow(2).flatten(1).mean(1).sum()
+        if cls is _BlurWithEncoder:  # the declared own encoder must be fooled too (RTS's term)
+            loss = loss + (0.3 * F.cross_entropy(interp.encoder_logits(xr), t, reduction="none")).sum()
+        (g,) = torch.autograd.grad(loss, xr)
+        xr = torch.minimum(torch.maximum(xr.detach() - 0.02 * g.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    assert torch.equal(res.x_adv, xr)
+    assert torch.equal(res.maps, interp(xr, t))
+    assert torch.equal(res.success, model(xr).argmax(1) == t)
+
+
+# ----------------------------------------------------------------------------- variant selection
+def test_variant_follows_the_declared_attack_style():
+    from adv2.attacks.adv2 import _config_for, _variant
+    from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter
+    from adv2.interpreters.base import HasAttackSurrogate, HasMapsWithLogits, HasOwnEncoder, attack_style
+
+    model = _random_net()
+    grad, cam, mask = GradInterpreter(model), CAMInterpreter(model), MaskInterpreter(model, iterations=2)
+    rts = RTSInterpreter(model, __import__("adv2.interpreters", fromlist=["RTSNet"]).RTSNet(model))
+    assert [attack_style(g) for g in (grad, cam, rts, mask)] == ["differentiable"] * 3 + ["bilevel"]
+    assert isinstance(grad, HasAttackSurrogate) and not isinstance(cam, HasAttackSurrogate)
+    assert isinstance(cam, HasMapsWithLogits) and isinstance(rts, HasOwnEncoder)
+    assert not isinstance(grad, HasOwnEncoder) and not isinstance(mask, HasMapsWithLogits)
+    assert _variant(mask, None) == "bilevel" and _variant(mask, lambda x, t: x) == "sign"
+    assert _variant(cam, None) == "sign"
+    # default schedules: the authors' per interpreter, the generic one for a new interpreter
+    assert type(_config_for("mask", "bilevel", None)) is attacks.MaskConfig
+    assert type(_config_for("toy", "sign", None)) is attacks.ADV2Config
+    assert type(_config_for("mask", "sign", None)) is attacks.ADV2Config
+    with pytest.raises(TypeError, match="MaskConfig"):
+        _config_for("mask", "bilevel", attacks.CAMConfig())
+    with pytest.raises(TypeError, match="ADV2Config"):
+        _config_for("cam", "sign", attacks.MaskConfig())
+    with pytest.raises(ValueError, match="attack_style"):
+        attack_style(type("Odd", (), {"attack_style": "magic"})())
+
+
+def test_mask_config_has_only_the_fields_the_bilevel_attack_reads():
+    names = {f.name for f in dataclasses.fields(attacks.MaskConfig)}
+    assert not names & {
+        "lam_start",
+        "lam_end",
+        "phase_steps",
+        "phase_lams",
+        "int_reduction",
+        "encoder_weight",
+        "select_every",
+        "select_threshold",
+    }
+    assert {f.name for f in dataclasses.fields(attacks.AttackConfig)} <= names
+    with pytest.raises(TypeError):
+        attacks.MaskConfig(lam_start=1.0)
+    with pytest.warns(PendingDeprecationWarning):  # old readers keep working meanwhile
+        assert attacks.MaskConfig().phase_steps == ()
+    with pytest.raises(AttributeError):
+        attacks.MaskConfig().no_such_field  # noqa: B018

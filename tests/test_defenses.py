@@ -3,8 +3,10 @@
 All models here are tiny and untrained or closed-form, so the file runs in well under a minute on
 one CPU thread and needs no dataset.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -42,12 +44,10 @@ def prototype_problem(n: int = 400, classes: int = 10, side: int = 8, seed: int 
 def tiny_rts():
     torch.manual_seed(0)
     model = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
-    rts = RTSNet(model).eval()
-    for p in rts.parameters():
-        p.requires_grad_(False)
+    rts = RTSNet(model).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(96, 1, 28, 28, generator=gen)
-    y = model(x).argmax(1)   # labels the classifier agrees with
+    y = model(x).argmax(1)  # labels the classifier agrees with
     return model, rts, x, y
 
 
@@ -58,8 +58,9 @@ def test_calibration_reaches_target_rates_within_tolerance(kind):
     x, y, _ = noise.correctly_classified(model, x, y)
     assert len(x) > 300
     tol = 0.01
-    cals, draws = noise.calibrate_levels(model, x, y, kinds=[kind], rates=(0.0, 0.03, 0.3),
-                                         tolerance=tol, seed=0)
+    cals, draws = noise.calibrate_levels(
+        model, x, y, kinds=[kind], rates=(0.0, 0.03, 0.3), tolerance=tol, seed=0
+    )
     got = cals[kind]
     for rate in (0.03, 0.3):
         c = got[rate]
@@ -87,7 +88,7 @@ def test_noise_sensitivity_table_shape():
     model, x, y = prototype_problem(n=200)
     x, y, _ = noise.correctly_classified(model, x, y)
 
-    def pooled(xx, tt):   # a toy "interpreter": 4x4 average of the input, class-independent
+    def pooled(xx, tt):  # a toy "interpreter": 4x4 average of the input, class-independent
         return F.avg_pool2d(xx, 2)
 
     cals, draws = noise.calibrate_levels(model, x, y, rates=(0.0, 0.03, 0.3), tolerance=0.02)
@@ -96,7 +97,7 @@ def test_noise_sensitivity_table_shape():
     for name in ("rts", "rtsa"):
         for kind in noise.NOISE_TYPES:
             vals = [res["l1"][name][kind][lvl] for lvl in levels]
-            assert vals[0] <= vals[1] <= vals[2]      # stronger noise, farther maps
+            assert vals[0] <= vals[1] <= vals[2]  # stronger noise, farther maps
     rows, headers = noise.fig15_rows(res["l1"], levels)
     assert len(rows) == 3 and len(headers) == 1 + 2 * 4 and all(len(r) == len(headers) for r in rows)
     assert rows[2][2] == noise.PAPER_FIG15_L1["rts"]["normal"]["30%"]
@@ -115,10 +116,18 @@ def test_aid_config_validates():
 def test_aid_training_changes_the_interpreter(tiny_rts):
     model, rts, x, y = tiny_rts
     before = {k: v.clone() for k, v in rts.state_dict().items()}
-    cfg = defenses.AIDConfig(iterations=3, batch_size=8, aid_batch_size=4, pool_size=16,
-                             stage1_steps=2, stage2_steps=2, lr=1e-3, beta=2.0, beta_warmup=0)
-    rtsa, metrics = defenses.train_rtsa(model, rts, x, y, cfg, x_probe=x[:8], y_probe=y[:8],
-                                        progress=False)
+    cfg = defenses.AIDConfig(
+        iterations=3,
+        batch_size=8,
+        aid_batch_size=4,
+        pool_size=16,
+        stage1_steps=2,
+        stage2_steps=2,
+        lr=1e-3,
+        beta=2.0,
+        beta_warmup=0,
+    )
+    rtsa, metrics = defenses.train_rtsa(model, rts, x, y, cfg, x_probe=x[:8], y_probe=y[:8], progress=False)
     # RTS itself is untouched (AID fine-tunes a copy) and RTSA is frozen afterwards
     assert all(torch.equal(before[k], v) for k, v in rts.state_dict().items())
     assert not any(p.requires_grad for p in rtsa.parameters())
@@ -146,12 +155,15 @@ def test_trained_rtsa_is_cached(tiny_rts, tmp_path):
         metrics = {"seconds": 10.0}
         params = {"phase1_iterations": 5, "phase2_iterations": 5}
 
-    cfg = defenses.AIDConfig(iterations=2, batch_size=4, aid_batch_size=4, pool_size=8,
-                             stage1_steps=1, stage2_steps=1)
-    a1_net, a1 = defenses.trained_rtsa(model, rts, RTSArtifact, Data, cfg, n_probe=4,
-                                       artifacts_dir=str(tmp_path), progress=False)
-    a2_net, a2 = defenses.trained_rtsa(model, rts, RTSArtifact, Data, cfg, n_probe=4,
-                                       artifacts_dir=str(tmp_path), progress=False)
+    cfg = defenses.AIDConfig(
+        iterations=2, batch_size=4, aid_batch_size=4, pool_size=8, stage1_steps=1, stage2_steps=1
+    )
+    a1_net, a1 = defenses.trained_rtsa(
+        model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
+    )
+    a2_net, a2 = defenses.trained_rtsa(
+        model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
+    )
     assert not a1.from_cache and a2.from_cache and a1.path == a2.path
     assert a1.params["rts"] == "abc123" and a1.params["beta"] == cfg.beta
     assert torch.equal(defenses.rts_maps(a1_net, x[:4], y[:4]), defenses.rts_maps(a2_net, x[:4], y[:4]))
@@ -159,9 +171,16 @@ def test_trained_rtsa_is_cached(tiny_rts, tmp_path):
     assert cost["rts_seconds"] == 10.0 and cost["aid_seconds"] > 0
     assert cost["per_iteration_ratio"] > 0
     # another AID setting is another artifact
-    _, a3 = defenses.trained_rtsa(model, rts, RTSArtifact, Data,
-                                  defenses.AIDConfig(**{**cfg.as_dict(), "beta": 0.5}), n_probe=4,
-                                  artifacts_dir=str(tmp_path), progress=False)
+    _, a3 = defenses.trained_rtsa(
+        model,
+        rts,
+        RTSArtifact,
+        Data,
+        defenses.AIDConfig(**{**cfg.as_dict(), "beta": 0.5}),
+        n_probe=4,
+        artifacts_dir=str(tmp_path),
+        progress=False,
+    )
     assert a3.path != a1.path
 
 
@@ -170,9 +189,16 @@ def test_table10_numbers_and_keys():
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(6, 1, 14, 14, generator=gen) * 0.5
     success = torch.tensor([True, True, True, True, False, False])
-    out = defenses.table10(benign, benign + 0.03, benign + 0.01, benign + 0.03 + 0.1,
-                           success, success.clone(), confidence_rts=torch.full((6,), 0.9),
-                           confidence_rtsa=torch.full((6,), 0.8))
+    out = defenses.table10(
+        benign,
+        benign + 0.03,
+        benign + 0.01,
+        benign + 0.03 + 0.1,
+        success,
+        success.clone(),
+        confidence_rts=torch.full((6,), 0.9),
+        confidence_rtsa=torch.full((6,), 0.8),
+    )
     assert set(out) == set(defenses.TABLE10_KEYS)
     assert out["benign_l1_rts_vs_rtsa"] == pytest.approx(0.03, abs=1e-6)
     assert out["adv2_l1_rts"] == pytest.approx(0.01, abs=1e-6)
@@ -180,15 +206,16 @@ def test_table10_numbers_and_keys():
     assert out["adv2_l1_ratio"] == pytest.approx(10, rel=1e-4)
     assert out["adv2_success_rts"] == pytest.approx(4 / 6) and out["n_success_rtsa"] == 4
     assert out["adv2_confidence_rtsa"] == pytest.approx(0.8)
-    assert math.isnan(out["pgd_l1_rts"])   # optional parts absent -> NaN (saved as null)
+    assert math.isnan(out["pgd_l1_rts"])  # optional parts absent -> NaN (saved as null)
     # restricted to successes vs all images
     adv = benign.clone()
     adv[4:] += 0.5
     r1 = defenses.table10(benign, benign, adv, adv, success, success)
     r2 = defenses.table10(benign, benign, adv, adv, success, success, restrict_to_success=False)
     assert r1["adv2_l1_rts"] == pytest.approx(0.0, abs=1e-7) and r2["adv2_l1_rts"] > 0.1
-    none = defenses.table10(benign, benign, adv, adv, torch.zeros(6, dtype=torch.bool),
-                            torch.zeros(6, dtype=torch.bool))
+    none = defenses.table10(
+        benign, benign, adv, adv, torch.zeros(6, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)
+    )
     assert math.isnan(none["adv2_l1_rts"]) and math.isnan(none["adv2_l1_ratio"])
     rows, headers = defenses.table10_rows({"resnet": out, "densenet": r1})
     assert headers[:2] == ["measure", "paper (ResNet-50)"] and len(headers) == 4
@@ -201,13 +228,21 @@ def test_adv2_on_rts_and_rtsa_runs(tiny_rts):
     from adv2.attacks import RTSConfig
 
     model, rts, x, y = tiny_rts
-    rtsa = defenses.train_rtsa(model, rts, x, y, defenses.AIDConfig(
-        iterations=1, batch_size=4, aid_batch_size=4, pool_size=4, stage1_steps=1,
-        stage2_steps=1), progress=False)[0]
+    rtsa = defenses.train_rtsa(
+        model,
+        rts,
+        x,
+        y,
+        defenses.AIDConfig(
+            iterations=1, batch_size=4, aid_batch_size=4, pool_size=4, stage1_steps=1, stage2_steps=1
+        ),
+        progress=False,
+    )[0]
     target = (y[:4] + 1) % 10
     cfg = RTSConfig(stage1_steps=2, stage2_steps=2)
-    out = defenses.adv2_on_rts_and_rtsa(model, rts, rtsa, x[:4], y[:4], target, cfg,
-                                        restrict_to_success=False)
+    out = defenses.adv2_on_rts_and_rtsa(
+        model, rts, rtsa, x[:4], y[:4], target, cfg, restrict_to_success=False
+    )
     assert set(defenses.TABLE10_KEYS) <= set(out["numbers"])
     assert out["adv"]["rts"].shape == x[:4].shape
     assert (out["adv"]["rtsa"] - x[:4]).abs().max() <= cfg.epsilon + 1e-6
@@ -218,10 +253,98 @@ def test_adv2_on_rts_and_rtsa_runs(tiny_rts):
 def test_aid_options_encoder_and_persistence(tiny_rts):
     model, rts, x, y = tiny_rts
     clf_before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = defenses.AIDConfig(iterations=2, batch_size=4, aid_batch_size=4, pool_size=4,
-                             stage1_steps=1, stage2_steps=1, train_encoder=True, persistent=True,
-                             distill_weight=0.0, beta_warmup=0)
+    cfg = defenses.AIDConfig(
+        iterations=2,
+        batch_size=4,
+        aid_batch_size=4,
+        pool_size=4,
+        stage1_steps=1,
+        stage2_steps=1,
+        train_encoder=True,
+        persistent=True,
+        distill_weight=0.0,
+        beta_warmup=0,
+    )
     rtsa, _ = defenses.train_rtsa(model, rts, x, y, cfg, progress=False)
     enc_a, enc_b = rtsa.encoder.state_dict(), rts.encoder.state_dict()
-    assert any(not torch.equal(enc_a[k], enc_b[k]) for k in enc_a)        # encoder copy trained
+    assert any(not torch.equal(enc_a[k], enc_b[k]) for k in enc_a)  # encoder copy trained
     assert all(torch.equal(v, clf_before[k]) for k, v in model.state_dict().items())  # classifier not
+
+
+# ----------------------------------------------------------------------------- AIDConfig's cache key
+_OLD_COMMIT = "5c937a9"  # the last commit where AIDConfig copied the attack's fields flat
+
+
+def _old_aid_config():
+    """AIDConfig as defined at ``_OLD_COMMIT``, compiled from git history (skip without it)."""
+    import ast
+    import subprocess
+    from dataclasses import dataclass
+    from typing import Any
+
+    from adv2.config import REPO_ROOT
+
+    try:
+        src = subprocess.run(
+            ["git", "show", f"{_OLD_COMMIT}:lib/adv2/defenses.py"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip(f"git history with commit {_OLD_COMMIT} is not available")
+    tree = ast.parse(src)
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "AIDConfig")
+    module = ast.Module(body=[node], type_ignores=[])
+    namespace = {"dataclass": dataclass, "dataclasses": __import__("dataclasses"), "Any": Any}
+    exec(compile(module, "old_defenses.py", "exec"), namespace)  # noqa: S102 - our own history
+    return namespace["AIDConfig"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {
+            "iterations": 7,
+            "epsilon": 0.1,
+            "step_size": 0.0125,
+            "stage1_steps": 3,
+            "stage2_steps": 2,
+            "beta": 0.5,
+            "aid_batch_size": 4,
+            "persistent": False,
+            "seed": 3,
+        },
+        {"lam_start": 1.0, "lam_end": 2.0, "encoder_weight": 0.0, "area_weight": 2.0, "train_encoder": True},
+    ],
+)
+def test_cache_params_equal_the_old_flat_dict(kw):
+    """The RTSA cache key (and chapter 4's table) must not move: the same flat dict, same order."""
+    old = _old_aid_config()(**kw).as_dict()
+    new = defenses.AIDConfig(**kw)
+    assert list(new.cache_params().items()) == list(old.items())
+    assert list(new.as_dict().items()) == list(old.items())
+    assert defenses.AIDConfig(**new.as_dict()) == new  # the flat dict round-trips
+
+
+def test_aid_config_holds_its_inner_attack():
+    from adv2.attacks import RTSConfig
+
+    cfg = defenses.AIDConfig(epsilon=0.1, stage2_steps=3, aid_batch_size=6)
+    assert isinstance(cfg.attack, RTSConfig) and cfg.attack.epsilon == 0.1 and cfg.epsilon == 0.1
+    inner = cfg.inner_attack()
+    assert (inner.stage1_steps, inner.stage2_steps, inner.batch_size) == (0, 3, 6)
+    same = defenses.AIDConfig(
+        attack=RTSConfig(stage1_steps=20, stage2_steps=3, epsilon=0.1), aid_batch_size=6
+    )
+    assert same.cache_params() == cfg.cache_params()
+    # an inner-attack field outside the flat names is part of the key (only when not default)
+    other = defenses.AIDConfig(attack=dataclasses.replace(cfg.attack, int_reduction="sum"))
+    assert other.cache_params()["attack_extra"] == {"int_reduction": "sum"}
+    with pytest.raises(TypeError, match="not both"):
+        defenses.AIDConfig(attack=RTSConfig(), epsilon=0.1)
+    with pytest.raises(TypeError, match="unknown"):
+        defenses.AIDConfig(epsilonn=0.1)

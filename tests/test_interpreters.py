@@ -4,6 +4,7 @@ for the attack, the RTS cache, and one end-to-end RTS sanity check on a quickly 
 Fast on purpose: tiny random networks except the last test (whole file well under a minute on 2
 cores with ``ADV2_THREADS=1``).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adv2.config import ParameterError, set_threads_from_env
-from adv2.interpreters import (CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter,
-                               RTSNet, build_interpreter, curve_auc, deletion_curve,
-                               preserve_destroy, rts_loss, train_rts, trained_rts)
+from adv2.interpreters import (
+    CAMInterpreter,
+    GradInterpreter,
+    MaskInterpreter,
+    RTSInterpreter,
+    RTSNet,
+    build_interpreter,
+    curve_auc,
+    deletion_curve,
+    preserve_destroy,
+    rts_loss,
+    train_rts,
+    trained_rts,
+)
 from adv2.interpreters.rts import sample_selector_classes, shuffled_like
 from adv2.models import build_small_cnn, freeze, small_resnet, smooth_backward_copy
 
@@ -26,8 +38,11 @@ ARCHS = ("resnet", "densenet")
 def random_net(arch: str, seed: int = 0, in_channels: int = 1) -> nn.Module:
     """A randomly initialised classifier with non-trivial BatchNorm statistics, frozen."""
     torch.manual_seed(seed)
-    net = small_resnet(10, NAMES, in_channels=in_channels) if in_channels != 1 \
+    net = (
+        small_resnet(10, NAMES, in_channels=in_channels)
+        if in_channels != 1
         else build_small_cnn(arch, 10, NAMES)
+    )
     for mod in net.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.2, 0.2)
@@ -88,7 +103,7 @@ def test_smooth_copy_gives_grad_map_a_gradient(batch):
     smooth = smooth_backward_copy(model)
     x, t = batch
     with torch.no_grad():
-        assert torch.equal(model(x), smooth(x))           # exact forward
+        assert torch.equal(model(x), smooth(x))  # exact forward
     w = torch.rand(5, 1, 14, 14, generator=torch.Generator().manual_seed(0))
 
     def map_gradient(m: nn.Module) -> torch.Tensor:
@@ -117,13 +132,13 @@ def test_cam_and_rts_are_differentiable(net, batch):
         maps = interp(xx, t, create_graph=True)
         (g,) = torch.autograd.grad(maps.square().sum(), xx)
         assert g.abs().sum() > 0
-        assert not interp(x, t).requires_grad            # detached by default
+        assert not interp(x, t).requires_grad  # detached by default
     rts = RTSInterpreter(net, RTSNet(net))
     xx = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(F.cross_entropy(rts.encoder_logits(xx), t), xx)
     assert g.abs().sum() > 0
     with torch.no_grad():
-        torch.testing.assert_close(rts.encoder_logits(x), net(x))   # a copy of the classifier
+        torch.testing.assert_close(rts.encoder_logits(x), net(x))  # a copy of the classifier
 
 
 def test_mask_objective_differentiable_in_mask_and_input(batch):
@@ -136,7 +151,7 @@ def test_mask_objective_differentiable_in_mask_and_input(batch):
     assert loss.shape == (5,)
     gm, gx = torch.autograd.grad(loss.sum(), (m, xx), create_graph=True)
     assert gm.abs().sum() > 0 and gx.abs().sum() > 0
-    (gxx,) = torch.autograd.grad(gm.square().sum(), xx)       # what the unrolled attack needs
+    (gxx,) = torch.autograd.grad(gm.square().sum(), xx)  # what the unrolled attack needs
     assert gxx.abs().sum() > 0
     with pytest.raises(NotImplementedError):
         interp(x, t, create_graph=True)
@@ -144,9 +159,12 @@ def test_mask_objective_differentiable_in_mask_and_input(batch):
 
 # ----------------------------------------------------------------------------- protocol
 def _interpreters(model: nn.Module) -> dict:
-    return {"grad": GradInterpreter(model), "cam": CAMInterpreter(model),
-            "rts": RTSInterpreter(model, RTSNet(model).eval()),
-            "mask": MaskInterpreter(model, iterations=8, seed=5, l1=1e-6)}
+    return {
+        "grad": GradInterpreter(model),
+        "cam": CAMInterpreter(model),
+        "rts": RTSInterpreter(model, RTSNet(model).eval()),
+        "mask": MaskInterpreter(model, iterations=8, seed=5, l1=1e-6),
+    }
 
 
 def test_shapes_range_and_batching(net, batch):
@@ -157,7 +175,7 @@ def test_shapes_range_and_batching(net, batch):
         assert interp.name == name and interp.map_size == sizes[name]
         assert maps.shape == (5, 1, sizes[name], sizes[name])
         assert maps.min() >= 0 and maps.max() <= 1 and torch.isfinite(maps).all()
-        one_by_one = torch.cat([interp(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+        one_by_one = torch.cat([interp(x[i : i + 1], t[i : i + 1]) for i in range(len(x))])
         torch.testing.assert_close(maps, one_by_one, atol=1e-4, rtol=1e-4, msg=name)
         torch.testing.assert_close(interp(x, int(t[0])), interp(x, t[:1].expand(5)))
 
@@ -186,36 +204,40 @@ def test_build_interpreter(net):
 
 def test_224_models_have_paper_map_sizes():
     """A 224-px classifier with 112/56/28/14/7 stages (EfficientNet-Lite0's layout)."""
-    from adv2.models import ImageClassifier, IMAGENET_MEAN, IMAGENET_STD
+    from adv2.models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 
     chans = [4, 6, 8, 10, 12]
-    stages = [nn.Sequential(nn.Conv2d(3 if i == 0 else chans[i - 1], c, 3, 2, 1), nn.ReLU())
-              for i, c in enumerate(chans)]
-    model = freeze(ImageClassifier(stages, nn.Linear(12, 5), IMAGENET_MEAN, IMAGENET_STD, 224,
-                                   NAMES[:5], "tiny224"))
+    stages = [
+        nn.Sequential(nn.Conv2d(3 if i == 0 else chans[i - 1], c, 3, 2, 1), nn.ReLU())
+        for i, c in enumerate(chans)
+    ]
+    model = freeze(
+        ImageClassifier(stages, nn.Linear(12, 5), IMAGENET_MEAN, IMAGENET_STD, 224, NAMES[:5], "tiny224")
+    )
     x, t = torch.rand(2, 3, 224, 224), torch.tensor([0, 4])
     rts = RTSNet(model, width=4)
     assert [u.block.shortcut.in_channels for u in rts.upsamplers] == [16 + 10, 8 + 8, 4 + 6]
-    maps = {"grad": GradInterpreter(model)(x, t), "cam": CAMInterpreter(model)(x, t),
-            "rts": RTSInterpreter(model, rts)(x, t),
-            "mask": MaskInterpreter(model, iterations=1)(x, t)}
-    assert {k: v.shape[-1] for k, v in maps.items()} == {"grad": 56, "cam": 7, "rts": 56,
-                                                         "mask": 28}
+    maps = {
+        "grad": GradInterpreter(model)(x, t),
+        "cam": CAMInterpreter(model)(x, t),
+        "rts": RTSInterpreter(model, rts)(x, t),
+        "mask": MaskInterpreter(model, iterations=1)(x, t),
+    }
+    assert {k: v.shape[-1] for k, v in maps.items()} == {"grad": 56, "cam": 7, "rts": 56, "mask": 28}
 
 
 # ----------------------------------------------------------------------------- RTS pieces
 def test_rts_loss_trains_only_the_decoder(batch):
     model = random_net("densenet", seed=7)
     rts = RTSNet(model).train()
-    for p in rts.selector.parameters():
-        p.requires_grad_(False)
+    rts.selector.requires_grad_(False)
     x, y = batch
     loss, parts = rts_loss(model, rts, x, y, generator=torch.Generator().manual_seed(0))
     assert set(parts) >= {"destroyer", "area", "smooth", "preserver", "total", "mask"}
     loss.backward()
     assert all(p.grad is not None for p in rts.decoder_parameters())
     assert all(p.grad is None for p in rts.encoder.parameters())
-    assert not rts.encoder.training                     # the encoder copy stays in eval mode
+    assert not rts.encoder.training  # the encoder copy stays in eval mode
     classes, real = sample_selector_classes(y, 10, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(classes == y, real)
     masks = torch.rand(3, 1, 4, 4)
@@ -235,15 +257,22 @@ class _Data:
 def test_trained_rts_is_cached_per_classifier(tmp_path):
     model, other = random_net("resnet", seed=8), random_net("resnet", seed=9)
     data = _Data()
-    kw = dict(phase1_iterations=2, phase2_iterations=2, phase1_batch_size=8, batch_size=4,
-              seed=0, artifacts_dir=str(tmp_path), progress=False)
+    kw = dict(
+        phase1_iterations=2,
+        phase2_iterations=2,
+        phase1_batch_size=8,
+        batch_size=4,
+        seed=0,
+        artifacts_dir=str(tmp_path),
+        progress=False,
+    )
     net1, art1 = trained_rts(model, data, **kw)
     net2, art2 = trained_rts(model, data, **kw)
     assert not art1.from_cache and art2.from_cache and art1.path == art2.path
     for a, b in zip(net1.state_dict().values(), net2.state_dict().values()):
         assert torch.equal(a, b)
-    assert not any(k.startswith("encoder.") for k in art1.state)   # encoder = classifier copy
-    _, art3 = trained_rts(other, data, **kw)                          # other weights -> other key
+    assert not any(k.startswith("encoder.") for k in art1.state)  # encoder = classifier copy
+    _, art3 = trained_rts(other, data, **kw)  # other weights -> other key
     _, art4 = trained_rts(model, data, classifier_key="abc", **kw)
     assert len({art1.path, art3.path, art4.path}) == 3
     assert set(art1.metrics) >= {"phase1_loss", "phase2_total", "seconds"}
@@ -251,6 +280,7 @@ def test_trained_rts_is_cached_per_classifier(tmp_path):
 
 def test_deletion_curve_rewards_the_right_map():
     """A classifier that only looks at the top-left quadrant: the quadrant map beats random."""
+
     class Quadrant(nn.Module):
         def forward(self, x):
             s = x[:, :, :14, :14].mean(dim=(1, 2, 3))
@@ -267,6 +297,7 @@ def test_deletion_curve_rewards_the_right_map():
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_rts_smoke_budget_beats_random_masks():
     """RTS trained at the smoke budget on a briefly trained classifier finds class evidence:
     its masks preserve-and-destroy more often, and delete faster, than same-area random masks."""
@@ -280,22 +311,34 @@ def test_rts_smoke_budget_beats_random_masks():
     model = build_small_cnn("resnet", 10, data.class_names)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(30):                                  # ~2000 images: about 70 % accuracy
+    for _ in range(30):  # ~2000 images: about 70 % accuracy
         idx = torch.randint(0, 2000, (64,), generator=gen)
         loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
     freeze(model)
-    rts, metrics = train_rts(model, data.x_train[:2000], data.y_train[:2000],
-                             phase1_iterations=20, phase2_iterations=20, phase1_batch_size=64,
-                             batch_size=16, phase1_lr=1e-2, lr=1e-2, seed=0, progress=False)
-    assert metrics["phase1_final_accuracy"] > 0.6            # the selector learned something
+    rts, metrics = train_rts(
+        model,
+        data.x_train[:2000],
+        data.y_train[:2000],
+        phase1_iterations=20,
+        phase2_iterations=20,
+        phase1_batch_size=64,
+        batch_size=16,
+        phase1_lr=1e-2,
+        lr=1e-2,
+        seed=0,
+        progress=False,
+    )
+    assert metrics["phase1_final_accuracy"] > 0.6  # the selector learned something
     x, y = data.x_test[:64], data.y_test[:64]
     maps = RTSInterpreter(model, rts)(x, y)
     sanity = preserve_destroy(model, x, y, maps)
     assert sanity["both"] > sanity["random_both"]
-    assert curve_auc(deletion_curve(model, x, y, maps)).mean() < \
-        curve_auc(deletion_curve(model, x, y, None)).mean()
+    assert (
+        curve_auc(deletion_curve(model, x, y, maps)).mean()
+        < curve_auc(deletion_curve(model, x, y, None)).mean()
+    )
     fake = RTSInterpreter(model, rts)(x, (y + 1) % 10)
-    assert fake.mean() < maps.mean()                     # absent classes get smaller masks
+    assert fake.mean() < maps.mean()  # absent classes get smaller masks

@@ -1,4 +1,3 @@
-import os
 import time
 
 import pytest
@@ -18,7 +17,7 @@ def test_small_cnn_shapes(arch):
     assert [f.shape[-1] for f in feats] == [28, 14, 7]
     assert m(x).shape == (3, 10)
     assert torch.allclose(m(x), m.logits_from_features(m.features(x)))
-    assert (feats[-1] >= 0).all()   # ends with a ReLU, as CAM expects
+    assert (feats[-1] >= 0).all()  # ends with a ReLU, as CAM expects
 
 
 def test_unknown_arch_is_rejected():
@@ -26,14 +25,25 @@ def test_unknown_arch_is_rejected():
         models.build_small_cnn("vgg", 10, NAMES)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_learns(fmnist):
     def train():
         torch.manual_seed(0)
         m = models.build_small_cnn("resnet", 10, NAMES)
-        metrics = models.train_classifier(m, fmnist.x_train[:512], fmnist.y_train[:512],
-                                          fmnist.x_test[:200], fmnist.y_test[:200], epochs=1,
-                                          batch_size=64, lr=5e-3, weight_decay=5e-4, seed=1,
-                                          device=torch.device("cpu"), progress=False)
+        metrics = models.train_classifier(
+            m,
+            fmnist.x_train[:512],
+            fmnist.y_train[:512],
+            fmnist.x_test[:200],
+            fmnist.y_test[:200],
+            epochs=1,
+            batch_size=64,
+            lr=5e-3,
+            weight_decay=5e-4,
+            seed=1,
+            device=torch.device("cpu"),
+            progress=False,
+        )
         return m, metrics
 
     a, ma = train()
@@ -43,6 +53,7 @@ def test_training_is_deterministic_and_learns(fmnist):
     assert ma["curve_train_loss"][-1] < ma["curve_train_loss"][0]
 
 
+@pytest.mark.slow
 def test_trained_small_cnn_is_cached(fmnist, tmp_path):
     kw = dict(epochs=0.25, train_subset=512, seed=0, artifacts_dir=str(tmp_path), progress=False)
     m1, a1 = models.trained_small_cnn("densenet", fmnist, **kw)
@@ -67,8 +78,8 @@ def test_smooth_copy_same_outputs_nonzero_second_derivative():
 
     def second_order(net):
         xi = x.clone().requires_grad_(True)
-        g, = torch.autograd.grad(net(xi)[:, 3].sum(), xi, create_graph=True)
-        gg, = torch.autograd.grad((g ** 2).sum(), xi, allow_unused=True)
+        (g,) = torch.autograd.grad(net(xi)[:, 3].sum(), xi, create_graph=True)
+        (gg,) = torch.autograd.grad((g**2).sum(), xi, allow_unused=True)
         return torch.zeros_like(x) if gg is None else gg
 
     assert second_order(s).abs().sum() > 0
@@ -80,12 +91,13 @@ def test_smooth_relu6_matches_forward_and_has_slope():
     z = torch.linspace(-3, 9, 50, requires_grad=True)
     out = models.SmoothReLU(cap=6.0)(z)
     assert torch.equal(out, torch.clamp(z, 0, 6))
-    g, = torch.autograd.grad(out.sum(), z, create_graph=True)
+    (g,) = torch.autograd.grad(out.sum(), z, create_graph=True)
     assert g[(z > 0.5) & (z < 5.5)].min() > 0.9 and g[z > 7].max() < 0.1 and g[z < -1].max() < 0.1
-    gg, = torch.autograd.grad(g.sum(), z)
+    (gg,) = torch.autograd.grad(g.sum(), z)
     assert gg.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_offline():
     from adv2.data import load_imagenet_sample
 
@@ -93,12 +105,13 @@ def test_efficientnet_lite0_offline():
     lite = models.efficientnet_lite0(photos.class_names)
     assert [f.shape[-1] for f in lite.stage_features(photos.x_test[:1])] == [112, 56, 28, 14, 7]
     acc = models.evaluate(lite, photos.x_test, photos.y_test, batch_size=10)
-    assert acc >= 0.75   # 17/20 measured
+    assert acc >= 0.75  # 17/20 measured
     s = models.smooth_backward_copy(lite)
     with torch.no_grad():
         assert torch.allclose(s(photos.x_test[:2]), lite(photos.x_test[:2]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,name", [("resnet", "resnet50"), ("densenet", "densenet169")])
 def test_torchvision_wrappers_match_torchvision(arch, name):
     """Random weights (nothing downloaded): the wrapper computes exactly torchvision's forward."""
@@ -119,10 +132,28 @@ def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch)
     from adv2 import pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    monkeypatch.setattr(
+        torch.hub,
+        "load_state_dict_from_url",
+        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")),
+    )
     started = time.time()
     with pytest.raises(pretrained.WeightsUnavailable) as err:
         models.torchvision_imagenet("resnet", ["x"] * 1000)
     assert time.time() - started < 30
     assert "checkpoints" in str(err.value) and "TORCH_HOME" in str(err.value)
+
+
+def test_models_and_pretrained_do_not_import_each_other():
+    """models uses pretrained (ImageNet weights); pretrained builds on adv2.classifier only."""
+    import ast
+    import inspect
+
+    from adv2 import pretrained
+
+    def imported(module) -> set[str]:
+        tree = ast.parse(inspect.getsource(module))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and n.module}
+
+    assert "models" not in imported(pretrained) and "pretrained" in imported(models)
+    assert models.ImageClassifier is pretrained.ImageClassifier

@@ -29,28 +29,41 @@ attack continues from it, so the inner attack grows stronger over training at no
 the RTS artifact's key and the AID configuration. :func:`adv2_on_rts_and_rtsa` runs the paper's
 second test (ADV2 against RTS and, separately, against RTSA) and :func:`table10` builds Table 10.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-from .interpreters.rts import (RTSInterpreter, RTSNet, frozen_rts_from_state, rts_loss,
-                                sample_selector_classes)
+from .attacks import RTSConfig, adv2_attack, pgd
+from .interpreters.rts import RTSInterpreter, RTSNet, frozen_rts_from_state, rts_loss, sample_selector_classes
+from .metrics import l1_distance, mean_std
 from .progress import progress_bar
+from .tensors import map_batches, random_targets
+
+# former names, kept for chapter notebooks and other modules: one implementation each
+l1_maps = l1_distance
 
 # Bump when the AID procedure changes (invalidates cached RTSA artifacts).
 AID_RECIPE_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- configuration
-@dataclass
+def default_inner_attack() -> RTSConfig:
+    """The inner ADV2-RTS attack of AID: the evaluation attack's constants (0.031, 1/255, lambda
+    5 -> 10, 0.1 x encoder CE) with a short warm start (20 PGD steps) and 5 joint steps."""
+    return RTSConfig(stage1_steps=20, stage2_steps=5)
+
+
+@dataclass(init=False)
 class AIDConfig:
     """Hyper-parameters of AID fine-tuning (our choices; the paper's Appendix A2 is unavailable).
 
@@ -68,11 +81,14 @@ class AIDConfig:
     * ``pool_size``: training images (seeded random subset of the training split) whose PGD warm
       starts are computed once; AID batches are drawn from this pool. 0 = the whole split. Small
       enough that, with ``persistent``, each image is revisited several times.
-    * ``stage1_steps``: prediction-only PGD warm start (the paper's stage 1; 300 at evaluation).
-    * ``stage2_steps``: joint ADV2 steps per iteration against the current interpreter (1200 at
-      evaluation; short here since it runs every iteration, as in fast adversarial training).
-    * ``epsilon``, ``step_size``, ``lam_start``/``lam_end``, ``encoder_weight``: the evaluation
-      attack's constants (0.031, 1/255, lambda 5 -> 10, 0.1 x encoder CE).
+    * ``attack``: the inner ADV2-RTS attack (:class:`adv2.attacks.RTSConfig`, default
+      :func:`default_inner_attack`). Its ``stage1_steps`` is the prediction-only PGD warm start
+      (the paper's stage 1; 300 at evaluation), computed once per pool image; its
+      ``stage2_steps`` the joint ADV2 steps per iteration against the current interpreter (1200 at
+      evaluation; short here since it runs every iteration, as in fast adversarial training);
+      ``epsilon``, ``step_size``, ``lam_start``/``lam_end``, ``encoder_weight``: the evaluation
+      attack's constants. The constructor also accepts these seven as flat keywords
+      (``AIDConfig(epsilon=0.1, stage2_steps=3)``), and reads them back as attributes.
     * ``detach_benign``: the benign map in ``l_aid`` is a constant, so AID moves only how RTSA
       responds to adversarial inputs.
     * ``distill_weight``: weight of a *distillation* anchor ``mean |g(x, c) - RTS(x, c)|`` on the
@@ -104,13 +120,6 @@ class AIDConfig:
     beta: float = 10.0
     beta_warmup: float = 0.1
     pool_size: int = 256
-    stage1_steps: int = 20
-    stage2_steps: int = 5
-    epsilon: float = 0.031
-    step_size: float = 1 / 255
-    lam_start: float = 5.0
-    lam_end: float = 10.0
-    encoder_weight: float = 0.1
     detach_benign: bool = True
     distill_weight: float = 10.0
     persistent: bool = True
@@ -123,25 +132,129 @@ class AIDConfig:
     confidence: float = 0.0
     log_every: int = 0
     seed: int = 0
+    attack: RTSConfig = field(default_factory=default_inner_attack)
+
+    # the inner attack's fields that the flat constructor, attribute reads and the flat dict use
+    ATTACK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "stage1_steps",
+        "stage2_steps",
+        "epsilon",
+        "step_size",
+        "lam_start",
+        "lam_end",
+        "encoder_weight",
+    )
+    # key order of the flat dict (as_dict / cache_params): the order of the fields before the
+    # inner attack became a nested config, so tables and cache keys read as before
+    FLAT_ORDER: ClassVar[tuple[str, ...]] = (
+        "iterations",
+        "batch_size",
+        "aid_batch_size",
+        "lr",
+        "weight_decay",
+        "beta",
+        "beta_warmup",
+        "pool_size",
+        "stage1_steps",
+        "stage2_steps",
+        "epsilon",
+        "step_size",
+        "lam_start",
+        "lam_end",
+        "encoder_weight",
+        "detach_benign",
+        "distill_weight",
+        "persistent",
+        "train_encoder",
+        "freeze_batchnorm",
+        "fake_prob",
+        "area_weight",
+        "preserver_weight",
+        "smooth_weight",
+        "confidence",
+        "log_every",
+        "seed",
+    )
+
+    def __init__(self, attack: RTSConfig | None = None, **kwargs: Any) -> None:
+        own = {f.name: f for f in dataclasses.fields(self) if f.name != "attack"}
+        flat = {k: kwargs.pop(k) for k in self.ATTACK_FIELDS if k in kwargs}
+        unknown = sorted(set(kwargs) - set(own))
+        if unknown:
+            raise TypeError(
+                f"AIDConfig got unknown parameter(s) {unknown}; valid: "
+                f"{sorted([*own, *self.ATTACK_FIELDS, 'attack'])}"
+            )
+        if attack is not None and flat:
+            raise TypeError(
+                f"AIDConfig: give the inner attack either as attack= or as the flat "
+                f"keywords {sorted(flat)}, not both"
+            )
+        for name, f in own.items():
+            setattr(self, name, kwargs.get(name, f.default))
+        self.attack = attack if attack is not None else dataclasses.replace(default_inner_attack(), **flat)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
-        checks = {"iterations": self.iterations >= 0, "batch_size": self.batch_size >= 1,
-                  "aid_batch_size": self.aid_batch_size >= 1, "lr": self.lr > 0,
-                  "beta": self.beta >= 0, "beta_warmup": 0 <= self.beta_warmup <= 1,
-                  "distill_weight": self.distill_weight >= 0,
-                  "pool_size": self.pool_size >= 0, "stage1_steps": self.stage1_steps >= 0,
-                  "stage2_steps": self.stage2_steps >= 0, "epsilon": 0 < self.epsilon <= 1,
-                  "step_size": self.step_size > 0}
+        if not isinstance(self.attack, RTSConfig):
+            raise TypeError(
+                f"AIDConfig.attack must be an adv2.attacks.RTSConfig, got {type(self.attack).__name__}"
+            )
+        checks = {
+            "iterations": self.iterations >= 0,
+            "batch_size": self.batch_size >= 1,
+            "aid_batch_size": self.aid_batch_size >= 1,
+            "lr": self.lr > 0,
+            "beta": self.beta >= 0,
+            "beta_warmup": 0 <= self.beta_warmup <= 1,
+            "distill_weight": self.distill_weight >= 0,
+            "pool_size": self.pool_size >= 0,
+            "stage1_steps": self.stage1_steps >= 0,
+            "stage2_steps": self.stage2_steps >= 0,
+            "epsilon": 0 < self.epsilon <= 1,
+            "step_size": self.step_size > 0,
+        }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"AIDConfig.{name} has invalid value {getattr(self, name)!r}")
+
+    # read-only views of the inner attack (the flat names of the constructor)
+    stage1_steps = property(lambda self: self.attack.stage1_steps)
+    stage2_steps = property(lambda self: self.attack.stage2_steps)
+    epsilon = property(lambda self: self.attack.epsilon)
+    step_size = property(lambda self: self.attack.step_size)
+    lam_start = property(lambda self: self.attack.lam_start)
+    lam_end = property(lambda self: self.attack.lam_end)
+    encoder_weight = property(lambda self: self.attack.encoder_weight)
 
     def beta_at(self, it: int) -> float:
         ramp = int(self.beta_warmup * self.iterations)
         return self.beta if ramp <= 0 or it >= ramp else self.beta * (it + 1) / ramp
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat dict (keys :data:`FLAT_ORDER`): what chapter 4 tabulates and saves."""
+        return {name: getattr(self, name) for name in self.FLAT_ORDER}
+
+    def cache_params(self) -> dict[str, Any]:
+        """What this configuration contributes to the RTSA artifact's cache key: the flat dict,
+        identical to the one cached RTSA artifacts were keyed by (do not change it without
+        bumping :data:`AID_RECIPE_VERSION`), plus ``attack_extra`` -- only when an inner-attack
+        field outside the flat names differs from :func:`default_inner_attack` (its
+        ``batch_size`` is not one: the attack runs on ``aid_batch_size`` images)."""
+        params = self.as_dict()
+        base = default_inner_attack()
+        extra = {
+            k: v
+            for k, v in self.attack.as_dict().items()
+            if k not in self.ATTACK_FIELDS and k != "batch_size" and v != getattr(base, k)
+        }
+        if extra:
+            params["attack_extra"] = extra
+        return params
+
+    def inner_attack(self) -> RTSConfig:
+        """The joint stage run every iteration: the warm start is computed once, so no stage 1."""
+        return dataclasses.replace(self.attack, stage1_steps=0, batch_size=self.aid_batch_size)
 
 
 @contextlib.contextmanager
@@ -165,22 +278,19 @@ def _set_decoder_mode(rts: RTSNet, freeze_batchnorm: bool) -> None:
                 mod.eval()
 
 
-def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    """A uniformly random wrong class per image, ``(y + U{1..K-1}) mod K``."""
-    shift = torch.randint(1, num_classes, y.shape, generator=generator)
-    return (y + shift) % num_classes
-
-
-def l1_maps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean absolute difference of two map batches (the paper's L1 measure)."""
-    return (a - b).abs().flatten(1).mean(1)
-
-
 # ----------------------------------------------------------------------------- training
-def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: torch.Tensor,
-               config: AIDConfig | None = None, *, x_probe: torch.Tensor | None = None,
-               y_probe: torch.Tensor | None = None, device: torch.device | str = "cpu",
-               progress: bool = True) -> tuple[RTSNet, dict[str, Any]]:
+def train_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    config: AIDConfig | None = None,
+    *,
+    x_probe: torch.Tensor | None = None,
+    y_probe: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[RTSNet, dict[str, Any]]:
     """Fine-tune a copy of the trained ``rts`` with AID; returns ``(rtsa, metrics)``.
 
     ``model`` is the frozen classifier RTS explains. ``x_probe``/``y_probe`` (optional, e.g. 64
@@ -191,19 +301,15 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
     ``probe_drift``; ``seconds``, ``seconds_attack``, ``seconds_per_iteration``,
     ``warm_start_seconds`` and ``images_attacked``. The returned net is frozen, in eval mode.
     """
-    from .attacks import RTSConfig, adv2_attack, pgd
-
     cfg = config or AIDConfig()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)                       # CPU: data order, targets
-    dgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)     # rts_loss's random draws
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: data order, targets
+    dgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # rts_loss's random draws
     model = model.to(device).eval()
     rtsa = copy.deepcopy(rts).to(device)
-    params = rtsa.decoder_parameters() + (list(rtsa.encoder.parameters()) if cfg.train_encoder
-                                          else [])
-    for p in rtsa.parameters():
-        p.requires_grad_(False)
+    params = rtsa.decoder_parameters() + (list(rtsa.encoder.parameters()) if cfg.train_encoder else [])
+    rtsa.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     reference = rts.to(device).eval()
@@ -213,21 +319,26 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
 
     # the pool of AID images, their random targets and their (classifier-only) PGD warm starts
     n = len(x_train)
-    pool = torch.randperm(n, generator=gen)[:cfg.pool_size or n]
+    pool = torch.randperm(n, generator=gen)[: cfg.pool_size or n]
     x_pool, y_pool = x_train[pool], y_train[pool]
     t_pool = random_targets(y_pool, model.num_classes, gen)
     t0 = time.time()
-    if cfg.stage1_steps:
-        x_warm = pgd(model, x_pool.to(device), t_pool.to(device), epsilon=cfg.epsilon,
-                     step_size=cfg.step_size, steps=cfg.stage1_steps, batch_size=256).cpu()
+    if cfg.attack.stage1_steps:
+        x_warm = pgd(
+            model,
+            x_pool.to(device),
+            t_pool.to(device),
+            epsilon=cfg.attack.epsilon,
+            step_size=cfg.attack.step_size,
+            steps=cfg.attack.stage1_steps,
+            loss=cfg.attack.stage1_loss,
+            batch_size=256,
+        ).cpu()
     else:
         x_warm = x_pool.clone()
     warm_seconds = time.time() - t0
-    x_state = x_warm.clone()   # current adversarial input of every pool image (persistent attack)
-    attack_cfg = RTSConfig(epsilon=cfg.epsilon, step_size=cfg.step_size, stage1_steps=0,
-                           stage2_steps=cfg.stage2_steps, lam_start=cfg.lam_start,
-                           lam_end=cfg.lam_end, encoder_weight=cfg.encoder_weight,
-                           batch_size=cfg.aid_batch_size)
+    x_state = x_warm.clone()  # current adversarial input of every pool image (persistent attack)
+    attack_cfg = cfg.inner_attack()
     live = RTSInterpreter(model, rtsa, cfg.confidence, freeze=False)
     probe_ref = None
     if x_probe is not None:
@@ -235,8 +346,9 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             probe_ref = reference(x_probe.to(device), y_probe.to(device), cfg.confidence).mask
 
     log_every = cfg.log_every or max(1, cfg.iterations // 20)
-    curves: dict[str, list] = {k: [] for k in ("step", "map_loss", "distill_l1", "aid_l1",
-                                               "attack_success", "beta", "probe_drift")}
+    curves: dict[str, list] = {
+        k: [] for k in ("step", "map_loss", "distill_l1", "aid_l1", "attack_success", "beta", "probe_drift")
+    }
     run: dict[str, list] = {"map_loss": [], "distill_l1": [], "aid_l1": [], "attack_success": []}
     attack_seconds = 0.0
 
@@ -246,7 +358,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         rtsa.eval()
         with torch.no_grad():
             m = rtsa(x_probe.to(device), y_probe.to(device), cfg.confidence).mask
-        return float(l1_maps(m, probe_ref).mean())
+        return float(l1_distance(m, probe_ref).mean())
 
     bar = progress_bar(range(cfg.iterations), desc="train rtsa (AID)", enabled=progress)
     pool_order, pool_pos = torch.randperm(len(pool), generator=gen), 0
@@ -256,17 +368,25 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         xb, yb = x_train[idx].to(device), y_train[idx].to(device)
         classes, is_real = sample_selector_classes(yb, model.num_classes, cfg.fake_prob, dgen)
-        loss_map, parts = rts_loss(model, rtsa, xb, yb, classes=classes, is_real=is_real,
-                                   generator=dgen, area_weight=cfg.area_weight,
-                                   smooth_weight=cfg.smooth_weight,
-                                   preserver_weight=cfg.preserver_weight,
-                                   confidence=cfg.confidence,
-                                   detach_encoder=not cfg.train_encoder)
+        loss_map, parts = rts_loss(
+            model,
+            rtsa,
+            xb,
+            yb,
+            classes=classes,
+            is_real=is_real,
+            generator=dgen,
+            area_weight=cfg.area_weight,
+            smooth_weight=cfg.smooth_weight,
+            preserver_weight=cfg.preserver_weight,
+            confidence=cfg.confidence,
+            detach_encoder=not cfg.train_encoder,
+        )
         loss = loss_map
         if cfg.distill_weight:
             with torch.no_grad():
                 teacher = reference(xb, classes, cfg.confidence).mask
-            distill = l1_maps(parts["mask"], teacher).mean()
+            distill = l1_distance(parts["mask"], teacher).mean()
             loss = loss + cfg.distill_weight * distill
         else:
             distill = torch.zeros(())
@@ -274,7 +394,7 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         # 2. ADV2 against the current interpreter, from the cached warm starts
         if pool_pos + cfg.aid_batch_size > len(pool):
             pool_order, pool_pos = torch.randperm(len(pool), generator=gen), 0
-        sel = pool_order[pool_pos:pool_pos + cfg.aid_batch_size]
+        sel = pool_order[pool_pos : pool_pos + cfg.aid_batch_size]
         pool_pos += cfg.aid_batch_size
         xa, ya, ta = x_pool[sel].to(device), y_pool[sel].to(device), t_pool[sel].to(device)
         t1 = time.time()
@@ -282,8 +402,16 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
         with _no_param_grads(params):
             with torch.no_grad():
                 benign = rtsa(xa, ya, cfg.confidence).mask
-            res = adv2_attack(model, live, xa, ya, ta, benign_maps=benign, config=attack_cfg,
-                              x_stage1=x_state[sel].to(device))
+            res = adv2_attack(
+                model,
+                live,
+                xa,
+                ya,
+                ta,
+                benign_maps=benign,
+                config=attack_cfg,
+                x_stage1=x_state[sel].to(device),
+            )
         if cfg.persistent:
             x_state[sel] = res.x_adv.detach().cpu()
         attack_seconds += time.time() - t1
@@ -293,9 +421,8 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             benign_g = benign
         else:
             benign_g = rtsa(xa, ya, cfg.confidence, detach_encoder=not cfg.train_encoder).mask
-        adv_g = rtsa(res.x_adv.detach(), ta, cfg.confidence,
-                     detach_encoder=not cfg.train_encoder).mask
-        gap = l1_maps(benign_g, adv_g).mean()
+        adv_g = rtsa(res.x_adv.detach(), ta, cfg.confidence, detach_encoder=not cfg.train_encoder).mask
+        gap = l1_distance(benign_g, adv_g).mean()
         loss = loss + beta * (-gap)
         # 4. step
         opt.zero_grad(set_to_none=True)
@@ -314,23 +441,33 @@ def train_rtsa(model: nn.Module, rts: RTSNet, x_train: torch.Tensor, y_train: to
             curves["probe_drift"].append(probe_drift())
             bar.set_postfix(map=f"{curves['map_loss'][-1]:.3f}", gap=f"{curves['aid_l1'][-1]:.3f}")
     bar.close()
-    rtsa.eval()
-    for p in rtsa.parameters():
-        p.requires_grad_(False)
+    rtsa.eval().requires_grad_(False)
     seconds = time.time() - started
-    metrics = {**curves, "seconds": seconds, "seconds_attack": attack_seconds,
-               "warm_start_seconds": warm_seconds,
-               "seconds_per_iteration": (seconds - warm_seconds) / max(cfg.iterations, 1),
-               "images_attacked": cfg.iterations * cfg.aid_batch_size,
-               "final_probe_drift": probe_drift() if probe_ref is not None else None}
+    metrics = {
+        **curves,
+        "seconds": seconds,
+        "seconds_attack": attack_seconds,
+        "warm_start_seconds": warm_seconds,
+        "seconds_per_iteration": (seconds - warm_seconds) / max(cfg.iterations, 1),
+        "images_attacked": cfg.iterations * cfg.aid_batch_size,
+        "final_probe_drift": probe_drift() if probe_ref is not None else None,
+    }
     rtsa.eval()
     return rtsa, metrics
 
 
-def trained_rtsa(model: nn.Module, rts: RTSNet, rts_artifact: Any, data: Any,
-                 config: AIDConfig | None = None, *, n_probe: int = 64,
-                 device: torch.device | str = "cpu", artifacts_dir: str | None = None,
-                 progress: bool = True) -> tuple[RTSNet, Any]:
+def trained_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    rts_artifact: Any,
+    data: Any,
+    config: AIDConfig | None = None,
+    *,
+    n_probe: int = 64,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[RTSNet, Any]:
     """RTSA for (classifier ``model``, its trained ``rts``), cached.
 
     The cache key is the RTS artifact's key (``rts_artifact.path.name``, itself keyed by the
@@ -345,23 +482,47 @@ def trained_rtsa(model: nn.Module, rts: RTSNet, rts_artifact: Any, data: Any,
 
     cfg = config or AIDConfig()
     device = torch.device(device)
-    params = {"kind": "rtsa", "dataset": getattr(data, "name", "?"),
-              "arch": getattr(model, "name", "?"), "rts": rts_artifact.path.name,
-              "recipe": AID_RECIPE_VERSION, "n_probe": n_probe, **cfg.as_dict()}
+    params = {
+        "kind": "rtsa",
+        "dataset": getattr(data, "name", "?"),
+        "arch": getattr(model, "name", "?"),
+        "rts": rts_artifact.path.name,
+        "recipe": AID_RECIPE_VERSION,
+        "n_probe": n_probe,
+        **cfg.cache_params(),
+    }
 
     def compute() -> tuple[dict, dict]:
         xp = data.x_test[:n_probe] if n_probe else None
         yp = data.y_test[:n_probe] if n_probe else None
-        net, metrics = train_rtsa(model, rts, data.x_train, data.y_train, cfg, x_probe=xp,
-                                  y_probe=yp, device=device, progress=progress)
+        net, metrics = train_rtsa(
+            model,
+            rts,
+            data.x_train,
+            data.y_train,
+            cfg,
+            x_probe=xp,
+            y_probe=yp,
+            device=device,
+            progress=progress,
+        )
         metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
-        state = {k: v.cpu() for k, v in net.state_dict().items()
-                 if cfg.train_encoder or not k.startswith("encoder.")}
+        state = {
+            k: v.cpu()
+            for k, v in net.state_dict().items()
+            if cfg.train_encoder or not k.startswith("encoder.")
+        }
         return state, metrics
 
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir)
-    net = frozen_rts_from_state(model, art.state, map_size=rts.map_size, width=rts.width,
-                                device=device, source=f"cached RTSA at {art.path}")
+    net = frozen_rts_from_state(
+        model,
+        art.state,
+        map_size=rts.map_size,
+        width=rts.width,
+        device=device,
+        source=f"cached RTSA at {art.path}",
+    )
     return net, art
 
 
@@ -378,10 +539,19 @@ class InterpretedModel:
     rtsa_artifact: Any
 
 
-def load_rts_and_rtsa(arch: str, data: Any, *, train_epochs: float, train_subset: int,
-                      seed: int, rts_recipe: dict[str, Any], aid: AIDConfig,
-                      device: torch.device | str = "cpu", artifacts_dir: str | None = None,
-                      progress: bool = True) -> InterpretedModel:
+def load_rts_and_rtsa(
+    arch: str,
+    data: Any,
+    *,
+    train_epochs: float,
+    train_subset: int,
+    seed: int,
+    rts_recipe: dict[str, Any],
+    aid: AIDConfig,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> InterpretedModel:
     """Classifier (chapter 1's cache), its RTS (chapter 2's cache) and RTSA (chapter 4's cache).
 
     ``train_epochs``/``train_subset``/``seed`` are passed to
@@ -393,13 +563,28 @@ def load_rts_and_rtsa(arch: str, data: Any, *, train_epochs: float, train_subset
     from .interpreters.rts import trained_rts
     from .models import trained_small_cnn
 
-    model, clf_art = trained_small_cnn(arch, data, epochs=train_epochs, train_subset=train_subset,
-                                       seed=seed, device=device, artifacts_dir=artifacts_dir,
-                                       progress=progress)
-    rts, rts_art = trained_rts(model, data, classifier_key=clf_art.path.name, device=device,
-                               artifacts_dir=artifacts_dir, progress=progress, **rts_recipe)
-    rtsa, rtsa_art = trained_rtsa(model, rts, rts_art, data, aid, device=device,
-                                  artifacts_dir=artifacts_dir, progress=progress)
+    model, clf_art = trained_small_cnn(
+        arch,
+        data,
+        epochs=train_epochs,
+        train_subset=train_subset,
+        seed=seed,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+    )
+    rts, rts_art = trained_rts(
+        model,
+        data,
+        classifier_key=clf_art.path.name,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+        **rts_recipe,
+    )
+    rtsa, rtsa_art = trained_rtsa(
+        model, rts, rts_art, data, aid, device=device, artifacts_dir=artifacts_dir, progress=progress
+    )
     return InterpretedModel(arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 
@@ -416,53 +601,83 @@ def training_cost(rts_artifact: Any, rtsa_artifact: Any) -> dict[str, Any]:
     rts_s = rm.get("seconds")
     rts_per_it = rts_s / rts_iters if rts_s and rts_iters else None
     aid_per_it = am.get("seconds_per_iteration")
-    return {"rts_seconds": rts_s, "aid_seconds": am.get("seconds"),
-            "aid_attack_seconds": am.get("seconds_attack"),
-            "aid_warm_start_seconds": am.get("warm_start_seconds"),
-            "aid_over_rts_total": (am.get("seconds") / rts_s) if rts_s else None,
-            "rts_seconds_per_iteration": rts_per_it, "aid_seconds_per_iteration": aid_per_it,
-            "per_iteration_ratio": (aid_per_it / rts_per_it) if rts_per_it and aid_per_it else None,
-            "aid_attack_fraction": (am.get("seconds_attack") / am.get("seconds"))
-            if am.get("seconds") else None}
+    return {
+        "rts_seconds": rts_s,
+        "aid_seconds": am.get("seconds"),
+        "aid_attack_seconds": am.get("seconds_attack"),
+        "aid_warm_start_seconds": am.get("warm_start_seconds"),
+        "aid_over_rts_total": (am.get("seconds") / rts_s) if rts_s else None,
+        "rts_seconds_per_iteration": rts_per_it,
+        "aid_seconds_per_iteration": aid_per_it,
+        "per_iteration_ratio": (aid_per_it / rts_per_it) if rts_per_it and aid_per_it else None,
+        "aid_attack_fraction": (am.get("seconds_attack") / am.get("seconds")) if am.get("seconds") else None,
+    }
 
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def rts_maps(rts: RTSNet, x: torch.Tensor, classes: torch.Tensor, confidence: float = 0.0,
-             batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Maps of ``rts`` for ``(x, classes)``, batched, detached, on the CPU."""
+def rts_maps(
+    rts: RTSNet,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    confidence: float = 0.0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Maps of ``rts`` (put in eval mode) for ``(x, classes)``, batched, detached, on the CPU."""
     rts = rts.eval()
-    out = [rts(x[i:i + batch_size].to(device), classes[i:i + batch_size].to(device),
-               confidence).mask.cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
+    return map_batches(
+        lambda xb, cb: rts(xb, cb, confidence).mask,
+        x,
+        classes,
+        batch_size=batch_size,
+        device=device,
+        to_cpu=True,
+    )
 
 
 PAPER_TABLE10 = {"benign_l1_rts_vs_rtsa": 0.03, "adv2_l1_rts": 0.01, "adv2_l1_rtsa": 0.10}
 
 # the keys of one classifier's Table 10 entry in results/06_table10.json
-TABLE10_KEYS = ("benign_l1_rts_vs_rtsa", "benign_l1_rts_vs_rtsa_std", "adv2_l1_rts",
-                "adv2_l1_rts_std", "adv2_l1_rtsa", "adv2_l1_rtsa_std", "adv2_l1_ratio",
-                "adv2_success_rts", "adv2_success_rtsa", "adv2_confidence_rts",
-                "adv2_confidence_rtsa", "transfer_l1_rts_adv_on_rtsa",
-                "transfer_l1_rtsa_adv_on_rts", "pgd_l1_rts", "pgd_l1_rtsa", "n_images",
-                "n_success_rts", "n_success_rtsa", "restrict_to_success")
+TABLE10_KEYS = (
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_rts_vs_rtsa_std",
+    "adv2_l1_rts",
+    "adv2_l1_rts_std",
+    "adv2_l1_rtsa",
+    "adv2_l1_rtsa_std",
+    "adv2_l1_ratio",
+    "adv2_success_rts",
+    "adv2_success_rtsa",
+    "adv2_confidence_rts",
+    "adv2_confidence_rtsa",
+    "transfer_l1_rts_adv_on_rtsa",
+    "transfer_l1_rtsa_adv_on_rts",
+    "pgd_l1_rts",
+    "pgd_l1_rtsa",
+    "n_images",
+    "n_success_rts",
+    "n_success_rtsa",
+    "restrict_to_success",
+)
 
 
-def _mean_std(v: torch.Tensor) -> tuple[float, float]:
-    v = v.double()
-    if v.numel() == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(unbiased=True)) if v.numel() > 1 else 0.0
-
-
-def table10(benign_rts: torch.Tensor, benign_rtsa: torch.Tensor, adv_maps_rts: torch.Tensor,
-            adv_maps_rtsa: torch.Tensor, success_rts: torch.Tensor, success_rtsa: torch.Tensor,
-            *, confidence_rts: torch.Tensor | None = None,
-            confidence_rtsa: torch.Tensor | None = None,
-            transfer_rts_adv_on_rtsa: torch.Tensor | None = None,
-            transfer_rtsa_adv_on_rts: torch.Tensor | None = None,
-            pgd_maps_rts: torch.Tensor | None = None, pgd_maps_rtsa: torch.Tensor | None = None,
-            restrict_to_success: bool = True) -> dict[str, Any]:
+def table10(
+    benign_rts: torch.Tensor,
+    benign_rtsa: torch.Tensor,
+    adv_maps_rts: torch.Tensor,
+    adv_maps_rtsa: torch.Tensor,
+    success_rts: torch.Tensor,
+    success_rtsa: torch.Tensor,
+    *,
+    confidence_rts: torch.Tensor | None = None,
+    confidence_rtsa: torch.Tensor | None = None,
+    transfer_rts_adv_on_rtsa: torch.Tensor | None = None,
+    transfer_rtsa_adv_on_rts: torch.Tensor | None = None,
+    pgd_maps_rts: torch.Tensor | None = None,
+    pgd_maps_rtsa: torch.Tensor | None = None,
+    restrict_to_success: bool = True,
+) -> dict[str, Any]:
     """One classifier's Table 10 numbers (all keys of :data:`TABLE10_KEYS`).
 
     * ``benign_l1_rts_vs_rtsa``: L1 between RTS's and RTSA's benign maps (true class), all images;
@@ -481,63 +696,78 @@ def table10(benign_rts: torch.Tensor, benign_rtsa: torch.Tensor, adv_maps_rts: t
     benign_rts, benign_rtsa = benign_rts.cpu(), benign_rtsa.cpu()
     keep_rts = s_rts if restrict_to_success else torch.ones_like(s_rts)
     keep_rtsa = s_rtsa if restrict_to_success else torch.ones_like(s_rtsa)
-    b_mean, b_std = _mean_std(l1_maps(benign_rts, benign_rtsa))
-    a_rts, a_rts_std = _mean_std(l1_maps(adv_maps_rts.cpu(), benign_rts)[keep_rts])
-    a_rtsa, a_rtsa_std = _mean_std(l1_maps(adv_maps_rtsa.cpu(), benign_rtsa)[keep_rtsa])
+    b_mean, b_std = mean_std(l1_distance(benign_rts, benign_rtsa))
+    a_rts, a_rts_std = mean_std(l1_distance(adv_maps_rts.cpu(), benign_rts)[keep_rts])
+    a_rtsa, a_rtsa_std = mean_std(l1_distance(adv_maps_rtsa.cpu(), benign_rtsa)[keep_rtsa])
 
     def opt_l1(maps: torch.Tensor | None, ref: torch.Tensor, keep: torch.Tensor | None) -> float:
         if maps is None:
             return float("nan")
-        d = l1_maps(maps.cpu(), ref)
-        return _mean_std(d if keep is None else d[keep])[0]
+        d = l1_distance(maps.cpu(), ref)
+        return mean_std(d if keep is None else d[keep])[0]
 
     def opt_conf(c: torch.Tensor | None, s: torch.Tensor) -> float:
-        return float("nan") if c is None else _mean_std(torch.as_tensor(c).cpu()[s])[0]
+        return float("nan") if c is None else mean_std(torch.as_tensor(c).cpu()[s])[0]
 
     return {
-        "benign_l1_rts_vs_rtsa": b_mean, "benign_l1_rts_vs_rtsa_std": b_std,
-        "adv2_l1_rts": a_rts, "adv2_l1_rts_std": a_rts_std,
-        "adv2_l1_rtsa": a_rtsa, "adv2_l1_rtsa_std": a_rtsa_std,
+        "benign_l1_rts_vs_rtsa": b_mean,
+        "benign_l1_rts_vs_rtsa_std": b_std,
+        "adv2_l1_rts": a_rts,
+        "adv2_l1_rts_std": a_rts_std,
+        "adv2_l1_rtsa": a_rtsa,
+        "adv2_l1_rtsa_std": a_rtsa_std,
         "adv2_l1_ratio": a_rtsa / a_rts if a_rts and a_rts == a_rts and a_rts > 0 else float("nan"),
         "adv2_success_rts": float(s_rts.float().mean()) if s_rts.numel() else float("nan"),
         "adv2_success_rtsa": float(s_rtsa.float().mean()) if s_rtsa.numel() else float("nan"),
         "adv2_confidence_rts": opt_conf(confidence_rts, s_rts),
         "adv2_confidence_rtsa": opt_conf(confidence_rtsa, s_rtsa),
-        "transfer_l1_rts_adv_on_rtsa": opt_l1(transfer_rts_adv_on_rtsa, benign_rtsa,
-                                              keep_rts),
-        "transfer_l1_rtsa_adv_on_rts": opt_l1(transfer_rtsa_adv_on_rts, benign_rts,
-                                              keep_rtsa),
+        "transfer_l1_rts_adv_on_rtsa": opt_l1(transfer_rts_adv_on_rtsa, benign_rtsa, keep_rts),
+        "transfer_l1_rtsa_adv_on_rts": opt_l1(transfer_rtsa_adv_on_rts, benign_rts, keep_rtsa),
         "pgd_l1_rts": opt_l1(pgd_maps_rts, benign_rts, None),
         "pgd_l1_rtsa": opt_l1(pgd_maps_rtsa, benign_rtsa, None),
-        "n_images": int(s_rts.numel()), "n_success_rts": int(s_rts.sum()),
-        "n_success_rtsa": int(s_rtsa.sum()), "restrict_to_success": bool(restrict_to_success),
+        "n_images": int(s_rts.numel()),
+        "n_success_rts": int(s_rts.sum()),
+        "n_success_rtsa": int(s_rtsa.sum()),
+        "restrict_to_success": bool(restrict_to_success),
     }
 
 
-def table10_rows(per_arch: dict[str, dict[str, Any]], paper: dict[str, float] = PAPER_TABLE10
-                 ) -> tuple[list[list[Any]], list[str]]:
+def table10_rows(
+    per_arch: dict[str, dict[str, Any]], paper: dict[str, float] = PAPER_TABLE10
+) -> tuple[list[list[Any]], list[str]]:
     """Markdown rows of Table 10, ours per classifier beside the paper's (ResNet-50)."""
     archs = list(per_arch)
     headers = ["measure", "paper (ResNet-50)"] + [f"ours ({a})" for a in archs]
-    spec = [("Benign: L1(RTS map, RTSA map)", "benign_l1_rts_vs_rtsa"),
-            ("ADV2 on RTS: L1(adv map, benign map)", "adv2_l1_rts"),
-            ("ADV2 on RTSA: L1(adv map, benign map)", "adv2_l1_rtsa"),
-            ("ratio RTSA / RTS", "adv2_l1_ratio"),
-            ("ADV2 success rate vs RTS", "adv2_success_rts"),
-            ("ADV2 success rate vs RTSA", "adv2_success_rtsa"),
-            ("PGD (no interpretation term) on RTS", "pgd_l1_rts"),
-            ("PGD (no interpretation term) on RTSA", "pgd_l1_rtsa")]
+    spec = [
+        ("Benign: L1(RTS map, RTSA map)", "benign_l1_rts_vs_rtsa"),
+        ("ADV2 on RTS: L1(adv map, benign map)", "adv2_l1_rts"),
+        ("ADV2 on RTSA: L1(adv map, benign map)", "adv2_l1_rtsa"),
+        ("ratio RTSA / RTS", "adv2_l1_ratio"),
+        ("ADV2 success rate vs RTS", "adv2_success_rts"),
+        ("ADV2 success rate vs RTSA", "adv2_success_rtsa"),
+        ("PGD (no interpretation term) on RTS", "pgd_l1_rts"),
+        ("PGD (no interpretation term) on RTSA", "pgd_l1_rtsa"),
+    ]
     paper_full = {**paper, "adv2_l1_ratio": paper["adv2_l1_rtsa"] / paper["adv2_l1_rts"]}
-    rows = [[label, paper_full.get(key)] + [per_arch[a].get(key) for a in archs]
-            for label, key in spec]
+    rows = [[label, paper_full.get(key)] + [per_arch[a].get(key) for a in archs] for label, key in spec]
     return rows, headers
 
 
-def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.Tensor,
-                         y: torch.Tensor, target: torch.Tensor, config: Any, *,
-                         confidence: float = 0.0, restrict_to_success: bool = True,
-                         batch_size: int | None = None, device: torch.device | str = "cpu",
-                         progress: bool = False) -> dict[str, Any]:
+def adv2_on_rts_and_rtsa(
+    model: nn.Module,
+    rts: RTSNet,
+    rtsa: RTSNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+    config: RTSConfig,
+    *,
+    confidence: float = 0.0,
+    restrict_to_success: bool = True,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """The paper's second AID test: ADV2 against RTS and, separately, against RTSA.
 
     ``config`` is the attack schedule (an :class:`adv2.attacks.RTSConfig`). The prediction-only
@@ -546,25 +776,44 @@ def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.T
     Returns ``{"numbers": table10(...), "benign": {"rts", "rtsa"}, "adv": {"rts", "rtsa"}
     (inputs), "adv_maps": {...}, "success": {...}, "seconds": {...}}``.
     """
-    from .attacks import adv2_attack, pgd
-
     device = torch.device(device)
     x, y, target = x.to(device), y.to(device), target.to(device)
     g_rts = RTSInterpreter(model, rts, confidence)
     g_rtsa = RTSInterpreter(model, rtsa, confidence)
-    benign = {"rts": rts_maps(rts, x, y, confidence, device=device),
-              "rtsa": rts_maps(rtsa, x, y, confidence, device=device)}
+    benign = {
+        "rts": rts_maps(rts, x, y, confidence, device=device),
+        "rtsa": rts_maps(rtsa, x, y, confidence, device=device),
+    }
     t0 = time.time()
-    x1 = pgd(model, x, target, epsilon=config.epsilon, step_size=config.step_size,
-             steps=config.stage1_steps, loss=config.stage1_loss, batch_size=batch_size,
-             progress=progress, desc="stage 1 (shared)")
+    x1 = pgd(
+        model,
+        x,
+        target,
+        epsilon=config.epsilon,
+        step_size=config.step_size,
+        steps=config.stage1_steps,
+        loss=config.stage1_loss,
+        batch_size=batch_size,
+        progress=progress,
+        desc="stage 1 (shared)",
+    )
     seconds = {"stage1": time.time() - t0}
     res = {}
     for name, g in (("rts", g_rts), ("rtsa", g_rtsa)):
         t0 = time.time()
-        res[name] = adv2_attack(model, g, x, y, target, benign_maps=benign[name].to(device),
-                                config=config, x_stage1=x1, batch_size=batch_size,
-                                progress=progress, desc=f"adv2 vs {name}")
+        res[name] = adv2_attack(
+            model,
+            g,
+            x,
+            y,
+            target,
+            benign_maps=benign[name].to(device),
+            config=config,
+            x_stage1=x1,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"adv2 vs {name}",
+        )
         seconds[name] = time.time() - t0
     transfer_rts_on_rtsa = rts_maps(rtsa, res["rts"].x_adv, target, confidence, device=device)
     transfer_rtsa_on_rts = rts_maps(rts, res["rtsa"].x_adv, target, confidence, device=device)
@@ -572,24 +821,49 @@ def adv2_on_rts_and_rtsa(model: nn.Module, rts: RTSNet, rtsa: RTSNet, x: torch.T
     pgd_rtsa = rts_maps(rtsa, x1, target, confidence, device=device)
     with torch.no_grad():
         pgd_success = (model(x1).argmax(1) == target).cpu()
-    numbers = table10(benign["rts"], benign["rtsa"], res["rts"].maps.cpu(),
-                      res["rtsa"].maps.cpu(), res["rts"].success.cpu(),
-                      res["rtsa"].success.cpu(), confidence_rts=res["rts"].confidence.cpu(),
-                      confidence_rtsa=res["rtsa"].confidence.cpu(),
-                      transfer_rts_adv_on_rtsa=transfer_rts_on_rtsa,
-                      transfer_rtsa_adv_on_rts=transfer_rtsa_on_rts,
-                      pgd_maps_rts=pgd_rts, pgd_maps_rtsa=pgd_rtsa,
-                      restrict_to_success=restrict_to_success)
+    numbers = table10(
+        benign["rts"],
+        benign["rtsa"],
+        res["rts"].maps.cpu(),
+        res["rtsa"].maps.cpu(),
+        res["rts"].success.cpu(),
+        res["rtsa"].success.cpu(),
+        confidence_rts=res["rts"].confidence.cpu(),
+        confidence_rtsa=res["rtsa"].confidence.cpu(),
+        transfer_rts_adv_on_rtsa=transfer_rts_on_rtsa,
+        transfer_rtsa_adv_on_rts=transfer_rtsa_on_rts,
+        pgd_maps_rts=pgd_rts,
+        pgd_maps_rtsa=pgd_rtsa,
+        restrict_to_success=restrict_to_success,
+    )
     numbers["pgd_success"] = float(pgd_success.float().mean())
-    return {"numbers": numbers, "benign": benign,
-            "adv": {k: v.x_adv.cpu() for k, v in res.items()},
-            "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
-            "success": {k: v.success.cpu() for k, v in res.items()},
-            "transfer_maps": {"rts_adv_on_rtsa": transfer_rts_on_rtsa,
-                              "rtsa_adv_on_rts": transfer_rtsa_on_rts},
-            "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa}, "seconds": seconds}
+    return {
+        "numbers": numbers,
+        "benign": benign,
+        "adv": {k: v.x_adv.cpu() for k, v in res.items()},
+        "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
+        "success": {k: v.success.cpu() for k, v in res.items()},
+        "transfer_maps": {"rts_adv_on_rtsa": transfer_rts_on_rtsa, "rtsa_adv_on_rts": transfer_rtsa_on_rts},
+        "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa},
+        "seconds": seconds,
+    }
 
 
-__all__ = ["AIDConfig", "AID_RECIPE_VERSION", "InterpretedModel", "PAPER_TABLE10", "TABLE10_KEYS",
-           "adv2_on_rts_and_rtsa", "l1_maps", "load_rts_and_rtsa", "random_targets", "rts_maps", "table10",
-           "table10_rows", "train_rtsa", "trained_rtsa", "training_cost"]
+__all__ = [
+    "AIDConfig",
+    "AID_RECIPE_VERSION",
+    "InterpretedModel",
+    "PAPER_TABLE10",
+    "TABLE10_KEYS",
+    "adv2_on_rts_and_rtsa",
+    "default_inner_attack",
+    "l1_maps",
+    "load_rts_and_rtsa",
+    "random_targets",
+    "rts_maps",
+    "table10",
+    "table10_rows",
+    "train_rtsa",
+    "trained_rtsa",
+    "training_cost",
+]

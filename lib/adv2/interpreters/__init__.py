@@ -11,24 +11,39 @@ name       class               native map (28 / 224)   differentiable w.r.t. x
 =========  ==================  ======================  =============================================
 
 Every interpreter: ``interp(x, target, create_graph=False) -> (N, 1, s, s)`` in [0,1], plus
-``.name`` and ``.map_size``. Build one by name with :func:`build_interpreter`.
+``.name``, ``.map_size`` and ``.attack_style`` (``"differentiable"`` for Grad, CAM and RTS,
+``"bilevel"`` for MASK: how :func:`adv2.attacks.adv2_attack` differentiates it; optional
+capabilities such as Grad's ``attack_surrogate`` are protocols in :mod:`adv2.interpreters.base`).
+Build one by name with :func:`build_interpreter`.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import torch.nn as nn
 
-from .base import (Interpreter, as_target, curve_auc, deletion_curve, gaussian_blur,
-                   minmax_normalize)
+from .base import (
+    ATTACK_STYLES,
+    Interpreter,
+    as_target,
+    attack_style,
+    curve_auc,
+    deletion_curve,
+    gaussian_blur,
+    minmax_normalize,
+)
 from .cam import CAMInterpreter
 from .grad import GradInterpreter
 from .mask import MaskInterpreter, mask_settings
-from .rts import (RTSInterpreter, RTSNet, preserve_destroy, rts_loss, rts_recipe, train_rts,
-                  trained_rts)
+from .rts import RTSInterpreter, RTSNet, preserve_destroy, rts_loss, rts_recipe, train_rts, trained_rts
 
-INTERPRETER_CLASSES = {"grad": GradInterpreter, "cam": CAMInterpreter, "rts": RTSInterpreter,
-                       "mask": MaskInterpreter}
+INTERPRETER_CLASSES = {
+    "grad": GradInterpreter,
+    "cam": CAMInterpreter,
+    "rts": RTSInterpreter,
+    "mask": MaskInterpreter,
+}
 
 
 def build_interpreter(name: str, model: nn.Module, **kw: Any) -> Interpreter:
@@ -38,12 +53,33 @@ def build_interpreter(name: str, model: nn.Module, **kw: Any) -> Interpreter:
 
     validate({"interpreters": [name]})
     if name == "rts" and kw.get("rts") is None:
-        raise ValueError("the 'rts' interpreter needs a trained network: "
-                         "build_interpreter('rts', model, rts=trained_rts(model, data, ...)[0])")
+        raise ValueError(
+            "the 'rts' interpreter needs a trained network: "
+            "build_interpreter('rts', model, rts=trained_rts(model, data, ...)[0])"
+        )
     return INTERPRETER_CLASSES[name](model, **kw)
 
 
-__all__ = ["CAMInterpreter", "GradInterpreter", "INTERPRETER_CLASSES", "Interpreter",
-           "MaskInterpreter", "RTSInterpreter", "RTSNet", "as_target", "build_interpreter",
-           "curve_auc", "deletion_curve", "gaussian_blur", "mask_settings", "minmax_normalize",
-           "preserve_destroy", "rts_loss", "rts_recipe", "train_rts", "trained_rts"]
+__all__ = [
+    "ATTACK_STYLES",
+    "attack_style",
+    "CAMInterpreter",
+    "GradInterpreter",
+    "INTERPRETER_CLASSES",
+    "Interpreter",
+    "MaskInterpreter",
+    "RTSInterpreter",
+    "RTSNet",
+    "as_target",
+    "build_interpreter",
+    "curve_auc",
+    "deletion_curve",
+    "gaussian_blur",
+    "mask_settings",
+    "minmax_normalize",
+    "preserve_destroy",
+    "rts_loss",
+    "rts_recipe",
+    "train_rts",
+    "trained_rts",
+]

@@ -6,26 +6,91 @@ classes (N,). It returns attribution maps of shape (N, 1, h, w) with values in [
 *native* resolution (``map_size``). Where the method allows, the map is differentiable with
 respect to ``x`` when ``create_graph=True`` (the ADV2 attack needs this); otherwise it is detached.
 """
+
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from ..tensors import module_device
+
+# How the ADV2 attack differentiates an interpreter (adv2.attacks picks its variant from this):
+# "differentiable" = the map itself is differentiable w.r.t. x (sign-step ADV2 on CE + lambda l_int);
+# "bilevel"        = the map is the result of an inner optimisation (MASK): the attack unrolls it.
+AttackStyle = Literal["differentiable", "bilevel"]
+ATTACK_STYLES: tuple[str, ...] = ("differentiable", "bilevel")
+
 
 class Interpreter(Protocol):
-    name: str              # "grad", "cam", "rts", "mask"
-    map_size: int          # native map resolution (h = w = map_size)
+    name: str  # "grad", "cam", "rts", "mask"
+    map_size: int  # native map resolution (h = w = map_size)
+    attack_style: AttackStyle  # see ATTACK_STYLES; an interpreter that omits it is "differentiable"
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor, *,
-                  create_graph: bool = False) -> torch.Tensor:
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
         """Maps (N, 1, map_size, map_size) in [0,1] for images ``x`` and classes ``target``."""
         ...
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor, *,
-                 create_graph: bool = False) -> torch.Tensor:
-        ...
+    def __call__(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> torch.Tensor: ...
+
+
+# Optional capabilities the sign-step ADV2 variant uses when an interpreter declares them.
+@runtime_checkable
+class HasAttackSurrogate(Protocol):
+    """The map the attack should differentiate is another interpreter's (Grad: the same pooling on
+    a smooth-ReLU copy of the model, whose second derivatives are not zero)."""
+
+    def attack_surrogate(self, tau: float) -> Interpreter: ...
+
+
+@runtime_checkable
+class HasMapsWithLogits(Protocol):
+    """Logits and map from ONE forward pass (CAM: the authors' ``cam_forward``)."""
+
+    def attribute_with_logits(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@runtime_checkable
+class HasOwnEncoder(Protocol):
+    """The interpreter classifies with its own encoder copy (RTS), which the attack must fool too."""
+
+    def encoder_logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class BilevelInterpreter(Interpreter, Protocol):
+    """What the bilevel ADV2 attack needs from a ``"bilevel"`` interpreter (MASK)."""
+
+    settings: object  # has ``lr``: the inner optimiser's step size
+
+    def init_mask(self, n: int) -> torch.Tensor: ...
+
+    def sample_jitter(self, generator: torch.Generator | None = None) -> tuple[int, int]: ...
+
+    def prepare(self, x: torch.Tensor) -> object: ...
+
+    def mask_objective(
+        self,
+        m: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        jitter: tuple[int, int] = (0, 0),
+        prepared=None,
+    ) -> torch.Tensor: ...
+
+
+def attack_style(interpreter: object) -> str:
+    """The interpreter's declared :data:`AttackStyle` (``"differentiable"`` when it declares none)."""
+    style = getattr(interpreter, "attack_style", "differentiable")
+    if style not in ATTACK_STYLES:
+        raise ValueError(
+            f"{type(interpreter).__name__}.attack_style is {style!r}; expected one of {ATTACK_STYLES}"
+        )
+    return style
 
 
 def minmax_normalize(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -43,8 +108,9 @@ def as_target(target: torch.Tensor | int | list, n: int, device: torch.device) -
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def gaussian_kernel1d(ksize: int, sigma: float | None = None, device=None,
-                      dtype=torch.float32) -> torch.Tensor:
+def gaussian_kernel1d(
+    ksize: int, sigma: float | None = None, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Normalised 1-D Gaussian; ``sigma`` None/<=0 uses OpenCV's default for ``ksize``
     (``0.3 * ((ksize - 1) / 2 - 1) + 0.8``), as the authors' ``cv2.GaussianBlur(k, -1)``."""
     if sigma is None or sigma <= 0:
@@ -54,8 +120,9 @@ def gaussian_kernel1d(ksize: int, sigma: float | None = None, device=None,
     return k / k.sum()
 
 
-def gaussian_blur(x: torch.Tensor, ksize: int, sigma: float | None = None,
-                  mode: str = "reflect") -> torch.Tensor:
+def gaussian_blur(
+    x: torch.Tensor, ksize: int, sigma: float | None = None, mode: str = "reflect"
+) -> torch.Tensor:
     """Separable Gaussian blur of each channel of ``x`` (N, C, H, W); differentiable.
 
     ``mode="reflect"`` mirrors without repeating the edge pixel, like OpenCV's default border.
@@ -72,15 +139,19 @@ def gaussian_blur(x: torch.Tensor, ksize: int, sigma: float | None = None,
     return F.conv2d(h, k.view(1, 1, -1, 1).expand(c, 1, ksize, 1), groups=c)
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
-def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   maps: torch.Tensor | None, *, steps: int = 20, baseline: float | str = "blur",
-                   cell: int = 1, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+def deletion_curve(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    maps: torch.Tensor | None,
+    *,
+    steps: int = 20,
+    baseline: float | str = "blur",
+    cell: int = 1,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Deletion test (Petsiuk et al.): p(y) as the most important regions are removed first.
 
     ``maps`` (N,1,h,w) are upsampled (bilinear) to the input size, averaged over square cells of
@@ -91,7 +162,7 @@ def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     random (seeded). Returns (N, steps+1) probabilities of class ``y``; the mean over fractions
     (:func:`curve_auc`) is the deletion AUC: lower means the map found what the classifier needs.
     """
-    device = _model_device(model)
+    device = module_device(model)
     x = x.detach().float().cpu()
     n, c, hh, ww = x.shape
     gh, gw = hh // cell, ww // cell
@@ -100,11 +171,10 @@ def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     if maps is None:
         score = noise
     else:
-        up = F.interpolate(maps.detach().float().cpu(), size=(hh, ww), mode="bilinear",
-                           align_corners=False)
+        up = F.interpolate(maps.detach().float().cpu(), size=(hh, ww), mode="bilinear", align_corners=False)
         up = F.avg_pool2d(up, cell).flatten(1) if cell > 1 else up.flatten(1)
         span = (up.amax(1, keepdim=True) - up.amin(1, keepdim=True)).clamp_min(1e-12)
-        score = up + 1e-6 * span * noise        # random tie-breaking only
+        score = up + 1e-6 * span * noise  # random tie-breaking only
     rank = torch.empty_like(score, dtype=torch.long)
     order = score.argsort(dim=1, descending=True)
     rank.scatter_(1, order, torch.arange(gh * gw).expand(n, -1).contiguous())
@@ -119,16 +189,17 @@ def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     fracs = torch.linspace(0, 1, steps + 1)
     probs = torch.empty(n, steps + 1)
     model.eval()
-    chunk = max(1, batch_size // (steps + 1))     # images per forward (each gives steps+1 inputs)
+    chunk = max(1, batch_size // (steps + 1))  # images per forward (each gives steps+1 inputs)
     for i in range(0, n, chunk):
-        xb, fb, rb = x[i:i + chunk], fill[i:i + chunk], rank[i:i + chunk]
+        xb, fb, rb = x[i : i + chunk], fill[i : i + chunk], rank[i : i + chunk]
         # (B, S, 1, H, W): which pixels survive at every fraction, all fractions in one forward
         keep = rb.unsqueeze(1) >= (fracs * gh * gw).round().view(1, -1, 1, 1, 1)
         xd = torch.where(keep, xb.unsqueeze(1), fb.unsqueeze(1))
         logits = model(xd.flatten(0, 1).to(device))
         p = F.softmax(logits.float(), 1).cpu().view(len(xb), steps + 1, -1)
-        probs[i:i + len(xb)] = p.gather(2, y[i:i + len(xb)].cpu().view(-1, 1, 1).expand(
-            -1, steps + 1, 1)).squeeze(2)
+        probs[i : i + len(xb)] = p.gather(
+            2, y[i : i + len(xb)].cpu().view(-1, 1, 1).expand(-1, steps + 1, 1)
+        ).squeeze(2)
     return probs
 
 

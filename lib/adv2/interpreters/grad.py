@@ -12,6 +12,7 @@ For ADV2 the map must be differentiable w.r.t. ``x``: build the interpreter on
 ``adv2.models.smooth_backward_copy(model)`` (exact forward, smooth ReLU backward, so second
 derivatives are not zero) and call it with ``create_graph=True``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,6 +31,7 @@ class GradInterpreter:
     """Vanilla-gradient maps at ``input_size / pool`` resolution (14x14 for 28px, 56x56 for 224)."""
 
     name = "grad"
+    attack_style = "differentiable"
 
     def __init__(self, model: nn.Module, pool: int | None = None):
         self.model = model
@@ -37,8 +39,9 @@ class GradInterpreter:
         self.pool = int(pool) if pool else default_pool(size)
         self.map_size = size // self.pool
 
-    def input_gradient(self, x: torch.Tensor, target: torch.Tensor, *,
-                       create_graph: bool = False) -> torch.Tensor:
+    def input_gradient(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> torch.Tensor:
         """d CE(f(x), t) / dx, shape of ``x``; part of the graph of ``x`` when ``create_graph``."""
         t = as_target(target, x.shape[0], x.device)
         with torch.enable_grad():
@@ -50,8 +53,9 @@ class GradInterpreter:
             (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
         return g
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor | int, *,
-                  create_graph: bool = False) -> torch.Tensor:
+    def attribute(
+        self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+    ) -> torch.Tensor:
         g = self.input_gradient(x, target, create_graph=create_graph)
         m = g.abs().amax(dim=1, keepdim=True)
         if self.pool > 1:
@@ -60,6 +64,13 @@ class GradInterpreter:
         return m if create_graph else m.detach()
 
     __call__ = attribute
+
+    def attack_surrogate(self, tau: float = 1e-4) -> GradInterpreter:
+        """The same maps on ``smooth_backward_copy(model)``: what ADV2 differentiates (the true
+        ReLU's second derivatives are zero)."""
+        from ..models import smooth_backward_copy
+
+        return GradInterpreter(smooth_backward_copy(self.model, tau=tau), pool=self.pool)
 
     def __repr__(self) -> str:
         return f"GradInterpreter(pool={self.pool}, map_size={self.map_size})"

@@ -41,6 +41,7 @@ For the bilevel ADV2 attack, :meth:`MaskInterpreter.mask_objective` is the per-s
 differentiable w.r.t. both ``m`` and ``x``, :meth:`init_mask` the starting mask and
 :meth:`sample_jitter` one jitter draw.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -55,15 +56,15 @@ from .base import as_target, gaussian_blur
 
 @dataclass(frozen=True)
 class MaskSettings:
-    map_size: int           # side of the mask m
-    resize: int             # x is resized to resize x resize, then cropped back (jitter)
-    max_jitter: int         # crops start at j in {0 .. max_jitter - 1} (each axis)
-    blur_ksize: int         # blur1: the "deleted" version of the image
+    map_size: int  # side of the mask m
+    resize: int  # x is resized to resize x resize, then cropped back (jitter)
+    max_jitter: int  # crops start at j in {0 .. max_jitter - 1} (each axis)
+    blur_ksize: int  # blur1: the "deleted" version of the image
     blur_sigma: float
-    mask_blur_ksize: int    # blur2: smooths the upsampled mask
+    mask_blur_ksize: int  # blur2: smooths the upsampled mask
     mask_blur_sigma: float
-    l1: float               # weight of sum |1 - m|
-    tv: float               # weight of TV_beta(m)
+    l1: float  # weight of sum |1 - m|
+    tv: float  # weight of TV_beta(m)
     tv_beta: float = 3.0
     lr: float = 0.1
     iterations: int = 300
@@ -72,13 +73,31 @@ class MaskSettings:
 def mask_settings(input_size: int, **overrides: Any) -> MaskSettings:
     """The authors' MASK v2 settings for 224-px inputs, or our scaled ones for small images."""
     if input_size >= 112:
-        s = MaskSettings(map_size=28 * input_size // 224, resize=input_size + 4, max_jitter=4,
-                         blur_ksize=21, blur_sigma=3.5, mask_blur_ksize=11, mask_blur_sigma=2.0,
-                         l1=1e-4, tv=1e-2, iterations=300)
+        s = MaskSettings(
+            map_size=28 * input_size // 224,
+            resize=input_size + 4,
+            max_jitter=4,
+            blur_ksize=21,
+            blur_sigma=3.5,
+            mask_blur_ksize=11,
+            mask_blur_sigma=2.0,
+            l1=1e-4,
+            tv=1e-2,
+            iterations=300,
+        )
     else:
-        s = MaskSettings(map_size=input_size // 2, resize=input_size + 2, max_jitter=3,
-                         blur_ksize=7, blur_sigma=1.5, mask_blur_ksize=3, mask_blur_sigma=0.5,
-                         l1=4e-4, tv=2e-2, iterations=100)
+        s = MaskSettings(
+            map_size=input_size // 2,
+            resize=input_size + 2,
+            max_jitter=3,
+            blur_ksize=7,
+            blur_sigma=1.5,
+            mask_blur_ksize=3,
+            mask_blur_sigma=0.5,
+            l1=4e-4,
+            tv=2e-2,
+            iterations=100,
+        )
     return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -97,13 +116,29 @@ class MaskInterpreter:
     """Meaningful-perturbation maps ``1 - m`` at ``map_size`` (28 for 224 px, 14 for 28 px)."""
 
     name = "mask"
+    attack_style = "bilevel"
 
-    def __init__(self, model: nn.Module, map_size: int | None = None,
-                 iterations: int | None = None, lr: float | None = None, l1: float | None = None,
-                 tv: float | None = None, seed: int = 0, **settings: Any):
+    def __init__(
+        self,
+        model: nn.Module,
+        map_size: int | None = None,
+        iterations: int | None = None,
+        lr: float | None = None,
+        l1: float | None = None,
+        tv: float | None = None,
+        seed: int = 0,
+        **settings: Any,
+    ):
         self.model = model
-        self.settings = mask_settings(int(getattr(model, "input_size", 224)), map_size=map_size,
-                                      iterations=iterations, lr=lr, l1=l1, tv=tv, **settings)
+        self.settings = mask_settings(
+            int(getattr(model, "input_size", 224)),
+            map_size=map_size,
+            iterations=iterations,
+            lr=lr,
+            l1=l1,
+            tv=tv,
+            **settings,
+        )
         self.seed = int(seed)
         self.map_size = self.settings.map_size
         self.max_jitter = self.settings.max_jitter
@@ -129,9 +164,14 @@ class MaskInterpreter:
         xr = F.interpolate(x, size=(s.resize, s.resize), mode="bilinear", align_corners=False)
         return xr, gaussian_blur(xr, s.blur_ksize, s.blur_sigma)
 
-    def mask_objective(self, m: torch.Tensor, x: torch.Tensor, t: torch.Tensor | int,
-                       jitter: tuple[int, int] = (0, 0),
-                       prepared: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def mask_objective(
+        self,
+        m: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor | int,
+        jitter: tuple[int, int] = (0, 0),
+        prepared: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Per-sample MASK loss (N,): differentiable w.r.t. ``m`` and ``x``.
 
         ``prepared`` (from :meth:`prepare`) saves the resize and blur when ``x`` is fixed.
@@ -141,8 +181,8 @@ class MaskInterpreter:
         xr, xb = prepared if prepared is not None else self.prepare(x)
         size = x.shape[-1]
         j1, j2 = int(jitter[0]), int(jitter[1])
-        xc = xr[:, :, j1:j1 + size, j2:j2 + size]
-        xbc = xb[:, :, j1:j1 + size, j2:j2 + size]
+        xc = xr[:, :, j1 : j1 + size, j2 : j2 + size]
+        xbc = xb[:, :, j1 : j1 + size, j2 : j2 + size]
         up = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
         big = gaussian_blur(up, s.mask_blur_ksize, s.mask_blur_sigma)
         x_pert = xc * big + xbc * (1 - big)
@@ -151,8 +191,13 @@ class MaskInterpreter:
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob
 
     # ---- the interpreter
-    def optimize_mask(self, x: torch.Tensor, target: torch.Tensor | int,
-                      iterations: int | None = None, seed: int | None = None) -> torch.Tensor:
+    def optimize_mask(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | int,
+        iterations: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
         """Run MASK's optimisation; returns the mask ``m`` (N,1,s,s) in [0,1], detached."""
         s = self.settings
         iterations = s.iterations if iterations is None else int(iterations)
@@ -167,7 +212,7 @@ class MaskInterpreter:
             for _ in range(iterations):
                 loss = self.mask_objective(m, x, t, self.sample_jitter(gen), prepared)
                 opt.zero_grad(set_to_none=True)
-                loss.sum().backward()   # summed: each image's mask sees only its own loss
+                loss.sum().backward()  # summed: each image's mask sees only its own loss
                 opt.step()
                 with torch.no_grad():
                     m.clamp_(0, 1)
@@ -175,12 +220,14 @@ class MaskInterpreter:
         self.last_losses = [float(v) for v in torch.stack(losses).mean(1)] if losses else []
         return m.detach()
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor | int, *,
-                  create_graph: bool = False) -> torch.Tensor:
+    def attribute(
+        self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+    ) -> torch.Tensor:
         if create_graph:
             raise NotImplementedError(
                 "MASK's map is the result of an optimisation, not a differentiable function: the "
-                "ADV2 attack unrolls Adam steps on mask_objective(m, x, t, jitter) instead")
+                "ADV2 attack unrolls Adam steps on mask_objective(m, x, t, jitter) instead"
+            )
         return 1 - self.optimize_mask(x, target)
 
     __call__ = attribute

@@ -32,6 +32,7 @@ DenseNet learned near-empty masks that were no better than random ones. Images s
 noise and colour ranges are halved. :func:`trained_rts` caches the trained selector and decoder
 with :func:`adv2.artifacts.load_or_compute`; the encoder is restored from the classifier.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,8 +46,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import as_target, gaussian_blur
 from ..progress import progress_bar
+from ..tensors import random_targets
+from .base import as_target, gaussian_blur
 
 # Bump when the RTS architecture or training recipe changes (invalidates cached RTS artifacts).
 RTS_RECIPE_VERSION = 1
@@ -60,9 +62,15 @@ class Bottleneck(nn.Module):
         super().__init__()
         mid = max(c_out // ratio, 4)
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
-            nn.Conv2d(mid, mid, 3, 1, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
-            nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+            nn.Conv2d(c_in, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.Conv2d(mid, mid, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.Conv2d(mid, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
         self.shortcut = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
         self.relu = nn.ReLU()
 
@@ -75,8 +83,13 @@ class UpSampler(nn.Module):
 
     def __init__(self, c_in: int, c_skip: int, c_out: int):
         super().__init__()
-        self.up = nn.Sequential(nn.Conv2d(c_in, 4 * c_out, 3, 1, 1, bias=False),
-                                nn.BatchNorm2d(4 * c_out), nn.ReLU(), nn.PixelShuffle(2), nn.ReLU())
+        self.up = nn.Sequential(
+            nn.Conv2d(c_in, 4 * c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(4 * c_out),
+            nn.ReLU(),
+            nn.PixelShuffle(2),
+            nn.ReLU(),
+        )
         self.block = Bottleneck(c_out + c_skip, c_out)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
@@ -86,8 +99,8 @@ class UpSampler(nn.Module):
 
 @dataclass
 class RTSOutput:
-    mask: torch.Tensor            # (N, 1, s, s) saliency in [0,1] (the map)
-    exists_logits: torch.Tensor   # (N, 2): [class absent, class present]
+    mask: torch.Tensor  # (N, 1, s, s) saliency in [0,1] (the map)
+    exists_logits: torch.Tensor  # (N, 2): [class absent, class present]
     encoder_logits: torch.Tensor  # (N, K): the encoder copy's own classification
 
 
@@ -100,18 +113,17 @@ class RTSNet(nn.Module):
 
     def __init__(self, model: nn.Module, map_size: int | None = None, width: int | None = None):
         super().__init__()
-        self.encoder = copy.deepcopy(model)
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
+        self.encoder = copy.deepcopy(model).requires_grad_(False)
         self.encoder.eval()
         size = int(model.input_size)
         shapes = self._stage_shapes(size)
         c_last, s_last = shapes[-1]
         self.map_size = int(map_size or default_map_size(size))
         n_up = int(round(math.log2(self.map_size / s_last)))
-        if n_up < 0 or s_last * 2 ** n_up != self.map_size:
-            raise ValueError(f"map_size {self.map_size} is not the last stage's size {s_last} "
-                             f"times a power of two")
+        if n_up < 0 or s_last * 2**n_up != self.map_size:
+            raise ValueError(
+                f"map_size {self.map_size} is not the last stage's size {s_last} times a power of two"
+            )
         self.width = int(width or (32 if size <= 64 else 64))
         self.selector = nn.Embedding(model.num_classes, c_last)
         nn.init.normal_(self.selector.weight, 0.0, 1.0 / math.sqrt(c_last))
@@ -134,7 +146,7 @@ class RTSNet(nn.Module):
         with torch.no_grad():
             return [(f.shape[1], f.shape[-1]) for f in self.encoder.stage_features(x)]
 
-    def train(self, mode: bool = True) -> "RTSNet":
+    def train(self, mode: bool = True) -> RTSNet:
         super().train(mode)
         self.encoder.eval()  # the encoder is a frozen copy: its BatchNorm statistics never move
         return self
@@ -145,17 +157,18 @@ class RTSNet(nn.Module):
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
-    def forward(self, x: torch.Tensor, classes: torch.Tensor, confidence: float = 0.0,
-                detach_encoder: bool = False) -> RTSOutput:
+    def forward(
+        self, x: torch.Tensor, classes: torch.Tensor, confidence: float = 0.0, detach_encoder: bool = False
+    ) -> RTSOutput:
         if detach_encoder:  # training: the encoder is fixed, no graph through it
             with torch.no_grad():
                 feats = self.encoder.stage_features(x)
-        else:               # attack: gradients must reach the input through the encoder too
+        else:  # attack: gradients must reach the input through the encoder too
             feats = self.encoder.stage_features(x)
         last = feats[-1]
         enc_logits = self.encoder.logits_from_features(last)
-        emb = self.selector(classes)                                   # (N, C)
-        act = (last * emb[:, :, None, None]).sum(1, keepdim=True)      # (N, 1, h, w)
+        emb = self.selector(classes)  # (N, C)
+        act = (last * emb[:, :, None, None]).sum(1, keepdim=True)  # (N, 1, h, w)
         h = last * torch.sigmoid(act - confidence)
         mean_act = act.mean(dim=(1, 2, 3))
         exists = torch.stack([-mean_act / 2, mean_act / 2], dim=1)
@@ -173,20 +186,19 @@ class RTSInterpreter:
     (AID attacks the current RTSA while its decoder learns)."""
 
     name = "rts"
+    attack_style = "differentiable"
 
-    def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0,
-                 freeze: bool = True):
-        self.model = model          # the black box RTS explains (not used to compute the map)
+    def __init__(self, model: nn.Module, rts: RTSNet, confidence: float = 0.0, freeze: bool = True):
+        self.model = model  # the black box RTS explains (not used to compute the map)
         self.rts = rts
         if freeze:
-            rts.eval()
-            for p in rts.parameters():
-                p.requires_grad_(False)
+            rts.eval().requires_grad_(False)
         self.confidence = float(confidence)
         self.map_size = rts.map_size
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor | int, *,
-                  create_graph: bool = False) -> torch.Tensor:
+    def attribute(
+        self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+    ) -> torch.Tensor:
         t = as_target(target, x.shape[0], x.device)
         with torch.set_grad_enabled(create_graph):
             m = self.rts(x if create_graph else x.detach(), t, self.confidence).mask
@@ -203,8 +215,9 @@ class RTSInterpreter:
 
 
 # ----------------------------------------------------------------------------- losses
-def cw_loss(logits: torch.Tensor, classes: torch.Tensor, targeted: torch.Tensor,
-            t_conf: float, nt_conf: float) -> torch.Tensor:
+def cw_loss(
+    logits: torch.Tensor, classes: torch.Tensor, targeted: torch.Tensor, t_conf: float, nt_conf: float
+) -> torch.Tensor:
     """Carlini-Wagner margins, mean over the batch: targeted rows push logit ``c`` above all
     others by ``t_conf``; the others push it below the best other class by ``nt_conf``."""
     this = logits.gather(1, classes.view(-1, 1)).squeeze(1)
@@ -222,8 +235,12 @@ def area_loss(mask: torch.Tensor, power: float = 0.3) -> torch.Tensor:
 def smoothness_loss(mask: torch.Tensor, power: float = 2.0, border: float = 0.3) -> torch.Tensor:
     dx = (mask[:, :, 1:, :] - mask[:, :, :-1, :]).abs() ** power
     dy = (mask[:, :, :, 1:] - mask[:, :, :, :-1]).abs() ** power
-    edge = (mask[:, :, 0, :] ** power).sum() + (mask[:, :, -1, :] ** power).sum() \
-        + (mask[:, :, :, 0] ** power).sum() + (mask[:, :, :, -1] ** power).sum()
+    edge = (
+        (mask[:, :, 0, :] ** power).sum()
+        + (mask[:, :, -1, :] ** power).sum()
+        + (mask[:, :, :, 0] ** power).sum()
+        + (mask[:, :, :, -1] ** power).sum()
+    )
     return (dx.sum() + dy.sum() + border * edge) / (power * mask.shape[0])
 
 
@@ -240,9 +257,16 @@ def blur_params(input_size: int) -> tuple[int, float]:
     return k, sigma
 
 
-def apply_mask(x: torch.Tensor, mask: torch.Tensor, *, generator: torch.Generator | None = None,
-               noise_std: float = 0.055, color_range: float = 0.33, blur_prob: float = 0.5,
-               x_noise_std: float = 0.015) -> torch.Tensor:
+def apply_mask(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    noise_std: float = 0.055,
+    color_range: float = 0.33,
+    blur_prob: float = 0.5,
+    x_noise_std: float = 0.015,
+) -> torch.Tensor:
     """Phi(x, M) = M * x' + (1 - M) * alt for training (pytorch-saliency's ``apply_mask``).
 
     ``x' = x + N(0, 0.015^2)``; ``alt`` = grey 0.5 + N(0, 0.055^2) + a random colour per image and
@@ -268,24 +292,33 @@ def apply_mask(x: torch.Tensor, mask: torch.Tensor, *, generator: torch.Generato
     return mask * xs + (1 - mask) * alt
 
 
-def sample_selector_classes(y: torch.Tensor, num_classes: int, fake_prob: float,
-                            generator: torch.Generator | None = None
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_selector_classes(
+    y: torch.Tensor, num_classes: int, fake_prob: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """With probability ``fake_prob`` a random wrong class ``(y + U{1..K-1}) mod K``, else ``y``.
     Returns ``(classes, is_real)``."""
-    dev = y.device
-    fake = torch.rand(y.shape[0], generator=generator, device=dev) < fake_prob
-    shift = torch.randint(1, num_classes, y.shape, generator=generator, device=dev)
-    return torch.where(fake, (y + shift) % num_classes, y), ~fake
+    fake = torch.rand(y.shape[0], generator=generator, device=y.device) < fake_prob
+    return torch.where(fake, random_targets(y, num_classes, generator), y), ~fake
 
 
-def rts_loss(model: nn.Module, rts: RTSNet, x: torch.Tensor, y: torch.Tensor, *,
-             classes: torch.Tensor | None = None, is_real: torch.Tensor | None = None,
-             fake_prob: float = 0.3, generator: torch.Generator | None = None,
-             area_weight: float | None = None, smooth_weight: float | None = None,
-             preserver_weight: float = 0.3, destroyer_conf: float = 5.0,
-             preserver_conf: float = 1.0, confidence: float = 0.0,
-             detach_encoder: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def rts_loss(
+    model: nn.Module,
+    rts: RTSNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    classes: torch.Tensor | None = None,
+    is_real: torch.Tensor | None = None,
+    fake_prob: float = 0.3,
+    generator: torch.Generator | None = None,
+    area_weight: float | None = None,
+    smooth_weight: float | None = None,
+    preserver_weight: float = 0.3,
+    destroyer_conf: float = 5.0,
+    preserver_conf: float = 1.0,
+    confidence: float = 0.0,
+    detach_encoder: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The phase-2 (decoder) loss on one batch; returns ``(loss, parts)``.
 
     ``model`` is the black box (frozen classifier), ``y`` true labels. Selector classes are drawn
@@ -310,8 +343,14 @@ def rts_loss(model: nn.Module, rts: RTSNet, x: torch.Tensor, y: torch.Tensor, *,
     area = area_loss(m)
     smooth = smoothness_loss(m)
     loss = destroyer + area_weight * area + smooth_weight * smooth + preserver_weight * preserver
-    parts = {"destroyer": destroyer.detach(), "area": area.detach(), "smooth": smooth.detach(),
-             "preserver": preserver.detach(), "total": loss.detach(), "mask": out.mask}
+    parts = {
+        "destroyer": destroyer.detach(),
+        "area": area.detach(),
+        "smooth": smooth.detach(),
+        "preserver": preserver.detach(),
+        "total": loss.detach(),
+        "mask": out.mask,
+    }
     return loss, parts
 
 
@@ -326,15 +365,30 @@ def _milestones(iterations: int) -> list[int]:
     return sorted({max(1, int(iterations * f)) for f in (4000 / 8500, 8000 / 8500)})
 
 
-def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
-              phase1_iterations: int = 8500, phase2_iterations: int = 3000,
-              phase1_batch_size: int = 128, batch_size: int = 64, phase1_lr: float = 1e-3,
-              lr: float = 1e-3, weight_decay: float = 1e-4, phase1_fake_prob: float = 0.5,
-              fake_prob: float = 0.3, area_weight: float | None = None,
-              smooth_weight: float | None = None, preserver_weight: float = 0.3,
-              map_size: int | None = None, width: int | None = None, seed: int = 0,
-              device: torch.device | str = "cpu", progress: bool = True, log_every: int = 0
-              ) -> tuple[RTSNet, dict[str, Any]]:
+def train_rts(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    *,
+    phase1_iterations: int = 8500,
+    phase2_iterations: int = 3000,
+    phase1_batch_size: int = 128,
+    batch_size: int = 64,
+    phase1_lr: float = 1e-3,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    phase1_fake_prob: float = 0.5,
+    fake_prob: float = 0.3,
+    area_weight: float | None = None,
+    smooth_weight: float | None = None,
+    preserver_weight: float = 0.3,
+    map_size: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    log_every: int = 0,
+) -> tuple[RTSNet, dict[str, Any]]:
     """Train an :class:`RTSNet` for the frozen classifier ``model`` (pytorch-saliency recipe).
 
     Defaults are the recipe's (8500 + 3000 iterations, Adam 1e-3, wd 1e-4, batches 128 / 64);
@@ -357,11 +411,21 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
         idx = torch.randint(0, n, (size,), generator=gen, device=device).cpu()
         return _augment(x_train[idx].to(device), gen), y_train[idx].to(device)
 
-    m: dict[str, Any] = {k_: [] for k_ in ("phase1_step", "phase1_loss", "phase1_accuracy",
-                                           "phase2_step", "phase2_total", "phase2_destroyer",
-                                           "phase2_preserver", "phase2_area", "phase2_smooth")}
-    bar = progress_bar(total=phase1_iterations + phase2_iterations, desc="train rts",
-                       enabled=progress)
+    m: dict[str, Any] = {
+        k_: []
+        for k_ in (
+            "phase1_step",
+            "phase1_loss",
+            "phase1_accuracy",
+            "phase2_step",
+            "phase2_total",
+            "phase2_destroyer",
+            "phase2_preserver",
+            "phase2_area",
+            "phase2_smooth",
+        )
+    }
+    bar = progress_bar(total=phase1_iterations + phase2_iterations, desc="train rts", enabled=progress)
 
     # phase 1: the class selector alone learns whether a class is present
     rts.train()
@@ -391,15 +455,22 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
         bar.update(1)
 
     # phase 2: the decoder, with encoder and selector frozen
-    for p in rts.selector.parameters():
-        p.requires_grad_(False)
+    rts.selector.requires_grad_(False)
     opt = torch.optim.Adam(rts.decoder_parameters(), lr=lr, weight_decay=weight_decay)
     runs: dict[str, list] = {key: [] for key in ("total", "destroyer", "preserver", "area", "smooth")}
     for it in range(phase2_iterations):
         xb, yb = batch(batch_size)
-        loss, parts = rts_loss(model, rts, xb, yb, fake_prob=fake_prob, generator=gen,
-                               area_weight=area_weight, smooth_weight=smooth_weight,
-                               preserver_weight=preserver_weight)
+        loss, parts = rts_loss(
+            model,
+            rts,
+            xb,
+            yb,
+            fake_prob=fake_prob,
+            generator=gen,
+            area_weight=area_weight,
+            smooth_weight=smooth_weight,
+            preserver_weight=preserver_weight,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -413,9 +484,7 @@ def train_rts(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, *,
             bar.set_postfix(phase=2, loss=f"{m['phase2_total'][-1]:.3f}")
         bar.update(1)
     bar.close()
-    rts.eval()
-    for p in rts.parameters():
-        p.requires_grad_(False)
+    rts.eval().requires_grad_(False)
     m["seconds"] = time.time() - started
     m["phase1_final_accuracy"] = m["phase1_accuracy"][-1] if m["phase1_accuracy"] else None
     m["images_seen"] = phase1_iterations * phase1_batch_size + phase2_iterations * batch_size
@@ -431,24 +500,43 @@ def weights_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def rts_recipe(iterations: tuple[int, int], batch_size: int, lr: float, seed: int = 0
-               ) -> dict[str, Any]:
+def rts_recipe(iterations: tuple[int, int], batch_size: int, lr: float, seed: int = 0) -> dict[str, Any]:
     """The keyword arguments chapter 2 gives :func:`trained_rts` (phase-1 batch = 2 x phase-2
     batch, one learning rate for both phases, as the recipe's 128 / 64). Chapters that reuse the
     cached RTS build them with this function so the cache keys match."""
-    return {"phase1_iterations": int(iterations[0]), "phase2_iterations": int(iterations[1]),
-            "phase1_batch_size": 2 * int(batch_size), "batch_size": int(batch_size),
-            "phase1_lr": float(lr), "lr": float(lr), "seed": int(seed)}
+    return {
+        "phase1_iterations": int(iterations[0]),
+        "phase2_iterations": int(iterations[1]),
+        "phase1_batch_size": 2 * int(batch_size),
+        "batch_size": int(batch_size),
+        "phase1_lr": float(lr),
+        "lr": float(lr),
+        "seed": int(seed),
+    }
 
 
-def trained_rts(model: nn.Module, data: Any, *, phase1_iterations: int, phase2_iterations: int,
-                phase1_batch_size: int = 128, batch_size: int = 64, phase1_lr: float = 1e-3,
-                lr: float = 1e-3, weight_decay: float = 1e-4, area_weight: float | None = None,
-                smooth_weight: float | None = None, preserver_weight: float = 0.3,
-                map_size: int | None = None, width: int | None = None, seed: int = 0,
-                device: torch.device | str = "cpu", artifacts_dir: str | None = None,
-                classifier_key: str | None = None, progress: bool = True
-                ) -> tuple[RTSNet, Any]:
+def trained_rts(
+    model: nn.Module,
+    data: Any,
+    *,
+    phase1_iterations: int,
+    phase2_iterations: int,
+    phase1_batch_size: int = 128,
+    batch_size: int = 64,
+    phase1_lr: float = 1e-3,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    area_weight: float | None = None,
+    smooth_weight: float | None = None,
+    preserver_weight: float = 0.3,
+    map_size: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    classifier_key: str | None = None,
+    progress: bool = True,
+) -> tuple[RTSNet, Any]:
     """The RTS of classifier ``model`` trained on ``data.x_train``/``y_train``, cached.
 
     ``classifier_key`` names the classifier artifact (e.g. ``Artifact.path.name`` of
@@ -465,30 +553,53 @@ def trained_rts(model: nn.Module, data: Any, *, phase1_iterations: int, phase2_i
     # resolve size-dependent defaults so the cache key holds the values actually used
     area_weight = default_area_weight(size) if area_weight is None else area_weight
     smooth_weight = 0.005 * 224 / size if smooth_weight is None else smooth_weight
-    recipe = {"phase1_iterations": phase1_iterations, "phase2_iterations": phase2_iterations,
-              "phase1_batch_size": phase1_batch_size, "batch_size": batch_size,
-              "phase1_lr": phase1_lr, "lr": lr, "weight_decay": weight_decay,
-              "area_weight": area_weight, "smooth_weight": smooth_weight,
-              "preserver_weight": preserver_weight, "map_size": map_size, "width": width,
-              "seed": seed}
-    params = {"kind": "rts", "dataset": getattr(data, "name", "?"),
-              "arch": getattr(model, "name", "?"), "classifier": key,
-              "recipe": RTS_RECIPE_VERSION, **recipe}
+    recipe = {
+        "phase1_iterations": phase1_iterations,
+        "phase2_iterations": phase2_iterations,
+        "phase1_batch_size": phase1_batch_size,
+        "batch_size": batch_size,
+        "phase1_lr": phase1_lr,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "area_weight": area_weight,
+        "smooth_weight": smooth_weight,
+        "preserver_weight": preserver_weight,
+        "map_size": map_size,
+        "width": width,
+        "seed": seed,
+    }
+    params = {
+        "kind": "rts",
+        "dataset": getattr(data, "name", "?"),
+        "arch": getattr(model, "name", "?"),
+        "classifier": key,
+        "recipe": RTS_RECIPE_VERSION,
+        **recipe,
+    }
 
     def compute() -> tuple[dict, dict]:
-        net, metrics = train_rts(model, data.x_train, data.y_train, device=device,
-                                 progress=progress, **recipe)
+        net, metrics = train_rts(
+            model, data.x_train, data.y_train, device=device, progress=progress, **recipe
+        )
         state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
         return state, metrics
 
     art = load_or_compute("rts", params, compute, root=artifacts_dir)
-    net = frozen_rts_from_state(model, art.state, map_size=map_size, width=width, device=device,
-                                source=f"cached RTS at {art.path}")
+    net = frozen_rts_from_state(
+        model, art.state, map_size=map_size, width=width, device=device, source=f"cached RTS at {art.path}"
+    )
     return net, art
 
 
-def frozen_rts_from_state(model: nn.Module, state: dict[str, torch.Tensor], *, map_size: int,
-                          width: int, device: torch.device | str, source: str) -> RTSNet:
+def frozen_rts_from_state(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    map_size: int,
+    width: int,
+    device: torch.device | str,
+    source: str,
+) -> RTSNet:
     """An RTS (or RTSA) for ``model`` from a cached state, frozen and in eval mode. The encoder is
     the classifier's own copy, so a state may leave it out; any other mismatch is an error."""
     net = RTSNet(model, map_size=map_size, width=width)
@@ -496,26 +607,29 @@ def frozen_rts_from_state(model: nn.Module, state: dict[str, torch.Tensor], *, m
     bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
     if bad:
         raise RuntimeError(f"{source} does not fit this classifier: {bad[:5]}")
-    net = net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return net.to(device).eval().requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------- sanity check
 def shuffled_like(masks: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random masks with exactly the same values (hence the same area) as ``masks``: each image's
     cells are permuted at random."""
-    n = masks.shape[0]
     flat = masks.flatten(1)
     perm = torch.rand(flat.shape, generator=generator).argsort(dim=1).to(masks.device)
     return flat.gather(1, perm).view_as(masks)
 
 
 @torch.no_grad()
-def preserve_destroy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor,
-                     *, alt: str | float = "blur", random_trials: int = 5, seed: int = 0
-                     ) -> dict[str, float]:
+def preserve_destroy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    alt: str | float = "blur",
+    random_trials: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
     """Dabkowski & Gal's two tests of a saliency mask, against random masks of the same area.
 
     For masks M (N,1,s,s) of classes ``y``: *preserved* = the classifier still predicts y on
@@ -547,7 +661,12 @@ def preserve_destroy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: 
         rk.append(a.mean())
         rg.append(b.mean())
         rb.append((a * b).mean())
-    return {"preserve": float(keep.mean()), "destroy": float(gone.mean()),
-            "both": float((keep * gone).mean()), "random_preserve": float(torch.stack(rk).mean()),
-            "random_destroy": float(torch.stack(rg).mean()),
-            "random_both": float(torch.stack(rb).mean()), "area": float(masks.mean())}
+    return {
+        "preserve": float(keep.mean()),
+        "destroy": float(gone.mean()),
+        "both": float((keep * gone).mean()),
+        "random_preserve": float(torch.stack(rk).mean()),
+        "random_destroy": float(torch.stack(rg).mean()),
+        "random_both": float(torch.stack(rb).mean()),
+        "area": float(masks.mean()),
+    }

@@ -1,0 +1,328 @@
+"""ADV2 (paper-method 3): fool the classifier *and* keep the interpreter's map benign-looking.
+
+Stage 1: prediction-only PGD (the warm start). Stage 2 depends on how the interpreter can be
+differentiated, which it declares as ``attack_style`` (:mod:`adv2.interpreters.base`):
+
+* ``"differentiable"`` -- sign-PGD on ``CE + lambda * l_int`` where ``l_int`` compares the map of
+  the adversarial input (w.r.t. the target class) with the *benign* map (w.r.t. the true class)
+  (:func:`adv2_sign`). Optional capabilities refine it, following the authors' code:
+  ``attack_surrogate`` (Grad: differentiate a smooth-ReLU copy, stepwise lambda, best-iterate
+  selection on the true map), ``attribute_with_logits`` (CAM: logits and map from one forward),
+  ``encoder_logits`` (RTS: adds ``encoder_weight * CE(encoder logits, target)``);
+* ``"bilevel"`` -- the map is an optimisation result (MASK): unrolled inner Adam steps
+  (:func:`adv2.attacks.mask.adv2_mask`).
+
+Everything works on batches, on the inputs' device, with no per-image Python loops and no host
+synchronisation inside the step loops (selection uses ``torch.where``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..interpreters.base import (
+    HasAttackSurrogate,
+    HasMapsWithLogits,
+    HasOwnEncoder,
+    Interpreter,
+    attack_style,
+)
+from ..metrics import target_confidence
+from ..progress import progress_bar
+from ..tensors import batch_slices, map_batches
+from .common import AttackResult, assess, device_of, linf_box, project
+from .config import CONFIGS, ADV2Config, AttackConfig, GradConfig, MaskConfig
+from .losses import InterpLoss, MapFn, squared_error
+from .mask import adv2_mask
+from .pgd import pgd_run
+
+# (x, target) -> (logits, maps, extra per-sample loss or None), all differentiable w.r.t. x
+Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+
+
+def _joint_stage(
+    forward: Forward,
+    x0: torch.Tensor,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    benign: torch.Tensor,
+    cfg: ADV2Config,
+    interp_loss: InterpLoss,
+    lam_scale: float,
+    observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
+    bar,
+) -> torch.Tensor:
+    """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps.
+
+    ``observe(step, x, logits)`` (best-iterate selection) sees the iterate *before* the step, with
+    the logits of the forward that produced its gradient, every ``cfg.select_every`` steps.
+    """
+    lo, hi = linf_box(x0, cfg.epsilon)
+    x = project(x.detach(), lo, hi)
+    for i in range(cfg.stage2_steps):
+        x.requires_grad_(True)
+        logits, maps, extra = forward(x, target)
+        loss = F.cross_entropy(logits, target, reduction="sum")
+        loss = loss + (cfg.lam_at(i) * lam_scale) * interp_loss(maps, benign).sum()
+        if extra is not None:
+            loss = loss + extra.sum()
+        (grad,) = torch.autograd.grad(loss, x)
+        if observe is not None and cfg.select_every and i % cfg.select_every == 0:
+            observe(i, x.detach(), logits.detach())
+        x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
+        if bar is not None:
+            bar.update(1)
+    return x
+
+
+class _BestIterate:
+    """Keeps, per image, the iterate whose true map is closest to the benign map among those with
+    p(target) > threshold (the authors' Grad selection). All updates are ``torch.where``."""
+
+    def __init__(
+        self,
+        x0: torch.Tensor,
+        map_fn: MapFn,
+        target: torch.Tensor,
+        benign: torch.Tensor,
+        threshold: float,
+        model: nn.Module,
+    ):
+        n = len(x0)
+        self.map_fn, self.target, self.benign, self.threshold, self.model = (
+            map_fn,
+            target,
+            benign,
+            threshold,
+            model,
+        )
+        self.dist = torch.full((n,), float("inf"), device=x0.device)
+        self.x = x0.clone()
+        self.maps = torch.zeros_like(benign)
+        self.conf = torch.zeros(n, device=x0.device)
+        self.steps: list[int] = []
+        self.curve_success: list[torch.Tensor] = []
+        self.curve_dist: list[torch.Tensor] = []
+
+    def __call__(self, step: int, x: torch.Tensor, logits: torch.Tensor | None) -> None:
+        if logits is None:
+            with torch.no_grad():
+                logits = self.model(x)
+        prob = target_confidence(logits, self.target)
+        with torch.enable_grad():
+            maps = self.map_fn(x, self.target).detach()
+        dist = (maps - self.benign).pow(2).flatten(1).sum(1)
+        better = (prob > self.threshold) & (dist < self.dist)
+        b4 = better.view(-1, 1, 1, 1)
+        self.dist = torch.where(better, dist, self.dist)
+        self.x = torch.where(b4, x, self.x)
+        self.maps = torch.where(b4, maps, self.maps)
+        self.conf = torch.where(better, prob, self.conf)
+        self.steps.append(step)
+        self.curve_success.append(torch.isfinite(self.dist).float().mean())
+        self.curve_dist.append(
+            torch.where(torch.isfinite(self.dist), self.dist, torch.zeros_like(self.dist)).sum()
+            / torch.isfinite(self.dist).sum().clamp_min(1)
+        )
+
+
+def _with_logits_forward(interpreter: HasMapsWithLogits) -> Forward:
+    """Logits and map from ONE forward (CAM: the authors' ``cam_forward``)."""
+
+    def forward(x: torch.Tensor, t: torch.Tensor):
+        logits, maps = interpreter.attribute_with_logits(x, t, create_graph=True)
+        return logits, maps, None
+
+    return forward
+
+
+def _differentiable_forward(
+    model: nn.Module,
+    map_fn: MapFn,
+    encoder_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    encoder_weight: float = 0.0,
+) -> Forward:
+    def forward(x: torch.Tensor, t: torch.Tensor):
+        logits = model(x)
+        maps = map_fn(x, t)
+        extra = None
+        if encoder_logits is not None and encoder_weight:
+            extra = encoder_weight * F.cross_entropy(encoder_logits(x), t, reduction="none")
+        return logits, maps, extra
+
+    return forward
+
+
+def _sign_forward(
+    model: nn.Module, interpreter: Interpreter, cfg: ADV2Config, map_fn: MapFn | None, n_cells: int
+) -> tuple[Forward, float]:
+    """The differentiable forward of stage 2 and the lambda scale, from the declared capabilities."""
+    if map_fn is not None:
+        return _differentiable_forward(model, map_fn), 1.0
+    if isinstance(interpreter, HasAttackSurrogate):
+        tau = cfg.tau if isinstance(cfg, GradConfig) else GradConfig.tau
+        surrogate = interpreter.attack_surrogate(tau)
+        forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
+        ref = cfg.cells_reference if isinstance(cfg, GradConfig) else None
+        return forward, (ref / n_cells if ref else 1.0)
+    if isinstance(interpreter, HasMapsWithLogits):
+        return _with_logits_forward(interpreter), 1.0
+    encoder = interpreter.encoder_logits if isinstance(interpreter, HasOwnEncoder) else None
+    return _differentiable_forward(
+        model,
+        lambda xx, tt: interpreter(xx, tt, create_graph=True),
+        encoder_logits=encoder,
+        encoder_weight=cfg.encoder_weight,
+    ), 1.0
+
+
+def adv2_sign(
+    model: nn.Module,
+    interpreter: Interpreter,
+    x0: torch.Tensor,
+    target: torch.Tensor,
+    benign: torch.Tensor,
+    cfg: ADV2Config,
+    *,
+    interp_loss: InterpLoss | None = None,
+    map_fn: MapFn | None = None,
+    x_stage1: torch.Tensor | None = None,
+    bar=None,
+) -> AttackResult:
+    """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``."""
+    interp_loss = interp_loss or squared_error(cfg.int_reduction)
+    forward, lam_scale = _sign_forward(model, interpreter, cfg, map_fn, benign[0].numel())
+    if x_stage1 is None:
+        x_stage1, _ = pgd_run(
+            model, x0, target, x0, cfg.epsilon, cfg.step_size, cfg.stage1_steps, cfg.stage1_loss, bar
+        )
+    selector = None
+    if cfg.select_every:
+        selector = _BestIterate(
+            x0, lambda xx, tt: interpreter(xx, tt), target, benign, cfg.select_threshold, model
+        )
+    x_adv = _joint_stage(forward, x0, x_stage1, target, benign, cfg, interp_loss, lam_scale, selector, bar)
+    if selector is not None:
+        selector(cfg.stage2_steps, x_adv, None)  # the final iterate is a candidate too
+        success = torch.isfinite(selector.dist)
+        final = assess(model, x_adv, target, interpreter)
+        s4 = success.view(-1, 1, 1, 1)
+        # failures keep their final iterate (the authors return the clean image instead)
+        history = {
+            "step": selector.steps,
+            "success": [float(v) for v in torch.stack(selector.curve_success).cpu()],
+            "sq_distance": [float(v) for v in torch.stack(selector.curve_dist).cpu()],
+        }
+        return AttackResult(
+            torch.where(s4, selector.x, x_adv),
+            success,
+            torch.where(success, selector.conf, final.confidence),
+            torch.where(s4, selector.maps, final.maps),
+            history,
+        )
+    return assess(model, x_adv, target, interpreter)
+
+
+def _variant(interpreter: Interpreter, map_fn: MapFn | None) -> str:
+    """ "bilevel" for a bilevel interpreter without an injected ``map_fn``, else "sign"."""
+    return "bilevel" if attack_style(interpreter) == "bilevel" and map_fn is None else "sign"
+
+
+def _config_for(name: str, variant: str, config: AttackConfig | None) -> AttackConfig:
+    expected = MaskConfig if variant == "bilevel" else ADV2Config
+    if config is None:
+        cls = CONFIGS.get(name)
+        return cls() if cls is not None and issubclass(cls, expected) else expected()
+    if not isinstance(config, expected):
+        raise TypeError(
+            f"config is a {type(config).__name__}, but the {variant} ADV2 variant (interpreter "
+            f"{name!r}) needs a {expected.__name__} (or subclass); valid: "
+            f"{sorted(k for k, c in CONFIGS.items() if issubclass(c, expected))} via default_config"
+        )
+    return config
+
+
+def adv2_attack(
+    model: nn.Module,
+    interpreter: Interpreter | str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+    benign_maps: torch.Tensor | None = None,
+    config: AttackConfig | None = None,
+    *,
+    interp_loss: InterpLoss | None = None,
+    map_fn: MapFn | None = None,
+    x_stage1: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> AttackResult:
+    """ADV2 against ``interpreter`` (an interpreter object, or a name for ``build_interpreter``).
+
+    ``x`` clean images in [0,1], ``y`` true classes, ``target`` target classes. ``benign_maps``
+    default to ``interpreter(x, y)``: the target map is the clean input's own map (the paper's
+    main setting). ``config`` defaults to the authors' schedule for the interpreter
+    (:func:`default_config`); it must suit the variant the interpreter's ``attack_style`` selects
+    (:class:`ADV2Config` for sign steps, :class:`MaskConfig` for the bilevel attack).
+    ``interp_loss(maps, benign) -> (N,)`` replaces the squared error; ``map_fn(x, t)`` replaces the
+    differentiable map the attack optimises (new interpreters; it selects the sign-step variant).
+    ``x_stage1`` skips stage 1 (e.g. reuse a PGD snapshot). Returns an :class:`AttackResult` whose
+    ``maps`` are the interpreter's evaluation maps at ``x_adv`` w.r.t. ``target``.
+    """
+    if isinstance(interpreter, str):
+        from ..interpreters import build_interpreter
+
+        interpreter = build_interpreter(interpreter, model)
+    name = getattr(interpreter, "name", "custom")  # only labels the progress bar and errors
+    variant = _variant(interpreter, map_fn)
+    cfg = _config_for(name, variant, config)
+    runner = adv2_mask if variant == "bilevel" else adv2_sign
+    device = device_of(model, x)
+    size = batch_size or cfg.batch_size
+    if benign_maps is None:
+        benign_maps = map_batches(interpreter, x, y, batch_size=size, device=device)
+    started = time.time()
+    parts = []
+    chunks = batch_slices(len(x), size)
+    total = len(chunks) * (cfg.stage2_steps + (0 if x_stage1 is not None else cfg.stage1_steps))
+    bar = progress_bar(total=total, desc=desc or f"adv2 {name}", enabled=progress)
+    for sl in chunks:
+        parts.append(
+            runner(
+                model,
+                interpreter,
+                x[sl].to(device),
+                target[sl].to(device),
+                benign_maps[sl].to(device),
+                cfg,
+                interp_loss=interp_loss,
+                map_fn=map_fn,
+                x_stage1=None if x_stage1 is None else x_stage1[sl].to(device),
+                bar=bar,
+            )
+        )
+    bar.close()
+    result = AttackResult(
+        torch.cat([p.x_adv for p in parts]),
+        torch.cat([p.success for p in parts]),
+        torch.cat([p.confidence for p in parts]),
+        torch.cat([p.maps for p in parts]),
+    )
+    if parts and parts[0].history:
+        weights = torch.tensor([p.x_adv.shape[0] for p in parts], dtype=torch.float)
+        result.history = {"step": parts[0].history["step"]}
+        for key in parts[0].history:
+            if key != "step":
+                vals = torch.tensor([p.history[key] for p in parts], dtype=torch.float)
+                result.history[key] = ((vals * weights[:, None]).sum(0) / weights.sum()).tolist()
+    result.seconds = time.time() - started
+    return result
+
+
+__all__ = ["Forward", "adv2_attack", "adv2_sign"]
