@@ -33,7 +33,7 @@ class Captured(Exception):
 @pytest.fixture
 def capture(monkeypatch):
     """Make every cache lookup raise :class:`Captured` with the parameters it would hash."""
-    def fake(kind, params, compute, root=None, force=False):
+    def fake(kind, params, compute, root=None, force=False, check=None):
         raise Captured(kind, params)
 
     monkeypatch.setattr(artifacts, "load_or_compute", fake)
@@ -242,3 +242,20 @@ def test_loaders_ask_the_cache_for_the_recipe_key(capture):
 def test_wrong_dataset_is_refused():
     with pytest.raises(config.ParameterError, match="fashion-mnist"):
         recipes.load_classifier(recipes.ClassifierRecipe("resnet"), SimpleNamespace(name="mnist"))
+
+
+# ----------------------------------------------------------------------------- data fingerprint
+def test_the_data_read_is_part_of_every_key_built_on_the_classifier(capture):
+    """Issue 11: a changed copy of the training data (shuffled labels, say) must not reuse the
+    model trained on the old one: its content fingerprint is in the classifier key, and so in the
+    RTS and RTSA keys built on it."""
+    rtsa = recipes.rtsa_recipe(schema.defaults("06_table10"), "resnet")
+    a = recipes.with_data(rtsa, SimpleNamespace(fingerprint="aaaa"))
+    b = recipes.with_data(rtsa, SimpleNamespace(fingerprint="bbbb"))
+    assert a.rts.classifier.key != b.rts.classifier.key
+    assert a.rts.key != b.rts.key and a.key != b.key
+    assert recipes.with_data(rtsa, SimpleNamespace(fingerprint="")) == rtsa
+    # the training function hashes the same fingerprint as the recipe
+    data = SimpleNamespace(**vars(FASHION), fingerprint="aaaa")
+    key = capture(models.trained_small_cnn, "resnet", data, epochs=1, train_subset=0, seed=0)
+    assert key == a.rts.classifier.key

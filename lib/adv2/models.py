@@ -281,6 +281,9 @@ def trained_small_cnn(
         "seed": seed,
         "recipe": RECIPE_VERSION,
     }
+    if getattr(data, "fingerprint", ""):
+        # the content of the training data read, so a changed copy never reuses a stale model
+        params["data_fingerprint"] = data.fingerprint
 
     def compute() -> tuple[dict, dict]:
         seed_everything(seed)
@@ -307,7 +310,10 @@ def trained_small_cnn(
         metrics["n_parameters"] = sum(p.numel() for p in model.parameters())
         return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
 
-    art = load_or_compute("classifier", params, compute, root=artifacts_dir)
+    def check(state: dict) -> None:  # weights of another architecture: a damaged cache entry
+        build_small_cnn(arch, data.num_classes, data.class_names).load_state_dict(state)
+
+    art = load_or_compute("classifier", params, compute, root=artifacts_dir, check=check)
     model = build_small_cnn(arch, data.num_classes, data.class_names)
     model.load_state_dict(art.state)
     return freeze(model.to(device)), art

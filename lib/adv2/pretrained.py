@@ -79,7 +79,7 @@ def _cached_or_downloaded(weights) -> dict:
             raise WeightsUnavailable(
                 f"pretrained weights {fname} are not in the torch hub cache ({path}) and could not "
                 f"be downloaded ({type(err).__name__}). Copy the file there on a machine with "
-                f"internet, or set TORCH_HOME to a folder that has checkpoints/{fname}."
+                f"internet, or set TORCH_HOME to a folder that has hub/checkpoints/{fname} ($TORCH_HOME/hub/checkpoints)."
             ) from None
         finally:
             socket.setdefaulttimeout(old)

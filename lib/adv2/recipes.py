@@ -15,6 +15,8 @@ check that the key the training function used is the recipe's own.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,12 +222,26 @@ def _check_dataset(recipe: ClassifierRecipe, data: Any) -> None:
                              f"{getattr(data, 'name', None)!r}")
 
 
+def with_data(recipe: Any, data: Any) -> Any:
+    """``recipe`` (classifier, RTS or RTSA) with its classifier's ``data_fingerprint`` set to the
+    content fingerprint of ``data``: the data actually read is part of every key built on it."""
+    fingerprint = getattr(data, "fingerprint", "") or None
+    if isinstance(recipe, RTSARecipe):
+        return dataclasses.replace(recipe, rts=with_data(recipe.rts, data))
+    if isinstance(recipe, RTSRecipe):
+        return dataclasses.replace(recipe, classifier=with_data(recipe.classifier, data))
+    if fingerprint is None or recipe.data_fingerprint is not None:
+        return recipe
+    return dataclasses.replace(recipe, data_fingerprint=fingerprint)
+
+
 def load_classifier(recipe: ClassifierRecipe, data: Any, *, device: Any = "cpu",
                     artifacts_dir: str | None = None, progress: bool = True
                     ) -> tuple[nn.Module, Artifact]:
     """The classifier of ``recipe`` (from the cache, else trained and cached), frozen, on
     ``device``."""
     _check_dataset(recipe, data)
+    recipe = with_data(recipe, data)
     model, art = trained_small_cnn(recipe.arch, data, epochs=recipe.epochs,
                                    batch_size=recipe.batch_size, lr=recipe.lr,
                                    weight_decay=recipe.weight_decay,
@@ -241,6 +257,7 @@ def load_rts(recipe: RTSRecipe, data: Any, model: nn.Module | None = None,
              ) -> tuple[RTSNet, Artifact]:
     """The RTS of ``recipe``; ``model``/``classifier_artifact`` are its classifier when already
     loaded (else it is loaded by its recipe)."""
+    recipe = with_data(recipe, data)
     if model is None or classifier_artifact is None:
         model, classifier_artifact = load_classifier(recipe.classifier, data, device=device,
                                                      artifacts_dir=artifacts_dir,
@@ -256,6 +273,7 @@ def load_rts(recipe: RTSRecipe, data: Any, model: nn.Module | None = None,
 def load_interpreted(recipe: RTSARecipe, data: Any, *, device: Any = "cpu",
                      artifacts_dir: str | None = None, progress: bool = True) -> InterpretedModel:
     """Classifier, RTS and RTSA of ``recipe`` (each from the cache, else trained and cached)."""
+    recipe = with_data(recipe, data)
     c = recipe.rts.classifier
     model, clf_art = load_classifier(c, data, device=device, artifacts_dir=artifacts_dir,
                                      progress=progress)
@@ -284,4 +302,5 @@ __all__ = [
     "recipes_for_chapter",
     "rts_recipe",
     "rtsa_recipe",
+    "with_data",
 ]

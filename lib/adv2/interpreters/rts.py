@@ -584,7 +584,10 @@ def trained_rts(
         state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
         return state, metrics
 
-    art = load_or_compute("rts", params, compute, root=artifacts_dir)
+    def check(state: dict) -> None:  # a state that does not fit this classifier: damaged entry
+        frozen_rts_from_state(model, state, map_size=map_size, width=width, device="cpu", source="cached RTS")
+
+    art = load_or_compute("rts", params, compute, root=artifacts_dir, check=check)
     net = frozen_rts_from_state(
         model, art.state, map_size=map_size, width=width, device=device, source=f"cached RTS at {art.path}"
     )
