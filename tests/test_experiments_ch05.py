@@ -145,6 +145,8 @@ def test_tables_have_no_nan_or_none(chapter):
     text = (ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES)
             + ch05.flipped_kept_table(sens, RATES))
     assert "nan" not in text and "None" not in text
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch05.fig15_tables(sens, RATES))   # intervals shown
+    assert "Ratio RTSA / RTS at 30%" in ch05.fig15_tables(sens, RATES)
     cells, labels, fa = ch05.figure15_cells(sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES)
     assert fa == "resnet" and len(cells) == len(labels) == 4
 

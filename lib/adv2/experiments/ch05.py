@@ -95,11 +95,24 @@ def sensitivity(nets: Mapping[str, Any], cal: Mapping[str, Calibration], *, map_
 
 
 def fig15_tables(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
-    """Figure 15's table per classifier, ours beside the paper's (ResNet-50)."""
+    """Figure 15's table per classifier, ours (with 95 % intervals) beside the paper's (ResNet-50),
+    and the RTSA / RTS ratios at the strongest level with their intervals."""
     parts = []
+    levels = level_names(rates)
+    top = max(levels, key=lambda lvl: float(lvl.rstrip("%")))
     for a, s in sens.items():
-        rows, headers = noise.fig15_rows(s["l1"], level_names(rates))
-        parts.append(f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers))
+        per = s.get("per_sample")
+        # ours with the 95 % interval over the calibration images ("value [low, high]")
+        l1 = ({i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
+              if per else s["l1"])
+        rows, headers = noise.fig15_rows(l1, levels)
+        text = f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers)
+        if per and all(top in per[i].get(k, {}) for i in INTERPRETERS for k in noise.NOISE_TYPES):
+            ratios = {k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True)
+                      for k in noise.NOISE_TYPES}
+            text += (f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "
+                     + ", ".join(f"{k} {v}" for k, v in ratios.items()) + ".")
+        parts.append(text)
     return "\n\n".join(parts)
 
 
