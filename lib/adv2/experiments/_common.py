@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Verdict
+from ..claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
 from ..stats import MISSING, Estimate, fmt
 
 NOT_RUN = "not run"          # glued for what a run's parameters left out
@@ -64,7 +64,22 @@ def settle_text(verdict: Verdict | None) -> str:
         if verdict.n_needed is None:
             return "the value sits on the threshold: no number of images would settle it"
         return f"about {verdict.n_needed} images would settle it"
-    return verdict.reason
+    return f"no number can be given: {short_reason(verdict)}"
+
+
+def short_reason(verdict: Verdict) -> str:
+    """The verdict's reason without the per-part listing (what decided it, in one clause)."""
+    return verdict.reason.split(" (all: ")[0]
+
+
+def verdict_cell(verdict: Verdict | None) -> str:
+    """What the prose and the chapter tables show for a verdict: :meth:`Verdict.cell` (status and
+    estimate with its interval), and for "not measurable" the short reason instead."""
+    if verdict is None:
+        return NOT_RUN
+    if verdict.status == NOT_MEASURABLE:
+        return f"{verdict.status} ({short_reason(verdict)})"
+    return verdict.cell()
 
 
 def verdict_glue(name: str, verdict: Verdict | None) -> dict[str, Any]:
@@ -73,7 +88,7 @@ def verdict_glue(name: str, verdict: Verdict | None) -> dict[str, Any]:
     ``name_settle`` (:func:`settle_text`); "not run" for a setting the run left out."""
     if verdict is None:
         return {name: NOT_RUN, f"{name}_n_needed": NOT_RUN, f"{name}_settle": NOT_RUN}
-    return {name: verdict.cell(),
+    return {name: verdict_cell(verdict),
             f"{name}_n_needed": MISSING if verdict.n_needed is None else verdict.n_needed,
             f"{name}_settle": settle_text(verdict)}
 
@@ -86,14 +101,14 @@ def half_width_text(label: str, verdict: Verdict | None) -> str:
     est = verdict.estimate
     hw = None if est is None else est.half_width
     if hw is None:
-        return f"{label}: no interval ({verdict.reason})"
+        return f"{label}: no interval ({short_reason(verdict)})"
     if verdict.status in (HOLDS, DOES_NOT_HOLD):
         tail = "settles the claim"
     elif verdict.status == INCONCLUSIVE:
         tail = (f"it would need about {verdict.n_needed} images" if verdict.n_needed
                 else "the value sits on the threshold")
     else:
-        tail = verdict.reason
+        tail = short_reason(verdict)
     return f"{label}: ±{fmt(hw, 2)} on {est.n} images, {tail}"
 
 

@@ -37,6 +37,7 @@ from ._common import (
     is_missing,
     pad,
     shown_path,
+    verdict_cell,
     verdict_glue,
     verdicts_block,
 )
@@ -600,7 +601,7 @@ def claims_table(result: Ch03Result) -> str:
     of pairs where ADV2's maps are closer and the mean L1 ratio."""
     s, by_setting = result.summary, verdicts(result)
     settings = list(by_setting)
-    rows = [[claims.CLAIMS[cid].statement] + [by_setting[st][cid].cell() for st in settings]
+    rows = [[claims.CLAIMS[cid].statement] + [verdict_cell(by_setting[st][cid]) for st in settings]
             for cid in CLAIM_IDS]
     table = plotting.markdown_table(rows, ["claim"] + [claims.SETTINGS.get(st, st) for st in settings])
     counts = [["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
