@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from adv2 import metrics
+from adv2 import claims, metrics
 from adv2.experiments import ch03
 from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
 
@@ -58,12 +58,25 @@ def test_subset_run_glues_every_key_the_chapter_quotes(subset_result):
 def test_numbers_keep_the_results_file_layout(subset_result):
     numbers = subset_result.numbers()
     assert set(numbers) == {"fashion-mnist", "imagenet-sample", "classifier_accuracy", "seconds",
-                            "summary", "pgd_success_by_epsilon"}
+                            "summary", "pgd_success_by_epsilon", "intervals", "verdicts"}
     assert set(numbers["fashion-mnist"]["densenet"]) == {"cam", "grad"}
     assert set(numbers["seconds"]) == {"densenet_pgd", "densenet_cam", "densenet_grad"}
     assert set(numbers["pgd_success_by_epsilon"]["densenet"]) == {"0.031", "0.062", "0.1"}
     assert "rts_pgd_success_rate" not in numbers["summary"]     # padding is for the prose only
-    assert numbers["summary"]["claim_success_verdict"] in ("holds", "does not fully hold")
+    assert numbers["summary"]["claim_success_verdict"] in claims.STATUSES
+    # three images: an illustration, not a measurement
+    assert numbers["summary"]["claim_success_verdict"] == claims.NOT_MEASURABLE
+    assert set(numbers["verdicts"]) == {"densenet"}
+    assert set(numbers["verdicts"]["densenet"]) == set(ch03.CLAIM_IDS)
+    # intervals: parallel to the numbers, each value equal to the number it belongs to
+    est = numbers["intervals"]["fashion-mnist"]["densenet"]["cam"]
+    for att in ("pgd", "adv2"):
+        for key in ("success_rate", "l1_mean", "iou_mean"):
+            value = numbers["fashion-mnist"]["densenet"]["cam"][att][key]
+            got = est[att][key]["value"]
+            assert (got is None and math.isnan(value)) or got == pytest.approx(value, rel=1e-5), key
+            assert set(est[att][key]) == {"value", "low", "high", "n", "method"}
+    assert "l1_ratio_adv2_over_pgd" in est
 
 
 def test_per_image_arrays_match_the_means(subset_result):
@@ -78,11 +91,11 @@ def test_per_image_arrays_match_the_means(subset_result):
 
 
 def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int = 10,
-                 epsilon: float = 0.1) -> ch03.Ch03Result:
+                 epsilon: float = 0.1, pgd_noise: float = 1.0) -> ch03.Ch03Result:
     """One (resnet, cam) pair whose summaries come from adv2.metrics.summarize on made-up maps."""
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(n, 1, 7, 7, generator=gen)
-    pgd_maps = torch.rand(n, 1, 7, 7, generator=gen)
+    pgd_maps = (benign + pgd_noise * (torch.rand(n, 1, 7, 7, generator=gen) - benign)).clamp(0, 1)
     adv_maps = (benign + adv2_l1_shift).clamp(0, 1)
     ps = torch.arange(n) < round(pgd_rate * n)
     qs = torch.arange(n) < round(adv2_rate * n)
@@ -90,25 +103,74 @@ def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int
     numbers = {"pgd": metrics.summarize(ps, conf, pgd_maps, benign, restrict_to_success=False),
                "adv2": metrics.summarize(qs, conf, adv_maps, benign, restrict_to_success=True)}
     x = torch.zeros(n, 1, 28, 28)
-    adv = type("R", (), {"x_adv": x + epsilon / 2, "success": qs, "history": {}})()
-    runs = {"resnet": {"cam": {"numbers": numbers, "adv2": adv, "benign": benign}}}
+    result = type("R", (), {})
+    pgd = result()
+    pgd.maps, pgd.success, pgd.confidence = pgd_maps, ps, conf
+    adv = result()
+    adv.x_adv, adv.maps, adv.success, adv.confidence, adv.history = x + epsilon / 2, adv_maps, qs, conf, {}
+    runs = {"resnet": {"cam": {"numbers": numbers, "pgd": pgd, "adv2": adv, "benign": benign}}}
     aset = type("S", (), {"x": x})()
     fm = ch03.FmnistAttacks(["resnet"], ["cam"], epsilon, 0.0125, 0.01, {"resnet": aset},
-                            {"resnet": x + epsilon}, runs, {"resnet": 0.9}, {}, {"resnet": {}})
+                            {"resnet": x + epsilon}, runs, {"resnet": 0.9}, {}, {"resnet": {}},
+                            {"resnet": {"cam": ch03._per_image(runs["resnet"]["cam"])}})
     return ch03.summarize(fm)
 
 
-def test_verdicts_follow_the_rules():
-    good = _fake_result(pgd_rate=0.8, adv2_rate=0.7, adv2_l1_shift=0.02)
-    assert ch03.verdicts(good) == {"claim_success": "holds", "claim_maps": "holds"}
+def test_verdicts_come_from_the_claims_layer():
+    good = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.02, n=40)
+    v = ch03.verdicts(good)
+    assert set(v) == {"resnet"}
+    assert all(isinstance(x, claims.Verdict) for x in v["resnet"].values())
+    assert v["resnet"]["adv2_success_like_pgd"].status == claims.HOLDS
+    assert v["resnet"]["adv2_maps_closer_than_pgd"].status == claims.HOLDS
     assert good.summary["claim_success_holds"] is True
-    drop = _fake_result(pgd_rate=0.9, adv2_rate=0.6, adv2_l1_shift=0.02)
-    assert ch03.verdicts(drop)["claim_success"] == "does not fully hold"
-    assert drop.summary["max_success_drop"] == pytest.approx(0.3)
-    none = _fake_result(pgd_rate=0.8, adv2_rate=0.0, adv2_l1_shift=0.02)
-    assert ch03.verdicts(none)["claim_maps"] == "does not fully hold"   # nothing measured
+    glue = good.glue()
+    # the glued verdict is the claims layer's cell: status and estimate with its interval
+    assert glue["ch3_summary_claim_maps_verdict"].startswith("holds (")
+    assert "[" in glue["ch3_summary_claim_maps_verdict"]
+    assert glue["ch3_summary_claim_maps_verdict_settle"].startswith("the interval settles it")
+    assert glue["ch3_photos_claim_maps_verdict"] == NOT_RUN
+    assert "±" in glue["ch3_sample_size"]
+    drop = _fake_result(pgd_rate=1.0, adv2_rate=0.3, adv2_l1_shift=0.02, n=40)
+    assert ch03.verdicts(drop)["resnet"]["adv2_success_like_pgd"].status == claims.DOES_NOT_HOLD
+    assert drop.summary["max_success_drop"] == pytest.approx(0.7)
+
+
+def test_an_inconclusive_verdict_says_how_many_images_would_settle_it():
+    # PGD's maps barely further than ADV2's: the ratio's interval straddles 0.5 on 10 images
+    near = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.13, n=10, pgd_noise=0.7)
+    v = ch03.fmnist_verdicts(near)["adv2_maps_closer_than_pgd"]
+    if v.status == claims.INCONCLUSIVE:
+        glue = near.glue()
+        assert glue["ch3_summary_claim_maps_verdict_n_needed"] == v.n_needed > 10
+        assert f"about {v.n_needed} images" in glue["ch3_summary_claim_maps_verdict_settle"]
+    else:
+        assert v.status in (claims.HOLDS, claims.DOES_NOT_HOLD)
+
+
+def test_zero_success_reads_not_measurable():
+    none = _fake_result(pgd_rate=0.0, adv2_rate=0.0, adv2_l1_shift=0.02, n=20)
+    v = ch03.verdicts(none)["resnet"]
+    assert v["adv2_success_like_pgd"].status == claims.NOT_MEASURABLE
+    assert v["adv2_maps_closer_than_pgd"].status == claims.NOT_MEASURABLE
+    glue = none.glue()
+    # the 0 %-success case reads "not measurable", with its reason (never "holds")
+    assert glue["ch3_summary_claim_success_verdict"].startswith("not measurable (")
+    assert "none of 20 images" in glue["ch3_summary_claim_success_verdict"]
+    assert "none of 20 images" in glue["ch3_summary_claim_success_verdict_settle"]
     assert none.glue()["ch3_summary_cam_adv2_l1_mean"] == MISSING
-    assert MISSING in ch03.claims_table(none) and "nan" not in ch03.claims_table(none)
+    table = ch03.claims_table(none)
+    assert "not measurable" in table and "nan" not in table and "holds" not in table
+
+
+def test_tables_show_intervals_and_the_figure_error_bars():
+    good = _fake_result(pgd_rate=0.8, adv2_rate=0.7, adv2_l1_shift=0.02, n=20)
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch03.success_table(good.fmnist))
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch03.iou_table(good.fmnist))
+    fig = ch03.distance_figure(good.fmnist)
+    assert any(c.__class__.__name__ == "ErrorbarContainer" for ax in fig.axes for c in ax.containers)
+    half = ch03.ratio_half_widths(good)["resnet"]["cam"]
+    assert half is not None and half > 0
 
 
 def test_check_explains_a_weak_attack():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from adv2 import defenses, results
+from adv2 import claims, defenses, results
 from adv2.experiments import ch04
 from torch import nn
 
@@ -87,7 +87,12 @@ def test_glue_covers_every_key_the_chapter_reads(archs):
 def test_numbers_match_the_benign_maps_and_the_artifacts():
     result, benign, _ = run_chapter(["resnet"])
     n = result.numbers()
-    assert set(n) == {"resnet", "paper", "aid_config"}
+    assert set(n) == {"resnet", "paper", "aid_config", "intervals", "verdicts"}
+    est = n["intervals"]["resnet"]["benign_l1_rts_vs_rtsa"]
+    assert est["value"] == pytest.approx(n["resnet"]["benign_l1_rts_vs_rtsa"])
+    assert est["low"] <= est["value"] <= est["high"] and est["n"] == 12
+    v = n["verdicts"]["resnet"]["rtsa_like_rts_on_benign"]
+    assert v["status"] in claims.STATUSES and v["claim_id"] == "rtsa_like_rts_on_benign"
     b = benign["resnet"]
     l1 = (b.maps_rts - b.maps_rtsa).abs().flatten(1).mean(1)
     assert n["resnet"]["benign_l1_rts_vs_rtsa"] == pytest.approx(float(l1.mean()))
@@ -110,11 +115,53 @@ def test_no_aid_log_gives_a_dash_not_none():
     assert result.glue()["ch4_resnet_cost_ratio_total"] == "—"
 
 
-def test_verdict_rule():
-    result, _, _ = run_chapter(["resnet"])
-    l1 = result.numbers()["resnet"]["benign_l1_rts_vs_rtsa"]
-    expected = "holds" if l1 <= 0.05 else "does not hold"
-    assert ch04.verdicts(result) == {"resnet_verdict_benign": expected, "densenet_verdict_benign": "not run"}
+def _benign(l1_per_image) -> ch04.BenignComparison:
+    """A comparison whose per-image L1(RTS, RTSA) is ``l1_per_image`` (constant maps)."""
+    l1 = torch.as_tensor(l1_per_image, dtype=torch.float32)
+    rts = torch.zeros(len(l1), 1, 14, 14)
+    pd = {"both": 0.5, "random_both": 0.1}
+    return ch04.BenignComparison(rts, rts + l1.view(-1, 1, 1, 1), pd, pd)
+
+
+def _result(l1_per_image) -> ch04.Ch04Result:
+    return ch04.Ch04Result(["resnet"], {"resnet": 0.9}, {"resnet": _benign(l1_per_image)},
+                           {"resnet": {"aid_over_rts_total": 1.0, "per_iteration_ratio": 1.0}},
+                           {"resnet": {"aid_l1": [], "attack_success": []}}, {})
+
+
+@pytest.mark.parametrize("values, status", [
+    ([0.01, 0.02, 0.015, 0.012] * 5, claims.HOLDS),
+    ([0.09, 0.1, 0.11, 0.095] * 5, claims.DOES_NOT_HOLD),
+    ([0.01, 0.09, 0.02, 0.08], claims.NOT_MEASURABLE),                 # 4 images: an illustration
+])
+def test_verdict_comes_from_the_claims_layer(values, status):
+    result = _result(values)
+    v = ch04.verdicts(result)
+    assert set(v) == {"resnet"}
+    verdict = v["resnet"]["rtsa_like_rts_on_benign"]
+    assert isinstance(verdict, claims.Verdict) and verdict.status == status
+    glue = result.glue()
+    if status != claims.NOT_MEASURABLE:
+        assert glue["ch4_resnet_verdict_benign"] == verdict.cell()
+    assert glue["ch4_resnet_verdict_benign"].startswith(status)
+    assert glue["ch4_densenet_verdict_benign"] == "not run"
+    if status == claims.NOT_MEASURABLE:
+        assert "illustration" in glue["ch4_resnet_verdict_benign_settle"]
+
+
+def test_an_inconclusive_verdict_glues_the_images_needed():
+    result = _result([0.02, 0.08] * 6)                  # mean 0.05 region: interval holds 0.05
+    verdict = ch04.verdicts(result)["resnet"]["rtsa_like_rts_on_benign"]
+    glue = result.glue()
+    if verdict.status == claims.INCONCLUSIVE:
+        assert glue["ch4_resnet_verdict_benign_n_needed"] == verdict.n_needed
+    else:
+        assert glue["ch4_resnet_verdict_benign_n_needed"] == "—"
+
+
+def test_benign_table_shows_the_interval():
+    result = _result([0.01, 0.02, 0.015, 0.012] * 5)
+    assert re.search(r"0\.0\d+ \[0\.0\d+, 0\.0\d+\]", ch04.benign_table(result.benign))
 
 
 def test_tables_have_no_nan_or_none():
@@ -126,7 +173,9 @@ def test_tables_have_no_nan_or_none():
 
 def test_fmt_three_significant_digits():
     assert [ch04.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")] == \
-        ["0.0312", "0.03", "123", "1230", "0", "—", "—", "7", "x"]
+        ["0.0312", "0.0300", "123", "1230", "0", "—", "—", "7", "x"]
+    from adv2 import stats
+    assert ch04.fmt is stats.fmt        # one number format for the whole book
 
 
 def test_check_names_measured_value_and_parameter(monkeypatch):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from adv2 import noise, results
+from adv2 import claims, noise, results
 from adv2.experiments import ch05
 from torch import nn
 
@@ -74,6 +74,8 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
     other = ({"resnet", "densenet"} - set(archs)).pop()
     assert glued[f"ch5_{other}_l1_rts_normal_3pct"] == "not run"
     assert glued[f"ch5_{other}_verdict"] == "not run"
+    assert glued[f"ch5_{archs[0]}_verdict"].split(" (")[0] in claims.STATUSES
+    assert "±" in glued[f"ch5_{archs[0]}_sample_size"]
     for name, value in glued.items():
         assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
 
@@ -89,7 +91,15 @@ def test_levels_not_run_still_glued(chapter):
 def test_numbers_layout_and_per_image(chapter):
     result, cal, sens = chapter(["resnet"])
     n = result.numbers()
-    assert set(n) == {"resnet", "paper", "settings"}
+    assert set(n) == {"resnet", "paper", "settings", "intervals", "verdicts"}
+    for kind in noise.NOISE_TYPES:     # each interval's value is the number it belongs to
+        est = n["intervals"]["resnet"][f"ratio_rtsa_over_rts_{kind}_30"]
+        assert est["value"] == pytest.approx(n["resnet"][f"ratio_rtsa_over_rts_{kind}_30"], rel=1e-5)
+        assert est["low"] <= est["value"] <= est["high"]
+        l1 = n["intervals"]["resnet"]["l1"]["rtsa"][kind]["3%"]
+        assert l1["value"] == pytest.approx(n["resnet"]["l1"]["rtsa"][kind]["3%"], rel=1e-5)
+    v = n["verdicts"]["resnet"]["rtsa_more_noise_sensitive"]
+    assert v["status"] in claims.STATUSES and set(v["parts"]) == set(noise.NOISE_TYPES)
     r = n["resnet"]
     assert r["n_calib"] == len(cal["resnet"].x) == 40
     assert set(r["calibration"]) == set(noise.NOISE_TYPES)
@@ -106,17 +116,28 @@ def test_numbers_layout_and_per_image(chapter):
     json.dumps(results._plain(n))
 
 
-def test_verdict_rule():
-    def fake(ratios):
-        res = ch05.Ch05Result.__new__(ch05.Ch05Result)
-        res.archs = ["resnet"]
-        res.ratios = lambda a: ratios
-        return ch05.verdicts(res)
-    assert fake({"normal": 2.0, "uniform": 1.5})["resnet_verdict"] == "holds"
-    assert fake({"normal": 2.0, "uniform": 1.0})["resnet_verdict"] == "holds for one noise type"
-    assert fake({"normal": 1.3, "uniform": 1.0})["resnet_verdict"] == "does not hold"
-    assert fake({"normal": None, "uniform": 1.0})["resnet_verdict"] == "n/a"
-    assert fake({"normal": 1.0, "uniform": 1.0})["densenet_verdict"] == "not run"
+def _fake(scale: dict[str, float], n: int = 30) -> ch05.Ch05Result:
+    """A result whose RTSA moves ``scale[kind]`` times as much as RTS at the top level."""
+    res = ch05.Ch05Result.__new__(ch05.Ch05Result)
+    res.archs, res.rates = ["resnet"], [0.0, 0.3]
+    g = torch.Generator().manual_seed(0)
+    rts = {k: 0.1 + 0.02 * torch.rand(n, generator=g) for k in noise.NOISE_TYPES}
+    res.per_image = {"resnet": {"l1": {
+        "rts": {k: {"30%": rts[k]} for k in noise.NOISE_TYPES},
+        "rtsa": {k: {"30%": rts[k] * scale[k] + 0.01 * torch.rand(n, generator=g)}
+                 for k in noise.NOISE_TYPES}}}}
+    return res
+
+
+def test_verdict_comes_from_the_claims_layer():
+    def status(scale, n=30):
+        return ch05.verdicts(_fake(scale, n))["resnet"]["rtsa_more_noise_sensitive"].status
+    assert status({"normal": 2.0, "uniform": 1.8}) == claims.HOLDS
+    assert status({"normal": 2.0, "uniform": 1.0}) == claims.DOES_NOT_HOLD     # every noise type
+    assert status({"normal": 1.0, "uniform": 1.0}) == claims.DOES_NOT_HOLD
+    assert status({"normal": 2.0, "uniform": 2.0}, n=4) == claims.NOT_MEASURABLE   # illustration
+    v = ch05.verdicts(_fake({"normal": 2.0, "uniform": 1.8}))
+    assert set(v) == {"resnet"} and isinstance(v["resnet"]["rtsa_more_noise_sensitive"], claims.Verdict)
 
 
 def test_tables_have_no_nan_or_none(chapter):
@@ -124,6 +145,8 @@ def test_tables_have_no_nan_or_none(chapter):
     text = (ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES)
             + ch05.flipped_kept_table(sens, RATES))
     assert "nan" not in text and "None" not in text
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch05.fig15_tables(sens, RATES))   # intervals shown
+    assert "Ratio RTSA / RTS at 30%" in ch05.fig15_tables(sens, RATES)
     cells, labels, fa = ch05.figure15_cells(sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES)
     assert fa == "resnet" and len(cells) == len(labels) == 4
 

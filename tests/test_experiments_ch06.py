@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from adv2 import attacks, defenses, results
+from adv2 import attacks, claims, defenses, results
 from adv2.experiments import ch06
 from torch import nn
 
@@ -78,7 +78,16 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
 def test_numbers_per_image_and_check(chapter):
     result = chapter(["resnet"])
     n = result.numbers()
-    assert set(n) == {"resnet", "paper", "attack"}
+    assert set(n) == {"resnet", "paper", "attack", "intervals", "verdicts"}
+    est = n["intervals"]["resnet"]
+    for key in ("benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "adv2_l1_ratio",
+                "adv2_success_rts", "pgd_l1_rts"):
+        value, got = n["resnet"][key], est[key]["value"]
+        assert (got is None and (value is None or math.isnan(value))) or \
+            got == pytest.approx(value, rel=1e-5), key
+    assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
+    # six images: an illustration, not a measurement, whatever the numbers
+    assert {v["status"] for v in n["verdicts"]["resnet"].values()} == {claims.NOT_MEASURABLE}
     assert set(defenses.TABLE10_KEYS) <= set(n["resnet"])
     assert set(n["resnet"]["seconds"]) == {"stage1", "rts", "rtsa"}
     assert n["paper"] == defenses.PAPER_TABLE10 and n["attack"]["stage2_steps"] == 3
@@ -104,26 +113,45 @@ def test_tables_and_figure_have_no_nan_or_none(chapter):
     assert "ε = 0.1" in ch06.describe_attack(attacks.default_config("rts", epsilon=0.1))
 
 
-def numbers(**kw):
-    base = {"benign_l1_rts_vs_rtsa": 0.03, "adv2_l1_rts": 0.01, "adv2_l1_rtsa": 0.10, "adv2_l1_ratio": 10.0,
-            "pgd_l1_rts": 0.1}
-    return {**base, **kw}
+def _fake(n=20, benign=0.02, adv_rts=0.01, adv_rtsa=0.10, pgd_rts=0.1, success_rts=1.0,
+          success_rtsa=1.0) -> ch06.Ch06Result:
+    """A result with hand-made per-image arrays (means as given, a little spread)."""
+    g = torch.Generator().manual_seed(0)
 
+    def spread(m):
+        return m * (0.8 + 0.4 * torch.rand(n, generator=g))
 
-def verdicts_of(m):
     res = ch06.Ch06Result.__new__(ch06.Ch06Result)
-    res.archs, res.out = ["resnet"], {"resnet": {"numbers": m}}
-    return ch06.verdicts(res)
+    res.archs, res.restrict = ["resnet"], {"resnet": True}
+    res.per_image = {"resnet": {
+        "benign_l1_rts_vs_rtsa": spread(benign), "adv2_l1_rts": spread(adv_rts),
+        "adv2_l1_rtsa": spread(adv_rtsa), "pgd_l1_rts": spread(pgd_rts), "pgd_l1_rtsa": spread(pgd_rts),
+        "success_rts": torch.arange(n) < round(success_rts * n),
+        "success_rtsa": torch.arange(n) < round(success_rtsa * n)}}
+    return res
 
 
-def test_verdict_rules():
-    v = verdicts_of(numbers())
-    assert v["resnet_verdict_benign"] == v["resnet_verdict_adv2_rts"] == v["resnet_verdict_ratio"] == "holds"
-    assert v["densenet_verdict_benign"] == "not run"
-    v = verdicts_of(numbers(benign_l1_rts_vs_rtsa=0.06, adv2_l1_rts=0.06, adv2_l1_ratio=4.9))
-    assert {v[f"resnet_verdict_{k}"] for k in ("benign", "adv2_rts", "ratio")} == {"does not hold"}
-    v = verdicts_of(numbers(adv2_l1_ratio=float("nan"), pgd_l1_rts=float("nan")))
-    assert v["resnet_verdict_ratio"] == v["resnet_verdict_adv2_rts"] == "n/a"
+def test_verdicts_come_from_the_claims_layer():
+    v = ch06.verdicts(_fake())["resnet"]
+    assert all(isinstance(x, claims.Verdict) for x in v.values())
+    assert {x.status for x in v.values()} == {claims.HOLDS}
+    v = ch06.verdicts(_fake(benign=0.1, adv_rts=0.08, adv_rtsa=0.2))["resnet"]
+    assert {x.status for x in v.values()} == {claims.DOES_NOT_HOLD}
+    # no successful attack against RTS: the two map claims are not measurable (0 % success)
+    v = ch06.verdicts(_fake(success_rts=0.0))["resnet"]
+    assert v["adv2_keeps_rts_maps_close"].status == v["aid_separates_adv2_maps"].status == \
+        claims.NOT_MEASURABLE
+    assert "0 of 20 images" in v["aid_separates_adv2_maps"].reason
+    # the same rule as chapter 3: one threshold, in adv2.claims
+    assert ch06.ADV2_OVER_PGD_MAX == claims.MAPS_CLOSE_RATIO and ch06.RATIO_MIN == claims.AID_RATIO_MIN
+
+
+def test_table10_ratio_half_width_and_sample_size_text():
+    res = _fake()
+    half = ch06.ratio_half_widths(res)["resnet"]
+    assert half is not None and half > 0
+    assert f"±{ch06.fmt(half, 2)}" in ch06.sample_size_text(res)
+    assert "settles the claim" in ch06.sample_size_text(res)
 
 
 def test_notebook_cells_after_model_loading_are_short():

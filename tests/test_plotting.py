@@ -137,3 +137,39 @@ def test_import_leaves_matplotlib_style_alone():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _error_segments(ax):
+    """(low, high) of every error bar drawn on ``ax``, in drawing order."""
+    out = []
+    for c in ax.containers:
+        if c.__class__.__name__ == "ErrorbarContainer":
+            for seg in c.lines[2][0].get_segments():
+                if len(seg) == 2:             # a NaN error (no interval) draws an empty segment
+                    out.append((float(seg[0][1]), float(seg[1][1])))
+    return out
+
+
+def test_interval_error_bars_are_drawn_where_the_interval_is():
+    from adv2.stats import Estimate
+
+    stats = {"cam": {"pgd": {"l1_mean": 0.4, "l1_std": 0.1}, "adv2": {"l1_mean": 0.1, "l1_std": 0.05}},
+             "grad": {"pgd": {"l1_mean": 0.3, "l1_std": 0.1}, "adv2": {"l1_mean": None}}}
+    errors = {"cam": {"pgd": Estimate(0.4, 0.35, 0.48, 20, "bootstrap 95%"),
+                      "adv2": {"value": 0.1, "low": 0.05, "high": 0.2}},
+              "grad": {"pgd": (0.25, 0.33)}}
+    fig = plotting.attack_distance_bars(stats, "l1", errors=errors)
+    segs = _error_segments(fig.axes[0])
+    # asymmetric bars, from each interval's low to its high (NaN where none was given)
+    finite = sorted(s for s in segs if all(v == v for v in s))
+    flat = [v for s in finite for v in s]
+    assert len(finite) == 3 and flat == pytest.approx([0.05, 0.2, 0.25, 0.33, 0.35, 0.48])
+    plt.close(fig)
+    fig = plotting.bar_compare({"0%": {"RTS": 0.1, "RTSA": 0.2}}, "L1",
+                               errors={"0%": {"RTSA": (0.15, 0.3)}})
+    assert [s for s in _error_segments(fig.axes[0]) if all(v == v for v in s)] == \
+        [pytest.approx((0.15, 0.3))]
+    plt.close(fig)
+    fig = plotting.bar_compare({"0%": {"RTS": 0.1}}, "L1")      # no errors: no error bars
+    assert _error_segments(fig.axes[0]) == []
+    plt.close(fig)

@@ -27,7 +27,8 @@ STEM = "01_tiny"
 def published_state() -> dict[str, str]:
     """Hash of every published file: book/notebooks, results/, the run box."""
     files = [*sorted((REPO_ROOT / "book" / "notebooks").glob("*")),
-             *sorted((REPO_ROOT / "results").glob("*")), REPO_ROOT / "book" / "_run_info.md"]
+             *sorted((REPO_ROOT / "results").glob("*")), REPO_ROOT / "book" / "_run_info.md",
+             REPO_ROOT / "book" / "_claims.md"]
     return {str(p.relative_to(REPO_ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in files if p.is_file()}
 
@@ -160,6 +161,7 @@ def fake_book(tmp_path, monkeypatch):
     monkeypatch.setattr(publish, "BOOK_NOTEBOOKS_DIR", book / "notebooks")
     monkeypatch.setattr(publish, "PUBLISHED_RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(publish, "RUN_INFO", book / "_run_info.md")
+    monkeypatch.setattr(publish, "CLAIMS_TABLE", book / "_claims.md")
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tiny_notebook(tmp_path / "src").parent)
     return tmp_path
 
@@ -190,7 +192,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     err = capsys.readouterr().err
     published = [fake_book / "book" / "notebooks" / f"{STEM}.ipynb",
                  fake_book / "results" / f"{STEM}.json", fake_book / "results" / "timings-smoke.json",
-                 fake_book / "book" / "_run_info.md"]
+                 fake_book / "book" / "_run_info.md", fake_book / "book" / "_claims.md"]
     for path in published:
         assert path.is_file() and stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
     assert (run_dir / f"{STEM}.ipynb").read_bytes() == published[0].read_bytes()
@@ -200,6 +202,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     assert STEM in json.loads(published[2].read_text())["seconds"]
     box = published[3].read_text()
     assert f"| {STEM} | `smoke` | `seed=3` |" in box and "| 02_other | `smoke` | none |" in box
+    assert "| claim of the paper |" in published[4].read_text()    # the front page's claims table
     assert not list(published[0].parent.glob(".*.tmp")), "temporary files left behind"
 
 

@@ -338,15 +338,38 @@ def panel_rows(cells: Sequence[Sequence[tuple]], col_titles: Sequence[str],
     return fig
 
 
+def _interval_error(height: Any, interval: Any) -> tuple[float, float] | None:
+    """``(below, above)`` error-bar lengths of an interval around ``height``: ``interval`` is an
+    :class:`adv2.stats.Estimate` (or its dict) or a ``(low, high)`` pair; None draws no bar."""
+    if interval is None or height is None:
+        return None
+    if isinstance(interval, dict):
+        low, high = interval.get("low"), interval.get("high")
+    elif hasattr(interval, "low") and hasattr(interval, "high"):
+        low, high = interval.low, interval.high
+    else:
+        low, high = interval
+    if low is None or high is None:
+        return None
+    h = float(height)
+    return max(h - float(low), 0.0), max(float(high) - h, 0.0)
+
+
 def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, title: str,
                   ticklabels: list[str] | None = None, colors: dict | None = None,
                   labels: dict | None = None) -> None:
     """One bar per (group, series) on ``ax``; ``value(group, series)`` gives ``(height, error)``
-    with ``None`` for a missing value or no error bar."""
+    with ``None`` for a missing value or no error bar; ``error`` is one length (±) or a pair
+    ``(below, above)`` (an interval's asymmetric bar)."""
     import numpy as np
 
     def num(v):
         return float("nan") if v is None else float(v)
+
+    def two(e):
+        if e is None:
+            return (float("nan"), float("nan"))
+        return (num(e[0]), num(e[1])) if isinstance(e, (tuple, list)) else (num(e), num(e))
 
     width = 0.8 / max(len(series), 1)
     pos = np.arange(len(names))
@@ -356,7 +379,8 @@ def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, t
         ax.bar(pos + (i - (len(series) - 1) / 2) * width, [num(h) for h, _ in pairs], width,
                label=(labels or {}).get(s, s), color=(colors or {}).get(s),
                **({} if all(e is None for e in errors) else
-                  {"yerr": [num(e) for e in errors], "capsize": 2, "error_kw": {"elinewidth": 0.8}}))
+                  {"yerr": np.array([two(e) for e in errors]).T, "capsize": 2,
+                   "error_kw": {"elinewidth": 0.8}}))
     pt = text_pt(ax.figure.get_figwidth())
     ax.set_xticks(pos)
     ax.set_xticklabels(ticklabels or names)
@@ -368,16 +392,23 @@ def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, t
     _style_axes(ax, pt)
 
 
-def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "", ax=None):
-    """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper)."""
+def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "", ax=None,
+                errors: dict[str, dict[str, Any]] | None = None):
+    """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper).
+
+    ``errors[group][series]``: the value's 95 % interval (an :class:`adv2.stats.Estimate`, its
+    dict or ``(low, high)``), drawn as an error bar; missing entries draw none."""
     with book_style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(4.8, 2.8), layout="constrained")
         else:
             fig = ax.figure
         series = list(dict.fromkeys(s for g in groups.values() for s in g))
-        _grouped_bars(ax, list(groups), series, lambda g, s: (groups[g].get(s), None), ylabel,
-                      title)
+        def value(g, s):
+            h = groups[g].get(s)
+            return h, _interval_error(h, (errors or {}).get(g, {}).get(s))
+
+        _grouped_bars(ax, list(groups), series, value, ylabel, title)
     return fig
 
 
@@ -387,28 +418,34 @@ ATTACK_LABELS = {"pgd": "PGD", "adv2": "ADV2"}
 
 
 def attack_distance_bars(stats: dict[str, dict[str, dict]], metric: str = "l1", title: str = "",
-                         ax=None):
-    """Bars of ``<metric>_mean`` (± ``<metric>_std``) per interpreter, one bar per attack.
+                         ax=None, errors: dict[str, dict[str, Any]] | None = None):
+    """Bars of ``<metric>_mean`` per interpreter, one bar per attack.
 
     ``stats[interpreter][attack]`` is an :func:`adv2.metrics.summarize` dict (attack ``pgd`` or
     ``adv2``). Lower is better for the attacker: the map stays closer to the benign one.
+    ``errors[interpreter][attack]``: the mean's 95 % interval (:class:`adv2.stats.Estimate`, its
+    dict or ``(low, high)``), drawn as an error bar; without ``errors`` the bars show ± the
+    standard deviation over images.
     """
     with book_style():
         if ax is None:
             fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
         else:
             fig = ax.figure
-        _attack_bars(ax, stats, metric, title)
+        _attack_bars(ax, stats, metric, title, errors)
     return fig
 
 
-def _attack_bars(ax, stats, metric, title):
+def _attack_bars(ax, stats, metric, title, errors=None):
     names = list(stats)
     attacks = list(dict.fromkeys(a for s in stats.values() for a in s))
 
     def value(name, att):
         s = stats[name].get(att, {})
-        return s.get(f"{metric}_mean"), s.get(f"{metric}_std")
+        h = s.get(f"{metric}_mean")
+        if errors is not None:
+            return h, _interval_error(h, errors.get(name, {}).get(att))
+        return h, s.get(f"{metric}_std")
 
     _grouped_bars(ax, names, attacks, value, f"{metric.upper()} distance to benign map", title,
                   ticklabels=[n.upper() if len(n) <= 4 else n for n in names],

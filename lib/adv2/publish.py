@@ -2,7 +2,7 @@
 
 A run (``python -m adv2 run``) writes only into its own run folder. Publishing copies that folder's
 executed notebooks, results and timings over the published copies (``book/notebooks/``,
-``results/``) and rewrites the front page's run box, and it does so only when every notebook of
+``results/``) and rewrites the front page's run box and claims table (``book/_claims.md``), and it does so only when every notebook of
 the run finished: ``run.json`` says ``ok`` for each and every cell of each executed notebook ran
 without error (papermill's own per-cell metadata is checked, not trusted blindly: after Ctrl-C
 papermill marks the cells it never ran as completed). Every file is replaced atomically (a
@@ -23,6 +23,7 @@ from .config import REPO_ROOT
 BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
 PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"
 RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
+CLAIMS_TABLE = REPO_ROOT / "book" / "_claims.md"   # the front page's claims table (adv2.claimspage)
 RUN_RECORD = "run.json"
 
 
@@ -199,7 +200,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
     Chapters the run did not execute keep their published copies; the run box is rebuilt from
     all published notebooks afterwards. Returns the files replaced.
     """
-    from . import runbox
+    from . import claimspage, runbox
     from .results import environment
 
     run_dir = Path(run_dir)
@@ -217,4 +218,5 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
     written.append(merge_timings(PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json",
                                  seconds, environment()))
     written.append(runbox.write_run_info(BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO))
+    written.append(claimspage.write_claims_table(PUBLISHED_RESULTS_DIR, CLAIMS_TABLE))
     return written

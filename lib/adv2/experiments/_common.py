@@ -1,14 +1,17 @@
-"""Helpers shared by the chapter modules: cell formatting, glue padding, explained checks."""
+"""Helpers shared by the chapter modules: cell formatting (``adv2.stats.fmt``), intervals and
+verdict glue, glue padding, explained checks."""
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
+from ..stats import MISSING, Estimate, fmt
+
 NOT_RUN = "not run"          # glued for what a run's parameters left out
-MISSING = "—"                # table cells and glue values with nothing to show (no NaN, no None)
 
 
 class ChapterCheckFailed(AssertionError):
@@ -24,23 +27,95 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: 3 significant digits, "—" for None/NaN, integers and text as they are."""
-    if is_missing(value):
-        return MISSING
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    if value == 0:
-        return "0"
-    if abs(value) >= 10 ** digits:
-        return f"{value:,.0f}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    text = f"{value:.{decimals}f}"
-    return text if abs(float(text)) != 0 else "0"
+def cell(value: Any) -> str:
+    """A table cell: an :class:`~adv2.stats.Estimate` as "value [low, high]", anything else
+    through :func:`adv2.stats.fmt` (3 significant digits, "—" for None/NaN)."""
+    return str(value) if isinstance(value, Estimate) else fmt(value)
 
 
 def fmt_rows(rows: Iterable[Iterable[Any]]) -> list[list[str]]:
-    return [[fmt(v) for v in row] for row in rows]
+    return [[cell(v) for v in row] for row in rows]
+
+
+# ----------------------------------------------------------------------------- intervals, verdicts
+def intervals_block(nested: Any) -> Any:
+    """``{...: Estimate}`` nested dicts as plain JSON (each estimate via ``as_dict``)."""
+    if isinstance(nested, Estimate):
+        return nested.as_dict()
+    if isinstance(nested, Mapping):
+        return {str(k): intervals_block(v) for k, v in nested.items()}
+    return nested
+
+
+def verdicts_block(verdicts: Mapping[str, Mapping[str, Verdict]]) -> dict[str, dict[str, Any]]:
+    """``{setting: {claim_id: Verdict}}`` as plain JSON, the results files' ``verdicts`` block
+    (the front page reads it back with :meth:`adv2.claims.Verdict.from_dict`)."""
+    return {s: {cid: v.as_dict() for cid, v in by_claim.items()} for s, by_claim in verdicts.items()}
+
+
+def settle_text(verdict: Verdict | None) -> str:
+    """What the chapter says after a verdict: settled, how many images would settle it, or why
+    nothing can be said."""
+    if verdict is None:
+        return NOT_RUN
+    if verdict.status in (HOLDS, DOES_NOT_HOLD):
+        return "the interval settles it at this sample size"
+    if verdict.status == INCONCLUSIVE:
+        if verdict.n_needed is None:
+            return "the value sits on the threshold: no number of images would settle it"
+        return f"about {verdict.n_needed} images would settle it"
+    return f"no number can be given: {short_reason(verdict)}"
+
+
+def short_reason(verdict: Verdict) -> str:
+    """The verdict's reason without the per-part listing (what decided it, in one clause)."""
+    return verdict.reason.split(" (all: ")[0]
+
+
+def verdict_cell(verdict: Verdict | None) -> str:
+    """What the prose and the chapter tables show for a verdict: :meth:`Verdict.cell` (status and
+    estimate with its interval), and for "not measurable" the short reason instead."""
+    if verdict is None:
+        return NOT_RUN
+    if verdict.status == NOT_MEASURABLE:
+        return f"{verdict.status} ({short_reason(verdict)})"
+    return verdict.cell()
+
+
+def verdict_glue(name: str, verdict: Verdict | None) -> dict[str, Any]:
+    """Glue of one verdict: ``name`` (status and estimate, :meth:`Verdict.cell`),
+    ``name_n_needed`` (images that would settle an inconclusive verdict, else "—") and
+    ``name_settle`` (:func:`settle_text`); "not run" for a setting the run left out."""
+    if verdict is None:
+        return {name: NOT_RUN, f"{name}_n_needed": NOT_RUN, f"{name}_settle": NOT_RUN}
+    return {name: verdict_cell(verdict),
+            f"{name}_n_needed": MISSING if verdict.n_needed is None else verdict.n_needed,
+            f"{name}_settle": settle_text(verdict)}
+
+
+def half_width_text(label: str, verdict: Verdict | None) -> str:
+    """"<label>: ±0.12, settles it" / "...: ±0.3, about 40 images would settle it" for the
+    sample-size paragraph (issue 16 item 3): the half-width reached for a key ratio."""
+    if verdict is None:
+        return f"{label}: not run"
+    est = verdict.estimate
+    hw = None if est is None else est.half_width
+    if hw is None:
+        return f"{label}: no interval ({short_reason(verdict)})"
+    if verdict.status in (HOLDS, DOES_NOT_HOLD):
+        tail = "settles the claim"
+    elif verdict.status == INCONCLUSIVE:
+        tail = (f"it would need about {verdict.n_needed} images" if verdict.n_needed
+                else "the value sits on the threshold")
+    else:
+        tail = short_reason(verdict)
+    return f"{label}: ±{fmt(hw, 2)} on {est.n} images, {tail}"
+
+
+def half_widths(verdicts: Mapping[str, Verdict | None]) -> dict[str, float | None]:
+    """``{label: half-width of the verdict's interval}`` (None without an interval or run)."""
+    return {k: (None if v is None or v.estimate is None else v.estimate.half_width)
+            for k, v in verdicts.items()}
 
 
 def glue_name(name: str) -> str:

@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
-from .. import attacks, data, metrics, models, plotting
+from .. import attacks, claims, data, metrics, models, plotting
+from ..claims import Verdict
 from ..interpreters import build_interpreter
+from ..stats import mean_ci, rate_ci, ratio_ci
 from ._common import (
     MISSING,
     NOT_RUN,
@@ -29,9 +31,15 @@ from ._common import (
     flat_glue,
     fmt,
     fmt_rows,
+    half_width_text,
+    half_widths,
+    intervals_block,
     is_missing,
     pad,
     shown_path,
+    verdict_cell,
+    verdict_glue,
+    verdicts_block,
 )
 from ._common import check as _check
 
@@ -39,7 +47,10 @@ ALL_ARCHS = ("resnet", "densenet")
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
 BUDGETS = (0.031, 0.062)      # PGD is also run at the paper's epsilon and twice it (the budget paragraph)
 PHOTO_EPSILON, PHOTO_STEP = 0.031, 1 / 255    # the paper's ImageNet budget and step
-SUCCESS_TOLERANCE = 0.15      # claim 1: ADV2's success within 0.15 of PGD's on every pair
+SUCCESS_TOLERANCE = claims.SUCCESS_GAP   # claim 1's threshold lives in adv2.claims (re-exported)
+# the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
+CLAIM_IDS = ("adv2_success_like_pgd", "adv2_maps_closer_than_pgd")
+SETTINGS = ("resnet", "densenet", "photos")
 MIN_SUCCESS = 0.5             # the chapter's working point (quick and paper profiles)
 
 
@@ -226,33 +237,40 @@ def _pm(s: dict, key: str) -> str:
 
 
 def success_table(fm: FmnistAttacks) -> str:
-    """Markdown: success rate and p(target) of PGD and ADV2 per pair."""
+    """Markdown: success rate (with its 95 % Wilson interval) and p(target) of PGD and ADV2 per pair."""
     rows = []
     for arch in fm.archs:
+        est = attack_intervals(fm.per_image[arch])
         for name in fm.interpreters:
             p, a = fm.stats[arch][name]["pgd"], fm.stats[arch][name]["adv2"]
-            rows.append([arch, name.upper(), fmt(p["success_rate"]), fmt(a["success_rate"]),
+            rows.append([arch, name.upper(), str(est[name]["pgd"]["success_rate"]),
+                         str(est[name]["adv2"]["success_rate"]),
                          _pm(p, "confidence"), _pm(a, "confidence"), a["n"]])
     return plotting.markdown_table(rows, ["classifier", "interpreter", "success PGD", "success ADV2",
                                           "confidence PGD", "confidence ADV2", "images"])
 
 
 def distance_figure(fm: FmnistAttacks):
-    """L1 and L2 distances to the benign maps, one row of bars per classifier."""
+    """L1 and L2 distances to the benign maps, one row of bars per classifier; error bars are the
+    95 % bootstrap intervals over images (:func:`attack_intervals`)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(fm.archs), 2, figsize=(8.6, 2.7 * len(fm.archs)), squeeze=False)
     for r, arch in enumerate(fm.archs):
         for c, metric in enumerate(("l1", "l2")):
+            errors = {n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
+                      for n, estimates in attack_intervals(fm.per_image[arch]).items()}
             plotting.attack_distance_bars(fm.stats[arch], metric, title=f"{arch}: {metric.upper()}",
-                                          ax=axes[r, c])
+                                          ax=axes[r, c], errors=errors)
     fig.tight_layout()
     return fig
 
 
 def iou_table(fm: FmnistAttacks) -> str:
-    rows = [[arch, name.upper(), fm.stats[arch][name]["pgd"]["iou_mean"],
-             fm.stats[arch][name]["adv2"]["iou_mean"]] for arch in fm.archs for name in fm.interpreters]
+    """Mean IoU per pair with its 95 % interval ("value [low, high]")."""
+    est = {a: attack_intervals(fm.per_image[a]) for a in fm.archs}
+    rows = [[arch, name.upper(), est[arch][name]["pgd"]["iou_mean"],
+             est[arch][name]["adv2"]["iou_mean"]] for arch in fm.archs for name in fm.interpreters]
     return plotting.markdown_table(fmt_rows(rows), ["classifier", "interpreter", "mean IoU PGD",
                                                     "mean IoU ADV2"])
 
@@ -346,9 +364,11 @@ def attack_photos(*, interpreters: list[str], n_images: int, step_scale: float,
 
 
 def photo_table(ph: PhotoAttacks) -> str:
-    rows = [[name.upper(), s["pgd"]["success_rate"], s["adv2"]["success_rate"], s["pgd"]["l1_mean"],
-             s["adv2"]["l1_mean"], s["pgd"]["iou_mean"], s["adv2"]["iou_mean"]]
-            for name, s in ph.stats.items()]
+    """The photo section's numbers with their 95 % intervals ("value [low, high]")."""
+    est = attack_intervals(ph.per_image)
+    rows = [[name.upper(), e["pgd"]["success_rate"], e["adv2"]["success_rate"], e["pgd"]["l1_mean"],
+             e["adv2"]["l1_mean"], e["pgd"]["iou_mean"], e["adv2"]["iou_mean"]]
+            for name, e in est.items()]
     return plotting.markdown_table(fmt_rows(rows), ["interpreter", "success PGD", "success ADV2",
                                                     "L1 PGD", "L1 ADV2", "IoU PGD", "IoU ADV2"])
 
@@ -362,6 +382,47 @@ def photo_figures(ph: PhotoAttacks) -> list:
                                      run["adv2"].maps.cpu(), row_labels=labels,
                                      suptitle=f"{name.upper()} on EfficientNet-Lite0")
             for name, run in ph.runs.items()]
+
+
+# ----------------------------------------------------------------------------- intervals
+def _successes(values: list, success: list) -> list[float]:
+    """``values`` where the attack succeeded, NaN elsewhere (the means ADV2's numbers use)."""
+    return [v if ok else float("nan") for v, ok in zip(values, success)]
+
+
+def attack_intervals(per_image: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """95 % intervals of one setting's headline numbers, ``{interpreter: {...}}``.
+
+    ``per_image`` is ``{interpreter: _per_image(...)}``. Per attack: ``success_rate`` (Wilson),
+    ``confidence_mean`` (over successes), ``l1_mean``, ``l2_mean``, ``iou_mean`` (bootstrap over
+    images; ADV2's over its successes, PGD's over all, as the chapter's numbers); and
+    ``l1_ratio_adv2_over_pgd`` (paired bootstrap, the estimate claim 2 is decided on). Each value
+    equals the number in ``numbers()`` it belongs to."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, pi in per_image.items():
+        out[name] = {}
+        for att in ("pgd", "adv2"):
+            d, ok = pi[att], pi[att]["success"]
+            # ADV2's distances over its successes, PGD's over all images
+            kept = {m: _successes(d[m], ok) if att == "adv2" else d[m] for m in ("l1", "l2", "iou")}
+            out[name][att] = {"success_rate": rate_ci(ok),
+                              "confidence_mean": mean_ci(_successes(d["confidence"], ok)),
+                              **{f"{m}_mean": mean_ci(v) for m, v in kept.items()}}
+        out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci(
+            _successes(pi["adv2"]["l1"], pi["adv2"]["success"]), pi["pgd"]["l1"], paired=True)
+    return out
+
+
+def setting_verdicts(per_image: dict[str, dict]) -> dict[str, Verdict]:
+    """Chapter 3's two claims on one setting (``{interpreter: _per_image(...)}``), each decided by
+    :mod:`adv2.claims` for every interpreter."""
+    def each(att: str, key: str) -> dict[str, list]:
+        return {n: pi[att][key] for n, pi in per_image.items()}
+
+    return {"adv2_success_like_pgd": claims.adv2_success_like_pgd(each("adv2", "success"),
+                                                                  each("pgd", "success")),
+            "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(
+                each("adv2", "l1"), each("pgd", "l1"), each("adv2", "success"))}
 
 
 # ----------------------------------------------------------------------------- summary & claims
@@ -388,6 +449,22 @@ class Ch03Result:
     def pairs(self) -> list[tuple[str, str]]:
         return [(a, n) for a in self.fmnist.archs for n in self.fmnist.interpreters]
 
+    def setting_per_image(self) -> dict[str, dict[str, dict]]:
+        """``{setting: {interpreter: per-image arrays}}`` for the settings this run measured."""
+        out = {a: self.fmnist.per_image[a] for a in self.fmnist.archs}
+        if self.photos is not None and self.photos.per_image:
+            out["photos"] = self.photos.per_image
+        return out
+
+    def intervals(self) -> dict[str, Any]:
+        """95 % intervals of the headline numbers, laid out as ``numbers()`` (dataset, classifier,
+        interpreter, attack); see :func:`attack_intervals`."""
+        out: dict[str, Any] = {self.dataset: {a: attack_intervals(self.fmnist.per_image[a])
+                                              for a in self.fmnist.archs}}
+        if self.photos is not None and self.photos.per_image:
+            out["imagenet-sample"] = {"efficientnet-lite0": attack_intervals(self.photos.per_image)}
+        return out
+
     def numbers(self) -> dict[str, Any]:
         fm = self.fmnist
         photo_stats = self.photos.stats if self.photos else {}
@@ -397,11 +474,17 @@ class Ch03Result:
                 "seconds": {f"{a}_{n}": v for (a, n), v in fm.seconds.items()},
                 "summary": self.summary,
                 "pgd_success_by_epsilon": {a: {str(e): v for e, v in fm.budget_success[a].items()}
-                                           for a in fm.archs}}
+                                           for a in fm.archs},
+                "intervals": intervals_block(self.intervals()),
+                "verdicts": verdicts_block(verdicts(self))}
 
     def glue(self) -> dict[str, Any]:
         """Flat ``{glue name: value}``; every name the chapter's prose uses is present, with
-        "not run" for classifiers and interpreters this run left out and "—" for no value."""
+        "not run" for classifiers and interpreters this run left out and "—" for no value.
+
+        Verdicts (``ch3_summary_claim_*_verdict`` for both classifiers together,
+        ``ch3_<setting>_claim_*_verdict`` per setting) read "status (estimate [interval])", each
+        with ``_n_needed`` and ``_settle`` (how many images would settle an inconclusive one)."""
         out = flat_glue({"summary": self.summary}, prefix="ch3.")
         for a in ALL_ARCHS:   # the budget paragraph
             b = self.fmnist.budget_success.get(a, {})
@@ -409,6 +492,13 @@ class Ch03Result:
                                              "eps0062": b.get(0.062, NOT_RUN),
                                              "eps": b.get(self.fmnist.epsilon, NOT_RUN)}},
                                  prefix=f"ch3.{a}."))
+        per_setting, together = verdicts(self), fmnist_verdicts(self)
+        for cid, short in zip(CLAIM_IDS, ("success", "maps")):
+            out.update(verdict_glue(f"ch3_summary_claim_{short}_verdict", together.get(cid)))
+            for setting in SETTINGS:
+                out.update(verdict_glue(f"ch3_{setting}_claim_{short}_verdict",
+                                        per_setting.get(setting, {}).get(cid)))
+        out["ch3_sample_size"] = sample_size_text(self)
         return pad(out, [f"ch3_summary_{n}_{att}_{key}" for n in ALL_INTERPRETERS
                          for att in ("pgd", "adv2") for key in ("success_rate", "l1_mean", "iou_mean")])
 
@@ -453,22 +543,41 @@ def _measure(fm: FmnistAttacks) -> dict[str, Any]:
     return summary
 
 
-def verdicts(result: Ch03Result) -> dict[str, str]:
-    """The chapter's claim rules, in one place (to be replaced by ``adv2.claims``).
+def verdicts(result: Ch03Result) -> dict[str, dict[str, Verdict]]:
+    """The chapter's claims per setting (``resnet``, ``densenet``, ``photos``: those run), as
+    :class:`adv2.claims.Verdict` s decided by the claims layer from the per-image arrays."""
+    return {setting: setting_verdicts(pi) for setting, pi in result.setting_per_image().items()}
 
-    ``claim_success``: ADV2's success rate is within 0.15 of PGD's on every pair.
-    ``claim_maps``: on every pair ADV2's maps have a lower mean L1 distance and a higher mean IoU
-    to the benign maps than PGD's. Each is "holds" or "does not fully hold"."""
-    stats, pairs = result.stats, result.pairs
-    gaps = [stats[a][n]["adv2"]["success_rate"] - stats[a][n]["pgd"]["success_rate"] for a, n in pairs]
-    l1 = [(stats[a][n]["pgd"]["l1_mean"], stats[a][n]["adv2"]["l1_mean"]) for a, n in pairs]
-    iou = [(stats[a][n]["pgd"]["iou_mean"], stats[a][n]["adv2"]["iou_mean"]) for a, n in pairs]
-    closer = [q < p for p, q in l1 if _valid(p) and _valid(q)]
-    higher = [q > p for p, q in iou if _valid(p) and _valid(q)]
-    success_holds = all(g >= -SUCCESS_TOLERANCE for g in gaps)
-    maps_hold = len(closer) == len(pairs) and all(closer) and all(higher)
-    word = lambda ok: "holds" if ok else "does not fully hold"
-    return {"claim_success": word(success_holds), "claim_maps": word(maps_hold)}
+
+def fmnist_verdicts(result: Ch03Result) -> dict[str, Verdict]:
+    """Each claim on Fashion-MNIST with both classifiers together (:func:`adv2.claims.all_of`
+    over the classifiers run): the chapter's summary verdicts."""
+    by_setting = verdicts(result)
+    return {cid: claims.all_of(cid, {a: by_setting[a][cid] for a in result.fmnist.archs})
+            for cid in CLAIM_IDS}
+
+
+def ratio_half_widths(result: Ch03Result) -> dict[str, dict[str, float | None]]:
+    """Half-width of the 95 % interval of the ADV2/PGD L1 ratio, per setting and interpreter
+    (issue 16: the sample size each profile reaches for the key ratio)."""
+    out = {}
+    for setting, by_claim in verdicts(result).items():
+        v = by_claim["adv2_maps_closer_than_pgd"]
+        parts = dict(v.parts) or {"all": v}
+        out[setting] = half_widths(parts)
+    return out
+
+
+def sample_size_text(result: Ch03Result) -> str:
+    """One sentence per setting: the ADV2/PGD L1 ratio's half-width per interpreter and whether it
+    settles claim 2 or about how many images it would need."""
+    lines = []
+    for setting, by_claim in verdicts(result).items():
+        v = by_claim["adv2_maps_closer_than_pgd"]
+        parts = dict(v.parts) or {"": v}
+        label = claims.SETTINGS.get(setting, setting)
+        lines.append(f"{label}: " + "; ".join(half_width_text(n.upper(), p) for n, p in parts.items()))
+    return ". ".join(lines) + "." if lines else NOT_RUN
 
 
 def summarize(fm: FmnistAttacks, photos: PhotoAttacks | None = None,
@@ -478,22 +587,28 @@ def summarize(fm: FmnistAttacks, photos: PhotoAttacks | None = None,
     if photos is not None:
         per_image["imagenet-sample"] = {"efficientnet-lite0": photos.per_image}
     result = Ch03Result(dataset, fm, photos, _measure(fm), per_image)
-    v = verdicts(result)
-    result.summary.update({"claim_success_holds": v["claim_success"] == "holds",
-                           "claim_maps_hold": v["claim_maps"] == "holds",
-                           "claim_success_verdict": v["claim_success"],
-                           "claim_maps_verdict": v["claim_maps"]})
+    v = fmnist_verdicts(result)
+    success, maps = v["adv2_success_like_pgd"], v["adv2_maps_closer_than_pgd"]
+    result.summary.update({"claim_success_holds": success.status == claims.HOLDS,
+                           "claim_maps_hold": maps.status == claims.HOLDS,
+                           "claim_success_verdict": success.status,
+                           "claim_maps_verdict": maps.status})
     return result
 
 
 def claims_table(result: Ch03Result) -> str:
-    s = result.summary
-    rows = [["ADV2 success within 0.15 of PGD's (every pair)", s["claim_success_verdict"]],
-            ["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
-            ["ADV2 maps closer than PGD's: lower L2 (pairs)", f"{s['closer_l2']} / {s['pairs']}"],
-            ["ADV2 maps closer than PGD's: higher mean IoU (pairs)", f"{s['higher_iou']} / {s['pairs']}"],
-            ["mean L1 ratio ADV2 / PGD", fmt(s["l1_ratio_mean"])]]
-    return plotting.markdown_table(rows, ["claim", "this run"])
+    """The chapter's verdict table: each claim per setting (status and estimate), then the counts
+    of pairs where ADV2's maps are closer and the mean L1 ratio."""
+    s, by_setting = result.summary, verdicts(result)
+    settings = list(by_setting)
+    rows = [[claims.CLAIMS[cid].statement] + [verdict_cell(by_setting[st][cid]) for st in settings]
+            for cid in CLAIM_IDS]
+    table = plotting.markdown_table(rows, ["claim"] + [claims.SETTINGS.get(st, st) for st in settings])
+    counts = [["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
+              ["ADV2 maps closer than PGD's: lower L2 (pairs)", f"{s['closer_l2']} / {s['pairs']}"],
+              ["ADV2 maps closer than PGD's: higher mean IoU (pairs)", f"{s['higher_iou']} / {s['pairs']}"],
+              ["mean L1 ratio ADV2 / PGD", fmt(s["l1_ratio_mean"])]]
+    return table + "\n\n" + plotting.markdown_table(counts, ["Fashion-MNIST", "this run"])
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -544,19 +659,24 @@ __all__ = [
     "FmnistAttacks",
     "PhotoAttacks",
     "attack_fmnist",
+    "attack_intervals",
     "attack_photos",
     "check",
     "claims_table",
     "distance_figure",
     "example_figures",
     "fmnist_configs",
+    "fmnist_verdicts",
     "history_figure",
     "iou_table",
     "pgd_steps",
     "photo_configs",
     "photo_figures",
     "photo_table",
+    "ratio_half_widths",
+    "sample_size_text",
     "schedule_table",
+    "setting_verdicts",
     "shown_path",
     "success_table",
     "summarize",

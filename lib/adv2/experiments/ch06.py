@@ -7,22 +7,33 @@ Table 10 and its row layout are :data:`adv2.defenses.PAPER_TABLE10` / :func:`adv
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .. import data, defenses
-from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, fmt, raise_problems, table
+from .. import claims, data, defenses
+from ..claims import Verdict
+from ..stats import Estimate, fmt, mean_ci, rate_ci, ratio_ci
+from ._common import (
+    half_width_text,
+    half_widths,
+    intervals_block,
+    verdict_glue,
+    verdicts_block,
+)
+from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
-# claim rules (see the chapter's "Paper vs this reproduction"): ADV2's L1 on RTS at most this
-# fraction of PGD's; ratio RTSA / RTS at least half the paper's 10
-ADV2_OVER_PGD_MAX = 0.5
-RATIO_MIN = 5.0
+# claim rules live in adv2.claims (re-exported here for older imports): ADV2's L1 on RTS at most
+# this fraction of PGD's; ratio RTSA / RTS at least half the paper's 10
+ADV2_OVER_PGD_MAX = claims.MAPS_CLOSE_RATIO
+RATIO_MIN = claims.AID_RATIO_MIN
+# the chapter's claims, per classifier, and the glue suffix of each (names the prose uses)
+CLAIM_GLUE = {"rtsa_like_rts_on_benign": "benign", "adv2_keeps_rts_maps_close": "adv2_rts",
+              "aid_separates_adv2_maps": "ratio"}
 # the Table 10 numbers the prose quotes per classifier
 GLUED_KEYS = ("benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "adv2_l1_ratio", "adv2_success_rts",
               "adv2_success_rtsa", "pgd_l1_rts", "pgd_l1_rtsa")
@@ -46,6 +57,7 @@ class Ch06Result:
     attack_sets: dict[str, Any]
     out: dict[str, dict[str, Any]]
     attack_config: dict[str, Any]
+    restrict: dict[str, bool] = field(default_factory=dict)   # ADV2's means over successes only?
     # {arch: {"benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "pgd_l1_rts", "pgd_l1_rtsa":
     #  L1 per image (all images), "success_rts", "success_rtsa": bool per image}}
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
@@ -53,6 +65,7 @@ class Ch06Result:
     def __post_init__(self) -> None:
         self.per_image = {}
         for a in self.archs:
+            self.restrict.setdefault(a, True)
             o = self.out[a]
             b = o["benign"]
             self.per_image[a] = {
@@ -74,6 +87,24 @@ class Ch06Result:
                                for a in self.archs}
         out["paper"] = dict(defenses.PAPER_TABLE10)
         out["attack"] = dict(self.attack_config)
+        out["intervals"] = intervals_block(self.intervals())
+        out["verdicts"] = verdicts_block(verdicts(self))
+        return out
+
+    def intervals(self) -> dict[str, dict[str, Estimate]]:
+        """95 % intervals of Table 10's numbers per classifier (same averages as the table:
+        ADV2's distances over its successes; the RTSA / RTS ratio by paired bootstrap)."""
+        out = {}
+        for a in self.archs:
+            p = self.per_image[a]
+            own = {name: _where(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
+                   for name in ("rts", "rtsa")}
+            out[a] = {"benign_l1_rts_vs_rtsa": mean_ci(p["benign_l1_rts_vs_rtsa"]),
+                      "adv2_l1_rts": mean_ci(own["rts"]), "adv2_l1_rtsa": mean_ci(own["rtsa"]),
+                      "adv2_l1_ratio": ratio_ci(own["rtsa"], own["rts"], paired=True),
+                      "adv2_success_rts": rate_ci(p["success_rts"]),
+                      "adv2_success_rtsa": rate_ci(p["success_rtsa"]),
+                      "pgd_l1_rts": mean_ci(p["pgd_l1_rts"]), "pgd_l1_rtsa": mean_ci(p["pgd_l1_rtsa"])}
         return out
 
     def glue(self) -> dict[str, Any]:
@@ -82,7 +113,11 @@ class Ch06Result:
         nested = {a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS}
                   for a in PROSE_ARCHS}
         out = flat_glue(nested, GLUE_PREFIX)
-        out.update({GLUE_PREFIX + k: v for k, v in verdicts(self).items()})
+        by_arch = verdicts(self)
+        for a in PROSE_ARCHS:
+            for cid, short in CLAIM_GLUE.items():
+                out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict_{short}", by_arch.get(a, {}).get(cid)))
+        out[f"{GLUE_PREFIX}sample_size"] = sample_size_text(self)
         return out
 
 
@@ -97,7 +132,8 @@ def attack(nets: Mapping[str, Any], x_test: torch.Tensor, y_test: torch.Tensor, 
         out[a] = defenses.adv2_on_rts_and_rtsa(n.model, n.rts, n.rtsa, s.x, s.y, s.target, attack_cfg,
                                                restrict_to_success=restrict_to_success, device=device,
                                                progress=progress)
-    return Ch06Result(archs=list(nets), attack_sets=sets, out=out, attack_config=attack_cfg.as_dict())
+    return Ch06Result(archs=list(nets), attack_sets=sets, out=out, attack_config=attack_cfg.as_dict(),
+                      restrict={a: restrict_to_success for a in nets})
 
 
 def attack_log(result: Ch06Result) -> str:
@@ -110,8 +146,10 @@ def attack_log(result: Ch06Result) -> str:
 
 
 def table10_table(result: Ch06Result) -> str:
-    """Table 10: ours per classifier beside the paper's (ResNet-50)."""
-    rows, headers = defenses.table10_rows(result.per_arch)
+    """Table 10: ours per classifier (with 95 % intervals, "value [low, high]") beside the paper's
+    (ResNet-50)."""
+    est = result.intervals()
+    rows, headers = defenses.table10_rows({a: {**m, **est[a]} for a, m in result.per_arch.items()})
     return table(rows, headers)
 
 
@@ -138,27 +176,40 @@ def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
     return cells, labels, fa
 
 
-def _verdict(value: Any, holds: bool) -> str:
-    """"n/a" without a number (None or NaN), else whether the rule holds."""
-    if not isinstance(value, float) or math.isnan(value):
-        return "n/a"
-    return "holds" if holds else "does not hold"
+def _where(values: Any, success: Any, restrict: bool) -> torch.Tensor:
+    """Per-image ``values`` with NaN where the attack failed (when ``restrict``)."""
+    v = torch.as_tensor(values).float().cpu()
+    if not restrict:
+        return v
+    return torch.where(torch.as_tensor(success).bool().cpu(), v, torch.tensor(float("nan")))
 
 
-def verdicts(result: Ch06Result) -> dict[str, str]:
-    """The paper's three claims per classifier (rules in the chapter's text)."""
+def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
+    """The paper's three Table 10 claims per classifier run, decided by :mod:`adv2.claims` from the
+    per-image arrays (``{classifier: {claim_id: Verdict}}``)."""
     out = {}
-    for a in PROSE_ARCHS:
-        if a not in result.archs:
-            out.update({f"{a}_verdict_{k}": NOT_RUN for k in ("benign", "adv2_rts", "ratio")})
-            continue
-        m = result.per_arch[a]
-        benign, ratio = m.get("benign_l1_rts_vs_rtsa"), m.get("adv2_l1_ratio")
-        rel = m["adv2_l1_rts"] / m["pgd_l1_rts"] if m.get("pgd_l1_rts") else None   # ADV2 vs PGD on RTS
-        out[f"{a}_verdict_benign"] = _verdict(benign, isinstance(benign, float) and benign <= BENIGN_L1_MAX)
-        out[f"{a}_verdict_adv2_rts"] = _verdict(rel, isinstance(rel, float) and rel <= ADV2_OVER_PGD_MAX)
-        out[f"{a}_verdict_ratio"] = _verdict(ratio, isinstance(ratio, float) and ratio >= RATIO_MIN)
+    for a in result.archs:
+        p = result.per_image[a]
+        out[a] = {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
+                  "adv2_keeps_rts_maps_close": claims.adv2_keeps_rts_maps_close(
+                      p["adv2_l1_rts"], p["pgd_l1_rts"], p["success_rts"]),
+                  "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(
+                      p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"])}
     return out
+
+
+def ratio_half_widths(result: Ch06Result) -> dict[str, float | None]:
+    """Half-width of the 95 % interval of the Table 10 ratio (ADV2 L1 RTSA / RTS) per classifier."""
+    return half_widths({a: v["aid_separates_adv2_maps"] for a, v in verdicts(result).items()})
+
+
+def sample_size_text(result: Ch06Result) -> str:
+    """Per classifier: the half-width reached for the Table 10 ratio and whether it settles
+    Observation 9 (or about how many images it would need)."""
+    by_arch = verdicts(result)
+    if not by_arch:
+        return NOT_RUN
+    return "; ".join(half_width_text(a, v["aid_separates_adv2_maps"]) for a, v in by_arch.items())
 
 
 def check(result: Ch06Result, *, epsilon: float) -> None:
@@ -194,6 +245,8 @@ __all__ = [
     "check",
     "describe_attack",
     "figure16_cells",
+    "ratio_half_widths",
+    "sample_size_text",
     "table10_table",
     "transfer_table",
     "verdicts",
