@@ -202,3 +202,15 @@ def test_images_needed():
     assert images_needed(Estimate(0.3, 0.2, 0.4, 10, "x"), 0.3) is None
     # already decided: the current n (or fewer) suffices
     assert images_needed(Estimate(0.2, 0.15, 0.25, 40, "x"), 0.5) <= 40
+
+
+def test_paired_rate_difference_is_not_certain_when_both_succeed_on_the_same_images():
+    """Two attacks that succeed on exactly the same 4 of 8 images: the difference is 0, but 8
+    images cannot pin it to exactly 0 (a zero-width interval would let a claim 'hold' by luck)."""
+    flags = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    est = stats.rate_diff_ci(flags, flags, paired=True)
+    assert est.value == 0 and est.low < -0.1 and est.high > 0.1
+    # more images, the same pattern: narrower
+    many = np.tile(flags, 16)
+    wide, narrow = est.half_width, stats.rate_diff_ci(many, many, paired=True).half_width
+    assert narrow < wide / 2

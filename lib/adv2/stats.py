@@ -290,13 +290,15 @@ def ratio_ci(numerator: Any, denominator: Any, *, paired: bool, level: float = 0
 def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estimate:
     """Difference of two rates ``rate(a) - rate(b)`` of per-image flags, Newcombe's interval.
 
-    Newcombe's square-and-add interval built from the two Wilson intervals: for ``paired`` flags
-    on the same images with the correlation of the pairs (Newcombe 1998, paired method 10),
-    otherwise with none (his hybrid score interval for independent samples). It stays honest at
-    0/n and n/n, where a bootstrap of identical flags would give a zero-width interval. Paired:
-    images where either flag is NaN are dropped.
+    Independent flags: Newcombe's hybrid score interval (square-and-add of the two Wilson
+    intervals). Paired flags on the same images: Bonett and Price's adjusted Wald interval for the
+    difference of paired proportions (2012), which adds one pseudo-count to each discordant cell:
+    Newcombe's paired method collapses to zero width when both attacks succeed on exactly the same
+    images, which overstates certainty on a handful of images. Both stay honest at 0/n and n/n,
+    where a bootstrap of identical flags would give a zero-width interval. Paired: images where
+    either flag is NaN are dropped.
     """
-    method = f"newcombe{' paired' if paired else ''} {round(100 * level)}%"
+    method = f"{'bonett-price paired' if paired else 'newcombe'} {round(100 * level)}%"
     if paired:
         x, y = _paired(a, b, ("a", "b"))
         keep = np.isfinite(x) & np.isfinite(y)
@@ -309,13 +311,16 @@ def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estima
     if ra.value is None or rb.value is None:
         return Estimate(None, None, None, n, method)
     d = ra.value - rb.value
-    phi = 0.0
     if paired:
         xa, yb = x.astype(bool), y.astype(bool)
-        both, only_a = float(np.sum(xa & yb)), float(np.sum(xa & ~yb))
-        only_b, neither = float(np.sum(~xa & yb)), float(np.sum(~xa & ~yb))
-        denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-        phi = (both * neither - only_a * only_b) / math.sqrt(denom) if denom > 0 else 0.0
+        m = len(xa) + 2.0
+        p_a = (float(np.sum(xa & ~yb)) + 1.0) / m   # only a succeeded (+1 pseudo-count)
+        p_b = (float(np.sum(~xa & yb)) + 1.0) / m   # only b succeeded
+        z = _z(level)
+        centre = p_a - p_b
+        half = z * math.sqrt(max(p_a + p_b - centre * centre, 0.0) / m)
+        return Estimate(d, max(-1.0, centre - half), min(1.0, centre + half), n, method)
+    phi = 0.0
     da, ua = ra.value - ra.low, ra.high - ra.value
     db, ub = rb.value - rb.low, rb.high - rb.value
     below = math.sqrt(max(da * da - 2 * phi * da * ub + ub * ub, 0.0))
