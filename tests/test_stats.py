@@ -208,9 +208,9 @@ def test_paired_rate_difference_is_not_certain_when_both_succeed_on_the_same_ima
     """Two attacks that succeed on exactly the same 4 of 8 images: the difference is 0, but 8
     images cannot pin it to exactly 0 (a zero-width interval would let a claim 'hold' by luck)."""
     flags = np.array([1, 1, 1, 1, 0, 0, 0, 0])
-    est = stats.rate_diff_ci(flags, flags, paired=True)
+    est = rate_diff_ci(flags, flags, paired=True)
     assert est.value == 0 and est.low < -0.1 and est.high > 0.1
     # more images, the same pattern: narrower
     many = np.tile(flags, 16)
-    wide, narrow = est.half_width, stats.rate_diff_ci(many, many, paired=True).half_width
+    wide, narrow = est.half_width, rate_diff_ci(many, many, paired=True).half_width
     assert narrow < wide / 2
