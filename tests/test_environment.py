@@ -73,7 +73,7 @@ def _notebook_source(path: Path) -> str:
 def _undeclared(files: list[Path], groups: tuple[str, ...]) -> dict[str, list[str]]:
     declared = {canonicalize_name(r.name) for r in _requirements(*groups)}
     providers = md.packages_distributions()
-    local = {"adv2"} | {p.stem for p in (REPO_ROOT / "tests").glob("*.py")}
+    local = {"adv2"} | {p.stem for d in ("tests", "book/_ext") for p in (REPO_ROOT / d).glob("*.py")}
     missing: dict[str, list[str]] = {}
     for f in files:
         src = _notebook_source(f) if f.suffix == ".ipynb" else f.read_text()
@@ -167,7 +167,7 @@ def test_every_adv2_name_the_notebooks_use_exists():
                 mod = importlib.import_module(node.module)
                 for alias in node.names:
                     sub = f"{node.module}.{alias.name}"
-                    if importlib.util.find_spec(sub) if node.module == "adv2" else False:
+                    if hasattr(mod, "__path__") and importlib.util.find_spec(sub):  # a submodule
                         modules[alias.asname or alias.name] = importlib.import_module(sub)
                     elif not hasattr(mod, alias.name):
                         missing.append(f"{nb.name}: {node.module}.{alias.name}")
