@@ -75,3 +75,21 @@ def shown_path(path: str | os.PathLike) -> str:
         return str(path.resolve().relative_to(Path(REPO_ROOT).resolve()))
     except ValueError:
         return path.name
+
+
+def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
+    """A chapter notebook's setup, in its first code cell: check its parameters (unknown names and
+    bad values fail here), apply ``ADV2_THREADS``, resolve the device, seed everything (when
+    ``seed`` is given) and print the versions. Returns ``(params, device, progress)``; progress
+    bars are off at the smoke profile."""
+    import torch
+
+    from .. import __version__, config, schema
+
+    params = schema.check_notebook_globals(stem, namespace)
+    config.set_threads_from_env()
+    device = config.resolve_device(params["device"])
+    if seed is not None:
+        config.seed_everything(seed)
+    print(f"adv2 {__version__}, torch {torch.__version__}, device {device}")
+    return params, device, params["profile"] != "smoke"

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .. import attacks, data, metrics, models, plotting
+from ._common import start  # the notebook's setup cell
 from ..interpreters import build_interpreter
 from ._common import (
     MISSING,
@@ -239,14 +240,11 @@ def success_table(fm: FmnistAttacks) -> str:
 
 def distance_figure(fm: FmnistAttacks):
     """L1 and L2 distances to the benign maps, one row of bars per classifier."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(fm.archs), 2, figsize=(8.6, 2.7 * len(fm.archs)), squeeze=False)
+    fig, axes = plotting.panel_axes(2 * len(fm.archs), cols=2, height=2.7)
     for r, arch in enumerate(fm.archs):
         for c, metric in enumerate(("l1", "l2")):
             plotting.attack_distance_bars(fm.stats[arch], metric, title=f"{arch}: {metric.upper()}",
-                                          ax=axes[r, c])
-    fig.tight_layout()
+                                          ax=axes[2 * r + c])
     return fig
 
 
@@ -281,18 +279,15 @@ def example_figures(fm: FmnistAttacks, class_names: list[str], n_show: int,
 
 def history_figure(fm: FmnistAttacks):
     """Stage-2 curves of the Grad and MASK attacks (None when neither ran or recorded one)."""
-    import matplotlib.pyplot as plt
-
     hist = {(a, n): fm.runs[a][n]["adv2"].history for a in fm.archs for n in ("grad", "mask")
             if n in fm.interpreters and fm.runs[a][n]["adv2"].history}
     if not hist:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 2.8))
+    fig, axes = plotting.panel_axes(2, cols=2)
     plotting.curves({f"{a} {n}": (h["step"], h["success"]) for (a, n), h in hist.items()},
                     "stage-2 step", "images with a candidate", ax=axes[0])
     plotting.curves({f"{a} {n}": (h["step"], h["sq_distance"]) for (a, n), h in hist.items()},
                     "stage-2 step", "squared distance of kept maps", ax=axes[1])
-    fig.tight_layout()
     return fig
 
 
@@ -355,7 +350,7 @@ def photo_table(ph: PhotoAttacks) -> str:
 
 def photo_figures(ph: PhotoAttacks) -> list:
     names = ph.photos.class_names
-    labels = [f"{names[int(y)][:14]}\n→ {names[int(t)][:14]}"
+    labels = [f"{names[int(y)]}\n→ {names[int(t)]}"
               for y, t in zip(ph.attack_set.y, ph.attack_set.target)]
     return [plotting.attack_triptych(ph.attack_set.x, run["benign"].cpu(), ph.x_pgd.cpu(),
                                      run["pgd"].maps.cpu(), run["adv2"].x_adv.cpu(),
@@ -538,6 +533,7 @@ def check(result: Ch03Result, profile: str) -> None:
 
 
 __all__ = [
+    "start",
     "NOT_RUN",
     "Ch03Result",
     "ChapterCheckFailed",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .. import noise
+from ._common import start  # the notebook's setup cell
 from ..noise import NoiseCalibration
 from .ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
 
@@ -126,7 +127,7 @@ def figure15_cells(sens: Mapping[str, Mapping[str, Any]], cal: Mapping[str, Cali
             flipped = (s["pred"][kind][lvl] != y).nonzero().flatten()
             i = int(flipped[0]) if len(flipped) else 0
             xn, pred = s["noisy"][kind][lvl][i], int(s["pred"][kind][lvl][i])
-            title = f"{class_names[int(y[i])][:10]} → {class_names[pred][:10]}"
+            title = f"{class_names[int(y[i])]} → {class_names[pred]}"
             cells.append([(cal[fa].x[i], None, title), (xn, None),
                           (xn, s["maps"][kind][lvl]["rts"][i]), (xn, s["maps"][kind][lvl]["rtsa"][i])])
             labels.append(f"{kind} {lvl}")
@@ -260,6 +261,7 @@ def check(result: Ch05Result, *, profile: str) -> None:
 
 
 __all__ = [
+    "start",
     "PROSE_LEVELS",
     "RATIO_MIN",
     "Calibration",

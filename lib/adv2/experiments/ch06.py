@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .. import data, defenses
+from ._common import start  # the notebook's setup cell
 from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, fmt, raise_problems, table
 
 STEM = "06_table10"
@@ -134,7 +135,7 @@ def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
         cells.append([(s.x[i],), (s.x[i], o["benign"]["rts"][i]), (o["adv"]["rts"][i],),
                       (o["adv"]["rts"][i], o["adv_maps"]["rts"][i]), (s.x[i], o["benign"]["rtsa"][i]),
                       (o["adv"]["rtsa"][i],), (o["adv"]["rtsa"][i], o["adv_maps"]["rtsa"][i])])
-        labels.append(f"{class_names[int(s.y[i])][:9]} → {class_names[int(s.target[i])][:9]}")
+        labels.append(f"{class_names[int(s.y[i])]} → {class_names[int(s.target[i])]}")
     return cells, labels, fa
 
 
@@ -185,6 +186,7 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
 
 
 __all__ = [
+    "start",
     "ADV2_OVER_PGD_MAX",
     "GLUED_KEYS",
     "RATIO_MIN",
