@@ -45,3 +45,23 @@ def test_no_cut_labels_or_one_row_panel_strips(path):
         f"{path.name}: a label is cut with [:N]; plotting wraps labels"
     assert not re.search(r"subplots\(1,", text), f"{path.name}: use plotting.panel_axes(n, cols=2)"
     assert "tight_layout" not in text, f"{path.name}: panel_axes figures use constrained layout"
+
+
+@pytest.mark.notebook
+def test_every_figure_of_a_cell_sequence_is_shown(tmp_path):
+    """After a chapter's setup (``start``), each figure made by adv2.plotting is displayed, not only
+    the first one (an rc_context around the backend's first use switched interactive mode off)."""
+    import nbclient
+
+    nb = nbformat.v4.new_notebook()
+    setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.experiments import ch01\nch01.start('01_target_models', globals())"
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
+        "\n".join(f"{p.name} = {p.default!r}" for p in __import__("adv2.schema").schema.CHAPTERS["01_target_models"]
+                  if p.name not in ("profile", "device")),
+        setup,
+        "from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
+        "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])",
+        "fig = plotting.curves({'a': ([0, 1], [1, 0])}, 'x', 'y')")]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    for cell in nb.cells[2:]:
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source

@@ -82,10 +82,16 @@ def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
     bad values fail here), apply ``ADV2_THREADS``, resolve the device, seed everything (when
     ``seed`` is given) and print the versions. Returns ``(params, device, progress)``; progress
     bars are off at the smoke profile."""
+    import matplotlib.pyplot as plt
     import torch
 
     from .. import __version__, config, schema
 
+    # Resolve the notebook's matplotlib backend now, outside any ``plotting.book_style()``: the
+    # kernel's inline backend turns interactive mode on when it is first resolved, and an
+    # rc_context around that moment restores interactive=False on exit, after which no later
+    # figure is shown (only each notebook's first figure was).
+    plt.close(plt.figure())
     params = schema.check_notebook_globals(stem, namespace)
     config.set_threads_from_env()
     device = config.resolve_device(params["device"])
