@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from adv2 import config, runner, schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def test_run_01_with_the_imagenet_profile(tmp_path):
                PYTHONPATH=os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "adv2", "run", "01", "--profile", "imagenet",
                            "-p", "imagenet_dir", str(folder), "--output-dir", str(out), "--no-progress"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     saved = json.loads((out / "01_target_models.json").read_text())
     numbers = saved["numbers"]
@@ -93,7 +92,6 @@ def _old_style_densenet_keys(state_dict: dict) -> dict:
 def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatch):
     import torch
     import torchvision
-
     from adv2 import models
 
     checkpoints = tmp_path / "hub" / "checkpoints"

@@ -59,8 +59,8 @@ def test_every_figure_of_a_cell_sequence_is_shown(tmp_path):
         "\n".join(f"{p.name} = {p.default!r}" for p in __import__("adv2.schema").schema.CHAPTERS["01_target_models"]
                   if p.name not in ("profile", "device")),
         setup,
-        "from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
-        "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])",
+        ("from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
+         "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])"),
         "fig = plotting.curves({'a': ([0, 1], [1, 0])}, 'x', 'y')")]
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     for cell in nb.cells[2:]:

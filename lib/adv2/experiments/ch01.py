@@ -13,8 +13,15 @@ from typing import Any
 import torch
 
 from .. import data, models, plotting
-from ._common import start  # the notebook's setup cell
-from ._common import NOT_RUN, ChapterCheckFailed, flat_glue, fmt, pad, shown_path
+from ._common import (
+    NOT_RUN,
+    ChapterCheckFailed,
+    flat_glue,
+    fmt,
+    pad,
+    shown_path,
+    start,  # the notebook's setup cell
+)
 from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
@@ -219,7 +226,6 @@ def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> N
 
 
 __all__ = [
-    "start",
     "NOT_RUN",
     "Ch01Result",
     "ChapterCheckFailed",
@@ -230,10 +236,11 @@ __all__ = [
     "classify_photos",
     "collect",
     "describe_data",
-    "load_classifiers",
-    "samples_figure",
     "imagenet_setting",
+    "load_classifiers",
     "photos_figure",
+    "samples_figure",
     "shown_path",
+    "start",
     "training_curves_figure",
 ]

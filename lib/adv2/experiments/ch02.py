@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from .. import data, models, plotting
-from ._common import start  # the notebook's setup cell
 from ..interpreters import (
     CAMInterpreter,
     GradInterpreter,
@@ -35,6 +34,7 @@ from ._common import (
     fmt_rows,
     pad,
     shown_path,
+    start,  # the notebook's setup cell
 )
 from ._common import check as _check
 
@@ -307,7 +307,6 @@ def check(result: Ch02Result, maps: Maps, profile: str) -> None:
 
 
 __all__ = [
-    "start",
     "INTERPRETERS",
     "NOT_RUN",
     "Ch02Result",
@@ -328,4 +327,5 @@ __all__ = [
     "rts_curves_figure",
     "sanity_table",
     "shown_path",
+    "start",
 ]

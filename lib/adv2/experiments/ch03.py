@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from .. import attacks, data, metrics, models, plotting
-from ._common import start  # the notebook's setup cell
 from ..interpreters import build_interpreter
 from ._common import (
     MISSING,
@@ -33,6 +32,7 @@ from ._common import (
     is_missing,
     pad,
     shown_path,
+    start,  # the notebook's setup cell
 )
 from ._common import check as _check
 
@@ -533,7 +533,6 @@ def check(result: Ch03Result, profile: str) -> None:
 
 
 __all__ = [
-    "start",
     "NOT_RUN",
     "Ch03Result",
     "ChapterCheckFailed",
@@ -554,6 +553,7 @@ __all__ = [
     "photo_table",
     "schedule_table",
     "shown_path",
+    "start",
     "success_table",
     "summarize",
     "verdicts",

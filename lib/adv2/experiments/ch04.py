@@ -315,7 +315,6 @@ def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
 
 
 __all__ = [
-    "start",
     "AID_FIELD_REASONS",
     "BENIGN_L1_MAX",
     "CURVES",
@@ -331,6 +330,7 @@ __all__ = [
     "compare_benign",
     "cost_table",
     "fmt",
+    "start",
     "summarize",
     "table",
     "training_costs",

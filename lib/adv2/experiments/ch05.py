@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from .. import noise
-from ._common import start  # the notebook's setup cell
 from ..noise import NoiseCalibration
+from ._common import start  # the notebook's setup cell
 from .ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
 
 STEM = "05_noise_sensitivity"
@@ -261,7 +261,6 @@ def check(result: Ch05Result, *, profile: str) -> None:
 
 
 __all__ = [
-    "start",
     "PROSE_LEVELS",
     "RATIO_MIN",
     "Calibration",
@@ -274,6 +273,7 @@ __all__ = [
     "figure15_cells",
     "flipped_kept_table",
     "sensitivity",
+    "start",
     "summarize",
     "verdicts",
 ]

@@ -16,7 +16,15 @@ import torch
 
 from .. import data, defenses
 from ._common import start  # the notebook's setup cell
-from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, fmt, raise_problems, table
+from .ch04 import (
+    BENIGN_L1_MAX,
+    NOT_RUN,
+    PROSE_ARCHS,
+    flat_glue,
+    fmt,
+    raise_problems,
+    table,
+)
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
@@ -186,7 +194,6 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
 
 
 __all__ = [
-    "start",
     "ADV2_OVER_PGD_MAX",
     "GLUED_KEYS",
     "RATIO_MIN",
@@ -196,6 +203,7 @@ __all__ = [
     "check",
     "describe_attack",
     "figure16_cells",
+    "start",
     "table10_table",
     "transfer_table",
     "verdicts",
