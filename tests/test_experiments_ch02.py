@@ -98,4 +98,4 @@ def test_rts_curves_figure_for_one_classifier():
                                    "phase2_step": [0, 1], "phase2_total": [2.0, 1.0],
                                    "phase2_destroyer": [1.0, 0.5], "phase2_preserver": [1.0, 0.5]})
     fig = ch02.rts_curves_figure({"densenet": art}, ["densenet"])
-    assert len(fig.axes) == 3
+    assert len([ax for ax in fig.axes if ax.axison]) == 3   # panel_axes hides the 4th slot

@@ -109,7 +109,9 @@ def test_single_words_become_lists():
     ("03_adv2", "interpreters", "gradcam", ["'interpreters'", "'grad'"]),
     ("06_table10", "rtsa_epsilon", 0, ["'rtsa_epsilon'"]),
     ("05_noise_sensitivity", "noise_rates", [1.5], ["'noise_rates'", "[0, 1)"]),
-    ("01_target_models", "dataset", "imagenet", ["'dataset'", "'fashion-mnist'"]),
+    ("02_interpreters", "dataset", "imagenet", ["'dataset'", "'fashion-mnist'"]),   # chapter 1 only
+    ("01_target_models", "dataset", "imagenet", ["'dataset'", "'imagenet_dir'"]),    # needs the folder
+    ("01_target_models", "dataset", "mnist", ["'dataset'", "'fashion-mnist'", "'imagenet'"]),
     ("01_target_models", "include_imagenet_sample", "yes", ["'include_imagenet_sample'", "True"]),
 ])
 def test_bad_values_name_parameter_value_and_what_is_valid(stem, name, value, words):

@@ -50,9 +50,19 @@ def style() -> None:
     plt.rcParams.update(BOOK_RC)
 
 
+@contextlib.contextmanager
 def book_style():
-    """Context manager with the book's style; every plotting function draws inside it."""
-    return plt.rc_context(BOOK_RC)
+    """Context manager with the book's style; every plotting function draws inside it.
+
+    It saves and restores only the book's own keys: ``plt.rc_context`` restores *every* rc value,
+    including the interactive mode the kernel switches on when it draws its first figure inside
+    the context, after which no later figure would be shown."""
+    old = {k: plt.rcParams[k] for k in BOOK_RC}
+    plt.rcParams.update(BOOK_RC)
+    try:
+        yield
+    finally:
+        plt.rcParams.update(old)
 
 
 def effective_pt(size: float, fig_width_inches: float) -> float:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,7 +94,13 @@ def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = T
     net = getattr(torchvision.models, fn_name)(weights=None)
     if pretrained:
         weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
-        net.load_state_dict(_cached_or_downloaded(weights))
+        state = _cached_or_downloaded(weights)
+        if arch == "densenet":
+            # the published file names layers `denselayerN.norm.1`; torchvision's modules are
+            # `norm1` (torchvision renames them in its own loader, which we bypass)
+            state = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", k): v
+                     for k, v in state.items()}
+        net.load_state_dict(state)
     return wrap_torchvision(net, arch, class_names)
 
 

@@ -173,7 +173,8 @@ _IMAGENET_DIR = _evaluation("imagenet_dir", str, None, optional_text(),
 
 CHAPTERS: dict[str, list[Param]] = {
     "01_target_models": [
-        PROFILE, _with(DATASET, doc="dataset the classifiers are trained on (fashion-mnist only)"),
+        PROFILE, _with(DATASET, rule=choice("fashion-mnist", "imagenet"),
+                       doc="fashion-mnist (train the small classifiers) or imagenet (needs imagenet_dir)"),
         _with(ARCHS_P, doc="Fashion-MNIST classifiers to train (resnet, densenet)"),
         DEVICE, _with(SEED, doc="seed for sampling imagenet_dir's images (training: train_seed)"),
         *CLASSIFIER_RECIPE[1:],
@@ -341,6 +342,11 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
         if not rule.check(value):
             raise ParameterError(f"parameter {name!r} of notebook {stem} has value {value!r}, "
                                  f"which is not valid; expected {rule.describe}")
+    if out.get("dataset") == "imagenet" and not out.get("imagenet_dir"):
+        # only chapter 1 accepts imagenet (its rule); fail here, before a kernel starts
+        raise ParameterError(f"parameter 'dataset' of notebook {stem} is 'imagenet', which needs "
+                             "parameter 'imagenet_dir': an ImageNet validation folder arranged as "
+                             "<wnid>/<image>.JPEG (e.g. -p imagenet_dir /data/imagenet/val)")
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch
 

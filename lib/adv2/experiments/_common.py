@@ -150,3 +150,27 @@ def shown_path(path: str | os.PathLike) -> str:
         return str(path.resolve().relative_to(Path(REPO_ROOT).resolve()))
     except ValueError:
         return path.name
+
+
+def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
+    """A chapter notebook's setup, in its first code cell: check its parameters (unknown names and
+    bad values fail here), apply ``ADV2_THREADS``, resolve the device, seed everything (when
+    ``seed`` is given) and print the versions. Returns ``(params, device, progress)``; progress
+    bars are off at the smoke profile."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .. import __version__, config, schema
+
+    # Resolve the notebook's matplotlib backend now, outside any ``plotting.book_style()``: the
+    # kernel's inline backend turns interactive mode on when it is first resolved, and an
+    # rc_context around that moment restores interactive=False on exit, after which no later
+    # figure is shown (only each notebook's first figure was).
+    plt.close(plt.figure())
+    params = schema.check_notebook_globals(stem, namespace)
+    config.set_threads_from_env()
+    device = config.resolve_device(params["device"])
+    if seed is not None:
+        config.seed_everything(seed)
+    print(f"adv2 {__version__}, torch {torch.__version__}, device {device}")
+    return params, device, params["profile"] != "smoke"

@@ -13,7 +13,15 @@ from typing import Any
 import torch
 
 from .. import data, models, plotting
-from ._common import NOT_RUN, ChapterCheckFailed, flat_glue, fmt, pad, shown_path
+from ._common import (
+    NOT_RUN,
+    ChapterCheckFailed,
+    flat_glue,
+    fmt,
+    pad,
+    shown_path,
+    start,  # the notebook's setup cell
+)
 from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
@@ -24,16 +32,51 @@ MIN_ACCURACY = {"quick": {"resnet": 0.87, "densenet": 0.87}, "paper": {"resnet":
 MIN_FOOLBOX_CORRECT = 14
 
 
-def training_curves_figure(arts: dict[str, Any], archs: list[str]):
-    """Training loss and held-out accuracy against the training step, one line per classifier."""
-    import matplotlib.pyplot as plt
+def describe_data(fmnist: data.Dataset) -> str:
+    """One line on the loaded Fashion-MNIST (split shapes; no machine path)."""
+    return (f"Fashion-MNIST: train {tuple(fmnist.x_train.shape)}, test {tuple(fmnist.x_test.shape)}, "
+            f"{fmnist.num_classes} classes")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.4, 2.8))
+
+def samples_figure(fmnist: data.Dataset):
+    """The first two test images of every class, titled with their class."""
+    first = [int((fmnist.y_test == c).nonzero()[i, 0]) for i in range(2) for c in range(fmnist.num_classes)]
+    return plotting.image_grid(fmnist.x_test[first], [fmnist.class_names[int(fmnist.y_test[i])] for i in first],
+                               cols=fmnist.num_classes)
+
+
+def load_classifiers(params: dict[str, Any], fmnist: data.Dataset | None, archs: list[str],
+                     device: torch.device | str = "cpu", artifacts_dir: str = "", progress: bool = False,
+                     log=print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Fashion-MNIST classifiers of the chapter's recipe (trained, or loaded from the cache):
+    ``(classifiers, artifacts)`` by arch; both empty when ``fmnist`` is None (``dataset: imagenet``)."""
+    import time
+
+    from .. import recipes
+
+    classifiers, arts = {}, {}
+    for arch in archs if fmnist is not None else []:
+        started = time.time()
+        classifiers[arch], arts[arch] = recipes.load_classifier(
+            recipes.classifier_recipe(params, arch), fmnist, device=device, artifacts_dir=artifacts_dir,
+            progress=progress)
+        m = arts[arch].metrics
+        how = "loaded from cache" if arts[arch].from_cache else f"trained in {time.time() - started:.0f} s"
+        log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
+    return classifiers, arts
+
+
+def training_curves_figure(arts: dict[str, Any], archs: list[str]):
+    """Training loss and held-out accuracy against the training step, one line per classifier
+    (None when no classifier was trained: ``dataset: imagenet``)."""
+    archs = [a for a in archs if a in arts]
+    if not archs:
+        return None
+    fig, (ax1, ax2) = plotting.panel_axes(2, cols=2)
     plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_train_loss"]) for a in archs},
                     "training step", "training loss", ax=ax1)
     plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_val_acc"]) for a in archs},
                     "training step", "accuracy (1 000 test images)", ax=ax2)
-    fig.tight_layout()
     return fig
 
 
@@ -72,7 +115,7 @@ def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
 
 def photos_figure(p: PhotoPredictions):
     """Each photo titled *true label → prediction*."""
-    titles = [f"{data.class_name(p.class_names, int(t))[:18]}\n→ {p.class_names[int(q)][:18]}"
+    titles = [f"{data.class_name(p.class_names, int(t))}\n→ {p.class_names[int(q)]}"
               for t, q in zip(p.y, p.pred)]
     return plotting.image_grid(p.x, titles, cols=9)
 
@@ -132,6 +175,7 @@ class Ch01Result:
 
 def collect(arts: dict[str, Any], archs: list[str], photos: PhotoPredictions | None = None,
             imagenet: ImagenetSetting | None = None, n_images: int = 0) -> Ch01Result:
+    archs = [a for a in archs if a in arts]   # none at dataset: imagenet
     fashion = {a: {k: arts[a].metrics[k] for k in ("test_accuracy", "train_seconds", "n_parameters",
                                                    "images_seen")} for a in archs}
     per_image = {}
@@ -154,8 +198,15 @@ def accuracy_table(result: Ch01Result) -> str:
     return plotting.markdown_table(rows, ["classifier", "evaluated on", "top-1 accuracy", "parameters"])
 
 
-def check(result: Ch01Result, profile: str) -> None:
+def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> None:
     """The chapter's invariants; failures name expected, measured and what to change."""
+    if dataset == "imagenet":
+        _check(result.imagenet is not None and set(result.imagenet.accuracy) == {"resnet50", "densenet169"},
+               "dataset is imagenet but ResNet-50 / DenseNet-169 were not evaluated: give imagenet_dir")
+        for name, acc in result.imagenet.accuracy.items():
+            _check(0.0 <= acc <= 1.0, f"{name}: top-1 accuracy {acc} is not a fraction")
+    else:
+        _check(bool(result.archs), "no Fashion-MNIST classifier was trained: archs is empty")
     for a in result.archs:
         acc = result.fashion_mnist[a]["test_accuracy"]
         _check(0.1 < acc <= 1.0, f"the small {a} reaches test accuracy {acc:.4f}, no better than "
@@ -184,8 +235,12 @@ __all__ = [
     "check",
     "classify_photos",
     "collect",
+    "describe_data",
     "imagenet_setting",
+    "load_classifiers",
     "photos_figure",
+    "samples_figure",
     "shown_path",
+    "start",
     "training_curves_figure",
 ]

@@ -34,6 +34,7 @@ from ._common import (
     fmt_rows,
     pad,
     shown_path,
+    start,  # the notebook's setup cell
 )
 from ._common import check as _check
 
@@ -59,10 +60,8 @@ def _interpreters(model, rts_net, names, mask_iterations: int, seed: int) -> dic
 
 def rts_curves_figure(rts_arts: dict[str, Any], archs: list[str]):
     """RTS training: selector accuracy (phase 1), decoder loss and its two terms (phase 2)."""
-    import matplotlib.pyplot as plt
-
     m = {a: rts_arts[a].metrics for a in archs}
-    fig, axes = plt.subplots(1, 3, figsize=(11, 2.8))
+    fig, axes = plotting.panel_axes(3, cols=2)
     plotting.curves({a: (m[a]["phase1_step"], m[a]["phase1_accuracy"]) for a in archs},
                     "phase-1 iteration", "selector accuracy", ax=axes[0])
     plotting.curves({a: (m[a]["phase2_step"], m[a]["phase2_total"]) for a in archs},
@@ -70,7 +69,6 @@ def rts_curves_figure(rts_arts: dict[str, Any], archs: list[str]):
     plotting.curves({f"{a} {k}": (m[a]["phase2_step"], m[a][f"phase2_{k}"])
                      for a in archs for k in ("destroyer", "preserver")}, "phase-2 iteration", "loss term",
                     ax=axes[2])
-    fig.tight_layout()
     return fig
 
 
@@ -178,20 +176,18 @@ def sanity_table(s: Sanity) -> str:
 
 
 def deletion_figure(s: Sanity):
-    """Per classifier: mean deletion curves (top) and preserve & destroy bars (bottom)."""
-    import matplotlib.pyplot as plt
-
+    """One row per classifier: mean deletion curves (left) and preserve & destroy bars (right)."""
     fracs = torch.linspace(0, 1, s.deletion_steps + 1)
-    fig, axes = plt.subplots(2, len(s.archs), figsize=(4.4 * len(s.archs), 5.6), squeeze=False)
+    fig, flat = plotting.panel_axes(2 * len(s.archs), cols=2, height=2.8)
+    axes = [flat[0::2], flat[1::2]]   # axes[0][col]: curves, axes[1][col]: bars
     for col, arch in enumerate(s.archs):
         plotting.curves({k: (fracs.tolist(), v.tolist()) for k, v in s.curves[arch].items()},
                         "fraction of pixels deleted", "p(true class)", title=f"small {arch}: deletion",
-                        ax=axes[0, col])
+                        ax=axes[0][col])
         plotting.bar_compare({n.upper(): {"map": s.numbers[arch][n]["preserve_destroy"],
                                           "shuffled map": s.numbers[arch][n]["random_preserve_destroy"]}
                               for n in s.interpreters}, "preserve & destroy",
-                             title=f"small {arch}: preserve & destroy", ax=axes[1, col])
-    fig.tight_layout()
+                             title=f"small {arch}: preserve & destroy", ax=axes[1][col])
     return fig
 
 
@@ -242,7 +238,7 @@ def explain_photos(*, n_images: int, mask_iterations: int, seed: int, rts_recipe
 
 def photo_figure(p: Photos):
     return plotting.maps_grid(p.x, {label(n): m for n, m in p.maps.items()},
-                              row_labels=[p.class_names[int(c)][:16] for c in p.y])
+                              row_labels=[p.class_names[int(c)] for c in p.y])
 
 
 def photo_table(p: Photos) -> str:
@@ -331,4 +327,5 @@ __all__ = [
     "rts_curves_figure",
     "sanity_table",
     "shown_path",
+    "start",
 ]

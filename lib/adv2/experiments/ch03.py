@@ -40,6 +40,7 @@ from ._common import (
     verdict_cell,
     verdict_glue,
     verdicts_block,
+    start,  # the notebook's setup cell
 )
 from ._common import check as _check
 
@@ -253,16 +254,13 @@ def success_table(fm: FmnistAttacks) -> str:
 def distance_figure(fm: FmnistAttacks):
     """L1 and L2 distances to the benign maps, one row of bars per classifier; error bars are the
     95 % bootstrap intervals over images (:func:`attack_intervals`)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(fm.archs), 2, figsize=(8.6, 2.7 * len(fm.archs)), squeeze=False)
+    fig, axes = plotting.panel_axes(2 * len(fm.archs), cols=2, height=2.7)
     for r, arch in enumerate(fm.archs):
         for c, metric in enumerate(("l1", "l2")):
             errors = {n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
                       for n, estimates in attack_intervals(fm.per_image[arch]).items()}
             plotting.attack_distance_bars(fm.stats[arch], metric, title=f"{arch}: {metric.upper()}",
-                                          ax=axes[r, c], errors=errors)
-    fig.tight_layout()
+                                          ax=axes[2 * r + c], errors=errors)
     return fig
 
 
@@ -299,18 +297,15 @@ def example_figures(fm: FmnistAttacks, class_names: list[str], n_show: int,
 
 def history_figure(fm: FmnistAttacks):
     """Stage-2 curves of the Grad and MASK attacks (None when neither ran or recorded one)."""
-    import matplotlib.pyplot as plt
-
     hist = {(a, n): fm.runs[a][n]["adv2"].history for a in fm.archs for n in ("grad", "mask")
             if n in fm.interpreters and fm.runs[a][n]["adv2"].history}
     if not hist:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 2.8))
+    fig, axes = plotting.panel_axes(2, cols=2)
     plotting.curves({f"{a} {n}": (h["step"], h["success"]) for (a, n), h in hist.items()},
                     "stage-2 step", "images with a candidate", ax=axes[0])
     plotting.curves({f"{a} {n}": (h["step"], h["sq_distance"]) for (a, n), h in hist.items()},
                     "stage-2 step", "squared distance of kept maps", ax=axes[1])
-    fig.tight_layout()
     return fig
 
 
@@ -375,7 +370,7 @@ def photo_table(ph: PhotoAttacks) -> str:
 
 def photo_figures(ph: PhotoAttacks) -> list:
     names = ph.photos.class_names
-    labels = [f"{names[int(y)][:14]}\n→ {names[int(t)][:14]}"
+    labels = [f"{names[int(y)]}\n→ {names[int(t)]}"
               for y, t in zip(ph.attack_set.y, ph.attack_set.target)]
     return [plotting.attack_triptych(ph.attack_set.x, run["benign"].cpu(), ph.x_pgd.cpu(),
                                      run["pgd"].maps.cpu(), run["adv2"].x_adv.cpu(),
@@ -678,6 +673,7 @@ __all__ = [
     "schedule_table",
     "setting_verdicts",
     "shown_path",
+    "start",
     "success_table",
     "summarize",
     "verdicts",

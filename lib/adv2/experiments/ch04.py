@@ -21,6 +21,7 @@ from .. import claims, config, defenses, plotting, results
 from ..claims import Verdict
 from ..stats import Estimate, fmt, mean_ci
 from ._common import fmt_rows, intervals_block, verdict_glue, verdicts_block
+from ._common import start  # the notebook's setup cell
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
@@ -76,27 +77,28 @@ def raise_problems(chapter: str, problems: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- AID recipe table
 # why each AIDConfig field has its value (the chapter's "Our AID recipe" table)
 AID_FIELD_REASONS = {
-    "iterations": "fine-tuning length; the attack inside makes each iteration ~2-5x an RTS iteration",
-    "batch_size": "batch of RTS's own loss (RTS's phase 2 uses 64; halved for CPU)",
+    "iterations": "fine-tuning length; the attack inside makes each iteration costlier than an RTS iteration",
+    "batch_size": "batch of RTS's own loss (smaller than RTS's phase 2, for CPU)",
     "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
-    "lr": "RTS's own decoder lr; 1e-4 moved nothing in 60 iterations",
-    "beta": "2 had no effect, 20 without the anchor wrecked benign maps (see below)",
-    "distill_weight": "anchor to RTS's benign maps; keeps the benign drift near the paper's 0.03",
+    "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",
+    "beta": "weight of the AID term: too small has no effect, too large without the anchor "
+            "wrecks benign maps (see below)",
+    "distill_weight": "anchor to RTS's benign maps; keeps the benign drift near the paper's value",
     "persistent": "attack continues across visits: a strong inner attack at a small cost",
     "train_encoder": "the paper's RTS keeps its encoder fixed; True is an option to explore",
     "beta_warmup": "beta ramps up linearly over this fraction of the iterations",
     "pool_size": "images attacked during AID; small, so each is revisited (persistent attack)",
-    "stage1_steps": "warm start of the inner attack (300 at evaluation)",
-    "stage2_steps": "joint ADV2 steps per visit against the current RTSA (1200 at evaluation)",
-    "epsilon": "the evaluation attack's budget (notebook parameter epsilon, see below)",
-    "step_size": "the evaluation attack's sign step (parameter step_size)",
-    "lam_start": "lambda 5 -> 10 as the evaluation attack", "lam_end": "",
-    "encoder_weight": "0.1 x CE of RTS's own encoder, as the evaluation attack",
+    "stage1_steps": "prediction-only warm start of the inner attack (shorter than at evaluation)",
+    "stage2_steps": "joint ADV2 steps per visit against the current RTSA (fewer than at evaluation)",
+    "epsilon": "budget of AID's inner attack (parameter rtsa_epsilon; chapter 3's evaluation value)",
+    "step_size": "sign step of AID's inner attack (parameter rtsa_step_size)",
+    "lam_start": "lambda ramps as in the evaluation attack", "lam_end": "",
+    "encoder_weight": "weight of RTS's own encoder's cross-entropy, as in the evaluation attack",
     "detach_benign": "benign maps are left to l_map; AID only moves adversarial maps",
     "freeze_batchnorm": "keep RTS's BatchNorm statistics: benign maps drift less",
     "fake_prob": "RTS recipe", "area_weight": "RTS recipe", "preserver_weight": "RTS recipe",
     "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)", "confidence": "RTS model confidence",
-    "log_every": "0 = about 20 logged points", "seed": "",
+    "log_every": "0 = about 20 logged points", "seed": "parameter train_seed",
 }
 
 
@@ -116,6 +118,14 @@ CURVES = (("map_loss", "l_map (RTS loss)"), ("aid_l1", "-l_aid (benign/ADV2 map 
 def training_curves(nets: Mapping[str, Any], key: str) -> dict[str, tuple[list, list]]:
     """``{arch: (AID iteration, value)}`` of one logged quantity, for :func:`plotting.curves`."""
     return {a: (n.rtsa_artifact.metrics["step"], n.rtsa_artifact.metrics[key]) for a, n in nets.items()}
+
+
+def training_figure(nets: Mapping[str, Any]):
+    """AID's training curves (:data:`CURVES`), two panels a row."""
+    fig, axes = plotting.panel_axes(len(CURVES), cols=2)
+    for ax, (key, label) in zip(axes, CURVES):
+        plotting.curves(training_curves(nets, key), "AID iteration", label, ax=ax)
+    return fig
 
 
 def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -310,9 +320,11 @@ __all__ = [
     "compare_benign",
     "cost_table",
     "fmt",
+    "start",
     "summarize",
     "table",
     "training_costs",
     "training_curves",
+    "training_figure",
     "verdicts",
 ]

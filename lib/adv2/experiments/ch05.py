@@ -19,6 +19,7 @@ from ..claims import Verdict
 from ..noise import NoiseCalibration
 from ..stats import mean_ci, ratio_ci
 from ._common import half_width_text, intervals_block, verdict_glue, verdicts_block
+from ._common import start  # the notebook's setup cell
 from .ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
 
 STEM = "05_noise_sensitivity"
@@ -142,7 +143,7 @@ def figure15_cells(sens: Mapping[str, Mapping[str, Any]], cal: Mapping[str, Cali
             flipped = (s["pred"][kind][lvl] != y).nonzero().flatten()
             i = int(flipped[0]) if len(flipped) else 0
             xn, pred = s["noisy"][kind][lvl][i], int(s["pred"][kind][lvl][i])
-            title = f"{class_names[int(y[i])][:10]} → {class_names[pred][:10]}"
+            title = f"{class_names[int(y[i])]} → {class_names[pred]}"
             cells.append([(cal[fa].x[i], None, title), (xn, None),
                           (xn, s["maps"][kind][lvl]["rts"][i]), (xn, s["maps"][kind][lvl]["rtsa"][i])])
             labels.append(f"{kind} {lvl}")
@@ -311,6 +312,7 @@ __all__ = [
     "figure15_cells",
     "flipped_kept_table",
     "sensitivity",
+    "start",
     "summarize",
     "verdicts",
 ]

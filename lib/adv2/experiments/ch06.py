@@ -24,6 +24,7 @@ from ._common import (
     verdicts_block,
 )
 from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
+from ._common import start  # the notebook's setup cell
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
@@ -172,7 +173,7 @@ def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
         cells.append([(s.x[i],), (s.x[i], o["benign"]["rts"][i]), (o["adv"]["rts"][i],),
                       (o["adv"]["rts"][i], o["adv_maps"]["rts"][i]), (s.x[i], o["benign"]["rtsa"][i]),
                       (o["adv"]["rtsa"][i],), (o["adv"]["rtsa"][i], o["adv_maps"]["rtsa"][i])])
-        labels.append(f"{class_names[int(s.y[i])][:9]} → {class_names[int(s.target[i])][:9]}")
+        labels.append(f"{class_names[int(s.y[i])]} → {class_names[int(s.target[i])]}")
     return cells, labels, fa
 
 
@@ -247,6 +248,7 @@ __all__ = [
     "figure16_cells",
     "ratio_half_widths",
     "sample_size_text",
+    "start",
     "table10_table",
     "transfer_table",
     "verdicts",
