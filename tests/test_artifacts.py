@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from adv2 import artifacts
 
 LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
@@ -18,6 +19,7 @@ def compute_factory(calls):
     def compute():
         calls.append(1)
         return {"w": torch.arange(3.0)}, {"accuracy": 0.5}
+
     return compute
 
 
@@ -108,9 +110,16 @@ def _delete(path):
     path.unlink()
 
 
-@pytest.mark.parametrize("damage, reason", [(_random_tensors, "sha256"), (_truncate, "sha256"),
-                                            (_garbage, "sha256"), (_empty, "sha256"),
-                                            (_delete, "missing")])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (_random_tensors, "sha256"),
+        (_truncate, "sha256"),
+        (_garbage, "sha256"),
+        (_empty, "sha256"),
+        (_delete, "missing"),
+    ],
+)
 def test_damaged_weights_are_quarantined_and_recomputed(tmp_path, damage, reason):
     params = {"lr": 6}
     folder = cached(tmp_path, params).path
@@ -172,14 +181,22 @@ def test_weights_of_another_architecture_fail_the_check(tmp_path):
         return want.state_dict(), {}
 
     with pytest.warns(artifacts.DamagedArtifactWarning, match="size mismatch"):
-        a = artifacts.load_or_compute("thing", params, compute, root=tmp_path,
-                                      check=torch.nn.Linear(3, 2).load_state_dict)
+        a = artifacts.load_or_compute(
+            "thing", params, compute, root=tmp_path, check=torch.nn.Linear(3, 2).load_state_dict
+        )
     assert not a.from_cache and a.state["weight"].shape == (2, 3)
 
 
-@pytest.mark.parametrize("name, text", [("metrics.json", "{not json"), ("params.json", "[1, 2"),
-                                        ("metrics.json", "[1, 2]"), ("manifest.json", "\x00\x01"),
-                                        ("params.json", '{"lr": 99}')])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("metrics.json", "{not json"),
+        ("params.json", "[1, 2"),
+        ("metrics.json", "[1, 2]"),
+        ("manifest.json", "\x00\x01"),
+        ("params.json", '{"lr": 99}'),
+    ],
+)
 def test_bad_json_is_quarantined(tmp_path, name, text):
     params = {"lr": 9}
     folder = cached(tmp_path, params).path
@@ -197,8 +214,7 @@ def test_force_replaces_an_entry(tmp_path):
     b = cached(tmp_path, {"lr": 10}, calls, force=True)
     assert len(calls) == 2 and not b.from_cache and cached(tmp_path, {"lr": 10}, calls).from_cache
     assert not quarantined(tmp_path)
-    assert [p.name for p in (tmp_path / "thing").iterdir() if not p.name.endswith(".lock")] == \
-        [b.path.name]
+    assert [p.name for p in (tmp_path / "thing").iterdir() if not p.name.endswith(".lock")] == [b.path.name]
 
 
 def test_leftover_temporary_folders_of_a_killed_run_are_cleared(tmp_path):
@@ -233,22 +249,33 @@ def test_four_processes_one_new_key_compute_once(tmp_path):
     script.write_text(WORKER)
     counter = tmp_path / "computed.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LIB)] + sys.path), OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(counter)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "cache"), str(counter)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert len(counter.read_text().split()) == 1          # computed once
+    assert len(counter.read_text().split()) == 1  # computed once
     assert all(g["w"] == [0.0, 7.0, 14.0, 21.0, 28.0] for g in got)
-    assert len({g["pid"] for g in got}) == 1              # everyone has the one computation
+    assert len({g["pid"] for g in got}) == 1  # everyone has the one computation
     assert sum(not g["cache"] for g in got) == 1
 
 
 # ----------------------------------------------------------------------------- disk full
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
-                                   RuntimeError("[enforce fail at inline_container.cc:672] . "
-                                                "unexpected pos 576 vs 534")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
+    ],
+)
 def test_disk_full_while_saving_is_reported_and_leaves_nothing(tmp_path, monkeypatch, error):
     def full(*args, **kwargs):
         raise error
@@ -277,8 +304,13 @@ def small_disk(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                              check=False, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         pytest.skip(f"cannot mount a tmpfs here: {err}")
     if done.returncode != 0:
@@ -297,8 +329,10 @@ def test_real_full_disk(small_disk):
         artifacts.load_or_compute("thing", {"big": 1}, big, root=small_disk)
     assert not [p for p in (small_disk / "thing").iterdir() if not p.name.endswith(".lock")]
     small = artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]), root=small_disk)
-    assert artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]),
-                                     root=small_disk).from_cache and small.path.is_dir()
+    assert (
+        artifacts.load_or_compute("thing", {"small": 1}, compute_factory([]), root=small_disk).from_cache
+        and small.path.is_dir()
+    )
 
 
 KILLED = r"""
@@ -324,8 +358,12 @@ def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
     script.write_text(KILLED)
     marker = tmp_path / "started"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LIB)] + sys.path), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(marker)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "cache"), str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -337,6 +375,5 @@ def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
         proc.wait(timeout=60)
     calls = []
     t0 = time.monotonic()
-    a = artifacts.load_or_compute("shared", {"n": 2}, compute_factory(calls),
-                                  root=tmp_path / "cache")
+    a = artifacts.load_or_compute("shared", {"n": 2}, compute_factory(calls), root=tmp_path / "cache")
     assert len(calls) == 1 and not a.from_cache and time.monotonic() - t0 < 30

@@ -1,6 +1,7 @@
 """The rendered book: Jupyter Book 1 builds with warnings as errors, and every page loads in
 headless Chromium with no broken internal links or missing images. Screenshots of the front page
 and one figure page are written to _build/screenshots for review."""
+
 from __future__ import annotations
 
 import re
@@ -16,10 +17,19 @@ import pytest
 from adv2.config import REPO_ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--virtual-time-budget=5000",
-                  "--run-all-compositor-stages-before-draw"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+    "--run-all-compositor-stages-before-draw",
+]
 
 
 class LinkCollector(HTMLParser):
@@ -77,8 +87,14 @@ PIPE_ROW = re.compile(r"\|\s*:?-{3,}:?\s*\|")
 # notebooks of 2026-11-23 (book/notebooks/*.ipynb) with myst-nb's nb_render_markdown_format: myst.
 # Chapters render tables emitted by cells (display(Markdown(...))) and written in markdown cells;
 # before that setting the emitted ones came out as raw pipe text.
-MIN_TABLES = {"01_target_models": 2, "02_interpreters": 4, "03_adv2": 8, "04_aid_defense": 5,
-              "05_noise_sensitivity": 5, "06_table10": 3}
+MIN_TABLES = {
+    "01_target_models": 2,
+    "02_interpreters": 4,
+    "03_adv2": 8,
+    "04_aid_defense": 5,
+    "05_noise_sensitivity": 5,
+    "06_table10": 3,
+}
 
 
 def local_target(page: Path, ref: str) -> Path | None:
@@ -92,9 +108,21 @@ def local_target(page: Path, ref: str) -> Path | None:
 def built_book(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
     jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(REPO_ROOT), "--path-output", str(out),
-                           "--warningiserror", "--keep-going", "--quiet"],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            str(jb),
+            "build",
+            str(REPO_ROOT),
+            "--path-output",
+            str(out),
+            "--warningiserror",
+            "--keep-going",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out / "_build" / "html"
 
@@ -127,21 +155,29 @@ def test_no_page_needs_a_cdn(built_book):
             continue
         parser = LinkCollector()
         parser.feed(page.read_text(errors="replace"))
-        remote += [f"{page.relative_to(built_book)} -> {ref}" for ref in parser.assets
-                   if urlparse(ref).scheme in ("http", "https") or ref.startswith("//")]
+        remote += [
+            f"{page.relative_to(built_book)} -> {ref}"
+            for ref in parser.assets
+            if urlparse(ref).scheme in ("http", "https") or ref.startswith("//")
+        ]
     assert not remote, "pages load assets from the network:\n" + "\n".join(remote)
 
 
 @pytest.mark.browser
 def test_chapters_have_executed_outputs(built_book):
-    for stem in ("01_target_models", "02_interpreters", "03_adv2", "04_aid_defense",
-                 "05_noise_sensitivity", "06_table10"):
+    for stem in (
+        "01_target_models",
+        "02_interpreters",
+        "03_adv2",
+        "04_aid_defense",
+        "05_noise_sensitivity",
+        "06_table10",
+    ):
         html = (built_book / "book" / "notebooks" / f"{stem}.html").read_text()
         assert "<img" in html, f"{stem} shows no figure"
         assert "cell_output" in html, f"{stem} has no executed output"
         # papermill's injected cell is folded away (book/_ext/injected_parameters.py)
-        injected = re.search(r'class="cell tag_injected-parameters[^"]*">\s*<details class="[^"]*hide',
-                             html)
+        injected = re.search(r'class="cell tag_injected-parameters[^"]*">\s*<details class="[^"]*hide', html)
         assert "tag_injected-parameters" not in html or injected, f"{stem} shows papermill's cell"
         # the download button offers the executed notebook, served by the site itself
         assert f'href="../../_sources/book/notebooks/{stem}.ipynb"' in html, f"{stem}: no download"
@@ -153,24 +189,37 @@ def test_chapters_have_executed_outputs(built_book):
 def test_pages_load_in_headless_chromium(built_book, tmp_path):
     shots = REPO_ROOT / "_build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    pages = {"front": built_book / "book" / "intro.html",
-             "chapter3": built_book / "book" / "notebooks" / "03_adv2.html",
-             "chapter6": built_book / "book" / "notebooks" / "06_table10.html"}
+    pages = {
+        "front": built_book / "book" / "intro.html",
+        "chapter3": built_book / "book" / "notebooks" / "03_adv2.html",
+        "chapter6": built_book / "book" / "notebooks" / "06_table10.html",
+    }
     raw_tables, too_few = [], []
     for page in sorted(built_book.rglob("*.html")):
         if "_static" in page.parts:
             continue
-        proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                               "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0 and "</html>" in proc.stdout, f"{page} did not load"
         name = page.relative_to(built_book)
         rows = PIPE_ROW.findall(visible_text(proc.stdout))
         if rows:
             raw_tables.append(f"{name}: {len(rows)} pipe-table row(s), e.g. {rows[0]!r}")
         if page.stem in MIN_TABLES and proc.stdout.count("<table") < MIN_TABLES[page.stem]:
-            too_few.append(f"{name}: {proc.stdout.count('<table')} <table> elements, "
-                           f"expected at least {MIN_TABLES[page.stem]}")
+            too_few.append(
+                f"{name}: {proc.stdout.count('<table')} <table> elements, "
+                f"expected at least {MIN_TABLES[page.stem]}"
+            )
         if page == pages["chapter3"]:
             # formulas typeset by the bundled MathJax, not left as TeX source
             assert "<mjx-container" in proc.stdout, "MathJax did not typeset chapter 3 offline"
@@ -178,9 +227,19 @@ def test_pages_load_in_headless_chromium(built_book, tmp_path):
     assert not too_few, "chapters with missing tables:\n" + "\n".join(too_few)
     for name, page in pages.items():
         png = shots / f"{name}.png"
-        subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                        "--window-size=1280,2000", f"--screenshot={png}", page.as_uri()],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--window-size=1280,2000",
+                f"--screenshot={png}",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         assert png.is_file() and png.stat().st_size > 10_000, f"empty screenshot of {name}"
 
 

@@ -1,6 +1,7 @@
 """adv2.claims: each claim's rule on holds / does not hold / inconclusive / not measurable inputs,
 the 0 %-success case, the front page's table, run checks; adv2.paper: one source of the paper's
 numbers."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from adv2 import claims as C
 from adv2 import paper
 from adv2.stats import Estimate
@@ -32,7 +34,7 @@ def test_registry_lists_every_claim_once():
     for cid, claim in C.CLAIMS.items():
         assert claim.id == cid and claim.statement and claim.rule and claim.paper
         assert claim.direction in (C.AT_MOST, C.AT_LEAST)
-        assert f"{abs(claim.threshold):g}" in claim.rule     # the rule text names its threshold
+        assert f"{abs(claim.threshold):g}" in claim.rule  # the rule text names its threshold
         assert all(3 <= ch <= 6 for ch in claim.chapters)
     assert C.CLAIMS["rtsa_like_rts_on_benign"].chapters == (4, 6)
 
@@ -51,7 +53,7 @@ def test_success_like_pgd_four_outcomes():
     v = C.adv2_success_like_pgd(half, ones)
     assert v.status == C.DOES_NOT_HOLD and v.estimate.high < -0.15
     a = np.ones(16, bool)
-    a[:2] = False                        # 14/16 vs 16/16: -0.125, interval reaches -0.15
+    a[:2] = False  # 14/16 vs 16/16: -0.125, interval reaches -0.15
     v = C.adv2_success_like_pgd(a, np.ones(16, bool))
     assert v.status == C.INCONCLUSIVE and v.n_needed > 16
     assert "inconclusive at this sample size" in v.reason and str(v.n_needed) in v.reason
@@ -78,7 +80,7 @@ def test_zero_success_is_never_holds():
 def test_success_flags_from_torch_and_nan():
     a = torch.ones(N, dtype=torch.bool)
     p = np.ones(N)
-    p[:3] = np.nan                       # images without a PGD outcome are left out
+    p[:3] = np.nan  # images without a PGD outcome are left out
     v = C.adv2_success_like_pgd(a, p)
     assert v.status == C.HOLDS and v.estimate.n == N - 3
     with pytest.raises(ValueError, match="same images"):
@@ -130,8 +132,9 @@ def test_maps_closer_every_interpreter():
     good, pgd = _l1_pair(0.2)
     bad, _ = _l1_pair(0.8)
     ok = np.ones(N, bool)
-    v = C.adv2_maps_closer_than_pgd({"cam": good, "grad": bad}, {"cam": pgd, "grad": pgd},
-                                    {"cam": ok, "grad": ok})
+    v = C.adv2_maps_closer_than_pgd(
+        {"cam": good, "grad": bad}, {"cam": pgd, "grad": pgd}, {"cam": ok, "grad": ok}
+    )
     assert v.status == C.DOES_NOT_HOLD and dict(v.parts)["cam"].status == C.HOLDS
     assert v.reason.startswith("grad:")
     with pytest.raises(ValueError, match="different parts"):
@@ -151,7 +154,7 @@ def test_rtsa_like_rts_on_benign():
     assert C.rtsa_like_rts_on_benign(rng.uniform(0.02, 0.04, 64)).status == C.HOLDS
     assert C.rtsa_like_rts_on_benign(rng.uniform(0.08, 0.12, 64)).status == C.DOES_NOT_HOLD
     spread = rng.uniform(0.0, 0.1, 64)
-    v = C.rtsa_like_rts_on_benign(spread - spread.mean() + 0.049)   # mean just below 0.05
+    v = C.rtsa_like_rts_on_benign(spread - spread.mean() + 0.049)  # mean just below 0.05
     assert v.status == C.INCONCLUSIVE and v.n_needed > 64
     v = C.rtsa_like_rts_on_benign(np.full(16, np.nan))
     assert v.status == C.NOT_MEASURABLE and "no image" in v.reason
@@ -167,11 +170,9 @@ def test_rtsa_more_noise_sensitive():
     rts = rng.uniform(0.05, 0.15, 100)
     strong = rts * rng.uniform(1.8, 2.2, 100)
     weak = rts * rng.uniform(0.9, 1.1, 100)
-    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts},
-                                    {"normal": strong, "uniform": strong})
+    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts}, {"normal": strong, "uniform": strong})
     assert v.status == C.HOLDS and len(v.parts) == 2
-    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts},
-                                    {"normal": strong, "uniform": weak})
+    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts}, {"normal": strong, "uniform": weak})
     assert v.status == C.DOES_NOT_HOLD and v.reason.startswith("uniform:")
     wide = rts * rng.uniform(0.3, 2.3, 100)
     v = C.rtsa_more_noise_sensitive(rts, wide)
@@ -201,8 +202,7 @@ def _v(status, value=0.3, need=None):
 
 
 def test_all_of_precedence():
-    h, d, i, m = _v(C.HOLDS), _v(C.DOES_NOT_HOLD, 0.8), _v(C.INCONCLUSIVE, 0.5, 90), \
-        _v(C.NOT_MEASURABLE)
+    h, d, i, m = _v(C.HOLDS), _v(C.DOES_NOT_HOLD, 0.8), _v(C.INCONCLUSIVE, 0.5, 90), _v(C.NOT_MEASURABLE)
     cid = "adv2_maps_closer_than_pgd"
     assert C.all_of(cid, {"a": h, "b": h}).status == C.HOLDS
     assert C.all_of(cid, {"a": h, "b": i}).status == C.INCONCLUSIVE
@@ -217,8 +217,9 @@ def test_all_of_precedence():
 def test_verdict_str_json_round_trip():
     adv, pgd = _l1_pair(0.63)
     ok = np.ones(N, bool)
-    v = C.adv2_maps_closer_than_pgd({"cam": adv, "rts": adv}, {"cam": pgd, "rts": pgd},
-                                    {"cam": ok, "rts": ok})
+    v = C.adv2_maps_closer_than_pgd(
+        {"cam": adv, "rts": adv}, {"cam": pgd, "rts": pgd}, {"cam": ok, "rts": ok}
+    )
     assert str(v) == "does not hold"
     assert v.cell().startswith("does not hold (0.6")
     d = json.loads(json.dumps(v.as_dict()))
@@ -230,18 +231,19 @@ def test_verdict_str_json_round_trip():
 def test_claims_table_one_column_per_setting():
     adv, pgd = _l1_pair(0.2)
     ok = np.ones(N, bool)
-    resnet = {"adv2_maps_closer_than_pgd": C.adv2_maps_closer_than_pgd(adv, pgd, ok),
-              "adv2_success_like_pgd": C.adv2_success_like_pgd(np.zeros(N), np.zeros(N))}
+    resnet = {
+        "adv2_maps_closer_than_pgd": C.adv2_maps_closer_than_pgd(adv, pgd, ok),
+        "adv2_success_like_pgd": C.adv2_success_like_pgd(np.zeros(N), np.zeros(N)),
+    }
     rows = C.claims_table({"resnet": resnet})
     headers = C.claims_table_headers()
-    assert headers[-3:] == ["photos (EfficientNet-Lite0)", "Fashion-MNIST ResNet",
-                            "Fashion-MNIST DenseNet"]
+    assert headers[-3:] == ["photos (EfficientNet-Lite0)", "Fashion-MNIST ResNet", "Fashion-MNIST DenseNet"]
     assert len(rows) == len(C.FRONT_PAGE_CLAIMS) and all(len(r) == len(headers) for r in rows)
     by_id = dict(zip(C.FRONT_PAGE_CLAIMS, rows))
     assert by_id["adv2_maps_closer_than_pgd"][4].startswith("holds (")
     assert by_id["adv2_success_like_pgd"][4] == "not measurable"
-    assert by_id["adv2_maps_closer_than_pgd"][3] == "—"          # photos not run
-    assert by_id["rtsa_like_rts_on_benign"][4] == "—"             # claim not run
+    assert by_id["adv2_maps_closer_than_pgd"][3] == "—"  # photos not run
+    assert by_id["rtsa_like_rts_on_benign"][4] == "—"  # claim not run
     assert by_id["aid_separates_adv2_maps"][2] == "ratio 10 (Table 10: 0.10 / 0.01)"
     text = json.dumps(rows)
     assert "nan" not in text and "None" not in text and "n/a" not in text
@@ -252,13 +254,23 @@ def test_claims_table_one_column_per_setting():
 # ----------------------------------------------------------------------------- checks
 def test_check_message_names_expectation_measure_and_parameter():
     with pytest.raises(C.ChapterCheckFailed) as info:
-        C.check(0.16, name="PGD reached the target on {value} of images at epsilon 0.016",
-                expected=">= 0.5", parameter_hint="raise epsilon or step_scale", percent=True)
-    assert str(info.value) == ("PGD reached the target on 16 % of images at epsilon 0.016; this "
-                               "chapter needs at least 50 %: raise epsilon or step_scale")
+        C.check(
+            0.16,
+            name="PGD reached the target on {value} of images at epsilon 0.016",
+            expected=">= 0.5",
+            parameter_hint="raise epsilon or step_scale",
+            percent=True,
+        )
+    assert str(info.value) == (
+        "PGD reached the target on 16 % of images at epsilon 0.016; this "
+        "chapter needs at least 50 %: raise epsilon or step_scale"
+    )
     assert isinstance(info.value, AssertionError)
-    with pytest.raises(C.ChapterCheckFailed, match=r"benign L1: 0.300; this chapter needs at most "
-                                                   r"0.200: lower aid_beta"):
+    with pytest.raises(
+        C.ChapterCheckFailed,
+        match=r"benign L1: 0.300; this chapter needs at most "
+        r"0.200: lower aid_beta",
+    ):
         C.check(0.3, name="benign L1", expected="<= 0.2", parameter_hint="lower aid_beta")
 
 
@@ -285,7 +297,8 @@ def test_paper_numbers_are_the_ones_the_chapters_use():
     assert paper.PAPER_TABLE10_RATIO == pytest.approx(10)
     assert paper.fig15_ratio() == pytest.approx({"normal": 0.17 / 0.09, "uniform": 1.7})
     assert paper.fig15_ratio(paper.PAPER_FIG15_L1_H1) == pytest.approx(
-        {"normal": 8.5, "uniform": 0.17 / 0.03})
+        {"normal": 8.5, "uniform": 0.17 / 0.03}
+    )
     # both parses decode the same 12 numbers
     flat = lambda t: sorted(v for i in t.values() for k in i.values() for v in k.values())
     assert flat(paper.PAPER_FIG15_L1) == flat(paper.PAPER_FIG15_L1_H1)

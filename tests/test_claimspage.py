@@ -1,11 +1,13 @@
 """The front page's claims table: one column per setting, filled from the results files'
 ``verdicts`` blocks by the claims layer, "—" where a setting was not run."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+
 from adv2 import claims, claimspage
 
 
@@ -22,17 +24,22 @@ def _success(n_ok_adv2, n_ok_pgd, n=20):
 def results(tmp_path):
     rng = np.random.default_rng(0)
     a, p = _success(20, 20)
-    holds = claims.adv2_success_like_pgd(*_success(80, 80, n=80))      # [-0.046, 0.046]: holds
-    none = claims.adv2_success_like_pgd(*_success(0, 0))                  # 0 % success
-    tiny = claims.adv2_success_like_pgd(*_success(2, 2, n=2))             # an illustration
+    holds = claims.adv2_success_like_pgd(*_success(80, 80, n=80))  # [-0.046, 0.046]: holds
+    none = claims.adv2_success_like_pgd(*_success(0, 0))  # 0 % success
+    tiny = claims.adv2_success_like_pgd(*_success(2, 2, n=2))  # an illustration
     maps = claims.adv2_maps_closer_than_pgd(0.05 + 0.01 * rng.random(20), 0.4 + 0.1 * rng.random(20), a)
-    _write(tmp_path, "03_adv2", {"resnet": {"adv2_success_like_pgd": holds,
-                                            "adv2_maps_closer_than_pgd": maps},
-                                 "densenet": {"adv2_success_like_pgd": none},
-                                 "photos": {"adv2_success_like_pgd": tiny}})
+    _write(
+        tmp_path,
+        "03_adv2",
+        {
+            "resnet": {"adv2_success_like_pgd": holds, "adv2_maps_closer_than_pgd": maps},
+            "densenet": {"adv2_success_like_pgd": none},
+            "photos": {"adv2_success_like_pgd": tiny},
+        },
+    )
     benign = claims.rtsa_like_rts_on_benign(0.01 + 0.005 * rng.random(20))
     _write(tmp_path, "04_aid_defense", {"resnet": {"rtsa_like_rts_on_benign": benign}})
-    (tmp_path / "05_noise_sensitivity.json").write_text("{broken")      # unreadable: contributes nothing
+    (tmp_path / "05_noise_sensitivity.json").write_text("{broken")  # unreadable: contributes nothing
     (tmp_path / "timings-smoke.json").write_text(json.dumps({"seconds": {}}))
     return tmp_path, holds, benign
 
@@ -54,11 +61,11 @@ def test_table_fills_all_three_columns_and_dashes_what_was_not_run(results):
     assert header[3:] == ["photos (EfficientNet-Lite0)", "Fashion-MNIST ResNet", "Fashion-MNIST DenseNet"]
     rows = {r[0]: r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[1:])}
     success = rows[claims.CLAIMS["adv2_success_like_pgd"].statement]
-    assert success[3] == "not measurable"                      # photos: 2 images, an illustration
+    assert success[3] == "not measurable"  # photos: 2 images, an illustration
     assert success[4] == holds.cell() and success[4].startswith("holds (")
-    assert success[5] == "not measurable"                      # 0 % success: nothing to compare
+    assert success[5] == "not measurable"  # 0 % success: nothing to compare
     noise = rows[claims.CLAIMS["rtsa_more_noise_sensitive"].statement]
-    assert noise[3:] == ["—", "—", "—"]                        # chapter 5's file was unreadable
+    assert noise[3:] == ["—", "—", "—"]  # chapter 5's file was unreadable
     aid = rows[claims.CLAIMS["rtsa_like_rts_on_benign"].statement]
     assert aid[3] == "—" and aid[4].startswith("holds") and aid[5] == "—"
     assert "nan" not in text and "None" not in text

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from adv2 import config
 from adv2.config import ParameterError
 
@@ -11,9 +12,20 @@ def test_bad_choice_names_parameter_value_and_choices():
     assert "'arch'" in msg and "'vgg'" in msg and "'resnet'" in msg and "'densenet'" in msg
 
 
-@pytest.mark.parametrize("name,value", [("epsilon", 0), ("epsilon", 1.5), ("seed", -1),
-                                        ("n_images", 2.5), ("seed", 1.0), ("archs", []), ("archs", ["vgg"]),
-                                        ("device", "tpu"), ("n_images", True)])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("epsilon", 0),
+        ("epsilon", 1.5),
+        ("seed", -1),
+        ("n_images", 2.5),
+        ("seed", 1.0),
+        ("archs", []),
+        ("archs", ["vgg"]),
+        ("device", "tpu"),
+        ("n_images", True),
+    ],
+)
 def test_out_of_range_values_fail(name, value):
     with pytest.raises(ParameterError, match=name):
         config.validate({name: value})

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from adv2 import data
 
 
@@ -132,12 +133,15 @@ def test_bad_magic_names_the_file(tmp_path):
         data.load_fashion_mnist(str(tmp_path), allow_download=False)
 
 
-@pytest.mark.parametrize("stem, array, words", [
-    ("train-images-idx3-ubyte", np.zeros((30, 14, 14)), r"\(30, 14, 14\).*\(N, 28, 28\)"),
-    ("train-labels-idx1-ubyte", np.zeros((30, 2)), r"\(30, 2\).*\(N,\) labels"),
-    ("t10k-labels-idx1-ubyte", np.zeros((19,)), "20 images.*19 labels"),
-    ("t10k-labels-idx1-ubyte", np.full((20,), 12), "label 12"),
-])
+@pytest.mark.parametrize(
+    "stem, array, words",
+    [
+        ("train-images-idx3-ubyte", np.zeros((30, 14, 14)), r"\(30, 14, 14\).*\(N, 28, 28\)"),
+        ("train-labels-idx1-ubyte", np.zeros((30, 2)), r"\(30, 2\).*\(N,\) labels"),
+        ("t10k-labels-idx1-ubyte", np.zeros((19,)), "20 images.*19 labels"),
+        ("t10k-labels-idx1-ubyte", np.full((20,), 12), "label 12"),
+    ],
+)
 def test_wrong_shapes_name_the_file(tmp_path, stem, array, words):
     make_fake_fmnist(tmp_path)
     write_idx(tmp_path / stem, array, compress=True)
@@ -165,8 +169,11 @@ def test_real_fashion_mnist_fingerprint_is_cheap(fmnist):
     import time
 
     assert len(fmnist.fingerprint) == 16
-    blobs = [data._read_idx_bytes(data._find_idx(Path(fmnist.source), stem))
-             for pair in data.IDX_FILES.values() for stem in pair]
+    blobs = [
+        data._read_idx_bytes(data._find_idx(Path(fmnist.source), stem))
+        for pair in data.IDX_FILES.values()
+        for stem in pair
+    ]
     t0 = time.perf_counter()
     fp = data._Fingerprint()
     for stem, blob in zip((s for pair in data.IDX_FILES.values() for s in pair), blobs):
@@ -234,10 +241,10 @@ def test_attack_set_protocol():
     x[:, 0, 0, 1] = y.float() / 10
     s = data.select_attack_set(ParityModel(), x, y, n_images=30, seed=0, num_classes=4)
     assert len(s.y) == 30
-    assert (s.x[:, 0, 0, 0] > 0.5).all()             # only correctly classified images
+    assert (s.x[:, 0, 0, 0] > 0.5).all()  # only correctly classified images
     assert (s.target != s.y).all() and s.target.max() < 4
     assert torch.equal(s.x, x[s.index]) and len(set(s.index.tolist())) == 30
-    assert torch.bincount(s.y, minlength=4).min() >= 3   # balanced-ish across classes
+    assert torch.bincount(s.y, minlength=4).min() >= 3  # balanced-ish across classes
     s2 = data.select_attack_set(ParityModel(), x, y, n_images=30, seed=0, num_classes=4)
     assert torch.equal(s.index, s2.index) and torch.equal(s.target, s2.target)
 
@@ -252,8 +259,9 @@ def test_attack_set_never_silently_smaller():
     with pytest.raises(ValueError, match=f"n_images=100000 .* only {correct} of the 200"):
         data.select_attack_set(ParityModel(), x, y, n_images=100_000, seed=0, num_classes=4)
     with pytest.warns(UserWarning, match=f"attacking those {correct} only"):
-        s = data.select_attack_set(ParityModel(), x, y, n_images=100_000, seed=0, num_classes=4,
-                                   allow_fewer=True)
+        s = data.select_attack_set(
+            ParityModel(), x, y, n_images=100_000, seed=0, num_classes=4, allow_fewer=True
+        )
     assert len(s.y) == correct
     exact = data.select_attack_set(ParityModel(), x, y, n_images=correct, seed=0, num_classes=4)
     assert torch.equal(exact.index, s.index)

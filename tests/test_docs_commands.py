@@ -6,6 +6,7 @@ blocks is parsed and validated (`run ... --check`, `make -n`, papermill's own va
 the notebook's parameters); a small representative subset is executed at `--profile smoke` in a
 temporary run folder. A command printed in the docs that stops parsing fails here.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from adv2 import publish, runner
 from adv2.config import REPO_ROOT
 from test_publish import published_state
@@ -33,8 +35,9 @@ def doc_sources() -> list[tuple[str, str]]:
     out += [(str(p.relative_to(REPO_ROOT)), p.read_text()) for p in sorted((REPO_ROOT / "book").glob("*.md"))]
     for path in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        out += [(f"{path.name} cell {i}", c.source) for i, c in enumerate(nb.cells)
-                if c.cell_type == "markdown"]
+        out += [
+            (f"{path.name} cell {i}", c.source) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+        ]
     return out
 
 
@@ -129,8 +132,9 @@ def check_make(argv: list[str]) -> None:
     for target in targets:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.MULTILINE), f"no make target {target!r}"
     # -n prints the recipe without running it: the target and its variables make sense
-    proc = subprocess.run(["make", "-n", "-C", str(REPO_ROOT), *argv], capture_output=True, check=False,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "-n", "-C", str(REPO_ROOT), *argv], capture_output=True, check=False, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -160,11 +164,15 @@ def check_papermill(argv: list[str]) -> None:
 @pytest.mark.parametrize("command", EXECUTED)
 def test_documented_command_runs_at_smoke_into_its_own_folder(command, untouched, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    env = dict(os.environ, **{runner.RUNS_ENV: str(runs)},
-               PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ,
+        **{runner.RUNS_ENV: str(runs)},
+        PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     argv = [sys.executable, *shlex.split(command)[1:], "--profile", "smoke", "--no-progress"]
-    proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=580, check=False)
+    proc = subprocess.run(
+        argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=580, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run_dir,) = runs.iterdir()
     assert proc.stdout.count(run_dir.name) >= 2, "the run folder is printed at the start and the end"

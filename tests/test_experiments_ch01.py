@@ -1,4 +1,5 @@
 """Chapter 1's protocol module: glue coverage for a subset run, result layout, explained checks."""
+
 from __future__ import annotations
 
 import re
@@ -8,23 +9,36 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 import torch
+
 from adv2.experiments import ch01
 from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_target_models.ipynb"
-LOADING_CELL = "1cc8cb33"   # the classifiers' training / loading cell
+LOADING_CELL = "1cc8cb33"  # the classifiers' training / loading cell
 
 
 def glue_keys_in_markdown(path: Path) -> set[str]:
     nb = nbformat.read(path, as_version=4)
-    return {k for c in nb.cells if c.cell_type == "markdown"
-            for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)}
+    return {
+        k
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
+    }
 
 
 def fake_art(acc: float) -> SimpleNamespace:
-    return SimpleNamespace(metrics={"test_accuracy": acc, "train_seconds": 12.5, "n_parameters": 123_456,
-                                    "images_seen": 4000, "curve_step": [0, 1], "curve_train_loss": [2, 1],
-                                    "curve_val_acc": [0.1, acc]})
+    return SimpleNamespace(
+        metrics={
+            "test_accuracy": acc,
+            "train_seconds": 12.5,
+            "n_parameters": 123_456,
+            "images_seen": 4000,
+            "curve_step": [0, 1],
+            "curve_train_loss": [2, 1],
+            "curve_val_acc": [0.1, acc],
+        }
+    )
 
 
 def fake_photos(n_correct_foolbox: int) -> ch01.PhotoPredictions:
@@ -49,10 +63,15 @@ def test_subset_run_glues_every_key_the_chapter_quotes():
 def test_numbers_keep_the_results_file_layout():
     result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], fake_photos(18))
     numbers = result.numbers()
-    assert numbers["fashion_mnist"] == {"resnet": {"test_accuracy": 0.9, "train_seconds": 12.5,
-                                                   "n_parameters": 123_456, "images_seen": 4000}}
-    assert numbers["efficientnet_lite0"] == {"top1_foolbox20": 18, "top1_all_labelled": pytest.approx(20 / 22),
-                                             "n_labelled": 22, "n_photos": 23}
+    assert numbers["fashion_mnist"] == {
+        "resnet": {"test_accuracy": 0.9, "train_seconds": 12.5, "n_parameters": 123_456, "images_seen": 4000}
+    }
+    assert numbers["efficientnet_lite0"] == {
+        "top1_foolbox20": 18,
+        "top1_all_labelled": pytest.approx(20 / 22),
+        "n_labelled": 22,
+        "n_photos": 23,
+    }
     assert numbers["imagenet"] == {}
     assert len(result.per_image["efficientnet_lite0"]["correct"]) == 22
     table = ch01.accuracy_table(result)
@@ -62,7 +81,9 @@ def test_numbers_keep_the_results_file_layout():
 def test_check_explains_a_weak_classifier():
     weak = ch01.collect({"resnet": fake_art(0.8)}, ["resnet"])
     ch01.check(weak, "smoke")
-    with pytest.raises(ChapterCheckFailed, match=r"80.0 %; the quick profile needs at least 87 %.*raise train_epochs"):
+    with pytest.raises(
+        ChapterCheckFailed, match=r"80.0 %; the quick profile needs at least 87 %.*raise train_epochs"
+    ):
         ch01.check(weak, "quick")
     with pytest.raises(ChapterCheckFailed, match=r"12 of the 20 foolbox photos.*at least 14"):
         ch01.check(ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], fake_photos(12)), "quick")
@@ -71,7 +92,7 @@ def test_check_explains_a_weak_classifier():
 def test_protocol_cells_are_short():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ids = [c.get("id") for c in nb.cells]
-    for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
+    for cell in nb.cells[ids.index(LOADING_CELL) + 1 :]:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
             assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source

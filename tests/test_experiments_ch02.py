@@ -1,4 +1,5 @@
 """Chapter 2's protocol module: glue coverage for a subset run, result layout, explained checks."""
+
 from __future__ import annotations
 
 import math
@@ -8,17 +9,22 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+
 from adv2.experiments import ch02
 from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_interpreters.ipynb"
-LOADING_CELL = "42f8b41f"   # RTS loading, the last model-loading cell
+LOADING_CELL = "42f8b41f"  # RTS loading, the last model-loading cell
 
 
 def glue_keys_in_markdown(path: Path) -> set[str]:
     nb = nbformat.read(path, as_version=4)
-    return {k for c in nb.cells if c.cell_type == "markdown"
-            for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)}
+    return {
+        k
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +35,29 @@ def subset_run(fmnist):
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
     x, y = fmnist.x_test[:6], fmnist.y_test[:6]
-    maps = ch02.compute_maps({"densenet": net}, {}, x, y, archs=["densenet"],
-                             interpreters=["cam", "grad"], mask_iterations=2, seed=0, log=None)
-    sanity = ch02.evaluate({"densenet": net}, maps, x, y, rts_nets={}, rts_metrics={},
-                           accuracy={"densenet": 0.1}, num_classes=10, deletion_steps=4, seed=0)
+    maps = ch02.compute_maps(
+        {"densenet": net},
+        {},
+        x,
+        y,
+        archs=["densenet"],
+        interpreters=["cam", "grad"],
+        mask_iterations=2,
+        seed=0,
+        log=None,
+    )
+    sanity = ch02.evaluate(
+        {"densenet": net},
+        maps,
+        x,
+        y,
+        rts_nets={},
+        rts_metrics={},
+        accuracy={"densenet": 0.1},
+        num_classes=10,
+        deletion_steps=4,
+        seed=0,
+    )
     return maps, ch02.collect(sanity)
 
 
@@ -52,8 +77,15 @@ def test_numbers_and_per_image(subset_run):
     numbers = result.numbers()
     assert set(numbers) == {"densenet", "efficientnet_lite0"} and numbers["efficientnet_lite0"] == {}
     assert set(numbers["densenet"]) == {"cam", "grad", "test_accuracy"}
-    assert set(numbers["densenet"]["cam"]) == {"deletion_auc", "random_deletion_auc", "preserve_destroy",
-                                               "random_preserve_destroy", "preserve", "destroy", "map_mean"}
+    assert set(numbers["densenet"]["cam"]) == {
+        "deletion_auc",
+        "random_deletion_auc",
+        "preserve_destroy",
+        "random_preserve_destroy",
+        "preserve",
+        "destroy",
+        "map_mean",
+    }
     per = result.per_image["fashion-mnist"]["densenet"]["cam"]["deletion_auc"]
     assert len(per) == 6
     assert sum(per) / 6 == pytest.approx(numbers["densenet"]["cam"]["deletion_auc"], rel=1e-5)
@@ -67,17 +99,33 @@ def test_check_explains_maps_that_do_not_beat_chance(subset_run):
     saved = dict(r)
     r["deletion_auc"], r["random_deletion_auc"] = 0.6, 0.5
     try:
-        with pytest.raises(ChapterCheckFailed, match=r"grad on the small densenet: deletion AUC 0.600 .*"
-                                                     r"random order's 0.500.*raise n_images"):
+        with pytest.raises(
+            ChapterCheckFailed,
+            match=r"grad on the small densenet: deletion AUC 0.600 .*"
+            r"random order's 0.500.*raise n_images",
+        ):
             ch02.check(result, maps, "quick")
     finally:
         r.update(saved)
 
 
 def test_sanity_table_has_no_nan():
-    s = ch02.Sanity(["resnet"], ["cam"], 4, {"resnet": {"cam": {
-        "deletion_auc": float("nan"), "random_deletion_auc": 0.5, "preserve_destroy": None,
-        "random_preserve_destroy": 0.1234567}}}, {})
+    s = ch02.Sanity(
+        ["resnet"],
+        ["cam"],
+        4,
+        {
+            "resnet": {
+                "cam": {
+                    "deletion_auc": float("nan"),
+                    "random_deletion_auc": 0.5,
+                    "preserve_destroy": None,
+                    "random_preserve_destroy": 0.1234567,
+                }
+            }
+        },
+        {},
+    )
     table = ch02.sanity_table(s)
     assert "nan" not in table and "None" not in table and "—" in table and "0.123" in table
 
@@ -85,7 +133,7 @@ def test_sanity_table_has_no_nan():
 def test_protocol_cells_are_short():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ids = [c.get("id") for c in nb.cells]
-    for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
+    for cell in nb.cells[ids.index(LOADING_CELL) + 1 :]:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
             assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source
@@ -94,8 +142,15 @@ def test_protocol_cells_are_short():
 def test_rts_curves_figure_for_one_classifier():
     from types import SimpleNamespace
 
-    art = SimpleNamespace(metrics={"phase1_step": [0, 1], "phase1_accuracy": [0.5, 0.7],
-                                   "phase2_step": [0, 1], "phase2_total": [2.0, 1.0],
-                                   "phase2_destroyer": [1.0, 0.5], "phase2_preserver": [1.0, 0.5]})
+    art = SimpleNamespace(
+        metrics={
+            "phase1_step": [0, 1],
+            "phase1_accuracy": [0.5, 0.7],
+            "phase2_step": [0, 1],
+            "phase2_total": [2.0, 1.0],
+            "phase2_destroyer": [1.0, 0.5],
+            "phase2_preserver": [1.0, 0.5],
+        }
+    )
     fig = ch02.rts_curves_figure({"densenet": art}, ["densenet"])
-    assert len([ax for ax in fig.axes if ax.axison]) == 3   # panel_axes hides the 4th slot
+    assert len([ax for ax in fig.axes if ax.axison]) == 3  # panel_axes hides the 4th slot

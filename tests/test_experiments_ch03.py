@@ -1,4 +1,5 @@
 """Chapter 3's protocol module: glue coverage for a subset run, verdict rules, explained checks."""
+
 from __future__ import annotations
 
 import math
@@ -8,18 +9,23 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+
 from adv2 import claims, metrics
 from adv2.experiments import ch03
 from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
-LOADING_CELL = "b26693d6"   # the last model-loading cell; the cells after it are the protocol's
+LOADING_CELL = "b26693d6"  # the last model-loading cell; the cells after it are the protocol's
 
 
 def glue_keys_in_markdown(path: Path) -> set[str]:
     nb = nbformat.read(path, as_version=4)
-    return {k for c in nb.cells if c.cell_type == "markdown"
-            for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)}
+    return {
+        k
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +37,31 @@ def subset_result(fmnist):
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
     interpreters = ["cam", "grad"]
-    cfgs = ch03.fmnist_configs(interpreters, epsilon=0.1, step_size=0.0125, step_scale=0.004,
-                               mask_step_scale=0.005, mask_checkpoints=1)
-    fm = ch03.attack_fmnist({"densenet": net}, fmnist, cfgs, archs=["densenet"],
-                            interpreters=interpreters, accuracy={"densenet": 0.1}, n_images=3,
-                            mask_n_images=2, epsilon=0.1, step_size=0.0125, step_scale=0.004,
-                            mask_iterations=5, attack_batch_size=8, seed=0, log=None)
+    cfgs = ch03.fmnist_configs(
+        interpreters,
+        epsilon=0.1,
+        step_size=0.0125,
+        step_scale=0.004,
+        mask_step_scale=0.005,
+        mask_checkpoints=1,
+    )
+    fm = ch03.attack_fmnist(
+        {"densenet": net},
+        fmnist,
+        cfgs,
+        archs=["densenet"],
+        interpreters=interpreters,
+        accuracy={"densenet": 0.1},
+        n_images=3,
+        mask_n_images=2,
+        epsilon=0.1,
+        step_size=0.0125,
+        step_scale=0.004,
+        mask_iterations=5,
+        attack_batch_size=8,
+        seed=0,
+        log=None,
+    )
     return ch03.summarize(fm)
 
 
@@ -57,12 +82,20 @@ def test_subset_run_glues_every_key_the_chapter_quotes(subset_result):
 
 def test_numbers_keep_the_results_file_layout(subset_result):
     numbers = subset_result.numbers()
-    assert set(numbers) == {"fashion-mnist", "imagenet-sample", "classifier_accuracy", "seconds",
-                            "summary", "pgd_success_by_epsilon", "intervals", "verdicts"}
+    assert set(numbers) == {
+        "fashion-mnist",
+        "imagenet-sample",
+        "classifier_accuracy",
+        "seconds",
+        "summary",
+        "pgd_success_by_epsilon",
+        "intervals",
+        "verdicts",
+    }
     assert set(numbers["fashion-mnist"]["densenet"]) == {"cam", "grad"}
     assert set(numbers["seconds"]) == {"densenet_pgd", "densenet_cam", "densenet_grad"}
     assert set(numbers["pgd_success_by_epsilon"]["densenet"]) == {"0.031", "0.062", "0.1"}
-    assert "rts_pgd_success_rate" not in numbers["summary"]     # padding is for the prose only
+    assert "rts_pgd_success_rate" not in numbers["summary"]  # padding is for the prose only
     assert numbers["summary"]["claim_success_verdict"] in claims.STATUSES
     # three images: an illustration, not a measurement
     assert numbers["summary"]["claim_success_verdict"] == claims.NOT_MEASURABLE
@@ -90,8 +123,14 @@ def test_per_image_arrays_match_the_means(subset_result):
         assert sum(ok) / len(ok) == pytest.approx(stats["adv2"]["l1_mean"], rel=1e-5)
 
 
-def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int = 10,
-                 epsilon: float = 0.1, pgd_noise: float = 1.0) -> ch03.Ch03Result:
+def _fake_result(
+    pgd_rate: float,
+    adv2_rate: float,
+    adv2_l1_shift: float,
+    n: int = 10,
+    epsilon: float = 0.1,
+    pgd_noise: float = 1.0,
+) -> ch03.Ch03Result:
     """One (resnet, cam) pair whose summaries come from adv2.metrics.summarize on made-up maps."""
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(n, 1, 7, 7, generator=gen)
@@ -100,8 +139,10 @@ def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int
     ps = torch.arange(n) < round(pgd_rate * n)
     qs = torch.arange(n) < round(adv2_rate * n)
     conf = torch.full((n,), 0.9)
-    numbers = {"pgd": metrics.summarize(ps, conf, pgd_maps, benign, restrict_to_success=False),
-               "adv2": metrics.summarize(qs, conf, adv_maps, benign, restrict_to_success=True)}
+    numbers = {
+        "pgd": metrics.summarize(ps, conf, pgd_maps, benign, restrict_to_success=False),
+        "adv2": metrics.summarize(qs, conf, adv_maps, benign, restrict_to_success=True),
+    }
     x = torch.zeros(n, 1, 28, 28)
     result = type("R", (), {})
     pgd = result()
@@ -110,9 +151,20 @@ def _fake_result(pgd_rate: float, adv2_rate: float, adv2_l1_shift: float, n: int
     adv.x_adv, adv.maps, adv.success, adv.confidence, adv.history = x + epsilon / 2, adv_maps, qs, conf, {}
     runs = {"resnet": {"cam": {"numbers": numbers, "pgd": pgd, "adv2": adv, "benign": benign}}}
     aset = type("S", (), {"x": x})()
-    fm = ch03.FmnistAttacks(["resnet"], ["cam"], epsilon, 0.0125, 0.01, {"resnet": aset},
-                            {"resnet": x + epsilon}, runs, {"resnet": 0.9}, {}, {"resnet": {}},
-                            {"resnet": {"cam": ch03._per_image(runs["resnet"]["cam"])}})
+    fm = ch03.FmnistAttacks(
+        ["resnet"],
+        ["cam"],
+        epsilon,
+        0.0125,
+        0.01,
+        {"resnet": aset},
+        {"resnet": x + epsilon},
+        runs,
+        {"resnet": 0.9},
+        {},
+        {"resnet": {}},
+        {"resnet": {"cam": ch03._per_image(runs["resnet"]["cam"])}},
+    )
     return ch03.summarize(fm)
 
 
@@ -175,8 +227,10 @@ def test_tables_show_intervals_and_the_figure_error_bars():
 
 def test_check_explains_a_weak_attack():
     weak = _fake_result(pgd_rate=0.16, adv2_rate=0.12, adv2_l1_shift=0.02, n=25)
-    ch03.check(weak, "smoke")     # smoke only checks the invariants, not the working point
-    with pytest.raises(ChapterCheckFailed, match=r"16 % .* epsilon 0.1.*at least 50 %: raise epsilon or step_scale"):
+    ch03.check(weak, "smoke")  # smoke only checks the invariants, not the working point
+    with pytest.raises(
+        ChapterCheckFailed, match=r"16 % .* epsilon 0.1.*at least 50 %: raise epsilon or step_scale"
+    ):
         ch03.check(weak, "quick")
     assert issubclass(ChapterCheckFailed, AssertionError)
 
@@ -198,11 +252,13 @@ def test_fmt_three_significant_digits_and_dash():
 def test_protocol_cells_are_short_and_print_no_paths():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ids = [c.get("id") for c in nb.cells]
-    for cell in nb.cells[ids.index(LOADING_CELL) + 1:]:
+    for cell in nb.cells[ids.index(LOADING_CELL) + 1 :]:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
-            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source  # no metric loops
-            assert "print(f\"wrote {path}\")" not in cell.source
+            assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), (
+                cell.source
+            )  # no metric loops
+            assert 'print(f"wrote {path}")' not in cell.source
 
 
 def test_results_path_is_shown_without_machine_paths(tmp_path):

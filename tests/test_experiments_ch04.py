@@ -1,4 +1,5 @@
 """Chapter 4's protocol (adv2.experiments.ch04) on tiny synthetic classifiers, RTS and artifacts."""
+
 import json
 import math
 import re
@@ -8,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from adv2 import claims, defenses, results
 from adv2.experiments import ch04
-from torch import nn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
 
@@ -44,16 +46,33 @@ class FakeRTS(nn.Module):
 def fake_net(arch: str, seed: int = 0, aid_log: dict | None = None):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
-    log = aid_log if aid_log is not None else {
-        "step": [1, 2, 3], "aid_l1": [0.1, 0.12, 0.15], "attack_success": [0.2, 0.3, 0.5],
-        "probe_drift": [0.0, 0.01, 0.02], "map_loss": [1.0, 0.9, 0.8], "final_probe_drift": 0.02,
-        "seconds": 6.0, "seconds_per_iteration": 2.0, "seconds_attack": 3.0, "warm_start_seconds": 0.5}
+    log = (
+        aid_log
+        if aid_log is not None
+        else {
+            "step": [1, 2, 3],
+            "aid_l1": [0.1, 0.12, 0.15],
+            "attack_success": [0.2, 0.3, 0.5],
+            "probe_drift": [0.0, 0.01, 0.02],
+            "map_loss": [1.0, 0.9, 0.8],
+            "final_probe_drift": 0.02,
+            "seconds": 6.0,
+            "seconds_per_iteration": 2.0,
+            "seconds_attack": 3.0,
+            "warm_start_seconds": 0.5,
+        }
+    )
     return SimpleNamespace(
-        arch=arch, model=model, rts=FakeRTS(seed + 1), rtsa=FakeRTS(seed + 2),
+        arch=arch,
+        model=model,
+        rts=FakeRTS(seed + 1),
+        rtsa=FakeRTS(seed + 2),
         classifier_artifact=SimpleNamespace(metrics={"test_accuracy": 0.8}),
-        rts_artifact=SimpleNamespace(metrics={"seconds": 4.0},
-                                     params={"phase1_iterations": 2, "phase2_iterations": 2}),
-        rtsa_artifact=SimpleNamespace(metrics=log))
+        rts_artifact=SimpleNamespace(
+            metrics={"seconds": 4.0}, params={"phase1_iterations": 2, "phase2_iterations": 2}
+        ),
+        rtsa_artifact=SimpleNamespace(metrics=log),
+    )
 
 
 def data(n: int = 12, seed: int = 0):
@@ -80,7 +99,7 @@ def test_glue_covers_every_key_the_chapter_reads(archs):
         if a not in archs:
             assert glued[f"ch4_{a}_benign_l1_rts_vs_rtsa"] == "not run"
             assert glued[f"ch4_{a}_verdict_benign"] == "not run"
-    for name, value in glued.items():   # the prose never reads None or nan
+    for name, value in glued.items():  # the prose never reads None or nan
         assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
 
 
@@ -102,16 +121,23 @@ def test_numbers_match_the_benign_maps_and_the_artifacts():
     assert n["resnet"]["cost_aid_over_rts_total"] == pytest.approx(1.5)
     assert n["paper"] == {"benign_l1_rts_vs_rtsa": 0.03}
     assert n["aid_config"]["iterations"] == 3
-    json.dumps(results._plain(n))   # what save_results writes
+    json.dumps(results._plain(n))  # what save_results writes
 
 
 def test_no_aid_log_gives_a_dash_not_none():
-    empty = {"step": [], "aid_l1": [], "attack_success": [], "probe_drift": [], "map_loss": [], "seconds": 1.0,
-             "seconds_attack": 0.5}
+    empty = {
+        "step": [],
+        "aid_l1": [],
+        "attack_success": [],
+        "probe_drift": [],
+        "map_loss": [],
+        "seconds": 1.0,
+        "seconds_attack": 0.5,
+    }
     result, _, _ = run_chapter(["resnet"], aid_log=empty)
-    result.cost["resnet"]["aid_over_rts_total"] = None   # an RTS artifact without a recorded time
-    assert result.numbers()["resnet"]["aid_gap_first"] is None      # the results file keeps null
-    assert result.glue()["ch4_resnet_aid_gap_first"] == "—"          # the prose shows a dash
+    result.cost["resnet"]["aid_over_rts_total"] = None  # an RTS artifact without a recorded time
+    assert result.numbers()["resnet"]["aid_gap_first"] is None  # the results file keeps null
+    assert result.glue()["ch4_resnet_aid_gap_first"] == "—"  # the prose shows a dash
     assert result.glue()["ch4_resnet_cost_ratio_total"] == "—"
 
 
@@ -124,16 +150,24 @@ def _benign(l1_per_image) -> ch04.BenignComparison:
 
 
 def _result(l1_per_image) -> ch04.Ch04Result:
-    return ch04.Ch04Result(["resnet"], {"resnet": 0.9}, {"resnet": _benign(l1_per_image)},
-                           {"resnet": {"aid_over_rts_total": 1.0, "per_iteration_ratio": 1.0}},
-                           {"resnet": {"aid_l1": [], "attack_success": []}}, {})
+    return ch04.Ch04Result(
+        ["resnet"],
+        {"resnet": 0.9},
+        {"resnet": _benign(l1_per_image)},
+        {"resnet": {"aid_over_rts_total": 1.0, "per_iteration_ratio": 1.0}},
+        {"resnet": {"aid_l1": [], "attack_success": []}},
+        {},
+    )
 
 
-@pytest.mark.parametrize("values, status", [
-    ([0.01, 0.02, 0.015, 0.012] * 5, claims.HOLDS),
-    ([0.09, 0.1, 0.11, 0.095] * 5, claims.DOES_NOT_HOLD),
-    ([0.01, 0.09, 0.02, 0.08], claims.NOT_MEASURABLE),                 # 4 images: an illustration
-])
+@pytest.mark.parametrize(
+    "values, status",
+    [
+        ([0.01, 0.02, 0.015, 0.012] * 5, claims.HOLDS),
+        ([0.09, 0.1, 0.11, 0.095] * 5, claims.DOES_NOT_HOLD),
+        ([0.01, 0.09, 0.02, 0.08], claims.NOT_MEASURABLE),  # 4 images: an illustration
+    ],
+)
 def test_verdict_comes_from_the_claims_layer(values, status):
     result = _result(values)
     v = ch04.verdicts(result)
@@ -150,7 +184,7 @@ def test_verdict_comes_from_the_claims_layer(values, status):
 
 
 def test_an_inconclusive_verdict_glues_the_images_needed():
-    result = _result([0.02, 0.08] * 6)                  # mean 0.05 region: interval holds 0.05
+    result = _result([0.02, 0.08] * 6)  # mean 0.05 region: interval holds 0.05
     verdict = ch04.verdicts(result)["resnet"]["rtsa_like_rts_on_benign"]
     glue = result.glue()
     if verdict.status == claims.INCONCLUSIVE:
@@ -172,24 +206,38 @@ def test_tables_have_no_nan_or_none():
 
 
 def test_fmt_three_significant_digits():
-    assert [ch04.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")] == \
-        ["0.0312", "0.0300", "123", "1230", "0", "—", "—", "7", "x"]
+    assert [ch04.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")] == [
+        "0.0312",
+        "0.0300",
+        "123",
+        "1230",
+        "0",
+        "—",
+        "—",
+        "7",
+        "x",
+    ]
     from adv2 import stats
-    assert ch04.fmt is stats.fmt        # one number format for the whole book
+
+    assert ch04.fmt is stats.fmt  # one number format for the whole book
 
 
 def test_check_names_measured_value_and_parameter(monkeypatch):
     result, _, _ = run_chapter(["resnet"])
     ch04.check(result, profile="smoke", aid=defenses.AIDConfig(iterations=3))
     l1 = result.numbers()["resnet"]["benign_l1_rts_vs_rtsa"]
-    monkeypatch.setattr(ch04, "DRIFT_LIMIT", l1 / 2)   # this drift is too large for the limit
+    monkeypatch.setattr(ch04, "DRIFT_LIMIT", l1 / 2)  # this drift is too large for the limit
     with pytest.raises(AssertionError, match=r"expected below .* at the quick profile.*aid_distill_weight"):
         ch04.check(result, profile="quick", aid=defenses.AIDConfig(iterations=3))
     same = fake_net("resnet")
     same.rtsa = same.rts
     x, y = data()
-    r = ch04.summarize({"resnet": same}, ch04.compare_benign({"resnet": same}, x, y),
-                       ch04.training_costs({"resnet": same}), defenses.AIDConfig())
+    r = ch04.summarize(
+        {"resnet": same},
+        ch04.compare_benign({"resnet": same}, x, y),
+        ch04.training_costs({"resnet": same}),
+        defenses.AIDConfig(),
+    )
     with pytest.raises(AssertionError, match=r"L1 0.0\).*raise aid_lr or aid_iterations"):
         ch04.check(r, profile="smoke", aid=defenses.AIDConfig(iterations=3, beta=10))
 
@@ -199,6 +247,9 @@ def test_notebook_cells_after_model_loading_are_short():
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
     assert loading, "no code cell assigns nets"
-    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
-            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    long = {
+        i: len("".join(c["source"]).splitlines())
+        for i, c in enumerate(cells)
+        if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15
+    }
     assert not long, f"code cells over 15 lines (index: lines): {long}"

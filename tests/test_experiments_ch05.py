@@ -1,5 +1,6 @@
 """Chapter 5's protocol (adv2.experiments.ch05): calibration and map sensitivity end to end on a tiny
 linear classifier with a few-weight stand-in for RTS and RTSA."""
+
 import json
 import math
 import re
@@ -9,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from adv2 import claims, noise, results
 from adv2.experiments import ch05
-from torch import nn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_noise_sensitivity.ipynb"
 RATES = [0.0, 0.03, 0.3]
@@ -55,12 +57,18 @@ def chapter():
             nets = {a: fake_net(i) for i, a in enumerate(archs)}
             g = torch.Generator().manual_seed(0)
             x = torch.rand(120, 1, 28, 28, generator=g)
-            y = nets[archs[0]].model(x).argmax(1)    # the first classifier gets them all right
-            cal = ch05.calibrate(nets, x, y, n_calib=40, rates=list(rates), tolerance=0.05, max_iter=12, seed=0)
+            y = nets[archs[0]].model(x).argmax(1)  # the first classifier gets them all right
+            cal = ch05.calibrate(
+                nets, x, y, n_calib=40, rates=list(rates), tolerance=0.05, max_iter=12, seed=0
+            )
             sens = ch05.sensitivity(nets, cal, map_class="predicted")
-            cache[key] = (ch05.summarize(cal, sens, rates=list(rates), map_class="predicted", tolerance=0.05),
-                          cal, sens)
+            cache[key] = (
+                ch05.summarize(cal, sens, rates=list(rates), map_class="predicted", tolerance=0.05),
+                cal,
+                sens,
+            )
         return cache[key]
+
     return run
 
 
@@ -92,7 +100,7 @@ def test_numbers_layout_and_per_image(chapter):
     result, cal, sens = chapter(["resnet"])
     n = result.numbers()
     assert set(n) == {"resnet", "paper", "settings", "intervals", "verdicts"}
-    for kind in noise.NOISE_TYPES:     # each interval's value is the number it belongs to
+    for kind in noise.NOISE_TYPES:  # each interval's value is the number it belongs to
         est = n["intervals"]["resnet"][f"ratio_rtsa_over_rts_{kind}_30"]
         assert est["value"] == pytest.approx(n["resnet"][f"ratio_rtsa_over_rts_{kind}_30"], rel=1e-5)
         assert est["low"] <= est["value"] <= est["high"]
@@ -122,30 +130,37 @@ def _fake(scale: dict[str, float], n: int = 30) -> ch05.Ch05Result:
     res.archs, res.rates = ["resnet"], [0.0, 0.3]
     g = torch.Generator().manual_seed(0)
     rts = {k: 0.1 + 0.02 * torch.rand(n, generator=g) for k in noise.NOISE_TYPES}
-    res.per_image = {"resnet": {"l1": {
-        "rts": {k: {"30%": rts[k]} for k in noise.NOISE_TYPES},
-        "rtsa": {k: {"30%": rts[k] * scale[k] + 0.01 * torch.rand(n, generator=g)}
-                 for k in noise.NOISE_TYPES}}}}
+    res.per_image = {
+        "resnet": {
+            "l1": {
+                "rts": {k: {"30%": rts[k]} for k in noise.NOISE_TYPES},
+                "rtsa": {
+                    k: {"30%": rts[k] * scale[k] + 0.01 * torch.rand(n, generator=g)}
+                    for k in noise.NOISE_TYPES
+                },
+            }
+        }
+    }
     return res
 
 
 def test_verdict_comes_from_the_claims_layer():
     def status(scale, n=30):
         return ch05.verdicts(_fake(scale, n))["resnet"]["rtsa_more_noise_sensitive"].status
+
     assert status({"normal": 2.0, "uniform": 1.8}) == claims.HOLDS
-    assert status({"normal": 2.0, "uniform": 1.0}) == claims.DOES_NOT_HOLD     # every noise type
+    assert status({"normal": 2.0, "uniform": 1.0}) == claims.DOES_NOT_HOLD  # every noise type
     assert status({"normal": 1.0, "uniform": 1.0}) == claims.DOES_NOT_HOLD
-    assert status({"normal": 2.0, "uniform": 2.0}, n=4) == claims.NOT_MEASURABLE   # illustration
+    assert status({"normal": 2.0, "uniform": 2.0}, n=4) == claims.NOT_MEASURABLE  # illustration
     v = ch05.verdicts(_fake({"normal": 2.0, "uniform": 1.8}))
     assert set(v) == {"resnet"} and isinstance(v["resnet"]["rtsa_more_noise_sensitive"], claims.Verdict)
 
 
 def test_tables_have_no_nan_or_none(chapter):
     _, cal, sens = chapter(["resnet"])
-    text = (ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES)
-            + ch05.flipped_kept_table(sens, RATES))
+    text = ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES) + ch05.flipped_kept_table(sens, RATES)
     assert "nan" not in text and "None" not in text
-    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch05.fig15_tables(sens, RATES))   # intervals shown
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch05.fig15_tables(sens, RATES))  # intervals shown
     assert "Ratio RTSA / RTS at 30%" in ch05.fig15_tables(sens, RATES)
     cells, labels, fa = ch05.figure15_cells(sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES)
     assert fa == "resnet" and len(cells) == len(labels) == 4
@@ -157,10 +172,14 @@ def test_check_names_what_to_change(chapter):
     bad = ch05.Ch05Result.__new__(ch05.Ch05Result)
     bad.__dict__.update(result.__dict__)
     broken = noise.NoiseCalibration("normal", 0.3, 0.5, 0.1, 0.01, False, 12, 40)
-    bad.calibration = {"resnet": ch05.Calibration(result.calibration["resnet"].x,
-                                                  result.calibration["resnet"].y,
-                                                  {"normal": {0.3: broken}}, {}, 0.0)}
-    with pytest.raises(AssertionError, match=r"reached 10.0% after 12 classifier passes.*raise calib_max_iter"):
+    bad.calibration = {
+        "resnet": ch05.Calibration(
+            result.calibration["resnet"].x, result.calibration["resnet"].y, {"normal": {0.3: broken}}, {}, 0.0
+        )
+    }
+    with pytest.raises(
+        AssertionError, match=r"reached 10.0% after 12 classifier passes.*raise calib_max_iter"
+    ):
         ch05.check(bad, profile="quick")
 
 
@@ -169,6 +188,9 @@ def test_notebook_cells_after_model_loading_are_short():
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
     assert loading, "no code cell assigns nets"
-    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
-            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    long = {
+        i: len("".join(c["source"]).splitlines())
+        for i, c in enumerate(cells)
+        if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15
+    }
     assert not long, f"code cells over 15 lines (index: lines): {long}"

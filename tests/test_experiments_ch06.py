@@ -1,5 +1,6 @@
 """Chapter 6's protocol (adv2.experiments.ch06): ADV2 against a stand-in RTS and RTSA on a tiny linear
 classifier, end to end, and the claim rules on hand-made Table 10 numbers."""
+
 import json
 import math
 import re
@@ -9,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from adv2 import attacks, claims, defenses, results
 from adv2.experiments import ch06
-from torch import nn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_table10.ipynb"
 EPSILON = 0.1
@@ -55,10 +57,14 @@ def chapter():
             g = torch.Generator().manual_seed(0)
             x = torch.rand(200, 1, 28, 28, generator=g)
             y = model(x).argmax(1)
-            cfg = attacks.default_config("rts", epsilon=EPSILON, step_size=0.02, stage1_steps=3, stage2_steps=3)
-            cache[key] = ch06.attack(nets, x, y, n_images=6, num_classes=10, seed=0, attack_cfg=cfg,
-                                     restrict_to_success=True)
+            cfg = attacks.default_config(
+                "rts", epsilon=EPSILON, step_size=0.02, stage1_steps=3, stage2_steps=3
+            )
+            cache[key] = ch06.attack(
+                nets, x, y, n_images=6, num_classes=10, seed=0, attack_cfg=cfg, restrict_to_success=True
+            )
         return cache[key]
+
     return run
 
 
@@ -80,11 +86,18 @@ def test_numbers_per_image_and_check(chapter):
     n = result.numbers()
     assert set(n) == {"resnet", "paper", "attack", "intervals", "verdicts"}
     est = n["intervals"]["resnet"]
-    for key in ("benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "adv2_l1_ratio",
-                "adv2_success_rts", "pgd_l1_rts"):
+    for key in (
+        "benign_l1_rts_vs_rtsa",
+        "adv2_l1_rts",
+        "adv2_l1_rtsa",
+        "adv2_l1_ratio",
+        "adv2_success_rts",
+        "pgd_l1_rts",
+    ):
         value, got = n["resnet"][key], est[key]["value"]
-        assert (got is None and (value is None or math.isnan(value))) or \
-            got == pytest.approx(value, rel=1e-5), key
+        assert (got is None and (value is None or math.isnan(value))) or got == pytest.approx(
+            value, rel=1e-5
+        ), key
     assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
     # six images: an illustration, not a measurement, whatever the numbers
     assert {v["status"] for v in n["verdicts"]["resnet"].values()} == {claims.NOT_MEASURABLE}
@@ -113,8 +126,9 @@ def test_tables_and_figure_have_no_nan_or_none(chapter):
     assert "ε = 0.1" in ch06.describe_attack(attacks.default_config("rts", epsilon=0.1))
 
 
-def _fake(n=20, benign=0.02, adv_rts=0.01, adv_rtsa=0.10, pgd_rts=0.1, success_rts=1.0,
-          success_rtsa=1.0) -> ch06.Ch06Result:
+def _fake(
+    n=20, benign=0.02, adv_rts=0.01, adv_rtsa=0.10, pgd_rts=0.1, success_rts=1.0, success_rtsa=1.0
+) -> ch06.Ch06Result:
     """A result with hand-made per-image arrays (means as given, a little spread)."""
     g = torch.Generator().manual_seed(0)
 
@@ -123,11 +137,17 @@ def _fake(n=20, benign=0.02, adv_rts=0.01, adv_rtsa=0.10, pgd_rts=0.1, success_r
 
     res = ch06.Ch06Result.__new__(ch06.Ch06Result)
     res.archs, res.restrict = ["resnet"], {"resnet": True}
-    res.per_image = {"resnet": {
-        "benign_l1_rts_vs_rtsa": spread(benign), "adv2_l1_rts": spread(adv_rts),
-        "adv2_l1_rtsa": spread(adv_rtsa), "pgd_l1_rts": spread(pgd_rts), "pgd_l1_rtsa": spread(pgd_rts),
-        "success_rts": torch.arange(n) < round(success_rts * n),
-        "success_rtsa": torch.arange(n) < round(success_rtsa * n)}}
+    res.per_image = {
+        "resnet": {
+            "benign_l1_rts_vs_rtsa": spread(benign),
+            "adv2_l1_rts": spread(adv_rts),
+            "adv2_l1_rtsa": spread(adv_rtsa),
+            "pgd_l1_rts": spread(pgd_rts),
+            "pgd_l1_rtsa": spread(pgd_rts),
+            "success_rts": torch.arange(n) < round(success_rts * n),
+            "success_rtsa": torch.arange(n) < round(success_rtsa * n),
+        }
+    }
     return res
 
 
@@ -139,8 +159,9 @@ def test_verdicts_come_from_the_claims_layer():
     assert {x.status for x in v.values()} == {claims.DOES_NOT_HOLD}
     # no successful attack against RTS: the two map claims are not measurable (0 % success)
     v = ch06.verdicts(_fake(success_rts=0.0))["resnet"]
-    assert v["adv2_keeps_rts_maps_close"].status == v["aid_separates_adv2_maps"].status == \
-        claims.NOT_MEASURABLE
+    assert (
+        v["adv2_keeps_rts_maps_close"].status == v["aid_separates_adv2_maps"].status == claims.NOT_MEASURABLE
+    )
     assert "0 of 20 images" in v["aid_separates_adv2_maps"].reason
     # the same rule as chapter 3: one threshold, in adv2.claims
     assert ch06.ADV2_OVER_PGD_MAX == claims.MAPS_CLOSE_RATIO and ch06.RATIO_MIN == claims.AID_RATIO_MIN
@@ -159,6 +180,9 @@ def test_notebook_cells_after_model_loading_are_short():
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
     assert loading, "no code cell assigns nets"
-    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
-            if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15}
+    long = {
+        i: len("".join(c["source"]).splitlines())
+        for i, c in enumerate(cells)
+        if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15
+    }
     assert not long, f"code cells over 15 lines (index: lines): {long}"

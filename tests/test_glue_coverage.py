@@ -6,6 +6,7 @@ a glue role (computed by the run), math, code, a citation, a link target, a head
 Markdown table column headed "paper" (the paper's values beside ours), or the explicit allow-list
 below (the paper's or its sources' own numbers, and facts of the data and recipes that are inputs,
 each with the reason it is not a measurement of this run)."""
+
 from __future__ import annotations
 
 import json
@@ -64,23 +65,25 @@ ALLOWED = {
 }
 
 PATTERNS = [
-    re.compile(r"(?<![\w.])\d+(?:[ ,]\d{3})*(?:\.\d+)?\s?%"),                       # 15.6 %, 9%
-    re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])"),                                      # 0.63
+    re.compile(r"(?<![\w.])\d+(?:[ ,]\d{3})*(?:\.\d+)?\s?%"),  # 15.6 %, 9%
+    re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])"),  # 0.63
     re.compile(r"(?<![\w.])\d+(?:[ ,]\d{3})*(?:\.\d+)?\s?(?:s|min|h|seconds|minutes|hours)\b"),
-    re.compile(r"(?<![\w.])\d+(?:[ ,]\d{3})*\s(?:attacked |test |correctly classified )?"
-               r"(?:images|photos)\b(?! of the paper)"),
+    re.compile(
+        r"(?<![\w.])\d+(?:[ ,]\d{3})*\s(?:attacked |test |correctly classified )?"
+        r"(?:images|photos)\b(?! of the paper)"
+    ),
 ]
 
 STRIP = [
     re.compile(r"^(`{3,}|~{3,})(?!\{)[^\n]*\n.*?^\1\s*$", re.S | re.M),  # code blocks (not directives)
-    re.compile(r"\$\$.*?\$\$", re.S),                                      # display math
-    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),                               # glued values
-    re.compile(r"\{(?:cite|numref|ref|doc|eq)(?::\w+)?\}`[^`]*`"),         # roles
-    re.compile(r"`[^`\n]+`"),                                              # inline code
-    re.compile(r"(?<![\\\w])\$[^$\n]+\$"),                                 # inline math
-    re.compile(r"\]\([^)]*\)"),                                            # link targets
-    re.compile(r"^#+\s*\d+(?:\.\d+)*\.?", re.M),                           # heading numbers
-    re.compile(r"^\s*:[\w-]+:.*$", re.M),                                  # directive options
+    re.compile(r"\$\$.*?\$\$", re.S),  # display math
+    re.compile(r"\{glue(?::\w+)?\}`[^`]*`"),  # glued values
+    re.compile(r"\{(?:cite|numref|ref|doc|eq)(?::\w+)?\}`[^`]*`"),  # roles
+    re.compile(r"`[^`\n]+`"),  # inline code
+    re.compile(r"(?<![\\\w])\$[^$\n]+\$"),  # inline math
+    re.compile(r"\]\([^)]*\)"),  # link targets
+    re.compile(r"^#+\s*\d+(?:\.\d+)*\.?", re.M),  # heading numbers
+    re.compile(r"^\s*:[\w-]+:.*$", re.M),  # directive options
     re.compile(r"https?://\S+"),
 ]
 
@@ -128,10 +131,19 @@ def sources():
 
 
 def test_scanner_finds_and_ignores_what_it_should():
-    assert prose_numbers("PGD succeeds on 9 % of images at 0.42, in 12 s on 30 images") == \
-        ["9 %", "0.42", "12 s", "30 images"]
-    assert prose_numbers("{glue:text}`ch3_x` % and $\\epsilon = 0.031$ and `-p epsilon 0.016` "
-                         "{cite:p}`a2020` [x](https://a.b/1.5)") == []
+    assert prose_numbers("PGD succeeds on 9 % of images at 0.42, in 12 s on 30 images") == [
+        "9 %",
+        "0.42",
+        "12 s",
+        "30 images",
+    ]
+    assert (
+        prose_numbers(
+            "{glue:text}`ch3_x` % and $\\epsilon = 0.031$ and `-p epsilon 0.016` "
+            "{cite:p}`a2020` [x](https://a.b/1.5)"
+        )
+        == []
+    )
     table = "| q | paper | this run |\n|---|---|---|\n| L1 | 0.45 | 0.77 |"
     assert prose_numbers(table) == ["0.77"]
 
@@ -142,8 +154,10 @@ def test_every_number_in_the_prose_is_glued_or_allowed():
         for number in prose_numbers(text):
             if not allowed(fname, number):
                 bad.append(f"{fname} {where}: {number}")
-    assert not bad, ("numbers written as text (glue them from the run, remove them, or add the "
-                     "paper's own to ALLOWED with the reason):\n" + "\n".join(bad))
+    assert not bad, (
+        "numbers written as text (glue them from the run, remove them, or add the "
+        "paper's own to ALLOWED with the reason):\n" + "\n".join(bad)
+    )
 
 
 def normal(number: str) -> str:

@@ -1,5 +1,6 @@
 """The imagenet profile (chapter 01 only) end to end, on a tiny generated ImageNet-style folder
 with random-weight torchvision models saved where torchvision's pretrained files would be."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from adv2 import config, runner, schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,7 @@ def test_profile_claims_chapter_01_only():
 
     data = yaml.safe_load((config.PARAMS_DIR / "imagenet.yaml").read_text())
     assert set(data) - {"common"} == {"01_target_models"}
-    for stem in schema.STEMS[1:]:   # the other chapters train on Fashion-MNIST and say so
+    for stem in schema.STEMS[1:]:  # the other chapters train on Fashion-MNIST and say so
         with pytest.raises(config.ParameterError, match="'dataset'.*'imagenet'.*'fashion-mnist'"):
             schema.validate_chapter(stem, {"dataset": "imagenet"})
 
@@ -53,8 +55,10 @@ def save_random_weights(torch_home: Path) -> None:
 
     checkpoints = torch_home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    for fn, weights in (("resnet50", torchvision.models.ResNet50_Weights),
-                        ("densenet169", torchvision.models.DenseNet169_Weights)):
+    for fn, weights in (
+        ("resnet50", torchvision.models.ResNet50_Weights),
+        ("densenet169", torchvision.models.DenseNet169_Weights),
+    ):
         net = getattr(torchvision.models, fn)(weights=None)
         torch.save(net.state_dict(), checkpoints / weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1])
 
@@ -64,17 +68,41 @@ def test_run_01_with_the_imagenet_profile(tmp_path):
     folder = make_folder(tmp_path / "val")
     save_random_weights(tmp_path / "torch")
     out = tmp_path / "run"
-    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), ADV2_THREADS=os.environ.get("ADV2_THREADS", "1"),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "adv2", "run", "01", "--profile", "imagenet",
-                           "-p", "imagenet_dir", str(folder), "--output-dir", str(out), "--no-progress"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    env = dict(
+        os.environ,
+        TORCH_HOME=str(tmp_path / "torch"),
+        ADV2_THREADS=os.environ.get("ADV2_THREADS", "1"),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adv2",
+            "run",
+            "01",
+            "--profile",
+            "imagenet",
+            "-p",
+            "imagenet_dir",
+            str(folder),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     saved = json.loads((out / "01_target_models.json").read_text())
     numbers = saved["numbers"]
     assert set(numbers["imagenet"]) == {"resnet50", "densenet169"}
     assert all(0.0 <= acc <= 1.0 for acc in numbers["imagenet"].values())
-    assert numbers["fashion_mnist"] == {} and numbers["efficientnet_lite0"] == {}   # skipped
+    assert numbers["fashion_mnist"] == {} and numbers["efficientnet_lite0"] == {}  # skipped
     executed = (out / "01_target_models.ipynb").read_text()
     assert "on 6 sampled validation images" in executed
 
@@ -83,13 +111,18 @@ def _old_style_densenet_keys(state_dict: dict) -> dict:
     """DenseNet's published checkpoints name layers ``norm.1`` (torchvision renames them on load)."""
     import re
 
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-    return {(f"{m.group(1)}.{m.group(2)}" if (m := pattern.match(k)) else k): v for k, v in state_dict.items()}
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    )
+    return {
+        (f"{m.group(1)}.{m.group(2)}" if (m := pattern.match(k)) else k): v for k, v in state_dict.items()
+    }
 
 
 def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatch):
     import torch
     import torchvision
+
     from adv2 import models
 
     checkpoints = tmp_path / "hub" / "checkpoints"

@@ -1,5 +1,6 @@
 """Every chapter notebook's code reads as one call per section: short cells, no machine paths,
 no cut labels, no one-row panel strips (the book wraps panels and labels itself)."""
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,12 @@ def test_all_six_notebooks_found():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_code_cells_are_short(path):
-    long = {c.id: len(c.source.splitlines()) for c in code_cells(path) if len(c.source.splitlines()) > MAX_LINES}
-    assert not long, f"{path.name}: code cells over {MAX_LINES} lines (id: lines), move code into " \
-                     f"adv2.experiments: {long}"
+    long = {
+        c.id: len(c.source.splitlines()) for c in code_cells(path) if len(c.source.splitlines()) > MAX_LINES
+    }
+    assert not long, (
+        f"{path.name}: code cells over {MAX_LINES} lines (id: lines), move code into adv2.experiments: {long}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -41,8 +45,9 @@ def test_no_machine_paths_or_raw_reprs_printed(path):
 @pytest.mark.parametrize("path", NOTEBOOKS + EXPERIMENTS, ids=lambda p: p.name)
 def test_no_cut_labels_or_one_row_panel_strips(path):
     text = "\n".join(c.source for c in code_cells(path)) if path.suffix == ".ipynb" else path.read_text()
-    assert not re.search(r"class_names\[[^\]]*\]\)?\]?\[:\d+\]|\]\[:\d+\]\}", text), \
+    assert not re.search(r"class_names\[[^\]]*\]\)?\]?\[:\d+\]|\]\[:\d+\]\}", text), (
         f"{path.name}: a label is cut with [:N]; plotting wraps labels"
+    )
     assert not re.search(r"subplots\(1,", text), f"{path.name}: use plotting.panel_axes(n, cols=2)"
     assert "tight_layout" not in text, f"{path.name}: panel_axes figures use constrained layout"
 
@@ -55,13 +60,22 @@ def test_every_figure_of_a_cell_sequence_is_shown(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.experiments import ch01\nch01.start('01_target_models', globals())"
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
-        "\n".join(f"{p.name} = {p.default!r}" for p in __import__("adv2.schema").schema.CHAPTERS["01_target_models"]
-                  if p.name not in ("profile", "device")),
-        setup,
-        ("from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
-         "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])"),
-        "fig = plotting.curves({'a': ([0, 1], [1, 0])}, 'x', 'y')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(s)
+        for s in (
+            "\n".join(
+                f"{p.name} = {p.default!r}"
+                for p in __import__("adv2.schema").schema.CHAPTERS["01_target_models"]
+                if p.name not in ("profile", "device")
+            ),
+            setup,
+            (
+                "from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
+                "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])"
+            ),
+            "fig = plotting.curves({'a': ([0, 1], [1, 0])}, 'x', 'y')",
+        )
+    ]
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     for cell in nb.cells[2:]:
         assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source

@@ -3,6 +3,7 @@
 The signal cases run the real runner in a subprocess on a tiny generated notebook (a `parameters`
 cell, a sleep, an optional failure) and send real signals to it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from adv2 import publish, runbox, runner
 from adv2.config import REPO_ROOT
 
@@ -26,36 +28,48 @@ STEM = "01_tiny"
 
 def published_state() -> dict[str, str]:
     """Hash of every published file: book/notebooks, results/, the run box."""
-    files = [*sorted((REPO_ROOT / "book" / "notebooks").glob("*")),
-             *sorted((REPO_ROOT / "results").glob("*")), REPO_ROOT / "book" / "_run_info.md",
-             REPO_ROOT / "book" / "_claims.md"]
-    return {str(p.relative_to(REPO_ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files if p.is_file()}
+    files = [
+        *sorted((REPO_ROOT / "book" / "notebooks").glob("*")),
+        *sorted((REPO_ROOT / "results").glob("*")),
+        REPO_ROOT / "book" / "_run_info.md",
+        REPO_ROOT / "book" / "_claims.md",
+    ]
+    return {
+        str(p.relative_to(REPO_ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files
+        if p.is_file()
+    }
 
 
 def tiny_notebook(folder: Path) -> Path:
     """A chapter-like notebook: papermill parameters, a wait the test can interrupt, results."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(textwrap.dedent("""\
+    params = nbformat.v4.new_code_cell(
+        textwrap.dedent("""\
         profile: str = "quick"     # profile
         seed: int = 0              # seed
         sleep: float = 0.0         # seconds to wait in the second cell
         fail: bool = False         # raise in the second cell
         marker: str = ""           # file created when the second cell starts
-        results_dir: str = "results"  # where results go"""))
+        results_dir: str = "results"  # where results go""")
+    )
     params.metadata["tags"] = ["parameters"]
-    work = nbformat.v4.new_code_cell(textwrap.dedent("""\
+    work = nbformat.v4.new_code_cell(
+        textwrap.dedent("""\
         import json, pathlib, time
         if marker:
             pathlib.Path(marker).write_text("started")
         time.sleep(sleep)
         if fail:
-            raise ValueError("asked to fail")"""))
-    save = nbformat.v4.new_code_cell(textwrap.dedent(f"""\
+            raise ValueError("asked to fail")""")
+    )
+    save = nbformat.v4.new_code_cell(
+        textwrap.dedent(f"""\
         pathlib.Path(results_dir).mkdir(parents=True, exist_ok=True)
         payload = {{"notebook": "{STEM}", "seed": seed}}
-        (pathlib.Path(results_dir) / "{STEM}.json").write_text(json.dumps(payload))"""))
+        (pathlib.Path(results_dir) / "{STEM}.json").write_text(json.dumps(payload))""")
+    )
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, work, save]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STEM}.ipynb"
@@ -66,15 +80,23 @@ def tiny_notebook(folder: Path) -> Path:
 def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
     """The real CLI in a subprocess, its notebooks folder pointed at the tiny notebook."""
     tiny_notebook(tmp_path / "src")
-    code = ("import signal, sys\n"
-            "from pathlib import Path\n"
-            "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in background\n"
-            "from adv2 import runner\n"
-            f"runner.NOTEBOOKS_DIR = Path({str(tmp_path / 'src')!r})\n"
-            "sys.exit(runner.main(sys.argv[1:]))\n")
+    code = (
+        "import signal, sys\n"
+        "from pathlib import Path\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in background\n"
+        "from adv2 import runner\n"
+        f"runner.NOTEBOOKS_DIR = Path({str(tmp_path / 'src')!r})\n"
+        "sys.exit(runner.main(sys.argv[1:]))\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -97,8 +119,22 @@ def read_record(run_dir: Path) -> dict:
 def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
     before = published_state()
     run_dir, marker = tmp_path / "run", tmp_path / "started"
-    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
-                        "-p", "sleep", "60", "-p", "marker", str(marker), "--publish")
+    proc = start_runner(
+        tmp_path,
+        "run",
+        "01",
+        "--profile",
+        "smoke",
+        "--output-dir",
+        str(run_dir),
+        "-p",
+        "sleep",
+        "60",
+        "-p",
+        "marker",
+        str(marker),
+        "--publish",
+    )
     wait_for(marker, proc)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
@@ -119,8 +155,21 @@ def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
 def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
     before = published_state()
     run_dir, marker = tmp_path / "run", tmp_path / "started"
-    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
-                        "-p", "sleep", "60", "-p", "marker", str(marker))
+    proc = start_runner(
+        tmp_path,
+        "run",
+        "01",
+        "--profile",
+        "smoke",
+        "--output-dir",
+        str(run_dir),
+        "-p",
+        "sleep",
+        "60",
+        "-p",
+        "marker",
+        str(marker),
+    )
     wait_for(marker, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -139,8 +188,19 @@ def test_failing_notebook_is_kept_aside_and_not_published(tmp_path):
     run_dir.mkdir()  # a reused folder: an earlier run's copies must not pass for this run's
     (run_dir / f"{STEM}.ipynb").write_text("{}")
     (run_dir / f"{STEM}.json").write_text("{}")
-    proc = start_runner(tmp_path, "run", "01", "--profile", "smoke", "--output-dir", str(run_dir),
-                        "-p", "fail", "true", "--publish")
+    proc = start_runner(
+        tmp_path,
+        "run",
+        "01",
+        "--profile",
+        "smoke",
+        "--output-dir",
+        str(run_dir),
+        "-p",
+        "fail",
+        "true",
+        "--publish",
+    )
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 1, out
     assert "asked to fail" in out and "nothing was published" in out
@@ -171,7 +231,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     monkeypatch.setenv(runner.RUNS_ENV, str(fake_book / "runs"))
     (fake_book / "results").mkdir()
     (fake_book / "results" / "timings-smoke.json").write_text("{not json")  # damaged bookkeeping
-    (fake_book / "results" / "02_other.json").write_text("")                # another chapter's, damaged
+    (fake_book / "results" / "02_other.json").write_text("")  # another chapter's, damaged
     other = nbformat.v4.new_notebook()
     other.metadata["papermill"] = {"parameters": {"profile": "smoke"}, "duration": 6.0}
     (fake_book / "book" / "notebooks").mkdir(parents=True)
@@ -190,9 +250,13 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
 
     assert runner.main(["publish", str(run_dir)]) == 0
     err = capsys.readouterr().err
-    published = [fake_book / "book" / "notebooks" / f"{STEM}.ipynb",
-                 fake_book / "results" / f"{STEM}.json", fake_book / "results" / "timings-smoke.json",
-                 fake_book / "book" / "_run_info.md", fake_book / "book" / "_claims.md"]
+    published = [
+        fake_book / "book" / "notebooks" / f"{STEM}.ipynb",
+        fake_book / "results" / f"{STEM}.json",
+        fake_book / "results" / "timings-smoke.json",
+        fake_book / "book" / "_run_info.md",
+        fake_book / "book" / "_claims.md",
+    ]
     for path in published:
         assert path.is_file() and stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
     assert (run_dir / f"{STEM}.ipynb").read_bytes() == published[0].read_bytes()
@@ -202,7 +266,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     assert STEM in json.loads(published[2].read_text())["seconds"]
     box = published[3].read_text()
     assert f"| {STEM} | `smoke` | `seed=3` |" in box and "| 02_other | `smoke` | none |" in box
-    assert "| claim of the paper |" in published[4].read_text()    # the front page's claims table
+    assert "| claim of the paper |" in published[4].read_text()  # the front page's claims table
     assert not list(published[0].parent.glob(".*.tmp")), "temporary files left behind"
 
 
@@ -224,8 +288,12 @@ def _executed(path: Path, ran: int) -> Path:
         done = i < ran
         cell.execution_count = i + 1 if done else None
         # what papermill leaves after Ctrl-C: every cell "completed", the unrun ones without times
-        cell.metadata["papermill"] = {"status": "completed", "exception": None,
-                                      "start_time": "t" if done else None, "end_time": "t" if done else None}
+        cell.metadata["papermill"] = {
+            "status": "completed",
+            "exception": None,
+            "start_time": "t" if done else None,
+            "end_time": "t" if done else None,
+        }
         nb.cells.append(cell)
     nbformat.write(nb, path)
     return path
@@ -249,8 +317,9 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 def test_runs_cannot_write_into_the_published_book():
     with pytest.raises(runner.RunError, match="published"):
-        runner.resolve_folders("smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks",
-                               None)
+        runner.resolve_folders(
+            "smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks", None
+        )
     with pytest.raises(runner.RunError, match="published"):
         runner.resolve_folders("smoke", runner.select_notebooks(["01"]), "/tmp/x", REPO_ROOT / "results")
 

@@ -4,6 +4,7 @@ parameters, and byte-identical to the keys the book used before the recipe layer
 No training here: the cache is intercepted at the point where a training function would look up
 its key, so every test runs in seconds.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,13 +15,13 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+
 from adv2 import artifacts, config, defenses, models, recipes, schema
 from adv2.interpreters import rts as rts_mod
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
 CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]
-FASHION = SimpleNamespace(name="fashion-mnist", num_classes=10,
-                          class_names=[f"c{i}" for i in range(10)])
+FASHION = SimpleNamespace(name="fashion-mnist", num_classes=10, class_names=[f"c{i}" for i in range(10)])
 
 
 # ----------------------------------------------------------------------------- cache interception
@@ -33,6 +34,7 @@ class Captured(Exception):
 @pytest.fixture
 def capture(monkeypatch):
     """Make every cache lookup raise :class:`Captured` with the parameters it would hash."""
+
     def fake(kind, params, compute, root=None, force=False, check=None):
         raise Captured(kind, params)
 
@@ -54,8 +56,13 @@ def _model(arch: str):
 # ----------------------------------------------------------------------------- the old code's keys
 def _git_show(path: str) -> str:
     try:
-        return subprocess.run(["git", "show", f"{OLD_COMMIT}:{path}"], capture_output=True,
-                              text=True, check=True, cwd=config.REPO_ROOT).stdout
+        return subprocess.run(
+            ["git", "show", f"{OLD_COMMIT}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=config.REPO_ROOT,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as err:
         pytest.skip(f"commit {OLD_COMMIT} not available ({err})")
 
@@ -66,8 +73,9 @@ def old_parameters(stem: str, profile: str) -> dict:
     nb = json.loads(_git_show(f"notebooks/{stem}.ipynb"))
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     tree = ast.parse("".join(cell["source"]))
-    params = {node.target.id: ast.literal_eval(node.value) for node in tree.body
-              if isinstance(node, ast.AnnAssign)}
+    params = {
+        node.target.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.AnnAssign)
+    }
     data = yaml.safe_load(_git_show(f"params/{profile}.yaml")) or {}
     prof = {**data.get("common", {}), **(data.get(stem) or {}), "profile": profile}
     params.update({k: v for k, v in prof.items() if k in params})
@@ -77,34 +85,64 @@ def old_parameters(stem: str, profile: str) -> dict:
 def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
     """Cache keys of the classifier / RTS / RTSA that chapter ``stem`` asked for at 5c937a9,
     built with the same calls its notebook made then."""
-    keys = {"classifier": key_of(models.trained_small_cnn, arch, FASHION, epochs=p["train_epochs"],
-                                 train_subset=p["train_subset"], seed=p["seed"])}
+    keys = {
+        "classifier": key_of(
+            models.trained_small_cnn,
+            arch,
+            FASHION,
+            epochs=p["train_epochs"],
+            train_subset=p["train_subset"],
+            seed=p["seed"],
+        )
+    }
     if stem == "02_interpreters":
-        kw = rts_mod.rts_recipe((p["rts_phase1_iterations"], p["rts_phase2_iterations"]),
-                                p["rts_batch_size"], p["rts_lr"], p["seed"])
+        kw = rts_mod.rts_recipe(
+            (p["rts_phase1_iterations"], p["rts_phase2_iterations"]),
+            p["rts_batch_size"],
+            p["rts_lr"],
+            p["seed"],
+        )
     elif stem == "03_adv2":
-        kw = dict(phase1_iterations=p["rts_phase1_iterations"],
-                  phase2_iterations=p["rts_phase2_iterations"],
-                  phase1_batch_size=2 * p["rts_batch_size"], batch_size=p["rts_batch_size"],
-                  phase1_lr=p["rts_lr"], lr=p["rts_lr"], seed=p["seed"])
+        kw = dict(
+            phase1_iterations=p["rts_phase1_iterations"],
+            phase2_iterations=p["rts_phase2_iterations"],
+            phase1_batch_size=2 * p["rts_batch_size"],
+            batch_size=p["rts_batch_size"],
+            phase1_lr=p["rts_lr"],
+            lr=p["rts_lr"],
+            seed=p["seed"],
+        )
     elif stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
-        kw = dict(phase1_iterations=p["rts_phase1_iterations"],
-                  phase2_iterations=p["rts_phase2_iterations"],
-                  phase1_batch_size=p["rts_phase1_batch_size"], batch_size=p["rts_batch_size"],
-                  phase1_lr=p["rts_phase1_lr"], lr=p["rts_lr"], seed=p["seed"])
+        kw = dict(
+            phase1_iterations=p["rts_phase1_iterations"],
+            phase2_iterations=p["rts_phase2_iterations"],
+            phase1_batch_size=p["rts_phase1_batch_size"],
+            batch_size=p["rts_batch_size"],
+            phase1_lr=p["rts_phase1_lr"],
+            lr=p["rts_lr"],
+            seed=p["seed"],
+        )
     else:
         return keys
     model = _model(arch)
-    keys["rts"] = key_of(rts_mod.trained_rts, model, FASHION, classifier_key=keys["classifier"],
-                         **kw)
+    keys["rts"] = key_of(rts_mod.trained_rts, model, FASHION, classifier_key=keys["classifier"], **kw)
     if stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
         aid = defenses.AIDConfig(
-            iterations=p["aid_iterations"], batch_size=p["aid_batch_size"],
-            aid_batch_size=p["aid_attack_batch_size"], beta=p["aid_beta"], lr=p["aid_lr"],
-            stage1_steps=p["aid_stage1_steps"], stage2_steps=p["aid_stage2_steps"],
-            pool_size=p["aid_pool_size"], distill_weight=p["aid_distill_weight"],
-            persistent=p["aid_persistent"], train_encoder=p["aid_train_encoder"],
-            epsilon=p["epsilon"], step_size=p["step_size"], seed=p["seed"])
+            iterations=p["aid_iterations"],
+            batch_size=p["aid_batch_size"],
+            aid_batch_size=p["aid_attack_batch_size"],
+            beta=p["aid_beta"],
+            lr=p["aid_lr"],
+            stage1_steps=p["aid_stage1_steps"],
+            stage2_steps=p["aid_stage2_steps"],
+            pool_size=p["aid_pool_size"],
+            distill_weight=p["aid_distill_weight"],
+            persistent=p["aid_persistent"],
+            train_encoder=p["aid_train_encoder"],
+            epsilon=p["epsilon"],
+            step_size=p["step_size"],
+            seed=p["seed"],
+        )
         rts_art = SimpleNamespace(path=Path(keys["rts"]), metrics={})
         keys["rtsa"] = key_of(defenses.trained_rtsa, model, None, rts_art, FASHION, aid)
     return keys
@@ -140,14 +178,18 @@ def test_keys_are_those_of_the_code_before_recipes(stem, profile, capture):
 def test_chapters_resolve_to_the_recipes_of_chapters_1_2_and_4(stem, profile):
     for arch in config.ARCHS:
         new = new_keys(stem, new_parameters(stem, profile), arch)
-        assert new["classifier"] == new_keys("01_target_models",
-                                             new_parameters("01_target_models", profile),
-                                             arch)["classifier"]
-        assert new["rts"] == new_keys("02_interpreters", new_parameters("02_interpreters", profile),
-                                      arch)["rts"]
+        assert (
+            new["classifier"]
+            == new_keys("01_target_models", new_parameters("01_target_models", profile), arch)["classifier"]
+        )
+        assert (
+            new["rts"] == new_keys("02_interpreters", new_parameters("02_interpreters", profile), arch)["rts"]
+        )
         if "rtsa" in new:
-            assert new["rtsa"] == new_keys("04_aid_defense",
-                                           new_parameters("04_aid_defense", profile), arch)["rtsa"]
+            assert (
+                new["rtsa"]
+                == new_keys("04_aid_defense", new_parameters("04_aid_defense", profile), arch)["rtsa"]
+            )
 
 
 def test_imagenet_profile_is_refused_before_any_recipe():
@@ -189,11 +231,16 @@ def test_every_recipe_parameter_changes_its_key(stem):
             continue
         before = new_keys(stem, base, "resnet")
         after = new_keys(stem, {**base, name: _changed(base.get(name, p.default))}, "resnet")
-        kind = ("classifier" if name in recipes.CLASSIFIER_PARAMETERS else
-                "rts" if name in recipes.RTS_PARAMETERS else "rtsa")
+        kind = (
+            "classifier"
+            if name in recipes.CLASSIFIER_PARAMETERS
+            else "rts"
+            if name in recipes.RTS_PARAMETERS
+            else "rtsa"
+        )
         assert after[kind] != before[kind], name
         # and everything built on it changes with it
-        for later in ("classifier", "rts", "rtsa")[("classifier", "rts", "rtsa").index(kind):]:
+        for later in ("classifier", "rts", "rtsa")[("classifier", "rts", "rtsa").index(kind) :]:
             if later in before:
                 assert after[later] != before[later], (name, later)
 

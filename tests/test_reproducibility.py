@@ -9,6 +9,7 @@ other run's 95 % interval, and no verdict may flip between "holds" and "does not
 
 Run directly, this file is the worker: ``python tests/test_reproducibility.py THREADS KERNELS OUT``.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,22 +39,33 @@ def run_configuration(threads: int, kernels: str) -> dict:
 
     fm = data.load_fashion_mnist(allow_download=False)
     started = time.time()
-    config.seed_everything(0)           # the same initial weights in both runs
+    config.seed_everything(0)  # the same initial weights in both runs
     model = models.build_small_cnn("resnet", fm.num_classes, fm.class_names)
-    if kernels == "channels_last":      # other convolution kernels, other summation order
+    if kernels == "channels_last":  # other convolution kernels, other summation order
         model = model.to(memory_format=torch.channels_last)
-    models.train_classifier(model, fm.x_train[:N_TRAIN], fm.y_train[:N_TRAIN], fm.x_test[:200],
-                            fm.y_test[:200], epochs=1, batch_size=64, lr=5e-3,
-                            weight_decay=5e-4, seed=0, device=torch.device("cpu"), progress=False)
+    models.train_classifier(
+        model,
+        fm.x_train[:N_TRAIN],
+        fm.y_train[:N_TRAIN],
+        fm.x_test[:200],
+        fm.y_test[:200],
+        epochs=1,
+        batch_size=64,
+        lr=5e-3,
+        weight_decay=5e-4,
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     model = models.freeze(model)
     with torch.no_grad():
         correct = (model(fm.x_test[:500]).argmax(1) == fm.y_test[:500]).numpy()
     aset = data.select_attack_set(model, fm.x_test, fm.y_test, N_ATTACK, seed=0)
     cam = build_interpreter("cam", model)
-    cfg = attacks.default_config("cam", epsilon=EPSILON, step_size=STEP_SIZE, stage1_steps=10,
-                                 stage2_steps=STEPS)
-    x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=EPSILON, step_size=STEP_SIZE,
-                        steps=STEPS)
+    cfg = attacks.default_config(
+        "cam", epsilon=EPSILON, step_size=STEP_SIZE, stage1_steps=10, stage2_steps=STEPS
+    )
+    x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=EPSILON, step_size=STEP_SIZE, steps=STEPS)
     run = attacks.compare_pgd_adv2(model, cam, aset.x, aset.y, aset.target, cfg, x_pgd=x_pgd)
     benign = run["benign"].cpu()
     pgd_ok = run["pgd"].success.cpu().numpy()
@@ -73,21 +85,33 @@ def run_configuration(threads: int, kernels: str) -> dict:
         "adv2_success_like_pgd": claims.adv2_success_like_pgd(adv_ok, pgd_ok),
         "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(adv_l1, pgd_l1, adv_ok),
     }
-    return {"numbers": {k: v.as_dict() for k, v in numbers.items()},
-            "verdicts": {k: v.status for k, v in verdicts.items()},
-            "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters())),
-            "threads": torch.get_num_threads(), "seconds": time.time() - started}
+    return {
+        "numbers": {k: v.as_dict() for k, v in numbers.items()},
+        "verdicts": {k: v.status for k, v in verdicts.items()},
+        "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters())),
+        "threads": torch.get_num_threads(),
+        "seconds": time.time() - started,
+    }
 
 
 def _worker(threads: int, kernels: str, out: Path) -> subprocess.Popen:
     # PASSIVE: idle OpenMP threads sleep instead of spinning (a shared, busy CI machine)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OMP_WAIT_POLICY="PASSIVE",
-               ADV2_THREADS=str(threads))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        OMP_WAIT_POLICY="PASSIVE",
+        ADV2_THREADS=str(threads),
+    )
     lib = str(Path(__file__).resolve().parents[1] / "lib")
     env["PYTHONPATH"] = lib + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, __file__, str(threads), kernels, str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, str(threads), kernels, str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_headline_numbers_agree_within_their_intervals(tmp_path):
@@ -120,12 +144,15 @@ def test_headline_numbers_agree_within_their_intervals(tmp_path):
             assert this["low"] is not None, key
             assert this["low"] - 1e-12 <= other["value"] <= this["high"] + 1e-12, (
                 f"{key}: {other['value']:.4f} outside the other run's interval "
-                f"[{this['low']:.4f}, {this['high']:.4f}]")
+                f"[{this['low']:.4f}, {this['high']:.4f}]"
+            )
     for key, status in a["verdicts"].items():
         assert {status, b["verdicts"][key]} != {"holds", "does not hold"}, (key, status)
     # report whether the runs really differed (they usually do; the test holds either way)
-    print(f"weights differ by {abs(a['weights_sum'] - b['weights_sum']):.3g}; "
-          f"seconds {a['seconds']:.1f} / {b['seconds']:.1f}")
+    print(
+        f"weights differ by {abs(a['weights_sum'] - b['weights_sum']):.3g}; "
+        f"seconds {a['seconds']:.1f} / {b['seconds']:.1f}"
+    )
 
 
 if __name__ == "__main__":

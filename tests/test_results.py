@@ -5,13 +5,15 @@ import subprocess
 
 import pytest
 import torch
+
 from adv2 import results
 
 
 def test_save_results_mode_0644_and_no_temporary_left(tmp_path):
     """Issue 11 item 7: results files were written 0600 (mkstemp's mode)."""
-    path = results.save_results("01_x", {"acc": torch.tensor(0.5), "nan": float("nan")},
-                                {"seed": 0}, tmp_path)
+    path = results.save_results(
+        "01_x", {"acc": torch.tensor(0.5), "nan": float("nan")}, {"seed": 0}, tmp_path
+    )
     assert path == tmp_path / "01_x.json" and (path.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["01_x.json"]
     payload = results.load_results("01_x", tmp_path)
@@ -45,8 +47,9 @@ def test_disk_full_is_named(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(results.os, "fsync", full)
-    with pytest.raises(results.DiskFull, match=f"no space left under {tmp_path} while writing "
-                                                "03_adv2.json") as err:
+    with pytest.raises(
+        results.DiskFull, match=f"no space left under {tmp_path} while writing 03_adv2.json"
+    ) as err:
         results.save_results("03_adv2", {"a": 1}, {}, tmp_path)
     assert err.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
 
@@ -57,8 +60,13 @@ def small_disk(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                              check=False, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         pytest.skip(f"cannot mount a tmpfs here: {err}")
     if done.returncode != 0:
@@ -77,8 +85,7 @@ def test_real_full_disk(small_disk):
     assert results.read_json(small_disk / "keep.json") == {"a": 1}
 
 
-@pytest.mark.parametrize("text", ["{\"numbers\": {\"a\": ", "", "\xff\xfe", "[1, 2]",
-                                  '{"notebook": "x"}'])
+@pytest.mark.parametrize("text", ['{"numbers": {"a": ', "", "\xff\xfe", "[1, 2]", '{"notebook": "x"}'])
 def test_corrupt_results_file_is_named(tmp_path, text):
     """Issue 11 item 7: another chapter's corrupt results file ended the run with a raw
     JSONDecodeError."""

@@ -4,15 +4,20 @@ import time
 
 import nbformat
 import pytest
+
 from adv2 import runbox, runner
 from adv2.config import REPO_ROOT, ParameterError
 
 
 def test_bad_value_fails_within_seconds_naming_choices():
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "adv2", "run", "01", "--profile", "smoke",
-                           "-p", "arch", "vgg"], capture_output=True, text=True, cwd=REPO_ROOT,
-                           check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "adv2", "run", "01", "--profile", "smoke", "-p", "arch", "vgg"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "'arch'" in proc.stderr and "'vgg'" in proc.stderr and "'densenet'" in proc.stderr
     assert time.time() - started < 30
@@ -54,8 +59,9 @@ def test_parameters_cell_is_documented_and_parseable(notebook):
         assert ":" in head.split("=")[0], f"missing type annotation: {line}"
         assert comment.strip(), f"missing comment: {line}"
     assert {"profile", "device", "seed", "results_dir"} <= set(declared)
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "source notebooks are committed without outputs"
+    )
 
 
 def test_progress_bars_are_quiet_under_the_runner(monkeypatch):
@@ -72,8 +78,11 @@ def test_progress_bars_are_quiet_under_the_runner(monkeypatch):
 
 def _executed(path, profile, seconds, adv2_meta):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["papermill"] = {"parameters": {"profile": profile}, "duration": seconds,
-                                "end_time": "2026-11-23T10:00:00"}
+    nb.metadata["papermill"] = {
+        "parameters": {"profile": profile},
+        "duration": seconds,
+        "end_time": "2026-11-23T10:00:00",
+    }
     if adv2_meta is not None:
         nb.metadata["adv2"] = adv2_meta
     nbformat.write(nb, path)

@@ -1,6 +1,7 @@
 """The per-chapter parameter schema: notebooks' parameter cells are generated from it (and must be
 up to date), every mistake is caught with a message naming parameter, value and what is valid,
 and importing it stays cheap (no torch) so the runner validates in seconds."""
+
 from __future__ import annotations
 
 import ast
@@ -10,6 +11,7 @@ import sys
 import types
 
 import pytest
+
 from adv2 import config, schema
 from adv2.config import ParameterError
 
@@ -24,8 +26,11 @@ def parameters_cell(path) -> str:
 
 def declared(source: str) -> dict[str, tuple[str, object]]:
     """name -> (annotation, default) of a parameter cell, read with ast as papermill does."""
-    return {n.target.id: (ast.unparse(n.annotation), ast.literal_eval(n.value))
-            for n in ast.parse(source).body if isinstance(n, ast.AnnAssign)}
+    return {
+        n.target.id: (ast.unparse(n.annotation), ast.literal_eval(n.value))
+        for n in ast.parse(source).body
+        if isinstance(n, ast.AnnAssign)
+    }
 
 
 @pytest.mark.parametrize("stem", schema.STEMS)
@@ -33,7 +38,8 @@ def test_parameter_cells_are_generated_from_the_schema(stem):
     source = parameters_cell(NOTEBOOKS / f"{stem}.ipynb")
     assert source == schema.parameter_cell(stem), (
         f"notebooks/{stem}.ipynb's parameter cell is out of date: run "
-        "`PYTHONPATH=lib python -m adv2.schema --write`")
+        "`PYTHONPATH=lib python -m adv2.schema --write`"
+    )
     cell = declared(source)
     params = schema.chapter_schema(stem)
     assert list(cell) == list(params)
@@ -50,20 +56,29 @@ def test_every_notebook_has_a_schema():
 def test_defaults_are_those_of_the_notebooks_before_the_schema(stem):
     """Numbers stay: every parameter that existed at 5c937a9 keeps its default there."""
     try:
-        old_nb = subprocess.run(["git", "show", f"5c937a9:notebooks/{stem}.ipynb"], check=True,
-                                capture_output=True, text=True, cwd=config.REPO_ROOT).stdout
+        old_nb = subprocess.run(
+            ["git", "show", f"5c937a9:notebooks/{stem}.ipynb"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=config.REPO_ROOT,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as err:
         pytest.skip(f"commit 5c937a9 not available ({err})")
-    old = declared("".join(next(c for c in json.loads(old_nb)["cells"]
-                                if "parameters" in c["metadata"].get("tags", []))["source"]))
+    old = declared(
+        "".join(
+            next(c for c in json.loads(old_nb)["cells"] if "parameters" in c["metadata"].get("tags", []))[
+                "source"
+            ]
+        )
+    )
     new = schema.defaults(stem)
     for name, (_, default) in old.items():
         if name in new and name != "artifacts_dir":  # '' now means $ADV2_ARTIFACTS, else artifacts/
             assert new[name] == default, name
     # renamed: chapters 4-6's AID budget is rtsa_epsilon / rtsa_step_size now
     if "aid_iterations" in old:
-        assert (new["rtsa_epsilon"], new["rtsa_step_size"]) == (old["epsilon"][1],
-                                                                old["step_size"][1])
+        assert (new["rtsa_epsilon"], new["rtsa_step_size"]) == (old["epsilon"][1], old["step_size"][1])
 
 
 @pytest.mark.parametrize("profile", [p for p in config.PROFILES if p != "imagenet"])
@@ -99,21 +114,24 @@ def test_single_words_become_lists():
     assert out == {"archs": ["resnet"], "interpreters": ["cam"]}
 
 
-@pytest.mark.parametrize("stem,name,value,words", [
-    ("03_adv2", "seed", 1.0, ["'seed'", "1.0", "integer"]),
-    ("03_adv2", "n_images", 100_000, ["'n_images'", "100000", "10000", "Fashion-MNIST"]),
-    ("06_table10", "n_images", 0, ["'n_images'", ">= 1"]),
-    ("04_aid_defense", "n_eval", 20_000, ["'n_eval'", "10000"]),
-    ("04_aid_defense", "rts_batch_size", 0, ["'rts_batch_size'"]),
-    ("02_interpreters", "archs", ["vgg"], ["'archs'", "'resnet'"]),
-    ("03_adv2", "interpreters", "gradcam", ["'interpreters'", "'grad'"]),
-    ("06_table10", "rtsa_epsilon", 0, ["'rtsa_epsilon'"]),
-    ("05_noise_sensitivity", "noise_rates", [1.5], ["'noise_rates'", "[0, 1)"]),
-    ("02_interpreters", "dataset", "imagenet", ["'dataset'", "'fashion-mnist'"]),   # chapter 1 only
-    ("01_target_models", "dataset", "imagenet", ["'dataset'", "'imagenet_dir'"]),    # needs the folder
-    ("01_target_models", "dataset", "mnist", ["'dataset'", "'fashion-mnist'", "'imagenet'"]),
-    ("01_target_models", "include_imagenet_sample", "yes", ["'include_imagenet_sample'", "True"]),
-])
+@pytest.mark.parametrize(
+    "stem,name,value,words",
+    [
+        ("03_adv2", "seed", 1.0, ["'seed'", "1.0", "integer"]),
+        ("03_adv2", "n_images", 100_000, ["'n_images'", "100000", "10000", "Fashion-MNIST"]),
+        ("06_table10", "n_images", 0, ["'n_images'", ">= 1"]),
+        ("04_aid_defense", "n_eval", 20_000, ["'n_eval'", "10000"]),
+        ("04_aid_defense", "rts_batch_size", 0, ["'rts_batch_size'"]),
+        ("02_interpreters", "archs", ["vgg"], ["'archs'", "'resnet'"]),
+        ("03_adv2", "interpreters", "gradcam", ["'interpreters'", "'grad'"]),
+        ("06_table10", "rtsa_epsilon", 0, ["'rtsa_epsilon'"]),
+        ("05_noise_sensitivity", "noise_rates", [1.5], ["'noise_rates'", "[0, 1)"]),
+        ("02_interpreters", "dataset", "imagenet", ["'dataset'", "'fashion-mnist'"]),  # chapter 1 only
+        ("01_target_models", "dataset", "imagenet", ["'dataset'", "'imagenet_dir'"]),  # needs the folder
+        ("01_target_models", "dataset", "mnist", ["'dataset'", "'fashion-mnist'", "'imagenet'"]),
+        ("01_target_models", "include_imagenet_sample", "yes", ["'include_imagenet_sample'", "True"]),
+    ],
+)
 def test_bad_values_name_parameter_value_and_what_is_valid(stem, name, value, words):
     with pytest.raises(ParameterError) as err:
         schema.validate_chapter(stem, {name: value})
@@ -134,9 +152,21 @@ def test_cuda_without_cuda_is_refused():
 def _kernel_globals(stem: str, **overrides) -> dict:
     """What a notebook's globals() holds in its first code cell: IPython's names, imports and
     the parameter cell's values."""
-    ns = {"In": [""], "Out": {}, "get_ipython": lambda: None, "exit": None, "quit": None,
-          "open": open, "_": "", "__name__": "__main__", "_i1": "x", "time": types,
-          "Markdown": type("Markdown", (), {}), "display": print, "schema": schema}
+    ns = {
+        "In": [""],
+        "Out": {},
+        "get_ipython": lambda: None,
+        "exit": None,
+        "quit": None,
+        "open": open,
+        "_": "",
+        "__name__": "__main__",
+        "_i1": "x",
+        "time": types,
+        "Markdown": type("Markdown", (), {}),
+        "display": print,
+        "schema": schema,
+    }
     ns.update(schema.defaults(stem))
     ns.update(overrides)
     return ns
@@ -171,8 +201,7 @@ def test_notebook_globals_refuse_bad_values():
 
 def test_schema_does_not_import_torch():
     code = "import sys, adv2.schema; sys.exit(int('torch' in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=config.REPO_ROOT,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=config.REPO_ROOT, timeout=60)
     assert done.returncode == 0, "importing adv2.schema imported torch (slow for the runner)"
 
 

@@ -1,4 +1,5 @@
 """adv2.stats: intervals over images and the book's number format."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+
 from adv2.stats import (
     Estimate,
     diff_ci,
@@ -21,13 +23,33 @@ from adv2.stats import (
 
 
 # ----------------------------------------------------------------------------- fmt
-@pytest.mark.parametrize("value, shown", [
-    (0.12345, "0.123"), (12.345, "12.3"), (1234.5, "1230"), (0.1, "0.100"), (1.0, "1.00"),
-    (0.5625, "0.562"), (9.996, "10.0"), (0.0009996, "0.00100"), (-0.00012345, "-0.000123"),
-    (1e-9, "1.00e-09"), (0.0, "0"), (-0.0, "0"), (32, "32"), (np.int64(7), "7"),
-    (np.float32(0.25), "0.250"), (torch.tensor(0.75), "0.750"), (None, "—"),
-    (float("nan"), "—"), (np.nan, "—"), (float("inf"), "∞"), ("n/a", "n/a"), (True, "yes"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (0.12345, "0.123"),
+        (12.345, "12.3"),
+        (1234.5, "1230"),
+        (0.1, "0.100"),
+        (1.0, "1.00"),
+        (0.5625, "0.562"),
+        (9.996, "10.0"),
+        (0.0009996, "0.00100"),
+        (-0.00012345, "-0.000123"),
+        (1e-9, "1.00e-09"),
+        (0.0, "0"),
+        (-0.0, "0"),
+        (32, "32"),
+        (np.int64(7), "7"),
+        (np.float32(0.25), "0.250"),
+        (torch.tensor(0.75), "0.750"),
+        (None, "—"),
+        (float("nan"), "—"),
+        (np.nan, "—"),
+        (float("inf"), "∞"),
+        ("n/a", "n/a"),
+        (True, "yes"),
+    ],
+)
 def test_fmt_three_significant_digits(value, shown):
     assert fmt(value) == shown
 
@@ -70,7 +92,7 @@ def test_mean_ci_seeded_and_input_types():
     x = np.random.default_rng(0).uniform(size=40)
     a, b = mean_ci(x, seed=3), mean_ci(x, seed=3)
     assert a == b
-    assert mean_ci(x, seed=4) != a                       # the seed is really used
+    assert mean_ci(x, seed=4) != a  # the seed is really used
     assert mean_ci(list(x), seed=3) == a
     assert mean_ci(torch.tensor(x), seed=3) == a
     assert a.value == pytest.approx(x.mean()) and a.low < a.value < a.high
@@ -100,7 +122,7 @@ def test_mean_ci_is_fast():
     for _ in range(5):
         mean_ci(x)
     per_call = (time.perf_counter() - started) / 5
-    assert per_call < 0.1, per_call          # ~10-20 ms on an idle core; loose for shared CI
+    assert per_call < 0.1, per_call  # ~10-20 ms on an idle core; loose for shared CI
 
 
 def test_wider_interval_for_fewer_images():
@@ -138,15 +160,15 @@ def test_rate_ci_inputs():
 # ----------------------------------------------------------------------------- differences
 def test_rate_diff_ci_paired_edges_and_correlation():
     same = rate_diff_ci([1] * 8, [1] * 8, paired=True)
-    assert same.value == 0 and same.low < 0 < same.high        # 8 images cannot pin it to 0
+    assert same.value == 0 and same.low < 0 < same.high  # 8 images cannot pin it to 0
     assert rate_diff_ci([1] * 32, [1] * 32, paired=True).half_width < same.half_width
     rng = np.random.default_rng(0)
     b = rng.random(60) < 0.6
     a = b.copy()
-    a[:6] = False                                                # a = b on 54 of 60 images
+    a[:6] = False  # a = b on 54 of 60 images
     paired, unpaired = rate_diff_ci(a, b, paired=True), rate_diff_ci(a, b, paired=False)
     assert paired.value == pytest.approx(unpaired.value)
-    assert paired.half_width < unpaired.half_width               # pairing uses the correlation
+    assert paired.half_width < unpaired.half_width  # pairing uses the correlation
     with pytest.raises(ValueError, match="per image"):
         rate_diff_ci([1, 0], [1], paired=True)
 
@@ -163,13 +185,13 @@ def test_diff_ci_paired_and_unpaired():
 # ----------------------------------------------------------------------------- ratio_ci
 def test_ratio_ci_paired_vs_unpaired():
     rng = np.random.default_rng(5)
-    den = rng.uniform(0.1, 0.5, 40)                 # per-image scale shared by both numbers
+    den = rng.uniform(0.1, 0.5, 40)  # per-image scale shared by both numbers
     num = 0.6 * den * rng.uniform(0.95, 1.05, 40)
     p, u = ratio_ci(num, den, paired=True), ratio_ci(num, den, paired=False)
     assert p.value == pytest.approx(u.value) == pytest.approx(num.mean() / den.mean())
     assert p.low <= p.value <= p.high and u.low <= u.value <= u.high
     assert p.half_width < u.half_width / 3
-    assert p == ratio_ci(num, den, paired=True)     # seeded
+    assert p == ratio_ci(num, den, paired=True)  # seeded
     assert p.method.startswith("paired")
     with pytest.raises(ValueError, match="paired=False"):
         ratio_ci(num, den[:-1], paired=True)
@@ -188,7 +210,7 @@ def test_ratio_ci_undefined():
     assert ratio_ci([0.1, 0.2], [0.0, 0.0], paired=True).value is None
     assert ratio_ci([np.nan, np.nan], [0.1, 0.2], paired=True).value is None
     e = ratio_ci([0.1, np.nan], [0.1, 0.2], paired=True)
-    assert e.value is not None and e.low is None        # one numerator value: no interval
+    assert e.value is not None and e.low is None  # one numerator value: no interval
 
 
 # ----------------------------------------------------------------------------- images_needed

@@ -4,4 +4,5 @@ Modules: ``config`` (profiles, validation, device, seeds), ``data``, ``models``,
 (cache), ``interpreters`` (Grad, CAM, RTS, MASK), ``attacks`` (PGD, ADV2), ``defenses`` (AID),
 ``metrics``, ``plotting``, ``results`` (results contract) and ``runner`` (papermill).
 """
+
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ determines it (data, architecture, recipe, seed, recipe version). Beside the wei
 * One process at a time works on a key (``fcntl.flock`` on ``<root>/<kind>/.<key>.lock``): when
   several runs ask for the same new artifact, one computes it and the others wait and load it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,8 @@ def file_sha256(path: Path) -> str:
 
 @dataclass
 class Artifact:
-    state: dict[str, Any]       # what the computation returned to be saved (e.g. a state_dict)
-    metrics: dict[str, Any]     # numbers measured while computing it (accuracy, curves, time)
+    state: dict[str, Any]  # what the computation returned to be saved (e.g. a state_dict)
+    metrics: dict[str, Any]  # numbers measured while computing it (accuracy, curves, time)
     params: dict[str, Any]
     path: Path
     from_cache: bool
@@ -105,8 +106,11 @@ def key_lock(kind_dir: Path, key: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another process working on {kind_dir.name} {key} (lock {path})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"waiting for another process working on {kind_dir.name} {key} (lock {path})",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -126,8 +130,9 @@ def _read_json_dict(path: Path) -> dict[str, Any]:
     return value
 
 
-def _load_verified(folder: Path, key: str,
-                   check: Callable[[dict[str, Any]], None] | None) -> tuple[dict, dict, bool]:
+def _load_verified(
+    folder: Path, key: str, check: Callable[[dict[str, Any]], None] | None
+) -> tuple[dict, dict, bool]:
     """``(state, metrics, has_manifest)`` of a complete entry, or :class:`ArtifactDamaged`."""
     weights = folder / WEIGHTS
     if not weights.is_file():
@@ -141,8 +146,10 @@ def _load_verified(folder: Path, key: str,
         expected = _read_json_dict(folder / MANIFEST).get("weights_sha256")
         actual = file_sha256(weights)
         if actual != expected:
-            raise ArtifactDamaged(f"{WEIGHTS} has sha256 {actual[:12]}..., the manifest records "
-                                  f"{str(expected)[:12]}... (file altered or truncated)")
+            raise ArtifactDamaged(
+                f"{WEIGHTS} has sha256 {actual[:12]}..., the manifest records "
+                f"{str(expected)[:12]}... (file altered or truncated)"
+            )
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - EOFError, IndexError, RuntimeError, UnpicklingError
@@ -151,8 +158,9 @@ def _load_verified(folder: Path, key: str,
         try:
             check(state)
         except Exception as err:  # noqa: BLE001 - any rejection by the caller means "damaged"
-            raise ArtifactDamaged(f"the loaded state was rejected ({type(err).__name__}: "
-                                  f"{str(err)[:300]})") from None
+            raise ArtifactDamaged(
+                f"the loaded state was rejected ({type(err).__name__}: {str(err)[:300]})"
+            ) from None
     return state, metrics, has_manifest
 
 
@@ -166,8 +174,11 @@ def quarantine(folder: Path, root: Path, reason: str) -> Path:
         target = base.with_name(f"{base.name}-{n}")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(folder), str(target))
-    warnings.warn(f"damaged cache entry {folder}: {reason}. Moved to {target}; recomputing it.",
-                  DamagedArtifactWarning, stacklevel=3)
+    warnings.warn(
+        f"damaged cache entry {folder}: {reason}. Moved to {target}; recomputing it.",
+        DamagedArtifactWarning,
+        stacklevel=3,
+    )
     return target
 
 
@@ -182,8 +193,11 @@ def _adopt_legacy(folder: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MANIFEST}.")
         os.close(fd)
         try:
-            Path(tmp).write_text(json.dumps({"weights_sha256": file_sha256(folder / WEIGHTS),
-                                             "format": 1, "adopted": True}, indent=2))
+            Path(tmp).write_text(
+                json.dumps(
+                    {"weights_sha256": file_sha256(folder / WEIGHTS), "format": 1, "adopted": True}, indent=2
+                )
+            )
             os.chmod(tmp, 0o644)
             os.replace(tmp, folder / MANIFEST)
         finally:
@@ -198,14 +212,11 @@ def _save_entry(folder: Path, state: dict, params: dict, metrics: dict) -> None:
         try:
             torch.save(state, tmp / WEIGHTS)
             _write_manifest(tmp, file_sha256(tmp / WEIGHTS))
-            (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True,
-                                                        default=str))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
-                                                         default=str))
+            (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
         except (OSError, RuntimeError) as err:
             if is_disk_full(err, folder.parent):
-                raise DiskFull(folder.parent, f"the {folder.parent.name} artifact {folder.name}") \
-                    from err
+                raise DiskFull(folder.parent, f"the {folder.parent.name} artifact {folder.name}") from err
             raise
         os.chmod(tmp, 0o755)  # mkdtemp gives 0700
         if folder.exists():  # a forced recompute replaces the old one (we hold the key's lock)
@@ -226,10 +237,14 @@ def _clear_leftovers(kind_dir: Path, key: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the cache
-def load_or_compute(kind: str, params: dict[str, Any],
-                    compute: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
-                    root: str | os.PathLike | None = None, force: bool = False,
-                    check: Callable[[dict[str, Any]], None] | None = None) -> Artifact:
+def load_or_compute(
+    kind: str,
+    params: dict[str, Any],
+    compute: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+    root: str | os.PathLike | None = None,
+    force: bool = False,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Artifact:
     """Return the cached artifact for ``params`` or call ``compute()`` and cache its result.
 
     ``compute`` returns ``(state, metrics)``; ``state`` is saved with ``torch.save`` and must load

@@ -20,6 +20,7 @@ the front page's table, one column per setting.
 :func:`check` is the chapters' guard for run conditions (not claims): it raises
 :class:`ChapterCheckFailed` saying what was expected, what was measured and what to change.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,11 +46,11 @@ MIN_IMAGES = 8
 LEVEL = 0.95
 
 # The thresholds (ours; the paper states these claims in words or with one number each).
-SUCCESS_GAP = 0.15        # ADV2's success rate at most 0.15 below PGD's
-MAPS_CLOSE_RATIO = 0.5    # ADV2's map L1 at most half of PGD's: "much closer"
-BENIGN_L1_MAX = 0.05      # the paper's 0.03 plus a margin for coarser maps and shorter training
-NOISE_RATIO_MIN = 1.3     # well above 1, below the paper's smallest ratio under either parse
-AID_RATIO_MIN = 5.0       # half the paper's tenfold separation
+SUCCESS_GAP = 0.15  # ADV2's success rate at most 0.15 below PGD's
+MAPS_CLOSE_RATIO = 0.5  # ADV2's map L1 at most half of PGD's: "much closer"
+BENIGN_L1_MAX = 0.05  # the paper's 0.03 plus a margin for coarser maps and shorter training
+NOISE_RATIO_MIN = 1.3  # well above 1, below the paper's smallest ratio under either parse
+AID_RATIO_MIN = 5.0  # half the paper's tenfold separation
 
 AT_MOST, AT_LEAST = "at most", "at least"
 
@@ -60,12 +61,12 @@ class Claim:
     """One claim of the paper as the book tests it."""
 
     id: str
-    statement: str            # the claim in words (front page, chapter tables)
-    rule: str                 # how the verdict is decided, in words
-    measure: str              # what the estimate is
+    statement: str  # the claim in words (front page, chapter tables)
+    rule: str  # how the verdict is decided, in words
+    measure: str  # what the estimate is
     threshold: float
-    direction: str            # AT_MOST / AT_LEAST: the side of the threshold where it holds
-    paper: str                # the paper's value, as the chapters show it
+    direction: str  # AT_MOST / AT_LEAST: the side of the threshold where it holds
+    paper: str  # the paper's value, as the chapters show it
     chapters: tuple[int, ...]
 
     @property
@@ -78,60 +79,94 @@ def _ratio_text(r: dict[str, float]) -> str:
 
 
 _INTERVAL = "the 95 % interval"
-CLAIMS: dict[str, Claim] = {c.id: c for c in (
-    Claim("adv2_success_like_pgd",
-          "ADV2 fools the classifier about as often as PGD",
-          f"holds when, for every interpreter, {_INTERVAL} of ADV2's success rate minus PGD's "
-          f"(same images, Newcombe's paired interval) lies at or above -{SUCCESS_GAP}; "
-          "not measurable when PGD reaches the target on no image",
-          "ADV2 success rate - PGD success rate", -SUCCESS_GAP, AT_LEAST,
-          "claimed (qualitative; numbers not recovered)", (3,)),
-    Claim("adv2_maps_closer_than_pgd",
-          "ADV2's maps stay much closer to the benign maps than PGD's",
-          f"holds when, for every interpreter, {_INTERVAL} of the ratio of mean L1(ADV2 map, "
-          "benign map) over ADV2's successes to mean L1(PGD map, benign map) over all images "
-          f"(paired bootstrap over images) lies at or below {MAPS_CLOSE_RATIO}; not measurable "
-          "with fewer than 2 successful ADV2 attacks",
-          "L1 ratio ADV2 / PGD", MAPS_CLOSE_RATIO, AT_MOST,
-          "claimed (qualitative; numbers not recovered)", (3,)),
-    Claim("rtsa_like_rts_on_benign",
-          "AID's RTSA behaves almost like RTS on benign inputs",
-          f"holds when {_INTERVAL} of the mean L1 between RTS's and RTSA's benign maps "
-          f"(bootstrap over images) lies at or below {BENIGN_L1_MAX}",
-          "benign L1(RTS map, RTSA map)", BENIGN_L1_MAX, AT_MOST,
-          f"{fmt(paper.PAPER_TABLE10['benign_l1_rts_vs_rtsa'], 1)} (Table 10)", (4, 6)),
-    Claim("rtsa_more_noise_sensitive",
-          "RTSA is more sensitive than RTS to noise that changes the decision (Figure 15)",
-          f"holds when, for every noise type at the strongest level, {_INTERVAL} of RTSA's mean "
-          "L1(clean map, noisy map) divided by RTS's (paired bootstrap over images) lies at or "
-          f"above {NOISE_RATIO_MIN}",
-          "L1 ratio RTSA / RTS under noise", NOISE_RATIO_MIN, AT_LEAST,
-          f"ratio {_ratio_text(paper.fig15_ratio())} at 30 % (Figure 15, parse H2; "
-          f"H1: {_ratio_text(paper.fig15_ratio(paper.PAPER_FIG15_L1_H1))})", (5,)),
-    Claim("adv2_keeps_rts_maps_close",
-          "ADV2 keeps RTS's maps close to the benign maps (Table 10)",
-          "the rule of 'ADV2's maps stay much closer than PGD's' on RTS: holds when "
-          f"{_INTERVAL} of mean L1(ADV2 map, benign map) over ADV2's successes divided by mean "
-          f"L1(PGD map, benign map) lies at or below {MAPS_CLOSE_RATIO}",
-          "L1 ratio ADV2 / PGD on RTS", MAPS_CLOSE_RATIO, AT_MOST,
-          f"L1 {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)} (Table 10)", (6,)),
-    Claim("aid_separates_adv2_maps",
-          "Against RTSA, ADV2's maps end up about ten times further from the benign maps "
-          "(Table 10)",
-          f"holds when {_INTERVAL} of the ratio of ADV2's mean map L1 against RTSA to that "
-          "against RTS (each over its successful attacks, paired bootstrap over images) lies at "
-          f"or above {AID_RATIO_MIN:g}",
-          "ADV2 L1 ratio RTSA / RTS", AID_RATIO_MIN, AT_LEAST,
-          f"ratio {fmt(paper.PAPER_TABLE10_RATIO, 2)} (Table 10: "
-          f"{fmt(paper.PAPER_TABLE10['adv2_l1_rtsa'], 2)} / "
-          f"{fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)})", (6,)),
-)}
+CLAIMS: dict[str, Claim] = {
+    c.id: c
+    for c in (
+        Claim(
+            "adv2_success_like_pgd",
+            "ADV2 fools the classifier about as often as PGD",
+            f"holds when, for every interpreter, {_INTERVAL} of ADV2's success rate minus PGD's "
+            f"(same images, Newcombe's paired interval) lies at or above -{SUCCESS_GAP}; "
+            "not measurable when PGD reaches the target on no image",
+            "ADV2 success rate - PGD success rate",
+            -SUCCESS_GAP,
+            AT_LEAST,
+            "claimed (qualitative; numbers not recovered)",
+            (3,),
+        ),
+        Claim(
+            "adv2_maps_closer_than_pgd",
+            "ADV2's maps stay much closer to the benign maps than PGD's",
+            f"holds when, for every interpreter, {_INTERVAL} of the ratio of mean L1(ADV2 map, "
+            "benign map) over ADV2's successes to mean L1(PGD map, benign map) over all images "
+            f"(paired bootstrap over images) lies at or below {MAPS_CLOSE_RATIO}; not measurable "
+            "with fewer than 2 successful ADV2 attacks",
+            "L1 ratio ADV2 / PGD",
+            MAPS_CLOSE_RATIO,
+            AT_MOST,
+            "claimed (qualitative; numbers not recovered)",
+            (3,),
+        ),
+        Claim(
+            "rtsa_like_rts_on_benign",
+            "AID's RTSA behaves almost like RTS on benign inputs",
+            f"holds when {_INTERVAL} of the mean L1 between RTS's and RTSA's benign maps "
+            f"(bootstrap over images) lies at or below {BENIGN_L1_MAX}",
+            "benign L1(RTS map, RTSA map)",
+            BENIGN_L1_MAX,
+            AT_MOST,
+            f"{fmt(paper.PAPER_TABLE10['benign_l1_rts_vs_rtsa'], 1)} (Table 10)",
+            (4, 6),
+        ),
+        Claim(
+            "rtsa_more_noise_sensitive",
+            "RTSA is more sensitive than RTS to noise that changes the decision (Figure 15)",
+            f"holds when, for every noise type at the strongest level, {_INTERVAL} of RTSA's mean "
+            "L1(clean map, noisy map) divided by RTS's (paired bootstrap over images) lies at or "
+            f"above {NOISE_RATIO_MIN}",
+            "L1 ratio RTSA / RTS under noise",
+            NOISE_RATIO_MIN,
+            AT_LEAST,
+            f"ratio {_ratio_text(paper.fig15_ratio())} at 30 % (Figure 15, parse H2; "
+            f"H1: {_ratio_text(paper.fig15_ratio(paper.PAPER_FIG15_L1_H1))})",
+            (5,),
+        ),
+        Claim(
+            "adv2_keeps_rts_maps_close",
+            "ADV2 keeps RTS's maps close to the benign maps (Table 10)",
+            "the rule of 'ADV2's maps stay much closer than PGD's' on RTS: holds when "
+            f"{_INTERVAL} of mean L1(ADV2 map, benign map) over ADV2's successes divided by mean "
+            f"L1(PGD map, benign map) lies at or below {MAPS_CLOSE_RATIO}",
+            "L1 ratio ADV2 / PGD on RTS",
+            MAPS_CLOSE_RATIO,
+            AT_MOST,
+            f"L1 {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)} (Table 10)",
+            (6,),
+        ),
+        Claim(
+            "aid_separates_adv2_maps",
+            "Against RTSA, ADV2's maps end up about ten times further from the benign maps (Table 10)",
+            f"holds when {_INTERVAL} of the ratio of ADV2's mean map L1 against RTSA to that "
+            "against RTS (each over its successful attacks, paired bootstrap over images) lies at "
+            f"or above {AID_RATIO_MIN:g}",
+            "ADV2 L1 ratio RTSA / RTS",
+            AID_RATIO_MIN,
+            AT_LEAST,
+            f"ratio {fmt(paper.PAPER_TABLE10_RATIO, 2)} (Table 10: "
+            f"{fmt(paper.PAPER_TABLE10['adv2_l1_rtsa'], 2)} / "
+            f"{fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)})",
+            (6,),
+        ),
+    )
+}
 
 # The front page's rows, in order, and its columns (settings).
 FRONT_PAGE_CLAIMS: tuple[str, ...] = tuple(CLAIMS)
-SETTINGS: dict[str, str] = {"photos": "photos (EfficientNet-Lite0)",
-                            "resnet": "Fashion-MNIST ResNet",
-                            "densenet": "Fashion-MNIST DenseNet"}
+SETTINGS: dict[str, str] = {
+    "photos": "photos (EfficientNet-Lite0)",
+    "resnet": "Fashion-MNIST ResNet",
+    "densenet": "Fashion-MNIST DenseNet",
+}
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -142,7 +177,7 @@ class Verdict:
     claim_id: str
     statement: str
     rule: str
-    status: str        # "holds" | "does not hold" | "inconclusive" | "not measurable"
+    status: str  # "holds" | "does not hold" | "inconclusive" | "not measurable"
     reason: str
     estimate: Estimate | None
     n_needed: int | None
@@ -163,31 +198,45 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON (estimate as :meth:`Estimate.as_dict`, parts by name)."""
-        return {"claim_id": self.claim_id, "statement": self.statement, "rule": self.rule,
-                "status": self.status, "reason": self.reason,
-                "estimate": None if self.estimate is None else self.estimate.as_dict(),
-                "n_needed": self.n_needed,
-                "parts": {name: v.as_dict() for name, v in self.parts}}
+        return {
+            "claim_id": self.claim_id,
+            "statement": self.statement,
+            "rule": self.rule,
+            "status": self.status,
+            "reason": self.reason,
+            "estimate": None if self.estimate is None else self.estimate.as_dict(),
+            "n_needed": self.n_needed,
+            "parts": {name: v.as_dict() for name, v in self.parts},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
         """Inverse of :meth:`as_dict` (the front page reads verdicts back from results files)."""
         est = d.get("estimate")
-        return cls(d["claim_id"], d["statement"], d["rule"], d["status"], d.get("reason", ""),
-                   None if est is None else Estimate.from_dict(est), d.get("n_needed"),
-                   tuple((k, cls.from_dict(v)) for k, v in (d.get("parts") or {}).items()))
+        return cls(
+            d["claim_id"],
+            d["statement"],
+            d["rule"],
+            d["status"],
+            d.get("reason", ""),
+            None if est is None else Estimate.from_dict(est),
+            d.get("n_needed"),
+            tuple((k, cls.from_dict(v)) for k, v in (d.get("parts") or {}).items()),
+        )
 
 
 def _claim(claim_id: str) -> Claim:
     try:
         return CLAIMS[claim_id]
     except KeyError:
-        raise ValueError(f"claim_id {claim_id!r} is not a claim of the book; valid: "
-                         f"{', '.join(CLAIMS)}") from None
+        raise ValueError(
+            f"claim_id {claim_id!r} is not a claim of the book; valid: {', '.join(CLAIMS)}"
+        ) from None
 
 
-def _verdict(claim: Claim, status: str, reason: str, estimate: Estimate | None = None,
-             n_needed: int | None = None) -> Verdict:
+def _verdict(
+    claim: Claim, status: str, reason: str, estimate: Estimate | None = None, n_needed: int | None = None
+) -> Verdict:
     return Verdict(claim.id, claim.statement, claim.rule, status, reason, estimate, n_needed)
 
 
@@ -199,9 +248,11 @@ def not_measurable(claim_id: str, reason: str) -> Verdict:
 def _too_few(claim: Claim, n: int, min_images: int) -> Verdict | None:
     if n < max(2, min_images):
         what = "no image" if n == 0 else f"only {n} image{'s' if n != 1 else ''}"
-        return _verdict(claim, NOT_MEASURABLE,
-                        f"{what}: an illustration, not a measurement (a verdict needs at least "
-                        f"{max(2, min_images)})")
+        return _verdict(
+            claim,
+            NOT_MEASURABLE,
+            f"{what}: an illustration, not a measurement (a verdict needs at least {max(2, min_images)})",
+        )
     return None
 
 
@@ -212,8 +263,7 @@ def decide(claim_id: str, estimate: Estimate) -> Verdict:
     if e.value is None:
         return _verdict(claim, NOT_MEASURABLE, f"{claim.measure}: nothing to measure", e)
     if e.low is None or e.high is None:
-        return _verdict(claim, NOT_MEASURABLE,
-                        f"{claim.measure} {e} has no interval ({e.n} image(s))", e)
+        return _verdict(claim, NOT_MEASURABLE, f"{claim.measure} {e} has no interval ({e.n} image(s))", e)
     shown = f"{claim.measure} {e} ({e.n} images)"
     t = f"{thr:g}"
     if claim.direction == AT_MOST:
@@ -227,10 +277,12 @@ def decide(claim_id: str, estimate: Estimate) -> Verdict:
     if off_side:
         return _verdict(claim, DOES_NOT_HOLD, f"{shown}: the whole interval is {other_words}", e)
     need = images_needed(e, thr)
-    more = (f"; about {need} images would settle it" if need is not None
-            else "; the value sits on the threshold")
-    return _verdict(claim, INCONCLUSIVE,
-                    f"inconclusive at this sample size: {shown} contains {t}{more}", e, need)
+    more = (
+        f"; about {need} images would settle it" if need is not None else "; the value sits on the threshold"
+    )
+    return _verdict(
+        claim, INCONCLUSIVE, f"inconclusive at this sample size: {shown} contains {t}{more}", e, need
+    )
 
 
 _PRECEDENCE = (DOES_NOT_HOLD, NOT_MEASURABLE, INCONCLUSIVE, HOLDS)
@@ -261,8 +313,7 @@ def all_of(claim_id: str, parts: Mapping[str, Verdict]) -> Verdict:
     reason = f"{name}: {part.reason}"
     if len(items) > 1:
         reason += " (all: " + "; ".join(f"{k} {v.cell()}" for k, v in items) + ")"
-    return Verdict(claim.id, claim.statement, claim.rule, status, reason, part.estimate, n_needed,
-                   items)
+    return Verdict(claim.id, claim.statement, claim.rule, status, reason, part.estimate, n_needed, items)
 
 
 def _per_part(claim_id: str, one: Callable[..., Verdict], arrays: Sequence[Any]) -> Verdict:
@@ -271,12 +322,14 @@ def _per_part(claim_id: str, one: Callable[..., Verdict], arrays: Sequence[Any])
         keys = list(arrays[0])
         for a in arrays[1:]:
             if set(a) != set(keys):
-                raise ValueError(f"{claim_id}: the per-part inputs name different parts: "
-                                 f"{sorted(keys)} vs {sorted(a)}")
+                raise ValueError(
+                    f"{claim_id}: the per-part inputs name different parts: {sorted(keys)} vs {sorted(a)}"
+                )
         return all_of(claim_id, {k: one(*(a[k] for a in arrays)) for k in keys})
     if any(isinstance(a, Mapping) for a in arrays):
-        raise ValueError(f"{claim_id}: pass either one array per input or one mapping "
-                         "{part: array} per input, not a mix")
+        raise ValueError(
+            f"{claim_id}: pass either one array per input or one mapping {{part: array}} per input, not a mix"
+        )
     return one(*arrays)
 
 
@@ -291,14 +344,15 @@ def _only_where(values: Any, flags: np.ndarray, name: str) -> np.ndarray:
     """Per-image ``values`` kept where ``flags`` is true, NaN elsewhere."""
     v = as_vector(values, name)
     if len(v) != len(flags):
-        raise ValueError(f"{name} has {len(v)} values but the success flags describe "
-                         f"{len(flags)} images; pass one value per attacked image")
+        raise ValueError(
+            f"{name} has {len(v)} values but the success flags describe "
+            f"{len(flags)} images; pass one value per attacked image"
+        )
     return np.where(flags == 1, v, np.nan)
 
 
 # ----------------------------------------------------------------------------- the claims
-def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *,
-                          min_images: int = MIN_IMAGES) -> Verdict:
+def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
     """Chapter 3, claim 1: ADV2 reaches the target class about as often as PGD.
 
     ``adv2_success``, ``pgd_success``: per-image success flags on the same attacked images, or
@@ -311,48 +365,59 @@ def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *,
     def one(a: Any, p: Any) -> Verdict:
         fa, fp = _flags(a, "adv2_success"), _flags(p, "pgd_success")
         if len(fa) != len(fp):
-            raise ValueError(f"adv2_success and pgd_success must describe the same images, got "
-                             f"{len(fa)} and {len(fp)} flags")
+            raise ValueError(
+                f"adv2_success and pgd_success must describe the same images, got "
+                f"{len(fa)} and {len(fp)} flags"
+            )
         keep = np.isfinite(fa) & np.isfinite(fp)
         fa, fp = fa[keep], fp[keep]
         short = _too_few(claim, len(fa), min_images)
         if short:
             return short
         if fp.sum() == 0:
-            return _verdict(claim, NOT_MEASURABLE,
-                            f"PGD reached the target on none of {len(fp)} images (ADV2 on "
-                            f"{int(fa.sum())}): no successful baseline to compare with")
+            return _verdict(
+                claim,
+                NOT_MEASURABLE,
+                f"PGD reached the target on none of {len(fp)} images (ADV2 on "
+                f"{int(fa.sum())}): no successful baseline to compare with",
+            )
         return decide(cid, rate_diff_ci(fa, fp, paired=True, level=LEVEL))
 
     return _per_part(cid, one, (adv2_success, pgd_success))
 
 
-def _maps_closer(cid: str, adv2_l1: Any, pgd_l1: Any, adv2_success: Any,
-                 min_images: int) -> Verdict:
+def _maps_closer(cid: str, adv2_l1: Any, pgd_l1: Any, adv2_success: Any, min_images: int) -> Verdict:
     claim = CLAIMS[cid]
     ok = _flags(adv2_success, "adv2_success")
     num = _only_where(adv2_l1, ok, "adv2_l1")
     den = as_vector(pgd_l1, "pgd_l1")
     if len(den) != len(ok):
-        raise ValueError(f"pgd_l1 has {len(den)} values for {len(ok)} attacked images; ADV2 and "
-                         "PGD must attack the same images")
+        raise ValueError(
+            f"pgd_l1 has {len(den)} values for {len(ok)} attacked images; ADV2 and "
+            "PGD must attack the same images"
+        )
     short = _too_few(claim, int(np.sum(np.isfinite(ok))), min_images)
     if short:
         return short
     n_ok = int(np.sum(np.isfinite(num)))
     if n_ok < 2:
-        return _verdict(claim, NOT_MEASURABLE,
-                        f"ADV2 reached the target on {n_ok} of {len(ok)} images: too few "
-                        "adversarial maps to measure (at least 2)")
+        return _verdict(
+            claim,
+            NOT_MEASURABLE,
+            f"ADV2 reached the target on {n_ok} of {len(ok)} images: too few "
+            "adversarial maps to measure (at least 2)",
+        )
     den_ok = den[np.isfinite(den)]
     if len(den_ok) == 0 or not den_ok.mean() > 0:
-        return _verdict(claim, NOT_MEASURABLE,
-                        "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined")
+        return _verdict(
+            claim, NOT_MEASURABLE, "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined"
+        )
     return decide(cid, ratio_ci(num, den, paired=True, level=LEVEL))
 
 
-def adv2_maps_closer_than_pgd(adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *,
-                              min_images: int = MIN_IMAGES) -> Verdict:
+def adv2_maps_closer_than_pgd(
+    adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *, min_images: int = MIN_IMAGES
+) -> Verdict:
     """Chapter 3, claim 2: ADV2's maps are much closer to the benign maps than PGD's.
 
     Per attacked image: ``adv2_l1`` = L1(ADV2 map, benign map), ``pgd_l1`` = L1(PGD map, benign
@@ -361,12 +426,14 @@ def adv2_maps_closer_than_pgd(adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *,
     same rule as :func:`adv2_keeps_rts_maps_close`.
     """
     cid = "adv2_maps_closer_than_pgd"
-    return _per_part(cid, lambda a, p, s: _maps_closer(cid, a, p, s, min_images),
-                     (adv2_l1, pgd_l1, adv2_success))
+    return _per_part(
+        cid, lambda a, p, s: _maps_closer(cid, a, p, s, min_images), (adv2_l1, pgd_l1, adv2_success)
+    )
 
 
-def adv2_keeps_rts_maps_close(adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *,
-                              min_images: int = MIN_IMAGES) -> Verdict:
+def adv2_keeps_rts_maps_close(
+    adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *, min_images: int = MIN_IMAGES
+) -> Verdict:
     """Chapter 6, Table 10: on RTS, ADV2's maps stay "fairly similar to benign cases".
 
     Chapter 3's rule (:func:`adv2_maps_closer_than_pgd`) applied to RTS: the same inputs and
@@ -387,8 +454,7 @@ def rtsa_like_rts_on_benign(benign_l1: Any, *, min_images: int = MIN_IMAGES) -> 
     return short or decide(cid, mean_ci(x, level=LEVEL))
 
 
-def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *,
-                              min_images: int = MIN_IMAGES) -> Verdict:
+def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
     """Chapter 5, Figure 15: RTSA's maps move more than RTS's under decision-changing noise.
 
     Per calibration image at the strongest noise level: ``l1_rts`` / ``l1_rtsa`` = L1(clean map,
@@ -400,23 +466,32 @@ def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *,
     def one(rts: Any, rtsa: Any) -> Verdict:
         r, ra = as_vector(rts, "l1_rts"), as_vector(rtsa, "l1_rtsa")
         if len(r) != len(ra):
-            raise ValueError(f"l1_rts and l1_rtsa must describe the same images, got {len(r)} "
-                             f"and {len(ra)} values")
+            raise ValueError(
+                f"l1_rts and l1_rtsa must describe the same images, got {len(r)} and {len(ra)} values"
+            )
         keep = np.isfinite(r) & np.isfinite(ra)
         short = _too_few(claim, int(keep.sum()), min_images)
         if short:
             return short
         if not r[keep].mean() > 0:
-            return _verdict(claim, NOT_MEASURABLE,
-                            "RTS's maps did not move under this noise (mean L1 0): the ratio is "
-                            "undefined")
+            return _verdict(
+                claim,
+                NOT_MEASURABLE,
+                "RTS's maps did not move under this noise (mean L1 0): the ratio is undefined",
+            )
         return decide(cid, ratio_ci(ra[keep], r[keep], paired=True, level=LEVEL))
 
     return _per_part(cid, one, (l1_rts, l1_rtsa))
 
 
-def aid_separates_adv2_maps(adv2_l1_rts: Any, adv2_success_rts: Any, adv2_l1_rtsa: Any,
-                            adv2_success_rtsa: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
+def aid_separates_adv2_maps(
+    adv2_l1_rts: Any,
+    adv2_success_rts: Any,
+    adv2_l1_rtsa: Any,
+    adv2_success_rtsa: Any,
+    *,
+    min_images: int = MIN_IMAGES,
+) -> Verdict:
     """Chapter 6, Observation 9: against RTSA, ADV2's maps are "fairly distinguishable".
 
     Per attacked image (same images for both attacks): each attack's L1(adversarial map, own
@@ -424,11 +499,14 @@ def aid_separates_adv2_maps(adv2_l1_rts: Any, adv2_success_rts: Any, adv2_l1_rts
     """
     cid = "aid_separates_adv2_maps"
     claim = CLAIMS[cid]
-    s_rts, s_rtsa = _flags(adv2_success_rts, "adv2_success_rts"), _flags(adv2_success_rtsa,
-                                                                          "adv2_success_rtsa")
+    s_rts, s_rtsa = (
+        _flags(adv2_success_rts, "adv2_success_rts"),
+        _flags(adv2_success_rtsa, "adv2_success_rtsa"),
+    )
     if len(s_rts) != len(s_rtsa):
-        raise ValueError(f"both attacks must run on the same images, got {len(s_rts)} and "
-                         f"{len(s_rtsa)} success flags")
+        raise ValueError(
+            f"both attacks must run on the same images, got {len(s_rts)} and {len(s_rtsa)} success flags"
+        )
     short = _too_few(claim, len(s_rts), min_images)
     if short:
         return short
@@ -437,12 +515,16 @@ def aid_separates_adv2_maps(adv2_l1_rts: Any, adv2_success_rts: Any, adv2_l1_rts
     for name, v in (("RTS", rts), ("RTSA", rtsa)):
         k = int(np.isfinite(v).sum())
         if k < 2:
-            return _verdict(claim, NOT_MEASURABLE,
-                            f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
-                            "too few adversarial maps to measure (at least 2)")
+            return _verdict(
+                claim,
+                NOT_MEASURABLE,
+                f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
+                "too few adversarial maps to measure (at least 2)",
+            )
     if not np.nanmean(rts) > 0:
-        return _verdict(claim, NOT_MEASURABLE,
-                        "ADV2's maps on RTS equal the benign maps (mean L1 0): ratio undefined")
+        return _verdict(
+            claim, NOT_MEASURABLE, "ADV2's maps on RTS equal the benign maps (mean L1 0): ratio undefined"
+        )
     return decide(cid, ratio_ci(rtsa, rts, paired=True, level=LEVEL))
 
 
@@ -452,9 +534,12 @@ def claims_table_headers(settings: Sequence[str] = tuple(SETTINGS)) -> list[str]
     return ["claim of the paper", "chapter", "paper"] + [SETTINGS.get(s, s) for s in settings]
 
 
-def claims_table(verdicts_by_setting: Mapping[str, Mapping[str, Verdict]], *,
-                 claim_ids: Sequence[str] = FRONT_PAGE_CLAIMS,
-                 settings: Sequence[str] = tuple(SETTINGS)) -> list[list[str]]:
+def claims_table(
+    verdicts_by_setting: Mapping[str, Mapping[str, Verdict]],
+    *,
+    claim_ids: Sequence[str] = FRONT_PAGE_CLAIMS,
+    settings: Sequence[str] = tuple(SETTINGS),
+) -> list[list[str]]:
     """The front page's rows: ``[statement, chapter, paper, cell per setting]`` per claim.
 
     ``verdicts_by_setting`` is ``{setting: {claim_id: Verdict}}`` with settings among
@@ -483,8 +568,10 @@ class ChapterCheckFailed(AssertionError):
 
 
 _OPS: dict[str, tuple[Callable[[float, float], bool], str]] = {
-    ">=": (lambda v, t: v >= t, "at least"), ">": (lambda v, t: v > t, "more than"),
-    "<=": (lambda v, t: v <= t, "at most"), "<": (lambda v, t: v < t, "less than"),
+    ">=": (lambda v, t: v >= t, "at least"),
+    ">": (lambda v, t: v > t, "more than"),
+    "<=": (lambda v, t: v <= t, "at most"),
+    "<": (lambda v, t: v < t, "less than"),
     "==": (lambda v, t: v == t, "exactly"),
 }
 
@@ -497,8 +584,14 @@ def _show(x: Any, percent: bool) -> str:
     return fmt(x)
 
 
-def check(value: Any, *, name: str, expected: str | tuple[float, float] | bool,
-          parameter_hint: str, percent: bool = False) -> Any:
+def check(
+    value: Any,
+    *,
+    name: str,
+    expected: str | tuple[float, float] | bool,
+    parameter_hint: str,
+    percent: bool = False,
+) -> Any:
     """Raise :class:`ChapterCheckFailed` unless ``value`` meets ``expected``; return ``value``.
 
     ``expected``: ``">= 0.5"``, ``"> 0"``, ``"<= 0.2"``, ``"< 1"``, ``"== 0"``, a closed range
@@ -525,8 +618,10 @@ def check(value: Any, *, name: str, expected: str | tuple[float, float] | bool,
     else:
         m = re.fullmatch(r"\s*(>=|<=|==|>|<)\s*([-+0-9.eE]+)\s*", str(expected))
         if not m:
-            raise ValueError(f"expected must look like '>= 0.5' (operators {', '.join(_OPS)}), "
-                             f"a (low, high) range or a bool; got {expected!r}")
+            raise ValueError(
+                f"expected must look like '>= 0.5' (operators {', '.join(_OPS)}), "
+                f"a (low, high) range or a bool; got {expected!r}"
+            )
         op, threshold = m.group(1), float(m.group(2))
         test, words = _OPS[op]
         ok = value is not None and not _isnan(value) and test(float(value), threshold)

@@ -7,6 +7,7 @@ one row per claim, one column per setting (photos, Fashion-MNIST ResNet, Fashion
 "—" where a setting was not run. It is written by :func:`adv2.publish.publish` only (atomically,
 like the run box), so a re-run on its own never changes the front page.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,18 +55,26 @@ def render_claims_table(results_dir: str | os.PathLike) -> str:
     rows = claims.claims_table(verdicts)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(str(c)) for c in row) + " |" for row in rows]
-    note = ("*Each cell: the verdict of the claim's rule (see its chapter) with the estimate it was "
-            "decided on and its 95 % interval; \"inconclusive\" means the interval contains the "
-            "threshold at this sample size (the chapter says how many images would settle it); "
-            f"{claims.MISSING}: the setting was not run for this claim. Settings with fewer than "
-            f"{claims.MIN_IMAGES} images are illustrations, not measurements: their verdicts read "
-            "\"not measurable\".*")
-    return ("<!-- written by adv2.publish from results/*.json (verdicts blocks); do not edit -->\n\n"
-            + "\n".join(lines) + "\n\n" + note + "\n")
+    note = (
+        "*Each cell: the verdict of the claim's rule (see its chapter) with the estimate it was "
+        'decided on and its 95 % interval; "inconclusive" means the interval contains the '
+        "threshold at this sample size (the chapter says how many images would settle it); "
+        f"{claims.MISSING}: the setting was not run for this claim. Settings with fewer than "
+        f"{claims.MIN_IMAGES} images are illustrations, not measurements: their verdicts read "
+        '"not measurable".*'
+    )
+    return (
+        "<!-- written by adv2.publish from results/*.json (verdicts blocks); do not edit -->\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + note
+        + "\n"
+    )
 
 
-def write_claims_table(results_dir: str | os.PathLike | None = None,
-                       path: str | os.PathLike | None = None) -> Path:
+def write_claims_table(
+    results_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None
+) -> Path:
     """Rewrite the front page's claim table (atomically) from ``results_dir`` (default: the
     published results). Called by publishing only."""
     from . import publish
@@ -78,9 +87,9 @@ def write_claims_table(results_dir: str | os.PathLike | None = None,
 __all__ = ["render_claims_table", "verdicts_from_results", "write_claims_table"]
 
 
-def _main(argv: Any = None) -> None:   # pragma: no cover - `python -m adv2.claimspage`
+def _main(argv: Any = None) -> None:  # pragma: no cover - `python -m adv2.claimspage`
     print(write_claims_table())
 
 
-if __name__ == "__main__":   # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover
     _main()

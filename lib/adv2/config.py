@@ -7,13 +7,15 @@ naming the parameter, the value and what would have been accepted.
 
 torch is imported only inside the functions that need it, so validation stays fast.
 """
+
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -54,8 +56,9 @@ def subset_of(*options: Any) -> Rule:
     return Rule(ok, "a non-empty list drawn from " + ", ".join(repr(o) for o in options))
 
 
-def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-           lo_open: bool = False) -> Rule:
+def number(
+    lo: float | None = None, hi: float | None = None, *, integer: bool = False, lo_open: bool = False
+) -> Rule:
     def ok(v: Any) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
@@ -119,8 +122,7 @@ def validate(params: dict[str, Any], extra_rules: dict[str, Rule] | None = None)
         rule = rules.get(name)
         if rule is not None and not rule.check(value):
             raise ParameterError(
-                f"parameter {name!r} has value {value!r}, which is not valid; "
-                f"expected {rule.describe}"
+                f"parameter {name!r} has value {value!r}, which is not valid; expected {rule.describe}"
             )
     return params
 
@@ -150,8 +152,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("parameter 'device' has value 'cuda' but no CUDA device is available; "
-                             "expected one of 'auto', 'cpu'")
+        raise ParameterError(
+            "parameter 'device' has value 'cuda' but no CUDA device is available; "
+            "expected one of 'auto', 'cpu'"
+        )
     return torch.device(device)
 
 

@@ -10,6 +10,7 @@
 
 Images are float tensors in [0,1], shape (N, C, H, W); labels are int64.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,11 +28,23 @@ import torch
 
 from .config import validate
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 class DatasetUnavailable(FileNotFoundError):
@@ -87,23 +100,27 @@ def _read_idx_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as err:  # truncated / not gzip (BadGzipFile is OSError)
-        raise DatasetDamaged(f"{path} is not a readable gzip file ({type(err).__name__}: {err}); "
-                             "replace it with a good copy") from None
+        raise DatasetDamaged(
+            f"{path} is not a readable gzip file ({type(err).__name__}: {err}); replace it with a good copy"
+        ) from None
 
 
 def parse_idx(blob: bytes, path: Path | str = "<bytes>") -> np.ndarray:
     """IDX bytes (unsigned-byte type) to a NumPy array; errors name ``path``."""
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 8:
-        raise DatasetDamaged(f"{path} is not an unsigned-byte IDX file (bad magic number "
-                             f"{blob[:4].hex() or 'empty'})")
+        raise DatasetDamaged(
+            f"{path} is not an unsigned-byte IDX file (bad magic number {blob[:4].hex() or 'empty'})"
+        )
     ndim = blob[3]
     if len(blob) < 4 + 4 * ndim:
         raise DatasetDamaged(f"{path} is truncated inside its IDX header")
-    shape = struct.unpack(">" + "I" * ndim, blob[4:4 + 4 * ndim])
+    shape = struct.unpack(">" + "I" * ndim, blob[4 : 4 + 4 * ndim])
     body = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
-        raise DatasetDamaged(f"{path} is truncated: its header promises shape {tuple(shape)} = "
-                             f"{int(np.prod(shape))} values, the file holds {body.size}")
+        raise DatasetDamaged(
+            f"{path} is truncated: its header promises shape {tuple(shape)} = "
+            f"{int(np.prod(shape))} values, the file holds {body.size}"
+        )
     return body.reshape(shape)
 
 
@@ -152,8 +169,7 @@ def _download_fashion_mnist() -> Path | None:
 
 
 def _missing_idx(folder: Path) -> list[str]:
-    return [f"{s}[.gz]" for pair in IDX_FILES.values() for s in pair
-            if _find_idx(folder, s) is None]
+    return [f"{s}[.gz]" for pair in IDX_FILES.values() for s in pair if _find_idx(folder, s) is None]
 
 
 def _explicit_folder(data_dir: str | None) -> tuple[Path, str] | None:
@@ -180,7 +196,8 @@ def load_fashion_mnist(data_dir: str | None = None, allow_download: bool = True)
             raise DatasetUnavailable(
                 f"Fashion-MNIST folder {folder} (from {how}) {state}. It needs the four IDX "
                 f"files {', '.join(s for p in IDX_FILES.values() for s in p)} (each may be .gz); "
-                f"fix the folder, or unset {how} to use {DEBIAN_FASHION_MNIST}.")
+                f"fix the folder, or unset {how} to use {DEBIAN_FASHION_MNIST}."
+            )
         searched = [folder]
     else:
         searched = [DEBIAN_FASHION_MNIST]
@@ -192,7 +209,8 @@ def load_fashion_mnist(data_dir: str | None = None, allow_download: bool = True)
                 "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) were not found in: "
                 + ", ".join(str(f) for f in searched)
                 + ". Install them with `apt-get install dataset-fashion-mnist`, or put the four "
-                  "files in a folder and pass data_dir=... or set FASHION_MNIST_DIR.")
+                "files in a folder and pass data_dir=... or set FASHION_MNIST_DIR."
+            )
     arrays = {}
     fingerprint = _Fingerprint()
     for split, (img, lab) in IDX_FILES.items():
@@ -204,20 +222,31 @@ def load_fashion_mnist(data_dir: str | None = None, allow_download: bool = True)
             array = parse_idx(blob, path)
             if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
                 want = "(N, 28, 28) images" if ndim == 3 else "(N,) labels"
-                raise DatasetDamaged(f"{path} holds an array of shape {array.shape}, "
-                                     f"expected {want}")
+                raise DatasetDamaged(f"{path} holds an array of shape {array.shape}, expected {want}")
             parsed.append(array)
         x, y = parsed
         if len(x) != len(y):
-            raise DatasetDamaged(f"Fashion-MNIST {split} files in {folder} disagree: "
-                                 f"{len(x)} images in {img}, {len(y)} labels in {lab}")
+            raise DatasetDamaged(
+                f"Fashion-MNIST {split} files in {folder} disagree: "
+                f"{len(x)} images in {img}, {len(y)} labels in {lab}"
+            )
         if len(y) and y.max() >= len(FASHION_MNIST_CLASSES):
-            raise DatasetDamaged(f"{_find_idx(folder, lab)} holds label {int(y.max())}; "
-                                 f"Fashion-MNIST labels are 0-{len(FASHION_MNIST_CLASSES) - 1}")
-        arrays[split] = (torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1),
-                         torch.from_numpy(y.astype(np.int64)))
-    return Dataset("fashion-mnist", list(FASHION_MNIST_CLASSES), *arrays["train"], *arrays["test"],
-                   source=str(folder), fingerprint=fingerprint.hexdigest())
+            raise DatasetDamaged(
+                f"{_find_idx(folder, lab)} holds label {int(y.max())}; "
+                f"Fashion-MNIST labels are 0-{len(FASHION_MNIST_CLASSES) - 1}"
+            )
+        arrays[split] = (
+            torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1),
+            torch.from_numpy(y.astype(np.int64)),
+        )
+    return Dataset(
+        "fashion-mnist",
+        list(FASHION_MNIST_CLASSES),
+        *arrays["train"],
+        *arrays["test"],
+        source=str(folder),
+        fingerprint=fingerprint.hexdigest(),
+    )
 
 
 # ----------------------------------------------------------------------------- photos
@@ -284,8 +313,7 @@ def _open_image(path: Path, size: int, fingerprint: _Fingerprint | None = None) 
         blob = path.read_bytes()
         image = resize_center_crop(Image.open(io.BytesIO(blob)), size)
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise DatasetDamaged(f"cannot read the image {path} "
-                             f"({type(err).__name__}: {err})") from None
+        raise DatasetDamaged(f"cannot read the image {path} ({type(err).__name__}: {err})") from None
     if fingerprint is not None:
         fingerprint.add(path.name, blob)
     return image
@@ -300,8 +328,10 @@ def load_imagenet_sample(include_extra: bool = True, size: int = 224) -> Dataset
     try:
         import foolbox
     except ImportError as err:
-        raise DatasetUnavailable("imagenet-sample needs the foolbox wheel (pip install foolbox), "
-                                 "which ships 20 labelled ImageNet photos") from err
+        raise DatasetUnavailable(
+            "imagenet-sample needs the foolbox wheel (pip install foolbox), "
+            "which ships 20 labelled ImageNet photos"
+        ) from err
     folder = Path(foolbox.__file__).parent / "data"
     files = sorted(folder.glob("imagenet_*_*.jpg"))
     if not files:
@@ -322,8 +352,17 @@ def load_imagenet_sample(include_extra: bool = True, size: int = 224) -> Dataset
     x = torch.stack(xs)
     y = torch.tensor(ys, dtype=torch.int64)
     fingerprint.add("labels", y.numpy().tobytes())
-    return Dataset("imagenet-sample", imagenet_class_names(), x[:0], y[:0], x, y,
-                   source=str(folder), extra={"names": names}, fingerprint=fingerprint.hexdigest())
+    return Dataset(
+        "imagenet-sample",
+        imagenet_class_names(),
+        x[:0],
+        y[:0],
+        x,
+        y,
+        source=str(folder),
+        extra={"names": names},
+        fingerprint=fingerprint.hexdigest(),
+    )
 
 
 def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 224) -> Dataset:
@@ -337,7 +376,8 @@ def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 22
     if not classes:
         raise DatasetUnavailable(
             f"no ImageNet class folders found in {base}: expected the validation set arranged as "
-            f"<root>/<wnid>/<image>.JPEG (1000 wnid folders, sorted order = class index)")
+            f"<root>/<wnid>/<image>.JPEG (1000 wnid folders, sorted order = class index)"
+        )
     files, labels = [], []
     for idx, wnid in enumerate(classes):
         for f in sorted((base / wnid).iterdir()):
@@ -354,36 +394,53 @@ def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 22
     y = torch.tensor(labels_np[pick], dtype=torch.int64)
     fingerprint.add("labels", y.numpy().tobytes())
     names = imagenet_class_names() if len(classes) == 1000 else classes
-    return Dataset("imagenet", names, x[:0], y[:0], x, y, source=str(base),
-                   extra={"names": [files[i].name for i in pick]},
-                   fingerprint=fingerprint.hexdigest())
+    return Dataset(
+        "imagenet",
+        names,
+        x[:0],
+        y[:0],
+        x,
+        y,
+        source=str(base),
+        extra={"names": [files[i].name for i in pick]},
+        fingerprint=fingerprint.hexdigest(),
+    )
 
 
-def load_dataset(dataset: str, data_dir: str | None = None, n_images: int = 1000,
-                 seed: int = 0) -> Dataset:
+def load_dataset(dataset: str, data_dir: str | None = None, n_images: int = 1000, seed: int = 0) -> Dataset:
     validate({"dataset": dataset})
     if dataset == "fashion-mnist":
         return load_fashion_mnist(data_dir)
     if dataset == "imagenet-sample":
         return load_imagenet_sample()
     if not data_dir:
-        raise DatasetUnavailable("the 'imagenet' dataset needs data_dir (or imagenet_dir) pointing "
-                                 "to an ImageNet validation folder arranged as <wnid>/<image>.JPEG")
+        raise DatasetUnavailable(
+            "the 'imagenet' dataset needs data_dir (or imagenet_dir) pointing "
+            "to an ImageNet validation folder arranged as <wnid>/<image>.JPEG"
+        )
     return load_imagenet_folder(data_dir, n_images, seed)
 
 
 # ----------------------------------------------------------------------------- attack set
 @dataclass
 class AttackSet:
-    x: torch.Tensor            # (N, C, H, W) in [0,1], all classified correctly
-    y: torch.Tensor            # true classes
-    target: torch.Tensor       # target classes, != y
-    index: torch.Tensor        # positions in the source split
+    x: torch.Tensor  # (N, C, H, W) in [0,1], all classified correctly
+    y: torch.Tensor  # true classes
+    target: torch.Tensor  # target classes, != y
+    index: torch.Tensor  # positions in the source split
 
 
-def select_attack_set(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_images: int,
-                      seed: int = 0, num_classes: int | None = None, batch_size: int = 200,
-                      device: torch.device | str = "cpu", allow_fewer: bool = False) -> AttackSet:
+def select_attack_set(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_images: int,
+    seed: int = 0,
+    num_classes: int | None = None,
+    batch_size: int = 200,
+    device: torch.device | str = "cpu",
+    allow_fewer: bool = False,
+) -> AttackSet:
     """The authors' protocol (paper-method 1.1), seeded.
 
     Images are visited in a class-balanced random order (each class equally likely to come next),
@@ -405,17 +462,20 @@ def select_attack_set(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     model.eval()
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             pred = model(x[idx].to(device)).argmax(1).cpu().numpy()
             keep.extend(int(j) for j, p in zip(idx, pred) if p == labels[j])
             if len(keep) >= n_images:
                 break
     if len(keep) < n_images:
-        message = (f"n_images={n_images} asked for, but the model classifies only {len(keep)} of "
-                   f"the {n_known} labelled images correctly")
+        message = (
+            f"n_images={n_images} asked for, but the model classifies only {len(keep)} of "
+            f"the {n_known} labelled images correctly"
+        )
         if not allow_fewer:
-            raise ValueError(f"{message}: lower n_images to at most {len(keep)} (or pass "
-                             "allow_fewer=True to attack those)")
+            raise ValueError(
+                f"{message}: lower n_images to at most {len(keep)} (or pass allow_fewer=True to attack those)"
+            )
         warnings.warn(f"{message}; attacking those {len(keep)} only", stacklevel=2)
     keep = keep[:n_images]
     index = torch.tensor(keep, dtype=torch.int64)

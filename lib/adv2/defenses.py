@@ -515,8 +515,9 @@ def trained_rtsa(
         return state, metrics
 
     def check(state: dict) -> None:  # a state that does not fit this classifier: damaged entry
-        frozen_rts_from_state(model, state, map_size=rts.map_size, width=rts.width, device="cpu",
-                              source="cached RTSA")
+        frozen_rts_from_state(
+            model, state, map_size=rts.map_size, width=rts.width, device="cpu", source="cached RTSA"
+        )
 
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir, check=check)
     net = frozen_rts_from_state(

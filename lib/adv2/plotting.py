@@ -15,32 +15,42 @@ Legibility rules every function follows (checked by tests/test_plotting.py):
 * the book's style is applied inside each function (``matplotlib.rc_context``), so importing this
   module leaves the user's matplotlib settings alone.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import textwrap
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import matplotlib
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-MAP_CMAP = "jet"          # the paper's attribution colormap
+MAP_CMAP = "jet"  # the paper's attribution colormap
 MAP_LABEL = "attribution (high = important)"
-PANEL_INCHES = 1.6        # largest side of one image panel
-CONTENT_INCHES = 7.0      # the content column at 100 dpi: ~700 px in a 1280-px-wide window
-MIN_PT = 9                # smallest text size a reader sees
-CHAR_WIDTH = 0.65         # average glyph width as a fraction of the font size (DejaVu Sans)
-LABEL_CHARS = 16          # row labels wrap at this many characters
-COLORBAR_INCHES = 0.9     # room a vertical colour bar and its label take
+PANEL_INCHES = 1.6  # largest side of one image panel
+CONTENT_INCHES = 7.0  # the content column at 100 dpi: ~700 px in a 1280-px-wide window
+MIN_PT = 9  # smallest text size a reader sees
+CHAR_WIDTH = 0.65  # average glyph width as a fraction of the font size (DejaVu Sans)
+LABEL_CHARS = 16  # row labels wrap at this many characters
+COLORBAR_INCHES = 0.9  # room a vertical colour bar and its label take
 
 BOOK_RC = {
-    "figure.dpi": 100, "savefig.dpi": 120, "savefig.bbox": "tight", "font.size": MIN_PT,
-    "axes.titlesize": MIN_PT, "axes.labelsize": MIN_PT, "xtick.labelsize": MIN_PT,
-    "ytick.labelsize": MIN_PT, "legend.fontsize": MIN_PT, "figure.titlesize": MIN_PT + 1,
-    "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "savefig.bbox": "tight",
+    "font.size": MIN_PT,
+    "axes.titlesize": MIN_PT,
+    "axes.labelsize": MIN_PT,
+    "xtick.labelsize": MIN_PT,
+    "ytick.labelsize": MIN_PT,
+    "legend.fontsize": MIN_PT,
+    "figure.titlesize": MIN_PT + 1,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.interpolation": "nearest",
     "figure.autolayout": False,
 }
 
@@ -79,8 +89,7 @@ def text_pt(fig_width_inches: float) -> float:
 def wrap(text: str, width_inches: float, pt: float = MIN_PT) -> str:
     """Wrap ``text`` to lines fitting ``width_inches`` at ``pt`` points (never cut it)."""
     chars = max(6, int(0.9 * width_inches * 72 / (pt * CHAR_WIDTH)))  # 10 % gap between panels
-    return "\n".join(textwrap.fill(line, chars, break_long_words=False)
-                     for line in str(text).split("\n"))
+    return "\n".join(textwrap.fill(line, chars, break_long_words=False) for line in str(text).split("\n"))
 
 
 def to_display_image(img: torch.Tensor) -> Any:
@@ -99,14 +108,22 @@ def _row_label_inches(labels: Sequence[str] | None, pt: float = MIN_PT) -> float
     """Room for horizontal row labels wrapped at ``LABEL_CHARS`` characters."""
     if not labels:
         return 0.0
-    longest = max(len(line) for lab in labels
-                  for line in textwrap.fill(str(lab), LABEL_CHARS,
-                                            break_long_words=False).split("\n"))
+    longest = max(
+        len(line)
+        for lab in labels
+        for line in textwrap.fill(str(lab), LABEL_CHARS, break_long_words=False).split("\n")
+    )
     return min(LABEL_CHARS, longest) * pt * CHAR_WIDTH / 72 + 0.15
 
 
-def _panel_grid(rows: int, cols: int, row_labels: Sequence[str] | None = None,
-                colorbar: bool = False, title_lines: int = 1, suptitle: bool = False):
+def _panel_grid(
+    rows: int,
+    cols: int,
+    row_labels: Sequence[str] | None = None,
+    colorbar: bool = False,
+    title_lines: int = 1,
+    suptitle: bool = False,
+):
     """A grid of square image panels that fits the content column: panels shrink
     to make room for row labels and the colour bar (down to 0.6 in), so text never has to."""
     label_in = _row_label_inches(row_labels)
@@ -132,8 +149,14 @@ def _axes_grid(rows: int, cols: int, scale: float = 1.0):
 
 
 def _set_row_label(ax, label: str) -> None:
-    ax.set_ylabel(textwrap.fill(str(label), LABEL_CHARS, break_long_words=False), rotation=0,
-                  ha="right", va="center", fontsize=MIN_PT, labelpad=4)
+    ax.set_ylabel(
+        textwrap.fill(str(label), LABEL_CHARS, break_long_words=False),
+        rotation=0,
+        ha="right",
+        va="center",
+        fontsize=MIN_PT,
+        labelpad=4,
+    )
 
 
 def add_map_colorbar(fig, axes, label: str = MAP_LABEL):
@@ -145,9 +168,15 @@ def add_map_colorbar(fig, axes, label: str = MAP_LABEL):
     axes = list(getattr(axes, "flat", axes))
     rows = len({round(ax.get_position().y0, 3) for ax in axes})
     vertical = rows >= 3
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), MAP_CMAP), ax=axes,
-                       location="right" if vertical else "bottom",
-                       shrink=0.9 if vertical else 0.6, aspect=30, fraction=0.05, pad=0.02)
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(0, 1), MAP_CMAP),
+        ax=axes,
+        location="right" if vertical else "bottom",
+        shrink=0.9 if vertical else 0.6,
+        aspect=30,
+        fraction=0.05,
+        pad=0.02,
+    )
     bar.set_label(label, fontsize=MIN_PT)
     bar.set_ticks([0, 0.5, 1])
     bar.ax.tick_params(labelsize=MIN_PT)
@@ -155,8 +184,9 @@ def add_map_colorbar(fig, axes, label: str = MAP_LABEL):
     return bar
 
 
-def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, cols: int = 8,
-               suptitle: str | None = None):
+def image_grid(
+    images: torch.Tensor, titles: Sequence[str] | None = None, cols: int = 8, suptitle: str | None = None
+):
     """A grid of images with optional titles (e.g. class names), wrapped to the panel width."""
     n = len(images)
     cols = min(cols, n)
@@ -185,8 +215,9 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, cols: 
     return fig
 
 
-def map_panel(ax, image: torch.Tensor, amap: torch.Tensor | None, title: str = "",
-              overlay: bool = True) -> None:
+def map_panel(
+    ax, image: torch.Tensor, amap: torch.Tensor | None, title: str = "", overlay: bool = True
+) -> None:
     """One panel: the image, or the map (upsampled) over a faded copy of the image."""
     size = image.shape[-1]
     if amap is None:
@@ -194,29 +225,41 @@ def map_panel(ax, image: torch.Tensor, amap: torch.Tensor | None, title: str = "
     else:
         if overlay:
             ax.imshow(to_display_image(image), cmap="gray", vmin=0, vmax=1, alpha=0.35)
-        ax.imshow(upsample_map(amap, size), cmap=MAP_CMAP, vmin=0, vmax=1,
-                  alpha=0.75 if overlay else 1.0, interpolation="bilinear")
+        ax.imshow(
+            upsample_map(amap, size),
+            cmap=MAP_CMAP,
+            vmin=0,
+            vmax=1,
+            alpha=0.75 if overlay else 1.0,
+            interpolation="bilinear",
+        )
     panel = getattr(ax.figure, "_adv2_panel_inches", PANEL_INCHES)
     ax.set_title(wrap(title, panel) if title else "", fontsize=MIN_PT)
 
 
-def maps_grid(images: torch.Tensor, maps: dict[str, torch.Tensor],
-              pictures: dict[str, torch.Tensor] | None = None,
-              row_labels: Sequence[str] | None = None, suptitle: str | None = None,
-              input_title: str = "Input", colorbar_label: str = MAP_LABEL):
+def maps_grid(
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    pictures: dict[str, torch.Tensor] | None = None,
+    row_labels: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    input_title: str = "Input",
+    colorbar_label: str = MAP_LABEL,
+):
     """Rows = images. Columns: the input, then ``pictures`` (other images, e.g. adversarial
     inputs, (N,C,H,W)), then ``maps`` (N,1,h,w) drawn over the input of the same row; one shared
     colour bar for the maps."""
     pictures = pictures or {}
     names = [input_title, *pictures, *maps]
     with book_style():
-        fig, axes = _panel_grid(len(images), len(names), row_labels, colorbar=bool(maps),
-                                suptitle=bool(suptitle))
+        fig, axes = _panel_grid(
+            len(images), len(names), row_labels, colorbar=bool(maps), suptitle=bool(suptitle)
+        )
         for r in range(len(images)):
             map_panel(axes[r, 0], images[r], None)
-            for c, (name, pics) in enumerate(pictures.items(), start=1):
+            for c, (_name, pics) in enumerate(pictures.items(), start=1):
                 map_panel(axes[r, c], pics[r], None)
-            for c, (name, m) in enumerate(maps.items(), start=1 + len(pictures)):
+            for c, (_name, m) in enumerate(maps.items(), start=1 + len(pictures)):
                 map_panel(axes[r, c], images[r], m[r])
             if row_labels is not None:
                 _set_row_label(axes[r, 0], row_labels[r])
@@ -241,8 +284,9 @@ def _style_axes(ax, pt: float) -> None:
             t.set_fontsize(pt)
 
 
-def panel_axes(n: int, cols: int = 2, height: float = 2.6, width: float = CONTENT_INCHES,
-               sharex: bool = False):
+def panel_axes(
+    n: int, cols: int = 2, height: float = 2.6, width: float = CONTENT_INCHES, sharex: bool = False
+):
     """``n`` plot panels wrapped into rows of ``cols`` that fit the content column (instead of
     one row of ``n`` panels the book would shrink). Returns ``(fig, [ax, ...])``."""
     rows = (n + cols - 1) // cols
@@ -255,8 +299,13 @@ def panel_axes(n: int, cols: int = 2, height: float = 2.6, width: float = CONTEN
     return fig, list(axes.flat[:n])
 
 
-def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
-           ylabel: str, title: str = "", ax=None):
+def curves(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    ax=None,
+):
     """Line plot of named (x, y) series. On a caller's ``ax``, text is sized so that it reads at
     least ``MIN_PT`` once the book scales that axes' figure to its content column."""
     with book_style():
@@ -298,15 +347,24 @@ def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], digits
     body = [[_format_cell(v, digits) for v in row] for row in rows]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    missing = any(c == "—" for cells, row in zip(body, rows) for c, v in zip(cells, row)
-                  if not (isinstance(v, str) and v == "—"))
+    missing = any(
+        c == "—"
+        for cells, row in zip(body, rows)
+        for c, v in zip(cells, row)
+        if not (isinstance(v, str) and v == "—")
+    )
     return "\n".join(lines) + (f"\n\n{MISSING_NOTE}" if missing else "")
 
 
 # ----------------------------------------------------------------------------- AID chapters (04-06)
-def panel_rows(cells: Sequence[Sequence[tuple]], col_titles: Sequence[str],
-               row_labels: Sequence[str] | None = None, suptitle: str | None = None,
-               overlay: bool = False, colorbar_label: str = MAP_LABEL):
+def panel_rows(
+    cells: Sequence[Sequence[tuple]],
+    col_titles: Sequence[str],
+    row_labels: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    overlay: bool = False,
+    colorbar_label: str = MAP_LABEL,
+):
     """A free grid of panels. ``cells[r][c]`` is ``(image,)`` for a picture or ``(image, map)``
     for a map drawn over (``overlay``) or beside that image, optionally ``(image, map, title)``.
     Grids holding maps get one shared colour bar.
@@ -318,8 +376,9 @@ def panel_rows(cells: Sequence[Sequence[tuple]], col_titles: Sequence[str],
     cols = max(len(r) for r in cells)
     has_map = any(c is not None and len(c) > 1 and c[1] is not None for r in cells for c in r)
     with book_style():
-        fig, axes = _panel_grid(rows, cols, row_labels, colorbar=has_map, suptitle=bool(suptitle),
-                                title_lines=2)
+        fig, axes = _panel_grid(
+            rows, cols, row_labels, colorbar=has_map, suptitle=bool(suptitle), title_lines=2
+        )
         panel = fig._adv2_panel_inches
         for r, row in enumerate(cells):
             for c in range(cols):
@@ -337,8 +396,7 @@ def panel_rows(cells: Sequence[Sequence[tuple]], col_titles: Sequence[str],
         for c, name in enumerate(col_titles):
             if c < cols:
                 own = axes[0, c].get_title()
-                axes[0, c].set_title(wrap(name, panel) + ("\n" + own if own else ""),
-                                     fontsize=MIN_PT)
+                axes[0, c].set_title(wrap(name, panel) + ("\n" + own if own else ""), fontsize=MIN_PT)
         if has_map:
             add_map_colorbar(fig, axes, colorbar_label)
         else:
@@ -365,9 +423,17 @@ def _interval_error(height: Any, interval: Any) -> tuple[float, float] | None:
     return max(h - float(low), 0.0), max(float(high) - h, 0.0)
 
 
-def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, title: str,
-                  ticklabels: list[str] | None = None, colors: dict | None = None,
-                  labels: dict | None = None) -> None:
+def _grouped_bars(
+    ax,
+    names: list[str],
+    series: list[str],
+    value,
+    ylabel: str,
+    title: str,
+    ticklabels: list[str] | None = None,
+    colors: dict | None = None,
+    labels: dict | None = None,
+) -> None:
     """One bar per (group, series) on ``ax``; ``value(group, series)`` gives ``(height, error)``
     with ``None`` for a missing value or no error bar; ``error`` is one length (±) or a pair
     ``(below, above)`` (an interval's asymmetric bar)."""
@@ -386,11 +452,22 @@ def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, t
     for i, s in enumerate(series):
         pairs = [value(g, s) for g in names]
         errors = [e for _, e in pairs]
-        ax.bar(pos + (i - (len(series) - 1) / 2) * width, [num(h) for h, _ in pairs], width,
-               label=(labels or {}).get(s, s), color=(colors or {}).get(s),
-               **({} if all(e is None for e in errors) else
-                  {"yerr": np.array([two(e) for e in errors]).T, "capsize": 2,
-                   "error_kw": {"elinewidth": 0.8}}))
+        ax.bar(
+            pos + (i - (len(series) - 1) / 2) * width,
+            [num(h) for h, _ in pairs],
+            width,
+            label=(labels or {}).get(s, s),
+            color=(colors or {}).get(s),
+            **(
+                {}
+                if all(e is None for e in errors)
+                else {
+                    "yerr": np.array([two(e) for e in errors]).T,
+                    "capsize": 2,
+                    "error_kw": {"elinewidth": 0.8},
+                }
+            ),
+        )
     pt = text_pt(ax.figure.get_figwidth())
     ax.set_xticks(pos)
     ax.set_xticklabels(ticklabels or names)
@@ -402,8 +479,13 @@ def _grouped_bars(ax, names: list[str], series: list[str], value, ylabel: str, t
     _style_axes(ax, pt)
 
 
-def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "", ax=None,
-                errors: dict[str, dict[str, Any]] | None = None):
+def bar_compare(
+    groups: dict[str, dict[str, float]],
+    ylabel: str,
+    title: str = "",
+    ax=None,
+    errors: dict[str, dict[str, Any]] | None = None,
+):
     """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper).
 
     ``errors[group][series]``: the value's 95 % interval (an :class:`adv2.stats.Estimate`, its
@@ -414,6 +496,7 @@ def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "
         else:
             fig = ax.figure
         series = list(dict.fromkeys(s for g in groups.values() for s in g))
+
         def value(g, s):
             h = groups[g].get(s)
             return h, _interval_error(h, (errors or {}).get(g, {}).get(s))
@@ -427,8 +510,13 @@ ATTACK_COLORS = {"pgd": "tab:gray", "adv2": "tab:red"}
 ATTACK_LABELS = {"pgd": "PGD", "adv2": "ADV2"}
 
 
-def attack_distance_bars(stats: dict[str, dict[str, dict]], metric: str = "l1", title: str = "",
-                         ax=None, errors: dict[str, dict[str, Any]] | None = None):
+def attack_distance_bars(
+    stats: dict[str, dict[str, dict]],
+    metric: str = "l1",
+    title: str = "",
+    ax=None,
+    errors: dict[str, dict[str, Any]] | None = None,
+):
     """Bars of ``<metric>_mean`` per interpreter, one bar per attack.
 
     ``stats[interpreter][attack]`` is an :func:`adv2.metrics.summarize` dict (attack ``pgd`` or
@@ -457,9 +545,17 @@ def _attack_bars(ax, stats, metric, title, errors=None):
             return h, _interval_error(h, errors.get(name, {}).get(att))
         return h, s.get(f"{metric}_std")
 
-    _grouped_bars(ax, names, attacks, value, f"{metric.upper()} distance to benign map", title,
-                  ticklabels=[n.upper() if len(n) <= 4 else n for n in names],
-                  colors=ATTACK_COLORS, labels=ATTACK_LABELS)
+    _grouped_bars(
+        ax,
+        names,
+        attacks,
+        value,
+        f"{metric.upper()} distance to benign map",
+        title,
+        ticklabels=[n.upper() if len(n) <= 4 else n for n in names],
+        colors=ATTACK_COLORS,
+        labels=ATTACK_LABELS,
+    )
 
 
 def iou_curve_panels(stats: dict[str, dict[str, dict[str, dict]]], suptitle: str | None = None):
@@ -468,8 +564,9 @@ def iou_curve_panels(stats: dict[str, dict[str, dict[str, dict]]], suptitle: str
     archs = list(stats)
     interps = list(dict.fromkeys(i for a in stats.values() for i in a))
     with book_style():
-        fig = plt.figure(figsize=(min(2.3 * len(interps), CONTENT_INCHES), 2.0 * len(archs) + 0.4),
-                         layout="constrained")
+        fig = plt.figure(
+            figsize=(min(2.3 * len(interps), CONTENT_INCHES), 2.0 * len(archs) + 0.4), layout="constrained"
+        )
         axes = fig.subplots(len(archs), len(interps), squeeze=False, sharey=True)
         _iou_panels(fig, axes, stats, archs, interps, suptitle)
     fig._adv2_colorbars = 0
@@ -483,8 +580,14 @@ def _iou_panels(fig, axes, stats, archs, interps, suptitle):
             for att, s in stats[arch].get(name, {}).items():
                 ks = [100 * k for k in s.get("iou_ks", [])]
                 ys = [float("nan") if v is None else v for v in s.get("iou_curve", [])]
-                ax.plot(ks, ys, marker="o", markersize=2.5, color=ATTACK_COLORS.get(att),
-                        label=ATTACK_LABELS.get(att, att))
+                ax.plot(
+                    ks,
+                    ys,
+                    marker="o",
+                    markersize=2.5,
+                    color=ATTACK_COLORS.get(att),
+                    label=ATTACK_LABELS.get(att, att),
+                )
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
             if r == 0:
@@ -498,14 +601,29 @@ def _iou_panels(fig, axes, stats, archs, interps, suptitle):
         fig.suptitle(suptitle)
 
 
-def attack_triptych(x: torch.Tensor, maps_benign: torch.Tensor, x_pgd: torch.Tensor,
-                    maps_pgd: torch.Tensor, x_adv2: torch.Tensor, maps_adv2: torch.Tensor,
-                    row_labels: Sequence[str] | None = None, suptitle: str | None = None,
-                    colorbar_label: str = MAP_LABEL):
+def attack_triptych(
+    x: torch.Tensor,
+    maps_benign: torch.Tensor,
+    x_pgd: torch.Tensor,
+    maps_pgd: torch.Tensor,
+    x_adv2: torch.Tensor,
+    maps_adv2: torch.Tensor,
+    row_labels: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    colorbar_label: str = MAP_LABEL,
+):
     """Rows = images; columns: benign input | its map (true class) | PGD input | its map (target)
     | ADV2 input | its map (target), each map drawn beside its own input (paper Figures 4-7)."""
-    cells = [[(x[i],), (x[i], maps_benign[i]), (x_pgd[i],), (x_pgd[i], maps_pgd[i]),
-              (x_adv2[i],), (x_adv2[i], maps_adv2[i])] for i in range(len(x))]
+    cells = [
+        [
+            (x[i],),
+            (x[i], maps_benign[i]),
+            (x_pgd[i],),
+            (x_pgd[i], maps_pgd[i]),
+            (x_adv2[i],),
+            (x_adv2[i], maps_adv2[i]),
+        ]
+        for i in range(len(x))
+    ]
     titles = ["benign", "benign map", "PGD", "PGD map", "ADV2", "ADV2 map"]
-    return panel_rows(cells, titles, row_labels=row_labels, suptitle=suptitle,
-                      colorbar_label=colorbar_label)
+    return panel_rows(cells, titles, row_labels=row_labels, suptitle=suptitle, colorbar_label=colorbar_label)

@@ -98,8 +98,10 @@ def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = T
         if arch == "densenet":
             # the published file names layers `denselayerN.norm.1`; torchvision's modules are
             # `norm1` (torchvision renames them in its own loader, which we bypass)
-            state = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", k): v
-                     for k, v in state.items()}
+            state = {
+                re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", k): v
+                for k, v in state.items()
+            }
         net.load_state_dict(state)
     return wrap_torchvision(net, arch, class_names)
 

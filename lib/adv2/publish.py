@@ -8,6 +8,7 @@ without error (papermill's own per-cell metadata is checked, not trusted blindly
 papermill marks the cells it never ran as completed). Every file is replaced atomically (a
 temporary file in the same folder, then ``os.replace``), so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ from .config import REPO_ROOT
 BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
 PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"
 RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
-CLAIMS_TABLE = REPO_ROOT / "book" / "_claims.md"   # the front page's claims table (adv2.claimspage)
+CLAIMS_TABLE = REPO_ROOT / "book" / "_claims.md"  # the front page's claims table (adv2.claimspage)
 RUN_RECORD = "run.json"
 
 
@@ -73,8 +74,11 @@ def set_aside(path: Path, why: str) -> Path:
     """Move a damaged bookkeeping file out of the way (kept for inspection) and say so."""
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     os.replace(path, aside)
-    print(f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
-          file=sys.stderr, flush=True)
+    print(
+        f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
+        file=sys.stderr,
+        flush=True,
+    )
     return aside
 
 
@@ -156,8 +160,11 @@ def run_problems(run_dir: str | os.PathLike) -> list[str]:
     problems = []
     status = record.get("status")
     if status == "running":
-        problems.append("the run is still going" if _pid_alive(record.get("pid")) else
-                        "the run was killed before it finished (its process is gone)")
+        problems.append(
+            "the run is still going"
+            if _pid_alive(record.get("pid"))
+            else "the run was killed before it finished (its process is gone)"
+        )
     elif status != "ok":
         problems.append(f"the run's status is {status!r}")
     notebooks = record.get("notebooks") or {}
@@ -165,8 +172,10 @@ def run_problems(run_dir: str | os.PathLike) -> list[str]:
         problems.append("the run has no notebooks")
     for stem, entry in notebooks.items():
         if entry.get("status") != "ok":
-            problems.append(f"{stem}: status {entry.get('status')!r}"
-                            + (f" ({entry['error']})" if entry.get("error") else ""))
+            problems.append(
+                f"{stem}: status {entry.get('status')!r}"
+                + (f" ({entry['error']})" if entry.get("error") else "")
+            )
             continue
         executed = run_dir / entry["notebook"]
         if not executed.is_file():
@@ -206,8 +215,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
     run_dir = Path(run_dir)
     problems = run_problems(run_dir)
     if problems:
-        raise PublishError(f"not publishing {run_dir}: " + "; ".join(problems)
-                           + "\nnothing was published")
+        raise PublishError(f"not publishing {run_dir}: " + "; ".join(problems) + "\nnothing was published")
     record = read_run_record(run_dir)
     results = _results_dir(run_dir, record)
     written = []
@@ -215,8 +223,9 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
         written.append(atomic_copy(results / f"{stem}.json", PUBLISHED_RESULTS_DIR / f"{stem}.json"))
         written.append(atomic_copy(run_dir / entry["notebook"], BOOK_NOTEBOOKS_DIR / f"{stem}.ipynb"))
     seconds = {stem: entry["seconds"] for stem, entry in record["notebooks"].items()}
-    written.append(merge_timings(PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json",
-                                 seconds, environment()))
+    written.append(
+        merge_timings(PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json", seconds, environment())
+    )
     written.append(runbox.write_run_info(BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO))
     written.append(claimspage.write_claims_table(PUBLISHED_RESULTS_DIR, CLAIMS_TABLE))
     return written

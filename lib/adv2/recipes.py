@@ -13,10 +13,10 @@ The keys are exactly those of the training functions that build the artifacts
 :func:`adv2.defenses.trained_rtsa`), so the existing cache is reused; the ``load_*`` functions
 check that the key the training function used is the recipe's own.
 """
+
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,20 +33,34 @@ from .models import trained_small_cnn
 INPUT_SIZE = {"fashion-mnist": 28}
 
 # chapter parameter -> recipe field (the schema's role "recipe" is exactly these names)
-CLASSIFIER_PARAMETERS = {"dataset": "dataset", "train_epochs": "epochs",
-                         "train_subset": "train_subset", "train_seed": "train_seed"}
-RTS_PARAMETERS = {"rts_phase1_iterations": "phase1_iterations",
-                  "rts_phase2_iterations": "phase2_iterations",
-                  "rts_batch_size": "batch_size", "rts_lr": "lr"}
-RTSA_PARAMETERS = {"aid_iterations": "iterations", "aid_batch_size": "batch_size",
-                   "aid_attack_batch_size": "attack_batch_size", "aid_beta": "beta",
-                   "aid_distill_weight": "distill_weight", "aid_lr": "lr",
-                   "aid_stage1_steps": "stage1_steps", "aid_stage2_steps": "stage2_steps",
-                   "aid_pool_size": "pool_size", "aid_persistent": "persistent",
-                   "aid_train_encoder": "train_encoder", "rtsa_epsilon": "rtsa_epsilon",
-                   "rtsa_step_size": "rtsa_step_size"}
-RECIPE_PARAMETERS = frozenset(CLASSIFIER_PARAMETERS) | frozenset(RTS_PARAMETERS) | frozenset(
-    RTSA_PARAMETERS)
+CLASSIFIER_PARAMETERS = {
+    "dataset": "dataset",
+    "train_epochs": "epochs",
+    "train_subset": "train_subset",
+    "train_seed": "train_seed",
+}
+RTS_PARAMETERS = {
+    "rts_phase1_iterations": "phase1_iterations",
+    "rts_phase2_iterations": "phase2_iterations",
+    "rts_batch_size": "batch_size",
+    "rts_lr": "lr",
+}
+RTSA_PARAMETERS = {
+    "aid_iterations": "iterations",
+    "aid_batch_size": "batch_size",
+    "aid_attack_batch_size": "attack_batch_size",
+    "aid_beta": "beta",
+    "aid_distill_weight": "distill_weight",
+    "aid_lr": "lr",
+    "aid_stage1_steps": "stage1_steps",
+    "aid_stage2_steps": "stage2_steps",
+    "aid_pool_size": "pool_size",
+    "aid_persistent": "persistent",
+    "aid_train_encoder": "train_encoder",
+    "rtsa_epsilon": "rtsa_epsilon",
+    "rtsa_step_size": "rtsa_step_size",
+}
+RECIPE_PARAMETERS = frozenset(CLASSIFIER_PARAMETERS) | frozenset(RTS_PARAMETERS) | frozenset(RTSA_PARAMETERS)
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -68,10 +82,18 @@ class ClassifierRecipe:
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict :func:`adv2.models.trained_small_cnn` hashes into its cache key."""
-        params = {"kind": "classifier", "dataset": self.dataset, "arch": self.arch,
-                  "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                  "weight_decay": self.weight_decay, "train_subset": self.train_subset,
-                  "seed": self.train_seed, "recipe": CLASSIFIER_RECIPE_VERSION}
+        params = {
+            "kind": "classifier",
+            "dataset": self.dataset,
+            "arch": self.arch,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "train_subset": self.train_subset,
+            "seed": self.train_seed,
+            "recipe": CLASSIFIER_RECIPE_VERSION,
+        }
         if self.data_fingerprint is not None:
             params["data_fingerprint"] = self.data_fingerprint
         return params
@@ -103,24 +125,41 @@ class RTSRecipe:
     def trained_rts_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`adv2.interpreters.rts.trained_rts` (size-dependent loss
         weights left to its defaults, so the same arguments also fit a 224-pixel classifier)."""
-        return {"phase1_iterations": int(self.phase1_iterations),
-                "phase2_iterations": int(self.phase2_iterations),
-                "phase1_batch_size": self.phase1_batch_size, "batch_size": int(self.batch_size),
-                "phase1_lr": self.phase1_lr, "lr": float(self.lr),
-                "seed": int(self.classifier.train_seed)}
+        return {
+            "phase1_iterations": int(self.phase1_iterations),
+            "phase2_iterations": int(self.phase2_iterations),
+            "phase1_batch_size": self.phase1_batch_size,
+            "batch_size": int(self.batch_size),
+            "phase1_lr": self.phase1_lr,
+            "lr": float(self.lr),
+            "seed": int(self.classifier.train_seed),
+        }
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict ``trained_rts`` hashes for this recipe's classifier (its defaults
         resolved at the dataset's input size, as ``trained_rts`` does)."""
         size = INPUT_SIZE.get(self.classifier.dataset)
         if size is None:
-            raise ParameterError(f"no RTS recipe for dataset {self.classifier.dataset!r}; "
-                                 f"expected one of {sorted(INPUT_SIZE)}")
-        recipe = {**self.trained_rts_kwargs(), "weight_decay": 1e-4,
-                  "area_weight": default_area_weight(size), "smooth_weight": 0.005 * 224 / size,
-                  "preserver_weight": 0.3, "map_size": None, "width": None}
-        return {"kind": "rts", "dataset": self.classifier.dataset, "arch": self.classifier.arch,
-                "classifier": self.classifier.key, "recipe": RTS_RECIPE_VERSION, **recipe}
+            raise ParameterError(
+                f"no RTS recipe for dataset {self.classifier.dataset!r}; expected one of {sorted(INPUT_SIZE)}"
+            )
+        recipe = {
+            **self.trained_rts_kwargs(),
+            "weight_decay": 1e-4,
+            "area_weight": default_area_weight(size),
+            "smooth_weight": 0.005 * 224 / size,
+            "preserver_weight": 0.3,
+            "map_size": None,
+            "width": None,
+        }
+        return {
+            "kind": "rts",
+            "dataset": self.classifier.dataset,
+            "arch": self.classifier.arch,
+            "classifier": self.classifier.key,
+            "recipe": RTS_RECIPE_VERSION,
+            **recipe,
+        }
 
     @property
     def key(self) -> str:
@@ -149,20 +188,35 @@ class RTSARecipe:
     n_probe: int = 64  # test images on which training logs the benign drift (in the key today)
 
     def aid_config(self) -> AIDConfig:
-        return AIDConfig(iterations=self.iterations, batch_size=self.batch_size,
-                         aid_batch_size=self.attack_batch_size, beta=self.beta, lr=self.lr,
-                         stage1_steps=self.stage1_steps, stage2_steps=self.stage2_steps,
-                         pool_size=self.pool_size, distill_weight=self.distill_weight,
-                         persistent=self.persistent, train_encoder=self.train_encoder,
-                         epsilon=self.rtsa_epsilon, step_size=self.rtsa_step_size,
-                         seed=self.rts.classifier.train_seed)
+        return AIDConfig(
+            iterations=self.iterations,
+            batch_size=self.batch_size,
+            aid_batch_size=self.attack_batch_size,
+            beta=self.beta,
+            lr=self.lr,
+            stage1_steps=self.stage1_steps,
+            stage2_steps=self.stage2_steps,
+            pool_size=self.pool_size,
+            distill_weight=self.distill_weight,
+            persistent=self.persistent,
+            train_encoder=self.train_encoder,
+            epsilon=self.rtsa_epsilon,
+            step_size=self.rtsa_step_size,
+            seed=self.rts.classifier.train_seed,
+        )
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict :func:`adv2.defenses.trained_rtsa` hashes into its cache key."""
         c = self.rts.classifier
-        return {"kind": "rtsa", "dataset": c.dataset, "arch": c.arch, "rts": self.rts.key,
-                "recipe": AID_RECIPE_VERSION, "n_probe": self.n_probe,
-                **self.aid_config().as_dict()}
+        return {
+            "kind": "rtsa",
+            "dataset": c.dataset,
+            "arch": c.arch,
+            "rts": self.rts.key,
+            "recipe": AID_RECIPE_VERSION,
+            "n_probe": self.n_probe,
+            **self.aid_config().as_dict(),
+        }
 
     @property
     def key(self) -> str:
@@ -211,15 +265,18 @@ def _check_key(kind: str, recipe: Any, art: Artifact) -> None:
     # the training function computed its own key: it must be the recipe's, or the recipe layer
     # and the cache disagree about what an artifact is (fail loudly instead of mixing models)
     if art.path.name != recipe.key:
-        raise RuntimeError(f"{kind} cache key {art.path.name} differs from its recipe's key "
-                           f"{recipe.key}: the recipe layer and the training function disagree "
-                           f"(recipe {recipe})")
+        raise RuntimeError(
+            f"{kind} cache key {art.path.name} differs from its recipe's key "
+            f"{recipe.key}: the recipe layer and the training function disagree "
+            f"(recipe {recipe})"
+        )
 
 
 def _check_dataset(recipe: ClassifierRecipe, data: Any) -> None:
     if getattr(data, "name", None) != recipe.dataset:
-        raise ParameterError(f"recipe for dataset {recipe.dataset!r} got data "
-                             f"{getattr(data, 'name', None)!r}")
+        raise ParameterError(
+            f"recipe for dataset {recipe.dataset!r} got data {getattr(data, 'name', None)!r}"
+        )
 
 
 def with_data(recipe: Any, data: Any) -> Any:
@@ -235,53 +292,92 @@ def with_data(recipe: Any, data: Any) -> Any:
     return dataclasses.replace(recipe, data_fingerprint=fingerprint)
 
 
-def load_classifier(recipe: ClassifierRecipe, data: Any, *, device: Any = "cpu",
-                    artifacts_dir: str | None = None, progress: bool = True
-                    ) -> tuple[nn.Module, Artifact]:
+def load_classifier(
+    recipe: ClassifierRecipe,
+    data: Any,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, Artifact]:
     """The classifier of ``recipe`` (from the cache, else trained and cached), frozen, on
     ``device``."""
     _check_dataset(recipe, data)
     recipe = with_data(recipe, data)
-    model, art = trained_small_cnn(recipe.arch, data, epochs=recipe.epochs,
-                                   batch_size=recipe.batch_size, lr=recipe.lr,
-                                   weight_decay=recipe.weight_decay,
-                                   train_subset=recipe.train_subset, seed=recipe.train_seed,
-                                   device=device, artifacts_dir=artifacts_dir, progress=progress)
+    model, art = trained_small_cnn(
+        recipe.arch,
+        data,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        train_subset=recipe.train_subset,
+        seed=recipe.train_seed,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+    )
     _check_key("classifier", recipe, art)
     return model, art
 
 
-def load_rts(recipe: RTSRecipe, data: Any, model: nn.Module | None = None,
-             classifier_artifact: Artifact | None = None, *, device: Any = "cpu",
-             artifacts_dir: str | None = None, progress: bool = True
-             ) -> tuple[RTSNet, Artifact]:
+def load_rts(
+    recipe: RTSRecipe,
+    data: Any,
+    model: nn.Module | None = None,
+    classifier_artifact: Artifact | None = None,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[RTSNet, Artifact]:
     """The RTS of ``recipe``; ``model``/``classifier_artifact`` are its classifier when already
     loaded (else it is loaded by its recipe)."""
     recipe = with_data(recipe, data)
     if model is None or classifier_artifact is None:
-        model, classifier_artifact = load_classifier(recipe.classifier, data, device=device,
-                                                     artifacts_dir=artifacts_dir,
-                                                     progress=progress)
+        model, classifier_artifact = load_classifier(
+            recipe.classifier, data, device=device, artifacts_dir=artifacts_dir, progress=progress
+        )
     _check_key("classifier", recipe.classifier, classifier_artifact)
-    net, art = trained_rts(model, data, classifier_key=classifier_artifact.path.name,
-                           device=device, artifacts_dir=artifacts_dir, progress=progress,
-                           **recipe.trained_rts_kwargs())
+    net, art = trained_rts(
+        model,
+        data,
+        classifier_key=classifier_artifact.path.name,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+        **recipe.trained_rts_kwargs(),
+    )
     _check_key("rts", recipe, art)
     return net, art
 
 
-def load_interpreted(recipe: RTSARecipe, data: Any, *, device: Any = "cpu",
-                     artifacts_dir: str | None = None, progress: bool = True) -> InterpretedModel:
+def load_interpreted(
+    recipe: RTSARecipe,
+    data: Any,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> InterpretedModel:
     """Classifier, RTS and RTSA of ``recipe`` (each from the cache, else trained and cached)."""
     recipe = with_data(recipe, data)
     c = recipe.rts.classifier
-    model, clf_art = load_classifier(c, data, device=device, artifacts_dir=artifacts_dir,
-                                     progress=progress)
-    rts, rts_art = load_rts(recipe.rts, data, model, clf_art, device=device,
-                            artifacts_dir=artifacts_dir, progress=progress)
-    rtsa, rtsa_art = trained_rtsa(model, rts, rts_art, data, recipe.aid_config(),
-                                  n_probe=recipe.n_probe, device=device,
-                                  artifacts_dir=artifacts_dir, progress=progress)
+    model, clf_art = load_classifier(c, data, device=device, artifacts_dir=artifacts_dir, progress=progress)
+    rts, rts_art = load_rts(
+        recipe.rts, data, model, clf_art, device=device, artifacts_dir=artifacts_dir, progress=progress
+    )
+    rtsa, rtsa_art = trained_rtsa(
+        model,
+        rts,
+        rts_art,
+        data,
+        recipe.aid_config(),
+        n_probe=recipe.n_probe,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+    )
     _check_key("rtsa", recipe, rtsa_art)
     return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 

@@ -4,6 +4,7 @@ The file holds the notebook's headline numbers under ``"numbers"`` (stable, docu
 parameters it ran with, and the library / torch versions, so summary notebooks and tests read
 numbers from files and never parse notebook outputs.
 """
+
 from __future__ import annotations
 
 import errno
@@ -43,9 +44,14 @@ def _plain(value: Any) -> Any:
 def environment() -> dict[str, str]:
     from . import __version__
 
-    return {"adv2": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "adv2": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def results_folder(results_dir: str | os.PathLike | None = None) -> Path:
@@ -60,14 +66,16 @@ class DiskFull(OSError):
 
     def __init__(self, folder: Path, what: str):
         self.folder = Path(folder)
-        super().__init__(errno.ENOSPC, f"no space left under {folder} while writing {what}: free "
-                                       "some space there (or point the cache / results elsewhere) "
-                                       "and run again")
+        super().__init__(
+            errno.ENOSPC,
+            f"no space left under {folder} while writing {what}: free "
+            "some space there (or point the cache / results elsewhere) "
+            "and run again",
+        )
 
 
 # torch.save reports a full disk as a RuntimeError from its zip writer, not as an OSError
-_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "enforce fail", "file write failed",
-                         "unexpected pos")
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "enforce fail", "file write failed", "unexpected pos")
 
 
 def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) -> bool:
@@ -88,8 +96,7 @@ def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) ->
     return False
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
-                     mode: int = 0o644) -> Path:
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], mode: int = 0o644) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
 
     Readers see the old file or the complete new one, never a partial one; the file gets ``mode``
@@ -118,6 +125,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int = 0o644) -> Path:
     """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``),
     with permissions ``mode``; a full disk raises :class:`DiskFull` ("no space left under DIR")."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -133,9 +141,11 @@ class CorruptFile(ValueError):
 
     def __init__(self, path: Path, reason: str):
         self.path = Path(path)
-        super().__init__(f"{path} is corrupt ({reason}); set it aside with "
-                         f"adv2.results.set_aside({str(path)!r}) or delete it, then rerun the "
-                         "notebook that writes it")
+        super().__init__(
+            f"{path} is corrupt ({reason}); set it aside with "
+            f"adv2.results.set_aside({str(path)!r}) or delete it, then rerun the "
+            "notebook that writes it"
+        )
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -164,13 +174,19 @@ def set_aside(path: str | os.PathLike) -> Path:
 
 
 # ----------------------------------------------------------------------------- results files
-def save_results(stem: str, numbers: dict[str, Any], params: dict[str, Any],
-                 results_dir: str | os.PathLike | None = None) -> Path:
+def save_results(
+    stem: str, numbers: dict[str, Any], params: dict[str, Any], results_dir: str | os.PathLike | None = None
+) -> Path:
     """Write ``<results_dir>/<stem>.json`` atomically (mode 0644) and return its path."""
-    payload = {"notebook": stem, "numbers": _plain(numbers), "params": _plain(params),
-               "environment": environment()}
-    return atomic_write_text(results_folder(results_dir) / f"{stem}.json",
-                             json.dumps(payload, indent=2, sort_keys=True))
+    payload = {
+        "notebook": stem,
+        "numbers": _plain(numbers),
+        "params": _plain(params),
+        "environment": environment(),
+    }
+    return atomic_write_text(
+        results_folder(results_dir) / f"{stem}.json", json.dumps(payload, indent=2, sort_keys=True)
+    )
 
 
 def load_results(stem: str, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -181,8 +197,9 @@ def load_results(stem: str, results_dir: str | os.PathLike | None = None) -> dic
     """
     path = results_folder(results_dir) / f"{stem}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run the notebook {stem} first "
-                                f"(python -m adv2 run {stem.split('_')[0]})")
+        raise FileNotFoundError(
+            f"{path} does not exist: run the notebook {stem} first (python -m adv2 run {stem.split('_')[0]})"
+        )
     payload = read_json(path)
     if not isinstance(payload, dict) or not isinstance(payload.get("numbers"), dict):
         raise CorruptFile(path, 'not a results file: no "numbers" object')

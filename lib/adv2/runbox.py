@@ -5,6 +5,7 @@ and wall time; the runner adds models trained and other jobs' CPU under ``metada
 written only by :func:`adv2.publish.publish`. The CPU-load helpers the runner uses to fill
 ``metadata.adv2`` live here too: they exist for this box.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,8 +66,7 @@ def non_default_parameters(stem: str, params: dict[str, Any]) -> dict[str, Any]:
     except (ParameterError, OSError):
         profile = {}
     missing = object()
-    return {k: v for k, v in sorted(params.items())
-            if k not in PLUMBING and profile.get(k, missing) != v}
+    return {k: v for k, v in sorted(params.items()) if k not in PLUMBING and profile.get(k, missing) != v}
 
 
 def _shown(params: dict[str, Any]) -> str:
@@ -102,47 +102,63 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         if device:
             devices.add(device)
         changed = _shown(non_default_parameters(nb_path.stem, params))
-        rows.append(f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} "
-                    f"| {date} |")
+        rows.append(
+            f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} | {date} |"
+        )
     env = environment()
     devices = devices or {env["device"]}
     hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
     shown = ", ".join(f"`{p}`" for p in sorted(profiles))
-    caveat = ("" if profiles == {"paper"} else
-              "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
-              "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
-              "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
-              "the smaller budgets matter.")
+    caveat = (
+        ""
+        if profiles == {"paper"}
+        else "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
+        "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
+        "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
+        "the smaller budgets matter."
+    )
     busiest = max((x for x in others if x is not None), default=None)
     if busiest is None:
-        caveat += ("\n\nWhether other jobs shared the machine during the run was not recorded; "
-                   "if they did, the wall times overstate what free cores need.")
+        caveat += (
+            "\n\nWhether other jobs shared the machine during the run was not recorded; "
+            "if they did, the wall times overstate what free cores need."
+        )
     elif busiest > 0.25:
-        caveat += (f"\n\nOther jobs shared the machine during some chapters (up to {busiest:.1f} "
-                   "cores' worth of CPU), so their wall times overstate what free cores need.")
+        caveat += (
+            f"\n\nOther jobs shared the machine during some chapters (up to {busiest:.1f} "
+            "cores' worth of CPU), so their wall times overstate what free cores need."
+        )
     else:
-        caveat += ("\n\nThe machine was otherwise idle during the run (other jobs used at most "
-                   f"{busiest:.2f} cores' worth of CPU).")
+        caveat += (
+            "\n\nThe machine was otherwise idle during the run (other jobs used at most "
+            f"{busiest:.2f} cores' worth of CPU)."
+        )
     if smoke_stems:
-        caveat += ("\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
-                   "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
-                   "only illustrate the method; re-run them with `python -m adv2 run` at `quick` or "
-                   "`paper` for results to compare with the paper.")
-    return (f"```{{admonition}} The run this book shows\n"
-            f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
-            f"Python {env['python']}.\n\n"
-            "| notebook | profile | parameters changed | wall time | models trained | date |\n"
-            "|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + f"\n| **total** | | | **{total / 60:.1f} min** | | |\n\n"
-            "*Parameters changed* lists the values that differ from the profile's "
-            "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
-            "networks a chapter trained; the others came from the cache (`artifacts/`) that earlier "
-            "chapters filled, so a chapter re-run on its own with a warm cache is faster."
-            f"{caveat}\n```\n")
+        caveat += (
+            "\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
+            "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
+            "only illustrate the method; re-run them with `python -m adv2 run` at `quick` or "
+            "`paper` for results to compare with the paper."
+        )
+    return (
+        f"```{{admonition}} The run this book shows\n"
+        f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
+        f"Python {env['python']}.\n\n"
+        "| notebook | profile | parameters changed | wall time | models trained | date |\n"
+        "|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n| **total** | | | **{total / 60:.1f} min** | | |\n\n"
+        "*Parameters changed* lists the values that differ from the profile's "
+        "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
+        "networks a chapter trained; the others came from the cache (`artifacts/`) that earlier "
+        "chapters filled, so a chapter re-run on its own with a warm cache is faster."
+        f"{caveat}\n```\n"
+    )
 
 
-def write_run_info(notebooks_dir: Path | None = None, results_dir: Path | None = None,
-                   path: Path | None = None) -> Path:
+def write_run_info(
+    notebooks_dir: Path | None = None, results_dir: Path | None = None, path: Path | None = None
+) -> Path:
     """Rewrite the run box (atomically) from the notebooks in ``notebooks_dir`` (default: the
     published ones). Called by publishing only: a run on its own never changes the front page."""
     from . import publish

@@ -16,6 +16,7 @@ one becomes ``<stem>.failed.ipynb``, an interrupted one (Ctrl-C, SIGTERM) ``<ste
 Only ``publish`` (or ``run --publish``, what ``make book`` uses) replaces ``book/notebooks/``,
 ``results/`` and the front page's run box, and only for a run whose every notebook finished.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,11 @@ def select_notebooks(names: Sequence[str]) -> list[Path]:
     for name in names:
         matches = [p for p in notebooks if p.stem == name or p.stem.startswith(name)]
         if not matches:
-            raise RunError(f"no notebook matches {name!r}; valid choices: "
-                           + ", ".join(p.stem for p in notebooks) + ", all")
+            raise RunError(
+                f"no notebook matches {name!r}; valid choices: "
+                + ", ".join(p.stem for p in notebooks)
+                + ", all"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     return sorted(chosen)
 
@@ -89,8 +93,10 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     from . import schema
 
     if notebook.stem in schema.STEMS:
-        return {name: {"inferred_type_name": p.type.__name__, "default": p.default, "help": p.doc}
-                for name, p in schema.chapter_schema(notebook.stem).items()}
+        return {
+            name: {"inferred_type_name": p.type.__name__, "default": p.default, "help": p.doc}
+            for name, p in schema.chapter_schema(notebook.stem).items()
+        }
     key = (str(notebook), notebook.stat().st_mtime_ns)
     if key not in _DECLARED:  # papermill parses the notebook each time: cache per file version
         import papermill
@@ -115,8 +121,9 @@ def validate_parameters(notebook: Path, params: dict[str, Any]) -> dict[str, Any
     return validate(params)
 
 
-def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
-                        results_dir: str | None) -> dict[str, Any]:
+def notebook_parameters(
+    notebook: Path, profile: str, overrides: dict[str, Any], results_dir: str | None
+) -> dict[str, Any]:
     """Profile values for this notebook + overrides, restricted to what the notebook declares."""
     declared = declared_parameters(notebook)
     overrides = dict(overrides)
@@ -135,9 +142,12 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
 
         if notebook.stem in schema.STEMS:  # the same message as the notebook's own first cell
             raise schema.unknown_parameters_error(notebook.stem, unknown)
-        raise ParameterError(f"notebook {notebook.stem} has no parameter "
-                             + ", ".join(repr(k) for k in unknown)
-                             + "; valid parameters: " + ", ".join(sorted(declared)))
+        raise ParameterError(
+            f"notebook {notebook.stem} has no parameter "
+            + ", ".join(repr(k) for k in unknown)
+            + "; valid parameters: "
+            + ", ".join(sorted(declared))
+        )
     params = {k: v for k, v in load_profile(profile, notebook.stem).items() if k in declared}
     if os.environ.get(ARTIFACTS_ENV) and "artifacts_dir" in declared:
         params["artifacts_dir"] = os.environ[ARTIFACTS_ENV]  # the cache the user chose; -p still wins
@@ -147,14 +157,14 @@ def notebook_parameters(notebook: Path, profile: str, overrides: dict[str, Any],
     return validate_parameters(notebook, params)  # fail in seconds, before a kernel starts
 
 
-def plan_run(notebooks: Sequence[Path], profile: str, overrides: dict[str, Any],
-             results_dir: str | None) -> list[tuple[Path, dict[str, Any]]]:
+def plan_run(
+    notebooks: Sequence[Path], profile: str, overrides: dict[str, Any], results_dir: str | None
+) -> list[tuple[Path, dict[str, Any]]]:
     """Every notebook's parameters, checked before the first one runs, so a typo fails at once."""
     plan = []
     for nb in notebooks:
         declared = declared_parameters(nb)
-        ok = {k: v for k, v in overrides.items()
-              if k in declared or (k == "arch" and "archs" in declared)}
+        ok = {k: v for k, v in overrides.items() if k in declared or (k == "arch" and "archs" in declared)}
         if len(notebooks) == 1:
             ok = overrides  # a single notebook must know every override
         plan.append((nb, notebook_parameters(nb, profile, ok, results_dir)))
@@ -162,8 +172,7 @@ def plan_run(notebooks: Sequence[Path], profile: str, overrides: dict[str, Any],
         known = set().union(*(declared_parameters(nb) for nb in notebooks)) | {"arch"}
         unknown = [k for k in overrides if k not in known]
         if unknown:
-            raise ParameterError("no selected notebook has parameter "
-                                 + ", ".join(repr(k) for k in unknown))
+            raise ParameterError("no selected notebook has parameter " + ", ".join(repr(k) for k in unknown))
     return plan
 
 
@@ -200,8 +209,9 @@ def _is_within(path: Path, folder: Path) -> bool:
     return True
 
 
-def resolve_folders(profile: str, notebooks: Sequence[Path], output_dir: str | Path | None,
-                    results_dir: str | Path | None) -> tuple[Path, Path]:
+def resolve_folders(
+    profile: str, notebooks: Sequence[Path], output_dir: str | Path | None, results_dir: str | Path | None
+) -> tuple[Path, Path]:
     """(run folder, results folder): results go to ``<run>/results`` in a default run folder and
     beside the notebooks with ``--output-dir``, unless ``--results-dir`` says otherwise."""
     run_dir = Path(output_dir) if output_dir else default_run_dir(profile, notebooks)
@@ -213,28 +223,49 @@ def resolve_folders(profile: str, notebooks: Sequence[Path], output_dir: str | P
     for path, what in ((run_dir, "--output-dir"), (results, "--results-dir")):
         for published in (publishing.BOOK_NOTEBOOKS_DIR, publishing.PUBLISHED_RESULTS_DIR):
             if _is_within(path, published):
-                raise RunError(f"{what} {path} is inside the published book ({shown_path(published)}); "
-                               "runs write to their own folder and `python -m adv2 publish RUN_DIR` "
-                               "(or `run --publish`) replaces the published copies")
+                raise RunError(
+                    f"{what} {path} is inside the published book ({shown_path(published)}); "
+                    "runs write to their own folder and `python -m adv2 publish RUN_DIR` "
+                    "(or `run --publish`) replaces the published copies"
+                )
     return run_dir, results
 
 
 class RunRecord:
     """``run.json``: what ran with which parameters, how it ended, how long it took."""
 
-    def __init__(self, run_dir: Path, results_dir: Path, profile: str,
-                 plan: Sequence[tuple[Path, dict[str, Any]]], argv: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        results_dir: Path,
+        profile: str,
+        plan: Sequence[tuple[Path, dict[str, Any]]],
+        argv: Sequence[str] | None,
+    ) -> None:
         self.path = run_dir / publishing.RUN_RECORD
         self.data: dict[str, Any] = {
-            "version": 1, "profile": profile, "status": "running", "pid": os.getpid(),
+            "version": 1,
+            "profile": profile,
+            "status": "running",
+            "pid": os.getpid(),
             "command": list(argv) if argv is not None else None,
-            "run_dir": str(run_dir), "results_dir": str(results_dir),
-            "started": _now(), "finished": None,
-            "notebooks": {nb.stem: {"status": "pending", "notebook": f"{nb.stem}.ipynb",
-                                    "source": shown_path(nb), "parameters": params,
-                                    "seconds": None, "other_jobs_cores": None,
-                                    "models_trained": None, "error": None}
-                          for nb, params in plan},
+            "run_dir": str(run_dir),
+            "results_dir": str(results_dir),
+            "started": _now(),
+            "finished": None,
+            "notebooks": {
+                nb.stem: {
+                    "status": "pending",
+                    "notebook": f"{nb.stem}.ipynb",
+                    "source": shown_path(nb),
+                    "parameters": params,
+                    "seconds": None,
+                    "other_jobs_cores": None,
+                    "models_trained": None,
+                    "error": None,
+                }
+                for nb, params in plan
+            },
         }
         self.save()
 
@@ -257,6 +288,7 @@ def _now() -> str:
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM ends a run the way Ctrl-C does (marked interrupted) instead of killing it silently."""
+
     def handler(signum: int, frame: Any) -> None:
         raise RunInterrupted(signal.Signals(signum).name, signum)
 
@@ -285,8 +317,7 @@ def _quiet_progress() -> Iterator[None]:
             os.environ[QUIET_ENV] = previous
 
 
-def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path,
-                     progress: bool = True) -> Path:
+def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path, progress: bool = True) -> Path:
     """Execute into ``<stem>.running.ipynb``; rename to ``<stem>.ipynb`` only if every cell finished.
 
     A failing cell leaves ``<stem>.failed.ipynb`` (RunError), an interruption
@@ -302,16 +333,24 @@ def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path,
         old.unlink(missing_ok=True)
     try:
         with _quiet_progress():
-            papermill.execute_notebook(str(notebook), str(running), parameters=params,
-                                       cwd=str(REPO_ROOT), progress_bar=progress,
-                                       kernel_name="python3", report_mode=False)
+            papermill.execute_notebook(
+                str(notebook),
+                str(running),
+                parameters=params,
+                cwd=str(REPO_ROOT),
+                progress_bar=progress,
+                kernel_name="python3",
+                report_mode=False,
+            )
     except PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt":
             _rename(running, interrupted)
             raise RunInterrupted("the kernel was interrupted") from None
         _rename(running, failed)
-        raise RunError(f"notebook {stem} failed in cell {err.cell_index} "
-                       f"(execution count {err.exec_count}): {err.ename}: {err.evalue}") from None
+        raise RunError(
+            f"notebook {stem} failed in cell {err.cell_index} "
+            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}"
+        ) from None
     except KeyboardInterrupt:
         _rename(running, interrupted)
         raise
@@ -342,8 +381,13 @@ def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
     publishing.atomic_write_text(executed, nbformat.writes(nb))
 
 
-def check(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
-          output_dir: str | Path | None = None, results_dir: str | Path | None = None) -> list:
+def check(
+    names: Sequence[str],
+    profile: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    output_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+) -> list:
     """Validate everything and print the plan; start no kernel and write nothing."""
     profile = resolve_profile(profile)
     notebooks = select_notebooks(names)
@@ -353,18 +397,30 @@ def check(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any]
     plan = plan_run(notebooks, profile, overrides, shown_path(results))
     print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
     for nb, params in plan:
-        changed = {k: v for k, v in params.items()
-                   if k not in ("results_dir", "artifacts_dir", "profile")
-                   and load_profile(profile, nb.stem).get(k, object()) != v}
-        print(f"  {nb.stem}: " + (", ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
-                                 or "the profile's values"))
+        changed = {
+            k: v
+            for k, v in params.items()
+            if k not in ("results_dir", "artifacts_dir", "profile")
+            and load_profile(profile, nb.stem).get(k, object()) != v
+        }
+        print(
+            f"  {nb.stem}: "
+            + (", ".join(f"{k}={v!r}" for k, v in sorted(changed.items())) or "the profile's values")
+        )
     print(f"  would write to {shown_path(run_dir)} (results: {shown_path(results)}); nothing ran")
     return plan
 
 
-def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] | None = None,
-        output_dir: str | Path | None = None, results_dir: str | Path | None = None,
-        progress: bool = True, publish: bool = False, argv: Sequence[str] | None = None) -> Path:
+def run(
+    names: Sequence[str],
+    profile: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    output_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    progress: bool = True,
+    publish: bool = False,
+    argv: Sequence[str] | None = None,
+) -> Path:
     """Execute the notebooks into a run folder and return it; with ``publish``, publish it if it
     finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
     from .results import environment
@@ -388,26 +444,33 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
         with _sigterm_interrupts():
             for nb, params in plan:
                 current = nb.stem
-                print(f"[adv2] {nb.stem}: profile {profile}, "
-                      + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())), flush=True)
+                print(
+                    f"[adv2] {nb.stem}: profile {profile}, "
+                    + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())),
+                    flush=True,
+                )
                 record.notebook(nb.stem, status="running", started=_now())
                 cached_before = count_cached_artifacts(params.get("artifacts_dir"))
                 meter, started = CpuMeter(), time.time()
                 try:
                     execute_notebook(nb, params, run_dir, progress)
                 except RunError as err:
-                    record.notebook(nb.stem, status="failed", error=str(err),
-                                    seconds=round(time.time() - started, 1))
+                    record.notebook(
+                        nb.stem, status="failed", error=str(err), seconds=round(time.time() - started, 1)
+                    )
                     raise
                 seconds = round(time.time() - started, 1)
                 cached_after = count_cached_artifacts(params.get("artifacts_dir"))
-                facts = {"models_trained": cached_after - cached_before,
-                         "models_cached_at_start": cached_before,
-                         "other_jobs_cores": meter.other_jobs_cores(seconds)}
+                facts = {
+                    "models_trained": cached_after - cached_before,
+                    "models_cached_at_start": cached_before,
+                    "other_jobs_cores": meter.other_jobs_cores(seconds),
+                }
                 _record_run_facts(run_dir / f"{nb.stem}.ipynb", facts)
                 record.notebook(nb.stem, status="ok", seconds=seconds, **facts)
-                publishing.merge_timings(results / f"timings-{profile}.json", {nb.stem: seconds},
-                                         environment())
+                publishing.merge_timings(
+                    results / f"timings-{profile}.json", {nb.stem: seconds}, environment()
+                )
                 print(f"[adv2] {nb.stem}: done in {seconds:.0f} s", flush=True)
                 current = None
     except RunInterrupted as err:
@@ -427,8 +490,11 @@ def run(names: Sequence[str], profile: str = "auto", overrides: dict[str, Any] |
     if publish:
         publish_run(run_dir)
     else:
-        print(f"[adv2] to make it the published book: python -m adv2 publish {shown_path(run_dir)}"
-              " && make html", flush=True)
+        print(
+            f"[adv2] to make it the published book: python -m adv2 publish {shown_path(run_dir)}"
+            " && make html",
+            flush=True,
+        )
     return run_dir
 
 
@@ -440,10 +506,15 @@ def _mark_stopped(record: RunRecord, stem: str | None, status: str, error: str |
 
 def publish_run(run_dir: str | Path) -> list[Path]:
     written = publishing.publish(run_dir)
-    print(f"[adv2] published {shown_path(Path(run_dir))}: "
-          + ", ".join(shown_path(p) for p in written), flush=True)
-    print("[adv2] render it with `make html`; the previous published version comes back with "
-          "`git checkout -- book/notebooks results book/_run_info.md`", flush=True)
+    print(
+        f"[adv2] published {shown_path(Path(run_dir))}: " + ", ".join(shown_path(p) for p in written),
+        flush=True,
+    )
+    print(
+        "[adv2] render it with `make html`; the previous published version comes back with "
+        "`git checkout -- book/notebooks results book/_run_info.md`",
+        flush=True,
+    )
     return written
 
 
@@ -451,38 +522,58 @@ def _how_to_look(run_dir: Path | None) -> str:
     if run_dir is None:
         return "nothing was published"
     where = shown_path(run_dir)
-    return (f"nothing was published. Look at the run in {where}: run.json (status and error of "
-            f"each notebook) and the executed copies ({where}/<notebook>.failed.ipynb or "
-            ".interrupted.ipynb), e.g. `jupyter lab " + where + "`")
+    return (
+        f"nothing was published. Look at the run in {where}: run.json (status and error of "
+        f"each notebook) and the executed copies ({where}/<notebook>.failed.ipynb or "
+        ".interrupted.ipynb), e.g. `jupyter lab " + where + "`"
+    )
 
 
 def list_notebooks() -> None:
     for nb in all_notebooks():
         print(nb.stem)
         for name, spec in declared_parameters(nb).items():
-            print(f"    {name}: {spec.get('inferred_type_name', '')} = {spec.get('default')}"
-                  f"    # {spec.get('help', '')}")
+            print(
+                f"    {name}: {spec.get('inferred_type_name', '')} = {spec.get('default')}"
+                f"    # {spec.get('help', '')}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m adv2", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m adv2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute notebooks with papermill into a run folder")
-    p_run.add_argument("notebooks", nargs="*", default=["all"],
-                       help="numbers or stems (01, 02_interpreters, ...) or 'all'")
+    p_run.add_argument(
+        "notebooks", nargs="*", default=["all"], help="numbers or stems (01, 02_interpreters, ...) or 'all'"
+    )
     p_run.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
-    p_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                       metavar=("NAME", "VALUE"), help="override one parameter (YAML value)")
-    p_run.add_argument("--output-dir", default=None,
-                       help="the run folder (default runs/<UTC time>-<profile>-<numbers>/)")
-    p_run.add_argument("--results-dir", default=None,
-                       help="where results/*.json go (default: <run folder>/results, or the "
-                            "--output-dir folder itself)")
-    p_run.add_argument("--publish", action="store_true",
-                       help="publish the run (book/notebooks, results, run box) if every notebook finished")
-    p_run.add_argument("--check", action="store_true",
-                       help="validate the parameters and print the plan; start no kernel")
+    p_run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter (YAML value)",
+    )
+    p_run.add_argument(
+        "--output-dir", default=None, help="the run folder (default runs/<UTC time>-<profile>-<numbers>/)"
+    )
+    p_run.add_argument(
+        "--results-dir",
+        default=None,
+        help="where results/*.json go (default: <run folder>/results, or the --output-dir folder itself)",
+    )
+    p_run.add_argument(
+        "--publish",
+        action="store_true",
+        help="publish the run (book/notebooks, results, run box) if every notebook finished",
+    )
+    p_run.add_argument(
+        "--check", action="store_true", help="validate the parameters and print the plan; start no kernel"
+    )
     p_run.add_argument("--no-progress", action="store_true")
     p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
     p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
@@ -499,17 +590,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "publish":
             publish_run(args.run_dir)
         elif args.check:
-            check(args.notebooks, args.profile, parse_overrides(args.parameter), args.output_dir,
-                  args.results_dir)
+            check(
+                args.notebooks,
+                args.profile,
+                parse_overrides(args.parameter),
+                args.output_dir,
+                args.results_dir,
+            )
         else:
             profile = resolve_profile(args.profile)
             overrides = parse_overrides(args.parameter)
             results_dir = overrides.pop("results_dir", None) or args.results_dir
-            run_dir, results = resolve_folders(profile, select_notebooks(args.notebooks),
-                                               args.output_dir, results_dir)
-            run(args.notebooks, profile, overrides, run_dir, results,
-                progress=not args.no_progress, publish=args.publish,
-                argv=sys.argv if argv is None else ["python", "-m", "adv2", *argv])
+            run_dir, results = resolve_folders(
+                profile, select_notebooks(args.notebooks), args.output_dir, results_dir
+            )
+            run(
+                args.notebooks,
+                profile,
+                overrides,
+                run_dir,
+                results,
+                progress=not args.no_progress,
+                publish=args.publish,
+                argv=sys.argv if argv is None else ["python", "-m", "adv2", *argv],
+            )
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ and a test keeps them up to date.
 
 This module must stay cheap to import: no torch at import time (the runner validates in < 5 s).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,86 +75,248 @@ def _fraction() -> Rule:
 
 
 # an image count drawn from Fashion-MNIST's test split: say why the bound is what it is
-_TEST_IMAGES = Rule(number(1, FASHION_MNIST_TEST_IMAGES, integer=True).check,
-                    f"an integer >= 1 and <= {FASHION_MNIST_TEST_IMAGES} (the Fashion-MNIST test "
-                    f"split has {FASHION_MNIST_TEST_IMAGES} images)")
-_RATES = Rule(lambda v: isinstance(v, list) and len(v) > 0 and all(
-    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1 for r in v),
-    "a non-empty list of rates in [0, 1)")
+_TEST_IMAGES = Rule(
+    number(1, FASHION_MNIST_TEST_IMAGES, integer=True).check,
+    f"an integer >= 1 and <= {FASHION_MNIST_TEST_IMAGES} (the Fashion-MNIST test "
+    f"split has {FASHION_MNIST_TEST_IMAGES} images)",
+)
+_RATES = Rule(
+    lambda v: (
+        isinstance(v, list)
+        and len(v) > 0
+        and all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1 for r in v)
+    ),
+    "a non-empty list of rates in [0, 1)",
+)
 
 # ----------------------------------------------------------------------------- shared groups
-PROFILE = _p("profile", str, "quick", choice(*PROFILES),
-             "profile name recorded with the results (smoke, quick, paper)", "output")
-DATASET = _p("dataset", str, "fashion-mnist", choice("fashion-mnist"),
-             "dataset the book trains on (fashion-mnist only)", "recipe")
-ARCHS_P = _p("archs", list, ["resnet", "densenet"], subset_of(*ARCHS),
-             "Fashion-MNIST classifiers (resnet, densenet)", "evaluation")
-DEVICE = _p("device", str, "auto", choice(*DEVICES), "auto (CUDA when available), cpu or cuda",
-            "evaluation")
-SEED = _p("seed", int, 0, number(0, 2**31 - 1, integer=True),
-          "seed for sampling images, targets and noise (not training: see train_seed)",
-          "evaluation")
-RESULTS_DIR = _p("results_dir", str, "results", text(),
-                 "where results/{stem}.json is written", "output")
+PROFILE = _p(
+    "profile",
+    str,
+    "quick",
+    choice(*PROFILES),
+    "profile name recorded with the results (smoke, quick, paper)",
+    "output",
+)
+DATASET = _p(
+    "dataset",
+    str,
+    "fashion-mnist",
+    choice("fashion-mnist"),
+    "dataset the book trains on (fashion-mnist only)",
+    "recipe",
+)
+ARCHS_P = _p(
+    "archs",
+    list,
+    ["resnet", "densenet"],
+    subset_of(*ARCHS),
+    "Fashion-MNIST classifiers (resnet, densenet)",
+    "evaluation",
+)
+DEVICE = _p("device", str, "auto", choice(*DEVICES), "auto (CUDA when available), cpu or cuda", "evaluation")
+SEED = _p(
+    "seed",
+    int,
+    0,
+    number(0, 2**31 - 1, integer=True),
+    "seed for sampling images, targets and noise (not training: see train_seed)",
+    "evaluation",
+)
+RESULTS_DIR = _p("results_dir", str, "results", text(), "where results/{stem}.json is written", "output")
 # '' (the default) lets adv2.artifacts choose: $ADV2_ARTIFACTS when set, else artifacts/
-ARTIFACTS_DIR = _p("artifacts_dir", str, "", Rule(lambda v: isinstance(v, str), "a string"),
-                   "cache of trained models (empty: $ADV2_ARTIFACTS, else artifacts/)", "output")
+ARTIFACTS_DIR = _p(
+    "artifacts_dir",
+    str,
+    "",
+    Rule(lambda v: isinstance(v, str), "a string"),
+    "cache of trained models (empty: $ADV2_ARTIFACTS, else artifacts/)",
+    "output",
+)
 
 CLASSIFIER_RECIPE = [
     DATASET,
-    _p("train_seed", int, 0, number(0, 2**31 - 1, integer=True),
-       "recipe: seed of classifier, RTS and AID training (cache key)", "recipe"),
-    _p("train_epochs", float, 1, number(0, 1000, lo_open=True),
-       "classifier recipe: training epochs, fractions allowed (cache key)", "recipe"),
-    _p("train_subset", int, 0, number(0, 10_000_000, integer=True),
-       "classifier recipe: first N training images, 0 for all 60000 (cache key)", "recipe"),
+    _p(
+        "train_seed",
+        int,
+        0,
+        number(0, 2**31 - 1, integer=True),
+        "recipe: seed of classifier, RTS and AID training (cache key)",
+        "recipe",
+    ),
+    _p(
+        "train_epochs",
+        float,
+        1,
+        number(0, 1000, lo_open=True),
+        "classifier recipe: training epochs, fractions allowed (cache key)",
+        "recipe",
+    ),
+    _p(
+        "train_subset",
+        int,
+        0,
+        number(0, 10_000_000, integer=True),
+        "classifier recipe: first N training images, 0 for all 60000 (cache key)",
+        "recipe",
+    ),
 ]
 RTS_RECIPE = [
-    _p("rts_phase1_iterations", int, 100, _count(0, 10**6),
-       "RTS recipe: selector iterations (paper recipe 8500; cache key)", "recipe"),
-    _p("rts_phase2_iterations", int, 150, _count(0, 10**6),
-       "RTS recipe: decoder iterations (paper recipe 3000; cache key)", "recipe"),
-    _p("rts_batch_size", int, 32, _count(1, 10**5),
-       "RTS recipe: decoder batch; the selector's is twice it (recipe 64; cache key)", "recipe"),
-    _p("rts_lr", float, 0.01, _fraction(),
-       "RTS recipe: Adam learning rate of both phases (recipe 0.001; cache key)", "recipe"),
+    _p(
+        "rts_phase1_iterations",
+        int,
+        100,
+        _count(0, 10**6),
+        "RTS recipe: selector iterations (paper recipe 8500; cache key)",
+        "recipe",
+    ),
+    _p(
+        "rts_phase2_iterations",
+        int,
+        150,
+        _count(0, 10**6),
+        "RTS recipe: decoder iterations (paper recipe 3000; cache key)",
+        "recipe",
+    ),
+    _p(
+        "rts_batch_size",
+        int,
+        32,
+        _count(1, 10**5),
+        "RTS recipe: decoder batch; the selector's is twice it (recipe 64; cache key)",
+        "recipe",
+    ),
+    _p(
+        "rts_lr",
+        float,
+        0.01,
+        _fraction(),
+        "RTS recipe: Adam learning rate of both phases (recipe 0.001; cache key)",
+        "recipe",
+    ),
 ]
 AID_RECIPE = [
-    _p("aid_iterations", int, 60, _count(0, 10**6),
-       "RTSA recipe: AID fine-tuning iterations, starting from the trained RTS", "recipe"),
-    _p("aid_batch_size", int, 32, _count(1, 10**4),
-       "RTSA recipe: images per iteration for RTS's own decoder loss", "recipe"),
-    _p("aid_attack_batch_size", int, 16, _count(1, 10**4),
-       "RTSA recipe: images attacked (ADV2) per AID iteration", "recipe"),
-    _p("aid_beta", float, 10.0, number(0, 1000),
-       "RTSA recipe: weight beta of l_aid, the negative L1 between benign and ADV2 maps", "recipe"),
-    _p("aid_distill_weight", float, 10.0, number(0, 10**4),
-       "RTSA recipe: weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
-       "recipe"),
-    _p("aid_lr", float, 0.001, _fraction(),
-       "RTSA recipe: Adam learning rate of the fine-tuning (decoder only)", "recipe"),
-    _p("aid_stage1_steps", int, 20, _count(0, 10**4),
-       "RTSA recipe: prediction-only PGD warm start of AID's inner attack", "recipe"),
-    _p("aid_stage2_steps", int, 5, _count(0, 10**4),
-       "RTSA recipe: joint ADV2 steps per visit of an image in AID's inner attack", "recipe"),
-    _p("aid_pool_size", int, 256, _count(0, 10**7),
-       "RTSA recipe: training images attacked during AID (warm starts computed once)", "recipe"),
-    _p("aid_persistent", bool, True, boolean(),
-       "RTSA recipe: continue each pool image's attack from its last adversarial input", "recipe"),
-    _p("aid_train_encoder", bool, False, boolean(),
-       "RTSA recipe: also fine-tune RTS's encoder copy (the paper's RTS keeps it fixed)", "recipe"),
-    _p("rtsa_epsilon", float, 0.1, _fraction(),
-       "RTSA recipe: L-inf budget of AID's inner ADV2 attack (not the evaluation's epsilon)",
-       "recipe"),
-    _p("rtsa_step_size", float, 0.0125, _fraction(),
-       "RTSA recipe: sign-step size of AID's inner ADV2 attack", "recipe"),
+    _p(
+        "aid_iterations",
+        int,
+        60,
+        _count(0, 10**6),
+        "RTSA recipe: AID fine-tuning iterations, starting from the trained RTS",
+        "recipe",
+    ),
+    _p(
+        "aid_batch_size",
+        int,
+        32,
+        _count(1, 10**4),
+        "RTSA recipe: images per iteration for RTS's own decoder loss",
+        "recipe",
+    ),
+    _p(
+        "aid_attack_batch_size",
+        int,
+        16,
+        _count(1, 10**4),
+        "RTSA recipe: images attacked (ADV2) per AID iteration",
+        "recipe",
+    ),
+    _p(
+        "aid_beta",
+        float,
+        10.0,
+        number(0, 1000),
+        "RTSA recipe: weight beta of l_aid, the negative L1 between benign and ADV2 maps",
+        "recipe",
+    ),
+    _p(
+        "aid_distill_weight",
+        float,
+        10.0,
+        number(0, 10**4),
+        "RTSA recipe: weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
+        "recipe",
+    ),
+    _p(
+        "aid_lr",
+        float,
+        0.001,
+        _fraction(),
+        "RTSA recipe: Adam learning rate of the fine-tuning (decoder only)",
+        "recipe",
+    ),
+    _p(
+        "aid_stage1_steps",
+        int,
+        20,
+        _count(0, 10**4),
+        "RTSA recipe: prediction-only PGD warm start of AID's inner attack",
+        "recipe",
+    ),
+    _p(
+        "aid_stage2_steps",
+        int,
+        5,
+        _count(0, 10**4),
+        "RTSA recipe: joint ADV2 steps per visit of an image in AID's inner attack",
+        "recipe",
+    ),
+    _p(
+        "aid_pool_size",
+        int,
+        256,
+        _count(0, 10**7),
+        "RTSA recipe: training images attacked during AID (warm starts computed once)",
+        "recipe",
+    ),
+    _p(
+        "aid_persistent",
+        bool,
+        True,
+        boolean(),
+        "RTSA recipe: continue each pool image's attack from its last adversarial input",
+        "recipe",
+    ),
+    _p(
+        "aid_train_encoder",
+        bool,
+        False,
+        boolean(),
+        "RTSA recipe: also fine-tune RTS's encoder copy (the paper's RTS keeps it fixed)",
+        "recipe",
+    ),
+    _p(
+        "rtsa_epsilon",
+        float,
+        0.1,
+        _fraction(),
+        "RTSA recipe: L-inf budget of AID's inner ADV2 attack (not the evaluation's epsilon)",
+        "recipe",
+    ),
+    _p(
+        "rtsa_step_size",
+        float,
+        0.0125,
+        _fraction(),
+        "RTSA recipe: sign-step size of AID's inner ADV2 attack",
+        "recipe",
+    ),
 ]
-EPSILON = _p("epsilon", float, 0.1, _fraction(),
-             "L-inf budget of the evaluated attacks (the paper's 0.031 is ImageNet's; see text)",
-             "evaluation")
-STEP_SIZE = _p("step_size", float, 0.0125, _fraction(),
-               "sign-step size of the evaluated attacks (the paper's alpha/epsilon, 1/255 : 0.031)",
-               "evaluation")
+EPSILON = _p(
+    "epsilon",
+    float,
+    0.1,
+    _fraction(),
+    "L-inf budget of the evaluated attacks (the paper's 0.031 is ImageNet's; see text)",
+    "evaluation",
+)
+STEP_SIZE = _p(
+    "step_size",
+    float,
+    0.0125,
+    _fraction(),
+    "sign-step size of the evaluated attacks (the paper's alpha/epsilon, 1/255 : 0.031)",
+    "evaluation",
+)
 
 
 def _evaluation(name: str, type_: type, default: Any, rule: Rule, doc: str) -> Param:
@@ -164,128 +327,268 @@ def _output(name: str, type_: type, default: Any, rule: Rule, doc: str) -> Param
     return _p(name, type_, default, rule, doc, "output")
 
 
-_AID_CHAPTER_HEAD = [PROFILE, _with(DATASET, doc="dataset (RTS and RTSA are trained by the book: "
-                                                 "fashion-mnist only)"),
-                     ARCHS_P, DEVICE, SEED, *CLASSIFIER_RECIPE[1:], *RTS_RECIPE, *AID_RECIPE]
-_IMAGENET_DIR = _evaluation("imagenet_dir", str, None, optional_text(),
-                            "an ImageNet validation folder (<wnid>/<image>.JPEG) for the paper's "
-                            "setting")
+_AID_CHAPTER_HEAD = [
+    PROFILE,
+    _with(DATASET, doc="dataset (RTS and RTSA are trained by the book: fashion-mnist only)"),
+    ARCHS_P,
+    DEVICE,
+    SEED,
+    *CLASSIFIER_RECIPE[1:],
+    *RTS_RECIPE,
+    *AID_RECIPE,
+]
+_IMAGENET_DIR = _evaluation(
+    "imagenet_dir",
+    str,
+    None,
+    optional_text(),
+    "an ImageNet validation folder (<wnid>/<image>.JPEG) for the paper's setting",
+)
 
 CHAPTERS: dict[str, list[Param]] = {
     "01_target_models": [
-        PROFILE, _with(DATASET, rule=choice("fashion-mnist", "imagenet"),
-                       doc="fashion-mnist (train the small classifiers) or imagenet (needs imagenet_dir)"),
+        PROFILE,
+        _with(
+            DATASET,
+            rule=choice("fashion-mnist", "imagenet"),
+            doc="fashion-mnist (train the small classifiers) or imagenet (needs imagenet_dir)",
+        ),
         _with(ARCHS_P, doc="Fashion-MNIST classifiers to train (resnet, densenet)"),
-        DEVICE, _with(SEED, doc="seed for sampling imagenet_dir's images (training: train_seed)"),
+        DEVICE,
+        _with(SEED, doc="seed for sampling imagenet_dir's images (training: train_seed)"),
         *CLASSIFIER_RECIPE[1:],
-        _evaluation("include_imagenet_sample", bool, True, boolean(),
-                    "also classify the offline ImageNet photos with EfficientNet-Lite0"),
+        _evaluation(
+            "include_imagenet_sample",
+            bool,
+            True,
+            boolean(),
+            "also classify the offline ImageNet photos with EfficientNet-Lite0",
+        ),
         _IMAGENET_DIR,
-        _evaluation("n_images", int, 64, _count(1, 100_000),
-                    "images sampled from imagenet_dir (paper setting only)"),
+        _evaluation(
+            "n_images", int, 64, _count(1, 100_000), "images sampled from imagenet_dir (paper setting only)"
+        ),
         _with(RESULTS_DIR, doc="where results/01_target_models.json is written"),
         _with(ARTIFACTS_DIR, doc="cache of trained weights"),
     ],
     "02_interpreters": [
-        PROFILE, _with(DATASET, doc="dataset of the small classifiers (fashion-mnist)"),
+        PROFILE,
+        _with(DATASET, doc="dataset of the small classifiers (fashion-mnist)"),
         _with(ARCHS_P, doc="Fashion-MNIST classifiers to explain (resnet, densenet)"),
-        DEVICE, _with(SEED, doc="seed for image choice and MASK jitter (training: train_seed)"),
+        DEVICE,
+        _with(SEED, doc="seed for image choice and MASK jitter (training: train_seed)"),
         *CLASSIFIER_RECIPE[1:],
-        _evaluation("n_images", int, 64, _TEST_IMAGES,
-                    "Fashion-MNIST test images in the sanity tests"),
+        _evaluation("n_images", int, 64, _TEST_IMAGES, "Fashion-MNIST test images in the sanity tests"),
         _output("n_show", int, 6, _count(1, 10**6), "images shown in each map figure"),
         *RTS_RECIPE,
-        _evaluation("mask_iterations", int, 100, _count(0, 10**6),
-                    "MASK Adam iterations on Fashion-MNIST (authors: 300)"),
-        _evaluation("deletion_steps", int, 20, _count(2, 10**6),
-                    "fractions 0, 1/steps, ..., 1 of pixels deleted"),
-        _evaluation("include_imagenet_sample", bool, True, boolean(),
-                    "also explain EfficientNet-Lite0 on the offline ImageNet photos"),
-        _evaluation("imagenet_n_images", int, 4, _count(1, 10**6),
-                    "photos explained (all four interpreters are slow at 224 px on a CPU)"),
-        _evaluation("imagenet_mask_iterations", int, 30, _count(0, 10**6),
-                    "MASK iterations at 224 px (authors: 300)"),
+        _evaluation(
+            "mask_iterations",
+            int,
+            100,
+            _count(0, 10**6),
+            "MASK Adam iterations on Fashion-MNIST (authors: 300)",
+        ),
+        _evaluation(
+            "deletion_steps", int, 20, _count(2, 10**6), "fractions 0, 1/steps, ..., 1 of pixels deleted"
+        ),
+        _evaluation(
+            "include_imagenet_sample",
+            bool,
+            True,
+            boolean(),
+            "also explain EfficientNet-Lite0 on the offline ImageNet photos",
+        ),
+        _evaluation(
+            "imagenet_n_images",
+            int,
+            4,
+            _count(1, 10**6),
+            "photos explained (all four interpreters are slow at 224 px on a CPU)",
+        ),
+        _evaluation(
+            "imagenet_mask_iterations", int, 30, _count(0, 10**6), "MASK iterations at 224 px (authors: 300)"
+        ),
         _with(_IMAGENET_DIR, doc="ImageNet validation folder: enables RTS for EfficientNet-Lite0"),
-        _evaluation("imagenet_rts_images", int, 1000, _count(1, 10**6),
-                    "training images drawn from imagenet_dir for that RTS"),
+        _evaluation(
+            "imagenet_rts_images",
+            int,
+            1000,
+            _count(1, 10**6),
+            "training images drawn from imagenet_dir for that RTS",
+        ),
         _with(RESULTS_DIR, doc="where results/02_interpreters.json is written"),
         _with(ARTIFACTS_DIR, doc="cache of trained classifiers and RTS networks"),
     ],
     "03_adv2": [
-        PROFILE, _with(DATASET, doc="dataset of the attacked classifiers (fashion-mnist)"),
+        PROFILE,
+        _with(DATASET, doc="dataset of the attacked classifiers (fashion-mnist)"),
         _with(ARCHS_P, doc="Fashion-MNIST classifiers to attack (resnet, densenet)"),
-        _evaluation("interpreters", list, ["grad", "cam", "rts", "mask"], subset_of(*INTERPRETERS),
-                    "interpreters attacked on Fashion-MNIST"),
-        DEVICE, _with(SEED, doc="seed for the attack set, target classes and MASK's jitter"),
-        _evaluation("n_images", int, 32, _TEST_IMAGES,
-                    "test images attacked per classifier (correct, class-balanced)"),
-        _evaluation("mask_n_images", int, 16, _count(),
-                    "MASK is attacked on the first mask_n_images of them (costliest attack)"),
-        EPSILON, STEP_SIZE,
-        _evaluation("step_scale", float, 0.05, _fraction(),
-                    "fraction of the authors' step counts (1: paper, PGD 1200, CAM 400+1200, ...)"),
-        _evaluation("mask_step_scale", float, 0.03, _fraction(),
-                    "the same for MASK (paper: 400 + 1000 steps)"),
-        _evaluation("mask_checkpoints", int, 2, _count(),
-                    "MASK re-solves (checkpoints) during stage 2 (paper: 20, every 50 steps)"),
-        _evaluation("mask_iterations", int, 100, _count(),
-                    "MASK interpreter's Adam iterations (chapter 2's value; paper 300)"),
-        _evaluation("attack_batch_size", int, 64, _count(),
-                    "images per attack batch (results do not depend on it)"),
-        *CLASSIFIER_RECIPE[1:], *RTS_RECIPE,
-        _evaluation("imagenet_sample", bool, True, boolean(),
-                    "also attack EfficientNet-Lite0 on the offline ImageNet photos"),
-        _evaluation("imagenet_interpreters", list, ["grad", "cam"],
-                    subset_of("grad", "cam", "mask"),
-                    "interpreters attacked on the photos (grad, cam, mask)"),
-        _evaluation("imagenet_n_images", int, 2, _count(),
-                    "photos attacked (correctly classified ones)"),
-        _evaluation("imagenet_step_scale", float, 0.02, _fraction(),
-                    "fraction of the authors' step counts on the photos (CPU: few)"),
-        _evaluation("imagenet_mask_step_scale", float, 0.004, _fraction(),
-                    "the same for MASK stage 2 on the photos"),
-        _evaluation("imagenet_mask_iterations", int, 30, _count(),
-                    "MASK iterations on the photos (paper 300)"),
+        _evaluation(
+            "interpreters",
+            list,
+            ["grad", "cam", "rts", "mask"],
+            subset_of(*INTERPRETERS),
+            "interpreters attacked on Fashion-MNIST",
+        ),
+        DEVICE,
+        _with(SEED, doc="seed for the attack set, target classes and MASK's jitter"),
+        _evaluation(
+            "n_images", int, 32, _TEST_IMAGES, "test images attacked per classifier (correct, class-balanced)"
+        ),
+        _evaluation(
+            "mask_n_images",
+            int,
+            16,
+            _count(),
+            "MASK is attacked on the first mask_n_images of them (costliest attack)",
+        ),
+        EPSILON,
+        STEP_SIZE,
+        _evaluation(
+            "step_scale",
+            float,
+            0.05,
+            _fraction(),
+            "fraction of the authors' step counts (1: paper, PGD 1200, CAM 400+1200, ...)",
+        ),
+        _evaluation(
+            "mask_step_scale", float, 0.03, _fraction(), "the same for MASK (paper: 400 + 1000 steps)"
+        ),
+        _evaluation(
+            "mask_checkpoints",
+            int,
+            2,
+            _count(),
+            "MASK re-solves (checkpoints) during stage 2 (paper: 20, every 50 steps)",
+        ),
+        _evaluation(
+            "mask_iterations",
+            int,
+            100,
+            _count(),
+            "MASK interpreter's Adam iterations (chapter 2's value; paper 300)",
+        ),
+        _evaluation(
+            "attack_batch_size", int, 64, _count(), "images per attack batch (results do not depend on it)"
+        ),
+        *CLASSIFIER_RECIPE[1:],
+        *RTS_RECIPE,
+        _evaluation(
+            "imagenet_sample",
+            bool,
+            True,
+            boolean(),
+            "also attack EfficientNet-Lite0 on the offline ImageNet photos",
+        ),
+        _evaluation(
+            "imagenet_interpreters",
+            list,
+            ["grad", "cam"],
+            subset_of("grad", "cam", "mask"),
+            "interpreters attacked on the photos (grad, cam, mask)",
+        ),
+        _evaluation("imagenet_n_images", int, 2, _count(), "photos attacked (correctly classified ones)"),
+        _evaluation(
+            "imagenet_step_scale",
+            float,
+            0.02,
+            _fraction(),
+            "fraction of the authors' step counts on the photos (CPU: few)",
+        ),
+        _evaluation(
+            "imagenet_mask_step_scale", float, 0.004, _fraction(), "the same for MASK stage 2 on the photos"
+        ),
+        _evaluation(
+            "imagenet_mask_iterations", int, 30, _count(), "MASK iterations on the photos (paper 300)"
+        ),
         _output("n_show", int, 4, _count(), "images per interpreter in the figure grids"),
         _with(RESULTS_DIR, doc="where results/03_adv2.json is written"),
         _with(ARTIFACTS_DIR, doc="cache of trained classifiers and RTS"),
     ],
     "04_aid_defense": [
         *_AID_CHAPTER_HEAD,
-        _evaluation("n_eval", int, 256, _TEST_IMAGES,
-                    "test images on which RTSA's benign maps are compared with RTS's"),
-        RESULTS_DIR, ARTIFACTS_DIR,
+        _evaluation(
+            "n_eval",
+            int,
+            256,
+            _TEST_IMAGES,
+            "test images on which RTSA's benign maps are compared with RTS's",
+        ),
+        RESULTS_DIR,
+        ARTIFACTS_DIR,
     ],
     "05_noise_sensitivity": [
         *_AID_CHAPTER_HEAD,
-        _evaluation("n_calib", int, 500, Rule(_count(10, FASHION_MNIST_TEST_IMAGES).check,
-                                              _TEST_IMAGES.describe.replace(">= 1", ">= 10")),
-                    "correctly classified test images used for calibration and the L1 table"),
-        _evaluation("noise_rates", list, [0.0, 0.03, 0.3], _RATES,
-                    "target misclassification rates (0 means the strongest harmless noise)"),
-        _evaluation("tolerance", float, 0.01, number(0, 0.5, lo_open=True),
-                    "allowed |rate reached - target| (absolute)"),
-        _evaluation("calib_max_iter", int, 20, _count(1, 200),
-                    "classifier passes allowed per level in the bisection"),
-        _evaluation("map_class", str, "predicted", choice("predicted", "true"),
-                    "class each map explains: predicted (the classifier's decision) or true"),
-        _output("figure_arch", str, "resnet", choice(*ARCHS),
-                "classifier whose samples Figure 15 shows (the paper: ResNet)"),
-        RESULTS_DIR, ARTIFACTS_DIR,
+        _evaluation(
+            "n_calib",
+            int,
+            500,
+            Rule(_count(10, FASHION_MNIST_TEST_IMAGES).check, _TEST_IMAGES.describe.replace(">= 1", ">= 10")),
+            "correctly classified test images used for calibration and the L1 table",
+        ),
+        _evaluation(
+            "noise_rates",
+            list,
+            [0.0, 0.03, 0.3],
+            _RATES,
+            "target misclassification rates (0 means the strongest harmless noise)",
+        ),
+        _evaluation(
+            "tolerance",
+            float,
+            0.01,
+            number(0, 0.5, lo_open=True),
+            "allowed |rate reached - target| (absolute)",
+        ),
+        _evaluation(
+            "calib_max_iter", int, 20, _count(1, 200), "classifier passes allowed per level in the bisection"
+        ),
+        _evaluation(
+            "map_class",
+            str,
+            "predicted",
+            choice("predicted", "true"),
+            "class each map explains: predicted (the classifier's decision) or true",
+        ),
+        _output(
+            "figure_arch",
+            str,
+            "resnet",
+            choice(*ARCHS),
+            "classifier whose samples Figure 15 shows (the paper: ResNet)",
+        ),
+        RESULTS_DIR,
+        ARTIFACTS_DIR,
     ],
     "06_table10": [
         *_AID_CHAPTER_HEAD,
         _with(EPSILON, doc="L-inf budget of the evaluated ADV2 attack (AID's own: rtsa_epsilon)"),
         _with(STEP_SIZE, doc="sign-step size of the evaluated ADV2 attack (AID's: rtsa_step_size)"),
         _evaluation("n_images", int, 64, _TEST_IMAGES, "attacked test images per classifier"),
-        _evaluation("attack_scale", float, 0.05, number(0, 10, lo_open=True),
-                    "fraction of the authors' 300 + 1200 RTS attack steps (1 for the paper)"),
-        _evaluation("attack_lambda", float, 5.0, number(0, 10**6),
-                    "lambda of the interpretation term, growing linearly to 2x (authors: 5 -> 10)"),
-        _evaluation("restrict_to_success", bool, True, boolean(),
-                    "ADV2 map distances over successful attacks only (authors' statistics)"),
+        _evaluation(
+            "attack_scale",
+            float,
+            0.05,
+            number(0, 10, lo_open=True),
+            "fraction of the authors' 300 + 1200 RTS attack steps (1 for the paper)",
+        ),
+        _evaluation(
+            "attack_lambda",
+            float,
+            5.0,
+            number(0, 10**6),
+            "lambda of the interpretation term, growing linearly to 2x (authors: 5 -> 10)",
+        ),
+        _evaluation(
+            "restrict_to_success",
+            bool,
+            True,
+            boolean(),
+            "ADV2 map distances over successful attacks only (authors' statistics)",
+        ),
         _output("figure_rows", int, 4, _count(1, 64), "images shown in Figure 16"),
-        RESULTS_DIR, ARTIFACTS_DIR,
+        RESULTS_DIR,
+        ARTIFACTS_DIR,
     ],
 }
 STEMS = tuple(CHAPTERS)
@@ -310,14 +613,20 @@ def chapter_schema(stem: str) -> dict[str, Param]:
 
 def defaults(stem: str) -> dict[str, Any]:
     """The default value of every parameter of chapter ``stem`` (copies of lists)."""
-    return {n: (list(p.default) if isinstance(p.default, list) else p.default)
-            for n, p in chapter_schema(stem).items()}
+    return {
+        n: (list(p.default) if isinstance(p.default, list) else p.default)
+        for n, p in chapter_schema(stem).items()
+    }
 
 
 def unknown_parameters_error(stem: str, names: list[str] | tuple[str, ...]) -> ParameterError:
     """The one message for parameter names a chapter does not have (runner and notebooks)."""
-    return ParameterError(f"notebook {stem} has no parameter " + ", ".join(repr(n) for n in names)
-                          + "; valid parameters: " + ", ".join(sorted(chapter_schema(stem))))
+    return ParameterError(
+        f"notebook {stem} has no parameter "
+        + ", ".join(repr(n) for n in names)
+        + "; valid parameters: "
+        + ", ".join(sorted(chapter_schema(stem)))
+    )
 
 
 def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -340,19 +649,25 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
     for name, value in out.items():
         rule = schema[name].rule
         if not rule.check(value):
-            raise ParameterError(f"parameter {name!r} of notebook {stem} has value {value!r}, "
-                                 f"which is not valid; expected {rule.describe}")
+            raise ParameterError(
+                f"parameter {name!r} of notebook {stem} has value {value!r}, "
+                f"which is not valid; expected {rule.describe}"
+            )
     if out.get("dataset") == "imagenet" and not out.get("imagenet_dir"):
         # only chapter 1 accepts imagenet (its rule); fail here, before a kernel starts
-        raise ParameterError(f"parameter 'dataset' of notebook {stem} is 'imagenet', which needs "
-                             "parameter 'imagenet_dir': an ImageNet validation folder arranged as "
-                             "<wnid>/<image>.JPEG (e.g. -p imagenet_dir /data/imagenet/val)")
+        raise ParameterError(
+            f"parameter 'dataset' of notebook {stem} is 'imagenet', which needs "
+            "parameter 'imagenet_dir': an ImageNet validation folder arranged as "
+            "<wnid>/<image>.JPEG (e.g. -p imagenet_dir /data/imagenet/val)"
+        )
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch
 
         if not torch.cuda.is_available():
-            raise ParameterError("parameter 'device' has value 'cuda' but no CUDA device is "
-                                 "available on this machine; expected one of 'auto', 'cpu'")
+            raise ParameterError(
+                "parameter 'device' has value 'cuda' but no CUDA device is "
+                "available on this machine; expected one of 'auto', 'cpu'"
+            )
     return out
 
 
@@ -369,15 +684,22 @@ def check_notebook_globals(stem: str, namespace: dict[str, Any]) -> dict[str, An
     records).
     """
     rerun = namespace.get(_CHECKED) == stem
-    found = {n: v for n, v in namespace.items()
-             if not n.startswith("_") and n not in _KERNEL_NAMES
-             and isinstance(v, _PARAMETER_TYPES)
-             and (not rerun or n in chapter_schema(stem))}
+    found = {
+        n: v
+        for n, v in namespace.items()
+        if not n.startswith("_")
+        and n not in _KERNEL_NAMES
+        and isinstance(v, _PARAMETER_TYPES)
+        and (not rerun or n in chapter_schema(stem))
+    }
     params = validate_chapter(stem, found)
     missing = [n for n in chapter_schema(stem) if n not in params]
     if missing:  # the parameter cell and the schema disagree: a library/notebook mismatch
-        raise ParameterError(f"notebook {stem} does not define parameter(s) "
-                             + ", ".join(repr(n) for n in missing) + " of its schema")
+        raise ParameterError(
+            f"notebook {stem} does not define parameter(s) "
+            + ", ".join(repr(n) for n in missing)
+            + " of its schema"
+        )
     namespace.update(params)
     namespace[_CHECKED] = stem
     return {n: params[n] for n in chapter_schema(stem)}

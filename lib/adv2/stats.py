@@ -20,6 +20,7 @@ Inputs are 1-D NumPy arrays, torch tensors or lists; NaNs are dropped and ``n`` 
 The bootstrap is vectorised and seeded (``numpy.random.Generator(seed)``): the same inputs give the
 same interval on every machine.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-MISSING = "—"   # shown for a value that does not exist (never "nan", "None" or "n/a")
+MISSING = "—"  # shown for a value that does not exist (never "nan", "None" or "n/a")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -47,11 +48,12 @@ def fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, (bool, np.bool_)):
         return "yes" if x else "no"
     if hasattr(x, "item") and not isinstance(x, (int, float)):
-        try:                                  # NumPy scalar, 0-d array, one-element tensor
+        try:  # NumPy scalar, 0-d array, one-element tensor
             x = x.item()
         except (ValueError, RuntimeError):
-            raise TypeError(f"fmt formats one number, got an array of shape "
-                            f"{tuple(getattr(x, 'shape', ()))}") from None
+            raise TypeError(
+                f"fmt formats one number, got an array of shape {tuple(getattr(x, 'shape', ()))}"
+            ) from None
         if isinstance(x, bool):
             return "yes" if x else "no"
     if isinstance(x, (int, np.integer)):
@@ -65,7 +67,7 @@ def fmt(x: Any, digits: int = 3) -> str:
         return "∞" if x > 0 else "-∞"
     if x == 0:
         return "0"
-    rounded = float(f"{x:.{digits - 1}e}")           # exact significant-digit rounding
+    rounded = float(f"{x:.{digits - 1}e}")  # exact significant-digit rounding
     magnitude = math.floor(math.log10(abs(rounded)))  # 9.996 -> 10.0 moves up a decade
     if magnitude < -4:
         return f"{rounded:.{digits - 1}e}"
@@ -96,14 +98,18 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON: ``value``, ``low``, ``high``, ``n``, ``method``."""
-        return {"value": self.value, "low": self.low, "high": self.high, "n": int(self.n),
-                "method": self.method}
+        return {
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            "n": int(self.n),
+            "method": self.method,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Estimate:
         """Inverse of :meth:`as_dict` (reads a results file back)."""
-        return cls(d.get("value"), d.get("low"), d.get("high"), int(d.get("n", 0)),
-                   str(d.get("method", "")))
+        return cls(d.get("value"), d.get("low"), d.get("high"), int(d.get("n", 0)), str(d.get("method", "")))
 
     def __str__(self) -> str:
         if self.value is None:
@@ -115,7 +121,7 @@ class Estimate:
 
 def as_vector(values: Any, name: str = "values") -> np.ndarray:
     """A 1-D float64 array from a list, NumPy array or torch tensor (bool -> 0/1)."""
-    if hasattr(values, "detach"):           # torch tensor, without importing torch
+    if hasattr(values, "detach"):  # torch tensor, without importing torch
         values = values.detach().cpu().numpy()
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
@@ -192,8 +198,10 @@ def rate_ci(flags: Any, *, level: float = 0.95) -> Estimate:
     f = as_vector(flags, "flags")
     f = f[np.isfinite(f)]
     if np.any((f != 0) & (f != 1)):
-        raise ValueError("flags must be booleans or 0/1 per image, got other values: "
-                         f"{sorted(set(f[(f != 0) & (f != 1)].tolist()))[:5]}")
+        raise ValueError(
+            "flags must be booleans or 0/1 per image, got other values: "
+            f"{sorted(set(f[(f != 0) & (f != 1)].tolist()))[:5]}"
+        )
     n = len(f)
     method = f"wilson {round(100 * level)}%"
     if n == 0:
@@ -210,13 +218,16 @@ def rate_ci(flags: Any, *, level: float = 0.95) -> Estimate:
 def _paired(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     x, y = as_vector(a, names[0]), as_vector(b, names[1])
     if len(x) != len(y):
-        raise ValueError(f"paired estimates need one {names[0]} and one {names[1]} per image, got "
-                         f"{len(x)} and {len(y)} values; pass paired=False for independent samples")
+        raise ValueError(
+            f"paired estimates need one {names[0]} and one {names[1]} per image, got "
+            f"{len(x)} and {len(y)} values; pass paired=False for independent samples"
+        )
     return x, y
 
 
-def diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95, n_boot: int = 2000,
-            seed: int = 0) -> Estimate:
+def diff_ci(
+    a: Any, b: Any, *, paired: bool, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> Estimate:
     """Difference of means ``mean(a) - mean(b)`` with a bootstrap interval.
 
     ``paired``: ``a`` and ``b`` are measured on the same images; the per-image differences are
@@ -243,8 +254,9 @@ def diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95, n_boot: int = 
     return Estimate(value, low, high, n, method)
 
 
-def ratio_ci(numerator: Any, denominator: Any, *, paired: bool, level: float = 0.95,
-             n_boot: int = 2000, seed: int = 0) -> Estimate:
+def ratio_ci(
+    numerator: Any, denominator: Any, *, paired: bool, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> Estimate:
     """Ratio of means ``mean(numerator) / mean(denominator)`` with a bootstrap interval.
 
     ``paired``: both are measured on the same images (equal lengths); each resample draws one set
@@ -314,8 +326,8 @@ def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estima
     if paired:
         xa, yb = x.astype(bool), y.astype(bool)
         m = len(xa) + 2.0
-        p_a = (float(np.sum(xa & ~yb)) + 1.0) / m   # only a succeeded (+1 pseudo-count)
-        p_b = (float(np.sum(~xa & yb)) + 1.0) / m   # only b succeeded
+        p_a = (float(np.sum(xa & ~yb)) + 1.0) / m  # only a succeeded (+1 pseudo-count)
+        p_b = (float(np.sum(~xa & yb)) + 1.0) / m  # only b succeeded
         z = _z(level)
         centre = p_a - p_b
         half = z * math.sqrt(max(p_a + p_b - centre * centre, 0.0) / m)

@@ -1,5 +1,6 @@
 """Helpers shared by the chapter modules: cell formatting (``adv2.stats.fmt``), intervals and
 verdict glue, glue padding, explained checks."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ from typing import Any
 from ..claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
 from ..stats import MISSING, Estimate, fmt
 
-NOT_RUN = "not run"          # glued for what a run's parameters left out
+NOT_RUN = "not run"  # glued for what a run's parameters left out
 
 
 class ChapterCheckFailed(AssertionError):
@@ -88,13 +89,15 @@ def verdict_glue(name: str, verdict: Verdict | None) -> dict[str, Any]:
     ``name_settle`` (:func:`settle_text`); "not run" for a setting the run left out."""
     if verdict is None:
         return {name: NOT_RUN, f"{name}_n_needed": NOT_RUN, f"{name}_settle": NOT_RUN}
-    return {name: verdict_cell(verdict),
-            f"{name}_n_needed": MISSING if verdict.n_needed is None else verdict.n_needed,
-            f"{name}_settle": settle_text(verdict)}
+    return {
+        name: verdict_cell(verdict),
+        f"{name}_n_needed": MISSING if verdict.n_needed is None else verdict.n_needed,
+        f"{name}_settle": settle_text(verdict),
+    }
 
 
 def half_width_text(label: str, verdict: Verdict | None) -> str:
-    """"<label>: ±0.12, settles it" / "...: ±0.3, about 40 images would settle it" for the
+    """ "<label>: ±0.12, settles it" / "...: ±0.3, about 40 images would settle it" for the
     sample-size paragraph (issue 16 item 3): the half-width reached for a key ratio."""
     if verdict is None:
         return f"{label}: not run"
@@ -105,8 +108,11 @@ def half_width_text(label: str, verdict: Verdict | None) -> str:
     if verdict.status in (HOLDS, DOES_NOT_HOLD):
         tail = "settles the claim"
     elif verdict.status == INCONCLUSIVE:
-        tail = (f"it would need about {verdict.n_needed} images" if verdict.n_needed
-                else "the value sits on the threshold")
+        tail = (
+            f"it would need about {verdict.n_needed} images"
+            if verdict.n_needed
+            else "the value sits on the threshold"
+        )
     else:
         tail = short_reason(verdict)
     return f"{label}: ±{fmt(hw, 2)} on {est.n} images, {tail}"
@@ -114,8 +120,9 @@ def half_width_text(label: str, verdict: Verdict | None) -> str:
 
 def half_widths(verdicts: Mapping[str, Verdict | None]) -> dict[str, float | None]:
     """``{label: half-width of the verdict's interval}`` (None without an interval or run)."""
-    return {k: (None if v is None or v.estimate is None else v.estimate.half_width)
-            for k, v in verdicts.items()}
+    return {
+        k: (None if v is None or v.estimate is None else v.estimate.half_width) for k, v in verdicts.items()
+    }
 
 
 def glue_name(name: str) -> str:

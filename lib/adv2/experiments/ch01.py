@@ -5,6 +5,7 @@ curves), :func:`classify_photos` (EfficientNet-Lite0 on the offline photos) with
 :func:`photos_figure`, :func:`imagenet_setting` (the paper's ImageNet setting, when a folder is
 given), :func:`collect` (the chapter's :class:`Ch01Result`), :func:`accuracy_table` and :func:`check`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from ._common import (
 from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
-N_FOOLBOX = 20                 # the labelled ImageNet photos shipped in the foolbox wheel come first
+N_FOOLBOX = 20  # the labelled ImageNet photos shipped in the foolbox wheel come first
 LITE_PARAMETERS = "4.7M"
 # accuracy the chapter's later use needs, per profile (smoke trains on 4000 images: only sanity)
 MIN_ACCURACY = {"quick": {"resnet": 0.87, "densenet": 0.87}, "paper": {"resnet": 0.92, "densenet": 0.91}}
@@ -34,20 +35,31 @@ MIN_FOOLBOX_CORRECT = 14
 
 def describe_data(fmnist: data.Dataset) -> str:
     """One line on the loaded Fashion-MNIST (split shapes; no machine path)."""
-    return (f"Fashion-MNIST: train {tuple(fmnist.x_train.shape)}, test {tuple(fmnist.x_test.shape)}, "
-            f"{fmnist.num_classes} classes")
+    return (
+        f"Fashion-MNIST: train {tuple(fmnist.x_train.shape)}, test {tuple(fmnist.x_test.shape)}, "
+        f"{fmnist.num_classes} classes"
+    )
 
 
 def samples_figure(fmnist: data.Dataset):
     """The first two test images of every class, titled with their class."""
     first = [int((fmnist.y_test == c).nonzero()[i, 0]) for i in range(2) for c in range(fmnist.num_classes)]
-    return plotting.image_grid(fmnist.x_test[first], [fmnist.class_names[int(fmnist.y_test[i])] for i in first],
-                               cols=fmnist.num_classes)
+    return plotting.image_grid(
+        fmnist.x_test[first],
+        [fmnist.class_names[int(fmnist.y_test[i])] for i in first],
+        cols=fmnist.num_classes,
+    )
 
 
-def load_classifiers(params: dict[str, Any], fmnist: data.Dataset | None, archs: list[str],
-                     device: torch.device | str = "cpu", artifacts_dir: str = "", progress: bool = False,
-                     log=print) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_classifiers(
+    params: dict[str, Any],
+    fmnist: data.Dataset | None,
+    archs: list[str],
+    device: torch.device | str = "cpu",
+    artifacts_dir: str = "",
+    progress: bool = False,
+    log=print,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Fashion-MNIST classifiers of the chapter's recipe (trained, or loaded from the cache):
     ``(classifiers, artifacts)`` by arch; both empty when ``fmnist`` is None (``dataset: imagenet``)."""
     import time
@@ -58,8 +70,12 @@ def load_classifiers(params: dict[str, Any], fmnist: data.Dataset | None, archs:
     for arch in archs if fmnist is not None else []:
         started = time.time()
         classifiers[arch], arts[arch] = recipes.load_classifier(
-            recipes.classifier_recipe(params, arch), fmnist, device=device, artifacts_dir=artifacts_dir,
-            progress=progress)
+            recipes.classifier_recipe(params, arch),
+            fmnist,
+            device=device,
+            artifacts_dir=artifacts_dir,
+            progress=progress,
+        )
         m = arts[arch].metrics
         how = "loaded from cache" if arts[arch].from_cache else f"trained in {time.time() - started:.0f} s"
         log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
@@ -73,10 +89,18 @@ def training_curves_figure(arts: dict[str, Any], archs: list[str]):
     if not archs:
         return None
     fig, (ax1, ax2) = plotting.panel_axes(2, cols=2)
-    plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_train_loss"]) for a in archs},
-                    "training step", "training loss", ax=ax1)
-    plotting.curves({a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_val_acc"]) for a in archs},
-                    "training step", "accuracy (1 000 test images)", ax=ax2)
+    plotting.curves(
+        {a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_train_loss"]) for a in archs},
+        "training step",
+        "training loss",
+        ax=ax1,
+    )
+    plotting.curves(
+        {a: (arts[a].metrics["curve_step"], arts[a].metrics["curve_val_acc"]) for a in archs},
+        "training step",
+        "accuracy (1 000 test images)",
+        ax=ax2,
+    )
     return fig
 
 
@@ -97,13 +121,18 @@ class PhotoPredictions:
     def numbers(self) -> dict[str, Any]:
         labelled = self.y >= 0
         foolbox_part = torch.arange(len(self.y)) < N_FOOLBOX
-        return {"top1_foolbox20": int((self.pred[foolbox_part] == self.y[foolbox_part]).sum()),
-                "top1_all_labelled": float((self.pred[labelled] == self.y[labelled]).float().mean()),
-                "n_labelled": int(labelled.sum()), "n_photos": len(self.y)}
+        return {
+            "top1_foolbox20": int((self.pred[foolbox_part] == self.y[foolbox_part]).sum()),
+            "top1_all_labelled": float((self.pred[labelled] == self.y[labelled]).float().mean()),
+            "n_labelled": int(labelled.sum()),
+            "n_photos": len(self.y),
+        }
 
     def summary(self) -> str:
-        return (f"EfficientNet-Lite0 top-1 on the {N_FOOLBOX} foolbox photos: "
-                f"{self.numbers()['top1_foolbox20']}/{N_FOOLBOX}")
+        return (
+            f"EfficientNet-Lite0 top-1 on the {N_FOOLBOX} foolbox photos: "
+            f"{self.numbers()['top1_foolbox20']}/{N_FOOLBOX}"
+        )
 
 
 def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
@@ -115,8 +144,9 @@ def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
 
 def photos_figure(p: PhotoPredictions):
     """Each photo titled *true label → prediction*."""
-    titles = [f"{data.class_name(p.class_names, int(t))}\n→ {p.class_names[int(q)]}"
-              for t, q in zip(p.y, p.pred)]
+    titles = [
+        f"{data.class_name(p.class_names, int(t))}\n→ {p.class_names[int(q)]}" for t, q in zip(p.y, p.pred)
+    ]
     return plotting.image_grid(p.x, titles, cols=9)
 
 
@@ -129,12 +159,15 @@ class ImagenetSetting:
     n_images: int
 
     def summary(self) -> str:
-        return "\n".join(f"{name}: top-1 {fmt(acc)} on {self.n_images} sampled validation images"
-                         for name, acc in self.accuracy.items())
+        return "\n".join(
+            f"{name}: top-1 {fmt(acc)} on {self.n_images} sampled validation images"
+            for name, acc in self.accuracy.items()
+        )
 
 
-def imagenet_setting(imagenet_dir: str, n_images: int, seed: int,
-                     device: torch.device | str = "cpu") -> ImagenetSetting:
+def imagenet_setting(
+    imagenet_dir: str, n_images: int, seed: int, device: torch.device | str = "cpu"
+) -> ImagenetSetting:
     val = data.load_dataset("imagenet", data_dir=imagenet_dir, n_images=n_images, seed=seed)
     accuracy = {}
     for arch in ALL_ARCHS:
@@ -158,42 +191,70 @@ class Ch01Result:
     per_image: dict[str, Any] = field(default_factory=dict)
 
     def numbers(self) -> dict[str, Any]:
-        return {"fashion_mnist": self.fashion_mnist,
-                "efficientnet_lite0": self.photos.numbers() if self.photos else {},
-                "imagenet": self.imagenet.accuracy if self.imagenet else {}}
+        return {
+            "fashion_mnist": self.fashion_mnist,
+            "efficientnet_lite0": self.photos.numbers() if self.photos else {},
+            "imagenet": self.imagenet.accuracy if self.imagenet else {},
+        }
 
     def glue(self) -> dict[str, Any]:
         out = flat_glue(self.numbers(), prefix="ch1.")
-        for a in self.archs:   # percentages for the prose
+        for a in self.archs:  # percentages for the prose
             out[f"ch1_{a}_acc_pct"] = round(100 * self.fashion_mnist[a]["test_accuracy"], 1)
         keys = ("test_accuracy", "train_seconds", "n_parameters", "images_seen")
-        return pad(out, [f"ch1_fashion_mnist_{a}_{k}" for a in ALL_ARCHS for k in keys]
-                   + [f"ch1_{a}_acc_pct" for a in ALL_ARCHS]
-                   + [f"ch1_efficientnet_lite0_{k}" for k in ("top1_foolbox20", "top1_all_labelled",
-                                                              "n_labelled", "n_photos")])
+        return pad(
+            out,
+            [f"ch1_fashion_mnist_{a}_{k}" for a in ALL_ARCHS for k in keys]
+            + [f"ch1_{a}_acc_pct" for a in ALL_ARCHS]
+            + [
+                f"ch1_efficientnet_lite0_{k}"
+                for k in ("top1_foolbox20", "top1_all_labelled", "n_labelled", "n_photos")
+            ],
+        )
 
 
-def collect(arts: dict[str, Any], archs: list[str], photos: PhotoPredictions | None = None,
-            imagenet: ImagenetSetting | None = None, n_images: int = 0) -> Ch01Result:
-    archs = [a for a in archs if a in arts]   # none at dataset: imagenet
-    fashion = {a: {k: arts[a].metrics[k] for k in ("test_accuracy", "train_seconds", "n_parameters",
-                                                   "images_seen")} for a in archs}
+def collect(
+    arts: dict[str, Any],
+    archs: list[str],
+    photos: PhotoPredictions | None = None,
+    imagenet: ImagenetSetting | None = None,
+    n_images: int = 0,
+) -> Ch01Result:
+    archs = [a for a in archs if a in arts]  # none at dataset: imagenet
+    fashion = {
+        a: {k: arts[a].metrics[k] for k in ("test_accuracy", "train_seconds", "n_parameters", "images_seen")}
+        for a in archs
+    }
     per_image = {}
     if photos is not None:
         labelled = photos.y >= 0
-        per_image["efficientnet_lite0"] = {"correct": photos.correct[labelled].tolist(),
-                                           "label": photos.y[labelled].tolist()}
+        per_image["efficientnet_lite0"] = {
+            "correct": photos.correct[labelled].tolist(),
+            "label": photos.y[labelled].tolist(),
+        }
     return Ch01Result(list(archs), fashion, photos, imagenet, n_images, per_image)
 
 
 def accuracy_table(result: Ch01Result) -> str:
-    rows = [[f"small {a} (Fashion-MNIST)", "Fashion-MNIST test (10 000)",
-             fmt(result.fashion_mnist[a]["test_accuracy"]), f"{result.fashion_mnist[a]['n_parameters']:,}"]
-            for a in result.archs]
+    rows = [
+        [
+            f"small {a} (Fashion-MNIST)",
+            "Fashion-MNIST test (10 000)",
+            fmt(result.fashion_mnist[a]["test_accuracy"]),
+            f"{result.fashion_mnist[a]['n_parameters']:,}",
+        ]
+        for a in result.archs
+    ]
     if result.photos is not None:
-        rows.append(["EfficientNet-Lite0 (ImageNet weights)", f"foolbox ImageNet photos ({N_FOOLBOX})",
-                     fmt(result.photos.numbers()["top1_foolbox20"] / N_FOOLBOX), LITE_PARAMETERS])
-    for name, acc in (result.imagenet.accuracy.items() if result.imagenet else ()):
+        rows.append(
+            [
+                "EfficientNet-Lite0 (ImageNet weights)",
+                f"foolbox ImageNet photos ({N_FOOLBOX})",
+                fmt(result.photos.numbers()["top1_foolbox20"] / N_FOOLBOX),
+                LITE_PARAMETERS,
+            ]
+        )
+    for name, acc in result.imagenet.accuracy.items() if result.imagenet else ():
         rows.append([name, f"ImageNet val sample ({result.n_images})", fmt(acc), "—"])
     return plotting.markdown_table(rows, ["classifier", "evaluated on", "top-1 accuracy", "parameters"])
 
@@ -201,28 +262,37 @@ def accuracy_table(result: Ch01Result) -> str:
 def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> None:
     """The chapter's invariants; failures name expected, measured and what to change."""
     if dataset == "imagenet":
-        _check(result.imagenet is not None and set(result.imagenet.accuracy) == {"resnet50", "densenet169"},
-               "dataset is imagenet but ResNet-50 / DenseNet-169 were not evaluated: give imagenet_dir")
+        _check(
+            result.imagenet is not None and set(result.imagenet.accuracy) == {"resnet50", "densenet169"},
+            "dataset is imagenet but ResNet-50 / DenseNet-169 were not evaluated: give imagenet_dir",
+        )
         for name, acc in result.imagenet.accuracy.items():
             _check(0.0 <= acc <= 1.0, f"{name}: top-1 accuracy {acc} is not a fraction")
     else:
         _check(bool(result.archs), "no Fashion-MNIST classifier was trained: archs is empty")
     for a in result.archs:
         acc = result.fashion_mnist[a]["test_accuracy"]
-        _check(0.1 < acc <= 1.0, f"the small {a} reaches test accuracy {acc:.4f}, no better than "
-                                 "chance (0.1): training failed; check train_epochs and train_subset")
+        _check(
+            0.1 < acc <= 1.0,
+            f"the small {a} reaches test accuracy {acc:.4f}, no better than "
+            "chance (0.1): training failed; check train_epochs and train_subset",
+        )
         need = MIN_ACCURACY.get(profile, {}).get(a)
         if need is not None:
-            _check(acc >= need,
-                   f"the small {a} reaches test accuracy {100 * acc:.1f} %; the {profile} profile needs at "
-                   f"least {100 * need:.0f} % for the later chapters: raise train_epochs "
-                   "(or set train_subset to 0 to train on all 60 000 images)")
+            _check(
+                acc >= need,
+                f"the small {a} reaches test accuracy {100 * acc:.1f} %; the {profile} profile needs at "
+                f"least {100 * need:.0f} % for the later chapters: raise train_epochs "
+                "(or set train_subset to 0 to train on all 60 000 images)",
+            )
     if result.photos is not None:
         n = result.photos.numbers()["top1_foolbox20"]
-        _check(n >= MIN_FOOLBOX_CORRECT,
-               f"EfficientNet-Lite0 classifies {n} of the {N_FOOLBOX} foolbox photos correctly; expected at "
-               f"least {MIN_FOOLBOX_CORRECT}: its packaged weights or the photo preprocessing changed "
-               "(set include_imagenet_sample to false to skip this section)")
+        _check(
+            n >= MIN_FOOLBOX_CORRECT,
+            f"EfficientNet-Lite0 classifies {n} of the {N_FOOLBOX} foolbox photos correctly; expected at "
+            f"least {MIN_FOOLBOX_CORRECT}: its packaged weights or the photo preprocessing changed "
+            "(set include_imagenet_sample to false to skip this section)",
+        )
 
 
 __all__ = [

@@ -9,6 +9,7 @@ chapter's numbers, glue and claim table), :func:`verdicts` (the claim rules, one
 
 The per-pair comparison itself is ``adv2.attacks.compare_pgd_adv2`` (the library's protocol).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,22 +38,22 @@ from ._common import (
     is_missing,
     pad,
     shown_path,
+    start,  # the notebook's setup cell
     verdict_cell,
     verdict_glue,
     verdicts_block,
-    start,  # the notebook's setup cell
 )
 from ._common import check as _check
 
 ALL_ARCHS = ("resnet", "densenet")
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
-BUDGETS = (0.031, 0.062)      # PGD is also run at the paper's epsilon and twice it (the budget paragraph)
-PHOTO_EPSILON, PHOTO_STEP = 0.031, 1 / 255    # the paper's ImageNet budget and step
-SUCCESS_TOLERANCE = claims.SUCCESS_GAP   # claim 1's threshold lives in adv2.claims (re-exported)
+BUDGETS = (0.031, 0.062)  # PGD is also run at the paper's epsilon and twice it (the budget paragraph)
+PHOTO_EPSILON, PHOTO_STEP = 0.031, 1 / 255  # the paper's ImageNet budget and step
+SUCCESS_TOLERANCE = claims.SUCCESS_GAP  # claim 1's threshold lives in adv2.claims (re-exported)
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
 CLAIM_IDS = ("adv2_success_like_pgd", "adv2_maps_closer_than_pgd")
 SETTINGS = ("resnet", "densenet", "photos")
-MIN_SUCCESS = 0.5             # the chapter's working point (quick and paper profiles)
+MIN_SUCCESS = 0.5  # the chapter's working point (quick and paper profiles)
 
 
 # ----------------------------------------------------------------------------- attack schedules
@@ -61,42 +62,66 @@ def pgd_steps(step_scale: float) -> int:
     return max(1, round(1200 * step_scale))
 
 
-def _mask_config(scale: float, epsilon: float, step_size: float, checkpoints: int,
-                 **overrides: Any) -> attacks.ADV2Config:
+def _mask_config(
+    scale: float, epsilon: float, step_size: float, checkpoints: int, **overrides: Any
+) -> attacks.ADV2Config:
     cfg = attacks.default_config("mask", scale=scale, epsilon=epsilon, step_size=step_size)
-    return dataclasses.replace(cfg, resolve_every=max(1, math.ceil(cfg.stage2_steps / checkpoints)),
-                               **overrides)
+    return dataclasses.replace(
+        cfg, resolve_every=max(1, math.ceil(cfg.stage2_steps / checkpoints)), **overrides
+    )
 
 
-def fmnist_configs(interpreters: list[str], *, epsilon: float, step_size: float, step_scale: float,
-                   mask_step_scale: float, mask_checkpoints: int) -> dict[str, attacks.ADV2Config]:
+def fmnist_configs(
+    interpreters: list[str],
+    *,
+    epsilon: float,
+    step_size: float,
+    step_scale: float,
+    mask_step_scale: float,
+    mask_checkpoints: int,
+) -> dict[str, attacks.ADV2Config]:
     """The ADV2 configuration of each interpreter on Fashion-MNIST (the authors' schedules scaled)."""
-    return {name: (_mask_config(mask_step_scale, epsilon, step_size, mask_checkpoints)
-                   if name == "mask" else
-                   attacks.default_config(name, scale=step_scale, epsilon=epsilon, step_size=step_size))
-            for name in interpreters}
+    return {
+        name: (
+            _mask_config(mask_step_scale, epsilon, step_size, mask_checkpoints)
+            if name == "mask"
+            else attacks.default_config(name, scale=step_scale, epsilon=epsilon, step_size=step_size)
+        )
+        for name in interpreters
+    }
 
 
-def photo_configs(interpreters: list[str], *, step_scale: float, mask_step_scale: float,
-                  mask_checkpoints: int) -> dict[str, attacks.ADV2Config]:
+def photo_configs(
+    interpreters: list[str], *, step_scale: float, mask_step_scale: float, mask_checkpoints: int
+) -> dict[str, attacks.ADV2Config]:
     """The same on the photos, at the paper's epsilon; MASK's stage 1 (margin loss) runs at least
     as long as the PGD baseline: a scaled-down 400 steps may not reach the target at all."""
     out = {}
     for name in interpreters:
         if name == "mask":
-            cfg = attacks.default_config("mask", scale=mask_step_scale, epsilon=PHOTO_EPSILON,
-                                         step_size=PHOTO_STEP)
-            out[name] = _mask_config(mask_step_scale, PHOTO_EPSILON, PHOTO_STEP, mask_checkpoints,
-                                     stage1_steps=max(cfg.stage1_steps, pgd_steps(step_scale)))
+            cfg = attacks.default_config(
+                "mask", scale=mask_step_scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP
+            )
+            out[name] = _mask_config(
+                mask_step_scale,
+                PHOTO_EPSILON,
+                PHOTO_STEP,
+                mask_checkpoints,
+                stage1_steps=max(cfg.stage1_steps, pgd_steps(step_scale)),
+            )
         else:
-            out[name] = attacks.default_config(name, scale=step_scale, epsilon=PHOTO_EPSILON,
-                                               step_size=PHOTO_STEP)
+            out[name] = attacks.default_config(
+                name, scale=step_scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP
+            )
     return out
 
 
 def _schedule(cfg: attacks.ADV2Config) -> tuple[str, str]:
-    lam = (" / ".join(f"{c:g}" for c in cfg.phase_lams) if cfg.phase_steps
-           else f"{cfg.lam_start:g} → {cfg.lam_end:g}")
+    lam = (
+        " / ".join(f"{c:g}" for c in cfg.phase_lams)
+        if cfg.phase_steps
+        else f"{cfg.lam_start:g} → {cfg.lam_end:g}"
+    )
     s2 = " + ".join(map(str, cfg.phase_steps)) if cfg.phase_steps else str(cfg.stage2_steps)
     return s2, lam
 
@@ -107,14 +132,26 @@ def schedule_table(cfgs: dict[str, attacks.ADV2Config], n_pgd_steps: int, mask_i
     for name, cfg in cfgs.items():
         paper = attacks.default_config(name)
         s2, lam = _schedule(cfg)
-        extra = {"grad": f"select every {cfg.select_every}, p > {cfg.select_threshold}",
-                 "rts": f"+ {cfg.encoder_weight} CE(encoder)",
-                 "mask": f"re-solve every {getattr(cfg, 'resolve_every', '')}, "
-                         f"{mask_iterations} MASK iterations"}.get(name, "")
-        rows.append([f"ADV2 on {name.upper()}", f"{paper.stage1_steps} + {_schedule(paper)[0]}",
-                     cfg.stage1_steps, s2, lam, cfg.stage1_loss, extra])
-    return plotting.markdown_table(fmt_rows(rows), ["attack", "paper steps", "stage 1 (this run)",
-                                                    "stage 2 (this run)", "λ", "stage-1 loss", "other"])
+        extra = {
+            "grad": f"select every {cfg.select_every}, p > {cfg.select_threshold}",
+            "rts": f"+ {cfg.encoder_weight} CE(encoder)",
+            "mask": f"re-solve every {getattr(cfg, 'resolve_every', '')}, {mask_iterations} MASK iterations",
+        }.get(name, "")
+        rows.append(
+            [
+                f"ADV2 on {name.upper()}",
+                f"{paper.stage1_steps} + {_schedule(paper)[0]}",
+                cfg.stage1_steps,
+                s2,
+                lam,
+                cfg.stage1_loss,
+                extra,
+            ]
+        )
+    return plotting.markdown_table(
+        fmt_rows(rows),
+        ["attack", "paper steps", "stage 1 (this run)", "stage 2 (this run)", "λ", "stage-1 loss", "other"],
+    )
 
 
 # ----------------------------------------------------------------------------- per-image arrays
@@ -128,11 +165,13 @@ def _per_image(run: dict[str, Any]) -> dict[str, dict[str, list]]:
     for att in ("pgd", "adv2"):
         res = run[att]
         maps = res.maps.detach().float().cpu()
-        out[att] = {"success": res.success.cpu().bool().tolist(),
-                    "confidence": res.confidence.detach().float().cpu().tolist(),
-                    "l1": metrics.l1_distance(maps, benign).tolist(),
-                    "l2": metrics.l2_distance(maps, benign).tolist(),
-                    "iou": metrics.iou_curve(maps, benign).mean(1).tolist()}
+        out[att] = {
+            "success": res.success.cpu().bool().tolist(),
+            "confidence": res.confidence.detach().float().cpu().tolist(),
+            "l1": metrics.l1_distance(maps, benign).tolist(),
+            "l2": metrics.l2_distance(maps, benign).tolist(),
+            "iou": metrics.iou_curve(maps, benign).mean(1).tolist(),
+        }
     return out
 
 
@@ -178,13 +217,27 @@ def _interpreter(name: str, model: torch.nn.Module, rts_net: Any, mask_iteration
     return build_interpreter(name, model)
 
 
-def attack_fmnist(classifiers: dict[str, torch.nn.Module], fmnist: data.Dataset,
-                  cfgs: dict[str, attacks.ADV2Config], *, archs: list[str], interpreters: list[str],
-                  rts_nets: dict[str, Any] | None = None, accuracy: dict[str, float],
-                  n_images: int, mask_n_images: int, epsilon: float, step_size: float,
-                  step_scale: float, mask_iterations: int, attack_batch_size: int, seed: int,
-                  device: torch.device | str = "cpu", progress: bool = False,
-                  log: Callable[[str], None] | None = print) -> FmnistAttacks:
+def attack_fmnist(
+    classifiers: dict[str, torch.nn.Module],
+    fmnist: data.Dataset,
+    cfgs: dict[str, attacks.ADV2Config],
+    *,
+    archs: list[str],
+    interpreters: list[str],
+    rts_nets: dict[str, Any] | None = None,
+    accuracy: dict[str, float],
+    n_images: int,
+    mask_n_images: int,
+    epsilon: float,
+    step_size: float,
+    step_scale: float,
+    mask_iterations: int,
+    attack_batch_size: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> FmnistAttacks:
     """The chapter's main experiment on Fashion-MNIST.
 
     Per classifier: the seeded attack set, one PGD run (the baseline and the warm starts of the
@@ -194,21 +247,35 @@ def attack_fmnist(classifiers: dict[str, torch.nn.Module], fmnist: data.Dataset,
     sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
     for arch in archs:
         model = classifiers[arch]
-        aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed,
-                                      device=device)
+        aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
         sets[arch] = aset
         warm = sorted({cfg.stage1_steps for cfg in cfgs.values() if cfg.stage1_loss == "ce"} | {n_pgd})
         t0 = time.time()
-        snaps = attacks.pgd_snapshots(model, aset.x, aset.target, warm, epsilon=epsilon,
-                                      step_size=step_size, batch_size=attack_batch_size,
-                                      progress=progress, desc=f"PGD {arch}")
+        snaps = attacks.pgd_snapshots(
+            model,
+            aset.x,
+            aset.target,
+            warm,
+            epsilon=epsilon,
+            step_size=step_size,
+            batch_size=attack_batch_size,
+            progress=progress,
+            desc=f"PGD {arch}",
+        )
         seconds[(arch, "pgd")] = time.time() - t0
         x_pgds[arch] = snaps[n_pgd]
         # why this epsilon (see the text): the same PGD at the paper's 0.031 and at 0.062
         budget[arch] = {}
         for eps in BUDGETS:
-            x_b = attacks.pgd(model, aset.x, aset.target, epsilon=eps, step_size=step_size * eps / epsilon,
-                              steps=n_pgd, batch_size=attack_batch_size)
+            x_b = attacks.pgd(
+                model,
+                aset.x,
+                aset.target,
+                epsilon=eps,
+                step_size=step_size * eps / epsilon,
+                steps=n_pgd,
+                batch_size=attack_batch_size,
+            )
             budget[arch][eps] = _success(model, x_b, aset.target)
         budget[arch][epsilon] = _success(model, x_pgds[arch], aset.target)
         runs[arch], per_image[arch] = {}, {}
@@ -218,18 +285,41 @@ def attack_fmnist(classifiers: dict[str, torch.nn.Module], fmnist: data.Dataset,
             cfg = cfgs[name]
             k = min(mask_n_images, len(aset.x)) if name == "mask" else len(aset.x)
             runs[arch][name] = attacks.compare_pgd_adv2(
-                model, interp, aset.x[:k], aset.y[:k], aset.target[:k], cfg, x_pgd=x_pgds[arch][:k],
+                model,
+                interp,
+                aset.x[:k],
+                aset.y[:k],
+                aset.target[:k],
+                cfg,
+                x_pgd=x_pgds[arch][:k],
                 x_stage1=snaps[cfg.stage1_steps][:k] if cfg.stage1_loss == "ce" else None,
-                batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {name} {arch}")
+                batch_size=attack_batch_size,
+                progress=progress,
+                desc=f"ADV2 {name} {arch}",
+            )
             seconds[(arch, name)] = time.time() - t0
             per_image[arch][name] = _per_image(runs[arch][name])
             if log:
                 s = runs[arch][name]["numbers"]
-                log(f"{arch:8s} {name:4s} ({k} images, {seconds[(arch, name)]:5.1f} s): "
+                log(
+                    f"{arch:8s} {name:4s} ({k} images, {seconds[(arch, name)]:5.1f} s): "
                     f"success PGD {fmt(s['pgd']['success_rate'])} / ADV2 {fmt(s['adv2']['success_rate'])}, "
-                    f"L1 PGD {fmt(s['pgd']['l1_mean'])} / ADV2 {fmt(s['adv2']['l1_mean'])}")
-    return FmnistAttacks(list(archs), list(interpreters), epsilon, step_size, step_scale, sets, x_pgds,
-                         runs, dict(accuracy), seconds, budget, per_image)
+                    f"L1 PGD {fmt(s['pgd']['l1_mean'])} / ADV2 {fmt(s['adv2']['l1_mean'])}"
+                )
+    return FmnistAttacks(
+        list(archs),
+        list(interpreters),
+        epsilon,
+        step_size,
+        step_scale,
+        sets,
+        x_pgds,
+        runs,
+        dict(accuracy),
+        seconds,
+        budget,
+        per_image,
+    )
 
 
 def _pm(s: dict, key: str) -> str:
@@ -244,11 +334,29 @@ def success_table(fm: FmnistAttacks) -> str:
         est = attack_intervals(fm.per_image[arch])
         for name in fm.interpreters:
             p, a = fm.stats[arch][name]["pgd"], fm.stats[arch][name]["adv2"]
-            rows.append([arch, name.upper(), str(est[name]["pgd"]["success_rate"]),
-                         str(est[name]["adv2"]["success_rate"]),
-                         _pm(p, "confidence"), _pm(a, "confidence"), a["n"]])
-    return plotting.markdown_table(rows, ["classifier", "interpreter", "success PGD", "success ADV2",
-                                          "confidence PGD", "confidence ADV2", "images"])
+            rows.append(
+                [
+                    arch,
+                    name.upper(),
+                    str(est[name]["pgd"]["success_rate"]),
+                    str(est[name]["adv2"]["success_rate"]),
+                    _pm(p, "confidence"),
+                    _pm(a, "confidence"),
+                    a["n"],
+                ]
+            )
+    return plotting.markdown_table(
+        rows,
+        [
+            "classifier",
+            "interpreter",
+            "success PGD",
+            "success ADV2",
+            "confidence PGD",
+            "confidence ADV2",
+            "images",
+        ],
+    )
 
 
 def distance_figure(fm: FmnistAttacks):
@@ -257,24 +365,32 @@ def distance_figure(fm: FmnistAttacks):
     fig, axes = plotting.panel_axes(2 * len(fm.archs), cols=2, height=2.7)
     for r, arch in enumerate(fm.archs):
         for c, metric in enumerate(("l1", "l2")):
-            errors = {n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
-                      for n, estimates in attack_intervals(fm.per_image[arch]).items()}
-            plotting.attack_distance_bars(fm.stats[arch], metric, title=f"{arch}: {metric.upper()}",
-                                          ax=axes[2 * r + c], errors=errors)
+            errors = {
+                n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
+                for n, estimates in attack_intervals(fm.per_image[arch]).items()
+            }
+            plotting.attack_distance_bars(
+                fm.stats[arch], metric, title=f"{arch}: {metric.upper()}", ax=axes[2 * r + c], errors=errors
+            )
     return fig
 
 
 def iou_table(fm: FmnistAttacks) -> str:
     """Mean IoU per pair with its 95 % interval ("value [low, high]")."""
     est = {a: attack_intervals(fm.per_image[a]) for a in fm.archs}
-    rows = [[arch, name.upper(), est[arch][name]["pgd"]["iou_mean"],
-             est[arch][name]["adv2"]["iou_mean"]] for arch in fm.archs for name in fm.interpreters]
-    return plotting.markdown_table(fmt_rows(rows), ["classifier", "interpreter", "mean IoU PGD",
-                                                    "mean IoU ADV2"])
+    rows = [
+        [arch, name.upper(), est[arch][name]["pgd"]["iou_mean"], est[arch][name]["adv2"]["iou_mean"]]
+        for arch in fm.archs
+        for name in fm.interpreters
+    ]
+    return plotting.markdown_table(
+        fmt_rows(rows), ["classifier", "interpreter", "mean IoU PGD", "mean IoU ADV2"]
+    )
 
 
-def example_figures(fm: FmnistAttacks, class_names: list[str], n_show: int,
-                    log: Callable[[str], None] | None = print) -> list:
+def example_figures(
+    fm: FmnistAttacks, class_names: list[str], n_show: int, log: Callable[[str], None] | None = print
+) -> list:
     """Benign / PGD / ADV2 inputs and maps of up to ``n_show`` images ADV2 succeeded on, per
     interpreter, on the first classifier."""
     arch = fm.archs[0]
@@ -288,24 +404,44 @@ def example_figures(fm: FmnistAttacks, class_names: list[str], n_show: int,
             continue
         k = len(run["benign"])
         labels = [f"{class_names[int(aset.y[i])]}\n→ {class_names[int(aset.target[i])]}" for i in ok]
-        figs.append(plotting.attack_triptych(
-            aset.x[:k][ok], run["benign"][ok].cpu(), fm.x_pgd[arch][:k][ok].cpu(),
-            run["pgd"].maps[ok].cpu(), run["adv2"].x_adv[ok].cpu(), run["adv2"].maps[ok].cpu(),
-            row_labels=labels, suptitle=f"{name.upper()} on {arch}"))
+        figs.append(
+            plotting.attack_triptych(
+                aset.x[:k][ok],
+                run["benign"][ok].cpu(),
+                fm.x_pgd[arch][:k][ok].cpu(),
+                run["pgd"].maps[ok].cpu(),
+                run["adv2"].x_adv[ok].cpu(),
+                run["adv2"].maps[ok].cpu(),
+                row_labels=labels,
+                suptitle=f"{name.upper()} on {arch}",
+            )
+        )
     return figs
 
 
 def history_figure(fm: FmnistAttacks):
     """Stage-2 curves of the Grad and MASK attacks (None when neither ran or recorded one)."""
-    hist = {(a, n): fm.runs[a][n]["adv2"].history for a in fm.archs for n in ("grad", "mask")
-            if n in fm.interpreters and fm.runs[a][n]["adv2"].history}
+    hist = {
+        (a, n): fm.runs[a][n]["adv2"].history
+        for a in fm.archs
+        for n in ("grad", "mask")
+        if n in fm.interpreters and fm.runs[a][n]["adv2"].history
+    }
     if not hist:
         return None
     fig, axes = plotting.panel_axes(2, cols=2)
-    plotting.curves({f"{a} {n}": (h["step"], h["success"]) for (a, n), h in hist.items()},
-                    "stage-2 step", "images with a candidate", ax=axes[0])
-    plotting.curves({f"{a} {n}": (h["step"], h["sq_distance"]) for (a, n), h in hist.items()},
-                    "stage-2 step", "squared distance of kept maps", ax=axes[1])
+    plotting.curves(
+        {f"{a} {n}": (h["step"], h["success"]) for (a, n), h in hist.items()},
+        "stage-2 step",
+        "images with a candidate",
+        ax=axes[0],
+    )
+    plotting.curves(
+        {f"{a} {n}": (h["step"], h["sq_distance"]) for (a, n), h in hist.items()},
+        "stage-2 step",
+        "squared distance of kept maps",
+        ax=axes[1],
+    )
     return fig
 
 
@@ -325,58 +461,108 @@ class PhotoAttacks:
         return {name: run["numbers"] for name, run in self.runs.items()}
 
 
-def attack_photos(*, interpreters: list[str], n_images: int, step_scale: float,
-                  mask_step_scale: float, mask_checkpoints: int, mask_iterations: int, seed: int,
-                  device: torch.device | str = "cpu", progress: bool = False,
-                  log: Callable[[str], None] | None = print) -> PhotoAttacks:
+def attack_photos(
+    *,
+    interpreters: list[str],
+    n_images: int,
+    step_scale: float,
+    mask_step_scale: float,
+    mask_checkpoints: int,
+    mask_iterations: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> PhotoAttacks:
     """The photo section: EfficientNet-Lite0, correctly classified photos, PGD vs ADV2."""
     photos = data.load_imagenet_sample()
     lite = models.efficientnet_lite0(photos.class_names).to(device)
-    photo = data.select_attack_set(lite, photos.x_test, photos.y_test, n_images, seed=seed,
-                                   num_classes=1000, batch_size=8, device=device)
-    cfgs = photo_configs(interpreters, step_scale=step_scale, mask_step_scale=mask_step_scale,
-                         mask_checkpoints=mask_checkpoints)
+    photo = data.select_attack_set(
+        lite, photos.x_test, photos.y_test, n_images, seed=seed, num_classes=1000, batch_size=8, device=device
+    )
+    cfgs = photo_configs(
+        interpreters,
+        step_scale=step_scale,
+        mask_step_scale=mask_step_scale,
+        mask_checkpoints=mask_checkpoints,
+    )
     n_pgd = pgd_steps(step_scale)
     warm = sorted({c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd})
-    snaps = attacks.pgd_snapshots(lite, photo.x, photo.target, warm, epsilon=PHOTO_EPSILON,
-                                  step_size=PHOTO_STEP, progress=progress, desc="PGD photos")
+    snaps = attacks.pgd_snapshots(
+        lite,
+        photo.x,
+        photo.target,
+        warm,
+        epsilon=PHOTO_EPSILON,
+        step_size=PHOTO_STEP,
+        progress=progress,
+        desc="PGD photos",
+    )
     runs, per_image = {}, {}
     for name in interpreters:
         t0 = time.time()
         interp = _interpreter(name, lite, None, mask_iterations, seed)
         cfg = cfgs[name]
         runs[name] = attacks.compare_pgd_adv2(
-            lite, interp, photo.x, photo.y, photo.target, cfg, x_pgd=snaps[n_pgd],
+            lite,
+            interp,
+            photo.x,
+            photo.y,
+            photo.target,
+            cfg,
+            x_pgd=snaps[n_pgd],
             x_stage1=snaps[cfg.stage1_steps] if cfg.stage1_loss == "ce" else None,
-            progress=progress, desc=f"ADV2 {name} photos")
+            progress=progress,
+            desc=f"ADV2 {name} photos",
+        )
         per_image[name] = _per_image(runs[name])
         if log:
             s = runs[name]["numbers"]
-            log(f"{name:4s} ({time.time() - t0:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
+            log(
+                f"{name:4s} ({time.time() - t0:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
                 f"ADV2 {fmt(s['adv2']['success_rate'])}, L1 PGD {fmt(s['pgd']['l1_mean'])} / "
-                f"ADV2 {fmt(s['adv2']['l1_mean'])}")
+                f"ADV2 {fmt(s['adv2']['l1_mean'])}"
+            )
     return PhotoAttacks(photos, photo, snaps[n_pgd], runs, per_image)
 
 
 def photo_table(ph: PhotoAttacks) -> str:
     """The photo section's numbers with their 95 % intervals ("value [low, high]")."""
     est = attack_intervals(ph.per_image)
-    rows = [[name.upper(), e["pgd"]["success_rate"], e["adv2"]["success_rate"], e["pgd"]["l1_mean"],
-             e["adv2"]["l1_mean"], e["pgd"]["iou_mean"], e["adv2"]["iou_mean"]]
-            for name, e in est.items()]
-    return plotting.markdown_table(fmt_rows(rows), ["interpreter", "success PGD", "success ADV2",
-                                                    "L1 PGD", "L1 ADV2", "IoU PGD", "IoU ADV2"])
+    rows = [
+        [
+            name.upper(),
+            e["pgd"]["success_rate"],
+            e["adv2"]["success_rate"],
+            e["pgd"]["l1_mean"],
+            e["adv2"]["l1_mean"],
+            e["pgd"]["iou_mean"],
+            e["adv2"]["iou_mean"],
+        ]
+        for name, e in est.items()
+    ]
+    return plotting.markdown_table(
+        fmt_rows(rows),
+        ["interpreter", "success PGD", "success ADV2", "L1 PGD", "L1 ADV2", "IoU PGD", "IoU ADV2"],
+    )
 
 
 def photo_figures(ph: PhotoAttacks) -> list:
     names = ph.photos.class_names
-    labels = [f"{names[int(y)]}\n→ {names[int(t)]}"
-              for y, t in zip(ph.attack_set.y, ph.attack_set.target)]
-    return [plotting.attack_triptych(ph.attack_set.x, run["benign"].cpu(), ph.x_pgd.cpu(),
-                                     run["pgd"].maps.cpu(), run["adv2"].x_adv.cpu(),
-                                     run["adv2"].maps.cpu(), row_labels=labels,
-                                     suptitle=f"{name.upper()} on EfficientNet-Lite0")
-            for name, run in ph.runs.items()]
+    labels = [f"{names[int(y)]}\n→ {names[int(t)]}" for y, t in zip(ph.attack_set.y, ph.attack_set.target)]
+    return [
+        plotting.attack_triptych(
+            ph.attack_set.x,
+            run["benign"].cpu(),
+            ph.x_pgd.cpu(),
+            run["pgd"].maps.cpu(),
+            run["adv2"].x_adv.cpu(),
+            run["adv2"].maps.cpu(),
+            row_labels=labels,
+            suptitle=f"{name.upper()} on EfficientNet-Lite0",
+        )
+        for name, run in ph.runs.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -400,24 +586,32 @@ def attack_intervals(per_image: dict[str, dict]) -> dict[str, dict[str, Any]]:
             d, ok = pi[att], pi[att]["success"]
             # ADV2's distances over its successes, PGD's over all images
             kept = {m: _successes(d[m], ok) if att == "adv2" else d[m] for m in ("l1", "l2", "iou")}
-            out[name][att] = {"success_rate": rate_ci(ok),
-                              "confidence_mean": mean_ci(_successes(d["confidence"], ok)),
-                              **{f"{m}_mean": mean_ci(v) for m, v in kept.items()}}
+            out[name][att] = {
+                "success_rate": rate_ci(ok),
+                "confidence_mean": mean_ci(_successes(d["confidence"], ok)),
+                **{f"{m}_mean": mean_ci(v) for m, v in kept.items()},
+            }
         out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci(
-            _successes(pi["adv2"]["l1"], pi["adv2"]["success"]), pi["pgd"]["l1"], paired=True)
+            _successes(pi["adv2"]["l1"], pi["adv2"]["success"]), pi["pgd"]["l1"], paired=True
+        )
     return out
 
 
 def setting_verdicts(per_image: dict[str, dict]) -> dict[str, Verdict]:
     """Chapter 3's two claims on one setting (``{interpreter: _per_image(...)}``), each decided by
     :mod:`adv2.claims` for every interpreter."""
+
     def each(att: str, key: str) -> dict[str, list]:
         return {n: pi[att][key] for n, pi in per_image.items()}
 
-    return {"adv2_success_like_pgd": claims.adv2_success_like_pgd(each("adv2", "success"),
-                                                                  each("pgd", "success")),
-            "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(
-                each("adv2", "l1"), each("pgd", "l1"), each("adv2", "success"))}
+    return {
+        "adv2_success_like_pgd": claims.adv2_success_like_pgd(
+            each("adv2", "success"), each("pgd", "success")
+        ),
+        "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(
+            each("adv2", "l1"), each("pgd", "l1"), each("adv2", "success")
+        ),
+    }
 
 
 # ----------------------------------------------------------------------------- summary & claims
@@ -454,8 +648,9 @@ class Ch03Result:
     def intervals(self) -> dict[str, Any]:
         """95 % intervals of the headline numbers, laid out as ``numbers()`` (dataset, classifier,
         interpreter, attack); see :func:`attack_intervals`."""
-        out: dict[str, Any] = {self.dataset: {a: attack_intervals(self.fmnist.per_image[a])
-                                              for a in self.fmnist.archs}}
+        out: dict[str, Any] = {
+            self.dataset: {a: attack_intervals(self.fmnist.per_image[a]) for a in self.fmnist.archs}
+        }
         if self.photos is not None and self.photos.per_image:
             out["imagenet-sample"] = {"efficientnet-lite0": attack_intervals(self.photos.per_image)}
         return out
@@ -463,15 +658,18 @@ class Ch03Result:
     def numbers(self) -> dict[str, Any]:
         fm = self.fmnist
         photo_stats = self.photos.stats if self.photos else {}
-        return {self.dataset: fm.stats,
-                "imagenet-sample": {"efficientnet-lite0": photo_stats} if photo_stats else {},
-                "classifier_accuracy": fm.accuracy,
-                "seconds": {f"{a}_{n}": v for (a, n), v in fm.seconds.items()},
-                "summary": self.summary,
-                "pgd_success_by_epsilon": {a: {str(e): v for e, v in fm.budget_success[a].items()}
-                                           for a in fm.archs},
-                "intervals": intervals_block(self.intervals()),
-                "verdicts": verdicts_block(verdicts(self))}
+        return {
+            self.dataset: fm.stats,
+            "imagenet-sample": {"efficientnet-lite0": photo_stats} if photo_stats else {},
+            "classifier_accuracy": fm.accuracy,
+            "seconds": {f"{a}_{n}": v for (a, n), v in fm.seconds.items()},
+            "summary": self.summary,
+            "pgd_success_by_epsilon": {
+                a: {str(e): v for e, v in fm.budget_success[a].items()} for a in fm.archs
+            },
+            "intervals": intervals_block(self.intervals()),
+            "verdicts": verdicts_block(verdicts(self)),
+        }
 
     def glue(self) -> dict[str, Any]:
         """Flat ``{glue name: value}``; every name the chapter's prose uses is present, with
@@ -481,21 +679,39 @@ class Ch03Result:
         ``ch3_<setting>_claim_*_verdict`` per setting) read "status (estimate [interval])", each
         with ``_n_needed`` and ``_settle`` (how many images would settle an inconclusive one)."""
         out = flat_glue({"summary": self.summary}, prefix="ch3.")
-        for a in ALL_ARCHS:   # the budget paragraph
+        for a in ALL_ARCHS:  # the budget paragraph
             b = self.fmnist.budget_success.get(a, {})
-            out.update(flat_glue({"budget": {"eps0031": b.get(0.031, NOT_RUN),
-                                             "eps0062": b.get(0.062, NOT_RUN),
-                                             "eps": b.get(self.fmnist.epsilon, NOT_RUN)}},
-                                 prefix=f"ch3.{a}."))
+            out.update(
+                flat_glue(
+                    {
+                        "budget": {
+                            "eps0031": b.get(0.031, NOT_RUN),
+                            "eps0062": b.get(0.062, NOT_RUN),
+                            "eps": b.get(self.fmnist.epsilon, NOT_RUN),
+                        }
+                    },
+                    prefix=f"ch3.{a}.",
+                )
+            )
         per_setting, together = verdicts(self), fmnist_verdicts(self)
         for cid, short in zip(CLAIM_IDS, ("success", "maps")):
             out.update(verdict_glue(f"ch3_summary_claim_{short}_verdict", together.get(cid)))
             for setting in SETTINGS:
-                out.update(verdict_glue(f"ch3_{setting}_claim_{short}_verdict",
-                                        per_setting.get(setting, {}).get(cid)))
+                out.update(
+                    verdict_glue(
+                        f"ch3_{setting}_claim_{short}_verdict", per_setting.get(setting, {}).get(cid)
+                    )
+                )
         out["ch3_sample_size"] = sample_size_text(self)
-        return pad(out, [f"ch3_summary_{n}_{att}_{key}" for n in ALL_INTERPRETERS
-                         for att in ("pgd", "adv2") for key in ("success_rate", "l1_mean", "iou_mean")])
+        return pad(
+            out,
+            [
+                f"ch3_summary_{n}_{att}_{key}"
+                for n in ALL_INTERPRETERS
+                for att in ("pgd", "adv2")
+                for key in ("success_rate", "l1_mean", "iou_mean")
+            ],
+        )
 
 
 def _measure(fm: FmnistAttacks) -> dict[str, Any]:
@@ -515,22 +731,32 @@ def _measure(fm: FmnistAttacks) -> dict[str, Any]:
     closer_l1, closer_l2, higher_iou = better("l1_mean"), better("l2_mean"), better("iou_mean", lower=False)
     succ_gap = [stats[a][n]["adv2"]["success_rate"] - stats[a][n]["pgd"]["success_rate"] for a, n in pairs]
     mean = lambda key, att: sum(stats[a][n][att][key] or 0 for a, n in pairs) / len(pairs)
-    ratio = [stats[a][n]["adv2"]["l1_mean"] / stats[a][n]["pgd"]["l1_mean"] for a, n in pairs
-             if _valid(stats[a][n]["adv2"]["l1_mean"]) and stats[a][n]["pgd"]["l1_mean"]]
-    summary = {"pairs": len(pairs), "closer_l1": sum(closer_l1), "closer_l2": sum(closer_l2),
-               "higher_iou": sum(higher_iou),
-               "success_pgd_mean": mean("success_rate", "pgd"),
-               "success_adv2_mean": mean("success_rate", "adv2"),
-               "max_success_drop": max([-g for g in succ_gap] + [0.0]),
-               "l1_ratio_mean": sum(ratio) / len(ratio) if ratio else float("nan")}
-    worst = min(pairs, key=lambda p: stats[p[0]][p[1]]["adv2"]["success_rate"]
-                - stats[p[0]][p[1]]["pgd"]["success_rate"])
+    ratio = [
+        stats[a][n]["adv2"]["l1_mean"] / stats[a][n]["pgd"]["l1_mean"]
+        for a, n in pairs
+        if _valid(stats[a][n]["adv2"]["l1_mean"]) and stats[a][n]["pgd"]["l1_mean"]
+    ]
+    summary = {
+        "pairs": len(pairs),
+        "closer_l1": sum(closer_l1),
+        "closer_l2": sum(closer_l2),
+        "higher_iou": sum(higher_iou),
+        "success_pgd_mean": mean("success_rate", "pgd"),
+        "success_adv2_mean": mean("success_rate", "adv2"),
+        "max_success_drop": max([-g for g in succ_gap] + [0.0]),
+        "l1_ratio_mean": sum(ratio) / len(ratio) if ratio else float("nan"),
+    }
+    worst = min(
+        pairs,
+        key=lambda p: stats[p[0]][p[1]]["adv2"]["success_rate"] - stats[p[0]][p[1]]["pgd"]["success_rate"],
+    )
     summary["largest_drop_pair"] = f"{worst[1].upper()} on {worst[0]}"
-    conf = lambda att: [stats[a][n][att]["confidence_mean"] for a, n in pairs
-                        if _valid(stats[a][n][att]["confidence_mean"])]
+    conf = lambda att: [
+        stats[a][n][att]["confidence_mean"] for a, n in pairs if _valid(stats[a][n][att]["confidence_mean"])
+    ]
     summary["confidence_pgd_mean"] = sum(conf("pgd")) / max(len(conf("pgd")), 1)
     summary["confidence_adv2_mean"] = sum(conf("adv2")) / max(len(conf("adv2")), 1)
-    for name in fm.interpreters:   # per interpreter, averaged over classifiers, for the prose
+    for name in fm.interpreters:  # per interpreter, averaged over classifiers, for the prose
         for att in ("pgd", "adv2"):
             for key in ("success_rate", "l1_mean", "iou_mean"):
                 vals = [v for v in (stats[a][name][att][key] for a in archs) if _valid(v)]
@@ -548,8 +774,9 @@ def fmnist_verdicts(result: Ch03Result) -> dict[str, Verdict]:
     """Each claim on Fashion-MNIST with both classifiers together (:func:`adv2.claims.all_of`
     over the classifiers run): the chapter's summary verdicts."""
     by_setting = verdicts(result)
-    return {cid: claims.all_of(cid, {a: by_setting[a][cid] for a in result.fmnist.archs})
-            for cid in CLAIM_IDS}
+    return {
+        cid: claims.all_of(cid, {a: by_setting[a][cid] for a in result.fmnist.archs}) for cid in CLAIM_IDS
+    }
 
 
 def ratio_half_widths(result: Ch03Result) -> dict[str, dict[str, float | None]]:
@@ -575,8 +802,9 @@ def sample_size_text(result: Ch03Result) -> str:
     return ". ".join(lines) + "." if lines else NOT_RUN
 
 
-def summarize(fm: FmnistAttacks, photos: PhotoAttacks | None = None,
-              dataset: str = "fashion-mnist") -> Ch03Result:
+def summarize(
+    fm: FmnistAttacks, photos: PhotoAttacks | None = None, dataset: str = "fashion-mnist"
+) -> Ch03Result:
     """The chapter's result: the summary numbers, the verdicts and every per-image array."""
     per_image = {dataset: fm.per_image}
     if photos is not None:
@@ -584,10 +812,14 @@ def summarize(fm: FmnistAttacks, photos: PhotoAttacks | None = None,
     result = Ch03Result(dataset, fm, photos, _measure(fm), per_image)
     v = fmnist_verdicts(result)
     success, maps = v["adv2_success_like_pgd"], v["adv2_maps_closer_than_pgd"]
-    result.summary.update({"claim_success_holds": success.status == claims.HOLDS,
-                           "claim_maps_hold": maps.status == claims.HOLDS,
-                           "claim_success_verdict": success.status,
-                           "claim_maps_verdict": maps.status})
+    result.summary.update(
+        {
+            "claim_success_holds": success.status == claims.HOLDS,
+            "claim_maps_hold": maps.status == claims.HOLDS,
+            "claim_success_verdict": success.status,
+            "claim_maps_verdict": maps.status,
+        }
+    )
     return result
 
 
@@ -596,13 +828,17 @@ def claims_table(result: Ch03Result) -> str:
     of pairs where ADV2's maps are closer and the mean L1 ratio."""
     s, by_setting = result.summary, verdicts(result)
     settings = list(by_setting)
-    rows = [[claims.CLAIMS[cid].statement] + [verdict_cell(by_setting[st][cid]) for st in settings]
-            for cid in CLAIM_IDS]
+    rows = [
+        [claims.CLAIMS[cid].statement] + [verdict_cell(by_setting[st][cid]) for st in settings]
+        for cid in CLAIM_IDS
+    ]
     table = plotting.markdown_table(rows, ["claim"] + [claims.SETTINGS.get(st, st) for st in settings])
-    counts = [["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
-              ["ADV2 maps closer than PGD's: lower L2 (pairs)", f"{s['closer_l2']} / {s['pairs']}"],
-              ["ADV2 maps closer than PGD's: higher mean IoU (pairs)", f"{s['higher_iou']} / {s['pairs']}"],
-              ["mean L1 ratio ADV2 / PGD", fmt(s["l1_ratio_mean"])]]
+    counts = [
+        ["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
+        ["ADV2 maps closer than PGD's: lower L2 (pairs)", f"{s['closer_l2']} / {s['pairs']}"],
+        ["ADV2 maps closer than PGD's: higher mean IoU (pairs)", f"{s['higher_iou']} / {s['pairs']}"],
+        ["mean L1 ratio ADV2 / PGD", fmt(s["l1_ratio_mean"])],
+    ]
     return table + "\n\n" + plotting.markdown_table(counts, ["Fashion-MNIST", "this run"])
 
 
@@ -613,38 +849,50 @@ def check(result: Ch03Result, profile: str) -> None:
     fm = result.fmnist
     for arch in fm.archs:
         drift = float((fm.x_pgd[arch].cpu() - fm.sets[arch].x).abs().max())
-        _check(drift <= fm.epsilon + 1e-5,
-               f"PGD on {arch} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
-               "the projection is broken (a library bug, not a parameter)")
+        _check(
+            drift <= fm.epsilon + 1e-5,
+            f"PGD on {arch} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
+            "the projection is broken (a library bug, not a parameter)",
+        )
         for name in fm.interpreters:
             for att in ("pgd", "adv2"):
                 s = fm.stats[arch][name][att]
-                _check(0 <= s["success_rate"] <= 1,
-                       f"{att} success rate on {arch}/{name} is {s['success_rate']}, outside [0, 1]")
-                _check(len(s["iou_curve"]) == 9,
-                       f"the IoU curve of {att} on {arch}/{name} has {len(s['iou_curve'])} points, "
-                       "expected 9 (k = 0.1 ... 0.9)")
+                _check(
+                    0 <= s["success_rate"] <= 1,
+                    f"{att} success rate on {arch}/{name} is {s['success_rate']}, outside [0, 1]",
+                )
+                _check(
+                    len(s["iou_curve"]) == 9,
+                    f"the IoU curve of {att} on {arch}/{name} has {len(s['iou_curve'])} points, "
+                    "expected 9 (k = 0.1 ... 0.9)",
+                )
             adv = fm.runs[arch][name]["adv2"]
             k = len(adv.x_adv)
             drift = float((adv.x_adv.cpu() - fm.sets[arch].x[:k]).abs().max())
-            _check(drift <= fm.epsilon + 1e-5,
-                   f"ADV2 on {arch}/{name} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
-                   "the projection is broken (a library bug, not a parameter)")
+            _check(
+                drift <= fm.epsilon + 1e-5,
+                f"ADV2 on {arch}/{name} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
+                "the projection is broken (a library bug, not a parameter)",
+            )
     if profile == "smoke":
         return
     # the attacks work at the CPU budgets: PGD and ADV2 on CAM reach most targets
     for arch in fm.archs:
         rate = fm.stats[arch][fm.interpreters[0]]["pgd"]["success_rate"]
-        _check(rate >= MIN_SUCCESS,
-               f"PGD reached the target on {100 * rate:.0f} % of images on {arch} at epsilon "
-               f"{fm.epsilon} ({pgd_steps(fm.step_scale)} steps); this chapter needs at least "
-               f"{100 * MIN_SUCCESS:.0f} %: raise epsilon or step_scale")
+        _check(
+            rate >= MIN_SUCCESS,
+            f"PGD reached the target on {100 * rate:.0f} % of images on {arch} at epsilon "
+            f"{fm.epsilon} ({pgd_steps(fm.step_scale)} steps); this chapter needs at least "
+            f"{100 * MIN_SUCCESS:.0f} %: raise epsilon or step_scale",
+        )
         if "cam" in fm.interpreters:
             rate = fm.stats[arch]["cam"]["adv2"]["success_rate"]
-            _check(rate >= MIN_SUCCESS,
-                   f"ADV2 on CAM reached the target on {100 * rate:.0f} % of images on {arch} at "
-                   f"epsilon {fm.epsilon}; this chapter needs at least {100 * MIN_SUCCESS:.0f} %: "
-                   "raise epsilon or step_scale")
+            _check(
+                rate >= MIN_SUCCESS,
+                f"ADV2 on CAM reached the target on {100 * rate:.0f} % of images on {arch} at "
+                f"epsilon {fm.epsilon}; this chapter needs at least {100 * MIN_SUCCESS:.0f} %: "
+                "raise epsilon or step_scale",
+            )
 
 
 __all__ = [

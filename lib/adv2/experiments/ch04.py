@@ -8,6 +8,7 @@ The notebook loads the classifiers, RTS and RTSA (``nets``), then makes one call
 Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cells through
 ``adv2.stats.fmt``, estimates as "value [low, high]"); ``fmt`` is ``adv2.stats.fmt`` re-exported.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,14 +21,19 @@ import torch
 from .. import claims, config, defenses, plotting, results
 from ..claims import Verdict
 from ..stats import Estimate, fmt, mean_ci
-from ._common import fmt_rows, intervals_block, verdict_glue, verdicts_block
-from ._common import start  # the notebook's setup cell
+from ._common import (
+    fmt_rows,
+    intervals_block,
+    start,  # the notebook's setup cell
+    verdict_glue,
+    verdicts_block,
+)
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
-NOT_RUN = "not run"          # glued for what this run did not compute (e.g. a classifier not in archs)
-MISSING = "—"                # a number this run could not compute (shown in tables and prose)
-PROSE_ARCHS = config.ARCHS   # the classifiers the chapters' prose names, run or not
+NOT_RUN = "not run"  # glued for what this run did not compute (e.g. a classifier not in archs)
+MISSING = "—"  # a number this run could not compute (shown in tables and prose)
+PROSE_ARCHS = config.ARCHS  # the classifiers the chapters' prose names, run or not
 
 # the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value; the
 # rule and its threshold live in adv2.claims (re-exported here for older imports)
@@ -82,7 +88,7 @@ AID_FIELD_REASONS = {
     "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
     "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",
     "beta": "weight of the AID term: too small has no effect, too large without the anchor "
-            "wrecks benign maps (see below)",
+    "wrecks benign maps (see below)",
     "distill_weight": "anchor to RTS's benign maps; keeps the benign drift near the paper's value",
     "persistent": "attack continues across visits: a strong inner attack at a small cost",
     "train_encoder": "the paper's RTS keeps its encoder fixed; True is an option to explore",
@@ -92,27 +98,37 @@ AID_FIELD_REASONS = {
     "stage2_steps": "joint ADV2 steps per visit against the current RTSA (fewer than at evaluation)",
     "epsilon": "budget of AID's inner attack (parameter rtsa_epsilon; chapter 3's evaluation value)",
     "step_size": "sign step of AID's inner attack (parameter rtsa_step_size)",
-    "lam_start": "lambda ramps as in the evaluation attack", "lam_end": "",
+    "lam_start": "lambda ramps as in the evaluation attack",
+    "lam_end": "",
     "encoder_weight": "weight of RTS's own encoder's cross-entropy, as in the evaluation attack",
     "detach_benign": "benign maps are left to l_map; AID only moves adversarial maps",
     "freeze_batchnorm": "keep RTS's BatchNorm statistics: benign maps drift less",
-    "fake_prob": "RTS recipe", "area_weight": "RTS recipe", "preserver_weight": "RTS recipe",
-    "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)", "confidence": "RTS model confidence",
-    "log_every": "0 = about 20 logged points", "seed": "parameter train_seed",
+    "fake_prob": "RTS recipe",
+    "area_weight": "RTS recipe",
+    "preserver_weight": "RTS recipe",
+    "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)",
+    "confidence": "RTS model confidence",
+    "log_every": "0 = about 20 logged points",
+    "seed": "parameter train_seed",
 }
 
 
 def aid_config_table(aid: defenses.AIDConfig) -> str:
     """Markdown table of every AIDConfig field, its value (as set) and why."""
-    rows = [[k, MISSING if v is None else repr(v), AID_FIELD_REASONS.get(k, "")]
-            for k, v in aid.as_dict().items()]
+    rows = [
+        [k, MISSING if v is None else repr(v), AID_FIELD_REASONS.get(k, "")] for k, v in aid.as_dict().items()
+    ]
     return plotting.markdown_table(rows, ["AIDConfig field", "value", "why"])
 
 
 # ----------------------------------------------------------------------------- cost
 # training-curve panels: (key of the RTSA artifact's training log, axis label)
-CURVES = (("map_loss", "l_map (RTS loss)"), ("aid_l1", "-l_aid (benign/ADV2 map L1)"),
-          ("attack_success", "inner ADV2 success rate"), ("probe_drift", "benign L1(RTSA, RTS)"))
+CURVES = (
+    ("map_loss", "l_map (RTS loss)"),
+    ("aid_l1", "-l_aid (benign/ADV2 map L1)"),
+    ("attack_success", "inner ADV2 success rate"),
+    ("probe_drift", "benign L1(RTSA, RTS)"),
+)
 
 
 def training_curves(nets: Mapping[str, Any], key: str) -> dict[str, tuple[list, list]]:
@@ -134,11 +150,30 @@ def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = [[a, c["rts_seconds"], c["rts_seconds_per_iteration"], c["aid_seconds"],
-             c["aid_seconds_per_iteration"], c["per_iteration_ratio"], c["aid_attack_fraction"]]
-            for a, c in cost.items()]
-    return table(rows, ["classifier", "RTS training (s)", "RTS s / iteration", "AID fine-tuning (s)",
-                        "AID s / iteration", "AID / RTS per iteration", "share of AID time in the attack"])
+    rows = [
+        [
+            a,
+            c["rts_seconds"],
+            c["rts_seconds_per_iteration"],
+            c["aid_seconds"],
+            c["aid_seconds_per_iteration"],
+            c["per_iteration_ratio"],
+            c["aid_attack_fraction"],
+        ]
+        for a, c in cost.items()
+    ]
+    return table(
+        rows,
+        [
+            "classifier",
+            "RTS training (s)",
+            "RTS s / iteration",
+            "AID fine-tuning (s)",
+            "AID s / iteration",
+            "AID / RTS per iteration",
+            "share of AID time in the attack",
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- benign inputs
@@ -148,22 +183,28 @@ class BenignComparison:
 
     maps_rts: torch.Tensor
     maps_rtsa: torch.Tensor
-    preserve_destroy_rts: dict[str, float]    # adv2.interpreters.rts.preserve_destroy of RTS's maps
+    preserve_destroy_rts: dict[str, float]  # adv2.interpreters.rts.preserve_destroy of RTS's maps
     preserve_destroy_rtsa: dict[str, float]
-    l1: torch.Tensor = field(init=False)      # per image: L1(RTS map, RTSA map)
+    l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
 
     def __post_init__(self) -> None:
         self.l1 = defenses.l1_maps(self.maps_rts, self.maps_rtsa)
 
     def summary(self) -> dict[str, float]:
-        return {"l1_rts_vs_rtsa": float(self.l1.mean()), "l1_rts_vs_rtsa_std": float(self.l1.std()),
-                "area_rts": float(self.maps_rts.mean()), "area_rtsa": float(self.maps_rtsa.mean()),
-                "both_rts": self.preserve_destroy_rts["both"], "both_rtsa": self.preserve_destroy_rtsa["both"],
-                "both_random": self.preserve_destroy_rts["random_both"]}
+        return {
+            "l1_rts_vs_rtsa": float(self.l1.mean()),
+            "l1_rts_vs_rtsa_std": float(self.l1.std()),
+            "area_rts": float(self.maps_rts.mean()),
+            "area_rtsa": float(self.maps_rtsa.mean()),
+            "both_rts": self.preserve_destroy_rts["both"],
+            "both_rtsa": self.preserve_destroy_rtsa["both"],
+            "both_random": self.preserve_destroy_rts["random_both"],
+        }
 
 
-def compare_benign(nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *,
-                   device: torch.device | str = "cpu") -> dict[str, BenignComparison]:
+def compare_benign(
+    nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
+) -> dict[str, BenignComparison]:
     """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
     from ..interpreters.rts import preserve_destroy
 
@@ -182,19 +223,51 @@ def benign_table(benign: Mapping[str, BenignComparison]) -> str:
     rows = []
     for a, b in benign.items():
         s = b.summary()
-        rows.append([a, PAPER_BENIGN_L1, mean_ci(b.l1), s["area_rts"], s["area_rtsa"],
-                     s["both_rts"], s["both_rtsa"], s["both_random"]])
-    return table(rows, ["classifier", "paper: L1(RTS, RTSA)", "ours: L1(RTS, RTSA) [95 % interval]", "mean map RTS",
-                        "mean map RTSA", "preserve & destroy RTS", "preserve & destroy RTSA",
-                        "random masks"])
+        rows.append(
+            [
+                a,
+                PAPER_BENIGN_L1,
+                mean_ci(b.l1),
+                s["area_rts"],
+                s["area_rtsa"],
+                s["both_rts"],
+                s["both_rtsa"],
+                s["both_random"],
+            ]
+        )
+    return table(
+        rows,
+        [
+            "classifier",
+            "paper: L1(RTS, RTSA)",
+            "ours: L1(RTS, RTSA) [95 % interval]",
+            "mean map RTS",
+            "mean map RTSA",
+            "preserve & destroy RTS",
+            "preserve & destroy RTSA",
+            "random masks",
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- the chapter's result
 # keys glued as "not run" for a classifier the prose names but this run skipped
-ARCH_KEYS = ("classifier_accuracy", "benign_l1_rts_vs_rtsa", "benign_l1_rts_vs_rtsa_std", "benign_area_rts",
-             "benign_area_rtsa", "preserve_destroy_rts", "preserve_destroy_rtsa", "preserve_destroy_random",
-             "aid_gap_first", "aid_gap_last", "inner_attack_success_last", "final_probe_drift",
-             "cost_ratio_total", "cost_ratio_iter")
+ARCH_KEYS = (
+    "classifier_accuracy",
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_rts_vs_rtsa_std",
+    "benign_area_rts",
+    "benign_area_rtsa",
+    "preserve_destroy_rts",
+    "preserve_destroy_rtsa",
+    "preserve_destroy_random",
+    "aid_gap_first",
+    "aid_gap_last",
+    "inner_attack_success_last",
+    "final_probe_drift",
+    "cost_ratio_total",
+    "cost_ratio_iter",
+)
 
 
 @dataclass
@@ -204,8 +277,8 @@ class Ch04Result:
     archs: list[str]
     classifier_accuracy: dict[str, float]
     benign: dict[str, BenignComparison]
-    cost: dict[str, dict[str, Any]]           # defenses.training_cost per classifier
-    aid_log: dict[str, dict[str, Any]]        # the RTSA artifact's training log per classifier
+    cost: dict[str, dict[str, Any]]  # defenses.training_cost per classifier
+    aid_log: dict[str, dict[str, Any]]  # the RTSA artifact's training log per classifier
     aid_config: dict[str, Any]
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
 
@@ -218,8 +291,10 @@ class Ch04Result:
             "classifier_accuracy": self.classifier_accuracy[a],
             "benign_l1_rts_vs_rtsa": b["l1_rts_vs_rtsa"],
             "benign_l1_rts_vs_rtsa_std": b["l1_rts_vs_rtsa_std"],
-            "benign_area_rts": b["area_rts"], "benign_area_rtsa": b["area_rtsa"],
-            "preserve_destroy_rts": b["both_rts"], "preserve_destroy_rtsa": b["both_rtsa"],
+            "benign_area_rts": b["area_rts"],
+            "benign_area_rtsa": b["area_rtsa"],
+            "preserve_destroy_rts": b["both_rts"],
+            "preserve_destroy_rtsa": b["both_rtsa"],
             "preserve_destroy_random": b["both_random"],
             "aid_gap_first": met["aid_l1"][0] if met["aid_l1"] else None,
             "aid_gap_last": met["aid_l1"][-1] if met["aid_l1"] else None,
@@ -247,16 +322,21 @@ class Ch04Result:
         for a in PROSE_ARCHS:
             if a in self.archs:
                 c = self.cost[a]
-                nested[a] = {**self.arch_numbers(a),
-                             "cost_ratio_total": _round2(c["aid_over_rts_total"]),
-                             "cost_ratio_iter": _round2(c["per_iteration_ratio"])}
+                nested[a] = {
+                    **self.arch_numbers(a),
+                    "cost_ratio_total": _round2(c["aid_over_rts_total"]),
+                    "cost_ratio_iter": _round2(c["per_iteration_ratio"]),
+                }
             else:
                 nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
         for a in PROSE_ARCHS:
-            out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict_benign",
-                                    by_arch.get(a, {}).get("rtsa_like_rts_on_benign")))
+            out.update(
+                verdict_glue(
+                    f"{GLUE_PREFIX}{a}_verdict_benign", by_arch.get(a, {}).get("rtsa_like_rts_on_benign")
+                )
+            )
         return out
 
 
@@ -264,21 +344,31 @@ def _round2(v: float | None) -> float | None:
     return None if missing(v) else round(v, 2)
 
 
-def summarize(nets: Mapping[str, Any], benign: Mapping[str, BenignComparison],
-              cost: Mapping[str, Mapping[str, Any]], aid: defenses.AIDConfig) -> Ch04Result:
+def summarize(
+    nets: Mapping[str, Any],
+    benign: Mapping[str, BenignComparison],
+    cost: Mapping[str, Mapping[str, Any]],
+    aid: defenses.AIDConfig,
+) -> Ch04Result:
     """The chapter's result from the loaded ``nets`` and the sections' outputs."""
     archs = list(benign)
-    return Ch04Result(archs=archs,
-                      classifier_accuracy={a: nets[a].classifier_artifact.metrics["test_accuracy"] for a in archs},
-                      benign={a: benign[a] for a in archs}, cost={a: dict(cost[a]) for a in archs},
-                      aid_log={a: nets[a].rtsa_artifact.metrics for a in archs}, aid_config=aid.as_dict())
+    return Ch04Result(
+        archs=archs,
+        classifier_accuracy={a: nets[a].classifier_artifact.metrics["test_accuracy"] for a in archs},
+        benign={a: benign[a] for a in archs},
+        cost={a: dict(cost[a]) for a in archs},
+        aid_log={a: nets[a].rtsa_artifact.metrics for a in archs},
+        aid_config=aid.as_dict(),
+    )
 
 
 def verdicts(result: Ch04Result) -> dict[str, dict[str, Verdict]]:
     """``{classifier: {"rtsa_like_rts_on_benign": Verdict}}`` for the classifiers run: the paper's
     "RTSA behaves almost identically to RTS on benign inputs", decided by :mod:`adv2.claims`."""
-    return {a: {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(result.benign[a].l1)}
-            for a in result.archs}
+    return {
+        a: {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(result.benign[a].l1)}
+        for a in result.archs
+    }
 
 
 def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
@@ -288,19 +378,27 @@ def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
         n = result.arch_numbers(a)
         l1 = n["benign_l1_rts_vs_rtsa"]
         if not 0 <= l1 <= 1:
-            problems.append(f"{a}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
-                            "(a bug, not a parameter)")
+            problems.append(
+                f"{a}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
+                "(a bug, not a parameter)"
+            )
         if n["cost_aid_seconds"] is not None and not n["cost_aid_seconds"] > 0:
-            problems.append(f"{a}: AID's recorded time is {n['cost_aid_seconds']} s, expected > 0 "
-                            "(a corrupt RTSA artifact: delete it from artifacts_dir)")
+            problems.append(
+                f"{a}: AID's recorded time is {n['cost_aid_seconds']} s, expected > 0 "
+                "(a corrupt RTSA artifact: delete it from artifacts_dir)"
+            )
         if aid.iterations > 0 and aid.beta > 0 and not l1 > 0:
-            problems.append(f"{a}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
-                            f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
-                            "aid_iterations")
+            problems.append(
+                f"{a}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
+                f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
+                "aid_iterations"
+            )
         if profile in ("quick", "paper") and not l1 < DRIFT_LIMIT:
-            problems.append(f"{a}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
-                            f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
-                            "aid_beta / aid_lr")
+            problems.append(
+                f"{a}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
+                f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
+                "aid_beta / aid_lr"
+            )
     raise_problems("chapter 4", problems)
 
 

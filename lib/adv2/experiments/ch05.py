@@ -5,6 +5,7 @@ One call per section: :func:`calibrate` / :func:`calibration_table`, :func:`sens
 :class:`Ch05Result`: ``numbers()`` is ``results/05_noise_sensitivity.json``'s, ``glue()`` the
 prose's) and :func:`check`. The paper's Figure 15 table is :data:`adv2.noise.PAPER_FIG15_L1`.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,13 @@ from .. import claims, noise
 from ..claims import Verdict
 from ..noise import NoiseCalibration
 from ..stats import mean_ci, ratio_ci
-from ._common import half_width_text, intervals_block, verdict_glue, verdicts_block
-from ._common import start  # the notebook's setup cell
+from ._common import (
+    half_width_text,
+    intervals_block,
+    start,  # the notebook's setup cell
+    verdict_glue,
+    verdicts_block,
+)
 from .ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
 
 STEM = "05_noise_sensitivity"
@@ -35,7 +41,7 @@ def level_names(rates: Sequence[float]) -> list[str]:
 
 
 def _glue_level(level: str) -> str:
-    return level.rstrip("%") + "pct"      # "3%" -> "3pct": a glue name cannot hold "%"
+    return level.rstrip("%") + "pct"  # "3%" -> "3pct": a glue name cannot hold "%"
 
 
 # the levels the prose names (Figure 15's rows), glued even when noise_rates leaves one out
@@ -47,23 +53,33 @@ PROSE_LEVELS = tuple(noise.PAPER_FIG15_L1["rts"]["normal"])
 class Calibration:
     """One classifier's calibration images and the noise magnitude of each kind and target rate."""
 
-    x: torch.Tensor                                   # first n_calib correctly classified test images
+    x: torch.Tensor  # first n_calib correctly classified test images
     y: torch.Tensor
     levels: dict[str, dict[float, NoiseCalibration]]  # {kind: {target rate: calibration}}
-    draws: dict[str, torch.Tensor]                    # {kind: the fixed unit noise draw}
+    draws: dict[str, torch.Tensor]  # {kind: the fixed unit noise draw}
     seconds: float
 
 
-def calibrate(nets: Mapping[str, Any], x_test: torch.Tensor, y_test: torch.Tensor, *, n_calib: int,
-              rates: Sequence[float], tolerance: float, max_iter: int, seed: int,
-              device: torch.device | str = "cpu") -> dict[str, Calibration]:
+def calibrate(
+    nets: Mapping[str, Any],
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    n_calib: int,
+    rates: Sequence[float],
+    tolerance: float,
+    max_iter: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Calibration]:
     """Per classifier: noise magnitudes reaching each target misclassification rate (bisection)."""
     out = {}
     for a, n in nets.items():
         started = time.time()
         x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
-        levels, draws = noise.calibrate_levels(n.model, x, y, rates=rates, tolerance=tolerance,
-                                               max_iter=max_iter, seed=seed, device=device)
+        levels, draws = noise.calibrate_levels(
+            n.model, x, y, rates=rates, tolerance=tolerance, max_iter=max_iter, seed=seed, device=device
+        )
         out[a] = Calibration(x, y, levels, draws, time.time() - started)
     return out
 
@@ -73,16 +89,42 @@ def calibration_log(cal: Mapping[str, Calibration]) -> str:
 
 
 def calibration_table(cal: Mapping[str, Calibration]) -> str:
-    rows = [[a, kind, noise.level_name(rate), c.magnitude, c.rate, "yes" if c.within_tolerance else "NO",
-             c.evaluations]
-            for a, ca in cal.items() for kind, levels in ca.levels.items() for rate, c in levels.items()]
-    return table(rows, ["classifier", "noise", "target rate", "magnitude (σ / half-width)", "rate reached",
-                        "within tolerance", "classifier passes"])
+    rows = [
+        [
+            a,
+            kind,
+            noise.level_name(rate),
+            c.magnitude,
+            c.rate,
+            "yes" if c.within_tolerance else "NO",
+            c.evaluations,
+        ]
+        for a, ca in cal.items()
+        for kind, levels in ca.levels.items()
+        for rate, c in levels.items()
+    ]
+    return table(
+        rows,
+        [
+            "classifier",
+            "noise",
+            "target rate",
+            "magnitude (σ / half-width)",
+            "rate reached",
+            "within tolerance",
+            "classifier passes",
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- map sensitivity
-def sensitivity(nets: Mapping[str, Any], cal: Mapping[str, Calibration], *, map_class: str,
-                device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
+def sensitivity(
+    nets: Mapping[str, Any],
+    cal: Mapping[str, Calibration],
+    *,
+    map_class: str,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Any]]:
     """Per classifier: :func:`adv2.noise.noise_sensitivity` of RTS and RTSA at the calibrated levels."""
     from ..interpreters.rts import RTSInterpreter
 
@@ -90,8 +132,9 @@ def sensitivity(nets: Mapping[str, Any], cal: Mapping[str, Calibration], *, map_
     for a, c in cal.items():
         n = nets[a]
         interps = {"rts": RTSInterpreter(n.model, n.rts), "rtsa": RTSInterpreter(n.model, n.rtsa)}
-        out[a] = noise.noise_sensitivity(n.model, interps, c.x, c.y, c.levels, c.draws,
-                                         map_class=map_class, device=device)
+        out[a] = noise.noise_sensitivity(
+            n.model, interps, c.x, c.y, c.levels, c.draws, map_class=map_class, device=device
+        )
     return out
 
 
@@ -104,32 +147,55 @@ def fig15_tables(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) 
     for a, s in sens.items():
         per = s.get("per_sample")
         # ours with the 95 % interval over the calibration images ("value [low, high]")
-        l1 = ({i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
-              if per else s["l1"])
+        l1 = (
+            {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
+            if per
+            else s["l1"]
+        )
         rows, headers = noise.fig15_rows(l1, levels)
         text = f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers)
         if per and all(top in per[i].get(k, {}) for i in INTERPRETERS for k in noise.NOISE_TYPES):
-            ratios = {k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True)
-                      for k in noise.NOISE_TYPES}
-            text += (f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "
-                     + ", ".join(f"{k} {v}" for k, v in ratios.items()) + ".")
+            ratios = {
+                k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True) for k in noise.NOISE_TYPES
+            }
+            text += (
+                f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "
+                + ", ".join(f"{k} {v}" for k, v in ratios.items())
+                + "."
+            )
         parts.append(text)
     return "\n\n".join(parts)
 
 
 def flipped_kept_table(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
     """The same L1 split into images the noise misclassified (flipped) and the others (kept)."""
-    rows = [[a, name.upper(), kind, lvl, s["n_flipped"][kind][lvl], s["l1_flipped"][name][kind][lvl],
-             s["l1_kept"][name][kind][lvl]]
-            for a, s in sens.items() for name in INTERPRETERS for kind in noise.NOISE_TYPES
-            for lvl in level_names(rates)]
-    return table(rows, ["classifier", "interpreter", "noise", "level", "flipped images", "L1 flipped",
-                        "L1 kept"])
+    rows = [
+        [
+            a,
+            name.upper(),
+            kind,
+            lvl,
+            s["n_flipped"][kind][lvl],
+            s["l1_flipped"][name][kind][lvl],
+            s["l1_kept"][name][kind][lvl],
+        ]
+        for a, s in sens.items()
+        for name in INTERPRETERS
+        for kind in noise.NOISE_TYPES
+        for lvl in level_names(rates)
+    ]
+    return table(
+        rows, ["classifier", "interpreter", "noise", "level", "flipped images", "L1 flipped", "L1 kept"]
+    )
 
 
-def figure15_cells(sens: Mapping[str, Mapping[str, Any]], cal: Mapping[str, Calibration],
-                   class_names: Sequence[str], figure_arch: str, rates: Sequence[float]
-                   ) -> tuple[list[list[tuple]], list[str], str]:
+def figure15_cells(
+    sens: Mapping[str, Mapping[str, Any]],
+    cal: Mapping[str, Calibration],
+    class_names: Sequence[str],
+    figure_arch: str,
+    rates: Sequence[float],
+) -> tuple[list[list[tuple]], list[str], str]:
     """Figure 15's panels for :func:`adv2.plotting.panel_rows`: per noise type and non-zero level,
     the first calibration image the noise misclassifies (the first image if none flipped).
     Returns ``(cells, row_labels, arch shown)``; ``figure_arch`` falls back to the first run arch."""
@@ -144,8 +210,14 @@ def figure15_cells(sens: Mapping[str, Mapping[str, Any]], cal: Mapping[str, Cali
             i = int(flipped[0]) if len(flipped) else 0
             xn, pred = s["noisy"][kind][lvl][i], int(s["pred"][kind][lvl][i])
             title = f"{class_names[int(y[i])]} → {class_names[pred]}"
-            cells.append([(cal[fa].x[i], None, title), (xn, None),
-                          (xn, s["maps"][kind][lvl]["rts"][i]), (xn, s["maps"][kind][lvl]["rtsa"][i])])
+            cells.append(
+                [
+                    (cal[fa].x[i], None, title),
+                    (xn, None),
+                    (xn, s["maps"][kind][lvl]["rts"][i]),
+                    (xn, s["maps"][kind][lvl]["rtsa"][i]),
+                ]
+            )
             labels.append(f"{kind} {lvl}")
     return cells, labels, fa
 
@@ -157,18 +229,24 @@ class Ch05Result:
 
     archs: list[str]
     calibration: dict[str, Calibration]
-    sens: dict[str, dict[str, Any]]           # adv2.noise.noise_sensitivity per classifier
-    rates: list[float]                        # target misclassification rates (noise_rates)
+    sens: dict[str, dict[str, Any]]  # adv2.noise.noise_sensitivity per classifier
+    rates: list[float]  # target misclassification rates (noise_rates)
     map_class: str
     tolerance: float
     # {arch: {"l1": {interp: {kind: {level: L1 per image}}}, "flipped": {kind: {level: bool per image}}}}
     per_image: dict[str, dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.per_image = {a: {"l1": self.sens[a]["per_sample"],
-                              "flipped": {k: {lvl: p != self.calibration[a].y for lvl, p in lv.items()}
-                                          for k, lv in self.sens[a]["pred"].items()}}
-                          for a in self.archs}
+        self.per_image = {
+            a: {
+                "l1": self.sens[a]["per_sample"],
+                "flipped": {
+                    k: {lvl: p != self.calibration[a].y for lvl, p in lv.items()}
+                    for k, lv in self.sens[a]["pred"].items()
+                },
+            }
+            for a in self.archs
+        }
 
     @property
     def levels(self) -> list[str]:
@@ -189,13 +267,25 @@ class Ch05Result:
 
     def arch_numbers(self, a: str) -> dict[str, Any]:
         s = self.sens[a]
-        out = {"n_calib": len(self.calibration[a].x),
-               "calibration": {kind: {noise.level_name(r): {"magnitude": c.magnitude, "rate": c.rate,
-                                                            "within_tolerance": c.within_tolerance,
-                                                            "evaluations": c.evaluations}
-                                      for r, c in lv.items()}
-                               for kind, lv in self.calibration[a].levels.items()},
-               "l1": s["l1"], "l1_flipped": s["l1_flipped"], "l1_kept": s["l1_kept"], "rate": s["rate"]}
+        out = {
+            "n_calib": len(self.calibration[a].x),
+            "calibration": {
+                kind: {
+                    noise.level_name(r): {
+                        "magnitude": c.magnitude,
+                        "rate": c.rate,
+                        "within_tolerance": c.within_tolerance,
+                        "evaluations": c.evaluations,
+                    }
+                    for r, c in lv.items()
+                }
+                for kind, lv in self.calibration[a].levels.items()
+            },
+            "l1": s["l1"],
+            "l1_flipped": s["l1_flipped"],
+            "l1_kept": s["l1_kept"],
+            "rate": s["rate"],
+        }
         top = self.top_level.rstrip("%")
         for kind, ratio in self.ratios(a).items():
             out[f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio
@@ -221,29 +311,46 @@ class Ch05Result:
         top = self.top_level.rstrip("%")
         for a in self.archs:
             per = self.per_image[a]["l1"]
-            out[a] = {"l1": {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()}
-                                 for k in per[i]} for i in per}}
+            out[a] = {
+                "l1": {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
+            }
             for kind in noise.NOISE_TYPES:
                 out[a][f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci(
-                    self._top(a, "rtsa", kind), self._top(a, "rts", kind), paired=True)
+                    self._top(a, "rtsa", kind), self._top(a, "rts", kind), paired=True
+                )
         return out
 
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch5_<arch>_...``) with its value."""
-        levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))   # run levels, then the prose's
+        levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
         nested: dict[str, Any] = {}
         for a in PROSE_ARCHS:
             run = a in self.archs
             l1 = self.sens[a]["l1"] if run else {}
-            mag = ({k: {noise.level_name(r): c.magnitude for r, c in lv.items()}
-                    for k, lv in self.calibration[a].levels.items()} if run else {})
+            mag = (
+                {
+                    k: {noise.level_name(r): c.magnitude for r, c in lv.items()}
+                    for k, lv in self.calibration[a].levels.items()
+                }
+                if run
+                else {}
+            )
             ratios = self.ratios(a) if run else {}
             nested[a] = {
-                "l1": {i: {k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
-                           for k in noise.NOISE_TYPES} for i in INTERPRETERS},
-                "mag": {k: {_glue_level(lvl): mag.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
-                        for k in noise.NOISE_TYPES},
-                "ratio_n": ratios.get("normal", NOT_RUN), "ratio_u": ratios.get("uniform", NOT_RUN)}
+                "l1": {
+                    i: {
+                        k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                        for k in noise.NOISE_TYPES
+                    }
+                    for i in INTERPRETERS
+                },
+                "mag": {
+                    k: {_glue_level(lvl): mag.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                    for k in noise.NOISE_TYPES
+                },
+                "ratio_n": ratios.get("normal", NOT_RUN),
+                "ratio_u": ratios.get("uniform", NOT_RUN),
+            }
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
         for a in PROSE_ARCHS:
@@ -251,26 +358,45 @@ class Ch05Result:
             out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict", v))
             parts = dict(v.parts) if v is not None else {}
             out[f"{GLUE_PREFIX}{a}_sample_size"] = (
-                "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items()) if parts
-                else half_width_text("ratio", v))
+                "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
+                if parts
+                else half_width_text("ratio", v)
+            )
         return out
 
 
-def summarize(cal: Mapping[str, Calibration], sens: Mapping[str, Mapping[str, Any]], *,
-              rates: Sequence[float], map_class: str, tolerance: float) -> Ch05Result:
+def summarize(
+    cal: Mapping[str, Calibration],
+    sens: Mapping[str, Mapping[str, Any]],
+    *,
+    rates: Sequence[float],
+    map_class: str,
+    tolerance: float,
+) -> Ch05Result:
     archs = list(sens)
-    return Ch05Result(archs=archs, calibration={a: cal[a] for a in archs}, sens={a: dict(sens[a]) for a in archs},
-                      rates=list(rates), map_class=map_class, tolerance=tolerance)
+    return Ch05Result(
+        archs=archs,
+        calibration={a: cal[a] for a in archs},
+        sens={a: dict(sens[a]) for a in archs},
+        rates=list(rates),
+        map_class=map_class,
+        tolerance=tolerance,
+    )
 
 
 def verdicts(result: Ch05Result) -> dict[str, dict[str, Verdict]]:
     """``{classifier: {"rtsa_more_noise_sensitive": Verdict}}`` for the classifiers run: the
     paper's "RTSA appears much more sensitive", decided by :mod:`adv2.claims` for every noise type
     at the strongest level from the per-image L1 of RTS and RTSA."""
-    return {a: {"rtsa_more_noise_sensitive": claims.rtsa_more_noise_sensitive(
+    return {
+        a: {
+            "rtsa_more_noise_sensitive": claims.rtsa_more_noise_sensitive(
                 {k: result._top(a, "rts", k) for k in noise.NOISE_TYPES},
-                {k: result._top(a, "rtsa", k) for k in noise.NOISE_TYPES})}
-            for a in result.archs}
+                {k: result._top(a, "rtsa", k) for k in noise.NOISE_TYPES},
+            )
+        }
+        for a in result.archs
+    }
 
 
 def check(result: Ch05Result, *, profile: str) -> None:
@@ -281,21 +407,28 @@ def check(result: Ch05Result, *, profile: str) -> None:
             for r, c in lv.items():
                 where = f"{a}, {kind} noise, target {noise.level_name(r)}"
                 if not (0 <= c.rate <= 1 and c.magnitude >= 0):
-                    problems.append(f"{where}: rate {c.rate} / magnitude {c.magnitude} out of range "
-                                    "(a bug, not a parameter)")
+                    problems.append(
+                        f"{where}: rate {c.rate} / magnitude {c.magnitude} out of range "
+                        "(a bug, not a parameter)"
+                    )
                 if r == 0 and c.rate != 0:
-                    problems.append(f"{where}: the '0%' noise should change no decision but changed "
-                                    f"{c.rate:.1%}; raise calib_max_iter")
+                    problems.append(
+                        f"{where}: the '0%' noise should change no decision but changed "
+                        f"{c.rate:.1%}; raise calib_max_iter"
+                    )
                 if profile in ("quick", "paper") and r > 0 and not c.within_tolerance:
-                    problems.append(f"{where}: reached {c.rate:.1%} after {c.evaluations} classifier passes, "
-                                    f"expected within {result.tolerance} of {r}; raise calib_max_iter or "
-                                    "tolerance, or n_calib (finer rate steps)")
+                    problems.append(
+                        f"{where}: reached {c.rate:.1%} after {c.evaluations} classifier passes, "
+                        f"expected within {result.tolerance} of {r}; raise calib_max_iter or "
+                        "tolerance, or n_calib (finer rate steps)"
+                    )
         for name in INTERPRETERS:
             for kind in noise.NOISE_TYPES:
                 bad = {lvl: v for lvl, v in result.sens[a]["l1"][name][kind].items() if not 0 <= v <= 1}
                 if bad:
-                    problems.append(f"{a}, {name.upper()}, {kind} noise: L1 {bad} outside [0, 1] "
-                                    "(a bug, not a parameter)")
+                    problems.append(
+                        f"{a}, {name.upper()}, {kind} noise: L1 {bad} outside [0, 1] (a bug, not a parameter)"
+                    )
     raise_problems("chapter 5", problems)
 
 

@@ -5,6 +5,7 @@ whose ``numbers()`` is ``results/06_table10.json``'s and ``glue()`` the prose's)
 :func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`. The paper's
 Table 10 and its row layout are :data:`adv2.defenses.PAPER_TABLE10` / :func:`adv2.defenses.table10_rows`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -20,11 +21,11 @@ from ._common import (
     half_width_text,
     half_widths,
     intervals_block,
+    start,  # the notebook's setup cell
     verdict_glue,
     verdicts_block,
 )
 from .ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
-from ._common import start  # the notebook's setup cell
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
@@ -33,17 +34,30 @@ GLUE_PREFIX = "ch6_"
 ADV2_OVER_PGD_MAX = claims.MAPS_CLOSE_RATIO
 RATIO_MIN = claims.AID_RATIO_MIN
 # the chapter's claims, per classifier, and the glue suffix of each (names the prose uses)
-CLAIM_GLUE = {"rtsa_like_rts_on_benign": "benign", "adv2_keeps_rts_maps_close": "adv2_rts",
-              "aid_separates_adv2_maps": "ratio"}
+CLAIM_GLUE = {
+    "rtsa_like_rts_on_benign": "benign",
+    "adv2_keeps_rts_maps_close": "adv2_rts",
+    "aid_separates_adv2_maps": "ratio",
+}
 # the Table 10 numbers the prose quotes per classifier
-GLUED_KEYS = ("benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "adv2_l1_ratio", "adv2_success_rts",
-              "adv2_success_rtsa", "pgd_l1_rts", "pgd_l1_rtsa")
+GLUED_KEYS = (
+    "benign_l1_rts_vs_rtsa",
+    "adv2_l1_rts",
+    "adv2_l1_rtsa",
+    "adv2_l1_ratio",
+    "adv2_success_rts",
+    "adv2_success_rtsa",
+    "pgd_l1_rts",
+    "pgd_l1_rtsa",
+)
 
 
 def describe_attack(cfg: Any) -> str:
     """One line for the reader instead of the attack config's repr."""
-    return (f"ADV2 on RTS: {cfg.stage1_steps} prediction-only + {cfg.stage2_steps} joint sign steps, "
-            f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}")
+    return (
+        f"ADV2 on RTS: {cfg.stage1_steps} prediction-only + {cfg.stage2_steps} joint sign steps, "
+        f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}"
+    )
 
 
 @dataclass
@@ -58,7 +72,7 @@ class Ch06Result:
     attack_sets: dict[str, Any]
     out: dict[str, dict[str, Any]]
     attack_config: dict[str, Any]
-    restrict: dict[str, bool] = field(default_factory=dict)   # ADV2's means over successes only?
+    restrict: dict[str, bool] = field(default_factory=dict)  # ADV2's means over successes only?
     # {arch: {"benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "pgd_l1_rts", "pgd_l1_rtsa":
     #  L1 per image (all images), "success_rts", "success_rtsa": bool per image}}
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
@@ -75,7 +89,9 @@ class Ch06Result:
                 "adv2_l1_rtsa": defenses.l1_maps(o["adv_maps"]["rtsa"], b["rtsa"]),
                 "pgd_l1_rts": defenses.l1_maps(o["pgd"]["rts"], b["rts"]),
                 "pgd_l1_rtsa": defenses.l1_maps(o["pgd"]["rtsa"], b["rtsa"]),
-                "success_rts": o["success"]["rts"], "success_rtsa": o["success"]["rtsa"]}
+                "success_rts": o["success"]["rts"],
+                "success_rtsa": o["success"]["rtsa"],
+            }
 
     @property
     def per_arch(self) -> dict[str, dict[str, Any]]:
@@ -84,8 +100,9 @@ class Ch06Result:
 
     def numbers(self) -> dict[str, Any]:
         """The ``numbers`` of ``results/06_table10.json``."""
-        out: dict[str, Any] = {a: {**self.out[a]["numbers"], "seconds": self.out[a]["seconds"]}
-                               for a in self.archs}
+        out: dict[str, Any] = {
+            a: {**self.out[a]["numbers"], "seconds": self.out[a]["seconds"]} for a in self.archs
+        }
         out["paper"] = dict(defenses.PAPER_TABLE10)
         out["attack"] = dict(self.attack_config)
         out["intervals"] = intervals_block(self.intervals())
@@ -98,21 +115,28 @@ class Ch06Result:
         out = {}
         for a in self.archs:
             p = self.per_image[a]
-            own = {name: _where(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
-                   for name in ("rts", "rtsa")}
-            out[a] = {"benign_l1_rts_vs_rtsa": mean_ci(p["benign_l1_rts_vs_rtsa"]),
-                      "adv2_l1_rts": mean_ci(own["rts"]), "adv2_l1_rtsa": mean_ci(own["rtsa"]),
-                      "adv2_l1_ratio": ratio_ci(own["rtsa"], own["rts"], paired=True),
-                      "adv2_success_rts": rate_ci(p["success_rts"]),
-                      "adv2_success_rtsa": rate_ci(p["success_rtsa"]),
-                      "pgd_l1_rts": mean_ci(p["pgd_l1_rts"]), "pgd_l1_rtsa": mean_ci(p["pgd_l1_rtsa"])}
+            own = {
+                name: _where(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
+                for name in ("rts", "rtsa")
+            }
+            out[a] = {
+                "benign_l1_rts_vs_rtsa": mean_ci(p["benign_l1_rts_vs_rtsa"]),
+                "adv2_l1_rts": mean_ci(own["rts"]),
+                "adv2_l1_rtsa": mean_ci(own["rtsa"]),
+                "adv2_l1_ratio": ratio_ci(own["rtsa"], own["rts"], paired=True),
+                "adv2_success_rts": rate_ci(p["success_rts"]),
+                "adv2_success_rtsa": rate_ci(p["success_rtsa"]),
+                "pgd_l1_rts": mean_ci(p["pgd_l1_rts"]),
+                "pgd_l1_rtsa": mean_ci(p["pgd_l1_rtsa"]),
+            }
         return out
 
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch6_<arch>_<key>``) with its value."""
         per_arch = self.per_arch
-        nested = {a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS}
-                  for a in PROSE_ARCHS}
+        nested = {
+            a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS} for a in PROSE_ARCHS
+        }
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
         for a in PROSE_ARCHS:
@@ -122,27 +146,54 @@ class Ch06Result:
         return out
 
 
-def attack(nets: Mapping[str, Any], x_test: torch.Tensor, y_test: torch.Tensor, *, n_images: int,
-           num_classes: int, seed: int, attack_cfg: Any, restrict_to_success: bool,
-           device: torch.device | str = "cpu", progress: bool = False) -> Ch06Result:
+def attack(
+    nets: Mapping[str, Any],
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    n_images: int,
+    num_classes: int,
+    seed: int,
+    attack_cfg: Any,
+    restrict_to_success: bool,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Ch06Result:
     """Per classifier: the authors' attack set (``n_images``) and ADV2 against RTS and against RTSA."""
     out, sets = {}, {}
     for a, n in nets.items():
-        sets[a] = s = data.select_attack_set(n.model, x_test, y_test, n_images, seed=seed,
-                                             num_classes=num_classes, device=device)
-        out[a] = defenses.adv2_on_rts_and_rtsa(n.model, n.rts, n.rtsa, s.x, s.y, s.target, attack_cfg,
-                                               restrict_to_success=restrict_to_success, device=device,
-                                               progress=progress)
-    return Ch06Result(archs=list(nets), attack_sets=sets, out=out, attack_config=attack_cfg.as_dict(),
-                      restrict={a: restrict_to_success for a in nets})
+        sets[a] = s = data.select_attack_set(
+            n.model, x_test, y_test, n_images, seed=seed, num_classes=num_classes, device=device
+        )
+        out[a] = defenses.adv2_on_rts_and_rtsa(
+            n.model,
+            n.rts,
+            n.rtsa,
+            s.x,
+            s.y,
+            s.target,
+            attack_cfg,
+            restrict_to_success=restrict_to_success,
+            device=device,
+            progress=progress,
+        )
+    return Ch06Result(
+        archs=list(nets),
+        attack_sets=sets,
+        out=out,
+        attack_config=attack_cfg.as_dict(),
+        restrict={a: restrict_to_success for a in nets},
+    )
 
 
 def attack_log(result: Ch06Result) -> str:
     lines = []
     for a in result.archs:
         sec = result.out[a]["seconds"]
-        lines.append(f"{a}: {len(result.attack_sets[a].x)} images; stage 1 {sec['stage1']:.1f} s, "
-                     f"ADV2 vs RTS {sec['rts']:.1f} s, vs RTSA {sec['rtsa']:.1f} s")
+        lines.append(
+            f"{a}: {len(result.attack_sets[a].x)} images; stage 1 {sec['stage1']:.1f} s, "
+            f"ADV2 vs RTS {sec['rts']:.1f} s, vs RTSA {sec['rtsa']:.1f} s"
+        )
     return "\n".join(lines)
 
 
@@ -155,14 +206,33 @@ def table10_table(result: Ch06Result) -> str:
 
 
 def transfer_table(result: Ch06Result) -> str:
-    rows = [[a, m["transfer_l1_rts_adv_on_rtsa"], m["transfer_l1_rtsa_adv_on_rts"], m["adv2_confidence_rts"],
-             m["adv2_confidence_rtsa"], m["pgd_success"]] for a, m in result.per_arch.items()]
-    return table(rows, ["classifier", "ADV2-vs-RTS inputs on RTSA", "ADV2-vs-RTSA inputs on RTS",
-                        "p(target) vs RTS", "p(target) vs RTSA", "PGD (stage 1) success"])
+    rows = [
+        [
+            a,
+            m["transfer_l1_rts_adv_on_rtsa"],
+            m["transfer_l1_rtsa_adv_on_rts"],
+            m["adv2_confidence_rts"],
+            m["adv2_confidence_rtsa"],
+            m["pgd_success"],
+        ]
+        for a, m in result.per_arch.items()
+    ]
+    return table(
+        rows,
+        [
+            "classifier",
+            "ADV2-vs-RTS inputs on RTSA",
+            "ADV2-vs-RTSA inputs on RTS",
+            "p(target) vs RTS",
+            "p(target) vs RTSA",
+            "PGD (stage 1) success",
+        ],
+    )
 
 
-def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
-                   ) -> tuple[list[list[tuple]], list[str], str]:
+def figure16_cells(
+    result: Ch06Result, class_names: Sequence[str], rows: int
+) -> tuple[list[list[tuple]], list[str], str]:
     """Figure 16's panels for :func:`adv2.plotting.panel_rows` (ResNet when run, images where both
     attacks succeeded first). Returns ``(cells, row_labels, arch shown)``."""
     fa = "resnet" if "resnet" in result.archs else result.archs[0]
@@ -170,9 +240,17 @@ def figure16_cells(result: Ch06Result, class_names: Sequence[str], rows: int
     order = torch.argsort((~(o["success"]["rts"] & o["success"]["rtsa"])).int(), stable=True)
     cells, labels = [], []
     for i in order[:rows].tolist():
-        cells.append([(s.x[i],), (s.x[i], o["benign"]["rts"][i]), (o["adv"]["rts"][i],),
-                      (o["adv"]["rts"][i], o["adv_maps"]["rts"][i]), (s.x[i], o["benign"]["rtsa"][i]),
-                      (o["adv"]["rtsa"][i],), (o["adv"]["rtsa"][i], o["adv_maps"]["rtsa"][i])])
+        cells.append(
+            [
+                (s.x[i],),
+                (s.x[i], o["benign"]["rts"][i]),
+                (o["adv"]["rts"][i],),
+                (o["adv"]["rts"][i], o["adv_maps"]["rts"][i]),
+                (s.x[i], o["benign"]["rtsa"][i]),
+                (o["adv"]["rtsa"][i],),
+                (o["adv"]["rtsa"][i], o["adv_maps"]["rtsa"][i]),
+            ]
+        )
         labels.append(f"{class_names[int(s.y[i])]} → {class_names[int(s.target[i])]}")
     return cells, labels, fa
 
@@ -191,11 +269,15 @@ def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     out = {}
     for a in result.archs:
         p = result.per_image[a]
-        out[a] = {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
-                  "adv2_keeps_rts_maps_close": claims.adv2_keeps_rts_maps_close(
-                      p["adv2_l1_rts"], p["pgd_l1_rts"], p["success_rts"]),
-                  "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(
-                      p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"])}
+        out[a] = {
+            "rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
+            "adv2_keeps_rts_maps_close": claims.adv2_keeps_rts_maps_close(
+                p["adv2_l1_rts"], p["pgd_l1_rts"], p["success_rts"]
+            ),
+            "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(
+                p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"]
+            ),
+        }
     return out
 
 
@@ -223,16 +305,22 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
             problems.append(f"{a}: Table 10 numbers lack {sorted(lacking)} (a bug, not a parameter)")
         for k in ("adv2_success_rts", "adv2_success_rtsa"):
             if not 0 <= m[k] <= 1:
-                problems.append(f"{a}: {k} is {m[k]}, expected a rate in [0, 1]; with n_images "
-                                f"{m['n_images']} no attack was measured: raise n_images")
+                problems.append(
+                    f"{a}: {k} is {m[k]}, expected a rate in [0, 1]; with n_images "
+                    f"{m['n_images']} no attack was measured: raise n_images"
+                )
         if not 0 <= m["benign_l1_rts_vs_rtsa"] <= 1:
-            problems.append(f"{a}: benign L1(RTS, RTSA) is {m['benign_l1_rts_vs_rtsa']}, outside [0, 1] "
-                            "(a bug, not a parameter)")
+            problems.append(
+                f"{a}: benign L1(RTS, RTSA) is {m['benign_l1_rts_vs_rtsa']}, outside [0, 1] "
+                "(a bug, not a parameter)"
+            )
         for name in ("rts", "rtsa"):
             moved = float((result.out[a]["adv"][name] - result.attack_sets[a].x).abs().max())
             if moved > epsilon + 1e-5:
-                problems.append(f"{a}: ADV2 against {name.upper()} moved a pixel by {fmt(moved)}, beyond the "
-                                f"budget epsilon = {epsilon} (a bug in the attack's projection)")
+                problems.append(
+                    f"{a}: ADV2 against {name.upper()} moved a pixel by {fmt(moved)}, beyond the "
+                    f"budget epsilon = {epsilon} (a bug in the attack's projection)"
+                )
     raise_problems("chapter 6", problems)
 
 
