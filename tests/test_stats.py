@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from adv2 import stats
+
 from adv2.stats import (
     Estimate,
     diff_ci,
@@ -236,3 +238,34 @@ def test_paired_rate_difference_is_not_certain_when_both_succeed_on_the_same_ima
     many = np.tile(flags, 16)
     wide, narrow = est.half_width, rate_diff_ci(many, many, paired=True).half_width
     assert narrow < wide / 2
+
+
+# ----------------------------------------------------------------------------- seeds_ci
+def test_t_quantile_matches_closed_forms():
+    # df 1 (Cauchy): t = tan(pi * level / 2); df 2: t = (2p - 1) / sqrt(2 p (1 - p)), p = (1 + level) / 2
+    assert stats.t_quantile(0.95, 1) == pytest.approx(math.tan(math.pi * 0.95 / 2), rel=1e-9)
+    p = 0.975
+    assert stats.t_quantile(0.95, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    # many degrees of freedom approach the normal quantile from above
+    assert 1.959964 < stats.t_quantile(0.95, 2000) < 1.962
+    with pytest.raises(ValueError, match="df must be an integer >= 1"):
+        stats.t_quantile(0.95, 0)
+
+
+def test_seeds_ci_is_the_t_interval_over_seeds():
+    est = stats.seeds_ci([0.87, 0.88, 0.875])
+    p = 0.975
+    t2 = (2 * p - 1) / math.sqrt(2 * p * (1 - p))  # df = 2
+    half = t2 * 0.005 / math.sqrt(3)  # sample sd of the three values is 0.005
+    assert est.value == pytest.approx(0.875)
+    assert (est.low, est.high) == (pytest.approx(0.875 - half), pytest.approx(0.875 + half))
+    assert est.n == 3 and est.method == "t over seeds"
+    assert str(est) == "0.875 [0.863, 0.887]"
+
+
+def test_seeds_ci_without_an_interval_below_two_seeds():
+    one = stats.seeds_ci([0.9])
+    assert (one.value, one.low, one.high, one.n) == (0.9, None, None, 1)
+    assert stats.seeds_ci([]).value is None
+    same = stats.seeds_ci([0.5, 0.5])
+    assert same.low == same.high == 0.5

@@ -10,6 +10,8 @@ Every rate and mean the book reports is computed over a few dozen images, so it 
 * :func:`rate_diff_ci` -- difference of two rates (Newcombe's interval from two Wilson intervals);
 * :func:`ratio_ci` -- ratio of two means; ``paired=True`` resamples the same image indices for
   both, which is right when both numbers come from the same images (ADV2 vs PGD on one attack set);
+* :func:`seeds_ci` -- mean over training seeds (one value per trained model) with Student's t
+  interval: a handful of seeds is too few for a bootstrap;
 * :func:`images_needed` -- roughly how many images would make an interval narrow enough to decide
   against a threshold (for "inconclusive" verdicts);
 * :func:`fmt` -- three significant digits, "—" for a missing value: the one number format of the
@@ -340,6 +342,58 @@ def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estima
     return Estimate(d, max(-1.0, d - below), min(1.0, d + above), n, method)
 
 
+def t_quantile(level: float, df: int) -> float:
+    """The two-sided Student's t critical value: ``P(|T| <= t) = level`` for ``df`` degrees of freedom.
+
+    Integer ``df`` only (seeds minus one). The CDF is the closed form for integer degrees of
+    freedom (Abramowitz and Stegun 26.7.3-4, a finite series in cos(theta)), inverted by bisection:
+    no SciPy needed.
+    """
+    _z(level)
+    if not isinstance(df, (int, np.integer)) or df < 1:
+        raise ValueError(f"df must be an integer >= 1, got {df!r}")
+
+    def inside(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        c2, s = math.cos(theta) ** 2, math.sin(theta)
+        if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            term, total = 1.0, 1.0 if df > 1 else 0.0
+            for k in range(1, (df - 1) // 2):
+                term *= c2 * (2 * k) / (2 * k + 1)
+                total += term
+            return 2 / math.pi * (theta + s * math.cos(theta) * total)
+        term, total = 1.0, 1.0  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        for k in range(1, df // 2):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        return s * total
+
+    low, high = 0.0, 1.0
+    while inside(high) < level:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        low, high = (mid, high) if inside(mid) < level else (low, mid)
+    return (low + high) / 2
+
+
+def seeds_ci(values: Any, *, level: float = 0.95) -> Estimate:
+    """Mean of one value per training seed with the Student's t interval
+    ``mean +- t(level, n-1) * sd / sqrt(n)``; ``n`` counts seeds. Fewer than 2 seeds: no interval."""
+    x = as_vector(values)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    method = "t over seeds"
+    if n == 0:
+        return Estimate(None, None, None, 0, method)
+    value = float(x.mean())
+    if n < 2:
+        _z(level)
+        return Estimate(value, None, None, n, method)
+    half = t_quantile(level, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    return Estimate(value, value - half, value + half, n, method)
+
+
 def images_needed(estimate: Estimate, threshold: float) -> int | None:
     """Rough number of images at which ``estimate``'s interval would no longer reach ``threshold``.
 
@@ -372,4 +426,6 @@ __all__ = [
     "rate_ci",
     "rate_diff_ci",
     "ratio_ci",
+    "seeds_ci",
+    "t_quantile",
 ]
