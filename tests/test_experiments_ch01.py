@@ -96,3 +96,47 @@ def test_protocol_cells_are_short():
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 15, cell.source
             assert not re.search(r"^\s*for .*:\s*$", cell.source, re.MULTILINE), cell.source
+
+
+def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
+    from adv2 import recipes
+
+    asked = []
+
+    def fake_load(recipe, data, **kwargs):
+        asked.append(recipe)
+        art = fake_art({6: 0.88, 7: 0.875}[recipe.train_seed])
+        art.from_cache = False
+        return object(), art
+
+    monkeypatch.setattr(recipes, "load_classifier", fake_load)
+    params = {"dataset": "fashion-mnist", "train_seed": 5, "train_epochs": 1, "train_subset": 100}
+    seeds = ch01.seed_runs(params, object(), {"resnet": fake_art(0.87)}, 3, log=lambda *_: None)
+    # the extra classifiers differ from the chapter's recipe in their training seed only
+    base = recipes.classifier_recipe(params, "resnet")
+    assert [r.train_seed for r in asked] == [6, 7]
+    assert all(r == base.__class__(**{**vars(base), "train_seed": r.train_seed}) for r in asked)
+    assert seeds == {"resnet": {"train_seeds": [5, 6, 7], "test_accuracy": [0.87, 0.88, 0.875]}}
+
+    result = ch01.collect({"resnet": fake_art(0.87)}, ["resnet"], seeds=seeds)
+    numbers = result.numbers()
+    # the existing layout is unchanged; the seeds come under their own key
+    assert numbers["fashion_mnist"]["resnet"]["test_accuracy"] == 0.87
+    over = numbers["fashion_mnist_over_seeds"]["resnet"]
+    assert over["test_accuracy"] == [0.87, 0.88, 0.875]
+    assert over["mean_test_accuracy"]["method"] == "t over seeds" and over["mean_test_accuracy"]["n"] == 3
+    assert over["mean_test_accuracy"]["low"] < 0.875 < over["mean_test_accuracy"]["high"]
+    assert "0.875 [0.863, 0.887] over 3 seeds" in ch01.accuracy_table(result)
+
+
+def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
+    from adv2 import recipes
+
+    monkeypatch.setattr(recipes, "load_classifier", lambda *a, **k: pytest.fail("no extra training"))
+    params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
+    seeds = ch01.seed_runs(params, object(), {"resnet": fake_art(0.9)}, 1)
+    result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], seeds=seeds)
+    plain = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"]).numbers()
+    assert {k: v for k, v in result.numbers().items() if k != "fashion_mnist_over_seeds"} == plain
+    assert result.numbers()["fashion_mnist_over_seeds"]["resnet"]["mean_test_accuracy"]["low"] is None
+    assert "1 seed: no interval across training runs" in ch01.accuracy_table(result)

@@ -357,6 +357,14 @@ CHAPTERS: dict[str, list[Param]] = {
         DEVICE,
         _with(SEED, doc="seed for sampling imagenet_dir's images (training: train_seed)"),
         *CLASSIFIER_RECIPE[1:],
+        # not a cache key itself: each repeat is a classifier recipe with train_seed + i (cached)
+        _evaluation(
+            "seed_repeats",
+            int,
+            1,
+            _count(1, 100),
+            "classifiers per arch, train_seed + 0, 1, ...; each repeat costs one training per arch",
+        ),
         _evaluation(
             "include_imagenet_sample",
             bool,

@@ -1,19 +1,22 @@
 """Chapter 1: the target classifiers and their accuracy.
 
 Sections, in the notebook's order: :func:`training_curves_figure` (the Fashion-MNIST classifiers'
-curves), :func:`classify_photos` (EfficientNet-Lite0 on the offline photos) with
+curves), :func:`seed_runs` (the same recipes trained again with the next training seeds, for an
+interval over seeds), :func:`classify_photos` (EfficientNet-Lite0 on the offline photos) with
 :func:`photos_figure`, :func:`imagenet_setting` (the paper's ImageNet setting, when a folder is
 given), :func:`collect` (the chapter's :class:`Ch01Result`), :func:`accuracy_table` and :func:`check`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .. import data, models, plotting
+from ..stats import MISSING, seeds_ci
 from ._common import (
     NOT_RUN,
     ChapterCheckFailed,
@@ -80,6 +83,46 @@ def load_classifiers(
         how = "loaded from cache" if arts[arch].from_cache else f"trained in {time.time() - started:.0f} s"
         log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
     return classifiers, arts
+
+
+def seed_runs(
+    params: dict[str, Any],
+    fmnist: data.Dataset | None,
+    arts: dict[str, Any],
+    seed_repeats: int,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str = "",
+    progress: bool = False,
+    log=print,
+) -> dict[str, dict[str, list]]:
+    """Test accuracy of each arch's recipe trained with ``train_seed + i``, i = 0 .. seed_repeats - 1:
+    ``{arch: {"train_seeds": [...], "test_accuracy": [...]}}``. Seed ``train_seed`` is the classifier
+    already in ``arts``; every other seed is one more training (cached under its own recipe key, so
+    a re-run loads it). Only the accuracies are kept: later chapters attack the ``train_seed`` one."""
+    from .. import recipes
+
+    out = {}
+    for arch in arts if fmnist is not None else []:
+        base = recipes.classifier_recipe(params, arch)
+        seeds, accs = [base.train_seed], [float(arts[arch].metrics["test_accuracy"])]
+        for i in range(1, seed_repeats):
+            recipe = dataclasses.replace(base, train_seed=base.train_seed + i)
+            _, art = recipes.load_classifier(
+                recipe, fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
+            )
+            seeds.append(recipe.train_seed)
+            accs.append(float(art.metrics["test_accuracy"]))
+            how = "loaded from cache" if art.from_cache else "trained"
+            log(f"{arch}, train_seed {recipe.train_seed}: test accuracy {accs[-1]:.4f} ({how})")
+        out[arch] = {"train_seeds": seeds, "test_accuracy": accs}
+    return out
+
+
+def over_seeds_text(accuracies: list[float]) -> str:
+    """"0.877 [0.870, 0.884] over 3 seeds", or why there is no interval with one seed."""
+    if len(accuracies) < 2:
+        return "1 seed: no interval across training runs"
+    return f"{seeds_ci(accuracies)} over {len(accuracies)} seeds"
 
 
 def training_curves_figure(arts: dict[str, Any], archs: list[str]):
@@ -181,7 +224,8 @@ def imagenet_setting(
 class Ch01Result:
     """``numbers()`` is ``results/01_target_models.json``'s ``numbers``; ``glue()`` what the prose
     quotes ("not run" for what the run left out); ``per_image`` EfficientNet-Lite0's per-photo
-    correctness (labelled photos only)."""
+    correctness (labelled photos only); ``seeds`` the test accuracy per training seed (see
+    :func:`seed_runs`; None: only the ``train_seed`` classifier, nothing over seeds is reported)."""
 
     archs: list[str]
     fashion_mnist: dict[str, dict[str, Any]]
@@ -189,13 +233,20 @@ class Ch01Result:
     imagenet: ImagenetSetting | None
     n_images: int
     per_image: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, dict[str, list]] | None = None
 
     def numbers(self) -> dict[str, Any]:
-        return {
+        out = {
             "fashion_mnist": self.fashion_mnist,
             "efficientnet_lite0": self.photos.numbers() if self.photos else {},
             "imagenet": self.imagenet.accuracy if self.imagenet else {},
         }
+        if self.seeds is not None:  # per arch: each seed's accuracy and the t-interval of the mean
+            out["fashion_mnist_over_seeds"] = {
+                a: {**s, "mean_test_accuracy": seeds_ci(s["test_accuracy"]).as_dict()}
+                for a, s in self.seeds.items()
+            }
+        return out
 
     def glue(self) -> dict[str, Any]:
         out = flat_glue(self.numbers(), prefix="ch1.")
@@ -219,6 +270,7 @@ def collect(
     photos: PhotoPredictions | None = None,
     imagenet: ImagenetSetting | None = None,
     n_images: int = 0,
+    seeds: dict[str, dict[str, list]] | None = None,
 ) -> Ch01Result:
     archs = [a for a in archs if a in arts]  # none at dataset: imagenet
     fashion = {
@@ -232,7 +284,8 @@ def collect(
             "correct": photos.correct[labelled].tolist(),
             "label": photos.y[labelled].tolist(),
         }
-    return Ch01Result(list(archs), fashion, photos, imagenet, n_images, per_image)
+    seeds = None if seeds is None else {a: seeds[a] for a in archs if a in seeds}
+    return Ch01Result(list(archs), fashion, photos, imagenet, n_images, per_image, seeds)
 
 
 def accuracy_table(result: Ch01Result) -> str:
@@ -242,6 +295,7 @@ def accuracy_table(result: Ch01Result) -> str:
             "Fashion-MNIST test (10 000)",
             fmt(result.fashion_mnist[a]["test_accuracy"]),
             f"{result.fashion_mnist[a]['n_parameters']:,}",
+            over_seeds_text((result.seeds or {}).get(a, {}).get("test_accuracy", [None])),
         ]
         for a in result.archs
     ]
@@ -252,11 +306,15 @@ def accuracy_table(result: Ch01Result) -> str:
                 f"foolbox ImageNet photos ({N_FOOLBOX})",
                 fmt(result.photos.numbers()["top1_foolbox20"] / N_FOOLBOX),
                 LITE_PARAMETERS,
+                MISSING,
             ]
         )
     for name, acc in result.imagenet.accuracy.items() if result.imagenet else ():
-        rows.append([name, f"ImageNet val sample ({result.n_images})", fmt(acc), "—"])
-    return plotting.markdown_table(rows, ["classifier", "evaluated on", "top-1 accuracy", "parameters"])
+        rows.append([name, f"ImageNet val sample ({result.n_images})", fmt(acc), MISSING, MISSING])
+    return plotting.markdown_table(
+        rows,
+        ["classifier", "evaluated on", "top-1 accuracy", "parameters", "mean over training seeds [95 %]"],
+    )
 
 
 def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> None:
@@ -285,6 +343,13 @@ def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> N
                 f"least {100 * need:.0f} % for the later chapters: raise train_epochs "
                 "(or set train_subset to 0 to train on all 60 000 images)",
             )
+    for a, s in (result.seeds or {}).items():
+        bad = [seed for seed, acc in zip(s["train_seeds"], s["test_accuracy"]) if not acc > 0.1]
+        _check(
+            not bad,
+            f"the small {a} trained with train_seed {bad} is no better than chance (0.1): "
+            "training failed for that seed; check train_epochs and train_subset",
+        )
     if result.photos is not None:
         n = result.photos.numbers()["top1_foolbox20"]
         _check(
@@ -308,8 +373,10 @@ __all__ = [
     "describe_data",
     "imagenet_setting",
     "load_classifiers",
+    "over_seeds_text",
     "photos_figure",
     "samples_figure",
+    "seed_runs",
     "shown_path",
     "start",
     "training_curves_figure",
