@@ -89,7 +89,8 @@ def interval_cells(key: str, est: dict | None) -> dict[str, str]:
     # the ratios test a difference from 1 (no effect): does the interval leave 1 out?
     return {f"r{key}": f"{_fmt(est['value'])} [{_fmt(low)}, {_fmt(high)}]",
             f"hw{key}": _fmt((high - low) / 2), f"n{key}": images(n),
-            f"x{key}": "no" if low <= 1 <= high else "yes"}
+            f"x{key}": ("illustration only" if n < ILLUSTRATION_BELOW
+                        else "no" if low <= 1 <= high else "yes")}
 
 
 def _get(d: dict, path: tuple[str, ...]) -> dict | None:
