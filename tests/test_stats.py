@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from adv2 import stats
-
 from adv2.stats import (
     Estimate,
     diff_ci,
