@@ -185,6 +185,7 @@ def test_documented_command_runs_at_smoke_into_its_own_folder(command, untouched
     monkeypatch.setattr(publish, "BOOK_NOTEBOOKS_DIR", tmp_path / "book" / "notebooks")
     monkeypatch.setattr(publish, "PUBLISHED_RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(publish, "RUN_INFO", tmp_path / "book" / "_run_info.md")
+    monkeypatch.setattr(publish, "CLAIMS_TABLE", tmp_path / "book" / "_claims.md")
     assert runner.main(["publish", str(run_dir)]) == 0
     box = (tmp_path / "book" / "_run_info.md").read_text()
     assert "`archs=['densenet']`" in box
