@@ -12,19 +12,10 @@ import torch
 
 from adv2.experiments import ch01
 from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
+from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_target_models.ipynb"
 LOADING_CELL = "1cc8cb33"  # the classifiers' training / loading cell
-
-
-def glue_keys_in_markdown(path: Path) -> set[str]:
-    nb = nbformat.read(path, as_version=4)
-    return {
-        k
-        for c in nb.cells
-        if c.cell_type == "markdown"
-        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
-    }
 
 
 def fake_art(acc: float) -> SimpleNamespace:

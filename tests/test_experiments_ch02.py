@@ -12,19 +12,10 @@ import torch
 
 from adv2.experiments import ch02
 from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
+from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_interpreters.ipynb"
 LOADING_CELL = "42f8b41f"  # RTS loading, the last model-loading cell
-
-
-def glue_keys_in_markdown(path: Path) -> set[str]:
-    nb = nbformat.read(path, as_version=4)
-    return {
-        k
-        for c in nb.cells
-        if c.cell_type == "markdown"
-        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
-    }
 
 
 @pytest.fixture(scope="module")

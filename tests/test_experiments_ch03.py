@@ -13,19 +13,10 @@ import torch
 from adv2 import claims, metrics
 from adv2.experiments import ch03
 from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
 LOADING_CELL = "b26693d6"  # the last model-loading cell; the cells after it are the protocol's
-
-
-def glue_keys_in_markdown(path: Path) -> set[str]:
-    nb = nbformat.read(path, as_version=4)
-    return {
-        k
-        for c in nb.cells
-        if c.cell_type == "markdown"
-        for k in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", c.source)
-    }
 
 
 @pytest.fixture(scope="module")

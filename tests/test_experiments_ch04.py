@@ -8,39 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from adv2 import claims, defenses, results
 from adv2.experiments import ch04
+from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
-
-
-def glue_keys_in_markdown(notebook: Path) -> set[str]:
-    """Every name a markdown cell of ``notebook`` reads with ``{glue...}`name```."""
-    cells = json.loads(notebook.read_text())["cells"]
-    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    return set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", text))
-
-
-class FakeRTS(nn.Module):
-    """RTS's interface (``rts(x, classes, confidence).mask``, 14x14 maps in [0, 1]) in a few weights."""
-
-    map_size = 14
-
-    def __init__(self, seed: int):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(1, 10, 3, padding=1)
-        self.enc = nn.Linear(28 * 28, 10)
-
-    def forward(self, x, classes, confidence=0.0):
-        m = torch.sigmoid(F.avg_pool2d(self.conv(x), 2))
-        return SimpleNamespace(mask=m.gather(1, classes.view(-1, 1, 1, 1).expand(-1, 1, 14, 14)))
-
-    def encoder_logits(self, x):
-        return self.enc(x.flatten(1))
 
 
 def fake_net(arch: str, seed: int = 0, aid_log: dict | None = None):
