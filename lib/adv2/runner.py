@@ -512,7 +512,7 @@ def publish_run(run_dir: str | Path) -> list[Path]:
     )
     print(
         "[adv2] render it with `make html`; the previous published version comes back with "
-        "`git checkout -- book/notebooks results book/_run_info.md`",
+        "`git checkout -- book/notebooks results book/_run_info.md book/_claims.md`",
         flush=True,
     )
     return written
