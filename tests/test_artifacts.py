@@ -243,6 +243,7 @@ print(json.dumps({"w": a.state["w"].tolist(), "pid": a.metrics["pid"], "cache": 
 """
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 def test_four_processes_one_new_key_compute_once(tmp_path):
     """Issue 11 item 3: several runs on one new key used to crash (Directory not empty)."""
     script = tmp_path / "worker.py"
@@ -351,6 +352,7 @@ artifacts.load_or_compute("shared", {"n": 2}, compute, root=root)
 """
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
     """A run killed with SIGKILL while holding the key's lock: the next run is not blocked (the
     kernel drops flock locks with the process) and computes the artifact."""

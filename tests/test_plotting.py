@@ -167,6 +167,7 @@ def test_tables_use_dashes_for_missing_values_and_3_significant_digits():
     assert plotting.MISSING_NOTE not in plotting.markdown_table([[0.5]], ["x"])
 
 
+@pytest.mark.slow  # a real subprocess: in `make test`, not in `make test-fast`
 def test_import_leaves_matplotlib_style_alone():
     code = (
         "import matplotlib as m; before = dict(m.rcParams); import adv2.plotting; "

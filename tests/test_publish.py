@@ -114,6 +114,7 @@ def read_record(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
@@ -151,6 +152,7 @@ def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
     assert published_state() == before
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 @pytest.mark.timeout(300)
 def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
     before = published_state()
@@ -181,6 +183,7 @@ def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
     assert published_state() == before
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 @pytest.mark.timeout(300)
 def test_failing_notebook_is_kept_aside_and_not_published(tmp_path):
     before = published_state()

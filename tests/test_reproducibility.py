@@ -114,6 +114,7 @@ def _worker(threads: int, kernels: str, out: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 def test_headline_numbers_agree_within_their_intervals(tmp_path):
     from adv2.data import DatasetUnavailable, load_fashion_mnist
 

@@ -9,6 +9,7 @@ from adv2 import runbox, runner
 from adv2.config import REPO_ROOT, ParameterError
 
 
+@pytest.mark.slow  # a real subprocess: in `make test`, not in `make test-fast`
 def test_bad_value_fails_within_seconds_naming_choices():
     started = time.time()
     proc = subprocess.run(
