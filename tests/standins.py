@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,3 +39,28 @@ class FakeRTS(nn.Module):
 
     def encoder_logits(self, x):
         return self.enc(x.flatten(1))
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """A tmpfs of ``size`` (e.g. "1m") mounted at ``folder`` for disk-full tests; skips the test
+    where mounting is not allowed (needs root and mount rights)."""
+    import pytest
+
+    folder.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False, timeout=30)

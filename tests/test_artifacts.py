@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adv2 import artifacts
+from standins import small_tmpfs
 
 LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
 
@@ -302,24 +303,8 @@ def test_other_save_errors_are_not_called_disk_full(tmp_path, monkeypatch):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs (needs root and mount rights; skipped otherwise)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"cannot mount a tmpfs here: {err}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
 
 
 def test_real_full_disk(small_disk):

@@ -160,16 +160,3 @@ def test_check_names_what_to_change(chapter):
         AssertionError, match=r"reached 10.0% after 12 classifier passes.*raise calib_max_iter"
     ):
         ch05.check(bad, profile="quick")
-
-
-def test_notebook_cells_after_model_loading_are_short():
-    """After the cell that loads ``nets``, each code cell is one call per section: at most 15 lines."""
-    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
-    assert loading, "no code cell assigns nets"
-    long = {
-        i: len("".join(c["source"]).splitlines())
-        for i, c in enumerate(cells)
-        if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15
-    }
-    assert not long, f"code cells over 15 lines (index: lines): {long}"

@@ -3,7 +3,6 @@ classifier, end to end, and the claim rules on hand-made Table 10 numbers."""
 
 import json
 import math
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -148,16 +147,3 @@ def test_table10_ratio_half_width_and_sample_size_text():
     assert half is not None and half > 0
     assert f"±{ch06.fmt(half, 2)}" in ch06.sample_size_text(res)
     assert "settles the claim" in ch06.sample_size_text(res)
-
-
-def test_notebook_cells_after_model_loading_are_short():
-    """After the cell that loads ``nets``, each code cell is one call per section: at most 15 lines."""
-    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    loading = [i for i, c in enumerate(cells) if re.search(r"^nets\b[^=]*=", "".join(c["source"]), re.M)]
-    assert loading, "no code cell assigns nets"
-    long = {
-        i: len("".join(c["source"]).splitlines())
-        for i, c in enumerate(cells)
-        if i > loading[-1] and len("".join(c["source"]).splitlines()) > 15
-    }
-    assert not long, f"code cells over 15 lines (index: lines): {long}"

@@ -1,12 +1,12 @@
 import errno
 import json
 import os
-import subprocess
 
 import pytest
 import torch
 
 from adv2 import results
+from standins import small_tmpfs
 
 
 def test_save_results_mode_0644_and_no_temporary_left(tmp_path):
@@ -57,24 +57,8 @@ def test_disk_full_is_named(tmp_path, monkeypatch):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 KiB tmpfs (needs root and mount rights; skipped otherwise)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"cannot mount a tmpfs here: {err}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "64k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
 
 
 def test_real_full_disk(small_disk):
