@@ -491,23 +491,36 @@ CHAPTERS: dict[str, list[Param]] = {
         _evaluation(
             "imagenet_interpreters",
             list,
-            ["grad", "cam"],
-            subset_of("grad", "cam", "mask"),
-            "interpreters attacked on the photos (grad, cam, mask)",
+            ["grad", "cam", "rts", "mask"],
+            subset_of("grad", "cam", "rts", "mask"),
+            "interpreters attacked on the photos (grad, cam, rts, mask; rts: the photo RTS)",
         ),
-        _evaluation("imagenet_n_images", int, 2, _count(), "photos attacked (correctly classified ones)"),
+        _evaluation(
+            "imagenet_n_images",
+            int,
+            8,
+            _count(0),
+            "photos attacked (correctly classified ones; 0: all of them, 18 of the 23 labelled)",
+        ),
         _evaluation(
             "imagenet_step_scale",
             float,
             0.02,
             _fraction(),
-            "fraction of the authors' step counts on the photos (CPU: few)",
+            "fraction of the authors' step counts on the photos (PGD 1200, CAM 400+1200, ...)",
         ),
         _evaluation(
             "imagenet_mask_step_scale", float, 0.004, _fraction(), "the same for MASK stage 2 on the photos"
         ),
         _evaluation(
             "imagenet_mask_iterations", int, 30, _count(), "MASK iterations on the photos (paper 300)"
+        ),
+        _evaluation(
+            "imagenet_curve_every",
+            int,
+            3,
+            _count(0),
+            "steps between convergence-curve points on the photos (0: no curve; MASK: its re-solves)",
         ),
         _output("n_show", int, 4, _count(), "images per interpreter in the figure grids"),
         _with(RESULTS_DIR, doc="where results/03_adv2.json is written"),

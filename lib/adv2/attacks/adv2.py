@@ -41,6 +41,8 @@ from .losses import InterpLoss, MapFn, squared_error
 from .mask import adv2_mask
 from .pgd import pgd_run
 
+# (stage-2 step count, iterate after that step) -> None: a read-only hook for convergence curves
+Trace = Callable[[int, torch.Tensor], None]
 # (x, target) -> (logits, maps, extra per-sample loss or None), all differentiable w.r.t. x
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
@@ -56,6 +58,7 @@ def _joint_stage(
     lam_scale: float,
     observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
     bar,
+    trace: Trace | None = None,
 ) -> torch.Tensor:
     """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps.
 
@@ -75,6 +78,8 @@ def _joint_stage(
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), logits.detach())
         x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
+        if trace is not None:
+            trace(i + 1, x)
         if bar is not None:
             bar.update(1)
     return x
@@ -193,6 +198,7 @@ def adv2_sign(
     map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
     bar=None,
+    trace: Trace | None = None,
 ) -> AttackResult:
     """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``."""
     interp_loss = interp_loss or squared_error(cfg.int_reduction)
@@ -206,7 +212,9 @@ def adv2_sign(
         selector = _BestIterate(
             x0, lambda xx, tt: interpreter(xx, tt), target, benign, cfg.select_threshold, model
         )
-    x_adv = _joint_stage(forward, x0, x_stage1, target, benign, cfg, interp_loss, lam_scale, selector, bar)
+    x_adv = _joint_stage(
+        forward, x0, x_stage1, target, benign, cfg, interp_loss, lam_scale, selector, bar, trace
+    )
     if selector is not None:
         selector(cfg.stage2_steps, x_adv, None)  # the final iterate is a candidate too
         success = torch.isfinite(selector.dist)
@@ -262,6 +270,7 @@ def adv2_attack(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str | None = None,
+    trace: Trace | None = None,
 ) -> AttackResult:
     """ADV2 against ``interpreter`` (an interpreter object, or a name for ``build_interpreter``).
 
@@ -272,7 +281,8 @@ def adv2_attack(
     (:class:`ADV2Config` for sign steps, :class:`MaskConfig` for the bilevel attack).
     ``interp_loss(maps, benign) -> (N,)`` replaces the squared error; ``map_fn(x, t)`` replaces the
     differentiable map the attack optimises (new interpreters; it selects the sign-step variant).
-    ``x_stage1`` skips stage 1 (e.g. reuse a PGD snapshot). Returns an :class:`AttackResult` whose
+    ``x_stage1`` skips stage 1 (e.g. reuse a PGD snapshot). ``trace(step, x)`` sees the stage-2
+    iterate after each step, batch chunk by batch chunk (read-only; convergence curves). Returns an :class:`AttackResult` whose
     ``maps`` are the interpreter's evaluation maps at ``x_adv`` w.r.t. ``target``.
     """
     if isinstance(interpreter, str):
@@ -305,6 +315,7 @@ def adv2_attack(
                 map_fn=map_fn,
                 x_stage1=None if x_stage1 is None else x_stage1[sl].to(device),
                 bar=bar,
+                trace=trace,
             )
         )
     bar.close()
@@ -325,4 +336,4 @@ def adv2_attack(
     return result
 
 
-__all__ = ["Forward", "adv2_attack", "adv2_sign"]
+__all__ = ["Forward", "Trace", "adv2_attack", "adv2_sign"]

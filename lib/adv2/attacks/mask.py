@@ -70,6 +70,7 @@ def adv2_mask(
     map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
     bar=None,
+    trace: Callable[[int, torch.Tensor], None] | None = None,
 ) -> AttackResult:
     """ADV2 on MASK for one batch (bilevel; unrolled inner Adam), see :class:`MaskConfig`.
 
@@ -199,6 +200,8 @@ def adv2_mask(
             m = mq
             m1, m2 = cfg.restart_mean_scale * m1, cfg.restart_var_scale * m2
             adam_step = cfg.restart_adam_step
+        if trace is not None:
+            trace(i + 1, x)
         if bar is not None:
             bar.update(1)
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from .. import attacks, claims, data, metrics, models, plotting
+from .. import attacks, claims, data, metrics, models, paper, plotting
 from ..claims import Verdict
 from ..interpreters import build_interpreter
+from ..interpreters.rts import RTSInterpreter
 from ..stats import mean_ci, rate_ci, ratio_ci
 from ._common import (
     MISSING,
@@ -54,6 +55,9 @@ SUCCESS_TOLERANCE = claims.SUCCESS_GAP  # claim 1's threshold lives in adv2.clai
 CLAIM_IDS = ("adv2_success_like_pgd", "adv2_maps_closer_than_pgd")
 SETTINGS = ("resnet", "densenet", "photos")
 MIN_SUCCESS = 0.5  # the chapter's working point (quick and paper profiles)
+# issue 14's acceptance on the photos: ADV2 success and ADV2/PGD mean-L1 ratio per interpreter
+PHOTO_SUCCESS_TARGET = {"grad": 0.8, "cam": 0.9, "rts": 0.9, "mask": 0.9}
+PHOTO_L1_RATIO_TARGET = {"grad": 1.0, "cam": 0.35, "rts": 0.35, "mask": 1.0}  # 1.0: below PGD's
 
 
 # ----------------------------------------------------------------------------- attack schedules
@@ -446,19 +450,118 @@ def history_figure(fm: FmnistAttacks):
 
 
 # ----------------------------------------------------------------------------- photos
+PHOTO_SCHEDULE = "the authors' sign-step schedule, scaled (imagenet_step_scale)"
+
+
 @dataclass
 class PhotoAttacks:
-    """PGD and ADV2 against EfficientNet-Lite0 on the offline photos (epsilon 0.031)."""
+    """PGD and ADV2 against EfficientNet-Lite0 on the offline photos (epsilon 0.031, step 1/255).
+
+    ``runs[name]`` is ``compare_pgd_adv2``'s dict per interpreter, ``per_image[name]`` its
+    per-image arrays, ``curves[name]`` the convergence curves (:func:`photo_curves`),
+    ``seconds[name]`` the wall time of each interpreter's part (``"pgd"``: the shared PGD run),
+    ``cfgs`` the ADV2 schedules, ``n_pgd`` PGD's step count, ``n_labelled`` the labelled photos
+    and ``n_correct`` how many of them the classifier gets right, ``rts_status`` where the RTS came
+    from."""
 
     photos: data.Dataset
     attack_set: data.AttackSet
     x_pgd: torch.Tensor
     runs: dict[str, dict[str, Any]]
     per_image: dict[str, dict] = field(default_factory=dict)
+    curves: dict[str, dict[str, dict[str, list]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    cfgs: dict[str, attacks.AttackConfig] = field(default_factory=dict)
+    n_pgd: int = 0
+    n_labelled: int = 0
+    n_correct: int = 0
+    rts_status: str = NOT_RUN
+    curve_every: int = 0
 
     @property
     def stats(self) -> dict[str, dict]:
         return {name: run["numbers"] for name, run in self.runs.items()}
+
+
+def photo_rts(model: torch.nn.Module, device: torch.device | str = "cpu", progress: bool = False):
+    """The photo classifier's RTS and a sentence saying where it came from.
+
+    ``adv2.recipes.load_photo_rts`` (the trained, checkpointed photo RTS) when the library has it;
+    otherwise an UNTRAINED :class:`adv2.interpreters.rts.RTSNet` stand-in, and the sentence says
+    so (its maps mean nothing; the attack still runs)."""
+    from .. import recipes
+    from ..interpreters.rts import RTSNet
+
+    if hasattr(recipes, "load_photo_rts"):
+        rts_net, artifact = recipes.load_photo_rts(device=device, progress=progress)
+        return rts_net, recipes.photo_rts_status(artifact)
+    return RTSNet(model).to(device), "an untrained RTS stand-in (no photo RTS in this library yet)"
+
+
+def _labelled_correct(model: torch.nn.Module, photos: data.Dataset, device) -> tuple[int, int]:
+    """How many photos carry an ImageNet label, and how many of those the model gets right."""
+    known = photos.y_test >= 0
+    with torch.no_grad():
+        pred = torch.cat(
+            [model(photos.x_test[i : i + 8].to(device)).argmax(1).cpu() for i in range(0, len(known), 8)]
+        )
+    return int(known.sum()), int(((pred == photos.y_test) & known).sum())
+
+
+def _curve_steps(total: int, every: int) -> list[int]:
+    """0, every, 2 every, ..., total (the last step always)."""
+    return sorted(set(range(0, total + 1, max(1, every))) | {total})
+
+
+class _Snapshots:
+    """The ``trace`` hook of ``adv2_attack``: keeps the stage-2 iterate at the wanted steps
+    (batch chunks arrive in order and are concatenated)."""
+
+    def __init__(self, steps: set[int]):
+        self.steps, self.x = steps, {}
+
+    def __call__(self, step: int, x: torch.Tensor) -> None:
+        if step in self.steps:
+            self.x.setdefault(step, []).append(x.detach().cpu())
+
+    def tensors(self) -> dict[int, torch.Tensor]:
+        return {s: torch.cat(v) for s, v in sorted(self.x.items())}
+
+
+def _curve_point(model, interp, x: torch.Tensor, target: torch.Tensor, benign: torch.Tensor, device):
+    """Success (argmax is the target) and mean L1 of the target map to the benign map at ``x``."""
+    x, target = x.to(device), target.to(device)
+    with torch.no_grad():
+        ok = (model(x).argmax(1) == target).float().mean()
+    maps = interp(x, target).detach()
+    return float(ok), float(metrics.l1_distance(maps.float().cpu(), benign.float().cpu()).mean())
+
+
+def photo_curves(
+    model: torch.nn.Module,
+    interp: Any,
+    name: str,
+    cfg: attacks.AttackConfig,
+    aset: data.AttackSet,
+    benign: torch.Tensor,
+    pgd_snaps: dict[int, torch.Tensor],
+    adv2_snaps: dict[int, torch.Tensor],
+    device,
+) -> dict[str, dict[str, list]]:
+    """Map L1 to the benign map and success vs step, for PGD and ADV2, counted from the clean image.
+
+    PGD's points are its snapshots; ADV2's are its stage-1 warm start (a PGD snapshot, for the
+    CE warm starts) then its stage-2 iterates, at step ``stage1_steps + k``. The map is the
+    interpreter's evaluation map w.r.t. the target (for Grad the true gradient, not the attack's
+    smooth surrogate), and success is the iterate's argmax, not ADV2-Grad's p > 0.8 selection."""
+    out = {}
+    for att, snaps, offset in (("pgd", pgd_snaps, 0), ("adv2", adv2_snaps, cfg.stage1_steps)):
+        pts = [
+            (s + offset, *_curve_point(model, interp, x, aset.target, benign, device))
+            for s, x in snaps.items()
+        ]
+        out[att] = {key: [p[i] for p in pts] for i, key in enumerate(("step", "success", "l1"))}
+    return out
 
 
 def attack_photos(
@@ -470,15 +573,32 @@ def attack_photos(
     mask_checkpoints: int,
     mask_iterations: int,
     seed: int,
+    curve_every: int = 0,
+    rts_net: Any = None,
+    rts_status: str = NOT_RUN,
     device: torch.device | str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> PhotoAttacks:
-    """The photo section: EfficientNet-Lite0, correctly classified photos, PGD vs ADV2."""
+    """The photo section: EfficientNet-Lite0, correctly classified photos, PGD vs ADV2.
+
+    ``n_images`` photos (0: every labelled photo the classifier gets right), each with a seeded
+    random target class; PGD runs once (``pgd_steps(step_scale)`` steps, its snapshots are the
+    CE warm starts); then ``compare_pgd_adv2`` per interpreter. ``curve_every > 0`` records the
+    convergence curves (:func:`photo_curves`) every that many steps (MASK: at its re-solves, the
+    costly map). RTS uses ``rts_net`` (default: :func:`photo_rts`, whose sentence becomes
+    ``rts_status``)."""
+    unknown = sorted(set(interpreters) - set(ALL_INTERPRETERS))
+    if unknown:
+        raise ValueError(f"imagenet_interpreters has {unknown}; valid: {list(ALL_INTERPRETERS)}")
     photos = data.load_imagenet_sample()
     lite = models.efficientnet_lite0(photos.class_names).to(device)
+    if "rts" in interpreters and rts_net is None:
+        rts_net, rts_status = photo_rts(lite, device, progress)
+    n_labelled, n_correct = _labelled_correct(lite, photos, device)
+    n_take = n_correct if n_images == 0 else n_images
     photo = data.select_attack_set(
-        lite, photos.x_test, photos.y_test, n_images, seed=seed, num_classes=1000, batch_size=8, device=device
+        lite, photos.x_test, photos.y_test, n_take, seed=seed, num_classes=1000, batch_size=8, device=device
     )
     cfgs = photo_configs(
         interpreters,
@@ -487,22 +607,35 @@ def attack_photos(
         mask_checkpoints=mask_checkpoints,
     )
     n_pgd = pgd_steps(step_scale)
-    warm = sorted({c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd})
+    warm = {c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd}
+    pgd_curve = set(_curve_steps(n_pgd, curve_every)) if curve_every else set()
+    t0 = time.time()
     snaps = attacks.pgd_snapshots(
         lite,
         photo.x,
         photo.target,
-        warm,
+        sorted(warm | pgd_curve),
         epsilon=PHOTO_EPSILON,
         step_size=PHOTO_STEP,
         progress=progress,
         desc="PGD photos",
     )
-    runs, per_image = {}, {}
+    seconds = {"pgd": time.time() - t0}
+    runs, per_image, curves = {}, {}, {}
     for name in interpreters:
         t0 = time.time()
-        interp = _interpreter(name, lite, None, mask_iterations, seed)
+        interp = (
+            RTSInterpreter(lite, rts_net)
+            if name == "rts"
+            else _interpreter(name, lite, None, mask_iterations, seed)
+        )
         cfg = cfgs[name]
+        if name == "mask":  # MASK's map is an optimisation: curve points at its re-solves only
+            every = getattr(cfg, "resolve_every", cfg.stage2_steps)
+            wanted = set(_curve_steps(cfg.stage2_steps, every)) - {0}
+        else:
+            wanted = set(_curve_steps(cfg.stage2_steps, curve_every))
+        hook = _Snapshots(wanted) if curve_every else None
         runs[name] = attacks.compare_pgd_adv2(
             lite,
             interp,
@@ -514,55 +647,226 @@ def attack_photos(
             x_stage1=snaps[cfg.stage1_steps] if cfg.stage1_loss == "ce" else None,
             progress=progress,
             desc=f"ADV2 {name} photos",
+            trace=hook,
         )
         per_image[name] = _per_image(runs[name])
+        if hook is not None:
+            adv_snaps = hook.tensors()
+            if cfg.stage1_loss == "ce":
+                adv_snaps = {0: snaps[cfg.stage1_steps], **adv_snaps}
+            pgd_pts = {s: snaps[s] for s in sorted(pgd_curve)} if name != "mask" else {n_pgd: snaps[n_pgd]}
+            curves[name] = photo_curves(
+                lite, interp, name, cfg, photo, runs[name]["benign"], pgd_pts, adv_snaps, device
+            )
+        seconds[name] = time.time() - t0
         if log:
             s = runs[name]["numbers"]
             log(
-                f"{name:4s} ({time.time() - t0:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
+                f"{name:4s} ({seconds[name]:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
                 f"ADV2 {fmt(s['adv2']['success_rate'])}, L1 PGD {fmt(s['pgd']['l1_mean'])} / "
-                f"ADV2 {fmt(s['adv2']['l1_mean'])}"
+                f"ADV2 {fmt(s['adv2']['l1_mean'])}, IoU PGD {fmt(s['pgd']['iou_mean'])} / "
+                f"ADV2 {fmt(s['adv2']['iou_mean'])}"
             )
-    return PhotoAttacks(photos, photo, snaps[n_pgd], runs, per_image)
-
-
-def photo_table(ph: PhotoAttacks) -> str:
-    """The photo section's numbers with their 95 % intervals ("value [low, high]")."""
-    est = attack_intervals(ph.per_image)
-    rows = [
-        [
-            name.upper(),
-            e["pgd"]["success_rate"],
-            e["adv2"]["success_rate"],
-            e["pgd"]["l1_mean"],
-            e["adv2"]["l1_mean"],
-            e["pgd"]["iou_mean"],
-            e["adv2"]["iou_mean"],
-        ]
-        for name, e in est.items()
-    ]
-    return plotting.markdown_table(
-        fmt_rows(rows),
-        ["interpreter", "success PGD", "success ADV2", "L1 PGD", "L1 ADV2", "IoU PGD", "IoU ADV2"],
+    return PhotoAttacks(
+        photos,
+        photo,
+        snaps[n_pgd],
+        runs,
+        per_image,
+        curves,
+        seconds,
+        cfgs,
+        n_pgd,
+        n_labelled,
+        n_correct,
+        rts_status if "rts" in interpreters else NOT_RUN,
+        curve_every,
     )
 
 
-def photo_figures(ph: PhotoAttacks) -> list:
+def photo_schedule_table(ph: PhotoAttacks, mask_iterations: int) -> str:
+    """Markdown: the photo attacks' schedules (this run beside the paper's step counts)."""
+    return schedule_table(ph.cfgs, ph.n_pgd, mask_iterations)
+
+
+def photo_table(ph: PhotoAttacks) -> str:
+    """The photo section's numbers with their 95 % intervals ("value [low, high]"): success,
+    confidence (over successes), L1, L2 and mean IoU of PGD and ADV2, and the wall time."""
+    est = attack_intervals(ph.per_image)
+    rows = []
+    for name, e in est.items():
+        for att in ("pgd", "adv2"):
+            rows.append(
+                [
+                    name.upper(),
+                    att.upper(),
+                    e[att]["success_rate"],
+                    e[att]["confidence_mean"],
+                    e[att]["l1_mean"],
+                    e[att]["l2_mean"],
+                    e[att]["iou_mean"],
+                    ph.seconds.get("pgd" if att == "pgd" else name, float("nan")),
+                ]
+            )
+    return plotting.markdown_table(
+        fmt_rows(rows),
+        ["interpreter", "attack", "success", "confidence", "L1", "L2", "mean IoU", "seconds"],
+    )
+
+
+def photo_iou_figure(ph: PhotoAttacks):
+    """The IoU@k curves of PGD and ADV2 per interpreter on the photos."""
+    return plotting.iou_curve_panels({"photos": ph.stats})
+
+
+def photo_curve_figure(ph: PhotoAttacks):
+    """The convergence curves: map L1 to the benign map (left) and success (right) vs step
+    (counted from the clean image), PGD dashed-free per interpreter; None without curves."""
+    if not ph.curves:
+        return None
+    fig, axes = plotting.panel_axes(2, cols=2, height=3.0)
+    for col, key, label in ((0, "l1", "mean L1 to the benign map"), (1, "success", "success rate")):
+        series = {}
+        for name, c in ph.curves.items():
+            for att in ("pgd", "adv2"):
+                if len(c[att]["step"]):
+                    series[f"{att.upper()} {name.upper()}"] = (c[att]["step"], c[att][key])
+        plotting.curves(series, "attack step (from the clean image)", label, ax=axes[col])
+    return fig
+
+
+def photo_figures(ph: PhotoAttacks, n_show: int = 4) -> list:
+    """Benign / PGD / ADV2 inputs and maps (with colour bars) of up to ``n_show`` photos ADV2
+    succeeded on, per interpreter."""
     names = ph.photos.class_names
-    labels = [f"{names[int(y)]}\n→ {names[int(t)]}" for y, t in zip(ph.attack_set.y, ph.attack_set.target)]
-    return [
-        plotting.attack_triptych(
-            ph.attack_set.x,
-            run["benign"].cpu(),
-            ph.x_pgd.cpu(),
-            run["pgd"].maps.cpu(),
-            run["adv2"].x_adv.cpu(),
-            run["adv2"].maps.cpu(),
-            row_labels=labels,
-            suptitle=f"{name.upper()} on EfficientNet-Lite0",
+    aset, figs = ph.attack_set, []
+    for name, run in ph.runs.items():
+        ok = run["adv2"].success.cpu().nonzero().flatten()[:n_show]
+        if len(ok) == 0:
+            continue
+        labels = [f"{names[int(aset.y[i])]}\n→ {names[int(aset.target[i])]}" for i in ok]
+        figs.append(
+            plotting.attack_triptych(
+                aset.x[ok],
+                run["benign"][ok].cpu(),
+                ph.x_pgd[ok].cpu(),
+                run["pgd"].maps[ok].cpu(),
+                run["adv2"].x_adv[ok].cpu(),
+                run["adv2"].maps[ok].cpu(),
+                row_labels=labels,
+                suptitle=f"{name.upper()} on EfficientNet-Lite0",
+            )
         )
-        for name, run in ph.runs.items()
+    return figs
+
+
+def photo_acceptance(ph: PhotoAttacks) -> dict[str, dict[str, Any]]:
+    """Issue 14's acceptance on the photos, per interpreter: ADV2 success >= 0.9 (Grad 0.8),
+    ADV2/PGD mean L1 <= 0.35 (CAM, RTS) or < 1 (Grad, MASK), ADV2 mean IoU above PGD's."""
+    out = {}
+    for name, s in ph.stats.items():
+        p, a = s["pgd"], s["adv2"]
+        ratio = a["l1_mean"] / p["l1_mean"] if _valid(a["l1_mean"]) and p["l1_mean"] else float("nan")
+        need_s = PHOTO_SUCCESS_TARGET.get(name, 0.9)
+        need_r = PHOTO_L1_RATIO_TARGET.get(name, 1.0)
+        ok_s = a["success_rate"] >= need_s
+        ok_r = ratio <= need_r if need_r < 1 else ratio < need_r
+        ok_i = _valid(a["iou_mean"]) and a["iou_mean"] > p["iou_mean"]
+        out[name] = {
+            "success": a["success_rate"],
+            "success_target": need_s,
+            "l1_ratio": ratio,
+            "l1_ratio_target": need_r,
+            "iou_pgd": p["iou_mean"],
+            "iou_adv2": a["iou_mean"],
+            "met": bool(ok_s and ok_r and ok_i),
+        }
+    return out
+
+
+def photo_acceptance_table(ph: PhotoAttacks) -> str:
+    rows = [
+        [
+            n.upper(),
+            f"{fmt(a['success'])} (≥ {a['success_target']:g})",
+            f"{fmt(a['l1_ratio'])} ({'≤' if a['l1_ratio_target'] < 1 else '<'} {a['l1_ratio_target']:g})",
+            f"{fmt(a['iou_adv2'])} vs {fmt(a['iou_pgd'])}",
+            "met" if a["met"] else "not met",
+        ]
+        for n, a in photo_acceptance(ph).items()
     ]
+    return plotting.markdown_table(
+        rows,
+        ["interpreter", "ADV2 success (target)", "L1 ADV2 / PGD (target)", "IoU ADV2 vs PGD", "this run"],
+    )
+
+
+def _paper_photo_glue() -> dict[str, Any]:
+    """The paper's budget and step counts (:mod:`adv2.paper`) and the acceptance targets, for the
+    photo section's prose."""
+    out: dict[str, Any] = {
+        "ch3_paper_epsilon": paper.PAPER_EPSILON,
+        "ch3_paper_step": f"1/{round(1 / paper.PAPER_STEP_SIZE)}",
+        "ch3_paper_pgd_steps": paper.PAPER_PGD_STEPS,
+    }
+    for n in ALL_INTERPRETERS:
+        s1, s2 = paper.PAPER_ADV2_STEPS[n]
+        out[f"ch3_paper_{n}_steps"] = f"{s1} + {s2}"
+        out[f"ch3_photo_{n}_success_target"] = PHOTO_SUCCESS_TARGET[n]
+        r = PHOTO_L1_RATIO_TARGET[n]
+        out[f"ch3_photo_{n}_ratio_target"] = f"at most {r:g}" if r < 1 else "below 1"
+    return out
+
+
+def photo_glue(ph: PhotoAttacks | None) -> dict[str, Any]:
+    """The photo section's glue: ``ch3_photo_*`` (counts, schedule, per-interpreter numbers and
+    the acceptance), "not run" where the section or an interpreter was not run."""
+    out: dict[str, Any] = {
+        "ch3_photo_n_images": NOT_RUN,
+        "ch3_photo_n_labelled": NOT_RUN,
+        "ch3_photo_n_correct": NOT_RUN,
+        "ch3_photo_pgd_steps": NOT_RUN,
+        "ch3_photo_schedule": NOT_RUN,
+        "ch3_photo_rts_status": NOT_RUN,
+        "ch3_photo_seconds": NOT_RUN,
+        "ch3_photo_acceptance_met": NOT_RUN,
+        "ch3_photo_curve_every": NOT_RUN,
+    }
+    keys = ("success_rate", "l1_mean", "iou_mean", "confidence_mean")
+    for n in ALL_INTERPRETERS:
+        for att in ("pgd", "adv2"):
+            for key in keys:
+                out[f"ch3_photo_{n}_{att}_{key}"] = NOT_RUN
+        out[f"ch3_photo_{n}_l1_ratio"] = NOT_RUN
+        out[f"ch3_photo_{n}_steps"] = NOT_RUN
+        out[f"ch3_photo_{n}_seconds"] = NOT_RUN
+    out.update(_paper_photo_glue())
+    if ph is None:
+        return out
+    est = attack_intervals(ph.per_image)
+    acc = photo_acceptance(ph)
+    out.update(
+        {
+            "ch3_photo_n_images": len(ph.attack_set.x),
+            "ch3_photo_n_labelled": ph.n_labelled,
+            "ch3_photo_n_correct": ph.n_correct,
+            "ch3_photo_pgd_steps": ph.n_pgd,
+            "ch3_photo_schedule": PHOTO_SCHEDULE,
+            "ch3_photo_rts_status": ph.rts_status,
+            "ch3_photo_seconds": f"{sum(ph.seconds.values()):.0f} s",
+            "ch3_photo_acceptance_met": f"{sum(a['met'] for a in acc.values())} of {len(acc)}",
+            "ch3_photo_curve_every": ph.curve_every or NOT_RUN,
+        }
+    )
+    for n in ph.runs:
+        for att in ("pgd", "adv2"):
+            for key in keys:
+                out[f"ch3_photo_{n}_{att}_{key}"] = str(est[n][att][key])
+        out[f"ch3_photo_{n}_l1_ratio"] = fmt(acc[n]["l1_ratio"])
+        cfg = ph.cfgs[n]
+        out[f"ch3_photo_{n}_steps"] = f"{cfg.stage1_steps} + {cfg.stage2_steps}"
+        out[f"ch3_photo_{n}_seconds"] = f"{ph.seconds[n]:.0f} s"
+    return out
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -661,6 +965,7 @@ class Ch03Result:
         return {
             self.dataset: fm.stats,
             "imagenet-sample": {"efficientnet-lite0": photo_stats} if photo_stats else {},
+            "photos": _photo_numbers(self.photos),
             "classifier_accuracy": fm.accuracy,
             "seconds": {f"{a}_{n}": v for (a, n), v in fm.seconds.items()},
             "summary": self.summary,
@@ -703,6 +1008,7 @@ class Ch03Result:
                     )
                 )
         out["ch3_sample_size"] = sample_size_text(self)
+        out.update(photo_glue(self.photos))
         return pad(
             out,
             [
@@ -712,6 +1018,27 @@ class Ch03Result:
                 for key in ("success_rate", "l1_mean", "iou_mean")
             ],
         )
+
+
+def _photo_numbers(ph: PhotoAttacks | None) -> dict[str, Any]:
+    """The photo section's extra numbers for the results file: attack set, schedules, seconds,
+    convergence curves and issue 14's acceptance ({} when the section was not run)."""
+    if ph is None:
+        return {}
+    return {
+        "n_images": len(ph.attack_set.x),
+        "n_labelled": ph.n_labelled,
+        "n_correct": ph.n_correct,
+        "epsilon": PHOTO_EPSILON,
+        "step_size": PHOTO_STEP,
+        "pgd_steps": ph.n_pgd,
+        "schedules": {n: {"stage1": c.stage1_steps, "stage2": c.stage2_steps} for n, c in ph.cfgs.items()},
+        "schedule": PHOTO_SCHEDULE,
+        "rts_status": ph.rts_status,
+        "seconds": dict(ph.seconds),
+        "curves": ph.curves,
+        "acceptance": photo_acceptance(ph),
+    }
 
 
 def _measure(fm: FmnistAttacks) -> dict[str, Any]:
@@ -914,7 +1241,15 @@ __all__ = [
     "iou_table",
     "pgd_steps",
     "photo_configs",
+    "photo_acceptance",
+    "photo_acceptance_table",
+    "photo_curve_figure",
+    "photo_curves",
     "photo_figures",
+    "photo_glue",
+    "photo_iou_figure",
+    "photo_rts",
+    "photo_schedule_table",
     "photo_table",
     "ratio_half_widths",
     "sample_size_text",
