@@ -257,3 +257,144 @@ def test_results_path_is_shown_without_machine_paths(tmp_path):
 
     assert ch03.shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
     assert ch03.shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
+
+
+# ----------------------------------------------------------------------------- photos (issue 14)
+@pytest.fixture(scope="module")
+def photo_run():
+    """A real, tiny photo section: 2 photos, CAM and RTS (an untrained RTS stand-in), 2 PGD
+    steps, every step on the convergence curve."""
+    from adv2 import data, models
+    from adv2.interpreters.rts import RTSNet
+
+    torch.manual_seed(0)
+    lite = models.efficientnet_lite0(data.load_imagenet_sample().class_names)
+    return ch03.attack_photos(
+        interpreters=["cam", "rts"],
+        n_images=2,
+        step_scale=0.002,
+        mask_step_scale=0.002,
+        mask_checkpoints=1,
+        mask_iterations=3,
+        seed=0,
+        curve_every=1,
+        rts_net=RTSNet(lite),
+        rts_status="an untrained stand-in",
+        log=None,
+    )
+
+
+def test_photo_curves_end_at_the_reported_numbers(photo_run):
+    ph = photo_run
+    assert ph.n_pgd == 2 and len(ph.attack_set.x) == 2
+    assert (ph.n_labelled, ph.n_correct) == (23, 18)
+    for name in ("cam", "rts"):
+        c, cfg, per = ph.curves[name], ph.cfgs[name], ph.per_image[name]
+        assert c["pgd"]["step"] == [0, 1, 2]
+        # ADV2 from its warm start (a PGD snapshot) through every stage-2 step
+        assert c["adv2"]["step"] == list(range(cfg.stage1_steps, cfg.stage1_steps + cfg.stage2_steps + 1))
+        assert c["adv2"]["success"][0] == c["pgd"]["success"][cfg.stage1_steps]
+        assert all(0 <= v <= 1 for v in c["pgd"]["success"] + c["adv2"]["success"])
+        # the last points are the final iterates: the table's numbers (all photos, not only successes)
+        assert c["pgd"]["l1"][-1] == pytest.approx(sum(per["pgd"]["l1"]) / 2, rel=1e-4)
+        assert c["adv2"]["l1"][-1] == pytest.approx(sum(per["adv2"]["l1"]) / 2, rel=1e-4)
+        assert c["adv2"]["success"][-1] == pytest.approx(sum(per["adv2"]["success"]) / 2)
+        drift = float((ph.runs[name]["adv2"].x_adv - ph.attack_set.x).abs().max())
+        assert drift <= ch03.PHOTO_EPSILON + 1e-5
+    assert ch03.photo_curve_figure(ph) is not None
+
+
+def test_photo_glue_tables_and_results_file(photo_run):
+    ph = photo_run
+    glue = ch03.photo_glue(ph)
+    assert glue["ch3_photo_n_images"] == 2 and glue["ch3_photo_pgd_steps"] == 2
+    assert glue["ch3_photo_rts_status"] == "an untrained stand-in"
+    assert glue["ch3_photo_cam_pgd_l1_mean"].count("[") == 1  # value [low, high]
+    assert glue["ch3_photo_grad_pgd_l1_mean"] == NOT_RUN  # not attacked in this run
+    assert glue["ch3_paper_cam_steps"] == "400 + 1200" and glue["ch3_paper_epsilon"] == 0.031
+    assert set(glue) == set(ch03.photo_glue(None))  # the same names with or without the section
+    table = ch03.photo_table(ph)
+    assert table.count("| CAM |") == 2 and "confidence" in table
+    assert set(ch03.photo_acceptance(ph)) == {"cam", "rts"}
+    assert "ADV2 on RTS" in ch03.photo_schedule_table(ph, 3)
+    fm = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.02, n=10).fmnist
+    result = ch03.summarize(fm, ph)
+    numbers = result.numbers()
+    assert numbers["photos"]["curves"]["cam"]["pgd"]["step"] == [0, 1, 2]
+    assert numbers["photos"]["n_correct"] == 18
+    assert set(ch03.verdicts(result)) == {"resnet", "photos"}
+    # 2 photos are below the claims layer's minimum: measured from 8 on
+    v = ch03.verdicts(result)["photos"]["adv2_maps_closer_than_pgd"]
+    assert v.status == claims.NOT_MEASURABLE
+    assert result.glue()["ch3_photo_cam_steps"] == glue["ch3_photo_cam_steps"]
+
+
+def test_photo_verdicts_are_measured_from_eight_photos():
+    """The quick profile's 8 photos reach the claims layer's MIN_IMAGES: a verdict, not 'not
+    measurable'."""
+    assert claims.MIN_IMAGES <= 8
+    per = {
+        "cam": {
+            att: {
+                "success": [True] * 8,
+                "confidence": [0.9] * 8,
+                "l1": [0.05 + 0.001 * i if att == "adv2" else 0.25 + 0.01 * i for i in range(8)],
+                "l2": [0.1] * 8,
+                "iou": [0.8] * 8,
+            }
+            for att in ("pgd", "adv2")
+        }
+    }
+    v = ch03.setting_verdicts(per)
+    assert v["adv2_maps_closer_than_pgd"].status == claims.HOLDS
+    assert v["adv2_success_like_pgd"].status != claims.NOT_MEASURABLE
+
+
+def test_trace_hook_sees_every_stage2_step_and_changes_nothing():
+    """The convergence-curve hook is read-only: the attack's result is bit-identical with it."""
+    from adv2 import attacks
+    from adv2.interpreters import build_interpreter
+    from adv2.models import build_small_cnn, freeze
+
+    torch.manual_seed(0)
+    net = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
+    x = torch.rand(3, 1, 28, 28)
+    y, t = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    for name in ("cam", "mask"):
+        interp = (
+            build_interpreter(name, net, iterations=3, seed=0)
+            if name == "mask"
+            else build_interpreter(name, net)
+        )
+        cfg = attacks.default_config(name, scale=0.005, epsilon=0.1, step_size=0.0125)
+        seen = []
+        plain = attacks.adv2_attack(net, interp, x, y, t, config=cfg, batch_size=2)
+        traced = attacks.adv2_attack(
+            net,
+            interp,
+            x,
+            y,
+            t,
+            config=cfg,
+            batch_size=2,
+            trace=lambda s, xx, seen=seen: seen.append((s, len(xx))),
+        )
+        assert torch.equal(plain.x_adv, traced.x_adv)
+        steps = list(range(1, cfg.stage2_steps + 1))
+        assert seen == [(s, 2) for s in steps] + [(s, 1) for s in steps]  # chunk by chunk
+
+
+def test_photo_attack_set_zero_means_every_correct_photo():
+    ph = ch03.attack_photos(
+        interpreters=["cam"],
+        n_images=0,
+        step_scale=0.0005,
+        mask_step_scale=0.002,
+        mask_checkpoints=1,
+        mask_iterations=3,
+        seed=0,
+        log=None,
+    )
+    assert len(ph.attack_set.x) == ph.n_correct == 18
+    assert not ph.curves  # curve_every=0: no curve
+    assert ch03.photo_curve_figure(ph) is None

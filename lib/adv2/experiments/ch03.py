@@ -483,19 +483,13 @@ class PhotoAttacks:
         return {name: run["numbers"] for name, run in self.runs.items()}
 
 
-def photo_rts(model: torch.nn.Module, device: torch.device | str = "cpu", progress: bool = False):
-    """The photo classifier's RTS and a sentence saying where it came from.
-
-    ``adv2.recipes.load_photo_rts`` (the trained, checkpointed photo RTS) when the library has it;
-    otherwise an UNTRAINED :class:`adv2.interpreters.rts.RTSNet` stand-in, and the sentence says
-    so (its maps mean nothing; the attack still runs)."""
+def photo_rts(device: torch.device | str = "cpu", progress: bool = False, artifacts_dir: str | None = None):
+    """The photo classifier's RTS (``adv2.recipes.load_photo_rts``: the artifact cache, else the
+    committed checkpoint, else trained) and the sentence saying which happened."""
     from .. import recipes
-    from ..interpreters.rts import RTSNet
 
-    if hasattr(recipes, "load_photo_rts"):
-        rts_net, artifact = recipes.load_photo_rts(device=device, progress=progress)
-        return rts_net, recipes.photo_rts_status(artifact)
-    return RTSNet(model).to(device), "an untrained RTS stand-in (no photo RTS in this library yet)"
+    rts_net, artifact = recipes.load_photo_rts(device=device, progress=progress, artifacts_dir=artifacts_dir)
+    return rts_net, recipes.photo_rts_status(artifact)
 
 
 def _labelled_correct(model: torch.nn.Module, photos: data.Dataset, device) -> tuple[int, int]:
@@ -576,6 +570,7 @@ def attack_photos(
     curve_every: int = 0,
     rts_net: Any = None,
     rts_status: str = NOT_RUN,
+    artifacts_dir: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = print,
@@ -594,7 +589,7 @@ def attack_photos(
     photos = data.load_imagenet_sample()
     lite = models.efficientnet_lite0(photos.class_names).to(device)
     if "rts" in interpreters and rts_net is None:
-        rts_net, rts_status = photo_rts(lite, device, progress)
+        rts_net, rts_status = photo_rts(device, progress, artifacts_dir)
     n_labelled, n_correct = _labelled_correct(lite, photos, device)
     n_take = n_correct if n_images == 0 else n_images
     photo = data.select_attack_set(
