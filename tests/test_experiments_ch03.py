@@ -76,6 +76,7 @@ def test_numbers_keep_the_results_file_layout(subset_result):
     assert set(numbers) == {
         "fashion-mnist",
         "imagenet-sample",
+        "photos",  # the photo section's attack set, schedules, curves and acceptance ({} if not run)
         "classifier_accuracy",
         "seconds",
         "summary",
