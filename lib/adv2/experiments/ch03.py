@@ -1196,6 +1196,16 @@ def check(result: Ch03Result, profile: str) -> None:
                 f"ADV2 on {arch}/{name} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
                 "the projection is broken (a library bug, not a parameter)",
             )
+    ph = result.photos
+    if ph is not None:
+        for name, run in ph.runs.items():
+            for att, x_att in (("PGD", ph.x_pgd), ("ADV2", run["adv2"].x_adv)):
+                drift = float((x_att.cpu() - ph.attack_set.x).abs().max())
+                _check(
+                    drift <= PHOTO_EPSILON + 1e-5,
+                    f"{att} on the photos ({name}) moved a pixel by {drift:.4g}, beyond epsilon "
+                    f"{PHOTO_EPSILON}: the projection is broken (a library bug, not a parameter)",
+                )
     if profile == "smoke":
         return
     # the attacks work at the CPU budgets: PGD and ADV2 on CAM reach most targets
