@@ -36,8 +36,9 @@ def attacked():
 
 
 def attacked_file():
-    import foolbox
     from pathlib import Path
+
+    import foolbox
 
     return sorted((Path(foolbox.__file__).parent / "data").glob("imagenet_*_*.jpg"))[0]
 
