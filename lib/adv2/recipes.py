@@ -25,7 +25,13 @@ from torch import nn
 from .artifacts import Artifact, artifact_key
 from .config import ParameterError
 from .defenses import AID_RECIPE_VERSION, AIDConfig, InterpretedModel, trained_rtsa
-from .interpreters.rts import RTS_RECIPE_VERSION, RTSNet, default_area_weight, trained_rts
+from .interpreters.rts import (
+    RTS_RECIPE_VERSION,
+    RTSNet,
+    default_area_weight,
+    frozen_rts_from_state,
+    trained_rts,
+)
 from .models import RECIPE_VERSION as CLASSIFIER_RECIPE_VERSION
 from .models import trained_small_cnn
 
@@ -382,9 +388,238 @@ def load_interpreted(
     return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 
+# ----------------------------------------------------------------------------- photos: RTSA
+PHOTO_ARCH = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class PhotoRTSARecipe:
+    """RTSA for the photo classifier (EfficientNet-Lite0, 224 px): the photo RTS fine-tuned by AID
+    on the natural-image pool (labels: the classifier's own decisions), the inner ADV2 attack at
+    the paper's budget (epsilon 0.031, step 1/255). ``rts`` is the photo RTS recipe
+    (``PhotoRTSRecipe``; None = its default). The schedule is sized for ~25 min on one CPU thread
+    (an AID iteration at 224 px costs ~14 s there, two thirds of it the inner attack)."""
+
+    rts: Any = None
+    iterations: int = 90
+    batch_size: int = 6
+    attack_batch_size: int = 4
+    beta: float = 10.0
+    distill_weight: float = 10.0
+    lr: float = 1e-3
+    stage1_steps: int = 5
+    stage2_steps: int = 3
+    pool_size: int = 64
+    persistent: bool = True
+    train_encoder: bool = False
+    rtsa_epsilon: float = 0.031
+    rtsa_step_size: float = 1 / 255
+    n_probe: int = 8  # held-out photos on which training logs the benign drift
+
+    def aid_config(self) -> AIDConfig:
+        return AIDConfig(
+            iterations=self.iterations,
+            batch_size=self.batch_size,
+            aid_batch_size=self.attack_batch_size,
+            beta=self.beta,
+            lr=self.lr,
+            stage1_steps=self.stage1_steps,
+            stage2_steps=self.stage2_steps,
+            pool_size=self.pool_size,
+            distill_weight=self.distill_weight,
+            persistent=self.persistent,
+            train_encoder=self.train_encoder,
+            epsilon=self.rtsa_epsilon,
+            step_size=self.rtsa_step_size,
+            seed=0,
+        )
+
+    def rts_recipe(self) -> Any:
+        if self.rts is not None:
+            return self.rts
+        photo_rts = globals().get("PhotoRTSRecipe")
+        if photo_rts is None:
+            raise RuntimeError("PhotoRTSARecipe needs the photo RTS recipe (adv2.recipes.PhotoRTSRecipe)")
+        return photo_rts()
+
+    def cache_params(self, rts_key: str | None = None) -> dict[str, Any]:
+        """What decides the photo RTSA: the photo RTS's key and the AID configuration."""
+        return {
+            "kind": "rtsa",
+            "dataset": "photos",
+            "arch": PHOTO_ARCH,
+            "rts": rts_key or self.rts_recipe().key,
+            "recipe": AID_RECIPE_VERSION,
+            "n_probe": self.n_probe,
+            **self.aid_config().cache_params(),
+        }
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.cache_params())
+
+
+def photo_rtsa_recipe(params: dict[str, Any]) -> PhotoRTSARecipe:
+    """The photo RTSA recipe of a chapter: its defaults (the shipped checkpoint); the chapters'
+    parameters change what is evaluated on the photos, never this training."""
+    return PhotoRTSARecipe()
+
+
+def _photo_probe(model: nn.Module, n: int) -> tuple[Any, Any]:
+    """The first ``n`` held-out photos the classifier gets right, with their labels: training
+    only logs the benign drift on them (AID never trains on them)."""
+    import torch
+
+    from .data import load_imagenet_sample
+
+    photos = load_imagenet_sample()
+    keep = photos.y_test >= 0
+    x, y = photos.x_test[keep], photos.y_test[keep]
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    return x[ok][:n], y[ok][:n]
+
+
+def pool_labels(model: nn.Module, x: Any, batch_size: int = 16, device: Any = "cpu") -> Any:
+    """The classifier's own decisions on the pool (the RTS/AID objectives need no ground truth)."""
+    from .tensors import predicted_classes
+
+    return predicted_classes(model, x, batch_size, device)
+
+
+def photo_artifact(
+    kind: str,
+    params: dict[str, Any],
+    compute: Any,
+    *,
+    artifacts_dir: str | None,
+    retrain: bool,
+    check: Any,
+) -> Artifact:
+    """A photo artifact: the committed checkpoint when one matches ``params`` (and ``retrain`` is
+    off), else the cache, else ``compute()``."""
+    from .artifacts import load_or_compute
+
+    lookup = globals().get("checkpoint_artifact")
+    if lookup is not None and not retrain:
+        art = lookup(kind, params, check=check)
+        if art is not None:
+            return art
+    return load_or_compute(kind, params, compute, root=artifacts_dir, force=retrain, check=check)
+
+
+def load_photo_rtsa(
+    recipe: PhotoRTSARecipe | None = None,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+    model: nn.Module | None = None,
+    rts: RTSNet | None = None,
+    rts_artifact: Artifact | None = None,
+    pool: Any = None,
+) -> tuple[RTSNet, Artifact]:
+    """The photo RTSA of ``recipe``: the committed checkpoint when its key matches, else the
+    cache, else trained here by :func:`adv2.defenses.train_rtsa` (``retrain`` forces it).
+
+    ``model`` / ``rts`` + ``rts_artifact`` / ``pool`` (images in [0, 1]) are the classifier, the
+    photo RTS and the natural-image pool when already loaded (tests pass stand-ins); otherwise
+    they come from :func:`adv2.models.efficientnet_lite0`, ``load_photo_rts`` and
+    ``load_photo_pool``. The artifact's metrics record the training log, its seconds, and
+    ``pool_images``."""
+    import torch
+
+    from .defenses import train_rtsa
+
+    recipe = recipe or PhotoRTSARecipe()
+    if model is None:
+        from .data import imagenet_class_names
+        from .models import efficientnet_lite0
+
+        model = efficientnet_lite0(imagenet_class_names())
+    model = model.to(device).eval()
+    if rts is None or rts_artifact is None:
+        rts, rts_artifact = globals()["load_photo_rts"](
+            recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
+        )
+    cfg = recipe.aid_config()
+    params = recipe.cache_params(rts_artifact.path.name)
+
+    def compute() -> tuple[dict, dict]:
+        x_pool = pool if pool is not None else photo_pool_images()
+        y_pool = pool_labels(model, x_pool, device=device)
+        xp, yp = _photo_probe(model, recipe.n_probe) if recipe.n_probe else (None, None)
+        torch.manual_seed(cfg.seed)
+        net, metrics = train_rtsa(
+            model, rts, x_pool, y_pool, cfg, x_probe=xp, y_probe=yp, device=device, progress=progress
+        )
+        metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
+        metrics["pool_images"] = int(len(x_pool))
+        metrics["threads"] = torch.get_num_threads()
+        state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
+        return state, metrics
+
+    def check(state: dict) -> None:
+        frozen_rts_from_state(
+            model, state, map_size=rts.map_size, width=rts.width, device="cpu", source="photo RTSA"
+        )
+
+    art = photo_artifact("rtsa", params, compute, artifacts_dir=artifacts_dir, retrain=retrain, check=check)
+    net = frozen_rts_from_state(
+        model,
+        art.state,
+        map_size=rts.map_size,
+        width=rts.width,
+        device=device,
+        source=f"photo RTSA at {art.path}",
+    )
+    return net, art
+
+
+def photo_pool_images() -> Any:
+    """The natural-image pool (no attacked photo in it), as an image tensor."""
+    try:
+        from . import photopool as source
+    except ImportError:  # the pool may live in adv2.data
+        from . import data as source
+    pool = source.load_photo_pool()
+    return getattr(pool, "x_train", getattr(pool, "x", pool))
+
+
+def load_photo_interpreted(
+    recipe: PhotoRTSARecipe | None = None,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+) -> InterpretedModel:
+    """EfficientNet-Lite0 with its photo RTS and RTSA (arch ``"photos"``), for chapters 4-6."""
+    from .data import imagenet_class_names
+    from .models import efficientnet_lite0
+
+    recipe = recipe or PhotoRTSARecipe()
+    model = efficientnet_lite0(imagenet_class_names()).to(device).eval()
+    rts, rts_art = globals()["load_photo_rts"](
+        recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
+    )
+    rtsa, rtsa_art = load_photo_rtsa(
+        recipe,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+        model=model,
+        rts=rts,
+        rts_artifact=rts_art,
+    )
+    return InterpretedModel("photos", model, None, rts, rts_art, rtsa, rtsa_art)
+
+
 __all__ = [
     "CLASSIFIER_PARAMETERS",
     "INPUT_SIZE",
+    "PHOTO_ARCH",
+    "PhotoRTSARecipe",
     "RECIPE_PARAMETERS",
     "RTSA_PARAMETERS",
     "RTS_PARAMETERS",
@@ -394,6 +629,12 @@ __all__ = [
     "classifier_recipe",
     "load_classifier",
     "load_interpreted",
+    "load_photo_interpreted",
+    "load_photo_rtsa",
+    "photo_artifact",
+    "photo_pool_images",
+    "photo_rtsa_recipe",
+    "pool_labels",
     "load_rts",
     "recipes_for_chapter",
     "rts_recipe",
