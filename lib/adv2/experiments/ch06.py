@@ -9,7 +9,6 @@ Table 10 and its row layout are :data:`adv2.defenses.PAPER_TABLE10` / :func:`adv
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
