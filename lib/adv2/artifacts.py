@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from .checkpoints import CheckpointDamaged, DamagedCheckpointWarning, display_path, load_checkpoint
 from .config import REPO_ROOT
 from .results import DiskFull, is_disk_full
 
@@ -76,6 +77,17 @@ class Artifact:
     params: dict[str, Any]
     path: Path
     from_cache: bool
+    # where the weights came from now: "cache", "checkpoint" (a committed file of
+    # adv2.checkpoints, copied into the cache) or "computed" (trained in this call)
+    origin: str = ""
+    checkpoint: str | None = None  # the committed checkpoint the weights came from, now or earlier
+    note: str = ""  # why a computation happened despite a checkpoint (damaged file), else ""
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = "cache" if self.from_cache else "computed"
+        if self.checkpoint is None:
+            self.checkpoint = self.metrics.get("checkpoint") if isinstance(self.metrics, dict) else None
 
 
 def artifact_root(root: str | os.PathLike | None = None) -> Path:
@@ -244,6 +256,7 @@ def load_or_compute(
     root: str | os.PathLike | None = None,
     force: bool = False,
     check: Callable[[dict[str, Any]], None] | None = None,
+    checkpoints: str | os.PathLike | None = None,
 ) -> Artifact:
     """Return the cached artifact for ``params`` or call ``compute()`` and cache its result.
 
@@ -251,6 +264,11 @@ def load_or_compute(
     with ``weights_only=True`` (tensors, numbers, strings, lists, dicts). ``check(state)``, when
     given, validates a state loaded from the cache (e.g. ``load_state_dict`` into the
     architecture) and raises if it is unusable; the entry is then quarantined and recomputed.
+
+    Before computing, a committed checkpoint of ``(kind, key)`` under ``checkpoints`` (default
+    :func:`adv2.checkpoints.checkpoint_root`) is verified, copied into the cache and returned
+    (``origin="checkpoint"``); a damaged one is reported with a warning and the artifact is
+    computed (``note`` says why). ``force=True`` skips cache and checkpoint alike (retrain).
     """
     base = artifact_root(root)
     key = artifact_key(params)
@@ -267,6 +285,30 @@ def load_or_compute(
                 if not has_manifest:
                     _adopt_legacy(folder)
                 return Artifact(state, metrics, params, folder, from_cache=True)
+        note = ""
+        if not force:
+            try:
+                found = load_checkpoint(kind, key, checkpoints)
+                if found is not None and check is not None:
+                    _check_checkpoint(found, check)
+            except CheckpointDamaged as err:
+                note = f"committed checkpoint damaged ({err}); trained again"
+                warnings.warn(f"{note}", DamagedCheckpointWarning, stacklevel=2)
+            else:
+                if found is not None:
+                    state, metrics, path = found
+                    metrics = {**metrics, "checkpoint": display_path(path)}
+                    _save_entry(folder, state, params, metrics)
+                    return Artifact(state, metrics, params, folder, from_cache=True, origin="checkpoint")
         state, metrics = compute()
         _save_entry(folder, state, params, metrics)
-    return Artifact(state, metrics, params, folder, from_cache=False)
+    return Artifact(state, metrics, params, folder, from_cache=False, note=note)
+
+
+def _check_checkpoint(found: tuple[dict, dict, Path], check: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        check(found[0])
+    except Exception as err:  # noqa: BLE001 - any rejection by the caller means "damaged"
+        raise CheckpointDamaged(
+            f"{found[2].name}: the state was rejected ({type(err).__name__}: {str(err)[:300]})"
+        ) from None

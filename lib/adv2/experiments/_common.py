@@ -242,6 +242,10 @@ def artifact_source(art: Any) -> str:
     or trained in this run."""
     if art is None:
         return NOT_RUN
+    if getattr(art, "origin", ""):  # a real artifact: the photo RTS's status sentence
+        from ..photorts import status_line
+
+        return status_line(art)
     if "checkpoints" in Path(str(getattr(art, "path", ""))).parts:
         return "the committed checkpoint"
     return "the cache" if getattr(art, "from_cache", False) else "trained in this run"

@@ -458,6 +458,7 @@ def calibrate_photos(
         raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
     pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
     x = pool[pick]
+    x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
     y = predicted_classes(net.model, x, 16, device)
     return calibrate(
         {PHOTOS: net},

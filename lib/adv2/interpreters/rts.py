@@ -108,10 +108,46 @@ def default_map_size(input_size: int) -> int:
     return input_size // 2 if input_size <= 64 else input_size // 4
 
 
-class RTSNet(nn.Module):
-    """Encoder copy + class selector + U-Net decoder; ``forward(x, classes) -> RTSOutput``."""
+class TiedSelector(nn.Module):
+    """A class selector for any of the classifier's classes: the class's row of the encoder's
+    own linear head, times a learned scale (so ``act`` is the class's CAM logit map, scaled).
 
-    def __init__(self, model: nn.Module, map_size: int | None = None, width: int | None = None):
+    Used for ImageNet classifiers, whose 1000 classes a small training pool never covers: a free
+    embedding would learn only the classes the pool shows, while the head already knows them all.
+    The head belongs to the encoder (restored from the classifier), so only ``scale`` is stored.
+    """
+
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self._head = [head]  # a list keeps the encoder's head out of this module's state_dict
+        self.scale = nn.Parameter(torch.tensor(0.1))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._head[0].weight * self.scale
+
+    def forward(self, classes: torch.Tensor) -> torch.Tensor:
+        return self._head[0].weight[classes] * self.scale
+
+
+class RTSNet(nn.Module):
+    """Encoder copy + class selector + U-Net decoder; ``forward(x, classes) -> RTSOutput``.
+
+    Options for wide encoders (EfficientNet-Lite0's last stage has 1280 channels):
+    ``reduce`` > 0 puts a 1x1 conv (``reduce`` channels, BN, ReLU) between the gated last feature
+    map and the first upsampler, which keeps the decoder (and its checkpoint) small;
+    ``tie_selector`` uses a :class:`TiedSelector` instead of a free embedding. Both are read back
+    from a stored state by :func:`frozen_rts_from_state`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        map_size: int | None = None,
+        width: int | None = None,
+        reduce: int = 0,
+        tie_selector: bool = False,
+    ):
         super().__init__()
         self.encoder = copy.deepcopy(model).requires_grad_(False)
         self.encoder.eval()
@@ -125,9 +161,22 @@ class RTSNet(nn.Module):
                 f"map_size {self.map_size} is not the last stage's size {s_last} times a power of two"
             )
         self.width = int(width or (32 if size <= 64 else 64))
-        self.selector = nn.Embedding(model.num_classes, c_last)
-        nn.init.normal_(self.selector.weight, 0.0, 1.0 / math.sqrt(c_last))
-        ups, skips, c = [], [], c_last
+        self.reduce_channels = int(reduce)
+        self.tie_selector = bool(tie_selector)
+        if self.tie_selector:
+            self.selector = TiedSelector(self.encoder.head)
+        else:
+            self.selector = nn.Embedding(model.num_classes, c_last)
+            nn.init.normal_(self.selector.weight, 0.0, 1.0 / math.sqrt(c_last))
+        c = c_last
+        if self.reduce_channels:
+            self.reduce = nn.Sequential(
+                nn.Conv2d(c_last, self.reduce_channels, 1, bias=False),
+                nn.BatchNorm2d(self.reduce_channels),
+                nn.ReLU(),
+            )
+            c = self.reduce_channels
+        ups, skips = [], []
         for level in range(n_up):
             res = s_last * 2 ** (level + 1)
             # skip = the deepest stage at this resolution (None if the encoder has none there)
@@ -152,7 +201,8 @@ class RTSNet(nn.Module):
         return self
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.upsamplers.parameters()) + list(self.to_saliency.parameters())
+        reduce = list(self.reduce.parameters()) if self.reduce_channels else []
+        return reduce + list(self.upsamplers.parameters()) + list(self.to_saliency.parameters())
 
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -172,6 +222,8 @@ class RTSNet(nn.Module):
         h = last * torch.sigmoid(act - confidence)
         mean_act = act.mean(dim=(1, 2, 3))
         exists = torch.stack([-mean_act / 2, mean_act / 2], dim=1)
+        if self.reduce_channels:
+            h = self.reduce(h)
         for up, idx in zip(self.upsamplers, self.skip_index):
             h = up(h, feats[idx] if idx >= 0 else None)
         c = self.to_saliency(h).abs()
@@ -388,6 +440,8 @@ def train_rts(
     device: torch.device | str = "cpu",
     progress: bool = True,
     log_every: int = 0,
+    reduce: int = 0,
+    tie_selector: bool = False,
 ) -> tuple[RTSNet, dict[str, Any]]:
     """Train an :class:`RTSNet` for the frozen classifier ``model`` (pytorch-saliency recipe).
 
@@ -396,12 +450,15 @@ def train_rts(
     give the same network on the same device. Returns the trained net (eval mode, frozen) and
     metrics: curves (``phase1_step/loss/accuracy``, ``phase2_step/total/destroyer/preserver/
     area/smooth``), ``seconds`` and the final exists-accuracy of the selector.
+    ``x_train`` may be uint8 (0-255; a pool of 224-pixel photos then takes a quarter of the
+    memory): each batch is converted to [0,1] floats. ``reduce``/``tie_selector``: see
+    :class:`RTSNet`.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     model = model.to(device).eval()
-    rts = RTSNet(model, map_size=map_size, width=width).to(device)
+    rts = RTSNet(model, map_size=map_size, width=width, reduce=reduce, tie_selector=tie_selector).to(device)
     n = len(x_train)
     k = model.num_classes
     started = time.time()
@@ -409,7 +466,10 @@ def train_rts(
 
     def batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, n, (size,), generator=gen, device=device).cpu()
-        return _augment(x_train[idx].to(device), gen), y_train[idx].to(device)
+        xb = x_train[idx].to(device)
+        if xb.dtype == torch.uint8:
+            xb = xb.float() / 255
+        return _augment(xb, gen), y_train[idx].to(device)
 
     m: dict[str, Any] = {
         k_: []
@@ -594,6 +654,15 @@ def trained_rts(
     return net, art
 
 
+def architecture_options(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The :class:`RTSNet` options a stored state was built with (``reduce``, ``tie_selector``)."""
+    reduce = state.get("reduce.0.weight")
+    return {
+        "reduce": int(reduce.shape[0]) if reduce is not None else 0,
+        "tie_selector": "selector.scale" in state,
+    }
+
+
 def frozen_rts_from_state(
     model: nn.Module,
     state: dict[str, torch.Tensor],
@@ -604,8 +673,9 @@ def frozen_rts_from_state(
     source: str,
 ) -> RTSNet:
     """An RTS (or RTSA) for ``model`` from a cached state, frozen and in eval mode. The encoder is
-    the classifier's own copy, so a state may leave it out; any other mismatch is an error."""
-    net = RTSNet(model, map_size=map_size, width=width)
+    the classifier's own copy, so a state may leave it out; any other mismatch is an error.
+    The options ``reduce`` and ``tie_selector`` of :class:`RTSNet` are read from the state."""
+    net = RTSNet(model, map_size=map_size, width=width, **architecture_options(state))
     missing, unexpected = net.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
     if bad:

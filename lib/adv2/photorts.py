@@ -1,0 +1,145 @@
+"""The RTS of the photo classifier (EfficientNet-Lite0, 224 px): trained on the offline photo
+pool, cached, and shipped as a committed checkpoint (:mod:`adv2.checkpoints`).
+
+Design (issue 14): ADV2 asks RTS for the *target* class's map, any of 1000 classes, while a small
+pool shows only a few dozen; so the class selector is tied to the classifier's own head
+(:class:`adv2.interpreters.rts.TiedSelector`: ``act`` is the class's CAM logit map times a learned
+scale) and only the decoder learns. A 1x1 reduction of the 1280-channel last stage keeps the
+decoder small. Labels are the classifier's own predictions (the RTS objective needs no ground
+truth). The recipe (:class:`adv2.recipes.PhotoRTSRecipe`) is the cache key; the pool's content
+fingerprint is recorded in the metrics but not in the key, so the checkpoint loads on a machine
+without the pool's Debian packages.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from .artifacts import Artifact, load_or_compute
+from .checkpoints import machine_description
+from .config import ParameterError
+from .interpreters.rts import RTSNet, frozen_rts_from_state, train_rts
+from .tensors import predicted_classes
+
+POOLS = ("packages", "imagenette")
+# Bump when the photo pool or the way the photo RTS is trained changes (a new checkpoint key).
+PHOTO_RTS_RECIPE_VERSION = 1
+
+
+def load_pool(recipe: Any, pool_dir: str | None = None):
+    """The training pool of ``recipe`` (:func:`adv2.photopool.load_photo_pool`, or Imagenette
+    from ``pool_dir`` / ``$ADV2_IMAGENETTE_DIR``)."""
+    from .photopool import load_imagenette_pool, load_photo_pool
+
+    if recipe.pool == "packages":
+        return load_photo_pool(224, recipe.pool_images, recipe.seed, recipe.mosaic_prob)
+    if recipe.pool == "imagenette":
+        root = pool_dir or os.environ.get("ADV2_IMAGENETTE_DIR")
+        if not root:
+            raise ParameterError(
+                "pool='imagenette' needs pool_dir (or $ADV2_IMAGENETTE_DIR): the folder holding "
+                "torchvision's imagenette2-320/"
+            )
+        return load_imagenette_pool(root, 224, recipe.pool_images, recipe.seed, recipe.mosaic_prob)
+    raise ParameterError(f"pool={recipe.pool!r} is not one of {list(POOLS)}")
+
+
+def train_photo_rts(
+    model: nn.Module, recipe: Any, *, device: Any = "cpu", progress: bool = True, pool_dir: str | None = None
+) -> tuple[RTSNet, dict[str, Any]]:
+    """Pool -> the classifier's labels -> :func:`adv2.interpreters.rts.train_rts`. Metrics add
+    the pool's composition, labelling time, images/s and the machine."""
+    started = time.time()
+    pool = load_pool(recipe, pool_dir)
+    t0 = time.time()
+    y = predicted_classes(model, pool.x_train.float() / 255, batch_size=16, device=device)
+    label_seconds = time.time() - t0
+    net, metrics = train_rts(
+        model,
+        pool.x_train,
+        y,
+        device=device,
+        progress=progress,
+        **recipe.train_rts_kwargs(),
+    )
+    seen = metrics["images_seen"]
+    metrics.update(
+        {
+            "pool_fingerprint": pool.fingerprint,
+            "pool_photos_per_source": pool.extra["photos_per_source"],
+            "pool_excluded": pool.extra["excluded"],
+            "pool_images": len(pool.x_train),
+            "pool_mosaics": pool.extra["mosaics"],
+            "pool_distinct_labels": int(y.unique().numel()),
+            "label_seconds": label_seconds,
+            "train_seconds": metrics["seconds"],
+            "images_per_second": seen / max(metrics["seconds"], 1e-9),
+            "seconds": time.time() - started,  # pool + labels + training
+            "machine": machine_description(),
+        }
+    )
+    return net, metrics
+
+
+def trained_photo_rts(
+    model: nn.Module,
+    recipe: Any,
+    *,
+    device: Any = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+    pool_dir: str | None = None,
+) -> tuple[RTSNet, Artifact]:
+    """The photo RTS of ``recipe``: from the cache, else the committed checkpoint, else trained
+    (``retrain=True`` trains in any case). Returns the frozen net on ``device`` and the artifact
+    (``origin`` says which happened)."""
+    device = torch.device(device)
+    options = {"map_size": recipe.map_size, "width": recipe.width}
+
+    def compute() -> tuple[dict, dict]:
+        net, metrics = train_photo_rts(model, recipe, device=device, progress=progress, pool_dir=pool_dir)
+        state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
+        return state, metrics
+
+    def check(state: dict) -> None:
+        frozen_rts_from_state(model, state, device="cpu", source="cached photo RTS", **options)
+
+    art = load_or_compute(
+        "rts", recipe.cache_params(), compute, root=artifacts_dir, force=retrain, check=check
+    )
+    net = frozen_rts_from_state(model, art.state, device=device, source=f"photo RTS at {art.path}", **options)
+    return net, art
+
+
+def status_line(art: Artifact) -> str:
+    """One sentence for a chapter: where the photo RTS came from and what its training cost."""
+    m = art.metrics
+    cost = ""
+    if m.get("seconds") is not None:
+        cost = f"{m['seconds'] / 60:.1f} min"
+        if m.get("images_per_second"):
+            cost += f", {m['images_per_second']:.2f} images/s"
+        if m.get("machine"):
+            cost += f" on {m['machine']}"
+    if art.origin == "checkpoint" or (art.origin == "cache" and art.checkpoint):
+        return f"loaded from the committed checkpoint {art.checkpoint} (trained once in {cost})"
+    if art.origin == "computed":
+        why = f" ({art.note})" if art.note else ""
+        return f"trained here in {cost}{why}"
+    return f"loaded from the artifact cache {art.path} (trained here earlier in {cost})"
+
+
+__all__ = [
+    "PHOTO_RTS_RECIPE_VERSION",
+    "POOLS",
+    "load_pool",
+    "status_line",
+    "train_photo_rts",
+    "trained_photo_rts",
+]
