@@ -707,12 +707,16 @@ def load_photo_rtsa(
     return net, art
 
 
-def photo_pool_images(rts_recipe: Any = None) -> Any:
+def photo_pool_images(rts_recipe: Any = None, n_images: int | None = None) -> Any:
     """The natural-image pool of the photo RTS recipe (no attacked photo in it): uint8 images
-    (N, 3, 224, 224), as the photo RTS was trained on."""
+    (N, 3, 224, 224), as the photo RTS was trained on. ``n_images``: only the first ones (the
+    crops are drawn in a seeded sequence, so they are the pool's first images)."""
     from .photorts import load_pool
 
-    return load_pool(rts_recipe or PhotoRTSRecipe()).x_train
+    recipe = rts_recipe or PhotoRTSRecipe()
+    if n_images is not None and getattr(recipe, "pool", None) == "packages":
+        recipe = dataclasses.replace(recipe, pool_images=min(int(n_images), recipe.pool_images))
+    return load_pool(recipe).x_train
 
 
 def load_photo_interpreted(
