@@ -21,10 +21,11 @@ RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=
 def tiny_recipe(**changes) -> recipes.PhotoRTSARecipe:
     base = recipes.PhotoRTSARecipe(
         rts=RTS_RECIPE,
-        iterations=2,
-        batch_size=4,
+        iterations=1,
+        batch_size=2,
         attack_batch_size=2,
-        pool_size=4,
+        pool_size=2,
+        train_images=8,
         stage1_steps=1,
         stage2_steps=1,
         n_probe=0,
@@ -57,7 +58,7 @@ def test_recipe_defaults_are_the_papers_budget_and_the_rts_loss_weights():
 def test_trains_once_then_cache_then_checkpoint(standins):
     kw, tmp = standins
     net, art = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
-    assert art.origin == "computed" and art.metrics["pool_images"] == 12
+    assert art.origin == "computed" and art.metrics["pool_images"] == 8  # train_images of the pool
     assert art.metrics["seconds"] > 0 and len(art.metrics["aid_l1"]) > 0
     assert not any(k.startswith("encoder.") for k in art.state)  # the classifier's copy is not stored
     again, art2 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
