@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data run publish book html pdf test test-fast lint bench lab clean
+.PHONY: help venv data photo-pool run publish book html pdf test test-fast lint bench lab clean
 
 help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
@@ -39,6 +39,16 @@ data:
 	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 	      || echo "warning: could not apt-get install dataset-fashion-mnist; set FASHION_MNIST_DIR"; \
 	  else echo "note: Fashion-MNIST not found; set FASHION_MNIST_DIR or it is downloaded when online"; fi; \
+	fi
+	@$(MAKE) --no-print-directory photo-pool
+
+# The photo RTS's training pool (adv2.photopool): real photographs from Debian wallpaper packages.
+# Needed only to train the photo RTS again (its checkpoint is committed): skipped quietly without apt.
+PHOTO_POOL_PACKAGES = mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers
+photo-pool:
+	@if ! dpkg -s $(PHOTO_POOL_PACKAGES) >/dev/null 2>&1 && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(PHOTO_POOL_PACKAGES)) >/dev/null 2>&1 \
+	    || echo "note: could not apt-get install $(PHOTO_POOL_PACKAGES) (only needed to retrain the photo RTS)"; \
 	fi
 
 # A run executes into its own folder under runs/; --publish replaces the published copies only when

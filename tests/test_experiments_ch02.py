@@ -66,7 +66,9 @@ def test_subset_run_glues_every_key_the_chapter_quotes(subset_run):
 def test_numbers_and_per_image(subset_run):
     maps, result = subset_run
     numbers = result.numbers()
-    assert set(numbers) == {"densenet", "efficientnet_lite0"} and numbers["efficientnet_lite0"] == {}
+    assert set(numbers) == {"densenet", "efficientnet_lite0", "efficientnet_lite0_rts"}
+    assert numbers["efficientnet_lite0"] == {} and numbers["efficientnet_lite0_rts"] == {}
+    assert result.glue()["ch2_photo_rts_rts_deletion_auc"] == NOT_RUN
     assert set(numbers["densenet"]) == {"cam", "grad", "test_accuracy"}
     assert set(numbers["densenet"]["cam"]) == {
         "deletion_auc",
@@ -145,3 +147,25 @@ def test_rts_curves_figure_for_one_classifier():
     )
     fig = ch02.rts_curves_figure({"densenet": art}, ["densenet"])
     assert len([ax for ax in fig.axes if ax.axison]) == 3  # panel_axes hides the 4th slot
+
+
+@pytest.mark.slow
+def test_photo_rts_quality_from_the_committed_checkpoint(tmp_path, subset_run):
+    """The photo RTS loads from checkpoints/ (no training, no pool) and is measured on two
+    held-out photos; its numbers and glue fill the chapter's keys."""
+    maps, result = subset_run
+    q = ch02.photo_rts_quality(
+        n_images=2, deletion_steps=2, random_trials=1, artifacts_dir=str(tmp_path), seed=0
+    )
+    assert q.status.startswith("loaded from the committed checkpoint checkpoints/rts-")
+    assert q.maps.shape == (2, 1, 56, 56) and q.other_maps.shape == (2, 1, 56, 56)
+    assert set(q.estimates) == set(ch02.PHOTO_RTS_ROWS)
+    assert 0 <= q.estimates["rts"]["deletion_auc"].value <= 1
+    both = ch02.collect(result.sanity, None, q)
+    glue = both.glue()
+    assert all(glue[k] != NOT_RUN for k in ch02.PHOTO_RTS_GLUE), [
+        k for k in ch02.PHOTO_RTS_GLUE if glue[k] == NOT_RUN
+    ]
+    assert both.numbers()["efficientnet_lite0_rts"]["n_photos"] == 2
+    assert "photo RTS" in ch02.photo_rts_table(q)
+    ch02.check(both, maps, "smoke")

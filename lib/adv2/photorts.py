@@ -100,7 +100,7 @@ def trained_photo_rts(
     (``retrain=True`` trains in any case). Returns the frozen net on ``device`` and the artifact
     (``origin`` says which happened)."""
     device = torch.device(device)
-    options = {"map_size": recipe.map_size, "width": recipe.width}
+    options = {"map_size": recipe.map_size, "width": recipe.width}  # the rest is read from the state
 
     def compute() -> tuple[dict, dict]:
         net, metrics = train_photo_rts(model, recipe, device=device, progress=progress, pool_dir=pool_dir)
@@ -135,6 +135,32 @@ def status_line(art: Artifact) -> str:
     return f"loaded from the artifact cache {art.path} (trained here earlier in {cost})"
 
 
+def publish(art: Artifact, root: str | None = None) -> str:
+    """Commit-ready copy of a trained photo RTS: ``checkpoints/rts-<key>.pt`` + manifest entry."""
+    from .checkpoints import display_path, save_checkpoint
+
+    return display_path(save_checkpoint("rts", art.params, art.state, art.metrics, root))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m adv2.photorts [--retrain]``: train (or load) the default photo RTS with this
+    library and write its checkpoint (what produced the committed one)."""
+    import argparse
+
+    from .recipes import PhotoRTSRecipe, load_photo_rts, photo_rts_status
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("ADV2_THREADS", "1")))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    recipe = PhotoRTSRecipe()
+    print(recipe, flush=True)
+    _net, art = load_photo_rts(recipe, retrain=args.retrain)
+    print(photo_rts_status(art), flush=True)
+    print("checkpoint:", publish(art), flush=True)
+
+
 __all__ = [
     "PHOTO_RTS_RECIPE_VERSION",
     "POOLS",
@@ -143,3 +169,7 @@ __all__ = [
     "train_photo_rts",
     "trained_photo_rts",
 ]
+
+
+if __name__ == "__main__":
+    main()

@@ -190,7 +190,7 @@ class BenignComparison:
     maps_rtsa: torch.Tensor
     preserve_destroy_rts: dict[str, float]  # adv2.interpreters.rts.preserve_destroy of RTS's maps
     preserve_destroy_rtsa: dict[str, float]
-    # per image (adv2.interpreters.rts.preserve_destroy_flags), for the 95 % intervals
+    # per image (adv2.interpreters.rts.preserve_destroy_per_image), for the 95 % intervals
     flags_rts: dict[str, torch.Tensor] | None = None
     flags_rtsa: dict[str, torch.Tensor] | None = None
     l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
@@ -225,15 +225,15 @@ def compare_benign(
     nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
 ) -> dict[str, BenignComparison]:
     """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
-    from ..interpreters.rts import preserve_destroy_flags
+    from ..interpreters.rts import preserve_destroy_per_image
 
     out = {}
     for a, n in nets.items():
         m_rts = defenses.rts_maps(n.rts, x, y, device=device)
         m_rtsa = defenses.rts_maps(n.rtsa, x, y, device=device)
         with torch.no_grad():
-            f_rts = preserve_destroy_flags(n.model, x.to(device), y.to(device), m_rts.to(device))
-            f_rtsa = preserve_destroy_flags(n.model, x.to(device), y.to(device), m_rtsa.to(device))
+            f_rts = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rts.to(device))
+            f_rtsa = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rtsa.to(device))
         out[a] = BenignComparison(m_rts, m_rtsa, _means(f_rts, m_rts), _means(f_rtsa, m_rtsa), f_rts, f_rtsa)
     return out
 

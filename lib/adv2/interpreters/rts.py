@@ -120,7 +120,9 @@ class TiedSelector(nn.Module):
     def __init__(self, head: nn.Linear):
         super().__init__()
         self._head = [head]  # a list keeps the encoder's head out of this module's state_dict
-        self.scale = nn.Parameter(torch.tensor(0.1))
+        # EfficientNet-Lite0's CAM of the true class spans about 1..30 (median 7) over the 7x7
+        # cells, of a random other class about -2..3: a quarter of it gates well at initialisation
+        self.scale = nn.Parameter(torch.tensor(0.25))
 
     @property
     def weight(self) -> torch.Tensor:
@@ -137,6 +139,11 @@ class RTSNet(nn.Module):
     ``reduce`` > 0 puts a 1x1 conv (``reduce`` channels, BN, ReLU) between the gated last feature
     map and the first upsampler, which keeps the decoder (and its checkpoint) small;
     ``tie_selector`` uses a :class:`TiedSelector` instead of a free embedding. Both are read back
+    ``cam_prior`` adds the selector's ``act`` map (with a tied selector: the class's CAM) to the
+    decoder's saliency logit, ``mask = sigmoid(logit(c0 / (c0 + c1)) + w * act + b)`` with ``w``,
+    ``b`` learned (``prior``) and the decoder's last layer starting at zero: the map starts as a
+    thresholded CAM and the decoder learns corrections, which a few hundred iterations on a CPU
+    can reach (the decoder alone cannot, from scratch). All three options are read back
     from a stored state by :func:`frozen_rts_from_state`.
     """
 
@@ -147,6 +154,7 @@ class RTSNet(nn.Module):
         width: int | None = None,
         reduce: int = 0,
         tie_selector: bool = False,
+        cam_prior: bool = False,
     ):
         super().__init__()
         self.encoder = copy.deepcopy(model).requires_grad_(False)
@@ -188,6 +196,13 @@ class RTSNet(nn.Module):
         self.upsamplers = nn.ModuleList(ups)
         self.skip_index = skips
         self.to_saliency = nn.Conv2d(c, 2, 1)
+        self.cam_prior = bool(cam_prior)
+        if self.cam_prior:
+            self.prior = nn.Conv2d(1, 1, 1)  # w * act + b, starting at w 1, b -3 (see above)
+            nn.init.constant_(self.prior.weight, 1.0)
+            nn.init.constant_(self.prior.bias, -3.0)
+            nn.init.zeros_(self.to_saliency.weight)  # c0 = c1 = 1 at first: the map is the prior's
+            nn.init.constant_(self.to_saliency.bias, 1.0)
 
     def _stage_shapes(self, size: int) -> list[tuple[int, int]]:
         p = next(self.encoder.parameters())
@@ -202,7 +217,8 @@ class RTSNet(nn.Module):
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         reduce = list(self.reduce.parameters()) if self.reduce_channels else []
-        return reduce + list(self.upsamplers.parameters()) + list(self.to_saliency.parameters())
+        prior = list(self.prior.parameters()) if self.cam_prior else []
+        return reduce + list(self.upsamplers.parameters()) + list(self.to_saliency.parameters()) + prior
 
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -227,7 +243,12 @@ class RTSNet(nn.Module):
         for up, idx in zip(self.upsamplers, self.skip_index):
             h = up(h, feats[idx] if idx >= 0 else None)
         c = self.to_saliency(h).abs()
-        mask = c[:, :1] / (c[:, :1] + c[:, 1:] + 1e-8)
+        if self.cam_prior:
+            prior = F.interpolate(self.prior(act), size=c.shape[-2:], mode="bilinear", align_corners=False)
+            logit = torch.log(c[:, :1] + 1e-6) - torch.log(c[:, 1:] + 1e-6)
+            mask = torch.sigmoid(logit + prior)
+        else:
+            mask = c[:, :1] / (c[:, :1] + c[:, 1:] + 1e-8)
         return RTSOutput(mask, exists, enc_logits)
 
 
@@ -442,6 +463,7 @@ def train_rts(
     log_every: int = 0,
     reduce: int = 0,
     tie_selector: bool = False,
+    cam_prior: bool = False,
 ) -> tuple[RTSNet, dict[str, Any]]:
     """Train an :class:`RTSNet` for the frozen classifier ``model`` (pytorch-saliency recipe).
 
@@ -451,14 +473,16 @@ def train_rts(
     metrics: curves (``phase1_step/loss/accuracy``, ``phase2_step/total/destroyer/preserver/
     area/smooth``), ``seconds`` and the final exists-accuracy of the selector.
     ``x_train`` may be uint8 (0-255; a pool of 224-pixel photos then takes a quarter of the
-    memory): each batch is converted to [0,1] floats. ``reduce``/``tie_selector``: see
+    memory): each batch is converted to [0,1] floats. ``reduce``/``tie_selector``/``cam_prior``: see
     :class:`RTSNet`.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     model = model.to(device).eval()
-    rts = RTSNet(model, map_size=map_size, width=width, reduce=reduce, tie_selector=tie_selector).to(device)
+    rts = RTSNet(
+        model, map_size=map_size, width=width, reduce=reduce, tie_selector=tie_selector, cam_prior=cam_prior
+    ).to(device)
     n = len(x_train)
     k = model.num_classes
     started = time.time()
@@ -655,11 +679,13 @@ def trained_rts(
 
 
 def architecture_options(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The :class:`RTSNet` options a stored state was built with (``reduce``, ``tie_selector``)."""
+    """The :class:`RTSNet` options a stored state was built with (``reduce``, ``tie_selector``,
+    ``cam_prior``)."""
     reduce = state.get("reduce.0.weight")
     return {
         "reduce": int(reduce.shape[0]) if reduce is not None else 0,
         "tie_selector": "selector.scale" in state,
+        "cam_prior": "prior.weight" in state,
     }
 
 
@@ -692,8 +718,34 @@ def shuffled_like(masks: torch.Tensor, generator: torch.Generator | None = None)
     return flat.gather(1, perm).view_as(masks)
 
 
+def _background(x: torch.Tensor, alt: str | float) -> torch.Tensor:
+    if alt == "blur":
+        k, s = blur_params(x.shape[-1])
+        return gaussian_blur(x, k, s)
+    return torch.full_like(x, 0.5 if alt == "grey" else float(alt))
+
+
+def _keep_gone(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mk: torch.Tensor, background: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    up = F.interpolate(mk, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    keep = model(up * x + (1 - up) * background).argmax(1) == y
+    gone = model((1 - up) * x + up * background).argmax(1) != y
+    return keep.float(), gone.float()
+
+
 @torch.no_grad()
 def preserve_destroy_flags(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, *, alt: str | float = "blur"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image flags of :func:`preserve_destroy`'s test: ``(preserved, destroyed)`` as 0/1
+    floats (N,), for intervals over images."""
+    x, y = x.detach(), y.to(x.device)
+    return _keep_gone(model, x, y, masks, _background(x, alt))
+
+
+@torch.no_grad()
+def preserve_destroy_per_image(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -705,8 +757,8 @@ def preserve_destroy_flags(
 ) -> dict[str, torch.Tensor]:
     """Per image (CPU tensors, 0/1 as float): ``preserve``, ``destroy``, ``both`` of the masks,
     and ``random_preserve``, ``random_destroy``, ``random_both``: the fraction of the
-    ``random_trials`` permuted masks that do so. :func:`preserve_destroy` averages them; the
-    per-image values give intervals (:mod:`adv2.stats`)."""
+    ``random_trials`` permuted masks that do so (:func:`preserve_destroy`'s numbers are their
+    means); the per-image values give intervals (:mod:`adv2.stats`)."""
     x, y = x.detach(), y.to(x.device)
     if alt == "blur":
         k, s = blur_params(x.shape[-1])
@@ -758,9 +810,28 @@ def preserve_destroy(
     Fashion-MNIST's background), with no random noise. The random
     baseline permutes each mask's cells (``random_trials`` draws, averaged). Returns fractions
     ``preserve, destroy, both, random_preserve, random_destroy, random_both, area``
-    (the means of :func:`preserve_destroy_flags`).
+    (the means of :func:`preserve_destroy_per_image`).
     """
-    flags = preserve_destroy_flags(model, x, y, masks, alt=alt, random_trials=random_trials, seed=seed)
-    out = {k: float(v.mean()) for k, v in flags.items()}
-    out["area"] = float(masks.mean())
-    return out
+    x, y = x.detach(), y.to(x.device)
+    background = _background(x, alt)
+
+    def rates(mk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _keep_gone(model, x, y, mk, background)
+
+    keep, gone = rates(masks)
+    gen = torch.Generator().manual_seed(int(seed))
+    rk, rg, rb = [], [], []
+    for _ in range(random_trials):
+        a, b = rates(shuffled_like(masks.cpu(), gen).to(masks.device))
+        rk.append(a.mean())
+        rg.append(b.mean())
+        rb.append((a * b).mean())
+    return {
+        "preserve": float(keep.mean()),
+        "destroy": float(gone.mean()),
+        "both": float((keep * gone).mean()),
+        "random_preserve": float(torch.stack(rk).mean()),
+        "random_destroy": float(torch.stack(rg).mean()),
+        "random_both": float(torch.stack(rb).mean()),
+        "area": float(masks.mean()),
+    }

@@ -1,0 +1,117 @@
+"""The photo pool (adv2.photopool) and the photo RTS's architecture options, offline: generated
+images and folders only (no download, no Debian package needed)."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adv2 import photopool
+from adv2.data import DatasetUnavailable
+
+
+def random_photo(seed: int, size=(300, 200)) -> Image.Image:
+    rng = np.random.RandomState(seed)
+    return Image.fromarray(rng.randint(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_training_images_are_seeded_crops_and_mosaics():
+    images = [random_photo(i) for i in range(5)]
+    x, origin = photopool.make_training_images(images, 40, size=32, seed=3, mosaic_prob=0.5)
+    assert x.shape == (40, 3, 32, 32) and x.dtype == torch.uint8
+    assert 5 <= origin.count(-1) <= 35 and set(origin) <= {-1, 0, 1, 2, 3, 4}
+    again, _ = photopool.make_training_images(images, 40, size=32, seed=3, mosaic_prob=0.5)
+    other, _ = photopool.make_training_images(images, 40, size=32, seed=4, mosaic_prob=0.5)
+    assert torch.equal(x, again) and not torch.equal(x, other)
+    with pytest.raises(ValueError, match="no source images"):
+        photopool.make_training_images([], 4)
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    return photopool._attacked_reference(224)
+
+
+def attacked_file():
+    from pathlib import Path
+
+    import foolbox
+
+    return sorted((Path(foolbox.__file__).parent / "data").glob("imagenet_*_*.jpg"))[0]
+
+
+def test_attacked_photos_are_recognised_by_content(attacked):
+    hashes, x = attacked
+    blob = attacked_file().read_bytes()
+    assert photopool.is_attacked(blob, hashes, x, 224)
+    # the same picture re-encoded (other bytes) is caught by its pixels
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(blob)).save(buf, format="PNG")
+    assert photopool.is_attacked(buf.getvalue(), hashes, x, 224)
+    buf = io.BytesIO()
+    random_photo(0).save(buf, format="JPEG")
+    assert not photopool.is_attacked(buf.getvalue(), hashes, x, 224)
+
+
+def imagenette_folder(root, n_per_class=3, with_attacked=True):
+    train = root / "imagenette2-320" / "train"
+    for c, wnid in enumerate(["n01440764", "n02102040"]):
+        (train / wnid).mkdir(parents=True)
+        for i in range(n_per_class):
+            random_photo(10 * c + i).save(train / wnid / f"img_{i}.JPEG", format="JPEG")
+    if with_attacked:
+        shutil.copy(attacked_file(), train / "n01440764" / "copy_of_attacked.JPEG")
+    return root
+
+
+def test_imagenette_pool_from_a_generated_folder(tmp_path):
+    root = imagenette_folder(tmp_path)
+    pool = photopool.load_imagenette_pool(root, size=64, n_images=12, seed=0)
+    assert pool.name == "imagenette-pool" and pool.x_train.shape == (12, 3, 64, 64)
+    assert pool.x_train.dtype == torch.uint8 and (pool.y_train == -1).all()
+    assert pool.extra["excluded"] == ["imagenette:n01440764/copy_of_attacked.JPEG"]
+    assert pool.extra["photos_per_source"] == {"imagenette:n01440764": 3, "imagenette:n02102040": 3}
+    assert pool.fingerprint
+    # the class folders themselves are accepted as root too
+    direct = photopool.load_imagenette_pool(root / "imagenette2-320" / "train", size=64, n_images=12)
+    assert torch.equal(direct.x_train, pool.x_train)
+
+
+def test_missing_imagenette_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetUnavailable, match="imagenette2-320"):
+        photopool.load_imagenette_pool(tmp_path / "nowhere")
+
+
+def test_missing_pool_names_the_debian_packages(monkeypatch):
+    monkeypatch.setattr(photopool, "PACKAGE_PHOTOS", [])
+    monkeypatch.setattr(photopool, "DEBIAN_PACKAGES", {"mate-backgrounds": ["/nonexistent/*.jpg"]})
+    with pytest.raises(DatasetUnavailable, match="mate-backgrounds.*checkpoint"):
+        photopool.load_photo_pool(n_images=4)
+
+
+def test_plasma_wallpapers_count_once():
+    paths = [photopool.Path(f"/w/X/contents/images/{r}.jpg") for r in ("640x480", "1280x1024", "1920x1080")]
+    assert photopool._one_resolution(paths) == [paths[1]]
+
+
+def test_rts_options_round_trip_through_a_state():
+    from adv2.interpreters.rts import RTSNet, architecture_options, frozen_rts_from_state
+    from adv2.models import build_small_cnn
+
+    torch.manual_seed(0)
+    model = build_small_cnn("resnet", 10, [str(i) for i in range(10)]).eval()
+    net = RTSNet(model, reduce=8, tie_selector=True, cam_prior=True).eval()
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("encoder.")}
+    assert architecture_options(state) == {"reduce": 8, "tie_selector": True, "cam_prior": True}
+    assert not any(k.startswith("selector") and k != "selector.scale" for k in state)  # head not stored
+    back = frozen_rts_from_state(
+        model, state, map_size=net.map_size, width=net.width, device="cpu", source="t"
+    )
+    x, c = torch.rand(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    with torch.no_grad():
+        assert torch.allclose(back(x, c).mask, net(x, c).mask)
+    # the tied selector is the head's class rows, scaled: maps for any class without training
+    assert torch.allclose(net.selector(c), model.head.weight[c] * net.selector.scale)
