@@ -541,8 +541,10 @@ class PhotoRTSARecipe:
     batch_size: int = 6
     attack_batch_size: int = 4
     beta: float = 10.0
-    distill_weight: float = 10.0
-    lr: float = 1e-3
+    # Fashion-MNIST's anchor (10, lr 1e-3) let the photo RTSA drift: benign L1 0.13 on the probe
+    # photos after 40 iterations (AID gap 0.40); ten times the anchor at half the lr holds it
+    distill_weight: float = 100.0
+    lr: float = 5e-4
     stage1_steps: int = 5
     stage2_steps: int = 3
     pool_size: int = 32
