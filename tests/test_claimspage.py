@@ -83,3 +83,36 @@ def test_write_is_atomic_and_only_publish_calls_it(results, tmp_path):
     assert not list(out.parent.glob(".*.tmp"))
     assert "write_claims_table" in inspect.getsource(publish.publish)
     assert "write_claims_table" not in inspect.getsource(runner)
+
+
+def test_photo_verdicts_of_chapters_4_to_6_fill_the_photos_column(tmp_path):
+    """Chapters 4-6 join their photo verdicts to their results under ``photos``
+    (``_common.add_setting``); the front page shows each in the photos column, computed by the
+    claims layer, beside the Fashion-MNIST ones."""
+    from adv2.experiments._common import add_setting, verdicts_block
+
+    rng = np.random.default_rng(1)
+    fm = {"resnet": {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(0.02 + 0.01 * rng.random(16))}}
+    rts, rtsa = 0.05 + 0.01 * rng.random(12), 0.2 + 0.05 * rng.random(12)
+    ok = np.ones(12, bool)
+    photo = {
+        "photos": {
+            "rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(0.2 + 0.01 * rng.random(12)),
+            "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(rts, ok, rtsa, ok),
+        }
+    }
+    numbers = add_setting(
+        {"resnet": {}, "verdicts": verdicts_block(fm)}, {"photos": {}, "verdicts": verdicts_block(photo)}
+    )
+    (tmp_path / "06_table10.json").write_text(json.dumps({"notebook": "06_table10", "numbers": numbers}))
+    v = claimspage.verdicts_from_results(tmp_path)
+    assert v["photos"]["rtsa_like_rts_on_benign"].status == claims.DOES_NOT_HOLD
+    assert v["photos"]["aid_separates_adv2_maps"] == photo["photos"]["aid_separates_adv2_maps"]
+    assert v["resnet"]["rtsa_like_rts_on_benign"].status == claims.HOLDS
+    rows = claims.claims_table(v)
+    headers = claims.claims_table_headers()
+    col = headers.index(claims.SETTINGS["photos"])
+    by_claim = {r[0]: r for r in rows}
+    cell = by_claim[claims.CLAIMS["aid_separates_adv2_maps"].statement][col]
+    assert cell == photo["photos"]["aid_separates_adv2_maps"].cell()
+    assert by_claim[claims.CLAIMS["rtsa_more_noise_sensitive"].statement][col] == claims.MISSING

@@ -65,7 +65,7 @@ def run_chapter(archs, aid_log=None):
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"], ["resnet", "densenet"]])
 def test_glue_covers_every_key_the_chapter_reads(archs):
     result, _, _ = run_chapter(archs)
-    glued = result.glue()
+    glued = {**result.glue(), **ch04.photo_glue(None)}  # photos off: glued as not run
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
@@ -214,3 +214,71 @@ def test_check_names_measured_value_and_parameter(monkeypatch):
     )
     with pytest.raises(AssertionError, match=r"L1 0.0\).*raise aid_lr or aid_iterations"):
         ch04.check(r, profile="smoke", aid=defenses.AIDConfig(iterations=3, beta=10))
+
+
+# ----------------------------------------------------------------------------- photos
+def photo_net(seed: int = 0):
+    net = fake_net("photos", seed)
+    net.classifier_artifact = None  # a pretrained classifier: no training record
+    net.rtsa_artifact.params = defenses.AIDConfig(iterations=3).as_dict()
+    net.rtsa_artifact.metrics["pool_images"] = 40
+    net.rtsa_artifact.path = Path("artifacts/rtsa/abc")
+    net.rtsa_artifact.from_cache = True
+    return net
+
+
+def run_photos(monkeypatch, n: int = 10):
+    x, y = data(n)
+
+    def chosen(model, n_images, *, seed, device="cpu"):
+        idx = torch.arange(n_images)
+        names = [f"c{i}" for i in range(10)]
+        return SimpleNamespace(class_names=names), SimpleNamespace(
+            x=x[idx], y=y[idx], target=(y[idx] + 1) % 10
+        )
+
+    monkeypatch.setattr(ch04, "photo_attack_set", chosen)
+    return ch04.benign_photos(photo_net(), n_images=n, seed=0)
+
+
+def test_photo_section_numbers_verdict_and_intervals(monkeypatch):
+    ph = run_photos(monkeypatch)
+    b = ph.result.benign["photos"]
+    numbers = ch04.add_setting(run_chapter(["resnet"])[0].numbers(), ch04.photo_numbers(ph))
+    assert set(numbers) >= {"resnet", "photos", "intervals", "verdicts"}
+    assert numbers["photos"]["n_images"] == 10
+    assert numbers["photos"]["benign_l1_rts_vs_rtsa"] == pytest.approx(float(b.l1.mean()))
+    assert set(numbers["verdicts"]) == {"resnet", "photos"}
+    v = numbers["verdicts"]["photos"]["rtsa_like_rts_on_benign"]
+    assert v == claims.rtsa_like_rts_on_benign(b.l1).as_dict()
+    # preserve/destroy with 95 % intervals, the rates being the means of the per-image flags
+    ci = numbers["intervals"]["photos"]
+    assert ci["preserve_destroy_rts"]["value"] == pytest.approx(float(b.flags_rts["both"].mean()))
+    assert (
+        ci["preserve_destroy_rts"]["low"]
+        <= ci["preserve_destroy_rts"]["value"]
+        <= ci["preserve_destroy_rts"]["high"]
+    )
+    json.dumps(numbers)  # what save_results writes
+
+
+def test_photo_glue_covers_the_prose_and_reads_not_run_without_photos(monkeypatch):
+    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if k.startswith("ch4_photos_")}
+    assert wanted, "the chapter has no photo section"
+    off = ch04.photo_glue(None)
+    assert wanted <= set(off) and all(off[k] == "not run" for k in wanted)
+    on = ch04.photo_glue(run_photos(monkeypatch))
+    assert wanted <= set(on)
+    assert on["ch4_photos_rtsa_source"] == "the cache"
+    assert "[" in on["ch4_photos_benign_l1_ci"] and "[" in on["ch4_photos_preserve_destroy_rts_ci"]
+    assert on["ch4_photos_verdict_benign"].split(" (")[0] in claims.STATUSES
+    for name, value in on.items():
+        assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
+
+
+def test_fashion_mnist_preserve_destroy_glued_with_intervals():
+    result, benign, _ = run_chapter(["resnet"])
+    glued = result.glue()
+    text = glued["ch4_resnet_preserve_destroy_rts"]
+    assert isinstance(text, str) and text.startswith(ch04.fmt(benign["resnet"].summary()["both_rts"]))
+    assert "[" in text

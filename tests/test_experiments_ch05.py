@@ -54,7 +54,7 @@ def chapter():
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"]])
 def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
     result, _, _ = chapter(archs)
-    glued = result.glue()
+    glued = {**result.glue(), **ch05.photo_glue(None)}  # photos off: glued as not run
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
@@ -69,7 +69,7 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
 
 def test_levels_not_run_still_glued(chapter):
     result, _, _ = chapter(["resnet"], rates=(0.3,))
-    glued = result.glue()
+    glued = {**result.glue(), **ch05.photo_glue(None)}
     assert glue_keys_in_markdown(NOTEBOOK) <= set(glued)
     assert glued["ch5_resnet_l1_rts_normal_3pct"] == "not run"
     assert isinstance(glued["ch5_resnet_l1_rts_normal_30pct"], float)
@@ -160,3 +160,38 @@ def test_check_names_what_to_change(chapter):
         AssertionError, match=r"reached 10.0% after 12 classifier passes.*raise calib_max_iter"
     ):
         ch05.check(bad, profile="quick")
+
+
+# ----------------------------------------------------------------------------- photos
+def test_photo_calibration_on_the_pool_verdict_and_glue():
+    net = fake_net(5)
+    pool = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    cal = ch05.calibrate_photos(net, pool, n_calib=40, rates=RATES, tolerance=0.05, max_iter=12, seed=0)
+    assert list(cal) == ["photos"] and len(cal["photos"].x) == 40
+    # the labels are the classifier's own decisions: the 0% noise changes none of them
+    assert cal["photos"].levels["normal"][0.0].rate == 0
+    sens = ch05.sensitivity_photos(net, cal, map_class="predicted")
+    photo = ch05.summarize(cal, sens, rates=RATES, map_class="predicted", tolerance=0.05)
+    numbers = ch05.add_setting({"resnet": {}, "verdicts": {"resnet": {}}}, photo.numbers())
+    assert set(numbers["verdicts"]) == {"resnet", "photos"}
+    v = ch05.verdicts(photo)["photos"]["rtsa_more_noise_sensitive"]
+    assert numbers["verdicts"]["photos"]["rtsa_more_noise_sensitive"] == v.as_dict()
+    glued = ch05.photo_glue(photo)
+    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if k.startswith("ch5_photos_")}
+    assert wanted and wanted <= set(glued)
+    assert glued["ch5_photos_n_calib"] == 40
+    assert glued["ch5_photos_l1_rts_normal_30pct"] == sens["photos"]["l1"]["rts"]["normal"]["30%"]
+    assert all(v == "not run" for k, v in ch05.photo_glue(None).items() if k in wanted)
+
+
+def test_photo_calibration_asks_for_no_more_than_the_pool():
+    with pytest.raises(ValueError, match="photo_n_calib=50"):
+        ch05.calibrate_photos(
+            fake_net(0),
+            torch.rand(20, 1, 28, 28),
+            n_calib=50,
+            rates=RATES,
+            tolerance=0.05,
+            max_iter=2,
+            seed=0,
+        )

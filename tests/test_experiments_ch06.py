@@ -44,7 +44,7 @@ def chapter():
 
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"]])
 def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
-    glued = chapter(archs).glue()
+    glued = {**chapter(archs).glue(), **ch06.photo_glue(None)}  # photos off: glued as not run
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
@@ -147,3 +147,50 @@ def test_table10_ratio_half_width_and_sample_size_text():
     assert half is not None and half > 0
     assert f"±{ch06.fmt(half, 2)}" in ch06.sample_size_text(res)
     assert "settles the claim" in ch06.sample_size_text(res)
+
+
+# ----------------------------------------------------------------------------- photos
+def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    net = SimpleNamespace(
+        model=model,
+        rts=FakeRTS(1),
+        rtsa=FakeRTS(2),
+        rtsa_artifact=SimpleNamespace(
+            params={"iterations": 5, "stage2_steps": 1}, metrics={"aid_l1": [0.1, 0.2], "pool_images": 30}
+        ),
+    )
+
+    def chosen(m, n_images, *, seed, device="cpu"):
+        return None, SimpleNamespace(x=x[:n_images], y=y[:n_images], target=(y[:n_images] + 3) % 10)
+
+    monkeypatch.setattr(ch06, "photo_attack_set", chosen)
+    cfg = attacks.default_config("rts", epsilon=EPSILON, step_size=0.02, stage1_steps=2, stage2_steps=3)
+    photo = ch06.attack_photos(net, n_images=8, seed=0, attack_cfg=cfg, restrict_to_success=False)
+    assert photo.archs == ["photos"]
+    ab = ch06.inner_budget_ablation(net, photo, cfg, stage2_steps=1)
+    assert ab["inner_stage2_steps"] == 1 and 0 <= ab["inner_success_rts"] <= 1
+    assert "RTSA / RTS" in ch06.ablation_table(photo, ab)
+    numbers = ch06.add_setting(chapter(["resnet"]).numbers(), ch06.photo_numbers(photo, net, ab))
+    assert set(numbers["verdicts"]) == {"resnet", "photos"}
+    assert set(numbers["verdicts"]["photos"]) == set(ch06.CLAIM_GLUE)
+    assert numbers["photos"]["ablation_inner_budget"]["inner_stage2_steps"] == 1
+    json.dumps(numbers)
+    glued = ch06.photo_glue(photo, net, ab)
+    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if k.startswith("ch6_photos_")}
+    assert wanted and wanted <= set(glued)
+    assert glued["ch6_photos_stage2_steps"] == 3 and glued["ch6_photos_aid_gap_last"] == 0.2
+    assert glued["ch6_photos_adv2_l1_ratio"] == photo.per_arch["photos"]["adv2_l1_ratio"] or math.isnan(
+        photo.per_arch["photos"]["adv2_l1_ratio"]
+    )
+    off = ch06.photo_glue(None)
+    assert all(off[k] == "not run" for k in wanted)
+
+
+def test_photo_attack_config_is_the_papers_budget():
+    cfg = ch06.photo_attack_config(0.01)
+    assert cfg.epsilon == 0.031 and cfg.step_size == pytest.approx(1 / 255)
+    assert (cfg.stage1_steps, cfg.stage2_steps) == (3, 12)

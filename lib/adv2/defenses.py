@@ -257,6 +257,12 @@ class AIDConfig:
         return dataclasses.replace(self.attack, stage1_steps=0, batch_size=self.aid_batch_size)
 
 
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1]: a uint8 pool (224-px photos at a quarter of the memory) is converted
+    batch by batch."""
+    return x.float() / 255 if x.dtype == torch.uint8 else x
+
+
 @contextlib.contextmanager
 def _no_param_grads(params: Sequence[nn.Parameter]) -> Iterator[None]:
     """Temporarily stop ``params`` from requiring grad (the inner attack differentiates w.r.t. x)."""
@@ -320,7 +326,7 @@ def train_rtsa(
     # the pool of AID images, their random targets and their (classifier-only) PGD warm starts
     n = len(x_train)
     pool = torch.randperm(n, generator=gen)[: cfg.pool_size or n]
-    x_pool, y_pool = x_train[pool], y_train[pool]
+    x_pool, y_pool = _as_float(x_train[pool]), y_train[pool]
     t_pool = random_targets(y_pool, model.num_classes, gen)
     t0 = time.time()
     if cfg.attack.stage1_steps:
@@ -366,7 +372,7 @@ def train_rtsa(
         # 1. regular RTS loss on a fresh training batch
         _set_decoder_mode(rtsa, cfg.freeze_batchnorm)
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        xb, yb = _as_float(x_train[idx]).to(device), y_train[idx].to(device)
         classes, is_real = sample_selector_classes(yb, model.num_classes, cfg.fake_prob, dgen)
         loss_map, parts = rts_loss(
             model,

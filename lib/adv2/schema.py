@@ -345,6 +345,23 @@ _IMAGENET_DIR = _evaluation(
     "an ImageNet validation folder (<wnid>/<image>.JPEG) for the paper's setting",
 )
 
+# the photo setting of chapters 4-6: EfficientNet-Lite0 with its shipped RTS and RTSA checkpoints
+PHOTOS_P = _evaluation(
+    "photos",
+    bool,
+    True,
+    boolean(),
+    "also run the chapter on the offline photos (EfficientNet-Lite0, shipped RTS and RTSA)",
+)
+# EfficientNet-Lite0 gets 18 of the 23 labelled offline photos right
+PHOTO_N_IMAGES = _evaluation(
+    "photo_n_images",
+    int,
+    8,
+    _count(1, 18),
+    "held-out photos EfficientNet-Lite0 gets right used on the photos (all: 18)",
+)
+
 CHAPTERS: dict[str, list[Param]] = {
     "01_target_models": [
         PROFILE,
@@ -563,6 +580,8 @@ CHAPTERS: dict[str, list[Param]] = {
             _TEST_IMAGES,
             "test images on which RTSA's benign maps are compared with RTS's",
         ),
+        PHOTOS_P,
+        _with(PHOTO_N_IMAGES, doc="held-out photos on which RTSA's maps are compared with RTS's (all: 18)"),
         RESULTS_DIR,
         ARTIFACTS_DIR,
     ],
@@ -606,6 +625,14 @@ CHAPTERS: dict[str, list[Param]] = {
             choice(*ARCHS),
             "classifier whose samples Figure 15 shows (the paper: ResNet)",
         ),
+        PHOTOS_P,
+        _evaluation(
+            "photo_n_calib",
+            int,
+            40,
+            _count(10, 10**6),
+            "natural-image pool images used for the photo calibration and L1 table",
+        ),
         RESULTS_DIR,
         ARTIFACTS_DIR,
     ],
@@ -636,6 +663,15 @@ CHAPTERS: dict[str, list[Param]] = {
             "ADV2 map distances over successful attacks only (authors' statistics)",
         ),
         _output("figure_rows", int, 4, _count(1, 64), "images shown in Figure 16"),
+        PHOTOS_P,
+        _with(PHOTO_N_IMAGES, doc="held-out photos attacked on the photos (all: 18; ~20 s each at 1 thread)"),
+        _evaluation(
+            "photo_attack_scale",
+            float,
+            0.01,
+            number(0, 10, lo_open=True),
+            "fraction of the authors' 300 + 1200 steps on the photos (eps 0.031, step 1/255)",
+        ),
         RESULTS_DIR,
         ARTIFACTS_DIR,
     ],

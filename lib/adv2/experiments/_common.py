@@ -181,3 +181,71 @@ def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
         config.seed_everything(seed)
     print(f"adv2 {__version__}, torch {torch.__version__}, device {device}")
     return params, device, params["profile"] != "smoke"
+
+
+# ----------------------------------------------------------------------------- the photo setting
+PHOTOS = "photos"  # the setting name of EfficientNet-Lite0 on the offline photos (claims, results)
+
+
+def photo_attack_set(model: Any, n_images: int, *, seed: int, device: Any = "cpu") -> tuple[Any, Any]:
+    """The offline photos and the first ``n_images`` of them EfficientNet-Lite0 gets right in the
+    authors' seeded order, with seeded random target classes (chapters 3, 4 and 6 share it).
+    Returns ``(photos, attack_set)``."""
+    from .. import data
+
+    photos = data.load_imagenet_sample()
+    chosen = data.select_attack_set(
+        model,
+        photos.x_test,
+        photos.y_test,
+        n_images,
+        seed=seed,
+        num_classes=1000,
+        batch_size=8,
+        device=device,
+    )
+    return photos, chosen
+
+
+def add_setting(
+    numbers: dict[str, Any], extra: Mapping[str, Any] | None, setting: str = PHOTOS
+) -> dict[str, Any]:
+    """``numbers`` (a chapter's results) with another setting's: ``extra`` is that setting's own
+    ``numbers()`` (same layout); its entry, intervals and verdicts join under ``setting``, so the
+    front page reads one verdicts block per chapter. ``extra`` None leaves ``numbers`` as is."""
+    if extra is None:
+        return numbers
+    numbers[setting] = extra[setting]
+    for block in ("intervals", "verdicts"):
+        if setting in extra.get(block, {}):
+            numbers.setdefault(block, {})[setting] = extra[block][setting]
+    return numbers
+
+
+def setting_glue(values: Mapping[str, Any] | None, keys: Iterable[str], prefix: str) -> dict[str, Any]:
+    """``{prefix + key: value}`` for ``keys`` (None/NaN -> "—"), every key "not run" when
+    ``values`` is None: the glue of a setting the prose always names."""
+    if values is None:
+        return {glue_name(prefix + k): NOT_RUN for k in keys}
+    return {glue_name(prefix + k): cell_value(values.get(k)) for k in keys}
+
+
+def cell_value(value: Any) -> Any:
+    """A glued value: an Estimate as "value [low, high]", None/NaN as "—", others unchanged."""
+    if isinstance(value, Estimate):
+        return str(value)
+    return MISSING if is_missing(value) else value
+
+
+def artifact_source(art: Any) -> str:
+    """Where a trained artifact came from, for the prose: the committed checkpoint, the cache,
+    or trained in this run."""
+    if art is None:
+        return NOT_RUN
+    if getattr(art, "origin", ""):  # a real artifact: the photo RTS's status sentence
+        from ..photorts import status_line
+
+        return status_line(art)
+    if "checkpoints" in Path(str(getattr(art, "path", ""))).parts:
+        return "the committed checkpoint"
+    return "the cache" if getattr(art, "from_cache", False) else "trained in this run"

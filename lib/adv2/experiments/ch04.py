@@ -20,10 +20,15 @@ import torch
 
 from .. import claims, config, defenses, plotting, results
 from ..claims import Verdict
-from ..stats import Estimate, fmt, mean_ci
+from ..stats import Estimate, fmt, mean_ci, rate_ci
 from ._common import (
+    PHOTOS,
+    add_setting,
+    artifact_source,
     fmt_rows,
     intervals_block,
+    photo_attack_set,
+    setting_glue,
     start,  # the notebook's setup cell
     verdict_glue,
     verdicts_block,
@@ -185,6 +190,9 @@ class BenignComparison:
     maps_rtsa: torch.Tensor
     preserve_destroy_rts: dict[str, float]  # adv2.interpreters.rts.preserve_destroy of RTS's maps
     preserve_destroy_rtsa: dict[str, float]
+    # per image (adv2.interpreters.rts.preserve_destroy_per_image), for the 95 % intervals
+    flags_rts: dict[str, torch.Tensor] | None = None
+    flags_rtsa: dict[str, torch.Tensor] | None = None
     l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
 
     def __post_init__(self) -> None:
@@ -201,28 +209,44 @@ class BenignComparison:
             "both_random": self.preserve_destroy_rts["random_both"],
         }
 
+    def preserve_destroy_intervals(self) -> dict[str, Estimate]:
+        """95 % intervals of the preserve-and-destroy rates (Wilson for RTS's and RTSA's 0/1
+        outcomes, bootstrap for the random masks' per-image fractions); empty without flags."""
+        if self.flags_rts is None or self.flags_rtsa is None:
+            return {}
+        return {
+            "preserve_destroy_rts": rate_ci(self.flags_rts["both"]),
+            "preserve_destroy_rtsa": rate_ci(self.flags_rtsa["both"]),
+            "preserve_destroy_random": mean_ci(self.flags_rts["random_both"]),
+        }
+
 
 def compare_benign(
     nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
 ) -> dict[str, BenignComparison]:
     """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
-    from ..interpreters.rts import preserve_destroy
+    from ..interpreters.rts import preserve_destroy_per_image
 
     out = {}
     for a, n in nets.items():
         m_rts = defenses.rts_maps(n.rts, x, y, device=device)
         m_rtsa = defenses.rts_maps(n.rtsa, x, y, device=device)
         with torch.no_grad():
-            pd_rts = preserve_destroy(n.model, x.to(device), y.to(device), m_rts.to(device))
-            pd_rtsa = preserve_destroy(n.model, x.to(device), y.to(device), m_rtsa.to(device))
-        out[a] = BenignComparison(m_rts, m_rtsa, pd_rts, pd_rtsa)
+            f_rts = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rts.to(device))
+            f_rtsa = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rtsa.to(device))
+        out[a] = BenignComparison(m_rts, m_rtsa, _means(f_rts, m_rts), _means(f_rtsa, m_rtsa), f_rts, f_rtsa)
     return out
+
+
+def _means(flags: Mapping[str, torch.Tensor], masks: torch.Tensor) -> dict[str, float]:
+    """:func:`adv2.interpreters.rts.preserve_destroy`'s dict from its per-image flags."""
+    return {**{k: float(v.mean()) for k, v in flags.items()}, "area": float(masks.mean())}
 
 
 def benign_table(benign: Mapping[str, BenignComparison]) -> str:
     rows = []
     for a, b in benign.items():
-        s = b.summary()
+        s, ci = b.summary(), b.preserve_destroy_intervals()
         rows.append(
             [
                 a,
@@ -230,9 +254,9 @@ def benign_table(benign: Mapping[str, BenignComparison]) -> str:
                 mean_ci(b.l1),
                 s["area_rts"],
                 s["area_rtsa"],
-                s["both_rts"],
-                s["both_rtsa"],
-                s["both_random"],
+                ci.get("preserve_destroy_rts", s["both_rts"]),
+                ci.get("preserve_destroy_rtsa", s["both_rtsa"]),
+                ci.get("preserve_destroy_random", s["both_random"]),
             ]
         )
     return table(
@@ -243,9 +267,9 @@ def benign_table(benign: Mapping[str, BenignComparison]) -> str:
             "ours: L1(RTS, RTSA) [95 % interval]",
             "mean map RTS",
             "mean map RTSA",
-            "preserve & destroy RTS",
-            "preserve & destroy RTSA",
-            "random masks",
+            "preserve & destroy RTS [95 %]",
+            "preserve & destroy RTSA [95 %]",
+            "random masks [95 %]",
         ],
     )
 
@@ -313,8 +337,15 @@ class Ch04Result:
         return out
 
     def intervals(self) -> dict[str, dict[str, Estimate]]:
-        """95 % interval of the headline benign L1(RTS, RTSA) per classifier (bootstrap)."""
-        return {a: {"benign_l1_rts_vs_rtsa": mean_ci(self.benign[a].l1)} for a in self.archs}
+        """95 % intervals per classifier: the headline benign L1(RTS, RTSA) (bootstrap) and the
+        preserve-and-destroy rates of RTS, RTSA and random masks."""
+        return {
+            a: {
+                "benign_l1_rts_vs_rtsa": mean_ci(self.benign[a].l1),
+                **self.benign[a].preserve_destroy_intervals(),
+            }
+            for a in self.archs
+        }
 
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch4_<arch>_<key>``) with its value."""
@@ -330,6 +361,9 @@ class Ch04Result:
             else:
                 nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
         out = flat_glue(nested, GLUE_PREFIX)
+        for a in self.archs:  # the preserve-and-destroy rates with their 95 % intervals
+            for key, est in self.benign[a].preserve_destroy_intervals().items():
+                out[f"{GLUE_PREFIX}{a}_{key}"] = str(est)
         by_arch = verdicts(self)
         for a in PROSE_ARCHS:
             out.update(
@@ -338,6 +372,12 @@ class Ch04Result:
                 )
             )
         return out
+
+
+def _accuracy(net: Any) -> float | None:
+    """The classifier's test accuracy as recorded when trained (None for a pretrained one)."""
+    art = net.classifier_artifact
+    return None if art is None else art.metrics.get("test_accuracy")
 
 
 def _round2(v: float | None) -> float | None:
@@ -354,7 +394,7 @@ def summarize(
     archs = list(benign)
     return Ch04Result(
         archs=archs,
-        classifier_accuracy={a: nets[a].classifier_artifact.metrics["test_accuracy"] for a in archs},
+        classifier_accuracy={a: _accuracy(nets[a]) for a in archs},
         benign={a: benign[a] for a in archs},
         cost={a: dict(cost[a]) for a in archs},
         aid_log={a: nets[a].rtsa_artifact.metrics for a in archs},
@@ -402,14 +442,116 @@ def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
     raise_problems("chapter 4", problems)
 
 
+# ----------------------------------------------------------------------------- photos
+# what the photo section's prose quotes (ch4_photos_<key>)
+PHOTO_KEYS = (
+    "n_images",
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_ci",
+    "benign_area_rts",
+    "benign_area_rtsa",
+    "preserve_destroy_rts",
+    "preserve_destroy_rtsa",
+    "preserve_destroy_random",
+    "preserve_destroy_rts_ci",
+    "preserve_destroy_rtsa_ci",
+    "preserve_destroy_random_ci",
+    "aid_gap_first",
+    "aid_gap_last",
+    "inner_attack_success_last",
+    "final_probe_drift",
+    "aid_iterations",
+    "aid_seconds",
+    "aid_seconds_per_iteration",
+    "pool_images",
+    "rtsa_source",
+)
+
+
+@dataclass
+class PhotoBenign:
+    """Chapter 4 on the photos: EfficientNet-Lite0's RTS and RTSA on the held-out photos it
+    classifies correctly (``result`` is a :class:`Ch04Result` whose one setting is ``photos``)."""
+
+    net: Any  # adv2.defenses.InterpretedModel of arch "photos"
+    photos: Any  # adv2.data.Dataset of the offline photos
+    attack_set: Any  # adv2.data.AttackSet: the held-out photos compared
+    result: Ch04Result
+
+    def numbers(self) -> dict[str, Any]:
+        out = self.result.numbers()
+        out[PHOTOS]["aid_config"] = dict(self.result.aid_config)
+        out[PHOTOS]["n_images"] = len(self.attack_set.x)
+        return out
+
+    def glue_values(self) -> dict[str, Any]:
+        n = self.result.arch_numbers(PHOTOS)
+        ci = self.result.intervals()[PHOTOS]
+        met = self.net.rtsa_artifact.metrics
+        return {
+            **n,
+            "n_images": len(self.attack_set.x),
+            "benign_l1_ci": ci["benign_l1_rts_vs_rtsa"],
+            "preserve_destroy_rts_ci": ci.get("preserve_destroy_rts"),
+            "preserve_destroy_rtsa_ci": ci.get("preserve_destroy_rtsa"),
+            "preserve_destroy_random_ci": ci.get("preserve_destroy_random"),
+            "aid_iterations": self.result.aid_config.get("iterations"),
+            "aid_seconds": met.get("seconds"),
+            "aid_seconds_per_iteration": met.get("seconds_per_iteration"),
+            "pool_images": met.get("pool_images"),
+            "rtsa_source": artifact_source(self.net.rtsa_artifact),
+        }
+
+
+def benign_photos(net: Any, *, n_images: int, seed: int, device: torch.device | str = "cpu") -> PhotoBenign:
+    """RTS vs RTSA (EfficientNet-Lite0) on the first ``n_images`` held-out photos it gets right
+    (maps of the true class, preserve/destroy per image)."""
+    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
+    benign = compare_benign({PHOTOS: net}, chosen.x, chosen.y, device=device)
+    aid = net.rtsa_artifact.params
+    result = Ch04Result(
+        archs=[PHOTOS],
+        classifier_accuracy={PHOTOS: None},
+        benign=benign,
+        cost=training_costs({PHOTOS: net}),
+        aid_log={PHOTOS: net.rtsa_artifact.metrics},
+        aid_config={k: aid[k] for k in defenses.AIDConfig.FLAT_ORDER if k in aid},
+    )
+    return PhotoBenign(net, photos, chosen, result)
+
+
+def photo_benign_table(ph: PhotoBenign) -> str:
+    """The photo row of the benign table (95 % intervals)."""
+    return benign_table(ph.result.benign)
+
+
+def photo_glue(ph: PhotoBenign | None) -> dict[str, Any]:
+    """``ch4_photos_*``: the photo section's numbers (every key "not run" without photos)."""
+    out = setting_glue(None if ph is None else ph.glue_values(), PHOTO_KEYS, f"{GLUE_PREFIX}{PHOTOS}_")
+    v = None if ph is None else verdicts(ph.result)[PHOTOS]["rtsa_like_rts_on_benign"]
+    out.update(verdict_glue(f"{GLUE_PREFIX}{PHOTOS}_verdict_benign", v))
+    return out
+
+
+def photo_numbers(ph: PhotoBenign | None) -> dict[str, Any] | None:
+    return None if ph is None else ph.numbers()
+
+
 __all__ = [
+    "add_setting",
     "AID_FIELD_REASONS",
     "BENIGN_L1_MAX",
     "CURVES",
     "MISSING",
     "NOT_RUN",
     "PAPER_BENIGN_L1",
+    "PHOTO_KEYS",
     "BenignComparison",
+    "PhotoBenign",
+    "benign_photos",
+    "photo_benign_table",
+    "photo_glue",
+    "photo_numbers",
     "Ch04Result",
     "CheckFailed",
     "aid_config_table",

@@ -20,6 +20,8 @@ from ..claims import Verdict
 from ..noise import NoiseCalibration
 from ..stats import mean_ci, ratio_ci
 from ._common import (
+    PHOTOS,
+    add_setting,
     half_width_text,
     intervals_block,
     start,  # the notebook's setup cell
@@ -320,37 +322,40 @@ class Ch05Result:
                 )
         return out
 
+    def glue_nested(self, a: str) -> dict[str, Any]:
+        """One setting's glued numbers (L1 per interpreter/kind/level, magnitudes, rates reached,
+        ratios at the strongest level); "not run" for a setting this run left out."""
+        levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
+        run = a in self.archs
+        l1 = self.sens[a]["l1"] if run else {}
+        cal = self.calibration[a].levels if run else {}
+        mag = {k: {noise.level_name(r): c.magnitude for r, c in lv.items()} for k, lv in cal.items()}
+        reached = {k: {noise.level_name(r): c.rate for r, c in lv.items()} for k, lv in cal.items()}
+        ratios = self.ratios(a) if run else {}
+        return {
+            "l1": {
+                i: {
+                    k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                    for k in noise.NOISE_TYPES
+                }
+                for i in INTERPRETERS
+            },
+            "mag": {
+                k: {_glue_level(lvl): mag.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                for k in noise.NOISE_TYPES
+            },
+            "rate": {
+                k: {_glue_level(lvl): reached.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                for k in noise.NOISE_TYPES
+            },
+            "ratio_n": ratios.get("normal", NOT_RUN),
+            "ratio_u": ratios.get("uniform", NOT_RUN),
+            "n_calib": len(self.calibration[a].x) if run else NOT_RUN,
+        }
+
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch5_<arch>_...``) with its value."""
-        levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
-        nested: dict[str, Any] = {}
-        for a in PROSE_ARCHS:
-            run = a in self.archs
-            l1 = self.sens[a]["l1"] if run else {}
-            mag = (
-                {
-                    k: {noise.level_name(r): c.magnitude for r, c in lv.items()}
-                    for k, lv in self.calibration[a].levels.items()
-                }
-                if run
-                else {}
-            )
-            ratios = self.ratios(a) if run else {}
-            nested[a] = {
-                "l1": {
-                    i: {
-                        k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
-                        for k in noise.NOISE_TYPES
-                    }
-                    for i in INTERPRETERS
-                },
-                "mag": {
-                    k: {_glue_level(lvl): mag.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
-                    for k in noise.NOISE_TYPES
-                },
-                "ratio_n": ratios.get("normal", NOT_RUN),
-                "ratio_u": ratios.get("uniform", NOT_RUN),
-            }
+        nested = {a: self.glue_nested(a) for a in PROSE_ARCHS}
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
         for a in PROSE_ARCHS:
@@ -432,12 +437,82 @@ def check(result: Ch05Result, *, profile: str) -> None:
     raise_problems("chapter 5", problems)
 
 
+# ----------------------------------------------------------------------------- photos
+def calibrate_photos(
+    net: Any,
+    pool: torch.Tensor,
+    *,
+    n_calib: int,
+    rates: Sequence[float],
+    tolerance: float,
+    max_iter: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Calibration]:
+    """Noise calibration for EfficientNet-Lite0 on ``n_calib`` seeded images of the natural-image
+    pool (no attacked photo in it): the rate is the share of the classifier's own decisions the
+    noise changes, so every pool image counts as "correctly classified"."""
+    from ..tensors import predicted_classes
+
+    if n_calib > len(pool):
+        raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
+    x = pool[pick]
+    x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
+    y = predicted_classes(net.model, x, 16, device)
+    return calibrate(
+        {PHOTOS: net},
+        x,
+        y,
+        n_calib=n_calib,
+        rates=rates,
+        tolerance=tolerance,
+        max_iter=max_iter,
+        seed=seed,
+        device=device,
+    )
+
+
+def sensitivity_photos(
+    net: Any, cal: Mapping[str, Calibration], *, map_class: str, device: torch.device | str = "cpu"
+) -> dict[str, dict[str, Any]]:
+    """Figure 15 on the photos: RTS and RTSA maps of the clean and noisy pool images (the
+    :func:`sensitivity` dict, one setting ``photos``; :func:`summarize` makes its result)."""
+    return sensitivity({PHOTOS: net}, cal, map_class=map_class, device=device)
+
+
+def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
+    """``ch5_photos_*``: the photo section's numbers and verdict ("not run" without photos)."""
+    prefix = f"{GLUE_PREFIX}{PHOTOS}_"
+    if result is None:
+        empty = Ch05Result(archs=[], calibration={}, sens={}, rates=[], map_class="", tolerance=0.0)
+        nested = empty.glue_nested(PHOTOS)
+        v = None
+    else:
+        nested = result.glue_nested(PHOTOS)
+        v = verdicts(result)[PHOTOS]["rtsa_more_noise_sensitive"]
+    out = flat_glue({PHOTOS: nested}, GLUE_PREFIX)
+    out.update(verdict_glue(f"{prefix}verdict", v))
+    parts = dict(v.parts) if v is not None else {}
+    if v is None:
+        out[f"{prefix}sample_size"] = NOT_RUN
+    elif parts:
+        out[f"{prefix}sample_size"] = "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
+    else:
+        out[f"{prefix}sample_size"] = half_width_text("ratio", v)
+    return out
+
+
 __all__ = [
+    "add_setting",
     "PROSE_LEVELS",
     "RATIO_MIN",
     "Calibration",
     "Ch05Result",
     "calibrate",
+    "calibrate_photos",
+    "photo_glue",
+    "sensitivity_photos",
     "calibration_log",
     "calibration_table",
     "check",

@@ -8,6 +8,7 @@ Table 10 and its row layout are :data:`adv2.defenses.PAPER_TABLE10` / :func:`adv
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,13 @@ from .. import claims, data, defenses
 from ..claims import Verdict
 from ..stats import Estimate, fmt, mean_ci, rate_ci, ratio_ci
 from ._common import (
+    PHOTOS,
+    add_setting,
     half_width_text,
     half_widths,
     intervals_block,
+    photo_attack_set,
+    setting_glue,
     start,  # the notebook's setup cell
     verdict_glue,
     verdicts_block,
@@ -324,12 +329,214 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
     raise_problems("chapter 6", problems)
 
 
+# ----------------------------------------------------------------------------- photos
+# what the photo section's prose quotes (ch6_photos_<key>) beyond GLUED_KEYS
+PHOTO_EXTRA_KEYS = (
+    "n_images",
+    "stage1_steps",
+    "stage2_steps",
+    "benign_l1_ci",
+    "adv2_l1_rts_ci",
+    "adv2_l1_rtsa_ci",
+    "ratio_ci",
+    "seconds",
+    "seconds_per_image_step",
+    "inner_stage2_steps",
+    "inner_adv2_l1_rts",
+    "inner_adv2_l1_rtsa",
+    "inner_ratio",
+    "inner_success_rts",
+    "inner_success_rtsa",
+    "aid_gap_first",
+    "aid_gap_last",
+    "aid_iterations",
+    "pool_images",
+)
+
+
+def photo_attack_config(scale: float) -> Any:
+    """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
+    budget (epsilon 0.031, step 1/255, chapter 3's photo constants)."""
+    from ..attacks import default_config
+    from .ch03 import PHOTO_EPSILON, PHOTO_STEP
+
+    return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP)
+
+
+def ablation_table(result: Ch06Result, ablation: Mapping[str, Any]) -> str:
+    """Table 10's ADV2 rows on the photos at the evaluation budget beside AID's inner budget."""
+    m, est = result.per_arch[PHOTOS], result.intervals()[PHOTOS]
+    rows = [
+        [
+            f"evaluation: {result.attack_config.get('stage2_steps')}",
+            m["adv2_l1_rts"],
+            m["adv2_l1_rtsa"],
+            est["adv2_l1_ratio"],
+            m["adv2_success_rts"],
+            m["adv2_success_rtsa"],
+        ],
+        [
+            f"AID's inner attack: {ablation['inner_stage2_steps']}",
+            ablation["inner_adv2_l1_rts"],
+            ablation["inner_adv2_l1_rtsa"],
+            ablation["inner_ratio"],
+            ablation["inner_success_rts"],
+            ablation["inner_success_rtsa"],
+        ],
+    ]
+    return table(
+        rows,
+        [
+            "joint steps after the shared warm start",
+            "ADV2 L1 on RTS",
+            "ADV2 L1 on RTSA",
+            "ratio RTSA / RTS [95 %]",
+            "success vs RTS",
+            "success vs RTSA",
+        ],
+    )
+
+
+def attack_photos(
+    net: Any,
+    *,
+    n_images: int,
+    seed: int,
+    attack_cfg: Any,
+    restrict_to_success: bool,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Ch06Result:
+    """Table 10 on the photos: ADV2 (``attack_cfg``, epsilon 0.031) against EfficientNet-Lite0's
+    RTS and against its RTSA, on the first ``n_images`` held-out photos it gets right (chapter 4's
+    images)."""
+    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
+    out = defenses.adv2_on_rts_and_rtsa(
+        net.model,
+        net.rts,
+        net.rtsa,
+        chosen.x,
+        chosen.y,
+        chosen.target,
+        attack_cfg,
+        restrict_to_success=restrict_to_success,
+        batch_size=8,
+        device=device,
+        progress=progress,
+    )
+    return Ch06Result(
+        archs=[PHOTOS],
+        attack_sets={PHOTOS: chosen},
+        out={PHOTOS: out},
+        attack_config=attack_cfg.as_dict(),
+        restrict={PHOTOS: restrict_to_success},
+    )
+
+
+def inner_budget_ablation(
+    net: Any, result: Ch06Result, attack_cfg: Any, *, stage2_steps: int, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """What limits AID (measured): ADV2 again, from the same stage-1 inputs, with only
+    ``stage2_steps`` joint steps (the budget of AID's inner attack per visit), against RTS and
+    RTSA. A ratio RTSA / RTS well above the evaluation's means RTSA resists the attack it was
+    trained against but not the longer evaluation attack: the inner attack is the limit."""
+    from ..attacks import adv2_attack
+    from ..interpreters.rts import RTSInterpreter
+
+    o, s = result.out[PHOTOS], result.attack_sets[PHOTOS]
+    cfg = dataclasses.replace(attack_cfg, stage2_steps=int(stage2_steps))
+    l1, ok = {}, {}
+    for name, g in (("rts", net.rts), ("rtsa", net.rtsa)):
+        r = adv2_attack(
+            net.model,
+            RTSInterpreter(net.model, g),
+            s.x.to(device),
+            s.y.to(device),
+            s.target.to(device),
+            benign_maps=o["benign"][name].to(device),
+            config=cfg,
+            x_stage1=o["pgd"]["x"].to(device),
+            batch_size=8,
+        )
+        ok[name] = r.success.cpu()
+        l1[name] = _where(
+            defenses.l1_maps(r.maps.cpu(), o["benign"][name]), ok[name], result.restrict[PHOTOS]
+        )
+    est = ratio_ci(l1["rtsa"], l1["rts"], paired=True)
+    return {
+        "inner_stage2_steps": int(stage2_steps),
+        "inner_adv2_l1_rts": float(l1["rts"].nanmean()),
+        "inner_adv2_l1_rtsa": float(l1["rtsa"].nanmean()),
+        "inner_ratio": est,
+        "inner_success_rts": float(ok["rts"].float().mean()),
+        "inner_success_rtsa": float(ok["rtsa"].float().mean()),
+    }
+
+
+def photo_values(result: Ch06Result, net: Any, ablation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Everything the photo section quotes: Table 10's numbers with their intervals, the attack's
+    steps, AID's training log and the inner-budget ablation."""
+    m, est = result.per_arch[PHOTOS], result.intervals()[PHOTOS]
+    met = net.rtsa_artifact.metrics
+    gap = met.get("aid_l1") or []
+    sec, n = result.out[PHOTOS]["seconds"], len(result.attack_sets[PHOTOS].x)
+    steps = result.attack_config.get("stage2_steps") or 0
+    return {
+        **m,
+        "n_images": len(result.attack_sets[PHOTOS].x),
+        "stage1_steps": result.attack_config.get("stage1_steps"),
+        "stage2_steps": result.attack_config.get("stage2_steps"),
+        "benign_l1_ci": est["benign_l1_rts_vs_rtsa"],
+        "adv2_l1_rts_ci": est["adv2_l1_rts"],
+        "adv2_l1_rtsa_ci": est["adv2_l1_rtsa"],
+        "ratio_ci": est["adv2_l1_ratio"],
+        "seconds": sum(sec.values()),
+        # the two ADV2 runs' joint steps (stage 1 is shared and cheaper)
+        "seconds_per_image_step": (sec["rts"] + sec["rtsa"]) / max(1, 2 * n * steps),
+        "aid_gap_first": gap[0] if gap else None,
+        "aid_gap_last": gap[-1] if gap else None,
+        "aid_iterations": net.rtsa_artifact.params.get("iterations"),
+        "pool_images": met.get("pool_images"),
+        **dict(ablation or {}),
+    }
+
+
+def photo_numbers(
+    result: Ch06Result | None, net: Any = None, ablation: Mapping[str, Any] | None = None
+) -> dict | None:
+    """The photo setting's results (joined to the chapter's by ``_common.add_setting``)."""
+    if result is None:
+        return None
+    out = result.numbers()
+    out[PHOTOS]["ablation_inner_budget"] = intervals_block(dict(ablation or {}))
+    return out
+
+
+def photo_glue(result: Ch06Result | None, net: Any = None, ablation: Mapping[str, Any] | None = None) -> dict:
+    """``ch6_photos_*``: Table 10 on the photos, verdicts and ablation ("not run" without photos)."""
+    prefix = f"{GLUE_PREFIX}{PHOTOS}_"
+    values = None if result is None else photo_values(result, net, ablation)
+    out = setting_glue(values, (*GLUED_KEYS, *PHOTO_EXTRA_KEYS), prefix)
+    by = {} if result is None else verdicts(result)[PHOTOS]
+    for cid, short in CLAIM_GLUE.items():
+        out.update(verdict_glue(f"{prefix}verdict_{short}", by.get(cid)))
+    return out
+
+
 __all__ = [
+    "add_setting",
     "ADV2_OVER_PGD_MAX",
     "GLUED_KEYS",
     "RATIO_MIN",
     "Ch06Result",
     "attack",
+    "ablation_table",
+    "attack_photos",
+    "photo_attack_config",
+    "inner_budget_ablation",
+    "photo_glue",
+    "photo_numbers",
+    "photo_values",
     "attack_log",
     "check",
     "describe_attack",

@@ -1,0 +1,77 @@
+"""The photo RTSA recipe and loader (adv2.recipes.PhotoRTSARecipe, load_photo_rtsa) on a tiny
+stand-in classifier, RTS and uint8 pool: trained by the library's own AID code, cached, looked up
+in the committed checkpoints, retrained when asked or when the recipe changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from adv2 import checkpoints, recipes
+from adv2.interpreters.rts import RTSNet
+from adv2.models import build_small_cnn
+
+RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
+
+
+def tiny_recipe(**changes) -> recipes.PhotoRTSARecipe:
+    base = recipes.PhotoRTSARecipe(
+        rts=RTS_RECIPE,
+        iterations=1,
+        batch_size=2,
+        attack_batch_size=2,
+        pool_size=2,
+        train_images=8,
+        stage1_steps=1,
+        stage2_steps=1,
+        n_probe=0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+def standins(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADV2_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    torch.manual_seed(0)
+    model = build_small_cnn("resnet", 10, [str(i) for i in range(10)]).eval()
+    rts = RTSNet(model).eval()
+    pool = (torch.rand(12, 1, 28, 28) * 255).to(torch.uint8)
+    art = SimpleNamespace(path=Path("rts/standin-rts"), metrics={"seconds": 1.0})
+    kw = {"model": model, "rts": rts, "rts_artifact": art, "pool": pool, "progress": False}
+    return kw, tmp_path
+
+
+def test_recipe_defaults_are_the_papers_budget_and_the_rts_loss_weights():
+    r = recipes.PhotoRTSARecipe()
+    cfg = r.aid_config()
+    assert cfg.epsilon == 0.031 and cfg.step_size == pytest.approx(1 / 255)
+    rts = r.rts_recipe()
+    assert (cfg.area_weight, cfg.smooth_weight) == (rts.area_weight, rts.smooth_weight)
+    assert r.cache_params()["rts"] == rts.key and r.cache_params()["dataset"] == "photos"
+    assert dataclasses.replace(r, iterations=r.iterations + 1).key != r.key
+
+
+def test_trains_once_then_cache_then_checkpoint(standins):
+    kw, tmp = standins
+    net, art = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
+    assert art.origin == "computed" and art.metrics["pool_images"] == 8  # train_images of the pool
+    assert art.metrics["seconds"] > 0 and len(art.metrics["aid_l1"]) > 0
+    assert not any(k.startswith("encoder.") for k in art.state)  # the classifier's copy is not stored
+    again, art2 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
+    assert art2.origin == "cache"
+    x = torch.rand(3, 1, 28, 28)
+    c = torch.tensor([0, 1, 2])
+    assert torch.equal(net(x, c).mask, again(x, c).mask)
+    # shipped as a checkpoint: an empty cache loads it instead of training
+    checkpoints.save_checkpoint("rtsa", art.params, art.state, art.metrics)
+    _, art3 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), **kw)
+    assert art3.origin == "checkpoint"
+    # retrain: computed in any case; another recipe: another key, trained
+    _, art4 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), retrain=True, **kw)
+    assert art4.origin == "computed"
+    _, art5 = recipes.load_photo_rtsa(tiny_recipe(beta=1.0), artifacts_dir=str(tmp / "b"), **kw)
+    assert art5.origin == "computed" and art5.path.name != art.path.name
