@@ -50,15 +50,21 @@ def test_bad_input_size_is_refused_naming_the_parameter(bad):
 
 
 @pytest.mark.parametrize("arch", ["resnet", "densenet"])
-def test_pooled_stem_keeps_the_28px_network(arch):
+def test_strided_stem_keeps_the_28px_network(arch):
     small = models.build_small_cnn(arch, 10, NAMES)
-    assert not any(isinstance(m, torch.nn.AvgPool2d) for m in small.stages[0].modules())
+    assert small.stages[0][0].kernel_size == (3, 3) and small.stages[0][0].stride == (1, 1)
+    later = {k: v.shape for k, v in small.state_dict().items() if not k.startswith("stages.0.0.")}
     for size in (56, 112):
+        k = size // 28
         big = models.build_small_cnn(arch, 10, NAMES, size)
         assert big.input_size == size
-        big.load_state_dict(small.state_dict())  # the same parameters, only a pooling layer more
-        feats = big.eval().features(torch.rand(2, 1, size, size))
-        assert feats.shape[-2:] == (7, 7)  # CAM's map is 7x7 at every side
+        assert big.stages[0][0].kernel_size == (3 * k, 3 * k) and big.stages[0][0].stride == (k, k)
+        # every layer after the first convolution is the 28-px network's
+        assert {
+            k2: v.shape for k2, v in big.state_dict().items() if not k2.startswith("stages.0.0.")
+        } == later
+        feats = big.eval().stage_features(torch.rand(2, 1, size, size))
+        assert feats[0].shape[-2:] == (28, 28) and feats[-1].shape[-2:] == (7, 7)  # CAM: 7x7
 
 
 def test_upsample_keeps_range_and_shape():
@@ -75,8 +81,14 @@ def _trained(sizes=(28, 56)):
     first = models.freeze(models.build_small_cnn("resnet", 10, NAMES).eval())
     out = {}
     for s in sizes:
+        # the 28-px network's weights; the stem's 3x3 kernel spread over its 3k x 3k window (the
+        # same filter on the upsampled image), so every side predicts nearly alike
         m = models.build_small_cnn("resnet", 10, NAMES, s)
-        m.load_state_dict(first.state_dict())
+        state = dict(first.state_dict())
+        k = s // 28
+        w = state["stages.0.0.weight"]
+        state["stages.0.0.weight"] = w.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+        m.load_state_dict(state)
         art = SimpleNamespace(metrics={"test_accuracy": 0.9, "train_seconds": 1.0}, from_cache=True)
         out[s] = ch07.Trained(s, models.freeze(m.eval()), art)
     return out

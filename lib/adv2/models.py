@@ -90,18 +90,20 @@ def transition(c_in: int, c_out: int) -> nn.Sequential:
 
 
 def _stem(in_channels: int, c: int, input_size: int) -> nn.Sequential:
-    """3x3 conv, BN, ReLU at the input's resolution; for an input upsampled from 28 px by a factor
-    k, then k x k average pooling back to 28x28 (chapter 7), so every later layer and CAM's 7x7
-    map are those of the 28-px network while the attacker perturbs all k^2 x 784 pixels. At 28 px
-    there is no pooling layer: the 28-px networks and their cached weights are unchanged."""
+    """The first convolution, BN and ReLU. At 28 px a 3x3 convolution. For an input upsampled from
+    28 px by a factor k (chapter 7), a 3k x 3k convolution with stride k: it covers the same
+    3 x 3 patch of the original image, sees every one of the k^2 x 784 pixels the attacker
+    perturbs, and outputs 28 x 28 features, so every later layer and CAM's 7 x 7 map are those of
+    the 28-px network (same depth, same receptive fields in image units). At 28 px the layers are
+    exactly the ones the cached 28-px classifiers were trained with."""
     factor = input_size // FASHION_MNIST_SIZE
     if factor * FASHION_MNIST_SIZE != input_size or factor < 1:
         raise ParameterError(
             f"parameter 'input_size' has value {input_size!r}, which is not valid; expected a "
             "multiple of 28 (Fashion-MNIST's 28 px, upsampled by a whole factor)"
         )
-    layers = [nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
-    return nn.Sequential(*layers, *([nn.AvgPool2d(factor)] if factor > 1 else []))
+    conv = nn.Conv2d(in_channels, c, 3 * factor, factor, factor, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c), nn.ReLU())
 
 
 def small_resnet(
@@ -114,7 +116,7 @@ def small_resnet(
     """ResNet-style CNN for 28x28 inputs: stem at 28, two residual blocks each at 14 and 7 pixels.
 
     CAM's feature map is 7x7 as in the paper; sized to train at ~400 images/s on 2 CPU cores.
-    ``input_size`` 56, 112, ...: the same network behind a pooled stem (:func:`_stem`).
+    ``input_size`` 56, 112, ...: the same network behind a strided stem (:func:`_stem`).
     """
     w = width
     stages = [
@@ -142,7 +144,7 @@ def small_densenet(
     input_size: int = FASHION_MNIST_SIZE,
 ) -> ImageClassifier:
     """DenseNet-style CNN for 28x28 inputs: stem at 28, dense blocks at 14 and 7, BN-ReLU at the end
-    (``input_size`` 56, 112, ...: behind a pooled stem, :func:`_stem`)."""
+    (``input_size`` 56, 112, ...: behind a strided stem, :func:`_stem`)."""
     c = 2 * growth
     s1 = _stem(in_channels, c, input_size)
     b2, c2 = dense_block(c, growth, layers[0])
