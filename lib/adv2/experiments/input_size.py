@@ -271,6 +271,7 @@ class InputSizeResult:
         est = self.intervals()[a]
         out[f"{GLUE_PREFIX}arch"] = a
         out[f"{GLUE_PREFIX}size_small"], out[f"{GLUE_PREFIX}size_large"] = small, large
+        out[f"{GLUE_PREFIX}pixel_factor"] = round((large / small) ** 2, 2)
         out[f"{GLUE_PREFIX}accuracy_small"] = round(self.accuracy[a][small], 3)
         out[f"{GLUE_PREFIX}accuracy_large"] = round(self.accuracy[a][large], 3)
         trend = trend_verdict(self, a)
@@ -419,11 +420,15 @@ def curve_figure(result: InputSizeResult):
     est = result.intervals()
     ratio, success = {}, {}
     for a in result.archs:
+        own = "" if len(result.archs) == 1 else f"{a} "
         for n in result.interpreters:
-            label = f"{n.upper()}" if len(result.archs) == 1 else f"{a} {n.upper()}"
-            ratio[label] = [est[a][s][n]["l1_ratio_adv2_over_pgd"] for s in result.sizes]
-            success[f"{label} ADV2"] = [est[a][s][n]["adv2"]["success_rate"] for s in result.sizes]
-            success[f"{label} PGD"] = [est[a][s][n]["pgd"]["success_rate"] for s in result.sizes]
+            ratio[f"{own}{n.upper()}"] = [est[a][s][n]["l1_ratio_adv2_over_pgd"] for s in result.sizes]
+            success[f"{own}ADV2 on {n.upper()}"] = [
+                est[a][s][n]["adv2"]["success_rate"] for s in result.sizes
+            ]
+        # one PGD run per side serves every interpreter: one line
+        first = result.interpreters[0]
+        success[f"{own}PGD"] = [est[a][s][first]["pgd"]["success_rate"] for s in result.sizes]
     fig, axes = plotting.panel_axes(2, cols=2, height=2.9)
     plotting.interval_curves(
         result.sizes, ratio, "input side (px)", "map L1 ratio ADV2 / PGD", ax=axes[0],
