@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-EXPERIMENTS = sorted((ROOT / "lib" / "adv2" / "experiments").glob("ch0*.py"))
+EXPERIMENTS = sorted((ROOT / "lib" / "adv2" / "experiments").glob("ch0*.py")) + [
+    ROOT / "lib" / "adv2" / "experiments" / "input_size.py"
+]
 MAX_LINES = 15
 
 
@@ -20,8 +22,8 @@ def code_cells(path: Path):
     return [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
 
 
-def test_all_six_notebooks_found():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_all_seven_notebooks_found():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -32,7 +32,17 @@ from typing import Any
 import numpy as np
 
 from . import paper
-from .stats import MISSING, Estimate, as_vector, fmt, images_needed, mean_ci, rate_diff_ci, ratio_ci
+from .stats import (
+    MISSING,
+    Estimate,
+    as_vector,
+    fmt,
+    images_needed,
+    mean_ci,
+    rate_diff_ci,
+    ratio_ci,
+    ratio_of_ratios_ci,
+)
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -51,6 +61,7 @@ MAPS_CLOSE_RATIO = 0.5  # ADV2's map L1 at most half of PGD's: "much closer"
 BENIGN_L1_MAX = 0.05  # the paper's 0.03 plus a margin for coarser maps and shorter training
 NOISE_RATIO_MIN = 1.3  # well above 1, below the paper's smallest ratio under either parse
 AID_RATIO_MIN = 5.0  # half the paper's tenfold separation
+SIZE_RATIO_MAX = 1.0  # chapter 7: any fall of the ADV2 / PGD ratio from the smallest to the largest size
 
 AT_MOST, AT_LEAST = "at most", "at least"
 
@@ -157,11 +168,27 @@ CLAIMS: dict[str, Claim] = {
             f"{fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)})",
             (6,),
         ),
+        Claim(
+            "larger_inputs_help_adv2",
+            "On larger inputs ADV2's maps get closer to the benign maps, relative to PGD's "
+            "(Fashion-MNIST upsampled; the book's question, not the paper's)",
+            f"holds when, for every interpreter, {_INTERVAL} of the ADV2 / PGD L1 ratio (ADV2's "
+            "L1 over its successes, PGD's over all images) at the largest input size divided by "
+            "the same ratio at the smallest (the same images at both sizes, paired bootstrap) lies "
+            f"at or below {SIZE_RATIO_MAX:g}",
+            "ADV2 / PGD L1 ratio, largest size / smallest size",
+            SIZE_RATIO_MAX,
+            AT_MOST,
+            "not in the paper (ImageNet only; the book's own experiment)",
+            (7,),
+        ),
     )
 }
 
+# The book's own questions (not claims of the paper): decided here, not on the front page.
+BOOK_QUESTIONS: tuple[str, ...] = ("larger_inputs_help_adv2",)
 # The front page's rows, in order, and its columns (settings).
-FRONT_PAGE_CLAIMS: tuple[str, ...] = tuple(CLAIMS)
+FRONT_PAGE_CLAIMS: tuple[str, ...] = tuple(c for c in CLAIMS if c not in BOOK_QUESTIONS)
 SETTINGS: dict[str, str] = {
     "photos": "photos (EfficientNet-Lite0)",
     "resnet": "Fashion-MNIST ResNet",
@@ -431,6 +458,54 @@ def adv2_maps_closer_than_pgd(
     )
 
 
+def larger_inputs_help_adv2(
+    small: Mapping[str, Any], large: Mapping[str, Any], *, min_images: int = MIN_IMAGES
+) -> Verdict:
+    """Chapter 7: does ADV2's advantage over PGD grow with the input size?
+
+    ``small`` and ``large`` hold the per-image arrays of the same attacked images at the smallest
+    and the largest input size: ``{"adv2_l1", "pgd_l1", "adv2_success"}`` each, or
+    ``{interpreter: {...}}`` for every interpreter. The estimate is the ADV2 / PGD L1 ratio at the
+    large size over the one at the small size (paired bootstrap over images).
+    """
+    cid = "larger_inputs_help_adv2"
+    claim = CLAIMS[cid]
+    keys = ("adv2_l1", "pgd_l1", "adv2_success")
+
+    def one(s: Mapping[str, Any], lg: Mapping[str, Any]) -> Verdict:
+        arrays = []
+        for name, d in (("small", s), ("large", lg)):
+            missing = [k for k in keys if k not in d]
+            if missing:
+                raise ValueError(f"{cid}: {name} lacks {missing}; expected keys {list(keys)}")
+            ok = _flags(d["adv2_success"], f"{name} adv2_success")
+            arrays += [
+                _only_where(d["adv2_l1"], ok, f"{name} adv2_l1"),
+                as_vector(d["pgd_l1"], f"{name} pgd_l1"),
+            ]
+        if len({len(a) for a in arrays}) != 1:
+            raise ValueError(f"{cid}: both sizes must describe the same attacked images")
+        short = _too_few(claim, len(arrays[0]), min_images)
+        if short:
+            return short
+        for name, a in (("smallest", arrays[0]), ("largest", arrays[2])):
+            if int(np.isfinite(a).sum()) < 2:
+                return _verdict(
+                    claim,
+                    NOT_MEASURABLE,
+                    f"ADV2 reached the target on fewer than 2 images at the {name} size: too few maps",
+                )
+        return decide(cid, ratio_of_ratios_ci(arrays[2], arrays[3], arrays[0], arrays[1], level=LEVEL))
+
+    if set(small) <= set(keys) and set(large) <= set(keys):
+        return one(small, large)
+    if set(small) != set(large):
+        raise ValueError(
+            f"{cid}: the two sizes name different interpreters: {sorted(small)} vs {sorted(large)}"
+        )
+    return all_of(cid, {k: one(small[k], large[k]) for k in small})
+
+
 def adv2_keeps_rts_maps_close(
     adv2_l1: Any, pgd_l1: Any, adv2_success: Any, *, min_images: int = MIN_IMAGES
 ) -> Verdict:
@@ -661,8 +736,11 @@ __all__ = [
     "ChapterCheckFailed",
     "Claim",
     "Verdict",
+    "BOOK_QUESTIONS",
+    "SIZE_RATIO_MAX",
     "adv2_keeps_rts_maps_close",
     "adv2_maps_closer_than_pgd",
+    "larger_inputs_help_adv2",
     "adv2_success_like_pgd",
     "aid_separates_adv2_maps",
     "all_of",

@@ -90,6 +90,14 @@ def boolean() -> Rule:
 
 
 # Parameters shared by several notebooks. A notebook may pass extra rules for its own ones.
+# Fashion-MNIST's native side and the sides it may be upsampled to (chapter 7): whole multiples
+# of 28, so the classifiers' stems pool back to 28x28 features exactly
+FASHION_MNIST_SIZE = 28
+INPUT_SIZE_RULE = Rule(
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and 28 <= v <= 224 and v % 28 == 0,
+    "a multiple of 28 from 28 to 224 (Fashion-MNIST's 28 px, upsampled by a whole factor)",
+)
+
 COMMON_RULES: dict[str, Rule] = {
     "profile": choice(*PROFILES),
     "dataset": choice(*DATASETS),
@@ -108,6 +116,7 @@ COMMON_RULES: dict[str, Rule] = {
     "train_epochs": number(0, 1000, lo_open=True),
     "train_subset": number(0, 10_000_000, integer=True),
     "batch_size": number(1, 100_000, integer=True),
+    "input_size": INPUT_SIZE_RULE,
 }
 
 

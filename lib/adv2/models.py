@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .artifacts import Artifact, load_or_compute
 from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, Normalize, freeze
-from .config import ARCHS, ParameterError, seed_everything, validate
+from .config import ARCHS, FASHION_MNIST_SIZE, ParameterError, seed_everything, validate
 from .pretrained import load_efficientnet_lite0, load_torchvision
 from .progress import progress_bar
 from .tensors import map_batches, predicted_classes
@@ -89,16 +89,38 @@ def transition(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def _stem(in_channels: int, c: int, input_size: int) -> nn.Sequential:
+    """The first convolution, BN and ReLU. At 28 px a 3x3 convolution. For an input upsampled from
+    28 px by a factor k (chapter 7), a 3k x 3k convolution with stride k: it covers the same
+    3 x 3 patch of the original image, sees every one of the k^2 x 784 pixels the attacker
+    perturbs, and outputs 28 x 28 features, so every later layer and CAM's 7 x 7 map are those of
+    the 28-px network (same depth, same receptive fields in image units). At 28 px the layers are
+    exactly the ones the cached 28-px classifiers were trained with."""
+    factor = input_size // FASHION_MNIST_SIZE
+    if factor * FASHION_MNIST_SIZE != input_size or factor < 1:
+        raise ParameterError(
+            f"parameter 'input_size' has value {input_size!r}, which is not valid; expected a "
+            "multiple of 28 (Fashion-MNIST's 28 px, upsampled by a whole factor)"
+        )
+    conv = nn.Conv2d(in_channels, c, 3 * factor, factor, factor, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c), nn.ReLU())
+
+
 def small_resnet(
-    num_classes: int, class_names: Sequence[str], in_channels: int = 1, width: int = 16
+    num_classes: int,
+    class_names: Sequence[str],
+    in_channels: int = 1,
+    width: int = 16,
+    input_size: int = FASHION_MNIST_SIZE,
 ) -> ImageClassifier:
     """ResNet-style CNN for 28x28 inputs: stem at 28, two residual blocks each at 14 and 7 pixels.
 
     CAM's feature map is 7x7 as in the paper; sized to train at ~400 images/s on 2 CPU cores.
+    ``input_size`` 56, 112, ...: the same network behind a strided stem (:func:`_stem`).
     """
     w = width
     stages = [
-        nn.Sequential(nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()),
+        _stem(in_channels, w, input_size),
         nn.Sequential(ResidualBlock(w, 2 * w, stride=2), ResidualBlock(2 * w, 2 * w)),
         nn.Sequential(ResidualBlock(2 * w, 4 * w, stride=2), ResidualBlock(4 * w, 4 * w)),
     ]
@@ -107,7 +129,7 @@ def small_resnet(
         nn.Linear(4 * w, num_classes),
         FASHION_MNIST_MEAN,
         FASHION_MNIST_STD,
-        28,
+        input_size,
         class_names,
         "resnet",
     )
@@ -119,10 +141,12 @@ def small_densenet(
     in_channels: int = 1,
     growth: int = 12,
     layers: Sequence[int] = (4, 4),
+    input_size: int = FASHION_MNIST_SIZE,
 ) -> ImageClassifier:
-    """DenseNet-style CNN for 28x28 inputs: stem at 28, dense blocks at 14 and 7, BN-ReLU at the end."""
+    """DenseNet-style CNN for 28x28 inputs: stem at 28, dense blocks at 14 and 7, BN-ReLU at the end
+    (``input_size`` 56, 112, ...: behind a strided stem, :func:`_stem`)."""
     c = 2 * growth
-    s1 = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+    s1 = _stem(in_channels, c, input_size)
     b2, c2 = dense_block(c, growth, layers[0])
     s2 = nn.Sequential(transition(c, c), b2)
     b3, c3 = dense_block(c2 // 2, growth, layers[1])
@@ -132,15 +156,40 @@ def small_densenet(
         nn.Linear(c3, num_classes),
         FASHION_MNIST_MEAN,
         FASHION_MNIST_STD,
-        28,
+        input_size,
         class_names,
         "densenet",
     )
 
 
-def build_small_cnn(arch: str, num_classes: int, class_names: Sequence[str]) -> ImageClassifier:
-    validate({"arch": arch})
-    return {"resnet": small_resnet, "densenet": small_densenet}[arch](num_classes, class_names)
+def build_small_cnn(
+    arch: str, num_classes: int, class_names: Sequence[str], input_size: int = FASHION_MNIST_SIZE
+) -> ImageClassifier:
+    validate({"arch": arch, "input_size": input_size})
+    build = {"resnet": small_resnet, "densenet": small_densenet}[arch]
+    return build(num_classes, class_names, input_size=input_size)
+
+
+def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images ``x`` (N, C, h, w) in [0,1] bilinearly resized to ``size`` x ``size`` (as they are
+    when already that size); the result stays in [0,1]."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+class Upsampled(nn.Module):
+    """``model`` fed with its inputs upsampled to ``model.input_size``: trains and evaluates a
+    classifier of upsampled Fashion-MNIST on the 28-px tensors, one batch at a time (the upsampled
+    training set would not fit in memory at 112 px)."""
+
+    def __init__(self, model: ImageClassifier):
+        super().__init__()
+        self.model = model
+        self.name = model.name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(upsample(x, self.model.input_size))
 
 
 # ----------------------------------------------------------------------------- training
@@ -253,11 +302,14 @@ def trained_small_cnn(
     device: torch.device | str = "cpu",
     artifacts_dir: str | None = None,
     progress: bool = True,
+    input_size: int = FASHION_MNIST_SIZE,
 ) -> tuple[ImageClassifier, Artifact]:
     """The Fashion-MNIST classifier for ``arch``, trained once and cached by its recipe.
 
     ``data`` is a :class:`adv2.data.Dataset` with ``x_train``/``y_train``/``x_test``/``y_test``.
-    Test accuracy is measured on the full held-out test split.
+    Test accuracy is measured on the full held-out test split. ``input_size`` above 28: a
+    classifier of the images bilinearly upsampled to that side (:func:`upsample`, batch by batch),
+    with its own cache key; at 28 the key is the one it always was.
     """
     validate(
         {
@@ -266,6 +318,7 @@ def trained_small_cnn(
             "batch_size": batch_size,
             "seed": seed,
             "train_subset": train_subset,
+            "input_size": input_size,
         }
     )
     device = torch.device(device)
@@ -281,23 +334,29 @@ def trained_small_cnn(
         "seed": seed,
         "recipe": RECIPE_VERSION,
     }
+    if input_size != FASHION_MNIST_SIZE:  # only then: the 28-px keys stay those of the cache
+        params["input_size"] = input_size
     if getattr(data, "fingerprint", ""):
         # the content of the training data read, so a changed copy never reuses a stale model
         params["data_fingerprint"] = data.fingerprint
 
     def compute() -> tuple[dict, dict]:
         seed_everything(seed)
-        model = build_small_cnn(arch, data.num_classes, data.class_names)
+        model = build_small_cnn(arch, data.num_classes, data.class_names, input_size)
+        # at 28 px the model itself; else it sees each 28-px batch upsampled
+        fed = model if input_size == FASHION_MNIST_SIZE else Upsampled(model)
         x_tr, y_tr = data.x_train, data.y_train
         if train_subset:
             x_tr, y_tr = x_tr[:train_subset], y_tr[:train_subset]
-        # a fixed 1000-image slice of the test split tracks progress; the score is on all of it
+        # a fixed 1000-image slice of the test split tracks progress (256 when upsampled, where
+        # each pass costs up to 16 times more); the score is on all of it
+        n_val = 1000 if input_size == FASHION_MNIST_SIZE else 256
         metrics = train_classifier(
-            model,
+            fed,
             x_tr,
             y_tr,
-            data.x_test[:1000],
-            data.y_test[:1000],
+            data.x_test[:n_val],
+            data.y_test[:n_val],
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -306,15 +365,15 @@ def trained_small_cnn(
             device=device,
             progress=progress,
         )
-        metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test, device=device)
+        metrics["test_accuracy"] = evaluate(fed, data.x_test, data.y_test, device=device)
         metrics["n_parameters"] = sum(p.numel() for p in model.parameters())
         return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
 
     def check(state: dict) -> None:  # weights of another architecture: a damaged cache entry
-        build_small_cnn(arch, data.num_classes, data.class_names).load_state_dict(state)
+        build_small_cnn(arch, data.num_classes, data.class_names, input_size).load_state_dict(state)
 
     art = load_or_compute("classifier", params, compute, root=artifacts_dir, check=check)
-    model = build_small_cnn(arch, data.num_classes, data.class_names)
+    model = build_small_cnn(arch, data.num_classes, data.class_names, input_size)
     model.load_state_dict(art.state)
     return freeze(model.to(device)), art
 
@@ -404,6 +463,7 @@ __all__ = [
     "Normalize",
     "ParameterError",
     "SmoothReLU",
+    "Upsampled",
     "build_small_cnn",
     "efficientnet_lite0",
     "evaluate",
@@ -413,4 +473,5 @@ __all__ = [
     "torchvision_imagenet",
     "train_classifier",
     "trained_small_cnn",
+    "upsample",
 ]

@@ -326,6 +326,55 @@ def curves(
     return fig
 
 
+def interval_curves(
+    xs: Sequence[float],
+    series: dict[str, Sequence[Any]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    ax=None,
+    reference: float | None = None,
+    reference_label: str = "",
+    dashed: str | None = None,
+):
+    """Named series of :class:`adv2.stats.Estimate` (or None) against ``xs``: each value a marker
+    on a line, its 95 % interval an error bar. ``reference``: a horizontal dotted line (a claim's
+    threshold); series whose name contains ``dashed`` are drawn dashed. Text sized as
+    :func:`curves`."""
+    with book_style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
+        else:
+            fig = ax.figure
+        pt = text_pt(fig.get_figwidth())
+        for name, estimates in series.items():
+            vals = [None if e is None else getattr(e, "value", e) for e in estimates]
+            keep = [i for i, v in enumerate(vals) if v is not None]
+            ys = [float(vals[i]) for i in keep]
+            errs = [_interval_error(vals[i], estimates[i]) or (0.0, 0.0) for i in keep]
+            ax.errorbar(
+                [xs[i] for i in keep],
+                ys,
+                yerr=[[e[0] for e in errs], [e[1] for e in errs]] if errs else None,
+                marker="o",
+                markersize=3,
+                capsize=3,
+                linestyle="--" if dashed and dashed in name else "-",
+                label=name,
+            )
+        if reference is not None:
+            ax.axhline(reference, color="0.4", linestyle=":", linewidth=1, label=reference_label or None)
+        ax.set_xticks(list(xs))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(wrap(ylabel, fig.get_figheight() * 0.8, pt))
+        if title:
+            ax.set_title(title)
+        ax.legend(frameon=False)
+        ax.grid(alpha=0.3)
+        _style_axes(ax, pt)
+    return fig
+
+
 def _format_cell(v: Any, digits: int) -> str:
     """``digits`` significant digits without exponent notation; "—" for a missing value."""
     if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):

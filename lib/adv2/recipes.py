@@ -86,6 +86,9 @@ class ClassifierRecipe:
     # content fingerprint of the training data (issue 11); in the key only when set, so keys of
     # recipes without one stay those of the existing cache
     data_fingerprint: str | None = None
+    # side the images are bilinearly upsampled to before the classifier (chapter 7); in the key
+    # only when it is not the dataset's own 28, so the 28-px keys stay those of the cache
+    input_size: int = 28
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict :func:`adv2.models.trained_small_cnn` hashes into its cache key."""
@@ -101,6 +104,8 @@ class ClassifierRecipe:
             "seed": self.train_seed,
             "recipe": CLASSIFIER_RECIPE_VERSION,
         }
+        if self.input_size != INPUT_SIZE.get(self.dataset, 28):
+            params["input_size"] = self.input_size
         if self.data_fingerprint is not None:
             params["data_fingerprint"] = self.data_fingerprint
         return params
@@ -150,6 +155,7 @@ class RTSRecipe:
             raise ParameterError(
                 f"no RTS recipe for dataset {self.classifier.dataset!r}; expected one of {sorted(INPUT_SIZE)}"
             )
+        size = self.classifier.input_size  # an upsampled classifier's RTS works at its side
         recipe = {
             **self.trained_rts_kwargs(),
             "weight_decay": 1e-4,
@@ -413,6 +419,7 @@ def load_classifier(
         device=device,
         artifacts_dir=artifacts_dir,
         progress=progress,
+        input_size=recipe.input_size,
     )
     _check_key("classifier", recipe, art)
     return model, art

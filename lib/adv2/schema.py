@@ -24,6 +24,7 @@ from typing import Any
 from .config import (
     ARCHS,
     DEVICES,
+    INPUT_SIZE_RULE,
     INTERPRETERS,
     PROFILES,
     ParameterError,
@@ -675,11 +676,62 @@ CHAPTERS: dict[str, list[Param]] = {
         RESULTS_DIR,
         ARTIFACTS_DIR,
     ],
+    "07_input_size": [
+        PROFILE,
+        _with(DATASET, doc="dataset, upsampled to each input size (fashion-mnist)"),
+        _with(ARCHS_P, default=["resnet"], doc="classifiers trained at every input size (resnet, densenet)"),
+        DEVICE,
+        _with(SEED, doc="seed for the attack set and its target classes (training: train_seed)"),
+        *CLASSIFIER_RECIPE[1:2],
+        _with(CLASSIFIER_RECIPE[2], doc="classifier recipe at every size: training epochs (cache key)"),
+        _with(
+            CLASSIFIER_RECIPE[3],
+            default=3000,
+            doc="classifier recipe at every size: first N training images, 0 for all 60000 (cache key)",
+        ),
+        _evaluation(
+            "input_sizes",
+            list,
+            [28, 56, 112],
+            Rule(
+                lambda v: (
+                    isinstance(v, list)
+                    and len(v) > 0
+                    and len(set(v)) == len(v)
+                    and all(INPUT_SIZE_RULE.check(s) for s in v)
+                ),
+                "a non-empty list of distinct sides, each " + INPUT_SIZE_RULE.describe,
+            ),
+            "sides (px) the 28-px images are bilinearly upsampled to; one classifier trained per side",
+        ),
+        _evaluation(
+            "interpreters",
+            list,
+            ["grad", "cam"],
+            subset_of("grad", "cam"),
+            "interpreters attacked at every size (grad, cam: the ones without a trained interpreter)",
+        ),
+        _evaluation("n_images", int, 32, _TEST_IMAGES, "test images attacked (the same ones at every size)"),
+        _with(EPSILON, doc="L-inf budget of PGD and ADV2 at every size (chapter 3's Fashion-MNIST budget)"),
+        STEP_SIZE,
+        _evaluation(
+            "step_scale",
+            float,
+            0.05,
+            _fraction(),
+            "fraction of the authors' step counts (chapter 3's; 1: paper, PGD 1200, CAM 400+1200)",
+        ),
+        _evaluation(
+            "attack_batch_size", int, 32, _count(), "images per attack batch (results do not depend on it)"
+        ),
+        _with(RESULTS_DIR, doc="where results/07_input_size.json is written"),
+        _with(ARTIFACTS_DIR, doc="cache of the classifiers trained at each size"),
+    ],
 }
 STEMS = tuple(CHAPTERS)
 
 # parameters that name a list but are often given as one word on the command line
-_LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters")
+_LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters", "input_sizes")
 # IPython's own globals in a notebook kernel, never parameters
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 # values a parameter cell or ``papermill -p`` can give (YAML scalars, lists, mappings)

@@ -12,6 +12,7 @@ and which parameter to change.
 * ``ch04`` -- the AID defense (RTSA).
 * ``ch05`` -- noise sensitivity (Figure 15).
 * ``ch06`` -- Table 10.
+* ``input_size`` -- chapter 7: chapter 3's comparison on Fashion-MNIST upsampled to larger sides.
 
 Import a chapter's module explicitly (``from adv2.experiments import ch03``); nothing here is
 imported eagerly, so each chapter loads only what it needs.
