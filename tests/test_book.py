@@ -94,6 +94,7 @@ MIN_TABLES = {
     "04_aid_defense": 5,
     "05_noise_sensitivity": 5,
     "06_table10": 3,
+    "08_scaling": 1,
 }
 
 
@@ -172,6 +173,7 @@ def test_chapters_have_executed_outputs(built_book):
         "04_aid_defense",
         "05_noise_sensitivity",
         "06_table10",
+        "08_scaling",
     ):
         html = (built_book / "book" / "notebooks" / f"{stem}.html").read_text()
         assert "<img" in html, f"{stem} shows no figure"

@@ -342,6 +342,13 @@ def main(args: Any) -> int:
         grid, fixed, name = sweepplan.parse_grid(args.grid), runner.parse_overrides(args.parameter), args.name
     if args.artifacts_dir:
         fixed["artifacts_dir"] = args.artifacts_dir
+    if args.check:
+        profile = runner.resolve_profile(args.profile)
+        plan = sweepplan.plan(notebook, profile, grid, fixed, name, sweeps_root())
+        print(f"[adv2] check: {plan.summary().replace(' as 0 task(s)', '')}; nothing ran")
+        for p in plan.points:
+            print(f"  {p.id}: {'complete' if p.done else 'to run'}")
+        return 0
     result = run_sweep(
         notebook,
         grid,
