@@ -156,18 +156,78 @@ def test_table_has_one_row_per_point_with_headline_numbers(tmp_path, monkeypatch
         sweeptable.gather("nope")
 
 
+# ----------------------------------------------------------------------------- kernels (slow)
+def _one_point(args):
+    from adv2 import sweepworker
+
+    nb, point = args
+    return sweepworker.run_group(nb, [point], lambda kind, payload: None)[0]
+
+
+@pytest.mark.slow
+def test_eight_kernels_started_at_once_do_not_collide(tmp_path):
+    """What 8 concurrent sweep tasks do, without Ray: 8 processes each start a kernel at the same
+    moment (IPC sockets in private folders: no TCP ports to race for)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    nb = str(standin_notebook(tmp_path / "standin.ipynb"))
+    points = [
+        {
+            "id": f"x-{i}",
+            "params": {"x": float(i), "sleep": 3.0, "results_dir": str(tmp_path / f"x-{i}")},
+            "folder": str(tmp_path / f"x-{i}"),
+        }
+        for i in range(8)
+    ]
+    with ProcessPoolExecutor(8) as pool:
+        outcomes = list(pool.map(_one_point, [(nb, p) for p in points]))
+    assert [o["status"] for o in outcomes] == ["ok"] * 8, [o["error"] for o in outcomes]
+    runs = [json.loads((tmp_path / f"x-{i}" / "standin.json").read_text())["numbers"] for i in range(8)]
+    assert len({r["pid"] for r in runs}) == 8
+    assert max(r["started"] for r in runs) < min(r["ended"] for r in runs)  # all alive at once
+
+
+@pytest.mark.slow
+def test_a_group_runs_in_one_kernel_with_a_fresh_namespace_and_retries_a_failure(tmp_path):
+    from adv2 import sweepworker
+
+    nb = str(standin_notebook(tmp_path / "standin.ipynb"))
+    points = [
+        {"id": f"x-{i}", "params": {"x": float(i), "fail_at": 2.0, "results_dir": str(tmp_path / f"x-{i}")}}
+        for i in (1, 3, 2)
+    ]
+    for p in points:
+        p["folder"] = p["params"]["results_dir"]
+    events = []
+    outcomes = sweepworker.run_group(nb, points, lambda kind, payload: events.append((kind, payload["id"])))
+    assert [o["status"] for o in outcomes] == ["ok", "ok", "failed"]
+    assert [o["attempts"] for o in outcomes] == [1, 1, 2]
+    # points 1 and 3 ran in the same kernel (the namespace check in the notebook passed)
+    pids = [json.loads((tmp_path / f"x-{i}" / "standin.json").read_text())["numbers"]["pid"] for i in (1, 3)]
+    assert pids[0] == pids[1]
+    assert outcomes[2]["cell_source"].startswith("if x == fail_at")
+    assert events == [
+        ("started", "x-1"),
+        ("finished", "x-1"),
+        ("started", "x-3"),
+        ("finished", "x-3"),
+        ("started", "x-2"),
+        ("finished", "x-2"),
+    ]
+
+
 # ----------------------------------------------------------------------------- Ray (slow)
 @pytest.fixture(scope="module")
 def ray8():
     """A local Ray with 8 logical CPUs (so 8 kernels start at once), 1 thread per task."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     from adv2 import sweep
 
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["ADV2_THREADS"] = "1"
     sweep.connect(None, 8)
     yield
-    ray.shutdown()
+    sweep.shutdown()
 
 
 @pytest.mark.slow
@@ -270,7 +330,7 @@ def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_traine
     from adv2 import sweep
 
     if ray.is_initialized():
-        ray.shutdown()
+        sweep.shutdown()
     started = time.time()
     result = sweep.run_sweep(
         CH3,

@@ -51,7 +51,7 @@ class SweepResult:
 
 
 # ----------------------------------------------------------------------------- Ray
-def connect(address: str | None, num_cpus: int | None, attempts: int = 3) -> bool:
+def connect(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a local Ray with
     ``num_cpus`` logical CPUs (default: this machine's). Returns whether this call started Ray
     (then :func:`run_sweep` shuts it down)."""
@@ -60,25 +60,108 @@ def connect(address: str | None, num_cpus: int | None, attempts: int = 3) -> boo
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no usage report
+    # a busy machine starts worker processes slowly: let them register (default 60 s)
+    os.environ.setdefault("RAY_worker_register_timeout_seconds", "600")
     common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         ray.init(address=address, **common)
         return True
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, object_store_memory=100 * 2**20, **common)
-            return True
-        except Exception as err:  # noqa: BLE001  (Ray raises a bare Exception for this)
-            # Ray's raylet gives its Python agents 15 s to start (not configurable): on a machine
-            # busy with other jobs they can miss it. The next attempt usually makes it.
-            if "timed out during startup" not in str(err) or attempt == attempts:
-                raise RuntimeError(
-                    f"the local Ray did not start ({attempts} attempt(s)): {err}; the machine may be "
-                    "too busy for Ray's agents to start within its 15 s (see /tmp/ray/session_latest/logs)"
-                ) from err
-            _stop_session_leftovers()
-            print(f"[adv2] the local Ray did not start in time (attempt {attempt}); trying again", flush=True)
+    cpus = num_cpus or os.cpu_count() or 1
+    try:
+        ray.init(num_cpus=cpus, object_store_memory=_OBJECT_STORE, **common)
+        return True
+    except Exception as err:  # noqa: BLE001  (Ray raises a bare Exception for this)
+        if "timed out during startup" not in str(err):
+            raise
+    # Ray's raylet gives its Python agents 15 s (fixed) to report their ports. On a machine busy
+    # with other jobs they miss it; then start the head with fixed ports instead (ray start), which
+    # leaves one port file to wait for, the one the minimal agent fills with -1 ("no HTTP server").
+    _stop_session_leftovers()
+    print(
+        "[adv2] the local Ray did not start in time (busy machine); starting it with fixed ports", flush=True
+    )
+    head = _start_head(cpus)
+    ray.init(address=head, **common)
+    _HEADS.append(head)
     return True
+
+
+_OBJECT_STORE = 100 * 2**20
+_HEADS: list[str] = []  # local heads this process started with `ray start` (stopped at the end)
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sk in socks:
+            sk.bind(("127.0.0.1", 0))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
+
+
+def _start_head(cpus: int) -> str:
+    """``ray start --head`` with fixed agent ports; returns the address to ``ray.init``."""
+    import glob
+    import subprocess
+    import sys
+    import threading
+
+    gcs, grpc, export, runtime_env = _free_ports(4)
+    started = time.time()
+    done = threading.Event()
+
+    def fill_listen_port() -> None:
+        # the minimal (ray without [default]) dashboard agent writes -1 here: no HTTP server
+        while not done.wait(0.2):
+            for f in glob.glob("/tmp/ray/session_*/gcs_server_port_*"):
+                if os.path.getmtime(f) < started:
+                    continue
+                node = f.rsplit("gcs_server_port_", 1)[1]
+                target = os.path.join(os.path.dirname(f), f"dashboard_agent_listen_port_{node}")
+                if not os.path.exists(target):
+                    atomic_write_text(target, "-1")
+
+    watcher = threading.Thread(target=fill_listen_port, daemon=True)
+    watcher.start()
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "ray"),
+        "start",
+        "--head",
+        f"--port={gcs}",
+        f"--num-cpus={cpus}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--dashboard-agent-grpc-port={grpc}",
+        f"--metrics-export-port={export}",
+        f"--runtime-env-agent-port={runtime_env}",
+        f"--object-store-memory={_OBJECT_STORE}",
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        done.set()
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return f"127.0.0.1:{gcs}"
+
+
+def shutdown() -> None:
+    """Disconnect from Ray and stop a local head :func:`connect` started."""
+    import ray
+
+    ray.shutdown()
+    _stop_heads()
+
+
+def _stop_heads() -> None:
+    """Stop the local heads this process started (their processes only, by session)."""
+    while _HEADS:
+        _HEADS.pop()
+        _stop_session_leftovers()
 
 
 def _stop_session_leftovers() -> None:
@@ -261,7 +344,7 @@ def run_sweep(
         raise
     finally:
         if ours:
-            ray.shutdown()
+            shutdown()
     result.seconds = time.time() - started
     _write_record(result, "failed" if result.failed else "ok", address)
     ok = len(result.outcomes) - len(result.failed)
@@ -376,4 +459,13 @@ def _select(name: str) -> Path:
     return notebooks[0]
 
 
-__all__ = ["SWEEPS_DIR", "SweepResult", "connect", "failure_report", "main", "run_sweep", "sweeps_root"]
+__all__ = [
+    "SWEEPS_DIR",
+    "SweepResult",
+    "connect",
+    "failure_report",
+    "main",
+    "run_sweep",
+    "shutdown",
+    "sweeps_root",
+]
