@@ -68,7 +68,8 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         return True
     cpus = num_cpus or os.cpu_count() or 1
     try:
-        ray.init(num_cpus=cpus, object_store_memory=_OBJECT_STORE, **common)
+        # "local": a new Ray of our own, even where `ray start` left a cluster to join
+        ray.init(address="local", num_cpus=cpus, object_store_memory=_OBJECT_STORE, **common)
         return True
     except Exception as err:  # noqa: BLE001  (Ray raises a bare Exception for this)
         if "timed out during startup" not in str(err):
@@ -160,8 +161,15 @@ def shutdown() -> None:
 def _stop_heads() -> None:
     """Stop the local heads this process started (their processes only, by session)."""
     while _HEADS:
-        _HEADS.pop()
+        head = _HEADS.pop()
         _stop_session_leftovers()
+        marker = "/tmp/ray/ray_current_cluster"  # where `ray start` records the cluster to join
+        try:
+            with open(marker) as f:
+                if f.read().strip().endswith(":" + head.rsplit(":", 1)[1]):
+                    os.unlink(marker)
+        except OSError:
+            pass
 
 
 def _stop_session_leftovers() -> None:
