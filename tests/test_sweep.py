@@ -26,11 +26,13 @@ CH3 = REPO_ROOT / "notebooks" / "03_adv2.ipynb"
 
 def standin_notebook(path: Path) -> Path:
     """A notebook that squares ``x``, fails when ``x == fail_at``, waits for ``gate`` (a file)
-    when ``x >= gate_from``, and records its pid and start/end times."""
+    when ``x >= gate_from``, waits until ``barrier_n`` points have entered the folder ``barrier``,
+    and records its pid and start/end times."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell(
-        'x = 1.0\nfail_at = -1.0\nsleep = 0.0\ngate = ""\ngate_from = 1e9\nresults_dir = "."'
+        'x = 1.0\nfail_at = -1.0\nsleep = 0.0\ngate = ""\ngate_from = 1e9\nbarrier = ""\nbarrier_n = 0\n'
+        'results_dir = "."'
     )
     params.metadata["tags"] = ["parameters"]
     nb.cells = [
@@ -41,7 +43,12 @@ def standin_notebook(path: Path) -> Path:
         ),
         nbformat.v4.new_code_cell(
             "while gate and x >= gate_from and not os.path.exists(gate) and time.time() - started < 120:\n"
-            "    time.sleep(0.2)\ntime.sleep(sleep)"
+            "    time.sleep(0.2)\ntime.sleep(sleep)\n"
+            "if barrier:  # wait until barrier_n points are running at once\n"
+            "    open(os.path.join(barrier, str(x)), 'w').close()\n"
+            "    while len(os.listdir(barrier)) < barrier_n and time.time() - started < 300:\n"
+            "        time.sleep(0.2)\n"
+            "    assert len(os.listdir(barrier)) >= barrier_n, 'the points did not run at the same time'"
         ),
         nbformat.v4.new_code_cell('if x == fail_at:\n    raise ValueError(f"deliberate failure at x={x}")'),
         nbformat.v4.new_code_cell(
@@ -235,10 +242,12 @@ def test_eight_points_start_at_once_without_port_collisions(ray8, tmp_path):
     from adv2 import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     result = sweep.run_sweep(
         nb,
         {"x": [float(i) for i in range(8)]},
-        {"sleep": 3.0},
+        {"barrier": str(barrier), "barrier_n": 8},
         "smoke",
         "eight",
         root=tmp_path,

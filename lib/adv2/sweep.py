@@ -440,17 +440,20 @@ def main(args: Any) -> int:
         for p in plan.points:
             print(f"  {p.id}: {'complete' if p.done else 'to run'}")
         return 0
-    result = run_sweep(
-        notebook,
-        grid,
-        fixed,
-        args.profile,
-        name,
-        args.address,
-        args.num_cpus,
-        args.cpus_per_task,
-        progress=not args.no_progress,
-    )
+    try:
+        result = run_sweep(
+            notebook,
+            grid,
+            fixed,
+            args.profile,
+            name,
+            args.address,
+            args.num_cpus,
+            args.cpus_per_task,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        return 130  # run_sweep said what is kept and how to resume
     print(f"[adv2] the table: python -m adv2 sweep-table {result.plan.name}", flush=True)
     return 1 if result.failed else 0
 
