@@ -306,7 +306,7 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     folder = tmp_path / "sweeps" / "resume"
-    deadline = time.time() + 150
+    deadline = time.time() + 480  # the subprocess starts its own Ray first
     done = lambda: [x for x in ("1", "2") if (folder / f"x-{x}" / "point.json").is_file()]
     while len(done()) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
