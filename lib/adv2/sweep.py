@@ -82,13 +82,14 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         "[adv2] the local Ray did not start in time (busy machine); starting it with fixed ports", flush=True
     )
     head = _start_head(cpus)
+    _HEADS.append((head, os.path.realpath("/tmp/ray/session_latest")))  # its session, to stop it
     ray.init(address=head, **common)
-    _HEADS.append(head)
     return True
 
 
 _OBJECT_STORE = 100 * 2**20
-_HEADS: list[str] = []  # local heads this process started with `ray start` (stopped at the end)
+# local heads this process started with `ray start`: (address, session folder), stopped at the end
+_HEADS: list[tuple[str, str]] = []
 
 
 def _free_ports(n: int) -> list[int]:
@@ -161,8 +162,8 @@ def shutdown() -> None:
 def _stop_heads() -> None:
     """Stop the local heads this process started (their processes only, by session)."""
     while _HEADS:
-        head = _HEADS.pop()
-        _stop_session_leftovers()
+        head, session = _HEADS.pop()
+        _stop_session_leftovers(session)
         marker = "/tmp/ray/ray_current_cluster"  # where `ray start` records the cluster to join
         try:
             with open(marker) as f:
@@ -172,11 +173,12 @@ def _stop_heads() -> None:
             pass
 
 
-def _stop_session_leftovers() -> None:
-    """End the processes a failed local start left behind (the ones of its own session folder)."""
+def _stop_session_leftovers(session: str | None = None) -> None:
+    """End the processes of one local Ray session (default: the latest, e.g. a failed start's):
+    those whose command line names its session folder."""
     import signal
 
-    session = os.path.realpath("/tmp/ray/session_latest")
+    session = session or os.path.realpath("/tmp/ray/session_latest")
     if not os.path.basename(session).startswith("session_"):
         return
     for entry in os.listdir("/proc"):
