@@ -119,13 +119,16 @@ def _start_head(cpus: int) -> str:
     def fill_listen_port() -> None:
         # the minimal (ray without [default]) dashboard agent writes -1 here: no HTTP server
         while not done.wait(0.2):
-            for f in glob.glob("/tmp/ray/session_*/gcs_server_port_*"):
-                if os.path.getmtime(f) < started:
+            for f in glob.glob("/tmp/ray/session_2*/gcs_server_port_*"):  # not the session_latest link
+                try:
+                    if os.path.getmtime(f) < started:
+                        continue
+                    node = f.rsplit("gcs_server_port_", 1)[1]
+                    target = os.path.join(os.path.dirname(f), f"dashboard_agent_listen_port_{node}")
+                    if not os.path.exists(target):
+                        atomic_write_text(target, "-1")
+                except OSError:  # an old session removed meanwhile
                     continue
-                node = f.rsplit("gcs_server_port_", 1)[1]
-                target = os.path.join(os.path.dirname(f), f"dashboard_agent_listen_port_{node}")
-                if not os.path.exists(target):
-                    atomic_write_text(target, "-1")
 
     watcher = threading.Thread(target=fill_listen_port, daemon=True)
     watcher.start()
