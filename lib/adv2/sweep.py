@@ -184,19 +184,27 @@ def _stop_session_leftovers(session: str | None = None) -> None:
     session = session or os.path.realpath("/tmp/ray/session_latest")
     if not os.path.basename(session).startswith("session_"):
         return
+    procs = {}  # pid -> (parent pid, command line)
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read().decode(errors="replace")
-        except OSError:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if os.path.basename(session) in cmdline:
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-            except OSError:
-                pass
+        procs[int(entry)] = (ppid, cmdline)
+    name = os.path.basename(session)
+    doomed = {pid for pid, (_, cmd) in procs.items() if name in cmd}
+    # Ray's agents rename themselves (ray::DashboardAgent): they go with the raylet that started them
+    doomed |= {pid for pid, (ppid, _) in procs.items() if ppid in doomed}
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     time.sleep(1)
 
 
