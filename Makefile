@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data photo-pool run publish book html pdf test test-fast lint bench lab clean
+.PHONY: help venv data photo-pool run sweep publish book html pdf test test-fast lint bench lab clean
 
 help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  unit tests only (no notebooks, browser or slow tests; under a minute)"
 	@echo "make lint    ruff check + ruff format --check on lib, tests and benchmarks"
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
+	@echo "make sweep   chapter 8's grid of chapter-3 runs on Ray at PROFILE (runs/sweeps/scaling-<profile>/; complete points are skipped)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
@@ -55,6 +56,12 @@ photo-pool:
 # every notebook finished (a failed or interrupted run leaves book/notebooks and results/ alone).
 run: venv data
 	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE) --publish
+
+# Chapter 8 ("How the attacks scale") reads a sweep of chapter 3 over its grid (adv2.sweep, on Ray).
+# `make run` builds it too: chapter 8's first cell runs the missing points, after chapters 1-3 have
+# cached the models every point loads. This target runs it on its own (e.g. on a cluster first).
+sweep: venv data
+	$(PY) -m adv2 sweep --for 08 --profile $(PROFILE)
 
 publish: venv
 	@test -n "$(RUN)" || { echo "usage: make publish RUN=runs/<run>"; exit 2; }

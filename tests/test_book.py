@@ -95,6 +95,7 @@ MIN_TABLES = {
     "05_noise_sensitivity": 5,
     "06_table10": 3,
     "07_input_size": 2,
+    "08_scaling": 1,
 }
 
 
@@ -174,6 +175,7 @@ def test_chapters_have_executed_outputs(built_book):
         "05_noise_sensitivity",
         "06_table10",
         "07_input_size",
+        "08_scaling",
     ):
         html = (built_book / "book" / "notebooks" / f"{stem}.html").read_text()
         assert "<img" in html, f"{stem} shows no figure"

@@ -124,6 +124,8 @@ def check_adv2(argv: list[str]) -> None:
         assert runner.main([*argv, "--check"]) == 0, "the run's parameters do not validate"
     elif args.command == "list":
         assert runner.main(argv) == 0
+    elif args.command == "sweep":
+        assert runner.main([*argv, "--check"]) == 0, "the sweep's points do not validate"
 
 
 def check_make(argv: list[str]) -> None:

@@ -16,13 +16,15 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ["01_target_models", "02_interpreters", "03_adv2", "04_aid_defense",
-            "05_noise_sensitivity", "06_table10", "07_input_size"]
+            "05_noise_sensitivity", "06_table10", "07_input_size",
+            "08_scaling"]
 # Models each chapter loads from the cache and which chapter trains them first.
 NEEDS = {"01_target_models": [], "02_interpreters": ["classifiers"],
          "03_adv2": ["classifiers", "rts"], "04_aid_defense": ["classifiers", "rts"],
          "05_noise_sensitivity": ["classifiers", "rts", "rtsa"],
          "06_table10": ["classifiers", "rts", "rtsa"],
-         "07_input_size": []}  # trains its own classifiers, one per input side
+         "07_input_size": [],  # trains its own classifiers, one per input side
+         "08_scaling": ["classifiers", "rts"]}
 MISSING = "not measured"
 
 

@@ -6,6 +6,8 @@
     python -m adv2 run 03 -p epsilon 0.15 --check   # validate and show the plan; no kernel starts
     python -m adv2 publish runs/<run>           # make a finished run the published book
     python -m adv2 list                         # notebooks and their parameters
+    python -m adv2 sweep 03 -g epsilon 0.03,0.1 -g seed 0,1   # a grid of runs on Ray (adv2.sweep)
+    python -m adv2 sweep-table NAME             # one row per point of a sweep (adv2.sweeptable)
 
 A run never touches the published book. It writes into its own run folder,
 ``runs/<UTC time>-<profile>-<notebook numbers>/`` (or ``--output-dir``): the executed notebooks,
@@ -43,7 +45,12 @@ ARTIFACTS_ENV = "ADV2_ARTIFACTS"
 
 
 class RunError(RuntimeError):
-    """A notebook failed, or the request named something that does not exist."""
+    """A notebook failed, or the request named something that does not exist. When a cell failed,
+    ``cell`` is its index in the executed notebook and ``ename`` / ``evalue`` its exception."""
+
+    def __init__(self, message: str, cell: int | None = None, ename: str = "", evalue: str = "") -> None:
+        super().__init__(message)
+        self.cell, self.ename, self.evalue = cell, ename, evalue
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -317,11 +324,15 @@ def _quiet_progress() -> Iterator[None]:
             os.environ[QUIET_ENV] = previous
 
 
-def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path, progress: bool = True) -> Path:
+def execute_notebook(
+    notebook: Path, params: dict[str, Any], run_dir: Path, progress: bool = True, kernel_manager: Any = None
+) -> Path:
     """Execute into ``<stem>.running.ipynb``; rename to ``<stem>.ipynb`` only if every cell finished.
 
     A failing cell leaves ``<stem>.failed.ipynb`` (RunError), an interruption
     ``<stem>.interrupted.ipynb`` (RunInterrupted); a kill -9 leaves the ``.running`` file.
+    ``kernel_manager`` (a jupyter_client kernel manager) runs it in that kernel, started if needed
+    and left running (the sweep runs several points in one kernel); default: a fresh kernel.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -341,6 +352,7 @@ def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path, prog
                 progress_bar=progress,
                 kernel_name="python3",
                 report_mode=False,
+                **({"km": kernel_manager} if kernel_manager is not None else {}),
             )
     except PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt":
@@ -349,7 +361,10 @@ def execute_notebook(notebook: Path, params: dict[str, Any], run_dir: Path, prog
         _rename(running, failed)
         raise RunError(
             f"notebook {stem} failed in cell {err.cell_index} "
-            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}"
+            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}",
+            cell=err.cell_index,
+            ename=err.ename,
+            evalue=err.evalue,
         ) from None
     except KeyboardInterrupt:
         _rename(running, interrupted)
@@ -578,6 +593,60 @@ def build_parser() -> argparse.ArgumentParser:
     p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
     p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
     sub.add_parser("list", help="list notebooks and their parameters")
+    p_sw = sub.add_parser(
+        "sweep", help="run a notebook at every point of a parameter grid, as Ray tasks (adv2.sweep)"
+    )
+    p_sw.add_argument("notebook", nargs="?", default=None, help="one notebook (03, 03_adv2 or a path)")
+    p_sw.add_argument(
+        "-g",
+        "--grid",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "V1,V2,..."),
+        help="a grid parameter and its values (YAML each; brackets keep list values together)",
+    )
+    p_sw.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter every point gets (YAML value)",
+    )
+    p_sw.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
+    p_sw.add_argument(
+        "--name", default=None, help="the sweep's name: runs/sweeps/NAME/ (default from the grid)"
+    )
+    p_sw.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster: auto or ray://host:port (default: local Ray)",
+    )
+    p_sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p_sw.add_argument(
+        "--cpus-per-task", type=float, default=1, help="CPUs a task asks for when there is no GPU"
+    )
+    p_sw.add_argument(
+        "--artifacts-dir", default=None, help="the trained-model cache every point uses (shared storage)"
+    )
+    p_sw.add_argument(
+        "--for",
+        dest="for_chapter",
+        default=None,
+        metavar="CHAPTER",
+        help="run the grid a chapter reads at the profile (08: How the attacks scale)",
+    )
+    p_sw.add_argument(
+        "--check", action="store_true", help="expand and validate the grid and print the plan; start nothing"
+    )
+    p_sw.add_argument("--no-progress", action="store_true")
+    p_tab = sub.add_parser("sweep-table", help="one table (CSV + JSON) of a sweep's points")
+    p_tab.add_argument("name", help="the sweep's name (a folder of runs/sweeps/) or its folder")
+    p_tab.add_argument(
+        "--output", default=None, help="file stem of the table (default: the sweep folder's table)"
+    )
     return parser
 
 
@@ -589,6 +658,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             list_notebooks()
         elif args.command == "publish":
             publish_run(args.run_dir)
+        elif args.command == "sweep":
+            from . import sweep
+
+            return sweep.main(args)
+        elif args.command == "sweep-table":
+            from . import sweeptable
+
+            return sweeptable.main(args)
         elif args.check:
             check(
                 args.notebooks,

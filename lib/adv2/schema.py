@@ -728,6 +728,74 @@ CHAPTERS: dict[str, list[Param]] = {
         _with(ARTIFACTS_DIR, doc="cache of the classifiers trained at each size"),
     ],
 }
+_FRACTIONS = Rule(
+    lambda v: (
+        isinstance(v, list)
+        and len(v) > 0
+        and all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in v)
+        and len(set(v)) == len(v)
+    ),
+    "a non-empty list of distinct numbers in (0, 1]",
+)
+_SEEDS = Rule(
+    lambda v: (
+        isinstance(v, list)
+        and len(v) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in v)
+        and len(set(v)) == len(v)
+    ),
+    "a non-empty list of distinct integers >= 0",
+)
+# chapter 8 runs chapter 3 at every point of a grid (adv2.sweep); its own parameters are the grid,
+# what every point shares, and where the sweep runs
+CHAPTERS["08_scaling"] = [
+    PROFILE,
+    _with(ARCHS_P, doc="Fashion-MNIST classifiers attacked at every point (resnet, densenet)"),
+    _evaluation(
+        "interpreters",
+        list,
+        ["grad", "cam", "rts", "mask"],
+        subset_of(*INTERPRETERS),
+        "interpreters attacked at every point",
+    ),
+    _evaluation("epsilons", list, [0.031, 0.1, 0.2], _FRACTIONS, "grid: L-inf budgets epsilon"),
+    _evaluation(
+        "step_scales",
+        list,
+        [0.01, 0.03],
+        _FRACTIONS,
+        "grid: attack budgets, fractions of the authors' step counts (chapter 3's step_scale)",
+    ),
+    _evaluation("seeds", list, [0, 1], _SEEDS, "grid: seeds of the attack set and targets (spread)"),
+    _evaluation(
+        "budget_epsilon",
+        float,
+        0.1,
+        _fraction(),
+        "the epsilon of the curves against the budget (one of epsilons)",
+    ),
+    _evaluation("point_n_images", int, 8, _TEST_IMAGES, "test images attacked per classifier at each point"),
+    _evaluation("point_mask_n_images", int, 4, _count(), "of them attacked through MASK (costliest)"),
+    _evaluation("point_mask_step_scale", float, 0.01, _fraction(), "MASK's budget at every point"),
+    _evaluation("point_mask_iterations", int, 30, _count(), "MASK interpreter's Adam iterations"),
+    _output(
+        "sweep_name",
+        str,
+        "",
+        Rule(lambda v: isinstance(v, str), "a string"),
+        "the sweep's folder in runs/sweeps/ (empty: scaling-<profile>)",
+    ),
+    _output(
+        "sweep_address",
+        str,
+        "",
+        Rule(lambda v: isinstance(v, str), "a string"),
+        "a Ray cluster (auto, ray://host:port); empty: a local Ray on this machine",
+    ),
+    _output("sweep_num_cpus", int, 0, _count(0, 4096), "CPUs of the local Ray (0: all of this machine's)"),
+    _with(RESULTS_DIR, doc="where results/08_scaling.json is written"),
+    _with(ARTIFACTS_DIR, doc="cache of trained classifiers and RTS (every point's)"),
+]
 STEMS = tuple(CHAPTERS)
 
 # parameters that name a list but are often given as one word on the command line
@@ -796,6 +864,11 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
             f"parameter 'dataset' of notebook {stem} is 'imagenet', which needs "
             "parameter 'imagenet_dir': an ImageNet validation folder arranged as "
             "<wnid>/<image>.JPEG (e.g. -p imagenet_dir /data/imagenet/val)"
+        )
+    if "budget_epsilon" in out and "epsilons" in out and out["budget_epsilon"] not in out["epsilons"]:
+        raise ParameterError(
+            f"parameter 'budget_epsilon' of notebook {stem} has value {out['budget_epsilon']!r}, "
+            f"which is not one of parameter 'epsilons' {out['epsilons']!r}; expected one of them"
         )
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch

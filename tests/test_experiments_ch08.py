@@ -1,0 +1,77 @@
+"""Chapter 8 (How the attacks scale): the sweep it asks for and the readings of its table."""
+
+from __future__ import annotations
+
+import pytest
+
+from adv2 import schema
+from adv2.config import ParameterError
+from adv2.experiments import ch08
+
+
+def _rows():
+    """A synthetic sweep table: ADV2's success climbs to PGD's by epsilon 0.1, its maps stay closer."""
+    rows = []
+    for eps, adv2_success in ((0.031, 0.5), (0.1, 0.95), (0.2, 1.0)):
+        for seed in (0, 1):
+            for budget in (0.01, 0.03):
+                row = {"status": "ok", "epsilon": eps, "seed": seed, "step_scale": budget}
+                c = lambda a, m: ch08.column("resnet", "grad", a, m)
+                row[c("adv2", "success_rate")] = adv2_success
+                row[c("pgd", "success_rate")] = 1.0
+                row[c("adv2", "l1_mean")] = 0.10 + 0.01 * seed
+                row[c("pgd", "l1_mean")] = 0.10 + eps + 0.01 * seed
+                rows.append(row)
+    return rows
+
+
+def _scaling(rows):
+    return ch08.Scaling(rows, ["resnet"], ["grad"], [0.031, 0.1, 0.2], [0.01, 0.03], [0, 1], 0.1, 0)
+
+
+def test_curves_average_over_seeds_at_the_largest_budget():
+    s = _scaling(_rows())
+    c = s.vs_epsilon("resnet", "grad", "adv2", "l1_mean")
+    assert c.x == [0.031, 0.1, 0.2] and c.n == [2, 2, 2]
+    assert c.mean[0] == pytest.approx(0.105) and c.std[0] == pytest.approx(0.00707, abs=1e-4)
+    b = s.vs_budget("resnet", "grad", "pgd", "l1_mean")
+    assert b.x == [0.01, 0.03] and b.mean == pytest.approx([0.205, 0.205])
+
+
+def test_readings_find_where_adv2_reaches_pgd_and_where_maps_separate():
+    r = _scaling(_rows()).readings()[0]
+    assert r["reach_epsilon"] == 0.1  # 0.95 is within 0.05 of PGD's 1.0
+    assert r["separate_epsilon"] == 0.031  # PGD's L1 is 0.031 above ADV2's; spreads are 0.007
+    n = _scaling(_rows()).numbers()
+    assert n["pairs"] == 1 and n["pairs_reaching_pgd"] == 1 and n["pairs_separating"] == 1
+    assert "not in the grid" not in _scaling(_rows()).readings_table()
+
+
+def test_a_failed_point_is_left_out_of_the_curves():
+    rows = _rows()
+    rows[0]["status"] = "failed"
+    c = _scaling(rows).vs_epsilon("resnet", "grad", "adv2", "success_rate")
+    assert c.n == [2, 2, 2]  # rows[0] is at the smaller budget: the curves use the largest
+    rows[1]["status"] = "failed"
+    assert _scaling(rows).vs_epsilon("resnet", "grad", "adv2", "success_rate").n == [1, 2, 2]
+
+
+def test_the_sweep_is_chapter_3_over_the_chapters_grid():
+    spec = ch08.sweep_spec("quick")
+    assert spec["notebook"].stem == "03_adv2" and spec["name"] == "scaling-quick"
+    assert set(spec["grid"]) == {"epsilon", "step_scale", "seed"}
+    assert spec["fixed"]["imagenet_sample"] is False
+    spec = ch08.sweep_spec("smoke", {"seeds": [0, 1, 2]})
+    assert spec["grid"]["seed"] == [0, 1, 2]
+
+
+def test_budget_epsilon_must_be_on_the_grid():
+    with pytest.raises(ParameterError, match="budget_epsilon"):
+        schema.validate_chapter("08_scaling", {"epsilons": [0.05, 0.2], "budget_epsilon": 0.1})
+
+
+def test_a_missing_sweep_says_how_to_run_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADV2_RUNS_DIR", str(tmp_path))
+    params = {**schema.defaults("08_scaling"), "profile": "smoke"}
+    with pytest.raises(ParameterError, match="python -m adv2 sweep --for 08 --profile smoke"):
+        ch08.load(params)

@@ -1,0 +1,364 @@
+"""Parameter sweeps on Ray (adv2.sweepplan, adv2.sweepworker, adv2.sweep, adv2.sweeptable).
+
+The planning tests are fast. The tests marked slow start a local Ray (1 thread per task) and real
+Jupyter kernels: a 4-point smoke sweep of chapter 3, resume after an interrupted sweep, a failing
+point among good ones, and 8 kernels started at once (no port collisions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from adv2 import runner, sweepplan, sweeptable
+from adv2.config import REPO_ROOT, ParameterError
+
+CH3 = REPO_ROOT / "notebooks" / "03_adv2.ipynb"
+
+
+def standin_notebook(path: Path) -> Path:
+    """A notebook that squares ``x``, fails when ``x == fail_at``, waits for ``gate`` (a file)
+    when ``x >= gate_from``, waits until ``barrier_n`` points have entered the folder ``barrier``,
+    and records its pid and start/end times."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(
+        'x = 1.0\nfail_at = -1.0\nsleep = 0.0\ngate = ""\ngate_from = 1e9\nbarrier = ""\nbarrier_n = 0\n'
+        'results_dir = "."'
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "import json, os, time\nstarted = time.time()\n"
+            'assert "leftover" not in globals(), "the namespace was not reset"\nleftover = 1'
+        ),
+        nbformat.v4.new_code_cell(
+            "while gate and x >= gate_from and not os.path.exists(gate) and time.time() - started < 120:\n"
+            "    time.sleep(0.2)\ntime.sleep(sleep)\n"
+            "if barrier:  # wait until barrier_n points are running at once\n"
+            "    open(os.path.join(barrier, str(x)), 'w').close()\n"
+            "    while len(os.listdir(barrier)) < barrier_n and time.time() - started < 300:\n"
+            "        time.sleep(0.2)\n"
+            "    assert len(os.listdir(barrier)) >= barrier_n, 'the points did not run at the same time'"
+        ),
+        nbformat.v4.new_code_cell('if x == fail_at:\n    raise ValueError(f"deliberate failure at x={x}")'),
+        nbformat.v4.new_code_cell(
+            "numbers = {'square': x * x, 'pid': os.getpid(), 'started': started, 'ended': time.time()}\n"
+            "json.dump({'numbers': numbers, 'params': {'x': x}},"
+            " open(os.path.join(results_dir, 'standin.json'), 'w'))"
+        ),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- planning (fast)
+def test_split_and_parse_grid():
+    assert sweepplan.split_values("0.05, 0.1,[grad,cam]") == ["0.05", "0.1", "[grad,cam]"]
+    grid = sweepplan.parse_grid([["epsilon", "0.05,0.1"], ["interpreters", "[grad],[grad,cam]"]])
+    assert grid == {"epsilon": [0.05, 0.1], "interpreters": [["grad"], ["grad", "cam"]]}
+    with pytest.raises(ParameterError, match="repeats"):
+        sweepplan.parse_grid([["seed", "1,1"]])
+    with pytest.raises(ParameterError, match="twice"):
+        sweepplan.parse_grid([["seed", "1"], ["seed", "2"]])
+
+
+def test_point_ids_are_stable_and_readable():
+    assert sweepplan.point_id({"seed": 1, "epsilon": 0.05}) == "epsilon-0.05_seed-1"
+    assert sweepplan.point_id({"archs": ["resnet", "densenet"]}) == "archs-resnet+densenet"
+
+
+def test_every_point_is_validated_before_anything_runs(tmp_path):
+    with pytest.raises(ParameterError) as err:
+        sweepplan.plan(CH3, "smoke", {"epsilon": [0.05, 2.0]}, {}, "bad", tmp_path)
+    msg = str(err.value)
+    assert "point epsilon-2.0" in msg and "'epsilon'" in msg and "2.0" in msg
+    assert not (tmp_path / "bad").exists()  # nothing written
+    with pytest.raises(ParameterError, match="bogus"):
+        sweepplan.plan(CH3, "smoke", {"bogus": [1, 2]}, {}, "bad", tmp_path)
+    with pytest.raises(ParameterError, match="both"):
+        sweepplan.plan(CH3, "smoke", {"seed": [0, 1]}, {"seed": 2}, "bad", tmp_path)
+
+
+def test_plan_expands_the_grid_into_folders_outside_the_book(tmp_path):
+    plan = sweepplan.plan(CH3, "smoke", {"epsilon": [0.05, 0.1], "seed": [0, 1, 2]}, {}, None, tmp_path)
+    assert len(plan.points) == 6 and plan.name == "03-smoke-epsilon-seed"
+    p = plan.points[0]
+    assert p.params["epsilon"] == 0.05 and p.params["seed"] == 0
+    assert p.params["results_dir"] == str(tmp_path / plan.name / p.id)
+    assert not any(pt.done for pt in plan.points)
+
+
+def test_grouping_keeps_every_slot_busy_and_splits_by_trained_models(tmp_path):
+    grid = {"epsilon": [0.05, 0.1], "seed": [0, 1], "train_seed": [0, 1]}
+    plan = sweepplan.plan(CH3, "smoke", grid, {}, "g", tmp_path)
+    # 8 points, 2 recipes (train_seed): with 2 slots, 4 points per task, never two recipes in one
+    tasks = sweepplan.group(plan.points, "03_adv2", slots=2)
+    assert len(tasks) == 2
+    for t in tasks:
+        assert len({p.params["train_seed"] for p in t}) == 1
+    assert len(sweepplan.group(plan.points, "03_adv2", slots=8)) == 8
+    assert sum(len(t) for t in sweepplan.group(plan.points, "03_adv2", slots=3)) == 8
+
+
+def test_a_point_is_complete_only_with_its_own_parameters(tmp_path):
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    plan = sweepplan.plan(nb, "smoke", {"x": [1.0]}, {}, "c", tmp_path)
+    p = plan.points[0]
+    p.folder.mkdir(parents=True)
+    assert not sweepplan.is_complete(p, "standin")
+    (p.folder / "standin.ipynb").write_text("{}")
+    (p.folder / "standin.json").write_text("{}")
+    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": p.params}))
+    assert sweepplan.is_complete(p, "standin")
+    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": {**p.params, "x": 2.0}}))
+    assert not sweepplan.is_complete(p, "standin")
+
+
+def test_sweep_and_table_commands_parse():
+    parser = runner.build_parser()
+    args = parser.parse_args(
+        ["sweep", "03", "-g", "epsilon", "0.05,0.1", "-p", "seed", "1", "--address", "auto"]
+    )
+    assert args.notebook == "03" and args.grid == [["epsilon", "0.05,0.1"]] and args.address == "auto"
+    assert parser.parse_args(["sweep-table", "x"]).name == "x"
+
+
+def test_table_has_one_row_per_point_with_headline_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path))
+    folder = tmp_path / "sweeps" / "t"
+    points = []
+    for i, status in enumerate(["ok", "ok", "failed"]):
+        pid = f"epsilon-0.{i + 1}"
+        (folder / pid).mkdir(parents=True)
+        (folder / pid / "point.json").write_text(json.dumps({"status": status, "seconds": 1.0}))
+        numbers = {
+            "classifier_accuracy": {"resnet": 0.9},
+            "fashion-mnist": {"resnet": {"grad": {"adv2": {"success_rate": 0.5 + i / 10, "l1_mean": 0.1}}}},
+        }
+        if status == "ok":
+            (folder / pid / "03_adv2.json").write_text(json.dumps({"numbers": numbers}))
+        points.append({"id": pid, "grid": {"epsilon": (i + 1) / 10}, "status": status})
+    (folder / "sweep.json").write_text(
+        json.dumps({"notebook": "03_adv2", "grid": {"epsilon": [0.1, 0.2, 0.3]}, "points": points})
+    )
+    columns, rows = sweeptable.gather("t")
+    assert len(rows) == 3 and "epsilon" in columns
+    assert "fashion-mnist.resnet.grad.adv2.success_rate" in columns
+    assert rows[1]["fashion-mnist.resnet.grad.adv2.success_rate"] == pytest.approx(0.6)
+    assert rows[2]["status"] == "failed" and rows[2]["fashion-mnist.resnet.grad.adv2.l1_mean"] is None
+    csv_path, json_path = sweeptable.write_table("t")
+    assert len(csv_path.read_text().strip().splitlines()) == 4
+    assert len(json.loads(json_path.read_text())["rows"]) == 3
+    with pytest.raises(ParameterError, match="no sweep 'nope'"):
+        sweeptable.gather("nope")
+
+
+# ----------------------------------------------------------------------------- kernels (slow)
+def _one_point(args):
+    from adv2 import sweepworker
+
+    nb, point = args
+    return sweepworker.run_group(nb, [point], lambda kind, payload: None)[0]
+
+
+@pytest.mark.slow
+def test_eight_kernels_started_at_once_do_not_collide(tmp_path):
+    """What 8 concurrent sweep tasks do, without Ray: 8 processes each start a kernel at the same
+    moment (IPC sockets in private folders: no TCP ports to race for)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    nb = str(standin_notebook(tmp_path / "standin.ipynb"))
+    points = [
+        {
+            "id": f"x-{i}",
+            "params": {"x": float(i), "sleep": 3.0, "results_dir": str(tmp_path / f"x-{i}")},
+            "folder": str(tmp_path / f"x-{i}"),
+        }
+        for i in range(8)
+    ]
+    with ProcessPoolExecutor(8) as pool:
+        outcomes = list(pool.map(_one_point, [(nb, p) for p in points]))
+    assert [o["status"] for o in outcomes] == ["ok"] * 8, [o["error"] for o in outcomes]
+    runs = [json.loads((tmp_path / f"x-{i}" / "standin.json").read_text())["numbers"] for i in range(8)]
+    assert len({r["pid"] for r in runs}) == 8
+    assert max(r["started"] for r in runs) < min(r["ended"] for r in runs)  # all alive at once
+
+
+@pytest.mark.slow
+def test_a_group_runs_in_one_kernel_with_a_fresh_namespace_and_retries_a_failure(tmp_path):
+    from adv2 import sweepworker
+
+    nb = str(standin_notebook(tmp_path / "standin.ipynb"))
+    points = [
+        {"id": f"x-{i}", "params": {"x": float(i), "fail_at": 2.0, "results_dir": str(tmp_path / f"x-{i}")}}
+        for i in (1, 3, 2)
+    ]
+    for p in points:
+        p["folder"] = p["params"]["results_dir"]
+    events = []
+    outcomes = sweepworker.run_group(nb, points, lambda kind, payload: events.append((kind, payload["id"])))
+    assert [o["status"] for o in outcomes] == ["ok", "ok", "failed"]
+    assert [o["attempts"] for o in outcomes] == [1, 1, 2]
+    # points 1 and 3 ran in the same kernel (the namespace check in the notebook passed)
+    pids = [json.loads((tmp_path / f"x-{i}" / "standin.json").read_text())["numbers"]["pid"] for i in (1, 3)]
+    assert pids[0] == pids[1]
+    assert outcomes[2]["cell_source"].startswith("if x == fail_at")
+    assert events == [
+        ("started", "x-1"),
+        ("finished", "x-1"),
+        ("started", "x-3"),
+        ("finished", "x-3"),
+        ("started", "x-2"),
+        ("finished", "x-2"),
+    ]
+
+
+# ----------------------------------------------------------------------------- Ray (slow)
+@pytest.fixture(scope="module")
+def ray8():
+    """A local Ray with 8 logical CPUs (so 8 kernels start at once), 1 thread per task."""
+    pytest.importorskip("ray")
+    from adv2 import sweep
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["ADV2_THREADS"] = "1"
+    sweep.connect(None, 8)
+    yield
+    sweep.shutdown()
+
+
+@pytest.mark.slow
+def test_eight_points_start_at_once_without_port_collisions(ray8, tmp_path):
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    result = sweep.run_sweep(
+        nb,
+        {"x": [float(i) for i in range(8)]},
+        {"barrier": str(barrier), "barrier_n": 8},
+        "smoke",
+        "eight",
+        root=tmp_path,
+        progress=False,
+    )
+    assert result.tasks == 8 and not result.failed, sweep.failure_report(result)
+    runs = [json.loads((tmp_path / "eight" / p.id / "standin.json").read_text()) for p in result.plan.points]
+    assert len({r["numbers"]["pid"] for r in runs}) == 8  # 8 kernels
+    # all 8 kernels were alive at the same moment
+    assert max(r["numbers"]["started"] for r in runs) < min(r["numbers"]["ended"] for r in runs)
+
+
+@pytest.mark.slow
+def test_a_failing_point_is_retried_reported_and_does_not_stop_the_others(ray8, tmp_path, capsys):
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    grid = {"x": [1.0, 2.0, 3.0, 4.0]}
+    result = sweep.run_sweep(nb, grid, {"fail_at": 3.0}, "smoke", "fail", root=tmp_path, progress=False)
+    assert [o["id"] for o in result.failed] == ["x-3.0"]
+    bad = result.failed[0]
+    assert bad["attempts"] == 2 and "deliberate failure at x=3.0" in bad["error"]
+    assert bad["cell_source"].startswith("if x == fail_at") and bad["params"]["x"] == 3.0
+    assert (tmp_path / "fail" / "x-3.0" / "standin.failed.ipynb").is_file()
+    for x in ("1.0", "2.0", "4.0"):
+        assert json.loads((tmp_path / "fail" / f"x-{x}" / "point.json").read_text())["status"] == "ok"
+    out = capsys.readouterr().out
+    assert "point x-3.0 {'x': 3.0} failed after 2 attempt(s) in cell" in out
+    record = json.loads((tmp_path / "fail" / "sweep.json").read_text())
+    assert record["status"] == "failed" and len(record["points"]) == 4
+    # the table: one row per point, the failed one without numbers
+    columns, rows = sweeptable.gather(tmp_path / "fail")
+    assert [r["point"] for r in rows] == ["x-1.0", "x-2.0", "x-3.0", "x-4.0"]
+    assert rows[2]["status"] == "failed" and rows[2]["square"] is None and rows[3]["square"] == 16.0
+
+
+@pytest.mark.slow
+def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tmp_path):
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    gate = tmp_path / "gate"
+    env = {**os.environ, runner.RUNS_ENV: str(tmp_path), "PYTHONPATH": str(REPO_ROOT / "lib")}
+    cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1,2,3,4", "-p", "gate", str(gate)]
+    cmd += [
+        "-p",
+        "gate_from",
+        "3",
+        "--name",
+        "resume",
+        "--num-cpus",
+        "2",
+        "--profile",
+        "smoke",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder = tmp_path / "sweeps" / "resume"
+    deadline = time.time() + 480  # the subprocess starts its own Ray first
+    done = lambda: [x for x in ("1", "2") if (folder / f"x-{x}" / "point.json").is_file()]
+    while len(done()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    if len(done()) < 2:
+        proc.send_signal(signal.SIGINT)  # let it stop its Ray
+        pytest.fail(f"points 1 and 2 did not finish: {proc.communicate(timeout=120)[0][-2000:]}")
+    proc.send_signal(signal.SIGINT)  # points 3 and 4 are waiting for the gate
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0 and "interrupted" in out, out
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+    before = {x: (folder / f"x-{x}" / "standin.ipynb").stat().st_mtime_ns for x in ("1", "2")}
+    gate.write_text("open")
+    result = sweep.run_sweep(
+        nb,
+        {"x": [1, 2, 3, 4]},
+        {"gate": str(gate), "gate_from": 3},
+        "smoke",
+        "resume",
+        root=tmp_path / "sweeps",
+        progress=False,
+    )
+    assert sorted(result.outcomes) == ["x-3", "x-4"] and not result.failed
+    assert {x: (folder / f"x-{x}" / "standin.ipynb").stat().st_mtime_ns for x in ("1", "2")} == before
+    assert len(sweeptable.gather(folder)[1]) == 4
+
+
+@pytest.mark.slow
+def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_trained_resnet, tmp_path):
+    """The real chapter 3 at the smoke profile (grad and CAM, FMNIST only) on a local Ray with 2
+    CPUs; the smoke classifier comes from the session's cache (the fixture trains it once)."""
+    ray = pytest.importorskip("ray")
+    from adv2 import sweep
+
+    if ray.is_initialized():
+        sweep.shutdown()
+    started = time.time()
+    result = sweep.run_sweep(
+        CH3,
+        {"epsilon": [0.05, 0.1], "seed": [0, 1]},
+        {"interpreters": ["grad", "cam"], "imagenet_sample": False},
+        "smoke",
+        "smoke4",
+        num_cpus=2,
+        root=tmp_path,
+        progress=False,
+    )
+    seconds = time.time() - started
+    assert not result.failed, sweep.failure_report(result)
+    assert result.tasks == 2 and len(result.outcomes) == 4
+    assert seconds < 180, f"the 4-point smoke sweep took {seconds:.0f} s"
+    columns, rows = sweeptable.gather(tmp_path / "smoke4")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    key = "fashion-mnist.resnet.grad.adv2.success_rate"
+    assert key in columns and all(0 <= r[key] <= 1 for r in rows)
+    print(f"4-point smoke sweep: {seconds:.0f} s, {result.tasks} tasks")
