@@ -23,7 +23,8 @@ def test_profile_claims_chapter_01_only():
 
     data = yaml.safe_load((config.PARAMS_DIR / "imagenet.yaml").read_text())
     assert set(data) - {"common"} == {"01_target_models"}
-    for stem in schema.STEMS[1:]:  # the other chapters train on Fashion-MNIST and say so
+    # the other chapters train on Fashion-MNIST and say so (chapter 8 only reads a sweep)
+    for stem in [s for s in schema.STEMS[1:] if "dataset" in schema.chapter_schema(s)]:
         with pytest.raises(config.ParameterError, match="'dataset'.*'imagenet'.*'fashion-mnist'"):
             schema.validate_chapter(stem, {"dataset": "imagenet"})
 
