@@ -52,7 +52,7 @@ def test_every_notebook_has_a_schema():
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(schema.STEMS)
 
 
-@pytest.mark.parametrize("stem", schema.STEMS)
+@pytest.mark.parametrize("stem", [s for s in schema.STEMS if s < "07"])  # chapters of 5c937a9
 def test_defaults_are_those_of_the_notebooks_before_the_schema(stem):
     """Numbers stay: every parameter that existed at 5c937a9 keeps its default there."""
     try:
