@@ -66,7 +66,9 @@ def test_subset_run_glues_every_key_the_chapter_quotes(subset_run):
 def test_numbers_and_per_image(subset_run):
     maps, result = subset_run
     numbers = result.numbers()
-    assert set(numbers) == {"densenet", "efficientnet_lite0", "efficientnet_lite0_rts"}
+    assert set(numbers) == {"densenet", "intervals", "efficientnet_lite0", "efficientnet_lite0_rts"}
+    ci = numbers["intervals"]["densenet"]["cam"]
+    assert ci["preserve_destroy"]["method"] and ci["deletion_auc"]["low"] <= ci["deletion_auc"]["high"]
     assert numbers["efficientnet_lite0"] == {} and numbers["efficientnet_lite0_rts"] == {}
     assert result.glue()["ch2_photo_rts_rts_deletion_auc"] == NOT_RUN
     assert set(numbers["densenet"]) == {"cam", "grad", "test_accuracy"}

@@ -24,15 +24,17 @@ from ..interpreters import (
     RTSInterpreter,
     curve_auc,
     deletion_curve,
-    preserve_destroy,
     trained_rts,
 )
+from ..interpreters.rts import preserve_destroy_per_image
+from ..stats import Estimate, mean_ci, rate_ci
 from ._common import (
     NOT_RUN,
     ChapterCheckFailed,
     flat_glue,
     fmt,
     fmt_rows,
+    intervals_block,
     pad,
     shown_path,
     start,  # the notebook's setup cell
@@ -195,7 +197,8 @@ def evaluate(
             mp = maps.maps[arch][name]
             curve = deletion_curve(model, x, y, mp, steps=deletion_steps, seed=seed)
             curves[arch][name] = curve.mean(0)
-            pd = preserve_destroy(model, x, y, mp.to(x.device), seed=seed)
+            pd_img = preserve_destroy_per_image(model, x, y, mp.to(x.device), seed=seed)
+            pd = {k: float(v.mean()) for k, v in pd_img.items()}
             auc = curve_auc(curve)
             numbers[arch][name] = {
                 "deletion_auc": float(auc.mean()),
@@ -204,9 +207,13 @@ def evaluate(
                 "random_preserve_destroy": pd["random_both"],
                 "preserve": pd["preserve"],
                 "destroy": pd["destroy"],
-                "map_mean": pd["area"],
+                "map_mean": float(mp.mean()),
             }
-            per_image[arch][name] = {"deletion_auc": auc.tolist(), "random_deletion_auc": rand_auc.tolist()}
+            per_image[arch][name] = {
+                "deletion_auc": auc.tolist(),
+                "random_deletion_auc": rand_auc.tolist(),
+                **{f"pd_{k}": v.tolist() for k, v in pd_img.items()},
+            }
         if "rts" in maps.interpreters:
             # RTS must mark less for a class that is not in the image
             wrong = (y + 1 + torch.arange(len(y), device=y.device) % (num_classes - 1)) % num_classes
@@ -231,19 +238,37 @@ def evaluate(
     return Sanity(list(maps.archs), list(maps.interpreters), deletion_steps, numbers, curves, per_image)
 
 
+def sanity_intervals(s: Sanity, seed: int = 0) -> dict[str, dict[str, dict[str, Estimate]]]:
+    """95 % intervals over images of the sanity numbers: ``[arch][interpreter][key]`` with keys
+    ``deletion_auc``, ``random_deletion_auc`` (bootstrap), ``preserve_destroy`` (Wilson) and
+    ``random_preserve_destroy`` (bootstrap: each image's value is a fraction of shuffles)."""
+    out: dict[str, dict[str, dict[str, Estimate]]] = {}
+    for arch in s.archs:
+        out[arch] = {}
+        for name in s.interpreters:
+            p = s.per_image.get(arch, {}).get(name)
+            if not p or "pd_both" not in p:  # no per-image values: the numbers without intervals
+                r = s.numbers[arch][name]
+                keys = ("deletion_auc", "random_deletion_auc", "preserve_destroy", "random_preserve_destroy")
+                out[arch][name] = {k: Estimate(r.get(k), None, None, 0, "none") for k in keys}
+                continue
+            out[arch][name] = {
+                "deletion_auc": mean_ci(p["deletion_auc"], seed=seed),
+                "random_deletion_auc": mean_ci(p["random_deletion_auc"], seed=seed),
+                "preserve_destroy": rate_ci(p["pd_both"]),
+                "random_preserve_destroy": mean_ci(p["pd_random_both"], seed=seed),
+            }
+    return out
+
+
 def sanity_table(s: Sanity) -> str:
+    """Deletion AUC and preserve & destroy per classifier and interpreter, with 95 % intervals."""
+    ci = sanity_intervals(s)
+    keys = ("deletion_auc", "random_deletion_auc", "preserve_destroy", "random_preserve_destroy")
     rows = [
-        [
-            arch,
-            label(name),
-            r["deletion_auc"],
-            r["random_deletion_auc"],
-            r["preserve_destroy"],
-            r["random_preserve_destroy"],
-        ]
+        [arch, label(name), *(str(ci[arch][name][k]) for k in keys)]
         for arch in s.archs
         for name in s.interpreters
-        for r in [s.numbers[arch][name]]
     ]
     return plotting.markdown_table(
         fmt_rows(rows),
@@ -261,6 +286,7 @@ def sanity_table(s: Sanity) -> str:
 def deletion_figure(s: Sanity):
     """One row per classifier: mean deletion curves (left) and preserve & destroy bars (right)."""
     fracs = torch.linspace(0, 1, s.deletion_steps + 1)
+    ci = sanity_intervals(s)
     fig, flat = plotting.panel_axes(2 * len(s.archs), cols=2, height=2.8)
     axes = [flat[0::2], flat[1::2]]  # axes[0][col]: curves, axes[1][col]: bars
     for col, arch in enumerate(s.archs):
@@ -282,6 +308,13 @@ def deletion_figure(s: Sanity):
             "preserve & destroy",
             title=f"small {arch}: preserve & destroy",
             ax=axes[1][col],
+            errors={
+                n.upper(): {
+                    "map": ci[arch][n]["preserve_destroy"],
+                    "shuffled map": ci[arch][n]["random_preserve_destroy"],
+                }
+                for n in s.interpreters
+            },
         )
     return fig
 
@@ -600,6 +633,7 @@ class Ch02Result:
 
     def numbers(self) -> dict[str, Any]:
         out = {arch: self.sanity.numbers[arch] for arch in self.sanity.archs}
+        out["intervals"] = intervals_block(sanity_intervals(self.sanity))
         out["efficientnet_lite0"] = self.photos.numbers if self.photos else {}
         out["efficientnet_lite0_rts"] = self.photo_rts.numbers() if self.photo_rts else {}
         return out

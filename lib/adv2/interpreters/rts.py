@@ -760,17 +760,11 @@ def preserve_destroy_per_image(
     ``random_trials`` permuted masks that do so (:func:`preserve_destroy`'s numbers are their
     means); the per-image values give intervals (:mod:`adv2.stats`)."""
     x, y = x.detach(), y.to(x.device)
-    if alt == "blur":
-        k, s = blur_params(x.shape[-1])
-        background = gaussian_blur(x, k, s)
-    else:
-        background = torch.full_like(x, 0.5 if alt == "grey" else float(alt))
+    background = _background(x, alt)
 
     def rates(mk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        up = F.interpolate(mk, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        keep = model(up * x + (1 - up) * background).argmax(1) == y
-        gone = model((1 - up) * x + up * background).argmax(1) != y
-        return keep.float().cpu(), gone.float().cpu()
+        keep, gone = _keep_gone(model, x, y, mk, background)
+        return keep.cpu(), gone.cpu()
 
     keep, gone = rates(masks)
     gen = torch.Generator().manual_seed(int(seed))
@@ -812,26 +806,10 @@ def preserve_destroy(
     ``preserve, destroy, both, random_preserve, random_destroy, random_both, area``
     (the means of :func:`preserve_destroy_per_image`).
     """
-    x, y = x.detach(), y.to(x.device)
-    background = _background(x, alt)
-
-    def rates(mk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _keep_gone(model, x, y, mk, background)
-
-    keep, gone = rates(masks)
-    gen = torch.Generator().manual_seed(int(seed))
-    rk, rg, rb = [], [], []
-    for _ in range(random_trials):
-        a, b = rates(shuffled_like(masks.cpu(), gen).to(masks.device))
-        rk.append(a.mean())
-        rg.append(b.mean())
-        rb.append((a * b).mean())
+    per_image = preserve_destroy_per_image(
+        model, x, y, masks, alt=alt, random_trials=random_trials, seed=seed
+    )
     return {
-        "preserve": float(keep.mean()),
-        "destroy": float(gone.mean()),
-        "both": float((keep * gone).mean()),
-        "random_preserve": float(torch.stack(rk).mean()),
-        "random_destroy": float(torch.stack(rg).mean()),
-        "random_both": float(torch.stack(rb).mean()),
+        **{k: float(v.mean()) for k, v in per_image.items()},
         "area": float(masks.mean()),
     }
