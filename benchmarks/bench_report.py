@@ -95,6 +95,9 @@ def _mark(ok: bool) -> str:
 
 def lines(att: dict | None, conv: dict[str, dict]) -> list[str]:
     out = []
+    if att is not None and "targets" not in att:
+        out.append("results/bench_attacks.json has the old format (no targets): rerun bench_attacks.py")
+        att = None
     if att is not None:
         check_attacks(att)
         out.append(f"step cost (other jobs used {att['other_jobs_cores']} cores meanwhile):")
