@@ -20,7 +20,7 @@ help:
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
-	@echo "make bench   interpreter and attack throughput benchmarks"
+	@echo "make bench   step costs (vs PGD, foolbox, torchattacks), convergence of the attack schedules; results/bench_*.json"
 	@echo "make lab     open the notebooks in JupyterLab"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -89,9 +89,13 @@ test: venv data lint
 test-fast: venv data
 	$(PY) -m pytest -q -m "not notebook and not browser and not slow"
 
+# one thread per benchmark (ADV2_THREADS); the photo convergence run is the slow part
 bench: venv data
 	$(PY) benchmarks/bench_interpreters.py
 	$(PY) benchmarks/bench_attacks.py
+	$(PY) benchmarks/bench_convergence.py --setting fmnist
+	$(PY) benchmarks/bench_convergence.py --setting photos
+	$(PY) benchmarks/bench_report.py
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/

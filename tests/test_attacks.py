@@ -337,3 +337,103 @@ def test_mask_config_has_only_the_fields_the_bilevel_attack_reads():
         assert attacks.MaskConfig().phase_steps == ()
     with pytest.raises(AttributeError):
         attacks.MaskConfig().no_such_field  # noqa: B018
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_schedule_is_validated_and_authors_by_default():
+    for name in ("cam", "grad", "rts", "mask"):
+        assert attacks.default_config(name).schedule == "authors"
+    with pytest.raises(ValueError, match=r"schedule must be one of \['authors', 'fast'\], got 'quick'"):
+        attacks.ADV2Config(schedule="quick")
+    with pytest.raises(ValueError, match="patience"):
+        attacks.ADV2Config(schedule="fast", patience=0)
+
+
+def test_step_sizes_authors_constant_fast_decays():
+    from adv2.attacks.schedule import step_sizes
+
+    assert step_sizes(0.01, 5, "authors", 2.0, 0.1) == [0.01] * 5
+    fast = step_sizes(0.01, 9, "fast", 2.0, 0.1)
+    assert fast[0] == pytest.approx(0.02) and fast[-1] == pytest.approx(0.001)
+    assert all(a >= b for a, b in zip(fast, fast[1:]))
+
+
+def test_authors_schedule_unchanged_when_recorded():
+    """The convergence recorder must not change the authors' iterates (it only observes)."""
+    model = _random_net()
+    interp = _Blur(model)
+    x, y, t = _batch()
+    cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=3, stage2_steps=4)
+    plain = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    curve = attacks.convergence_curve(model, interp, x, y, t, cfg, every=1)
+    assert curve["steps_taken"] == curve["steps_budget"] == 7
+    assert curve["step"] == list(range(8))
+    ok = plain.success
+    expected_l1 = metrics.l1_distance(plain.maps[ok], interp(x, y)[ok]).mean() if ok.any() else None
+    assert curve["success"][-1] == pytest.approx(float(ok.float().mean()))
+    if expected_l1 is not None:
+        assert curve["l1"][-1] == pytest.approx(float(expected_l1))
+
+
+def test_fast_schedule_is_deterministic_and_in_budget():
+    model = _random_net()
+    interp = _Blur(model)
+    x, y, t = _batch()
+    cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=4, stage2_steps=6, schedule="fast")
+    a = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    b = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.maps, b.maps)
+    assert (a.x_adv - x).abs().max() <= 0.1 + 1e-6 and a.x_adv.min() >= 0 and a.x_adv.max() <= 1
+    authors = attacks.adv2_attack(model, interp, x, y, t, config=dataclasses.replace(cfg, schedule="authors"))
+    assert not torch.equal(a.x_adv, authors.x_adv)
+
+
+def test_fast_pgd_stops_each_image_at_the_target(setup):
+    model, aset = setup
+    x, t = aset.x, aset.target
+    fast = attacks.pgd(model, x, t, epsilon=EPS, step_size=STEP, steps=40, schedule="fast")
+    full = attacks.pgd(model, x, t, epsilon=EPS, step_size=STEP, steps=40)
+    hit = attacks.assess(model, fast, t).success
+    assert hit.float().mean() >= attacks.assess(model, full, t).success.float().mean() - 1e-9
+    # a stopped image is left where it first reached the target: closer to x than the full run
+    moved_fast = (fast - x).abs().flatten(1).sum(1)
+    moved_full = (full - x).abs().flatten(1).sum(1)
+    assert (moved_fast[hit] <= moved_full[hit] + 1e-6).all() and (moved_fast[hit] < moved_full[hit]).any()
+
+    class Count:
+        step = 0
+
+        def tick(self, _x):
+            self.step += 1
+
+    from adv2.attacks.pgd import pgd_run
+
+    counter = Count()
+    reached = attacks.assess(model, full, t).success
+    pgd_run(
+        model, x[reached], t[reached], x[reached], EPS, STEP, 200, "ce", schedule="fast", recorder=counter
+    )
+    assert counter.step < 200  # every image reached the target: the loop ended early
+
+
+def test_fast_adv2_early_stopping_stops(setup):
+    model, aset = setup
+    from adv2.interpreters import build_interpreter
+
+    interp = build_interpreter("cam", model)
+    base = _cfg("cam", stage1_steps=20, stage2_steps=200, schedule="fast")
+    # no improvement counts as "improved": every successful image stops after `patience` steps
+    eager = dataclasses.replace(base, patience=2, min_improvement=1.0, check_every=2)
+    full = attacks.pgd(model, aset.x, aset.target, epsilon=EPS, step_size=STEP, steps=40)
+    ok = attacks.assess(model, full, aset.target).success  # images that can reach the target
+    curve = attacks.convergence_curve(model, interp, aset.x[ok], aset.y[ok], aset.target[ok], eager, every=10)
+    assert curve["steps_taken"] < curve["steps_budget"]
+    assert curve["success"][-1] >= 0.5
+    assert curve["step"][-1] == curve["steps_taken"]
+
+
+def test_steps_to_reach():
+    curve = {"step": [0, 5, 10], "success": [0.0, 0.9, 1.0], "l1": [float("nan"), 0.2, 0.104]}
+    assert attacks.steps_to_reach(curve, l1=0.1, success=1.0) == 10
+    assert attacks.steps_to_reach(curve, l1=0.195, success=0.92) == 5
+    assert attacks.steps_to_reach(curve, l1=0.05, success=1.0) is None

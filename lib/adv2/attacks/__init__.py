@@ -10,6 +10,8 @@
 ``adv2``           :func:`adv2_attack` (picks the variant from the interpreter's declared
                    ``attack_style``) and the sign-step variant :func:`adv2_sign`
 ``mask``           the bilevel variant :func:`adv2_mask` (MASK)
+``schedule``       the ``"authors"`` and ``"fast"`` step schedules (config field ``schedule``)
+``convergence``    :func:`convergence_curve` (success and map L1 vs step), :func:`steps_to_reach`
 ``protocol``       chapter 3's PGD-vs-ADV2 experiment :func:`compare_pgd_adv2` (moves to the
                    experiments layer; re-exported here meanwhile)
 =================  ===========================================================================
@@ -31,6 +33,7 @@ from .config import (
     RTSConfig,
     default_config,
 )
+from .convergence import convergence_curve, steps_to_reach
 from .losses import InterpLoss, MapFn, margin_loss, prediction_loss, squared_error
 from .mask import adv2_mask
 from .pgd import pgd, pgd_snapshots
@@ -58,4 +61,6 @@ __all__ = [
     "pgd_snapshots",
     "prediction_loss",
     "squared_error",
+    "steps_to_reach",
+    "convergence_curve",
 ]

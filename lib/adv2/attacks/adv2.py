@@ -39,7 +39,8 @@ from .common import AttackResult, assess, device_of, linf_box, project
 from .config import CONFIGS, ADV2Config, AttackConfig, GradConfig, MaskConfig
 from .losses import InterpLoss, MapFn, squared_error
 from .mask import adv2_mask
-from .pgd import pgd_run
+from .pgd import stage1
+from .schedule import EarlyStop, step_sizes
 
 # (stage-2 step count, iterate after that step) -> None: a read-only hook for convergence curves
 Trace = Callable[[int, torch.Tensor], None]
@@ -59,12 +60,19 @@ def _joint_stage(
     observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
     bar,
     trace: Trace | None = None,
+    recorder=None,
+    extra_steps: int = 0,
 ) -> torch.Tensor:
     """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps.
 
     ``observe(step, x, logits)`` (best-iterate selection) sees the iterate *before* the step, with
     the logits of the forward that produced its gradient, every ``cfg.select_every`` steps.
+    ``recorder.tick(x)`` (convergence curves) sees the iterate after every step.
     """
+    if cfg.schedule == "fast":
+        return _joint_stage_fast(
+            forward, x0, x, target, benign, cfg, interp_loss, lam_scale, observe, bar, recorder
+        )
     lo, hi = linf_box(x0, cfg.epsilon)
     x = project(x.detach(), lo, hi)
     for i in range(cfg.stage2_steps):
@@ -80,9 +88,65 @@ def _joint_stage(
         x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
         if trace is not None:
             trace(i + 1, x)
+        if recorder is not None:
+            recorder.tick(x)
         if bar is not None:
             bar.update(1)
     return x
+
+
+def _joint_stage_fast(
+    forward: Forward,
+    x0: torch.Tensor,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    benign: torch.Tensor,
+    cfg: ADV2Config,
+    interp_loss: InterpLoss,
+    lam_scale: float,
+    observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
+    bar,
+    recorder=None,
+    extra_steps: int = 0,
+) -> torch.Tensor:
+    """Stage 2 with the fast schedule: decaying sign steps, per-image early stopping on the
+    still-active images, each image's best successful iterate returned (:mod:`.schedule`).
+    ``extra_steps`` (left over by stage 1) lengthen the stage; lambda's schedule stretches."""
+    lo, hi = linf_box(x0, cfg.epsilon)
+    x = project(x.detach(), lo, hi)
+    total = cfg.stage2_steps + max(0, extra_steps)
+    alphas = step_sizes(cfg.step_size, total, "fast", cfg.fast_step_start, cfg.fast_step_end)
+    stopper = EarlyStop(x, cfg.patience, cfg.min_improvement)
+    idx = torch.arange(len(x), device=x.device)
+    taken = 0
+    for i in range(total):
+        if i and i % cfg.check_every == 0:
+            idx = (~stopper.done).nonzero().view(-1)  # the only host synchronisation
+            if len(idx) == 0:
+                break
+        xa = x[idx].requires_grad_(True)
+        ta = target[idx]
+        logits, maps, extra = forward(xa, ta)
+        map_loss = interp_loss(maps, benign[idx])
+        loss = F.cross_entropy(logits, ta, reduction="sum")
+        loss = loss + (cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale) * map_loss.sum()
+        if extra is not None:
+            loss = loss + extra.sum()
+        (grad,) = torch.autograd.grad(loss, xa)
+        with torch.no_grad():
+            stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
+        if observe is not None and cfg.select_every and i % cfg.select_every == 0:
+            observe(i, x.detach(), None)
+        with torch.no_grad():
+            x = x.index_copy(0, idx, project(xa.detach() - alphas[i] * grad.sign(), lo[idx], hi[idx]))
+        taken = i + 1
+        if recorder is not None:
+            recorder.tick(stopper.result(x))
+        if bar is not None and i < cfg.stage2_steps:  # the bar already counted stage 1's leftover
+            bar.update(1)
+    if bar is not None and taken < total:
+        bar.update(max(0, cfg.stage2_steps - taken))
+    return stopper.result(x)
 
 
 class _BestIterate:
@@ -199,21 +263,41 @@ def adv2_sign(
     x_stage1: torch.Tensor | None = None,
     bar=None,
     trace: Trace | None = None,
+    recorder=None,
 ) -> AttackResult:
-    """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``."""
+    """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``.
+
+    ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) sees every step's would-be result."""
     interp_loss = interp_loss or squared_error(cfg.int_reduction)
     forward, lam_scale = _sign_forward(model, interpreter, cfg, map_fn, benign[0].numel())
+    unused = 0  # stage-1 steps the fast schedule did not need: the joint stage gets them
     if x_stage1 is None:
-        x_stage1, _ = pgd_run(
-            model, x0, target, x0, cfg.epsilon, cfg.step_size, cfg.stage1_steps, cfg.stage1_loss, bar
-        )
+        x_stage1, taken = stage1(model, x0, target, cfg, bar, recorder)
+        unused = cfg.stage1_steps - taken
     selector = None
     if cfg.select_every:
         selector = _BestIterate(
             x0, lambda xx, tt: interpreter(xx, tt), target, benign, cfg.select_threshold, model
         )
+        if recorder is not None:  # what the attack would return now: the selection so far
+            recorder.view = lambda xx: (
+                torch.where(torch.isfinite(selector.dist).view(-1, 1, 1, 1), selector.x, xx),
+                torch.isfinite(selector.dist),
+            )
     x_adv = _joint_stage(
-        forward, x0, x_stage1, target, benign, cfg, interp_loss, lam_scale, selector, bar, trace
+        forward,
+        x0,
+        x_stage1,
+        target,
+        benign,
+        cfg,
+        interp_loss,
+        lam_scale,
+        selector,
+        bar,
+        trace=trace,
+        recorder=recorder,
+        extra_steps=unused,
     )
     if selector is not None:
         selector(cfg.stage2_steps, x_adv, None)  # the final iterate is a candidate too

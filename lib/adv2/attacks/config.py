@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from .schedule import check_schedule
+
 
 @dataclass
 class AttackConfig:
@@ -27,6 +29,14 @@ class AttackConfig:
     ``stage1_loss`` ("ce" or "margin") of the prediction-only warm start, ``stage2_steps`` of the
     joint stage, ``batch_size`` (the authors' GPU batch; results do not depend on it) and ``seed``
     (only MASK's jitter uses it).
+
+    ``schedule``: ``"authors"`` (constant sign steps, the paper's; the default) or ``"fast"``
+    (:mod:`adv2.attacks.schedule`: step sizes decaying along a cosine from ``fast_step_start`` to
+    ``fast_step_end`` times ``step_size`` in each stage, per-image early stopping once an image is
+    at the target and, in the joint stage, its map loss has not improved by a relative
+    ``min_improvement`` for ``patience`` steps, checked every ``check_every`` steps). The fast
+    schedule is meant for about a quarter of the authors' steps: ``default_config(name,
+    scale=s / 4, schedule="fast")``.
     """
 
     epsilon: float = 0.031
@@ -36,6 +46,12 @@ class AttackConfig:
     stage2_steps: int = 1200
     batch_size: int = 50
     seed: int = 0
+    schedule: str = "authors"
+    fast_step_start: float = 2.0
+    fast_step_end: float = 0.1
+    patience: int = 10
+    min_improvement: float = 0.01
+    check_every: int = 5
 
     # fields scaled by :meth:`scaled` (step counts, and checkpoint periods kept >= 1 when set)
     _step_fields = ("stage1_steps", "stage2_steps")
@@ -44,6 +60,11 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.stage1_loss not in ("ce", "margin"):
             raise ValueError(f"stage1_loss must be 'ce' or 'margin', got {self.stage1_loss!r}")
+        check_schedule(self.schedule)
+        if self.check_every < 1 or self.patience < 1:
+            raise ValueError(
+                f"check_every and patience must be >= 1, got {self.check_every!r} and {self.patience!r}"
+            )
 
     def _scaled_changes(self, factor: float, min_steps: int) -> dict[str, Any]:
         changes: dict[str, Any] = {}

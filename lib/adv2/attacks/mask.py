@@ -17,7 +17,7 @@ from ..metrics import target_confidence
 from .common import AttackResult, linf_box, project
 from .config import MaskConfig
 from .losses import InterpLoss, MapFn, margin_loss, squared_error
-from .pgd import pgd_run
+from .pgd import stage1
 
 
 def _adam(
@@ -96,9 +96,7 @@ def adv2_mask(
     lo, hi = linf_box(x0, cfg.epsilon)
     jitter = _jitter_sampler(interpreter, cfg.seed)
     if x_stage1 is None:
-        x_stage1, _ = pgd_run(
-            model, x0, target, x0, cfg.epsilon, cfg.step_size, cfg.stage1_steps, cfg.stage1_loss, bar
-        )
+        x_stage1, _ = stage1(model, x0, target, cfg, bar)
     x = project(x_stage1.detach(), lo, hi)
     m = interpreter.init_mask(n).to(x0.device, x0.dtype)
     m1 = torch.zeros_like(m)

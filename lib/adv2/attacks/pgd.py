@@ -1,7 +1,8 @@
 """Targeted L-inf PGD (paper-method 3.4): the authors' baseline and every ADV2 variant's stage 1.
 
 ``x <- clip_{B_eps(x0) ∩ [0,1]}(x - alpha sign(grad loss))``, no random start, no early stop; the
-whole batch is one tensor and nothing synchronises with the host inside the step loop.
+whole batch is one tensor and nothing synchronises with the host inside the step loop. With
+``schedule="fast"`` each image stops once it reaches the target (checked every few steps).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from ..metrics import target_confidence
 from ..progress import progress_bar
 from ..tensors import batch_slices
 from .common import device_of, linf_box, project
+from .config import AttackConfig
 from .losses import prediction_loss
+from .schedule import STAGE1_CONFIDENCE, check_schedule, step_sizes
 
 
 def pgd_run(
@@ -28,14 +32,39 @@ def pgd_run(
     loss: str,
     bar=None,
     snapshots: Sequence[int] = (),
+    *,
+    schedule: str = "authors",
+    alphas: Sequence[float] | None = None,
+    check_every: int = 5,
+    recorder=None,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """``steps`` PGD steps on one batch from ``x`` (ball around ``x0``); returns the last iterate
-    and the iterates after each step count in ``snapshots``."""
+    and the iterates after each step count in ``snapshots``.
+
+    ``schedule="fast"``: step ``i`` has size ``alphas[i]`` and each image stops once it is
+    classified as the target (see :mod:`adv2.attacks.schedule`); ``recorder.tick(x)`` (if given)
+    sees the iterate after every step."""
     lo, hi = linf_box(x0, epsilon)
     x = project(x.detach(), lo, hi)
     saved: dict[int, torch.Tensor] = {}
     if 0 in snapshots:
         saved[0] = x
+    if schedule == "fast" or recorder is not None:
+        return _pgd_fast(
+            model,
+            target,
+            x,
+            lo,
+            hi,
+            alphas or [step_size] * steps,
+            loss,
+            bar,
+            snapshots,
+            saved,
+            early_stop=schedule == "fast",
+            check_every=check_every,
+            recorder=recorder,
+        )[:2]
     for i in range(steps):
         x.requires_grad_(True)
         (grad,) = torch.autograd.grad(prediction_loss(loss, model(x), target), x)
@@ -45,6 +74,97 @@ def pgd_run(
         if bar is not None:
             bar.update(1)
     return x, saved
+
+
+def _pgd_fast(
+    model,
+    target,
+    x,
+    lo,
+    hi,
+    alphas,
+    loss,
+    bar,
+    snapshots,
+    saved,
+    *,
+    early_stop,
+    check_every,
+    recorder,
+    stop_confidence=0.0,
+):
+    """PGD with per-step sizes and per-image early stopping on the still-active images (an image
+    stops at the target with p(target) >= ``stop_confidence``); returns ``(x, saved, steps run)``."""
+    n, steps = len(x), len(alphas)
+    done = torch.zeros(n, dtype=torch.bool, device=x.device)
+    idx = torch.arange(n, device=x.device)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    taken = 0
+    for i in range(steps):
+        if early_stop and i and i % check_every == 0:
+            idx = (~done).nonzero().view(-1)  # the fast loop's only host synchronisation
+            if len(idx) == 0:
+                break
+        xa = x[idx].requires_grad_(True)
+        ta = target[idx]
+        logits = model(xa)
+        (grad,) = torch.autograd.grad(prediction_loss(loss, logits, ta), xa)
+        with torch.no_grad():
+            move = torch.ones(len(idx), dtype=torch.bool, device=x.device)
+            if early_stop:  # an image at the target keeps this iterate
+                hit = logits.argmax(1) == ta
+                if stop_confidence > 0:
+                    hit = hit & (target_confidence(logits, ta) >= stop_confidence)
+                done[idx] = done[idx] | hit
+                move = ~done[idx]
+            step = alphas[i] * grad.sign() * move.view(shape).to(grad.dtype)
+            x = x.index_copy(0, idx, project(xa.detach() - step, lo[idx], hi[idx]))
+        taken = i + 1
+        if taken in snapshots:
+            saved[taken] = x
+        if recorder is not None:
+            recorder.tick(x)
+        if bar is not None:
+            bar.update(1)
+    for s in snapshots:  # stopped early: later snapshots are the final iterate
+        if s > taken:
+            saved[s] = x
+    if bar is not None and taken < steps:
+        bar.update(steps - taken)
+    return x, saved, taken
+
+
+def stage1(
+    model: nn.Module, x0: torch.Tensor, target: torch.Tensor, cfg: AttackConfig, bar=None, recorder=None
+) -> tuple[torch.Tensor, int]:
+    """The prediction-only warm start of every variant: ``cfg.stage1_steps`` PGD steps on
+    ``cfg.stage1_loss`` from ``x0``; returns the iterate and the steps run. The fast schedule
+    decays the step size and stops each image once it is at the target with p(target) >=
+    :data:`~adv2.attacks.schedule.STAGE1_CONFIDENCE` (margin for the joint stage to spend)."""
+    if cfg.schedule == "authors" and recorder is None:
+        x, _ = pgd_run(
+            model, x0, target, x0, cfg.epsilon, cfg.step_size, cfg.stage1_steps, cfg.stage1_loss, bar
+        )
+        return x, cfg.stage1_steps
+    lo, hi = linf_box(x0, cfg.epsilon)
+    alphas = step_sizes(cfg.step_size, cfg.stage1_steps, cfg.schedule, cfg.fast_step_start, cfg.fast_step_end)
+    x, _, taken = _pgd_fast(
+        model,
+        target,
+        project(x0.detach(), lo, hi),
+        lo,
+        hi,
+        alphas,
+        cfg.stage1_loss,
+        bar,
+        (),
+        {},
+        early_stop=cfg.schedule == "fast",
+        check_every=cfg.check_every,
+        recorder=recorder,
+        stop_confidence=STAGE1_CONFIDENCE,
+    )
+    return x, taken
 
 
 def pgd_snapshots(
@@ -60,6 +180,7 @@ def pgd_snapshots(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str = "pgd",
+    schedule: str = "authors",
 ) -> dict[int, torch.Tensor]:
     """One PGD run, returning the iterate after each number of steps in ``steps``.
 
@@ -69,6 +190,7 @@ def pgd_snapshots(
     wanted = sorted({int(s) for s in steps})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"steps must be non-negative step counts, got {steps!r}")
+    check_schedule(schedule)
     device = device_of(model, x)
     out: dict[int, list[torch.Tensor]] = {s: [] for s in wanted}
     chunks = batch_slices(len(x), batch_size)
@@ -77,7 +199,17 @@ def pgd_snapshots(
         x0 = x[sl].to(device)
         start = x0 if x_start is None else x_start[sl].to(device)
         _, saved = pgd_run(
-            model, x0, target[sl].to(device), start, epsilon, step_size, wanted[-1], loss, bar, wanted
+            model,
+            x0,
+            target[sl].to(device),
+            start,
+            epsilon,
+            step_size,
+            wanted[-1],
+            loss,
+            bar,
+            wanted,
+            schedule=schedule,
         )
         for s in wanted:
             out[s].append(saved[s])
@@ -98,12 +230,14 @@ def pgd(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str = "pgd",
+    schedule: str = "authors",
 ) -> torch.Tensor:
     """Targeted L-inf PGD towards ``target`` (the authors' baseline, paper-method 3.4).
 
     ``steps`` sign steps of size ``step_size`` on the summed cross-entropy (or the logit margin,
     ``loss="margin"``), each followed by projection onto ``B_eps(x) ∩ [0,1]``; no random start, no
-    early stop. ``x_start`` continues from an earlier iterate (same ball around ``x``). The whole
+    early stop (``schedule="fast"``: each image stops once it is classified as the target, steps
+    of constant size ``step_size``). ``x_start`` continues from an earlier iterate (same ball around ``x``). The whole
     batch is one tensor (``batch_size`` chunks it if memory demands); returns ``x_adv`` on the
     model's device.
     """
@@ -121,7 +255,8 @@ def pgd(
         batch_size=batch_size,
         progress=progress,
         desc=desc,
+        schedule=schedule,
     )[steps]
 
 
-__all__ = ["pgd", "pgd_run", "pgd_snapshots"]
+__all__ = ["pgd", "pgd_run", "pgd_snapshots", "stage1"]

@@ -1,0 +1,166 @@
+"""Convergence of ADV2: the authors' schedule against the fast one (``schedule="fast"``).
+
+    python benchmarks/bench_convergence.py --setting fmnist   # ResNet, eps 0.1: grad cam rts
+    python benchmarks/bench_convergence.py --setting photos   # EfficientNet-Lite0: grad cam
+
+Per interpreter, both schedules attack the same images: the authors' at ``--scale`` times the
+paper's step counts, the fast one at a quarter of them (:func:`quarter`). Each run's curve (success rate and map L1
+over successes, every ``--every`` steps, stage 1 included) comes from
+:func:`adv2.attacks.convergence_curve`; the fast schedule *passes* when its curve reaches the
+authors' final L1 (within 5 %) and success rate (within 0.02) in at most a quarter of the
+authors' steps. Writes ``results/bench_convergence_<setting>.json`` (one file per setting, so the
+slow photo run can be repeated alone) and merges nothing: :mod:`bench_report` reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))
+
+from adv2 import attacks, data, models, recipes, runbox  # noqa: E402
+from adv2.config import load_profile  # noqa: E402
+from adv2.interpreters import build_interpreter  # noqa: E402
+
+FMNIST_EPS, FMNIST_STEP = 0.1, 0.0125
+PHOTO_EPS, PHOTO_STEP = 0.031, 1 / 255
+QUARTER = 4  # the fast schedule gets at most this fraction of the authors' steps
+
+
+def _fmnist(n_images: int, interpreters: list[str], seed: int):
+    params = load_profile("quick", "03_adv2")
+    fm = data.load_fashion_mnist(allow_download=False)
+    model, _ = recipes.load_classifier(recipes.classifier_recipe(params, "resnet"), fm, progress=False)
+    aset = data.select_attack_set(model, fm.x_test, fm.y_test, n_images, seed=seed)
+    interps = {}
+    for name in interpreters:
+        if name == "rts":
+            net, _ = recipes.load_rts(recipes.rts_recipe(params, "resnet"), fm, progress=False)
+            interps[name] = build_interpreter("rts", model, rts=net)
+        else:
+            interps[name] = build_interpreter(name, model)
+    return model, aset, interps, FMNIST_EPS, FMNIST_STEP
+
+
+def _photos(n_images: int, interpreters: list[str], seed: int):
+    photos = data.load_imagenet_sample()
+    lite = models.efficientnet_lite0(photos.class_names)
+    aset = data.select_attack_set(
+        lite, photos.x_test, photos.y_test, n_images, seed=seed, num_classes=1000, batch_size=8
+    )
+    return lite, aset, {n: build_interpreter(n, lite) for n in interpreters}, PHOTO_EPS, PHOTO_STEP
+
+
+def quarter(cfg: attacks.ADV2Config) -> attacks.ADV2Config:
+    """The fast schedule with a quarter of ``cfg``'s steps (each count divided by 4, rounded
+    down, so the total never exceeds a quarter)."""
+    changes = {"stage1_steps": max(1, cfg.stage1_steps // QUARTER), "schedule": "fast"}
+    if cfg.phase_steps:
+        changes["phase_steps"] = tuple(max(1, s // QUARTER) for s in cfg.phase_steps)
+    else:
+        changes["stage2_steps"] = max(1, cfg.stage2_steps // QUARTER)
+    if cfg.select_every:
+        changes["select_every"] = max(1, cfg.select_every // QUARTER)
+    return dataclasses.replace(cfg, **changes)
+
+
+def run_setting(
+    setting: str, interpreters: list[str], n_images: int, scale: float, every: int, seed: int
+) -> dict:
+    model, aset, interps, eps, step = (_fmnist if setting == "fmnist" else _photos)(
+        n_images, interpreters, seed
+    )
+    out = {}
+    for name, interp in interps.items():
+        benign = interp(aset.x, aset.y).detach()
+        authors = attacks.default_config(name, scale=scale, epsilon=eps, step_size=step)
+        fast = quarter(authors)
+        curves = {}
+        for label, cfg in (("fast", fast), ("authors", authors)):
+            t0 = time.time()
+            curves[label] = attacks.convergence_curve(
+                model, interp, aset.x, aset.y, aset.target, cfg, every=every, benign_maps=benign
+            )
+            c = curves[label]
+            print(
+                f"[{setting}] {name:4s} {label:7s}: {c['steps_taken']:4d}/{c['steps_budget']} steps, "
+                f"success {c['success'][-1]:.3f}, L1 {c['l1'][-1]:.4f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
+        out[name] = {"curves": curves, **summary(curves)}
+    return out
+
+
+def summary(curves: dict) -> dict:
+    """The acceptance numbers of one interpreter: authors' final values, where fast reaches them."""
+    a, f = curves["authors"], curves["fast"]
+    l1, succ = a["l1"][-1], a["success"][-1]
+    reach = attacks.steps_to_reach(f, l1, succ)
+    limit = a["steps_budget"] / QUARTER
+    return {
+        "authors_steps": a["steps_budget"],
+        "authors_l1": l1,
+        "authors_success": succ,
+        "fast_budget": f["steps_budget"],
+        "fast_steps_taken": f["steps_taken"],
+        "fast_l1": f["l1"][-1],
+        "fast_success": f["success"][-1],
+        "fast_steps_to_reach": reach,
+        "step_limit": limit,
+        "pass": reach is not None and reach <= limit,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=["fmnist", "photos"], required=True)
+    parser.add_argument("--interpreters", nargs="+", default=None)
+    parser.add_argument("--n-images", type=int, default=None, help="fmnist 16, photos 8")
+    parser.add_argument(
+        "--scale", type=float, default=None, help="authors' schedule: this x the paper's steps"
+    )
+    parser.add_argument("--every", type=int, default=4, help="curve point every this many steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("ADV2_THREADS", "1")))
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    interps = args.interpreters or (["grad", "cam", "rts"] if args.setting == "fmnist" else ["grad", "cam"])
+    n = args.n_images or (16 if args.setting == "fmnist" else 8)
+    scale = args.scale or (0.25 if args.setting == "fmnist" else 0.1)
+    meter = runbox.CpuMeter()  # other jobs' CPU while this ran (how idle the machine was)
+    t0 = time.time()
+    res = run_setting(args.setting, interps, n, scale, args.every, args.seed)
+    report = {
+        "setting": args.setting,
+        "n_images": n,
+        "scale": scale,
+        "every": args.every,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": time.time() - t0,
+        "other_jobs_cores": meter.other_jobs_cores(time.time() - t0),
+        "cpu_count": os.cpu_count(),
+        "interpreters": res,
+    }
+    path = Path(args.output or REPO / "results" / f"bench_convergence_{args.setting}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

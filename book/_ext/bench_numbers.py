@@ -1,0 +1,94 @@
+"""Numbers of the Performance page, read from `make bench`'s results/bench_*.json (none typed by hand).
+
+MyST substitutions used by book/performance.md:
+* ``{{ bench_<model>_<interp> }}`` -- ADV2 step cost in PGD steps with PASS/FAIL against the target
+  (model: resnet, densenet, lite0; interp: cam, grad, rts, mask);
+* ``{{ bench_<model>_foolbox }}`` / ``{{ bench_<model>_torchattacks }}`` -- our PGD's speed-up and
+  whether the outputs are equal;
+* ``{{ conv_<setting>_<interp>_<field> }}`` (setting fmnist/photos; field authors, fast, reach) --
+  the authors' final L1/success/steps, the fast schedule's, and where fast reaches the authors';
+* ``{{ bench_idle }}`` / ``{{ conv_<setting>_idle }}`` -- other jobs' CPU while measuring.
+A value missing from results/ reads "not measured".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MISSING = "not measured"
+MODELS = {"resnet": "fmnist-resnet", "densenet": "fmnist-densenet", "lite0": "efficientnet-lite0"}
+INTERPRETERS = ("cam", "grad", "rts", "mask")
+
+
+def _load(name: str) -> dict:
+    path = ROOT / "results" / name
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _mark(ok) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def step_costs() -> dict[str, str]:
+    rep = _load("bench_attacks.json")
+    cpu = rep.get("results", {}).get("cpu", {})
+    subs = {"bench_idle": MISSING, "bench_date": rep.get("date", MISSING)}
+    if rep.get("other_jobs_cores") is not None:
+        subs["bench_idle"] = f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
+    for short, model in MODELS.items():
+        res = cpu.get(model, {}) if isinstance(cpu.get(model), dict) else {}
+        for name in INTERPRETERS:
+            r = res.get("adv2", {}).get(name)
+            subs[f"bench_{short}_{name}"] = (
+                f"{r['ratio_to_pgd']:.2f}x (≤ {r['target']:g}: {_mark(r['pass'])})"
+                if r and "target" in r
+                else MISSING
+            )
+        for lib in ("foolbox", "torchattacks"):
+            r = res.get(f"{lib}_pgd")
+            subs[f"bench_{short}_{lib}"] = (
+                f"{r['ours_speedup']:.2f}x, {'equal' if r['equal'] else 'different'} outputs"
+                if r and "ours_speedup" in r
+                else MISSING
+            )
+    return subs
+
+
+def convergence() -> dict[str, str]:
+    subs = {}
+    for setting in ("fmnist", "photos"):
+        rep = _load(f"bench_convergence_{setting}.json")
+        subs[f"conv_{setting}_idle"] = (
+            f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores" if "other_jobs_cores" in rep else MISSING
+        )
+        subs[f"conv_{setting}_images"] = str(rep.get("n_images", MISSING))
+        for name in INTERPRETERS:
+            r = rep.get("interpreters", {}).get(name)
+            if not r:
+                for field in ("authors", "fast", "reach"):
+                    subs[f"conv_{setting}_{name}_{field}"] = MISSING
+                continue
+            subs[f"conv_{setting}_{name}_authors"] = (
+                f"{r['authors_steps']} steps: L1 {r['authors_l1']:.3f}, success {r['authors_success']:.2f}"
+            )
+            subs[f"conv_{setting}_{name}_fast"] = (
+                f"{r['fast_budget']} steps: L1 {r['fast_l1']:.3f}, success {r['fast_success']:.2f}"
+            )
+            reach = r["fast_steps_to_reach"]
+            subs[f"conv_{setting}_{name}_reach"] = (
+                f"{reach if reach is not None else 'never'} (≤ {r['step_limit']:g}: {_mark(r['pass'])})"
+            )
+    return subs
+
+
+def add_substitutions(app, config) -> None:
+    config.myst_substitutions = {**step_costs(), **convergence(), **(config.myst_substitutions or {})}
+
+
+def setup(app):
+    app.connect("config-inited", add_substitutions, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,129 @@
+"""The benchmark outputs (results/bench_*.json) and the Performance page's substitutions: format only."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+report = _module(ROOT / "benchmarks" / "bench_report.py", "bench_report")
+
+
+def _attacks_report(ratio_cam=1.05):
+    adv2 = {
+        n: {"seconds_per_step": 0.1, "ratio_to_pgd": r, "target": t, "pass": r <= t}
+        for n, r, t in (("cam", ratio_cam, 1.1), ("grad", 3.5, 3.0), ("rts", 2.0, 2.5), ("mask", 9.0, 8.0))
+    }
+    lib = {"steps": 10, "seconds": 1.0, "steps_per_s": 10.0, "max_abs_diff": 0.0, "equal": True}
+    model = {
+        "batch": 64,
+        "pgd": {"steps": 10, "seconds": 0.9, "steps_per_s": 11.1},
+        "foolbox_pgd": {**lib, "ours_speedup": 1.1, "pass": True},
+        "torchattacks_pgd": {**lib, "ours_speedup": 1.0, "pass": True},
+        "adv2": adv2,
+    }
+    return {
+        "targets": {"cam": 1.1, "grad": 3.0, "rts": 2.5, "mask": 8.0},
+        "other_jobs_cores": 0.1,
+        "cpu_threads": 1,
+        "results": {"cpu": {"fmnist-resnet": model}},
+    }
+
+
+def test_attack_report_format_and_pass_marks():
+    rep = _attacks_report()
+    report.check_attacks(rep)
+    lines = report.lines(rep, {})
+    assert any("ADV2-CAM step = 1.05 PGD steps (target <= 1.1) PASS" in line for line in lines)
+    assert any("ADV2-GRAD step = 3.50 PGD steps (target <= 3) FAIL" in line for line in lines)
+    bad = copy.deepcopy(rep)
+    bad["results"]["cpu"]["fmnist-resnet"]["adv2"]["cam"]["pass"] = False
+    with pytest.raises(ValueError, match="pass disagrees"):
+        report.check_attacks(bad)
+    del bad["results"]["cpu"]["fmnist-resnet"]["adv2"]["mask"]
+    with pytest.raises(ValueError, match="adv2 must time"):
+        report.check_attacks(bad)
+
+
+@pytest.mark.parametrize("setting", ["fmnist", "photos"])
+def test_committed_convergence_results_have_the_format(setting):
+    path = ROOT / "results" / f"bench_convergence_{setting}.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} not measured yet")
+    rep = json.loads(path.read_text())
+    report.check_convergence(rep)
+    for r in rep["interpreters"].values():
+        assert r["fast_budget"] <= r["authors_steps"] / 4
+        assert r["curves"]["fast"]["step"][-1] == r["fast_steps_taken"]
+
+
+def test_convergence_format_errors():
+    curve = {
+        "step": [0, 4],
+        "success": [0.0, 1.0],
+        "l1": [float("nan"), 0.1],
+        "steps_budget": 4,
+        "steps_taken": 4,
+        "seconds": 1.0,
+    }
+    entry = {
+        "authors_steps": 16,
+        "authors_l1": 0.1,
+        "authors_success": 1.0,
+        "fast_budget": 4,
+        "fast_steps_taken": 4,
+        "fast_l1": 0.1,
+        "fast_success": 1.0,
+        "fast_steps_to_reach": 4,
+        "step_limit": 4.0,
+        "pass": True,
+        "curves": {"authors": {**curve, "schedule": "authors"}, "fast": {**curve, "schedule": "fast"}},
+    }
+    rep = {
+        "setting": "fmnist",
+        "n_images": 2,
+        "scale": 0.1,
+        "other_jobs_cores": 0.0,
+        "interpreters": {"cam": entry},
+    }
+    report.check_convergence(rep)
+    bad = copy.deepcopy(rep)
+    bad["interpreters"]["cam"]["fast_budget"] = 5
+    with pytest.raises(ValueError, match="quarter"):
+        report.check_convergence(bad)
+    bad = copy.deepcopy(rep)
+    bad["interpreters"]["cam"]["curves"]["fast"]["l1"] = [0.1]
+    with pytest.raises(ValueError, match="align"):
+        report.check_convergence(bad)
+
+
+def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
+    ext = _module(ROOT / "book" / "_ext" / "bench_numbers.py", "bench_numbers")
+    page = (ROOT / "book" / "performance.md").read_text()
+    import re
+
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
+    monkeypatch.setattr(ext, "ROOT", tmp_path)  # nothing measured: every value says so
+    (tmp_path / "results").mkdir()
+    subs = {**ext.step_costs(), **ext.convergence()}
+    assert used <= set(subs)
+    assert subs["bench_resnet_cam"] == ext.MISSING
+    (tmp_path / "results" / "bench_attacks.json").write_text(json.dumps(_attacks_report()))
+    subs = ext.step_costs()
+    assert subs["bench_resnet_cam"] == "1.05x (≤ 1.1: pass)"
+    assert subs["bench_resnet_grad"] == "3.50x (≤ 3: FAIL)"
