@@ -57,6 +57,8 @@ ALLOWED = {
     ("*", "0.1"): "the default budget epsilon (params/*.yaml), a recipe weight",
     ("*", "1.5"): "MASK's blur sigma at 28 pixels (a setting, not a result)",
     ("*", "95 %"): "the level of every interval (a setting of the claims layer)",
+    ("performance.md", "5 %"): "issue 13's acceptance rule for the fast schedule (an input of the rule)",
+    ("performance.md", "0.9"): "the fast schedule's stage-1 stopping threshold (a setting)",
     # identifiers, not quantities
     ("intro.md", "1812.00891"): "the paper's arXiv identifier",
     ("*", "4.0"): "the version of the CC BY licence",
