@@ -75,3 +75,10 @@ def test_a_missing_sweep_says_how_to_run_it(tmp_path, monkeypatch):
     params = {**schema.defaults("08_scaling"), "profile": "smoke"}
     with pytest.raises(ParameterError, match="python -m adv2 sweep --for 08 --profile smoke"):
         ch08.load(params)
+
+
+def test_the_setup_cell_runs_without_a_device_parameter():
+    """Chapter 8 declares no `device` (its points choose theirs): the shared setup must not ask."""
+    namespace = dict(schema.defaults("08_scaling"))
+    params, device, _ = ch08.start(ch08.STEM, namespace)
+    assert "device" not in params and str(device) in ("cpu", "cuda")

@@ -176,7 +176,8 @@ def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
     plt.close(plt.figure())
     params = schema.check_notebook_globals(stem, namespace)
     config.set_threads_from_env()
-    device = config.resolve_device(params["device"])
+    # chapter 8 only reads a sweep: its points choose their own device
+    device = config.resolve_device(params.get("device", "auto"))
     if seed is not None:
         config.seed_everything(seed)
     print(f"adv2 {__version__}, torch {torch.__version__}, device {device}")
