@@ -224,6 +224,7 @@ def test_check_explains_a_weak_attack():
         ChapterCheckFailed, match=r"16 % .* epsilon 0.1.*at least 50 %: raise epsilon or step_scale"
     ):
         ch03.check(weak, "quick")
+    ch03.check(weak, "quick", check_budget=False)  # a sweep point: a weak attack is data
     assert issubclass(ChapterCheckFailed, AssertionError)
 
 

@@ -569,6 +569,13 @@ CHAPTERS: dict[str, list[Param]] = {
             "steps between convergence-curve points on the photos (0: no curve; MASK: its re-solves)",
         ),
         _output("n_show", int, 4, _count(), "images per interpreter in the figure grids"),
+        _output(
+            "check_budget",
+            bool,
+            True,
+            boolean(),
+            "fail unless PGD and ADV2-CAM reach half the targets (the prose needs it; sweeps turn it off)",
+        ),
         _with(RESULTS_DIR, doc="where results/03_adv2.json is written"),
         _with(ARTIFACTS_DIR, doc="cache of trained classifiers and RTS"),
     ],
