@@ -33,6 +33,7 @@ from ..interpreters.base import (
     attack_style,
 )
 from ..metrics import target_confidence
+from ..precision import forward_precision, fp32
 from ..progress import progress_bar
 from ..tensors import batch_slices, map_batches
 from .common import AttackResult, assess, device_of, linf_box, project
@@ -46,6 +47,14 @@ from .schedule import EarlyStop, step_sizes
 Trace = Callable[[int, torch.Tensor], None]
 # (x, target) -> (logits, maps, extra per-sample loss or None), all differentiable w.r.t. x
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+
+
+def _forward_fp32(forward: Forward, x: torch.Tensor, target: torch.Tensor):
+    """``forward`` under :func:`~adv2.precision.forward_precision` (bf16 autocast on CUDA), its
+    logits, maps and extra loss back in fp32 for the losses and the selection."""
+    with forward_precision(x.device):
+        logits, maps, extra = forward(x, target)
+    return fp32(logits), fp32(maps), fp32(extra)
 
 
 def _joint_stage(
@@ -77,7 +86,7 @@ def _joint_stage(
     x = project(x.detach(), lo, hi)
     for i in range(cfg.stage2_steps):
         x.requires_grad_(True)
-        logits, maps, extra = forward(x, target)
+        logits, maps, extra = _forward_fp32(forward, x, target)
         loss = F.cross_entropy(logits, target, reduction="sum")
         loss = loss + (cfg.lam_at(i) * lam_scale) * interp_loss(maps, benign).sum()
         if extra is not None:
@@ -126,7 +135,7 @@ def _joint_stage_fast(
                 break
         xa = x[idx].requires_grad_(True)
         ta = target[idx]
-        logits, maps, extra = forward(xa, ta)
+        logits, maps, extra = _forward_fp32(forward, xa, ta)
         map_loss = interp_loss(maps, benign[idx])
         loss = F.cross_entropy(logits, ta, reduction="sum")
         loss = loss + (cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale) * map_loss.sum()
@@ -180,8 +189,8 @@ class _BestIterate:
 
     def __call__(self, step: int, x: torch.Tensor, logits: torch.Tensor | None) -> None:
         if logits is None:
-            with torch.no_grad():
-                logits = self.model(x)
+            with torch.no_grad(), forward_precision(x.device):
+                logits = fp32(self.model(x))
         prob = target_confidence(logits, self.target)
         with torch.enable_grad():
             maps = self.map_fn(x, self.target).detach()

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from ..interpreters.base import BilevelInterpreter
 from ..metrics import target_confidence
+from ..precision import forward_precision, fp32
 from .common import AttackResult, linf_box, project
 from .config import MaskConfig
 from .losses import InterpLoss, MapFn, margin_loss, squared_error
@@ -52,10 +53,15 @@ def quantize_in_box(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torc
     return q / 255
 
 
-def _jitter_sampler(interpreter: BilevelInterpreter, seed: int) -> Callable[[], tuple[int, int]]:
-    """Seeded jitter draws from the interpreter's ``sample_jitter(generator)``."""
+def _jitter_sampler(
+    interpreter: BilevelInterpreter, seed: int, count: int = 0
+) -> Callable[[], tuple[int, int]]:
+    """Seeded jitter draws from the interpreter's ``sample_jitter(generator)``; the first ``count``
+    are drawn up front (same generator, same order, so the same values) so that the step loop
+    does not read CPU tensors into Python numbers."""
     gen = torch.Generator().manual_seed(int(seed))
-    return lambda: interpreter.sample_jitter(gen)
+    ahead = iter([interpreter.sample_jitter(gen) for _ in range(count)])
+    return lambda: next(ahead, None) or interpreter.sample_jitter(gen)
 
 
 def adv2_mask(
@@ -94,7 +100,7 @@ def adv2_mask(
     n = len(x0)
     target_mask = 1 - benign
     lo, hi = linf_box(x0, cfg.epsilon)
-    jitter = _jitter_sampler(interpreter, cfg.seed)
+    jitter = _jitter_sampler(interpreter, cfg.seed, cfg.stage2_steps * (cfg.track_steps + cfg.unroll_steps))
     if x_stage1 is None:
         x_stage1, _ = stage1(model, x0, target, cfg, bar)
     x = project(x_stage1.detach(), lo, hi)
@@ -112,8 +118,8 @@ def adv2_mask(
 
     def checkpoint(step: int, x: torch.Tensor) -> torch.Tensor:
         xq = quantize_in_box(x, lo, hi) if cfg.quantize else x
-        with torch.no_grad():
-            logits = model(xq)
+        with torch.no_grad(), forward_precision(xq.device):
+            logits = fp32(model(xq))
         attribution = interpreter(xq, target).detach()
         mq = 1 - attribution
         ok = logits.argmax(1) == target
@@ -139,7 +145,9 @@ def adv2_mask(
     for i in range(cfg.stage2_steps):
         # prediction step: L2-normalised gradient of the margin
         x.requires_grad_(True)
-        (g,) = torch.autograd.grad(margin_loss(model(x), target).sum(), x)
+        with forward_precision(x.device):  # bf16 on CUDA; the margin in fp32
+            logits = fp32(model(x))
+        (g,) = torch.autograd.grad(margin_loss(logits, target).sum(), x)
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         x = project(x.detach() - cfg.pred_step * g / g_norm, lo, hi)
 
@@ -186,7 +194,9 @@ def adv2_mask(
             for _ in range(cfg.bisection_steps):
                 mid = (left + right) / 2
                 trial = project(x - mid.view(-1, 1, 1, 1) * direction, lo, hi)
-                ok = margin_loss(model(trial), target) < cfg.margin_threshold
+                with forward_precision(trial.device):
+                    logits = fp32(model(trial))
+                ok = margin_loss(logits, target) < cfg.margin_threshold
                 left = torch.where(ok, mid, left)
                 right = torch.where(ok, right, mid)
                 best = torch.where(ok, torch.maximum(best, mid), best)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..precision import forward_precision, fp32, full_precision
 from .base import as_target, minmax_normalize
 
 
@@ -53,9 +54,11 @@ class CAMInterpreter:
         """(logits, map) from ONE forward pass (the attack needs both)."""
         t = as_target(target, x.shape[0], x.device)
         with torch.set_grad_enabled(create_graph):
-            feats = self.model.features(x if create_graph else x.detach())
-            logits = self.model.logits_from_features(feats)
-            m = minmax_normalize(class_activation(self.model, feats, t))
+            with forward_precision(x.device):  # the network in bf16 on CUDA; head and map in fp32
+                feats = fp32(self.model.features(x if create_graph else x.detach()))
+            with full_precision(x.device):  # also inside the attack's autocast region
+                logits = self.model.logits_from_features(feats)
+                m = minmax_normalize(class_activation(self.model, feats, t))
         return (logits, m) if create_graph else (logits.detach(), m.detach())
 
     def attribute(

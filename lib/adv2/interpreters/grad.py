@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import forward_precision, fp32
 from .base import as_target, minmax_normalize
 
 
@@ -49,7 +50,9 @@ class GradInterpreter:
                 x_in = x  # keep the caller's graph: the map must be differentiable w.r.t. x
             else:
                 x_in = x.detach().requires_grad_(True)
-            loss = F.cross_entropy(self.model(x_in), t, reduction="sum")
+            with forward_precision(x_in.device):  # bf16 on CUDA; the loss in fp32
+                logits = fp32(self.model(x_in))
+            loss = F.cross_entropy(logits, t, reduction="sum")
             (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
         return g
 

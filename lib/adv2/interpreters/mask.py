@@ -51,6 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import forward_precision, fp32
 from .base import as_target, gaussian_blur
 
 
@@ -143,7 +144,7 @@ class MaskInterpreter:
         self.map_size = self.settings.map_size
         self.max_jitter = self.settings.max_jitter
         self.iterations = self.settings.iterations
-        self.last_losses: list[float] = []
+        self._losses: torch.Tensor | None = None  # (iterations, N) of the last optimisation
 
     # ---- pieces the bilevel attack reuses
     def init_mask(self, n: int) -> torch.Tensor:
@@ -186,7 +187,9 @@ class MaskInterpreter:
         up = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
         big = gaussian_blur(up, s.mask_blur_ksize, s.mask_blur_sigma)
         x_pert = xc * big + xbc * (1 - big)
-        prob = F.softmax(self.model(x_pert), dim=1).gather(1, t.view(-1, 1)).squeeze(1)
+        with forward_precision(x_pert.device):  # bf16 on CUDA; the objective in fp32
+            logits = fp32(self.model(x_pert))
+        prob = F.softmax(logits, dim=1).gather(1, t.view(-1, 1)).squeeze(1)
         area = (1 - m).abs().flatten(1).sum(1)
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob
 
@@ -207,18 +210,26 @@ class MaskInterpreter:
         m = self.init_mask(x.shape[0]).to(x.dtype).requires_grad_(True)
         opt = torch.optim.Adam([m], lr=s.lr)
         losses = []
+        # the jitter draws up front (same generator, same order): the loop never reads the host
+        jitters = [self.sample_jitter(gen) for _ in range(iterations)]
         with torch.enable_grad():
             prepared = self.prepare(x)
-            for _ in range(iterations):
-                loss = self.mask_objective(m, x, t, self.sample_jitter(gen), prepared)
+            for jitter in jitters:
+                loss = self.mask_objective(m, x, t, jitter, prepared)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()  # summed: each image's mask sees only its own loss
                 opt.step()
                 with torch.no_grad():
                     m.clamp_(0, 1)
                 losses.append(loss.detach())
-        self.last_losses = [float(v) for v in torch.stack(losses).mean(1)] if losses else []
+        self._losses = torch.stack(losses) if losses else None
         return m.detach()
+
+    @property
+    def last_losses(self) -> list[float]:
+        """Mean loss per iteration of the last :meth:`optimize_mask` (read on demand: reading it
+        waits for the device)."""
+        return [] if self._losses is None else [float(v) for v in self._losses.mean(1)]
 
     def attribute(
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False

@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import forward_precision, fp32
 from ..progress import progress_bar
 from ..tensors import random_targets
 from .base import as_target, gaussian_blur
@@ -273,15 +274,16 @@ class RTSInterpreter:
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
     ) -> torch.Tensor:
         t = as_target(target, x.shape[0], x.device)
-        with torch.set_grad_enabled(create_graph):
-            m = self.rts(x if create_graph else x.detach(), t, self.confidence).mask
+        with torch.set_grad_enabled(create_graph), forward_precision(x.device):  # bf16 on CUDA
+            m = fp32(self.rts(x if create_graph else x.detach(), t, self.confidence).mask)
         return m if create_graph else m.detach()
 
     __call__ = attribute
 
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of RTS's own encoder copy (ADV2 adds 0.1 * CE of these w.r.t. the target)."""
-        return self.rts.encoder_logits(x)
+        with forward_precision(x.device):
+            return fp32(self.rts.encoder_logits(x))
 
     def __repr__(self) -> str:
         return f"RTSInterpreter(map_size={self.map_size}, confidence={self.confidence})"
