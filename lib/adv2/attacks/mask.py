@@ -53,15 +53,10 @@ def quantize_in_box(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torc
     return q / 255
 
 
-def _jitter_sampler(
-    interpreter: BilevelInterpreter, seed: int, count: int = 0
-) -> Callable[[], tuple[int, int]]:
-    """Seeded jitter draws from the interpreter's ``sample_jitter(generator)``; the first ``count``
-    are drawn up front (same generator, same order, so the same values) so that the step loop
-    does not read CPU tensors into Python numbers."""
+def _jitter_sampler(interpreter: BilevelInterpreter, seed: int) -> Callable[[], tuple[int, int]]:
+    """Seeded jitter draws from the interpreter's ``sample_jitter(generator)``."""
     gen = torch.Generator().manual_seed(int(seed))
-    ahead = iter([interpreter.sample_jitter(gen) for _ in range(count)])
-    return lambda: next(ahead, None) or interpreter.sample_jitter(gen)
+    return lambda: interpreter.sample_jitter(gen)
 
 
 def adv2_mask(
@@ -100,7 +95,7 @@ def adv2_mask(
     n = len(x0)
     target_mask = 1 - benign
     lo, hi = linf_box(x0, cfg.epsilon)
-    jitter = _jitter_sampler(interpreter, cfg.seed, cfg.stage2_steps * (cfg.track_steps + cfg.unroll_steps))
+    jitter = _jitter_sampler(interpreter, cfg.seed)
     if x_stage1 is None:
         x_stage1, _ = stage1(model, x0, target, cfg, bar)
     x = project(x_stage1.detach(), lo, hi)

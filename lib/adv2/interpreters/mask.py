@@ -153,7 +153,8 @@ class MaskInterpreter:
         return torch.full((n, 1, self.map_size, self.map_size), 0.5, device=p.device, dtype=p.dtype)
 
     def sample_jitter(self, generator: torch.Generator | None = None) -> tuple[int, int]:
-        """One jitter draw (j1, j2), each in {0 .. max_jitter - 1}."""
+        """One jitter draw (j1, j2), each in {0 .. max_jitter - 1} (from a CPU generator: reading
+        it never waits for the GPU)."""
         if self.max_jitter <= 1:
             return 0, 0
         j = torch.randint(0, self.max_jitter, (2,), generator=generator)
@@ -210,12 +211,10 @@ class MaskInterpreter:
         m = self.init_mask(x.shape[0]).to(x.dtype).requires_grad_(True)
         opt = torch.optim.Adam([m], lr=s.lr)
         losses = []
-        # the jitter draws up front (same generator, same order): the loop never reads the host
-        jitters = [self.sample_jitter(gen) for _ in range(iterations)]
         with torch.enable_grad():
             prepared = self.prepare(x)
-            for jitter in jitters:
-                loss = self.mask_objective(m, x, t, jitter, prepared)
+            for _ in range(iterations):
+                loss = self.mask_objective(m, x, t, self.sample_jitter(gen), prepared)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()  # summed: each image's mask sees only its own loss
                 opt.step()
