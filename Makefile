@@ -20,7 +20,7 @@ help:
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
-	@echo "make bench   step costs (vs PGD, foolbox, torchattacks), convergence of the attack schedules; results/bench_*.json"
+	@echo "make bench   step costs (vs PGD, foolbox, torchattacks), convergence of the attack schedules, ResNet-50 on CUDA; results/bench_*.json"
 	@echo "make lab     open the notebooks in JupyterLab"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -95,6 +95,7 @@ bench: venv data
 	$(PY) benchmarks/bench_attacks.py
 	$(PY) benchmarks/bench_convergence.py --setting fmnist
 	$(PY) benchmarks/bench_convergence.py --setting photos
+	$(PY) benchmarks/bench_gpu.py  # ResNet-50 on CUDA; without a GPU it records why and moves on
 	$(PY) benchmarks/bench_report.py
 
 lab: venv

@@ -179,13 +179,15 @@ def test_default_cpu_pgd_is_bitwise_the_fp32_loop(monkeypatch):
 def test_default_cpu_path_is_unchanged(kind, monkeypatch):
     """auto on the CPU = no autocast: bitwise the fp32 results; bf16 really is another path."""
     model, x, y, t = tiny_setup()
+    modes = ("auto", "fp32", "bf16") if kind in ("pgd", "cam") else ("auto", "fp32")
     results = {}
-    for mode in ("auto", "fp32", "bf16"):
+    for mode in modes:
         monkeypatch.setenv(precision.ENV, mode)
         results[mode] = run_attack(kind, model, x, y, t)
-    auto, full, half = results["auto"], results["fp32"], results["bf16"]
+    auto, full = results["auto"], results["fp32"]
     assert torch.equal(auto.x_adv, full.x_adv)
     assert torch.equal(auto.confidence, full.confidence)
     if kind != "pgd":
         assert torch.equal(auto.maps, full.maps)
-    assert not torch.equal(auto.confidence, half.confidence)
+    if "bf16" in results:  # and the switch is real: bf16 forwards give other numbers
+        assert not torch.equal(auto.confidence, results["bf16"].confidence)
