@@ -2,8 +2,9 @@
 
     python benchmarks/bench_report.py     # reads results/bench_*.json, writes book/figures/
 
-Reads ``results/bench_attacks.json`` (:mod:`bench_attacks`) and
-``results/bench_convergence_{fmnist,photos}.json`` (:mod:`bench_convergence`), checks their
+Reads ``results/bench_attacks.json`` (:mod:`bench_attacks`),
+``results/bench_convergence_{fmnist,photos}.json`` (:mod:`bench_convergence`) and
+``results/bench_gpu.json`` (:mod:`bench_gpu`, :func:`gpu_lines`), checks their
 format (:func:`check_attacks`, :func:`check_convergence`), prints one line per figure with its
 target and PASS/FAIL, and draws the convergence curves of both schedules side by side (map L1 and
 success rate against the step) into ``book/figures/bench_convergence.png`` for the Performance page.
@@ -165,13 +166,41 @@ def figure(conv: dict[str, dict], path: Path = FIGURE) -> Path | None:
     return path
 
 
+def gpu_lines(results: Path) -> list[str]:
+    """The ResNet-50 GPU figures of ``results/bench_gpu.json`` (:mod:`bench_gpu`): image-steps/s of
+    PGD, ADV2-CAM and ADV2-Grad per precision, or why nothing was timed."""
+    path = results / "bench_gpu.json"
+    if not path.is_file():
+        return ["GPU (ResNet-50): not measured (run benchmarks/bench_gpu.py on a CUDA machine)"]
+    rep = json.loads(path.read_text())
+    if not rep.get("results"):
+        return [f"GPU (ResNet-50): not measured ({rep.get('reason', 'no results')})"]
+    out = [
+        f"GPU (ResNet-50, random weights, {rep['input_size']} px, batch {rep['batch']}) on "
+        f"{rep.get('gpu') or rep.get('device')}, {rep['date']}: image-steps/s (no target)"
+    ]
+    for mode, res in rep["results"].items():
+        out.append(
+            f"  [{mode}] "
+            + ", ".join(
+                f"{k.upper() if k == 'pgd' else 'ADV2-' + k.upper()} {r['image_steps_per_s']:.1f}"
+                for k, r in res.items()
+            )
+        )
+    if "bf16_speedup" in rep:
+        out.append(
+            "  bf16 speed-up over fp32: " + ", ".join(f"{k} {v:.2f}x" for k, v in rep["bf16_speedup"].items())
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default=str(REPO / "results"))
     parser.add_argument("--figure", default=str(FIGURE))
     args = parser.parse_args(argv)
     att, conv = load(Path(args.results))
-    for line in lines(att, conv):
+    for line in lines(att, conv) + gpu_lines(Path(args.results)):
         print(line)
     path = figure(conv, Path(args.figure))
     if path is not None:

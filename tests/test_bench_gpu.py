@@ -85,6 +85,54 @@ def test_resnet50_random_weights_works_with_cam():
     assert torch.allclose(logits, model(x), atol=1e-4)
 
 
+def _module_at(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+GPU_REPORT = {
+    "batch": 64,
+    "input_size": 224,
+    "date": "2026-12-02",
+    "device": "cuda",
+    "gpu": "NVIDIA H200",
+    "results": {
+        mode: {k: {"image_steps_per_s": v * f, "seconds_per_step": 64 / (v * f)} for k, v in rates.items()}
+        for mode, f in (("bf16", 2.0), ("fp32", 1.0))
+        for rates in [{"pgd": 1000.0, "cam": 990.0, "grad": 300.0}]
+    },
+    "bf16_speedup": {"pgd": 2.0, "cam": 2.0, "grad": 2.0},
+}
+
+
+def test_report_and_performance_page_read_bench_gpu(tmp_path, monkeypatch):
+    report = _module_at(ROOT / "benchmarks" / "bench_report.py", "bench_report_gpu")
+    ext = _module_at(ROOT / "book" / "_ext" / "bench_numbers.py", "bench_numbers_gpu")
+    monkeypatch.setattr(ext, "ROOT", tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    # missing file: "not measured" everywhere
+    assert "not measured" in report.gpu_lines(results)[0]
+    assert set(ext.gpu().values()) == {ext.MISSING}
+    # a machine without CUDA: the reason is shown
+    (results / "bench_gpu.json").write_text(json.dumps({"gpu": None, "reason": "no CUDA device"}))
+    assert report.gpu_lines(results) == ["GPU (ResNet-50): not measured (no CUDA device)"]
+    assert ext.gpu()["gpu_device"] == "not measured: no CUDA device"
+    # measured
+    (results / "bench_gpu.json").write_text(json.dumps(GPU_REPORT))
+    lines = report.gpu_lines(results)
+    assert "NVIDIA H200" in lines[0] and "batch 64" in lines[0]
+    assert lines[1] == "  [bf16] PGD 2000.0, ADV2-CAM 1980.0, ADV2-GRAD 600.0"
+    assert lines[-1] == "  bf16 speed-up over fp32: pgd 2.00x, cam 2.00x, grad 2.00x"
+    subs = ext.gpu()
+    assert subs["gpu_bf16_grad"] == "600" and subs["gpu_fp32_pgd"] == "1000"
+    assert subs["gpu_device"] == "NVIDIA H200 (2026-12-02)" and subs["gpu_setup"] == "224 px, batch 64"
+    page = (ROOT / "book" / "performance.md").read_text()
+    assert all("{{ " + k + " }}" in page for k in subs)
+
+
 def test_make_bench_runs_it():
     makefile = (ROOT / "Makefile").read_text()
     bench = makefile.split("\nbench:")[1].split("\n\n")[0]

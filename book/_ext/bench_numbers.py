@@ -7,7 +7,9 @@ MyST substitutions used by book/performance.md:
   whether the outputs are equal;
 * ``{{ conv_<setting>_<interp>_<field> }}`` (setting fmnist/photos; field authors, fast, reach) --
   the authors' final L1/success/steps, the fast schedule's, and where fast reaches the authors';
-* ``{{ bench_idle }}`` / ``{{ conv_<setting>_idle }}`` -- other jobs' CPU while measuring.
+* ``{{ bench_idle }}`` / ``{{ conv_<setting>_idle }}`` -- other jobs' CPU while measuring;
+* ``{{ gpu_device }}``, ``{{ gpu_setup }}``, ``{{ gpu_<precision>_<attack> }}`` -- ResNet-50
+  image-steps/s on CUDA (results/bench_gpu.json, :func:`gpu`).
 A value missing from results/ reads "not measured".
 """
 from __future__ import annotations
@@ -85,8 +87,29 @@ def convergence() -> dict[str, str]:
     return subs
 
 
+GPU_ATTACKS = ("pgd", "cam", "grad")
+
+
+def gpu() -> dict[str, str]:
+    """``{{ gpu_device }}``, ``{{ gpu_setup }}`` and ``{{ gpu_<precision>_<attack> }}`` (bf16/fp32;
+    pgd, cam, grad): ResNet-50 image-steps/s from results/bench_gpu.json (bench_gpu.py)."""
+    rep = _load("bench_gpu.json")
+    res = rep.get("results") or {}
+    subs = {"gpu_device": MISSING if not res else f"{rep.get('gpu') or rep.get('device')} ({rep.get('date', '?')})"}
+    if not res and rep.get("reason"):
+        subs["gpu_device"] = f"{MISSING}: {rep['reason']}"
+    subs["gpu_setup"] = (
+        f"{rep['input_size']} px, batch {rep['batch']}" if res and "batch" in rep else MISSING
+    )
+    for mode in ("bf16", "fp32"):
+        for name in GPU_ATTACKS:
+            r = res.get(mode, {}).get(name)
+            subs[f"gpu_{mode}_{name}"] = f"{r['image_steps_per_s']:.0f}" if r else MISSING
+    return subs
+
+
 def add_substitutions(app, config) -> None:
-    config.myst_substitutions = {**step_costs(), **convergence(), **(config.myst_substitutions or {})}
+    config.myst_substitutions = {**step_costs(), **convergence(), **gpu(), **(config.myst_substitutions or {})}
 
 
 def setup(app):
