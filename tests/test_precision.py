@@ -7,6 +7,7 @@ bitwise as it was (no autocast at all)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,3 +192,39 @@ def test_default_cpu_path_is_unchanged(kind, monkeypatch):
         assert torch.equal(auto.maps, full.maps)
     if "bf16" in results:  # and the switch is real: bf16 forwards give other numbers
         assert not torch.equal(auto.confidence, results["bf16"].confidence)
+
+
+# ----------------------------------------------------------------------------- where a run goes
+def test_runner_says_where_the_book_runs(monkeypatch):
+    from adv2 import runner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runner.resolve_profile("auto") == "quick"
+    assert runner.device_note("quick") == "CPU (no CUDA device)"
+    assert "meant for a GPU" in runner.device_note("paper")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
+    assert runner.resolve_profile("auto") == "paper"  # `make book` on a GPU machine: the paper's budgets
+    monkeypatch.delenv(precision.ENV, raising=False)
+    assert (
+        runner.device_note("paper") == "CUDA (NVIDIA H200; bf16 autocast forwards, fp32 losses and metrics)"
+    )
+    monkeypatch.setenv(precision.ENV, "fp32")
+    assert runner.device_note("paper") == "CUDA (NVIDIA H200; fp32)"
+
+
+def test_profiles_leave_the_device_to_auto():
+    """Nothing forces the CPU: every profile a GPU machine runs says ``device: auto``, which picks
+    CUDA when present (adv2.config.resolve_device)."""
+    import yaml
+
+    from adv2 import config
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("quick", "paper", "imagenet"):
+        data = yaml.safe_load((root / "params" / f"{name}.yaml").read_text())
+        devices = {data["common"].get("device")} | {
+            (v or {}).get("device") for k, v in data.items() if k != "common" and isinstance(v, dict)
+        }
+        assert devices <= {"auto", None}, (name, devices)
+    assert config.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

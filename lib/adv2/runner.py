@@ -82,6 +82,23 @@ def select_notebooks(names: Sequence[str]) -> list[Path]:
     return sorted(chosen)
 
 
+def device_note(profile: str) -> str:
+    """Where the notebooks (``device: auto``) will run, for the run's first lines: the GPU and its
+    precision, or the CPU, with a warning when the ``paper`` profile (GPU budgets) has no GPU."""
+    import torch
+
+    from .precision import autocast_dtype
+
+    if torch.cuda.is_available():
+        dtype = autocast_dtype("cuda")
+        how = "bf16 autocast forwards, fp32 losses and metrics" if dtype is not None else "fp32"
+        return f"CUDA ({torch.cuda.get_device_name(0)}; {how})"
+    note = "CPU (no CUDA device)"
+    if profile == "paper":
+        note += "; warning: the paper profile's budgets are meant for a GPU and take days on a CPU"
+    return note
+
+
 def resolve_profile(profile: str) -> str:
     if profile == "auto":
         import torch
@@ -454,6 +471,7 @@ def run(
             old.unlink(missing_ok=True)
     record = RunRecord(run_dir, results, profile, plan, argv)
     print(f"[adv2] run folder: {shown_path(run_dir)} (the published book is not touched)", flush=True)
+    print(f"[adv2] device: {device_note(profile)} (profile {profile})", flush=True)
     current = None
     try:
         with _sigterm_interrupts():
