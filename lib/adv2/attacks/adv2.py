@@ -13,7 +13,9 @@ differentiated, which it declares as ``attack_style`` (:mod:`adv2.interpreters.b
   (:func:`adv2.attacks.mask.adv2_mask`).
 
 Everything works on batches, on the inputs' device, with no per-image Python loops and no host
-synchronisation inside the step loops (selection uses ``torch.where``).
+synchronisation inside the step loops (selection uses ``torch.where``; tests/test_nosync.py). On
+CUDA the forward passes run in bf16 autocast, the losses and the selection in fp32
+(:mod:`adv2.precision`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Targeted L-inf PGD (paper-method 3.4): the authors' baseline and every ADV2 variant's stage 1.
 
 ``x <- clip_{B_eps(x0) ∩ [0,1]}(x - alpha sign(grad loss))``, no random start, no early stop; the
-whole batch is one tensor and nothing synchronises with the host inside the step loop. With
+whole batch is one tensor and nothing synchronises with the host inside the step loop (on CUDA
+the forward runs in bf16 autocast, the loss in fp32: :mod:`adv2.precision`). With
 ``schedule="fast"`` each image stops once it reaches the target (checked every few steps).
 """
 
