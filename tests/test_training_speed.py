@@ -173,3 +173,63 @@ def test_bench_training_smoke(tmp_path):
         assert rep[part]["one_thread"]["resnet"]["old_images_per_cpu_s"] > 0
     assert rep["pass"] == (rep["speedup"] >= rep["target"])
     assert "other_jobs_cores" in rep
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _training_report(speedup_cls=2.4, speedup_rts=1.8):
+    def part(s):
+        return {
+            "pair": {"old_images_per_s": 100.0, "new_images_per_s": 100.0 * s, "speedup": s},
+            "one_thread": {
+                "resnet": {
+                    "old_images_per_s": 50.0,
+                    "new_images_per_s": 70.0,
+                    "speedup": 1.4,
+                    "cpu_speedup": 1.35,
+                }
+            },
+        }
+
+    s = min(speedup_cls, speedup_rts)
+    return {
+        "target": 2.0,
+        "speedup": s,
+        "pass": s >= 2.0,
+        "other_jobs_cores": 0.1,
+        "cpu_count": 2,
+        "cores": 2,
+        "date": "2026-12-02",
+        "classifier": part(speedup_cls),
+        "rts": part(speedup_rts),
+        "accuracy": {"resnet": {"old": {"test_accuracy": 0.8788}, "new": {"test_accuracy": 0.878}}},
+    }
+
+
+def test_training_report_lines_and_page_numbers(tmp_path, monkeypatch):
+    report = _module(ROOT / "benchmarks" / "bench_report.py", "bench_report")
+    ext = _module(ROOT / "book" / "_ext" / "bench_numbers.py", "bench_numbers")
+    monkeypatch.setattr(ext, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir()
+    assert report.training_lines(tmp_path / "results")[0].endswith(
+        "not measured (python benchmarks/bench_training.py)"
+    )
+    assert ext.training()["train_cls_speedup"] == ext.MISSING
+    rep = _training_report()
+    (tmp_path / "results" / "bench_training.json").write_text(json.dumps(rep))
+    lines = report.training_lines(tmp_path / "results")
+    assert any("training speedup 1.80x (target >= 2) FAIL" in line for line in lines)
+    assert any("classifiers, both archs on 2 cores: 100 -> 240 images/s = 2.40x" in line for line in lines)
+    subs = ext.training()
+    assert subs["train_verdict"] == "1.80x (≥ 2: FAIL)"
+    assert subs["train_acc_resnet"] == "0.8788 → 0.8780"
+    assert subs["train_compile_resnet"] == ext.MISSING
+    bad = dict(rep, speedup=2.5)
+    with pytest.raises(ValueError, match="pass disagrees"):
+        report.check_training(bad)
