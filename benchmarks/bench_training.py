@@ -130,8 +130,13 @@ def compare(make_job, names: list[str], cores: int, repeats: int) -> dict:
 def compile_payback(fm, arch: str, steps: int, quick_steps: int) -> dict:
     """torch.compile on a cold run: its compile time against the time it saves over the quick
     budget's ``quick_steps`` steps (measured per step over ``steps`` steps, eager vs compiled)."""
+    import tempfile
+
     import torch.nn.functional as F
 
+    # a cold run: an empty inductor cache (an earlier compile of the same graph would be reused)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-training-inductor-")
+    torch._dynamo.reset()
     torch.set_num_threads(1)
     model = models.channels_last(_net(arch, fm)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=5e-4)
