@@ -200,12 +200,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", default=str(FIGURE))
     args = parser.parse_args(argv)
     att, conv = load(Path(args.results))
-    for line in lines(att, conv) + gpu_lines(Path(args.results)):
+    for line in lines(att, conv) + gpu_lines(Path(args.results)) + training_lines(Path(args.results)):
         print(line)
     path = figure(conv, Path(args.figure))
     if path is not None:
         print(f"wrote {path}")
     return 0
+
+
+# ----------------------------------------------------------------------------- training throughput
+TRAINING_PAIR_KEYS = {"old_images_per_s", "new_images_per_s", "speedup"}
+
+
+def check_training(report: dict) -> None:
+    """Raise ValueError unless ``report`` has the format :mod:`bench_training` writes."""
+    for key in ("target", "speedup", "pass", "other_jobs_cores", "classifier", "rts"):
+        if key not in report:
+            raise ValueError(f"bench_training report lacks {key!r}")
+    for part in ("classifier", "rts"):
+        if not TRAINING_PAIR_KEYS <= set(report[part].get("pair", {})):
+            raise ValueError(f"bench_training {part}: pair needs {sorted(TRAINING_PAIR_KEYS)}")
+    if report["pass"] != (report["speedup"] >= report["target"]):
+        raise ValueError("bench_training: pass disagrees with speedup and target")
+
+
+def training_lines(results: Path) -> list[str]:
+    """Training throughput (results/bench_training.json), old code vs new, beside the target."""
+    path = results / "bench_training.json"
+    if not path.is_file():
+        return ["training throughput: not measured (python benchmarks/bench_training.py)"]
+    rep = json.loads(path.read_text())
+    check_training(rep)
+    out = [f"training throughput (other jobs used {rep['other_jobs_cores']} cores meanwhile):"]
+    for part, label in (("classifier", "classifiers"), ("rts", "RTS")):
+        pair = rep[part]["pair"]
+        out.append(
+            f"  {label}, both archs on {rep.get('cores', '?')} cores: {pair['old_images_per_s']:.0f} -> "
+            f"{pair['new_images_per_s']:.0f} images/s = {pair['speedup']:.2f}x"
+        )
+        for arch, r in rep[part].get("one_thread", {}).items():
+            out.append(
+                f"    {arch}, one thread: {r['old_images_per_s']:.0f} -> {r['new_images_per_s']:.0f} images/s "
+                f"({r['speedup']:.2f}x; per CPU second {r['cpu_speedup']:.2f}x)"
+            )
+    out.append(f"  training speedup {rep['speedup']:.2f}x (target >= {rep['target']:g}) {_mark(rep['pass'])}")
+    for c in rep.get("compile", []):
+        out.append(
+            f"  torch.compile {c['arch']}: {c['compile_seconds']:.0f} s to compile, saves "
+            f"{c['saved_seconds_at_quick']:.0f} s over the quick budget: "
+            f"{'pays back' if c['pays_back'] else 'does not pay back'}"
+        )
+    for arch, r in rep.get("accuracy", {}).items():
+        out.append(
+            f"  quick-budget test accuracy {arch}: old {r['old']['test_accuracy']:.4f}, new {r['new']['test_accuracy']:.4f}"
+        )
+    return out
 
 
 if __name__ == "__main__":

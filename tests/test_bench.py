@@ -120,7 +120,7 @@ def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
     monkeypatch.setattr(ext, "ROOT", tmp_path)  # nothing measured: every value says so
     (tmp_path / "results").mkdir()
-    subs = {**ext.step_costs(), **ext.convergence(), **ext.gpu()}
+    subs = {**ext.step_costs(), **ext.convergence(), **ext.gpu(), **ext.training()}
     assert used <= set(subs)
     assert subs["bench_resnet_cam"] == ext.MISSING
     (tmp_path / "results" / "bench_attacks.json").write_text(json.dumps(_attacks_report()))

@@ -115,3 +115,50 @@ def add_substitutions(app, config) -> None:
 def setup(app):
     app.connect("config-inited", add_substitutions, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# ----------------------------------------------------------------------------- training throughput
+# ``{{ train_<part>_<field> }}`` (part cls/rts; field old, new, speedup), ``{{ train_<part>_<arch>_1t }}``
+# (one job on one thread, old -> new), ``{{ train_verdict }}``, ``{{ train_idle }}``,
+# ``{{ train_date }}``, ``{{ train_acc_<arch> }}`` and ``{{ train_compile_<arch> }}``, from
+# results/bench_training.json (benchmarks/bench_training.py).
+TRAIN_ARCHS = ("resnet", "densenet")
+
+
+def training() -> dict[str, str]:
+    rep = _load("bench_training.json")
+    subs = {"train_date": rep.get("date", MISSING), "train_idle": MISSING, "train_verdict": MISSING}
+    if rep.get("other_jobs_cores") is not None:
+        subs["train_idle"] = f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
+    if "speedup" in rep:
+        subs["train_verdict"] = f"{rep['speedup']:.2f}x (≥ {rep['target']:g}: {_mark(rep['pass'])})"
+    for part, key in (("cls", "classifier"), ("rts", "rts")):
+        pair = rep.get(key, {}).get("pair", {})
+        subs[f"train_{part}_old"] = f"{pair['old_images_per_s']:.0f}" if pair else MISSING
+        subs[f"train_{part}_new"] = f"{pair['new_images_per_s']:.0f}" if pair else MISSING
+        subs[f"train_{part}_speedup"] = f"{pair['speedup']:.2f}x" if pair else MISSING
+        for arch in TRAIN_ARCHS:
+            r = rep.get(key, {}).get("one_thread", {}).get(arch)
+            subs[f"train_{part}_{arch}_1t"] = (
+                f"{r['old_images_per_s']:.0f} → {r['new_images_per_s']:.0f} ({r['speedup']:.2f}x)" if r else MISSING
+            )
+    for arch in TRAIN_ARCHS:
+        acc = rep.get("accuracy", {}).get(arch)
+        subs[f"train_acc_{arch}"] = (
+            f"{acc['old']['test_accuracy']:.4f} → {acc['new']['test_accuracy']:.4f}" if acc else MISSING
+        )
+        comp = {c["arch"]: c for c in rep.get("compile", [])}.get(arch)
+        subs[f"train_compile_{arch}"] = (
+            f"{comp['compile_seconds']:.0f} s to compile, {comp['saved_seconds_at_quick']:.0f} s saved"
+            if comp
+            else MISSING
+        )
+    return subs
+
+
+_add_before_training = add_substitutions
+
+
+def add_substitutions(app, config) -> None:  # noqa: F811 -- the page's training table too
+    _add_before_training(app, config)
+    config.myst_substitutions = {**training(), **config.myst_substitutions}

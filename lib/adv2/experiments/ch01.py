@@ -68,19 +68,32 @@ def load_classifiers(
     import time
 
     from .. import recipes
+    from ..parallel import run_concurrently
 
+    def job(arch: str):
+        def load() -> tuple[Any, Any, float]:
+            started = time.time()
+            model, art = recipes.load_classifier(
+                recipes.classifier_recipe(params, arch),
+                fmnist,
+                device=device,
+                artifacts_dir=artifacts_dir,
+                progress=progress,
+            )
+            return model, art, time.time() - started
+
+        return load
+
+    archs = list(archs) if fmnist is not None else []
+    # on a CPU the classifiers train side by side, one core each (adv2.parallel; issue 13)
+    loaded = run_concurrently(
+        [job(a) for a in archs], concurrent=None if torch.device(device).type == "cpu" else False
+    )
     classifiers, arts = {}, {}
-    for arch in archs if fmnist is not None else []:
-        started = time.time()
-        classifiers[arch], arts[arch] = recipes.load_classifier(
-            recipes.classifier_recipe(params, arch),
-            fmnist,
-            device=device,
-            artifacts_dir=artifacts_dir,
-            progress=progress,
-        )
+    for arch, (model, art, seconds) in zip(archs, loaded):
+        classifiers[arch], arts[arch] = model, art
         m = arts[arch].metrics
-        how = "loaded from cache" if arts[arch].from_cache else f"trained in {time.time() - started:.0f} s"
+        how = "loaded from cache" if arts[arch].from_cache else f"trained in {seconds:.0f} s"
         log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
     return classifiers, arts
 
@@ -100,21 +113,38 @@ def seed_runs(
     already in ``arts``; every other seed is one more training (cached under its own recipe key, so
     a re-run loads it). Only the accuracies are kept: later chapters attack the ``train_seed`` one."""
     from .. import recipes
+    from ..parallel import run_concurrently
 
-    out = {}
-    for arch in arts if fmnist is not None else []:
+    archs = list(arts) if fmnist is not None else []
+    extra = []  # (arch, recipe) of every further seed
+    for arch in archs:
         base = recipes.classifier_recipe(params, arch)
-        seeds, accs = [base.train_seed], [float(arts[arch].metrics["test_accuracy"])]
-        for i in range(1, seed_repeats):
-            recipe = dataclasses.replace(base, train_seed=base.train_seed + i)
-            _, art = recipes.load_classifier(
-                recipe, fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
-            )
-            seeds.append(recipe.train_seed)
-            accs.append(float(art.metrics["test_accuracy"]))
-            how = "loaded from cache" if art.from_cache else "trained"
-            log(f"{arch}, train_seed {recipe.train_seed}: test accuracy {accs[-1]:.4f} ({how})")
-        out[arch] = {"train_seeds": seeds, "test_accuracy": accs}
+        extra += [
+            (arch, dataclasses.replace(base, train_seed=base.train_seed + i)) for i in range(1, seed_repeats)
+        ]
+
+    def job(recipe):
+        return lambda: recipes.load_classifier(
+            recipe, fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
+        )[1]
+
+    # on a CPU the trainings run side by side, one core each (adv2.parallel; issue 13)
+    on_cpu = torch.device(device).type == "cpu"
+    loaded = run_concurrently([job(r) for _, r in extra], concurrent=None if on_cpu else False)
+    out = {}
+    for arch in archs:
+        base = recipes.classifier_recipe(params, arch)
+        out[arch] = {
+            "train_seeds": [base.train_seed],
+            "test_accuracy": [float(arts[arch].metrics["test_accuracy"])],
+        }
+    for (arch, recipe), art in zip(extra, loaded):
+        out[arch]["train_seeds"].append(recipe.train_seed)
+        out[arch]["test_accuracy"].append(float(art.metrics["test_accuracy"]))
+        how = "loaded from cache" if art.from_cache else "trained"
+        log(
+            f"{arch}, train_seed {recipe.train_seed}: test accuracy {out[arch]['test_accuracy'][-1]:.4f} ({how})"
+        )
     return out
 
 

@@ -70,6 +70,51 @@ def _interpreters(model, rts_net, names, mask_iterations: int, seed: int) -> dic
     return {n: make[n]() for n in names}
 
 
+def load_rts_nets(
+    params: dict[str, Any],
+    fmnist: data.Dataset,
+    classifiers: dict[str, Any],
+    arts: dict[str, Any],
+    archs: list[str],
+    device: torch.device | str = "cpu",
+    artifacts_dir: str = "",
+    progress: bool = False,
+    log=print,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The RTS of each classifier (its recipe's cache entry, else trained): ``(nets, artifacts)``
+    by arch. On a CPU the missing ones train side by side, one core each (:mod:`adv2.parallel`)."""
+    from .. import recipes
+    from ..parallel import run_concurrently
+
+    def job(arch: str) -> Callable[[], tuple[Any, Any, float]]:
+        def load() -> tuple[Any, Any, float]:
+            started = time.time()
+            net, art = recipes.load_rts(
+                recipes.rts_recipe(params, arch), fmnist, classifiers[arch], arts[arch],
+                device=device, artifacts_dir=artifacts_dir, progress=progress,
+            )  # fmt: skip
+            return net, art, time.time() - started
+
+        return load
+
+    on_cpu = torch.device(device).type == "cpu"
+    loaded = run_concurrently([job(a) for a in archs], concurrent=None if on_cpu else False)
+    nets, rts_arts = {}, {}
+    for arch, (net, art, seconds) in zip(archs, loaded):
+        nets[arch], rts_arts[arch] = net, art
+        m = art.metrics
+        how = "loaded from cache" if art.from_cache else f"trained in {seconds:.0f} s"
+
+        def show(v: float | None) -> str:  # a phase with 0 iterations logs nothing
+            return "n/a" if v is None else f"{v:.3f}"
+
+        final = m["phase2_total"][-1] if m["phase2_total"] else None
+        log(
+            f"{arch}: RTS {how}; selector accuracy {show(m['phase1_final_accuracy'])}, final decoder loss {show(final)}"
+        )
+    return nets, rts_arts
+
+
 def rts_curves_figure(rts_arts: dict[str, Any], archs: list[str]):
     """RTS training: selector accuracy (phase 1), decoder loss and its two terms (phase 2)."""
     m = {a: rts_arts[a].metrics for a in archs}
@@ -724,6 +769,7 @@ def check(result: Ch02Result, maps: Maps, profile: str) -> None:
 
 
 __all__ = [
+    "load_rts_nets",
     "INTERPRETERS",
     "NOT_RUN",
     "Ch02Result",

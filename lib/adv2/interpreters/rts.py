@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..parallel import INIT_LOCK
 from ..precision import forward_precision, fp32
 from ..progress import progress_bar
 from ..tensors import random_targets
@@ -393,6 +394,7 @@ def rts_loss(
     preserver_conf: float = 1.0,
     confidence: float = 0.0,
     detach_encoder: bool = True,
+    one_pass: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The phase-2 (decoder) loss on one batch; returns ``(loss, parts)``.
 
@@ -400,6 +402,8 @@ def rts_loss(
     with :func:`sample_selector_classes` unless ``classes``/``is_real`` are given. ``parts`` holds
     detached scalars ``destroyer, area, smooth, preserver, total`` and the masks (``mask``,
     native resolution, with graph) so a defense (AID) can add its own term to ``loss``.
+    ``one_pass``: the black box classifies both masked batches in one call when it is in eval
+    mode (the same logits; ``False`` is the two calls of the code before issue 13).
     """
     if classes is None:
         classes, is_real = sample_selector_classes(y, model.num_classes, fake_prob, generator)
@@ -411,8 +415,12 @@ def rts_loss(
         smooth_weight = 0.005 * 224 / x.shape[-1]
     out = rts(x, classes, confidence, detach_encoder=detach_encoder)
     m = F.interpolate(out.mask, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    destroyed = model(apply_mask(x, 1 - m, generator=generator))
-    preserved = model(apply_mask(x, m, generator=generator))
+    x_destroy = apply_mask(x, 1 - m, generator=generator)
+    x_preserve = apply_mask(x, m, generator=generator)  # drawn second, as always
+    if model.training or not one_pass:  # batch statistics: each half must see only its images
+        destroyed, preserved = model(x_destroy), model(x_preserve)
+    else:  # one pass over both halves: the same logits, half the calls, larger convolutions
+        destroyed, preserved = model(torch.cat([x_destroy, x_preserve])).split(x.shape[0])
     destroyer = cw_loss(destroyed, classes, ~is_real, 1.0, destroyer_conf)
     preserver = cw_loss(preserved, classes, is_real, preserver_conf, 1.0)
     area = area_loss(m)
@@ -466,6 +474,7 @@ def train_rts(
     reduce: int = 0,
     tie_selector: bool = False,
     cam_prior: bool = False,
+    fast: bool = True,
 ) -> tuple[RTSNet, dict[str, Any]]:
     """Train an :class:`RTSNet` for the frozen classifier ``model`` (pytorch-saliency recipe).
 
@@ -476,15 +485,26 @@ def train_rts(
     area/smooth``), ``seconds`` and the final exists-accuracy of the selector.
     ``x_train`` may be uint8 (0-255; a pool of 224-pixel photos then takes a quarter of the
     memory): each batch is converted to [0,1] floats. ``reduce``/``tie_selector``/``cam_prior``: see
-    :class:`RTSNet`.
+    :class:`RTSNet`. ``fast`` (the default) trains in channels-last memory order (issue 13); the
+    objective and the random draws are those of ``fast=False``, which the benchmark compares.
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     model = model.to(device).eval()
-    rts = RTSNet(
-        model, map_size=map_size, width=width, reduce=reduce, tie_selector=tie_selector, cam_prior=cam_prior
-    ).to(device)
+    with INIT_LOCK:  # the global generator initialises the decoder (adv2.parallel)
+        torch.manual_seed(seed)
+        rts = RTSNet(
+            model,
+            map_size=map_size,
+            width=width,
+            reduce=reduce,
+            tie_selector=tie_selector,
+            cam_prior=cam_prior,
+        ).to(device)
+    fmt = torch.channels_last if fast else torch.contiguous_format
+    if fast:  # channels-last copies: same arithmetic, faster convolutions (the caller's model untouched)
+        model = copy.deepcopy(model).to(memory_format=fmt)
+        rts.to(memory_format=fmt)
     n = len(x_train)
     k = model.num_classes
     started = time.time()
@@ -495,7 +515,7 @@ def train_rts(
         xb = x_train[idx].to(device)
         if xb.dtype == torch.uint8:
             xb = xb.float() / 255
-        return _augment(xb, gen), y_train[idx].to(device)
+        return _augment(xb, gen).contiguous(memory_format=fmt), y_train[idx].to(device)
 
     m: dict[str, Any] = {
         k_: []
@@ -556,6 +576,7 @@ def train_rts(
             area_weight=area_weight,
             smooth_weight=smooth_weight,
             preserver_weight=preserver_weight,
+            one_pass=fast,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -570,7 +591,7 @@ def train_rts(
             bar.set_postfix(phase=2, loss=f"{m['phase2_total'][-1]:.3f}")
         bar.update(1)
     bar.close()
-    rts.eval().requires_grad_(False)
+    rts.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
     m["seconds"] = time.time() - started
     m["phase1_final_accuracy"] = m["phase1_accuracy"][-1] if m["phase1_accuracy"] else None
     m["images_seen"] = phase1_iterations * phase1_batch_size + phase2_iterations * batch_size
