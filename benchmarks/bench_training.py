@@ -54,7 +54,7 @@ def classifier_job(arch: str, fm, steps: int, fast: bool):
         models.train_classifier(
             _net(arch, fm), fm.x_train[:n], fm.y_train[:n], fm.x_test[:16], fm.y_test[:16],
             epochs=1, batch_size=QUICK_BATCH, lr=5e-3, weight_decay=5e-4, seed=0,
-            device=torch.device("cpu"), progress=False, fast=fast,
+            device=torch.device("cpu"), progress=False, fast=fast, single_thread=fast,
         )  # fmt: skip
         return n
 
@@ -69,7 +69,7 @@ def rts_job(arch: str, fm, iterations: tuple[int, int], fast: bool):
 
     def job() -> int:
         model = models.freeze(_net(arch, fm))
-        _, m = train_rts(model, fm.x_train, fm.y_train, progress=False, fast=fast, **kw)
+        _, m = train_rts(model, fm.x_train, fm.y_train, progress=False, fast=fast, single_thread=fast, **kw)
         return int(m["images_seen"])
 
     return job
@@ -188,6 +188,7 @@ def accuracy(fm, archs: list[str]) -> dict:
                 model, fm.x_train, fm.y_train, fm.x_test[:1000], fm.y_test[:1000],
                 epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
                 seed=r.train_seed, device=torch.device("cpu"), progress=False, fast=fast,
+                single_thread=fast,
             )  # fmt: skip
             out[arch][label] = {
                 "test_accuracy": models.evaluate(model, fm.x_test, fm.y_test),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .artifacts import Artifact, load_or_compute
 from .classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, Normalize, freeze
 from .config import ARCHS, FASHION_MNIST_SIZE, ParameterError, validate
-from .parallel import seeded, seeded_generator
+from .parallel import one_cpu_thread, seeded, seeded_generator
 from .pretrained import load_efficientnet_lite0, load_torchvision
 from .progress import progress_bar
 from .tensors import map_batches, predicted_classes
@@ -244,6 +244,7 @@ def contiguous(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.contiguous_format)
 
 
+@one_cpu_thread
 def train_classifier(
     model: ImageClassifier,
     x_train: torch.Tensor,

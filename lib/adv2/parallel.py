@@ -14,6 +14,7 @@ another one (tests/test_training_speed.py checks it).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +54,35 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the block, the previous count restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_cpu_thread(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a training function on one intra-op thread when its ``device`` keyword is the CPU.
+
+    Floating-point reductions split differently over two threads than over one, so a network
+    trained alone on two threads would differ from the same recipe trained beside another job:
+    the cache would then hold whichever ran first. One thread always keeps the weights a function
+    of the recipe. ``single_thread=False`` (e.g. the 224-px photo RTS) opts out."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, single_thread: bool = True, **kwargs):
+        if not single_thread or torch.device(kwargs.get("device", "cpu")).type != "cpu":
+            return fn(*args, **kwargs)
+        with one_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _one_thread(job: Callable[[], T]) -> T:
     # OpenMP gives a new thread the process's default team size, not the caller's: set it here
     torch.set_num_threads(1)
@@ -81,4 +111,12 @@ def run_concurrently(jobs: Sequence[Callable[[], T]], *, concurrent: bool | None
         torch.set_num_threads(before)
 
 
-__all__ = ["INIT_LOCK", "cores", "run_concurrently", "seeded", "seeded_generator"]
+__all__ = [
+    "INIT_LOCK",
+    "cores",
+    "one_cpu_thread",
+    "one_thread",
+    "run_concurrently",
+    "seeded",
+    "seeded_generator",
+]

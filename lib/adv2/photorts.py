@@ -65,6 +65,7 @@ def train_photo_rts(
         y,
         device=device,
         progress=progress,
+        single_thread=False,  # 224-px photos: two threads pay (nothing trains beside it)
         **recipe.train_rts_kwargs(),
     )
     seen = metrics["images_seen"]

@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..parallel import INIT_LOCK
+from ..parallel import INIT_LOCK, one_cpu_thread
 from ..precision import forward_precision, fp32
 from ..progress import progress_bar
 from ..tensors import random_targets
@@ -448,6 +448,7 @@ def _milestones(iterations: int) -> list[int]:
     return sorted({max(1, int(iterations * f)) for f in (4000 / 8500, 8000 / 8500)})
 
 
+@one_cpu_thread
 def train_rts(
     model: nn.Module,
     x_train: torch.Tensor,
