@@ -1,15 +1,19 @@
 """Convergence of ADV2: the authors' schedule against the fast one (``schedule="fast"``).
 
     python benchmarks/bench_convergence.py --setting fmnist   # ResNet, eps 0.1: grad cam rts
+    python benchmarks/bench_convergence.py --setting fmnist --interpreters mask --mask-images 4
     python benchmarks/bench_convergence.py --setting photos   # EfficientNet-Lite0: grad cam
 
 Per interpreter, both schedules attack the same images: the authors' at ``--scale`` times the
 paper's step counts, the fast one at a quarter of them (:func:`quarter`). Each run's curve (success rate and map L1
-over successes, every ``--every`` steps, stage 1 included) comes from
+over successes, every ``--every`` steps, stage 1 included; MASK: at its re-solves) comes from
 :func:`adv2.attacks.convergence_curve`; the fast schedule *passes* when its curve reaches the
 authors' final L1 (within 5 %) and success rate (within 0.02) in at most a quarter of the
 authors' steps. Writes ``results/bench_convergence_<setting>.json`` (one file per setting, so the
-slow photo run can be repeated alone) and merges nothing: :mod:`bench_report` reads them.
+slow photo run can be repeated alone); a run of some interpreters replaces only their entries in
+an earlier report of the same setting, images and scale (:func:`merge`; ``runs`` lists each
+run's time and load). ``--reuse-authors`` re-runs only the fast schedule, taking the authors'
+(deterministic) curves from that report. :mod:`bench_report` reads the files.
 """
 
 from __future__ import annotations

@@ -139,9 +139,9 @@ def adv2_mask(
     ``cfg.schedule == "fast"``: stage 1 as every variant's (:func:`adv2.attacks.pgd.stage1`, its
     unused steps go to stage 2); the prediction step and the bisection's upper bound decay along a
     cosine from ``fast_stage2_start`` to ``fast_stage2_end`` times ``pred_step`` / ``int_step_max``;
-    at each checkpoint an image stops once it has a successful checkpoint whose distance has not
-    improved by ``min_improvement`` (relative) for ``patience`` steps (stopped images leave the
-    batch). ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) counts every step and gets
+    at each checkpoint of the second half of stage 2 an image stops once it has a successful
+    checkpoint whose distance has not improved by ``min_improvement`` (relative) for ``patience``
+    steps (stopped images leave the batch). ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) counts every step and gets
     the would-be result at each checkpoint (MASK's map is re-solved only there).
     As in the authors' code the unrolled mask is detached between unrolled steps (the graph to the
     input flows through the gradients and Adam's moments), and the jitter is one draw per call for
@@ -265,7 +265,9 @@ def adv2_mask(
             m = mq
             m1, m2 = cfg.restart_mean_scale * m1, cfg.restart_var_scale * m2
             adam_step = cfg.restart_adam_step
-            if fast:  # stopped images leave the batch (the loop's only host synchronisation)
+            # stopped images leave the batch (the loop's only host synchronisation); none stops in
+            # the first half, whose long steps overshoot: a stall there is no convergence yet
+            if fast and 2 * (i + 1) >= total:
                 keep = (~chosen.done(i + 1, cfg.patience)[active]).nonzero().view(-1)
                 if len(keep) == 0:
                     break
