@@ -163,13 +163,15 @@ def merge(path: Path, report: dict) -> dict:
     if not same:
         print(f"{path}: earlier report has another setting/images/scale; not merged", flush=True)
         return report
-    kept = {k: v for k, v in old.get("interpreters", {}).items() if k not in report["interpreters"]}
+    new = set(report["interpreters"])
+    kept = {k: v for k, v in old.get("interpreters", {}).items() if k not in new}
     if kept:
-        # the earlier interpreters' run keeps its own time and load
-        report["runs"] = old.get("runs", [{key: old.get(key) for key in RUN_KEYS}])
-        report["runs"].append(
-            {key: report[key] for key in RUN_KEYS} | {"interpreters": sorted(report["interpreters"])}
+        # each run whose results stay keeps its own time and load
+        runs = old.get(
+            "runs", [{key: old.get(key) for key in RUN_KEYS} | {"interpreters": sorted(old["interpreters"])}]
         )
+        report["runs"] = [r for r in runs if not set(r.get("interpreters", kept)) <= new]
+        report["runs"].append({key: report[key] for key in RUN_KEYS} | {"interpreters": sorted(new)})
         report["interpreters"] = {**kept, **report["interpreters"]}
     return report
 

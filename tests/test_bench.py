@@ -142,5 +142,9 @@ def test_convergence_merge_keeps_the_other_interpreters(tmp_path):
     assert [r["seconds"] for r in merged["runs"]] == [1.0, 2.0] and merged["runs"][1]["interpreters"] == [
         "mask"
     ]
+    path.write_text(json.dumps(merged))  # a rerun of MASK replaces the superseded run's entry
+    again = conv.merge(path, {**copy.deepcopy(new), "seconds": 3.0})
+    assert [r["seconds"] for r in again["runs"]] == [1.0, 3.0]
+    assert again["runs"][0]["interpreters"] == ["cam", "mask"]
     other = conv.merge(path, {**copy.deepcopy(new), "scale": 0.5})  # another scale: not merged
     assert other["interpreters"] == {"mask": {"x": 3}}

@@ -245,6 +245,7 @@ class MaskConfig(AttackConfig):
     quantize: bool = True
     fast_stage2_start: float = 12.0
     fast_stage2_end: float = 1.0
+    patience: int = 20  # the fast schedule's: MASK's distance improves in noisy jumps
 
     _period_fields = ("resolve_every",)
 

@@ -87,9 +87,10 @@ class _Selection:
     def success(self) -> torch.Tensor:
         return torch.isfinite(self.dist)
 
-    def done(self, step: int, patience: int) -> torch.Tensor:
-        """Images at the target whose best distance has not improved for ``patience`` steps."""
-        return self.success & (step - self.improved_at >= patience)
+    def done(self, step: int, patience: int, since: int = 0) -> torch.Tensor:
+        """Images at the target whose best distance has not improved for ``patience`` steps
+        (counted from step ``since`` at the earliest)."""
+        return self.success & (step - self.improved_at.clamp_min(since) >= patience)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.success
@@ -141,7 +142,8 @@ def adv2_mask(
     cosine from ``fast_stage2_start`` to ``fast_stage2_end`` times ``pred_step`` / ``int_step_max``;
     at each checkpoint of the second half of stage 2 an image stops once it has a successful
     checkpoint whose distance has not improved by ``min_improvement`` (relative) for ``patience``
-    steps (stopped images leave the batch). ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) counts every step and gets
+    steps counted from the half at the earliest (stopped images leave the batch; MASK's progress
+    is noisy, so its default patience is longer than the sign variant's). ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) counts every step and gets
     the would-be result at each checkpoint (MASK's map is re-solved only there).
     As in the authors' code the unrolled mask is detached between unrolled steps (the graph to the
     input flows through the gradients and Adam's moments), and the jitter is one draw per call for
@@ -268,7 +270,7 @@ def adv2_mask(
             # stopped images leave the batch (the loop's only host synchronisation); none stops in
             # the first half, whose long steps overshoot: a stall there is no convergence yet
             if fast and 2 * (i + 1) >= total:
-                keep = (~chosen.done(i + 1, cfg.patience)[active]).nonzero().view(-1)
+                keep = (~chosen.done(i + 1, cfg.patience, since=total // 2)[active]).nonzero().view(-1)
                 if len(keep) == 0:
                     break
                 if len(keep) < len(active):
