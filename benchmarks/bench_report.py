@@ -94,6 +94,12 @@ def _mark(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _own_images(r: dict, rep: dict) -> str:
+    """`` (4 images)`` where an interpreter attacked fewer images than the report (MASK)."""
+    n = r.get("n_images", rep["n_images"])
+    return f" ({n} images)" if n != rep["n_images"] else ""
+
+
 def lines(att: dict | None, conv: dict[str, dict]) -> list[str]:
     out = []
     if att is not None and "targets" not in att:
@@ -124,7 +130,7 @@ def lines(att: dict | None, conv: dict[str, dict]) -> list[str]:
         for name, r in rep["interpreters"].items():
             reach = r["fast_steps_to_reach"]
             out.append(
-                f"  {name.upper():4s} authors {r['authors_steps']} steps: L1 {r['authors_l1']:.4f}, success "
+                f"  {name.upper():4s}{_own_images(r, rep)} authors {r['authors_steps']} steps: L1 {r['authors_l1']:.4f}, success "
                 f"{r['authors_success']:.3f} | fast {r['fast_budget']} steps: L1 {r['fast_l1']:.4f}, success "
                 f"{r['fast_success']:.3f}; reaches the authors' final at step "
                 f"{reach if reach is not None else 'never'} (target <= {r['step_limit']:g}) {_mark(r['pass'])}"

@@ -437,3 +437,59 @@ def test_steps_to_reach():
     assert attacks.steps_to_reach(curve, l1=0.1, success=1.0) == 10
     assert attacks.steps_to_reach(curve, l1=0.195, success=0.92) == 5
     assert attacks.steps_to_reach(curve, l1=0.05, success=1.0) is None
+
+
+def test_mask_recorder_points_at_checkpoints_and_changes_nothing(setup):
+    """MASK's convergence curve: points at its re-solves (no extra re-solve), the attack's
+    result unchanged by the recorder, the last point its actual result."""
+    from adv2.interpreters import MaskInterpreter
+
+    model, aset = setup
+    mask = MaskInterpreter(model, iterations=10)
+    cfg = _cfg("mask", stage1_steps=8, stage2_steps=6, resolve_every=2, track_steps=1, bisection_steps=4)
+    x, y, t = aset.x[:4], aset.y[:4], aset.target[:4]
+    benign = mask(x, y)
+    plain = attacks.adv2_attack(model, mask, x, y, t, benign, config=cfg)
+    curve = attacks.convergence_curve(model, mask, x, y, t, cfg, benign_maps=benign)
+    assert curve["steps_taken"] == curve["steps_budget"] == 14
+    assert curve["step"] == [0, 10, 12, 14]  # the clean images, then stage-2 checkpoints 2, 4, 6
+    ok = plain.success
+    assert curve["success"][-1] == pytest.approx(float(ok.float().mean()))
+    if ok.any():
+        assert curve["l1"][-1] == pytest.approx(float(metrics.l1_distance(plain.maps[ok], benign[ok]).mean()))
+    rec = attacks.Recorder(model, mask, t, benign, every=1, sparse=True)
+    again = attacks.adv2_attack(model, mask, x, y, t, benign, config=cfg, recorder=rec)
+    assert torch.equal(plain.x_adv, again.x_adv) and torch.equal(plain.maps, again.maps)
+    assert rec.step == 14
+
+
+def test_fast_mask_is_deterministic_and_stops_early(setup):
+    from adv2.interpreters import MaskInterpreter
+
+    model, aset = setup
+    mask = MaskInterpreter(model, iterations=10)
+    base = _cfg("mask", stage1_steps=10, stage2_steps=12, resolve_every=2, track_steps=1, bisection_steps=4)
+    fast = dataclasses.replace(base, schedule="fast")
+    x, y, t = aset.x[:4], aset.y[:4], aset.target[:4]
+    benign = mask(x, y)
+    a = attacks.adv2_attack(model, mask, x, y, t, benign, config=fast)
+    b = attacks.adv2_attack(model, mask, x, y, t, benign, config=fast)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.maps, b.maps)
+    assert (a.x_adv - x).abs().max() <= EPS + 1e-6 and a.x_adv.min() >= 0 and a.x_adv.max() <= 1
+    assert (model(a.x_adv).argmax(1) == t)[a.success].all()
+    # no improvement counts: every successful image stops at the first checkpoint past patience
+    eager = dataclasses.replace(fast, patience=1, min_improvement=1.0)
+    curve = attacks.convergence_curve(model, mask, x, y, t, eager, benign_maps=benign)
+    if curve["success"][-1] == 1.0:
+        assert curve["steps_taken"] < curve["steps_budget"]
+    assert curve["step"][-1] == curve["steps_taken"]
+
+
+def test_recorder_evaluates_one_batch_only():
+    model = _random_net()
+    interp = _Blur(model)
+    x, y, t = _batch()
+    rec = attacks.Recorder(model, interp, t, interp(x, y), every=1)
+    cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=1, stage2_steps=1)
+    with pytest.raises(ValueError, match="one batch"):
+        attacks.adv2_attack(model, interp, x, y, t, config=cfg, batch_size=2, recorder=rec)

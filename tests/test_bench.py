@@ -127,3 +127,24 @@ def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
     subs = ext.step_costs()
     assert subs["bench_resnet_cam"] == "1.05x (≤ 1.1: pass)"
     assert subs["bench_resnet_grad"] == "3.50x (≤ 3: FAIL)"
+
+
+def test_convergence_merge_keeps_the_other_interpreters(tmp_path):
+    conv = _module(ROOT / "benchmarks" / "bench_convergence.py", "bench_convergence")
+    base = {"setting": "fmnist", "n_images": 16, "scale": 0.25, "every": 4, "date": "d", "seconds": 1.0}
+    path = tmp_path / "conv.json"
+    path.write_text(
+        json.dumps({**base, "other_jobs_cores": 1.0, "interpreters": {"cam": {"x": 1}, "mask": {"x": 2}}})
+    )
+    new = {**base, "seconds": 2.0, "other_jobs_cores": 0.5, "interpreters": {"mask": {"x": 3}}}
+    merged = conv.merge(path, copy.deepcopy(new))
+    assert merged["interpreters"] == {"cam": {"x": 1}, "mask": {"x": 3}}
+    assert [r["seconds"] for r in merged["runs"]] == [1.0, 2.0] and merged["runs"][1]["interpreters"] == [
+        "mask"
+    ]
+    path.write_text(json.dumps(merged))  # a rerun of MASK replaces the superseded run's entry
+    again = conv.merge(path, {**copy.deepcopy(new), "seconds": 3.0})
+    assert [r["seconds"] for r in again["runs"]] == [1.0, 3.0]
+    assert again["runs"][0]["interpreters"] == ["cam", "mask"]
+    other = conv.merge(path, {**copy.deepcopy(new), "scale": 0.5})  # another scale: not merged
+    assert other["interpreters"] == {"mask": {"x": 3}}

@@ -352,8 +352,25 @@ def test_photo_verdicts_are_measured_from_eight_photos():
     assert v["adv2_success_like_pgd"].status != claims.NOT_MEASURABLE
 
 
-def test_trace_hook_sees_every_stage2_step_and_changes_nothing():
-    """The convergence-curve hook is read-only: the attack's result is bit-identical with it."""
+class _Counting:
+    """An IterateRecorder that also lists (step, batch size) of every tick."""
+
+    def __new__(cls, steps, offset):
+        from adv2 import attacks
+
+        class Counting(attacks.IterateRecorder):
+            def tick(self, x):
+                self.seen.append((self.step + 1, len(x)))
+                super().tick(x)
+
+        rec = Counting(steps, offset=offset)
+        rec.seen = []
+        return rec
+
+
+def test_iterate_recorder_sees_every_step_and_changes_nothing():
+    """The convergence-curve hook is read-only: the attack's result is bit-identical with it;
+    it counts stage 1 when the attack runs it (MASK's margin warm start) and goes chunk by chunk."""
     from adv2 import attacks
     from adv2.interpreters import build_interpreter
     from adv2.models import build_small_cnn, freeze
@@ -369,21 +386,17 @@ def test_trace_hook_sees_every_stage2_step_and_changes_nothing():
             else build_interpreter(name, net)
         )
         cfg = attacks.default_config(name, scale=0.005, epsilon=0.1, step_size=0.0125)
-        seen = []
+        total = cfg.stage1_steps + cfg.stage2_steps
         plain = attacks.adv2_attack(net, interp, x, y, t, config=cfg, batch_size=2)
-        traced = attacks.adv2_attack(
-            net,
-            interp,
-            x,
-            y,
-            t,
-            config=cfg,
-            batch_size=2,
-            trace=lambda s, xx, seen=seen: seen.append((s, len(xx))),
-        )
+        rec = _Counting(range(1, cfg.stage2_steps + 1), offset=cfg.stage1_steps)
+        seen = rec.seen
+        traced = attacks.adv2_attack(net, interp, x, y, t, config=cfg, batch_size=2, recorder=rec)
         assert torch.equal(plain.x_adv, traced.x_adv)
-        steps = list(range(1, cfg.stage2_steps + 1))
+        steps = list(range(1, total + 1))
         assert seen == [(s, 2) for s in steps] + [(s, 1) for s in steps]  # chunk by chunk
+        snaps = rec.tensors()
+        assert sorted(snaps) == list(range(1, cfg.stage2_steps + 1))
+        assert all(v.shape == x.shape for v in snaps.values())
 
 
 def test_photo_attack_set_zero_means_every_correct_photo():

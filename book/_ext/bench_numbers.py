@@ -74,8 +74,10 @@ def convergence() -> dict[str, str]:
                 for field in ("authors", "fast", "reach"):
                     subs[f"conv_{setting}_{name}_{field}"] = MISSING
                 continue
+            own = r.get("n_images", rep.get("n_images"))  # MASK may attack fewer images
             subs[f"conv_{setting}_{name}_authors"] = (
                 f"{r['authors_steps']} steps: L1 {r['authors_l1']:.3f}, success {r['authors_success']:.2f}"
+                + (f" ({own} images)" if own != rep.get("n_images") else "")
             )
             subs[f"conv_{setting}_{name}_fast"] = (
                 f"{r['fast_budget']} steps: L1 {r['fast_l1']:.3f}, success {r['fast_success']:.2f}"

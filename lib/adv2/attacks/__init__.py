@@ -33,7 +33,7 @@ from .config import (
     RTSConfig,
     default_config,
 )
-from .convergence import convergence_curve, steps_to_reach
+from .convergence import IterateRecorder, Recorder, convergence_curve, steps_to_reach
 from .losses import InterpLoss, MapFn, margin_loss, prediction_loss, squared_error
 from .mask import adv2_mask
 from .pgd import pgd, pgd_snapshots
@@ -63,4 +63,6 @@ __all__ = [
     "squared_error",
     "steps_to_reach",
     "convergence_curve",
+    "IterateRecorder",
+    "Recorder",
 ]

@@ -45,8 +45,6 @@ from .mask import adv2_mask
 from .pgd import stage1
 from .schedule import EarlyStop, step_sizes
 
-# (stage-2 step count, iterate after that step) -> None: a read-only hook for convergence curves
-Trace = Callable[[int, torch.Tensor], None]
 # (x, target) -> (logits, maps, extra per-sample loss or None), all differentiable w.r.t. x
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
@@ -57,6 +55,26 @@ def _forward_fp32(forward: Forward, x: torch.Tensor, target: torch.Tensor):
     with forward_precision(x.device):
         logits, maps, extra = forward(x, target)
     return fp32(logits), fp32(maps), fp32(extra)
+
+
+def _joint_grad(
+    forward: Forward,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    benign: torch.Tensor,
+    lam: float,
+    interp_loss: InterpLoss,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One joint-stage gradient: ``d/dx [CE + lam * l_int (+ extra)]`` (sums over the batch);
+    returns ``(grad, logits, per-image map loss)``. ``x`` must require grad."""
+    logits, maps, extra = _forward_fp32(forward, x, target)
+    loss = F.cross_entropy(logits, target, reduction="sum")
+    map_loss = interp_loss(maps, benign)
+    loss = loss + lam * map_loss.sum()
+    if extra is not None:
+        loss = loss + extra.sum()
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad, logits, map_loss
 
 
 def _joint_stage(
@@ -70,7 +88,6 @@ def _joint_stage(
     lam_scale: float,
     observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
     bar,
-    trace: Trace | None = None,
     recorder=None,
     extra_steps: int = 0,
 ) -> torch.Tensor:
@@ -80,25 +97,30 @@ def _joint_stage(
     the logits of the forward that produced its gradient, every ``cfg.select_every`` steps.
     ``recorder.tick(x)`` (convergence curves) sees the iterate after every step.
     """
-    if cfg.schedule == "fast":
-        return _joint_stage_fast(
-            forward, x0, x, target, benign, cfg, interp_loss, lam_scale, observe, bar, recorder
-        )
     lo, hi = linf_box(x0, cfg.epsilon)
     x = project(x.detach(), lo, hi)
+    if cfg.schedule == "fast":
+        return _joint_stage_fast(
+            forward,
+            x,
+            lo,
+            hi,
+            target,
+            benign,
+            cfg,
+            interp_loss,
+            lam_scale,
+            observe,
+            bar,
+            recorder,
+            extra_steps,
+        )
     for i in range(cfg.stage2_steps):
         x.requires_grad_(True)
-        logits, maps, extra = _forward_fp32(forward, x, target)
-        loss = F.cross_entropy(logits, target, reduction="sum")
-        loss = loss + (cfg.lam_at(i) * lam_scale) * interp_loss(maps, benign).sum()
-        if extra is not None:
-            loss = loss + extra.sum()
-        (grad,) = torch.autograd.grad(loss, x)
+        grad, logits, _ = _joint_grad(forward, x, target, benign, cfg.lam_at(i) * lam_scale, interp_loss)
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), logits.detach())
         x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
-        if trace is not None:
-            trace(i + 1, x)
         if recorder is not None:
             recorder.tick(x)
         if bar is not None:
@@ -108,8 +130,9 @@ def _joint_stage(
 
 def _joint_stage_fast(
     forward: Forward,
-    x0: torch.Tensor,
     x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
     target: torch.Tensor,
     benign: torch.Tensor,
     cfg: ADV2Config,
@@ -120,11 +143,10 @@ def _joint_stage_fast(
     recorder=None,
     extra_steps: int = 0,
 ) -> torch.Tensor:
-    """Stage 2 with the fast schedule: decaying sign steps, per-image early stopping on the
-    still-active images, each image's best successful iterate returned (:mod:`.schedule`).
-    ``extra_steps`` (left over by stage 1) lengthen the stage; lambda's schedule stretches."""
-    lo, hi = linf_box(x0, cfg.epsilon)
-    x = project(x.detach(), lo, hi)
+    """Stage 2 with the fast schedule (from ``x``, already in the box ``[lo, hi]``): decaying sign
+    steps, per-image early stopping on the still-active images, each image's best successful
+    iterate returned (:mod:`.schedule`). ``extra_steps`` (left over by stage 1) lengthen the
+    stage; lambda's schedule stretches."""
     total = cfg.stage2_steps + max(0, extra_steps)
     alphas = step_sizes(cfg.step_size, total, "fast", cfg.fast_step_start, cfg.fast_step_end)
     stopper = EarlyStop(x, cfg.patience, cfg.min_improvement)
@@ -137,13 +159,8 @@ def _joint_stage_fast(
                 break
         xa = x[idx].requires_grad_(True)
         ta = target[idx]
-        logits, maps, extra = _forward_fp32(forward, xa, ta)
-        map_loss = interp_loss(maps, benign[idx])
-        loss = F.cross_entropy(logits, ta, reduction="sum")
-        loss = loss + (cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale) * map_loss.sum()
-        if extra is not None:
-            loss = loss + extra.sum()
-        (grad,) = torch.autograd.grad(loss, xa)
+        lam = cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale
+        grad, logits, map_loss = _joint_grad(forward, xa, ta, benign[idx], lam, interp_loss)
         with torch.no_grad():
             stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
@@ -273,7 +290,6 @@ def adv2_sign(
     map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
     bar=None,
-    trace: Trace | None = None,
     recorder=None,
 ) -> AttackResult:
     """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``.
@@ -306,7 +322,6 @@ def adv2_sign(
         lam_scale,
         selector,
         bar,
-        trace=trace,
         recorder=recorder,
         extra_steps=unused,
     )
@@ -365,7 +380,7 @@ def adv2_attack(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str | None = None,
-    trace: Trace | None = None,
+    recorder=None,
 ) -> AttackResult:
     """ADV2 against ``interpreter`` (an interpreter object, or a name for ``build_interpreter``).
 
@@ -376,8 +391,9 @@ def adv2_attack(
     (:class:`ADV2Config` for sign steps, :class:`MaskConfig` for the bilevel attack).
     ``interp_loss(maps, benign) -> (N,)`` replaces the squared error; ``map_fn(x, t)`` replaces the
     differentiable map the attack optimises (new interpreters; it selects the sign-step variant).
-    ``x_stage1`` skips stage 1 (e.g. reuse a PGD snapshot). ``trace(step, x)`` sees the stage-2
-    iterate after each step, batch chunk by batch chunk (read-only; convergence curves). Returns an :class:`AttackResult` whose
+    ``x_stage1`` skips stage 1 (e.g. reuse a PGD snapshot). ``recorder``
+    (:class:`adv2.attacks.convergence.Recorder`, read-only) sees every step of each batch chunk
+    (``recorder.begin(chunk)`` first; stage 1 counted when it runs here). Returns an :class:`AttackResult` whose
     ``maps`` are the interpreter's evaluation maps at ``x_adv`` w.r.t. ``target``.
     """
     if isinstance(interpreter, str):
@@ -398,6 +414,8 @@ def adv2_attack(
     total = len(chunks) * (cfg.stage2_steps + (0 if x_stage1 is not None else cfg.stage1_steps))
     bar = progress_bar(total=total, desc=desc or f"adv2 {name}", enabled=progress)
     for sl in chunks:
+        if recorder is not None:
+            recorder.begin(sl)
         parts.append(
             runner(
                 model,
@@ -410,7 +428,7 @@ def adv2_attack(
                 map_fn=map_fn,
                 x_stage1=None if x_stage1 is None else x_stage1[sl].to(device),
                 bar=bar,
-                trace=trace,
+                recorder=recorder,
             )
         )
     bar.close()
@@ -431,4 +449,4 @@ def adv2_attack(
     return result
 
 
-__all__ = ["Forward", "Trace", "adv2_attack", "adv2_sign"]
+__all__ = ["Forward", "adv2_attack", "adv2_sign"]

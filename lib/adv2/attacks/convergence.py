@@ -23,26 +23,44 @@ from ..tensors import map_batches
 from .adv2 import _config_for, _variant, adv2_sign
 from .common import assess, device_of
 from .config import AttackConfig
+from .mask import adv2_mask
 
 
 class Recorder:
-    """Counts the attack's steps (``tick`` after each) and evaluates every ``every``-th iterate.
+    """The one observation hook of the attacks: counts their steps (``tick(x)`` after each, stage 1
+    and stage 2 together) and evaluates every ``every``-th iterate.
 
     ``view(x) -> (x_returned, success or None)`` maps the stage's iterate to what the attack
-    would return (Grad's best-iterate selection sets it)."""
+    would return (Grad's best-iterate selection sets it). ``sparse=True``: ticks only count, and
+    the points come from the attack's own :meth:`add` calls (MASK, whose map is re-solved only at
+    its checkpoints). ``adv2_attack(..., recorder=r)`` calls ``r.begin(chunk)`` before each batch
+    chunk; this recorder evaluates one batch (:func:`convergence_curve`), :class:`IterateRecorder`
+    keeps iterates chunk by chunk."""
 
-    def __init__(self, model, interpreter, target, benign, every: int):
+    def __init__(self, model, interpreter, target, benign, every: int, *, sparse: bool = False):
         self.model, self.interpreter, self.target, self.benign = model, interpreter, target, benign
         self.every = max(1, int(every))
+        self.sparse = sparse
         self.step = 0
         self.view = None
+        self.chunks = 0
         self.steps: list[int] = []
         self.success: list[float] = []
         self.l1: list[float] = []
 
+    def begin(self, chunk: slice) -> None:
+        """A new batch chunk starts (step count from 0)."""
+        self.chunks += 1
+        if self.chunks > 1:
+            raise ValueError(
+                "Recorder evaluates one batch: run adv2_attack with batch_size >= len(x) "
+                "(or use convergence_curve / IterateRecorder)"
+            )
+        self.step, self.view = 0, None
+
     def tick(self, x: torch.Tensor) -> None:
         self.step += 1
-        if self.step % self.every == 0:
+        if not self.sparse and self.step % self.every == 0:
             self.record(*(self.view(x) if self.view is not None else (x, None)))
 
     def record(self, x: torch.Tensor, success: torch.Tensor | None = None, maps=None) -> None:
@@ -52,14 +70,43 @@ class Recorder:
             maps = res.maps
         self.add(self.step, success, maps)
 
-    def add(self, step: int, success: torch.Tensor, maps: torch.Tensor) -> None:
+    def add(self, step: int, success: torch.Tensor, maps: torch.Tensor | None) -> None:
         ok = success.bool()
-        l1 = l1_distance(maps[ok], self.benign[ok]).mean() if ok.any() else torch.tensor(float("nan"))
+        if ok.any():
+            l1 = l1_distance(maps[ok], self.benign[ok]).mean()
+        else:
+            l1 = torch.tensor(float("nan"))
         if self.steps and self.steps[-1] == step:  # the final result replaces the last point
             self.steps.pop(), self.success.pop(), self.l1.pop()
         self.steps.append(int(step))
         self.success.append(float(ok.float().mean()))
         self.l1.append(float(l1))
+
+
+class IterateRecorder(Recorder):
+    """Keeps (on the CPU) the raw iterate after each step in ``steps``, batch chunk by batch
+    chunk; steps count from the ``offset``-th tick (e.g. ``offset = stage1_steps`` when the attack
+    runs its own stage 1 and only stage-2 steps are wanted). Evaluates nothing."""
+
+    def __init__(self, steps, offset: int = 0):
+        super().__init__(None, None, None, None, every=1, sparse=True)
+        self.wanted, self.offset = {int(s) for s in steps}, int(offset)
+        self.x: dict[int, list[torch.Tensor]] = {}
+
+    def begin(self, chunk: slice) -> None:
+        self.step, self.view = 0, None
+
+    def tick(self, x: torch.Tensor) -> None:
+        self.step += 1
+        if self.step - self.offset in self.wanted:
+            self.x.setdefault(self.step - self.offset, []).append(x.detach().cpu())
+
+    def add(self, step: int, success: torch.Tensor, maps: torch.Tensor | None) -> None:
+        pass
+
+    def tensors(self) -> dict[int, torch.Tensor]:
+        """Step -> the iterates of all chunks, concatenated."""
+        return {s: torch.cat(v) for s, v in sorted(self.x.items())}
 
 
 def convergence_curve(
@@ -78,21 +125,21 @@ def convergence_curve(
 
     Returns ``{"schedule", "step", "success", "l1", "steps_budget", "steps_taken", "seconds"}``:
     ``steps_budget`` = the configured stage-1 + stage-2 steps, ``steps_taken`` = the steps the
-    attack ran (fewer when every image stopped early). Sign-step variants only (MASK's map is
-    re-solved at checkpoints; use its result's ``history``)."""
+    attack ran (fewer when every image stopped early). MASK (bilevel): its map is re-solved only at
+    the attack's checkpoints, so its points are the checkpoints (``every`` is not used)."""
     name = getattr(interpreter, "name", "custom")
-    if _variant(interpreter, None) != "sign":
-        raise ValueError(f"convergence_curve supports the sign-step interpreters, not {name!r} (bilevel)")
-    cfg = _config_for(name, "sign", config)
+    variant = _variant(interpreter, None)
+    cfg = _config_for(name, variant, config)
     device = device_of(model, x)
     x, y, target = x.to(device), y.to(device), target.to(device)
     if benign_maps is None:
         benign_maps = map_batches(interpreter, x, y, batch_size=len(x), device=device)
     benign_maps = benign_maps.to(device)
-    rec = Recorder(model, interpreter, target, benign_maps, every)
+    rec = Recorder(model, interpreter, target, benign_maps, every, sparse=variant == "bilevel")
     rec.add(0, *_evaluate(model, interpreter, x, target))
     started = time.time()
-    result = adv2_sign(model, interpreter, x, target, benign_maps, cfg, recorder=rec)
+    runner = adv2_mask if variant == "bilevel" else adv2_sign
+    result = runner(model, interpreter, x, target, benign_maps, cfg, recorder=rec)
     seconds = time.time() - started
     taken = rec.step
     rec.add(taken, result.success, result.maps)
@@ -108,8 +155,11 @@ def convergence_curve(
 
 
 def _evaluate(model, interpreter, x, target):
-    res = assess(model, x, target, interpreter)
-    return res.success, res.maps
+    """Success and maps at ``x``; no map when nothing succeeds (MASK's map costs a re-solve)."""
+    res = assess(model, x, target)
+    if not res.success.any():
+        return res.success, None
+    return res.success, assess(model, x, target, interpreter).maps
 
 
 def steps_to_reach(
@@ -127,4 +177,4 @@ def steps_to_reach(
     return None
 
 
-__all__ = ["Recorder", "convergence_curve", "steps_to_reach"]
+__all__ = ["IterateRecorder", "Recorder", "convergence_curve", "steps_to_reach"]

@@ -19,6 +19,7 @@ from .common import AttackResult, linf_box, project
 from .config import MaskConfig
 from .losses import InterpLoss, MapFn, margin_loss, squared_error
 from .pgd import stage1
+from .schedule import step_sizes
 
 
 def _adam(
@@ -53,6 +54,55 @@ def quantize_in_box(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torc
     return q / 255
 
 
+class _Selection:
+    """Per image, the checkpoint the attack returns: the closest successful one (first on ties),
+    else the last one; with the fast schedule also when an image's distance last improved.
+
+    Running state over the checkpoints (the same choice as an argmin over all of them), so images
+    that stopped early keep theirs while the others go on."""
+
+    def __init__(self, x: torch.Tensor, benign: torch.Tensor, min_improvement: float):
+        n = len(x)
+        self.min_improvement = min_improvement
+        self.dist = torch.full((n,), float("inf"), device=x.device)
+        self.x, self.last_x = x.detach().clone(), x.detach().clone()
+        self.maps, self.last_maps = torch.zeros_like(benign), torch.zeros_like(benign)
+        self.conf, self.last_conf = torch.zeros(n, device=x.device), torch.zeros(n, device=x.device)
+        self.improved_at = torch.zeros(n, dtype=torch.long, device=x.device)
+
+    def update(self, idx, step, xq, maps, ok, conf, dist) -> None:
+        best = self.dist[idx]
+        better = ok & (dist < best)
+        improved = ok & (dist < best * (1 - self.min_improvement))
+        b = better.view(-1, *[1] * (xq.dim() - 1))
+        self.dist[idx] = torch.where(better, dist, best)
+        self.x[idx] = torch.where(b, xq, self.x[idx])
+        self.maps[idx] = torch.where(b, maps, self.maps[idx])
+        self.conf[idx] = torch.where(better, conf, self.conf[idx])
+        self.last_x[idx], self.last_maps[idx], self.last_conf[idx] = xq, maps, conf
+        self.improved_at[idx] = torch.where(
+            improved, torch.full_like(self.improved_at[idx], step), self.improved_at[idx]
+        )
+
+    @property
+    def success(self) -> torch.Tensor:
+        return torch.isfinite(self.dist)
+
+    def done(self, step: int, patience: int, since: int = 0) -> torch.Tensor:
+        """Images at the target whose best distance has not improved for ``patience`` steps
+        (counted from step ``since`` at the earliest)."""
+        return self.success & (step - self.improved_at.clamp_min(since) >= patience)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = self.success
+        s4 = s.view(-1, *[1] * (self.x.dim() - 1))
+        return (
+            torch.where(s4, self.x, self.last_x),
+            torch.where(s.view(-1, *[1] * (self.maps.dim() - 1)), self.maps, self.last_maps),
+            torch.where(s, self.conf, self.last_conf),
+        )
+
+
 def _jitter_sampler(interpreter: BilevelInterpreter, seed: int) -> Callable[[], tuple[int, int]]:
     """Seeded jitter draws from the interpreter's ``sample_jitter(generator)``."""
     gen = torch.Generator().manual_seed(int(seed))
@@ -71,7 +121,7 @@ def adv2_mask(
     map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
     bar=None,
-    trace: Callable[[int, torch.Tensor], None] | None = None,
+    recorder=None,
 ) -> AttackResult:
     """ADV2 on MASK for one batch (bilevel; unrolled inner Adam), see :class:`MaskConfig`.
 
@@ -87,6 +137,15 @@ def adv2_mask(
     * checkpoints come *after* the step (steps ``resolve_every``, ``2 resolve_every``, ..., and the
       last step) rather than before it; the selection then uses them as the authors do;
     * Adam's denominator uses ``sqrt(v + eps^2)`` so its derivative is finite at ``v = 0``.
+
+    ``cfg.schedule == "fast"``: stage 1 as every variant's (:func:`adv2.attacks.pgd.stage1`, its
+    unused steps go to stage 2); the prediction step and the bisection's upper bound decay along a
+    cosine from ``fast_stage2_start`` to ``fast_stage2_end`` times ``pred_step`` / ``int_step_max``;
+    at each checkpoint of the second half of stage 2 an image stops once it has a successful
+    checkpoint whose distance has not improved by ``min_improvement`` (relative) for ``patience``
+    steps counted from the half at the earliest (stopped images leave the batch; MASK's progress
+    is noisy, so its default patience is longer than the sign variant's). ``recorder`` (:class:`adv2.attacks.convergence.Recorder`) counts every step and gets
+    the would-be result at each checkpoint (MASK's map is re-solved only there).
     As in the authors' code the unrolled mask is detached between unrolled steps (the graph to the
     input flows through the gradients and Adam's moments), and the jitter is one draw per call for
     the whole batch (seeded by ``cfg.seed``).
@@ -96,8 +155,10 @@ def adv2_mask(
     target_mask = 1 - benign
     lo, hi = linf_box(x0, cfg.epsilon)
     jitter = _jitter_sampler(interpreter, cfg.seed)
+    unused = 0  # stage-1 steps the fast schedule did not need: stage 2 gets them
     if x_stage1 is None:
-        x_stage1, _ = stage1(model, x0, target, cfg, bar)
+        x_stage1, taken = stage1(model, x0, target, cfg, bar, recorder)
+        unused = cfg.stage1_steps - taken
     x = project(x_stage1.detach(), lo, hi)
     m = interpreter.init_mask(n).to(x0.device, x0.dtype)
     m1 = torch.zeros_like(m)
@@ -106,10 +167,19 @@ def adv2_mask(
     lr = cfg.mask_lr or interpreter.settings.lr
     betas, eps = tuple(cfg.adam_betas), cfg.adam_eps
 
-    ck_x, ck_maps, ck_ok, ck_conf, ck_dist, steps = [], [], [], [], [], []
-    hist_success, hist_dist = [], []
+    fast = cfg.schedule == "fast"
+    total = cfg.stage2_steps + (max(0, unused) if fast else 0)
+    late_from = int(cfg.late_fraction * total)
+    pred_steps = step_sizes(cfg.pred_step, total, cfg.schedule, cfg.fast_stage2_start, cfg.fast_stage2_end)
+    int_maxes = (
+        step_sizes(cfg.int_step_max, total, "fast", cfg.fast_stage2_start, cfg.fast_stage2_end)
+        if fast
+        else [cfg.int_step_max if i < late_from else cfg.int_step_max_late for i in range(total)]
+    )
+    chosen = _Selection(x, benign, cfg.min_improvement)
+    active = torch.arange(n, device=x.device)  # original indices of the images still attacked
+    steps, hist_success, hist_dist = [], [], []
     period = max(1, cfg.resolve_every)
-    late_from = int(cfg.late_fraction * cfg.stage2_steps)
 
     def checkpoint(step: int, x: torch.Tensor) -> torch.Tensor:
         xq = quantize_in_box(x, lo, hi) if cfg.quantize else x
@@ -119,32 +189,26 @@ def adv2_mask(
         mq = 1 - attribution
         ok = logits.argmax(1) == target
         dist = loss_fn(mq, target_mask).detach()
-        ck_x.append(xq)
-        ck_maps.append(attribution)
-        ck_ok.append(ok)
-        ck_conf.append(target_confidence(logits, target))
-        ck_dist.append(dist)
+        chosen.update(active, step, xq, attribution, ok, target_confidence(logits, target), dist)
         steps.append(step)
-        hist_success.append(torch.stack(ck_ok).any(0).float().mean())
-        best = (
-            torch.where(
-                torch.stack(ck_ok), torch.stack(ck_dist), torch.full_like(torch.stack(ck_dist), float("inf"))
-            )
-            .min(0)
-            .values
+        hist_success.append(chosen.success.float().mean())
+        fin = chosen.success
+        hist_dist.append(
+            torch.where(fin, chosen.dist, torch.zeros_like(chosen.dist)).sum() / fin.sum().clamp_min(1)
         )
-        fin = torch.isfinite(best)
-        hist_dist.append(torch.where(fin, best, torch.zeros_like(best)).sum() / fin.sum().clamp_min(1))
+        if recorder is not None:
+            recorder.add(recorder.step, chosen.success, chosen.result()[1])
         return mq
 
-    for i in range(cfg.stage2_steps):
+    taken = 0
+    for i in range(total):
         # prediction step: L2-normalised gradient of the margin
         x.requires_grad_(True)
         with forward_precision(x.device):  # bf16 on CUDA; the margin in fp32
             logits = fp32(model(x))
         (g,) = torch.autograd.grad(margin_loss(logits, target).sum(), x)
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        x = project(x.detach() - cfg.pred_step * g / g_norm, lo, hi)
+        x = project(x.detach() - pred_steps[i] * g / g_norm, lo, hi)
 
         # track m*(x) with plain Adam steps
         with torch.no_grad():
@@ -181,7 +245,7 @@ def adv2_mask(
         direction = gx / gx.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
         # largest step along the interpretation direction that keeps the target class safely ahead
-        s_max = cfg.int_step_max if i < late_from else cfg.int_step_max_late
+        s_max = int_maxes[i]
         left = torch.zeros(n, device=x.device)
         right = torch.full((n,), s_max, device=x.device)
         best = torch.zeros(n, device=x.device)
@@ -197,35 +261,40 @@ def adv2_mask(
                 best = torch.where(ok, torch.maximum(best, mid), best)
             x = project(x - best.view(-1, 1, 1, 1) * direction, lo, hi)
 
-        if (i + 1) % period == 0 or i + 1 == cfg.stage2_steps:
+        taken = i + 1
+        if bar is not None and i < cfg.stage2_steps:  # the bar already counted stage 1's leftover
+            bar.update(1)
+        if recorder is not None:
+            recorder.tick(x)
+        if (i + 1) % period == 0 or i + 1 == total:
             mq = checkpoint(i + 1, x)
             # warm restart of the running mask from the re-solved one
             m = mq
             m1, m2 = cfg.restart_mean_scale * m1, cfg.restart_var_scale * m2
             adam_step = cfg.restart_adam_step
-        if trace is not None:
-            trace(i + 1, x)
-        if bar is not None:
-            bar.update(1)
+            # stopped images leave the batch (the loop's only host synchronisation); none stops in
+            # the first half, whose long steps overshoot: a stall there is no convergence yet
+            if fast and 2 * (i + 1) >= total:
+                keep = (~chosen.done(i + 1, cfg.patience, since=total // 2)[active]).nonzero().view(-1)
+                if len(keep) == 0:
+                    break
+                if len(keep) < len(active):
+                    active, x, m, m1, m2 = active[keep], x[keep], m[keep], m1[keep], m2[keep]
+                    lo, hi, target, target_mask = lo[keep], hi[keep], target[keep], target_mask[keep]
+                    n = len(active)
+    if bar is not None and taken < cfg.stage2_steps:
+        bar.update(cfg.stage2_steps - taken)
 
     if not steps:  # no stage 2: evaluate the warm start
         checkpoint(0, x)
-    ok = torch.stack(ck_ok)  # (K, N)
-    dist = torch.stack(ck_dist)
-    dist = torch.where(ok, dist, torch.full_like(dist, float("inf")))
-    success = ok.any(0)
-    # closest successful checkpoint; failures fall back to the last checkpoint
-    pick = torch.where(success, dist.argmin(0), torch.full_like(success, len(steps) - 1, dtype=torch.long))
-    idx = torch.arange(n, device=x.device)
-    x_adv = torch.stack(ck_x)[pick, idx]
-    maps = torch.stack(ck_maps)[pick, idx]
-    conf = torch.stack(ck_conf)[pick, idx]
+    # closest successful checkpoint; failures fall back to their last checkpoint
+    x_adv, maps, conf = chosen.result()
     history = {
         "step": steps,
         "success": [float(v) for v in torch.stack(hist_success).cpu()],
         "sq_distance": [float(v) for v in torch.stack(hist_dist).cpu()],
     }
-    return AttackResult(x_adv, success, conf, maps, history)
+    return AttackResult(x_adv, chosen.success, conf, maps, history)
 
 
 __all__ = ["adv2_mask", "quantize_in_box"]

@@ -33,12 +33,12 @@ def compare_pgd_adv2(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str | None = None,
-    trace=None,
+    recorder=None,
 ) -> dict[str, Any]:
     """The chapter's experiment for one (classifier, interpreter): PGD vs ADV2 on the same images.
 
     ``x_pgd`` are the PGD adversarial inputs (shared by all interpreters of a classifier),
-    ``x_stage1`` an optional shared warm start for ADV2, ``trace`` ADV2's stage-2 hook
+    ``x_stage1`` an optional shared warm start for ADV2, ``recorder`` ADV2's observation hook
     (:func:`adv2_attack`). Returns ``benign`` maps (true class),
     the two :class:`AttackResult` (``pgd``, ``adv2``; maps w.r.t. the target) and ``numbers``:
     :func:`adv2.metrics.summarize` of each -- ADV2's distances over its successful images, PGD's
@@ -62,7 +62,7 @@ def compare_pgd_adv2(
         batch_size=size,
         progress=progress,
         desc=desc,
-        trace=trace,
+        recorder=recorder,
     )
     numbers = {
         "pgd": summarize(

@@ -507,21 +507,6 @@ def _curve_steps(total: int, every: int) -> list[int]:
     return sorted(set(range(0, total + 1, max(1, every))) | {total})
 
 
-class _Snapshots:
-    """The ``trace`` hook of ``adv2_attack``: keeps the stage-2 iterate at the wanted steps
-    (batch chunks arrive in order and are concatenated)."""
-
-    def __init__(self, steps: set[int]):
-        self.steps, self.x = steps, {}
-
-    def __call__(self, step: int, x: torch.Tensor) -> None:
-        if step in self.steps:
-            self.x.setdefault(step, []).append(x.detach().cpu())
-
-    def tensors(self) -> dict[int, torch.Tensor]:
-        return {s: torch.cat(v) for s, v in sorted(self.x.items())}
-
-
 def _curve_point(model, interp, x: torch.Tensor, target: torch.Tensor, benign: torch.Tensor, device):
     """Success (argmax is the target) and mean L1 of the target map to the benign map at ``x``."""
     x, target = x.to(device), target.to(device)
@@ -630,7 +615,9 @@ def attack_photos(
             wanted = set(_curve_steps(cfg.stage2_steps, every)) - {0}
         else:
             wanted = set(_curve_steps(cfg.stage2_steps, curve_every))
-        hook = _Snapshots(wanted) if curve_every else None
+        # stage-2 iterates; MASK's own stage 1 (margin loss) runs inside the attack: skip its steps
+        offset = 0 if cfg.stage1_loss == "ce" else cfg.stage1_steps
+        hook = attacks.IterateRecorder(wanted, offset=offset) if curve_every else None
         runs[name] = attacks.compare_pgd_adv2(
             lite,
             interp,
@@ -642,7 +629,7 @@ def attack_photos(
             x_stage1=snaps[cfg.stage1_steps] if cfg.stage1_loss == "ce" else None,
             progress=progress,
             desc=f"ADV2 {name} photos",
-            trace=hook,
+            recorder=hook,
         )
         per_image[name] = _per_image(runs[name])
         if hook is not None:
