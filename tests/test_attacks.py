@@ -437,3 +437,44 @@ def test_steps_to_reach():
     assert attacks.steps_to_reach(curve, l1=0.1, success=1.0) == 10
     assert attacks.steps_to_reach(curve, l1=0.195, success=0.92) == 5
     assert attacks.steps_to_reach(curve, l1=0.05, success=1.0) is None
+
+
+def test_grad_adv2_equals_the_two_forward_reference():
+    """Stage 2 against Grad takes the logits from the surrogate's forward (true-ReLU gradient via
+    exact_relu_gradient) and differentiates the fused smooth backward; the reference runs the
+    classifier for the logits and a plain-autograd smooth copy for the map, as the authors do.
+    In float64 the two differ by rounding only: the same iterates, selections and maps."""
+    import torch.nn.functional as F
+    from standins import plain_smooth_copy
+
+    from adv2.interpreters import GradInterpreter
+
+    model = _random_net().double()
+    interp = GradInterpreter(model)
+    x, y, t = _batch()
+    x = x.double()
+    cfg = attacks.default_config(
+        "grad", epsilon=0.1, step_size=0.01, stage1_steps=2, phase_steps=(3, 3), phase_lams=(0.5, 2.0)
+    )
+    cfg = dataclasses.replace(cfg, select_every=2, select_threshold=0.0)
+    res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    benign = interp(x, y)
+    surrogate = GradInterpreter(plain_smooth_copy(model))
+    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    best, best_dist = xr.clone(), torch.full((5,), float("inf"), dtype=x.dtype)
+    for i in range(6):
+        xr = xr.detach().requires_grad_(True)
+        logits = model(xr)
+        loss = F.cross_entropy(logits, t, reduction="sum")
+        loss = loss + cfg.lam_at(i) * (surrogate(xr, t, create_graph=True) - benign).pow(2).sum()
+        (g,) = torch.autograd.grad(loss, xr)
+        if i % 2 == 0:  # selection on the true map, before the step (threshold 0: any iterate)
+            dist = (interp(xr, t) - benign).pow(2).flatten(1).sum(1)
+            better = dist < best_dist
+            best = torch.where(better.view(-1, 1, 1, 1), xr.detach(), best)
+            best_dist = torch.where(better, dist, best_dist)
+        xr = torch.minimum(torch.maximum(xr.detach() - 0.01 * g.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    dist = (interp(xr, t) - benign).pow(2).flatten(1).sum(1)
+    best = torch.where((dist < best_dist).view(-1, 1, 1, 1), xr, best)
+    torch.testing.assert_close(res.x_adv, best, rtol=0, atol=1e-12)
+    assert res.success.all()

@@ -82,9 +82,13 @@ def _joint_stage(
         loss = loss + (cfg.lam_at(i) * lam_scale) * interp_loss(maps, benign).sum()
         if extra is not None:
             loss = loss + extra.sum()
-        (grad,) = torch.autograd.grad(loss, x)
+        # retain_graph: a surrogate's logits may differentiate their graph a second time
+        # (exact_relu_gradient); the graph goes with this iteration's tensors
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+        del loss, maps, extra
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), logits.detach())
+        del logits  # frees the retained graph before the next forward
         x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
         if trace is not None:
             trace(i + 1, x)
@@ -132,9 +136,11 @@ def _joint_stage_fast(
         loss = loss + (cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale) * map_loss.sum()
         if extra is not None:
             loss = loss + extra.sum()
-        (grad,) = torch.autograd.grad(loss, xa)
+        (grad,) = torch.autograd.grad(loss, xa, retain_graph=True)  # see _joint_stage
+        del loss, extra
         with torch.no_grad():
             stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
+        del logits, maps, map_loss  # frees the retained graph before the next forward
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), None)
         with torch.no_grad():
@@ -236,7 +242,10 @@ def _sign_forward(
     if isinstance(interpreter, HasAttackSurrogate):
         tau = cfg.tau if isinstance(cfg, GradConfig) else GradConfig.tau
         surrogate = interpreter.attack_surrogate(tau)
-        forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
+        if isinstance(surrogate, HasMapsWithLogits):  # logits (true gradient) and map: one forward
+            forward = _with_logits_forward(surrogate)
+        else:
+            forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
         ref = cfg.cells_reference if isinstance(cfg, GradConfig) else None
         return forward, (ref / n_cells if ref else 1.0)
     if isinstance(interpreter, HasMapsWithLogits):
