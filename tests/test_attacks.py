@@ -445,9 +445,9 @@ def test_grad_adv2_equals_the_two_forward_reference():
     classifier for the logits and a plain-autograd smooth copy for the map, as the authors do.
     In float64 the two differ by rounding only: the same iterates, selections and maps."""
     import torch.nn.functional as F
-    from standins import plain_smooth_copy
 
     from adv2.interpreters import GradInterpreter
+    from standins import plain_smooth_copy
 
     model = _random_net().double()
     interp = GradInterpreter(model)
@@ -478,3 +478,38 @@ def test_grad_adv2_equals_the_two_forward_reference():
     best = torch.where((dist < best_dist).view(-1, 1, 1, 1), xr, best)
     torch.testing.assert_close(res.x_adv, best, rtol=0, atol=1e-12)
     assert res.success.all()
+
+
+@pytest.mark.parametrize("same_encoder", [True, False])
+def test_rts_adv2_equals_the_three_forward_reference(same_encoder):
+    """Stage 2 against RTS runs RTS once for the map and the encoder logits, and reuses them as
+    the classifier's logits while the encoder is an exact copy of the classifier; the reference
+    runs the classifier, RTS and the encoder separately (float64: rounding apart, equal)."""
+    import torch.nn.functional as F
+
+    from adv2.interpreters import RTSInterpreter, RTSNet
+
+    model = _random_net().double()
+    torch.manual_seed(5)
+    rts = RTSNet(model).double()
+    if not same_encoder:  # a fine-tuned encoder: its logits are not the classifier's
+        with torch.no_grad():
+            rts.encoder.head.bias.add_(0.5)
+    interp = RTSInterpreter(model, rts)
+    assert interp.encoder_is(model) == same_encoder
+    x, y, t = _batch()
+    x = x.double()
+    cfg = attacks.default_config("rts", epsilon=0.1, step_size=0.01, stage1_steps=2, stage2_steps=4)
+    res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    benign = interp(x, y)
+    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    for i in range(4):
+        xr = xr.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xr), t, reduction="sum")
+        loss = (
+            loss + cfg.lam_at(i) * (interp(xr, t, create_graph=True) - benign).pow(2).flatten(1).mean(1).sum()
+        )
+        loss = loss + (0.1 * F.cross_entropy(interp.encoder_logits(xr), t, reduction="none")).sum()
+        (g,) = torch.autograd.grad(loss, xr)
+        xr = torch.minimum(torch.maximum(xr.detach() - 0.01 * g.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    torch.testing.assert_close(res.x_adv, xr, rtol=0, atol=1e-12)

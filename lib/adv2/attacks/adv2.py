@@ -8,7 +8,9 @@ differentiated, which it declares as ``attack_style`` (:mod:`adv2.interpreters.b
   (:func:`adv2_sign`). Optional capabilities refine it, following the authors' code:
   ``attack_surrogate`` (Grad: differentiate a smooth-ReLU copy, stepwise lambda, best-iterate
   selection on the true map), ``attribute_with_logits`` (CAM: logits and map from one forward),
-  ``encoder_logits`` (RTS: adds ``encoder_weight * CE(encoder logits, target)``);
+  ``encoder_logits`` (RTS: adds ``encoder_weight * CE(encoder logits, target)``), with
+  ``attribute_with_encoder_logits`` (RTS: map and encoder logits from one pass, the classifier's
+  forward reused when the encoder is an exact copy of it);
 * ``"bilevel"`` -- the map is an optimisation result (MASK): unrolled inner Adam steps
   (:func:`adv2.attacks.mask.adv2_mask`).
 
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from ..interpreters.base import (
     HasAttackSurrogate,
+    HasMapsWithEncoderLogits,
     HasMapsWithLogits,
     HasOwnEncoder,
     Interpreter,
@@ -216,6 +219,23 @@ def _with_logits_forward(interpreter: HasMapsWithLogits) -> Forward:
     return forward
 
 
+def _with_encoder_logits_forward(
+    model: nn.Module, interpreter: HasMapsWithEncoderLogits, encoder_weight: float
+) -> Forward:
+    """Map and own-encoder logits from ONE pass of the interpreter's network (RTS); when its
+    encoder is an exact copy of ``model`` (the authors' setting: both the same ImageNet ResNet-50)
+    the encoder's logits are ``model``'s too, and the classifier's forward is not run again."""
+    same = interpreter.encoder_is(model)
+
+    def forward(x: torch.Tensor, t: torch.Tensor):
+        maps, enc = interpreter.attribute_with_encoder_logits(x, t, create_graph=True)
+        logits = enc if same else model(x)
+        extra = encoder_weight * F.cross_entropy(enc, t, reduction="none") if encoder_weight else None
+        return logits, maps, extra
+
+    return forward
+
+
 def _differentiable_forward(
     model: nn.Module,
     map_fn: MapFn,
@@ -250,6 +270,8 @@ def _sign_forward(
         return forward, (ref / n_cells if ref else 1.0)
     if isinstance(interpreter, HasMapsWithLogits):
         return _with_logits_forward(interpreter), 1.0
+    if isinstance(interpreter, HasMapsWithEncoderLogits):
+        return _with_encoder_logits_forward(model, interpreter, cfg.encoder_weight), 1.0
     encoder = interpreter.encoder_logits if isinstance(interpreter, HasOwnEncoder) else None
     return _differentiable_forward(
         model,
