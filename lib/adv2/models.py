@@ -558,6 +558,15 @@ def _second_order_friendly(module: nn.Module) -> None:
             child.__class__ = FrozenBatchNorm2d
 
 
+def second_order_copy(model: nn.Module) -> nn.Module:
+    """A frozen deep copy of ``model`` with the same forward values and first derivatives (up to
+    rounding) whose convolutions and batch norms have the cheaper double backward of
+    :class:`SecondOrderConv2d` / :class:`FrozenBatchNorm2d` (MASK's unrolled Adam steps)."""
+    clone = freeze(copy.deepcopy(model))
+    _second_order_friendly(clone)
+    return clone
+
+
 def smooth_backward_copy(model: nn.Module, tau: float = 1e-4) -> nn.Module:
     """A deep copy of ``model`` with every ReLU/ReLU6 module swapped for :class:`SmoothReLU`.
 
@@ -652,6 +661,7 @@ __all__ = [
     "exact_relu_gradient",
     "freeze",
     "predict",
+    "second_order_copy",
     "smooth_backward_copy",
     "torchvision_imagenet",
     "train_classifier",

@@ -105,6 +105,10 @@ def adv2_mask(
     lr = cfg.mask_lr or interpreter.settings.lr
     betas, eps = tuple(cfg.adam_betas), cfg.adam_eps
 
+    # the unrolled steps differentiate the objective twice: a twin with the cheaper double
+    # backward (same values), when the interpreter offers one
+    twin = getattr(interpreter, "for_second_order", None)
+    unrolled = twin() if twin is not None else interpreter
     ck_x, ck_maps, ck_ok, ck_conf, ck_dist, steps = [], [], [], [], [], []
     hist_success, hist_dist = [], []
     period = max(1, cfg.resolve_every)
@@ -143,9 +147,11 @@ def adv2_mask(
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         x = project(x.detach() - cfg.pred_step * g / g_norm, lo, hi)
 
-        # track m*(x) with plain Adam steps
-        with torch.no_grad():
-            prepared = interpreter.prepare(x)
+        # track m*(x) with plain Adam steps; the resized and blurred input is computed once, with
+        # its graph to x for the unrolled steps (the tracking steps use it detached)
+        x.requires_grad_(True)
+        prepared_x = interpreter.prepare(x)
+        prepared = tuple(p.detach() for p in prepared_x)
         for _ in range(cfg.track_steps):
             m = m.detach().requires_grad_(True)
             (gm,) = torch.autograd.grad(
@@ -156,13 +162,12 @@ def adv2_mask(
                 m, m1, m2 = _adam(m, gm, m1, m2, adam_step, lr, betas, eps)
 
         # unrolled steps: differentiate the distance of the updated masks w.r.t. the input
-        x.requires_grad_(True)
-        prepared = interpreter.prepare(x)
+        prepared = prepared_x
         l_int = torch.zeros(n, device=x.device)
         for _ in range(cfg.unroll_steps):
             m = m.detach().requires_grad_(True)
             (gm,) = torch.autograd.grad(
-                interpreter.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(),
+                unrolled.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(),
                 m,
                 create_graph=True,
             )
