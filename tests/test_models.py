@@ -177,12 +177,12 @@ def _relu6_net():
         nn.Conv2d(1, 8, 3, 2, 1, bias=False),
         nn.BatchNorm2d(8),
         nn.ReLU6(),
-        nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=True),
+        nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=True),
         nn.BatchNorm2d(8),
         nn.ReLU6(),
         nn.Conv2d(8, 16, 1),
         nn.Flatten(),
-        nn.Linear(16 * 14 * 14, 10),
+        nn.Linear(16 * 7 * 7, 10),
     )
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -239,3 +239,9 @@ def test_exact_relu_gradient_is_the_true_models_gradient():
     true, smoothed, exact = ce_grad(model, False), ce_grad(smooth, False), ce_grad(smooth, True)
     torch.testing.assert_close(exact, true, rtol=1e-5, atol=1e-7)
     assert (smoothed - true).abs().max() > 100 * (exact - true).abs().max()  # the wrap matters
+
+
+def test_fused_slope_is_bit_identical_to_the_plain_formula():
+    z = torch.cat([torch.linspace(-3, 9, 20001), torch.tensor([0.0, -0.0, 3.0, 6.0, 5.99999, 6.00001])])
+    for cap in (None, 6.0):
+        assert torch.equal(models._slope_no_grad(z, 1e-4, cap), models.smooth_relu_slope(z, 1e-4, cap))

@@ -442,7 +442,14 @@ class _SmoothSlopeMul(torch.autograd.Function):
 def _slope_no_grad(z: torch.Tensor, tau: float, cap: float | None) -> torch.Tensor:
     """:func:`smooth_relu_slope` in place, bit for bit (``where(z < 0, 1 + r, r)`` = ``r + [z < 0]``)."""
     if cap is not None:
-        return smooth_relu_slope(z, tau, cap)
+        # one square root for both kinks: the lower one's r below cap / 2, the mirrored upper
+        # one's above (upper = -rc or 1 - rc, lower = 1 + r or r: offset [zz < 0] xor [above])
+        above = z > cap / 2
+        zz = torch.where(above, z - cap, z)
+        s = zz * zz
+        r = torch.div(zz, s.add_(tau).sqrt_())
+        r = torch.where(above, r.neg(), r)
+        return r.add_(torch.logical_xor(zz < 0, above))
     s = z * z
     r = torch.div(z, s.add_(tau).sqrt_())
     return r.add_(z < 0)
@@ -465,13 +472,14 @@ def smooth_relu_slope(z: torch.Tensor, tau: float, cap: float | None = None) -> 
 def smooth_relu_curvature(z: torch.Tensor, tau: float, cap: float | None = None) -> torch.Tensor:
     """h'(z) = tau / (z^2 + tau)^(3/2) (both branches of h differ by a constant), negated above
     ``cap / 2`` for ReLU6's mirrored kink."""
-    s = z * z + tau
+    if cap is None:
+        s = z * z + tau
+        return tau / (s * torch.sqrt(s))
+    above = z > cap / 2
+    zz = torch.where(above, z - cap, z)
+    s = zz * zz + tau
     curv = tau / (s * torch.sqrt(s))
-    if cap is not None:
-        zc = z - cap
-        sc = zc * zc + tau
-        curv = torch.where(z > cap / 2, -tau / (sc * torch.sqrt(sc)), curv)
-    return curv
+    return torch.where(above, -curv, curv)
 
 
 class SmoothReLU(nn.Module):
@@ -504,8 +512,40 @@ class _ConvInput(torch.autograd.Function):
             for i in range(2)
         ]
         extra = tuple(size[i] - natural[i] for i in range(2))
-        gx = F.conv_transpose2d(g, weight, None, stride, padding, extra, groups, dilation)
+        reach = [dilation[i] * (weight.shape[-2 + i] - 1) - padding[i] for i in range(2)]
+        if groups == 1 and weight.shape[-2:] == (1, 1) and stride == (1, 1) and padding == (0, 0):
+            gx = F.conv2d(g, weight.transpose(0, 1))  # pointwise: the transposed 1x1 convolution
+        elif groups == 1 or min(reach) < 0:
+            gx = F.conv_transpose2d(g, weight, None, stride, padding, extra, groups, dilation)
+        else:  # grouped (depthwise): conv_transpose2d has no fast grouped CPU kernel, conv2d has
+            gx = _grouped_input_grad(g, weight, stride, dilation, groups, reach, extra)
         return gx, None, None, None, None, None, None
+
+
+def _grouped_input_grad(g, weight, stride, dilation, groups, reach, extra) -> torch.Tensor:
+    """``conv_transpose2d(g, weight, ...)`` of a grouped convolution as a grouped ``conv2d``: the
+    gradient spread onto the stride grid, padded by the kernel's reach, convolved with the
+    per-group transposed, flipped kernel (differentiable: its own backward is a strided conv)."""
+    if stride[0] > 1 or stride[1] > 1:
+        g = _spread(g, stride)
+    co, ci_g, kh, kw = weight.shape
+    wt = (
+        weight.view(groups, co // groups, ci_g, kh, kw)
+        .transpose(1, 2)
+        .reshape(groups * ci_g, co // groups, kh, kw)
+    )
+    g = F.pad(g, (reach[1], reach[1] + extra[1], reach[0], reach[0] + extra[0]))
+    return F.conv2d(g, wt.flip(-1, -2), None, 1, 0, dilation, groups)
+
+
+def _spread(g: torch.Tensor, stride) -> torch.Tensor:
+    """``g`` on every ``stride``-th row and column of a zero tensor (differentiable)."""
+    n, c, h, w = g.shape
+    g = g.view(n, c, h, 1, w, 1)
+    g = F.pad(g, (0, stride[1] - 1, 0, 0, 0, stride[0] - 1))
+    return g.reshape(n, c, h * stride[0], w * stride[1])[
+        :, :, : (h - 1) * stride[0] + 1, : (w - 1) * stride[1] + 1
+    ]
 
 
 class SecondOrderConv2d(nn.Conv2d):
