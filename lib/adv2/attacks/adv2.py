@@ -78,6 +78,7 @@ def _joint_stage(
         )
     lo, hi = linf_box(x0, cfg.epsilon)
     x = project(x.detach(), lo, hi)
+    retain = getattr(forward, "retain_graph", False)
     for i in range(cfg.stage2_steps):
         x.requires_grad_(True)
         logits, maps, extra = forward(x, target)
@@ -85,9 +86,9 @@ def _joint_stage(
         loss = loss + (cfg.lam_at(i) * lam_scale) * interp_loss(maps, benign).sum()
         if extra is not None:
             loss = loss + extra.sum()
-        # retain_graph: a surrogate's logits may differentiate their graph a second time
-        # (exact_relu_gradient); the graph goes with this iteration's tensors
-        (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+        # a surrogate's logits differentiate their graph a second time (exact_relu_gradient):
+        # then the graph is retained, and goes with this iteration's tensors
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=retain)
         del loss, maps, extra
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), logits.detach())
@@ -124,6 +125,7 @@ def _joint_stage_fast(
     total = cfg.stage2_steps + max(0, extra_steps)
     alphas = step_sizes(cfg.step_size, total, "fast", cfg.fast_step_start, cfg.fast_step_end)
     stopper = EarlyStop(x, cfg.patience, cfg.min_improvement)
+    retain = getattr(forward, "retain_graph", False)
     idx = torch.arange(len(x), device=x.device)
     taken = 0
     for i in range(total):
@@ -139,7 +141,7 @@ def _joint_stage_fast(
         loss = loss + (cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale) * map_loss.sum()
         if extra is not None:
             loss = loss + extra.sum()
-        (grad,) = torch.autograd.grad(loss, xa, retain_graph=True)  # see _joint_stage
+        (grad,) = torch.autograd.grad(loss, xa, retain_graph=retain)  # see _joint_stage
         del loss, extra
         with torch.no_grad():
             stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
@@ -264,6 +266,7 @@ def _sign_forward(
         surrogate = interpreter.attack_surrogate(tau)
         if isinstance(surrogate, HasMapsWithLogits):  # logits (true gradient) and map: one forward
             forward = _with_logits_forward(surrogate)
+            forward.retain_graph = True  # exact_relu_gradient walks the logits' graph again
         else:
             forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
         ref = cfg.cells_reference if isinstance(cfg, GradConfig) else None
