@@ -2,6 +2,8 @@
 
     python benchmarks/bench_attacks.py          # CPU (+ CUDA when available), ~10 min on 1 thread
     python benchmarks/bench_attacks.py --models fmnist-resnet --batch 8 --output /tmp/bench.json
+    python benchmarks/bench_attacks.py --models fmnist-resnet --interpreters grad --repeats 2 \
+        --output /tmp/grad.json   # profiling one step; bench_report.py wants all four
 
 Per model -- the two Fashion-MNIST nets (random weights: a step's cost does not depend on them,
 batch ``--batch``, eps 0.1) and EfficientNet-Lite0 at 224 px (batch ``--photo-batch``, eps 0.031):
@@ -15,7 +17,8 @@ batch ``--batch``, eps 0.1) and EfficientNet-Lite0 at 224 px (batch ``--photo-ba
   (4 tracking + 4 unrolled Adam steps and the step-size bisection; the periodic re-solve of the
   mask is excluded). Each is timed as the difference of two runs with different step counts, so
   fixed costs (benign maps, final evaluation) cancel; ``ratio_to_pgd`` = seconds per ADV2 step /
-  seconds per PGD step, beside the issue's ``target`` with ``pass``.
+  seconds per PGD step (``pgd_seconds_per_step``: our PGD timed again inside the same interleaved
+  loop, so a change of machine load affects both), beside the issue's ``target`` with ``pass``.
 
 Writes ``results/bench_attacks.json`` (or ``--output``), with ``other_jobs_cores``: the cores'
 worth of CPU other processes used meanwhile (0 = an idle machine).
