@@ -64,3 +64,48 @@ def small_tmpfs(folder: Path, size: str):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=False, timeout=30)
+
+
+class PlainSmoothReLU(torch.nn.Module):
+    """The straightforward reference: autograd through smooth_relu_slope's ops."""
+
+    def __init__(self, cap=None):
+        super().__init__()
+        self.cap = cap
+
+    def forward(self, z):
+        class Fn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, z):
+                ctx.save_for_backward(z)
+                out = z.clamp(min=0)
+                return out if self.cap is None else out.clamp(max=self.cap)
+
+            @staticmethod
+            def backward(ctx, g):
+                (z,) = ctx.saved_tensors
+                from adv2.models import smooth_relu_slope
+
+                return g * smooth_relu_slope(z, 1e-4, self.cap)
+
+        return Fn.apply(z)
+
+
+def plain_smooth_copy(model):
+    """A smooth-ReLU copy written the obvious way (autograd through every op): the reference
+    for adv2.models.smooth_backward_copy's fused backward."""
+    import copy
+
+    ref = copy.deepcopy(model)
+
+    def swap(parent):
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.ReLU6):
+                setattr(parent, name, PlainSmoothReLU(6.0))
+            elif isinstance(child, torch.nn.ReLU):
+                setattr(parent, name, PlainSmoothReLU())
+            else:
+                swap(child)
+
+    swap(ref)
+    return ref

@@ -493,3 +493,106 @@ def test_recorder_evaluates_one_batch_only():
     cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=1, stage2_steps=1)
     with pytest.raises(ValueError, match="one batch"):
         attacks.adv2_attack(model, interp, x, y, t, config=cfg, batch_size=2, recorder=rec)
+
+
+def test_grad_adv2_equals_the_two_forward_reference():
+    """Stage 2 against Grad takes the logits from the surrogate's forward (true-ReLU gradient via
+    exact_relu_gradient) and differentiates the fused smooth backward; the reference runs the
+    classifier for the logits and a plain-autograd smooth copy for the map, as the authors do.
+    In float64 the two differ by rounding only: the same iterates, selections and maps."""
+    import torch.nn.functional as F
+
+    from adv2.interpreters import GradInterpreter
+    from standins import plain_smooth_copy
+
+    model = _random_net().double()
+    interp = GradInterpreter(model)
+    x, y, t = _batch()
+    x = x.double()
+    cfg = attacks.default_config(
+        "grad", epsilon=0.1, step_size=0.01, stage1_steps=2, phase_steps=(3, 3), phase_lams=(0.5, 2.0)
+    )
+    cfg = dataclasses.replace(cfg, select_every=2, select_threshold=0.0)
+    res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    benign = interp(x, y)
+    surrogate = GradInterpreter(plain_smooth_copy(model))
+    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    best, best_dist = xr.clone(), torch.full((5,), float("inf"), dtype=x.dtype)
+    for i in range(6):
+        xr = xr.detach().requires_grad_(True)
+        logits = model(xr)
+        loss = F.cross_entropy(logits, t, reduction="sum")
+        loss = loss + cfg.lam_at(i) * (surrogate(xr, t, create_graph=True) - benign).pow(2).sum()
+        (g,) = torch.autograd.grad(loss, xr)
+        if i % 2 == 0:  # selection on the true map, before the step (threshold 0: any iterate)
+            dist = (interp(xr, t) - benign).pow(2).flatten(1).sum(1)
+            better = dist < best_dist
+            best = torch.where(better.view(-1, 1, 1, 1), xr.detach(), best)
+            best_dist = torch.where(better, dist, best_dist)
+        xr = torch.minimum(torch.maximum(xr.detach() - 0.01 * g.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    dist = (interp(xr, t) - benign).pow(2).flatten(1).sum(1)
+    best = torch.where((dist < best_dist).view(-1, 1, 1, 1), xr, best)
+    torch.testing.assert_close(res.x_adv, best, rtol=0, atol=1e-12)
+    assert res.success.all()
+
+
+@pytest.mark.parametrize("same_encoder", [True, False])
+def test_rts_adv2_equals_the_three_forward_reference(same_encoder):
+    """Stage 2 against RTS runs RTS once for the map and the encoder logits, and reuses them as
+    the classifier's logits while the encoder is an exact copy of the classifier; the reference
+    runs the classifier, RTS and the encoder separately (float64: rounding apart, equal)."""
+    import torch.nn.functional as F
+
+    from adv2.interpreters import RTSInterpreter, RTSNet
+
+    model = _random_net().double()
+    torch.manual_seed(5)
+    rts = RTSNet(model).double()
+    if not same_encoder:  # a fine-tuned encoder: its logits are not the classifier's
+        with torch.no_grad():
+            rts.encoder.head.bias.add_(0.5)
+    interp = RTSInterpreter(model, rts)
+    assert interp.encoder_is(model) == same_encoder
+    x, y, t = _batch()
+    x = x.double()
+    cfg = attacks.default_config("rts", epsilon=0.1, step_size=0.01, stage1_steps=2, stage2_steps=4)
+    res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
+    benign = interp(x, y)
+    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    for i in range(4):
+        xr = xr.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xr), t, reduction="sum")
+        loss = (
+            loss + cfg.lam_at(i) * (interp(xr, t, create_graph=True) - benign).pow(2).flatten(1).mean(1).sum()
+        )
+        loss = loss + (0.1 * F.cross_entropy(interp.encoder_logits(xr), t, reduction="none")).sum()
+        (g,) = torch.autograd.grad(loss, xr)
+        xr = torch.minimum(torch.maximum(xr.detach() - 0.01 * g.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    torch.testing.assert_close(res.x_adv, xr, rtol=0, atol=1e-12)
+
+
+def test_mask_adv2_twin_equals_the_plain_objective():
+    """The bilevel attack differentiates its unrolled steps on MASK's second-order twin (cheaper
+    double backward, same values) and computes the resized/blurred input once per step; against
+    the plain interpreter (no twin) the iterates agree to rounding (float64)."""
+    from adv2.interpreters import MaskInterpreter
+
+    class Plain(MaskInterpreter):
+        for_second_order = None
+
+    model = _random_net().double()
+    x, y, t = _batch(4)
+    x = x.double()
+    cfg = attacks.default_config(
+        "mask", epsilon=0.1, stage1_steps=2, stage2_steps=3, resolve_every=2, bisection_steps=4
+    )
+    twin, plain = MaskInterpreter(model, iterations=3), Plain(model, iterations=3)
+    assert isinstance(twin.for_second_order().model, torch.nn.Module)
+    benign = plain(x, y)
+    a = attacks.adv2_attack(model, twin, x, y, t, benign, config=cfg)
+    b = attacks.adv2_attack(model, plain, x, y, t, benign, config=cfg)
+    torch.testing.assert_close(a.x_adv, b.x_adv, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a.maps, b.maps, rtol=0, atol=1e-12)
+    assert a.history == b.history or all(
+        abs(u - v) < 1e-9 for k in a.history for u, v in zip(a.history[k], b.history[k], strict=True)
+    )

@@ -5,6 +5,7 @@ import torch
 
 from adv2 import models
 from adv2.data import FASHION_MNIST_CLASSES
+from standins import plain_smooth_copy
 
 NAMES = list(FASHION_MNIST_CLASSES)
 
@@ -165,3 +166,82 @@ def test_loading_efficientnet_lite0_prints_nothing(capsys):
 
     pretrained.load_efficientnet_lite0(data.imagenet_class_names())
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- the smooth copy's fast backward
+def _relu6_net():
+    """Strided, grouped and biased convolutions, batch norms and ReLU6: what EfficientNet has."""
+    nn = torch.nn
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=True),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 16, 1),
+        nn.Flatten(),
+        nn.Linear(16 * 7 * 7, 10),
+    )
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_(1, 0.3)
+            m.bias.data.normal_(0, 0.3)
+    return models.freeze(net)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "densenet", "relu6"])
+def test_smooth_copy_fast_double_backward_equals_plain_autograd(kind):
+    """The fused smooth-ReLU backward, the one-convolution conv backward and the affine batch-norm
+    backward give the first AND second derivatives of the straightforward smooth copy (float64)."""
+    if kind == "relu6":
+        model = _relu6_net().double()
+        x = torch.rand(3, 1, 28, 28, dtype=torch.float64) * 8 - 2  # reach both kinks of ReLU6
+    else:
+        torch.manual_seed(0)
+        model = models.freeze(models.build_small_cnn(kind, 10, NAMES)).double()
+        x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    fast, plain = models.smooth_backward_copy(model), plain_smooth_copy(model)
+    assert any(isinstance(m, models.SecondOrderConv2d) for m in fast.modules())
+    assert any(isinstance(m, models.FrozenBatchNorm2d) for m in fast.modules())
+    w = torch.rand(3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    v = torch.rand(3, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def derivatives(net):
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        (g,) = torch.autograd.grad((out * w).sum(), xi, create_graph=True)
+        (gg,) = torch.autograd.grad((g.abs() * v).sum(), xi)
+        return out.detach(), g.detach(), gg
+
+    (o1, g1, h1), (o2, g2, h2) = derivatives(fast), derivatives(plain)
+    assert torch.equal(o1, o2)  # the forward is untouched
+    torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)
+    assert h2.abs().max() > 0
+    torch.testing.assert_close(h1, h2, rtol=1e-7, atol=1e-9 * float(h2.abs().max()))
+
+
+def test_exact_relu_gradient_is_the_true_models_gradient():
+    torch.manual_seed(0)
+    model = models.freeze(models.build_small_cnn("resnet", 10, NAMES))
+    smooth = models.smooth_backward_copy(model)
+    x, t = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+
+    def ce_grad(net, wrap):
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        out = models.exact_relu_gradient(out, xi) if wrap else out
+        return torch.autograd.grad(torch.nn.functional.cross_entropy(out, t, reduction="sum"), xi)[0]
+
+    true, smoothed, exact = ce_grad(model, False), ce_grad(smooth, False), ce_grad(smooth, True)
+    torch.testing.assert_close(exact, true, rtol=1e-5, atol=1e-7)
+    assert (smoothed - true).abs().max() > 100 * (exact - true).abs().max()  # the wrap matters
+
+
+def test_fused_slope_is_bit_identical_to_the_plain_formula():
+    z = torch.cat([torch.linspace(-3, 9, 20001), torch.tensor([0.0, -0.0, 3.0, 6.0, 5.99999, 6.00001])])
+    for cap in (None, 6.0):
+        assert torch.equal(models._slope_no_grad(z, 1e-4, cap), models.smooth_relu_slope(z, 1e-4, cap))

@@ -74,8 +74,9 @@ def full_precision(device: torch.device | str | torch.Tensor):
 
 
 def fp32(t: torch.Tensor | None) -> torch.Tensor | None:
-    """``t`` as float32 (the same tensor when it already is one, so fp32 runs are untouched)."""
-    if t is None or t.dtype == torch.float32 or not t.is_floating_point():
+    """``t`` in at least float32: half-precision tensors (autocast's outputs) are cast up, any other
+    tensor is returned as it is (fp32 runs are untouched, float64 tests stay float64)."""
+    if t is None or t.dtype not in (torch.float16, torch.bfloat16):
         return t
     return t.float()
 

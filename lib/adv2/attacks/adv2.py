@@ -8,7 +8,9 @@ differentiated, which it declares as ``attack_style`` (:mod:`adv2.interpreters.b
   (:func:`adv2_sign`). Optional capabilities refine it, following the authors' code:
   ``attack_surrogate`` (Grad: differentiate a smooth-ReLU copy, stepwise lambda, best-iterate
   selection on the true map), ``attribute_with_logits`` (CAM: logits and map from one forward),
-  ``encoder_logits`` (RTS: adds ``encoder_weight * CE(encoder logits, target)``);
+  ``encoder_logits`` (RTS: adds ``encoder_weight * CE(encoder logits, target)``), with
+  ``attribute_with_encoder_logits`` (RTS: map and encoder logits from one pass, the classifier's
+  forward reused when the encoder is an exact copy of it);
 * ``"bilevel"`` -- the map is an optimisation result (MASK): unrolled inner Adam steps
   (:func:`adv2.attacks.mask.adv2_mask`).
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 
 from ..interpreters.base import (
     HasAttackSurrogate,
+    HasMapsWithEncoderLogits,
     HasMapsWithLogits,
     HasOwnEncoder,
     Interpreter,
@@ -73,7 +76,9 @@ def _joint_grad(
     loss = loss + lam * map_loss.sum()
     if extra is not None:
         loss = loss + extra.sum()
-    (grad,) = torch.autograd.grad(loss, x)
+    # a surrogate's logits differentiate their graph a second time (exact_relu_gradient): then the
+    # graph is retained, and goes with the returned tensors (the caller drops them before the next step)
+    (grad,) = torch.autograd.grad(loss, x, retain_graph=getattr(forward, "retain_graph", False))
     return grad, logits, map_loss
 
 
@@ -120,6 +125,7 @@ def _joint_stage(
         grad, logits, _ = _joint_grad(forward, x, target, benign, cfg.lam_at(i) * lam_scale, interp_loss)
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), logits.detach())
+        del logits  # frees the retained graph before the next forward
         x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
         if recorder is not None:
             recorder.tick(x)
@@ -163,6 +169,7 @@ def _joint_stage_fast(
         grad, logits, map_loss = _joint_grad(forward, xa, ta, benign[idx], lam, interp_loss)
         with torch.no_grad():
             stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
+        del logits, map_loss  # frees the retained graph before the next forward
         if observe is not None and cfg.select_every and i % cfg.select_every == 0:
             observe(i, x.detach(), None)
         with torch.no_grad():
@@ -238,6 +245,23 @@ def _with_logits_forward(interpreter: HasMapsWithLogits) -> Forward:
     return forward
 
 
+def _with_encoder_logits_forward(
+    model: nn.Module, interpreter: HasMapsWithEncoderLogits, encoder_weight: float
+) -> Forward:
+    """Map and own-encoder logits from ONE pass of the interpreter's network (RTS); when its
+    encoder is an exact copy of ``model`` (the authors' setting: both the same ImageNet ResNet-50)
+    the encoder's logits are ``model``'s too, and the classifier's forward is not run again."""
+    same = interpreter.encoder_is(model)
+
+    def forward(x: torch.Tensor, t: torch.Tensor):
+        maps, enc = interpreter.attribute_with_encoder_logits(x, t, create_graph=True)
+        logits = enc if same else model(x)
+        extra = encoder_weight * F.cross_entropy(enc, t, reduction="none") if encoder_weight else None
+        return logits, maps, extra
+
+    return forward
+
+
 def _differentiable_forward(
     model: nn.Module,
     map_fn: MapFn,
@@ -264,11 +288,17 @@ def _sign_forward(
     if isinstance(interpreter, HasAttackSurrogate):
         tau = cfg.tau if isinstance(cfg, GradConfig) else GradConfig.tau
         surrogate = interpreter.attack_surrogate(tau)
-        forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
+        if isinstance(surrogate, HasMapsWithLogits):  # logits (true gradient) and map: one forward
+            forward = _with_logits_forward(surrogate)
+            forward.retain_graph = True  # exact_relu_gradient walks the logits' graph again
+        else:
+            forward = _differentiable_forward(model, lambda xx, tt: surrogate(xx, tt, create_graph=True))
         ref = cfg.cells_reference if isinstance(cfg, GradConfig) else None
         return forward, (ref / n_cells if ref else 1.0)
     if isinstance(interpreter, HasMapsWithLogits):
         return _with_logits_forward(interpreter), 1.0
+    if isinstance(interpreter, HasMapsWithEncoderLogits):
+        return _with_encoder_logits_forward(model, interpreter, cfg.encoder_weight), 1.0
     encoder = interpreter.encoder_logits if isinstance(interpreter, HasOwnEncoder) else None
     return _differentiable_forward(
         model,

@@ -64,7 +64,7 @@ class _Selection:
     def __init__(self, x: torch.Tensor, benign: torch.Tensor, min_improvement: float):
         n = len(x)
         self.min_improvement = min_improvement
-        self.dist = torch.full((n,), float("inf"), device=x.device)
+        self.dist = torch.full((n,), float("inf"), device=x.device, dtype=benign.dtype)
         self.x, self.last_x = x.detach().clone(), x.detach().clone()
         self.maps, self.last_maps = torch.zeros_like(benign), torch.zeros_like(benign)
         self.conf, self.last_conf = torch.zeros(n, device=x.device), torch.zeros(n, device=x.device)
@@ -179,6 +179,10 @@ def adv2_mask(
     chosen = _Selection(x, benign, cfg.min_improvement)
     active = torch.arange(n, device=x.device)  # original indices of the images still attacked
     steps, hist_success, hist_dist = [], [], []
+    # the unrolled steps differentiate the objective twice: a twin with the cheaper double
+    # backward (same values), when the interpreter offers one
+    twin = getattr(interpreter, "for_second_order", None)
+    unrolled = twin() if twin is not None else interpreter
     period = max(1, cfg.resolve_every)
 
     def checkpoint(step: int, x: torch.Tensor) -> torch.Tensor:
@@ -210,9 +214,11 @@ def adv2_mask(
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         x = project(x.detach() - pred_steps[i] * g / g_norm, lo, hi)
 
-        # track m*(x) with plain Adam steps
-        with torch.no_grad():
-            prepared = interpreter.prepare(x)
+        # track m*(x) with plain Adam steps; the resized and blurred input is computed once, with
+        # its graph to x for the unrolled steps (the tracking steps use it detached)
+        x.requires_grad_(True)
+        prepared_x = interpreter.prepare(x)
+        prepared = tuple(p.detach() for p in prepared_x)
         for _ in range(cfg.track_steps):
             m = m.detach().requires_grad_(True)
             (gm,) = torch.autograd.grad(
@@ -223,13 +229,12 @@ def adv2_mask(
                 m, m1, m2 = _adam(m, gm, m1, m2, adam_step, lr, betas, eps)
 
         # unrolled steps: differentiate the distance of the updated masks w.r.t. the input
-        x.requires_grad_(True)
-        prepared = interpreter.prepare(x)
+        prepared = prepared_x
         l_int = torch.zeros(n, device=x.device)
         for _ in range(cfg.unroll_steps):
             m = m.detach().requires_grad_(True)
             (gm,) = torch.autograd.grad(
-                interpreter.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(),
+                unrolled.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(),
                 m,
                 create_graph=True,
             )

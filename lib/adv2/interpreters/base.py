@@ -62,6 +62,18 @@ class HasOwnEncoder(Protocol):
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class HasMapsWithEncoderLogits(Protocol):
+    """Map and own-encoder logits from ONE pass of the interpreter's network (RTS), and whether
+    that encoder is an exact copy of a classifier (then its logits are the classifier's)."""
+
+    def attribute_with_encoder_logits(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def encoder_is(self, model: torch.nn.Module) -> bool: ...
+
+
 class BilevelInterpreter(Interpreter, Protocol):
     """What the bilevel ADV2 attack needs from a ``"bilevel"`` interpreter (MASK)."""
 

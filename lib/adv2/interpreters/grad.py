@@ -56,14 +56,38 @@ class GradInterpreter:
             (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
         return g
 
-    def attribute(
+    def attribute_with_logits(
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
-    ) -> torch.Tensor:
-        g = self.input_gradient(x, target, create_graph=create_graph)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, map) from ONE forward pass. On a :func:`~adv2.models.smooth_backward_copy`
+        (the attack surrogate) the logits' gradient is the TRUE model's
+        (:func:`~adv2.models.exact_relu_gradient`) while the map's is the smooth one: exactly what
+        the attack's ``CE(f(x)) + lambda l_int(smooth map)`` differentiates, minus one forward."""
+        from ..models import SmoothReLU, exact_relu_gradient
+
+        t = as_target(target, x.shape[0], x.device)
+        with torch.enable_grad():
+            x_in = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
+            logits = self.model(x_in)
+            loss = F.cross_entropy(logits, t, reduction="sum")
+            (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
+        m = self._pool(g)
+        if not create_graph:
+            return logits.detach(), m.detach()
+        if any(isinstance(mod, SmoothReLU) for mod in self.model.modules()):
+            logits = exact_relu_gradient(logits, x_in)
+        return logits, m
+
+    def _pool(self, g: torch.Tensor) -> torch.Tensor:
         m = g.abs().amax(dim=1, keepdim=True)
         if self.pool > 1:
             m = F.avg_pool2d(m, self.pool)
-        m = minmax_normalize(m)
+        return minmax_normalize(m)
+
+    def attribute(
+        self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+    ) -> torch.Tensor:
+        m = self._pool(self.input_gradient(x, target, create_graph=create_graph))
         return m if create_graph else m.detach()
 
     __call__ = attribute

@@ -44,6 +44,7 @@ differentiable w.r.t. both ``m`` and ``x``, :meth:`init_mask` the starting mask 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -193,6 +194,16 @@ class MaskInterpreter:
         prob = F.softmax(logits, dim=1).gather(1, t.view(-1, 1)).squeeze(1)
         area = (1 - m).abs().flatten(1).sum(1)
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob
+
+    def for_second_order(self) -> MaskInterpreter:
+        """The same interpreter on :func:`adv2.models.second_order_copy` of its model: equal
+        objective values, a cheaper gradient of the gradient (what the attack's unrolled steps
+        differentiate)."""
+        from ..models import second_order_copy
+
+        twin = copy.copy(self)
+        twin.model = second_order_copy(self.model)
+        return twin
 
     # ---- the interpreter
     def optimize_mask(

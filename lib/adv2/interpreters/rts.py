@@ -286,6 +286,35 @@ class RTSInterpreter:
         with forward_precision(x.device):
             return fp32(self.rts.encoder_logits(x))
 
+    def attribute_with_encoder_logits(
+        self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(map, encoder logits) from ONE RTS forward (the encoder runs once for both)."""
+        t = as_target(target, x.shape[0], x.device)
+        x_in = x if create_graph else x.detach()
+        with torch.set_grad_enabled(create_graph):
+            out = self.rts(x_in, t, self.confidence)
+            enc = getattr(out, "encoder_logits", None)
+            if enc is None:  # a network whose output carries only the mask: its encoder apart
+                enc = self.rts.encoder_logits(x_in)
+        if create_graph:
+            return out.mask, enc
+        return out.mask.detach(), enc.detach()
+
+    def encoder_is(self, model: nn.Module) -> bool:
+        """Whether RTS's encoder is still an exact copy of ``model`` (same class, both in eval mode,
+        equal parameters and buffers): then its logits ARE ``model``'s, and one forward serves both."""
+        enc = getattr(self.rts, "encoder", None)
+        if not isinstance(enc, nn.Module) or type(enc) is not type(model) or enc.training or model.training:
+            return False
+        a, b = enc.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+        if a.keys() != b.keys():
+            return False
+        with torch.no_grad():
+            return all(
+                a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a
+            )
+
     def __repr__(self) -> str:
         return f"RTSInterpreter(map_size={self.map_size}, confidence={self.confidence})"
 
