@@ -120,13 +120,33 @@ def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
     monkeypatch.setattr(ext, "ROOT", tmp_path)  # nothing measured: every value says so
     (tmp_path / "results").mkdir()
-    subs = {**ext.step_costs(), **ext.convergence(), **ext.gpu(), **ext.training()}
+    subs = {**ext.step_costs(), **ext.convergence(), **ext.gpu(), **ext.training(), **ext.laptop()}
     assert used <= set(subs)
     assert subs["bench_resnet_cam"] == ext.MISSING
     (tmp_path / "results" / "bench_attacks.json").write_text(json.dumps(_attacks_report()))
     subs = ext.step_costs()
     assert subs["bench_resnet_cam"] == "1.05x (≤ 1.1: pass)"
     assert subs["bench_resnet_grad"] == "3.50x (≤ 3: FAIL)"
+
+
+def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):
+    import nbformat
+
+    ext = _module(ROOT / "book" / "_ext" / "bench_numbers.py", "bench_numbers")
+    monkeypatch.setattr(ext, "ROOT", tmp_path)
+    assert ext.laptop()["laptop_total"] == ext.MISSING
+    folder = tmp_path / "book" / "notebooks"
+    folder.mkdir(parents=True)
+    for stem, seconds, cached, others in (("01_a", 120, 0, 0.1), ("02_b", 420, 2, 0.3)):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["papermill"] = {"duration": seconds, "parameters": {"profile": "quick"}}
+        nb.metadata["adv2"] = {"models_cached_at_start": cached, "other_jobs_cores": others}
+        nbformat.write(nb, folder / f"{stem}.ipynb")
+    subs = ext.laptop()
+    assert subs["laptop_total"] == "9.0 min at `quick` (≤ 12: pass)"
+    assert subs["laptop_slowest"] == "02_b, 7.0 min (≤ 5: FAIL)"
+    assert subs["laptop_cache"] == "an empty cache"
+    assert subs["laptop_idle"] == "at most 0.30 cores"
 
 
 def test_convergence_merge_keeps_the_other_interpreters(tmp_path):

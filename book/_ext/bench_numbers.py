@@ -110,15 +110,6 @@ def gpu() -> dict[str, str]:
     return subs
 
 
-def add_substitutions(app, config) -> None:
-    config.myst_substitutions = {**step_costs(), **convergence(), **gpu(), **(config.myst_substitutions or {})}
-
-
-def setup(app):
-    app.connect("config-inited", add_substitutions, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
-
-
 # ----------------------------------------------------------------------------- training throughput
 # ``{{ train_<part>_<field> }}`` (part cls/rts; field old, new, speedup), ``{{ train_<part>_<arch>_1t }}``
 # (one job on one thread, old -> new), ``{{ train_verdict }}``, ``{{ train_idle }}``,
@@ -158,9 +149,58 @@ def training() -> dict[str, str]:
     return subs
 
 
-_add_before_training = add_substitutions
+# ----------------------------------------------------------------------------- the laptop budget
+LAPTOP_MINUTES, CHAPTER_MINUTES = 12, 5  # issue 13: the whole book, and each chapter alone
 
 
-def add_substitutions(app, config) -> None:  # noqa: F811 -- the page's training table too
-    _add_before_training(app, config)
-    config.myst_substitutions = {**training(), **config.myst_substitutions}
+def laptop() -> dict[str, str]:
+    """``{{ laptop_* }}``: the published run's wall times (papermill's, in each executed notebook)
+    against the laptop budget, whether it started from an empty cache, and how idle the machine was."""
+    import nbformat
+
+    rows = []
+    for path in sorted((ROOT / "book" / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        meta = nbformat.read(path, as_version=4).metadata
+        facts = meta.get("adv2", {})
+        rows.append(
+            (
+                path.stem,
+                float(meta.get("papermill", {}).get("duration") or 0.0),
+                meta.get("papermill", {}).get("parameters", {}).get("profile", "?"),
+                facts.get("models_cached_at_start"),
+                facts.get("other_jobs_cores"),
+            )
+        )
+    if not rows:
+        return {k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")}
+    total = sum(r[1] for r in rows) / 60
+    stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
+    cached = rows[0][3]
+    busiest = max((r[4] for r in rows if r[4] is not None), default=None)
+    profiles = ", ".join(sorted({f"`{r[2]}`" for r in rows}))
+    return {
+        "laptop_total": f"{total:.1f} min at {profiles} (≤ {LAPTOP_MINUTES}: {_mark(total <= LAPTOP_MINUTES)})",
+        "laptop_slowest": f"{stem}, {slowest:.1f} min (≤ {CHAPTER_MINUTES}: {_mark(slowest <= CHAPTER_MINUTES)})",
+        "laptop_cache": (
+            MISSING
+            if cached is None
+            else "an empty cache" if cached == 0 else f"a cache holding {cached} trained models"
+        ),
+        "laptop_idle": MISSING if busiest is None else f"at most {busiest:.2f} cores",
+    }
+
+
+def add_substitutions(app, config) -> None:
+    config.myst_substitutions = {
+        **step_costs(),
+        **convergence(),
+        **gpu(),
+        **training(),
+        **laptop(),
+        **(config.myst_substitutions or {}),
+    }
+
+
+def setup(app):
+    app.connect("config-inited", add_substitutions, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
