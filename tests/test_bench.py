@@ -146,7 +146,7 @@ def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):
     assert subs["laptop_total"] == "9.0 min at `quick` (≤ 12: pass)"
     assert subs["laptop_slowest"] == "02_b, 7.0 min (≤ 5: FAIL)"
     assert subs["laptop_cache"] == "an empty cache"
-    assert subs["laptop_idle"] == "at most 0.30 cores"
+    assert subs["laptop_idle"] == "at most 0.10 cores, except 0.30 during 02_b"
 
 
 def test_convergence_merge_keeps_the_other_interpreters(tmp_path):

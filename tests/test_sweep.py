@@ -118,10 +118,17 @@ def test_a_point_is_complete_only_with_its_own_parameters(tmp_path):
     assert not sweepplan.is_complete(p, "standin")
     (p.folder / "standin.ipynb").write_text("{}")
     (p.folder / "standin.json").write_text("{}")
-    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": p.params}))
+    code = sweepplan.code_fingerprint()
+    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": p.params, "code": code}))
     assert sweepplan.is_complete(p, "standin")
-    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": {**p.params, "x": 2.0}}))
+    (p.folder / "point.json").write_text(
+        json.dumps({"status": "ok", "params": {**p.params, "x": 2.0}, "code": code})
+    )
     assert not sweepplan.is_complete(p, "standin")
+    # computed by other library code (or on models it trained): not this code's result
+    (p.folder / "point.json").write_text(json.dumps({"status": "ok", "params": p.params, "code": "other"}))
+    assert not sweepplan.is_complete(p, "standin")
+    assert not sweepplan.is_complete(p, "standin", code="another")
 
 
 def test_sweep_and_table_commands_parse():

@@ -17,6 +17,7 @@ Pure planning: no Ray, no kernel, no torch here (cheap to import and to test).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -166,15 +167,29 @@ def expand(
     return points
 
 
-def is_complete(point: Point, stem: str) -> bool:
-    """The point ran to the end with these very parameters: its record says ok, its executed
-    notebook is there, and so is its results file when the notebook writes one."""
+def code_fingerprint() -> str:
+    """A hash of the library's source (every ``adv2/**/*.py``): a point computed by other code, or
+    on models that other code trained, is not this code's result."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def is_complete(point: Point, stem: str, code: str | None = None) -> bool:
+    """The point ran to the end with these very parameters and this very library: its record says
+    ok, names ``code`` (default :func:`code_fingerprint`), its executed notebook is there, and so
+    is its results file when the notebook writes one."""
     record = point.folder / POINT_RECORD
     try:
         data = json.loads(record.read_text())
     except (OSError, ValueError):
         return False
     if data.get("status") != "ok" or data.get("params") != json.loads(json.dumps(point.params)):
+        return False
+    if data.get("code") != (code or code_fingerprint()):
         return False
     if not (point.folder / f"{stem}.ipynb").is_file():
         return False
@@ -221,8 +236,9 @@ def plan(
     name = check_name(name or default_name(notebook, profile, grid))
     folder = root / name
     points = expand(notebook, profile, grid, fixed, folder)
+    code = code_fingerprint()
     for p in points:
-        p.done = is_complete(p, notebook.stem)
+        p.done = is_complete(p, notebook.stem, code)
     return Plan(notebook, name, profile, folder, grid, fixed, points)
 
 
@@ -232,6 +248,7 @@ __all__ = [
     "Plan",
     "Point",
     "check_name",
+    "code_fingerprint",
     "expand",
     "group",
     "is_complete",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import REPO_ROOT
-from .sweepplan import POINT_RECORD
+from .sweepplan import POINT_RECORD, code_fingerprint
 
 ATTEMPTS = 2  # a failed point runs once more, in a fresh kernel
 
@@ -160,7 +160,8 @@ def run_group(
                 kernel.shutdown()  # the retry gets a fresh kernel
             folder = _resolve(point["folder"])
             outcome.update(id=point["id"], attempts=attempt, params=point["params"])
-            record = {k: v for k, v in outcome.items() if k != "files"}
+            # the library that computed it: a later run with other code recomputes the point
+            record = {k: v for k, v in outcome.items() if k != "files"} | {"code": code_fingerprint()}
             (folder / POINT_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
             outcome["files"] = _files(folder, nb.stem)
             report("finished", outcome)
