@@ -171,14 +171,16 @@ def laptop() -> dict[str, str]:
                 facts.get("other_jobs_cores"),
             )
         )
+    targets = {"laptop_target": f"{LAPTOP_MINUTES} minutes", "laptop_chapter_target": f"{CHAPTER_MINUTES} minutes"}
     if not rows:
-        return {k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")}
+        return {**targets, **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")}}
     total = sum(r[1] for r in rows) / 60
     stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
     cached = rows[0][3]
     loads = sorted((r[4], r[0]) for r in rows if r[4] is not None)
     profiles = ", ".join(sorted({f"`{r[2]}`" for r in rows}))
     return {
+        **targets,
         "laptop_total": f"{total:.1f} min at {profiles} (≤ {LAPTOP_MINUTES}: {_mark(total <= LAPTOP_MINUTES)})",
         "laptop_slowest": f"{stem}, {slowest:.1f} min (≤ {CHAPTER_MINUTES}: {_mark(slowest <= CHAPTER_MINUTES)})",
         "laptop_cache": (
