@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: Path | str, name: str | None = None):
+    """A script that is not part of the package (benchmarks/*.py, book/_ext/*.py) as a module,
+    registered under ``name`` (default: the file's stem) so its dataclasses resolve."""
+    path = REPO / path if not Path(path).is_absolute() else Path(path)
+    name = name or path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def glue_keys_in_markdown(notebook: Path) -> set[str]:

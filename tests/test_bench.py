@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from standins import load_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+_module = load_script
 
 
 report = _module(ROOT / "benchmarks" / "bench_report.py", "bench_report")

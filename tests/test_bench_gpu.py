@@ -3,7 +3,6 @@ runs every attack, and the ResNet-50 it times is one CAM can read."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,15 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from standins import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "benchmarks" / "bench_gpu.py")
 
 
 bench_gpu = _module()
@@ -86,10 +83,7 @@ def test_resnet50_random_weights_works_with_cam():
 
 
 def _module_at(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(path, name)
 
 
 GPU_REPORT = {

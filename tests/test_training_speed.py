@@ -4,9 +4,7 @@ jobs side by side), deterministic, and the training benchmark's smoke run."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch
 
 from adv2 import models, parallel
 from adv2.interpreters.rts import RTSNet, rts_loss, train_rts
+from standins import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = [str(i) for i in range(10)]
@@ -160,10 +159,7 @@ def test_run_concurrently_keeps_order_and_raises():
 
 @pytest.mark.slow
 def test_bench_training_smoke(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_training", ROOT / "benchmarks" / "bench_training.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_training"] = mod
-    spec.loader.exec_module(mod)
+    mod = load_script(ROOT / "benchmarks" / "bench_training.py")
     out = tmp_path / "bench_training.json"
     rep = mod.main(["--tiny", "--archs", "resnet", "--output", str(out)])
     assert json.loads(out.read_text())["target"] == 2.0
@@ -175,12 +171,7 @@ def test_bench_training_smoke(tmp_path):
     assert "other_jobs_cores" in rep
 
 
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+_module = load_script
 
 
 def _training_report(speedup_cls=2.4, speedup_rts=1.8):
