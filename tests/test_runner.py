@@ -102,7 +102,7 @@ def test_run_box_names_profile_times_training_and_load(tmp_path):
     assert "otherwise idle" in text
     _executed(tmp_path / "02_b.ipynb", "quick", 60.0, {"models_trained": 0, "other_jobs_cores": 1.5})
     text = runbox.write_run_info(tmp_path, tmp_path, box).read_text()
-    assert "shared the machine" in text and "1.5" in text and "smoke" not in text
+    assert "shared the machine during 02_b (up to 1.5" in text and "smoke" not in text
 
 
 def test_run_box_lists_each_chapters_non_default_parameters(tmp_path):

@@ -87,7 +87,7 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         meta = metadata.get("papermill", {})
         facts = metadata.get("adv2", {})
         trained = facts.get("models_trained", "?")
-        others.append(facts.get("other_jobs_cores"))
+        others.append((facts.get("other_jobs_cores"), nb_path.stem))
         params = meta.get("parameters", {})
         prof = params.get("profile", "?")
         seconds = float(meta.get("duration") or 0.0)
@@ -117,7 +117,9 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
         "the smaller budgets matter."
     )
-    busiest = max((x for x in others if x is not None), default=None)
+    measured = [(x, stem) for x, stem in others if x is not None]
+    busiest = max((x for x, _ in measured), default=None)
+    busy_stems = [stem for x, stem in measured if x > 0.25]
     if busiest is None:
         caveat += (
             "\n\nWhether other jobs shared the machine during the run was not recorded; "
@@ -125,8 +127,9 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         )
     elif busiest > 0.25:
         caveat += (
-            f"\n\nOther jobs shared the machine during some chapters (up to {busiest:.1f} "
-            "cores' worth of CPU), so their wall times overstate what free cores need."
+            f"\n\nOther jobs shared the machine during {', '.join(busy_stems)} (up to {busiest:.1f} "
+            "cores' worth of CPU; a chapter's own worker processes, such as chapter 8's Ray "
+            "workers, count among them), so their wall times may overstate what free cores need."
         )
     else:
         caveat += (
