@@ -30,6 +30,18 @@ def load_script(path: Path | str, name: str | None = None):
     return mod
 
 
+def naive_pgd(model, x0, t, eps, alpha, steps, x=None):
+    """Targeted sign-PGD written out plainly (summed CE, from ``x`` or ``x0``): the reference the
+    library's PGD must equal bit for bit."""
+    x = x0.clone() if x is None else x.clone()
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x), t, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x)
+        x = torch.minimum(torch.maximum(x.detach() - alpha * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+    return x
+
+
 def glue_keys_in_markdown(notebook: Path) -> set[str]:
     """Every name a markdown cell of ``notebook`` reads with ``{glue...}`name```."""
     cells = json.loads(Path(notebook).read_text())["cells"]

@@ -14,6 +14,7 @@ import torch
 
 from adv2 import attacks, metrics
 from adv2.data import select_attack_set
+from standins import naive_pgd
 
 EPS = 0.15
 STEP = EPS / 8
@@ -220,21 +221,11 @@ def _batch(n=5, seed=4):
     return x, y, (y + 1 + torch.randint(0, 9, (n,), generator=gen)) % 10
 
 
-def _naive_pgd(model, x0, t, eps, alpha, steps, x=None):
-    x = x0.clone() if x is None else x.clone()
-    for _ in range(steps):
-        x = x.detach().requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(x), t, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x)
-        x = torch.minimum(torch.maximum(x.detach() - alpha * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
-    return x
-
-
 def test_pgd_equals_a_naive_loop():
     model = _random_net()
     x, _, t = _batch()
     ours = attacks.pgd(model, x, t, epsilon=0.1, step_size=0.02, steps=6, batch_size=2)
-    ref = torch.cat([_naive_pgd(model, x[i : i + 2], t[i : i + 2], 0.1, 0.02, 6) for i in range(0, 5, 2)])
+    ref = torch.cat([naive_pgd(model, x[i : i + 2], t[i : i + 2], 0.1, 0.02, 6) for i in range(0, 5, 2)])
     assert torch.equal(ours, ref)
 
 
@@ -276,7 +267,7 @@ def test_sign_step_adv2_equals_a_naive_loop(cls):
     cfg = attacks.ADV2Config(epsilon=0.1, step_size=0.02, stage1_steps=3, stage2_steps=4, encoder_weight=0.3)
     res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
     benign = interp(x, y)
-    xr = _naive_pgd(model, x, t, 0.1, 0.02, 3)
+    xr = naive_pgd(model, x, t, 0.1, 0.02, 3)
     for i in range(4):
         xr = xr.detach().requires_grad_(True)
         lam = 5.0 + i * (10.0 - 5.0) / 4
@@ -516,7 +507,7 @@ def test_grad_adv2_equals_the_two_forward_reference():
     res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
     benign = interp(x, y)
     surrogate = GradInterpreter(plain_smooth_copy(model))
-    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    xr = naive_pgd(model, x, t, 0.1, 0.01, 2)
     best, best_dist = xr.clone(), torch.full((5,), float("inf"), dtype=x.dtype)
     for i in range(6):
         xr = xr.detach().requires_grad_(True)
@@ -558,7 +549,7 @@ def test_rts_adv2_equals_the_three_forward_reference(same_encoder):
     cfg = attacks.default_config("rts", epsilon=0.1, step_size=0.01, stage1_steps=2, stage2_steps=4)
     res = attacks.adv2_attack(model, interp, x, y, t, config=cfg)
     benign = interp(x, y)
-    xr = _naive_pgd(model, x, t, 0.1, 0.01, 2)
+    xr = naive_pgd(model, x, t, 0.1, 0.01, 2)
     for i in range(4):
         xr = xr.detach().requires_grad_(True)
         loss = F.cross_entropy(model(xr), t, reduction="sum")

@@ -16,6 +16,7 @@ import torch.nn as nn
 from adv2 import attacks, precision
 from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
 from adv2.models import build_small_cnn, freeze
+from standins import naive_pgd
 
 NAMES = [str(i) for i in range(10)]
 KINDS = ("pgd", "cam", "grad", "rts", "mask")
@@ -159,21 +160,13 @@ def test_forced_bf16_interpreter_maps_are_fp32(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- (b) CPU unchanged
-def _naive_pgd(model, x0, t, eps, alpha, steps):
-    x = x0.clone()
-    for _ in range(steps):
-        x = x.detach().requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(x), t, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x)
-        x = torch.minimum(torch.maximum(x.detach() - alpha * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
-    return x
 
 
 def test_default_cpu_pgd_is_bitwise_the_fp32_loop(monkeypatch):
     monkeypatch.delenv(precision.ENV, raising=False)
     model, x, _, t = tiny_setup()
     ours = attacks.pgd(model, x, t, epsilon=0.1, step_size=0.02, steps=3)
-    assert torch.equal(ours, _naive_pgd(model, x, t, 0.1, 0.02, 3))
+    assert torch.equal(ours, naive_pgd(model, x, t, 0.1, 0.02, 3))
 
 
 @pytest.mark.parametrize("kind", KINDS)
