@@ -15,6 +15,8 @@ derivatives are not zero) and call it with ``create_graph=True``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,10 +42,10 @@ class GradInterpreter:
         self.pool = int(pool) if pool else default_pool(size)
         self.map_size = size // self.pool
 
-    def input_gradient(
-        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
-    ) -> torch.Tensor:
-        """d CE(f(x), t) / dx, shape of ``x``; part of the graph of ``x`` when ``create_graph``."""
+    def _gradient(
+        self, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(d CE(f(x), t) / dx, logits, the input they were taken at)``, from one forward."""
         t = as_target(target, x.shape[0], x.device)
         with torch.enable_grad():
             if create_graph and x.requires_grad:
@@ -54,7 +56,20 @@ class GradInterpreter:
                 logits = fp32(self.model(x_in))
             loss = F.cross_entropy(logits, t, reduction="sum")
             (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
-        return g
+        return g, logits, x_in
+
+    def input_gradient(
+        self, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> torch.Tensor:
+        """d CE(f(x), t) / dx, shape of ``x``; part of the graph of ``x`` when ``create_graph``."""
+        return self._gradient(x, target, create_graph)[0]
+
+    @functools.cached_property
+    def _smooth(self) -> bool:
+        """Whether the model is a smooth-backward copy (looked up once, not at every step)."""
+        from ..models import SmoothReLU
+
+        return any(isinstance(mod, SmoothReLU) for mod in self.model.modules())
 
     def attribute_with_logits(
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
@@ -63,18 +78,13 @@ class GradInterpreter:
         (the attack surrogate) the logits' gradient is the TRUE model's
         (:func:`~adv2.models.exact_relu_gradient`) while the map's is the smooth one: exactly what
         the attack's ``CE(f(x)) + lambda l_int(smooth map)`` differentiates, minus one forward."""
-        from ..models import SmoothReLU, exact_relu_gradient
+        from ..models import exact_relu_gradient
 
-        t = as_target(target, x.shape[0], x.device)
-        with torch.enable_grad():
-            x_in = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
-            logits = self.model(x_in)
-            loss = F.cross_entropy(logits, t, reduction="sum")
-            (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
+        g, logits, x_in = self._gradient(x, target, create_graph)
         m = self._pool(g)
         if not create_graph:
             return logits.detach(), m.detach()
-        if any(isinstance(mod, SmoothReLU) for mod in self.model.modules()):
+        if self._smooth:
             logits = exact_relu_gradient(logits, x_in)
         return logits, m
 
