@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -81,4 +82,20 @@ def fp32(t: torch.Tensor | None) -> torch.Tensor | None:
     return t.float()
 
 
-__all__ = ["ENV", "MODES", "autocast_dtype", "forward_precision", "fp32", "full_precision", "precision_mode"]
+def fp32_forward(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` under :func:`forward_precision` (bf16 on CUDA), its output in at least fp32:
+    what every loss, stop test and metric reads."""
+    with forward_precision(x.device):
+        return fp32(net(x))
+
+
+__all__ = [
+    "ENV",
+    "MODES",
+    "autocast_dtype",
+    "forward_precision",
+    "fp32",
+    "fp32_forward",
+    "full_precision",
+    "precision_mode",
+]

@@ -38,7 +38,7 @@ from ..interpreters.base import (
     attack_style,
 )
 from ..metrics import target_confidence
-from ..precision import forward_precision, fp32
+from ..precision import forward_precision, fp32, fp32_forward
 from ..progress import progress_bar
 from ..tensors import batch_slices, map_batches
 from .common import AttackResult, assess, device_of, linf_box, project
@@ -215,8 +215,8 @@ class _BestIterate:
 
     def __call__(self, step: int, x: torch.Tensor, logits: torch.Tensor | None) -> None:
         if logits is None:
-            with torch.no_grad(), forward_precision(x.device):
-                logits = fp32(self.model(x))
+            with torch.no_grad():
+                logits = fp32_forward(self.model, x)
         prob = target_confidence(logits, self.target)
         with torch.enable_grad():
             maps = self.map_fn(x, self.target).detach()

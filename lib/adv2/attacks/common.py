@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..interpreters.base import Interpreter
 from ..metrics import target_confidence
-from ..precision import forward_precision, fp32
+from ..precision import fp32_forward
 from ..tensors import batch_slices, module_device
 
 
@@ -59,8 +59,7 @@ def assess(
     succ, conf, maps = [], [], []
     for sl in batch_slices(len(x_adv), batch_size):
         xb, tb = x_adv[sl].to(device), target[sl].to(device)
-        with forward_precision(device):  # bf16 on CUDA; success and confidence in fp32
-            logits = fp32(model(xb))
+        logits = fp32_forward(model, xb)  # bf16 on CUDA; success and confidence in fp32
         succ.append(logits.argmax(1) == tb)
         conf.append(target_confidence(logits, tb))
         if interpreter is not None:

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from ..interpreters.base import BilevelInterpreter
 from ..metrics import target_confidence
-from ..precision import forward_precision, fp32
+from ..precision import fp32_forward
 from .common import AttackResult, linf_box, project
 from .config import MaskConfig
 from .losses import InterpLoss, MapFn, margin_loss, squared_error
@@ -187,8 +187,8 @@ def adv2_mask(
 
     def checkpoint(step: int, x: torch.Tensor) -> torch.Tensor:
         xq = quantize_in_box(x, lo, hi) if cfg.quantize else x
-        with torch.no_grad(), forward_precision(xq.device):
-            logits = fp32(model(xq))
+        with torch.no_grad():
+            logits = fp32_forward(model, xq)
         attribution = interpreter(xq, target).detach()
         mq = 1 - attribution
         ok = logits.argmax(1) == target
@@ -208,8 +208,7 @@ def adv2_mask(
     for i in range(total):
         # prediction step: L2-normalised gradient of the margin
         x.requires_grad_(True)
-        with forward_precision(x.device):  # bf16 on CUDA; the margin in fp32
-            logits = fp32(model(x))
+        logits = fp32_forward(model, x)  # bf16 on CUDA; the margin in fp32
         (g,) = torch.autograd.grad(margin_loss(logits, target).sum(), x)
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         x = project(x.detach() - pred_steps[i] * g / g_norm, lo, hi)
@@ -258,8 +257,7 @@ def adv2_mask(
             for _ in range(cfg.bisection_steps):
                 mid = (left + right) / 2
                 trial = project(x - mid.view(-1, 1, 1, 1) * direction, lo, hi)
-                with forward_precision(trial.device):
-                    logits = fp32(model(trial))
+                logits = fp32_forward(model, trial)
                 ok = margin_loss(logits, target) < cfg.margin_threshold
                 left = torch.where(ok, mid, left)
                 right = torch.where(ok, right, mid)

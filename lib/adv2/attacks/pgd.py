@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..metrics import target_confidence
-from ..precision import forward_precision, fp32
+from ..precision import fp32_forward
 from ..progress import progress_bar
 from ..tensors import batch_slices
 from .common import device_of, linf_box, project
@@ -69,8 +69,7 @@ def pgd_run(
         )[:2]
     for i in range(steps):
         x.requires_grad_(True)
-        with forward_precision(x.device):  # bf16 on CUDA; the loss in fp32
-            logits = fp32(model(x))
+        logits = fp32_forward(model, x)  # bf16 on CUDA; the loss in fp32
         (grad,) = torch.autograd.grad(prediction_loss(loss, logits, target), x)
         x = project(x.detach() - step_size * grad.sign(), lo, hi)
         if i + 1 in snapshots:
@@ -111,8 +110,7 @@ def _pgd_fast(
                 break
         xa = x[idx].requires_grad_(True)
         ta = target[idx]
-        with forward_precision(xa.device):  # bf16 on CUDA; the loss and the stop test in fp32
-            logits = fp32(model(xa))
+        logits = fp32_forward(model, xa)  # bf16 on CUDA; the loss and the stop test in fp32
         (grad,) = torch.autograd.grad(prediction_loss(loss, logits, ta), xa)
         with torch.no_grad():
             move = torch.ones(len(idx), dtype=torch.bool, device=x.device)

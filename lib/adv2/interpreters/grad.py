@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..precision import forward_precision, fp32
+from ..precision import fp32_forward
 from .base import as_target, minmax_normalize
 
 
@@ -52,8 +52,7 @@ class GradInterpreter:
                 x_in = x  # keep the caller's graph: the map must be differentiable w.r.t. x
             else:
                 x_in = x.detach().requires_grad_(True)
-            with forward_precision(x_in.device):  # bf16 on CUDA; the loss in fp32
-                logits = fp32(self.model(x_in))
+            logits = fp32_forward(self.model, x_in)  # bf16 on CUDA; the loss in fp32
             loss = F.cross_entropy(logits, t, reduction="sum")
             (g,) = torch.autograd.grad(loss, x_in, create_graph=create_graph)
         return g, logits, x_in

@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..precision import forward_precision, fp32
+from ..precision import fp32_forward
 from .base import as_target, gaussian_blur
 
 
@@ -189,8 +189,7 @@ class MaskInterpreter:
         up = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
         big = gaussian_blur(up, s.mask_blur_ksize, s.mask_blur_sigma)
         x_pert = xc * big + xbc * (1 - big)
-        with forward_precision(x_pert.device):  # bf16 on CUDA; the objective in fp32
-            logits = fp32(self.model(x_pert))
+        logits = fp32_forward(self.model, x_pert)  # bf16 on CUDA; the objective in fp32
         prob = F.softmax(logits, dim=1).gather(1, t.view(-1, 1)).squeeze(1)
         area = (1 - m).abs().flatten(1).sum(1)
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..parallel import INIT_LOCK, one_cpu_thread
-from ..precision import forward_precision, fp32
+from ..precision import forward_precision, fp32, fp32_forward
 from ..progress import progress_bar
 from ..tensors import random_targets
 from .base import as_target, gaussian_blur
@@ -283,8 +283,7 @@ class RTSInterpreter:
 
     def encoder_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of RTS's own encoder copy (ADV2 adds 0.1 * CE of these w.r.t. the target)."""
-        with forward_precision(x.device):
-            return fp32(self.rts.encoder_logits(x))
+        return fp32_forward(self.rts.encoder_logits, x)
 
     def attribute_with_encoder_logits(
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
