@@ -131,6 +131,24 @@ def test_a_point_is_complete_only_with_its_own_parameters(tmp_path):
     assert not sweepplan.is_complete(p, "standin", code="another")
 
 
+def test_the_driver_records_a_finished_point_with_the_plans_code(tmp_path):
+    """The worker's outcome comes back to the driver, which rewrites the point's record on the
+    sweep's own disk: that record must still name the code, or a resumed sweep re-runs the point."""
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    plan = sweepplan.plan(nb, "smoke", {"x": [1.0]}, {}, "d", tmp_path)
+    p = plan.points[0]
+    assert plan.code == sweepplan.code_fingerprint()
+    arg = sweep._point_arg(p, plan.code)
+    assert arg["code"] == plan.code
+    outcome = {"id": p.id, "status": "ok", "params": arg["params"], "code": arg["code"]}
+    outcome["files"] = {"standin.ipynb": "{}", "standin.json": "{}"}
+    sweep._write_outcome(plan, outcome)
+    again = sweepplan.plan(nb, "smoke", {"x": [1.0]}, {}, "d", tmp_path)
+    assert again.points[0].done and not again.todo
+
+
 def test_sweep_and_table_commands_parse():
     parser = runner.build_parser()
     args = parser.parse_args(

@@ -248,10 +248,12 @@ def _notebook_arg(notebook: Path) -> str:
     return runner.shown_path(notebook)  # relative to the repository: each node resolves its own
 
 
-def _point_arg(point: sweepplan.Point) -> dict[str, Any]:
+def _point_arg(point: sweepplan.Point, code: str) -> dict[str, Any]:
     from . import runner
 
-    return {"id": point.id, "params": point.params, "folder": runner.shown_path(point.folder)}
+    # the plan's code fingerprint goes with the point: the worker records the very value that
+    # decided the point was to run, and the driver's copy of the record keeps it
+    return {"id": point.id, "params": point.params, "folder": runner.shown_path(point.folder), "code": code}
 
 
 def _write_outcome(plan: Plan, outcome: dict[str, Any]) -> None:
@@ -350,7 +352,8 @@ def run_sweep(
         board = ray.remote(num_cpus=0)(_Board).remote()
         remote = ray.remote(_task).options(max_retries=1, **resources)
         pending = [
-            remote.remote(_notebook_arg(notebook), [_point_arg(p) for p in t], board) for t in plan.tasks
+            remote.remote(_notebook_arg(notebook), [_point_arg(p, plan.code) for p in t], board)
+            for t in plan.tasks
         ]
         members = dict(zip(pending, plan.tasks))
         _follow(result, pending, members, board, progress, address)

@@ -58,6 +58,7 @@ class Plan:
     grid: dict[str, list[Any]]
     fixed: dict[str, Any]
     points: list[Point]
+    code: str = ""  # the library's fingerprint: every point this plan runs is recorded with it
     tasks: list[list[Point]] = field(default_factory=list)
 
     @property
@@ -239,7 +240,7 @@ def plan(
     code = code_fingerprint()
     for p in points:
         p.done = is_complete(p, notebook.stem, code)
-    return Plan(notebook, name, profile, folder, grid, fixed, points)
+    return Plan(notebook, name, profile, folder, grid, fixed, points, code)
 
 
 __all__ = [

@@ -141,7 +141,7 @@ def run_group(
 
     ``report(kind, payload)`` is called with ``("started", {"id": ...})`` before each point and
     ``("finished", outcome)`` after it (outcome: id, status, seconds, attempts, error, cell,
-    cell_source, params, files). Returns the outcomes.
+    cell_source, params, code, files). Returns the outcomes.
     """
     nb = _resolve(notebook)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernel inherits it: one thread per task
@@ -159,9 +159,10 @@ def run_group(
                     break
                 kernel.shutdown()  # the retry gets a fresh kernel
             folder = _resolve(point["folder"])
-            outcome.update(id=point["id"], attempts=attempt, params=point["params"])
-            # the library that computed it: a later run with other code recomputes the point
-            record = {k: v for k, v in outcome.items() if k != "files"} | {"code": code_fingerprint()}
+            # the library that computed it (the plan's fingerprint): other code recomputes the point
+            code = point.get("code") or code_fingerprint()
+            outcome.update(id=point["id"], attempts=attempt, params=point["params"], code=code)
+            record = {k: v for k, v in outcome.items() if k != "files"}
             (folder / POINT_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
             outcome["files"] = _files(folder, nb.stem)
             report("finished", outcome)
