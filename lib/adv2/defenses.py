@@ -807,6 +807,7 @@ def adv2_on_rts_and_rtsa(
         batch_size=batch_size,
         progress=progress,
         desc="stage 1 (shared)",
+        schedule=config.schedule,  # fast: each image stops once it is at the target
     )
     seconds = {"stage1": time.time() - t0}
     res = {}

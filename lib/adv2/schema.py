@@ -319,6 +319,16 @@ STEP_SIZE = _p(
     "evaluation",
 )
 
+SCHEDULE = _p(
+    "schedule",
+    str,
+    "authors",
+    choice("authors", "fast"),
+    "attack step schedule: authors (constant sign steps; the paper's) or fast (decaying steps, "
+    "per-image early stopping; the same step budget)",
+    "evaluation",
+)
+
 
 def _evaluation(name: str, type_: type, default: Any, rule: Rule, doc: str) -> Param:
     return _p(name, type_, default, rule, doc, "evaluation")
@@ -498,6 +508,7 @@ CHAPTERS: dict[str, list[Param]] = {
         ),
         EPSILON,
         STEP_SIZE,
+        SCHEDULE,
         _evaluation(
             "step_scale",
             float,
@@ -648,6 +659,10 @@ CHAPTERS: dict[str, list[Param]] = {
         *_AID_CHAPTER_HEAD,
         _with(EPSILON, doc="L-inf budget of the evaluated ADV2 attack (AID's own: rtsa_epsilon)"),
         _with(STEP_SIZE, doc="sign-step size of the evaluated ADV2 attack (AID's: rtsa_step_size)"),
+        _with(
+            SCHEDULE,
+            doc="step schedule of the evaluated ADV2 attack: authors (the paper's) or fast (same budget)",
+        ),
         _evaluation("n_images", int, 64, _TEST_IMAGES, "attacked test images per classifier"),
         _evaluation(
             "attack_scale",
@@ -721,6 +736,7 @@ CHAPTERS: dict[str, list[Param]] = {
         _evaluation("n_images", int, 32, _TEST_IMAGES, "test images attacked (the same ones at every size)"),
         _with(EPSILON, doc="L-inf budget of PGD and ADV2 at every size (chapter 3's Fashion-MNIST budget)"),
         STEP_SIZE,
+        SCHEDULE,
         _evaluation(
             "step_scale",
             float,
@@ -774,6 +790,7 @@ CHAPTERS["08_scaling"] = [
         "grid: attack budgets, fractions of the authors' step counts (chapter 3's step_scale)",
     ),
     _evaluation("seeds", list, [0, 1], _SEEDS, "grid: seeds of the attack set and targets (spread)"),
+    _with(SCHEDULE, doc="attack step schedule at every point (chapter 3's): authors or fast"),
     _evaluation(
         "budget_epsilon",
         float,

@@ -30,6 +30,7 @@ from ..interpreters.rts import preserve_destroy_per_image
 from ..stats import Estimate, mean_ci, rate_ci
 from ._common import (
     NOT_RUN,
+    PHOTO_BATCH,
     ChapterCheckFailed,
     flat_glue,
     fmt,
@@ -52,7 +53,7 @@ PROSE_KEYS = (
     "mask_area_true_class",
     "mask_area_wrong_class",
 )
-PHOTO_DELETION_STEPS, PHOTO_BATCH = 10, 44
+PHOTO_DELETION_STEPS = 10
 
 
 def label(name: str) -> str:
@@ -393,7 +394,7 @@ def explain_photos(
     EfficientNet-Lite0 on up to ``n_images`` correctly classified offline photos."""
     photos = data.load_imagenet_sample()
     lite = models.efficientnet_lite0(photos.class_names).to(device)
-    pred = models.predict(lite, photos.x_test, batch_size=16, device=device).argmax(1)
+    pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0][:n_images]
     px, py = photos.x_test[ok].to(device), photos.y_test[ok].to(device)
     interps = _interpreters(lite, None, ("grad", "cam", "mask"), mask_iterations, seed)
@@ -564,7 +565,7 @@ def photo_rts_quality(
     )
     photos = data.load_imagenet_sample()
     lite = rts.encoder  # the classifier's own copy: the same weights as models.efficientnet_lite0
-    pred = models.predict(lite, photos.x_test, batch_size=16, device=device).argmax(1)
+    pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0]
     ok = ok[:n_images] if n_images else ok
     x, y = photos.x_test[ok].to(device), photos.y_test[ok].to(device)

@@ -83,20 +83,29 @@ def fmnist_configs(
     step_scale: float,
     mask_step_scale: float,
     mask_checkpoints: int,
+    schedule: str = "authors",
 ) -> dict[str, attacks.ADV2Config]:
-    """The ADV2 configuration of each interpreter on Fashion-MNIST (the authors' schedules scaled)."""
+    """The ADV2 configuration of each interpreter on Fashion-MNIST (the authors' schedules scaled;
+    ``schedule="fast"``: the same step budgets on the fast schedule)."""
     return {
         name: (
-            _mask_config(mask_step_scale, epsilon, step_size, mask_checkpoints)
+            _mask_config(mask_step_scale, epsilon, step_size, mask_checkpoints, schedule=schedule)
             if name == "mask"
-            else attacks.default_config(name, scale=step_scale, epsilon=epsilon, step_size=step_size)
+            else attacks.default_config(
+                name, scale=step_scale, epsilon=epsilon, step_size=step_size, schedule=schedule
+            )
         )
         for name in interpreters
     }
 
 
 def photo_configs(
-    interpreters: list[str], *, step_scale: float, mask_step_scale: float, mask_checkpoints: int
+    interpreters: list[str],
+    *,
+    step_scale: float,
+    mask_step_scale: float,
+    mask_checkpoints: int,
+    schedule: str = "authors",
 ) -> dict[str, attacks.ADV2Config]:
     """The same on the photos, at the paper's epsilon; MASK's stage 1 (margin loss) runs at least
     as long as the PGD baseline: a scaled-down 400 steps may not reach the target at all."""
@@ -112,12 +121,38 @@ def photo_configs(
                 PHOTO_STEP,
                 mask_checkpoints,
                 stage1_steps=max(cfg.stage1_steps, pgd_steps(step_scale)),
+                schedule=schedule,
             )
         else:
             out[name] = attacks.default_config(
-                name, scale=step_scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP
+                name, scale=step_scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP, schedule=schedule
             )
     return out
+
+
+def schedule_of(cfgs: dict[str, attacks.AttackConfig]) -> str:
+    """The one schedule of a chapter's attacks (PGD follows it: early stopping on the fast one)."""
+    found = {c.schedule for c in cfgs.values()} or {"authors"}
+    if len(found) > 1:
+        raise ValueError(f"the attacks mix schedules {sorted(found)}; a chapter runs one")
+    return found.pop()
+
+
+def warm_starts(cfgs: dict[str, attacks.AttackConfig], n_pgd: int) -> list[int]:
+    """The PGD snapshots a chapter takes: the baseline, and on the authors' schedule the shared
+    CE warm starts of ADV2's stage 1 (on the fast one each attack runs its own, which stops early
+    and hands its unused steps to the joint stage)."""
+    if schedule_of(cfgs) == "fast":
+        return [n_pgd]
+    return sorted({c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd})
+
+
+def shared_stage1(cfg: attacks.AttackConfig, snaps: dict[int, torch.Tensor]) -> torch.Tensor | None:
+    """ADV2's warm start from the shared PGD run (authors' schedule, CE stage 1), else None: the
+    attack runs its own stage 1."""
+    if cfg.schedule == "fast" or cfg.stage1_loss != "ce":
+        return None
+    return snaps[cfg.stage1_steps]
 
 
 def _schedule(cfg: attacks.ADV2Config) -> tuple[str, str]:
@@ -202,6 +237,7 @@ class FmnistAttacks:
     seconds: dict[tuple[str, str], float]
     budget_success: dict[str, dict[float, float]]
     per_image: dict[str, dict[str, dict]] = field(default_factory=dict)
+    schedule: str = "authors"
 
     @property
     def stats(self) -> dict[str, dict[str, dict]]:
@@ -248,23 +284,24 @@ def attack_fmnist(
     CE-based ADV2 variants), PGD at the paper's budgets, then ``compare_pgd_adv2`` per interpreter.
     ``log`` receives one line per pair (None: silent)."""
     n_pgd = pgd_steps(step_scale)
+    schedule = schedule_of(cfgs)
     sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
     for arch in archs:
         model = classifiers[arch]
         aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
         sets[arch] = aset
-        warm = sorted({cfg.stage1_steps for cfg in cfgs.values() if cfg.stage1_loss == "ce"} | {n_pgd})
         t0 = time.time()
         snaps = attacks.pgd_snapshots(
             model,
             aset.x,
             aset.target,
-            warm,
+            warm_starts(cfgs, n_pgd),
             epsilon=epsilon,
             step_size=step_size,
             batch_size=attack_batch_size,
             progress=progress,
             desc=f"PGD {arch}",
+            schedule=schedule,
         )
         seconds[(arch, "pgd")] = time.time() - t0
         x_pgds[arch] = snaps[n_pgd]
@@ -279,6 +316,7 @@ def attack_fmnist(
                 step_size=step_size * eps / epsilon,
                 steps=n_pgd,
                 batch_size=attack_batch_size,
+                schedule=schedule,
             )
             budget[arch][eps] = _success(model, x_b, aset.target)
         budget[arch][epsilon] = _success(model, x_pgds[arch], aset.target)
@@ -296,7 +334,7 @@ def attack_fmnist(
                 aset.target[:k],
                 cfg,
                 x_pgd=x_pgds[arch][:k],
-                x_stage1=snaps[cfg.stage1_steps][:k] if cfg.stage1_loss == "ce" else None,
+                x_stage1=None if (warm := shared_stage1(cfg, snaps)) is None else warm[:k],
                 batch_size=attack_batch_size,
                 progress=progress,
                 desc=f"ADV2 {name} {arch}",
@@ -323,6 +361,7 @@ def attack_fmnist(
         seconds,
         budget,
         per_image,
+        schedule,
     )
 
 
@@ -450,7 +489,30 @@ def history_figure(fm: FmnistAttacks):
 
 
 # ----------------------------------------------------------------------------- photos
-PHOTO_SCHEDULE = "the authors' sign-step schedule, scaled (imagenet_step_scale)"
+def curve_note(schedule: str) -> str:
+    """How the photo convergence curves were drawn (they follow the attacks' schedule)."""
+    if schedule == "fast":
+        return (
+            "On the fast schedule ADV2's curve counts both of its stages from the clean photo and "
+            "ends at its result (a photo that stopped early keeps its result), and PGD stops each "
+            "photo once it is at the target; MASK has no curve here (each point would re-run "
+            "MASK's optimisation on every photo)."
+        )
+    return (
+        "ADV2's curve starts at its stage-1 warm start (a PGD iterate) and follows stage 2; MASK "
+        "is evaluated only at its re-solves (each point re-runs MASK's optimisation) and PGD-MASK "
+        "only at the end."
+    )
+
+
+def schedule_text(schedule: str, scale_param: str) -> str:
+    """The sentence the prose and the results file give for a run's step schedule."""
+    if schedule == "fast":
+        return (
+            "the fast schedule (sign steps that shrink along a cosine, each image stopping once it "
+            f"is at the target and its map stops improving) on the authors' step counts, scaled ({scale_param})"
+        )
+    return f"the authors' sign-step schedule, scaled ({scale_param})"
 
 
 @dataclass
@@ -530,11 +592,13 @@ def photo_curves(
     """Map L1 to the benign map and success vs step, for PGD and ADV2, counted from the clean image.
 
     PGD's points are its snapshots; ADV2's are its stage-1 warm start (a PGD snapshot, for the
-    CE warm starts) then its stage-2 iterates, at step ``stage1_steps + k``. The map is the
+    CE warm starts) then its stage-2 iterates, at step ``stage1_steps + k`` (fast schedule: its
+    iterates at step ``k`` of both stages, from the clean image, then its result). The map is the
     interpreter's evaluation map w.r.t. the target (for Grad the true gradient, not the attack's
     smooth surrogate), and success is the iterate's argmax, not ADV2-Grad's p > 0.8 selection."""
     out = {}
-    for att, snaps, offset in (("pgd", pgd_snaps, 0), ("adv2", adv2_snaps, cfg.stage1_steps)):
+    adv2_offset = 0 if cfg.schedule == "fast" else cfg.stage1_steps  # fast: steps from the clean image
+    for att, snaps, offset in (("pgd", pgd_snaps, 0), ("adv2", adv2_snaps, adv2_offset)):
         pts = [
             (s + offset, *_curve_point(model, interp, x, aset.target, benign, device))
             for s, x in snaps.items()
@@ -553,6 +617,7 @@ def attack_photos(
     mask_iterations: int,
     seed: int,
     curve_every: int = 0,
+    schedule: str = "authors",
     rts_net: Any = None,
     rts_status: str = NOT_RUN,
     artifacts_dir: str | None = None,
@@ -566,7 +631,8 @@ def attack_photos(
     random target class; PGD runs once (``pgd_steps(step_scale)`` steps, its snapshots are the
     CE warm starts); then ``compare_pgd_adv2`` per interpreter. ``curve_every > 0`` records the
     convergence curves (:func:`photo_curves`) every that many steps (MASK: at its re-solves, the
-    costly map). RTS uses ``rts_net`` (default: :func:`photo_rts`, whose sentence becomes
+    costly map; on the fast schedule none). ``schedule``: the attacks' step
+    schedule (:func:`photo_configs`), PGD's too. RTS uses ``rts_net`` (default: :func:`photo_rts`, whose sentence becomes
     ``rts_status``)."""
     unknown = sorted(set(interpreters) - set(ALL_INTERPRETERS))
     if unknown:
@@ -585,9 +651,11 @@ def attack_photos(
         step_scale=step_scale,
         mask_step_scale=mask_step_scale,
         mask_checkpoints=mask_checkpoints,
+        schedule=schedule,
     )
     n_pgd = pgd_steps(step_scale)
-    warm = {c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd}
+    fast = schedule == "fast"
+    warm = set(warm_starts(cfgs, n_pgd))
     pgd_curve = set(_curve_steps(n_pgd, curve_every)) if curve_every else set()
     t0 = time.time()
     snaps = attacks.pgd_snapshots(
@@ -599,6 +667,7 @@ def attack_photos(
         step_size=PHOTO_STEP,
         progress=progress,
         desc="PGD photos",
+        schedule=schedule,
     )
     seconds = {"pgd": time.time() - t0}
     runs, per_image, curves = {}, {}, {}
@@ -610,14 +679,19 @@ def attack_photos(
             else _interpreter(name, lite, None, mask_iterations, seed)
         )
         cfg = cfgs[name]
-        if name == "mask":  # MASK's map is an optimisation: curve points at its re-solves only
+        budget = cfg.stage1_steps + cfg.stage2_steps
+        if fast:  # both stages' steps counted from the clean image
+            wanted, offset = set(_curve_steps(budget, curve_every)) - {0}, 0
+        elif name == "mask":  # MASK's map is an optimisation: curve points at its re-solves only
             every = getattr(cfg, "resolve_every", cfg.stage2_steps)
             wanted = set(_curve_steps(cfg.stage2_steps, every)) - {0}
+            offset = cfg.stage1_steps  # its own stage 1 (margin loss) runs inside: skip its steps
         else:
-            wanted = set(_curve_steps(cfg.stage2_steps, curve_every))
-        # stage-2 iterates; MASK's own stage 1 (margin loss) runs inside the attack: skip its steps
-        offset = 0 if cfg.stage1_loss == "ce" else cfg.stage1_steps
-        hook = attacks.IterateRecorder(wanted, offset=offset) if curve_every else None
+            wanted, offset = set(_curve_steps(cfg.stage2_steps, curve_every)), 0
+        # MASK on the fast schedule: no curve (its checkpoints vary per image; each point would
+        # re-run MASK's optimisation on every photo)
+        drawn = curve_every and not (fast and name == "mask")
+        hook = attacks.IterateRecorder(wanted, offset=offset) if drawn else None
         runs[name] = attacks.compare_pgd_adv2(
             lite,
             interp,
@@ -626,7 +700,7 @@ def attack_photos(
             photo.target,
             cfg,
             x_pgd=snaps[n_pgd],
-            x_stage1=snaps[cfg.stage1_steps] if cfg.stage1_loss == "ce" else None,
+            x_stage1=shared_stage1(cfg, snaps),
             progress=progress,
             desc=f"ADV2 {name} photos",
             recorder=hook,
@@ -634,7 +708,9 @@ def attack_photos(
         per_image[name] = _per_image(runs[name])
         if hook is not None:
             adv_snaps = hook.tensors()
-            if cfg.stage1_loss == "ce":
+            if fast:  # images that stopped early keep their result: the curve ends at the budget
+                adv_snaps = {0: photo.x, **adv_snaps, budget: runs[name]["adv2"].x_adv.cpu()}
+            elif cfg.stage1_loss == "ce":
                 adv_snaps = {0: snaps[cfg.stage1_steps], **adv_snaps}
             pgd_pts = {s: snaps[s] for s in sorted(pgd_curve)} if name != "mask" else {n_pgd: snaps[n_pgd]}
             curves[name] = photo_curves(
@@ -813,6 +889,7 @@ def photo_glue(ph: PhotoAttacks | None) -> dict[str, Any]:
         "ch3_photo_seconds": NOT_RUN,
         "ch3_photo_acceptance_met": NOT_RUN,
         "ch3_photo_curve_every": NOT_RUN,
+        "ch3_photo_curve_note": NOT_RUN,
     }
     keys = ("success_rate", "l1_mean", "iou_mean", "confidence_mean")
     for n in ALL_INTERPRETERS:
@@ -833,11 +910,12 @@ def photo_glue(ph: PhotoAttacks | None) -> dict[str, Any]:
             "ch3_photo_n_labelled": ph.n_labelled,
             "ch3_photo_n_correct": ph.n_correct,
             "ch3_photo_pgd_steps": ph.n_pgd,
-            "ch3_photo_schedule": PHOTO_SCHEDULE,
+            "ch3_photo_schedule": schedule_text(schedule_of(ph.cfgs), "imagenet_step_scale"),
             "ch3_photo_rts_status": ph.rts_status,
             "ch3_photo_seconds": f"{sum(ph.seconds.values()):.0f} s",
             "ch3_photo_acceptance_met": f"{sum(a['met'] for a in acc.values())} of {len(acc)}",
             "ch3_photo_curve_every": ph.curve_every or NOT_RUN,
+            "ch3_photo_curve_note": curve_note(schedule_of(ph.cfgs)),
         }
     )
     for n in ph.runs:
@@ -990,6 +1068,7 @@ class Ch03Result:
                     )
                 )
         out["ch3_sample_size"] = sample_size_text(self)
+        out["ch3_schedule"] = schedule_text(self.fmnist.schedule, "step_scale")
         out.update(photo_glue(self.photos))
         return pad(
             out,
@@ -1015,7 +1094,7 @@ def _photo_numbers(ph: PhotoAttacks | None) -> dict[str, Any]:
         "step_size": PHOTO_STEP,
         "pgd_steps": ph.n_pgd,
         "schedules": {n: {"stage1": c.stage1_steps, "stage2": c.stage2_steps} for n, c in ph.cfgs.items()},
-        "schedule": PHOTO_SCHEDULE,
+        "schedule": schedule_text(schedule_of(ph.cfgs), "imagenet_step_scale"),
         "rts_status": ph.rts_status,
         "seconds": dict(ph.seconds),
         "curves": ph.curves,
@@ -1226,6 +1305,7 @@ __all__ = [
     "attack_photos",
     "check",
     "claims_table",
+    "curve_note",
     "distance_figure",
     "example_figures",
     "fmnist_configs",
@@ -1246,11 +1326,15 @@ __all__ = [
     "photo_table",
     "ratio_half_widths",
     "sample_size_text",
+    "schedule_of",
     "schedule_table",
+    "schedule_text",
     "setting_verdicts",
+    "shared_stage1",
     "shown_path",
     "start",
     "success_table",
     "summarize",
     "verdicts",
+    "warm_starts",
 ]

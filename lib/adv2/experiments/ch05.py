@@ -20,6 +20,7 @@ from ..claims import Verdict
 from ..noise import NoiseCalibration
 from ..stats import mean_ci, ratio_ci
 from ._common import (
+    PHOTO_BATCH,
     PHOTOS,
     add_setting,
     half_width_text,
@@ -72,15 +73,25 @@ def calibrate(
     tolerance: float,
     max_iter: int,
     seed: int,
+    batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> dict[str, Calibration]:
-    """Per classifier: noise magnitudes reaching each target misclassification rate (bisection)."""
+    """Per classifier: noise magnitudes reaching each target misclassification rate (bisection);
+    ``batch_size`` images per classifier pass (results do not depend on it)."""
     out = {}
     for a, n in nets.items():
         started = time.time()
         x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
         levels, draws = noise.calibrate_levels(
-            n.model, x, y, rates=rates, tolerance=tolerance, max_iter=max_iter, seed=seed, device=device
+            n.model,
+            x,
+            y,
+            rates=rates,
+            tolerance=tolerance,
+            max_iter=max_iter,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
         )
         out[a] = Calibration(x, y, levels, draws, time.time() - started)
     return out
@@ -125,6 +136,7 @@ def sensitivity(
     cal: Mapping[str, Calibration],
     *,
     map_class: str,
+    batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Per classifier: :func:`adv2.noise.noise_sensitivity` of RTS and RTSA at the calibrated levels."""
@@ -135,7 +147,15 @@ def sensitivity(
         n = nets[a]
         interps = {"rts": RTSInterpreter(n.model, n.rts), "rtsa": RTSInterpreter(n.model, n.rtsa)}
         out[a] = noise.noise_sensitivity(
-            n.model, interps, c.x, c.y, c.levels, c.draws, map_class=map_class, device=device
+            n.model,
+            interps,
+            c.x,
+            c.y,
+            c.levels,
+            c.draws,
+            map_class=map_class,
+            batch_size=batch_size,
+            device=device,
         )
     return out
 
@@ -459,7 +479,7 @@ def calibrate_photos(
     pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
     x = pool[pick]
     x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
-    y = predicted_classes(net.model, x, 16, device)
+    y = predicted_classes(net.model, x, PHOTO_BATCH, device)
     return calibrate(
         {PHOTOS: net},
         x,
@@ -469,6 +489,7 @@ def calibrate_photos(
         tolerance=tolerance,
         max_iter=max_iter,
         seed=seed,
+        batch_size=PHOTO_BATCH,
         device=device,
     )
 
@@ -478,7 +499,7 @@ def sensitivity_photos(
 ) -> dict[str, dict[str, Any]]:
     """Figure 15 on the photos: RTS and RTSA maps of the clean and noisy pool images (the
     :func:`sensitivity` dict, one setting ``photos``; :func:`summarize` makes its result)."""
-    return sensitivity({PHOTOS: net}, cal, map_class=map_class, device=device)
+    return sensitivity({PHOTOS: net}, cal, map_class=map_class, batch_size=PHOTO_BATCH, device=device)
 
 
 def photo_glue(result: Ch05Result | None) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def describe_attack(cfg: Any) -> str:
     """One line for the reader instead of the attack config's repr."""
     return (
         f"ADV2 on RTS: {cfg.stage1_steps} prediction-only + {cfg.stage2_steps} joint sign steps, "
-        f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}"
+        f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}, "
+        f"{cfg.schedule} schedule"
     )
 
 
@@ -354,13 +355,13 @@ PHOTO_EXTRA_KEYS = (
 )
 
 
-def photo_attack_config(scale: float) -> Any:
+def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
     """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
-    budget (epsilon 0.031, step 1/255, chapter 3's photo constants)."""
+    budget (epsilon 0.031, step 1/255, chapter 3's photo constants), on ``schedule``."""
     from ..attacks import default_config
     from .ch03 import PHOTO_EPSILON, PHOTO_STEP
 
-    return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP)
+    return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP, schedule=schedule)
 
 
 def ablation_table(result: Ch06Result, ablation: Mapping[str, Any]) -> str:

@@ -68,6 +68,7 @@ def fixed_parameters(params: dict[str, Any]) -> dict[str, Any]:
         "mask_n_images": params["point_mask_n_images"],
         "mask_step_scale": params["point_mask_step_scale"],
         "mask_iterations": params["point_mask_iterations"],
+        "schedule": params["schedule"],
         "imagenet_sample": False,
         "n_show": 1,
         "check_budget": False,  # a weak point (small epsilon, few steps) is data here, not an error
@@ -104,6 +105,7 @@ _GRID_PARAMS = (
     "point_mask_n_images",
     "point_mask_step_scale",
     "point_mask_iterations",
+    "schedule",
     "sweep_name",
     "artifacts_dir",
 )

@@ -47,7 +47,7 @@ from ._common import (
     verdicts_block,
 )
 from ._common import check as _check
-from .ch03 import _per_image, attack_intervals, pgd_steps, setting_verdicts
+from .ch03 import _per_image, attack_intervals, pgd_steps, setting_verdicts, shared_stage1, warm_starts
 
 STEM = "07_input_size"
 GLUE_PREFIX = "ch7_"
@@ -311,13 +311,14 @@ def attack_sizes(
     step_scale: float,
     attack_batch_size: int,
     seed: int,
+    schedule: str = "authors",
     device: torch.device | str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> InputSizeResult:
     """Per classifier: the common attack set, then at every side PGD (chapter 3's baseline and
     warm start) and ADV2 per interpreter with chapter 3's schedules (``step_scale`` of the
-    authors' step counts)."""
+    authors' step counts, on ``schedule``)."""
     bad = [n for n in interpreters if n not in ALL_INTERPRETERS]
     if bad or not interpreters:
         raise ValueError(
@@ -327,11 +328,13 @@ def attack_sizes(
     archs = list(trained)
     sizes = sorted(next(iter(trained.values())))
     cfgs = {
-        n: attacks.default_config(n, scale=step_scale, epsilon=epsilon, step_size=step_size)
+        n: attacks.default_config(
+            n, scale=step_scale, epsilon=epsilon, step_size=step_size, schedule=schedule
+        )
         for n in interpreters
     }
     n_pgd = pgd_steps(step_scale)
-    warm = sorted({c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd})
+    warm = warm_starts(cfgs, n_pgd)
     runs, per_image, seconds, x_pgds, sets = {}, {}, {}, {}, {}
     for a in archs:
         sets[a] = aset = common_attack_set(trained[a], fmnist, n_images, seed=seed, device=device)
@@ -342,6 +345,7 @@ def attack_sizes(
             snaps = attacks.pgd_snapshots(
                 model, x, aset.target, warm, epsilon=epsilon, step_size=step_size,
                 batch_size=attack_batch_size, progress=progress, desc=f"PGD {a} {s}px",
+                schedule=schedule,
             )  # fmt: skip
             seconds[a][s] = {"pgd": time.time() - t0}
             x_pgds[a][s] = snaps[n_pgd]
@@ -350,7 +354,7 @@ def attack_sizes(
                 t0, cfg = time.time(), cfgs[n]
                 runs[a][s][n] = attacks.compare_pgd_adv2(
                     model, _interpreter(n, model, s), x, aset.y, aset.target, cfg,
-                    x_pgd=snaps[n_pgd], x_stage1=snaps[cfg.stage1_steps] if cfg.stage1_loss == "ce" else None,
+                    x_pgd=snaps[n_pgd], x_stage1=shared_stage1(cfg, snaps),
                     batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",
                 )  # fmt: skip
                 seconds[a][s][n] = time.time() - t0
