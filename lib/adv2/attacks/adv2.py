@@ -469,14 +469,33 @@ def adv2_attack(
         torch.cat([p.maps for p in parts]),
     )
     if parts and parts[0].history:
-        weights = torch.tensor([p.x_adv.shape[0] for p in parts], dtype=torch.float)
-        result.history = {"step": parts[0].history["step"]}
-        for key in parts[0].history:
-            if key != "step":
-                vals = torch.tensor([p.history[key] for p in parts], dtype=torch.float)
-                result.history[key] = ((vals * weights[:, None]).sum(0) / weights.sum()).tolist()
+        result.history = _merge_histories(parts)
     result.seconds = time.time() - started
     return result
+
+
+def _merge_histories(parts: list[AttackResult]) -> dict[str, list]:
+    """The chunks' per-checkpoint curves as one, weighted by chunk size. On the fast schedule the
+    chunks stop (and so record) at different steps: each chunk counts at every step of the union
+    with its latest value (its first one before it recorded any), as a stopped image keeps its
+    result."""
+    steps = sorted({s for p in parts for s in p.history["step"]})
+    weights = torch.tensor([p.x_adv.shape[0] for p in parts], dtype=torch.float)
+    merged: dict[str, list] = {"step": steps}
+    for key in parts[0].history:
+        if key == "step":
+            continue
+        rows = []
+        for p in parts:
+            own = dict(zip(p.history["step"], p.history[key]))
+            value, row = p.history[key][0], []
+            for s in steps:
+                value = own.get(s, value)
+                row.append(value)
+            rows.append(row)
+        vals = torch.tensor(rows, dtype=torch.float)
+        merged[key] = ((vals * weights[:, None]).sum(0) / weights.sum()).tolist()
+    return merged
 
 
 __all__ = ["Forward", "adv2_attack", "adv2_sign"]
