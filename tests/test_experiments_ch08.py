@@ -87,12 +87,12 @@ def test_the_setup_cell_runs_without_a_device_parameter():
 def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path):
     """On an empty cache every task's first point would train the same models; chapter 8 trains
     them first, side by side, and the points then find them in the cache."""
-    spec = ch08.sweep_spec("smoke", {"artifacts_dir": str(tmp_path)})
+    spec = ch08.sweep_spec("smoke", {"artifacts_dir": str(tmp_path), "interpreters": ["cam", "rts"]})
     lines: list[str] = []
     ch08.prepare_models(spec, "smoke", log=lines.append)
     archs = spec["fixed"]["archs"]
-    assert len(list((tmp_path / "classifier").iterdir())) == len(archs)
-    assert len(list((tmp_path / "rts").iterdir())) == len(archs)
+    for kind in ("classifier", "rts"):  # one cache entry per classifier (lock files aside)
+        assert len([d for d in (tmp_path / kind).iterdir() if d.is_dir()]) == len(archs)
     assert sum("trained in" in line for line in lines) == 2 * len(archs)
     again: list[str] = []
     ch08.prepare_models(spec, "smoke", log=again.append)
