@@ -97,3 +97,6 @@ def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path):
     again: list[str] = []
     ch08.prepare_models(spec, "smoke", log=again.append)
     assert again and all("cache" in line for line in again), again
+    # on a cluster the nodes may not share this disk: no preparation there
+    assert ch08.preparation(spec, "smoke", "ray://head:10001") is None
+    assert callable(ch08.preparation(spec, "smoke", None))

@@ -147,6 +147,11 @@ def test_the_driver_records_a_finished_point_with_the_plans_code(tmp_path):
     sweep._write_outcome(plan, outcome)
     again = sweepplan.plan(nb, "smoke", {"x": [1.0]}, {}, "d", tmp_path)
     assert again.points[0].done and not again.todo
+    # nothing left to run: the sweep's preparation (chapter 8 trains its models there) is skipped
+    result = sweep.run_sweep(
+        nb, {"x": [1.0]}, {}, "smoke", "d", root=tmp_path, progress=False, before_run=pytest.fail
+    )
+    assert not result.outcomes
 
 
 def test_sweep_and_table_commands_parse():
@@ -344,6 +349,7 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
     assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
     before = {x: (folder / f"x-{x}" / "standin.ipynb").stat().st_mtime_ns for x in ("1", "2")}
     gate.write_text("open")
+    prepared: list[int] = []
     result = sweep.run_sweep(
         nb,
         {"x": [1, 2, 3, 4]},
@@ -352,8 +358,10 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
         "resume",
         root=tmp_path / "sweeps",
         progress=False,
+        before_run=lambda: prepared.append(1),
     )
     assert sorted(result.outcomes) == ["x-3", "x-4"] and not result.failed
+    assert prepared == [1]  # once, before the points that were left
     assert {x: (folder / f"x-{x}" / "standin.ipynb").stat().st_mtime_ns for x in ("1", "2")} == before
     assert len(sweeptable.gather(folder)[1]) == 4
 

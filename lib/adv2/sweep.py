@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,8 +321,11 @@ def run_sweep(
     cpus_per_task: float = 1,
     root: Path | None = None,
     progress: bool = True,
+    before_run: Callable[[], None] | None = None,
 ) -> SweepResult:
     """Plan, validate, skip complete points, run the rest on Ray; return what happened.
+    ``before_run`` is called once before the first point, only when there is one to run (chapter
+    8 trains the points' shared models there).
 
     Raises :class:`ParameterError` (before anything runs) for an invalid point; a failed point
     does not raise: it is in ``result.failed`` (and in ``sweep.json``)."""
@@ -334,6 +338,8 @@ def run_sweep(
     if not plan.todo:
         print(f"[adv2] {plan.summary()}; nothing to run ({runner.shown_path(plan.folder)})", flush=True)
         return result
+    if before_run is not None:
+        before_run()
     import ray
 
     ours = connect(address, num_cpus)
@@ -467,6 +473,7 @@ def main(args: Any) -> int:
             args.num_cpus,
             args.cpus_per_task,
             progress=not args.no_progress,
+            before_run=ch08.preparation(spec, args.profile, args.address) if args.for_chapter else None,
         )
     except KeyboardInterrupt:
         return 130  # run_sweep said what is kept and how to resume

@@ -326,6 +326,7 @@ def attack_fmnist(
             interp = _interpreter(name, model, (rts_nets or {}).get(arch), mask_iterations, seed)
             cfg = cfgs[name]
             k = min(mask_n_images, len(aset.x)) if name == "mask" else len(aset.x)
+            warm = shared_stage1(cfg, snaps)
             runs[arch][name] = attacks.compare_pgd_adv2(
                 model,
                 interp,
@@ -334,7 +335,7 @@ def attack_fmnist(
                 aset.target[:k],
                 cfg,
                 x_pgd=x_pgds[arch][:k],
-                x_stage1=None if (warm := shared_stage1(cfg, snaps)) is None else warm[:k],
+                x_stage1=None if warm is None else warm[:k],
                 batch_size=attack_batch_size,
                 progress=progress,
                 desc=f"ADV2 {name} {arch}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,24 +97,32 @@ def prepare_models(spec: dict[str, Any], profile: str, progress: bool = False, l
         ch02.load_rts_nets(point, fmnist, classifiers, arts, archs, progress=progress, log=log, **kw)
 
 
+def preparation(
+    spec: dict[str, Any], profile: str, address: str | None, progress: bool = False
+) -> Callable[[], None] | None:
+    """What the sweep runs before its first point: on a local Ray :func:`prepare_models`; on a
+    cluster nothing (its nodes may not share this disk, so each trains what it lacks)."""
+    if address:
+        return None
+    return lambda: prepare_models(spec, profile, progress)
+
+
 def run_sweep(params: dict[str, Any], progress: bool = False):
-    """Run (or resume: complete points are skipped) the chapter's sweep; return the sweep result.
-    On a local Ray the points' shared models are trained first (:func:`prepare_models`); a
-    cluster's nodes may not share this disk, so there each node trains what it lacks."""
+    """Run (or resume: complete points are skipped) the chapter's sweep; return the sweep result."""
     from .. import sweep
 
     spec = sweep_spec(params["profile"], {k: params[k] for k in _GRID_PARAMS if k in params})
-    if not params.get("sweep_address"):
-        prepare_models(spec, params["profile"], progress)
+    address = params.get("sweep_address") or None
     return sweep.run_sweep(
         spec["notebook"],
         spec["grid"],
         spec["fixed"],
         params["profile"],
         spec["name"],
-        address=params.get("sweep_address") or None,
+        address=address,
         num_cpus=params.get("sweep_num_cpus") or None,
         progress=progress,
+        before_run=preparation(spec, params["profile"], address, progress),
     )
 
 
@@ -410,6 +419,7 @@ __all__ = [
     "figure",
     "fixed_parameters",
     "load",
+    "preparation",
     "prepare_models",
     "run_sweep",
     "sweep_name",
