@@ -157,6 +157,38 @@ def test_run_concurrently_keeps_order_and_raises():
         parallel.run_concurrently([lambda: 1, boom], concurrent=True)
 
 
+
+def test_load_side_by_side_times_each_loader_and_runs_side_by_side_only_on_a_cpu(monkeypatch):
+    import threading
+    import time
+
+    threads = []
+
+    def loader(name: str, pause: float):
+        def load():
+            threads.append((name, threading.current_thread().name, torch.get_num_threads()))
+            time.sleep(pause)
+            return name, f"{name}-artifact"
+
+        return load
+
+    out = parallel.load_side_by_side([loader("a", 0.2), loader("b", 0.0)], "cpu")
+    assert [o[:2] for o in out] == [("a", "a-artifact"), ("b", "b-artifact")]  # in order
+    assert out[0][2] >= 0.2 > out[1][2]  # each loader's own seconds
+    if parallel.cores() >= 2:  # side by side on a CPU, one intra-op thread each
+        assert all(t.startswith("adv2-train") and n == 1 for _, t, n in threads)
+    # an accelerator: one after the other
+    asked = []
+
+    def one_after_the_other(jobs, concurrent):
+        asked.append(concurrent)
+        return [job() for job in jobs]
+
+    monkeypatch.setattr(parallel, "run_concurrently", one_after_the_other)
+    assert [o[0] for o in parallel.load_side_by_side([loader("a", 0.0), loader("b", 0.0)], "cuda")] == ["a", "b"]
+    assert asked == [False]
+
+
 @pytest.mark.slow
 def test_bench_training_smoke(tmp_path):
     mod = load_script(ROOT / "benchmarks" / "bench_training.py")
@@ -221,6 +253,12 @@ def test_training_report_lines_and_page_numbers(tmp_path, monkeypatch):
     assert subs["train_verdict"] == "1.80x (≥ 2: FAIL)"
     assert subs["train_acc_resnet"] == "0.8788 → 0.8780"
     assert subs["train_compile_resnet"] == ext.MISSING
+    # 1.96 sqrt((.8788 .1212 + .878 .122) / 10000) = 0.0091: a difference of 0.0008 lies within it
+    assert subs["train_acc_noise"] == "±0.0091" and subs["train_acc_verdict"].startswith("every difference")
+    far = {"resnet": {"old": {"test_accuracy": 0.90}, "new": {"test_accuracy": 0.88, "n_test": 10000}}}
+    assert ext._accuracy_noise(far)["train_acc_verdict"] == "the difference is larger for resnet (-0.0200)"
+    comp = {"compile_seconds": 38.2, "saved_seconds_at_quick": -23.1}
+    assert ext._compile_text(comp) == "38 s to compile, then 23 s lost"
     bad = dict(rep, speedup=2.5)
     with pytest.raises(ValueError, match="pass disagrees"):
         report.check_training(bad)

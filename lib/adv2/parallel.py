@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -111,9 +112,26 @@ def run_concurrently(jobs: Sequence[Callable[[], T]], *, concurrent: bool | None
         torch.set_num_threads(before)
 
 
+def load_side_by_side(loaders: Sequence[Callable[[], tuple]], device: torch.device | str) -> list[tuple]:
+    """Each loader's result (``(model, artifact)``: from the cache, else trained) with the seconds
+    it took appended: on a CPU the loaders run side by side, one core each
+    (:func:`run_concurrently`), on an accelerator one after the other."""
+
+    def timed(load: Callable[[], tuple]) -> Callable[[], tuple]:
+        def run() -> tuple:
+            started = time.time()
+            return (*load(), time.time() - started)
+
+        return run
+
+    on_cpu = torch.device(device).type == "cpu"
+    return run_concurrently([timed(load) for load in loaders], concurrent=None if on_cpu else False)
+
+
 __all__ = [
     "INIT_LOCK",
     "cores",
+    "load_side_by_side",
     "one_cpu_thread",
     "one_thread",
     "run_concurrently",

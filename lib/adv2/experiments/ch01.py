@@ -65,29 +65,16 @@ def load_classifiers(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Fashion-MNIST classifiers of the chapter's recipe (trained, or loaded from the cache):
     ``(classifiers, artifacts)`` by arch; both empty when ``fmnist`` is None (``dataset: imagenet``)."""
-    import time
-
     from .. import recipes
-    from ..parallel import run_concurrently
-
-    def job(arch: str):
-        def load() -> tuple[Any, Any, float]:
-            started = time.time()
-            model, art = recipes.load_classifier(
-                recipes.classifier_recipe(params, arch),
-                fmnist,
-                device=device,
-                artifacts_dir=artifacts_dir,
-                progress=progress,
-            )
-            return model, art, time.time() - started
-
-        return load
 
     archs = list(archs) if fmnist is not None else []
     # on a CPU the classifiers train side by side, one core each (adv2.parallel; issue 13)
-    loaded = run_concurrently(
-        [job(a) for a in archs], concurrent=None if torch.device(device).type == "cpu" else False
+    loaded = recipes.load_classifiers_side_by_side(
+        [recipes.classifier_recipe(params, arch) for arch in archs],
+        fmnist,
+        device=device,
+        artifacts_dir=artifacts_dir,
+        progress=progress,
     )
     classifiers, arts = {}, {}
     for arch, (model, art, seconds) in zip(archs, loaded):
@@ -113,7 +100,6 @@ def seed_runs(
     already in ``arts``; every other seed is one more training (cached under its own recipe key, so
     a re-run loads it). Only the accuracies are kept: later chapters attack the ``train_seed`` one."""
     from .. import recipes
-    from ..parallel import run_concurrently
 
     archs = list(arts) if fmnist is not None else []
     extra = []  # (arch, recipe) of every further seed
@@ -123,14 +109,10 @@ def seed_runs(
             (arch, dataclasses.replace(base, train_seed=base.train_seed + i)) for i in range(1, seed_repeats)
         ]
 
-    def job(recipe):
-        return lambda: recipes.load_classifier(
-            recipe, fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
-        )[1]
-
     # on a CPU the trainings run side by side, one core each (adv2.parallel; issue 13)
-    on_cpu = torch.device(device).type == "cpu"
-    loaded = run_concurrently([job(r) for _, r in extra], concurrent=None if on_cpu else False)
+    loaded = recipes.load_classifiers_side_by_side(
+        [r for _, r in extra], fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
+    )
     out = {}
     for arch in archs:
         base = recipes.classifier_recipe(params, arch)
@@ -138,7 +120,7 @@ def seed_runs(
             "train_seeds": [base.train_seed],
             "test_accuracy": [float(arts[arch].metrics["test_accuracy"])],
         }
-    for (arch, recipe), art in zip(extra, loaded):
+    for (arch, recipe), (_, art, _) in zip(extra, loaded):
         out[arch]["train_seeds"].append(recipe.train_seed)
         out[arch]["test_accuracy"].append(float(art.metrics["test_accuracy"]))
         how = "loaded from cache" if art.from_cache else "trained"

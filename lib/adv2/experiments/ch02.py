@@ -9,6 +9,7 @@ mask area for a wrong class) with :func:`sanity_table` and :func:`deletion_figur
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,21 +86,15 @@ def load_rts_nets(
     """The RTS of each classifier (its recipe's cache entry, else trained): ``(nets, artifacts)``
     by arch. On a CPU the missing ones train side by side, one core each (:mod:`adv2.parallel`)."""
     from .. import recipes
-    from ..parallel import run_concurrently
+    from ..parallel import load_side_by_side
 
-    def job(arch: str) -> Callable[[], tuple[Any, Any, float]]:
-        def load() -> tuple[Any, Any, float]:
-            started = time.time()
-            net, art = recipes.load_rts(
-                recipes.rts_recipe(params, arch), fmnist, classifiers[arch], arts[arch],
-                device=device, artifacts_dir=artifacts_dir, progress=progress,
-            )  # fmt: skip
-            return net, art, time.time() - started
+    def loader(arch: str) -> Callable[[], tuple[Any, Any]]:
+        return functools.partial(
+            recipes.load_rts, recipes.rts_recipe(params, arch), fmnist, classifiers[arch], arts[arch],
+            device=device, artifacts_dir=artifacts_dir, progress=progress,
+        )  # fmt: skip
 
-        return load
-
-    on_cpu = torch.device(device).type == "cpu"
-    loaded = run_concurrently([job(a) for a in archs], concurrent=None if on_cpu else False)
+    loaded = load_side_by_side([loader(a) for a in archs], device)
     nets, rts_arts = {}, {}
     for arch, (net, art, seconds) in zip(archs, loaded):
         nets[arch], rts_arts[arch] = net, art

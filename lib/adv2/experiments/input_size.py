@@ -93,23 +93,12 @@ def train_classifiers(
 ) -> dict[str, dict[int, Trained]]:
     """``{arch: {side: Trained}}``, each from the cache or trained (and cached) by its recipe; on a
     CPU the trainings run side by side, one core each (:mod:`adv2.parallel`)."""
-    from ..parallel import run_concurrently
-
-    def job(recipe):
-        def load():
-            t0 = time.time()
-            model, art = recipes.load_classifier(
-                recipe, fmnist, device=device, artifacts_dir=artifacts_dir or None, progress=progress
-            )
-            return model, art, time.time() - t0
-
-        return load
-
     keys = [
         (arch, size, r) for arch in params["archs"] for size, r in classifier_recipes(params, arch).items()
     ]
-    on_cpu = torch.device(device).type == "cpu"
-    loaded = run_concurrently([job(r) for _, _, r in keys], concurrent=None if on_cpu else False)
+    loaded = recipes.load_classifiers_side_by_side(
+        [r for _, _, r in keys], fmnist, device=device, artifacts_dir=artifacts_dir or None, progress=progress
+    )
     out: dict[str, dict[int, Trained]] = {arch: {} for arch in params["archs"]}
     for (arch, size, _), (model, art, seconds) in zip(keys, loaded):
         out[arch][size] = Trained(size, model, art)
