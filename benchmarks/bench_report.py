@@ -252,8 +252,9 @@ def training_lines(results: Path) -> list[str]:
     out.append(f"  training speedup {rep['speedup']:.2f}x (target >= {rep['target']:g}) {_mark(rep['pass'])}")
     for c in rep.get("compile", []):
         out.append(
-            f"  torch.compile {c['arch']}: {c['compile_seconds']:.0f} s to compile, saves "
-            f"{c['saved_seconds_at_quick']:.0f} s over the quick budget: "
+            f"  torch.compile {c['arch']}: {c['compile_seconds']:.0f} s to compile, then "
+            f"{abs(c['saved_seconds_at_quick']):.0f} s {'saved' if c['saved_seconds_at_quick'] >= 0 else 'lost'} "
+            "over the quick budget: "
             f"{'pays back' if c['pays_back'] else 'does not pay back'}"
         )
     for arch, r in rep.get("accuracy", {}).items():

@@ -192,6 +192,7 @@ def accuracy(fm, archs: list[str]) -> dict:
             )  # fmt: skip
             out[arch][label] = {
                 "test_accuracy": models.evaluate(model, fm.x_test, fm.y_test),
+                "n_test": len(fm.x_test),
                 "seconds": time.perf_counter() - t0,
                 "curve_val_acc": m["curve_val_acc"],
             }

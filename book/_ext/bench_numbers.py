@@ -15,6 +15,7 @@ A value missing from results/ reads "not measured".
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,12 +142,39 @@ def training() -> dict[str, str]:
             f"{acc['old']['test_accuracy']:.4f} → {acc['new']['test_accuracy']:.4f}" if acc else MISSING
         )
         comp = {c["arch"]: c for c in rep.get("compile", [])}.get(arch)
-        subs[f"train_compile_{arch}"] = (
-            f"{comp['compile_seconds']:.0f} s to compile, {comp['saved_seconds_at_quick']:.0f} s saved"
-            if comp
-            else MISSING
-        )
+        subs[f"train_compile_{arch}"] = _compile_text(comp) if comp else MISSING
+    subs.update(_accuracy_noise(rep.get("accuracy", {})))
     return subs
+
+
+def _compile_text(comp: dict) -> str:
+    saved = comp["saved_seconds_at_quick"]
+    return f"{comp['compile_seconds']:.0f} s to compile, then {abs(saved):.0f} s {'saved' if saved >= 0 else 'lost'}"
+
+
+FASHION_MNIST_TEST_IMAGES = 10_000  # what bench_training.accuracy evaluates on (its n_test)
+
+
+def _accuracy_noise(acc: dict) -> dict[str, str]:
+    """``train_acc_noise``: the half-width of a 95 % interval for the difference of two test
+    accuracies (old, new), each on ``n_test`` images (unpaired: conservative), the widest over the
+    archs; ``train_acc_verdict``: whether every arch's difference lies within it."""
+    if not acc:
+        return {"train_acc_noise": MISSING, "train_acc_verdict": MISSING}
+    width, outside = 0.0, []
+    for arch, r in acc.items():
+        n = r["new"].get("n_test", FASHION_MNIST_TEST_IMAGES)
+        p_old, p_new = r["old"]["test_accuracy"], r["new"]["test_accuracy"]
+        w = 1.96 * math.sqrt((p_old * (1 - p_old) + p_new * (1 - p_new)) / n)
+        width = max(width, w)
+        if abs(p_new - p_old) > w:
+            outside.append(f"{arch} ({p_new - p_old:+.4f})")
+    verdict = (
+        "every difference lies within it, so the new code trains to the same accuracy as far as the test set can tell"
+        if not outside
+        else f"the difference is larger for {', '.join(outside)}"
+    )
+    return {"train_acc_noise": f"±{width:.4f}", "train_acc_verdict": verdict}
 
 
 # ----------------------------------------------------------------------------- the laptop budget

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
