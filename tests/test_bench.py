@@ -21,14 +21,29 @@ report = _module(ROOT / "benchmarks" / "bench_report.py", "bench_report")
 
 def _attacks_report(ratio_cam=1.05):
     adv2 = {
-        n: {"seconds_per_step": 0.1, "ratio_to_pgd": r, "target": t, "pass": r <= t}
+        n: {
+            "seconds_per_step": 0.1,
+            "ratio_to_pgd": r,
+            "ratio_low": r - 0.05,
+            "ratio_high": r + 0.1,
+            "rounds": 5,
+            "target": t,
+            "pass": r - 0.05 <= t,
+        }
         for n, r, t in (("cam", ratio_cam, 1.1), ("grad", 3.5, 3.0), ("rts", 2.0, 2.5), ("mask", 9.0, 8.0))
     }
     lib = {"steps": 10, "seconds": 1.0, "steps_per_s": 10.0, "max_abs_diff": 0.0, "equal": True}
     model = {
         "batch": 64,
         "pgd": {"steps": 10, "seconds": 0.9, "steps_per_s": 11.1},
-        "foolbox_pgd": {**lib, "ours_speedup": 1.1, "pass": True},
+        "foolbox_pgd": {
+            **lib,
+            "ours_speedup": 1.1,
+            "speedup_low": 0.97,
+            "speedup_high": 1.2,
+            "rounds": 9,
+            "pass": True,
+        },
         "torchattacks_pgd": {**lib, "ours_speedup": 1.0, "pass": True},
         "adv2": adv2,
     }
@@ -44,8 +59,8 @@ def test_attack_report_format_and_pass_marks():
     rep = _attacks_report()
     report.check_attacks(rep)
     lines = report.lines(rep, {})
-    assert any("ADV2-CAM step = 1.05 PGD steps (target <= 1.1) PASS" in line for line in lines)
-    assert any("ADV2-GRAD step = 3.50 PGD steps (target <= 3) FAIL" in line for line in lines)
+    assert any("ADV2-CAM step = 1.05 [1.00, 1.15] PGD steps (target <= 1.1) PASS" in line for line in lines)
+    assert any("ADV2-GRAD step = 3.50 [3.45, 3.60] PGD steps (target <= 3) FAIL" in line for line in lines)
     bad = copy.deepcopy(rep)
     bad["results"]["cpu"]["fmnist-resnet"]["adv2"]["cam"]["pass"] = False
     with pytest.raises(ValueError, match="pass disagrees"):
@@ -120,8 +135,29 @@ def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
     assert subs["bench_resnet_cam"] == ext.MISSING
     (tmp_path / "results" / "bench_attacks.json").write_text(json.dumps(_attacks_report()))
     subs = ext.step_costs()
-    assert subs["bench_resnet_cam"] == "1.05x (≤ 1.1: pass)"
-    assert subs["bench_resnet_grad"] == "3.50x (≤ 3: FAIL)"
+    assert subs["bench_rounds"] == "5"
+    assert subs["bench_resnet_cam"] == "1.05x [1.00, 1.15] (≤ 1.1: pass)"
+    assert subs["bench_resnet_grad"] == "3.50x [3.45, 3.60] (≤ 3: FAIL)"
+    assert subs["bench_resnet_foolbox"] == "1.10x [0.97, 1.20] (pass), equal outputs"
+    assert subs["bench_resnet_torchattacks"] == "1.00x (pass), equal outputs"  # a report without the interval
+
+
+def test_paired_speedup_is_the_median_ratio_with_an_order_statistic_interval():
+    bench = _module(ROOT / "benchmarks" / "bench_attacks.py", "bench_attacks")
+    assert bench.median_interval([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+    called = []
+    fns = {k: (lambda k=k: called.append(k)) for k in "abc"}
+    times = bench.rounds(fns, bench.torch.device("cpu"), 3)
+    assert "".join(called) == "abcbcacab"  # no function always runs first in its round
+    assert all(len(t) == 3 for t in times.values())
+    ours = [1.0] * 9
+    theirs = [0.90, 0.95, 0.97, 0.99, 1.00, 1.02, 1.03, 1.05, 1.20]
+    # 9 rounds: [r_2, r_8] covers the median with 1 - 2 * 10 / 512 = 96 %
+    assert bench.paired_speedup(theirs[::-1], ours) == (1.00, 0.95, 1.05)
+    # each ratio is within its round: a slow round slows both and cancels
+    assert bench.paired_speedup([2.0, 1.0, 1.1], [2.0, 1.0, 1.0]) == (1.0, 1.0, 1.1)
+    # below 6 rounds no narrower interval reaches 95 %: the whole range
+    assert bench.paired_speedup([0.8, 0.9, 1.3, 1.0, 0.95], [1.0] * 5)[1:] == (0.8, 1.3)
 
 
 def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):

@@ -157,7 +157,6 @@ def test_run_concurrently_keeps_order_and_raises():
         parallel.run_concurrently([lambda: 1, boom], concurrent=True)
 
 
-
 def test_load_side_by_side_times_each_loader_and_runs_side_by_side_only_on_a_cpu(monkeypatch):
     import threading
     import time
@@ -185,7 +184,10 @@ def test_load_side_by_side_times_each_loader_and_runs_side_by_side_only_on_a_cpu
         return [job() for job in jobs]
 
     monkeypatch.setattr(parallel, "run_concurrently", one_after_the_other)
-    assert [o[0] for o in parallel.load_side_by_side([loader("a", 0.0), loader("b", 0.0)], "cuda")] == ["a", "b"]
+    assert [o[0] for o in parallel.load_side_by_side([loader("a", 0.0), loader("b", 0.0)], "cuda")] == [
+        "a",
+        "b",
+    ]
     assert asked == [False]
 
 

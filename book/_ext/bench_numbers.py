@@ -42,23 +42,30 @@ def step_costs() -> dict[str, str]:
     subs = {"bench_idle": MISSING, "bench_date": rep.get("date", MISSING)}
     if rep.get("other_jobs_cores") is not None:
         subs["bench_idle"] = f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
+    counts = {r.get("rounds") for res in cpu.values() if isinstance(res, dict) for r in res.get("adv2", {}).values()}
+    subs["bench_rounds"] = str(counts.pop()) if len(counts) == 1 and None not in counts else MISSING
     for short, model in MODELS.items():
         res = cpu.get(model, {}) if isinstance(cpu.get(model), dict) else {}
         for name in INTERPRETERS:
             r = res.get("adv2", {}).get(name)
-            subs[f"bench_{short}_{name}"] = (
-                f"{r['ratio_to_pgd']:.2f}x (≤ {r['target']:g}: {_mark(r['pass'])})"
-                if r and "target" in r
-                else MISSING
-            )
+            subs[f"bench_{short}_{name}"] = _ratio_text(r) if r and "target" in r else MISSING
         for lib in ("foolbox", "torchattacks"):
             r = res.get(f"{lib}_pgd")
-            subs[f"bench_{short}_{lib}"] = (
-                f"{r['ours_speedup']:.2f}x, {'equal' if r['equal'] else 'different'} outputs"
-                if r and "ours_speedup" in r
-                else MISSING
-            )
+            subs[f"bench_{short}_{lib}"] = _pgd_text(r) if r and "ours_speedup" in r else MISSING
     return subs
+
+
+def _ratio_text(r: dict) -> str:
+    """An ADV2 step in PGD steps: the median over rounds with its 95 % interval, and the target."""
+    interval = f" [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]" if "ratio_low" in r else ""
+    return f"{r['ratio_to_pgd']:.2f}x{interval} (≤ {r['target']:g}: {_mark(r['pass'])})"
+
+
+def _pgd_text(r: dict) -> str:
+    """Our PGD's speed-up over a library's: the median over paired rounds with its 95 % interval."""
+    interval = f" [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]" if "speedup_low" in r else ""
+    outputs = "equal" if r["equal"] else "different"
+    return f"{r['ours_speedup']:.2f}x{interval} ({_mark(r['pass'])}), {outputs} outputs"
 
 
 def convergence() -> dict[str, str]:
