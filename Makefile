@@ -97,6 +97,7 @@ bench: venv data
 	$(PY) benchmarks/bench_convergence.py --setting photos
 	$(PY) benchmarks/bench_gpu.py  # ResNet-50 on CUDA; without a GPU it records why and moves on
 	$(PY) benchmarks/bench_training.py --accuracy --compile  # classifier and RTS training, old vs new
+	$(PY) benchmarks/bench_alone.py  # each chapter alone from an empty cache (about half an hour)
 	$(PY) benchmarks/bench_report.py
 
 lab: venv

@@ -4,7 +4,8 @@
 
 Reads ``results/bench_attacks.json`` (:mod:`bench_attacks`),
 ``results/bench_convergence_{fmnist,photos}.json`` (:mod:`bench_convergence`) and
-``results/bench_gpu.json`` (:mod:`bench_gpu`, :func:`gpu_lines`), checks their
+``results/bench_gpu.json`` (:mod:`bench_gpu`, :func:`gpu_lines`), ``results/bench_training.json``
+(:mod:`bench_training`) and ``results/bench_alone.json`` (:mod:`bench_alone`), checks their
 format (:func:`check_attacks`, :func:`check_convergence`), prints one line per figure with its
 target and PASS/FAIL, and draws the convergence curves of both schedules side by side (map L1 and
 success rate against the step) into ``book/figures/bench_convergence.png`` for the Performance page.
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", default=str(FIGURE))
     args = parser.parse_args(argv)
     att, conv = load(Path(args.results))
-    for line in lines(att, conv) + gpu_lines(Path(args.results)) + training_lines(Path(args.results)):
+    results = Path(args.results)
+    for line in lines(att, conv) + gpu_lines(results) + training_lines(results) + alone_lines(results):
         print(line)
     path = figure(conv, Path(args.figure))
     if path is not None:
@@ -264,6 +266,41 @@ def training_lines(results: Path) -> list[str]:
     for arch, r in rep.get("accuracy", {}).items():
         out.append(
             f"  quick-budget test accuracy {arch}: old {r['old']['test_accuracy']:.4f}, new {r['new']['test_accuracy']:.4f}"
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- each chapter alone
+ALONE_KEYS = {"seconds", "returncode", "pass"}
+
+
+def check_alone(report: dict) -> None:
+    """Raise ValueError unless ``report`` has the format :mod:`bench_alone` writes."""
+    for key in ("profile", "target_minutes", "chapters", "other_jobs_cores"):
+        if key not in report:
+            raise ValueError(f"bench_alone report lacks {key!r}")
+    for stem, r in report["chapters"].items():
+        if not ALONE_KEYS <= set(r):
+            raise ValueError(f"bench_alone {stem} needs {sorted(ALONE_KEYS)}")
+        if r["pass"] != (r["returncode"] == 0 and r["seconds"] <= 60 * report["target_minutes"]):
+            raise ValueError(f"bench_alone {stem}: pass disagrees with its time, exit code and target")
+
+
+def alone_lines(results: Path) -> list[str]:
+    """Each chapter alone from an empty cache (results/bench_alone.json), beside the target."""
+    path = results / "bench_alone.json"
+    if not path.is_file():
+        return ["each chapter alone: not measured (python benchmarks/bench_alone.py)"]
+    rep = json.loads(path.read_text())
+    check_alone(rep)
+    out = [
+        f"each chapter alone from an empty cache at {rep['profile']} "
+        f"(other jobs used {rep['other_jobs_cores']} cores meanwhile):"
+    ]
+    for stem, r in rep["chapters"].items():
+        failed = "" if r["returncode"] == 0 else f", exit code {r['returncode']}"
+        out.append(
+            f"  {stem}: {r['seconds'] / 60:.2f} min{failed} (target <= {rep['target_minutes']}) {_mark(r['pass'])}"
         )
     return out
 

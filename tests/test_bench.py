@@ -130,7 +130,14 @@ def test_performance_page_substitutions_cover_the_page(tmp_path, monkeypatch):
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
     monkeypatch.setattr(ext, "ROOT", tmp_path)  # nothing measured: every value says so
     (tmp_path / "results").mkdir()
-    subs = {**ext.step_costs(), **ext.convergence(), **ext.gpu(), **ext.training(), **ext.laptop()}
+    subs = {
+        **ext.step_costs(),
+        **ext.convergence(),
+        **ext.gpu(),
+        **ext.training(),
+        **ext.laptop(),
+        **ext.alone(),
+    }
     assert used <= set(subs)
     assert subs["bench_resnet_cam"] == ext.MISSING
     (tmp_path / "results" / "bench_attacks.json").write_text(json.dumps(_attacks_report()))
@@ -199,3 +206,54 @@ def test_convergence_merge_keeps_the_other_interpreters(tmp_path):
     assert again["runs"][0]["interpreters"] == ["cam", "mask"]
     other = conv.merge(path, {**copy.deepcopy(new), "scale": 0.5})  # another scale: not merged
     assert other["interpreters"] == {"mask": {"x": 3}}
+
+
+def _alone_report():
+    return {
+        "profile": "quick",
+        "target_minutes": 5,
+        "other_jobs_cores": 0.02,
+        "cpu_count": 2,
+        "date": "2026-12-02",
+        "chapters": {
+            "01_target_models": {"seconds": 138.0, "returncode": 0, "pass": True},
+            "03_adv2": {"seconds": 480.0, "returncode": 0, "pass": False},
+            "08_scaling": {"seconds": 100.0, "returncode": 1, "pass": False},
+        },
+    }
+
+
+def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
+    ext = _module(ROOT / "book" / "_ext" / "bench_numbers.py", "bench_numbers")
+    monkeypatch.setattr(ext, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir()
+    assert report.alone_lines(tmp_path / "results")[0].endswith(
+        "not measured (python benchmarks/bench_alone.py)"
+    )
+    assert ext.alone()["alone_03"] == ext.MISSING
+    (tmp_path / "results" / "bench_alone.json").write_text(json.dumps(_alone_report()))
+    lines = report.alone_lines(tmp_path / "results")
+    assert "  03_adv2: 8.00 min (target <= 5) FAIL" in lines
+    assert "  08_scaling: 1.67 min, exit code 1 (target <= 5) FAIL" in lines  # fast, but it failed
+    subs = ext.alone()
+    assert subs["alone_01"] == "2.3 min (pass)" and subs["alone_03"] == "8.0 min (FAIL)"
+    assert subs["alone_08"] == "1.7 min, exit code 1 (FAIL)" and subs["alone_02"] == ext.MISSING
+    assert subs["alone_verdict"] == "1 of 3 chapters within 5 minutes"
+    bad = _alone_report()
+    bad["chapters"]["03_adv2"]["pass"] = True
+    with pytest.raises(ValueError, match="pass disagrees"):
+        report.check_alone(bad)
+
+
+def test_bench_alone_rejects_a_wrong_chapter_before_running_any():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_alone.py"), "--chapters", "01", "99"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        out.returncode == 2 and "no notebook matches '99'" in out.stderr and "01_target_models" in out.stderr
+    )

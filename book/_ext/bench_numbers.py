@@ -12,6 +12,7 @@ MyST substitutions used by book/performance.md:
   image-steps/s on CUDA (results/bench_gpu.json, :func:`gpu`).
 A value missing from results/ reads "not measured".
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def step_costs() -> dict[str, str]:
     subs = {"bench_idle": MISSING, "bench_date": rep.get("date", MISSING)}
     if rep.get("other_jobs_cores") is not None:
         subs["bench_idle"] = f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
-    counts = {r.get("rounds") for res in cpu.values() if isinstance(res, dict) for r in res.get("adv2", {}).values()}
+    counts = {
+        r.get("rounds") for res in cpu.values() if isinstance(res, dict) for r in res.get("adv2", {}).values()
+    }
     subs["bench_rounds"] = str(counts.pop()) if len(counts) == 1 and None not in counts else MISSING
     for short, model in MODELS.items():
         res = cpu.get(model, {}) if isinstance(cpu.get(model), dict) else {}
@@ -73,7 +76,9 @@ def convergence() -> dict[str, str]:
     for setting in ("fmnist", "photos"):
         rep = _load(f"bench_convergence_{setting}.json")
         subs[f"conv_{setting}_idle"] = (
-            f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores" if "other_jobs_cores" in rep else MISSING
+            f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
+            if "other_jobs_cores" in rep
+            else MISSING
         )
         subs[f"conv_{setting}_images"] = str(rep.get("n_images", MISSING))
         for name in INTERPRETERS:
@@ -105,12 +110,14 @@ def gpu() -> dict[str, str]:
     pgd, cam, grad): ResNet-50 image-steps/s from results/bench_gpu.json (bench_gpu.py)."""
     rep = _load("bench_gpu.json")
     res = rep.get("results") or {}
-    subs = {"gpu_device": MISSING if not res else f"{rep.get('gpu') or rep.get('device')} ({rep.get('date', '?')})"}
+    subs = {
+        "gpu_device": MISSING
+        if not res
+        else f"{rep.get('gpu') or rep.get('device')} ({rep.get('date', '?')})"
+    }
     if not res and rep.get("reason"):
         subs["gpu_device"] = f"{MISSING}: {rep['reason']}"
-    subs["gpu_setup"] = (
-        f"{rep['input_size']} px, batch {rep['batch']}" if res and "batch" in rep else MISSING
-    )
+    subs["gpu_setup"] = f"{rep['input_size']} px, batch {rep['batch']}" if res and "batch" in rep else MISSING
     for mode in ("bf16", "fp32"):
         for name in GPU_ATTACKS:
             r = res.get(mode, {}).get(name)
@@ -141,7 +148,9 @@ def training() -> dict[str, str]:
         for arch in TRAIN_ARCHS:
             r = rep.get(key, {}).get("one_thread", {}).get(arch)
             subs[f"train_{part}_{arch}_1t"] = (
-                f"{r['old_images_per_s']:.0f} → {r['new_images_per_s']:.0f} ({r['speedup']:.2f}x)" if r else MISSING
+                f"{r['old_images_per_s']:.0f} → {r['new_images_per_s']:.0f} ({r['speedup']:.2f}x)"
+                if r
+                else MISSING
             )
     for arch in TRAIN_ARCHS:
         acc = rep.get("accuracy", {}).get(arch)
@@ -206,9 +215,15 @@ def laptop() -> dict[str, str]:
                 facts.get("other_jobs_cores"),
             )
         )
-    targets = {"laptop_target": f"{LAPTOP_MINUTES} minutes", "laptop_chapter_target": f"{CHAPTER_MINUTES} minutes"}
+    targets = {
+        "laptop_target": f"{LAPTOP_MINUTES} minutes",
+        "laptop_chapter_target": f"{CHAPTER_MINUTES} minutes",
+    }
     if not rows:
-        return {**targets, **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")}}
+        return {
+            **targets,
+            **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")},
+        }
     total = sum(r[1] for r in rows) / 60
     stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
     cached = rows[0][3]
@@ -221,7 +236,9 @@ def laptop() -> dict[str, str]:
         "laptop_cache": (
             MISSING
             if cached is None
-            else "an empty cache" if cached == 0 else f"a cache holding {cached} trained models"
+            else "an empty cache"
+            if cached == 0
+            else f"a cache holding {cached} trained models"
         ),
         "laptop_idle": _idle(loads),
     }
@@ -237,6 +254,27 @@ def _idle(loads: list[tuple[float, str]]) -> str:
     return f"at most {loads[-1][0]:.2f} cores"
 
 
+# ``{{ alone_<NN> }}`` (one per chapter: minutes and PASS/FAIL), ``{{ alone_verdict }}``,
+# ``{{ alone_idle }}``, ``{{ alone_date }}``, from results/bench_alone.json (benchmarks/bench_alone.py).
+CHAPTERS = ("01", "02", "03", "04", "05", "06", "07", "08")
+
+
+def alone() -> dict[str, str]:
+    rep = _load("bench_alone.json")
+    runs = {stem[:2]: r for stem, r in rep.get("chapters", {}).items()}
+    subs = {"alone_date": rep.get("date", MISSING), "alone_idle": MISSING, "alone_verdict": MISSING}
+    if rep.get("other_jobs_cores") is not None:
+        subs["alone_idle"] = f"{rep['other_jobs_cores']} of {rep.get('cpu_count', '?')} cores"
+    for nn in CHAPTERS:
+        r = runs.get(nn)
+        failed = "" if not r or r["returncode"] == 0 else f", exit code {r['returncode']}"
+        subs[f"alone_{nn}"] = f"{r['seconds'] / 60:.1f} min{failed} ({_mark(r['pass'])})" if r else MISSING
+    if runs:
+        within = sum(r["pass"] for r in runs.values())
+        subs["alone_verdict"] = f"{within} of {len(runs)} chapters within {rep['target_minutes']} minutes"
+    return subs
+
+
 def add_substitutions(app, config) -> None:
     config.myst_substitutions = {
         **step_costs(),
@@ -244,6 +282,7 @@ def add_substitutions(app, config) -> None:
         **gpu(),
         **training(),
         **laptop(),
+        **alone(),
         **(config.myst_substitutions or {}),
     }
 

@@ -1,0 +1,117 @@
+"""Each chapter run alone from an empty model cache (issue 13, item 4: at most 5 minutes each).
+
+    python benchmarks/bench_alone.py                     # every chapter at quick (about half an hour)
+    python benchmarks/bench_alone.py --chapters 03 08    # some of them
+    python benchmarks/bench_alone.py --profile smoke --output /tmp/alone.json
+
+A chapter run alone trains every model it needs that is not committed (the classifiers, the
+Fashion-MNIST RTS and RTSA; the photo RTS and RTSA are checkpoints in ``checkpoints/``), so each
+one gets an empty cache folder of its own (``-p artifacts_dir``) and a run folder of its own,
+deleted afterwards; chapter 8 also gets a sweep of its own (``-p sweep_name``), so no finished
+point is reused. Each is ``python -m adv2 run <chapter>`` in a fresh process, timed from start to
+exit: what a reader who runs only that chapter waits. Nothing is published.
+
+Writes ``results/bench_alone.json``: per chapter ``seconds``, ``returncode`` and ``pass`` (finished
+within ``target_minutes``), with ``other_jobs_cores`` (how idle the machine was; chapter 8's Ray
+workers count as other jobs). :mod:`bench_report` prints it and the Performance page shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))
+
+from adv2 import runbox  # noqa: E402
+from adv2.runner import RunError, all_notebooks, select_notebooks  # noqa: E402
+
+TARGET_MINUTES = 5
+SWEEP_CHAPTER = "08_scaling"
+
+
+def run_alone(stem: str, profile: str, scratch: Path) -> dict:
+    """Run chapter ``stem`` alone from an empty cache in ``scratch``; its wall time and exit code."""
+    cmd = [
+        sys.executable, "-m", "adv2", "run", stem, "--profile", profile, "--no-progress",
+        "-p", "artifacts_dir", str(scratch / "artifacts"), "--output-dir", str(scratch / "run"),
+    ]  # fmt: skip
+    sweep = None
+    if stem == SWEEP_CHAPTER:
+        sweep = f"alone-{scratch.name}"
+        cmd += ["-p", "sweep_name", sweep]
+    log = scratch / "log.txt"
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+    if sweep:
+        shutil.rmtree(REPO / "runs" / "sweeps" / sweep, ignore_errors=True)
+    tail = log.read_text().splitlines()[-5:] if rc else []
+    return {
+        "seconds": seconds,
+        "returncode": rc,
+        "pass": rc == 0 and seconds <= 60 * TARGET_MINUTES,
+        "log_tail": tail,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    stems = [p.stem for p in all_notebooks()]
+    profiles = sorted(p.stem for p in (REPO / "params").glob("*.yaml"))
+    parser.add_argument("--profile", default="quick", choices=profiles)
+    parser.add_argument("--chapters", nargs="+", default=["all"], help="numbers or stems (default: all)")
+    parser.add_argument("--output", default=str(REPO / "results" / "bench_alone.json"))
+    args = parser.parse_args(argv)
+    try:  # a wrong name stops here, before any chapter runs
+        chosen = [p.stem for p in select_notebooks(args.chapters)]
+    except RunError as err:
+        parser.error(str(err))
+    report = {
+        "profile": args.profile,
+        "target_minutes": TARGET_MINUTES,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu_count": os.cpu_count(),
+        "chapters": {},
+    }
+    meter = runbox.CpuMeter()
+    t0 = time.time()
+    for stem in chosen:
+        scratch = Path(tempfile.mkdtemp(prefix=f"adv2-alone-{stem[:2]}-"))
+        try:
+            r = run_alone(stem, args.profile, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        report["chapters"][stem] = r
+        mark = "PASS" if r["pass"] else "FAIL"
+        status = "" if r["returncode"] == 0 else f", exit code {r['returncode']}"
+        print(
+            f"{stem} alone from an empty cache: {r['seconds'] / 60:.2f} min{status} (target <= {TARGET_MINUTES}) {mark}",
+            flush=True,
+        )
+    report["seconds"] = time.time() - t0
+    report["other_jobs_cores"] = meter.other_jobs_cores(report["seconds"])
+    report["complete"] = set(chosen) == set(stems)
+    print(f"other jobs used {report['other_jobs_cores']} of {os.cpu_count()} cores meanwhile")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")  # an interrupted run leaves the previous report whole
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
