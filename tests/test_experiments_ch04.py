@@ -282,3 +282,38 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
     text = glued["ch4_resnet_preserve_destroy_rts"]
     assert isinstance(text, str) and text.startswith(ch04.fmt(benign["resnet"].summary()["both_rts"]))
     assert "[" in text
+
+
+def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(monkeypatch):
+    from adv2 import recipes
+    from adv2.experiments import ch01, ch02
+
+    calls, lines = [], []
+
+    def classifiers(params, fmnist, archs, *args):
+        calls.append(("classifiers", tuple(archs)))
+        return {a: f"model-{a}" for a in archs}, {a: f"art-{a}" for a in archs}
+
+    def rts_nets(params, fmnist, models, arts, archs, *args):
+        assert models == {a: f"model-{a}" for a in archs}  # RTS of the classifiers just loaded
+        calls.append(("rts", tuple(archs)))
+        return {}, {}
+
+    def interpreted(recipe, fmnist, **kwargs):
+        arch = recipe.rts.classifier.arch
+        calls.append(("rtsa", arch))
+        return SimpleNamespace(rtsa_artifact=SimpleNamespace(from_cache=arch == "densenet"))
+
+    monkeypatch.setattr(ch01, "load_classifiers", classifiers)
+    monkeypatch.setattr(ch02, "load_rts_nets", rts_nets)
+    monkeypatch.setattr(recipes, "load_interpreted", interpreted)
+    params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
+    nets = ch04.load_defended(params, object(), ["resnet", "densenet"], log=lines.append)
+    assert calls == [
+        ("classifiers", ("resnet", "densenet")),
+        ("rts", ("resnet", "densenet")),
+        ("rtsa", "resnet"),
+        ("rtsa", "densenet"),
+    ]
+    assert list(nets) == ["resnet", "densenet"]
+    assert lines[0].startswith("resnet: RTSA trained in ") and lines[1] == "densenet: RTSA loaded from cache"

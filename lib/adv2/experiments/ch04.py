@@ -12,13 +12,14 @@ Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cell
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .. import claims, config, defenses, plotting, results
+from .. import claims, config, data, defenses, plotting, recipes, results
 from ..claims import Verdict
 from ..stats import Estimate, fmt, mean_ci, rate_ci
 from ._common import (
@@ -116,6 +117,42 @@ AID_FIELD_REASONS = {
     "log_every": "0 = about 20 logged points",
     "seed": "parameter train_seed",
 }
+
+
+def load_defended(
+    params: Mapping[str, Any],
+    fmnist: data.Dataset,
+    archs: Sequence[str],
+    *,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str = "",
+    progress: bool = False,
+    log=print,
+) -> dict[str, defenses.InterpretedModel]:
+    """Each arch's classifier, RTS and RTSA (chapters 1, 2 and 4's recipes), from the cache or
+    trained: the classifiers side by side, then the RTS side by side (one core each on a CPU, as
+    chapters 1 and 2 train them), then each RTSA (chapters 4, 5 and 6 share them)."""
+    from .ch01 import load_classifiers
+    from .ch02 import load_rts_nets
+
+    params = dict(params)
+    classifiers, arts = load_classifiers(params, fmnist, list(archs), device, artifacts_dir, progress, log)
+    load_rts_nets(params, fmnist, classifiers, arts, list(archs), device, artifacts_dir, progress, log)
+    nets = {}
+    for arch in archs:
+        started = time.time()
+        nets[arch] = recipes.load_interpreted(
+            recipes.rtsa_recipe(params, arch),
+            fmnist,
+            device=device,
+            artifacts_dir=artifacts_dir,
+            progress=progress,
+        )
+        art = nets[arch].rtsa_artifact
+        log(
+            f"{arch}: RTSA {'loaded from cache' if art.from_cache else f'trained in {time.time() - started:.1f} s'}"
+        )
+    return nets
 
 
 def aid_config_table(aid: defenses.AIDConfig) -> str:
