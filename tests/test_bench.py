@@ -185,6 +185,14 @@ def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):
     assert subs["laptop_slowest"] == "02_b, 7.0 min (≤ 5: FAIL)"
     assert subs["laptop_cache"] == "an empty cache"
     assert subs["laptop_idle"] == "at most 0.10 cores, except 0.30 during 02_b"
+    assert subs["laptop_runs"] == "one run"
+    nb = nbformat.read(folder / "02_b.ipynb", as_version=4)
+    nb.metadata["papermill"].update(
+        start_time="2026-12-02T12:58:07+00:00",
+        parameters={"profile": "quick", "results_dir": "runs/b/results"},
+    )
+    nbformat.write(nb, folder / "02_b.ipynb")
+    assert ext.laptop()["laptop_runs"].startswith("2 runs (begun 2026-12-02 12:58 UTC, an unknown time)")
 
 
 def test_convergence_merge_keeps_the_other_interpreters(tmp_path):

@@ -213,6 +213,7 @@ def laptop() -> dict[str, str]:
                 meta.get("papermill", {}).get("parameters", {}).get("profile", "?"),
                 facts.get("models_cached_at_start"),
                 facts.get("other_jobs_cores"),
+                _run_of(meta.get("papermill", {})),
             )
         )
     targets = {
@@ -222,7 +223,7 @@ def laptop() -> dict[str, str]:
     if not rows:
         return {
             **targets,
-            **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle")},
+            **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle", "laptop_runs")},
         }
     total = sum(r[1] for r in rows) / 60
     stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
@@ -241,7 +242,29 @@ def laptop() -> dict[str, str]:
             else f"a cache holding {cached} trained models"
         ),
         "laptop_idle": _idle(loads),
+        "laptop_runs": _runs_text([r[5] for r in rows]),
     }
+
+
+def _run_of(papermill: dict) -> tuple[str, str]:
+    """(run folder, start time) of a published notebook: the folder its results went to."""
+    folder = str(papermill.get("parameters", {}).get("results_dir") or "?")
+    return folder.rsplit("/results", 1)[0], str(papermill.get("start_time") or "")
+
+
+def _runs_text(runs: list[tuple[str, str]]) -> str:
+    """One run, or how many the published chapters come from and when each began: a sum of
+    chapters from several runs is not one run's wall time (a virtual machine's speed varies)."""
+    first: dict[str, str] = {}
+    for folder, started in runs:
+        first[folder] = min(first[folder], started) if folder in first else started
+    if len(first) == 1:
+        return "one run"
+    when = ", ".join(sorted(f"{t[:10]} {t[11:16]} UTC" if len(t) >= 16 else "an unknown time" for t in first.values()))
+    return (
+        f"{len(first)} runs (begun {when}), so the total adds up chapters timed at different moments "
+        "on a machine whose speed varies, not one run's wall time"
+    )
 
 
 def _idle(loads: list[tuple[float, str]]) -> str:
