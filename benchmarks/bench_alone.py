@@ -117,10 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output)
     for stem in chosen:
         scratch = Path(tempfile.mkdtemp(prefix=f"adv2-alone-{stem[:2]}-"))
+        chapter_meter = runbox.CpuMeter()  # other jobs during this chapter: they slow it
         try:
             r = run_alone(stem, args.profile, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        r["other_jobs_cores"] = chapter_meter.other_jobs_cores(r["seconds"])
         report["chapters"][stem] = r
         mark = "PASS" if r["pass"] else "FAIL"
         status = "" if r["returncode"] == 0 else f", exit code {r['returncode']}"

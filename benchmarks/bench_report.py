@@ -299,6 +299,8 @@ def alone_lines(results: Path) -> list[str]:
     ]
     for stem, r in rep["chapters"].items():
         failed = "" if r["returncode"] == 0 else f", exit code {r['returncode']}"
+        if (r.get("other_jobs_cores") or 0) > 0.25:  # a busy machine slowed this chapter
+            failed += f", other jobs {r['other_jobs_cores']:.2f} cores"
         out.append(
             f"  {stem}: {r['seconds'] / 60:.2f} min{failed} (target <= {rep['target_minutes']}) {_mark(r['pass'])}"
         )

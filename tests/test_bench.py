@@ -225,7 +225,7 @@ def _alone_report():
         "date": "2026-12-02",
         "chapters": {
             "01_target_models": {"seconds": 138.0, "returncode": 0, "pass": True},
-            "03_adv2": {"seconds": 480.0, "returncode": 0, "pass": False},
+            "03_adv2": {"seconds": 480.0, "returncode": 0, "pass": False, "other_jobs_cores": 0.9},
             "08_scaling": {"seconds": 100.0, "returncode": 1, "pass": False},
         },
     }
@@ -241,10 +241,12 @@ def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
     assert ext.alone()["alone_03"] == ext.MISSING
     (tmp_path / "results" / "bench_alone.json").write_text(json.dumps(_alone_report()))
     lines = report.alone_lines(tmp_path / "results")
-    assert "  03_adv2: 8.00 min (target <= 5) FAIL" in lines
+    assert "  03_adv2: 8.00 min, other jobs 0.90 cores (target <= 5) FAIL" in lines
     assert "  08_scaling: 1.67 min, exit code 1 (target <= 5) FAIL" in lines  # fast, but it failed
     subs = ext.alone()
-    assert subs["alone_01"] == "2.3 min (pass)" and subs["alone_03"] == "8.0 min (FAIL)"
+    assert (
+        subs["alone_01"] == "2.3 min (pass)" and subs["alone_03"] == "8.0 min, other jobs 0.90 cores (FAIL)"
+    )
     assert subs["alone_08"] == "1.7 min, exit code 1 (FAIL)" and subs["alone_02"] == ext.MISSING
     assert subs["alone_verdict"] == "1 of 3 chapters within 5 minutes"
     bad = _alone_report()

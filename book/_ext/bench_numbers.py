@@ -291,6 +291,8 @@ def alone() -> dict[str, str]:
     for nn in CHAPTERS:
         r = runs.get(nn)
         failed = "" if not r or r["returncode"] == 0 else f", exit code {r['returncode']}"
+        if r and (r.get("other_jobs_cores") or 0) > 0.25:  # a busy machine slowed this chapter
+            failed += f", other jobs {r['other_jobs_cores']:.2f} cores"
         subs[f"alone_{nn}"] = f"{r['seconds'] / 60:.1f} min{failed} ({_mark(r['pass'])})" if r else MISSING
     if runs:
         within = sum(r["pass"] for r in runs.values())
