@@ -239,6 +239,7 @@ def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
         "not measured (python benchmarks/bench_alone.py)"
     )
     assert ext.alone()["alone_03"] == ext.MISSING
+    assert ext.alone()["alone_summary"].startswith("not measured yet")
     (tmp_path / "results" / "bench_alone.json").write_text(json.dumps(_alone_report()))
     lines = report.alone_lines(tmp_path / "results")
     assert "  03_adv2: 8.00 min, other jobs 0.90 cores (target <= 5) FAIL" in lines
@@ -248,7 +249,9 @@ def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
         subs["alone_01"] == "2.3 min (pass)" and subs["alone_03"] == "8.0 min, other jobs 0.90 cores (FAIL)"
     )
     assert subs["alone_08"] == "1.7 min, exit code 1 (FAIL)" and subs["alone_02"] == ext.MISSING
-    assert subs["alone_verdict"] == "1 of 3 chapters within 5 minutes"
+    assert subs["alone_summary"].startswith(
+        "1 of 3 chapters within 5 minutes (measured 2026-12-02; other jobs used"
+    )
     bad = _alone_report()
     bad["chapters"]["03_adv2"]["pass"] = True
     with pytest.raises(ValueError, match="pass disagrees"):
