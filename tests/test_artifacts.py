@@ -156,19 +156,83 @@ def test_legacy_entry_without_checksum_damaged_is_caught_by_load_or_check(tmp_pa
     assert len(calls) == 1 and len(quarantined(tmp_path)) == 1
 
 
+def remeasure(state, metrics):
+    """A stand-in for a classifier's re-measured accuracy: what the weights give, checked against
+    what metrics.json says."""
+    measured = float(state["w"].sum()) / 6  # 0.5 for the weights compute_factory writes
+    if abs(measured - metrics["accuracy"]) > 0.05:
+        raise ValueError(f"re-measured accuracy {measured:.3f}, metrics.json says {metrics['accuracy']}")
+    return {"remeasured_accuracy": measured}
+
+
 def test_legacy_entry_is_kept_and_gets_a_checksum(tmp_path):
-    """Entries cached before checksums existed stay usable; the checksum is added on first load."""
+    """Entries cached before checksums existed stay usable when re-verified (since issue 24: by
+    the caller's ``verify``); the checksum is added on first load."""
     params = {"lr": 8}
     folder = cached(tmp_path, params).path
     (folder / artifacts.MANIFEST).unlink()
     calls = []
-    b = cached(tmp_path, params, calls)
+    b = cached(tmp_path, params, calls, verify=remeasure)
     assert b.from_cache and not calls
     manifest = json.loads((folder / artifacts.MANIFEST).read_text())
     assert manifest["weights_sha256"] == artifacts.file_sha256(folder / artifacts.WEIGHTS)
     _random_tensors(folder / artifacts.WEIGHTS)  # from now on a change is caught
     with pytest.warns(artifacts.DamagedArtifactWarning, match="sha256"):
         assert not cached(tmp_path, params, calls).from_cache
+
+
+def test_entry_without_manifest_and_nothing_to_verify_is_recomputed_and_told(tmp_path, capfd):
+    """Issue 24: an entry whose manifest.json was deleted was adopted as "legacy" without a word."""
+    params = {"lr": 12}
+    folder = cached(tmp_path, params).path
+    torch.save({"w": torch.arange(3.0) + 1}, folder / artifacts.WEIGHTS)  # other weights
+    (folder / artifacts.MANIFEST).unlink()
+    capfd.readouterr()
+    calls = []
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="manifest.json is missing"):
+        again = cached(tmp_path, params, calls)
+    assert len(calls) == 1 and not again.from_cache and torch.equal(again.state["w"], torch.arange(3.0))
+    assert "damaged cache entry set aside" in again.note and len(quarantined(tmp_path)) == 1
+    (line,) = [x for x in capfd.readouterr().err.splitlines() if x.startswith("[adv2]")]
+    assert str(folder) in line and "manifest.json is missing" in line and "recomputing" in line
+
+
+def test_entry_without_manifest_is_re_verified_or_recomputed(tmp_path, capfd):
+    params = {"lr": 13}
+    folder = cached(tmp_path, params).path
+    (folder / artifacts.MANIFEST).unlink()
+    capfd.readouterr()
+    kept = cached(tmp_path, params, verify=remeasure)
+    assert kept.from_cache and kept.metrics["remeasured_accuracy"] == 0.5
+    assert "re-verified (re-measured: remeasured_accuracy 0.5); checksum recorded" in capfd.readouterr().err
+    assert "remeasured_accuracy" not in json.loads((folder / "metrics.json").read_text())  # not saved
+    # the same entry with other weights: the re-measurement disagrees, the entry is recomputed
+    torch.save({"w": torch.zeros(3)}, folder / artifacts.WEIGHTS)
+    (folder / artifacts.MANIFEST).unlink()
+    calls = []
+    with pytest.warns(
+        artifacts.DamagedArtifactWarning, match="re-verification failed.*metrics.json says 0.5"
+    ):
+        again = cached(tmp_path, params, calls, verify=remeasure)
+    assert len(calls) == 1 and not again.from_cache
+
+
+def test_weights_with_a_rewritten_checksum_are_caught_by_verify(tmp_path, capfd):
+    """Issue 24: a cache entry whose weights were replaced and whose weights_sha256 was rewritten
+    to match passes the checksum; the re-measurement on every load catches it."""
+    params = {"lr": 14}
+    folder = cached(tmp_path, params).path
+    torch.save({"w": torch.zeros(3)}, folder / artifacts.WEIGHTS)
+    (folder / artifacts.MANIFEST).write_text(
+        json.dumps({"weights_sha256": artifacts.file_sha256(folder / artifacts.WEIGHTS), "format": 1})
+    )
+    assert cached(tmp_path, params).from_cache  # the checksum alone cannot tell
+    capfd.readouterr()
+    calls = []
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="re-verification failed"):
+        again = cached(tmp_path, params, calls, verify=remeasure)
+    assert len(calls) == 1 and torch.equal(again.state["w"], torch.arange(3.0))
+    assert "[adv2] damaged cache entry" in capfd.readouterr().err
 
 
 def test_weights_of_another_architecture_fail_the_check(tmp_path):
@@ -364,3 +428,37 @@ def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
     t0 = time.monotonic()
     a = artifacts.load_or_compute("shared", {"n": 2}, compute_factory(calls), root=tmp_path / "cache")
     assert len(calls) == 1 and not a.from_cache and time.monotonic() - t0 < 30
+
+
+# ----------------------------------------------------------------------------- the terminal
+KERNEL_CELL = r"""
+import torch
+from adv2 import artifacts
+root = {root!r}
+compute = lambda: ({{"w": torch.arange(3.0)}}, {{"accuracy": 0.5}})
+folder = artifacts.load_or_compute("thing", {{"lr": 1}}, compute, root=root).path
+(folder / artifacts.MANIFEST).unlink()  # a damaged entry: recomputed, with a line on fd 2
+artifacts.load_or_compute("thing", {{"lr": 1}}, compute, root=root)
+"""
+
+
+@pytest.mark.slow
+def test_a_damaged_entry_inside_a_notebook_is_told_on_the_runners_terminal(tmp_path):
+    """Issue 24 item 4: the line reaches the stderr of the process that runs the notebook (the
+    terminal of ``python -m adv2 run``), not only the notebook, where ``sys.stderr`` goes."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(KERNEL_CELL.format(root=str(tmp_path / "cache")))]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    script = (
+        "import papermill; papermill.execute_notebook("
+        f"{str(tmp_path / 'in.ipynb')!r}, {str(tmp_path / 'out.ipynb')!r}, kernel_name='python3', progress_bar=False)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LIB)] + sys.path), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [x for x in done.stderr.splitlines() if x.startswith("[adv2] damaged cache entry")]
+    assert len(lines) == 1 and "manifest.json is missing" in lines[0] and "recomputing" in lines[0]

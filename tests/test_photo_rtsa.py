@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adv2 import checkpoints, recipes
+from adv2 import checkpoint_pins, checkpoints, recipes
+from adv2.artifacts import file_sha256
 from adv2.interpreters.rts import RTSNet
 from adv2.models import build_small_cnn
 
@@ -55,7 +56,7 @@ def test_recipe_defaults_are_the_papers_budget_and_the_rts_loss_weights():
     assert dataclasses.replace(r, iterations=r.iterations + 1).key != r.key
 
 
-def test_trains_once_then_cache_then_checkpoint(standins):
+def test_trains_once_then_cache_then_checkpoint(standins, monkeypatch):
     kw, tmp = standins
     net, art = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
     assert art.origin == "computed" and art.metrics["pool_images"] == 8  # train_images of the pool
@@ -67,7 +68,8 @@ def test_trains_once_then_cache_then_checkpoint(standins):
     c = torch.tensor([0, 1, 2])
     assert torch.equal(net(x, c).mask, again(x, c).mask)
     # shipped as a checkpoint: an empty cache loads it instead of training
-    checkpoints.save_checkpoint("rtsa", art.params, art.state, art.metrics)
+    path = checkpoints.save_checkpoint("rtsa", art.params, art.state, art.metrics)
+    monkeypatch.setitem(checkpoint_pins.PINS, path.name, file_sha256(path))  # pinned, as committed ones are
     _, art3 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), **kw)
     assert art3.origin == "checkpoint"
     # retrain: computed in any case; another recipe: another key, trained

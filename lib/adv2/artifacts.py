@@ -8,9 +8,18 @@ determines it (data, architecture, recipe, seed, recipe version). Beside the wei
 * Writes are atomic: everything goes to a temporary folder that is renamed into place only when
   complete, so a run killed half-way leaves nothing that a later run would trust. A full disk
   raises :class:`adv2.results.DiskFull` ("no space left under DIR") and leaves no partial entry.
-* A damaged entry (unreadable or altered weights, bad JSON, params that do not match the key, or
-  a state the caller's ``check`` rejects) is moved to ``<root>/.quarantine/`` with a warning
-  naming the folder and the reason, and is computed again.
+* A damaged entry (unreadable or altered weights, bad JSON, params that do not match the key, a
+  state the caller's ``check`` rejects, or one its ``verify`` finds wrong) is moved to
+  ``<root>/.quarantine/`` with a warning naming the folder and the reason, and a line on the
+  terminal (:func:`adv2.progress.terminal_note`), and is computed again.
+* The checksum only proves that ``weights.pt`` is the file the entry was written with; whoever can
+  rewrite the weights can rewrite ``manifest.json``. So what can be checked independently of the
+  entry's own files is checked on every load: a state copied from a committed checkpoint is
+  compared with that checkpoint (whose bytes :mod:`adv2.checkpoint_pins` pins), and the caller's
+  ``verify`` re-measures what it can (a classifier's accuracy on a fixed slice of the test set,
+  :func:`adv2.models.trained_small_cnn`). An entry without ``manifest.json`` is used only when one
+  of these re-verified it (the checksum is then recorded); otherwise it is set aside and computed
+  again, with a line on the terminal.
 * One process at a time works on a key (``fcntl.flock`` on ``<root>/<kind>/.<key>.lock``): when
   several runs ask for the same new artifact, one computes it and the others wait and load it.
 """
@@ -35,6 +44,7 @@ import torch
 
 from .checkpoints import CheckpointDamaged, DamagedCheckpointWarning, display_path, load_checkpoint
 from .config import REPO_ROOT
+from .progress import terminal_note
 from .results import DiskFull, is_disk_full
 
 try:  # POSIX; elsewhere the cache works without the cross-process lock
@@ -145,7 +155,8 @@ def _read_json_dict(path: Path) -> dict[str, Any]:
 def _load_verified(
     folder: Path, key: str, check: Callable[[dict[str, Any]], None] | None
 ) -> tuple[dict, dict, bool]:
-    """``(state, metrics, has_manifest)`` of a complete entry, or :class:`ArtifactDamaged`."""
+    """``(state, metrics, has_manifest)`` of a complete entry, or :class:`ArtifactDamaged`
+    (re-verification beyond the checksum is :func:`_reverify`'s)."""
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ArtifactDamaged(f"{WEIGHTS} is missing")
@@ -176,8 +187,58 @@ def _load_verified(
     return state, metrics, has_manifest
 
 
+def same_state(a: Any, b: Any) -> bool:
+    """Whether two saved states (dicts / lists of tensors and plain values) are equal, bit for bit."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _reverify(
+    kind: str,
+    key: str,
+    state: dict[str, Any],
+    metrics: dict[str, Any],
+    checkpoints: str | os.PathLike | None,
+    verify: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None,
+) -> tuple[dict[str, Any], str]:
+    """Check a cached state against what does not live in its own folder: ``(metrics, how)`` with
+    the caller's extra numbers merged in and what was checked ("" when nothing could be), or
+    :class:`ArtifactDamaged`. A damaged committed checkpoint is refused (:class:`CheckpointDamaged`)."""
+    how = []
+    if metrics.get("checkpoint"):  # copied from a committed checkpoint: must still be its state
+        found = load_checkpoint(kind, key, checkpoints)
+        if found is not None:
+            if not same_state(state, found[0]):
+                raise ArtifactDamaged(
+                    f"{WEIGHTS} differs from the committed checkpoint {display_path(found[2])} it was copied from"
+                )
+            how.append(f"equal to the committed checkpoint {display_path(found[2])}")
+    if verify is not None:
+        try:
+            extra = verify(state, metrics) or {}
+        except Exception as err:  # noqa: BLE001 - any rejection by the caller means "damaged"
+            raise ArtifactDamaged(
+                f"re-verification failed ({type(err).__name__}: {str(err)[:300]})"
+            ) from None
+        metrics = {**metrics, **extra}
+        how.append("re-measured: " + (", ".join(f"{k} {v}" for k, v in extra.items()) or "ok"))
+    return metrics, "; ".join(how)
+
+
 def quarantine(folder: Path, root: Path, reason: str) -> Path:
-    """Move a damaged entry to ``<root>/.quarantine/<kind>-<key>-<timestamp>/`` and warn."""
+    """Move a damaged entry to ``<root>/.quarantine/<kind>-<key>-<timestamp>/``, warn, and say so on
+    the terminal (where the notebook's warning would not be seen)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = root / QUARANTINE / f"{folder.parent.name}-{folder.name}-{stamp}"
     target, n = base, 1
@@ -186,11 +247,9 @@ def quarantine(folder: Path, root: Path, reason: str) -> Path:
         target = base.with_name(f"{base.name}-{n}")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(folder), str(target))
-    warnings.warn(
-        f"damaged cache entry {folder}: {reason}. Moved to {target}; recomputing it.",
-        DamagedArtifactWarning,
-        stacklevel=3,
-    )
+    message = f"damaged cache entry {folder}: {reason}. Moved to {target}; recomputing it."
+    warnings.warn(message, DamagedArtifactWarning, stacklevel=3)
+    terminal_note(message)
     return target
 
 
@@ -199,8 +258,8 @@ def _write_manifest(folder: Path, digest: str) -> None:
 
 
 def _adopt_legacy(folder: Path) -> None:
-    """Entries written before checksums existed: record the checksum of the weights as they are
-    now, so later changes are caught (best effort: a read-only cache is still used)."""
+    """An entry without a checksum that was re-verified: record the checksum of the weights as
+    they are now, so later changes are caught (best effort: a read-only cache is still used)."""
     with contextlib.suppress(OSError):
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MANIFEST}.")
         os.close(fd)
@@ -257,6 +316,8 @@ def load_or_compute(
     force: bool = False,
     check: Callable[[dict[str, Any]], None] | None = None,
     checkpoints: str | os.PathLike | None = None,
+    verify: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None,
+    retrain_damaged_checkpoint: bool = False,
 ) -> Artifact:
     """Return the cached artifact for ``params`` or call ``compute()`` and cache its result.
 
@@ -264,11 +325,17 @@ def load_or_compute(
     with ``weights_only=True`` (tensors, numbers, strings, lists, dicts). ``check(state)``, when
     given, validates a state loaded from the cache (e.g. ``load_state_dict`` into the
     architecture) and raises if it is unusable; the entry is then quarantined and recomputed.
+    ``verify(state, metrics)``, when given, re-measures a cached state independently of the
+    entry's files (e.g. a classifier's accuracy on a fixed slice of the test set) and raises when
+    it disagrees with ``metrics``; it returns extra numbers for the returned metrics (not saved).
+    It is what lets an entry without ``manifest.json`` be used.
 
     Before computing, a committed checkpoint of ``(kind, key)`` under ``checkpoints`` (default
-    :func:`adv2.checkpoints.checkpoint_root`) is verified, copied into the cache and returned
-    (``origin="checkpoint"``); a damaged one is reported with a warning and the artifact is
-    computed (``note`` says why). ``force=True`` skips cache and checkpoint alike (retrain).
+    :func:`adv2.checkpoints.checkpoint_root`) is verified against its pinned sha256, copied into
+    the cache and returned (``origin="checkpoint"``). A damaged or unpinned one is refused: its
+    :class:`CheckpointDamaged` propagates, unless ``retrain_damaged_checkpoint`` asks to compute
+    the artifact instead (with a warning, a terminal line and ``note``). ``force=True`` skips
+    cache and checkpoint alike (retrain).
     """
     base = artifact_root(root)
     key = artifact_key(params)
@@ -276,24 +343,40 @@ def load_or_compute(
     folder = kind_dir / key
     with key_lock(kind_dir, key):
         _clear_leftovers(kind_dir, key)
+        note = ""
         if folder.exists() and not force:
             try:
                 state, metrics, has_manifest = _load_verified(folder, key, check)
+                metrics, how = _reverify(kind, key, state, metrics, checkpoints, verify)
+                if not has_manifest and not how:
+                    raise ArtifactDamaged(
+                        f"{MANIFEST} is missing: no checksum of {WEIGHTS} and nothing else to re-verify it with"
+                    )
+            except CheckpointDamaged as err:  # the checkpoint it was copied from: as below
+                if not retrain_damaged_checkpoint:
+                    raise _refusal(kind, key, err) from None
+                quarantine(folder, base, f"its committed checkpoint is damaged ({err})")
             except ArtifactDamaged as err:
                 quarantine(folder, base, str(err))
+                note = f"damaged cache entry set aside ({err}); computed again"
             else:
                 if not has_manifest:
+                    terminal_note(
+                        f"cache entry {folder} had no {MANIFEST}; re-verified ({how}); checksum recorded"
+                    )
                     _adopt_legacy(folder)
                 return Artifact(state, metrics, params, folder, from_cache=True)
-        note = ""
         if not force:
             try:
                 found = load_checkpoint(kind, key, checkpoints)
                 if found is not None and check is not None:
                     _check_checkpoint(found, check)
             except CheckpointDamaged as err:
+                if not retrain_damaged_checkpoint:
+                    raise _refusal(kind, key, err) from None
                 note = f"committed checkpoint damaged ({err}); trained again"
                 warnings.warn(f"{note}", DamagedCheckpointWarning, stacklevel=2)
+                terminal_note(f"{kind} {key}: {note}")
             else:
                 if found is not None:
                     state, metrics, path = found
@@ -303,6 +386,14 @@ def load_or_compute(
         state, metrics = compute()
         _save_entry(folder, state, params, metrics)
     return Artifact(state, metrics, params, folder, from_cache=False, note=note)
+
+
+def _refusal(kind: str, key: str, err: CheckpointDamaged) -> CheckpointDamaged:
+    return CheckpointDamaged(
+        f"refused the committed checkpoint of {kind} {key}: {err}; or train it here on purpose "
+        "(retrain: `-p photo_rts_retrain True`, `python -m adv2.photorts --retrain`, "
+        "`python -m adv2.photortsa --retrain`)"
+    )
 
 
 def _check_checkpoint(found: tuple[dict, dict, Path], check: Callable[[dict[str, Any]], None]) -> None:

@@ -2,12 +2,17 @@
 
 ``checkpoints/`` (at the repository root, or ``$ADV2_CHECKPOINTS``) holds one file per trained
 artifact, ``<kind>-<key>.pt`` (a dict ``{"state", "params", "metrics"}``, loadable with
-``weights_only=True``), and ``manifest.json``, which records for each file its sha256, size, kind,
-key, parameters and where and how long it was trained. The key is the artifact cache's own key
-(:func:`adv2.artifacts.artifact_key` of the recipe's parameters), so :func:`adv2.artifacts.
-load_or_compute` looks here before training: a recipe that changed has another key and finds no
-checkpoint (it trains); a file whose checksum differs from the manifest's is damaged (the cache
-warns and trains). Checkpoints are written only on purpose, by :func:`save_checkpoint`.
+``weights_only=True``), and ``manifest.json``, which records for each file its size, kind, key,
+parameters and where and how long it was trained (and its sha256, for reference). The key is the
+artifact cache's own key (:func:`adv2.artifacts.artifact_key` of the recipe's parameters), so
+:func:`adv2.artifacts.load_or_compute` looks here before training: a recipe that changed has
+another key and finds no checkpoint (it trains).
+
+The authority on a file's bytes is its sha256 pinned in tracked code, :mod:`adv2.checkpoint_pins`
+(the manifest is rewritten together with the weights, so it cannot vouch for them). A file whose
+sha256 differs from its pin, or that has no pin, is refused (:class:`CheckpointDamaged`, one line
+that says how to restore it or how to pin a new one); the cache trains instead only when asked.
+Checkpoints are written only on purpose, by :func:`save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -75,24 +80,38 @@ def find_checkpoint(kind: str, key: str, root: str | os.PathLike | None = None) 
 
 
 def load_checkpoint(
-    kind: str, key: str, root: str | os.PathLike | None = None
+    kind: str, key: str, root: str | os.PathLike | None = None, pins: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], Path] | None:
     """``(state, metrics, path)`` of the checkpoint of ``(kind, key)``, None when there is none,
-    or :class:`CheckpointDamaged` when its checksum, content or manifest entry is wrong."""
+    or :class:`CheckpointDamaged` when its bytes differ from the sha256 pinned in ``pins``
+    (default :data:`adv2.checkpoint_pins.PINS`), it has no pin, or its content or manifest entry
+    is wrong."""
+    from . import checkpoint_pins
     from .artifacts import artifact_key, file_sha256
 
     path = find_checkpoint(kind, key, root)
     if path is None:
         return None
+    pins = checkpoint_pins.PINS if pins is None else pins
+    pins_file = display_path(Path(checkpoint_pins.__file__))
+    shown = display_path(path)
+    pinned = pins.get(path.name)
+    actual = file_sha256(path)
+    if pinned is None:
+        raise CheckpointDamaged(
+            f"{shown} has no sha256 pinned in {pins_file}, so it cannot be trusted; if it is the file "
+            f"you mean to commit, add the line `{checkpoint_pins.pin_line(path).strip()}` there "
+            "(python -m adv2.checkpoint_pins prints it)"
+        )
+    if actual != pinned:
+        raise CheckpointDamaged(
+            f"{shown} has sha256 {actual[:12]}..., but {pins_file} pins {pinned[:12]}... "
+            f"(file altered or truncated): restore it with `git checkout -- {shown}`, or train the "
+            "artifact here by asking for a retrain"
+        )
     entry = read_manifest(root)["checkpoints"].get(path.name)
     if entry is None:
         raise CheckpointDamaged(f"{path.name} is not listed in {path.parent / MANIFEST}")
-    actual = file_sha256(path)
-    if actual != entry.get("sha256"):
-        raise CheckpointDamaged(
-            f"{path.name} has sha256 {actual[:12]}..., the manifest records "
-            f"{str(entry.get('sha256'))[:12]}... (file altered or truncated)"
-        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is damaged
@@ -152,6 +171,13 @@ def save_checkpoint(
     }
     manifest["checkpoints"] = dict(sorted(manifest["checkpoints"].items()))
     (base / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    from . import checkpoint_pins
+    from .progress import terminal_note
+
+    terminal_note(
+        f"wrote {display_path(path)}; it is used only once pinned: add the line "
+        f"`{checkpoint_pins.pin_line(path).strip()}` to PINS in {display_path(Path(checkpoint_pins.__file__))}"
+    )
     return path
 
 

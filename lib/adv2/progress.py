@@ -7,6 +7,7 @@ empty box and a CDN script in the rendered page, and the runner reports progress
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 
 QUIET_ENV = "ADV2_NO_PROGRESS"
@@ -22,3 +23,14 @@ def progress_bar(
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=progress_quiet() or not enabled, leave=False)
+
+
+def terminal_note(message: str) -> None:
+    """One line for the person who started the run, on the process's own stderr.
+
+    In a notebook kernel ``sys.stderr`` goes only into the notebook; ``sys.__stderr__`` is the
+    kernel process's file descriptor 2, which ipykernel both records in the notebook and echoes
+    to the terminal of ``python -m adv2 run`` (and Ray forwards a sweep worker's to its driver).
+    Outside a kernel both are the same stream, so the line is written once either way."""
+    stream = sys.__stderr__ or sys.stderr
+    print(f"[adv2] {message}", file=stream, flush=True)
