@@ -131,3 +131,27 @@ def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
     assert {k: v for k, v in result.numbers().items() if k != "fashion_mnist_over_seeds"} == plain
     assert result.numbers()["fashion_mnist_over_seeds"]["resnet"]["mean_test_accuracy"]["low"] is None
     assert "1 seed: no interval across training runs" in ch01.accuracy_table(result)
+
+
+def test_a_cached_classifier_is_logged_with_its_re_measured_accuracy(monkeypatch):
+    """Issue 24: a classifier from the cache shows what its weights scored when loaded, beside the
+    accuracy its training recorded."""
+    from adv2 import recipes
+
+    cached = fake_art(0.87)
+    cached.from_cache = True
+    cached.metrics.update(recheck_accuracy=0.876, recheck_images=1000)
+    trained = fake_art(0.88)
+    trained.from_cache = False
+    monkeypatch.setattr(
+        recipes,
+        "load_classifiers_side_by_side",
+        lambda rs, *a, **k: [(object(), cached, 0.1), (object(), trained, 42.0)],
+    )
+    lines = []
+    params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 100}
+    ch01.load_classifiers(params, object(), ["resnet", "densenet"], log=lines.append)
+    assert lines[0].startswith(
+        "resnet: test accuracy 0.8700 (loaded from cache, re-measured 0.8760 on the first 1000"
+    )
+    assert lines[1].startswith("densenet: test accuracy 0.8800 (trained in 42 s;")

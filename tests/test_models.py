@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -245,3 +246,105 @@ def test_fused_slope_is_bit_identical_to_the_plain_formula():
     z = torch.cat([torch.linspace(-3, 9, 20001), torch.tensor([0.0, -0.0, 3.0, 6.0, 5.99999, 6.00001])])
     for cap in (None, 6.0):
         assert torch.equal(models._slope_no_grad(z, 1e-4, cap), models.smooth_relu_slope(z, 1e-4, cap))
+
+
+# ----------------------------------------------------------------------------- issue 24: re-measured accuracy
+class Always(torch.nn.Module):
+    """A stand-in classifier that predicts one class for every image."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float()
+
+
+def test_recheck_accuracy_compares_with_the_curve_and_the_full_split(fmnist):
+    n = models.recheck_images()
+    true = int((fmnist.y_test[:n] == 3).sum()) / n
+    ok = models.recheck_accuracy(
+        Always(3), fmnist, {"curve_val_acc": [0.5, true], "test_accuracy": true + 0.05}, n, "cpu"
+    )
+    assert ok == {"recheck_accuracy": true, "recheck_images": n}
+    with pytest.raises(
+        ValueError, match=f"re-measured on the first {n} test images is {true:.4f}, but its training"
+    ):
+        models.recheck_accuracy(
+            Always(3), fmnist, {"curve_val_acc": [true + 0.03], "test_accuracy": true}, n, "cpu"
+        )
+    with pytest.raises(ValueError, match="metrics.json records test_accuracy 0.6911"):
+        models.recheck_accuracy(
+            Always(3), fmnist, {"curve_val_acc": [true], "test_accuracy": 0.6911}, n, "cpu"
+        )
+    with pytest.raises(ValueError, match="records test_accuracy None"):
+        models.recheck_accuracy(Always(3), fmnist, {"curve_val_acc": [true]}, n, "cpu")
+    # the tolerance against the whole split: 4 standard deviations of a subset's mean at p = 1/2
+    assert models.full_test_tolerance(1000) == pytest.approx(0.0632, abs=1e-4)
+    assert models.full_test_tolerance(256) == pytest.approx(0.125)
+
+
+SMALL = dict(epochs=1, train_subset=4000, seed=0, progress=False)  # small_trained_resnet's recipe
+
+
+def copied_entry(art, tmp_path):
+    """The session's cached classifier copied into a cache of this test's own."""
+    import shutil
+
+    target = tmp_path / "cache" / "classifier" / art.path.name
+    shutil.copytree(art.path, target)
+    return target
+
+
+def test_cached_classifier_is_re_measured_and_the_record_kept(
+    small_trained_resnet, fmnist, session_artifacts
+):
+    """A normal load: the re-measured slice accuracy is the one training recorded on it (the
+    chapters' numbers, test_accuracy of the whole split, are unchanged)."""
+    _, art = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    assert art.from_cache and art.metrics["recheck_images"] == 1000
+    assert art.metrics["recheck_accuracy"] == pytest.approx(art.metrics["curve_val_acc"][-1], abs=0.002)
+    saved = json.loads((art.path / "metrics.json").read_text())
+    assert art.metrics["test_accuracy"] == saved["test_accuracy"] and "recheck_accuracy" not in saved
+
+
+def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
+    small_trained_resnet, fmnist, session_artifacts, tmp_path, capfd
+):
+    """Issue 24: weights that classify wrongly (here: every prediction moved to the next class, as
+    by a training on shifted labels), their sha256 written into manifest.json, were accepted and
+    the chapter reported metrics.json's stale accuracy. Now: re-measured, refused, trained again."""
+    from adv2 import artifacts
+
+    _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    folder = copied_entry(good, tmp_path)
+    state = dict(good.state)
+    state["head.weight"] = state["head.weight"].roll(1, 0)
+    state["head.bias"] = state["head.bias"].roll(1, 0)
+    torch.save(state, folder / artifacts.WEIGHTS)
+    digest = artifacts.file_sha256(folder / artifacts.WEIGHTS)
+    (folder / artifacts.MANIFEST).write_text(json.dumps({"weights_sha256": digest, "format": 1}))
+    capfd.readouterr()
+    with pytest.warns(artifacts.DamagedArtifactWarning, match="re-measured on the first 1000 test images"):
+        model, art = models.trained_small_cnn(
+            "resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL
+        )
+    assert not art.from_cache and "damaged cache entry" in art.note
+    assert art.metrics["test_accuracy"] == good.metrics["test_accuracy"]  # trained again: the same model
+    assert all(torch.equal(art.state[k], good.state[k]) for k in good.state)
+    err = capfd.readouterr().err
+    assert "[adv2] damaged cache entry" in err and str(folder) in err
+
+
+def test_classifier_entry_without_manifest_is_re_measured_and_kept(
+    small_trained_resnet, fmnist, session_artifacts, tmp_path, capfd
+):
+    from adv2 import artifacts
+
+    _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    folder = copied_entry(good, tmp_path)
+    (folder / artifacts.MANIFEST).unlink()
+    capfd.readouterr()
+    _, art = models.trained_small_cnn("resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL)
+    assert art.from_cache and (folder / artifacts.MANIFEST).exists()
+    assert "had no manifest.json; re-verified (re-measured: recheck_accuracy" in capfd.readouterr().err

@@ -54,6 +54,17 @@ def samples_figure(fmnist: data.Dataset):
     )
 
 
+def _how_obtained(art: Any, seconds: float | None = None) -> str:
+    """How a classifier came to be, for the log: trained here, or loaded from the cache with its
+    weights re-measured against the accuracy they record (adv2.models.recheck_accuracy)."""
+    if not art.from_cache:
+        return "trained" if seconds is None else f"trained in {seconds:.0f} s"
+    m = art.metrics
+    if "recheck_accuracy" not in m:
+        return "loaded from cache"
+    return f"loaded from cache, re-measured {m['recheck_accuracy']:.4f} on the first {m['recheck_images']} test images"
+
+
 def load_classifiers(
     params: dict[str, Any],
     fmnist: data.Dataset | None,
@@ -80,7 +91,7 @@ def load_classifiers(
     for arch, (model, art, seconds) in zip(archs, loaded):
         classifiers[arch], arts[arch] = model, art
         m = arts[arch].metrics
-        how = "loaded from cache" if arts[arch].from_cache else f"trained in {seconds:.0f} s"
+        how = _how_obtained(arts[arch], seconds)
         log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
     return classifiers, arts
 
@@ -123,7 +134,7 @@ def seed_runs(
     for (arch, recipe), (_, art, _) in zip(extra, loaded):
         out[arch]["train_seeds"].append(recipe.train_seed)
         out[arch]["test_accuracy"].append(float(art.metrics["test_accuracy"]))
-        how = "loaded from cache" if art.from_cache else "trained"
+        how = _how_obtained(art)
         log(
             f"{arch}, train_seed {recipe.train_seed}: test accuracy {out[arch]['test_accuracy'][-1]:.4f} ({how})"
         )
