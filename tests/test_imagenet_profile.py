@@ -72,6 +72,7 @@ def test_run_01_with_the_imagenet_profile(tmp_path):
     env = dict(
         os.environ,
         TORCH_HOME=str(tmp_path / "torch"),
+        ADV2_STANDIN_WEIGHTS="1",  # random weights under torchvision's names: not its hashes
         ADV2_THREADS=os.environ.get("ADV2_THREADS", "1"),
         PYTHONPATH=os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]),
     )
@@ -133,4 +134,5 @@ def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatc
     assert any(".norm.1." in k for k in state)
     torch.save(state, checkpoints / weights.url.rsplit("/", 1)[-1])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("ADV2_STANDIN_WEIGHTS", "1")  # random weights: not torchvision's hash
     models.torchvision_imagenet("densenet", list(WNIDS))

@@ -348,3 +348,61 @@ def test_classifier_entry_without_manifest_is_re_measured_and_kept(
     _, art = models.trained_small_cnn("resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL)
     assert art.from_cache and (folder / artifacts.MANIFEST).exists()
     assert "had no manifest.json; re-verified (re-measured: recheck_accuracy" in capfd.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 24: torchvision's hashes
+def test_random_weights_under_torchvisions_name_are_refused(tmp_path, monkeypatch):
+    """Issue 24: random weights saved as hub/checkpoints/resnet50-0676ba61.pth in TORCH_HOME were
+    used unchecked (ImageNet top-1 0.0, the run finished "ok")."""
+    import torchvision
+
+    from adv2 import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("no download"))
+    name = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    path = tmp_path / "hub" / "checkpoints" / name
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(pretrained.WeightsDamaged) as err:
+        models.torchvision_imagenet("resnet", ["x"] * 1000)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "sha256 starting 0676ba61" in message
+    assert isinstance(err.value, pretrained.WeightsUnavailable)  # callers that catch that still do
+
+
+def test_published_hash_prefix_is_what_is_checked(tmp_path):
+    from adv2 import artifacts, pretrained
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"weights")
+    digest = artifacts.file_sha256(blob)
+    good = tmp_path / f"resnet50-{digest[:8]}.pth"
+    blob.rename(good)
+    pretrained.check_published_hash(good)  # passes
+    bad = tmp_path / f"resnet50-{'0' if digest[0] != '0' else '1'}{digest[1:8]}.pth"
+    good.rename(bad)
+    with pytest.raises(pretrained.WeightsDamaged, match="sha256 starting"):
+        pretrained.check_published_hash(bad)
+    unnamed = tmp_path / "resnet50.pth"
+    bad.rename(unnamed)
+    with pytest.raises(pretrained.WeightsDamaged, match="no sha256 prefix"):
+        pretrained.check_published_hash(unnamed)
+
+
+def test_standin_weights_are_loaded_only_when_a_test_says_so_and_it_is_told(tmp_path, monkeypatch, capfd):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    name = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(
+        torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "hub" / "checkpoints" / name
+    )
+    monkeypatch.setenv("ADV2_STANDIN_WEIGHTS", "1")
+    capfd.readouterr()
+    models.torchvision_imagenet("resnet", ["x"] * 1000)
+    assert (
+        f"[adv2] ADV2_STANDIN_WEIGHTS is set: {tmp_path / 'hub' / 'checkpoints' / name}"
+        in capfd.readouterr().err
+    )

