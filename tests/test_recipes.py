@@ -35,7 +35,7 @@ class Captured(Exception):
 def capture(monkeypatch):
     """Make every cache lookup raise :class:`Captured` with the parameters it would hash."""
 
-    def fake(kind, params, compute, root=None, force=False, check=None):
+    def fake(kind, params, compute, root=None, force=False, check=None, **_):
         raise Captured(kind, params)
 
     monkeypatch.setattr(artifacts, "load_or_compute", fake)
