@@ -174,7 +174,7 @@ def test_checksum_mismatch_is_refused_unless_asked(tmp_path):
         )
     message = str(err.value)
     assert calls == [] and "\n" not in message
-    assert "refused" in message and "checkpoint_pins.py pins" in message and "git checkout --" in message
+    assert "refused" in message and "checkpoint_pins.py pins" in message and "restore it with" in message
     assert not (tmp_path / "cache" / "tiny" / artifacts.artifact_key(params)).exists()
 
 

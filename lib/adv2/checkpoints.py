@@ -104,10 +104,13 @@ def load_checkpoint(
             "(python -m adv2.checkpoint_pins prints it)"
         )
     if actual != pinned:
+        inside = not Path(shown).is_absolute()  # a path in the repository: git has the pinned file
+        restore = (
+            f"`git checkout -- {shown}`" if inside else f"a copy of the repository's checkpoints/{path.name}"
+        )
         raise CheckpointDamaged(
             f"{shown} has sha256 {actual[:12]}..., but {pins_file} pins {pinned[:12]}... "
-            f"(file altered or truncated): restore it with `git checkout -- {shown}`, or train the "
-            "artifact here by asking for a retrain"
+            f"(file altered or truncated): restore it with {restore}"
         )
     entry = read_manifest(root)["checkpoints"].get(path.name)
     if entry is None:
