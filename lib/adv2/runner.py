@@ -419,7 +419,6 @@ def execute_notebook(
     ``kernel_manager`` (a jupyter_client kernel manager) runs it in that kernel, started if needed
     and left running (the sweep runs several points in one kernel); default: a fresh kernel.
     """
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     stem = notebook.stem
@@ -427,18 +426,13 @@ def execute_notebook(
     failed, interrupted = run_dir / f"{stem}.failed.ipynb", run_dir / f"{stem}.interrupted.ipynb"
     for old in (final, running, failed, interrupted):  # an earlier run's copy in a reused folder
         old.unlink(missing_ok=True)
+    own_kernel = kernel_manager is None
+    if own_kernel:  # ours to stop: at once when interrupted (see _stop_kernel)
+        from jupyter_client.manager import AsyncKernelManager
+
+        kernel_manager = AsyncKernelManager(kernel_name="python3")
     try:
-        with _quiet_progress():
-            papermill.execute_notebook(
-                str(notebook),
-                str(running),
-                parameters=params,
-                cwd=str(REPO_ROOT),
-                progress_bar=progress,
-                kernel_name="python3",
-                report_mode=False,
-                **({"km": kernel_manager} if kernel_manager is not None else {}),
-            )
+        _execute(notebook, running, params, progress, kernel_manager, own_kernel)
     except PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt":
             _rename(running, interrupted)
@@ -469,6 +463,45 @@ def execute_notebook(
         raise RunError(f"notebook {stem} did not finish: {problem}")
     os.replace(running, final)
     return final
+
+
+def _execute(
+    notebook: Path, output: Path, params: dict[str, Any], progress: bool, km: Any, own_kernel: bool
+) -> None:
+    """papermill in the kernel of ``km``; a kernel of our own is stopped afterwards: gently when the
+    notebook ended (its atexit handlers run), at once when this process was interrupted (asked to
+    shut down mid-cell, the kernel printed a zmq traceback on its way out)."""
+    import papermill
+
+    interrupted = False
+    try:
+        with _quiet_progress():
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=params,
+                cwd=str(REPO_ROOT),
+                progress_bar=progress,
+                kernel_name="python3",
+                report_mode=False,
+                km=km,
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (RunInterrupted)
+        interrupted = True
+        raise
+    finally:
+        if own_kernel:
+            _stop_kernel(km, now=interrupted)
+
+
+def _stop_kernel(km: Any, now: bool) -> None:
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=now)
+    except Exception:  # noqa: BLE001  (a kernel that died or never started: nothing left to stop)
+        pass
 
 
 def _rename(src: Path, dst: Path) -> None:
