@@ -332,10 +332,8 @@ class _Staging:
                 if target.exists():
                     backup = staged.with_name(staged.name + ".old")
                     _keep_old(target, backup)
-                    done.append((target, backup))
+                done.append((target, backup))
                 os.replace(staged, target)
-                if backup is None:
-                    done.append((target, None))
         except BaseException:
             self._roll_back(done)
             raise
@@ -349,6 +347,8 @@ class _Staging:
             for target, backup in reversed(done):
                 if backup is None:
                     target.unlink(missing_ok=True)
+                elif target.exists() and os.path.samefile(backup, target):
+                    backup.unlink()  # not replaced yet (renaming a hard link onto itself does nothing)
                 elif backup.exists():
                     os.replace(backup, target)
         except OSError as err:
