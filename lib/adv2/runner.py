@@ -17,6 +17,9 @@ A run never touches the published book. It writes into its own run folder,
 one becomes ``<stem>.failed.ipynb``, an interrupted one (Ctrl-C, SIGTERM) ``<stem>.interrupted.ipynb``.
 Only ``publish`` (or ``run --publish``, what ``make book`` uses) replaces ``book/notebooks/``,
 ``results/`` and the front page's run box, and only for a run whose every notebook finished.
+``--output-dir`` never points a run at a folder that holds a finished run (or one still going).
+The repository (where ``runs/``, the book and the model cache are) is the working tree the command
+runs in (:func:`adv2.config.find_repo_root`), not where the package is installed.
 """
 
 from __future__ import annotations
