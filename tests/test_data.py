@@ -221,6 +221,14 @@ def test_imagenet_folder_missing(tmp_path):
         data.load_imagenet_folder(str(tmp_path), 5)
 
 
+def test_imagenet_class_folders_without_images_name_the_folder(tmp_path):
+    for wnid in ("n01440764", "n01443537"):
+        (tmp_path / wnid).mkdir()
+        (tmp_path / wnid / "README.txt").write_text("not an image")
+    with pytest.raises(data.DatasetUnavailable, match=r"no images .* 2 class folders of .*n01440764"):
+        data.load_imagenet_folder(str(tmp_path), 5)
+
+
 class ParityModel(torch.nn.Module):
     """'Classifies' image i correctly when its first pixel is > 0.5."""
 

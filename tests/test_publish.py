@@ -141,6 +141,7 @@ def test_signal_marks_the_run_interrupted_and_publishes_nothing(tmp_path, sig):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, out
     assert "nothing was published" in out and str(run_dir.name) in out
+    assert "Traceback" not in out and "ZMQError" not in out, out  # ends quietly
     record = read_record(run_dir)
     assert record["status"] == "interrupted" and record["notebooks"][STEM]["status"] == "interrupted"
     assert (run_dir / f"{STEM}.interrupted.ipynb").is_file()
@@ -344,3 +345,194 @@ def test_run_box_is_only_written_by_publish():
 
     assert "write_run_info" not in inspect.getsource(runner.run)
     assert runbox.write_run_info.__module__ == "adv2.runbox"
+
+
+# ----------------------------------------------------------------------------- all or nothing
+def tree_state(root: Path) -> dict[str, str]:
+    """Hash of every file under the fake book's published folders, hidden ones included."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in (root / "book", root / "results")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def published_book(root: Path) -> None:
+    """An earlier publish: this chapter's notebook and results, timings, run box, claims table."""
+    (root / "book" / "notebooks").mkdir(parents=True)
+    (root / "results").mkdir()
+    old = nbformat.v4.new_notebook()
+    old.metadata["papermill"] = {"parameters": {"profile": "smoke"}, "duration": 9.0}
+    nbformat.write(old, root / "book" / "notebooks" / f"{STEM}.ipynb")
+    (root / "results" / f"{STEM}.json").write_text('{"notebook": "old"}')
+    (root / "results" / "timings-smoke.json").write_text('{"seconds": {"01_tiny": 9.0}}')
+    (root / "book" / "_run_info.md").write_text("old run box\n")
+    (root / "book" / "_claims.md").write_text("old claims\n")
+
+
+def finished_run(root: Path, *args: str) -> Path:
+    folder = root / "runs" / f"run{len(list((root / 'runs').glob('*'))) if (root / 'runs').exists() else 0}"
+    assert (
+        runner.main(["run", "01", "--profile", "smoke", "--no-progress", "--output-dir", str(folder), *args])
+        == 0
+    )
+    return folder
+
+
+def failing_on(monkeypatch, module, name: str, nth: int, when=lambda *a: True) -> list:
+    """Make ``module.name`` raise "no space left on device" on its ``nth`` call that ``when`` accepts."""
+    import errno
+
+    real, calls = getattr(module, name), []
+
+    def fake(*args, **kwargs):
+        if when(*args):
+            calls.append(args)
+            if len(calls) == nth:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, fake)
+    return calls
+
+
+@pytest.mark.timeout(300)
+def test_disk_full_while_staging_leaves_the_published_book_unchanged(fake_book, monkeypatch, capsys):
+    published_book(fake_book)
+    run_dir = finished_run(fake_book)
+    before = tree_state(fake_book)
+    calls = failing_on(monkeypatch, publish, "atomic_write_bytes", 2)  # the 2nd file of the publish
+    assert runner.main(["publish", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert len(calls) == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [
+        f"error: publish failed: no space left on device writing "
+        f"{fake_book / 'book' / 'notebooks' / f'{STEM}.ipynb'}; the published book is unchanged"
+    ], err
+    assert tree_state(fake_book) == before  # byte for byte, and no staged file left behind
+    monkeypatch.undo()
+    monkeypatch.setattr(publish, "BOOK_NOTEBOOKS_DIR", fake_book / "book" / "notebooks")
+    monkeypatch.setattr(publish, "PUBLISHED_RESULTS_DIR", fake_book / "results")
+    monkeypatch.setattr(publish, "RUN_INFO", fake_book / "book" / "_run_info.md")
+    monkeypatch.setattr(publish, "CLAIMS_TABLE", fake_book / "book" / "_claims.md")
+    publish.publish(run_dir)  # the same publish with room on the disk goes through
+    assert (run_dir / f"{STEM}.ipynb").read_bytes() == (
+        fake_book / "book" / "notebooks" / f"{STEM}.ipynb"
+    ).read_bytes()
+
+
+@pytest.mark.timeout(300)
+def test_failure_while_swapping_in_puts_the_old_files_back(fake_book, monkeypatch):
+    published_book(fake_book)
+    run_dir = finished_run(fake_book)
+    before = tree_state(fake_book)
+
+    # the first rename of a staged file onto its target succeeds, the second fails: undo the first
+    def swapping(src, dst):
+        return ".publish-" in Path(src).name and not Path(dst).name.startswith(".")
+
+    calls = failing_on(monkeypatch, os, "replace", 2, when=swapping)
+    with pytest.raises(
+        publish.PublishError, match="no space left on device.*the published book is unchanged"
+    ):
+        publish.publish(run_dir)
+    monkeypatch.undo()
+    assert len(calls) >= 2  # the failed swap, then the renames that put the old files back
+    assert tree_state(fake_book) == before
+
+
+@pytest.mark.timeout(300)
+def test_publish_refuses_results_another_run_overwrote_in_a_shared_results_dir(fake_book, capsys):
+    """Two runs share one --results-dir: R2 replaces R1's results file. Publishing R1 must not put
+    R1's notebook beside R2's numbers."""
+    published_book(fake_book)
+    shared = fake_book / "shared-results"
+    r1 = finished_run(fake_book, "--results-dir", str(shared), "-p", "seed", "1")
+    r2 = finished_run(fake_book, "--results-dir", str(shared), "-p", "seed", "2")
+    before = tree_state(fake_book)
+    capsys.readouterr()
+    assert runner.main(["publish", str(r1)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "changed after the run finished" in err and "--results-dir" in err and "nothing was published" in err
+    )
+    assert "Traceback" not in err
+    assert tree_state(fake_book) == before
+    assert runner.main(["publish", str(r2)]) == 0  # R2's own results are still R2's: published
+    assert json.loads((fake_book / "results" / f"{STEM}.json").read_text())["seed"] == 2
+    assert (r2 / f"{STEM}.ipynb").read_bytes() == (
+        fake_book / "book" / "notebooks" / f"{STEM}.ipynb"
+    ).read_bytes()
+
+
+def test_results_outside_the_run_without_recorded_hashes_are_refused(fake_book):
+    """A run.json from before the hashes were recorded: results inside the run folder are its own,
+    results elsewhere may be another run's."""
+    run_dir, elsewhere = fake_book / "old-run", fake_book / "elsewhere"
+    run_dir.mkdir()
+    elsewhere.mkdir()
+    _executed(run_dir / f"{STEM}.ipynb", 3)
+    (elsewhere / f"{STEM}.json").write_text("{}")
+    entry = {"status": "ok", "notebook": f"{STEM}.ipynb", "seconds": 1.0}
+    record = {"status": "ok", "profile": "smoke", "results_dir": str(elsewhere), "notebooks": {STEM: entry}}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert any("records no sha256" in p for p in publish.run_problems(run_dir))
+    (run_dir / "results").mkdir()
+    (run_dir / "results" / f"{STEM}.json").write_text("{}")
+    record["results_dir"] = str(run_dir / "results")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert publish.run_problems(run_dir) == []
+
+
+# ----------------------------------------------------------------------------- run folders
+@pytest.mark.timeout(300)
+def test_a_finished_run_folder_is_never_overwritten(fake_book, capsys):
+    run_dir = finished_run(fake_book)
+    kept = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code = runner.main(
+        ["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "-p", "fail", "true"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a run" in err and "status 'ok'" in err, err
+    assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == kept
+    # run.json lost (or the run failed later): its finished notebook still protects the folder
+    (run_dir / "run.json").unlink()
+    assert runner.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--check"]) == 2
+    assert f"finished notebooks ({STEM}.ipynb)" in capsys.readouterr().err
+    assert (run_dir / f"{STEM}.ipynb").read_bytes() == kept[f"{STEM}.ipynb"]
+
+
+def test_disk_full_in_the_run_folder_is_one_line_and_marks_the_run_failed(fake_book, monkeypatch, capsys):
+    """The disk fills while the notebook runs: papermill cannot write the executed copy, and run.json
+    has no room for an atomic rewrite. One line on the terminal; run.json says failed, and why."""
+    import errno
+
+    import papermill
+
+    run_dir = fake_book / "run"
+    full = []
+
+    def no_room(path, *args, **kwargs):
+        full.append(path)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    real_write = publish.atomic_write_bytes
+
+    def write(path, data):
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) + ".tmp")
+        return real_write(path, data)
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda nb, out, **kw: no_room(out))
+    monkeypatch.setattr(publish, "atomic_write_bytes", write)
+    code = runner.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"error: notebook {STEM} failed: no space left on device writing " in err, err
+    record = read_record(run_dir)
+    assert record["status"] == "failed"
+    assert record["notebooks"][STEM]["status"] == "failed"
+    assert "no space left on device" in record["notebooks"][STEM]["error"]

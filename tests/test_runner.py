@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -167,3 +168,96 @@ def test_artifacts_env_reaches_the_notebooks(monkeypatch):
     assert runner.notebook_parameters(nb, "smoke", {}, None)["artifacts_dir"] == "/tmp/cache"
     params = runner.notebook_parameters(nb, "smoke", {"artifacts_dir": "/tmp/other"}, None)
     assert params["artifacts_dir"] == "/tmp/other"
+
+
+def test_yaml_error_in_a_value_is_one_line_naming_the_parameter(capsys):
+    assert runner.main(["run", "03", "--profile", "smoke", "-p", "archs", "[resnet", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: parameter 'archs': cannot parse '[resnet' as YAML: expected ',' or ']'"), (
+        err
+    )
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    with pytest.raises(
+        ParameterError, match="parameter 'seed': cannot parse .* could not determine a constructor"
+    ):
+        runner.parse_overrides([["seed", "!!python/object:os.system x"]])
+
+
+def test_yaml_error_in_a_profile_file_names_the_file_and_line(tmp_path, monkeypatch, capsys):
+    from adv2 import config
+
+    (tmp_path / "smoke.yaml").write_text("common:\n  seed: 0\n  archs: [resnet\n")
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+    with pytest.raises(
+        ParameterError, match=r"profile file .*smoke.yaml: cannot parse it as YAML: .*\(line \d+"
+    ):
+        config.load_profile("smoke", "01_target_models")
+    assert runner.main(["run", "01", "--profile", "smoke", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "smoke.yaml" in err and "Traceback" not in err
+    (tmp_path / "smoke.yaml").write_text("common: [seed]\n")
+    with pytest.raises(ParameterError, match="expected a mapping"):
+        config.load_profile("smoke", "01_target_models")
+
+
+def test_check_refuses_folders_that_do_not_exist(tmp_path, capsys):
+    missing = tmp_path / "imagenet" / "val"
+    args = ["run", "01", "--profile", "imagenet", "--check"]
+    assert runner.main([*args, "-p", "imagenet_dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "'imagenet_dir'" in err and str(missing) in err and "not an existing folder" in err
+    missing.mkdir(parents=True)
+    assert runner.main([*args, "-p", "imagenet_dir", str(missing)]) == 0
+    capsys.readouterr()
+    cache = tmp_path / "no-such-parent" / "cache"
+    assert runner.main([*args, "-p", "imagenet_dir", str(missing), "-p", "artifacts_dir", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert "'artifacts_dir'" in err and str(cache.parent) in err
+
+
+def fake_clone(root: Path) -> Path:
+    (root / "lib" / "adv2").mkdir(parents=True)
+    (root / "lib" / "adv2" / "__init__.py").write_text("")
+    (root / "pyproject.toml").write_text("[project]\nname = 'adv2'\n")
+    (root / "notebooks" / "deep").mkdir(parents=True)
+    return root
+
+
+def test_repository_root_is_the_working_tree_the_command_runs_in(tmp_path, monkeypatch):
+    from adv2 import config
+
+    monkeypatch.delenv(config.ROOT_ENV, raising=False)
+    clone = fake_clone(tmp_path / "clone")
+    assert config.find_repo_root(clone / "notebooks" / "deep") == (clone.resolve(), None)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root, note = config.find_repo_root(outside)
+    assert root == Path(config.__file__).resolve().parents[2] and "not inside an adv2 working tree" in note
+    monkeypatch.setenv(config.ROOT_ENV, str(clone))  # what `python -m adv2` hands its kernels and workers
+    assert config.find_repo_root(outside) == (clone.resolve(), None)
+
+
+@pytest.mark.slow  # a real subprocess: in `make test`, not in `make test-fast`
+def test_a_package_shared_between_clones_writes_into_the_current_clone(tmp_path):
+    """The library is imported from this checkout, the command runs in another clone: runs/, the
+    book, the results and the model cache are that clone's."""
+    import os
+
+    clone = fake_clone(tmp_path / "clone")
+    code = (
+        "from adv2 import artifacts, checkpoints, config, publish, runner\n"
+        "print(config.REPO_ROOT, runner.runs_root(), publish.BOOK_NOTEBOOKS_DIR, "
+        "publish.PUBLISHED_RESULTS_DIR, artifacts.DEFAULT_ROOT, config.PARAMS_DIR, runner.NOTEBOOKS_DIR)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ADV2_REPO_ROOT", runner.RUNS_ENV)}
+    env["PYTHONPATH"] = str(REPO_ROOT / "lib")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=clone / "notebooks" / "deep",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    paths = [Path(p) for p in proc.stdout.split()]
+    assert len(paths) == 7 and all(p.is_relative_to(clone.resolve()) for p in paths), paths

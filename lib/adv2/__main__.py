@@ -1,5 +1,10 @@
+import os
 import sys
 
+from .config import REPO_ROOT, ROOT_ENV
 from .runner import main
 
+# the notebooks' kernels and a sweep's Ray workers use the same repository as this command,
+# whatever folder they start in
+os.environ.setdefault(ROOT_ENV, str(REPO_ROOT))
 sys.exit(main())

@@ -22,7 +22,38 @@ import yaml
 if TYPE_CHECKING:  # annotations only: importing torch here would slow validation down
     import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+ROOT_ENV = "ADV2_REPO_ROOT"  # set by `python -m adv2` for its kernels and Ray workers
+
+
+def is_working_tree(folder: Path) -> bool:
+    """A clone of this repository: its pyproject.toml beside the library's source."""
+    return (folder / "pyproject.toml").is_file() and (folder / "lib" / "adv2" / "__init__.py").is_file()
+
+
+def find_repo_root(start: Path | None = None) -> tuple[Path, str | None]:
+    """(the repository root, a note when it is not the working tree the command runs in).
+
+    The root is ``$ADV2_REPO_ROOT`` when set, else the first folder at or above ``start`` (the
+    current folder) that is a clone of this repository, so a virtual environment shared between
+    clones writes runs/, book/ and the model cache into the clone the command runs in. Only outside
+    any clone does it fall back to where the package is installed, and says so.
+    """
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve(), None
+    try:
+        here = (start or Path.cwd()).resolve()
+    except OSError:  # the current folder was deleted
+        here = None
+    for folder in (here, *here.parents) if here is not None else ():
+        if is_working_tree(folder):
+            return folder, None
+    installed = Path(__file__).resolve().parents[2]
+    return installed, (
+        f"{here} is not inside an adv2 working tree; using the one the package is installed from, {installed}"
+    )
+
+
+REPO_ROOT, REPO_ROOT_NOTE = find_repo_root()
 PARAMS_DIR = REPO_ROOT / "params"
 PROFILES = ("smoke", "quick", "paper", "imagenet")
 DATASETS = ("fashion-mnist", "imagenet-sample", "imagenet")
@@ -144,12 +175,41 @@ def profile_path(profile: str) -> Path:
 
 def load_profile(profile: str, notebook_stem: str | None = None) -> dict[str, Any]:
     """Parameters of ``profile``: its ``common`` section, overlaid by the notebook's own section."""
-    data = yaml.safe_load(profile_path(profile).read_text()) or {}
-    params = dict(data.get("common", {}))
+    path = profile_path(profile)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParameterError(f"profile file {path}: cannot parse it as YAML: {yaml_reason(err)}") from None
+    sections = [data, data.get("common") or {}] if isinstance(data, dict) else [data]
+    if notebook_stem is not None and isinstance(data, dict):
+        sections.append(data.get(notebook_stem) or {})
+    if not all(isinstance(section, dict) for section in sections):
+        raise ParameterError(
+            f"profile file {path}: expected a mapping of sections (common, <notebook>) to "
+            "mappings of parameter: value"
+        )
+    params = dict(data.get("common") or {})
     if notebook_stem is not None:
-        params.update(data.get(notebook_stem, {}) or {})
+        params.update(data.get(notebook_stem) or {})
     params["profile"] = profile
     return params
+
+
+def yaml_reason(err: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where (its own message spans several)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
+def parse_yaml_value(name: str, value: str) -> Any:
+    """One ``-p NAME VALUE`` value read as YAML (numbers, lists, booleans), or a one-line error."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ParameterError(
+            f"parameter {name!r}: cannot parse {value!r} as YAML: {yaml_reason(err)}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- device & seeds

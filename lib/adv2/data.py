@@ -384,6 +384,11 @@ def load_imagenet_folder(root: str, n_images: int, seed: int = 0, size: int = 22
             if f.suffix.lower() in (".jpeg", ".jpg", ".png"):
                 files.append(f)
                 labels.append(idx)
+    if not files:
+        raise DatasetUnavailable(
+            f"no images (.JPEG, .jpg, .png) in the {len(classes)} class folders of {base} "
+            f"(e.g. {base / classes[0]}): expected <root>/<wnid>/<image>.JPEG"
+        )
     labels_np = np.array(labels)
     counts = np.bincount(labels_np)
     prob = 1.0 / counts[labels_np]

@@ -9,6 +9,7 @@ written only by :func:`adv2.publish.publish`. The CPU-load helpers the runner us
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def _shown(params: dict[str, Any]) -> str:
 def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
     import nbformat
 
-    from .publish import read_json_or_set_aside
+    from .publish import read_json_quietly
     from .results import environment
 
     rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
@@ -96,8 +97,17 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         if prof == "smoke":
             smoke_stems.append(nb_path.stem)
         total += seconds
-        # another chapter's damaged results file must not stop the box: set aside, device unknown
-        result = read_json_or_set_aside(Path(results_dir) / f"{nb_path.stem}.json")
+        # another chapter's damaged results file must not stop the box: named, device unknown
+        # (left where it is: publishing renders this box before it changes any published file)
+        result_path = Path(results_dir) / f"{nb_path.stem}.json"
+        result = read_json_quietly(result_path)
+        if result is None and result_path.exists():
+            print(
+                f"warning: results file {result_path.name} is not valid JSON; the run box shows no "
+                f"device for {nb_path.stem}",
+                file=sys.stderr,
+                flush=True,
+            )
         device = (result or {}).get("environment", {}).get("device") if isinstance(result, dict) else None
         if device:
             devices.add(device)

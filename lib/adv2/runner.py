@@ -17,6 +17,9 @@ A run never touches the published book. It writes into its own run folder,
 one becomes ``<stem>.failed.ipynb``, an interrupted one (Ctrl-C, SIGTERM) ``<stem>.interrupted.ipynb``.
 Only ``publish`` (or ``run --publish``, what ``make book`` uses) replaces ``book/notebooks/``,
 ``results/`` and the front page's run box, and only for a run whose every notebook finished.
+``--output-dir`` never points a run at a folder that holds a finished run (or one still going).
+The repository (where ``runs/``, the book and the model cache are) is the working tree the command
+runs in (:func:`adv2.config.find_repo_root`), not where the package is installed.
 """
 
 from __future__ import annotations
@@ -31,10 +34,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import publish as publishing
-from .config import PROFILES, REPO_ROOT, ParameterError, load_profile, validate
+from .config import (
+    PROFILES,
+    REPO_ROOT,
+    REPO_ROOT_NOTE,
+    ParameterError,
+    load_profile,
+    parse_yaml_value,
+    validate,
+)
 from .progress import QUIET_ENV
 from .publish import BOOK_NOTEBOOKS_DIR, PublishError  # noqa: F401  (re-exported)
 from .runbox import CpuMeter, count_cached_artifacts, write_run_info  # noqa: F401  (old names)
@@ -131,7 +140,7 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
 
 def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
     """``-p name value`` pairs; values are read as YAML so numbers, lists and booleans work."""
-    return {name: yaml.safe_load(value) for name, value in pairs}
+    return {name: parse_yaml_value(name, value) for name, value in pairs}
 
 
 def validate_parameters(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +206,32 @@ def plan_run(
         unknown = [k for k in overrides if k not in known]
         if unknown:
             raise ParameterError("no selected notebook has parameter " + ", ".join(repr(k) for k in unknown))
+    check_folders(plan)
     return plan
+
+
+INPUT_FOLDERS = ("imagenet_dir", "imagenette_dir", "data_dir")  # read by the notebook: must exist
+
+
+def check_folders(plan: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """The folders the parameters name, checked before a kernel starts (relative paths resolve in
+    the repository, where the kernels run): a folder a notebook reads must exist, the model
+    cache's parent must exist (the cache folder itself is made when missing)."""
+    for nb, params in plan:
+        for name, value in params.items():
+            if not isinstance(value, str) or not value:
+                continue
+            path = Path(value) if Path(value).is_absolute() else REPO_ROOT / value
+            if name in INPUT_FOLDERS and not path.is_dir():
+                raise ParameterError(
+                    f"parameter {name!r} has value {value!r}, but {path} is not an existing folder "
+                    f"({nb.stem} reads it)"
+                )
+            if name == "artifacts_dir" and not path.parent.is_dir():
+                raise ParameterError(
+                    f"parameter 'artifacts_dir' has value {value!r}, but its parent folder "
+                    f"{path.parent} does not exist (the cache folder itself is made when missing)"
+                )
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -252,6 +286,13 @@ def resolve_folders(
                     "runs write to their own folder and `python -m adv2 publish RUN_DIR` "
                     "(or `run --publish`) replaces the published copies"
                 )
+    if output_dir and run_dir.is_dir() and (why := publishing.finished_run_in(run_dir)) is not None:
+        # refused rather than moved to a new sub-folder: the run goes where the user said or not at all
+        raise RunError(
+            f"--output-dir {shown_path(run_dir)} already holds a run: {why}. A run never overwrites "
+            "another: choose a new folder (or leave --output-dir out for a fresh runs/<time>-... "
+            "folder), or delete that folder first"
+        )
     return run_dir, results
 
 
@@ -302,7 +343,37 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
-        publishing.atomic_write_json(self.path, self.data)
+        try:
+            publishing.atomic_write_json(self.path, self.data)
+        except OSError:
+            # a full disk has no room for the temporary copy an atomic write needs; rewriting the
+            # file in place reuses its blocks, so run.json can still say how the run ended
+            self._save_in_place()
+
+    def _save_in_place(self) -> None:
+        import json
+
+        data = (json.dumps(self.data, indent=2, sort_keys=True, default=str) + "\n").encode()
+        with open(self.path, "r+b") as f:
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+
+    def try_notebook(self, stem: str | None, **fields: Any) -> None:
+        """Update while the run is already ending on an error: a failure to save is reported, not
+        raised (it would hide the error that ended the run)."""
+        try:
+            if stem is not None:
+                self.notebook(stem, **fields)
+            else:
+                self.finish(fields["status"])
+        except OSError as err:
+            print(
+                f"[adv2] warning: could not update {self.path}: {publishing.describe_os_error(err)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _now() -> str:
@@ -351,7 +422,6 @@ def execute_notebook(
     ``kernel_manager`` (a jupyter_client kernel manager) runs it in that kernel, started if needed
     and left running (the sweep runs several points in one kernel); default: a fresh kernel.
     """
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     stem = notebook.stem
@@ -359,18 +429,13 @@ def execute_notebook(
     failed, interrupted = run_dir / f"{stem}.failed.ipynb", run_dir / f"{stem}.interrupted.ipynb"
     for old in (final, running, failed, interrupted):  # an earlier run's copy in a reused folder
         old.unlink(missing_ok=True)
+    own_kernel = kernel_manager is None
+    if own_kernel:  # ours to stop: at once when interrupted (see _stop_kernel)
+        from jupyter_client.manager import AsyncKernelManager
+
+        kernel_manager = AsyncKernelManager(kernel_name="python3")
     try:
-        with _quiet_progress():
-            papermill.execute_notebook(
-                str(notebook),
-                str(running),
-                parameters=params,
-                cwd=str(REPO_ROOT),
-                progress_bar=progress,
-                kernel_name="python3",
-                report_mode=False,
-                **({"km": kernel_manager} if kernel_manager is not None else {}),
-            )
+        _execute(notebook, running, params, progress, kernel_manager, own_kernel)
     except PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt":
             _rename(running, interrupted)
@@ -386,7 +451,10 @@ def execute_notebook(
     except KeyboardInterrupt:
         _rename(running, interrupted)
         raise
-    except Exception as err:  # the kernel died, could not start, the disk is full, ...
+    except OSError as err:  # the disk is full, the folder went away, ...
+        _rename(running, failed)
+        raise RunError(f"notebook {stem} failed: {publishing.describe_os_error(err)}") from None
+    except Exception as err:  # the kernel died, could not start, ...
         _rename(running, failed)
         raise RunError(f"notebook {stem} failed: {type(err).__name__}: {err}") from err
     except BaseException:
@@ -398,6 +466,45 @@ def execute_notebook(
         raise RunError(f"notebook {stem} did not finish: {problem}")
     os.replace(running, final)
     return final
+
+
+def _execute(
+    notebook: Path, output: Path, params: dict[str, Any], progress: bool, km: Any, own_kernel: bool
+) -> None:
+    """papermill in the kernel of ``km``; a kernel of our own is stopped afterwards: gently when the
+    notebook ended (its atexit handlers run), at once when this process was interrupted (asked to
+    shut down mid-cell, the kernel printed a zmq traceback on its way out)."""
+    import papermill
+
+    interrupted = False
+    try:
+        with _quiet_progress():
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=params,
+                cwd=str(REPO_ROOT),
+                progress_bar=progress,
+                kernel_name="python3",
+                report_mode=False,
+                km=km,
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (RunInterrupted)
+        interrupted = True
+        raise
+    finally:
+        if own_kernel:
+            _stop_kernel(km, now=interrupted)
+
+
+def _stop_kernel(km: Any, now: bool) -> None:
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=now)
+    except Exception:  # noqa: BLE001  (a kernel that died or never started: nothing left to stop)
+        pass
 
 
 def _rename(src: Path, dst: Path) -> None:
@@ -488,7 +595,7 @@ def run(
                 try:
                     execute_notebook(nb, params, run_dir, progress)
                 except RunError as err:
-                    record.notebook(
+                    record.try_notebook(
                         nb.stem, status="failed", error=str(err), seconds=round(time.time() - started, 1)
                     )
                     raise
@@ -500,7 +607,14 @@ def run(
                     "other_jobs_cores": meter.other_jobs_cores(seconds),
                 }
                 _record_run_facts(run_dir / f"{nb.stem}.ipynb", facts)
-                record.notebook(nb.stem, status="ok", seconds=seconds, **facts)
+                # what publish checks: the copies it publishes are the ones this run wrote, not
+                # files another run has since written into a shared --results-dir
+                result = results / f"{nb.stem}.json"
+                hashes = {
+                    "notebook_sha256": publishing.sha256_of(run_dir / f"{nb.stem}.ipynb"),
+                    "results_sha256": publishing.sha256_of(result) if result.is_file() else None,
+                }
+                record.notebook(nb.stem, status="ok", seconds=seconds, **facts, **hashes)
                 publishing.merge_timings(
                     results / f"timings-{profile}.json", {nb.stem: seconds}, environment()
                 )
@@ -515,6 +629,10 @@ def run(
     except RunError:
         _mark_stopped(record, None, "failed", None)
         raise
+    except OSError as err:  # the disk filled up between notebooks, ...
+        message = f"the run stopped: {publishing.describe_os_error(err)}"
+        _mark_stopped(record, current, "failed", message)
+        raise RunError(message) from None
     except BaseException as err:
         _mark_stopped(record, current, "failed", f"{type(err).__name__}: {err}")
         raise
@@ -534,7 +652,7 @@ def run(
 def _mark_stopped(record: RunRecord, stem: str | None, status: str, error: str | None) -> None:
     if stem is not None and record.data["notebooks"][stem]["status"] in ("running", "pending"):
         record.data["notebooks"][stem].update(status=status, error=error)
-    record.finish(status)
+    record.try_notebook(None, status=status)
 
 
 def publish_run(run_dir: str | Path) -> list[Path]:
@@ -670,6 +788,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if REPO_ROOT_NOTE and args.command != "list":
+        print(f"[adv2] note: {REPO_ROOT_NOTE}", file=sys.stderr, flush=True)
     run_dir = None
     try:
         if args.command == "list":
@@ -724,6 +844,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[adv2] {_how_to_look(run_dir)}", file=sys.stderr)
             return 1
         return 2
+    except OSError as err:  # a full disk or a missing folder outside a notebook: one line, no traceback
+        print(f"error: {publishing.describe_os_error(err)}", file=sys.stderr)
+        return 1
     return 0
 
 
