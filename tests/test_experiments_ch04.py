@@ -1,5 +1,6 @@
 """Chapter 4's protocol (adv2.experiments.ch04) on tiny synthetic classifiers, RTS and artifacts."""
 
+import dataclasses
 import json
 import math
 import re
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from adv2 import claims, defenses, results
-from adv2.experiments import ch04
+from adv2.experiments import aid_tradeoff, ch04
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
@@ -65,7 +66,13 @@ def run_chapter(archs, aid_log=None):
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"], ["resnet", "densenet"]])
 def test_glue_covers_every_key_the_chapter_reads(archs):
     result, _, _ = run_chapter(archs)
-    glued = {**result.glue(), **ch04.photo_glue(None)}  # photos off: glued as not run
+    # photos off and no trade-off measured: glued as not run (the trade-off's own test: test_aid_tradeoff)
+    no_tradeoff = aid_tradeoff.Tradeoff([], {}, {}, 100.0, {}, {})
+    glued = {
+        **result.glue(),
+        **ch04.photo_glue(None),
+        **aid_tradeoff.glue(no_tradeoff, ch04.GLUE_PREFIX, ch04.PROSE_ARCHS, ch04.NOT_RUN),
+    }
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
@@ -297,23 +304,27 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
     def rts_nets(params, fmnist, models, arts, archs, *args):
         assert models == {a: f"model-{a}" for a in archs}  # RTS of the classifiers just loaded
         calls.append(("rts", tuple(archs)))
-        return {}, {}
+        return {a: f"rts-{a}" for a in archs}, {a: f"rts-art-{a}" for a in archs}
 
-    def interpreted(recipe, fmnist, **kwargs):
+    def load_rtsa(recipe, fmnist, model, rts, rts_art, **kwargs):
         arch = recipe.rts.classifier.arch
-        calls.append(("rtsa", arch))
-        return SimpleNamespace(rtsa_artifact=SimpleNamespace(from_cache=arch == "densenet"))
+        assert (model, rts, rts_art) == (f"model-{arch}", f"rts-{arch}", f"rts-art-{arch}")
+        label = "control" if recipe.beta == 0 else f"rtsa@{recipe.distill_weight:g}"
+        calls.append(("rtsa", arch, label))
+        return f"{label}-{arch}", SimpleNamespace(from_cache=arch == "densenet")
 
     monkeypatch.setattr(ch01, "load_classifiers", classifiers)
     monkeypatch.setattr(ch02, "load_rts_nets", rts_nets)
-    monkeypatch.setattr(recipes, "load_interpreted", interpreted)
+    monkeypatch.setattr(recipes, "load_rtsa", load_rtsa)
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
-    nets = ch04.load_defended(params, object(), ["resnet", "densenet"], log=lines.append)
-    assert calls == [
-        ("classifiers", ("resnet", "densenet")),
-        ("rts", ("resnet", "densenet")),
-        ("rtsa", "resnet"),
-        ("rtsa", "densenet"),
-    ]
+    extra = {"anchor 10": lambda p, a: dataclasses.replace(recipes.rtsa_recipe(p, a), distill_weight=10.0)}
+    nets = ch04.load_defended(params, object(), ["resnet", "densenet"], log=lines.append, extra=extra)
+    assert calls[:2] == [("classifiers", ("resnet", "densenet")), ("rts", ("resnet", "densenet"))]
+    # then every RTSA, the control and the extra ones side by side (in any order)
+    assert sorted(calls[2:]) == sorted(
+        ("rtsa", a, label) for a in ("resnet", "densenet") for label in ("rtsa@100", "control", "rtsa@10")
+    )
     assert list(nets) == ["resnet", "densenet"]
-    assert lines[0].startswith("resnet: RTSA trained in ") and lines[1] == "densenet: RTSA loaded from cache"
+    assert nets["resnet"].rtsa == "rtsa@100-resnet" and nets["resnet"].control == "control-resnet"
+    assert nets["densenet"].extra["anchor 10"][0] == "rtsa@10-densenet"
+    assert lines[0].startswith("resnet: rtsa trained in ") and "densenet: rtsa loaded from cache" in lines

@@ -77,3 +77,21 @@ def test_trains_once_then_cache_then_checkpoint(standins, monkeypatch):
     assert art4.origin == "computed"
     _, art5 = recipes.load_photo_rtsa(tiny_recipe(beta=1.0), artifacts_dir=str(tmp / "b"), **kw)
     assert art5.origin == "computed" and art5.path.name != art.path.name
+
+
+def test_rtsa_trained_with_its_encoder_reloads_bit_for_bit(standins):
+    """AID with ``train_encoder`` moves RTSA's own encoder copy: the cached state must keep it, or
+    a reload pairs the trained decoder with the classifier's encoder (the bug of issue 23)."""
+    kw, tmp = standins
+    recipe = tiny_recipe(train_encoder=True, lr=0.05)
+    net, art = recipes.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
+    assert art.origin == "computed" and any(k.startswith("encoder.") for k in art.state)
+    trained = net.encoder.state_dict()
+    original = kw["model"].state_dict()
+    assert any(not torch.equal(trained[k], original[k]) for k in original)  # AID moved the encoder
+    again, art2 = recipes.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
+    assert art2.origin == "cache"
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    x, c = torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2])
+    assert torch.equal(net(x, c).mask, again(x, c).mask)

@@ -166,11 +166,31 @@ FASHION_PROFILES = [p for p in config.PROFILES if p != "imagenet"]
 @pytest.mark.parametrize("profile", FASHION_PROFILES)
 @pytest.mark.parametrize("stem", ["01_target_models", *CHAPTERS])
 def test_keys_are_those_of_the_code_before_recipes(stem, profile, capture):
-    """Byte-identical cache keys for today's parameter values: cached models are reused."""
+    """Byte-identical cache keys for the same parameter values: cached models are reused. The RTSA
+    recipe's defaults changed on purpose (issue 23: RTSA trains its own encoder for 600 iterations
+    at the anchor chapter 4 chose), so those three take their old values here; the control RTSA is
+    new and has no old key."""
     for arch in config.ARCHS:
-        old = old_keys(stem, old_parameters(stem, profile), arch, capture)
-        new = new_keys(stem, schema.validate_chapter(stem, new_parameters(stem, profile)), arch)
-        assert new == old, (stem, profile, arch)
+        old_params = old_parameters(stem, profile)
+        old = old_keys(stem, old_params, arch, capture)
+        params = new_parameters(stem, profile)
+        params.update({k: old_params[k] for k in AID_DEFAULTS_CHANGED if k in old_params})
+        new = new_keys(stem, schema.validate_chapter(stem, params), arch)
+        assert {k: v for k, v in new.items() if k != "rtsa_control"} == old, (stem, profile, arch)
+
+
+# the RTSA recipe's defaults that issue 23 changed
+AID_DEFAULTS_CHANGED = ("aid_iterations", "aid_distill_weight", "aid_train_encoder")
+
+
+def test_the_rtsa_recipe_changed_only_where_issue_23_changed_it():
+    """Today's RTSA defaults give a new key (a new model, trained), the classifier and RTS keys stay."""
+    params = schema.defaults("06_table10")
+    before = {**params, "aid_iterations": 60, "aid_distill_weight": 10.0, "aid_train_encoder": False}
+    now, then = new_keys("06_table10", params, "resnet"), new_keys("06_table10", before, "resnet")
+    assert (now["classifier"], now["rts"]) == (then["classifier"], then["rts"])
+    assert now["rtsa"] != then["rtsa"] and now["rtsa_control"] != now["rtsa"]
+    assert recipes.rtsa_recipe(params, "resnet").control().beta == 0
 
 
 @pytest.mark.parametrize("profile", FASHION_PROFILES)

@@ -42,6 +42,7 @@ from .stats import (
     rate_diff_ci,
     ratio_ci,
     ratio_of_ratios_ci,
+    share_ci,
 )
 
 HOLDS = "holds"
@@ -61,6 +62,8 @@ MAPS_CLOSE_RATIO = 0.5  # ADV2's map L1 at most half of PGD's: "much closer"
 BENIGN_L1_MAX = 0.05  # the paper's 0.03 plus a margin for coarser maps and shorter training
 NOISE_RATIO_MIN = 1.3  # well above 1, below the paper's smallest ratio under either parse
 AID_RATIO_MIN = 5.0  # half the paper's tenfold separation
+AID_SHARE_MIN = 0.5  # AID removes at least half of ADV2's advantage over PGD on RTS
+CONTROL_RATIO_MIN = 1.0  # ADV2's maps farther from benign on RTSA than on its beta = 0 control
 SIZE_RATIO_MAX = 1.0  # chapter 7: any fall of the ADV2 / PGD ratio from the smallest to the largest size
 
 AT_MOST, AT_LEAST = "at most", "at least"
@@ -169,6 +172,34 @@ CLAIMS: dict[str, Claim] = {
             (6,),
         ),
         Claim(
+            "aid_removes_adv2_advantage",
+            "AID takes away most of ADV2's advantage over PGD: against RTSA, ADV2's maps end up "
+            "nearly as far from the benign maps as PGD's (Table 10, read against its ceiling)",
+            f"holds when {_INTERVAL} of the share (L1 ADV2 on RTSA - L1 ADV2 on RTS) / (L1 PGD on "
+            "RTSA - L1 ADV2 on RTS) (ADV2's means over its successes, PGD's over all images, paired "
+            f"bootstrap over images) lies at or above {AID_SHARE_MIN:g}",
+            "share of ADV2's advantage over PGD removed by AID",
+            AID_SHARE_MIN,
+            AT_LEAST,
+            "not given: Table 10 has no PGD distance on RTSA; its 0.01 and 0.10 imply a share of "
+            f"0.09 / (L1 PGD on RTSA - {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)}), 1 if PGD's L1 "
+            "on RTSA were 0.10 and 0.47 if it were 0.20",
+            (6,),
+        ),
+        Claim(
+            "aid_beats_its_control",
+            "The separation is AID's: ADV2's maps end up farther from the benign maps on RTSA "
+            "than on the same fine-tuning with the AID term off (beta = 0; the book's control)",
+            f"holds when {_INTERVAL} of the ratio of ADV2's mean map L1 against RTSA to that "
+            "against the beta = 0 control (each over its successful attacks, paired bootstrap "
+            f"over images) lies at or above {CONTROL_RATIO_MIN:g}",
+            "ADV2 L1 ratio RTSA / control",
+            CONTROL_RATIO_MIN,
+            AT_LEAST,
+            "not in the paper (the book's control)",
+            (6,),
+        ),
+        Claim(
             "larger_inputs_help_adv2",
             "On larger inputs ADV2's maps get closer to the benign maps, relative to PGD's "
             "(Fashion-MNIST upsampled; the book's question, not the paper's)",
@@ -186,7 +217,7 @@ CLAIMS: dict[str, Claim] = {
 }
 
 # The book's own questions (not claims of the paper): decided here, not on the front page.
-BOOK_QUESTIONS: tuple[str, ...] = ("larger_inputs_help_adv2",)
+BOOK_QUESTIONS: tuple[str, ...] = ("aid_beats_its_control", "larger_inputs_help_adv2")
 # The front page's rows, in order, and its columns (settings).
 FRONT_PAGE_CLAIMS: tuple[str, ...] = tuple(c for c in CLAIMS if c not in BOOK_QUESTIONS)
 SETTINGS: dict[str, str] = {
@@ -559,6 +590,39 @@ def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *, min_images: int = MI
     return _per_part(cid, one, (l1_rts, l1_rtsa))
 
 
+def _adv2_l1_ratio(
+    cid: str, num: tuple[Any, Any, str], den: tuple[Any, Any, str], min_images: int
+) -> Verdict:
+    """Ratio of two attacks' mean ADV2 map L1 on the same images: ``num`` / ``den`` are
+    ``(per-image L1, success flags, name)``; each mean is over that attack's successes."""
+    claim = CLAIMS[cid]
+    flags = [_flags(s, f"adv2_success_{name.lower()}") for _, s, name in (num, den)]
+    if len(flags[0]) != len(flags[1]):
+        raise ValueError(
+            f"both attacks must run on the same images, got {len(flags[0])} and {len(flags[1])} success flags"
+        )
+    short = _too_few(claim, len(flags[0]), min_images)
+    if short:
+        return short
+    values = [_only_where(l1, ok, f"adv2_l1_{name.lower()}") for (l1, _, name), ok in zip((num, den), flags)]
+    for (_, _, name), v in zip((num, den), values):
+        k = int(np.isfinite(v).sum())
+        if k < 2:
+            return _verdict(
+                claim,
+                NOT_MEASURABLE,
+                f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
+                "too few adversarial maps to measure (at least 2)",
+            )
+    if not np.nanmean(values[1]) > 0:
+        return _verdict(
+            claim,
+            NOT_MEASURABLE,
+            f"ADV2's maps on {den[2]} equal the benign maps (mean L1 0): ratio undefined",
+        )
+    return decide(cid, ratio_ci(values[0], values[1], paired=True, level=LEVEL))
+
+
 def aid_separates_adv2_maps(
     adv2_l1_rts: Any,
     adv2_success_rts: Any,
@@ -572,35 +636,69 @@ def aid_separates_adv2_maps(
     Per attacked image (same images for both attacks): each attack's L1(adversarial map, own
     benign map) and success flags; each mean is over that attack's successes.
     """
-    cid = "aid_separates_adv2_maps"
+    return _adv2_l1_ratio(
+        "aid_separates_adv2_maps",
+        (adv2_l1_rtsa, adv2_success_rtsa, "RTSA"),
+        (adv2_l1_rts, adv2_success_rts, "RTS"),
+        min_images,
+    )
+
+
+def aid_beats_its_control(
+    adv2_l1_control: Any,
+    adv2_success_control: Any,
+    adv2_l1_rtsa: Any,
+    adv2_success_rtsa: Any,
+    *,
+    min_images: int = MIN_IMAGES,
+) -> Verdict:
+    """Chapter 6: is the separation AID's? ADV2 against RTSA vs against the same fine-tuning with
+    beta = 0 (the control), per attacked image (same images); means over each attack's successes."""
+    return _adv2_l1_ratio(
+        "aid_beats_its_control",
+        (adv2_l1_rtsa, adv2_success_rtsa, "RTSA"),
+        (adv2_l1_control, adv2_success_control, "control"),
+        min_images,
+    )
+
+
+def aid_removes_adv2_advantage(
+    adv2_l1_rts: Any,
+    adv2_success_rts: Any,
+    adv2_l1_rtsa: Any,
+    adv2_success_rtsa: Any,
+    pgd_l1_rtsa: Any,
+    *,
+    min_images: int = MIN_IMAGES,
+) -> Verdict:
+    """Chapter 6: Table 10 read against its ceiling. ADV2 against an RTSA it cannot fool at all
+    still leaves maps no farther than plain PGD's, so the share (L1_RTSA - L1_RTS) / (L1_PGD(RTSA)
+    - L1_RTS) says how much of ADV2's advantage over PGD AID removes (1: all of it). Per attacked
+    image; ADV2's means over its successes, PGD's over all images."""
+    cid = "aid_removes_adv2_advantage"
     claim = CLAIMS[cid]
     s_rts, s_rtsa = (
         _flags(adv2_success_rts, "adv2_success_rts"),
         _flags(adv2_success_rtsa, "adv2_success_rtsa"),
     )
-    if len(s_rts) != len(s_rtsa):
-        raise ValueError(
-            f"both attacks must run on the same images, got {len(s_rts)} and {len(s_rtsa)} success flags"
-        )
-    short = _too_few(claim, len(s_rts), min_images)
+    pgd = as_vector(pgd_l1_rtsa, "pgd_l1_rtsa")
+    if not len(s_rts) == len(s_rtsa) == len(pgd):
+        raise ValueError(f"{cid}: all three measures must describe the same images")
+    short = _too_few(claim, len(pgd), min_images)
     if short:
         return short
-    rts = _only_where(adv2_l1_rts, s_rts, "adv2_l1_rts")
-    rtsa = _only_where(adv2_l1_rtsa, s_rtsa, "adv2_l1_rtsa")
+    rts, rtsa = (
+        _only_where(adv2_l1_rts, s_rts, "adv2_l1_rts"),
+        _only_where(adv2_l1_rtsa, s_rtsa, "adv2_l1_rtsa"),
+    )
     for name, v in (("RTS", rts), ("RTSA", rtsa)):
-        k = int(np.isfinite(v).sum())
-        if k < 2:
-            return _verdict(
-                claim,
-                NOT_MEASURABLE,
-                f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
-                "too few adversarial maps to measure (at least 2)",
-            )
-    if not np.nanmean(rts) > 0:
+        if int(np.isfinite(v).sum()) < 2:
+            return _verdict(claim, NOT_MEASURABLE, f"ADV2 against {name} succeeded on fewer than 2 images")
+    if not np.nanmean(pgd) > np.nanmean(rts):
         return _verdict(
-            claim, NOT_MEASURABLE, "ADV2's maps on RTS equal the benign maps (mean L1 0): ratio undefined"
+            claim, NOT_MEASURABLE, "PGD's maps are no farther than ADV2's on RTS: no advantage to remove"
         )
-    return decide(cid, ratio_ci(rtsa, rts, paired=True, level=LEVEL))
+    return decide(cid, share_ci(rtsa, rts, pgd, level=LEVEL))
 
 
 # ----------------------------------------------------------------------------- front page
@@ -717,6 +815,8 @@ def _isnan(x: Any) -> bool:
 
 __all__ = [
     "AID_RATIO_MIN",
+    "AID_SHARE_MIN",
+    "CONTROL_RATIO_MIN",
     "AT_LEAST",
     "AT_MOST",
     "BENIGN_L1_MAX",
@@ -742,6 +842,8 @@ __all__ = [
     "adv2_maps_closer_than_pgd",
     "larger_inputs_help_adv2",
     "adv2_success_like_pgd",
+    "aid_beats_its_control",
+    "aid_removes_adv2_advantage",
     "aid_separates_adv2_maps",
     "all_of",
     "check",

@@ -36,7 +36,7 @@ import contextlib
 import copy
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +46,8 @@ import torch.nn as nn
 from .attacks import RTSConfig, adv2_attack, pgd
 from .interpreters.rts import RTSInterpreter, RTSNet, frozen_rts_from_state, rts_loss, sample_selector_classes
 from .metrics import l1_distance, mean_std
+from .paper import PAPER_TABLE10
+from .parallel import one_cpu_thread
 from .progress import progress_bar
 from .tensors import map_batches, random_targets
 
@@ -462,6 +464,7 @@ def train_rtsa(
     return rtsa, metrics
 
 
+@one_cpu_thread
 def trained_rtsa(
     model: nn.Module,
     rts: RTSNet,
@@ -539,7 +542,8 @@ def trained_rtsa(
 
 @dataclass
 class InterpretedModel:
-    """A classifier with its RTS and RTSA, and the artifacts they came from (chapters 04-06)."""
+    """A classifier with its RTS, RTSA (and its beta = 0 control), and the artifacts they came
+    from (chapters 04-06)."""
 
     arch: str
     model: nn.Module
@@ -548,55 +552,9 @@ class InterpretedModel:
     rts_artifact: Any
     rtsa: RTSNet
     rtsa_artifact: Any
-
-
-def load_rts_and_rtsa(
-    arch: str,
-    data: Any,
-    *,
-    train_epochs: float,
-    train_subset: int,
-    seed: int,
-    rts_recipe: dict[str, Any],
-    aid: AIDConfig,
-    device: torch.device | str = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> InterpretedModel:
-    """Classifier (chapter 1's cache), its RTS (chapter 2's cache) and RTSA (chapter 4's cache).
-
-    ``train_epochs``/``train_subset``/``seed`` are passed to
-    :func:`adv2.models.trained_small_cnn` exactly as chapter 1 does; ``rts_recipe`` are the
-    keyword arguments chapter 2 gives :func:`adv2.interpreters.rts.trained_rts` (iterations,
-    batch sizes, learning rates, seed), so both caches hit when the parameters match. Whatever is
-    not cached is computed (and cached) here.
-    """
-    from .interpreters.rts import trained_rts
-    from .models import trained_small_cnn
-
-    model, clf_art = trained_small_cnn(
-        arch,
-        data,
-        epochs=train_epochs,
-        train_subset=train_subset,
-        seed=seed,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-    )
-    rts, rts_art = trained_rts(
-        model,
-        data,
-        classifier_key=clf_art.path.name,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        **rts_recipe,
-    )
-    rtsa, rtsa_art = trained_rtsa(
-        model, rts, rts_art, data, aid, device=device, artifacts_dir=artifacts_dir, progress=progress
-    )
-    return InterpretedModel(arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
+    control: RTSNet | None = None  # the same AID training with beta = 0 (chapters 4-6's control)
+    control_artifact: Any = None
+    extra: dict[str, tuple[RTSNet, Any]] = field(default_factory=dict)  # more RTSAs: {label: (net, artifact)}
 
 
 def training_cost(rts_artifact: Any, rtsa_artifact: Any) -> dict[str, Any]:
@@ -626,6 +584,11 @@ def training_cost(rts_artifact: Any, rtsa_artifact: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- evaluation
+# Fashion-MNIST test images from this index on choose AID's settings (chapter 4's trade-off); the
+# verdicts of chapters 4-6 use images below it, so no verdict is judged on the data that chose.
+SELECTION_START = 5000
+
+
 @torch.no_grad()
 def rts_maps(
     rts: RTSNet,
@@ -646,8 +609,6 @@ def rts_maps(
         to_cpu=True,
     )
 
-
-PAPER_TABLE10 = {"benign_l1_rts_vs_rtsa": 0.03, "adv2_l1_rts": 0.01, "adv2_l1_rtsa": 0.10}
 
 # the keys of one classifier's Table 10 entry in results/06_table10.json
 TABLE10_KEYS = (
@@ -764,6 +725,150 @@ def table10_rows(
     return rows, headers
 
 
+def adaptive_config(config: RTSConfig) -> RTSConfig:
+    """The adaptive attacker's ADV2: no RTS-encoder term. RTSA trains its own encoder copy, so the
+    term's cross-entropy (pulling that encoder's decision to the target) now fights the map term;
+    an attacker who knows AID drops it first."""
+    return dataclasses.replace(config, encoder_weight=0.0)
+
+
+def random_start(x: torch.Tensor, epsilon: float, seed: int) -> torch.Tensor:
+    """A seeded uniform point of the L-inf ball around ``x`` (clipped to [0, 1]): a restart."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = (torch.rand(x.shape, generator=gen) * 2 - 1) * epsilon
+    return (x.cpu() + noise).clamp(0, 1).to(x.device)
+
+
+def best_per_image(attempts: Sequence[Any], benign: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image, the attempt an attacker keeps: the successful one whose map is closest (L1) to
+    the benign map, else the first attempt. ``attempts``: :class:`AttackResult` s on the same
+    images. Returns ``x_adv``, ``maps``, ``success``, ``confidence`` and ``chosen`` (attempt index)."""
+    benign = benign.cpu()
+    dist = torch.stack([l1_distance(a.maps.cpu(), benign) for a in attempts])  # (attempts, N)
+    ok = torch.stack([a.success.cpu().bool() for a in attempts])
+    score = torch.where(ok, dist, torch.full_like(dist, float("inf")))
+    chosen = torch.where(ok.any(0), score.argmin(0), torch.zeros_like(score[0], dtype=torch.long))
+    rows = torch.arange(len(benign))
+
+    def pick(field: str) -> torch.Tensor:
+        return torch.stack([getattr(a, field).cpu() for a in attempts])[chosen, rows]
+
+    return {
+        "x_adv": pick("x_adv"),
+        "maps": pick("maps"),
+        "success": pick("success").bool(),
+        "confidence": pick("confidence"),
+        "chosen": chosen,
+    }
+
+
+def attack_interpreters(
+    model: nn.Module,
+    nets: dict[str, RTSNet],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+    config: RTSConfig,
+    *,
+    confidence: float = 0.0,
+    adaptive: bool = False,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """ADV2 against each RTS-type interpreter of ``nets`` (``{name: net}``), the attacker knowing
+    which one it faces; the prediction-only stage 1 depends on the classifier alone, so it runs
+    once and is shared (its output is also the PGD reference, plain PGD with the same steps).
+
+    ``adaptive``: besides the standard attack, :func:`adaptive_config`'s ADV2 from the shared warm
+    start and from a random restart (a second stage 1 from :func:`random_start`); per image the
+    attacker keeps the best of the three (:func:`best_per_image`). Returns per name ``benign``
+    maps, ``adv`` inputs, ``adv_maps``, ``success``, ``confidence``, ``pgd`` maps (and ``pgd["x"]``),
+    ``adaptive`` (``{name: best_per_image(...)}``, when asked) and ``seconds``; all on the CPU."""
+    device = torch.device(device)
+    x, y, target = x.to(device), y.to(device), target.to(device)
+    benign = {name: rts_maps(net, x, y, confidence, device=device) for name, net in nets.items()}
+
+    def stage1(start: torch.Tensor | None, desc: str) -> torch.Tensor:
+        return pgd(
+            model,
+            x,
+            target,
+            epsilon=config.epsilon,
+            step_size=config.step_size,
+            steps=config.stage1_steps,
+            loss=config.stage1_loss,
+            x_start=start,
+            batch_size=batch_size,
+            progress=progress,
+            desc=desc,
+            schedule=config.schedule,  # fast: each image stops once it is at the target
+        )
+
+    t0 = time.time()
+    x1 = stage1(None, "stage 1 (shared)")
+    x1_restart = stage1(random_start(x, config.epsilon, seed), "stage 1 (restart)") if adaptive else None
+    seconds: dict[str, float] = {"stage1": time.time() - t0}
+
+    def run(name: str, cfg: RTSConfig, start: torch.Tensor, label: str) -> Any:
+        return adv2_attack(
+            model,
+            RTSInterpreter(model, nets[name], confidence),
+            x,
+            y,
+            target,
+            benign_maps=benign[name].to(device),
+            config=cfg,
+            x_stage1=start,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"{label} vs {name}",
+        )
+
+    res, best = {}, {}
+    for name in nets:
+        t0 = time.time()
+        res[name] = run(name, config, x1, "adv2")
+        seconds[name] = time.time() - t0
+        if adaptive:
+            t0 = time.time()
+            cfg = adaptive_config(config)
+            tries = [res[name], run(name, cfg, x1, "adaptive"), run(name, cfg, x1_restart, "restart")]
+            best[name] = best_per_image(tries, benign[name])
+            seconds[f"adaptive_{name}"] = time.time() - t0
+    with torch.no_grad():
+        pgd_success = (model(x1).argmax(1) == target).cpu()
+    out = {
+        "benign": benign,
+        "adv": {k: v.x_adv.cpu() for k, v in res.items()},
+        "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
+        "success": {k: v.success.cpu() for k, v in res.items()},
+        "confidence": {k: v.confidence.cpu() for k, v in res.items()},
+        "pgd": {
+            "x": x1.cpu(),
+            "success": pgd_success,
+            **{k: rts_maps(n, x1, target, confidence, device=device) for k, n in nets.items()},
+        },
+        "seconds": seconds,
+    }
+    if adaptive:
+        out["adaptive"] = best
+    return out
+
+
+def adv2_l1_of_successes(out: Mapping[str, Any], name: str, *, adaptive: bool = False) -> torch.Tensor:
+    """Per image of :func:`attack_interpreters`' ``out``: L1(ADV2 map, benign map) of interpreter
+    ``name`` (the adaptive attacker's best when ``adaptive``), NaN where the attack missed its
+    target (the authors' statistics count successes only)."""
+    if adaptive:
+        maps, success = out["adaptive"][name]["maps"], out["adaptive"][name]["success"]
+    else:
+        maps, success = out["adv_maps"][name], out["success"][name]
+    d = l1_distance(maps.cpu(), out["benign"][name].cpu())
+    return torch.where(success.cpu().bool(), d, torch.tensor(float("nan")))
+
+
 def adv2_on_rts_and_rtsa(
     model: nn.Module,
     rts: RTSNet,
@@ -773,92 +878,62 @@ def adv2_on_rts_and_rtsa(
     target: torch.Tensor,
     config: RTSConfig,
     *,
+    control: RTSNet | None = None,
+    adaptive: bool = False,
+    seed: int = 0,
     confidence: float = 0.0,
     restrict_to_success: bool = True,
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The paper's second AID test: ADV2 against RTS and, separately, against RTSA.
+    """The paper's second AID test: ADV2 against RTS and, separately, against RTSA (and against
+    the beta = 0 ``control`` when given), by :func:`attack_interpreters`.
 
-    ``config`` is the attack schedule (an :class:`adv2.attacks.RTSConfig`). The prediction-only
-    stage 1 depends on the classifier alone, so it is run once and shared by both attacks (its
-    output is also the PGD reference). The attacker knows which interpreter it faces.
-    Returns ``{"numbers": table10(...), "benign": {"rts", "rtsa"}, "adv": {"rts", "rtsa"}
-    (inputs), "adv_maps": {...}, "success": {...}, "seconds": {...}}``.
-    """
-    device = torch.device(device)
-    x, y, target = x.to(device), y.to(device), target.to(device)
-    g_rts = RTSInterpreter(model, rts, confidence)
-    g_rtsa = RTSInterpreter(model, rtsa, confidence)
-    benign = {
-        "rts": rts_maps(rts, x, y, confidence, device=device),
-        "rtsa": rts_maps(rtsa, x, y, confidence, device=device),
-    }
-    t0 = time.time()
-    x1 = pgd(
+    Returns its dict plus ``numbers`` (:func:`table10`, with ``pgd_success``; with a control also
+    ``control_numbers``, Table 10 of RTS against the control) and ``transfer_maps``."""
+    nets = {"rts": rts, "rtsa": rtsa, **({"control": control} if control is not None else {})}
+    out = attack_interpreters(
         model,
+        nets,
         x,
+        y,
         target,
-        epsilon=config.epsilon,
-        step_size=config.step_size,
-        steps=config.stage1_steps,
-        loss=config.stage1_loss,
+        config,
+        confidence=confidence,
+        adaptive=adaptive,
+        seed=seed,
         batch_size=batch_size,
+        device=device,
         progress=progress,
-        desc="stage 1 (shared)",
-        schedule=config.schedule,  # fast: each image stops once it is at the target
     )
-    seconds = {"stage1": time.time() - t0}
-    res = {}
-    for name, g in (("rts", g_rts), ("rtsa", g_rtsa)):
-        t0 = time.time()
-        res[name] = adv2_attack(
-            model,
-            g,
-            x,
-            y,
-            target,
-            benign_maps=benign[name].to(device),
-            config=config,
-            x_stage1=x1,
-            batch_size=batch_size,
-            progress=progress,
-            desc=f"adv2 vs {name}",
-        )
-        seconds[name] = time.time() - t0
-    transfer_rts_on_rtsa = rts_maps(rtsa, res["rts"].x_adv, target, confidence, device=device)
-    transfer_rtsa_on_rts = rts_maps(rts, res["rtsa"].x_adv, target, confidence, device=device)
-    pgd_rts = rts_maps(rts, x1, target, confidence, device=device)
-    pgd_rtsa = rts_maps(rtsa, x1, target, confidence, device=device)
-    with torch.no_grad():
-        pgd_success = (model(x1).argmax(1) == target).cpu()
-    numbers = table10(
-        benign["rts"],
-        benign["rtsa"],
-        res["rts"].maps.cpu(),
-        res["rtsa"].maps.cpu(),
-        res["rts"].success.cpu(),
-        res["rtsa"].success.cpu(),
-        confidence_rts=res["rts"].confidence.cpu(),
-        confidence_rtsa=res["rtsa"].confidence.cpu(),
-        transfer_rts_adv_on_rtsa=transfer_rts_on_rtsa,
-        transfer_rtsa_adv_on_rts=transfer_rtsa_on_rts,
-        pgd_maps_rts=pgd_rts,
-        pgd_maps_rtsa=pgd_rtsa,
-        restrict_to_success=restrict_to_success,
-    )
-    numbers["pgd_success"] = float(pgd_success.float().mean())
-    return {
-        "numbers": numbers,
-        "benign": benign,
-        "adv": {k: v.x_adv.cpu() for k, v in res.items()},
-        "adv_maps": {k: v.maps.cpu() for k, v in res.items()},
-        "success": {k: v.success.cpu() for k, v in res.items()},
-        "transfer_maps": {"rts_adv_on_rtsa": transfer_rts_on_rtsa, "rtsa_adv_on_rts": transfer_rtsa_on_rts},
-        "pgd": {"x": x1.cpu(), "rts": pgd_rts, "rtsa": pgd_rtsa},
-        "seconds": seconds,
+    transfer = {
+        "rts_adv_on_rtsa": rts_maps(rtsa, out["adv"]["rts"], target, confidence, device=device),
+        "rtsa_adv_on_rts": rts_maps(rts, out["adv"]["rtsa"], target, confidence, device=device),
     }
+
+    def numbers(other: str, with_transfer: bool) -> dict[str, Any]:
+        return table10(
+            out["benign"]["rts"],
+            out["benign"][other],
+            out["adv_maps"]["rts"],
+            out["adv_maps"][other],
+            out["success"]["rts"],
+            out["success"][other],
+            confidence_rts=out["confidence"]["rts"],
+            confidence_rtsa=out["confidence"][other],
+            transfer_rts_adv_on_rtsa=transfer["rts_adv_on_rtsa"] if with_transfer else None,
+            transfer_rtsa_adv_on_rts=transfer["rtsa_adv_on_rts"] if with_transfer else None,
+            pgd_maps_rts=out["pgd"]["rts"],
+            pgd_maps_rtsa=out["pgd"][other],
+            restrict_to_success=restrict_to_success,
+        )
+
+    out["numbers"] = {**numbers("rtsa", True), "pgd_success": float(out["pgd"]["success"].float().mean())}
+    if control is not None:
+        out["control_numbers"] = numbers("control", False)
+    out["transfer_maps"] = transfer
+    return out
 
 
 __all__ = [
@@ -866,11 +941,16 @@ __all__ = [
     "AID_RECIPE_VERSION",
     "InterpretedModel",
     "PAPER_TABLE10",
+    "SELECTION_START",
     "TABLE10_KEYS",
+    "adaptive_config",
+    "adv2_l1_of_successes",
     "adv2_on_rts_and_rtsa",
+    "attack_interpreters",
+    "best_per_image",
     "default_inner_attack",
     "l1_maps",
-    "load_rts_and_rtsa",
+    "random_start",
     "random_targets",
     "rts_maps",
     "table10",

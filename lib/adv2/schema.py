@@ -200,7 +200,7 @@ AID_RECIPE = [
     _p(
         "aid_iterations",
         int,
-        60,
+        600,
         _count(0, 10**6),
         "RTSA recipe: AID fine-tuning iterations, starting from the trained RTS",
         "recipe",
@@ -232,7 +232,7 @@ AID_RECIPE = [
     _p(
         "aid_distill_weight",
         float,
-        10.0,
+        100.0,
         number(0, 10**4),
         "RTSA recipe: weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
         "recipe",
@@ -242,7 +242,7 @@ AID_RECIPE = [
         float,
         0.001,
         _fraction(),
-        "RTSA recipe: Adam learning rate of the fine-tuning (decoder only)",
+        "RTSA recipe: Adam learning rate of the fine-tuning",
         "recipe",
     ),
     _p(
@@ -280,9 +280,9 @@ AID_RECIPE = [
     _p(
         "aid_train_encoder",
         bool,
-        False,
+        True,
         boolean(),
-        "RTSA recipe: also fine-tune RTS's encoder copy (the paper's RTS keeps it fixed)",
+        "RTSA recipe: RTSA trains its own encoder copy (False: the decoder alone, the first version)",
         "recipe",
     ),
     _p(
@@ -599,6 +599,38 @@ CHAPTERS: dict[str, list[Param]] = {
             _TEST_IMAGES,
             "test images on which RTSA's benign maps are compared with RTS's",
         ),
+        _evaluation(
+            "aid_tradeoff_anchors",
+            list,
+            [10.0, 30.0, 100.0],
+            Rule(
+                lambda v: (
+                    isinstance(v, list)
+                    and len(v) > 0
+                    and all(isinstance(a, (int, float)) and not isinstance(a, bool) and a >= 0 for a in v)
+                ),
+                "a non-empty list of anchor weights >= 0",
+            ),
+            "the trade-off: anchor weights gamma of the RTSAs compared (each trained like the book's RTSA)",
+        ),
+        _evaluation(
+            "n_select",
+            int,
+            32,
+            Rule(
+                number(1, FASHION_MNIST_TEST_IMAGES // 2, integer=True).check,
+                f"an integer >= 1 and <= {FASHION_MNIST_TEST_IMAGES // 2} (the selection half of the test split)",
+            ),
+            "the trade-off: selection images per classifier (test images 5000 on; no verdict uses them)",
+        ),
+        _evaluation(
+            "select_attack_scale",
+            float,
+            0.2,
+            number(0, 10, lo_open=True),
+            "the trade-off: fraction of the authors' 300 + 1200 RTS attack steps (epsilon: rtsa_epsilon)",
+        ),
+        _with(SCHEDULE, doc="the trade-off's attack schedule: authors (the paper's) or fast (same budget)"),
         PHOTOS_P,
         _with(PHOTO_N_IMAGES, doc="held-out photos on which RTSA's maps are compared with RTS's (all: 18)"),
         RESULTS_DIR,
@@ -684,6 +716,14 @@ CHAPTERS: dict[str, list[Param]] = {
             True,
             boolean(),
             "ADV2 map distances over successful attacks only (authors' statistics)",
+        ),
+        _evaluation(
+            "adaptive",
+            bool,
+            True,
+            boolean(),
+            "also attack as an adaptive attacker: ADV2 without the RTS-encoder term, from the warm start "
+            "and from a random restart; per image the best of three",
         ),
         _output("figure_rows", int, 4, _count(1, 64), "images shown in Figure 16"),
         PHOTOS_P,
@@ -833,6 +873,15 @@ _CHECKED = "_adv2_parameters_checked"
 
 
 # ----------------------------------------------------------------------------- public API
+def recipe_default(name: str) -> Any:
+    """The default of recipe parameter ``name`` (one place: :mod:`adv2.recipes`' dataclasses read
+    their defaults here)."""
+    for p in (*CLASSIFIER_RECIPE, *RTS_RECIPE, *AID_RECIPE):
+        if p.name == name:
+            return p.default
+    raise KeyError(f"no recipe parameter {name!r}")
+
+
 def chapter_schema(stem: str) -> dict[str, Param]:
     """The parameters of chapter ``stem`` (e.g. ``"03_adv2"``), by name, in parameter-cell order."""
     if stem not in CHAPTERS:

@@ -346,6 +346,41 @@ def ratio_of_ratios_ci(
     return Estimate(value, low, high, n, method)
 
 
+def share_ci(
+    value: Any, floor: Any, ceiling: Any, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> Estimate:
+    """Where ``mean(value)`` lies between ``mean(floor)`` (0) and ``mean(ceiling)`` (1):
+    ``(mean(value) - mean(floor)) / (mean(ceiling) - mean(floor))``, all three measured on the same
+    images, with a paired bootstrap interval (one set of image indices per resample for all three;
+    NaNs skipped per array, as in :func:`ratio_ci`). Chapter 6: the share of ADV2's advantage over
+    PGD that AID removes (value: ADV2's L1 on RTSA, floor: on RTS, ceiling: PGD's on RTSA). The
+    value is None when the ceiling's mean is not above the floor's (no advantage to remove)."""
+    _z(level)
+    method = f"paired bootstrap share {round(100 * level)}%"
+    arrays = [as_vector(v, name) for v, name in ((value, "value"), (floor, "floor"), (ceiling, "ceiling"))]
+    if len({len(a) for a in arrays}) != 1:
+        raise ValueError(
+            "a paired share needs one value per image in each array, got lengths "
+            + ", ".join(str(len(a)) for a in arrays)
+        )
+    keep = np.any([np.isfinite(a) for a in arrays], axis=0)
+    arrays = [a[keep] for a in arrays]
+    n = int(keep.sum())
+    means = [float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else float("nan") for a in arrays]
+    if n == 0 or not all(np.isfinite(means)) or not means[2] > means[1]:
+        return Estimate(None, None, None, n, method)
+    point = (means[0] - means[1]) / (means[2] - means[1])
+    if min(int(np.isfinite(a).sum()) for a in arrays) < 2:
+        return Estimate(point, None, None, n, method)
+    idx = _indices(n, n_boot, seed)
+    v, f, c = (_boot_means(a, idx) for a in arrays)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = c > f
+        stats = np.where(ok, (v - f) / np.where(ok, c - f, 1.0), np.nan)
+    low, high = _percentiles(stats, level)
+    return Estimate(point, low, high, n, method)
+
+
 def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estimate:
     """Difference of two rates ``rate(a) - rate(b)`` of per-image flags, Newcombe's interval.
 
@@ -472,6 +507,7 @@ __all__ = [
     "rate_diff_ci",
     "ratio_ci",
     "ratio_of_ratios_ci",
+    "share_ci",
     "seeds_ci",
     "t_quantile",
 ]

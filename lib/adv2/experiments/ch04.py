@@ -11,8 +11,8 @@ Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cell
 
 from __future__ import annotations
 
+import functools
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,29 +128,58 @@ def load_defended(
     artifacts_dir: str = "",
     progress: bool = False,
     log=print,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, defenses.InterpretedModel]:
-    """Each arch's classifier, RTS and RTSA (chapters 1, 2 and 4's recipes), from the cache or
-    trained: the classifiers side by side, then the RTS side by side (one core each on a CPU, as
-    chapters 1 and 2 train them), then each RTSA (chapters 4, 5 and 6 share them)."""
+    """Each arch's classifier, RTS, RTSA and its beta = 0 control (chapters 1, 2 and 4's recipes),
+    from the cache or trained: the classifiers side by side, then the RTS side by side (one core
+    each on a CPU, as chapters 1 and 2 train them), then every RTSA side by side (chapters 4, 5
+    and 6 share them). ``extra``: more RTSA recipes per arch, ``{label: recipe_for(params, arch)}``
+    (chapter 4's trade-off), loaded in the same side-by-side pass; they land in ``nets[arch].extra``."""
+    from ..parallel import load_side_by_side
     from .ch01 import load_classifiers
     from .ch02 import load_rts_nets
 
     params = dict(params)
     classifiers, arts = load_classifiers(params, fmnist, list(archs), device, artifacts_dir, progress, log)
-    load_rts_nets(params, fmnist, classifiers, arts, list(archs), device, artifacts_dir, progress, log)
+    rts_nets, rts_arts = load_rts_nets(
+        params, fmnist, classifiers, arts, list(archs), device, artifacts_dir, progress, log
+    )
+    wanted = []  # (arch, label, recipe)
+    for a in archs:
+        book = recipes.rtsa_recipe(params, a)
+        wanted += [(a, "rtsa", book), (a, "control", book.control())]
+        wanted += [(a, label, make(params, a)) for label, make in (extra or {}).items()]
+    loaded = load_side_by_side(
+        [
+            functools.partial(
+                recipes.load_rtsa,
+                recipe,
+                fmnist,
+                classifiers[a],
+                rts_nets[a],
+                rts_arts[a],
+                device=device,
+                artifacts_dir=artifacts_dir,
+                progress=progress,
+            )
+            for a, _, recipe in wanted
+        ],
+        device,
+    )
     nets = {}
-    for arch in archs:
-        started = time.time()
-        nets[arch] = recipes.load_interpreted(
-            recipes.rtsa_recipe(params, arch),
-            fmnist,
-            device=device,
-            artifacts_dir=artifacts_dir,
-            progress=progress,
-        )
-        art = nets[arch].rtsa_artifact
-        log(
-            f"{arch}: RTSA {'loaded from cache' if art.from_cache else f'trained in {time.time() - started:.1f} s'}"
+    for a in archs:
+        got = {label: out for (arch, label, _), out in zip(wanted, loaded) if arch == a}
+        for label, (_, art, seconds) in got.items():
+            log(f"{a}: {label} {'loaded from cache' if art.from_cache else f'trained in {seconds:.1f} s'}")
+        nets[a] = defenses.InterpretedModel(
+            a,
+            classifiers[a],
+            arts[a],
+            rts_nets[a],
+            rts_arts[a],
+            *got["rtsa"][:2],
+            *got["control"][:2],
+            extra={label: out[:2] for label, out in got.items() if label not in ("rtsa", "control")},
         )
     return nets
 

@@ -18,6 +18,7 @@ import torch
 from .. import claims, data, defenses
 from ..claims import Verdict
 from ..stats import Estimate, fmt, mean_ci, rate_ci, ratio_ci
+from . import aid_trial
 from ._common import (
     PHOTOS,
     add_setting,
@@ -43,7 +44,22 @@ CLAIM_GLUE = {
     "rtsa_like_rts_on_benign": "benign",
     "adv2_keeps_rts_maps_close": "adv2_rts",
     "aid_separates_adv2_maps": "ratio",
+    "aid_removes_adv2_advantage": "share",
+    "aid_beats_its_control": "control",
 }
+# the trial's estimates the prose quotes per classifier (adv2.experiments.aid_trial.intervals)
+TRIAL_GLUE = (
+    "benign_l1_rts_vs_control",
+    "adv2_l1_ratio_control",
+    "adv2_l1_rtsa_over_control",
+    "adaptive_ratio",
+    "adaptive_ratio_control",
+    "ceiling",
+    "share",
+    "share_control",
+    "adaptive_share",
+    "adaptive_success_rtsa",
+)
 # the Table 10 numbers the prose quotes per classifier
 GLUED_KEYS = (
     "benign_l1_rts_vs_rtsa",
@@ -89,15 +105,19 @@ class Ch06Result:
             self.restrict.setdefault(a, True)
             o = self.out[a]
             b = o["benign"]
+            # every interpreter attacked: rts, rtsa and (when trained) the beta = 0 control
+            names = list(o["benign"])
             self.per_image[a] = {
                 "benign_l1_rts_vs_rtsa": defenses.l1_maps(b["rts"], b["rtsa"]),
-                "adv2_l1_rts": defenses.l1_maps(o["adv_maps"]["rts"], b["rts"]),
-                "adv2_l1_rtsa": defenses.l1_maps(o["adv_maps"]["rtsa"], b["rtsa"]),
-                "pgd_l1_rts": defenses.l1_maps(o["pgd"]["rts"], b["rts"]),
-                "pgd_l1_rtsa": defenses.l1_maps(o["pgd"]["rtsa"], b["rtsa"]),
-                "success_rts": o["success"]["rts"],
-                "success_rtsa": o["success"]["rtsa"],
+                **{f"adv2_l1_{n}": defenses.l1_maps(o["adv_maps"][n], b[n]) for n in names},
+                **{f"pgd_l1_{n}": defenses.l1_maps(o["pgd"][n], b[n]) for n in names},
+                **{f"success_{n}": o["success"][n] for n in names},
             }
+            if "control" in names:
+                self.per_image[a]["benign_l1_rts_vs_control"] = defenses.l1_maps(b["rts"], b["control"])
+            for n, best in o.get("adaptive", {}).items():  # the adaptive attacker's best per image
+                self.per_image[a][f"adaptive_adv2_l1_{n}"] = defenses.l1_maps(best["maps"], b[n])
+                self.per_image[a][f"adaptive_success_{n}"] = best["success"]
 
     @property
     def per_arch(self) -> dict[str, dict[str, Any]]:
@@ -107,7 +127,16 @@ class Ch06Result:
     def numbers(self) -> dict[str, Any]:
         """The ``numbers`` of ``results/06_table10.json``."""
         out: dict[str, Any] = {
-            a: {**self.out[a]["numbers"], "seconds": self.out[a]["seconds"]} for a in self.archs
+            a: {
+                **self.out[a]["numbers"],
+                "seconds": self.out[a]["seconds"],
+                **({"control": self.out[a]["control_numbers"]} if "control_numbers" in self.out[a] else {}),
+                "quartiles": {
+                    k: aid_trial.quartiles(v)
+                    for k, v in aid_trial.distributions(self.per_image[a], self.restrict[a]).items()
+                },
+            }
+            for a in self.archs
         }
         out["paper"] = dict(defenses.PAPER_TABLE10)
         out["attack"] = dict(self.attack_config)
@@ -134,6 +163,7 @@ class Ch06Result:
                 "adv2_success_rtsa": rate_ci(p["success_rtsa"]),
                 "pgd_l1_rts": mean_ci(p["pgd_l1_rts"]),
                 "pgd_l1_rtsa": mean_ci(p["pgd_l1_rtsa"]),
+                **aid_trial.intervals(p, self.restrict[a]),
             }
         return out
 
@@ -148,6 +178,11 @@ class Ch06Result:
         for a in PROSE_ARCHS:
             for cid, short in CLAIM_GLUE.items():
                 out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict_{short}", by_arch.get(a, {}).get(cid)))
+        est = self.intervals()
+        for a in PROSE_ARCHS:
+            for k in (*TRIAL_GLUE, "adv2_l1_ratio"):
+                e = est.get(a, {}).get(k)
+                out[f"{GLUE_PREFIX}{a}_{k}_ci"] = NOT_RUN if e is None else str(e)
         out[f"{GLUE_PREFIX}sample_size"] = sample_size_text(self)
         return out
 
@@ -162,14 +197,25 @@ def attack(
     seed: int,
     attack_cfg: Any,
     restrict_to_success: bool,
+    adaptive: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Ch06Result:
-    """Per classifier: the authors' attack set (``n_images``) and ADV2 against RTS and against RTSA."""
+    """Per classifier: the authors' attack set (``n_images``, drawn from the test images below
+    :data:`adv2.defenses.SELECTION_START`: chapter 4's trade-off chose AID's settings on the
+    others) and ADV2 against RTS, RTSA and its beta = 0 control (when loaded); ``adaptive`` adds
+    the adaptive attacker (:func:`adv2.defenses.attack_interpreters`)."""
     out, sets = {}, {}
+    verdict_images = slice(0, defenses.SELECTION_START)
     for a, n in nets.items():
         sets[a] = s = data.select_attack_set(
-            n.model, x_test, y_test, n_images, seed=seed, num_classes=num_classes, device=device
+            n.model,
+            x_test[verdict_images],
+            y_test[verdict_images],
+            n_images,
+            seed=seed,
+            num_classes=num_classes,
+            device=device,
         )
         out[a] = defenses.adv2_on_rts_and_rtsa(
             n.model,
@@ -179,6 +225,9 @@ def attack(
             s.y,
             s.target,
             attack_cfg,
+            control=n.control,
+            adaptive=adaptive,
+            seed=seed,
             restrict_to_success=restrict_to_success,
             device=device,
             progress=progress,
@@ -199,6 +248,8 @@ def attack_log(result: Ch06Result) -> str:
         lines.append(
             f"{a}: {len(result.attack_sets[a].x)} images; stage 1 {sec['stage1']:.1f} s, "
             f"ADV2 vs RTS {sec['rts']:.1f} s, vs RTSA {sec['rtsa']:.1f} s"
+            + (f", vs the control {sec['control']:.1f} s" if "control" in sec else "")
+            + "".join(f", adaptive vs {k[9:]} {v:.1f} s" for k, v in sec.items() if k.startswith("adaptive_"))
         )
     return "\n".join(lines)
 
@@ -283,6 +334,7 @@ def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
             "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(
                 p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"]
             ),
+            **aid_trial.verdicts(p),
         }
     return out
 
