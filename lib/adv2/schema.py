@@ -602,7 +602,7 @@ CHAPTERS: dict[str, list[Param]] = {
         _evaluation(
             "aid_tradeoff_anchors",
             list,
-            [10.0, 30.0, 100.0],
+            [10.0, 30.0, 50.0, 100.0],
             Rule(
                 lambda v: (
                     isinstance(v, list)

@@ -136,6 +136,15 @@ def table(
     return rows, ["classifier", "measure", "RTSA [95 %]", "control β = 0 [95 %]"]
 
 
+ATTACKS = {"adv2": "ADV2", "adaptive": "adaptive ADV2", "pgd": "PGD"}
+
+
+def _attack_label(key: str) -> str:
+    """``adaptive_rtsa`` -> "adaptive ADV2 on RTSA"."""
+    attack, name = key.split("_", 1)
+    return f"{ATTACKS[attack]} on {NAMES[name]}"
+
+
 def quartile_table(
     per_image: Mapping[str, Mapping[str, Any]], restrict: Mapping[str, bool]
 ) -> tuple[list, list]:
@@ -148,7 +157,7 @@ def quartile_table(
             rows.append(
                 [
                     a,
-                    key.replace("_", " on ").replace("adv2", "ADV2"),
+                    _attack_label(key),
                     q["n"],
                     mean,
                     q["q1"],
@@ -194,14 +203,8 @@ def figure(per_image: Mapping[str, Mapping[str, Any]], restrict: Mapping[str, bo
         rng = np.random.default_rng(0)
         for i, v in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=8, alpha=0.5, color="C0")
-        labels = [
-            k.replace("adv2_", "ADV2\n").replace("adaptive_", "adaptive\n").replace("pgd_", "PGD\n")
-            for k in keys
-        ]
         ax.set_xticks(
-            range(1, len(keys) + 1),
-            [lab.replace("rtsa", "RTSA").replace("rts", "RTS") for lab in labels],
-            fontsize=8,
+            range(1, len(keys) + 1), [_attack_label(k).replace(" on ", "\non ") for k in keys], fontsize=8
         )
         ax.set_ylabel("L1(map, benign map) per image")
         ax.set_title(f"{a}")
