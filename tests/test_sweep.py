@@ -577,6 +577,63 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
 
 
 @pytest.mark.slow
+def test_kill_9_of_a_sweep_driver_leaves_no_ray_process_after_cleanup(tmp_path):
+    """A real local Ray: the driver is killed (kill -9) while a point runs; Ray's dashboard and
+    runtime-env agents outlive it (re-parented, SIGTERM ignored); ``sweep --cleanup`` ends every
+    process the sweep recorded and marks its record interrupted."""
+    pytest.importorskip("ray")
+    from adv2 import sweeplock
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    gate = tmp_path / "gate"  # never opened: the point waits until the driver is killed
+    env = _lib_env(**{runner.RUNS_ENV: str(tmp_path), "OMP_NUM_THREADS": "1", "ADV2_THREADS": "1"})
+    cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1", "-p", "gate", str(gate)]
+    cmd += ["-p", "gate_from", "0", "--name", "k9", "--num-cpus", "1", "--profile", "smoke", "--no-progress"]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder = tmp_path / "sweeps" / "k9"
+    deadline = time.time() + 300  # Ray starts slowly on a busy machine
+
+    def holder() -> dict:
+        try:
+            return json.loads((folder / sweeplock.HOLDER).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def kernel_recorded() -> bool:
+        return any("ipykernel" in _cmdline(int(p)) for p in holder().get("ray_processes", {}))
+
+    # wait until the point's kernel runs (the driver records a worker's children every 2 s)
+    while time.time() < deadline and driver.poll() is None and not kernel_recorded():
+        time.sleep(0.5)
+    recorded = holder()
+    driver.kill()
+    out = driver.communicate(timeout=60)[0]
+    procs = {int(p): s for p, s in recorded.get("ray_processes", {}).items()}
+    assert any("ipykernel" in _cmdline(p) for p in procs), out[-2000:]
+    time.sleep(2)  # Ray's own processes notice their driver is gone; the agents do not
+    assert any(sweeplock.alive(p, s) for p, s in procs.items()), "nothing was left to clean up"
+    proc = subprocess.run(
+        [sys.executable, "-m", "adv2", "sweep", "--cleanup"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "sweep 'k9' was killed" in proc.stdout, proc.stdout + proc.stderr
+    left = [p for p, s in procs.items() if sweeplock.alive(p, s)]
+    assert not left, [_cmdline(p) for p in left]
+    assert not sweeplock.session_processes(recorded["ray_session"])  # nothing of that Ray at all
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
 def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_trained_resnet, tmp_path):
     """The real chapter 3 at the smoke profile (grad and CAM, FMNIST only) on a local Ray with 2
     CPUs; the smoke classifier comes from the session's cache (the fixture trains it once)."""
