@@ -577,20 +577,22 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_sweep_driver_leaves_no_ray_process_after_cleanup(tmp_path):
-    """A real local Ray: the driver is killed (kill -9) while a point runs; Ray's dashboard and
-    runtime-env agents outlive it (re-parented, SIGTERM ignored); ``sweep --cleanup`` ends every
-    process the sweep recorded and marks its record interrupted."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_stopped_sweep_driver_leaves_no_ray_process(tmp_path, sig):
+    """A real local Ray, its driver stopped while a point runs. SIGTERM: the sweep stops its Ray
+    itself and marks its record interrupted. kill -9: Ray's dashboard and runtime-env agents
+    outlive it (re-parented, SIGTERM ignored) until ``sweep --cleanup`` ends every process the
+    sweep recorded and marks the record interrupted."""
     pytest.importorskip("ray")
     from adv2 import sweeplock
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
-    gate = tmp_path / "gate"  # never opened: the point waits until the driver is killed
+    gate = tmp_path / "gate"  # never opened: the point waits until the driver is stopped
     env = _lib_env(**{runner.RUNS_ENV: str(tmp_path), "OMP_NUM_THREADS": "1", "ADV2_THREADS": "1"})
     cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1", "-p", "gate", str(gate)]
-    cmd += ["-p", "gate_from", "0", "--name", "k9", "--num-cpus", "1", "--profile", "smoke", "--no-progress"]
+    cmd += ["-p", "gate_from", "0", "--name", "k", "--num-cpus", "1", "--profile", "smoke", "--no-progress"]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = tmp_path / "sweeps" / "k9"
+    folder = tmp_path / "sweeps" / "k"
     deadline = time.time() + 300  # Ray starts slowly on a busy machine
 
     def holder() -> dict:
@@ -605,21 +607,21 @@ def test_kill_9_of_a_sweep_driver_leaves_no_ray_process_after_cleanup(tmp_path):
     # wait until the point's kernel runs (the driver records a worker's children every 2 s)
     while time.time() < deadline and driver.poll() is None and not kernel_recorded():
         time.sleep(0.5)
-    recorded = holder()
-    driver.kill()
-    out = driver.communicate(timeout=60)[0]
+    recorded, running = holder(), kernel_recorded()
+    driver.send_signal(sig)
+    out = driver.communicate(timeout=120)[0]
     procs = {int(p): s for p, s in recorded.get("ray_processes", {}).items()}
-    assert any("ipykernel" in _cmdline(p) for p in procs), out[-2000:]
+    assert running, out[-2000:]
     time.sleep(2)  # Ray's own processes notice their driver is gone; the agents do not
-    assert any(sweeplock.alive(p, s) for p, s in procs.items()), "nothing was left to clean up"
-    proc = subprocess.run(
-        [sys.executable, "-m", "adv2", "sweep", "--cleanup"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0 and "sweep 'k9' was killed" in proc.stdout, proc.stdout + proc.stderr
+    cleanup = [sys.executable, "-m", "adv2", "sweep", "--cleanup"]
+    if sig == signal.SIGTERM:
+        assert "sweep k interrupted" in out, out[-2000:]
+        assert not (folder / sweeplock.HOLDER).exists()
+        assert "0 killed sweep(s) cleared" in subprocess.check_output(cleanup, env=env, text=True)
+    else:
+        assert any(sweeplock.alive(p, s) for p, s in procs.items()), "nothing was left to clean up"
+        proc = subprocess.run(cleanup, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "sweep 'k' was killed" in proc.stdout, proc.stdout + proc.stderr
     left = [p for p, s in procs.items() if sweeplock.alive(p, s)]
     assert not left, [_cmdline(p) for p in left]
     assert not sweeplock.session_processes(recorded["ray_session"])  # nothing of that Ray at all

@@ -411,7 +411,7 @@ def _run(
         ]
         members = dict(zip(pending, plan.tasks))
         _follow(result, pending, members, board, progress, address, watch)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM (ray.init makes it sys.exit)
         result.seconds = time.time() - started
         _write_record(result, "interrupted", address)
         print(
