@@ -14,6 +14,7 @@ import torch
 
 from adv2 import attacks, metrics
 from adv2.data import select_attack_set
+from adv2.stats import diff_ci
 from standins import naive_pgd
 
 EPS = 0.15
@@ -105,8 +106,12 @@ def _check_beats_pgd(model, interp, aset, pgd_out, result, min_success=0.6):
     assert result.maps.shape == benign.shape
     assert result.success.float().mean() >= min_success
     s = result.success
-    ours = metrics.l2_distance(result.maps[s], benign[s]).mean()
-    theirs = metrics.l2_distance(base.maps[s], benign[s]).mean()
+    ours = metrics.l2_distance(result.maps[s], benign[s])
+    theirs = metrics.l2_distance(base.maps[s], benign[s])
+    # per image, paired: a 95 % interval above 0, not one mean below another (machine-proof)
+    closer = diff_ci(theirs, ours, paired=True)
+    assert closer.low > 0, f"map distance to benign, PGD minus ADV2, over {int(s.sum())} images: {closer}"
+    ours, theirs = ours.mean(), theirs.mean()
     assert ours < theirs, (float(ours), float(theirs))
     return ours, theirs
 
@@ -158,12 +163,14 @@ def test_adv2_mask_tiny(setup, pgd_out):
     model, aset = setup
     mask = MaskInterpreter(model, iterations=25)
     cfg = _cfg("mask", stage1_steps=15, stage2_steps=6, resolve_every=3, track_steps=2, bisection_steps=5)
-    x, y, t = aset.x[:8], aset.y[:8], aset.target[:8]
+    # all 16 images (about 5 s): on 8, success was 4/8 against ">= 0.5" and the maps were closer
+    # than PGD's on 2 of the 4 successes, a coin flip on another machine
+    x, y, t = aset.x, aset.y, aset.target
     res = attacks.adv2_attack(model, mask, x, y, t, config=cfg)
     assert res.history["step"] == [3, 6]
     assert res.success.float().mean() >= 0.5
     sub = dataclasses.replace(aset, x=x, y=y, target=t)
-    _check_beats_pgd(model, mask, sub, pgd_out[:8], res, min_success=0.5)
+    _check_beats_pgd(model, mask, sub, pgd_out, res, min_success=0.5)
     # outputs are 8-bit images classified as the target where successful
     assert torch.allclose(res.x_adv * 255, (res.x_adv * 255).round(), atol=1e-3)
     assert (model(res.x_adv).argmax(1) == t)[res.success].all()

@@ -68,7 +68,11 @@ def test_trained_small_cnn_is_cached(fmnist, tmp_path):
 
 
 def test_quickly_trained_resnet_is_accurate(small_trained_resnet, fmnist):
-    assert models.evaluate(small_trained_resnet, fmnist.x_test[:1000], fmnist.y_test[:1000]) > 0.7
+    # accurate enough to attack, far above chance (0.1). The recipe's training seeds 0-4 give
+    # 0.712, 0.703, 0.698, 0.696, 0.693 on these images (sd 0.007; 1 and 2 threads alike), so the
+    # bar sits 6 sd below the lowest: "> 0.7" sat inside that spread, and another CPU's rounding
+    # is a small change of seed
+    assert models.evaluate(small_trained_resnet, fmnist.x_test[:1000], fmnist.y_test[:1000]) > 0.65
 
 
 def test_smooth_copy_same_outputs_nonzero_second_derivative():

@@ -193,6 +193,216 @@ def test_table_has_one_row_per_point_with_headline_numbers(tmp_path, monkeypatch
         sweeptable.gather("nope")
 
 
+# ----------------------------------------------------------------------------- one sweep per name (fast)
+def _complete_point(nb: Path, name: str, root: Path, grid: dict | None = None) -> None:
+    """Record sweep ``name`` with its one point complete, as a finished sweep leaves it (no Ray)."""
+    from adv2 import sweep
+
+    grid = grid or {"x": [1.0]}
+    plan = sweepplan.plan(nb, "smoke", grid, {}, name, root)
+    for p in plan.points:
+        outcome = {"id": p.id, "status": "ok", "params": p.params, "code": plan.code}
+        sweep._write_outcome(plan, {**outcome, "files": {"standin.ipynb": "{}", "standin.json": "{}"}})
+    result = sweep.SweepResult(plan, {p.id: {"status": "ok"} for p in plan.points})
+    sweep._write_record(result, "ok", None)
+
+
+def _lib_env(**extra: str) -> dict[str, str]:
+    import adv2
+
+    return {**os.environ, "PYTHONPATH": str(Path(adv2.__file__).resolve().parents[1]), **extra}
+
+
+_HOLDER_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from adv2 import sweeplock
+folder = Path(sys.argv[1])
+lock = sweeplock.SweepLock(folder)
+lock.acquire()
+if len(sys.argv) > 2:  # a sweep that started a local Ray (session folder) and wrote its record
+    (folder / "sweep.json").write_text(json.dumps({"notebook": "standin", "grid": {"x": [1.0]},
+                                                   "status": "running", "points": []}))
+    lock.record_ray(sys.argv[2])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _hold(folder: Path, session: str | None = None) -> subprocess.Popen:
+    """A process that holds the sweep lock of ``folder`` (and records ``session``'s processes)."""
+    args = [sys.executable, "-c", _HOLDER_SCRIPT, str(folder)] + ([session] if session else [])
+    proc = subprocess.Popen(args, env=_lib_env(), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+_STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as Ray's agents do\n"
+    "if len(sys.argv) > 1:  # the 'raylet': names its session, starts an 'agent' that names nothing\n"
+    "    subprocess.Popen([sys.executable, '-c', sys.argv[2]])\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_a_second_sweep_of_a_running_name_is_refused_naming_its_process(tmp_path):
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    _complete_point(nb, "busy", tmp_path)
+    holder = _hold(tmp_path / "busy")
+    try:
+        with pytest.raises(ParameterError, match=f"sweep 'busy' is running now in process {holder.pid} "):
+            sweep.run_sweep(nb, {"x": [1.0]}, {}, "smoke", "busy", root=tmp_path, progress=False)
+        # another name is free
+        _complete_point(nb, "other", tmp_path)
+        sweep.run_sweep(nb, {"x": [1.0]}, {}, "smoke", "other", root=tmp_path, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed: the lock is free, the name usable again
+    result = sweep.run_sweep(nb, {"x": [1.0]}, {}, "smoke", "busy", root=tmp_path, progress=False)
+    assert not result.outcomes and not (tmp_path / "busy" / "sweep.holder.json").exists()
+
+
+def test_another_grid_under_an_existing_name_is_refused(tmp_path):
+    from adv2 import sweep
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    _complete_point(nb, "g", tmp_path, {"x": [1.0, 2.0]})
+    with pytest.raises(ParameterError) as err:
+        sweep.run_sweep(nb, {"x": [3.0]}, {}, "smoke", "g", root=tmp_path, progress=False)
+    msg = str(err.value)
+    assert "sweep name 'g' already holds another sweep" in msg
+    assert '{"x": [1.0, 2.0]}' in msg and '{"x": [3.0]}' in msg  # both grids
+    assert "--name g-2" in msg and "rm -r" in msg
+    with pytest.raises(ParameterError, match="already holds another sweep"):  # --check says so too
+        sweepplan.plan(nb, "smoke", {"x": [1.0], "sleep": [0.0]}, {}, "g", tmp_path)
+    record = json.loads((tmp_path / "g" / "sweep.json").read_text())
+    assert record["grid"] == {"x": [1.0, 2.0]} and len(record["points"]) == 2  # untouched
+    # the same grid, its values in another order: the same points, accepted
+    assert not sweepplan.plan(nb, "smoke", {"x": [2.0, 1.0]}, {}, "g", tmp_path).todo
+
+
+def _stubborn_session(tmp_path: Path) -> tuple[str, subprocess.Popen, int]:
+    """A stand-in local Ray: a 'raylet' whose command line names the session folder and an
+    'agent' it starts whose command line names nothing; both ignore SIGTERM. Returns (session,
+    raylet, agent pid)."""
+    session = str(tmp_path / f"session_adv2test_{os.getpid()}")
+    raylet = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN, session, _STUBBORN.split("if len")[0] + "time.sleep(600)"]
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        children = Path(f"/proc/{raylet.pid}/task/{raylet.pid}/children").read_text().split()
+        if children:
+            return session, raylet, int(children[0])
+        time.sleep(0.1)
+    raylet.kill()
+    pytest.fail("the stand-in agent did not start")
+
+
+def test_a_killed_sweep_leaves_no_process_behind_and_its_record_says_interrupted(
+    tmp_path, monkeypatch, capsys
+):
+    from adv2 import sweep, sweeplock
+
+    monkeypatch.setattr(sweeplock, "GRACE_S", 0.5)
+    session, raylet, agent = _stubborn_session(tmp_path)
+    folder = tmp_path / "killed"
+    driver = _hold(folder, session)
+    try:
+        holder = json.loads((folder / "sweep.holder.json").read_text())
+        assert {raylet.pid, agent} <= {int(p) for p in holder["ray_processes"]}
+        driver.kill()  # kill -9: no finally, no shutdown
+        driver.wait()
+        raylet.kill()  # the raylet dies with its driver; the agent, re-parented, lives on
+        raylet.wait()
+        assert sweeplock.start_time(agent) is not None, "the stand-in agent should still be alive"
+        # the next sweep (here of another name) ends the leftovers first
+        nb = standin_notebook(tmp_path / "standin.ipynb")
+        _complete_point(nb, "next", tmp_path)
+        sweep.run_sweep(nb, {"x": [1.0]}, {}, "smoke", "next", root=tmp_path, progress=False)
+        out = capsys.readouterr().out
+        assert (
+            f"sweep 'killed' was killed (process {driver.pid}): ended its 1 leftover Ray process(es)" in out
+        )
+        assert sweeplock.start_time(agent) is None  # SIGTERM ignored: SIGKILL after the grace period
+        record = json.loads((folder / "sweep.json").read_text())
+        assert record["status"] == "interrupted" and str(driver.pid) in record["interrupted"]
+        assert not (folder / "sweep.holder.json").exists()
+        assert sweeplock.cleanup(tmp_path) == []  # nothing left to clear
+    finally:
+        for proc in (driver, raylet):
+            proc.kill()
+            proc.wait()
+        if sweeplock.start_time(agent) is not None:
+            os.kill(agent, signal.SIGKILL)
+
+
+def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path):
+    """``python -m adv2 sweep --cleanup``: a pid the system gave to another process meanwhile is
+    never signalled (its start time differs), and a sweep that runs now is left alone."""
+    from adv2 import publish, sweeplock
+
+    sweeps = tmp_path / "sweeps"
+    (sweeps / "dead").mkdir(parents=True)
+    (sweeps / "dead" / "sweep.json").write_text(json.dumps({"status": "running", "grid": {}}))
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        start = sweeplock.start_time(bystander.pid)
+        publish.atomic_write_json(
+            sweeps / "dead" / "sweep.holder.json",
+            {
+                "host": os.uname().nodename,
+                "pid": 1,
+                "pid_start": 0,
+                "ray_processes": {str(bystander.pid): start + 1},
+            },  # same pid, another process
+        )
+        running = _hold(sweeps / "alive")
+        try:
+            cmd = [sys.executable, "-m", "adv2", "sweep", "--cleanup"]
+            proc = subprocess.run(
+                cmd,
+                env=_lib_env(**{runner.RUNS_ENV: str(tmp_path)}),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert "sweep 'dead' was killed (process 1): ended its 0 leftover" in proc.stdout
+            assert "1 killed sweep(s) cleared" in proc.stdout
+            assert (sweeps / "alive" / "sweep.holder.json").is_file() and running.poll() is None
+        finally:
+            running.kill()
+            running.wait()
+        assert bystander.poll() is None
+        assert json.loads((sweeps / "dead" / "sweep.json").read_text())["status"] == "interrupted"
+        bad = runner.main(["sweep", "03", "--cleanup"])
+        assert bad == 2
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_sweep_table_writes_only_under_runs_sweeps(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    outside = tmp_path / "x"
+    outside.mkdir()
+    (outside / "sweep.json").write_text(json.dumps({"notebook": "standin", "grid": {}, "points": []}))
+    (tmp_path / "runs" / "sweeps" / "t").mkdir(parents=True)
+    (tmp_path / "runs" / "sweeps" / "t" / "sweep.json").write_text((outside / "sweep.json").read_text())
+    monkeypatch.chdir(tmp_path / "runs" / "sweeps")
+    for argv in (["../../x"], [str(outside)], ["t", "--output", "../../x/table"]):
+        assert runner.main(["sweep-table", *argv]) == 2, argv
+        assert "sweep-table writes only under" in capsys.readouterr().err
+    assert sorted(p.name for p in outside.iterdir()) == ["sweep.json"]  # nothing written there
+    assert runner.main(["sweep-table", "t"]) == 0
+    assert (tmp_path / "runs" / "sweeps" / "t" / "table.csv").is_file()
+
+
 # ----------------------------------------------------------------------------- kernels (slow)
 def _one_point(args):
     from adv2 import sweepworker
@@ -364,6 +574,65 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
     assert prepared == [1]  # once, before the points that were left
     assert {x: (folder / f"x-{x}" / "standin.ipynb").stat().st_mtime_ns for x in ("1", "2")} == before
     assert len(sweeptable.gather(folder)[1]) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_stopped_sweep_driver_leaves_no_ray_process(tmp_path, sig):
+    """A real local Ray, its driver stopped while a point runs. SIGTERM: the sweep stops its Ray
+    itself and marks its record interrupted. kill -9: Ray's dashboard and runtime-env agents
+    outlive it (re-parented, SIGTERM ignored) until ``sweep --cleanup`` ends every process the
+    sweep recorded and marks the record interrupted."""
+    pytest.importorskip("ray")
+    from adv2 import sweeplock
+
+    nb = standin_notebook(tmp_path / "standin.ipynb")
+    gate = tmp_path / "gate"  # never opened: the point waits until the driver is stopped
+    env = _lib_env(**{runner.RUNS_ENV: str(tmp_path), "OMP_NUM_THREADS": "1", "ADV2_THREADS": "1"})
+    cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1", "-p", "gate", str(gate)]
+    cmd += ["-p", "gate_from", "0", "--name", "k", "--num-cpus", "1", "--profile", "smoke", "--no-progress"]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder = tmp_path / "sweeps" / "k"
+    deadline = time.time() + 300  # Ray starts slowly on a busy machine
+
+    def holder() -> dict:
+        try:
+            return json.loads((folder / sweeplock.HOLDER).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def kernel_recorded() -> bool:
+        return any("ipykernel" in _cmdline(int(p)) for p in holder().get("ray_processes", {}))
+
+    # wait until the point's kernel runs (the driver records a worker's children every 2 s)
+    while time.time() < deadline and driver.poll() is None and not kernel_recorded():
+        time.sleep(0.5)
+    recorded, running = holder(), kernel_recorded()
+    driver.send_signal(sig)
+    out = driver.communicate(timeout=120)[0]
+    procs = {int(p): s for p, s in recorded.get("ray_processes", {}).items()}
+    assert running, out[-2000:]
+    time.sleep(2)  # Ray's own processes notice their driver is gone; the agents do not
+    cleanup = [sys.executable, "-m", "adv2", "sweep", "--cleanup"]
+    if sig == signal.SIGTERM:
+        assert "sweep k interrupted" in out, out[-2000:]
+        assert not (folder / sweeplock.HOLDER).exists()
+        assert "0 killed sweep(s) cleared" in subprocess.check_output(cleanup, env=env, text=True)
+    else:
+        assert any(sweeplock.alive(p, s) for p, s in procs.items()), "nothing was left to clean up"
+        proc = subprocess.run(cleanup, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "sweep 'k' was killed" in proc.stdout, proc.stdout + proc.stderr
+    left = [p for p, s in procs.items() if sweeplock.alive(p, s)]
+    assert not left, [_cmdline(p) for p in left]
+    assert not sweeplock.session_processes(recorded["ray_session"])  # nothing of that Ray at all
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @pytest.mark.slow

@@ -777,6 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument(
         "--check", action="store_true", help="expand and validate the grid and print the plan; start nothing"
     )
+    p_sw.add_argument(
+        "--cleanup", action="store_true", help="end the Ray processes killed sweeps left; run no sweep"
+    )
     p_sw.add_argument("--no-progress", action="store_true")
     p_tab = sub.add_parser("sweep-table", help="one table (CSV + JSON) of a sweep's points")
     p_tab.add_argument("name", help="the sweep's name (a folder of runs/sweeps/) or its folder")

@@ -11,6 +11,11 @@ cluster has GPUs and for ``--cpus-per-task`` cores otherwise, so how many points
 follows the resources. Every point writes into ``runs/sweeps/<name>/<point id>/`` (never into the
 published book); a sweep started again skips its complete points; a failed point is retried once,
 then reported while the others finish.
+
+A name is one sweep: while it runs, another sweep of that name is refused (:mod:`adv2.sweeplock`),
+and a name that holds another grid is refused (:func:`adv2.sweepplan.check_same_grid`). A sweep
+killed outright (kill -9) leaves its local Ray's agents alive: the next sweep, or
+``python -m adv2 sweep --cleanup``, ends them and marks its record "interrupted".
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import sweepplan
+from . import sweeplock, sweepplan
 from .config import ParameterError
 from .progress import progress_bar
 from .publish import atomic_write_json, atomic_write_text
@@ -31,6 +36,7 @@ from .sweepplan import POINT_RECORD, SWEEP_RECORD, Plan
 
 SWEEPS_DIR = "sweeps"  # under the runs folder (runner.runs_root(): runs/ or $ADV2_RUNS_DIR)
 _POLL_S = 0.5
+_WATCH_S = 2.0  # how often a running sweep records its local Ray's processes (a /proc scan)
 
 
 def sweeps_root() -> Path:
@@ -332,7 +338,45 @@ def run_sweep(
     from . import runner
 
     profile = runner.resolve_profile(profile)
-    plan = sweepplan.plan(notebook, profile, grid, dict(fixed or {}), name, root or sweeps_root())
+    root = root or sweeps_root()
+    # validated, and checked against the name's record, before anything is written
+    plan = sweepplan.plan(notebook, profile, grid, dict(fixed or {}), name, root)
+    for line in sweeplock.cleanup(root):  # what killed sweeps left behind (their Ray processes)
+        print(f"[adv2] {line}", flush=True)
+    lock = sweeplock.SweepLock(plan.folder)
+    cleaned = lock.acquire()  # refused while another process runs this sweep
+    if cleaned:  # a sweep of this name killed since the cleanup above
+        print(f"[adv2] {cleaned}", flush=True)
+    try:
+        sweepplan.refresh(plan)  # another sweep of this name may have run meanwhile
+        return _run(plan, lock, before_run, address, num_cpus, cpus_per_task, progress)
+    finally:
+        lock.release()
+
+
+def _ray_session() -> str | None:
+    """The session folder of the Ray this process is connected to (None if unknown)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    try:
+        return node.get_session_dir_path() if node is not None else None
+    except Exception:  # noqa: BLE001  (a private API: without it the sweep still runs)
+        return None
+
+
+def _run(
+    plan: Plan,
+    lock: sweeplock.SweepLock,
+    before_run: Callable[[], None] | None,
+    address: str | None,
+    num_cpus: int | None,
+    cpus_per_task: float,
+    progress: bool,
+) -> SweepResult:
+    from . import runner
+
+    notebook = plan.notebook
     result = SweepResult(plan)
     started = time.time()
     if not plan.todo:
@@ -343,7 +387,11 @@ def run_sweep(
     import ray
 
     ours = connect(address, num_cpus)
+    # a local Ray this sweep started: its processes are recorded, for a cleanup after a kill -9
+    session = _ray_session() if ours and not address else None
+    watch = (lambda: lock.record_ray(session)) if session else (lambda: None)
     try:
+        watch()
         resources, slots = task_resources(cpus_per_task)
         plan.tasks = sweepplan.group(plan.todo, notebook.stem, slots)
         result.tasks = len(plan.tasks)
@@ -362,8 +410,8 @@ def run_sweep(
             for t in plan.tasks
         ]
         members = dict(zip(pending, plan.tasks))
-        _follow(result, pending, members, board, progress, address)
-    except KeyboardInterrupt:
+        _follow(result, pending, members, board, progress, address, watch)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM (ray.init makes it sys.exit)
         result.seconds = time.time() - started
         _write_record(result, "interrupted", address)
         print(
@@ -389,12 +437,20 @@ def run_sweep(
 
 
 def _follow(
-    result: SweepResult, pending: list, members: dict, board: Any, progress: bool, address: str | None
+    result: SweepResult,
+    pending: list,
+    members: dict,
+    board: Any,
+    progress: bool,
+    address: str | None,
+    watch: Callable[[], None],
 ) -> None:
-    """Wait for the tasks, writing each point's files as it finishes and drawing the progress."""
+    """Wait for the tasks, writing each point's files as it finishes and drawing the progress;
+    ``watch`` (every few seconds) records the local Ray's processes as workers and kernels start."""
     import ray
 
     running: set[str] = set()
+    watched = time.monotonic()
     bar = progress_bar(total=len(result.plan.todo), desc=f"sweep {result.plan.name}", enabled=progress)
 
     def drain() -> None:
@@ -432,6 +488,9 @@ def _follow(
                             bar.update(1)
             if ready:
                 _write_record(result, "running", address)
+            if time.monotonic() - watched > _WATCH_S:
+                watch()
+                watched = time.monotonic()
         drain()
     finally:
         bar.close()
@@ -441,6 +500,16 @@ def main(args: Any) -> int:
     """``python -m adv2 sweep`` (arguments parsed by :func:`adv2.runner.build_parser`)."""
     from . import runner
 
+    if getattr(args, "cleanup", False):
+        if args.notebook or args.grid or args.for_chapter:
+            raise ParameterError("--cleanup takes no notebook, -g or --for: it only clears killed sweeps")
+        lines = sweeplock.cleanup(sweeps_root())
+        for line in lines:
+            print(f"[adv2] {line}", flush=True)
+        print(
+            f"[adv2] cleanup: {len(lines)} killed sweep(s) cleared under {runner.shown_path(sweeps_root())}"
+        )
+        return 0
     if args.for_chapter:
         from .experiments import ch08
 
@@ -463,20 +532,21 @@ def main(args: Any) -> int:
             print(f"  {p.id}: {'complete' if p.done else 'to run'}")
         return 0
     try:
-        result = run_sweep(
-            notebook,
-            grid,
-            fixed,
-            args.profile,
-            name,
-            args.address,
-            args.num_cpus,
-            args.cpus_per_task,
-            progress=not args.no_progress,
-            before_run=ch08.preparation(spec, args.profile, args.address) if args.for_chapter else None,
-        )
-    except KeyboardInterrupt:
-        return 130  # run_sweep said what is kept and how to resume
+        with runner._sigterm_interrupts():  # SIGTERM stops the sweep as Ctrl-C does (Ray stopped)
+            result = run_sweep(
+                notebook,
+                grid,
+                fixed,
+                args.profile,
+                name,
+                args.address,
+                args.num_cpus,
+                args.cpus_per_task,
+                progress=not args.no_progress,
+                before_run=ch08.preparation(spec, args.profile, args.address) if args.for_chapter else None,
+            )
+    except KeyboardInterrupt as err:
+        return 128 + getattr(err, "signum", 2)  # run_sweep said what is kept and how to resume
     print(f"[adv2] the table: python -m adv2 sweep-table {result.plan.name}", flush=True)
     return 1 if result.failed else 0
 

@@ -121,8 +121,13 @@ def point_id(grid_values: dict[str, Any]) -> str:
     return "_".join(f"{k}-{_token(v)}" for k, v in sorted(grid_values.items()))
 
 
+def valid_name(name: str) -> bool:
+    """A sweep name is one folder name (no path: never ``..`` or ``/``)."""
+    return bool(_NAME_OK.match(name))
+
+
 def check_name(name: str) -> str:
-    if not _NAME_OK.match(name):
+    if not valid_name(name):
         raise ParameterError(
             f"sweep name {name!r} is not valid; expected letters, digits, '.', '_' or '-' "
             "(at most 100, starting with a letter or digit)"
@@ -237,10 +242,42 @@ def plan(
     name = check_name(name or default_name(notebook, profile, grid))
     folder = root / name
     points = expand(notebook, profile, grid, fixed, folder)
-    code = code_fingerprint()
-    for p in points:
-        p.done = is_complete(p, notebook.stem, code)
-    return Plan(notebook, name, profile, folder, grid, fixed, points, code)
+    result = Plan(notebook, name, profile, folder, grid, fixed, points, code_fingerprint())
+    refresh(result)
+    return result
+
+
+def refresh(plan: Plan) -> None:
+    """Check the plan against the sweep's record and mark its complete points (again: the sweep
+    does it once more when it holds the sweep's lock, as another sweep may have run meanwhile)."""
+    check_same_grid(plan)
+    for p in plan.points:
+        p.done = is_complete(p, plan.notebook.stem, plan.code)
+
+
+def _canonical(grid: Any) -> dict[str, list[str]]:
+    # the order of a parameter's values does not change the points
+    return {k: sorted(json.dumps(v, sort_keys=True) for v in vals) for k, vals in (grid or {}).items()}
+
+
+def check_same_grid(plan: Plan) -> None:
+    """Refuse a sweep whose name already holds a sweep of another notebook or grid: its record
+    (and ``sweep-table``) would lose the old points or mix two grids."""
+    from . import runner
+
+    try:
+        record = json.loads((plan.folder / SWEEP_RECORD).read_text())
+    except (OSError, ValueError):
+        return  # no record yet (a new sweep, or one stopped before its first record)
+    old_stem, old_grid = record.get("notebook"), record.get("grid")
+    if old_stem == plan.notebook.stem and _canonical(old_grid) == _canonical(plan.grid):
+        return
+    raise ParameterError(
+        f"sweep name {plan.name!r} already holds another sweep: {old_stem} with grid "
+        f"{json.dumps(old_grid)}; this one is {plan.notebook.stem} with grid {json.dumps(plan.grid)}. "
+        f"Give this sweep another name (--name {plan.name}-2) or remove the old one "
+        f"(rm -r {runner.shown_path(plan.folder)})"
+    )
 
 
 __all__ = [
@@ -249,6 +286,7 @@ __all__ = [
     "Plan",
     "Point",
     "check_name",
+    "check_same_grid",
     "code_fingerprint",
     "expand",
     "group",
@@ -257,5 +295,7 @@ __all__ = [
     "plan",
     "point_id",
     "recipe_key",
+    "refresh",
     "split_values",
+    "valid_name",
 ]

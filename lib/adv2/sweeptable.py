@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import sweepplan
 from .config import ParameterError
 from .publish import atomic_write_json, atomic_write_text
 from .results import flatten, read_json
@@ -31,10 +32,13 @@ _FIRST = {"03_adv2": ("classifier_accuracy",)}
 
 
 def sweep_folder(name: str | Path) -> Path:
+    """The folder of sweep ``name``: a sweep's name (a folder of runs/sweeps/) or a sweep folder's
+    path (read anywhere; :func:`write_table` writes only under runs/sweeps)."""
     from .sweep import sweeps_root
 
     path = Path(name)
-    folder = path if (path / SWEEP_RECORD).is_file() else sweeps_root() / str(name)
+    named = sweepplan.valid_name(str(name))  # never join a path like ../../x to runs/sweeps
+    folder = path if (path / SWEEP_RECORD).is_file() or not named else sweeps_root() / str(name)
     if not (folder / SWEEP_RECORD).is_file():
         known = sorted(p.name for p in sweeps_root().glob("*") if (p / SWEEP_RECORD).is_file())
         raise ParameterError(
@@ -86,8 +90,17 @@ def gather(name: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
 def write_table(name: str | Path, output: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``table.csv`` and ``table.json`` (``{"columns", "rows"}``) into the sweep's folder
     (or ``output``.csv / .json); return both paths."""
+    from .sweep import sweeps_root
+
     columns, rows = gather(name)
     stem = Path(output) if output else sweep_folder(name) / "table"
+    root = sweeps_root().resolve()
+    if root not in stem.resolve().parents:
+        what = f"--output {output}" if output else f"the sweep folder {stem.parent}"
+        raise ParameterError(
+            f"sweep-table writes only under {root}; {what} is outside it: give the sweep's name "
+            "(a folder of runs/sweeps/) and an --output under runs/sweeps, or none"
+        )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
