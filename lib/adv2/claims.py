@@ -181,9 +181,8 @@ CLAIMS: dict[str, Claim] = {
             "share of ADV2's advantage over PGD removed by AID",
             AID_SHARE_MIN,
             AT_LEAST,
-            "not given: Table 10 has no PGD distance on RTSA; its 0.01 and 0.10 imply a share of "
-            f"0.09 / (L1 PGD on RTSA - {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)}), 1 if PGD's L1 "
-            "on RTSA were 0.10 and 0.47 if it were 0.20",
+            "not given (Table 10 has no PGD row); implied: 0.09 / (L1 PGD on RTSA - "
+            f"{fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)})",
             (6,),
         ),
         Claim(
