@@ -198,7 +198,17 @@ def table(result: Tradeoff) -> tuple[list[list[Any]], list[str]]:
             mark = "chosen by the rule" if label == chosen else ""
             if p["anchor"] == result.book_anchor and p["beta"] > 0:
                 mark = f"{mark}; the book's RTSA" if mark else "the book's RTSA"
-            rows.append([a, label, p["anchor"], p["beta"], est[label]["drift"], est[label]["ratio"], mark])
+            rows.append(
+                [
+                    a,
+                    label,
+                    f"{p['anchor']:g}",
+                    f"{p['beta']:g}",
+                    est[label]["drift"],
+                    est[label]["ratio"],
+                    mark,
+                ]
+            )
     headers = [
         "classifier",
         "setting",
