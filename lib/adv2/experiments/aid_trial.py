@@ -182,8 +182,9 @@ def figure(per_image: Mapping[str, Mapping[str, Any]], restrict: Mapping[str, bo
     import matplotlib.pyplot as plt
 
     shown = [a for a in archs if "adv2_l1_control" in per_image.get(a, {})]
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(6.5 * max(1, len(shown)), 4), squeeze=False)
-    for ax, a in zip(axes[0], shown):
+    rows = max(1, len(shown))  # one classifier per row: seven boxes need the page's width
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 3.6 * rows), squeeze=False)
+    for ax, a in zip(axes[:, 0], shown):
         d = distributions(per_image[a], restrict.get(a, True))
         keys = [
             k

@@ -89,15 +89,17 @@ def raise_problems(chapter: str, problems: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- AID recipe table
 # why each AIDConfig field has its value (the chapter's "Our AID recipe" table)
 AID_FIELD_REASONS = {
-    "iterations": "fine-tuning length; the attack inside makes each iteration costlier than an RTS iteration",
+    "iterations": "fine-tuning length, ten times the first RTSA's 60; the attack inside makes each iteration "
+    "costlier than an RTS iteration",
     "batch_size": "batch of RTS's own loss (smaller than RTS's phase 2, for CPU)",
     "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
     "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",
     "beta": "weight of the AID term: too small has no effect, too large without the anchor "
     "wrecks benign maps (see below)",
-    "distill_weight": "anchor to RTS's benign maps; keeps the benign drift near the paper's value",
+    "distill_weight": "anchor to RTS's benign maps; its weight is the trade-off's choice (section The trade-off)",
     "persistent": "attack continues across visits: a strong inner attack at a small cost",
-    "train_encoder": "the paper's RTS keeps its encoder fixed; True is an option to explore",
+    "train_encoder": "RTSA trains its own encoder copy: with the classifier's frozen features the decoder "
+    "had little to tell adversarial inputs apart by",
     "beta_warmup": "beta ramps up linearly over this fraction of the iterations",
     "pool_size": "images attacked during AID; small, so each is revisited (persistent attack)",
     "stage1_steps": "prediction-only warm start of the inner attack (shorter than at evaluation)",
