@@ -502,18 +502,9 @@ def load_interpreted(
     rts, rts_art = load_rts(
         recipe.rts, data, model, clf_art, device=device, artifacts_dir=artifacts_dir, progress=progress
     )
-    rtsa, rtsa_art = trained_rtsa(
-        model,
-        rts,
-        rts_art,
-        data,
-        recipe.aid_config(),
-        n_probe=recipe.n_probe,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
+    rtsa, rtsa_art = load_rtsa(
+        recipe, data, model, rts, rts_art, device=device, artifacts_dir=artifacts_dir, progress=progress
     )
-    _check_key("rtsa", recipe, rtsa_art)
     return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
 
 

@@ -301,6 +301,21 @@ def ratio_ci(
     return Estimate(value, low, high, int(n), method)
 
 
+def _paired_arrays(what: str, named: dict[str, Any]) -> tuple[list[np.ndarray], int, list[float]]:
+    """Arrays measured on the same images, kept where any has a value: ``(arrays, n, means)``
+    (each mean over its finite values, NaN when it has none)."""
+    arrays = [as_vector(v, name) for name, v in named.items()]
+    if len({len(a) for a in arrays}) != 1:
+        raise ValueError(
+            f"a paired {what} needs one value per image in each array, got lengths "
+            + ", ".join(str(len(a)) for a in arrays)
+        )
+    keep = np.any([np.isfinite(a) for a in arrays], axis=0)
+    arrays = [a[keep] for a in arrays]
+    means = [float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else float("nan") for a in arrays]
+    return arrays, int(keep.sum()), means
+
+
 def ratio_of_ratios_ci(
     num_a: Any,
     den_a: Any,
@@ -317,19 +332,9 @@ def ratio_of_ratios_ci(
     ratio at two input sizes with it. ``n``: images with a value in any array."""
     _z(level)
     method = f"paired bootstrap ratio of ratios {round(100 * level)}%"
-    arrays = [
-        as_vector(v, name)
-        for v, name in ((num_a, "num_a"), (den_a, "den_a"), (num_b, "num_b"), (den_b, "den_b"))
-    ]
-    if len({len(a) for a in arrays}) != 1:
-        raise ValueError(
-            "a paired ratio of ratios needs one value per image in each array, got lengths "
-            + ", ".join(str(len(a)) for a in arrays)
-        )
-    keep = np.any([np.isfinite(a) for a in arrays], axis=0)
-    arrays = [a[keep] for a in arrays]
-    n = int(keep.sum())
-    means = [float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else float("nan") for a in arrays]
+    arrays, n, means = _paired_arrays(
+        "ratio of ratios", {"num_a": num_a, "den_a": den_a, "num_b": num_b, "den_b": den_b}
+    )
     if n == 0 or not all(np.isfinite(means)) or not (means[1] > 0 and means[3] > 0 and means[2] > 0):
         return Estimate(None, None, None, n, method)
     value = (means[0] / means[1]) / (means[2] / means[3])
@@ -357,16 +362,7 @@ def share_ci(
     value is None when the ceiling's mean is not above the floor's (no advantage to remove)."""
     _z(level)
     method = f"paired bootstrap share {round(100 * level)}%"
-    arrays = [as_vector(v, name) for v, name in ((value, "value"), (floor, "floor"), (ceiling, "ceiling"))]
-    if len({len(a) for a in arrays}) != 1:
-        raise ValueError(
-            "a paired share needs one value per image in each array, got lengths "
-            + ", ".join(str(len(a)) for a in arrays)
-        )
-    keep = np.any([np.isfinite(a) for a in arrays], axis=0)
-    arrays = [a[keep] for a in arrays]
-    n = int(keep.sum())
-    means = [float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else float("nan") for a in arrays]
+    arrays, n, means = _paired_arrays("share", {"value": value, "floor": floor, "ceiling": ceiling})
     if n == 0 or not all(np.isfinite(means)) or not means[2] > means[1]:
         return Estimate(None, None, None, n, method)
     point = (means[0] - means[1]) / (means[2] - means[1])
