@@ -150,3 +150,15 @@ def test_best_per_image_keeps_the_closest_successful_attempt():
     assert best["maps"][:, 0, 0, 0].tolist() == pytest.approx([0.3, 0.1, 0.8])
     none = defenses.best_per_image([b], benign)
     assert none["chosen"].tolist() == [0, 0, 0] and none["success"].tolist() == [True, False, False]
+
+
+def test_the_grid_varies_one_strength_axis_at_a_time():
+    from adv2 import schema
+
+    params = {**schema.defaults("04_aid_defense"), "aid_tradeoff_iterations": [300, 600]}
+    made = {label: make(params, "resnet") for label, make in aid_tradeoff.tradeoff_recipes(params).items()}
+    # the book's own RTSA (anchor 100, 600 iterations, 5 inner steps) is not trained twice
+    assert set(made) == {"anchor 10", "anchor 30", "anchor 50", "300 iterations", "10 inner steps"}
+    assert (made["300 iterations"].iterations, made["300 iterations"].distill_weight) == (300, 100.0)
+    assert (made["10 inner steps"].stage2_steps, made["10 inner steps"].iterations) == (10, 600)
+    assert made["anchor 30"].distill_weight == 30.0 and made["anchor 30"].iterations == 600

@@ -90,6 +90,13 @@ _RATES = Rule(
     "a non-empty list of rates in [0, 1)",
 )
 
+_COUNTS = Rule(
+    lambda v: (
+        isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)
+    ),
+    "a list of integers >= 1 (may be empty)",
+)
+
 # ----------------------------------------------------------------------------- shared groups
 PROFILE = _p(
     "profile",
@@ -612,6 +619,20 @@ CHAPTERS: dict[str, list[Param]] = {
                 "a non-empty list of anchor weights >= 0",
             ),
             "the trade-off: anchor weights gamma of the RTSAs compared (each trained like the book's RTSA)",
+        ),
+        _evaluation(
+            "aid_tradeoff_iterations",
+            list,
+            [300],
+            _COUNTS,
+            "the trade-off: AID iterations of more RTSAs, each at the book's anchor ([]: none)",
+        ),
+        _evaluation(
+            "aid_tradeoff_stage2_steps",
+            list,
+            [10],
+            _COUNTS,
+            "the trade-off: inner-attack steps per visit of more RTSAs, at the book's anchor ([]: none)",
         ),
         _evaluation(
             "n_select",

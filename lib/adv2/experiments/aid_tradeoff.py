@@ -37,27 +37,48 @@ def anchor_label(anchor: float) -> str:
     return f"anchor {anchor:g}"
 
 
+# the other strength axes: chapter parameter -> (RTSA recipe field, label), each varied alone at
+# the book's anchor (issue 23: anchor weight, iterations, inner-attack steps)
+OTHER_AXES = {
+    "aid_tradeoff_iterations": ("iterations", "{:g} iterations"),
+    "aid_tradeoff_stage2_steps": ("stage2_steps", "{:g} inner steps"),
+}
+
+
+def _variants(params: Mapping[str, Any]) -> dict[str, tuple[str, float]]:
+    """``{label: (recipe field, value)}`` of every trade-off setting other than the book's RTSA."""
+    book = recipes.rtsa_recipe(params, "resnet")
+    out = {anchor_label(a): ("distill_weight", float(a)) for a in params["aid_tradeoff_anchors"]}
+    for name, (field, label) in OTHER_AXES.items():
+        out.update({label.format(v): (field, v) for v in params.get(name, [])})
+    return {k: (f, v) for k, (f, v) in out.items() if getattr(book, f) != v}
+
+
 def tradeoff_recipes(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``{label: make(params, arch) -> RTSARecipe}`` for each anchor of ``aid_tradeoff_anchors``
-    other than the book's own (``aid_distill_weight``, loaded as the chapter's RTSA anyway)."""
-    own = float(params["aid_distill_weight"])
+    """``{label: make(params, arch) -> RTSARecipe}`` for each setting of the grid (each anchor of
+    ``aid_tradeoff_anchors``, and each value of :data:`OTHER_AXES` at the book's anchor) other than
+    the book's own RTSA, which the chapter loads anyway."""
 
-    def make(anchor: float):
-        return lambda p, arch: dataclasses.replace(recipes.rtsa_recipe(p, arch), distill_weight=float(anchor))
+    def make(field: str, value: float):
+        return lambda p, arch: dataclasses.replace(recipes.rtsa_recipe(p, arch), **{field: value})
 
-    return {anchor_label(a): make(a) for a in params["aid_tradeoff_anchors"] if float(a) != own}
+    return {label: make(f, v) for label, (f, v) in _variants(params).items()}
 
 
 def settings(
     net: defenses.InterpretedModel, params: Mapping[str, Any]
 ) -> dict[str, tuple[float, float, Any]]:
-    """``{label: (anchor, beta, rtsa net)}``: every anchor of the grid (the book's RTSA among them)
-    and the control, in the order of the table."""
+    """``{label: (anchor, beta, rtsa net)}``: every setting of the grid, the book's RTSA among the
+    anchors, then the control, in the order of the table."""
     own, beta = float(params["aid_distill_weight"]), float(params["aid_beta"])
+    variants = _variants(params)
     out = {}
     for a in sorted({float(v) for v in params["aid_tradeoff_anchors"]} | {own}):
         label = anchor_label(a)
-        out[label] = (a, beta, net.rtsa if a == own else net.extra[label][0])
+        out[label] = (a, beta, net.rtsa if label not in variants else net.extra[label][0])
+    for label, (field, _) in variants.items():
+        if field != "distill_weight":
+            out[label] = (own, beta, net.extra[label][0])
     out[CONTROL] = (own, 0.0, net.control)
     return out
 
@@ -88,8 +109,7 @@ class Tradeoff:
         return choose(self.estimates(arch), self.points[arch])
 
     def agrees(self, arch: str) -> bool:
-        chosen = self.choice(arch)
-        return chosen is not None and self.points[arch][chosen]["anchor"] == self.book_anchor
+        return self.choice(arch) == anchor_label(self.book_anchor)
 
     def numbers(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -196,7 +216,7 @@ def table(result: Tradeoff) -> tuple[list[list[Any]], list[str]]:
         est, chosen = result.estimates(a), result.choice(a)
         for label, p in result.points[a].items():
             mark = "chosen by the rule" if label == chosen else ""
-            if p["anchor"] == result.book_anchor and p["beta"] > 0:
+            if label == anchor_label(result.book_anchor):
                 mark = f"{mark}; the book's RTSA" if mark else "the book's RTSA"
             rows.append(
                 [
@@ -282,6 +302,7 @@ def glue(result: Tradeoff, prefix: str, archs: Sequence[str], not_run: str) -> d
 __all__ = [
     "CONTROL",
     "GLUE_KEYS",
+    "OTHER_AXES",
     "RULE",
     "Tradeoff",
     "anchor_label",
