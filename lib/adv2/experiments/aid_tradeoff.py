@@ -241,6 +241,10 @@ def table(result: Tradeoff) -> tuple[list[list[Any]], list[str]]:
     return rows, headers
 
 
+# markers of the settings that are not anchors: (matplotlib format, colour)
+_STYLE = {"iterations": ("^", "C1"), "inner steps": ("D", "C2"), CONTROL: ("s", "grey")}
+
+
 def figure(result: Tradeoff):
     """Benign drift (x) against resilience (y), one panel per classifier, 95 % intervals both
     ways; the drift limit 0.05 and the paper's 0.03 marked."""
@@ -251,23 +255,26 @@ def figure(result: Tradeoff):
     fig, axes = plt.subplots(1, len(result.archs), figsize=(5.2 * len(result.archs), 4), squeeze=False)
     for ax, a in zip(axes[0], result.archs):
         est = result.estimates(a)
-        for label, p in result.points[a].items():
+        for label in result.points[a]:
             d, r = est[label]["drift"], est[label]["ratio"]
             if d.value is None or r.value is None:
                 continue
             xerr = [[d.value - (d.low if d.low is not None else d.value)], [(d.high or d.value) - d.value]]
             yerr = [[r.value - (r.low if r.low is not None else r.value)], [(r.high or r.value) - r.value]]
-            control = p["beta"] == 0
+            # anchors: blue circles, labelled; the other axes and the control: own markers, in the legend
+            style = _STYLE.get(label.split(" ", 1)[-1] if label[0].isdigit() else label, ("o", "C0"))
             ax.errorbar(
                 d.value,
                 r.value,
                 xerr=xerr,
                 yerr=yerr,
-                fmt="s" if control else "o",
-                color="grey" if control else "C0",
+                fmt=style[0],
+                color=style[1],
                 capsize=3,
+                label=None if label.startswith("anchor") else label,
             )
-            ax.annotate(label, (d.value, r.value), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            if label.startswith("anchor"):
+                ax.annotate(label, (d.value, r.value), textcoords="offset points", xytext=(6, 4), fontsize=8)
         ax.axvline(
             claims.BENIGN_L1_MAX, color="C3", ls="--", lw=1, label=f"drift limit {claims.BENIGN_L1_MAX:g}"
         )
