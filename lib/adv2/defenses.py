@@ -857,16 +857,18 @@ def attack_interpreters(
     return out
 
 
-def adv2_l1_of_successes(out: Mapping[str, Any], name: str, *, adaptive: bool = False) -> torch.Tensor:
+def nan_where_failed(values: Any, success: Any) -> torch.Tensor:
+    """Per-image ``values`` (as float, on the CPU) with NaN where the attack missed its target: the
+    authors' statistics count successful attacks only."""
+    v = torch.as_tensor(values).float().cpu()
+    return torch.where(torch.as_tensor(success).bool().cpu(), v, torch.tensor(float("nan")))
+
+
+def adv2_l1_of_successes(out: Mapping[str, Any], name: str) -> torch.Tensor:
     """Per image of :func:`attack_interpreters`' ``out``: L1(ADV2 map, benign map) of interpreter
-    ``name`` (the adaptive attacker's best when ``adaptive``), NaN where the attack missed its
-    target (the authors' statistics count successes only)."""
-    if adaptive:
-        maps, success = out["adaptive"][name]["maps"], out["adaptive"][name]["success"]
-    else:
-        maps, success = out["adv_maps"][name], out["success"][name]
-    d = l1_distance(maps.cpu(), out["benign"][name].cpu())
-    return torch.where(success.cpu().bool(), d, torch.tensor(float("nan")))
+    ``name``, NaN where the attack failed (:func:`nan_where_failed`)."""
+    d = l1_distance(out["adv_maps"][name].cpu(), out["benign"][name].cpu())
+    return nan_where_failed(d, out["success"][name])
 
 
 def adv2_on_rts_and_rtsa(
@@ -946,6 +948,7 @@ __all__ = [
     "adaptive_config",
     "adv2_l1_of_successes",
     "adv2_on_rts_and_rtsa",
+    "nan_where_failed",
     "attack_interpreters",
     "best_per_image",
     "default_inner_attack",

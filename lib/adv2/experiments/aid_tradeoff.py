@@ -18,7 +18,6 @@ drift is at most :data:`adv2.claims.BENIGN_L1_MAX` (0.05). The book's RTSA recip
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,32 +36,32 @@ def anchor_label(anchor: float) -> str:
     return f"anchor {anchor:g}"
 
 
-# the other strength axes: chapter parameter -> (RTSA recipe field, label), each varied alone at
-# the book's anchor (issue 23: anchor weight, iterations, inner-attack steps)
+# the other strength axes: trade-off parameter -> (recipe parameter it varies, label), each value
+# at the book's anchor (issue 23: anchor weight, iterations, inner-attack steps)
 OTHER_AXES = {
-    "aid_tradeoff_iterations": ("iterations", "{:g} iterations"),
-    "aid_tradeoff_stage2_steps": ("stage2_steps", "{:g} inner steps"),
+    "aid_tradeoff_iterations": ("aid_iterations", "{:g} iterations"),
+    "aid_tradeoff_stage2_steps": ("aid_stage2_steps", "{:g} inner steps"),
 }
 
 
 def _variants(params: Mapping[str, Any]) -> dict[str, tuple[str, float]]:
-    """``{label: (recipe field, value)}`` of every trade-off setting other than the book's RTSA."""
-    book = recipes.rtsa_recipe(params, "resnet")
-    out = {anchor_label(a): ("distill_weight", float(a)) for a in params["aid_tradeoff_anchors"]}
-    for name, (field, label) in OTHER_AXES.items():
-        out.update({label.format(v): (field, v) for v in params.get(name, [])})
-    return {k: (f, v) for k, (f, v) in out.items() if getattr(book, f) != v}
+    """``{label: (recipe parameter, value)}`` of every trade-off setting but the book's RTSA."""
+    out = {anchor_label(a): ("aid_distill_weight", float(a)) for a in params["aid_tradeoff_anchors"]}
+    for name, (param, label) in OTHER_AXES.items():
+        out.update({label.format(v): (param, v) for v in params.get(name, [])})
+    return {k: (param, v) for k, (param, v) in out.items() if params[param] != v}
 
 
 def tradeoff_recipes(params: Mapping[str, Any]) -> dict[str, Any]:
     """``{label: make(params, arch) -> RTSARecipe}`` for each setting of the grid (each anchor of
     ``aid_tradeoff_anchors``, and each value of :data:`OTHER_AXES` at the book's anchor) other than
-    the book's own RTSA, which the chapter loads anyway."""
+    the book's own RTSA, which the chapter loads anyway: the recipe of the chapter's parameters with
+    one of them changed."""
 
-    def make(field: str, value: float):
-        return lambda p, arch: dataclasses.replace(recipes.rtsa_recipe(p, arch), **{field: value})
+    def make(param: str, value: float):
+        return lambda p, arch: recipes.rtsa_recipe({**p, param: value}, arch)
 
-    return {label: make(f, v) for label, (f, v) in _variants(params).items()}
+    return {label: make(param, v) for label, (param, v) in _variants(params).items()}
 
 
 def settings(
@@ -76,8 +75,8 @@ def settings(
     for a in sorted({float(v) for v in params["aid_tradeoff_anchors"]} | {own}):
         label = anchor_label(a)
         out[label] = (a, beta, net.rtsa if label not in variants else net.extra[label][0])
-    for label, (field, _) in variants.items():
-        if field != "distill_weight":
+    for label, (param, _) in variants.items():
+        if param != "aid_distill_weight":
             out[label] = (own, beta, net.extra[label][0])
     out[CONTROL] = (own, 0.0, net.control)
     return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import claims
+from .. import claims, defenses
 from ..claims import Verdict
 from ..stats import Estimate, mean_ci, ratio_ci, share_ci
 
@@ -29,9 +29,8 @@ NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
 
 def _own(p: Mapping[str, Any], name: str, restrict: bool, prefix: str = "") -> torch.Tensor:
     """ADV2's per-image L1 for interpreter ``name`` (NaN where it failed, when ``restrict``)."""
-    v = torch.as_tensor(p[f"{prefix}adv2_l1_{name}"]).float()
-    ok = torch.as_tensor(p[f"{prefix}success_{name}"]).bool()
-    return torch.where(ok, v, torch.tensor(float("nan"))) if restrict else v
+    v, ok = p[f"{prefix}adv2_l1_{name}"], p[f"{prefix}success_{name}"]
+    return defenses.nan_where_failed(v, ok) if restrict else torch.as_tensor(v).float().cpu()
 
 
 def intervals(p: Mapping[str, Any], restrict: bool = True) -> dict[str, Estimate]:

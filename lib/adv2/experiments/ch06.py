@@ -314,10 +314,7 @@ def figure16_cells(
 
 def _where(values: Any, success: Any, restrict: bool) -> torch.Tensor:
     """Per-image ``values`` with NaN where the attack failed (when ``restrict``)."""
-    v = torch.as_tensor(values).float().cpu()
-    if not restrict:
-        return v
-    return torch.where(torch.as_tensor(success).bool().cpu(), v, torch.tensor(float("nan")))
+    return defenses.nan_where_failed(values, success) if restrict else torch.as_tensor(values).float().cpu()
 
 
 def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
