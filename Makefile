@@ -43,7 +43,7 @@ data:
 	fi
 	@$(MAKE) --no-print-directory photo-pool
 
-# The photo RTS's training pool (adv2.photopool): real photographs from Debian wallpaper packages.
+# The photo RTS's training pool (adv2.trained.photopool): real photographs from Debian wallpaper packages.
 # Needed only to train the photo RTS again (its checkpoint is committed): skipped quietly without apt.
 PHOTO_POOL_PACKAGES = mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers
 photo-pool:
@@ -57,7 +57,7 @@ photo-pool:
 run: venv data
 	$(PY) -m adv2 run $(NOTEBOOKS) --profile $(PROFILE) --publish
 
-# Chapter 8 ("How the attacks scale") reads a sweep of chapter 3 over its grid (adv2.sweep, on Ray).
+# Chapter 8 ("How the attacks scale") reads a sweep of chapter 3 over its grid (adv2.book.sweep, on Ray).
 # `make run` builds it too: chapter 8's first cell runs the missing points, after chapters 1-3 have
 # cached the models every point loads. This target runs it on its own (e.g. on a cluster first).
 sweep: venv data

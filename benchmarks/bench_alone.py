@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2 import runbox  # noqa: E402
-from adv2.runner import RunError, all_notebooks, select_notebooks  # noqa: E402
+from adv2.book import runbox  # noqa: E402
+from adv2.book.runner import RunError, all_notebooks, select_notebooks  # noqa: E402
 
 TARGET_MINUTES = 5
 SWEEP_CHAPTER = "08_scaling"

@@ -8,7 +8,7 @@
 Per model -- the two Fashion-MNIST nets (random weights: a step's cost does not depend on them,
 batch ``--batch``, eps 0.1) and EfficientNet-Lite0 at 224 px (batch ``--photo-batch``, eps 0.031):
 
-* ``pgd``: our targeted PGD, steps per second (``adv2.attacks.pgd``);
+* ``pgd``: our targeted PGD, steps per second (``adv2.core.attacks.pgd``);
 * ``foolbox_pgd`` / ``torchattacks_pgd``: foolbox 3 ``LinfPGD`` and torchattacks ``PGD`` with the
   same budget, step, start and targeted loss; ``max_abs_diff`` to our iterates (``equal``: at most
   a float-rounding sign flip); ``ours_speedup``: the median over ``--pgd-rounds`` rounds (each
@@ -46,8 +46,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2 import attacks, models, runbox  # noqa: E402
-from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet  # noqa: E402
+from adv2.book import runbox  # noqa: E402
+from adv2.core import attacks, models
+from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet  # noqa: E402
 
 EPS, STEP = 0.1, 0.0125  # Fashion-MNIST's budget; the photos use the paper's 0.031 and 1/255
 MODELS = ("fmnist-resnet", "fmnist-densenet", "efficientnet-lite0")

@@ -7,7 +7,7 @@
 Per interpreter, both schedules attack the same images: the authors' at ``--scale`` times the
 paper's step counts, the fast one at a quarter of them (:func:`quarter`). Each run's curve (success rate and map L1
 over successes, every ``--every`` steps, stage 1 included; MASK: at its re-solves) comes from
-:func:`adv2.attacks.convergence_curve`; the fast schedule *passes* when its curve reaches the
+:func:`adv2.core.attacks.convergence_curve`; the fast schedule *passes* when its curve reaches the
 authors' final L1 (within 5 %) and success rate (within 0.02) in at most a quarter of the
 authors' steps. Writes ``results/bench_convergence_<setting>.json`` (one file per setting, so the
 slow photo run can be repeated alone); a run of some interpreters replaces only their entries in
@@ -32,9 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2 import attacks, data, models, recipes, runbox  # noqa: E402
-from adv2.config import load_profile  # noqa: E402
-from adv2.interpreters import build_interpreter  # noqa: E402
+from adv2.book import runbox  # noqa: E402
+from adv2.core import attacks, models
+from adv2.core.config import load_profile  # noqa: E402
+from adv2.core.interpreters import build_interpreter  # noqa: E402
+from adv2.trained import data, recipes
 
 FMNIST_EPS, FMNIST_STEP = 0.1, 0.0125
 PHOTO_EPS, PHOTO_STEP = 0.031, 1 / 255

@@ -4,7 +4,7 @@
     python benchmarks/bench_gpu.py --device cpu --batch 2 --steps 2 --size 64   # a CPU smoke run
 
 torchvision's ResNet-50 with random weights (nothing is downloaded; a step's cost does not depend
-on the weights), wrapped as the book's classifiers are (``adv2.models.torchvision_imagenet``:
+on the weights), wrapped as the book's classifiers are (``adv2.core.models.torchvision_imagenet``:
 stages + global average pooling + fc, so CAM reads its last stage), at ``--size`` px (224) and
 batch ``--batch`` (64), eps 0.031 and step 1/255. Per attack: one stage-2 step of the sign-step
 loop (``pgd_run``; ``adv2_sign`` against CAM and against Grad, its smooth-ReLU double backward and
@@ -12,7 +12,7 @@ best-iterate selection every 10 steps included), timed as the difference of a ru
 and one of twice as many steps (fixed costs such as the benign maps and the final evaluation
 cancel), with the device synchronised around each run. Reported as image-steps per second
 (batch x steps / seconds) for each precision (``bf16``: the library's CUDA default, autocast;
-``fp32``: full precision; :mod:`adv2.precision`).
+``fp32``: full precision; :mod:`adv2.core.precision`).
 
 Writes ``results/bench_gpu.json`` (or ``--output``). On a machine without CUDA (``--device auto``)
 it writes ``{"gpu": null, "reason": ...}`` at once and exits 0.
@@ -34,10 +34,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2 import attacks, models, precision  # noqa: E402
-from adv2.attacks.adv2 import adv2_sign  # noqa: E402
-from adv2.attacks.pgd import pgd_run  # noqa: E402
-from adv2.interpreters import CAMInterpreter, GradInterpreter  # noqa: E402
+from adv2.core import attacks, models, precision  # noqa: E402
+from adv2.core.attacks.adv2 import adv2_sign  # noqa: E402
+from adv2.core.attacks.pgd import pgd_run  # noqa: E402
+from adv2.core.interpreters import CAMInterpreter, GradInterpreter  # noqa: E402
 
 OUTPUT = REPO / "results" / "bench_gpu.json"
 ATTACKS = ("pgd", "cam", "grad")

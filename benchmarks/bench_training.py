@@ -8,7 +8,7 @@
 two black-box calls per step) run the way the notebooks ran it: one job after the other, each with
 torch's default intra-op threads (one per core). *New* is ``fast=True`` (channels-last, no
 per-step sync, one black-box call) with chapter 1's two classifiers (and chapter 2's two RTS) side
-by side on one core each (:func:`adv2.parallel.run_concurrently`). Old and new alternate in this
+by side on one core each (:func:`adv2.core.parallel.run_concurrently`). Old and new alternate in this
 one process (``--repeats`` rounds), so other jobs on the machine slow both alike; ``other_jobs_cores``
 says how busy it was. The headline ``speedup`` is the smaller of the two pairs' images/s ratios on
 all cores (target 2.0); the one-job figures at one thread (wall and CPU-time based) are beside it.
@@ -32,9 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2 import data, models, parallel, recipes, runbox  # noqa: E402
-from adv2.config import load_profile  # noqa: E402
-from adv2.interpreters.rts import rts_recipe, train_rts  # noqa: E402
+from adv2.book import runbox  # noqa: E402
+from adv2.core import models, parallel
+from adv2.core.config import load_profile  # noqa: E402
+from adv2.core.interpreters.rts import rts_recipe, train_rts  # noqa: E402
+from adv2.trained import data, recipes
 
 TARGET = 2.0
 ARCHS = ("resnet", "densenet")

@@ -112,7 +112,7 @@ class PlainSmoothReLU(torch.nn.Module):
             @staticmethod
             def backward(ctx, g):
                 (z,) = ctx.saved_tensors
-                from adv2.models import smooth_relu_slope
+                from adv2.core.models import smooth_relu_slope
 
                 return g * smooth_relu_slope(z, 1e-4, self.cap)
 
@@ -121,7 +121,7 @@ class PlainSmoothReLU(torch.nn.Module):
 
 def plain_smooth_copy(model):
     """A smooth-ReLU copy written the obvious way (autograd through every op): the reference
-    for adv2.models.smooth_backward_copy's fused backward."""
+    for adv2.core.models.smooth_backward_copy's fused backward."""
     import copy
 
     ref = copy.deepcopy(model)

@@ -1,6 +1,6 @@
-"""Issue 23's pieces on hand-made numbers: the trade-off's choice rule (adv2.experiments.aid_tradeoff),
-the share of ADV2's advantage (adv2.stats.share_ci) and the trial's claims, each able to come out
-either way, and the adaptive attacker's per-image choice (adv2.defenses.best_per_image)."""
+"""Issue 23's pieces on hand-made numbers: the trade-off's choice rule (adv2.chapters.aid_tradeoff),
+the share of ADV2's advantage (adv2.core.stats.share_ci) and the trial's claims, each able to come out
+either way, and the adaptive attacker's per-image choice (adv2.core.defenses.best_per_image)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from adv2 import claims, defenses, stats
-from adv2.experiments import aid_tradeoff, aid_trial
+from adv2.chapters import aid_tradeoff, aid_trial, claims
+from adv2.core import defenses, stats
 
 N = 40
 
@@ -153,7 +153,7 @@ def test_best_per_image_keeps_the_closest_successful_attempt():
 
 
 def test_the_grid_varies_one_strength_axis_at_a_time():
-    from adv2 import schema
+    from adv2.chapters import schema
 
     params = {**schema.defaults("04_aid_defense"), "aid_tradeoff_iterations": [300, 600]}
     made = {label: make(params, "resnet") for label, make in aid_tradeoff.tradeoff_recipes(params).items()}

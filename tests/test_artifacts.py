@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adv2 import artifacts
+from adv2.trained import artifacts
 from standins import small_tmpfs
 
 LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
@@ -293,7 +293,7 @@ def test_leftover_temporary_folders_of_a_killed_run_are_cleared(tmp_path):
 WORKER = r"""
 import json, os, sys, time
 import torch
-from adv2 import artifacts
+from adv2.trained import artifacts
 
 root, counter = sys.argv[1], sys.argv[2]
 
@@ -388,7 +388,7 @@ def test_real_full_disk(small_disk):
 KILLED = r"""
 import os, sys, time
 import torch
-from adv2 import artifacts
+from adv2.trained import artifacts
 
 root, marker = sys.argv[1], sys.argv[2]
 
@@ -433,7 +433,7 @@ def test_kill_9_while_computing_leaves_no_stuck_lock(tmp_path):
 # ----------------------------------------------------------------------------- the terminal
 KERNEL_CELL = r"""
 import torch
-from adv2 import artifacts
+from adv2.trained import artifacts
 root = {root!r}
 compute = lambda: ({{"w": torch.arange(3.0)}}, {{"accuracy": 0.5}})
 folder = artifacts.load_or_compute("thing", {{"lr": 1}}, compute, root=root).path

@@ -1,4 +1,4 @@
-"""adv2.attacks: targeted PGD (against foolbox's LinfPGD) and every ADV2 variant at a tiny budget.
+"""adv2.core.attacks: targeted PGD (against foolbox's LinfPGD) and every ADV2 variant at a tiny budget.
 
 The classifier is the session's small ResNet (conftest: trained for a few seconds). Fashion-MNIST
 needs a larger L-inf budget than ImageNet's 0.031 for targeted attacks to succeed (see chapter 3),
@@ -12,9 +12,9 @@ import dataclasses
 import pytest
 import torch
 
-from adv2 import attacks, metrics
-from adv2.data import select_attack_set
-from adv2.stats import diff_ci
+from adv2.core import attacks, metrics
+from adv2.core.stats import diff_ci
+from adv2.trained.data import select_attack_set
 from standins import naive_pgd
 
 EPS = 0.15
@@ -117,7 +117,7 @@ def _check_beats_pgd(model, interp, aset, pgd_out, result, min_success=0.6):
 
 
 def test_adv2_cam(setup, pgd_out):
-    from adv2.interpreters import CAMInterpreter
+    from adv2.core.interpreters import CAMInterpreter
 
     model, aset = setup
     cam = CAMInterpreter(model)
@@ -130,7 +130,7 @@ def test_adv2_cam(setup, pgd_out):
 
 
 def test_adv2_grad_with_best_iterate(setup, pgd_out):
-    from adv2.interpreters import GradInterpreter
+    from adv2.core.interpreters import GradInterpreter
 
     model, aset = setup
     grad = GradInterpreter(model)
@@ -146,7 +146,7 @@ def test_adv2_grad_with_best_iterate(setup, pgd_out):
 
 
 def test_adv2_rts(setup, pgd_out):
-    from adv2.interpreters import RTSInterpreter, RTSNet
+    from adv2.core.interpreters import RTSInterpreter, RTSNet
 
     model, aset = setup
     torch.manual_seed(0)
@@ -158,7 +158,7 @@ def test_adv2_rts(setup, pgd_out):
 
 
 def test_adv2_mask_tiny(setup, pgd_out):
-    from adv2.interpreters import MaskInterpreter
+    from adv2.core.interpreters import MaskInterpreter
 
     model, aset = setup
     mask = MaskInterpreter(model, iterations=25)
@@ -177,7 +177,7 @@ def test_adv2_mask_tiny(setup, pgd_out):
 
 
 def test_injected_interpretation_loss_and_map(setup):
-    from adv2.interpreters import CAMInterpreter
+    from adv2.core.interpreters import CAMInterpreter
 
     model, aset = setup
     cam = CAMInterpreter(model)
@@ -200,7 +200,7 @@ def test_injected_interpretation_loss_and_map(setup):
 
 
 def test_results_do_not_depend_on_batching(setup):
-    from adv2.interpreters import CAMInterpreter
+    from adv2.core.interpreters import CAMInterpreter
 
     model, aset = setup
     cam = CAMInterpreter(model)
@@ -215,7 +215,7 @@ def test_results_do_not_depend_on_batching(setup):
 # The library's batched, chunked implementations against plain loops written from the paper's
 # formulas: same floating-point operations in the same order, so the results must be identical.
 def _random_net():
-    from adv2.models import build_small_cnn, freeze
+    from adv2.core.models import build_small_cnn, freeze
 
     torch.manual_seed(3)
     return freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))
@@ -248,7 +248,7 @@ class _Blur:
         self.model = model
 
     def attribute(self, x, target, *, create_graph=False):
-        from adv2.interpreters import minmax_normalize
+        from adv2.core.interpreters import minmax_normalize
 
         with torch.set_grad_enabled(create_graph):
             m = torch.nn.functional.avg_pool2d(x if create_graph else x.detach(), 2)
@@ -291,13 +291,13 @@ def test_sign_step_adv2_equals_a_naive_loop(cls):
 
 # ----------------------------------------------------------------------------- variant selection
 def test_variant_follows_the_declared_attack_style():
-    from adv2.attacks.adv2 import _config_for, _variant
-    from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter
-    from adv2.interpreters.base import HasAttackSurrogate, HasMapsWithLogits, HasOwnEncoder, attack_style
+    from adv2.core.attacks.adv2 import _config_for, _variant
+    from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter
+    from adv2.core.interpreters.base import HasAttackSurrogate, HasMapsWithLogits, HasOwnEncoder, attack_style
 
     model = _random_net()
     grad, cam, mask = GradInterpreter(model), CAMInterpreter(model), MaskInterpreter(model, iterations=2)
-    rts = RTSInterpreter(model, __import__("adv2.interpreters", fromlist=["RTSNet"]).RTSNet(model))
+    rts = RTSInterpreter(model, __import__("adv2.core.interpreters", fromlist=["RTSNet"]).RTSNet(model))
     assert [attack_style(g) for g in (grad, cam, rts, mask)] == ["differentiable"] * 3 + ["bilevel"]
     assert isinstance(grad, HasAttackSurrogate) and not isinstance(cam, HasAttackSurrogate)
     assert isinstance(cam, HasMapsWithLogits) and isinstance(rts, HasOwnEncoder)
@@ -348,7 +348,7 @@ def test_schedule_is_validated_and_authors_by_default():
 
 
 def test_step_sizes_authors_constant_fast_decays():
-    from adv2.attacks.schedule import step_sizes
+    from adv2.core.attacks.schedule import step_sizes
 
     assert step_sizes(0.01, 5, "authors", 2.0, 0.1) == [0.01] * 5
     fast = step_sizes(0.01, 9, "fast", 2.0, 0.1)
@@ -404,7 +404,7 @@ def test_fast_pgd_stops_each_image_at_the_target(setup):
         def tick(self, _x):
             self.step += 1
 
-    from adv2.attacks.pgd import pgd_run
+    from adv2.core.attacks.pgd import pgd_run
 
     counter = Count()
     reached = attacks.assess(model, full, t).success
@@ -416,7 +416,7 @@ def test_fast_pgd_stops_each_image_at_the_target(setup):
 
 def test_fast_adv2_early_stopping_stops(setup):
     model, aset = setup
-    from adv2.interpreters import build_interpreter
+    from adv2.core.interpreters import build_interpreter
 
     interp = build_interpreter("cam", model)
     base = _cfg("cam", stage1_steps=20, stage2_steps=200, schedule="fast")
@@ -440,7 +440,7 @@ def test_steps_to_reach():
 def test_mask_recorder_points_at_checkpoints_and_changes_nothing(setup):
     """MASK's convergence curve: points at its re-solves (no extra re-solve), the attack's
     result unchanged by the recorder, the last point its actual result."""
-    from adv2.interpreters import MaskInterpreter
+    from adv2.core.interpreters import MaskInterpreter
 
     model, aset = setup
     mask = MaskInterpreter(model, iterations=10)
@@ -462,7 +462,7 @@ def test_mask_recorder_points_at_checkpoints_and_changes_nothing(setup):
 
 
 def test_fast_mask_is_deterministic_and_stops_early(setup):
-    from adv2.interpreters import MaskInterpreter
+    from adv2.core.interpreters import MaskInterpreter
 
     model, aset = setup
     mask = MaskInterpreter(model, iterations=10)
@@ -500,7 +500,7 @@ def test_grad_adv2_equals_the_two_forward_reference():
     In float64 the two differ by rounding only: the same iterates, selections and maps."""
     import torch.nn.functional as F
 
-    from adv2.interpreters import GradInterpreter
+    from adv2.core.interpreters import GradInterpreter
     from standins import plain_smooth_copy
 
     model = _random_net().double()
@@ -541,7 +541,7 @@ def test_rts_adv2_equals_the_three_forward_reference(same_encoder):
     runs the classifier, RTS and the encoder separately (float64: rounding apart, equal)."""
     import torch.nn.functional as F
 
-    from adv2.interpreters import RTSInterpreter, RTSNet
+    from adv2.core.interpreters import RTSInterpreter, RTSNet
 
     model = _random_net().double()
     torch.manual_seed(5)
@@ -573,7 +573,7 @@ def test_mask_adv2_twin_equals_the_plain_objective():
     """The bilevel attack differentiates its unrolled steps on MASK's second-order twin (cheaper
     double backward, same values) and computes the resized/blurred input once per step; against
     the plain interpreter (no twin) the iterates agree to rounding (float64)."""
-    from adv2.interpreters import MaskInterpreter
+    from adv2.core.interpreters import MaskInterpreter
 
     class Plain(MaskInterpreter):
         for_second_order = None

@@ -46,7 +46,7 @@ def test_asking_for_cuda_without_one_is_an_error(tmp_path, monkeypatch):
 
 def test_cpu_smoke_run_times_every_attack(tmp_path, monkeypatch):
     """The whole measuring path on a tiny 3-channel stand-in (ResNet-50 itself is the next test)."""
-    from adv2.models import freeze, small_resnet
+    from adv2.core.models import freeze, small_resnet
 
     def tiny(device):
         torch.manual_seed(0)
@@ -70,7 +70,7 @@ def test_cpu_smoke_run_times_every_attack(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_resnet50_random_weights_works_with_cam():
     """torchvision's ResNet-50, no download, wrapped so that CAM reads its last stage."""
-    from adv2.interpreters import CAMInterpreter
+    from adv2.core.interpreters import CAMInterpreter
 
     model = bench_gpu.resnet50(torch.device("cpu"))
     assert model.name == "resnet50" and model.head.in_features == 2048

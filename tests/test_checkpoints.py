@@ -1,5 +1,5 @@
-"""Committed checkpoints (adv2.checkpoints) as the artifact cache uses them: hit, miss on a recipe
-change, checksum mismatch against the pinned sha256 (adv2.checkpoint_pins), forced retrain; with
+"""Committed checkpoints (adv2.trained.checkpoints) as the artifact cache uses them: hit, miss on a recipe
+change, checksum mismatch against the pinned sha256 (adv2.trained.checkpoint_pins), forced retrain; with
 a tiny model, in temporary folders, and the repository's own checkpoints in a temporary copy."""
 
 import json
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2 import artifacts, checkpoint_pins, checkpoints
-from adv2.config import REPO_ROOT
+from adv2.core.config import REPO_ROOT
+from adv2.trained import artifacts, checkpoint_pins, checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def tiny_training(calls, seed=0):
 
 def publish(tmp_path, params, seed=0, pin=True):
     """Train once into a scratch cache and commit the result as a checkpoint (pinned, as the
-    docstring of adv2.checkpoint_pins says to, unless ``pin`` is False)."""
+    docstring of adv2.trained.checkpoint_pins says to, unless ``pin`` is False)."""
     art = artifacts.load_or_compute("tiny", params, tiny_training([], seed), root=tmp_path / "scratch")
     path = checkpoints.save_checkpoint("tiny", params, art.state, art.metrics, tmp_path / "ckpt")
     if pin:
@@ -142,7 +142,7 @@ def test_rejected_state_counts_as_damaged(tmp_path):
 
 
 def test_status_line_says_where_the_weights_came_from(tmp_path):
-    from adv2.photorts import status_line
+    from adv2.trained.photorts import status_line
 
     params = {"lr": 1}
     publish(tmp_path, params)
@@ -245,7 +245,7 @@ def test_pin_line_command_prints_the_line_to_paste(tmp_path, capsys):
 
 def test_every_committed_checkpoint_is_pinned_and_matches():
     """The repository's checkpoints hash to their pins, and every pin names a committed file: a
-    new checkpoint fails here until its line is in adv2/checkpoint_pins.py."""
+    new checkpoint fails here until its line is in adv2/trained/checkpoint_pins.py."""
     committed = sorted(p.name for p in (REPO_ROOT / "checkpoints").glob("*.pt"))
     assert committed == sorted(checkpoint_pins.PINS)
     for name in committed:

@@ -1,5 +1,5 @@
-"""adv2.claims: each claim's rule on holds / does not hold / inconclusive / not measurable inputs,
-the 0 %-success case, the front page's table, run checks; adv2.paper: one source of the paper's
+"""adv2.chapters.claims: each claim's rule on holds / does not hold / inconclusive / not measurable inputs,
+the 0 %-success case, the front page's table, run checks; adv2.core.paper: one source of the paper's
 numbers."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from adv2 import claims as C
-from adv2 import paper
-from adv2.stats import Estimate
+from adv2.chapters import claims as C
+from adv2.core import paper
+from adv2.core.stats import Estimate
 
 N = 32
 
@@ -292,7 +292,7 @@ def test_check_passes_and_edge_cases():
 
 # ----------------------------------------------------------------------------- paper
 def test_paper_numbers_are_the_ones_the_chapters_use():
-    from adv2 import defenses, noise
+    from adv2.core import defenses, noise
 
     assert paper.PAPER_TABLE10 == defenses.PAPER_TABLE10
     assert paper.PAPER_FIG15_L1 == noise.PAPER_FIG15_L1

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from adv2 import claims, claimspage
+from adv2.book import claimspage
+from adv2.chapters import claims
 
 
 def _write(folder, stem, verdicts):
@@ -75,7 +76,7 @@ def test_table_fills_all_three_columns_and_dashes_what_was_not_run(results):
 def test_write_is_atomic_and_only_publish_calls_it(results, tmp_path):
     import inspect
 
-    from adv2 import publish, runner
+    from adv2.book import publish, runner
 
     folder, _, _ = results
     out = claimspage.write_claims_table(folder, tmp_path / "book" / "_claims.md")
@@ -89,7 +90,7 @@ def test_photo_verdicts_of_chapters_4_to_6_fill_the_photos_column(tmp_path):
     """Chapters 4-6 join their photo verdicts to their results under ``photos``
     (``_common.add_setting``); the front page shows each in the photos column, computed by the
     claims layer, beside the Fashion-MNIST ones."""
-    from adv2.experiments._common import add_setting, verdicts_block
+    from adv2.chapters._common import add_setting, verdicts_block
 
     rng = np.random.default_rng(1)
     fm = {"resnet": {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(0.02 + 0.01 * rng.random(16))}}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from adv2 import config
-from adv2.config import ParameterError
+from adv2.core import config
+from adv2.core.config import ParameterError
 
 
 def test_bad_choice_names_parameter_value_and_choices():

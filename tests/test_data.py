@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from adv2 import data
+from adv2.trained import data
 
 
 def write_idx(path, array, compress):

@@ -1,4 +1,4 @@
-"""Tests of the AID defense (adv2.defenses) and the noise-sensitivity tools (adv2.noise).
+"""Tests of the AID defense (adv2.core.defenses) and the noise-sensitivity tools (adv2.core.noise).
 
 All models here are tiny and untrained or closed-form, so the file runs in well under a minute on
 one CPU thread and needs no dataset.
@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adv2 import defenses, noise
-from adv2.interpreters.rts import RTSNet
-from adv2.models import build_small_cnn, freeze
+from adv2.core import defenses, noise
+from adv2.core.interpreters.rts import RTSNet
+from adv2.core.models import build_small_cnn, freeze
 
 torch.set_num_threads(1)
 
@@ -225,7 +225,7 @@ def test_table10_numbers_and_keys():
 
 
 def test_adv2_on_rts_and_rtsa_runs(tiny_rts):
-    from adv2.attacks import RTSConfig
+    from adv2.core.attacks import RTSConfig
 
     model, rts, x, y = tiny_rts
     rtsa = defenses.train_rtsa(
@@ -282,11 +282,11 @@ def _old_aid_config():
     from dataclasses import dataclass
     from typing import Any
 
-    from adv2.config import REPO_ROOT
+    from adv2.core.config import REPO_ROOT
 
     try:
         src = subprocess.run(
-            ["git", "show", f"{_OLD_COMMIT}:lib/adv2/defenses.py"],
+            ["git", "show", f"{_OLD_COMMIT}:lib/adv2/core/defenses.py"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -331,7 +331,7 @@ def test_cache_params_equal_the_old_flat_dict(kw):
 
 
 def test_aid_config_holds_its_inner_attack():
-    from adv2.attacks import RTSConfig
+    from adv2.core.attacks import RTSConfig
 
     cfg = defenses.AIDConfig(epsilon=0.1, stage2_steps=3, aid_batch_size=6)
     assert isinstance(cfg.attack, RTSConfig) and cfg.attack.epsilon == 0.1 and cfg.epsilon == 0.1

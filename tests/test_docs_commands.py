@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2 import publish, runner
-from adv2.config import REPO_ROOT
+from adv2.book import publish, runner
+from adv2.core.config import REPO_ROOT
 from test_publish import published_state
 
 PREFIXES = (".venv/bin/", "$ ")

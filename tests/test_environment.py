@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from adv2.config import REPO_ROOT
+from adv2.core.config import REPO_ROOT
 
 PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]
@@ -144,7 +144,7 @@ def test_pins_satisfy_every_declared_specifier():
 
 # ----------------------------------------------------------------------------- the suite's cache
 def test_suite_uses_a_private_artifact_cache():
-    from adv2.artifacts import artifact_root
+    from adv2.trained.artifacts import artifact_root
 
     root = artifact_root().resolve()
     assert root != (REPO_ROOT / "artifacts").resolve()

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import torch
 
-from adv2.experiments import ch01
-from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
+from adv2.chapters import ch01
+from adv2.chapters._common import NOT_RUN, ChapterCheckFailed
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_target_models.ipynb"
@@ -90,7 +90,7 @@ def test_protocol_cells_are_short():
 
 
 def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
-    from adv2 import recipes
+    from adv2.trained import recipes
 
     asked = []
 
@@ -121,7 +121,7 @@ def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
 
 
 def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
-    from adv2 import recipes
+    from adv2.trained import recipes
 
     monkeypatch.setattr(recipes, "load_classifier", lambda *a, **k: pytest.fail("no extra training"))
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
@@ -136,7 +136,7 @@ def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
 def test_a_cached_classifier_is_logged_with_its_re_measured_accuracy(monkeypatch):
     """Issue 24: a classifier from the cache shows what its weights scored when loaded, beside the
     accuracy its training recorded."""
-    from adv2 import recipes
+    from adv2.trained import recipes
 
     cached = fake_art(0.87)
     cached.from_cache = True

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import torch
 
-from adv2.experiments import ch02
-from adv2.experiments._common import NOT_RUN, ChapterCheckFailed
+from adv2.chapters import ch02
+from adv2.chapters._common import NOT_RUN, ChapterCheckFailed
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_interpreters.ipynb"
@@ -21,7 +21,7 @@ LOADING_CELL = "42f8b41f"  # RTS loading, the last model-loading cell
 @pytest.fixture(scope="module")
 def subset_run(fmnist):
     """interpreters=[cam, grad], archs=[densenet] on an untrained DenseNet and 6 test images."""
-    from adv2.models import build_small_cnn, freeze
+    from adv2.core.models import build_small_cnn, freeze
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))

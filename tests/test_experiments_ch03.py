@@ -10,9 +10,9 @@ import nbformat
 import pytest
 import torch
 
-from adv2 import claims, metrics
-from adv2.experiments import ch03
-from adv2.experiments._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+from adv2.chapters import ch03, claims
+from adv2.chapters._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+from adv2.core import metrics
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
@@ -23,7 +23,7 @@ LOADING_CELL = "b26693d6"  # the last model-loading cell; the cells after it are
 def subset_result(fmnist):
     """A real (tiny) run with interpreters=[cam, grad] and archs=[densenet]: an untrained
     DenseNet (a few test images are right by chance) and a handful of attack steps."""
-    from adv2.models import build_small_cnn, freeze
+    from adv2.core.models import build_small_cnn, freeze
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
@@ -123,7 +123,7 @@ def _fake_result(
     epsilon: float = 0.1,
     pgd_noise: float = 1.0,
 ) -> ch03.Ch03Result:
-    """One (resnet, cam) pair whose summaries come from adv2.metrics.summarize on made-up maps."""
+    """One (resnet, cam) pair whose summaries come from adv2.core.metrics.summarize on made-up maps."""
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(n, 1, 7, 7, generator=gen)
     pgd_maps = (benign + pgd_noise * (torch.rand(n, 1, 7, 7, generator=gen) - benign)).clamp(0, 1)
@@ -255,7 +255,7 @@ def test_protocol_cells_are_short_and_print_no_paths():
 
 
 def test_results_path_is_shown_without_machine_paths(tmp_path):
-    from adv2.config import REPO_ROOT
+    from adv2.core.config import REPO_ROOT
 
     assert ch03.shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
     assert ch03.shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
@@ -266,8 +266,9 @@ def test_results_path_is_shown_without_machine_paths(tmp_path):
 def photo_run():
     """A real, tiny photo section: 2 photos, CAM and RTS (an untrained RTS stand-in), 2 PGD
     steps, every step on the convergence curve."""
-    from adv2 import data, models
-    from adv2.interpreters.rts import RTSNet
+    from adv2.core import models
+    from adv2.core.interpreters.rts import RTSNet
+    from adv2.trained import data
 
     torch.manual_seed(0)
     lite = models.efficientnet_lite0(data.load_imagenet_sample().class_names)
@@ -356,7 +357,7 @@ class _Counting:
     """An IterateRecorder that also lists (step, batch size) of every tick."""
 
     def __new__(cls, steps, offset):
-        from adv2 import attacks
+        from adv2.core import attacks
 
         class Counting(attacks.IterateRecorder):
             def tick(self, x):
@@ -371,9 +372,9 @@ class _Counting:
 def test_iterate_recorder_sees_every_step_and_changes_nothing():
     """The convergence-curve hook is read-only: the attack's result is bit-identical with it;
     it counts stage 1 when the attack runs it (MASK's margin warm start) and goes chunk by chunk."""
-    from adv2 import attacks
-    from adv2.interpreters import build_interpreter
-    from adv2.models import build_small_cnn, freeze
+    from adv2.core import attacks
+    from adv2.core.interpreters import build_interpreter
+    from adv2.core.models import build_small_cnn, freeze
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))

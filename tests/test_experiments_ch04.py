@@ -1,4 +1,4 @@
-"""Chapter 4's protocol (adv2.experiments.ch04) on tiny synthetic classifiers, RTS and artifacts."""
+"""Chapter 4's protocol (adv2.chapters.ch04) on tiny synthetic classifiers, RTS and artifacts."""
 
 import dataclasses
 import json
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2 import claims, defenses, results
-from adv2.experiments import aid_tradeoff, ch04
+from adv2.chapters import aid_tradeoff, ch04, claims, results
+from adv2.core import defenses
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
@@ -198,7 +198,7 @@ def test_fmt_three_significant_digits():
         "7",
         "x",
     ]
-    from adv2 import stats
+    from adv2.core import stats
 
     assert ch04.fmt is stats.fmt  # one number format for the whole book
 
@@ -292,8 +292,8 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
 
 
 def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(monkeypatch):
-    from adv2 import recipes
-    from adv2.experiments import ch01, ch02
+    from adv2.chapters import ch01, ch02
+    from adv2.trained import recipes
 
     calls, lines = [], []
 

@@ -1,4 +1,4 @@
-"""Chapter 5's protocol (adv2.experiments.ch05): calibration and map sensitivity end to end on a tiny
+"""Chapter 5's protocol (adv2.chapters.ch05): calibration and map sensitivity end to end on a tiny
 linear classifier with a few-weight stand-in for RTS and RTSA."""
 
 import json
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2 import claims, noise, results
-from adv2.experiments import ch05
+from adv2.chapters import ch05, claims, results
+from adv2.core import noise
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_noise_sensitivity.ipynb"

@@ -1,4 +1,4 @@
-"""Chapter 6's protocol (adv2.experiments.ch06): ADV2 against a stand-in RTS and RTSA on a tiny linear
+"""Chapter 6's protocol (adv2.chapters.ch06): ADV2 against a stand-in RTS and RTSA on a tiny linear
 classifier, end to end, and the claim rules on hand-made Table 10 numbers."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2 import attacks, claims, defenses, results
-from adv2.experiments import ch06
+from adv2.chapters import ch06, claims, results
+from adv2.core import attacks, defenses
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_table10.ipynb"
@@ -157,7 +157,7 @@ def test_verdicts_come_from_the_claims_layer():
         v["adv2_keeps_rts_maps_close"].status == v["aid_separates_adv2_maps"].status == claims.NOT_MEASURABLE
     )
     assert "0 of 20 images" in v["aid_separates_adv2_maps"].reason
-    # the same rule as chapter 3: one threshold, in adv2.claims
+    # the same rule as chapter 3: one threshold, in adv2.chapters.claims
     assert ch06.ADV2_OVER_PGD_MAX == claims.MAPS_CLOSE_RATIO and ch06.RATIO_MIN == claims.AID_RATIO_MIN
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adv2 import schema
-from adv2.config import ParameterError
-from adv2.experiments import ch08
+from adv2.chapters import ch08, schema
+from adv2.core.config import ParameterError
 
 
 def _rows():

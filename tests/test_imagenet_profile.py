@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from adv2 import config, runner, schema
+from adv2.book import runner
+from adv2.chapters import schema
+from adv2.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_target_models.ipynb"
@@ -125,7 +127,7 @@ def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatc
     import torch
     import torchvision
 
-    from adv2 import models
+    from adv2.core import models
 
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from adv2.config import ParameterError, set_threads_from_env
-from adv2.interpreters import (
+from adv2.core.config import ParameterError, set_threads_from_env
+from adv2.core.interpreters import (
     CAMInterpreter,
     GradInterpreter,
     MaskInterpreter,
@@ -27,9 +27,9 @@ from adv2.interpreters import (
     train_rts,
     trained_rts,
 )
-from adv2.interpreters.rts import preserve_destroy_per_image, sample_selector_classes, shuffled_like
-from adv2.models import build_small_cnn, freeze, small_resnet, smooth_backward_copy
-from adv2.stats import diff_ci
+from adv2.core.interpreters.rts import preserve_destroy_per_image, sample_selector_classes, shuffled_like
+from adv2.core.models import build_small_cnn, freeze, small_resnet, smooth_backward_copy
+from adv2.core.stats import diff_ci
 
 set_threads_from_env()
 NAMES = [f"c{i}" for i in range(10)]
@@ -205,7 +205,7 @@ def test_build_interpreter(net):
 
 def test_224_models_have_paper_map_sizes():
     """A 224-px classifier with 112/56/28/14/7 stages (EfficientNet-Lite0's layout)."""
-    from adv2.models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
+    from adv2.core.models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 
     chans = [4, 6, 8, 10, 12]
     stages = [
@@ -360,7 +360,7 @@ def test_rts_smoke_budget_beats_random_masks():
     lowest lower end is 0.034 / 0.027 (the untrained RTS gives exactly 0 there). With 2 threads
     pooled 0.125 [0.095, 0.155] / 0.063 [0.054, 0.072], trained minus untrained 0.105 [0.072,
     0.138] / 0.053 [0.043, 0.063]. About 45 s at 1 thread."""
-    from adv2.data import DatasetUnavailable, load_fashion_mnist
+    from adv2.trained.data import DatasetUnavailable, load_fashion_mnist
 
     try:
         data = load_fashion_mnist(allow_download=False)

@@ -1,11 +1,11 @@
-"""adv2.metrics on hand-made maps, where every number can be checked by hand."""
+"""adv2.core.metrics on hand-made maps, where every number can be checked by hand."""
 
 import math
 
 import pytest
 import torch
 
-from adv2 import metrics
+from adv2.core import metrics
 
 
 def test_success_rate_and_confidence_helpers():
@@ -126,7 +126,7 @@ def test_summarize_with_no_success_gives_nan():
 
 # ----------------------------------------------------------------------------- shared helpers
 def test_one_l1_everywhere_and_differentiable():
-    from adv2 import defenses, noise
+    from adv2.core import defenses, noise
 
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(4, 1, 5, 5, generator=gen, requires_grad=True)
@@ -139,7 +139,7 @@ def test_one_l1_everywhere_and_differentiable():
 
 
 def test_batched_helpers_match_unbatched():
-    from adv2 import models, noise, tensors
+    from adv2.core import models, noise, tensors
 
     assert tensors.batch_slices(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     assert tensors.batch_slices(3, None) == [slice(0, 3)] and tensors.batch_slices(0, 4) == []
@@ -160,7 +160,7 @@ def test_batched_helpers_match_unbatched():
 
 
 def test_random_targets_are_uniform_wrong_classes():
-    from adv2 import defenses, tensors
+    from adv2.core import defenses, tensors
 
     y = torch.arange(10).repeat(900)
     t = tensors.random_targets(y, 10, torch.Generator().manual_seed(1))

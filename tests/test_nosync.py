@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from adv2.attacks.adv2 import adv2_sign
-from adv2.attacks.mask import adv2_mask
+from adv2.core.attacks.adv2 import adv2_sign
+from adv2.core.attacks.mask import adv2_mask
 from test_precision import interpreter_for, tiny_config, tiny_setup
 
-pgd_module = sys.modules["adv2.attacks.pgd"]
+pgd_module = sys.modules["adv2.core.attacks.pgd"]
 
 FORBIDDEN = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__")
 # Host reads of CPU tensors that never wait for the GPU: torch.optim keeps Adam's step counter on

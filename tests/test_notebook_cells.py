@@ -11,9 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-EXPERIMENTS = sorted((ROOT / "lib" / "adv2" / "experiments").glob("ch0*.py")) + [
-    ROOT / "lib" / "adv2" / "experiments" / "input_size.py"
-]
+EXPERIMENTS = sorted((ROOT / "lib" / "adv2" / "chapters").glob("ch0*.py"))
 MAX_LINES = 15
 
 
@@ -32,7 +30,7 @@ def test_code_cells_are_short(path):
         c.id: len(c.source.splitlines()) for c in code_cells(path) if len(c.source.splitlines()) > MAX_LINES
     }
     assert not long, (
-        f"{path.name}: code cells over {MAX_LINES} lines (id: lines), move code into adv2.experiments: {long}"
+        f"{path.name}: code cells over {MAX_LINES} lines (id: lines), move code into adv2.chapters: {long}"
     )
 
 
@@ -56,23 +54,23 @@ def test_no_cut_labels_or_one_row_panel_strips(path):
 
 @pytest.mark.notebook
 def test_every_figure_of_a_cell_sequence_is_shown(tmp_path):
-    """After a chapter's setup (``start``), each figure made by adv2.plotting is displayed, not only
+    """After a chapter's setup (``start``), each figure made by adv2.chapters.plotting is displayed, not only
     the first one (an rc_context around the backend's first use switched interactive mode off)."""
     import nbclient
 
     nb = nbformat.v4.new_notebook()
-    setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.experiments import ch01\nch01.start('01_target_models', globals())"
+    setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.chapters import ch01\nch01.start('01_target_models', globals())"
     nb.cells = [
         nbformat.v4.new_code_cell(s)
         for s in (
             "\n".join(
                 f"{p.name} = {p.default!r}"
-                for p in __import__("adv2.schema").schema.CHAPTERS["01_target_models"]
+                for p in __import__("adv2.chapters.schema").chapters.schema.CHAPTERS["01_target_models"]
                 if p.name not in ("profile", "device")
             ),
             setup,
             (
-                "from adv2 import plotting\nfig, axes = plotting.panel_axes(2)\n"
+                "from adv2.chapters import plotting\nfig, axes = plotting.panel_axes(2)\n"
                 "_ = plotting.curves({'a': ([0, 1], [0, 1])}, 'x', 'y', ax=axes[0])"
             ),
             "fig = plotting.curves({'a': ([0, 1], [1, 0])}, 'x', 'y')",

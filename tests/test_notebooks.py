@@ -11,8 +11,8 @@ import sys
 import papermill
 import pytest
 
-from adv2 import runner
-from adv2.config import REPO_ROOT
+from adv2.book import runner
+from adv2.core.config import REPO_ROOT
 
 
 @pytest.mark.notebook

@@ -1,4 +1,4 @@
-"""The photo RTSA recipe and loader (adv2.recipes.PhotoRTSARecipe, load_photo_rtsa) on a tiny
+"""The photo RTSA recipe and loader (adv2.trained.recipes.PhotoRTSARecipe, load_photo_rtsa) on a tiny
 stand-in classifier, RTS and uint8 pool: trained by the library's own AID code, cached, looked up
 in the committed checkpoints, retrained when asked or when the recipe changes."""
 
@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adv2 import checkpoint_pins, checkpoints, recipes
-from adv2.artifacts import file_sha256
-from adv2.interpreters.rts import RTSNet
-from adv2.models import build_small_cnn
+from adv2.core.interpreters.rts import RTSNet
+from adv2.core.models import build_small_cnn
+from adv2.trained import checkpoint_pins, checkpoints, recipes
+from adv2.trained.artifacts import file_sha256
 
 RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
 

@@ -1,4 +1,4 @@
-"""The photo pool (adv2.photopool) and the photo RTS's architecture options, offline: generated
+"""The photo pool (adv2.trained.photopool) and the photo RTS's architecture options, offline: generated
 images and folders only (no download, no Debian package needed)."""
 
 import io
@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adv2 import photopool
-from adv2.data import DatasetUnavailable
+from adv2.trained import photopool
+from adv2.trained.data import DatasetUnavailable
 
 
 def random_photo(seed: int, size=(300, 200)) -> Image.Image:
@@ -98,8 +98,8 @@ def test_plasma_wallpapers_count_once():
 
 
 def test_rts_options_round_trip_through_a_state():
-    from adv2.interpreters.rts import RTSNet, architecture_options, frozen_rts_from_state
-    from adv2.models import build_small_cnn
+    from adv2.core.interpreters.rts import RTSNet, architecture_options, frozen_rts_from_state
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(0)
     model = build_small_cnn("resnet", 10, [str(i) for i in range(10)]).eval()

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from adv2 import plotting  # noqa: E402
+from adv2.chapters import plotting  # noqa: E402
 
 LONG = ["T-shirt/top → Ankle boot", "Pullover → Sneaker", "great white shark → hammerhead"]
 
@@ -170,7 +170,7 @@ def test_tables_use_dashes_for_missing_values_and_3_significant_digits():
 @pytest.mark.slow  # a real subprocess: in `make test`, not in `make test-fast`
 def test_import_leaves_matplotlib_style_alone():
     code = (
-        "import matplotlib as m; before = dict(m.rcParams); import adv2.plotting; "
+        "import matplotlib as m; before = dict(m.rcParams); import adv2.chapters.plotting; "
         "changed = [k for k, v in m.rcParams.items() if before[k] != v]; "
         "assert not changed, changed"
     )
@@ -191,7 +191,7 @@ def _error_segments(ax):
 
 
 def test_interval_error_bars_are_drawn_where_the_interval_is():
-    from adv2.stats import Estimate
+    from adv2.core.stats import Estimate
 
     stats = {
         "cam": {"pgd": {"l1_mean": 0.4, "l1_std": 0.1}, "adv2": {"l1_mean": 0.1, "l1_std": 0.05}},

@@ -1,4 +1,4 @@
-"""bf16 autocast for the forward passes, fp32 for losses, maps and metrics (adv2.precision).
+"""bf16 autocast for the forward passes, fp32 for losses, maps and metrics (adv2.core.precision).
 
 CI has no GPU, so the CUDA mode is checked on the CPU: ``ADV2_PRECISION=bf16`` turns on the same
 ``torch.autocast(dtype=torch.bfloat16)`` there. The default on the CPU must leave every result
@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from adv2 import attacks, precision
-from adv2.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
-from adv2.models import build_small_cnn, freeze
+from adv2.core import attacks, precision
+from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
+from adv2.core.models import build_small_cnn, freeze
 from standins import naive_pgd
 
 NAMES = [str(i) for i in range(10)]
@@ -124,7 +124,7 @@ def test_forced_bf16_forwards_fp32_losses_maps_and_metrics(kind, monkeypatch):
         return out
 
     prediction_dtypes: set[torch.dtype] = set()
-    pgd_module = sys.modules["adv2.attacks.pgd"]
+    pgd_module = sys.modules["adv2.core.attacks.pgd"]
     real = pgd_module.prediction_loss
 
     def recording_prediction(kind_, logits, target):
@@ -189,7 +189,7 @@ def test_default_cpu_path_is_unchanged(kind, monkeypatch):
 
 # ----------------------------------------------------------------------------- where a run goes
 def test_runner_says_where_the_book_runs(monkeypatch):
-    from adv2 import runner
+    from adv2.book import runner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runner.resolve_profile("auto") == "quick"
@@ -208,10 +208,10 @@ def test_runner_says_where_the_book_runs(monkeypatch):
 
 def test_profiles_leave_the_device_to_auto():
     """Nothing forces the CPU: every profile a GPU machine runs says ``device: auto``, which picks
-    CUDA when present (adv2.config.resolve_device)."""
+    CUDA when present (adv2.core.config.resolve_device)."""
     import yaml
 
-    from adv2 import config
+    from adv2.core import config
 
     root = Path(__file__).resolve().parents[1]
     for name in ("quick", "paper", "imagenet"):

@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2 import publish, runbox, runner
-from adv2.config import REPO_ROOT
+from adv2.book import publish, runbox, runner
+from adv2.core.config import REPO_ROOT
 
 STEM = "01_tiny"
 
@@ -84,7 +84,7 @@ def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
         "import signal, sys\n"
         "from pathlib import Path\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in background\n"
-        "from adv2 import runner\n"
+        "from adv2.book import runner\n"
         f"runner.NOTEBOOKS_DIR = Path({str(tmp_path / 'src')!r})\n"
         "sys.exit(runner.main(sys.argv[1:]))\n"
     )
@@ -344,7 +344,7 @@ def test_run_box_is_only_written_by_publish():
     import inspect
 
     assert "write_run_info" not in inspect.getsource(runner.run)
-    assert runbox.write_run_info.__module__ == "adv2.runbox"
+    assert runbox.write_run_info.__module__ == "adv2.book.runbox"
 
 
 # ----------------------------------------------------------------------------- all or nothing

@@ -16,8 +16,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from adv2 import artifacts, config, defenses, models, recipes, schema
-from adv2.interpreters import rts as rts_mod
+from adv2.chapters import schema
+from adv2.core import config, defenses, models
+from adv2.core.interpreters import rts as rts_mod
+from adv2.trained import artifacts, recipes
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
 CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]

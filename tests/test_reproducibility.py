@@ -34,8 +34,10 @@ def run_configuration(threads: int, kernels: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from adv2 import attacks, claims, config, data, metrics, models, stats
-    from adv2.interpreters import build_interpreter
+    from adv2.chapters import claims
+    from adv2.core import attacks, config, metrics, models, stats
+    from adv2.core.interpreters import build_interpreter
+    from adv2.trained import data
 
     fm = data.load_fashion_mnist(allow_download=False)
     started = time.time()
@@ -116,7 +118,7 @@ def _worker(threads: int, kernels: str, out: Path) -> subprocess.Popen:
 
 @pytest.mark.slow  # real subprocesses: in `make test`, not in `make test-fast`
 def test_headline_numbers_agree_within_their_intervals(tmp_path):
-    from adv2.data import DatasetUnavailable, load_fashion_mnist
+    from adv2.trained.data import DatasetUnavailable, load_fashion_mnist
 
     try:
         load_fashion_mnist(allow_download=False)

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from adv2 import results
+from adv2.chapters import results
 from standins import small_tmpfs
 
 

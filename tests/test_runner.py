@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2 import runbox, runner
-from adv2.config import REPO_ROOT, ParameterError
+from adv2.book import runbox, runner
+from adv2.core.config import REPO_ROOT, ParameterError
 
 
 @pytest.mark.slow  # a real subprocess: in `make test`, not in `make test-fast`
@@ -69,7 +69,7 @@ def test_parameters_cell_is_documented_and_parseable(notebook):
 
 
 def test_progress_bars_are_quiet_under_the_runner(monkeypatch):
-    from adv2 import progress
+    from adv2.core import progress
 
     monkeypatch.delenv(progress.QUIET_ENV, raising=False)
     assert not progress.progress_bar(total=3).disable
@@ -108,7 +108,7 @@ def test_run_box_names_profile_times_training_and_load(tmp_path):
 
 def test_run_box_lists_each_chapters_non_default_parameters(tmp_path):
     """Compared with the chapter's own profile values: the profile name alone hides overrides."""
-    from adv2.config import load_profile
+    from adv2.core.config import load_profile
 
     profile = load_profile("smoke", "03_adv2")
     params = {**profile, "epsilon": 0.016, "archs": ["densenet"], "results_dir": "/tmp/r"}
@@ -184,7 +184,7 @@ def test_yaml_error_in_a_value_is_one_line_naming_the_parameter(capsys):
 
 
 def test_yaml_error_in_a_profile_file_names_the_file_and_line(tmp_path, monkeypatch, capsys):
-    from adv2 import config
+    from adv2.core import config
 
     (tmp_path / "smoke.yaml").write_text("common:\n  seed: 0\n  archs: [resnet\n")
     monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
@@ -224,7 +224,7 @@ def fake_clone(root: Path) -> Path:
 
 
 def test_repository_root_is_the_working_tree_the_command_runs_in(tmp_path, monkeypatch):
-    from adv2 import config
+    from adv2.core import config
 
     monkeypatch.delenv(config.ROOT_ENV, raising=False)
     clone = fake_clone(tmp_path / "clone")
@@ -232,7 +232,7 @@ def test_repository_root_is_the_working_tree_the_command_runs_in(tmp_path, monke
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     root, note = config.find_repo_root(outside)
-    assert root == Path(config.__file__).resolve().parents[2] and "not inside an adv2 working tree" in note
+    assert root == Path(config.__file__).resolve().parents[3] and "not inside an adv2 working tree" in note
     monkeypatch.setenv(config.ROOT_ENV, str(clone))  # what `python -m adv2` hands its kernels and workers
     assert config.find_repo_root(outside) == (clone.resolve(), None)
 
@@ -245,7 +245,9 @@ def test_a_package_shared_between_clones_writes_into_the_current_clone(tmp_path)
 
     clone = fake_clone(tmp_path / "clone")
     code = (
-        "from adv2 import artifacts, checkpoints, config, publish, runner\n"
+        "from adv2.trained import artifacts, checkpoints\n"
+        "from adv2.core import config\n"
+        "from adv2.book import publish, runner\n"
         "print(config.REPO_ROOT, runner.runs_root(), publish.BOOK_NOTEBOOKS_DIR, "
         "publish.PUBLISHED_RESULTS_DIR, artifacts.DEFAULT_ROOT, config.PARAMS_DIR, runner.NOTEBOOKS_DIR)"
     )

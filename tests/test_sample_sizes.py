@@ -7,7 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-from adv2 import config, schema
+from adv2.chapters import schema
+from adv2.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adv2 import config, schema
-from adv2.config import ParameterError
-from adv2.experiments import ch03, ch05, ch08
+from adv2.chapters import ch03, ch05, ch08, schema
+from adv2.core import config
+from adv2.core.config import ParameterError
 
 CHAPTERS = ("03_adv2", "06_table10", "07_input_size", "08_scaling")
 
@@ -95,7 +95,7 @@ def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():
 
 def test_calibration_does_not_depend_on_the_batch(fmnist):
     """Chapter 5's photo passes run in chunks of PHOTO_BATCH: the calibration is the same."""
-    from adv2.models import build_small_cnn, freeze
+    from adv2.core.models import build_small_cnn, freeze
 
     torch.manual_seed(0)
     net = SimpleNamespace(model=freeze(build_small_cnn("resnet", fmnist.num_classes, fmnist.class_names)))
@@ -111,8 +111,8 @@ def test_calibration_does_not_depend_on_the_batch(fmnist):
 
 def test_chunks_that_stop_at_different_steps_merge_their_histories():
     """Fast MASK in several batch chunks: each chunk stops (and records) at its own steps."""
-    from adv2.attacks.adv2 import _merge_histories
-    from adv2.attacks.common import AttackResult
+    from adv2.core.attacks.adv2 import _merge_histories
+    from adv2.core.attacks.common import AttackResult
 
     def part(n, steps, success):
         return AttackResult(

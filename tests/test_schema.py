@@ -12,8 +12,9 @@ import types
 
 import pytest
 
-from adv2 import config, schema
-from adv2.config import ParameterError
+from adv2.chapters import schema
+from adv2.core import config
+from adv2.core.config import ParameterError
 
 NOTEBOOKS = config.REPO_ROOT / "notebooks"
 
@@ -38,7 +39,7 @@ def test_parameter_cells_are_generated_from_the_schema(stem):
     source = parameters_cell(NOTEBOOKS / f"{stem}.ipynb")
     assert source == schema.parameter_cell(stem), (
         f"notebooks/{stem}.ipynb's parameter cell is out of date: run "
-        "`PYTHONPATH=lib python -m adv2.schema --write`"
+        "`PYTHONPATH=lib python -m adv2.chapters.schema --write`"
     )
     cell = declared(source)
     params = schema.chapter_schema(stem)
@@ -204,9 +205,9 @@ def test_notebook_globals_refuse_bad_values():
 
 
 def test_schema_does_not_import_torch():
-    code = "import sys, adv2.schema; sys.exit(int('torch' in sys.modules))"
+    code = "import sys, adv2.chapters.schema; sys.exit(int('torch' in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], check=False, cwd=config.REPO_ROOT, timeout=60)
-    assert done.returncode == 0, "importing adv2.schema imported torch (slow for the runner)"
+    assert done.returncode == 0, "importing adv2.chapters.schema imported torch (slow for the runner)"
 
 
 def test_roles_and_types_are_declared():

@@ -1,4 +1,4 @@
-"""adv2.stats: intervals over images and the book's number format."""
+"""adv2.core.stats: intervals over images and the book's number format."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from adv2 import stats
-from adv2.stats import (
+from adv2.core import stats
+from adv2.core.stats import (
     Estimate,
     diff_ci,
     fmt,

@@ -1,4 +1,4 @@
-"""Parameter sweeps on Ray (adv2.sweepplan, adv2.sweepworker, adv2.sweep, adv2.sweeptable).
+"""Parameter sweeps on Ray (adv2.book.sweepplan, adv2.book.sweepworker, adv2.book.sweep, adv2.book.sweeptable).
 
 The planning tests are fast. The tests marked slow start a local Ray (1 thread per task) and real
 Jupyter kernels: a 4-point smoke sweep of chapter 3, resume after an interrupted sweep, a failing
@@ -18,8 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2 import runner, sweepplan, sweeptable
-from adv2.config import REPO_ROOT, ParameterError
+from adv2.book import runner, sweepplan, sweeptable
+from adv2.core.config import REPO_ROOT, ParameterError
 
 CH3 = REPO_ROOT / "notebooks" / "03_adv2.ipynb"
 
@@ -134,7 +134,7 @@ def test_a_point_is_complete_only_with_its_own_parameters(tmp_path):
 def test_the_driver_records_a_finished_point_with_the_plans_code(tmp_path):
     """The worker's outcome comes back to the driver, which rewrites the point's record on the
     sweep's own disk: that record must still name the code, or a resumed sweep re-runs the point."""
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     plan = sweepplan.plan(nb, "smoke", {"x": [1.0]}, {}, "d", tmp_path)
@@ -196,7 +196,7 @@ def test_table_has_one_row_per_point_with_headline_numbers(tmp_path, monkeypatch
 # ----------------------------------------------------------------------------- one sweep per name (fast)
 def _complete_point(nb: Path, name: str, root: Path, grid: dict | None = None) -> None:
     """Record sweep ``name`` with its one point complete, as a finished sweep leaves it (no Ray)."""
-    from adv2 import sweep
+    from adv2.book import sweep
 
     grid = grid or {"x": [1.0]}
     plan = sweepplan.plan(nb, "smoke", grid, {}, name, root)
@@ -216,7 +216,7 @@ def _lib_env(**extra: str) -> dict[str, str]:
 _HOLDER_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from adv2 import sweeplock
+from adv2.book import sweeplock
 folder = Path(sys.argv[1])
 lock = sweeplock.SweepLock(folder)
 lock.acquire()
@@ -247,7 +247,7 @@ _STUBBORN = (
 
 
 def test_a_second_sweep_of_a_running_name_is_refused_naming_its_process(tmp_path):
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     _complete_point(nb, "busy", tmp_path)
@@ -267,7 +267,7 @@ def test_a_second_sweep_of_a_running_name_is_refused_naming_its_process(tmp_path
 
 
 def test_another_grid_under_an_existing_name_is_refused(tmp_path):
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     _complete_point(nb, "g", tmp_path, {"x": [1.0, 2.0]})
@@ -306,7 +306,7 @@ def _stubborn_session(tmp_path: Path) -> tuple[str, subprocess.Popen, int]:
 def test_a_killed_sweep_leaves_no_process_behind_and_its_record_says_interrupted(
     tmp_path, monkeypatch, capsys
 ):
-    from adv2 import sweep, sweeplock
+    from adv2.book import sweep, sweeplock
 
     monkeypatch.setattr(sweeplock, "GRACE_S", 0.5)
     session, raylet, agent = _stubborn_session(tmp_path)
@@ -344,7 +344,7 @@ def test_a_killed_sweep_leaves_no_process_behind_and_its_record_says_interrupted
 def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path):
     """``python -m adv2 sweep --cleanup``: a pid the system gave to another process meanwhile is
     never signalled (its start time differs), and a sweep that runs now is left alone."""
-    from adv2 import publish, sweeplock
+    from adv2.book import publish, sweeplock
 
     sweeps = tmp_path / "sweeps"
     (sweeps / "dead").mkdir(parents=True)
@@ -405,7 +405,7 @@ def test_sweep_table_writes_only_under_runs_sweeps(tmp_path, monkeypatch, capsys
 
 # ----------------------------------------------------------------------------- kernels (slow)
 def _one_point(args):
-    from adv2 import sweepworker
+    from adv2.book import sweepworker
 
     nb, point = args
     return sweepworker.run_group(nb, [point], lambda kind, payload: None)[0]
@@ -436,7 +436,7 @@ def test_eight_kernels_started_at_once_do_not_collide(tmp_path):
 
 @pytest.mark.slow
 def test_a_group_runs_in_one_kernel_with_a_fresh_namespace_and_retries_a_failure(tmp_path):
-    from adv2 import sweepworker
+    from adv2.book import sweepworker
 
     nb = str(standin_notebook(tmp_path / "standin.ipynb"))
     points = [
@@ -468,7 +468,7 @@ def test_a_group_runs_in_one_kernel_with_a_fresh_namespace_and_retries_a_failure
 def ray8():
     """A local Ray with 8 logical CPUs (so 8 kernels start at once), 1 thread per task."""
     pytest.importorskip("ray")
-    from adv2 import sweep
+    from adv2.book import sweep
 
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["ADV2_THREADS"] = "1"
@@ -479,7 +479,7 @@ def ray8():
 
 @pytest.mark.slow
 def test_eight_points_start_at_once_without_port_collisions(ray8, tmp_path):
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     barrier = tmp_path / "barrier"
@@ -502,7 +502,7 @@ def test_eight_points_start_at_once_without_port_collisions(ray8, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_point_is_retried_reported_and_does_not_stop_the_others(ray8, tmp_path, capsys):
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     grid = {"x": [1.0, 2.0, 3.0, 4.0]}
@@ -526,7 +526,7 @@ def test_a_failing_point_is_retried_reported_and_does_not_stop_the_others(ray8, 
 
 @pytest.mark.slow
 def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tmp_path):
-    from adv2 import sweep
+    from adv2.book import sweep
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     gate = tmp_path / "gate"
@@ -584,7 +584,7 @@ def test_a_stopped_sweep_driver_leaves_no_ray_process(tmp_path, sig):
     outlive it (re-parented, SIGTERM ignored) until ``sweep --cleanup`` ends every process the
     sweep recorded and marks the record interrupted."""
     pytest.importorskip("ray")
-    from adv2 import sweeplock
+    from adv2.book import sweeplock
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     gate = tmp_path / "gate"  # never opened: the point waits until the driver is stopped
@@ -640,7 +640,7 @@ def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_traine
     """The real chapter 3 at the smoke profile (grad and CAM, FMNIST only) on a local Ray with 2
     CPUs; the smoke classifier comes from the session's cache (the fixture trains it once)."""
     ray = pytest.importorskip("ray")
-    from adv2 import sweep
+    from adv2.book import sweep
 
     if ray.is_initialized():
         sweep.shutdown()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adv2 import models, parallel
-from adv2.interpreters.rts import RTSNet, rts_loss, train_rts
+from adv2.core import models, parallel
+from adv2.core.interpreters.rts import RTSNet, rts_loss, train_rts
 from standins import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,8 @@ def _results(stem: str) -> dict:
 def _params(profile: str, stem: str) -> dict:
     """A chapter's parameters at ``profile``: schema defaults, then the profile's common section
     (names the chapter declares), then its own section; what ``python -m adv2 run`` would use."""
-    from adv2 import config, schema
+    from adv2.core import config
+    from adv2.chapters import schema
 
     declared = schema.chapter_schema(stem)
     return {**schema.defaults(stem),
@@ -72,7 +73,7 @@ def status(profile: str) -> str:
 
 
 def _fmt(x: float) -> str:
-    from adv2.stats import fmt
+    from adv2.core.stats import fmt
 
     return fmt(x)
 

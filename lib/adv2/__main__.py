@@ -1,8 +1,8 @@
 import os
 import sys
 
-from .config import REPO_ROOT, ROOT_ENV
-from .runner import main
+from adv2.book.runner import main
+from adv2.core.config import REPO_ROOT, ROOT_ENV
 
 # the notebooks' kernels and a sweep's Ray workers use the same repository as this command,
 # whatever folder they start in

@@ -1,0 +1,1 @@
+"""Floor 4, the book: command line, runs, sweeps, publishing, run box, claims page."""

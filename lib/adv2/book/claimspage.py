@@ -1,0 +1,95 @@
+"""The front page's claim table (``book/_claims.md``): every claim per setting, from the results.
+
+Each chapter's results file (``results/<stem>.json``) holds a ``verdicts`` block,
+``{setting: {claim_id: Verdict.as_dict()}}``, computed by :mod:`adv2.chapters.claims` from the chapter's
+per-image arrays. This module reads those blocks back and renders :func:`adv2.chapters.claims.claims_table`:
+one row per claim, one column per setting (photos, Fashion-MNIST ResNet, Fashion-MNIST DenseNet),
+"—" where a setting was not run. It is written by :func:`adv2.book.publish.publish` only (atomically,
+like the run box), so a re-run on its own never changes the front page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from adv2.chapters import claims
+from adv2.chapters.claims import Verdict
+
+
+def _results_files(results_dir: Path) -> list[Path]:
+    # chapter files only (timings-*.json hold no numbers), in chapter order: where two chapters
+    # decide the same claim on the same setting (chapters 4 and 6 both test "RTSA ≈ RTS on benign
+    # inputs"), the first chapter's verdict is shown, as the claim's chapter column lists it first
+    return sorted(p for p in Path(results_dir).glob("*.json") if not p.name.startswith("timings"))
+
+
+def verdicts_from_results(results_dir: str | os.PathLike) -> dict[str, dict[str, Verdict]]:
+    """``{setting: {claim_id: Verdict}}`` read from the ``verdicts`` blocks of the results files
+    in ``results_dir`` (files without one, or unreadable, contribute nothing)."""
+    out: dict[str, dict[str, Verdict]] = {}
+    for path in _results_files(Path(results_dir)):
+        try:
+            block = json.loads(path.read_text()).get("numbers", {}).get("verdicts") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for setting, by_claim in block.items():
+            if setting not in claims.SETTINGS:
+                continue
+            for cid, d in by_claim.items():
+                if cid in claims.CLAIMS:
+                    out.setdefault(setting, {}).setdefault(cid, Verdict.from_dict(d))
+    return out
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_claims_table(results_dir: str | os.PathLike) -> str:
+    """The Markdown of ``book/_claims.md``: the claims table and its footnote."""
+    verdicts = verdicts_from_results(results_dir)
+    headers = claims.claims_table_headers()
+    rows = claims.claims_table(verdicts)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(str(c)) for c in row) + " |" for row in rows]
+    note = (
+        "*Each cell: the verdict of the claim's rule (see its chapter) with the estimate it was "
+        'decided on and its 95 % interval; "inconclusive" means the interval contains the '
+        "threshold at this sample size (the chapter says how many images would settle it); "
+        f"{claims.MISSING}: the setting was not run for this claim. Settings with fewer than "
+        f"{claims.MIN_IMAGES} images are illustrations, not measurements: their verdicts read "
+        '"not measurable".*'
+    )
+    return (
+        "<!-- written by adv2.book.publish from results/*.json (verdicts blocks); do not edit -->\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + note
+        + "\n"
+    )
+
+
+def write_claims_table(
+    results_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None
+) -> Path:
+    """Rewrite the front page's claim table (atomically) from ``results_dir`` (default: the
+    published results). Called by publishing only."""
+    from adv2.book import publish
+
+    results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
+    path = Path(path or publish.CLAIMS_TABLE)
+    return publish.atomic_write_text(path, render_claims_table(results_dir))
+
+
+__all__ = ["render_claims_table", "verdicts_from_results", "write_claims_table"]
+
+
+def _main(argv: Any = None) -> None:  # pragma: no cover - `python -m adv2.book.claimspage`
+    print(write_claims_table())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

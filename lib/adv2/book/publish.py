@@ -1,0 +1,443 @@
+"""The published book and how a finished run replaces it.
+
+A run (``python -m adv2 run``) writes only into its own run folder. Publishing copies that folder's
+executed notebooks, results and timings over the published copies (``book/notebooks/``,
+``results/``) and rewrites the front page's run box and claims table (``book/_claims.md``), and it does so only when every notebook of
+the run finished: ``run.json`` says ``ok`` for each and every cell of each executed notebook ran
+without error (papermill's own per-cell metadata is checked, not trusted blindly: after Ctrl-C
+papermill marks the cells it never ran as completed). A publish is all or nothing: every file is
+first written in full beside its target under a hidden name, then all are swapped in by renames
+(the old versions put back if a rename fails), so a full disk leaves the published book as it was
+and a reader never sees half a file. What is published is read from the run folder and checked
+against the sha256 that run.json recorded when each notebook finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from adv2.core.config import REPO_ROOT
+
+BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
+PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"
+RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
+CLAIMS_TABLE = REPO_ROOT / "book" / "_claims.md"  # the front page's claims table (adv2.book.claimspage)
+RUN_RECORD = "run.json"
+
+
+class PublishError(RuntimeError):
+    """The run is incomplete (failed, interrupted, killed) or its folder is not a run folder."""
+
+
+# ----------------------------------------------------------------------------- atomic files
+def _normal_mode() -> int:
+    """0666 minus the umask (0644 usually): mkstemp's 0600 would hide results from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _normal_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    return atomic_write_bytes(dst, Path(src).read_bytes())
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Move a damaged bookkeeping file out of the way (kept for inspection) and say so."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    os.replace(path, aside)
+    print(
+        f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
+        file=sys.stderr,
+        flush=True,
+    )
+    return aside
+
+
+def _merged_timings(old: bytes | None, seconds: dict[str, float], environment: dict[str, Any]):
+    """(the timings payload with ``seconds`` added, why ``old`` was unusable or None)."""
+    payload: Any = {}
+    damaged = None
+    if old is not None:
+        try:
+            payload = json.loads(old)
+        except (ValueError, UnicodeDecodeError) as err:
+            damaged, payload = str(err).splitlines()[0][:120], {}
+        if damaged is None and (
+            not isinstance(payload, dict) or not isinstance(payload.get("seconds", {}), dict)
+        ):
+            damaged, payload = "not a timings object", {}
+    payload.setdefault("seconds", {}).update(seconds)
+    payload["environment"] = environment
+    return payload, damaged
+
+
+def merge_timings(path: Path, seconds: dict[str, float], environment: dict[str, Any]) -> Path:
+    """Add this run's wall times to ``timings-<profile>.json`` (other chapters' entries stay)."""
+    payload, damaged = _merged_timings(path.read_bytes() if path.is_file() else None, seconds, environment)
+    if damaged is not None:
+        set_aside(path, damaged)
+    return atomic_write_json(path, payload)
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
+    """``no space left on device writing X``: an OSError in one line, naming the file."""
+    reason = (err.strerror or str(err) or type(err).__name__).lower()
+    where = path if path is not None else err.filename
+    return f"{reason} writing {where}" if where else reason
+
+
+# ----------------------------------------------------------------------------- checking a run
+def notebook_problem(path: Path) -> str | None:
+    """Why the executed notebook ``path`` is not a complete, error-free execution (None if it is)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as err:  # noqa: BLE001  (truncated, not JSON, not a notebook: all mean "not publishable")
+        return f"{path.name} cannot be read ({type(err).__name__}: {err})"
+    meta = nb.metadata.get("papermill")
+    if not meta:
+        return f"{path.name} was not executed by papermill"
+    if meta.get("exception"):
+        return f"{path.name} stopped on an exception"
+    for i, cell in enumerate(nb.cells):
+        pm = cell.metadata.get("papermill", {})
+        if pm.get("status") != "completed" or pm.get("exception"):
+            return f"{path.name}: cell {i} has status {pm.get('status')!r}"
+        # papermill marks cells it never started as completed when interrupted: they have no times
+        if not pm.get("start_time") or not pm.get("end_time"):
+            return f"{path.name}: cell {i} never ran"
+        if cell.cell_type == "code":
+            if cell.source.strip() and cell.get("execution_count") is None:
+                return f"{path.name}: cell {i} never ran"
+            if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+                return f"{path.name}: cell {i} raised an error"
+    return None
+
+
+def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_RECORD
+    if not path.is_file():
+        raise PublishError(f"{run_dir} is not a run folder: it has no {RUN_RECORD}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise PublishError(f"{path} is damaged ({err}); re-run instead of publishing it") from None
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def run_problems(run_dir: str | os.PathLike) -> list[str]:
+    """Everything that stops ``run_dir`` from being published (empty when it may be)."""
+    return _run_files(Path(run_dir))[1]
+
+
+def _run_files(run_dir: Path) -> tuple[dict[str, tuple[bytes, bytes]], list[str]]:
+    """({stem: (executed notebook, results file)} as bytes, problems).
+
+    The bytes are the ones checked: a notebook whose every cell ran, a results file that is
+    JSON and, where run.json recorded them at the end of the notebook, the same sha256 as then.
+    So a results folder shared with another run (``--results-dir``), whose files that run has
+    since overwritten, is refused instead of published beside this run's notebooks.
+    """
+    record = read_run_record(run_dir)
+    problems = []
+    status = record.get("status")
+    if status == "running":
+        problems.append(
+            "the run is still going"
+            if _pid_alive(record.get("pid"))
+            else "the run was killed before it finished (its process is gone)"
+        )
+    elif status != "ok":
+        problems.append(f"the run's status is {status!r}")
+    notebooks = record.get("notebooks") or {}
+    if not notebooks:
+        problems.append("the run has no notebooks")
+    results = _results_dir(run_dir, record)
+    files = {}
+    for stem, entry in notebooks.items():
+        if entry.get("status") != "ok":
+            problems.append(
+                f"{stem}: status {entry.get('status')!r}"
+                + (f" ({entry['error']})" if entry.get("error") else "")
+            )
+            continue
+        executed = run_dir / entry["notebook"]
+        notebook = result = None
+        if not executed.is_file():
+            problems.append(f"{stem}: {executed.name} is missing")
+        elif (why := notebook_problem(executed)) is not None:
+            problems.append(why)
+        else:
+            notebook = executed.read_bytes()
+            if _changed(notebook, entry.get("notebook_sha256")):
+                problems.append(
+                    f"{stem}: {executed.name} changed after the run finished (its sha256 differs)"
+                )
+                notebook = None
+        path = results / f"{stem}.json"
+        if not path.is_file() or ("results_sha256" in entry and entry["results_sha256"] is None):
+            problems.append(f"{stem}: it wrote no results file ({path.name})")
+        elif read_json_quietly(path) is None:
+            problems.append(f"{stem}: its results file {path.name} is not valid JSON")
+        else:
+            result = path.read_bytes()
+            if _changed(result, entry.get("results_sha256")):
+                problems.append(
+                    f"{stem}: its results file {path} changed after the run finished (its sha256 "
+                    "differs from run.json's: another run wrote to the same results folder?); "
+                    "re-run it with its own --results-dir"
+                )
+                result = None
+            elif "results_sha256" not in entry and not _is_within(path, run_dir):
+                problems.append(
+                    f"{stem}: run.json records no sha256 of its results file (an older adv2 made "
+                    f"it) and the file lies outside the run folder ({path}), where another run may "
+                    "have replaced it; re-run it"
+                )
+                result = None
+        if notebook is not None and result is not None:
+            files[stem] = (notebook, result)
+    return files, problems
+
+
+def finished_run_in(folder: Path) -> str | None:
+    """Why a new run must not write into ``folder`` (None when it may): it holds a finished run
+    (run.json says ``ok``, or an executed notebook whose every cell ran) or a run still going.
+    A run first deletes the copies it will make, so running into such a folder would lose them."""
+    folder = Path(folder)
+    record = read_json_quietly(folder / RUN_RECORD) if (folder / RUN_RECORD).is_file() else None
+    if isinstance(record, dict):
+        pid = record.get("pid")
+        if record.get("status") == "ok":
+            return f"its {RUN_RECORD} says a run finished there (status 'ok')"
+        if record.get("status") == "running" and pid != os.getpid() and _pid_alive(pid):
+            return f"a run is still writing into it (process {pid})"
+    finished = [
+        p.name
+        for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+        if "." not in p.stem and notebook_problem(p) is None  # not .running, .failed, .interrupted
+    ]
+    if finished:
+        return "it holds finished notebooks (" + ", ".join(finished) + ")"
+    return None
+
+
+def _changed(data: bytes, recorded: str | None) -> bool:
+    import hashlib
+
+    return recorded is not None and hashlib.sha256(data).hexdigest() != recorded
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def read_json_quietly(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _results_dir(run_dir: Path, record: dict[str, Any]) -> Path:
+    folder = Path(record.get("results_dir") or run_dir / "results")
+    return folder if folder.is_absolute() else REPO_ROOT / folder
+
+
+# ----------------------------------------------------------------------------- publishing
+class _Staging:
+    """The files of one publish, each first written in full beside its target under a hidden name
+    (``.<name>.publish-<token>``), then swapped in together by renames: a failure while writing
+    (a full disk) leaves the published files untouched, one while swapping puts the old ones back."""
+
+    def __init__(self) -> None:
+        import secrets
+
+        self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.files: dict[Path, Path] = {}  # target -> its staged copy
+        self.current: Path | None = None  # the target being written or swapped, for the message
+        self.notes: list[str] = []  # warnings to print once the publish has happened
+
+    def path(self, target: Path) -> Path:
+        """The staged name of ``target`` (written by the caller)."""
+        self.current = Path(target)
+        staged = self.current.with_name(f".{self.current.name}.publish-{self.token}")
+        self.files[self.current] = staged
+        return staged
+
+    def write(self, target: Path, data: bytes) -> None:
+        atomic_write_bytes(self.path(target), data)
+
+    def discard(self) -> None:
+        for staged in self.files.values():
+            staged.unlink(missing_ok=True)
+
+    def swap_in(self) -> list[Path]:
+        done: list[tuple[Path, Path | None]] = []  # (target, its old version kept aside, if any)
+        try:
+            for target, staged in self.files.items():
+                self.current = target
+                backup = None
+                if target.exists():
+                    backup = staged.with_name(staged.name + ".old")
+                    _keep_old(target, backup)
+                done.append((target, backup))
+                os.replace(staged, target)
+        except BaseException:
+            self._roll_back(done)
+            raise
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        return list(self.files)
+
+    def _roll_back(self, done: list[tuple[Path, Path | None]]) -> None:
+        try:
+            for target, backup in reversed(done):
+                if backup is None:
+                    target.unlink(missing_ok=True)
+                elif target.exists() and os.path.samefile(backup, target):
+                    backup.unlink()  # not replaced yet (renaming a hard link onto itself does nothing)
+                elif backup.exists():
+                    os.replace(backup, target)
+        except OSError as err:
+            raise PublishError(
+                f"publish failed at {self.current} and putting the old files back failed too "
+                f"({describe_os_error(err)}): the published book may mix two runs; restore it with "
+                "`git checkout -- book/notebooks results book/_run_info.md book/_claims.md`"
+            ) from None
+        finally:
+            self.discard()
+
+
+def _keep_old(target: Path, backup: Path) -> None:
+    """Keep ``target``'s current version at ``backup``: a hard link (no copy, no space needed, and
+    ``target`` never goes missing), or a rename where the filesystem has no hard links."""
+    try:
+        os.link(target, backup)
+    except OSError:
+        os.replace(target, backup)
+
+
+def _published_view(staging: _Staging, view: Path) -> tuple[Path, Path]:
+    """``view/notebooks`` and ``view/results``: the published folders as they will be after the
+    swap (links to the published files, the staged copies in place of the ones they replace),
+    from which the run box and the claims table are rendered before anything is swapped in."""
+    folders = {BOOK_NOTEBOOKS_DIR: view / "notebooks", PUBLISHED_RESULTS_DIR: view / "results"}
+    for published, mirror in folders.items():
+        mirror.mkdir(parents=True)
+        for path in sorted(published.glob("*")) if published.is_dir() else ():
+            if path.is_file() and not path.name.startswith("."):
+                os.symlink(path.resolve(), mirror / path.name)
+    for target, staged in staging.files.items():
+        mirror = folders.get(target.parent)
+        if mirror is not None:
+            (mirror / target.name).unlink(missing_ok=True)
+            os.symlink(staged.resolve(), mirror / target.name)
+    return folders[BOOK_NOTEBOOKS_DIR], folders[PUBLISHED_RESULTS_DIR]
+
+
+def publish(run_dir: str | os.PathLike) -> list[Path]:
+    """Replace the published copies with ``run_dir``'s; refuse (PublishError) unless it finished.
+
+    All or nothing: every file (the notebooks, their results, the timings, the run box and the
+    claims table) is staged first and swapped in together; a failure (a full disk) raises
+    PublishError and leaves the published book as it was. Chapters the run did not execute keep
+    their published copies; the run box is rebuilt from all published notebooks. Returns the
+    files replaced.
+    """
+    import tempfile
+
+    from adv2.book import claimspage, runbox
+    from adv2.chapters.results import environment
+
+    run_dir = Path(run_dir)
+    files, problems = _run_files(run_dir)
+    if problems:
+        raise PublishError(f"not publishing {run_dir}: " + "; ".join(problems) + "\nnothing was published")
+    record = read_run_record(run_dir)
+    staging = _Staging()
+    try:
+        for stem, (notebook, result) in sorted(files.items()):
+            staging.write(PUBLISHED_RESULTS_DIR / f"{stem}.json", result)
+            staging.write(BOOK_NOTEBOOKS_DIR / f"{stem}.ipynb", notebook)
+        timings = PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json"
+        old = timings.read_bytes() if timings.is_file() else None
+        seconds = {stem: entry["seconds"] for stem, entry in record["notebooks"].items()}
+        payload, damaged = _merged_timings(old, seconds, environment())
+        if damaged is not None:  # kept beside it for inspection, as set_aside does
+            aside = timings.with_name(
+                f"{timings.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            )
+            staging.write(aside, old)
+            staging.notes.append(
+                f"warning: {timings} is not valid JSON ({damaged}); kept it as {aside.name} and rebuilt it"
+            )
+        staging.write(timings, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+        with tempfile.TemporaryDirectory(prefix="adv2-publish-") as view:
+            notebooks, results = _published_view(staging, Path(view))
+            runbox.write_run_info(notebooks, results, staging.path(RUN_INFO))
+            claimspage.write_claims_table(results, staging.path(CLAIMS_TABLE))
+        written = staging.swap_in()
+    except OSError as err:
+        staging.discard()
+        raise PublishError(
+            f"publish failed: {describe_os_error(err, staging.current)}; the published book is unchanged"
+        ) from None
+    except BaseException:
+        staging.discard()
+        raise
+    for note in staging.notes:
+        print(note, file=sys.stderr, flush=True)
+    return written

@@ -1,0 +1,182 @@
+"""The front page's run box (``book/_run_info.md``): which run the published book shows.
+
+It is read from the published executed notebooks themselves (papermill records their parameters
+and wall time; the runner adds models trained and other jobs' CPU under ``metadata.adv2``) and
+written only by :func:`adv2.book.publish.publish`. The CPU-load helpers the runner uses to fill
+``metadata.adv2`` live here too: they exist for this box.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Paths and plumbing a reader need not see as "changed parameters".
+PLUMBING = ("results_dir", "artifacts_dir", "profile")
+
+
+# ----------------------------------------------------------------------------- CPU and cache facts
+def count_cached_artifacts(root: str | None) -> int:
+    """Trained models (classifiers, RTS, RTSA) in the cache: the run box says which chapter trained
+    what, since a chapter's wall time depends on whether its models were already cached."""
+    from adv2.trained.artifacts import artifact_root
+
+    return sum(1 for _ in artifact_root(root).glob("*/*/metrics.json"))
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (Linux), None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process and its finished children (the notebook's kernel)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class CpuMeter:
+    """Cores' worth of CPU that *other* jobs used while a chapter ran: they slow the chapter."""
+
+    def __init__(self) -> None:
+        self.busy, self.own = busy_cpu_seconds(), own_cpu_seconds()
+
+    def other_jobs_cores(self, seconds: float) -> float | None:
+        busy = busy_cpu_seconds()
+        if self.busy is None or busy is None:
+            return None
+        others = (busy - self.busy) - (own_cpu_seconds() - self.own)
+        return round(max(0.0, others) / max(seconds, 1e-9), 2)
+
+
+# ----------------------------------------------------------------------------- the box
+def non_default_parameters(stem: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a run of ``stem`` that differ from its profile's values (the runner passes
+    only profile values and the user's overrides, so anything else is an override)."""
+    from adv2.core.config import ParameterError, load_profile
+
+    try:
+        profile = load_profile(params.get("profile", ""), stem)
+    except (ParameterError, OSError):
+        profile = {}
+    missing = object()
+    return {k: v for k, v in sorted(params.items()) if k not in PLUMBING and profile.get(k, missing) != v}
+
+
+def _shown(params: dict[str, Any]) -> str:
+    if not params:
+        return "none"
+    return ", ".join(f"`{k}={v}`".replace("|", "\\|") for k, v in params.items())
+
+
+def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
+    import nbformat
+
+    from adv2.book.publish import read_json_quietly
+    from adv2.chapters.results import environment
+
+    rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
+    for nb_path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        metadata = nbformat.read(nb_path, as_version=4).metadata
+        meta = metadata.get("papermill", {})
+        facts = metadata.get("adv2", {})
+        trained = facts.get("models_trained", "?")
+        others.append((facts.get("other_jobs_cores"), nb_path.stem))
+        params = meta.get("parameters", {})
+        prof = params.get("profile", "?")
+        seconds = float(meta.get("duration") or 0.0)
+        date = (meta.get("end_time") or "")[:10]
+        profiles.add(prof)
+        if prof == "smoke":
+            smoke_stems.append(nb_path.stem)
+        total += seconds
+        # another chapter's damaged results file must not stop the box: named, device unknown
+        # (left where it is: publishing renders this box before it changes any published file)
+        result_path = Path(results_dir) / f"{nb_path.stem}.json"
+        result = read_json_quietly(result_path)
+        if result is None and result_path.exists():
+            print(
+                f"warning: results file {result_path.name} is not valid JSON; the run box shows no "
+                f"device for {nb_path.stem}",
+                file=sys.stderr,
+                flush=True,
+            )
+        device = (result or {}).get("environment", {}).get("device") if isinstance(result, dict) else None
+        if device:
+            devices.add(device)
+        changed = _shown(non_default_parameters(nb_path.stem, params))
+        rows.append(
+            f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} | {date} |"
+        )
+    env = environment()
+    devices = devices or {env["device"]}
+    hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
+    shown = ", ".join(f"`{p}`" for p in sorted(profiles))
+    caveat = (
+        ""
+        if profiles == {"paper"}
+        else "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
+        "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
+        "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
+        "the smaller budgets matter."
+    )
+    measured = [(x, stem) for x, stem in others if x is not None]
+    busiest = max((x for x, _ in measured), default=None)
+    busy_stems = [stem for x, stem in measured if x > 0.25]
+    if busiest is None:
+        caveat += (
+            "\n\nWhether other jobs shared the machine during the run was not recorded; "
+            "if they did, the wall times overstate what free cores need."
+        )
+    elif busiest > 0.25:
+        caveat += (
+            f"\n\nOther jobs shared the machine during {', '.join(busy_stems)} (up to {busiest:.1f} "
+            "cores' worth of CPU; a chapter's own worker processes, such as chapter 8's Ray "
+            "workers, count among them), so their wall times may overstate what free cores need."
+        )
+    else:
+        caveat += (
+            "\n\nThe machine was otherwise idle during the run (other jobs used at most "
+            f"{busiest:.2f} cores' worth of CPU)."
+        )
+    if smoke_stems:
+        caveat += (
+            "\n\n**" + ", ".join(smoke_stems) + " show the `smoke` profile** (the test "
+            "budget: tiny classifiers, a handful of images and attack steps), so their numbers "
+            "only illustrate the method; re-run them with `python -m adv2 run` at `quick` or "
+            "`paper` for results to compare with the paper."
+        )
+    return (
+        f"```{{admonition}} The run this book shows\n"
+        f"Profile(s) {shown} on {hardware}; adv2 {env['adv2']}, torch {env['torch']}, "
+        f"Python {env['python']}.\n\n"
+        "| notebook | profile | parameters changed | wall time | models trained | date |\n"
+        "|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n| **total** | | | **{total / 60:.1f} min** | | |\n\n"
+        "*Parameters changed* lists the values that differ from the profile's "
+        "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
+        "networks a chapter trained; the others came from the cache (`artifacts/`) that earlier "
+        "chapters filled, so a chapter re-run on its own with a warm cache is faster."
+        f"{caveat}\n```\n"
+    )
+
+
+def write_run_info(
+    notebooks_dir: Path | None = None, results_dir: Path | None = None, path: Path | None = None
+) -> Path:
+    """Rewrite the run box (atomically) from the notebooks in ``notebooks_dir`` (default: the
+    published ones). Called by publishing only: a run on its own never changes the front page."""
+    from adv2.book import publish
+
+    notebooks_dir = Path(notebooks_dir or publish.BOOK_NOTEBOOKS_DIR)
+    results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
+    path = Path(path or publish.RUN_INFO)
+    return publish.atomic_write_text(path, render_run_info(notebooks_dir, results_dir))

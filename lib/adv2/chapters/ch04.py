@@ -1,0 +1,640 @@
+"""Chapter 4 (AID defense): the protocol behind ``notebooks/04_aid_defense.ipynb``.
+
+The notebook loads the classifiers, RTS and RTSA (``nets``), then makes one call per section:
+:func:`aid_config_table`, :func:`training_costs` / :func:`cost_table`, :func:`compare_benign` /
+:func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`: ``numbers()`` is what
+``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and :func:`check`.
+
+Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cells through
+``adv2.core.stats.fmt``, estimates as "value [low, high]"); ``fmt`` is ``adv2.core.stats.fmt`` re-exported.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adv2.chapters import claims, plotting, results
+from adv2.chapters._common import (
+    PHOTOS,
+    add_setting,
+    artifact_source,
+    fmt_rows,
+    intervals_block,
+    photo_attack_set,
+    setting_glue,
+    start,  # the notebook's setup cell
+    verdict_glue,
+    verdicts_block,
+)
+from adv2.chapters.claims import Verdict
+from adv2.core import config, defenses
+from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci
+from adv2.trained import data, recipes
+
+STEM = "04_aid_defense"
+GLUE_PREFIX = "ch4_"
+NOT_RUN = "not run"  # glued for what this run did not compute (e.g. a classifier not in archs)
+MISSING = "—"  # a number this run could not compute (shown in tables and prose)
+PROSE_ARCHS = config.ARCHS  # the classifiers the chapters' prose names, run or not
+
+# the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value; the
+# rule and its threshold live in adv2.chapters.claims (re-exported here for older imports)
+PAPER_BENIGN_L1 = defenses.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
+BENIGN_L1_MAX = claims.BENIGN_L1_MAX
+# a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
+DRIFT_LIMIT = 0.2
+
+
+# ----------------------------------------------------------------------------- formatting
+def missing(value: Any) -> bool:
+    """True for None and NaN: a number this run could not compute."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+DASH_NOTE = f"*{MISSING}: no value (not reported by the paper, or nothing to measure in this run).*"
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A Markdown table whose cells went through :func:`fmt` (no ``nan``/``None`` in it), with a
+    footnote saying what "—" means when a cell has one."""
+    cells = fmt_rows(rows)
+    text = plotting.markdown_table(cells, headers)
+    return text + "\n\n" + DASH_NOTE if any(c == MISSING for row in cells for c in row) else text
+
+
+def glue_value(value: Any) -> Any:
+    """A number as glued for the prose: None/NaN become "—" (not the words None or nan)."""
+    return MISSING if missing(value) else value
+
+
+def flat_glue(nested: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``{"resnet": {"x": 1}}`` -> ``{"<prefix>resnet_x": 1}``: the names ``{glue:text}`` uses."""
+    flat = results.flatten(dict(nested), prefix)
+    return {k.replace(".", "_").replace("-", "_"): glue_value(v) for k, v in flat.items()}
+
+
+class CheckFailed(AssertionError):
+    """A chapter's end-of-run check failed; the message says what, how much and what to change."""
+
+
+def raise_problems(chapter: str, problems: Sequence[str]) -> None:
+    if problems:
+        raise CheckFailed(f"{chapter}: {len(problems)} check(s) failed:\n- " + "\n- ".join(problems))
+
+
+# ----------------------------------------------------------------------------- AID recipe table
+# why each AIDConfig field has its value (the chapter's "Our AID recipe" table)
+AID_FIELD_REASONS = {
+    "iterations": "fine-tuning length, ten times the first RTSA's 60; the attack inside makes each iteration "
+    "costlier than an RTS iteration",
+    "batch_size": "batch of RTS's own loss (smaller than RTS's phase 2, for CPU)",
+    "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
+    "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",
+    "beta": "weight of the AID term: too small has no effect, too large without the anchor "
+    "wrecks benign maps (see below)",
+    "distill_weight": "anchor to RTS's benign maps; its weight is the trade-off's choice (section The trade-off)",
+    "persistent": "attack continues across visits: a strong inner attack at a small cost",
+    "train_encoder": "RTSA trains its own encoder copy: with the classifier's frozen features the decoder "
+    "had little to tell adversarial inputs apart by",
+    "beta_warmup": "beta ramps up linearly over this fraction of the iterations",
+    "pool_size": "images attacked during AID; small, so each is revisited (persistent attack)",
+    "stage1_steps": "prediction-only warm start of the inner attack (shorter than at evaluation)",
+    "stage2_steps": "joint ADV2 steps per visit against the current RTSA (fewer than at evaluation)",
+    "epsilon": "budget of AID's inner attack (parameter rtsa_epsilon; chapter 3's evaluation value)",
+    "step_size": "sign step of AID's inner attack (parameter rtsa_step_size)",
+    "lam_start": "lambda ramps as in the evaluation attack",
+    "lam_end": "",
+    "encoder_weight": "weight of RTS's own encoder's cross-entropy, as in the evaluation attack",
+    "detach_benign": "benign maps are left to l_map; AID only moves adversarial maps",
+    "freeze_batchnorm": "keep RTS's BatchNorm statistics: benign maps drift less",
+    "fake_prob": "RTS recipe",
+    "area_weight": "RTS recipe",
+    "preserver_weight": "RTS recipe",
+    "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)",
+    "confidence": "RTS model confidence",
+    "log_every": "0 = about 20 logged points",
+    "seed": "parameter train_seed",
+}
+
+
+def load_defended(
+    params: Mapping[str, Any],
+    fmnist: data.Dataset,
+    archs: Sequence[str],
+    *,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str = "",
+    progress: bool = False,
+    log=print,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, defenses.InterpretedModel]:
+    """Each arch's classifier, RTS, RTSA and its beta = 0 control (chapters 1, 2 and 4's recipes),
+    from the cache or trained: the classifiers side by side, then the RTS side by side (one core
+    each on a CPU, as chapters 1 and 2 train them), then every RTSA side by side (chapters 4, 5
+    and 6 share them). ``extra``: more RTSA recipes per arch, ``{label: recipe_for(params, arch)}``
+    (chapter 4's trade-off), loaded in the same side-by-side pass; they land in ``nets[arch].extra``."""
+    from adv2.chapters.ch01 import load_classifiers
+    from adv2.chapters.ch02 import load_rts_nets
+    from adv2.core.parallel import load_side_by_side
+
+    params = dict(params)
+    classifiers, arts = load_classifiers(params, fmnist, list(archs), device, artifacts_dir, progress, log)
+    rts_nets, rts_arts = load_rts_nets(
+        params, fmnist, classifiers, arts, list(archs), device, artifacts_dir, progress, log
+    )
+    wanted = []  # (arch, label, recipe)
+    for a in archs:
+        book = recipes.rtsa_recipe(params, a)
+        wanted += [(a, "rtsa", book), (a, "control", book.control())]
+        wanted += [(a, label, make(params, a)) for label, make in (extra or {}).items()]
+    loaded = load_side_by_side(
+        [
+            functools.partial(
+                recipes.load_rtsa,
+                recipe,
+                fmnist,
+                classifiers[a],
+                rts_nets[a],
+                rts_arts[a],
+                device=device,
+                artifacts_dir=artifacts_dir,
+                progress=progress,
+            )
+            for a, _, recipe in wanted
+        ],
+        device,
+    )
+    nets = {}
+    for a in archs:
+        got = {label: out for (arch, label, _), out in zip(wanted, loaded) if arch == a}
+        for label, (_, art, seconds) in got.items():
+            log(f"{a}: {label} {'loaded from cache' if art.from_cache else f'trained in {seconds:.1f} s'}")
+        nets[a] = defenses.InterpretedModel(
+            a,
+            classifiers[a],
+            arts[a],
+            rts_nets[a],
+            rts_arts[a],
+            *got["rtsa"][:2],
+            *got["control"][:2],
+            extra={label: out[:2] for label, out in got.items() if label not in ("rtsa", "control")},
+        )
+    return nets
+
+
+def aid_config_table(aid: defenses.AIDConfig) -> str:
+    """Markdown table of every AIDConfig field, its value (as set) and why."""
+    rows = [
+        [k, MISSING if v is None else repr(v), AID_FIELD_REASONS.get(k, "")] for k, v in aid.as_dict().items()
+    ]
+    return plotting.markdown_table(rows, ["AIDConfig field", "value", "why"])
+
+
+# ----------------------------------------------------------------------------- cost
+# training-curve panels: (key of the RTSA artifact's training log, axis label)
+CURVES = (
+    ("map_loss", "l_map (RTS loss)"),
+    ("aid_l1", "-l_aid (benign/ADV2 map L1)"),
+    ("attack_success", "inner ADV2 success rate"),
+    ("probe_drift", "benign L1(RTSA, RTS)"),
+)
+
+
+def training_curves(nets: Mapping[str, Any], key: str) -> dict[str, tuple[list, list]]:
+    """``{arch: (AID iteration, value)}`` of one logged quantity, for :func:`plotting.curves`."""
+    return {a: (n.rtsa_artifact.metrics["step"], n.rtsa_artifact.metrics[key]) for a, n in nets.items()}
+
+
+def training_figure(nets: Mapping[str, Any]):
+    """AID's training curves (:data:`CURVES`), two panels a row."""
+    fig, axes = plotting.panel_axes(len(CURVES), cols=2)
+    for ax, (key, label) in zip(axes, CURVES):
+        plotting.curves(training_curves(nets, key), "AID iteration", label, ax=ax)
+    return fig
+
+
+def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per classifier: seconds of RTS training vs AID fine-tuning (:func:`defenses.training_cost`)."""
+    return {a: defenses.training_cost(n.rts_artifact, n.rtsa_artifact) for a, n in nets.items()}
+
+
+def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            a,
+            c["rts_seconds"],
+            c["rts_seconds_per_iteration"],
+            c["aid_seconds"],
+            c["aid_seconds_per_iteration"],
+            c["per_iteration_ratio"],
+            c["aid_attack_fraction"],
+        ]
+        for a, c in cost.items()
+    ]
+    return table(
+        rows,
+        [
+            "classifier",
+            "RTS training (s)",
+            "RTS s / iteration",
+            "AID fine-tuning (s)",
+            "AID s / iteration",
+            "AID / RTS per iteration",
+            "share of AID time in the attack",
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- benign inputs
+@dataclass
+class BenignComparison:
+    """RTS and RTSA on the same benign test images, maps of the true class (one classifier)."""
+
+    maps_rts: torch.Tensor
+    maps_rtsa: torch.Tensor
+    preserve_destroy_rts: dict[str, float]  # adv2.core.interpreters.rts.preserve_destroy of RTS's maps
+    preserve_destroy_rtsa: dict[str, float]
+    # per image (adv2.core.interpreters.rts.preserve_destroy_per_image), for the 95 % intervals
+    flags_rts: dict[str, torch.Tensor] | None = None
+    flags_rtsa: dict[str, torch.Tensor] | None = None
+    l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
+
+    def __post_init__(self) -> None:
+        self.l1 = defenses.l1_maps(self.maps_rts, self.maps_rtsa)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "l1_rts_vs_rtsa": float(self.l1.mean()),
+            "l1_rts_vs_rtsa_std": float(self.l1.std()),
+            "area_rts": float(self.maps_rts.mean()),
+            "area_rtsa": float(self.maps_rtsa.mean()),
+            "both_rts": self.preserve_destroy_rts["both"],
+            "both_rtsa": self.preserve_destroy_rtsa["both"],
+            "both_random": self.preserve_destroy_rts["random_both"],
+        }
+
+    def preserve_destroy_intervals(self) -> dict[str, Estimate]:
+        """95 % intervals of the preserve-and-destroy rates (Wilson for RTS's and RTSA's 0/1
+        outcomes, bootstrap for the random masks' per-image fractions); empty without flags."""
+        if self.flags_rts is None or self.flags_rtsa is None:
+            return {}
+        return {
+            "preserve_destroy_rts": rate_ci(self.flags_rts["both"]),
+            "preserve_destroy_rtsa": rate_ci(self.flags_rtsa["both"]),
+            "preserve_destroy_random": mean_ci(self.flags_rts["random_both"]),
+        }
+
+
+def compare_benign(
+    nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
+) -> dict[str, BenignComparison]:
+    """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
+    from adv2.core.interpreters.rts import preserve_destroy_per_image
+
+    out = {}
+    for a, n in nets.items():
+        m_rts = defenses.rts_maps(n.rts, x, y, device=device)
+        m_rtsa = defenses.rts_maps(n.rtsa, x, y, device=device)
+        with torch.no_grad():
+            f_rts = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rts.to(device))
+            f_rtsa = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rtsa.to(device))
+        out[a] = BenignComparison(m_rts, m_rtsa, _means(f_rts, m_rts), _means(f_rtsa, m_rtsa), f_rts, f_rtsa)
+    return out
+
+
+def _means(flags: Mapping[str, torch.Tensor], masks: torch.Tensor) -> dict[str, float]:
+    """:func:`adv2.core.interpreters.rts.preserve_destroy`'s dict from its per-image flags."""
+    return {**{k: float(v.mean()) for k, v in flags.items()}, "area": float(masks.mean())}
+
+
+def benign_table(benign: Mapping[str, BenignComparison]) -> str:
+    rows = []
+    for a, b in benign.items():
+        s, ci = b.summary(), b.preserve_destroy_intervals()
+        rows.append(
+            [
+                a,
+                PAPER_BENIGN_L1,
+                mean_ci(b.l1),
+                s["area_rts"],
+                s["area_rtsa"],
+                ci.get("preserve_destroy_rts", s["both_rts"]),
+                ci.get("preserve_destroy_rtsa", s["both_rtsa"]),
+                ci.get("preserve_destroy_random", s["both_random"]),
+            ]
+        )
+    return table(
+        rows,
+        [
+            "classifier",
+            "paper: L1(RTS, RTSA)",
+            "ours: L1(RTS, RTSA) [95 % interval]",
+            "mean map RTS",
+            "mean map RTSA",
+            "preserve & destroy RTS [95 %]",
+            "preserve & destroy RTSA [95 %]",
+            "random masks [95 %]",
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- the chapter's result
+# keys glued as "not run" for a classifier the prose names but this run skipped
+ARCH_KEYS = (
+    "classifier_accuracy",
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_rts_vs_rtsa_std",
+    "benign_area_rts",
+    "benign_area_rtsa",
+    "preserve_destroy_rts",
+    "preserve_destroy_rtsa",
+    "preserve_destroy_random",
+    "aid_gap_first",
+    "aid_gap_last",
+    "inner_attack_success_last",
+    "final_probe_drift",
+    "cost_ratio_total",
+    "cost_ratio_iter",
+)
+
+
+@dataclass
+class Ch04Result:
+    """Everything chapter 4 measured, per classifier (``archs`` in run order)."""
+
+    archs: list[str]
+    classifier_accuracy: dict[str, float]
+    benign: dict[str, BenignComparison]
+    cost: dict[str, dict[str, Any]]  # defenses.training_cost per classifier
+    aid_log: dict[str, dict[str, Any]]  # the RTSA artifact's training log per classifier
+    aid_config: dict[str, Any]
+    per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_image = {a: {"benign_l1_rts_vs_rtsa": self.benign[a].l1} for a in self.archs}
+
+    def arch_numbers(self, a: str) -> dict[str, Any]:
+        b, met = self.benign[a].summary(), self.aid_log[a]
+        return {
+            "classifier_accuracy": self.classifier_accuracy[a],
+            "benign_l1_rts_vs_rtsa": b["l1_rts_vs_rtsa"],
+            "benign_l1_rts_vs_rtsa_std": b["l1_rts_vs_rtsa_std"],
+            "benign_area_rts": b["area_rts"],
+            "benign_area_rtsa": b["area_rtsa"],
+            "preserve_destroy_rts": b["both_rts"],
+            "preserve_destroy_rtsa": b["both_rtsa"],
+            "preserve_destroy_random": b["both_random"],
+            "aid_gap_first": met["aid_l1"][0] if met["aid_l1"] else None,
+            "aid_gap_last": met["aid_l1"][-1] if met["aid_l1"] else None,
+            "inner_attack_success_last": met["attack_success"][-1] if met["attack_success"] else None,
+            "final_probe_drift": met.get("final_probe_drift"),
+            **{f"cost_{k}": v for k, v in self.cost[a].items()},
+        }
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``numbers`` of ``results/04_aid_defense.json``."""
+        out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
+        out["paper"] = {"benign_l1_rts_vs_rtsa": PAPER_BENIGN_L1}
+        out["aid_config"] = dict(self.aid_config)
+        out["intervals"] = intervals_block(self.intervals())
+        out["verdicts"] = verdicts_block(verdicts(self))
+        return out
+
+    def intervals(self) -> dict[str, dict[str, Estimate]]:
+        """95 % intervals per classifier: the headline benign L1(RTS, RTSA) (bootstrap) and the
+        preserve-and-destroy rates of RTS, RTSA and random masks."""
+        return {
+            a: {
+                "benign_l1_rts_vs_rtsa": mean_ci(self.benign[a].l1),
+                **self.benign[a].preserve_destroy_intervals(),
+            }
+            for a in self.archs
+        }
+
+    def glue(self) -> dict[str, Any]:
+        """Every ``{glue:text}`` name of the chapter (``ch4_<arch>_<key>``) with its value."""
+        nested: dict[str, Any] = {}
+        for a in PROSE_ARCHS:
+            if a in self.archs:
+                c = self.cost[a]
+                nested[a] = {
+                    **self.arch_numbers(a),
+                    "cost_ratio_total": _round2(c["aid_over_rts_total"]),
+                    "cost_ratio_iter": _round2(c["per_iteration_ratio"]),
+                }
+            else:
+                nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
+        out = flat_glue(nested, GLUE_PREFIX)
+        for a in self.archs:  # the preserve-and-destroy rates with their 95 % intervals
+            for key, est in self.benign[a].preserve_destroy_intervals().items():
+                out[f"{GLUE_PREFIX}{a}_{key}"] = str(est)
+        by_arch = verdicts(self)
+        for a in PROSE_ARCHS:
+            out.update(
+                verdict_glue(
+                    f"{GLUE_PREFIX}{a}_verdict_benign", by_arch.get(a, {}).get("rtsa_like_rts_on_benign")
+                )
+            )
+        return out
+
+
+def _accuracy(net: Any) -> float | None:
+    """The classifier's test accuracy as recorded when trained (None for a pretrained one)."""
+    art = net.classifier_artifact
+    return None if art is None else art.metrics.get("test_accuracy")
+
+
+def _round2(v: float | None) -> float | None:
+    return None if missing(v) else round(v, 2)
+
+
+def summarize(
+    nets: Mapping[str, Any],
+    benign: Mapping[str, BenignComparison],
+    cost: Mapping[str, Mapping[str, Any]],
+    aid: defenses.AIDConfig,
+) -> Ch04Result:
+    """The chapter's result from the loaded ``nets`` and the sections' outputs."""
+    archs = list(benign)
+    return Ch04Result(
+        archs=archs,
+        classifier_accuracy={a: _accuracy(nets[a]) for a in archs},
+        benign={a: benign[a] for a in archs},
+        cost={a: dict(cost[a]) for a in archs},
+        aid_log={a: nets[a].rtsa_artifact.metrics for a in archs},
+        aid_config=aid.as_dict(),
+    )
+
+
+def verdicts(result: Ch04Result) -> dict[str, dict[str, Verdict]]:
+    """``{classifier: {"rtsa_like_rts_on_benign": Verdict}}`` for the classifiers run: the paper's
+    "RTSA behaves almost identically to RTS on benign inputs", decided by :mod:`adv2.chapters.claims`."""
+    return {
+        a: {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(result.benign[a].l1)}
+        for a in result.archs
+    }
+
+
+def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
+    """The chapter's invariants; raises :class:`CheckFailed` naming what to change."""
+    problems = []
+    for a in result.archs:
+        n = result.arch_numbers(a)
+        l1 = n["benign_l1_rts_vs_rtsa"]
+        if not 0 <= l1 <= 1:
+            problems.append(
+                f"{a}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
+                "(a bug, not a parameter)"
+            )
+        if n["cost_aid_seconds"] is not None and not n["cost_aid_seconds"] > 0:
+            problems.append(
+                f"{a}: AID's recorded time is {n['cost_aid_seconds']} s, expected > 0 "
+                "(a corrupt RTSA artifact: delete it from artifacts_dir)"
+            )
+        if aid.iterations > 0 and aid.beta > 0 and not l1 > 0:
+            problems.append(
+                f"{a}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
+                f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
+                "aid_iterations"
+            )
+        if profile in ("quick", "paper") and not l1 < DRIFT_LIMIT:
+            problems.append(
+                f"{a}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
+                f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
+                "aid_beta / aid_lr"
+            )
+    raise_problems("chapter 4", problems)
+
+
+# ----------------------------------------------------------------------------- photos
+# what the photo section's prose quotes (ch4_photos_<key>)
+PHOTO_KEYS = (
+    "n_images",
+    "benign_l1_rts_vs_rtsa",
+    "benign_l1_ci",
+    "benign_area_rts",
+    "benign_area_rtsa",
+    "preserve_destroy_rts",
+    "preserve_destroy_rtsa",
+    "preserve_destroy_random",
+    "preserve_destroy_rts_ci",
+    "preserve_destroy_rtsa_ci",
+    "preserve_destroy_random_ci",
+    "aid_gap_first",
+    "aid_gap_last",
+    "inner_attack_success_last",
+    "final_probe_drift",
+    "aid_iterations",
+    "aid_seconds",
+    "aid_seconds_per_iteration",
+    "pool_images",
+    "rtsa_source",
+)
+
+
+@dataclass
+class PhotoBenign:
+    """Chapter 4 on the photos: EfficientNet-Lite0's RTS and RTSA on the held-out photos it
+    classifies correctly (``result`` is a :class:`Ch04Result` whose one setting is ``photos``)."""
+
+    net: Any  # adv2.core.defenses.InterpretedModel of arch "photos"
+    photos: Any  # adv2.trained.data.Dataset of the offline photos
+    attack_set: Any  # adv2.trained.data.AttackSet: the held-out photos compared
+    result: Ch04Result
+
+    def numbers(self) -> dict[str, Any]:
+        out = self.result.numbers()
+        out[PHOTOS]["aid_config"] = dict(self.result.aid_config)
+        out[PHOTOS]["n_images"] = len(self.attack_set.x)
+        return out
+
+    def glue_values(self) -> dict[str, Any]:
+        n = self.result.arch_numbers(PHOTOS)
+        ci = self.result.intervals()[PHOTOS]
+        met = self.net.rtsa_artifact.metrics
+        return {
+            **n,
+            "n_images": len(self.attack_set.x),
+            "benign_l1_ci": ci["benign_l1_rts_vs_rtsa"],
+            "preserve_destroy_rts_ci": ci.get("preserve_destroy_rts"),
+            "preserve_destroy_rtsa_ci": ci.get("preserve_destroy_rtsa"),
+            "preserve_destroy_random_ci": ci.get("preserve_destroy_random"),
+            "aid_iterations": self.result.aid_config.get("iterations"),
+            "aid_seconds": met.get("seconds"),
+            "aid_seconds_per_iteration": met.get("seconds_per_iteration"),
+            "pool_images": met.get("pool_images"),
+            "rtsa_source": artifact_source(self.net.rtsa_artifact),
+        }
+
+
+def benign_photos(net: Any, *, n_images: int, seed: int, device: torch.device | str = "cpu") -> PhotoBenign:
+    """RTS vs RTSA (EfficientNet-Lite0) on the first ``n_images`` held-out photos it gets right
+    (maps of the true class, preserve/destroy per image)."""
+    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
+    benign = compare_benign({PHOTOS: net}, chosen.x, chosen.y, device=device)
+    aid = net.rtsa_artifact.params
+    result = Ch04Result(
+        archs=[PHOTOS],
+        classifier_accuracy={PHOTOS: None},
+        benign=benign,
+        cost=training_costs({PHOTOS: net}),
+        aid_log={PHOTOS: net.rtsa_artifact.metrics},
+        aid_config={k: aid[k] for k in defenses.AIDConfig.FLAT_ORDER if k in aid},
+    )
+    return PhotoBenign(net, photos, chosen, result)
+
+
+def photo_benign_table(ph: PhotoBenign) -> str:
+    """The photo row of the benign table (95 % intervals)."""
+    return benign_table(ph.result.benign)
+
+
+def photo_glue(ph: PhotoBenign | None) -> dict[str, Any]:
+    """``ch4_photos_*``: the photo section's numbers (every key "not run" without photos)."""
+    out = setting_glue(None if ph is None else ph.glue_values(), PHOTO_KEYS, f"{GLUE_PREFIX}{PHOTOS}_")
+    v = None if ph is None else verdicts(ph.result)[PHOTOS]["rtsa_like_rts_on_benign"]
+    out.update(verdict_glue(f"{GLUE_PREFIX}{PHOTOS}_verdict_benign", v))
+    return out
+
+
+def photo_numbers(ph: PhotoBenign | None) -> dict[str, Any] | None:
+    return None if ph is None else ph.numbers()
+
+
+__all__ = [
+    "add_setting",
+    "AID_FIELD_REASONS",
+    "BENIGN_L1_MAX",
+    "CURVES",
+    "MISSING",
+    "NOT_RUN",
+    "PAPER_BENIGN_L1",
+    "PHOTO_KEYS",
+    "BenignComparison",
+    "PhotoBenign",
+    "benign_photos",
+    "photo_benign_table",
+    "photo_glue",
+    "photo_numbers",
+    "Ch04Result",
+    "CheckFailed",
+    "aid_config_table",
+    "benign_table",
+    "check",
+    "compare_benign",
+    "cost_table",
+    "fmt",
+    "start",
+    "summarize",
+    "table",
+    "training_costs",
+    "training_curves",
+    "training_figure",
+    "verdicts",
+]

@@ -1,0 +1,548 @@
+"""Chapter 5 (noise sensitivity, Figure 15): the protocol behind ``notebooks/05_noise_sensitivity.ipynb``.
+
+One call per section: :func:`calibrate` / :func:`calibration_table`, :func:`sensitivity` /
+:func:`fig15_tables` / :func:`flipped_kept_table`, :func:`figure15_cells`, :func:`summarize` (a
+:class:`Ch05Result`: ``numbers()`` is ``results/05_noise_sensitivity.json``'s, ``glue()`` the
+prose's) and :func:`check`. The paper's Figure 15 table is :data:`adv2.core.noise.PAPER_FIG15_L1`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adv2.chapters import claims
+from adv2.chapters._common import (
+    PHOTO_BATCH,
+    PHOTOS,
+    add_setting,
+    half_width_text,
+    intervals_block,
+    start,  # the notebook's setup cell
+    verdict_glue,
+    verdicts_block,
+)
+from adv2.chapters.ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
+from adv2.chapters.claims import Verdict
+from adv2.core import noise
+from adv2.core.noise import NoiseCalibration
+from adv2.core.stats import mean_ci, ratio_ci
+
+STEM = "05_noise_sensitivity"
+GLUE_PREFIX = "ch5_"
+INTERPRETERS = ("rts", "rtsa")
+# the paper's "RTSA appears much more sensitive": the rule and threshold live in adv2.chapters.claims
+# (re-exported here for older imports)
+RATIO_MIN = claims.NOISE_RATIO_MIN
+
+
+def level_names(rates: Sequence[float]) -> list[str]:
+    return [noise.level_name(r) for r in rates]
+
+
+def _glue_level(level: str) -> str:
+    return level.rstrip("%") + "pct"  # "3%" -> "3pct": a glue name cannot hold "%"
+
+
+# the levels the prose names (Figure 15's rows), glued even when noise_rates leaves one out
+PROSE_LEVELS = tuple(noise.PAPER_FIG15_L1["rts"]["normal"])
+
+
+# ----------------------------------------------------------------------------- calibration
+@dataclass
+class Calibration:
+    """One classifier's calibration images and the noise magnitude of each kind and target rate."""
+
+    x: torch.Tensor  # first n_calib correctly classified test images
+    y: torch.Tensor
+    levels: dict[str, dict[float, NoiseCalibration]]  # {kind: {target rate: calibration}}
+    draws: dict[str, torch.Tensor]  # {kind: the fixed unit noise draw}
+    seconds: float
+
+
+def calibrate(
+    nets: Mapping[str, Any],
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    n_calib: int,
+    rates: Sequence[float],
+    tolerance: float,
+    max_iter: int,
+    seed: int,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> dict[str, Calibration]:
+    """Per classifier: noise magnitudes reaching each target misclassification rate (bisection);
+    ``batch_size`` images per classifier pass (results do not depend on it)."""
+    out = {}
+    for a, n in nets.items():
+        started = time.time()
+        x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
+        levels, draws = noise.calibrate_levels(
+            n.model,
+            x,
+            y,
+            rates=rates,
+            tolerance=tolerance,
+            max_iter=max_iter,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+        )
+        out[a] = Calibration(x, y, levels, draws, time.time() - started)
+    return out
+
+
+def calibration_log(cal: Mapping[str, Calibration]) -> str:
+    return "\n".join(f"{a}: calibrated on {len(c.x)} images in {c.seconds:.1f} s" for a, c in cal.items())
+
+
+def calibration_table(cal: Mapping[str, Calibration]) -> str:
+    rows = [
+        [
+            a,
+            kind,
+            noise.level_name(rate),
+            c.magnitude,
+            c.rate,
+            "yes" if c.within_tolerance else "NO",
+            c.evaluations,
+        ]
+        for a, ca in cal.items()
+        for kind, levels in ca.levels.items()
+        for rate, c in levels.items()
+    ]
+    return table(
+        rows,
+        [
+            "classifier",
+            "noise",
+            "target rate",
+            "magnitude (σ / half-width)",
+            "rate reached",
+            "within tolerance",
+            "classifier passes",
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- map sensitivity
+def sensitivity(
+    nets: Mapping[str, Any],
+    cal: Mapping[str, Calibration],
+    *,
+    map_class: str,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Per classifier: :func:`adv2.core.noise.noise_sensitivity` of RTS and RTSA at the calibrated levels."""
+    from adv2.core.interpreters.rts import RTSInterpreter
+
+    out = {}
+    for a, c in cal.items():
+        n = nets[a]
+        interps = {"rts": RTSInterpreter(n.model, n.rts), "rtsa": RTSInterpreter(n.model, n.rtsa)}
+        out[a] = noise.noise_sensitivity(
+            n.model,
+            interps,
+            c.x,
+            c.y,
+            c.levels,
+            c.draws,
+            map_class=map_class,
+            batch_size=batch_size,
+            device=device,
+        )
+    return out
+
+
+def fig15_tables(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
+    """Figure 15's table per classifier, ours (with 95 % intervals) beside the paper's (ResNet-50),
+    and the RTSA / RTS ratios at the strongest level with their intervals."""
+    parts = []
+    levels = level_names(rates)
+    top = max(levels, key=lambda lvl: float(lvl.rstrip("%")))
+    for a, s in sens.items():
+        per = s.get("per_sample")
+        # ours with the 95 % interval over the calibration images ("value [low, high]")
+        l1 = (
+            {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
+            if per
+            else s["l1"]
+        )
+        rows, headers = noise.fig15_rows(l1, levels)
+        text = f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers)
+        if per and all(top in per[i].get(k, {}) for i in INTERPRETERS for k in noise.NOISE_TYPES):
+            ratios = {
+                k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True) for k in noise.NOISE_TYPES
+            }
+            text += (
+                f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "
+                + ", ".join(f"{k} {v}" for k, v in ratios.items())
+                + "."
+            )
+        parts.append(text)
+    return "\n\n".join(parts)
+
+
+def flipped_kept_table(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
+    """The same L1 split into images the noise misclassified (flipped) and the others (kept)."""
+    rows = [
+        [
+            a,
+            name.upper(),
+            kind,
+            lvl,
+            s["n_flipped"][kind][lvl],
+            s["l1_flipped"][name][kind][lvl],
+            s["l1_kept"][name][kind][lvl],
+        ]
+        for a, s in sens.items()
+        for name in INTERPRETERS
+        for kind in noise.NOISE_TYPES
+        for lvl in level_names(rates)
+    ]
+    return table(
+        rows, ["classifier", "interpreter", "noise", "level", "flipped images", "L1 flipped", "L1 kept"]
+    )
+
+
+def figure15_cells(
+    sens: Mapping[str, Mapping[str, Any]],
+    cal: Mapping[str, Calibration],
+    class_names: Sequence[str],
+    figure_arch: str,
+    rates: Sequence[float],
+) -> tuple[list[list[tuple]], list[str], str]:
+    """Figure 15's panels for :func:`adv2.chapters.plotting.panel_rows`: per noise type and non-zero level,
+    the first calibration image the noise misclassifies (the first image if none flipped).
+    Returns ``(cells, row_labels, arch shown)``; ``figure_arch`` falls back to the first run arch."""
+    fa = figure_arch if figure_arch in sens else next(iter(sens))
+    s, y = sens[fa], cal[fa].y
+    cells, labels = [], []
+    for kind in noise.NOISE_TYPES:
+        for lvl in level_names(rates):
+            if lvl == "0%":
+                continue
+            flipped = (s["pred"][kind][lvl] != y).nonzero().flatten()
+            i = int(flipped[0]) if len(flipped) else 0
+            xn, pred = s["noisy"][kind][lvl][i], int(s["pred"][kind][lvl][i])
+            title = f"{class_names[int(y[i])]} → {class_names[pred]}"
+            cells.append(
+                [
+                    (cal[fa].x[i], None, title),
+                    (xn, None),
+                    (xn, s["maps"][kind][lvl]["rts"][i]),
+                    (xn, s["maps"][kind][lvl]["rtsa"][i]),
+                ]
+            )
+            labels.append(f"{kind} {lvl}")
+    return cells, labels, fa
+
+
+# ----------------------------------------------------------------------------- the chapter's result
+@dataclass
+class Ch05Result:
+    """Everything chapter 5 measured, per classifier (``archs`` in run order)."""
+
+    archs: list[str]
+    calibration: dict[str, Calibration]
+    sens: dict[str, dict[str, Any]]  # adv2.core.noise.noise_sensitivity per classifier
+    rates: list[float]  # target misclassification rates (noise_rates)
+    map_class: str
+    tolerance: float
+    # {arch: {"l1": {interp: {kind: {level: L1 per image}}}, "flipped": {kind: {level: bool per image}}}}
+    per_image: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_image = {
+            a: {
+                "l1": self.sens[a]["per_sample"],
+                "flipped": {
+                    k: {lvl: p != self.calibration[a].y for lvl, p in lv.items()}
+                    for k, lv in self.sens[a]["pred"].items()
+                },
+            }
+            for a in self.archs
+        }
+
+    @property
+    def levels(self) -> list[str]:
+        return level_names(self.rates)
+
+    @property
+    def top_level(self) -> str:
+        """The strongest level, where the RTSA / RTS ratio is read."""
+        return max(self.levels, key=lambda lvl: float(lvl.rstrip("%")))
+
+    def ratios(self, a: str) -> dict[str, float | None]:
+        """RTSA's L1 over RTS's at the strongest level, per noise kind (None when RTS's is 0)."""
+        out = {}
+        for kind in noise.NOISE_TYPES:
+            r, ra = (self.sens[a]["l1"][i][kind][self.top_level] for i in INTERPRETERS)
+            out[kind] = ra / r if r > 0 else None
+        return out
+
+    def arch_numbers(self, a: str) -> dict[str, Any]:
+        s = self.sens[a]
+        out = {
+            "n_calib": len(self.calibration[a].x),
+            "calibration": {
+                kind: {
+                    noise.level_name(r): {
+                        "magnitude": c.magnitude,
+                        "rate": c.rate,
+                        "within_tolerance": c.within_tolerance,
+                        "evaluations": c.evaluations,
+                    }
+                    for r, c in lv.items()
+                }
+                for kind, lv in self.calibration[a].levels.items()
+            },
+            "l1": s["l1"],
+            "l1_flipped": s["l1_flipped"],
+            "l1_kept": s["l1_kept"],
+            "rate": s["rate"],
+        }
+        top = self.top_level.rstrip("%")
+        for kind, ratio in self.ratios(a).items():
+            out[f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio
+        return out
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``numbers`` of ``results/05_noise_sensitivity.json``."""
+        out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
+        out["paper"] = {"l1": noise.PAPER_FIG15_L1}
+        out["settings"] = {"map_class": self.map_class, "tolerance": self.tolerance, "rates": self.rates}
+        out["intervals"] = intervals_block(self.intervals())
+        out["verdicts"] = verdicts_block(verdicts(self))
+        return out
+
+    def _top(self, a: str, name: str, kind: str) -> torch.Tensor:
+        return self.per_image[a]["l1"][name][kind][self.top_level]
+
+    def intervals(self) -> dict[str, dict[str, Any]]:
+        """95 % intervals per classifier: ``l1[interpreter][kind][level]`` (bootstrap over the
+        calibration images) and ``ratio_rtsa_over_rts_<kind>_<top>`` (paired bootstrap), laid out
+        as ``numbers()``."""
+        out: dict[str, dict[str, Any]] = {}
+        top = self.top_level.rstrip("%")
+        for a in self.archs:
+            per = self.per_image[a]["l1"]
+            out[a] = {
+                "l1": {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
+            }
+            for kind in noise.NOISE_TYPES:
+                out[a][f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci(
+                    self._top(a, "rtsa", kind), self._top(a, "rts", kind), paired=True
+                )
+        return out
+
+    def glue_nested(self, a: str) -> dict[str, Any]:
+        """One setting's glued numbers (L1 per interpreter/kind/level, magnitudes, rates reached,
+        ratios at the strongest level); "not run" for a setting this run left out."""
+        levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
+        run = a in self.archs
+        l1 = self.sens[a]["l1"] if run else {}
+        cal = self.calibration[a].levels if run else {}
+        mag = {k: {noise.level_name(r): c.magnitude for r, c in lv.items()} for k, lv in cal.items()}
+        reached = {k: {noise.level_name(r): c.rate for r, c in lv.items()} for k, lv in cal.items()}
+        ratios = self.ratios(a) if run else {}
+        return {
+            "l1": {
+                i: {
+                    k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                    for k in noise.NOISE_TYPES
+                }
+                for i in INTERPRETERS
+            },
+            "mag": {
+                k: {_glue_level(lvl): mag.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                for k in noise.NOISE_TYPES
+            },
+            "rate": {
+                k: {_glue_level(lvl): reached.get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
+                for k in noise.NOISE_TYPES
+            },
+            "ratio_n": ratios.get("normal", NOT_RUN),
+            "ratio_u": ratios.get("uniform", NOT_RUN),
+            "n_calib": len(self.calibration[a].x) if run else NOT_RUN,
+        }
+
+    def glue(self) -> dict[str, Any]:
+        """Every ``{glue:text}`` name of the chapter (``ch5_<arch>_...``) with its value."""
+        nested = {a: self.glue_nested(a) for a in PROSE_ARCHS}
+        out = flat_glue(nested, GLUE_PREFIX)
+        by_arch = verdicts(self)
+        for a in PROSE_ARCHS:
+            v = by_arch.get(a, {}).get("rtsa_more_noise_sensitive")
+            out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict", v))
+            parts = dict(v.parts) if v is not None else {}
+            out[f"{GLUE_PREFIX}{a}_sample_size"] = (
+                "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
+                if parts
+                else half_width_text("ratio", v)
+            )
+        return out
+
+
+def summarize(
+    cal: Mapping[str, Calibration],
+    sens: Mapping[str, Mapping[str, Any]],
+    *,
+    rates: Sequence[float],
+    map_class: str,
+    tolerance: float,
+) -> Ch05Result:
+    archs = list(sens)
+    return Ch05Result(
+        archs=archs,
+        calibration={a: cal[a] for a in archs},
+        sens={a: dict(sens[a]) for a in archs},
+        rates=list(rates),
+        map_class=map_class,
+        tolerance=tolerance,
+    )
+
+
+def verdicts(result: Ch05Result) -> dict[str, dict[str, Verdict]]:
+    """``{classifier: {"rtsa_more_noise_sensitive": Verdict}}`` for the classifiers run: the
+    paper's "RTSA appears much more sensitive", decided by :mod:`adv2.chapters.claims` for every noise type
+    at the strongest level from the per-image L1 of RTS and RTSA."""
+    return {
+        a: {
+            "rtsa_more_noise_sensitive": claims.rtsa_more_noise_sensitive(
+                {k: result._top(a, "rts", k) for k in noise.NOISE_TYPES},
+                {k: result._top(a, "rtsa", k) for k in noise.NOISE_TYPES},
+            )
+        }
+        for a in result.archs
+    }
+
+
+def check(result: Ch05Result, *, profile: str) -> None:
+    """The chapter's invariants; raises :class:`adv2.chapters.ch04.CheckFailed` naming what to change."""
+    problems = []
+    for a in result.archs:
+        for kind, lv in result.calibration[a].levels.items():
+            for r, c in lv.items():
+                where = f"{a}, {kind} noise, target {noise.level_name(r)}"
+                if not (0 <= c.rate <= 1 and c.magnitude >= 0):
+                    problems.append(
+                        f"{where}: rate {c.rate} / magnitude {c.magnitude} out of range "
+                        "(a bug, not a parameter)"
+                    )
+                if r == 0 and c.rate != 0:
+                    problems.append(
+                        f"{where}: the '0%' noise should change no decision but changed "
+                        f"{c.rate:.1%}; raise calib_max_iter"
+                    )
+                if profile in ("quick", "paper") and r > 0 and not c.within_tolerance:
+                    problems.append(
+                        f"{where}: reached {c.rate:.1%} after {c.evaluations} classifier passes, "
+                        f"expected within {result.tolerance} of {r}; raise calib_max_iter or "
+                        "tolerance, or n_calib (finer rate steps)"
+                    )
+        for name in INTERPRETERS:
+            for kind in noise.NOISE_TYPES:
+                bad = {lvl: v for lvl, v in result.sens[a]["l1"][name][kind].items() if not 0 <= v <= 1}
+                if bad:
+                    problems.append(
+                        f"{a}, {name.upper()}, {kind} noise: L1 {bad} outside [0, 1] (a bug, not a parameter)"
+                    )
+    raise_problems("chapter 5", problems)
+
+
+# ----------------------------------------------------------------------------- photos
+def calibrate_photos(
+    net: Any,
+    pool: torch.Tensor,
+    *,
+    n_calib: int,
+    rates: Sequence[float],
+    tolerance: float,
+    max_iter: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Calibration]:
+    """Noise calibration for EfficientNet-Lite0 on ``n_calib`` seeded images of the natural-image
+    pool (no attacked photo in it): the rate is the share of the classifier's own decisions the
+    noise changes, so every pool image counts as "correctly classified"."""
+    from adv2.core.tensors import predicted_classes
+
+    if n_calib > len(pool):
+        raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
+    x = pool[pick]
+    x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
+    y = predicted_classes(net.model, x, PHOTO_BATCH, device)
+    return calibrate(
+        {PHOTOS: net},
+        x,
+        y,
+        n_calib=n_calib,
+        rates=rates,
+        tolerance=tolerance,
+        max_iter=max_iter,
+        seed=seed,
+        batch_size=PHOTO_BATCH,
+        device=device,
+    )
+
+
+def sensitivity_photos(
+    net: Any, cal: Mapping[str, Calibration], *, map_class: str, device: torch.device | str = "cpu"
+) -> dict[str, dict[str, Any]]:
+    """Figure 15 on the photos: RTS and RTSA maps of the clean and noisy pool images (the
+    :func:`sensitivity` dict, one setting ``photos``; :func:`summarize` makes its result)."""
+    return sensitivity({PHOTOS: net}, cal, map_class=map_class, batch_size=PHOTO_BATCH, device=device)
+
+
+def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
+    """``ch5_photos_*``: the photo section's numbers and verdict ("not run" without photos)."""
+    prefix = f"{GLUE_PREFIX}{PHOTOS}_"
+    if result is None:
+        empty = Ch05Result(archs=[], calibration={}, sens={}, rates=[], map_class="", tolerance=0.0)
+        nested = empty.glue_nested(PHOTOS)
+        v = None
+    else:
+        nested = result.glue_nested(PHOTOS)
+        v = verdicts(result)[PHOTOS]["rtsa_more_noise_sensitive"]
+    out = flat_glue({PHOTOS: nested}, GLUE_PREFIX)
+    out.update(verdict_glue(f"{prefix}verdict", v))
+    parts = dict(v.parts) if v is not None else {}
+    if v is None:
+        out[f"{prefix}sample_size"] = NOT_RUN
+    elif parts:
+        out[f"{prefix}sample_size"] = "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
+    else:
+        out[f"{prefix}sample_size"] = half_width_text("ratio", v)
+    return out
+
+
+__all__ = [
+    "add_setting",
+    "PROSE_LEVELS",
+    "RATIO_MIN",
+    "Calibration",
+    "Ch05Result",
+    "calibrate",
+    "calibrate_photos",
+    "photo_glue",
+    "sensitivity_photos",
+    "calibration_log",
+    "calibration_table",
+    "check",
+    "fig15_tables",
+    "figure15_cells",
+    "flipped_kept_table",
+    "sensitivity",
+    "start",
+    "summarize",
+    "verdicts",
+]

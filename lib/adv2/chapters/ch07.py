@@ -1,0 +1,551 @@
+"""Chapter 7 (why Fashion-MNIST differs: input size): the protocol behind ``notebooks/07_input_size.ipynb``.
+
+Does the input's dimension limit ADV2? The same PGD / ADV2 comparison as chapter 3 (its attack
+schedules, epsilon and step) on Fashion-MNIST at 28 px and bilinearly upsampled to larger sides
+(56 and 112 px by default), one channel as the data has, with a classifier trained at each side by
+the library's own recipe (:class:`adv2.trained.recipes.ClassifierRecipe` with ``input_size``; at 28 px
+the key is that of every other chapter's recipe with the same fields).
+
+What changes with the side and what does not:
+
+* the attacker perturbs all ``side x side`` pixels within the same L-inf ball;
+* the classifier is the 28-px network behind a stem that convolves at full resolution and then
+  average-pools back to 28x28 (:func:`adv2.core.models._stem`), so CAM's map is 7x7 at every side;
+* Grad's map is pooled to 14x14 at every side (pool = side / 14), so every map distance is a
+  mean over the same cells at every side, and ADV2's Grad objective weighs the same cells;
+* the attacked images and their target classes are the same at every side: the class-balanced,
+  seeded sample of chapter 3 restricted to test images every side's classifier gets right.
+
+One call per section: :func:`train_classifiers`, :func:`attack_sizes` (an :class:`InputSizeResult`
+whose ``numbers()`` is ``results/07_input_size.json``'s, ``glue()`` the prose's and ``per_image``
+the per-image arrays), :func:`curve_table`, :func:`curve_figure`, :func:`maps_figure`,
+:func:`verdict_table` and :func:`check`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from adv2.chapters import claims, plotting
+from adv2.chapters._common import (
+    NOT_RUN,
+    ChapterCheckFailed,
+    fmt_rows,
+    intervals_block,
+    start,  # the notebook's setup cell
+    verdict_cell,
+    verdict_glue,
+    verdicts_block,
+)
+from adv2.chapters._common import check as _check
+from adv2.chapters.ch03 import (
+    _per_image,
+    attack_intervals,
+    pgd_steps,
+    setting_verdicts,
+    shared_stage1,
+    warm_starts,
+)
+from adv2.chapters.claims import Verdict
+from adv2.core import attacks, models
+from adv2.core.interpreters import build_interpreter
+from adv2.trained import data, recipes
+
+STEM = "07_input_size"
+GLUE_PREFIX = "ch7_"
+GRAD_MAP_SIZE = 14  # Grad's map side at every input size (28 px / pool 2, as in chapter 3)
+ALL_INTERPRETERS = ("grad", "cam")
+TREND_CLAIM = "larger_inputs_help_adv2"
+MIN_ACCURACY = 0.5  # below this a classifier is not worth attacking (quick and paper profiles)
+
+
+# ----------------------------------------------------------------------------- classifiers
+def classifier_recipes(params: Mapping[str, Any], arch: str) -> dict[int, recipes.ClassifierRecipe]:
+    """The recipe of ``arch`` at every side of ``params["input_sizes"]``: the chapter's training
+    fields (epochs, subset, seed), identical at every side but the side itself."""
+    base = recipes.classifier_recipe(dict(params), arch)
+    return {int(s): dataclasses.replace(base, input_size=int(s)) for s in params["input_sizes"]}
+
+
+@dataclass
+class Trained:
+    """One classifier of one side: the model (inputs at its side) and its cache entry."""
+
+    size: int
+    model: nn.Module
+    artifact: Any
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.artifact.metrics["test_accuracy"])
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.artifact.metrics.get("train_seconds", float("nan")))
+
+
+def train_classifiers(
+    params: Mapping[str, Any],
+    fmnist: data.Dataset,
+    *,
+    device: torch.device | str = "cpu",
+    artifacts_dir: str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, dict[int, Trained]]:
+    """``{arch: {side: Trained}}``, each from the cache or trained (and cached) by its recipe; on a
+    CPU the trainings run side by side, one core each (:mod:`adv2.core.parallel`)."""
+    keys = [
+        (arch, size, r) for arch in params["archs"] for size, r in classifier_recipes(params, arch).items()
+    ]
+    loaded = recipes.load_classifiers_side_by_side(
+        [r for _, _, r in keys], fmnist, device=device, artifacts_dir=artifacts_dir or None, progress=progress
+    )
+    out: dict[str, dict[int, Trained]] = {arch: {} for arch in params["archs"]}
+    for (arch, size, _), (model, art, seconds) in zip(keys, loaded):
+        out[arch][size] = Trained(size, model, art)
+        if log:
+            how = "cache" if art.from_cache else "trained"
+            log(f"{arch} at {size} px: test accuracy {out[arch][size].accuracy:.3f} ({how}, {seconds:.1f} s)")
+    return out
+
+
+# ----------------------------------------------------------------------------- the attack set
+class _AllCorrect(nn.Module):
+    """A stand-in classifier of 28-px images for :func:`adv2.trained.data.select_attack_set`: its
+    prediction is the true class exactly when every side's classifier predicts it. It returns the
+    first classifier's logits where all agree and a one-hot vector of another class elsewhere."""
+
+    def __init__(self, models_by_size: Mapping[int, nn.Module]):
+        super().__init__()
+        self.fed = nn.ModuleList(models.Upsampled(m) for m in models_by_size.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = [f(x) for f in self.fed]
+        first = logits[0].argmax(1)
+        agree = torch.stack([lg.argmax(1) == first for lg in logits]).all(0)
+        other = nn.functional.one_hot((first + 1) % logits[0].shape[1], logits[0].shape[1]).to(logits[0])
+        return torch.where(agree[:, None], logits[0], other)
+
+
+def common_attack_set(
+    trained: Mapping[int, Trained],
+    fmnist: data.Dataset,
+    n_images: int,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> data.AttackSet:
+    """Chapter 3's seeded, class-balanced sample with random wrong targets, kept to the test
+    images every side's classifier gets right: the same images and targets at every side (28 px;
+    each side attacks them upsampled)."""
+    judge = _AllCorrect({s: t.model for s, t in trained.items()}).to(device).eval()
+    return data.select_attack_set(
+        judge,
+        fmnist.x_test,
+        fmnist.y_test,
+        n_images,
+        seed=seed,
+        num_classes=fmnist.num_classes,
+        device=device,
+    )
+
+
+# ----------------------------------------------------------------------------- attacks
+def _interpreter(name: str, model: nn.Module, size: int):
+    if name == "grad":  # 14x14 at every side: the same cells in every distance
+        return build_interpreter("grad", model, pool=max(1, size // GRAD_MAP_SIZE))
+    return build_interpreter(name, model)
+
+
+@dataclass
+class InputSizeResult:
+    """PGD and ADV2 at every side for every classifier.
+
+    ``runs[arch][size][name]`` is :func:`adv2.core.attacks.compare_pgd_adv2`'s dict, ``per_image`` the
+    same layout of chapter 3's per-image arrays (success, confidence, L1, L2, mean IoU of PGD and
+    ADV2), ``accuracy[arch][size]`` the classifiers' test accuracy, ``seconds[arch][size]`` the
+    wall time of PGD and of each interpreter's ADV2 there."""
+
+    archs: list[str]
+    sizes: list[int]
+    interpreters: list[str]
+    epsilon: float
+    step_size: float
+    step_scale: float
+    attack_set: data.AttackSet
+    runs: dict[str, dict[int, dict[str, dict[str, Any]]]]
+    accuracy: dict[str, dict[int, float]]
+    train_seconds: dict[str, dict[int, float]]
+    seconds: dict[str, dict[int, dict[str, float]]]
+    x_pgd: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    per_image: dict[str, dict[int, dict[str, dict]]] = field(default_factory=dict)
+
+    @property
+    def stats(self) -> dict[str, dict[int, dict[str, dict]]]:
+        """Chapter 3's summary numbers per classifier, side and interpreter."""
+        return {
+            a: {s: {n: self.runs[a][s][n]["numbers"] for n in self.interpreters} for s in self.sizes}
+            for a in self.archs
+        }
+
+    def intervals(self) -> dict[str, dict[int, dict[str, dict[str, Any]]]]:
+        """95 % intervals per classifier and side (:func:`adv2.chapters.ch03.attack_intervals`:
+        success rates by Wilson, mean distances by bootstrap, the ADV2 / PGD L1 ratio by paired
+        bootstrap over images)."""
+        return {a: {s: attack_intervals(self.per_image[a][s]) for s in self.sizes} for a in self.archs}
+
+    def verdicts(self) -> dict[str, dict[str, Verdict]]:
+        """Chapter 3's two claims at every side (settings ``<arch>_<side>px``) and the trend
+        claim (setting ``<arch>_sizes``, smallest vs largest side), from :mod:`adv2.chapters.claims`."""
+        out: dict[str, dict[str, Verdict]] = {}
+        for a in self.archs:
+            for s in self.sizes:
+                out[f"{a}_{s}px"] = setting_verdicts(self.per_image[a][s])
+            out[f"{a}_sizes"] = {TREND_CLAIM: trend_verdict(self, a)}
+        return out
+
+    def numbers(self) -> dict[str, Any]:
+        """The ``numbers`` of ``results/07_input_size.json``."""
+        curve = {}
+        for a in self.archs:
+            curve[a] = {}
+            for s in self.sizes:
+                est = attack_intervals(self.per_image[a][s])
+                curve[a][str(s)] = {
+                    "accuracy": self.accuracy[a][s],
+                    **{
+                        n: {
+                            "pgd": _short(self.stats[a][s][n]["pgd"]),
+                            "adv2": _short(self.stats[a][s][n]["adv2"]),
+                            "l1_ratio_adv2_over_pgd": est[n]["l1_ratio_adv2_over_pgd"].value,
+                        }
+                        for n in self.interpreters
+                    },
+                }
+        return {
+            "sizes": list(self.sizes),
+            "interpreters": list(self.interpreters),
+            "n_images": len(self.attack_set.x),
+            "attack": {
+                "epsilon": self.epsilon,
+                "step_size": self.step_size,
+                "step_scale": self.step_scale,
+                "pgd_steps": pgd_steps(self.step_scale),
+            },
+            "curve": curve,
+            "train_seconds": {a: {str(s): v for s, v in d.items()} for a, d in self.train_seconds.items()},
+            "seconds": {a: {str(s): v for s, v in d.items()} for a, d in self.seconds.items()},
+            "intervals": intervals_block(
+                {a: {str(s): v for s, v in d.items()} for a, d in self.intervals().items()}
+            ),
+            "verdicts": verdicts_block(self.verdicts()),
+        }
+
+    def glue(self) -> dict[str, Any]:
+        """Every ``{glue:text}`` name of the chapter. Per classifier ``a``, side ``s`` and
+        interpreter ``n``: ``ch7_<a>_<s>_accuracy``, ``ch7_<a>_<s>_<n>_ratio`` (the ADV2 / PGD L1
+        ratio with its interval), ``_adv2_success``, ``_pgd_success``, ``_adv2_l1``, ``_pgd_l1``;
+        the first classifier's curve ends as ``ch7_<n>_ratio_small`` / ``_large`` and
+        ``ch7_<n>_success_small`` / ``_large``, the sides as ``ch7_size_small`` / ``_large``; the
+        trend verdict as ``ch7_trend_verdict`` (with ``_settle``) and per interpreter
+        ``ch7_trend_<n>``. "not run" for what the run left out."""
+        out: dict[str, Any] = {
+            f"{GLUE_PREFIX}n_images": len(self.attack_set.x),
+            f"{GLUE_PREFIX}sizes": ", ".join(f"{s}" for s in self.sizes),
+            f"{GLUE_PREFIX}pgd_steps": pgd_steps(self.step_scale),
+            f"{GLUE_PREFIX}epsilon": self.epsilon,
+        }
+        for a in self.archs:
+            est = self.intervals()[a]
+            for s in self.sizes:
+                p = f"{GLUE_PREFIX}{a}_{s}_"
+                out[p + "accuracy"] = round(self.accuracy[a][s], 3)
+                for n in ALL_INTERPRETERS:
+                    e = est[s].get(n)
+                    out[p + f"{n}_ratio"] = str(e["l1_ratio_adv2_over_pgd"]) if e else NOT_RUN
+                    for att in ("pgd", "adv2"):
+                        out[p + f"{n}_{att}_success"] = str(e[att]["success_rate"]) if e else NOT_RUN
+                        out[p + f"{n}_{att}_l1"] = str(e[att]["l1_mean"]) if e else NOT_RUN
+        a, small, large = self.archs[0], self.sizes[0], self.sizes[-1]
+        est = self.intervals()[a]
+        out[f"{GLUE_PREFIX}arch"] = a
+        out[f"{GLUE_PREFIX}size_small"], out[f"{GLUE_PREFIX}size_large"] = small, large
+        out[f"{GLUE_PREFIX}pixel_factor"] = round((large / small) ** 2, 2)
+        out[f"{GLUE_PREFIX}accuracy_small"] = round(self.accuracy[a][small], 3)
+        out[f"{GLUE_PREFIX}accuracy_large"] = round(self.accuracy[a][large], 3)
+        trend = trend_verdict(self, a)
+        out.update(verdict_glue(f"{GLUE_PREFIX}trend_verdict", trend))
+        parts = dict(trend.parts) if trend.parts else {self.interpreters[0]: trend}
+        for n in ALL_INTERPRETERS:
+            for end, s in (("small", small), ("large", large)):
+                e = est[s].get(n)
+                out[f"{GLUE_PREFIX}{n}_ratio_{end}"] = str(e["l1_ratio_adv2_over_pgd"]) if e else NOT_RUN
+                out[f"{GLUE_PREFIX}{n}_success_{end}"] = str(e["adv2"]["success_rate"]) if e else NOT_RUN
+            out[f"{GLUE_PREFIX}trend_{n}"] = verdict_cell(parts.get(n)) if n in parts else NOT_RUN
+        return out
+
+
+def _short(s: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("success_rate", "confidence_mean", "l1_mean", "l2_mean", "iou_mean", "n")
+    return {k: s.get(k) for k in keys if k in s}
+
+
+def attack_sizes(
+    trained: Mapping[str, Mapping[int, Trained]],
+    fmnist: data.Dataset,
+    *,
+    interpreters: list[str],
+    n_images: int,
+    epsilon: float,
+    step_size: float,
+    step_scale: float,
+    attack_batch_size: int,
+    seed: int,
+    schedule: str = "authors",
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> InputSizeResult:
+    """Per classifier: the common attack set, then at every side PGD (chapter 3's baseline and
+    warm start) and ADV2 per interpreter with chapter 3's schedules (``step_scale`` of the
+    authors' step counts, on ``schedule``)."""
+    bad = [n for n in interpreters if n not in ALL_INTERPRETERS]
+    if bad or not interpreters:
+        raise ValueError(
+            f"parameter 'interpreters' has value {interpreters!r}; expected a non-empty subset of "
+            f"{list(ALL_INTERPRETERS)}"
+        )
+    archs = list(trained)
+    sizes = sorted(next(iter(trained.values())))
+    cfgs = {
+        n: attacks.default_config(
+            n, scale=step_scale, epsilon=epsilon, step_size=step_size, schedule=schedule
+        )
+        for n in interpreters
+    }
+    n_pgd = pgd_steps(step_scale)
+    warm = warm_starts(cfgs, n_pgd)
+    runs, per_image, seconds, x_pgds, sets = {}, {}, {}, {}, {}
+    for a in archs:
+        sets[a] = aset = common_attack_set(trained[a], fmnist, n_images, seed=seed, device=device)
+        runs[a], per_image[a], seconds[a], x_pgds[a] = {}, {}, {}, {}
+        for s in sizes:
+            model, x = trained[a][s].model, models.upsample(aset.x, s)
+            t0 = time.time()
+            snaps = attacks.pgd_snapshots(
+                model, x, aset.target, warm, epsilon=epsilon, step_size=step_size,
+                batch_size=attack_batch_size, progress=progress, desc=f"PGD {a} {s}px",
+                schedule=schedule,
+            )  # fmt: skip
+            seconds[a][s] = {"pgd": time.time() - t0}
+            x_pgds[a][s] = snaps[n_pgd]
+            runs[a][s], per_image[a][s] = {}, {}
+            for n in interpreters:
+                t0, cfg = time.time(), cfgs[n]
+                runs[a][s][n] = attacks.compare_pgd_adv2(
+                    model, _interpreter(n, model, s), x, aset.y, aset.target, cfg,
+                    x_pgd=snaps[n_pgd], x_stage1=shared_stage1(cfg, snaps),
+                    batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",
+                )  # fmt: skip
+                seconds[a][s][n] = time.time() - t0
+                per_image[a][s][n] = _per_image(runs[a][s][n])
+                if log:
+                    st = runs[a][s][n]["numbers"]
+                    log(
+                        f"{a} {s:3d} px {n:4s} ({seconds[a][s][n]:5.1f} s): success PGD "
+                        f"{st['pgd']['success_rate']:.2f} / ADV2 {st['adv2']['success_rate']:.2f}, "
+                        f"L1 PGD {st['pgd']['l1_mean']:.3f} / ADV2 {st['adv2']['l1_mean']:.3f}"
+                    )
+    first = sets[archs[0]]
+    return InputSizeResult(
+        archs,
+        sizes,
+        list(interpreters),
+        epsilon,
+        step_size,
+        step_scale,
+        first,
+        runs,
+        {a: {s: trained[a][s].accuracy for s in sizes} for a in archs},
+        {a: {s: trained[a][s].train_seconds for s in sizes} for a in archs},
+        seconds,
+        x_pgds,
+        per_image,
+    )
+
+
+# ----------------------------------------------------------------------------- claims
+def trend_verdict(result: InputSizeResult, arch: str) -> Verdict:
+    """:func:`adv2.chapters.claims.larger_inputs_help_adv2` for ``arch``, smallest vs largest side, for
+    every interpreter (not measurable when only one side was run)."""
+    if len(result.sizes) < 2:
+        return claims.not_measurable(TREND_CLAIM, "only one input size was run: nothing to compare")
+    small, large = result.per_image[arch][result.sizes[0]], result.per_image[arch][result.sizes[-1]]
+
+    def arrays(pi: dict[str, dict]) -> dict[str, dict[str, list]]:
+        return {
+            n: {"adv2_l1": d["adv2"]["l1"], "pgd_l1": d["pgd"]["l1"], "adv2_success": d["adv2"]["success"]}
+            for n, d in pi.items()
+        }
+
+    return claims.larger_inputs_help_adv2(arrays(small), arrays(large))
+
+
+# ----------------------------------------------------------------------------- tables, figures
+def curve_table(result: InputSizeResult) -> str:
+    """Markdown: per classifier, side and interpreter, the accuracy, PGD's and ADV2's success and
+    mean map L1 and the ADV2 / PGD L1 ratio, each with its 95 % interval ("value [low, high]")."""
+    est = result.intervals()
+    rows = [
+        [
+            a,
+            f"{s} px",
+            result.accuracy[a][s],
+            n.upper(),
+            est[a][s][n]["pgd"]["success_rate"],
+            est[a][s][n]["adv2"]["success_rate"],
+            est[a][s][n]["pgd"]["l1_mean"],
+            est[a][s][n]["adv2"]["l1_mean"],
+            est[a][s][n]["l1_ratio_adv2_over_pgd"],
+        ]
+        for a in result.archs
+        for s in result.sizes
+        for n in result.interpreters
+    ]
+    headers = ["classifier", "input", "test accuracy", "interpreter", "success PGD", "success ADV2"]
+    headers += ["L1 PGD", "L1 ADV2", "L1 ratio ADV2 / PGD"]
+    return plotting.markdown_table(fmt_rows(rows), headers)
+
+
+def curve_figure(result: InputSizeResult):
+    """Two panels against the input side: the ADV2 / PGD L1 ratio and ADV2's success rate (PGD's
+    dashed), one line per classifier and interpreter, error bars the 95 % intervals."""
+    est = result.intervals()
+    ratio, success = {}, {}
+    for a in result.archs:
+        own = "" if len(result.archs) == 1 else f"{a} "
+        for n in result.interpreters:
+            ratio[f"{own}{n.upper()}"] = [est[a][s][n]["l1_ratio_adv2_over_pgd"] for s in result.sizes]
+            success[f"{own}ADV2 on {n.upper()}"] = [
+                est[a][s][n]["adv2"]["success_rate"] for s in result.sizes
+            ]
+        # one PGD run per side serves every interpreter: one line
+        first = result.interpreters[0]
+        success[f"{own}PGD"] = [est[a][s][first]["pgd"]["success_rate"] for s in result.sizes]
+    fig, axes = plotting.panel_axes(2, cols=2, height=2.9)
+    plotting.interval_curves(
+        result.sizes, ratio, "input side (px)", "map L1 ratio ADV2 / PGD", ax=axes[0],
+        reference=claims.MAPS_CLOSE_RATIO, reference_label="chapter 3's 'much closer'",
+    )  # fmt: skip
+    plotting.interval_curves(
+        result.sizes, success, "input side (px)", "success rate", ax=axes[1], dashed="PGD"
+    )
+    return fig
+
+
+def maps_figure(result: InputSizeResult, class_names: list[str], interpreter: str = "cam", n_show: int = 2):
+    """Benign, PGD and ADV2 maps of ``interpreter`` at every side for the first ``n_show``
+    images ADV2 fooled at every side (first classifier); None when there is none."""
+    a = result.archs[0]
+    if interpreter not in result.interpreters:
+        return None
+    ok = torch.ones(len(result.attack_set.x), dtype=torch.bool)
+    for s in result.sizes:
+        ok &= result.runs[a][s][interpreter]["adv2"].success.cpu().bool()
+    idx = ok.nonzero().flatten()[:n_show].tolist()
+    if not idx:
+        return None
+    cells, labels = [], []
+    for i in idx:
+        for s in result.sizes:
+            r = result.runs[a][s][interpreter]
+            x, x_adv = models.upsample(result.attack_set.x[i : i + 1], s)[0], r["adv2"].x_adv[i].cpu()
+            x_pgd = result.x_pgd[a][s][i].cpu()
+            cells.append(
+                [
+                    (x,),
+                    (x, r["benign"][i].cpu()),
+                    (x_pgd, r["pgd"].maps[i].cpu()),
+                    (x_adv,),
+                    (x_adv, r["adv2"].maps[i].cpu()),
+                ]
+            )
+            y, t = int(result.attack_set.y[i]), int(result.attack_set.target[i])
+            labels.append(f"{s} px: {class_names[y]} → {class_names[t]}")
+    return plotting.panel_rows(
+        cells, ["input", "benign map", "PGD map", "ADV2 input", "ADV2 map"], row_labels=labels,
+        overlay=False, suptitle=f"{interpreter.upper()} on {a} at every input side",
+    )  # fmt: skip
+
+
+def verdict_table(result: InputSizeResult) -> str:
+    """Markdown: chapter 3's "maps much closer" claim at every side and the trend claim."""
+    v = result.verdicts()
+    rows = []
+    for a in result.archs:
+        for s in result.sizes:
+            rows.append([f"{a}, {s} px", claims.CLAIMS["adv2_maps_closer_than_pgd"].statement,
+                         verdict_cell(v[f"{a}_{s}px"]["adv2_maps_closer_than_pgd"])])  # fmt: skip
+        rows.append([f"{a}, {result.sizes[0]} → {result.sizes[-1]} px", claims.CLAIMS[TREND_CLAIM].statement,
+                     verdict_cell(v[f"{a}_sizes"][TREND_CLAIM])])  # fmt: skip
+    return plotting.markdown_table(rows, ["setting", "claim", "verdict (estimate [95 % interval])"])
+
+
+# ----------------------------------------------------------------------------- invariants
+def check(result: InputSizeResult, profile: str) -> None:
+    """The chapter's invariants; a failure (:class:`ChapterCheckFailed`) names the expected value,
+    the measured one and the parameter to change."""
+    for a in result.archs:
+        for s in result.sizes:
+            x = models.upsample(result.attack_set.x, s)
+            for n in result.interpreters:
+                adv = result.runs[a][s][n]["adv2"].x_adv.cpu()
+                _check(
+                    tuple(adv.shape[-2:]) == (s, s),
+                    f"ADV2 on {a}/{n} at {s} px returned inputs of side {tuple(adv.shape[-2:])}, expected {s}",
+                )
+                drift = float((adv - x).abs().max())
+                _check(
+                    drift <= result.epsilon + 1e-5,
+                    f"ADV2 on {a}/{n} at {s} px moved a pixel by {drift:.4g}, beyond epsilon "
+                    f"{result.epsilon}: the projection is broken (a library bug, not a parameter)",
+                )
+    if profile == "smoke":
+        return
+    for a in result.archs:
+        for s in result.sizes:
+            acc = result.accuracy[a][s]
+            _check(
+                acc >= MIN_ACCURACY,
+                f"the {a} classifier at {s} px reached test accuracy {acc:.3f}, below "
+                f"{MIN_ACCURACY}: raise train_subset or train_epochs",
+            )
+
+
+__all__ = [
+    "ALL_INTERPRETERS",
+    "GRAD_MAP_SIZE",
+    "STEM",
+    "ChapterCheckFailed",
+    "InputSizeResult",
+    "Trained",
+    "attack_sizes",
+    "check",
+    "classifier_recipes",
+    "common_attack_set",
+    "curve_figure",
+    "curve_table",
+    "maps_figure",
+    "start",
+    "train_classifiers",
+    "trend_verdict",
+    "verdict_table",
+]

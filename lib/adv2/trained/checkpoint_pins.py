@@ -1,0 +1,53 @@
+"""The sha256 of every committed checkpoint: what :func:`adv2.trained.checkpoints.load_checkpoint` checks.
+
+``checkpoints/manifest.json`` lies beside the weights and is rewritten with them, so it cannot
+vouch for them; this table is tracked code. A checkpoint file whose bytes do not hash to its pin,
+or that has no pin, is refused (:class:`adv2.trained.checkpoints.CheckpointDamaged`): it is never used,
+and never silently trained around (a chapter trains instead only when asked, e.g.
+``-p photo_rts_retrain True``).
+
+To add a checkpoint (e.g. a new photo RTSA), after :func:`adv2.trained.checkpoints.save_checkpoint` wrote
+``checkpoints/<kind>-<key>.pt``::
+
+    python -m adv2.trained.checkpoint_pins checkpoints/<kind>-<key>.pt
+
+prints the line to paste into ``PINS`` below; commit the ``.pt`` file, ``manifest.json`` and this
+file together. A replaced checkpoint (same name, new bytes) needs its line changed the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# file name in checkpoints/ -> sha256 of its bytes
+PINS: dict[str, str] = {
+    "rts-44b904fb09d9d232.pt": "e563323729eee2c468471c5f8c61767a958b74280bb80d550812ac3a9247aca1",
+    "rtsa-6c63f2c798662b4a.pt": "630d26a4e9d96a61aff7f800450d126624b866673456d6cd3a868aa6b8a81b85",
+}
+
+
+def pin_line(path: str | os.PathLike) -> str:
+    """The line of ``PINS`` for the checkpoint file at ``path`` (its name and sha256)."""
+    from adv2.trained.artifacts import file_sha256
+
+    path = Path(path)
+    return f'    "{path.name}": "{file_sha256(path)}",'
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m adv2.trained.checkpoint_pins CHECKPOINT.pt ...", file=sys.stderr)
+        return 2
+    for p in paths:
+        if not Path(p).is_file():
+            print(f"error: {p} is not a file", file=sys.stderr)
+            return 2
+        print(pin_line(p))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Chapter 7's protocol (adv2.chapters.ch07): classifiers at several input sides with their
+own cache keys (28 px unchanged), the common attack set, PGD vs ADV2 end to end on tiny untrained
+networks, and the trend claim on hand-made numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from adv2.chapters import ch07, claims, schema
+from adv2.core import models, stats
+from adv2.core.config import ParameterError
+from adv2.trained import data, recipes
+from adv2.trained.artifacts import artifact_key
+from standins import glue_keys_in_markdown
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_input_size.ipynb"
+NAMES = [f"class {i}" for i in range(10)]
+
+
+# ----------------------------------------------------------------------------- recipes, models
+def test_28px_key_is_unchanged_and_each_side_has_its_own():
+    base = recipes.ClassifierRecipe("resnet", train_subset=4000)
+    old = {k: v for k, v in base.cache_params().items()}  # the key every other chapter uses
+    assert "input_size" not in old and base.key == artifact_key(old)
+    params = {**schema.defaults("07_input_size"), "train_subset": 4000, "input_sizes": [28, 56, 112]}
+    by_size = ch07.classifier_recipes(params, "resnet")
+    assert by_size[28].key == base.key
+    assert len({r.key for r in by_size.values()}) == 3
+    assert by_size[112].cache_params()["input_size"] == 112
+    # evaluation parameters never change a key
+    assert (
+        ch07.classifier_recipes({**params, "n_images": 5, "epsilon": 0.2}, "resnet")[56].key
+        == by_size[56].key
+    )
+
+
+@pytest.mark.parametrize("bad", [30, 0, 14, 252, True])
+def test_bad_input_size_is_refused_naming_the_parameter(bad):
+    with pytest.raises(ParameterError, match="input_size"):
+        models.build_small_cnn("resnet", 10, NAMES, bad)
+    with pytest.raises(ParameterError, match="input_sizes"):
+        schema.validate_chapter("07_input_size", {"input_sizes": [28, bad]})
+
+
+@pytest.mark.parametrize("arch", ["resnet", "densenet"])
+def test_strided_stem_keeps_the_28px_network(arch):
+    small = models.build_small_cnn(arch, 10, NAMES)
+    assert small.stages[0][0].kernel_size == (3, 3) and small.stages[0][0].stride == (1, 1)
+    later = {k: v.shape for k, v in small.state_dict().items() if not k.startswith("stages.0.0.")}
+    for size in (56, 112):
+        k = size // 28
+        big = models.build_small_cnn(arch, 10, NAMES, size)
+        assert big.input_size == size
+        assert big.stages[0][0].kernel_size == (3 * k, 3 * k) and big.stages[0][0].stride == (k, k)
+        # every layer after the first convolution is the 28-px network's
+        assert {
+            k2: v.shape for k2, v in big.state_dict().items() if not k2.startswith("stages.0.0.")
+        } == later
+        feats = big.eval().stage_features(torch.rand(2, 1, size, size))
+        assert feats[0].shape[-2:] == (28, 28) and feats[-1].shape[-2:] == (7, 7)  # CAM: 7x7
+
+
+def test_upsample_keeps_range_and_shape():
+    x = torch.rand(3, 1, 28, 28)
+    up = models.upsample(x, 112)
+    assert up.shape == (3, 1, 112, 112) and up.min() >= 0 and up.max() <= 1
+    assert models.upsample(x, 28) is x
+    assert torch.allclose(up.mean(), x.mean(), atol=0.02)
+
+
+# ----------------------------------------------------------------------------- stand-in chapter
+def _trained(sizes=(28, 56)):
+    torch.manual_seed(0)
+    first = models.freeze(models.build_small_cnn("resnet", 10, NAMES).eval())
+    out = {}
+    for s in sizes:
+        # the 28-px network's weights; the stem's 3x3 kernel spread over its 3k x 3k window (the
+        # same filter on the upsampled image), so every side predicts nearly alike
+        m = models.build_small_cnn("resnet", 10, NAMES, s)
+        state = dict(first.state_dict())
+        k = s // 28
+        w = state["stages.0.0.weight"]
+        state["stages.0.0.weight"] = w.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+        m.load_state_dict(state)
+        art = SimpleNamespace(metrics={"test_accuracy": 0.9, "train_seconds": 1.0}, from_cache=True)
+        out[s] = ch07.Trained(s, models.freeze(m.eval()), art)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    trained = _trained()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 1, 28, 28, generator=g)
+    with torch.no_grad():
+        y = trained[28].model(x).argmax(1)
+    fm = data.Dataset("fashion-mnist", NAMES, x[:10], y[:10], x, y)
+    result = ch07.attack_sizes(
+        {"resnet": trained},
+        fm,
+        interpreters=["grad", "cam"],
+        n_images=8,
+        epsilon=0.1,
+        step_size=0.02,
+        step_scale=0.005,
+        attack_batch_size=8,
+        seed=0,
+        log=None,
+    )
+    return trained, fm, result
+
+
+def test_common_attack_set_is_correct_at_every_side(tiny):
+    trained, fm, result = tiny
+    aset = result.attack_set
+    assert len(aset.x) == 8 and bool((aset.target != aset.y).all())
+    for t in trained.values():
+        with torch.no_grad():
+            pred = models.Upsampled(t.model)(aset.x).argmax(1)
+        assert torch.equal(pred, aset.y)
+
+
+def test_all_correct_judge_rejects_any_disagreement():
+    trained = _trained()
+    judge = ch07._AllCorrect({s: t.model for s, t in trained.items()})
+    x = torch.rand(20, 1, 28, 28)
+    with torch.no_grad():
+        a = models.Upsampled(trained[28].model)(x).argmax(1)
+        b = models.Upsampled(trained[56].model)(x).argmax(1)
+        j = judge(x).argmax(1)
+    assert torch.equal(j == a, a == b)  # the judge's class is the first's exactly where both agree
+
+
+def test_numbers_glue_and_check(tiny):
+    _, _, result = tiny
+    n = result.numbers()
+    json.dumps(n)  # plain JSON
+    assert n["sizes"] == [28, 56] and set(n["curve"]["resnet"]) == {"28", "56"}
+    for s in ("28", "56"):
+        for name in ("grad", "cam"):
+            row = n["curve"]["resnet"][s][name]
+            assert 0 <= row["pgd"]["success_rate"] <= 1 and 0 <= row["adv2"]["success_rate"] <= 1
+    # the per-size settings never reach the front page's columns (chapter 3 decides those)
+    assert not set(n["verdicts"]) & set(claims.SETTINGS)
+    assert set(n["verdicts"]) == {"resnet_28px", "resnet_56px", "resnet_sizes"}
+    wanted = glue_keys_in_markdown(NOTEBOOK)
+    glued = result.glue()
+    assert wanted <= set(glued), sorted(wanted - set(glued))
+    for name, value in glued.items():
+        assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
+    ch07.check(result, "smoke")
+    # maps and inputs at each side
+    for s in (28, 56):
+        run = result.runs["resnet"][s]
+        assert run["grad"]["benign"].shape[-1] == ch07.GRAD_MAP_SIZE
+        assert run["cam"]["benign"].shape[-1] == 7
+        assert run["cam"]["adv2"].x_adv.shape[-1] == s
+    assert "px" in ch07.curve_table(result) and "claim" in ch07.verdict_table(result)
+
+
+def test_check_names_the_parameter_when_a_classifier_is_too_weak(tiny):
+    _, _, result = tiny
+    weak = dataclasses.replace(result, accuracy={"resnet": {28: 0.9, 56: 0.2}})
+    with pytest.raises(ch07.ChapterCheckFailed, match="train_subset"):
+        ch07.check(weak, "quick")
+
+
+def test_bad_interpreter_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="interpreters"):
+        ch07.attack_sizes({}, None, interpreters=["rts"], n_images=1, epsilon=0.1, step_size=0.01,
+                          step_scale=0.01, attack_batch_size=1, seed=0)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- claim and statistic
+def _side(ratio, n=32, seed=0, success=1.0):
+    rng = np.random.default_rng(seed)
+    pgd = rng.uniform(0.2, 0.4, n)
+    adv = ratio * pgd * rng.uniform(0.9, 1.1, n)
+    ok = np.arange(n) < round(success * n)
+    return {"adv2_l1": adv, "pgd_l1": pgd, "adv2_success": ok}
+
+
+def test_trend_claim_holds_does_not_hold_and_needs_images():
+    v = claims.larger_inputs_help_adv2(_side(0.8), _side(0.3, seed=1))
+    assert v.status == claims.HOLDS and v.estimate.value < 0.5
+    v = claims.larger_inputs_help_adv2(_side(0.4), _side(0.8, seed=1))
+    assert v.status == claims.DOES_NOT_HOLD
+    v = claims.larger_inputs_help_adv2(_side(0.5, n=4), _side(0.2, n=4))
+    assert v.status == claims.NOT_MEASURABLE and "illustration" in v.reason
+    v = claims.larger_inputs_help_adv2(_side(0.5), _side(0.2, success=0.0))
+    assert v.status == claims.NOT_MEASURABLE and "largest" in v.reason
+    per = claims.larger_inputs_help_adv2(
+        {"cam": _side(0.8), "grad": _side(0.5)}, {"cam": _side(0.3, seed=1), "grad": _side(0.6, seed=1)}
+    )
+    assert per.status == claims.DOES_NOT_HOLD and dict(per.parts)["cam"].status == claims.HOLDS
+    assert "larger_inputs_help_adv2" not in claims.FRONT_PAGE_CLAIMS
+
+
+def test_ratio_of_ratios_matches_its_definition():
+    a, b, c, d = (
+        np.array(v, dtype=float) for v in ([1, 2, np.nan, 3], [2, 2, 2, 2], [1, 1, 1, 1], [4, 4, 4, 4])
+    )
+    e = stats.ratio_of_ratios_ci(a, b, c, d)
+    assert e.value == pytest.approx((2 / 2) / (1 / 4)) and e.low <= e.value <= e.high and e.n == 4
+    with pytest.raises(ValueError, match="one value per image"):
+        stats.ratio_of_ratios_ci(a, b[:3], c, d)
