@@ -1,0 +1,137 @@
+"""The library's layout (issue 22), read from the source's import graph so that it stays true.
+
+Four floors import one way only: ``core`` (the paper's methods) <- ``trained`` (data, trained
+models, store) <- ``chapters`` (each chapter's protocol) <- ``book`` (command line, runs, sweeps,
+publishing). Chapter modules never import each other; no import cycles; imports inside functions
+only where a module must stay importable without a heavy dependency, each marked ``# lazy: why``;
+no module over 500 lines; and the map for newcomers (lib/adv2/README.md) names every module.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+LIB = Path(__file__).resolve().parents[1] / "lib"
+PACKAGE = LIB / "adv2"
+FLOORS = {"core": 1, "trained": 2, "chapters": 3, "book": 4}
+MAX_LINES = 500
+CHAPTER = re.compile(r"^adv2\.chapters\.ch\d\d(\.|$)")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(LIB).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def resolve(name: str) -> str | None:
+    """The library module an import of ``name`` loads (``adv2.core.stats.fmt`` -> ``adv2.core.stats``)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported library module, line, inside a function) for every import of ``path``."""
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, f"{path}:{child.lineno}: relative import (use adv2.<floor>...)"
+                names = [f"{child.module}.{a.name}" for a in child.names]
+            for n in names:
+                target = resolve(n) if n.startswith("adv2") else None
+                if target and target != module_name(path):
+                    found.append((target, child.lineno, in_function))
+            visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef))
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+GRAPH = {m: imports(p) for m, p in MODULES.items()}
+
+
+def floor(module: str) -> int:
+    parts = module.split(".")
+    return FLOORS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def test_every_module_lives_on_a_floor():
+    loose = [m for m in MODULES if floor(m) == 0 and m not in ("adv2", "adv2.__main__")]
+    assert not loose, f"modules outside core/trained/chapters/book: {loose}"
+
+
+def test_floors_import_downwards_only():
+    upward = [
+        f"{m} (floor {floor(m)}) imports {t} (floor {floor(t)}) at line {line}"
+        for m, edges in GRAPH.items()
+        for t, line, _ in edges
+        if floor(m) and floor(t) > floor(m)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_chapter_modules_do_not_import_each_other():
+    crossing = [
+        f"{m} imports {t}"
+        for m, edges in GRAPH.items()
+        for t, _, _ in edges
+        if CHAPTER.match(m) and CHAPTER.match(t) and t.split(".")[2] != m.split(".")[2]
+    ]
+    assert not crossing, "\n".join(crossing)
+
+
+def test_no_import_cycles():
+    edges = {m: {t for t, _, _ in e} for m, e in GRAPH.items()}
+    # a package's __init__ importing its own submodules is how a package exposes them, not a cycle
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def walk(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycles.append(stack[stack.index(node) :] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(edges[node]):
+            if not nxt.startswith(node + "."):
+                walk(nxt, stack + [node])
+        done.add(node)
+
+    for m in sorted(edges):
+        walk(m, [])
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_imports_inside_functions_say_why():
+    unexplained = []
+    for m, edges in GRAPH.items():
+        lines = MODULES[m].read_text().splitlines()
+        for _, line, inside in edges:
+            if inside and "# lazy:" not in lines[line - 1] and "# lazy:" not in lines[line - 2]:
+                unexplained.append(f"{MODULES[m].relative_to(LIB)}:{line}")
+    assert not unexplained, "imports inside functions without a '# lazy: why' comment:\n" + "\n".join(unexplained)
+
+
+def test_no_module_over_500_lines():
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_map_names_every_module():
+    text = (PACKAGE / "README.md").read_text()
+    missing = [
+        m
+        for m, p in MODULES.items()
+        if p.name != "__init__.py" and m != "adv2.__main__" and str(p.relative_to(PACKAGE)) not in text
+    ]
+    assert not missing, f"lib/adv2/README.md does not name: {missing}"
