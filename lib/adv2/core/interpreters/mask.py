@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from adv2.core.interpreters.base import as_target, gaussian_blur
 from adv2.core.precision import fp32_forward
+from adv2.core.smooth_relu import second_order_copy
 
 
 @dataclass(frozen=True)
@@ -195,11 +196,9 @@ class MaskInterpreter:
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob
 
     def for_second_order(self) -> MaskInterpreter:
-        """The same interpreter on :func:`adv2.core.models.second_order_copy` of its model: equal
+        """The same interpreter on :func:`adv2.core.smooth_relu.second_order_copy` of its model: equal
         objective values, a cheaper gradient of the gradient (what the attack's unrolled steps
         differentiate)."""
-        from adv2.core.models import second_order_copy
-
         twin = copy.copy(self)
         twin.model = second_order_copy(self.model)
         return twin
