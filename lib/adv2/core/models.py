@@ -27,7 +27,7 @@ from adv2.core.classifier import ImageClassifier
 from adv2.core.config import FASHION_MNIST_SIZE, ParameterError, validate
 from adv2.core.parallel import one_cpu_thread, seeded_generator
 from adv2.core.progress import progress_bar
-from adv2.core.tensors import map_batches, predicted_classes
+from adv2.core.tensors import eval_outputs, predicted_classes
 
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
@@ -208,17 +208,11 @@ def evaluate(
     return correct / max(len(x), 1)
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Softmax probabilities of ``model`` on ``x`` (kept on the CPU)."""
-    model.eval()
-    if len(x) == 0:
-        return torch.empty(0)
-    return map_batches(
-        lambda xb: F.softmax(model(xb), 1), x, batch_size=batch_size, device=device, to_cpu=True
-    )
+    return eval_outputs(model, x, lambda z: F.softmax(z, 1), torch.empty(0), batch_size, device)
 
 
 def classifier_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,8 @@ preserve / destroy tests against random masks of the same area (chapter 2, and c
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -158,14 +160,7 @@ def preserve_destroy_per_image(
 
 @torch.no_grad()
 def preserve_destroy(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    masks: torch.Tensor,
-    *,
-    alt: str | float = "blur",
-    random_trials: int = 5,
-    seed: int = 0,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, **options: Any
 ) -> dict[str, float]:
     """Dabkowski & Gal's two tests of a saliency mask, against random masks of the same area.
 
@@ -176,11 +171,10 @@ def preserve_destroy(
     Fashion-MNIST's background), with no random noise. The random
     baseline permutes each mask's cells (``random_trials`` draws, averaged). Returns fractions
     ``preserve, destroy, both, random_preserve, random_destroy, random_both, area``
-    (the means of :func:`preserve_destroy_per_image`).
+    (the means of :func:`preserve_destroy_per_image`, whose keywords ``alt``, ``random_trials``
+    and ``seed`` ``options`` passes on).
     """
-    per_image = preserve_destroy_per_image(
-        model, x, y, masks, alt=alt, random_trials=random_trials, seed=seed
-    )
+    per_image = preserve_destroy_per_image(model, x, y, masks, **options)
     return {
         **{k: float(v.mean()) for k, v in per_image.items()},
         "area": float(masks.mean()),

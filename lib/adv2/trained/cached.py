@@ -15,7 +15,7 @@ import torch.nn as nn
 from adv2.core.classifier import ImageClassifier, freeze
 from adv2.core.config import FASHION_MNIST_SIZE, validate
 from adv2.core.defenses import AIDConfig, train_rtsa
-from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state
+from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state, stored_state
 from adv2.core.interpreters.rts_training import default_area_weight, train_rts
 from adv2.core.models import Upsampled, build_small_cnn, contiguous, evaluate, train_classifier
 from adv2.core.parallel import one_cpu_thread, seeded
@@ -263,8 +263,7 @@ def trained_rts(
         net, metrics = train_rts(
             model, data.x_train, data.y_train, device=device, progress=progress, **recipe
         )
-        state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
-        return state, metrics
+        return stored_state(net), metrics
 
     def check(state: dict) -> None:  # a state that does not fit this classifier: damaged entry
         frozen_rts_from_state(model, state, map_size=map_size, width=width, device="cpu", source="cached RTS")
@@ -331,27 +330,14 @@ def trained_rtsa(
             progress=progress,
         )
         metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
-        state = {
-            k: v.cpu()
-            for k, v in net.state_dict().items()
-            if cfg.train_encoder or not k.startswith("encoder.")
-        }
-        return state, metrics
+        return stored_state(net, with_encoder=cfg.train_encoder), metrics
 
     def check(state: dict) -> None:  # a state that does not fit this classifier: damaged entry
-        frozen_rts_from_state(
-            model, state, map_size=rts.map_size, width=rts.width, device="cpu", source="cached RTSA"
-        )
+        frozen_rts_from_state(model, state, device="cpu", source="cached RTSA", **shape)
 
+    shape = {"map_size": rts.map_size, "width": rts.width}  # RTSA is RTS's architecture
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir, check=check)
-    net = frozen_rts_from_state(
-        model,
-        art.state,
-        map_size=rts.map_size,
-        width=rts.width,
-        device=device,
-        source=f"cached RTSA at {art.path}",
-    )
+    net = frozen_rts_from_state(model, art.state, device=device, source=f"cached RTSA at {art.path}", **shape)
     return net, art
 
 

@@ -322,6 +322,12 @@ def architecture_options(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
+def stored_state(net: RTSNet, with_encoder: bool = False) -> dict[str, torch.Tensor]:
+    """What a cache keeps of a trained RTS (or RTSA): its state on the CPU, without the encoder --
+    the classifier's own copy, restored by :func:`frozen_rts_from_state` -- unless AID trained it."""
+    return {k: v.cpu() for k, v in net.state_dict().items() if with_encoder or not k.startswith("encoder.")}
+
+
 def frozen_rts_from_state(
     model: nn.Module,
     state: dict[str, torch.Tensor],
