@@ -27,7 +27,8 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._common import check as _check
 from adv2.core import models
-from adv2.core.stats import MISSING, seeds_ci
+from adv2.core.formatting import MISSING
+from adv2.core.stats import seeds_ci
 from adv2.trained import data, pretrained
 
 ALL_ARCHS = ("resnet", "densenet")

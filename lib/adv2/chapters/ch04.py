@@ -34,8 +34,9 @@ from adv2.chapters._common import (
 )
 from adv2.chapters.claims import Verdict
 from adv2.core import config, defenses, paper
+from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
-from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci
+from adv2.core.stats import Estimate, mean_ci, rate_ci
 from adv2.trained import cached, data, recipes
 
 STEM = "04_aid_defense"

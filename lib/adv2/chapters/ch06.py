@@ -31,8 +31,9 @@ from adv2.chapters._common import (
 from adv2.chapters.ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
 from adv2.chapters.claims import Verdict
 from adv2.core import paper
+from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
-from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci, ratio_ci
+from adv2.core.stats import Estimate, mean_ci, rate_ci, ratio_ci
 from adv2.trained import data
 
 STEM = "06_table10"
