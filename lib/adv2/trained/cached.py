@@ -333,10 +333,12 @@ def trained_rtsa(
         return stored_state(net, with_encoder=cfg.train_encoder), metrics
 
     def check(state: dict) -> None:  # a state that does not fit this classifier: damaged entry
-        frozen_rts_from_state(model, state, device="cpu", source="cached RTSA", **shape)
+        frozen_rts_from_state(
+            model, state, map_size=rts.map_size, width=rts.width, device="cpu", source="cached RTSA"
+        )
 
-    shape = {"map_size": rts.map_size, "width": rts.width}  # RTSA is RTS's architecture
     art = load_or_compute("rtsa", params, compute, root=artifacts_dir, check=check)
+    shape = {"map_size": rts.map_size, "width": rts.width}  # RTSA is RTS's architecture
     net = frozen_rts_from_state(model, art.state, device=device, source=f"cached RTSA at {art.path}", **shape)
     return net, art
 
