@@ -9,8 +9,8 @@ a field of :class:`AIDConfig` and justified in its docstring and in chapter 04.
 
 Training (:func:`train_rtsa`), per iteration:
 
-1. ``l_map`` = RTS's own decoder loss (:func:`adv2.core.interpreters.rts.rts_loss`) on a batch of training
-   images with random real/fake selector classes, exactly as in RTS's phase 2;
+1. ``l_map`` = RTS's own decoder loss (:func:`adv2.core.interpreters.rts_training.rts_loss`) on a
+   batch of training images with random real/fake selector classes, exactly as in RTS's phase 2;
 2. ``A(x)`` = a short ADV2-RTS attack on a second batch, regenerated against the *current* RTSA:
    a prediction-only PGD warm start (computed once per training image: it depends only on the
    frozen classifier) followed by ``stage2_steps`` joint sign steps on

