@@ -47,8 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from adv2.book import runbox  # noqa: E402
-from adv2.core import attacks, models
+from adv2.core import attacks, classifier, models
 from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet  # noqa: E402
+from adv2.trained import pretrained
 
 EPS, STEP = 0.1, 0.0125  # Fashion-MNIST's budget; the photos use the paper's 0.031 and 1/255
 MODELS = ("fmnist-resnet", "fmnist-densenet", "efficientnet-lite0")
@@ -104,11 +105,11 @@ def _model(name: str, device: torch.device):
     does not depend on them) and EfficientNet-Lite0 at 224 px (offline weights)."""
     torch.manual_seed(0)
     if name == "efficientnet-lite0":
-        lite = models.efficientnet_lite0([str(i) for i in range(1000)])
-        return models.freeze(lite).to(device), 224, 0.031, 1 / 255
+        lite = pretrained.efficientnet_lite0([str(i) for i in range(1000)])
+        return classifier.freeze(lite).to(device), 224, 0.031, 1 / 255
     arch = name.split("-", 1)[1]
     net = models.build_small_cnn(arch, 10, [str(i) for i in range(10)])
-    return models.freeze(net).to(device), 28, EPS, STEP
+    return classifier.freeze(net).to(device), 28, EPS, STEP
 
 
 def bench_model(

@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from adv2.book import runbox  # noqa: E402
-from adv2.core import attacks, models
+from adv2.core import attacks
 from adv2.core.config import load_profile  # noqa: E402
 from adv2.core.interpreters import build_interpreter  # noqa: E402
-from adv2.trained import data, recipes
+from adv2.trained import data, pretrained, recipes
 
 FMNIST_EPS, FMNIST_STEP = 0.1, 0.0125
 PHOTO_EPS, PHOTO_STEP = 0.031, 1 / 255
@@ -65,7 +65,7 @@ def _fmnist(n_images: int, interpreters: list[str], seed: int):
 
 def _photos(n_images: int, interpreters: list[str], seed: int):
     photos = data.load_imagenet_sample()
-    lite = models.efficientnet_lite0(photos.class_names)
+    lite = pretrained.efficientnet_lite0(photos.class_names)
     aset = data.select_attack_set(
         lite, photos.x_test, photos.y_test, n_images, seed=seed, num_classes=1000, batch_size=8
     )

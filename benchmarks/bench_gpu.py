@@ -34,10 +34,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2.core import attacks, models, precision  # noqa: E402
+from adv2.core import attacks, precision  # noqa: E402
 from adv2.core.attacks.adv2 import adv2_sign  # noqa: E402
 from adv2.core.attacks.pgd import pgd_run  # noqa: E402
 from adv2.core.interpreters import CAMInterpreter, GradInterpreter  # noqa: E402
+from adv2.trained import pretrained
 
 OUTPUT = REPO / "results" / "bench_gpu.json"
 ATTACKS = ("pgd", "cam", "grad")
@@ -52,7 +53,7 @@ def _sync(device: torch.device) -> None:
 def resnet50(device: torch.device) -> torch.nn.Module:
     """torchvision ResNet-50, random weights (seeded), as an ``ImageClassifier``."""
     torch.manual_seed(0)
-    net = models.torchvision_imagenet("resnet", [str(i) for i in range(1000)], pretrained=False)
+    net = pretrained.torchvision_imagenet("resnet", [str(i) for i in range(1000)], pretrained=False)
     return net.to(device)
 
 

@@ -18,9 +18,11 @@ import time
 import torch
 
 from adv2.chapters.results import save_results
+from adv2.core.classifier import freeze
 from adv2.core.config import set_threads_from_env
 from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
-from adv2.core.models import build_small_cnn, freeze, smooth_backward_copy
+from adv2.core.models import build_small_cnn
+from adv2.core.smooth_relu import smooth_backward_copy
 
 
 def sync(device: torch.device) -> None:
@@ -94,8 +96,8 @@ def main() -> None:
             model = freeze(build_small_cnn(arch, 10, [str(i) for i in range(10)]).to(device))
             cases.append((f"fmnist-{arch}", model, args.batch, 28, 1, 10))
         if args.imagenet:
-            from adv2.core.models import efficientnet_lite0
             from adv2.trained.data import imagenet_class_names
+            from adv2.trained.pretrained import efficientnet_lite0
 
             cases.append(
                 (

@@ -33,17 +33,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from adv2.book import runbox  # noqa: E402
-from adv2.core import models, parallel
+from adv2.core import classifier, models, parallel
 from adv2.core.config import load_profile  # noqa: E402
-from adv2.core.interpreters.rts import rts_recipe, train_rts  # noqa: E402
+from adv2.core.interpreters.rts_training import train_rts
 from adv2.trained import data, recipes
+from adv2.trained.cached import rts_recipe
 
 TARGET = 2.0
 ARCHS = ("resnet", "densenet")
 QUICK_BATCH = 128  # the quick profile's classifier batch (recipes.ClassifierRecipe)
 
 
-def _net(arch: str, fm) -> models.ImageClassifier:
+def _net(arch: str, fm) -> classifier.ImageClassifier:
     with parallel.seeded(0):
         return models.build_small_cnn(arch, fm.num_classes, fm.class_names)
 
@@ -70,7 +71,7 @@ def rts_job(arch: str, fm, iterations: tuple[int, int], fast: bool):
     kw = rts_recipe(iterations, params["rts_batch_size"], params["rts_lr"])
 
     def job() -> int:
-        model = models.freeze(_net(arch, fm))
+        model = classifier.freeze(_net(arch, fm))
         _, m = train_rts(model, fm.x_train, fm.y_train, progress=False, fast=fast, single_thread=fast, **kw)
         return int(m["images_seen"])
 

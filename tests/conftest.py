@@ -50,7 +50,7 @@ def session_artifacts():
 @pytest.fixture(scope="session")
 def small_trained_resnet(fmnist, session_artifacts):
     """A small ResNet trained for a few seconds (4000 images): accurate enough to attack."""
-    from adv2.core.models import trained_small_cnn
+    from adv2.trained.cached import trained_small_cnn
 
     model, art = trained_small_cnn(
         "resnet",

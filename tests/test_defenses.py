@@ -13,9 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adv2.core import defenses, noise
+from adv2.chapters import aid_eval
+from adv2.core import defenses, noise, paper
+from adv2.core.classifier import freeze
 from adv2.core.interpreters.rts import RTSNet
-from adv2.core.models import build_small_cnn, freeze
+from adv2.core.metrics import l1_distance
+from adv2.core.models import build_small_cnn
+from adv2.trained import cached
 
 torch.set_num_threads(1)
 
@@ -100,7 +104,7 @@ def test_noise_sensitivity_table_shape():
             assert vals[0] <= vals[1] <= vals[2]  # stronger noise, farther maps
     rows, headers = noise.fig15_rows(res["l1"], levels)
     assert len(rows) == 3 and len(headers) == 1 + 2 * 4 and all(len(r) == len(headers) for r in rows)
-    assert rows[2][2] == noise.PAPER_FIG15_L1["rts"]["normal"]["30%"]
+    assert rows[2][2] == paper.PAPER_FIG15_L1["rts"]["normal"]["30%"]
 
 
 # ----------------------------------------------------------------------------- AID
@@ -135,9 +139,9 @@ def test_aid_training_changes_the_interpreter(tiny_rts):
     for k, v in rtsa.state_dict().items():
         if k.startswith(("encoder.", "selector.")):
             assert torch.equal(v, before[k]), k
-    m_rts = defenses.rts_maps(rts, x[:16], y[:16])
-    m_rtsa = defenses.rts_maps(rtsa, x[:16], y[:16])
-    assert defenses.l1_maps(m_rts, m_rtsa).mean() > 1e-4
+    m_rts = aid_eval.rts_maps(rts, x[:16], y[:16])
+    m_rtsa = aid_eval.rts_maps(rtsa, x[:16], y[:16])
+    assert l1_distance(m_rts, m_rtsa).mean() > 1e-4
     assert metrics["step"][-1] == 3 and len(metrics["aid_l1"]) == len(metrics["step"])
     assert 0 <= metrics["aid_l1"][-1] <= 1 and metrics["final_probe_drift"] > 0
     assert metrics["seconds"] > 0 and metrics["images_attacked"] == 12
@@ -158,20 +162,20 @@ def test_trained_rtsa_is_cached(tiny_rts, tmp_path):
     cfg = defenses.AIDConfig(
         iterations=2, batch_size=4, aid_batch_size=4, pool_size=8, stage1_steps=1, stage2_steps=1
     )
-    a1_net, a1 = defenses.trained_rtsa(
+    a1_net, a1 = cached.trained_rtsa(
         model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
     )
-    a2_net, a2 = defenses.trained_rtsa(
+    a2_net, a2 = cached.trained_rtsa(
         model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
     )
     assert not a1.from_cache and a2.from_cache and a1.path == a2.path
     assert a1.params["rts"] == "abc123" and a1.params["beta"] == cfg.beta
-    assert torch.equal(defenses.rts_maps(a1_net, x[:4], y[:4]), defenses.rts_maps(a2_net, x[:4], y[:4]))
-    cost = defenses.training_cost(RTSArtifact, a2)
+    assert torch.equal(aid_eval.rts_maps(a1_net, x[:4], y[:4]), aid_eval.rts_maps(a2_net, x[:4], y[:4]))
+    cost = cached.training_cost(RTSArtifact, a2)
     assert cost["rts_seconds"] == 10.0 and cost["aid_seconds"] > 0
     assert cost["per_iteration_ratio"] > 0
     # another AID setting is another artifact
-    _, a3 = defenses.trained_rtsa(
+    _, a3 = cached.trained_rtsa(
         model,
         rts,
         RTSArtifact,
@@ -189,7 +193,7 @@ def test_table10_numbers_and_keys():
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(6, 1, 14, 14, generator=gen) * 0.5
     success = torch.tensor([True, True, True, True, False, False])
-    out = defenses.table10(
+    out = aid_eval.table10(
         benign,
         benign + 0.03,
         benign + 0.01,
@@ -199,7 +203,7 @@ def test_table10_numbers_and_keys():
         confidence_rts=torch.full((6,), 0.9),
         confidence_rtsa=torch.full((6,), 0.8),
     )
-    assert set(out) == set(defenses.TABLE10_KEYS)
+    assert set(out) == set(aid_eval.TABLE10_KEYS)
     assert out["benign_l1_rts_vs_rtsa"] == pytest.approx(0.03, abs=1e-6)
     assert out["adv2_l1_rts"] == pytest.approx(0.01, abs=1e-6)
     assert out["adv2_l1_rtsa"] == pytest.approx(0.10, abs=1e-6)
@@ -210,14 +214,14 @@ def test_table10_numbers_and_keys():
     # restricted to successes vs all images
     adv = benign.clone()
     adv[4:] += 0.5
-    r1 = defenses.table10(benign, benign, adv, adv, success, success)
-    r2 = defenses.table10(benign, benign, adv, adv, success, success, restrict_to_success=False)
+    r1 = aid_eval.table10(benign, benign, adv, adv, success, success)
+    r2 = aid_eval.table10(benign, benign, adv, adv, success, success, restrict_to_success=False)
     assert r1["adv2_l1_rts"] == pytest.approx(0.0, abs=1e-7) and r2["adv2_l1_rts"] > 0.1
-    none = defenses.table10(
+    none = aid_eval.table10(
         benign, benign, adv, adv, torch.zeros(6, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)
     )
     assert math.isnan(none["adv2_l1_rts"]) and math.isnan(none["adv2_l1_ratio"])
-    rows, headers = defenses.table10_rows({"resnet": out, "densenet": r1})
+    rows, headers = aid_eval.table10_rows({"resnet": out, "densenet": r1})
     assert headers[:2] == ["measure", "paper (ResNet-50)"] and len(headers) == 4
     assert all(len(r) == 4 for r in rows)
     assert rows[0][1] == 0.03 and rows[1][1] == 0.01 and rows[2][1] == 0.10
@@ -240,10 +244,10 @@ def test_adv2_on_rts_and_rtsa_runs(tiny_rts):
     )[0]
     target = (y[:4] + 1) % 10
     cfg = RTSConfig(stage1_steps=2, stage2_steps=2)
-    out = defenses.adv2_on_rts_and_rtsa(
+    out = aid_eval.adv2_on_rts_and_rtsa(
         model, rts, rtsa, x[:4], y[:4], target, cfg, restrict_to_success=False
     )
-    assert set(defenses.TABLE10_KEYS) <= set(out["numbers"])
+    assert set(aid_eval.TABLE10_KEYS) <= set(out["numbers"])
     assert out["adv"]["rts"].shape == x[:4].shape
     assert (out["adv"]["rtsa"] - x[:4]).abs().max() <= cfg.epsilon + 1e-6
     assert out["adv_maps"]["rtsa"].shape == (4, 1, rts.map_size, rts.map_size)

@@ -21,7 +21,8 @@ LOADING_CELL = "42f8b41f"  # RTS loading, the last model-loading cell
 @pytest.fixture(scope="module")
 def subset_run(fmnist):
     """interpreters=[cam, grad], archs=[densenet] on an untrained DenseNet and 6 test images."""
-    from adv2.core.models import build_small_cnn, freeze
+    from adv2.core.classifier import freeze
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))

@@ -23,7 +23,8 @@ LOADING_CELL = "b26693d6"  # the last model-loading cell; the cells after it are
 def subset_result(fmnist):
     """A real (tiny) run with interpreters=[cam, grad] and archs=[densenet]: an untrained
     DenseNet (a few test images are right by chance) and a handful of attack steps."""
-    from adv2.core.models import build_small_cnn, freeze
+    from adv2.core.classifier import freeze
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
@@ -266,12 +267,11 @@ def test_results_path_is_shown_without_machine_paths(tmp_path):
 def photo_run():
     """A real, tiny photo section: 2 photos, CAM and RTS (an untrained RTS stand-in), 2 PGD
     steps, every step on the convergence curve."""
-    from adv2.core import models
     from adv2.core.interpreters.rts import RTSNet
-    from adv2.trained import data
+    from adv2.trained import data, pretrained
 
     torch.manual_seed(0)
-    lite = models.efficientnet_lite0(data.load_imagenet_sample().class_names)
+    lite = pretrained.efficientnet_lite0(data.load_imagenet_sample().class_names)
     return ch03.attack_photos(
         interpreters=["cam", "rts"],
         n_images=2,
@@ -373,8 +373,9 @@ def test_iterate_recorder_sees_every_step_and_changes_nothing():
     """The convergence-curve hook is read-only: the attack's result is bit-identical with it;
     it counts stage 1 when the attack runs it (MASK's margin warm start) and goes chunk by chunk."""
     from adv2.core import attacks
+    from adv2.core.classifier import freeze
     from adv2.core.interpreters import build_interpreter
-    from adv2.core.models import build_small_cnn, freeze
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(0)
     net = freeze(build_small_cnn("resnet", 10, [str(i) for i in range(10)]))

@@ -198,9 +198,9 @@ def test_fmt_three_significant_digits():
         "7",
         "x",
     ]
-    from adv2.core import stats
+    from adv2.core import formatting
 
-    assert ch04.fmt is stats.fmt  # one number format for the whole book
+    assert ch04.fmt is formatting.fmt  # one number format for the whole book
 
 
 def test_check_names_measured_value_and_parameter(monkeypatch):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adv2.chapters import ch05, claims, results
-from adv2.core import noise
+from adv2.core import noise, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_noise_sensitivity.ipynb"
@@ -98,7 +98,7 @@ def test_numbers_layout_and_per_image(chapter):
         assert len(per) == 40 and float(per.mean()) == pytest.approx(rts)
         flipped = result.per_image["resnet"]["flipped"][kind]["30%"]
         assert int(flipped.sum()) == sens["resnet"]["n_flipped"][kind]["30%"]
-    assert n["paper"] == {"l1": noise.PAPER_FIG15_L1}
+    assert n["paper"] == {"l1": paper.PAPER_FIG15_L1}
     assert n["settings"] == {"map_class": "predicted", "tolerance": 0.05, "rates": RATES}
     json.dumps(results._plain(n))
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import ch06, claims, results
-from adv2.core import attacks, defenses
+from adv2.chapters import aid_eval, ch06, claims, results
+from adv2.core import attacks, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_table10.ipynb"
@@ -86,7 +86,7 @@ def test_numbers_per_image_and_check(chapter):
     assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
     # six images: an illustration, not a measurement, whatever the numbers
     assert {v["status"] for v in n["verdicts"]["resnet"].values()} == {claims.NOT_MEASURABLE}
-    assert set(defenses.TABLE10_KEYS) <= set(n["resnet"])
+    assert set(aid_eval.TABLE10_KEYS) <= set(n["resnet"])
     attacked = ("rts", "rtsa", "control")
     assert set(n["resnet"]["seconds"]) == {"stage1", *attacked, *(f"adaptive_{k}" for k in attacked)}
     # the adaptive attacker keeps the best of three attempts, the standard attack among them
@@ -95,9 +95,9 @@ def test_numbers_per_image_and_check(chapter):
         ok = pi[f"success_{k}"].bool()
         assert bool(pi[f"adaptive_success_{k}"][ok].all())
         assert bool((pi[f"adaptive_adv2_l1_{k}"][ok] <= pi[f"adv2_l1_{k}"][ok] + 1e-6).all())
-    assert set(n["resnet"]["control"]) >= set(defenses.TABLE10_KEYS)
+    assert set(n["resnet"]["control"]) >= set(aid_eval.TABLE10_KEYS)
     assert n["resnet"]["quartiles"]["adv2_rts"]["n"] == int(pi["success_rts"].sum())
-    assert n["paper"] == defenses.PAPER_TABLE10 and n["attack"]["stage2_steps"] == 3
+    assert n["paper"] == paper.PAPER_TABLE10 and n["attack"]["stage2_steps"] == 3
     pi = result.per_image["resnet"]
     assert len(pi["adv2_l1_rts"]) == n["resnet"]["n_images"] == 6
     assert float(pi["benign_l1_rts_vs_rtsa"].mean()) == pytest.approx(n["resnet"]["benign_l1_rts_vs_rtsa"])

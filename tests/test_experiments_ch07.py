@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from adv2.chapters import ch07, claims, schema
-from adv2.core import models, stats
+from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
 from adv2.trained import data, recipes
 from adv2.trained.artifacts import artifact_key
@@ -79,7 +79,7 @@ def test_upsample_keeps_range_and_shape():
 # ----------------------------------------------------------------------------- stand-in chapter
 def _trained(sizes=(28, 56)):
     torch.manual_seed(0)
-    first = models.freeze(models.build_small_cnn("resnet", 10, NAMES).eval())
+    first = classifier.freeze(models.build_small_cnn("resnet", 10, NAMES).eval())
     out = {}
     for s in sizes:
         # the 28-px network's weights; the stem's 3x3 kernel spread over its 3k x 3k window (the
@@ -91,7 +91,7 @@ def _trained(sizes=(28, 56)):
         state["stages.0.0.weight"] = w.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
         m.load_state_dict(state)
         art = SimpleNamespace(metrics={"test_accuracy": 0.9, "train_seconds": 1.0}, from_cache=True)
-        out[s] = ch07.Trained(s, models.freeze(m.eval()), art)
+        out[s] = ch07.Trained(s, classifier.freeze(m.eval()), art)
     return out
 
 

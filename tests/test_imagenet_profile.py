@@ -127,7 +127,7 @@ def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatc
     import torch
     import torchvision
 
-    from adv2.core import models
+    from adv2.trained import pretrained
 
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
@@ -137,4 +137,4 @@ def test_densenet_checkpoint_with_published_key_names_loads(tmp_path, monkeypatc
     torch.save(state, checkpoints / weights.url.rsplit("/", 1)[-1])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("ADV2_STANDIN_WEIGHTS", "1")  # random weights: not torchvision's hash
-    models.torchvision_imagenet("densenet", list(WNIDS))
+    pretrained.torchvision_imagenet("densenet", list(WNIDS))

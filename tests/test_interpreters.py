@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from adv2.core.classifier import freeze
 from adv2.core.config import ParameterError, set_threads_from_env
 from adv2.core.interpreters import (
     CAMInterpreter,
@@ -21,15 +22,15 @@ from adv2.core.interpreters import (
     RTSInterpreter,
     RTSNet,
     build_interpreter,
-    curve_auc,
-    deletion_curve,
     rts_loss,
     train_rts,
-    trained_rts,
 )
-from adv2.core.interpreters.rts import preserve_destroy_per_image, sample_selector_classes, shuffled_like
-from adv2.core.models import build_small_cnn, freeze, small_resnet, smooth_backward_copy
+from adv2.core.interpreters.rts_training import sample_selector_classes
+from adv2.core.models import build_small_cnn, small_resnet
+from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_per_image, shuffled_like
+from adv2.core.smooth_relu import smooth_backward_copy
 from adv2.core.stats import diff_ci
+from adv2.trained.cached import trained_rts
 
 set_threads_from_env()
 NAMES = [f"c{i}" for i in range(10)]
@@ -205,7 +206,7 @@ def test_build_interpreter(net):
 
 def test_224_models_have_paper_map_sizes():
     """A 224-px classifier with 112/56/28/14/7 stages (EfficientNet-Lite0's layout)."""
-    from adv2.core.models import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
+    from adv2.core.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 
     chans = [4, 6, 8, 10, 12]
     stages = [

@@ -4,7 +4,8 @@ import time
 import pytest
 import torch
 
-from adv2.core import models
+from adv2.core import classifier, config, models, smooth_relu
+from adv2.trained import cached, pretrained
 from adv2.trained.data import FASHION_MNIST_CLASSES
 from standins import plain_smooth_copy
 
@@ -23,7 +24,7 @@ def test_small_cnn_shapes(arch):
 
 
 def test_unknown_arch_is_rejected():
-    with pytest.raises(models.ParameterError, match="vgg"):
+    with pytest.raises(config.ParameterError, match="vgg"):
         models.build_small_cnn("vgg", 10, NAMES)
 
 
@@ -58,8 +59,8 @@ def test_training_is_deterministic_and_learns(fmnist):
 @pytest.mark.slow
 def test_trained_small_cnn_is_cached(fmnist, tmp_path):
     kw = dict(epochs=0.25, train_subset=512, seed=0, artifacts_dir=str(tmp_path), progress=False)
-    m1, a1 = models.trained_small_cnn("densenet", fmnist, **kw)
-    m2, a2 = models.trained_small_cnn("densenet", fmnist, **kw)
+    m1, a1 = cached.trained_small_cnn("densenet", fmnist, **kw)
+    m2, a2 = cached.trained_small_cnn("densenet", fmnist, **kw)
     assert not a1.from_cache and a2.from_cache
     assert a1.metrics["test_accuracy"] == a2.metrics["test_accuracy"]
     assert not any(p.requires_grad for p in m2.parameters())
@@ -77,8 +78,8 @@ def test_quickly_trained_resnet_is_accurate(small_trained_resnet, fmnist):
 
 def test_smooth_copy_same_outputs_nonzero_second_derivative():
     torch.manual_seed(0)
-    m = models.freeze(models.build_small_cnn("resnet", 10, NAMES))
-    s = models.smooth_backward_copy(m)
+    m = classifier.freeze(models.build_small_cnn("resnet", 10, NAMES))
+    s = smooth_relu.smooth_backward_copy(m)
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(m(x), s(x))
 
@@ -95,7 +96,7 @@ def test_smooth_copy_same_outputs_nonzero_second_derivative():
 
 def test_smooth_relu6_matches_forward_and_has_slope():
     z = torch.linspace(-3, 9, 50, requires_grad=True)
-    out = models.SmoothReLU(cap=6.0)(z)
+    out = smooth_relu.SmoothReLU(cap=6.0)(z)
     assert torch.equal(out, torch.clamp(z, 0, 6))
     (g,) = torch.autograd.grad(out.sum(), z, create_graph=True)
     assert g[(z > 0.5) & (z < 5.5)].min() > 0.9 and g[z > 7].max() < 0.1 and g[z < -1].max() < 0.1
@@ -108,11 +109,11 @@ def test_efficientnet_lite0_offline():
     from adv2.trained.data import load_imagenet_sample
 
     photos = load_imagenet_sample(include_extra=False)
-    lite = models.efficientnet_lite0(photos.class_names)
+    lite = pretrained.efficientnet_lite0(photos.class_names)
     assert [f.shape[-1] for f in lite.stage_features(photos.x_test[:1])] == [112, 56, 28, 14, 7]
     acc = models.evaluate(lite, photos.x_test, photos.y_test, batch_size=10)
     assert acc >= 0.75  # 17/20 measured
-    s = models.smooth_backward_copy(lite)
+    s = smooth_relu.smooth_backward_copy(lite)
     with torch.no_grad():
         assert torch.allclose(s(photos.x_test[:2]), lite(photos.x_test[:2]))
 
@@ -123,7 +124,7 @@ def test_torchvision_wrappers_match_torchvision(arch, name):
     """Random weights (nothing downloaded): the wrapper computes exactly torchvision's forward."""
     import torchvision
 
-    from adv2.trained.pretrained import wrap_torchvision
+    from adv2.core.pretrained import wrap_torchvision
 
     torch.manual_seed(0)
     ref = getattr(torchvision.models, name)(weights=None).eval()
@@ -145,7 +146,7 @@ def test_missing_pretrained_weights_fail_fast_and_clearly(tmp_path, monkeypatch)
     )
     started = time.time()
     with pytest.raises(pretrained.WeightsUnavailable) as err:
-        models.torchvision_imagenet("resnet", ["x"] * 1000)
+        pretrained.torchvision_imagenet("resnet", ["x"] * 1000)
     assert time.time() - started < 30
     assert "checkpoints" in str(err.value) and "TORCH_HOME" in str(err.value)
 
@@ -162,14 +163,14 @@ def test_models_and_pretrained_do_not_import_each_other():
         return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
 
     assert "adv2.core.models" not in imported(pretrained)
-    assert models.ImageClassifier is pretrained.ImageClassifier
+    assert classifier.ImageClassifier is pretrained.ImageClassifier
 
 
 def test_loading_efficientnet_lite0_prints_nothing(capsys):
     """Issue 12: no library chatter ("Loaded pretrained weights ...") in the book's outputs."""
     from adv2.trained import data, pretrained
 
-    pretrained.load_efficientnet_lite0(data.imagenet_class_names())
+    pretrained.efficientnet_lite0(data.imagenet_class_names())
     assert capsys.readouterr().out == ""
 
 
@@ -195,7 +196,7 @@ def _relu6_net():
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.normal_(1, 0.3)
             m.bias.data.normal_(0, 0.3)
-    return models.freeze(net)
+    return classifier.freeze(net)
 
 
 @pytest.mark.parametrize("kind", ["resnet", "densenet", "relu6"])
@@ -207,11 +208,11 @@ def test_smooth_copy_fast_double_backward_equals_plain_autograd(kind):
         x = torch.rand(3, 1, 28, 28, dtype=torch.float64) * 8 - 2  # reach both kinks of ReLU6
     else:
         torch.manual_seed(0)
-        model = models.freeze(models.build_small_cnn(kind, 10, NAMES)).double()
+        model = classifier.freeze(models.build_small_cnn(kind, 10, NAMES)).double()
         x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
-    fast, plain = models.smooth_backward_copy(model), plain_smooth_copy(model)
-    assert any(isinstance(m, models.SecondOrderConv2d) for m in fast.modules())
-    assert any(isinstance(m, models.FrozenBatchNorm2d) for m in fast.modules())
+    fast, plain = smooth_relu.smooth_backward_copy(model), plain_smooth_copy(model)
+    assert any(isinstance(m, smooth_relu.SecondOrderConv2d) for m in fast.modules())
+    assert any(isinstance(m, smooth_relu.FrozenBatchNorm2d) for m in fast.modules())
     w = torch.rand(3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     v = torch.rand(3, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
 
@@ -231,14 +232,14 @@ def test_smooth_copy_fast_double_backward_equals_plain_autograd(kind):
 
 def test_exact_relu_gradient_is_the_true_models_gradient():
     torch.manual_seed(0)
-    model = models.freeze(models.build_small_cnn("resnet", 10, NAMES))
-    smooth = models.smooth_backward_copy(model)
+    model = classifier.freeze(models.build_small_cnn("resnet", 10, NAMES))
+    smooth = smooth_relu.smooth_backward_copy(model)
     x, t = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
 
     def ce_grad(net, wrap):
         xi = x.clone().requires_grad_(True)
         out = net(xi)
-        out = models.exact_relu_gradient(out, xi) if wrap else out
+        out = smooth_relu.exact_relu_gradient(out, xi) if wrap else out
         return torch.autograd.grad(torch.nn.functional.cross_entropy(out, t, reduction="sum"), xi)[0]
 
     true, smoothed, exact = ce_grad(model, False), ce_grad(smooth, False), ce_grad(smooth, True)
@@ -249,7 +250,9 @@ def test_exact_relu_gradient_is_the_true_models_gradient():
 def test_fused_slope_is_bit_identical_to_the_plain_formula():
     z = torch.cat([torch.linspace(-3, 9, 20001), torch.tensor([0.0, -0.0, 3.0, 6.0, 5.99999, 6.00001])])
     for cap in (None, 6.0):
-        assert torch.equal(models._slope_no_grad(z, 1e-4, cap), models.smooth_relu_slope(z, 1e-4, cap))
+        assert torch.equal(
+            smooth_relu._slope_no_grad(z, 1e-4, cap), smooth_relu.smooth_relu_slope(z, 1e-4, cap)
+        )
 
 
 # ----------------------------------------------------------------------------- issue 24: re-measured accuracy
@@ -265,27 +268,27 @@ class Always(torch.nn.Module):
 
 
 def test_recheck_accuracy_compares_with_the_curve_and_the_full_split(fmnist):
-    n = models.recheck_images()
+    n = cached.recheck_images()
     true = int((fmnist.y_test[:n] == 3).sum()) / n
-    ok = models.recheck_accuracy(
+    ok = cached.recheck_accuracy(
         Always(3), fmnist, {"curve_val_acc": [0.5, true], "test_accuracy": true + 0.05}, n, "cpu"
     )
     assert ok == {"recheck_accuracy": true, "recheck_images": n}
     with pytest.raises(
         ValueError, match=f"re-measured on the first {n} test images is {true:.4f}, but its training"
     ):
-        models.recheck_accuracy(
+        cached.recheck_accuracy(
             Always(3), fmnist, {"curve_val_acc": [true + 0.03], "test_accuracy": true}, n, "cpu"
         )
     with pytest.raises(ValueError, match="metrics.json records test_accuracy 0.6911"):
-        models.recheck_accuracy(
+        cached.recheck_accuracy(
             Always(3), fmnist, {"curve_val_acc": [true], "test_accuracy": 0.6911}, n, "cpu"
         )
     with pytest.raises(ValueError, match="records test_accuracy None"):
-        models.recheck_accuracy(Always(3), fmnist, {"curve_val_acc": [true]}, n, "cpu")
+        cached.recheck_accuracy(Always(3), fmnist, {"curve_val_acc": [true]}, n, "cpu")
     # the tolerance against the whole split: 4 standard deviations of a subset's mean at p = 1/2
-    assert models.full_test_tolerance(1000) == pytest.approx(0.0632, abs=1e-4)
-    assert models.full_test_tolerance(256) == pytest.approx(0.125)
+    assert cached.full_test_tolerance(1000) == pytest.approx(0.0632, abs=1e-4)
+    assert cached.full_test_tolerance(256) == pytest.approx(0.125)
 
 
 SMALL = dict(epochs=1, train_subset=4000, seed=0, progress=False)  # small_trained_resnet's recipe
@@ -305,7 +308,7 @@ def test_cached_classifier_is_re_measured_and_the_record_kept(
 ):
     """A normal load: the re-measured slice accuracy is the one training recorded on it (the
     chapters' numbers, test_accuracy of the whole split, are unchanged)."""
-    _, art = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, art = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     assert art.from_cache and art.metrics["recheck_images"] == 1000
     assert art.metrics["recheck_accuracy"] == pytest.approx(art.metrics["curve_val_acc"][-1], abs=0.002)
     saved = json.loads((art.path / "metrics.json").read_text())
@@ -320,7 +323,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     the chapter reported metrics.json's stale accuracy. Now: re-measured, refused, trained again."""
     from adv2.trained import artifacts
 
-    _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, good = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     folder = copied_entry(good, tmp_path)
     state = dict(good.state)
     state["head.weight"] = state["head.weight"].roll(1, 0)
@@ -330,7 +333,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     (folder / artifacts.MANIFEST).write_text(json.dumps({"weights_sha256": digest, "format": 1}))
     capfd.readouterr()
     with pytest.warns(artifacts.DamagedArtifactWarning, match="re-measured on the first 1000 test images"):
-        model, art = models.trained_small_cnn(
+        model, art = cached.trained_small_cnn(
             "resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL
         )
     assert not art.from_cache and "damaged cache entry" in art.note
@@ -345,11 +348,11 @@ def test_classifier_entry_without_manifest_is_re_measured_and_kept(
 ):
     from adv2.trained import artifacts
 
-    _, good = models.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, good = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     folder = copied_entry(good, tmp_path)
     (folder / artifacts.MANIFEST).unlink()
     capfd.readouterr()
-    _, art = models.trained_small_cnn("resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL)
+    _, art = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL)
     assert art.from_cache and (folder / artifacts.MANIFEST).exists()
     assert "had no manifest.json; re-verified (re-measured: recheck_accuracy" in capfd.readouterr().err
 
@@ -369,7 +372,7 @@ def test_random_weights_under_torchvisions_name_are_refused(tmp_path, monkeypatc
     path.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     with pytest.raises(pretrained.WeightsDamaged) as err:
-        models.torchvision_imagenet("resnet", ["x"] * 1000)
+        pretrained.torchvision_imagenet("resnet", ["x"] * 1000)
     message = str(err.value)
     assert "\n" not in message and str(path) in message and "sha256 starting 0676ba61" in message
     assert isinstance(err.value, pretrained.WeightsUnavailable)  # callers that catch that still do
@@ -405,7 +408,7 @@ def test_standin_weights_are_loaded_only_when_a_test_says_so_and_it_is_told(tmp_
     )
     monkeypatch.setenv("ADV2_STANDIN_WEIGHTS", "1")
     capfd.readouterr()
-    models.torchvision_imagenet("resnet", ["x"] * 1000)
+    pretrained.torchvision_imagenet("resnet", ["x"] * 1000)
     assert (
         f"[adv2] ADV2_STANDIN_WEIGHTS is set: {tmp_path / 'hub' / 'checkpoints' / name}"
         in capfd.readouterr().err

@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 
 from adv2.core import attacks, precision
+from adv2.core.classifier import freeze
 from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter, RTSNet
-from adv2.core.models import build_small_cnn, freeze
+from adv2.core.models import build_small_cnn
 from standins import naive_pgd
 
 NAMES = [str(i) for i in range(10)]

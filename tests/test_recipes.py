@@ -18,8 +18,7 @@ import yaml
 
 from adv2.chapters import schema
 from adv2.core import config, defenses, models
-from adv2.core.interpreters import rts as rts_mod
-from adv2.trained import artifacts, recipes
+from adv2.trained import artifacts, cached, recipes
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
 CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]
@@ -41,7 +40,7 @@ def capture(monkeypatch):
         raise Captured(kind, params)
 
     monkeypatch.setattr(artifacts, "load_or_compute", fake)
-    monkeypatch.setattr(models, "load_or_compute", fake, raising=False)
+    monkeypatch.setattr(cached, "load_or_compute", fake)
 
     def key_of(fn, *args, **kwargs) -> str:
         with pytest.raises(Captured) as got:
@@ -89,7 +88,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
     built with the same calls its notebook made then."""
     keys = {
         "classifier": key_of(
-            models.trained_small_cnn,
+            cached.trained_small_cnn,
             arch,
             FASHION,
             epochs=p["train_epochs"],
@@ -98,7 +97,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
         )
     }
     if stem == "02_interpreters":
-        kw = rts_mod.rts_recipe(
+        kw = cached.rts_recipe(
             (p["rts_phase1_iterations"], p["rts_phase2_iterations"]),
             p["rts_batch_size"],
             p["rts_lr"],
@@ -127,7 +126,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
     else:
         return keys
     model = _model(arch)
-    keys["rts"] = key_of(rts_mod.trained_rts, model, FASHION, classifier_key=keys["classifier"], **kw)
+    keys["rts"] = key_of(cached.trained_rts, model, FASHION, classifier_key=keys["classifier"], **kw)
     if stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
         aid = defenses.AIDConfig(
             iterations=p["aid_iterations"],
@@ -146,7 +145,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
             seed=p["seed"],
         )
         rts_art = SimpleNamespace(path=Path(keys["rts"]), metrics={})
-        keys["rtsa"] = key_of(defenses.trained_rtsa, model, None, rts_art, FASHION, aid)
+        keys["rtsa"] = key_of(cached.trained_rtsa, model, None, rts_art, FASHION, aid)
     return keys
 
 
@@ -278,7 +277,7 @@ def test_schema_recipe_role_is_exactly_the_recipe_layer_parameters():
 def test_rts_phase1_follows_one_rule():
     r = recipes.rts_recipe({"rts_batch_size": 16, "rts_lr": 0.02}, "resnet")
     assert (r.phase1_batch_size, r.phase1_lr) == (32, 0.02)
-    assert r.trained_rts_kwargs() == rts_mod.rts_recipe((100, 150), 16, 0.02, 0)
+    assert r.trained_rts_kwargs() == cached.rts_recipe((100, 150), 16, 0.02, 0)
 
 
 def test_rtsa_budget_is_its_own_not_the_evaluation_epsilon():
@@ -326,5 +325,5 @@ def test_the_data_read_is_part_of_every_key_built_on_the_classifier(capture):
     assert recipes.with_data(rtsa, SimpleNamespace(fingerprint="")) == rtsa
     # the training function hashes the same fingerprint as the recipe
     data = SimpleNamespace(**vars(FASHION), fingerprint="aaaa")
-    key = capture(models.trained_small_cnn, "resnet", data, epochs=1, train_subset=0, seed=0)
+    key = capture(cached.trained_small_cnn, "resnet", data, epochs=1, train_subset=0, seed=0)
     assert key == a.rts.classifier.key

@@ -35,7 +35,7 @@ def run_configuration(threads: int, kernels: str) -> dict:
 
     torch.set_num_threads(threads)
     from adv2.chapters import claims
-    from adv2.core import attacks, config, metrics, models, stats
+    from adv2.core import attacks, classifier, config, metrics, models, stats
     from adv2.core.interpreters import build_interpreter
     from adv2.trained import data
 
@@ -59,7 +59,7 @@ def run_configuration(threads: int, kernels: str) -> dict:
         device=torch.device("cpu"),
         progress=False,
     )
-    model = models.freeze(model)
+    model = classifier.freeze(model)
     with torch.no_grad():
         correct = (model(fm.x_test[:500]).argmax(1) == fm.y_test[:500]).numpy()
     aset = data.select_attack_set(model, fm.x_test, fm.y_test, N_ATTACK, seed=0)

@@ -95,7 +95,8 @@ def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():
 
 def test_calibration_does_not_depend_on_the_batch(fmnist):
     """Chapter 5's photo passes run in chunks of PHOTO_BATCH: the calibration is the same."""
-    from adv2.core.models import build_small_cnn, freeze
+    from adv2.core.classifier import freeze
+    from adv2.core.models import build_small_cnn
 
     torch.manual_seed(0)
     net = SimpleNamespace(model=freeze(build_small_cnn("resnet", fmnist.num_classes, fmnist.class_names)))

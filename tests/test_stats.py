@@ -11,16 +11,8 @@ import pytest
 import torch
 
 from adv2.core import stats
-from adv2.core.stats import (
-    Estimate,
-    diff_ci,
-    fmt,
-    images_needed,
-    mean_ci,
-    rate_ci,
-    rate_diff_ci,
-    ratio_ci,
-)
+from adv2.core.formatting import fmt
+from adv2.core.stats import Estimate, diff_ci, images_needed, mean_ci, rate_ci, rate_diff_ci, ratio_ci
 
 
 # ----------------------------------------------------------------------------- fmt

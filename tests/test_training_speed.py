@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adv2.core import models, parallel
-from adv2.core.interpreters.rts import RTSNet, rts_loss, train_rts
+from adv2.core import classifier, models, parallel
+from adv2.core.interpreters.rts import RTSNet
+from adv2.core.interpreters.rts_training import rts_loss, train_rts
 from standins import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def _data(n: int = 96, seed: int = 0):
     return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def _net(arch: str, seed: int = 0) -> models.ImageClassifier:
+def _net(arch: str, seed: int = 0) -> classifier.ImageClassifier:
     with parallel.seeded(seed):
         return models.build_small_cnn(arch, 10, NAMES)
 
@@ -88,7 +89,7 @@ def test_fast_training_matches_the_old_code_over_a_few_steps():
 
 
 def test_rts_loss_one_pass_is_the_two_pass_objective():
-    model = models.freeze(_net("resnet"))
+    model = classifier.freeze(_net("resnet"))
     torch.manual_seed(0)
     rts = RTSNet(model).train()
     x, y = _data(16)
@@ -124,7 +125,7 @@ def _train_rts(seed: int):
     def job():
         x, y = _data(64)
         net, _ = train_rts(
-            models.freeze(_net("resnet")), x, y, phase1_iterations=2, phase2_iterations=2,
+            classifier.freeze(_net("resnet")), x, y, phase1_iterations=2, phase2_iterations=2,
             phase1_batch_size=16, batch_size=8, seed=seed, progress=False,
         )  # fmt: skip
         return net.state_dict()

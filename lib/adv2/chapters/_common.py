@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from adv2.chapters.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
-from adv2.core.stats import MISSING, Estimate, fmt
+from adv2.core.formatting import MISSING, fmt
+from adv2.core.stats import Estimate
 
 NOT_RUN = "not run"  # glued for what a run's parameters left out
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import claims
-from adv2.core import attacks, defenses
+from adv2.chapters import aid_eval, claims
+from adv2.core import attacks
 from adv2.core.metrics import l1_distance
 from adv2.core.stats import Estimate, mean_ci, ratio_ci
-from adv2.trained import data, recipes
+from adv2.trained import cached, data, recipes
 
 CONTROL = "control"
 GLUE_KEYS = ("choice", "agrees", "n", "book_drift", "book_ratio", "control_ratio")
@@ -66,9 +66,7 @@ def tradeoff_recipes(params: Mapping[str, Any]) -> dict[str, Any]:
     return {label: make(param, v) for label, (param, v) in _variants(params).items()}
 
 
-def settings(
-    net: defenses.InterpretedModel, params: Mapping[str, Any]
-) -> dict[str, tuple[float, float, Any]]:
+def settings(net: cached.InterpretedModel, params: Mapping[str, Any]) -> dict[str, tuple[float, float, Any]]:
     """``{label: (anchor, beta, rtsa net)}``: every setting of the grid, the book's RTSA among the
     anchors, then the control, in the order of the table."""
     own, beta = float(params["aid_distill_weight"]), float(params["aid_beta"])
@@ -158,7 +156,7 @@ def choose(
 
 
 def measure(
-    nets: Mapping[str, defenses.InterpretedModel],
+    nets: Mapping[str, cached.InterpretedModel],
     fmnist: data.Dataset,
     params: Mapping[str, Any],
     *,
@@ -166,7 +164,7 @@ def measure(
     progress: bool = False,
 ) -> Tradeoff:
     """Attack RTS and every setting's RTSA on ``n_select`` selection images per classifier."""
-    start = defenses.SELECTION_START
+    start = aid_eval.SELECTION_START
     cfg = attacks.default_config(
         "rts",
         scale=params["select_attack_scale"],
@@ -186,7 +184,7 @@ def measure(
             device=device,
         )
         grid = settings(net, params)
-        out = defenses.attack_interpreters(
+        out = aid_eval.attack_interpreters(
             net.model,
             {"rts": net.rts, **{label: g[2] for label, g in grid.items()}},
             s.x,
@@ -197,13 +195,13 @@ def measure(
             progress=progress,
         )
 
-        rts[a], sizes[a] = defenses.adv2_l1_of_successes(out, "rts"), len(s.x)
+        rts[a], sizes[a] = aid_eval.adv2_l1_of_successes(out, "rts"), len(s.x)
         points[a] = {
             label: {
                 "anchor": anchor,
                 "beta": beta,
                 "drift": l1_distance(out["benign"]["rts"], out["benign"][label]),
-                "adv2_l1": defenses.adv2_l1_of_successes(out, label),
+                "adv2_l1": aid_eval.adv2_l1_of_successes(out, label),
             }
             for label, (anchor, beta, _) in grid.items()
         }

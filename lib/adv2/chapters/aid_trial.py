@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adv2.chapters import claims
+from adv2.chapters import aid_eval, claims
 from adv2.chapters.claims import Verdict
-from adv2.core import defenses
 from adv2.core.stats import Estimate, mean_ci, ratio_ci, share_ci
 
 NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
@@ -31,7 +30,7 @@ NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
 def _own(p: Mapping[str, Any], name: str, restrict: bool, prefix: str = "") -> torch.Tensor:
     """ADV2's per-image L1 for interpreter ``name`` (NaN where it failed, when ``restrict``)."""
     v, ok = p[f"{prefix}adv2_l1_{name}"], p[f"{prefix}success_{name}"]
-    return defenses.nan_where_failed(v, ok) if restrict else torch.as_tensor(v).float().cpu()
+    return aid_eval.nan_where_failed(v, ok) if restrict else torch.as_tensor(v).float().cpu()
 
 
 def intervals(p: Mapping[str, Any], restrict: bool = True) -> dict[str, Estimate]:

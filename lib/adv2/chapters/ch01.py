@@ -27,8 +27,9 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._common import check as _check
 from adv2.core import models
-from adv2.core.stats import MISSING, seeds_ci
-from adv2.trained import data
+from adv2.core.formatting import MISSING
+from adv2.core.stats import seeds_ci
+from adv2.trained import data, pretrained
 
 ALL_ARCHS = ("resnet", "densenet")
 N_FOOLBOX = 20  # the labelled ImageNet photos shipped in the foolbox wheel come first
@@ -206,7 +207,7 @@ class PhotoPredictions:
 
 def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
     photos = data.load_imagenet_sample()
-    lite = models.efficientnet_lite0(photos.class_names).to(device)
+    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
     probs = models.predict(lite, photos.x_test, batch_size=16, device=device)
     return PhotoPredictions(photos.x_test, photos.y_test, probs.argmax(1).cpu(), list(photos.class_names))
 
@@ -240,7 +241,7 @@ def imagenet_setting(
     val = data.load_dataset("imagenet", data_dir=imagenet_dir, n_images=n_images, seed=seed)
     accuracy = {}
     for arch in ALL_ARCHS:
-        net = models.torchvision_imagenet(arch, val.class_names).to(device)
+        net = pretrained.torchvision_imagenet(arch, val.class_names).to(device)
         accuracy[net.name] = models.evaluate(net, val.x_test, val.y_test, batch_size=32, device=device)
     return ImagenetSetting(accuracy, len(val.y_test))
 

@@ -32,18 +32,11 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._common import check as _check
 from adv2.core import models
-from adv2.core.interpreters import (
-    CAMInterpreter,
-    GradInterpreter,
-    MaskInterpreter,
-    RTSInterpreter,
-    curve_auc,
-    deletion_curve,
-    trained_rts,
-)
-from adv2.core.interpreters.rts import preserve_destroy_per_image
+from adv2.core.interpreters import CAMInterpreter, GradInterpreter, MaskInterpreter, RTSInterpreter
+from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_per_image
 from adv2.core.stats import Estimate, mean_ci, rate_ci
-from adv2.trained import data
+from adv2.trained import data, pretrained
+from adv2.trained.cached import trained_rts
 
 ALL_ARCHS = ("resnet", "densenet")
 INTERPRETERS = ("grad", "cam", "rts", "mask")
@@ -390,7 +383,7 @@ def explain_photos(
     """Grad, CAM and MASK (and RTS when ``imagenet_dir`` gives training images) of
     EfficientNet-Lite0 on up to ``n_images`` correctly classified offline photos."""
     photos = data.load_imagenet_sample()
-    lite = models.efficientnet_lite0(photos.class_names).to(device)
+    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
     pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0][:n_images]
     px, py = photos.x_test[ok].to(device), photos.y_test[ok].to(device)
@@ -548,7 +541,7 @@ def photo_rts_quality(
     shuffles for preserve/destroy, one for deletion) and for CAM; the map's area for the true
     class and for a seeded random other class (which ADV2 would ask for). ``fmnist_rts``: the
     chapter's Fashion-MNIST RTS numbers, shown beside."""
-    from adv2.core.interpreters.rts import preserve_destroy_flags, shuffled_like
+    from adv2.core.sanity import preserve_destroy_flags, shuffled_like
     from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
     from adv2.trained.recipes import PhotoRTSRecipe, load_photo_rts, photo_rts_status
 
@@ -561,7 +554,7 @@ def photo_rts_quality(
         pool_dir=pool_dir,
     )
     photos = data.load_imagenet_sample()
-    lite = rts.encoder  # the classifier's own copy: the same weights as models.efficientnet_lite0
+    lite = rts.encoder  # the classifier's own copy: the same weights as pretrained.efficientnet_lite0
     pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0]
     ok = ok[:n_images] if n_images else ok

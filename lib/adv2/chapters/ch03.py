@@ -42,11 +42,11 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._common import check as _check
 from adv2.chapters.claims import Verdict
-from adv2.core import attacks, metrics, models, paper
+from adv2.core import attacks, metrics, paper
 from adv2.core.interpreters import build_interpreter
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.stats import mean_ci, rate_ci, ratio_ci
-from adv2.trained import data
+from adv2.trained import data, pretrained
 
 ALL_ARCHS = ("resnet", "densenet")
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
@@ -641,7 +641,7 @@ def attack_photos(
     if unknown:
         raise ValueError(f"imagenet_interpreters has {unknown}; valid: {list(ALL_INTERPRETERS)}")
     photos = data.load_imagenet_sample()
-    lite = models.efficientnet_lite0(photos.class_names).to(device)
+    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
     if "rts" in interpreters and rts_net is None:
         rts_net, rts_status = photo_rts(device, progress, artifacts_dir)
     n_labelled, n_correct = _labelled_correct(lite, photos, device)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import claims, plotting, results
+from adv2.chapters import aid_eval, claims, plotting, results
 from adv2.chapters._common import (
     PHOTOS,
     add_setting,
@@ -33,9 +33,11 @@ from adv2.chapters._common import (
     verdicts_block,
 )
 from adv2.chapters.claims import Verdict
-from adv2.core import config, defenses
-from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci
-from adv2.trained import data, recipes
+from adv2.core import config, defenses, paper
+from adv2.core.formatting import fmt
+from adv2.core.metrics import l1_distance
+from adv2.core.stats import Estimate, mean_ci, rate_ci
+from adv2.trained import cached, data, recipes
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
@@ -45,7 +47,7 @@ PROSE_ARCHS = config.ARCHS  # the classifiers the chapters' prose names, run or 
 
 # the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value; the
 # rule and its threshold live in adv2.chapters.claims (re-exported here for older imports)
-PAPER_BENIGN_L1 = defenses.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
+PAPER_BENIGN_L1 = paper.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
 BENIGN_L1_MAX = claims.BENIGN_L1_MAX
 # a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
 DRIFT_LIMIT = 0.2
@@ -133,7 +135,7 @@ def load_defended(
     progress: bool = False,
     log=print,
     extra: Mapping[str, Any] | None = None,
-) -> dict[str, defenses.InterpretedModel]:
+) -> dict[str, cached.InterpretedModel]:
     """Each arch's classifier, RTS, RTSA and its beta = 0 control (chapters 1, 2 and 4's recipes),
     from the cache or trained: the classifiers side by side, then the RTS side by side (one core
     each on a CPU, as chapters 1 and 2 train them), then every RTSA side by side (chapters 4, 5
@@ -175,7 +177,7 @@ def load_defended(
         got = {label: out for (arch, label, _), out in zip(wanted, loaded) if arch == a}
         for label, (_, art, seconds) in got.items():
             log(f"{a}: {label} {'loaded from cache' if art.from_cache else f'trained in {seconds:.1f} s'}")
-        nets[a] = defenses.InterpretedModel(
+        nets[a] = cached.InterpretedModel(
             a,
             classifiers[a],
             arts[a],
@@ -220,8 +222,8 @@ def training_figure(nets: Mapping[str, Any]):
 
 
 def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per classifier: seconds of RTS training vs AID fine-tuning (:func:`defenses.training_cost`)."""
-    return {a: defenses.training_cost(n.rts_artifact, n.rtsa_artifact) for a, n in nets.items()}
+    """Per classifier: seconds of RTS training vs AID fine-tuning (:func:`cached.training_cost`)."""
+    return {a: cached.training_cost(n.rts_artifact, n.rtsa_artifact) for a, n in nets.items()}
 
 
 def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> str:
@@ -266,7 +268,7 @@ class BenignComparison:
     l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
 
     def __post_init__(self) -> None:
-        self.l1 = defenses.l1_maps(self.maps_rts, self.maps_rtsa)
+        self.l1 = l1_distance(self.maps_rts, self.maps_rtsa)
 
     def summary(self) -> dict[str, float]:
         return {
@@ -295,12 +297,12 @@ def compare_benign(
     nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
 ) -> dict[str, BenignComparison]:
     """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
-    from adv2.core.interpreters.rts import preserve_destroy_per_image
+    from adv2.core.sanity import preserve_destroy_per_image
 
     out = {}
     for a, n in nets.items():
-        m_rts = defenses.rts_maps(n.rts, x, y, device=device)
-        m_rtsa = defenses.rts_maps(n.rtsa, x, y, device=device)
+        m_rts = aid_eval.rts_maps(n.rts, x, y, device=device)
+        m_rtsa = aid_eval.rts_maps(n.rtsa, x, y, device=device)
         with torch.no_grad():
             f_rts = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rts.to(device))
             f_rtsa = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rtsa.to(device))
@@ -371,7 +373,7 @@ class Ch04Result:
     archs: list[str]
     classifier_accuracy: dict[str, float]
     benign: dict[str, BenignComparison]
-    cost: dict[str, dict[str, Any]]  # defenses.training_cost per classifier
+    cost: dict[str, dict[str, Any]]  # cached.training_cost per classifier
     aid_log: dict[str, dict[str, Any]]  # the RTSA artifact's training log per classifier
     aid_config: dict[str, Any]
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)

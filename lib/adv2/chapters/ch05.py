@@ -28,7 +28,7 @@ from adv2.chapters._common import (
 )
 from adv2.chapters.ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
 from adv2.chapters.claims import Verdict
-from adv2.core import noise
+from adv2.core import noise, paper
 from adv2.core.noise import NoiseCalibration
 from adv2.core.stats import mean_ci, ratio_ci
 
@@ -49,7 +49,7 @@ def _glue_level(level: str) -> str:
 
 
 # the levels the prose names (Figure 15's rows), glued even when noise_rates leaves one out
-PROSE_LEVELS = tuple(noise.PAPER_FIG15_L1["rts"]["normal"])
+PROSE_LEVELS = tuple(paper.PAPER_FIG15_L1["rts"]["normal"])
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -317,7 +317,7 @@ class Ch05Result:
     def numbers(self) -> dict[str, Any]:
         """The ``numbers`` of ``results/05_noise_sensitivity.json``."""
         out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
-        out["paper"] = {"l1": noise.PAPER_FIG15_L1}
+        out["paper"] = {"l1": paper.PAPER_FIG15_L1}
         out["settings"] = {"map_class": self.map_class, "tolerance": self.tolerance, "rates": self.rates}
         out["intervals"] = intervals_block(self.intervals())
         out["verdicts"] = verdicts_block(verdicts(self))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_trial, claims
+from adv2.chapters import aid_eval, aid_trial, claims
 from adv2.chapters._common import (
     PHOTOS,
     add_setting,
@@ -30,8 +30,10 @@ from adv2.chapters._common import (
 )
 from adv2.chapters.ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
 from adv2.chapters.claims import Verdict
-from adv2.core import defenses
-from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci, ratio_ci
+from adv2.core import paper
+from adv2.core.formatting import fmt
+from adv2.core.metrics import l1_distance
+from adv2.core.stats import Estimate, mean_ci, rate_ci, ratio_ci
 from adv2.trained import data
 
 STEM = "06_table10"
@@ -109,15 +111,15 @@ class Ch06Result:
             # every interpreter attacked: rts, rtsa and (when trained) the beta = 0 control
             names = list(o["benign"])
             self.per_image[a] = {
-                "benign_l1_rts_vs_rtsa": defenses.l1_maps(b["rts"], b["rtsa"]),
-                **{f"adv2_l1_{n}": defenses.l1_maps(o["adv_maps"][n], b[n]) for n in names},
-                **{f"pgd_l1_{n}": defenses.l1_maps(o["pgd"][n], b[n]) for n in names},
+                "benign_l1_rts_vs_rtsa": l1_distance(b["rts"], b["rtsa"]),
+                **{f"adv2_l1_{n}": l1_distance(o["adv_maps"][n], b[n]) for n in names},
+                **{f"pgd_l1_{n}": l1_distance(o["pgd"][n], b[n]) for n in names},
                 **{f"success_{n}": o["success"][n] for n in names},
             }
             if "control" in names:
-                self.per_image[a]["benign_l1_rts_vs_control"] = defenses.l1_maps(b["rts"], b["control"])
+                self.per_image[a]["benign_l1_rts_vs_control"] = l1_distance(b["rts"], b["control"])
             for n, best in o.get("adaptive", {}).items():  # the adaptive attacker's best per image
-                self.per_image[a][f"adaptive_adv2_l1_{n}"] = defenses.l1_maps(best["maps"], b[n])
+                self.per_image[a][f"adaptive_adv2_l1_{n}"] = l1_distance(best["maps"], b[n])
                 self.per_image[a][f"adaptive_success_{n}"] = best["success"]
 
     @property
@@ -139,7 +141,7 @@ class Ch06Result:
             }
             for a in self.archs
         }
-        out["paper"] = dict(defenses.PAPER_TABLE10)
+        out["paper"] = dict(paper.PAPER_TABLE10)
         out["attack"] = dict(self.attack_config)
         out["intervals"] = intervals_block(self.intervals())
         out["verdicts"] = verdicts_block(verdicts(self))
@@ -207,7 +209,7 @@ def attack(
     others) and ADV2 against RTS, RTSA and its beta = 0 control (when loaded); ``adaptive`` adds
     the adaptive attacker (:func:`adv2.core.defenses.attack_interpreters`)."""
     out, sets = {}, {}
-    verdict_images = slice(0, defenses.SELECTION_START)
+    verdict_images = slice(0, aid_eval.SELECTION_START)
     for a, n in nets.items():
         sets[a] = s = data.select_attack_set(
             n.model,
@@ -218,7 +220,7 @@ def attack(
             num_classes=num_classes,
             device=device,
         )
-        out[a] = defenses.adv2_on_rts_and_rtsa(
+        out[a] = aid_eval.adv2_on_rts_and_rtsa(
             n.model,
             n.rts,
             n.rtsa,
@@ -259,7 +261,7 @@ def table10_table(result: Ch06Result) -> str:
     """Table 10: ours per classifier (with 95 % intervals, "value [low, high]") beside the paper's
     (ResNet-50)."""
     est = result.intervals()
-    rows, headers = defenses.table10_rows({a: {**m, **est[a]} for a, m in result.per_arch.items()})
+    rows, headers = aid_eval.table10_rows({a: {**m, **est[a]} for a, m in result.per_arch.items()})
     return table(rows, headers)
 
 
@@ -315,7 +317,7 @@ def figure16_cells(
 
 def _where(values: Any, success: Any, restrict: bool) -> torch.Tensor:
     """Per-image ``values`` with NaN where the attack failed (when ``restrict``)."""
-    return defenses.nan_where_failed(values, success) if restrict else torch.as_tensor(values).float().cpu()
+    return aid_eval.nan_where_failed(values, success) if restrict else torch.as_tensor(values).float().cpu()
 
 
 def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
@@ -356,7 +358,7 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
     problems = []
     for a in result.archs:
         m = result.per_arch[a]
-        lacking = set(defenses.TABLE10_KEYS) - set(m)
+        lacking = set(aid_eval.TABLE10_KEYS) - set(m)
         if lacking:
             problems.append(f"{a}: Table 10 numbers lack {sorted(lacking)} (a bug, not a parameter)")
         for k in ("adv2_success_rts", "adv2_success_rtsa"):
@@ -462,7 +464,7 @@ def attack_photos(
     RTS and against its RTSA, on the first ``n_images`` held-out photos it gets right (chapter 4's
     images)."""
     photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
-    out = defenses.adv2_on_rts_and_rtsa(
+    out = aid_eval.adv2_on_rts_and_rtsa(
         net.model,
         net.rts,
         net.rtsa,
@@ -510,9 +512,7 @@ def inner_budget_ablation(
             batch_size=8,
         )
         ok[name] = r.success.cpu()
-        l1[name] = _where(
-            defenses.l1_maps(r.maps.cpu(), o["benign"][name]), ok[name], result.restrict[PHOTOS]
-        )
+        l1[name] = _where(l1_distance(r.maps.cpu(), o["benign"][name]), ok[name], result.restrict[PHOTOS])
     est = ratio_ci(l1["rtsa"], l1["rts"], paired=True)
     return {
         "inner_stage2_steps": int(stage2_steps),

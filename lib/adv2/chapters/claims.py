@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from adv2.core import paper
+from adv2.core.formatting import MISSING, fmt
 from adv2.core.stats import (
-    MISSING,
     Estimate,
     as_vector,
-    fmt,
     images_needed,
     mean_ci,
     rate_diff_ci,

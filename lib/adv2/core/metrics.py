@@ -4,8 +4,7 @@ All map metrics take two batches of maps of the same shape ``(N, 1, h, w)`` (or 
 at the interpreter's *native* resolution and return one value per sample:
 
 * :func:`l1_distance` -- ``||a - b||_1 / (h w)``: the mean absolute per-cell difference (in
-  [0,1] for maps in [0,1]); the one L1 of the library (``defenses.l1_maps`` and
-  ``noise.l1_per_sample`` are its former names), differentiable;
+  [0,1] for maps in [0,1]); the one L1 of the library, differentiable;
 * :func:`l2_distance` -- ``||a - b||_2 / sqrt(h w)``;
 * :func:`topk_iou` -- IoU of the top-k fraction of cells of each map (ties broken by a stable sort,
   i.e. the lower flat index wins), :func:`iou_curve` for k = 10 %, 20 %, ..., 90 %.

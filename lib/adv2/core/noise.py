@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from adv2.core.metrics import l1_distance
+from adv2.core.paper import PAPER_FIG15_L1
 from adv2.core.tensors import map_batches, predicted_classes
 
 NOISE_TYPES = ("normal", "uniform")
@@ -54,10 +55,6 @@ def add_noise(x: torch.Tensor, z: torch.Tensor, magnitude: float) -> torch.Tenso
     return (x + magnitude * z.to(x.device)).clamp(0, 1)
 
 
-# the arg-max class of a classifier over many images, batched (one implementation: adv2.core.tensors)
-predictions = predicted_classes
-
-
 def correctly_classified(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -73,7 +70,7 @@ def correctly_classified(
     keep: list[torch.Tensor] = []
     found = 0
     for i in range(0, len(x), batch_size):
-        pred = predictions(model, x[i : i + batch_size], batch_size, device)
+        pred = predicted_classes(model, x[i : i + batch_size], batch_size, device)
         idx = torch.nonzero(pred == y[i : i + batch_size]).flatten() + i
         keep.append(idx)
         found += len(idx)
@@ -124,7 +121,7 @@ class RateFunction:
     def __call__(self, magnitude: float) -> float:
         key = float(magnitude)
         if key not in self.cache:
-            pred = predictions(self.model, add_noise(self.x, self.z, key), self.batch_size, self.device)
+            pred = predicted_classes(self.model, add_noise(self.x, self.z, key), self.batch_size, self.device)
             self.cache[key] = (pred != self.y).float().mean().item()
             self.calls += 1
         return self.cache[key]
@@ -274,10 +271,6 @@ def interpreter_maps(
     return map_batches(interpreter, x, target, batch_size=batch_size, device=device, to_cpu=True)
 
 
-# the paper's L1 between maps, per sample (one implementation: adv2.core.metrics.l1_distance)
-l1_per_sample = l1_distance
-
-
 def noise_sensitivity(
     model: torch.nn.Module,
     interpreters: dict[str, Callable],
@@ -327,7 +320,7 @@ def noise_sensitivity(
         for rate, cal in levels.items():
             lvl = level_name(rate)
             xn = add_noise(x, draws[kind], cal.magnitude)
-            pred = predictions(model, xn, batch_size, device)
+            pred = predicted_classes(model, xn, batch_size, device)
             flipped = pred != y
             cls = pred if map_class == "predicted" else y
             res["rate"][kind][lvl] = flipped.float().mean().item()
@@ -337,7 +330,7 @@ def noise_sensitivity(
             res["maps"][kind][lvl] = {}
             for name, g in interpreters.items():
                 mn = interpreter_maps(g, xn, cls, batch_size, device)
-                d = l1_per_sample(clean[name], mn)
+                d = l1_distance(clean[name], mn)
                 res["maps"][kind][lvl][name] = mn
                 res["per_sample"][name][kind][lvl] = d
                 res["l1"][name][kind][lvl] = d.mean().item()
@@ -348,20 +341,6 @@ def noise_sensitivity(
                     d[~flipped].mean().item() if (~flipped).any() else float("nan")
                 )
     return res
-
-
-# The paper's Figure 15 table (parse H2 of paper-method 5.4): rows = misclassification level,
-# columns = interpreter x noise type.
-PAPER_FIG15_L1 = {
-    "rts": {
-        "normal": {"0%": 0.01, "3%": 0.01, "30%": 0.09},
-        "uniform": {"0%": 0.01, "3%": 0.01, "30%": 0.10},
-    },
-    "rtsa": {
-        "normal": {"0%": 0.01, "3%": 0.02, "30%": 0.17},
-        "uniform": {"0%": 0.01, "3%": 0.03, "30%": 0.17},
-    },
-}
 
 
 def fig15_rows(
@@ -387,7 +366,6 @@ def fig15_rows(
 __all__ = [
     "NOISE_TYPES",
     "NoiseCalibration",
-    "PAPER_FIG15_L1",
     "RateFunction",
     "add_noise",
     "calibrate_levels",
@@ -395,9 +373,7 @@ __all__ = [
     "correctly_classified",
     "fig15_rows",
     "interpreter_maps",
-    "l1_per_sample",
     "level_name",
     "noise_draw",
     "noise_sensitivity",
-    "predictions",
 ]

@@ -27,32 +27,32 @@ PAPER_TABLE10: dict[str, float] = {
 # derived: RTSA / RTS (Observation 9, "fairly distinguishable")
 PAPER_TABLE10_RATIO: float = PAPER_TABLE10["adv2_l1_rtsa"] / PAPER_TABLE10["adv2_l1_rts"]
 
+
 # ----------------------------------------------------------------------------- Figure 15
+def _fig15_table(
+    rts_normal, rts_uniform, rtsa_normal, rtsa_uniform
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{interpreter: {noise: {level: L1}}}`` from the table's four columns (levels 0 %, 3 %, 30 %)."""
+    columns = {"rts": (rts_normal, rts_uniform), "rtsa": (rtsa_normal, rtsa_uniform)}
+    return {
+        interp: {
+            kind: dict(zip(("0%", "3%", "30%"), values)) for kind, values in zip(("normal", "uniform"), cols)
+        }
+        for interp, cols in columns.items()
+    }
+
+
 # Section 5.4, Figure 15: L1 between the maps of clean and noisy inputs, random normal (N) or
 # uniform (U) noise at levels causing 0 %, 3 % and 30 % misclassification, ResNet-50. The table is
 # garbled ("NoiseNU0.010.010%0.010.010.010.013%0.020.030.090.1030%0.170.17"); parse H2 (row label
 # last) is the reading in which every row follows one pattern, and the book's main reading.
-PAPER_FIG15_L1: dict[str, dict[str, dict[str, float]]] = {
-    "rts": {
-        "normal": {"0%": 0.01, "3%": 0.01, "30%": 0.09},
-        "uniform": {"0%": 0.01, "3%": 0.01, "30%": 0.10},
-    },
-    "rtsa": {
-        "normal": {"0%": 0.01, "3%": 0.02, "30%": 0.17},
-        "uniform": {"0%": 0.01, "3%": 0.03, "30%": 0.17},
-    },
-}
+PAPER_FIG15_L1: dict[str, dict[str, dict[str, float]]] = _fig15_table(
+    (0.01, 0.01, 0.09), (0.01, 0.01, 0.10), (0.01, 0.02, 0.17), (0.01, 0.03, 0.17)
+)
 # parse H1 (row label first, two numbers moved): the alternative reading chapter 5 quotes
-PAPER_FIG15_L1_H1: dict[str, dict[str, dict[str, float]]] = {
-    "rts": {
-        "normal": {"0%": 0.01, "3%": 0.01, "30%": 0.02},
-        "uniform": {"0%": 0.01, "3%": 0.01, "30%": 0.03},
-    },
-    "rtsa": {
-        "normal": {"0%": 0.01, "3%": 0.09, "30%": 0.17},
-        "uniform": {"0%": 0.01, "3%": 0.10, "30%": 0.17},
-    },
-}
+PAPER_FIG15_L1_H1: dict[str, dict[str, dict[str, float]]] = _fig15_table(
+    (0.01, 0.01, 0.02), (0.01, 0.01, 0.03), (0.01, 0.09, 0.17), (0.01, 0.10, 0.17)
+)
 
 
 def fig15_ratio(table: dict = PAPER_FIG15_L1, level: str = "30%") -> dict[str, float]:

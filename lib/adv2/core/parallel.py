@@ -25,6 +25,8 @@ from typing import TypeVar
 
 import torch
 
+from adv2.core.config import seed_everything
+
 T = TypeVar("T")
 
 # held while a job seeds torch's global generator and initialises a network from it
@@ -35,8 +37,6 @@ INIT_LOCK = threading.RLock()
 def seeded(seed: int) -> Iterator[torch.Generator]:
     """``seed_everything(seed)`` and the block after it (a network's initialisation) as one step no
     other job's seeding interleaves with; yields the job's own generator."""
-    from adv2.core.config import seed_everything
-
     with INIT_LOCK:
         yield seed_everything(seed)
 

@@ -1,4 +1,4 @@
-"""Uncertainty of the book's headline numbers: intervals over images, and how numbers are shown.
+"""Uncertainty of the book's headline numbers: intervals over images (shown by :mod:`adv2.core.formatting`).
 
 Every rate and mean the book reports is computed over a few dozen images, so it carries an
 :class:`Estimate`: the value, a 95 % interval and the number of images behind it.
@@ -14,8 +14,6 @@ Every rate and mean the book reports is computed over a few dozen images, so it 
   interval: a handful of seeds is too few for a bootstrap;
 * :func:`images_needed` -- roughly how many images would make an interval narrow enough to decide
   against a threshold (for "inconclusive" verdicts);
-* :func:`fmt` -- three significant digits, "—" for a missing value: the one number format of the
-  book's tables.
 
 Inputs are 1-D NumPy arrays, torch tensors or lists; NaNs are dropped and ``n`` counts what is left
 (a per-image distance that exists only where an attack succeeded is passed with NaN elsewhere).
@@ -32,50 +30,7 @@ from typing import Any
 
 import numpy as np
 
-MISSING = "—"  # shown for a value that does not exist (never "nan", "None" or "n/a")
-
-
-# ----------------------------------------------------------------------------- formatting
-def fmt(x: Any, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits ("0.123", "12.3", "1230"); "—" for None/NaN.
-
-    Integers are shown whole, strings unchanged, booleans as "yes"/"no", infinities as "∞".
-    Trailing zeros are kept (0.1 -> "0.100") so a column reads at one precision, and a value that
-    rounds to zero never shows as "-0".
-    """
-    if x is None:
-        return MISSING
-    if isinstance(x, str):
-        return x
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if hasattr(x, "item") and not isinstance(x, (int, float)):
-        try:  # NumPy scalar, 0-d array, one-element tensor
-            x = x.item()
-        except (ValueError, RuntimeError):
-            raise TypeError(
-                f"fmt formats one number, got an array of shape {tuple(getattr(x, 'shape', ()))}"
-            ) from None
-        if isinstance(x, bool):
-            return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits!r}")
-    x = float(x)
-    if math.isnan(x):
-        return MISSING
-    if math.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    if x == 0:
-        return "0"
-    rounded = float(f"{x:.{digits - 1}e}")  # exact significant-digit rounding
-    magnitude = math.floor(math.log10(abs(rounded)))  # 9.996 -> 10.0 moves up a decade
-    if magnitude < -4:
-        return f"{rounded:.{digits - 1}e}"
-    decimals = max(digits - 1 - magnitude, 0)
-    text = f"{rounded:.{decimals}f}"
-    return "0" if float(text) == 0 else text
+from adv2.core.formatting import MISSING, fmt
 
 
 # ----------------------------------------------------------------------------- the estimate

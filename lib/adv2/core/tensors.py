@@ -47,14 +47,27 @@ def map_batches(
 
 
 @torch.no_grad()
+def eval_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    empty: torch.Tensor,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``head(model(xb))`` for every batch of ``x`` with ``model`` in eval mode, on the CPU
+    (``empty`` when ``x`` has no image)."""
+    model.eval()
+    if len(x) == 0:
+        return empty
+    return map_batches(lambda xb: head(model(xb)), x, batch_size=batch_size, device=device, to_cpu=True)
+
+
 def predicted_classes(
     model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Arg-max class of ``model`` (put in eval mode) for every image of ``x``, on the CPU."""
-    model.eval()
-    if len(x) == 0:
-        return torch.empty(0, dtype=torch.long)
-    return map_batches(lambda xb: model(xb).argmax(1), x, batch_size=batch_size, device=device, to_cpu=True)
+    return eval_outputs(model, x, lambda z: z.argmax(1), torch.empty(0, dtype=torch.long), batch_size, device)
 
 
 def random_targets(

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from adv2.core.config import ParameterError
-from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state, train_rts
+from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state
+from adv2.core.interpreters.rts_training import train_rts
 from adv2.core.tensors import predicted_classes
 from adv2.trained.artifacts import Artifact, load_or_compute
 from adv2.trained.checkpoints import machine_description

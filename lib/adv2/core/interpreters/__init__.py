@@ -23,28 +23,20 @@ from typing import Any
 
 import torch.nn as nn
 
+from adv2.core.config import validate
 from adv2.core.interpreters.base import (
     ATTACK_STYLES,
     Interpreter,
     as_target,
     attack_style,
-    curve_auc,
-    deletion_curve,
     gaussian_blur,
     minmax_normalize,
 )
 from adv2.core.interpreters.cam import CAMInterpreter
 from adv2.core.interpreters.grad import GradInterpreter
 from adv2.core.interpreters.mask import MaskInterpreter, mask_settings
-from adv2.core.interpreters.rts import (
-    RTSInterpreter,
-    RTSNet,
-    preserve_destroy,
-    rts_loss,
-    rts_recipe,
-    train_rts,
-    trained_rts,
-)
+from adv2.core.interpreters.rts import RTSInterpreter, RTSNet
+from adv2.core.interpreters.rts_training import rts_loss, train_rts
 
 INTERPRETER_CLASSES = {
     "grad": GradInterpreter,
@@ -56,9 +48,7 @@ INTERPRETER_CLASSES = {
 
 def build_interpreter(name: str, model: nn.Module, **kw: Any) -> Interpreter:
     """``build_interpreter("grad", model, pool=2)``; RTS needs ``rts=`` a trained :class:`RTSNet`
-    (from :func:`trained_rts`) and optionally ``confidence=``."""
-    from adv2.core.config import validate
-
+    (from :func:`adv2.trained.cached.trained_rts`) and optionally ``confidence=``."""
     validate({"interpreters": [name]})
     if name == "rts" and kw.get("rts") is None:
         raise ValueError(
@@ -80,14 +70,9 @@ __all__ = [
     "RTSNet",
     "as_target",
     "build_interpreter",
-    "curve_auc",
-    "deletion_curve",
     "gaussian_blur",
     "mask_settings",
     "minmax_normalize",
-    "preserve_destroy",
     "rts_loss",
-    "rts_recipe",
     "train_rts",
-    "trained_rts",
 ]

@@ -14,8 +14,6 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from adv2.core.tensors import module_device
-
 # How the ADV2 attack differentiates an interpreter (adv2.core.attacks picks its variant from this):
 # "differentiable" = the map itself is differentiable w.r.t. x (sign-step ADV2 on CE + lambda l_int);
 # "bilevel"        = the map is the result of an inner optimisation (MASK): the attack unrolls it.
@@ -149,72 +147,3 @@ def gaussian_blur(
     h = F.pad(x, (pad, pad, pad, pad), mode=mode)
     h = F.conv2d(h, k.view(1, 1, 1, -1).expand(c, 1, 1, ksize), groups=c)
     return F.conv2d(h, k.view(1, 1, -1, 1).expand(c, 1, ksize, 1), groups=c)
-
-
-@torch.no_grad()
-def deletion_curve(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    maps: torch.Tensor | None,
-    *,
-    steps: int = 20,
-    baseline: float | str = "blur",
-    cell: int = 1,
-    seed: int = 0,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """Deletion test (Petsiuk et al.): p(y) as the most important regions are removed first.
-
-    ``maps`` (N,1,h,w) are upsampled (bilinear) to the input size, averaged over square cells of
-    ``cell`` pixels (1 = single pixels), and the cells are ranked by them; ``maps=None`` ranks the
-    cells in a random order (the baseline every interpreter should beat). At fraction k/steps
-    (k = 0..steps) the top-ranked cells are replaced by ``baseline``: a number (a constant image)
-    or ``"blur"`` (a strongly blurred copy of x). Ties (flat regions of coarse maps) are broken at
-    random (seeded). Returns (N, steps+1) probabilities of class ``y``; the mean over fractions
-    (:func:`curve_auc`) is the deletion AUC: lower means the map found what the classifier needs.
-    """
-    device = module_device(model)
-    x = x.detach().float().cpu()
-    n, c, hh, ww = x.shape
-    gh, gw = hh // cell, ww // cell
-    gen = torch.Generator().manual_seed(int(seed))
-    noise = torch.rand(n, gh * gw, generator=gen)
-    if maps is None:
-        score = noise
-    else:
-        up = F.interpolate(maps.detach().float().cpu(), size=(hh, ww), mode="bilinear", align_corners=False)
-        up = F.avg_pool2d(up, cell).flatten(1) if cell > 1 else up.flatten(1)
-        span = (up.amax(1, keepdim=True) - up.amin(1, keepdim=True)).clamp_min(1e-12)
-        score = up + 1e-6 * span * noise  # random tie-breaking only
-    rank = torch.empty_like(score, dtype=torch.long)
-    order = score.argsort(dim=1, descending=True)
-    rank.scatter_(1, order, torch.arange(gh * gw).expand(n, -1).contiguous())
-    rank = rank.view(n, 1, gh, gw)
-    if cell > 1:
-        rank = rank.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
-    if isinstance(baseline, str):
-        k = int(2 * round(2.5 * hh / 16) + 1)
-        fill = gaussian_blur(x, k, hh / 16)
-    else:
-        fill = torch.full_like(x, float(baseline))
-    fracs = torch.linspace(0, 1, steps + 1)
-    probs = torch.empty(n, steps + 1)
-    model.eval()
-    chunk = max(1, batch_size // (steps + 1))  # images per forward (each gives steps+1 inputs)
-    for i in range(0, n, chunk):
-        xb, fb, rb = x[i : i + chunk], fill[i : i + chunk], rank[i : i + chunk]
-        # (B, S, 1, H, W): which pixels survive at every fraction, all fractions in one forward
-        keep = rb.unsqueeze(1) >= (fracs * gh * gw).round().view(1, -1, 1, 1, 1)
-        xd = torch.where(keep, xb.unsqueeze(1), fb.unsqueeze(1))
-        logits = model(xd.flatten(0, 1).to(device))
-        p = F.softmax(logits.float(), 1).cpu().view(len(xb), steps + 1, -1)
-        probs[i : i + len(xb)] = p.gather(
-            2, y[i : i + len(xb)].cpu().view(-1, 1, 1).expand(-1, steps + 1, 1)
-        ).squeeze(2)
-    return probs
-
-
-def curve_auc(curve: torch.Tensor) -> torch.Tensor:
-    """Area under per-sample curves sampled at equally spaced fractions (trapezoid rule), (N,)."""
-    return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)

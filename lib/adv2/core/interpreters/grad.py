@@ -9,7 +9,7 @@ The CE gradient is ``-(1/p_t) grad p_t``: after abs and min-max this is the norm
 image's gradient does not depend on the others (batched maps equal per-sample maps).
 
 For ADV2 the map must be differentiable w.r.t. ``x``: build the interpreter on
-``adv2.core.models.smooth_backward_copy(model)`` (exact forward, smooth ReLU backward, so second
+``adv2.core.smooth_relu.smooth_backward_copy(model)`` (exact forward, smooth ReLU backward, so second
 derivatives are not zero) and call it with ``create_graph=True``.
 """
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from adv2.core.interpreters.base import as_target, minmax_normalize
 from adv2.core.precision import fp32_forward
+from adv2.core.smooth_relu import SmoothReLU, exact_relu_gradient, smooth_backward_copy
 
 
 def default_pool(input_size: int) -> int:
@@ -66,19 +67,15 @@ class GradInterpreter:
     @functools.cached_property
     def _smooth(self) -> bool:
         """Whether the model is a smooth-backward copy (looked up once, not at every step)."""
-        from adv2.core.models import SmoothReLU
-
         return any(isinstance(mod, SmoothReLU) for mod in self.model.modules())
 
     def attribute_with_logits(
         self, x: torch.Tensor, target: torch.Tensor | int, *, create_graph: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, map) from ONE forward pass. On a :func:`~adv2.core.models.smooth_backward_copy`
+        """(logits, map) from ONE forward pass. On a :func:`~adv2.core.smooth_relu.smooth_backward_copy`
         (the attack surrogate) the logits' gradient is the TRUE model's
-        (:func:`~adv2.core.models.exact_relu_gradient`) while the map's is the smooth one: exactly what
+        (:func:`~adv2.core.smooth_relu.exact_relu_gradient`) while the map's is the smooth one: exactly what
         the attack's ``CE(f(x)) + lambda l_int(smooth map)`` differentiates, minus one forward."""
-        from adv2.core.models import exact_relu_gradient
-
         g, logits, x_in = self._gradient(x, target, create_graph)
         m = self._pool(g)
         if not create_graph:
@@ -104,8 +101,6 @@ class GradInterpreter:
     def attack_surrogate(self, tau: float = 1e-4) -> GradInterpreter:
         """The same maps on ``smooth_backward_copy(model)``: what ADV2 differentiates (the true
         ReLU's second derivatives are zero)."""
-        from adv2.core.models import smooth_backward_copy
-
         return GradInterpreter(smooth_backward_copy(self.model, tau=tau), pool=self.pool)
 
     def __repr__(self) -> str:

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from adv2.core.interpreters.base import as_target, gaussian_blur
 from adv2.core.precision import fp32_forward
+from adv2.core.smooth_relu import second_order_copy
 
 
 @dataclass(frozen=True)
@@ -74,32 +75,14 @@ class MaskSettings:
 
 def mask_settings(input_size: int, **overrides: Any) -> MaskSettings:
     """The authors' MASK v2 settings for 224-px inputs, or our scaled ones for small images."""
+    # positional in MaskSettings' field order: map_size, resize, max_jitter, blur_ksize, blur_sigma,
+    # mask_blur_ksize, mask_blur_sigma, l1, tv
     if input_size >= 112:
         s = MaskSettings(
-            map_size=28 * input_size // 224,
-            resize=input_size + 4,
-            max_jitter=4,
-            blur_ksize=21,
-            blur_sigma=3.5,
-            mask_blur_ksize=11,
-            mask_blur_sigma=2.0,
-            l1=1e-4,
-            tv=1e-2,
-            iterations=300,
+            28 * input_size // 224, input_size + 4, 4, 21, 3.5, 11, 2.0, 1e-4, 1e-2, iterations=300
         )
     else:
-        s = MaskSettings(
-            map_size=input_size // 2,
-            resize=input_size + 2,
-            max_jitter=3,
-            blur_ksize=7,
-            blur_sigma=1.5,
-            mask_blur_ksize=3,
-            mask_blur_sigma=0.5,
-            l1=4e-4,
-            tv=2e-2,
-            iterations=100,
-        )
+        s = MaskSettings(input_size // 2, input_size + 2, 3, 7, 1.5, 3, 0.5, 4e-4, 2e-2, iterations=100)
     return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -195,11 +178,9 @@ class MaskInterpreter:
         return s.l1 * area + s.tv * tv_norm(m, s.tv_beta) + prob
 
     def for_second_order(self) -> MaskInterpreter:
-        """The same interpreter on :func:`adv2.core.models.second_order_copy` of its model: equal
+        """The same interpreter on :func:`adv2.core.smooth_relu.second_order_copy` of its model: equal
         objective values, a cheaper gradient of the gradient (what the attack's unrolled steps
         differentiate)."""
-        from adv2.core.models import second_order_copy
-
         twin = copy.copy(self)
         twin.model = second_order_copy(self.model)
         return twin
