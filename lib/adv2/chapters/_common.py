@@ -1,4 +1,4 @@
-"""Helpers shared by the chapter modules: cell formatting (``adv2.core.stats.fmt``), intervals and
+"""Helpers shared by the chapter modules: cell formatting (``adv2.core.formatting.fmt``), intervals and
 verdict glue, glue padding, explained checks."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def is_missing(value: Any) -> bool:
 
 def cell(value: Any) -> str:
     """A table cell: an :class:`~adv2.core.stats.Estimate` as "value [low, high]", anything else
-    through :func:`adv2.core.stats.fmt` (3 significant digits, "—" for None/NaN)."""
+    through :func:`adv2.core.formatting.fmt` (3 significant digits, "—" for None/NaN)."""
     return str(value) if isinstance(value, Estimate) else fmt(value)
 
 

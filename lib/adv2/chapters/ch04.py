@@ -6,7 +6,7 @@ The notebook loads the classifiers, RTS and RTSA (``nets``), then makes one call
 ``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and :func:`check`.
 
 Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cells through
-``adv2.core.stats.fmt``, estimates as "value [low, high]"); ``fmt`` is ``adv2.core.stats.fmt`` re-exported.
+``adv2.core.formatting.fmt``, estimates as "value [low, high]"); ``fmt`` is ``adv2.core.formatting.fmt`` re-exported.
 """
 
 from __future__ import annotations
