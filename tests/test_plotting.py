@@ -92,7 +92,9 @@ def map_figures():
     )
     yield (
         "attack_triptych",
-        attack_figures.attack_triptych(x, maps(), x, maps(), x, maps(), row_labels=LONG, suptitle="GRAD on resnet"),
+        attack_figures.attack_triptych(
+            x, maps(), x, maps(), x, maps(), row_labels=LONG, suptitle="GRAD on resnet"
+        ),
     )
     yield "maps_grid one row", plotting.maps_grid(x[:1], {"RTS": maps()[:1], "RTSA": maps()[:1]})
 
@@ -211,7 +213,9 @@ def test_interval_error_bars_are_drawn_where_the_interval_is():
     flat = [v for s in finite for v in s]
     assert len(finite) == 3 and flat == pytest.approx([0.05, 0.2, 0.25, 0.33, 0.35, 0.48])
     plt.close(fig)
-    fig = bar_charts.bar_compare({"0%": {"RTS": 0.1, "RTSA": 0.2}}, "L1", errors={"0%": {"RTSA": (0.15, 0.3)}})
+    fig = bar_charts.bar_compare(
+        {"0%": {"RTS": 0.1, "RTSA": 0.2}}, "L1", errors={"0%": {"RTSA": (0.15, 0.3)}}
+    )
     assert [s for s in _error_segments(fig.axes[0]) if all(v == v for v in s)] == [pytest.approx((0.15, 0.3))]
     plt.close(fig)
     fig = bar_charts.bar_compare({"0%": {"RTS": 0.1}}, "L1")  # no errors: no error bars

@@ -22,11 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 
 from adv2.chapters import claims
 from adv2.core import attacks, defenses
 from adv2.core.metrics import l1_distance
+from adv2.core.paper import PAPER_TABLE10
 from adv2.core.stats import Estimate, mean_ci, ratio_ci
 from adv2.trained import data, recipes
 
@@ -249,10 +251,6 @@ _STYLE = {"iterations": ("^", "C1"), "inner steps": ("D", "C2"), CONTROL: ("s", 
 def figure(result: Tradeoff):
     """Benign drift (x) against resilience (y), one panel per classifier, 95 % intervals both
     ways; the drift limit 0.05 and the paper's 0.03 marked."""
-    import matplotlib.pyplot as plt
-
-    from adv2.core.paper import PAPER_TABLE10
-
     fig, axes = plt.subplots(1, len(result.archs), figsize=(5.2 * len(result.archs), 4), squeeze=False)
     for ax, a in zip(axes[0], result.archs):
         est = result.estimates(a)
