@@ -1,6 +1,6 @@
 """Issue 23's pieces on hand-made numbers: the trade-off's choice rule (adv2.chapters.aid_tradeoff),
 the share of ADV2's advantage (adv2.core.stats.share_ci) and the trial's claims, each able to come out
-either way, and the adaptive attacker's per-image choice (adv2.core.defenses.best_per_image)."""
+either way, and the adaptive attacker's per-image choice (adv2.chapters.aid_eval.best_per_image)."""
 
 from __future__ import annotations
 

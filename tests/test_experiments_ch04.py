@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import aid_tradeoff, ch04, claims, results
+from adv2.chapters import aid_tradeoff, aid_training, ch04, claims, results
 from adv2.core import defenses
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -59,7 +59,7 @@ def run_chapter(archs, aid_log=None):
     nets = {a: fake_net(a, i, aid_log) for i, a in enumerate(archs)}
     x, y = data()
     benign = ch04.compare_benign(nets, x, y)
-    cost = ch04.training_costs(nets)
+    cost = aid_training.training_costs(nets)
     return ch04.summarize(nets, benign, cost, defenses.AIDConfig(iterations=3)), benign, cost
 
 
@@ -182,7 +182,11 @@ def test_benign_table_shows_the_interval():
 def test_tables_have_no_nan_or_none():
     _, benign, cost = run_chapter(["resnet"])
     cost["resnet"]["per_iteration_ratio"] = None
-    text = ch04.cost_table(cost) + ch04.benign_table(benign) + ch04.aid_config_table(defenses.AIDConfig())
+    text = (
+        aid_training.cost_table(cost)
+        + ch04.benign_table(benign)
+        + aid_training.aid_config_table(defenses.AIDConfig())
+    )
     assert "nan" not in text and "None" not in text and "—" in text
 
 
@@ -216,7 +220,7 @@ def test_check_names_measured_value_and_parameter(monkeypatch):
     r = ch04.summarize(
         {"resnet": same},
         ch04.compare_benign({"resnet": same}, x, y),
-        ch04.training_costs({"resnet": same}),
+        aid_training.training_costs({"resnet": same}),
         defenses.AIDConfig(),
     )
     with pytest.raises(AssertionError, match=r"L1 0.0\).*raise aid_lr or aid_iterations"):
@@ -292,7 +296,6 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
 
 
 def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(monkeypatch):
-    from adv2.chapters import ch01, ch02
     from adv2.trained import recipes
 
     calls, lines = [], []
@@ -313,12 +316,12 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
         calls.append(("rtsa", arch, label))
         return f"{label}-{arch}", SimpleNamespace(from_cache=arch == "densenet")
 
-    monkeypatch.setattr(ch01, "load_classifiers", classifiers)
-    monkeypatch.setattr(ch02, "load_rts_nets", rts_nets)
+    monkeypatch.setattr(aid_training, "load_classifiers", classifiers)
+    monkeypatch.setattr(aid_training, "load_rts_nets", rts_nets)
     monkeypatch.setattr(recipes, "load_rtsa", load_rtsa)
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
     extra = {"anchor 10": lambda p, a: dataclasses.replace(recipes.rtsa_recipe(p, a), distill_weight=10.0)}
-    nets = ch04.load_defended(params, object(), ["resnet", "densenet"], log=lines.append, extra=extra)
+    nets = aid_training.load_defended(params, object(), ["resnet", "densenet"], log=lines.append, extra=extra)
     assert calls[:2] == [("classifiers", ("resnet", "densenet")), ("rts", ("resnet", "densenet"))]
     # then every RTSA, the control and the extra ones side by side (in any order)
     assert sorted(calls[2:]) == sorted(

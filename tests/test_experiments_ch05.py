@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import ch05, claims, results
+from adv2.chapters import ch05, claims, noise_figures, results
 from adv2.core import noise, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -137,11 +137,17 @@ def test_verdict_comes_from_the_claims_layer():
 
 def test_tables_have_no_nan_or_none(chapter):
     _, cal, sens = chapter(["resnet"])
-    text = ch05.calibration_table(cal) + ch05.fig15_tables(sens, RATES) + ch05.flipped_kept_table(sens, RATES)
+    text = (
+        ch05.calibration_table(cal)
+        + noise_figures.fig15_tables(sens, RATES)
+        + noise_figures.flipped_kept_table(sens, RATES)
+    )
     assert "nan" not in text and "None" not in text
-    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch05.fig15_tables(sens, RATES))  # intervals shown
-    assert "Ratio RTSA / RTS at 30%" in ch05.fig15_tables(sens, RATES)
-    cells, labels, fa = ch05.figure15_cells(sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES)
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", noise_figures.fig15_tables(sens, RATES))  # intervals shown
+    assert "Ratio RTSA / RTS at 30%" in noise_figures.fig15_tables(sens, RATES)
+    cells, labels, fa = noise_figures.figure15_cells(
+        sens, cal, [f"class {i}" for i in range(10)], "densenet", RATES
+    )
     assert fa == "resnet" and len(cells) == len(labels) == 4
 
 

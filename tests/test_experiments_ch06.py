@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import aid_eval, ch06, claims, results
+from adv2.chapters import aid_eval, aid_photos, ch06, claims, results
 from adv2.core import attacks, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -191,9 +191,9 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
     cfg = attacks.default_config("rts", epsilon=EPSILON, step_size=0.02, stage1_steps=2, stage2_steps=3)
     photo = ch06.attack_photos(net, n_images=8, seed=0, attack_cfg=cfg, restrict_to_success=False)
     assert photo.archs == ["photos"]
-    ab = ch06.inner_budget_ablation(net, photo, cfg, stage2_steps=1)
+    ab = aid_photos.inner_budget_ablation(net, photo, cfg, stage2_steps=1)
     assert ab["inner_stage2_steps"] == 1 and 0 <= ab["inner_success_rts"] <= 1
-    assert "RTSA / RTS" in ch06.ablation_table(photo, ab)
+    assert "RTSA / RTS" in aid_photos.ablation_table(photo, ab)
     numbers = ch06.add_setting(chapter(["resnet"]).numbers(), ch06.photo_numbers(photo, net, ab))
     assert set(numbers["verdicts"]) == {"resnet", "photos"}
     # no beta = 0 control on the photos: the trial's two claims are not judged there

@@ -119,7 +119,9 @@ def test_imports_inside_functions_say_why():
         for _, line, inside in edges:
             if inside and "# lazy:" not in lines[line - 1] and "# lazy:" not in lines[line - 2]:
                 unexplained.append(f"{MODULES[m].relative_to(LIB)}:{line}")
-    assert not unexplained, "imports inside functions without a '# lazy: why' comment:\n" + "\n".join(unexplained)
+    assert not unexplained, "imports inside functions without a '# lazy: why' comment:\n" + "\n".join(
+        unexplained
+    )
 
 
 def test_no_module_over_500_lines():

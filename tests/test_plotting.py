@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from adv2.chapters import plotting  # noqa: E402
+from adv2.chapters import attack_figures, bar_charts, plotting  # noqa: E402
 
 LONG = ["T-shirt/top → Ankle boot", "Pullover → Sneaker", "great white shark → hammerhead"]
 
@@ -92,7 +92,9 @@ def map_figures():
     )
     yield (
         "attack_triptych",
-        plotting.attack_triptych(x, maps(), x, maps(), x, maps(), row_labels=LONG, suptitle="GRAD on resnet"),
+        attack_figures.attack_triptych(
+            x, maps(), x, maps(), x, maps(), row_labels=LONG, suptitle="GRAD on resnet"
+        ),
     )
     yield "maps_grid one row", plotting.maps_grid(x[:1], {"RTS": maps()[:1], "RTSA": maps()[:1]})
 
@@ -115,7 +117,7 @@ def other_figures():
     for ax in axes:
         plotting.curves({"resnet": ([0, 1], [1, 0])}, "AID iteration", "inner ADV2 success", ax=ax)
     yield "curves on a 15-inch figure", fig
-    yield "bar_compare", plotting.bar_compare({"GRAD": {"map": 0.5, "shuffled map": 0.1}}, "p&d")
+    yield "bar_compare", bar_charts.bar_compare({"GRAD": {"map": 0.5, "shuffled map": 0.1}}, "p&d")
     stats = {
         n: {
             "pgd": {"l1_mean": 0.2, "l1_std": 0.1, "iou_ks": [0.1, 0.2], "iou_curve": [0.3, 0.4]},
@@ -123,8 +125,8 @@ def other_figures():
         }
         for n in ("grad", "cam", "rts", "mask")
     }
-    yield "attack_distance_bars", plotting.attack_distance_bars(stats, "l1")
-    yield "iou_curve_panels", plotting.iou_curve_panels({"resnet": stats, "densenet": stats})
+    yield "attack_distance_bars", attack_figures.attack_distance_bars(stats, "l1")
+    yield "iou_curve_panels", attack_figures.iou_curve_panels({"resnet": stats, "densenet": stats})
 
 
 @pytest.mark.parametrize("name,fig", list(map_figures()), ids=lambda v: v if isinstance(v, str) else "")
@@ -204,16 +206,18 @@ def test_interval_error_bars_are_drawn_where_the_interval_is():
         },
         "grad": {"pgd": (0.25, 0.33)},
     }
-    fig = plotting.attack_distance_bars(stats, "l1", errors=errors)
+    fig = attack_figures.attack_distance_bars(stats, "l1", errors=errors)
     segs = _error_segments(fig.axes[0])
     # asymmetric bars, from each interval's low to its high (NaN where none was given)
     finite = sorted(s for s in segs if all(v == v for v in s))
     flat = [v for s in finite for v in s]
     assert len(finite) == 3 and flat == pytest.approx([0.05, 0.2, 0.25, 0.33, 0.35, 0.48])
     plt.close(fig)
-    fig = plotting.bar_compare({"0%": {"RTS": 0.1, "RTSA": 0.2}}, "L1", errors={"0%": {"RTSA": (0.15, 0.3)}})
+    fig = bar_charts.bar_compare(
+        {"0%": {"RTS": 0.1, "RTSA": 0.2}}, "L1", errors={"0%": {"RTSA": (0.15, 0.3)}}
+    )
     assert [s for s in _error_segments(fig.axes[0]) if all(v == v for v in s)] == [pytest.approx((0.15, 0.3))]
     plt.close(fig)
-    fig = plotting.bar_compare({"0%": {"RTS": 0.1}}, "L1")  # no errors: no error bars
+    fig = bar_charts.bar_compare({"0%": {"RTS": 0.1}}, "L1")  # no errors: no error bars
     assert _error_segments(fig.axes[0]) == []
     plt.close(fig)

@@ -13,6 +13,7 @@ import types
 import pytest
 
 from adv2.chapters import schema
+from adv2.chapters.schema_rows import ROLES
 from adv2.core import config
 from adv2.core.config import ParameterError
 
@@ -213,5 +214,5 @@ def test_schema_does_not_import_torch():
 def test_roles_and_types_are_declared():
     for stem in schema.STEMS:
         for name, p in schema.chapter_schema(stem).items():
-            assert p.role in schema.ROLES and p.type in (int, float, str, bool, list), name
+            assert p.role in ROLES and p.type in (int, float, str, bool, list), name
             assert p.doc and "\n" not in p.doc, name

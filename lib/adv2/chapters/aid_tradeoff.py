@@ -5,7 +5,7 @@ RTS's. A weak anchor lets the AID term move RTSA further (ADV2 fails to keep its
 price of benign maps that drift from RTS's; the paper reports one point of this curve (benign L1
 0.03, ADV2 L1 ratio 10). For each anchor of ``aid_tradeoff_anchors`` and the book's beta = 0 control
 this module measures, per classifier and on *selection* images (Fashion-MNIST test images from
-:data:`adv2.core.defenses.SELECTION_START` on, never used by a verdict):
+:data:`adv2.chapters.aid_eval.SELECTION_START` on, never used by a verdict):
 
 * the benign drift, L1(RTS map, RTSA map) of the true class, per image;
 * the resilience, ADV2's map L1 against that RTSA over ADV2's against RTS (Table 10's ratio), with
@@ -22,11 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 
 from adv2.chapters import aid_eval, claims
 from adv2.core import attacks
 from adv2.core.metrics import l1_distance
+from adv2.core.paper import PAPER_TABLE10
 from adv2.core.stats import Estimate, mean_ci, ratio_ci
 from adv2.trained import cached, data, recipes
 
@@ -247,10 +249,6 @@ _STYLE = {"iterations": ("^", "C1"), "inner steps": ("D", "C2"), CONTROL: ("s", 
 def figure(result: Tradeoff):
     """Benign drift (x) against resilience (y), one panel per classifier, 95 % intervals both
     ways; the drift limit 0.05 and the paper's 0.03 marked."""
-    import matplotlib.pyplot as plt
-
-    from adv2.core.paper import PAPER_TABLE10
-
     fig, axes = plt.subplots(1, len(result.archs), figsize=(5.2 * len(result.archs), 4), squeeze=False)
     for ax, a in zip(axes[0], result.archs):
         est = result.estimates(a)

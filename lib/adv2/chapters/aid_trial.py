@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -27,10 +28,14 @@ from adv2.core.stats import Estimate, mean_ci, ratio_ci, share_ci
 NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
 
 
+def where_succeeded(values: Any, success: Any, restrict: bool) -> torch.Tensor:
+    """Per-image ``values`` with NaN where the attack failed (when ``restrict``)."""
+    return aid_eval.nan_where_failed(values, success) if restrict else torch.as_tensor(values).float().cpu()
+
+
 def _own(p: Mapping[str, Any], name: str, restrict: bool, prefix: str = "") -> torch.Tensor:
     """ADV2's per-image L1 for interpreter ``name`` (NaN where it failed, when ``restrict``)."""
-    v, ok = p[f"{prefix}adv2_l1_{name}"], p[f"{prefix}success_{name}"]
-    return aid_eval.nan_where_failed(v, ok) if restrict else torch.as_tensor(v).float().cpu()
+    return where_succeeded(p[f"{prefix}adv2_l1_{name}"], p[f"{prefix}success_{name}"], restrict)
 
 
 def intervals(p: Mapping[str, Any], restrict: bool = True) -> dict[str, Estimate]:
@@ -178,8 +183,6 @@ def quartile_table(
 def figure(per_image: Mapping[str, Mapping[str, Any]], restrict: Mapping[str, bool], archs: Sequence[str]):
     """Per classifier: each image's map L1 to its benign map, ADV2 (standard, adaptive) against
     RTS, RTSA and the control, and PGD on RTSA (the ceiling), as box plots with the points."""
-    import matplotlib.pyplot as plt
-
     shown = [a for a in archs if "adv2_l1_control" in per_image.get(a, {})]
     rows = max(1, len(shown))  # one classifier per row: seven boxes need the page's width
     fig, axes = plt.subplots(rows, 1, figsize=(9, 3.6 * rows), squeeze=False)
@@ -221,4 +224,5 @@ __all__ = [
     "quartiles",
     "table",
     "verdicts",
+    "where_succeeded",
 ]

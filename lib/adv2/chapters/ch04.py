@@ -1,30 +1,26 @@
 """Chapter 4 (AID defense): the protocol behind ``notebooks/04_aid_defense.ipynb``.
 
-The notebook loads the classifiers, RTS and RTSA (``nets``), then makes one call per section:
-:func:`aid_config_table`, :func:`training_costs` / :func:`cost_table`, :func:`compare_benign` /
-:func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`: ``numbers()`` is what
-``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and :func:`check`.
-
-Also home, for now, of the table helpers chapters 4-6 share: :func:`table` (cells through
-``adv2.core.formatting.fmt``, estimates as "value [low, high]"); ``fmt`` is ``adv2.core.formatting.fmt`` re-exported.
+The notebook loads the classifiers, RTS and RTSA (``nets``, :func:`adv2.chapters.aid_training.load_defended`),
+shows AID's recipe, training curves and cost (:mod:`adv2.chapters.aid_training`), then makes one call
+per section: :func:`compare_benign` / :func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`:
+``numbers()`` is what ``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and
+:func:`check`. ``fmt`` is ``adv2.core.stats.fmt`` (tables and prose share one number format).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, claims, plotting, results
+from adv2.chapters import aid_eval, claims
 from adv2.chapters._common import (
+    NOT_RUN,
     PHOTOS,
     add_setting,
     artifact_source,
-    fmt_rows,
     intervals_block,
     photo_attack_set,
     setting_glue,
@@ -32,225 +28,23 @@ from adv2.chapters._common import (
     verdict_glue,
     verdicts_block,
 )
+from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, missing, raise_problems, table
+from adv2.chapters.aid_training import training_costs
 from adv2.chapters.claims import Verdict
-from adv2.core import config, defenses, paper
+from adv2.core import defenses, paper
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
+from adv2.core.sanity import preserve_destroy_per_image
 from adv2.core.stats import Estimate, mean_ci, rate_ci
-from adv2.trained import cached, data, recipes
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
-NOT_RUN = "not run"  # glued for what this run did not compute (e.g. a classifier not in archs)
-MISSING = "—"  # a number this run could not compute (shown in tables and prose)
-PROSE_ARCHS = config.ARCHS  # the classifiers the chapters' prose names, run or not
 
 # the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value; the
-# rule and its threshold live in adv2.chapters.claims (re-exported here for older imports)
+# rule and its threshold live in adv2.chapters.claims
 PAPER_BENIGN_L1 = paper.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
-BENIGN_L1_MAX = claims.BENIGN_L1_MAX
 # a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
 DRIFT_LIMIT = 0.2
-
-
-# ----------------------------------------------------------------------------- formatting
-def missing(value: Any) -> bool:
-    """True for None and NaN: a number this run could not compute."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-DASH_NOTE = f"*{MISSING}: no value (not reported by the paper, or nothing to measure in this run).*"
-
-
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A Markdown table whose cells went through :func:`fmt` (no ``nan``/``None`` in it), with a
-    footnote saying what "—" means when a cell has one."""
-    cells = fmt_rows(rows)
-    text = plotting.markdown_table(cells, headers)
-    return text + "\n\n" + DASH_NOTE if any(c == MISSING for row in cells for c in row) else text
-
-
-def glue_value(value: Any) -> Any:
-    """A number as glued for the prose: None/NaN become "—" (not the words None or nan)."""
-    return MISSING if missing(value) else value
-
-
-def flat_glue(nested: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """``{"resnet": {"x": 1}}`` -> ``{"<prefix>resnet_x": 1}``: the names ``{glue:text}`` uses."""
-    flat = results.flatten(dict(nested), prefix)
-    return {k.replace(".", "_").replace("-", "_"): glue_value(v) for k, v in flat.items()}
-
-
-class CheckFailed(AssertionError):
-    """A chapter's end-of-run check failed; the message says what, how much and what to change."""
-
-
-def raise_problems(chapter: str, problems: Sequence[str]) -> None:
-    if problems:
-        raise CheckFailed(f"{chapter}: {len(problems)} check(s) failed:\n- " + "\n- ".join(problems))
-
-
-# ----------------------------------------------------------------------------- AID recipe table
-# why each AIDConfig field has its value (the chapter's "Our AID recipe" table)
-AID_FIELD_REASONS = {
-    "iterations": "fine-tuning length, ten times the first RTSA's 60; the attack inside makes each iteration "
-    "costlier than an RTS iteration",
-    "batch_size": "batch of RTS's own loss (smaller than RTS's phase 2, for CPU)",
-    "aid_batch_size": "images attacked per iteration; the attack dominates the cost",
-    "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",
-    "beta": "weight of the AID term: too small has no effect, too large without the anchor "
-    "wrecks benign maps (see below)",
-    "distill_weight": "anchor to RTS's benign maps; its weight is the trade-off's choice (section The trade-off)",
-    "persistent": "attack continues across visits: a strong inner attack at a small cost",
-    "train_encoder": "RTSA trains its own encoder copy: with the classifier's frozen features the decoder "
-    "had little to tell adversarial inputs apart by",
-    "beta_warmup": "beta ramps up linearly over this fraction of the iterations",
-    "pool_size": "images attacked during AID; small, so each is revisited (persistent attack)",
-    "stage1_steps": "prediction-only warm start of the inner attack (shorter than at evaluation)",
-    "stage2_steps": "joint ADV2 steps per visit against the current RTSA (fewer than at evaluation)",
-    "epsilon": "budget of AID's inner attack (parameter rtsa_epsilon; chapter 3's evaluation value)",
-    "step_size": "sign step of AID's inner attack (parameter rtsa_step_size)",
-    "lam_start": "lambda ramps as in the evaluation attack",
-    "lam_end": "",
-    "encoder_weight": "weight of RTS's own encoder's cross-entropy, as in the evaluation attack",
-    "detach_benign": "benign maps are left to l_map; AID only moves adversarial maps",
-    "freeze_batchnorm": "keep RTS's BatchNorm statistics: benign maps drift less",
-    "fake_prob": "RTS recipe",
-    "area_weight": "RTS recipe",
-    "preserver_weight": "RTS recipe",
-    "smooth_weight": f"RTS recipe ({MISSING} = size-scaled default)",
-    "confidence": "RTS model confidence",
-    "log_every": "0 = about 20 logged points",
-    "seed": "parameter train_seed",
-}
-
-
-def load_defended(
-    params: Mapping[str, Any],
-    fmnist: data.Dataset,
-    archs: Sequence[str],
-    *,
-    device: torch.device | str = "cpu",
-    artifacts_dir: str = "",
-    progress: bool = False,
-    log=print,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, cached.InterpretedModel]:
-    """Each arch's classifier, RTS, RTSA and its beta = 0 control (chapters 1, 2 and 4's recipes),
-    from the cache or trained: the classifiers side by side, then the RTS side by side (one core
-    each on a CPU, as chapters 1 and 2 train them), then every RTSA side by side (chapters 4, 5
-    and 6 share them). ``extra``: more RTSA recipes per arch, ``{label: recipe_for(params, arch)}``
-    (chapter 4's trade-off), loaded in the same side-by-side pass; they land in ``nets[arch].extra``."""
-    from adv2.chapters.ch01 import load_classifiers
-    from adv2.chapters.ch02 import load_rts_nets
-    from adv2.core.parallel import load_side_by_side
-
-    params = dict(params)
-    classifiers, arts = load_classifiers(params, fmnist, list(archs), device, artifacts_dir, progress, log)
-    rts_nets, rts_arts = load_rts_nets(
-        params, fmnist, classifiers, arts, list(archs), device, artifacts_dir, progress, log
-    )
-    wanted = []  # (arch, label, recipe)
-    for a in archs:
-        book = recipes.rtsa_recipe(params, a)
-        wanted += [(a, "rtsa", book), (a, "control", book.control())]
-        wanted += [(a, label, make(params, a)) for label, make in (extra or {}).items()]
-    loaded = load_side_by_side(
-        [
-            functools.partial(
-                recipes.load_rtsa,
-                recipe,
-                fmnist,
-                classifiers[a],
-                rts_nets[a],
-                rts_arts[a],
-                device=device,
-                artifacts_dir=artifacts_dir,
-                progress=progress,
-            )
-            for a, _, recipe in wanted
-        ],
-        device,
-    )
-    nets = {}
-    for a in archs:
-        got = {label: out for (arch, label, _), out in zip(wanted, loaded) if arch == a}
-        for label, (_, art, seconds) in got.items():
-            log(f"{a}: {label} {'loaded from cache' if art.from_cache else f'trained in {seconds:.1f} s'}")
-        nets[a] = cached.InterpretedModel(
-            a,
-            classifiers[a],
-            arts[a],
-            rts_nets[a],
-            rts_arts[a],
-            *got["rtsa"][:2],
-            *got["control"][:2],
-            extra={label: out[:2] for label, out in got.items() if label not in ("rtsa", "control")},
-        )
-    return nets
-
-
-def aid_config_table(aid: defenses.AIDConfig) -> str:
-    """Markdown table of every AIDConfig field, its value (as set) and why."""
-    rows = [
-        [k, MISSING if v is None else repr(v), AID_FIELD_REASONS.get(k, "")] for k, v in aid.as_dict().items()
-    ]
-    return plotting.markdown_table(rows, ["AIDConfig field", "value", "why"])
-
-
-# ----------------------------------------------------------------------------- cost
-# training-curve panels: (key of the RTSA artifact's training log, axis label)
-CURVES = (
-    ("map_loss", "l_map (RTS loss)"),
-    ("aid_l1", "-l_aid (benign/ADV2 map L1)"),
-    ("attack_success", "inner ADV2 success rate"),
-    ("probe_drift", "benign L1(RTSA, RTS)"),
-)
-
-
-def training_curves(nets: Mapping[str, Any], key: str) -> dict[str, tuple[list, list]]:
-    """``{arch: (AID iteration, value)}`` of one logged quantity, for :func:`plotting.curves`."""
-    return {a: (n.rtsa_artifact.metrics["step"], n.rtsa_artifact.metrics[key]) for a, n in nets.items()}
-
-
-def training_figure(nets: Mapping[str, Any]):
-    """AID's training curves (:data:`CURVES`), two panels a row."""
-    fig, axes = plotting.panel_axes(len(CURVES), cols=2)
-    for ax, (key, label) in zip(axes, CURVES):
-        plotting.curves(training_curves(nets, key), "AID iteration", label, ax=ax)
-    return fig
-
-
-def training_costs(nets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per classifier: seconds of RTS training vs AID fine-tuning (:func:`cached.training_cost`)."""
-    return {a: cached.training_cost(n.rts_artifact, n.rtsa_artifact) for a, n in nets.items()}
-
-
-def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = [
-        [
-            a,
-            c["rts_seconds"],
-            c["rts_seconds_per_iteration"],
-            c["aid_seconds"],
-            c["aid_seconds_per_iteration"],
-            c["per_iteration_ratio"],
-            c["aid_attack_fraction"],
-        ]
-        for a, c in cost.items()
-    ]
-    return table(
-        rows,
-        [
-            "classifier",
-            "RTS training (s)",
-            "RTS s / iteration",
-            "AID fine-tuning (s)",
-            "AID s / iteration",
-            "AID / RTS per iteration",
-            "share of AID time in the attack",
-        ],
-    )
 
 
 # ----------------------------------------------------------------------------- benign inputs
@@ -262,7 +56,7 @@ class BenignComparison:
     maps_rtsa: torch.Tensor
     preserve_destroy_rts: dict[str, float]  # adv2.core.interpreters.rts.preserve_destroy of RTS's maps
     preserve_destroy_rtsa: dict[str, float]
-    # per image (adv2.core.interpreters.rts.preserve_destroy_per_image), for the 95 % intervals
+    # per image (adv2.core.sanity.preserve_destroy_per_image), for the 95 % intervals
     flags_rts: dict[str, torch.Tensor] | None = None
     flags_rtsa: dict[str, torch.Tensor] | None = None
     l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
@@ -297,8 +91,6 @@ def compare_benign(
     nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
 ) -> dict[str, BenignComparison]:
     """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
-    from adv2.core.sanity import preserve_destroy_per_image
-
     out = {}
     for a, n in nets.items():
         m_rts = aid_eval.rts_maps(n.rts, x, y, device=device)
@@ -484,7 +276,7 @@ def verdicts(result: Ch04Result) -> dict[str, dict[str, Verdict]]:
 
 
 def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
-    """The chapter's invariants; raises :class:`CheckFailed` naming what to change."""
+    """The chapter's invariants; raises :class:`adv2.chapters._common.ChapterCheckFailed` naming what to change."""
     problems = []
     for a in result.archs:
         n = result.arch_numbers(a)
@@ -545,7 +337,7 @@ class PhotoBenign:
     """Chapter 4 on the photos: EfficientNet-Lite0's RTS and RTSA on the held-out photos it
     classifies correctly (``result`` is a :class:`Ch04Result` whose one setting is ``photos``)."""
 
-    net: Any  # adv2.core.defenses.InterpretedModel of arch "photos"
+    net: Any  # adv2.trained.cached.InterpretedModel of arch "photos"
     photos: Any  # adv2.trained.data.Dataset of the offline photos
     attack_set: Any  # adv2.trained.data.AttackSet: the held-out photos compared
     result: Ch04Result
@@ -611,10 +403,6 @@ def photo_numbers(ph: PhotoBenign | None) -> dict[str, Any] | None:
 
 __all__ = [
     "add_setting",
-    "AID_FIELD_REASONS",
-    "BENIGN_L1_MAX",
-    "CURVES",
-    "MISSING",
     "NOT_RUN",
     "PAPER_BENIGN_L1",
     "PHOTO_KEYS",
@@ -625,18 +413,11 @@ __all__ = [
     "photo_glue",
     "photo_numbers",
     "Ch04Result",
-    "CheckFailed",
-    "aid_config_table",
     "benign_table",
     "check",
     "compare_benign",
-    "cost_table",
     "fmt",
     "start",
     "summarize",
-    "table",
-    "training_costs",
-    "training_curves",
-    "training_figure",
     "verdicts",
 ]

@@ -1,9 +1,9 @@
 """Chapter 5 (noise sensitivity, Figure 15): the protocol behind ``notebooks/05_noise_sensitivity.ipynb``.
 
-One call per section: :func:`calibrate` / :func:`calibration_table`, :func:`sensitivity` /
-:func:`fig15_tables` / :func:`flipped_kept_table`, :func:`figure15_cells`, :func:`summarize` (a
+One call per section: :func:`calibrate` / :func:`calibration_table`, :func:`sensitivity` (its
+tables and panels: :mod:`adv2.chapters.noise_figures`), :func:`summarize` (a
 :class:`Ch05Result`: ``numbers()`` is ``results/05_noise_sensitivity.json``'s, ``glue()`` the
-prose's) and :func:`check`. The paper's Figure 15 table is :data:`adv2.core.noise.PAPER_FIG15_L1`.
+prose's) and :func:`check`. The paper's Figure 15 table is :data:`adv2.core.paper.PAPER_FIG15_L1`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from adv2.chapters import claims
 from adv2.chapters._common import (
+    NOT_RUN,
     PHOTO_BATCH,
     PHOTOS,
     add_setting,
@@ -26,22 +27,17 @@ from adv2.chapters._common import (
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters.ch04 import NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table
+from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, raise_problems, table
 from adv2.chapters.claims import Verdict
+from adv2.chapters.noise_figures import INTERPRETERS, level_names
 from adv2.core import noise, paper
+from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.noise import NoiseCalibration
 from adv2.core.stats import mean_ci, ratio_ci
+from adv2.core.tensors import predicted_classes
 
 STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"
-INTERPRETERS = ("rts", "rtsa")
-# the paper's "RTSA appears much more sensitive": the rule and threshold live in adv2.chapters.claims
-# (re-exported here for older imports)
-RATIO_MIN = claims.NOISE_RATIO_MIN
-
-
-def level_names(rates: Sequence[float]) -> list[str]:
-    return [noise.level_name(r) for r in rates]
 
 
 def _glue_level(level: str) -> str:
@@ -141,8 +137,6 @@ def sensitivity(
     device: torch.device | str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Per classifier: :func:`adv2.core.noise.noise_sensitivity` of RTS and RTSA at the calibrated levels."""
-    from adv2.core.interpreters.rts import RTSInterpreter
-
     out = {}
     for a, c in cal.items():
         n = nets[a]
@@ -159,90 +153,6 @@ def sensitivity(
             device=device,
         )
     return out
-
-
-def fig15_tables(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
-    """Figure 15's table per classifier, ours (with 95 % intervals) beside the paper's (ResNet-50),
-    and the RTSA / RTS ratios at the strongest level with their intervals."""
-    parts = []
-    levels = level_names(rates)
-    top = max(levels, key=lambda lvl: float(lvl.rstrip("%")))
-    for a, s in sens.items():
-        per = s.get("per_sample")
-        # ours with the 95 % interval over the calibration images ("value [low, high]")
-        l1 = (
-            {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
-            if per
-            else s["l1"]
-        )
-        rows, headers = noise.fig15_rows(l1, levels)
-        text = f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers)
-        if per and all(top in per[i].get(k, {}) for i in INTERPRETERS for k in noise.NOISE_TYPES):
-            ratios = {
-                k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True) for k in noise.NOISE_TYPES
-            }
-            text += (
-                f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "
-                + ", ".join(f"{k} {v}" for k, v in ratios.items())
-                + "."
-            )
-        parts.append(text)
-    return "\n\n".join(parts)
-
-
-def flipped_kept_table(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
-    """The same L1 split into images the noise misclassified (flipped) and the others (kept)."""
-    rows = [
-        [
-            a,
-            name.upper(),
-            kind,
-            lvl,
-            s["n_flipped"][kind][lvl],
-            s["l1_flipped"][name][kind][lvl],
-            s["l1_kept"][name][kind][lvl],
-        ]
-        for a, s in sens.items()
-        for name in INTERPRETERS
-        for kind in noise.NOISE_TYPES
-        for lvl in level_names(rates)
-    ]
-    return table(
-        rows, ["classifier", "interpreter", "noise", "level", "flipped images", "L1 flipped", "L1 kept"]
-    )
-
-
-def figure15_cells(
-    sens: Mapping[str, Mapping[str, Any]],
-    cal: Mapping[str, Calibration],
-    class_names: Sequence[str],
-    figure_arch: str,
-    rates: Sequence[float],
-) -> tuple[list[list[tuple]], list[str], str]:
-    """Figure 15's panels for :func:`adv2.chapters.plotting.panel_rows`: per noise type and non-zero level,
-    the first calibration image the noise misclassifies (the first image if none flipped).
-    Returns ``(cells, row_labels, arch shown)``; ``figure_arch`` falls back to the first run arch."""
-    fa = figure_arch if figure_arch in sens else next(iter(sens))
-    s, y = sens[fa], cal[fa].y
-    cells, labels = [], []
-    for kind in noise.NOISE_TYPES:
-        for lvl in level_names(rates):
-            if lvl == "0%":
-                continue
-            flipped = (s["pred"][kind][lvl] != y).nonzero().flatten()
-            i = int(flipped[0]) if len(flipped) else 0
-            xn, pred = s["noisy"][kind][lvl][i], int(s["pred"][kind][lvl][i])
-            title = f"{class_names[int(y[i])]} → {class_names[pred]}"
-            cells.append(
-                [
-                    (cal[fa].x[i], None, title),
-                    (xn, None),
-                    (xn, s["maps"][kind][lvl]["rts"][i]),
-                    (xn, s["maps"][kind][lvl]["rtsa"][i]),
-                ]
-            )
-            labels.append(f"{kind} {lvl}")
-    return cells, labels, fa
 
 
 # ----------------------------------------------------------------------------- the chapter's result
@@ -426,7 +336,7 @@ def verdicts(result: Ch05Result) -> dict[str, dict[str, Verdict]]:
 
 
 def check(result: Ch05Result, *, profile: str) -> None:
-    """The chapter's invariants; raises :class:`adv2.chapters.ch04.CheckFailed` naming what to change."""
+    """The chapter's invariants; raises :class:`adv2.chapters._common.ChapterCheckFailed` naming what to change."""
     problems = []
     for a in result.archs:
         for kind, lv in result.calibration[a].levels.items():
@@ -473,8 +383,6 @@ def calibrate_photos(
     """Noise calibration for EfficientNet-Lite0 on ``n_calib`` seeded images of the natural-image
     pool (no attacked photo in it): the rate is the share of the classifier's own decisions the
     noise changes, so every pool image counts as "correctly classified"."""
-    from adv2.core.tensors import predicted_classes
-
     if n_calib > len(pool):
         raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
     pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
@@ -528,7 +436,6 @@ def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
 __all__ = [
     "add_setting",
     "PROSE_LEVELS",
-    "RATIO_MIN",
     "Calibration",
     "Ch05Result",
     "calibrate",
@@ -538,9 +445,6 @@ __all__ = [
     "calibration_log",
     "calibration_table",
     "check",
-    "fig15_tables",
-    "figure15_cells",
-    "flipped_kept_table",
     "sensitivity",
     "start",
     "summarize",

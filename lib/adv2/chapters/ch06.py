@@ -2,13 +2,13 @@
 
 One call per section: :func:`attack` (ADV2 against RTS and RTSA per classifier, a :class:`Ch06Result`
 whose ``numbers()`` is ``results/06_table10.json``'s and ``glue()`` the prose's),
-:func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`. The paper's
-Table 10 and its row layout are :data:`adv2.core.defenses.PAPER_TABLE10` / :func:`adv2.core.defenses.table10_rows`.
+:func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`; the photo
+setting's ablation and quoted numbers are :mod:`adv2.chapters.aid_photos`. The paper's
+Table 10 and its row layout are :data:`adv2.core.paper.PAPER_TABLE10` / :func:`adv2.chapters.aid_eval.table10_rows`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ import torch
 
 from adv2.chapters import aid_eval, aid_trial, claims
 from adv2.chapters._common import (
+    NOT_RUN,
     PHOTOS,
     add_setting,
     half_width_text,
@@ -24,13 +25,15 @@ from adv2.chapters._common import (
     intervals_block,
     photo_attack_set,
     setting_glue,
-    start,  # the notebook's setup cell
+    start,  # the notebook's setup cell: ch06.start(STEM, globals(), seed=seed)
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters.ch04 import BENIGN_L1_MAX, NOT_RUN, PROSE_ARCHS, flat_glue, raise_problems, table  # noqa: F401
+from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, raise_problems, table
+from adv2.chapters.aid_photos import photo_values
 from adv2.chapters.claims import Verdict
 from adv2.core import paper
+from adv2.core.attacks import default_config
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
 from adv2.core.stats import Estimate, mean_ci, rate_ci, ratio_ci
@@ -90,7 +93,7 @@ class Ch06Result:
     """Chapter 6's attacks per classifier (``archs`` in run order).
 
     ``attack_sets[a]`` is the :func:`adv2.trained.data.select_attack_set` sample and ``out[a]`` the dict of
-    :func:`adv2.core.defenses.adv2_on_rts_and_rtsa` (inputs, maps, success flags, Table 10 numbers).
+    :func:`adv2.chapters.aid_eval.adv2_on_rts_and_rtsa` (inputs, maps, success flags, Table 10 numbers).
     """
 
     archs: list[str]
@@ -124,7 +127,7 @@ class Ch06Result:
 
     @property
     def per_arch(self) -> dict[str, dict[str, Any]]:
-        """One classifier's Table 10 numbers (:data:`adv2.core.defenses.TABLE10_KEYS` + ``pgd_success``)."""
+        """One classifier's Table 10 numbers (:data:`adv2.chapters.aid_eval.TABLE10_KEYS` + ``pgd_success``)."""
         return {a: self.out[a]["numbers"] for a in self.archs}
 
     def numbers(self) -> dict[str, Any]:
@@ -154,7 +157,7 @@ class Ch06Result:
         for a in self.archs:
             p = self.per_image[a]
             own = {
-                name: _where(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
+                name: aid_trial.where_succeeded(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
                 for name in ("rts", "rtsa")
             }
             out[a] = {
@@ -205,9 +208,9 @@ def attack(
     progress: bool = False,
 ) -> Ch06Result:
     """Per classifier: the authors' attack set (``n_images``, drawn from the test images below
-    :data:`adv2.core.defenses.SELECTION_START`: chapter 4's trade-off chose AID's settings on the
+    :data:`adv2.chapters.aid_eval.SELECTION_START`: chapter 4's trade-off chose AID's settings on the
     others) and ADV2 against RTS, RTSA and its beta = 0 control (when loaded); ``adaptive`` adds
-    the adaptive attacker (:func:`adv2.core.defenses.attack_interpreters`)."""
+    the adaptive attacker (:func:`adv2.chapters.aid_eval.attack_interpreters`)."""
     out, sets = {}, {}
     verdict_images = slice(0, aid_eval.SELECTION_START)
     for a, n in nets.items():
@@ -315,11 +318,6 @@ def figure16_cells(
     return cells, labels, fa
 
 
-def _where(values: Any, success: Any, restrict: bool) -> torch.Tensor:
-    """Per-image ``values`` with NaN where the attack failed (when ``restrict``)."""
-    return aid_eval.nan_where_failed(values, success) if restrict else torch.as_tensor(values).float().cpu()
-
-
 def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     """The paper's three Table 10 claims per classifier run, decided by :mod:`adv2.chapters.claims` from the
     per-image arrays (``{classifier: {claim_id: Verdict}}``)."""
@@ -354,7 +352,7 @@ def sample_size_text(result: Ch06Result) -> str:
 
 
 def check(result: Ch06Result, *, epsilon: float) -> None:
-    """The chapter's invariants; raises :class:`adv2.chapters.ch04.CheckFailed` naming what to change."""
+    """The chapter's invariants; raises :class:`adv2.chapters._common.ChapterCheckFailed` naming what to change."""
     problems = []
     for a in result.archs:
         m = result.per_arch[a]
@@ -411,43 +409,8 @@ def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
     """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
     budget (epsilon 0.031, step 1/255, chapter 3's photo constants), on ``schedule``."""
     from adv2.chapters.ch03 import PHOTO_EPSILON, PHOTO_STEP
-    from adv2.core.attacks import default_config
 
     return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP, schedule=schedule)
-
-
-def ablation_table(result: Ch06Result, ablation: Mapping[str, Any]) -> str:
-    """Table 10's ADV2 rows on the photos at the evaluation budget beside AID's inner budget."""
-    m, est = result.per_arch[PHOTOS], result.intervals()[PHOTOS]
-    rows = [
-        [
-            f"evaluation: {result.attack_config.get('stage2_steps')}",
-            m["adv2_l1_rts"],
-            m["adv2_l1_rtsa"],
-            est["adv2_l1_ratio"],
-            m["adv2_success_rts"],
-            m["adv2_success_rtsa"],
-        ],
-        [
-            f"AID's inner attack: {ablation['inner_stage2_steps']}",
-            ablation["inner_adv2_l1_rts"],
-            ablation["inner_adv2_l1_rtsa"],
-            ablation["inner_ratio"],
-            ablation["inner_success_rts"],
-            ablation["inner_success_rtsa"],
-        ],
-    ]
-    return table(
-        rows,
-        [
-            "joint steps after the shared warm start",
-            "ADV2 L1 on RTS",
-            "ADV2 L1 on RTSA",
-            "ratio RTSA / RTS [95 %]",
-            "success vs RTS",
-            "success vs RTSA",
-        ],
-    )
 
 
 def attack_photos(
@@ -486,72 +449,6 @@ def attack_photos(
     )
 
 
-def inner_budget_ablation(
-    net: Any, result: Ch06Result, attack_cfg: Any, *, stage2_steps: int, device: torch.device | str = "cpu"
-) -> dict[str, Any]:
-    """What limits AID (measured): ADV2 again, from the same stage-1 inputs, with only
-    ``stage2_steps`` joint steps (the budget of AID's inner attack per visit), against RTS and
-    RTSA. A ratio RTSA / RTS well above the evaluation's means RTSA resists the attack it was
-    trained against but not the longer evaluation attack: the inner attack is the limit."""
-    from adv2.core.attacks import adv2_attack
-    from adv2.core.interpreters.rts import RTSInterpreter
-
-    o, s = result.out[PHOTOS], result.attack_sets[PHOTOS]
-    cfg = dataclasses.replace(attack_cfg, stage2_steps=int(stage2_steps))
-    l1, ok = {}, {}
-    for name, g in (("rts", net.rts), ("rtsa", net.rtsa)):
-        r = adv2_attack(
-            net.model,
-            RTSInterpreter(net.model, g),
-            s.x.to(device),
-            s.y.to(device),
-            s.target.to(device),
-            benign_maps=o["benign"][name].to(device),
-            config=cfg,
-            x_stage1=o["pgd"]["x"].to(device),
-            batch_size=8,
-        )
-        ok[name] = r.success.cpu()
-        l1[name] = _where(l1_distance(r.maps.cpu(), o["benign"][name]), ok[name], result.restrict[PHOTOS])
-    est = ratio_ci(l1["rtsa"], l1["rts"], paired=True)
-    return {
-        "inner_stage2_steps": int(stage2_steps),
-        "inner_adv2_l1_rts": float(l1["rts"].nanmean()),
-        "inner_adv2_l1_rtsa": float(l1["rtsa"].nanmean()),
-        "inner_ratio": est,
-        "inner_success_rts": float(ok["rts"].float().mean()),
-        "inner_success_rtsa": float(ok["rtsa"].float().mean()),
-    }
-
-
-def photo_values(result: Ch06Result, net: Any, ablation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Everything the photo section quotes: Table 10's numbers with their intervals, the attack's
-    steps, AID's training log and the inner-budget ablation."""
-    m, est = result.per_arch[PHOTOS], result.intervals()[PHOTOS]
-    met = net.rtsa_artifact.metrics
-    gap = met.get("aid_l1") or []
-    sec, n = result.out[PHOTOS]["seconds"], len(result.attack_sets[PHOTOS].x)
-    steps = result.attack_config.get("stage2_steps") or 0
-    return {
-        **m,
-        "n_images": len(result.attack_sets[PHOTOS].x),
-        "stage1_steps": result.attack_config.get("stage1_steps"),
-        "stage2_steps": result.attack_config.get("stage2_steps"),
-        "benign_l1_ci": est["benign_l1_rts_vs_rtsa"],
-        "adv2_l1_rts_ci": est["adv2_l1_rts"],
-        "adv2_l1_rtsa_ci": est["adv2_l1_rtsa"],
-        "ratio_ci": est["adv2_l1_ratio"],
-        "seconds": sum(sec.values()),
-        # the two ADV2 runs' joint steps (stage 1 is shared and cheaper)
-        "seconds_per_image_step": (sec["rts"] + sec["rtsa"]) / max(1, 2 * n * steps),
-        "aid_gap_first": gap[0] if gap else None,
-        "aid_gap_last": gap[-1] if gap else None,
-        "aid_iterations": net.rtsa_artifact.params.get("iterations"),
-        "pool_images": met.get("pool_images"),
-        **dict(ablation or {}),
-    }
-
-
 def photo_numbers(
     result: Ch06Result | None, net: Any = None, ablation: Mapping[str, Any] | None = None
 ) -> dict | None:
@@ -581,13 +478,10 @@ __all__ = [
     "RATIO_MIN",
     "Ch06Result",
     "attack",
-    "ablation_table",
     "attack_photos",
     "photo_attack_config",
-    "inner_budget_ablation",
     "photo_glue",
     "photo_numbers",
-    "photo_values",
     "attack_log",
     "check",
     "describe_attack",

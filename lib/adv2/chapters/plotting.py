@@ -27,6 +27,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 MAP_CMAP = "jet"  # the paper's attribution colormap
 MAP_LABEL = "attribution (high = important)"
@@ -143,11 +145,6 @@ def _panel_grid(
     return fig, axes
 
 
-def _axes_grid(rows: int, cols: int, scale: float = 1.0):
-    """Kept for callers of the old helper: a plain grid of panels (no colour bar)."""
-    return _panel_grid(rows, cols)
-
-
 def _set_row_label(ax, label: str) -> None:
     ax.set_ylabel(
         textwrap.fill(str(label), LABEL_CHARS, break_long_words=False),
@@ -162,9 +159,6 @@ def _set_row_label(ax, label: str) -> None:
 def add_map_colorbar(fig, axes, label: str = MAP_LABEL):
     """One colour bar for every map of ``axes`` (maps share the [0, 1] scale): on the right of a
     grid of three rows or more, below a shorter one, so its label always fits."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     axes = list(getattr(axes, "flat", axes))
     rows = len({round(ax.get_position().y0, 3) for ax in axes})
     vertical = rows >= 3
@@ -272,7 +266,7 @@ def maps_grid(
     return fig
 
 
-def _style_axes(ax, pt: float) -> None:
+def style_axes(ax, pt: float) -> None:
     """Every text of a plot axes at ``pt`` points."""
     ax.tick_params(labelsize=pt)
     ax.xaxis.label.set_size(pt)
@@ -282,6 +276,26 @@ def _style_axes(ax, pt: float) -> None:
     if legend is not None:
         for t in legend.get_texts():
             t.set_fontsize(pt)
+
+
+def figure_axes(ax=None, figsize: tuple[float, float] = (4.2, 2.8)):
+    """``(fig, ax)``: the caller's ``ax`` and its figure, or a new figure of ``figsize``."""
+    if ax is None:
+        return plt.subplots(figsize=figsize, layout="constrained")
+    return ax.figure, ax
+
+
+def label_axes(ax, pt: float, xlabel: str, ylabel: str, title: str = "", grid_axis: str = "both") -> None:
+    """Axis labels (the y label wrapped to the axes' height), title, legend and grid, every text at
+    ``pt`` points."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(wrap(ylabel, ax.figure.get_figheight() * 0.8, pt))
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3, axis=grid_axis)
+    style_axes(ax, pt)
 
 
 def panel_axes(
@@ -309,20 +323,11 @@ def curves(
     """Line plot of named (x, y) series. On a caller's ``ax``, text is sized so that it reads at
     least ``MIN_PT`` once the book scales that axes' figure to its content column."""
     with book_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
-        else:
-            fig = ax.figure
+        fig, ax = figure_axes(ax)
         pt = text_pt(fig.get_figwidth())
         for name, (xs, ys) in series.items():
             ax.plot(xs, ys, marker="o", markersize=3, label=name)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(wrap(ylabel, fig.get_figheight() * 0.8, pt))
-        if title:
-            ax.set_title(title)
-        ax.legend(frameon=False)
-        ax.grid(alpha=0.3)
-        _style_axes(ax, pt)
+        label_axes(ax, pt, xlabel, ylabel, title)
     return fig
 
 
@@ -342,16 +347,13 @@ def interval_curves(
     threshold); series whose name contains ``dashed`` are drawn dashed. Text sized as
     :func:`curves`."""
     with book_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
-        else:
-            fig = ax.figure
+        fig, ax = figure_axes(ax)
         pt = text_pt(fig.get_figwidth())
         for name, estimates in series.items():
             vals = [None if e is None else getattr(e, "value", e) for e in estimates]
             keep = [i for i, v in enumerate(vals) if v is not None]
             ys = [float(vals[i]) for i in keep]
-            errs = [_interval_error(vals[i], estimates[i]) or (0.0, 0.0) for i in keep]
+            errs = [interval_error(vals[i], estimates[i]) or (0.0, 0.0) for i in keep]
             ax.errorbar(
                 [xs[i] for i in keep],
                 ys,
@@ -365,13 +367,7 @@ def interval_curves(
         if reference is not None:
             ax.axhline(reference, color="0.4", linestyle=":", linewidth=1, label=reference_label or None)
         ax.set_xticks(list(xs))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(wrap(ylabel, fig.get_figheight() * 0.8, pt))
-        if title:
-            ax.set_title(title)
-        ax.legend(frameon=False)
-        ax.grid(alpha=0.3)
-        _style_axes(ax, pt)
+        label_axes(ax, pt, xlabel, ylabel, title)
     return fig
 
 
@@ -405,7 +401,7 @@ def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], digits
     return "\n".join(lines) + (f"\n\n{MISSING_NOTE}" if missing else "")
 
 
-# ----------------------------------------------------------------------------- AID chapters (04-06)
+# ----------------------------------------------------------------------------- panels of maps (chapters 4-7)
 def panel_rows(
     cells: Sequence[Sequence[tuple]],
     col_titles: Sequence[str],
@@ -455,7 +451,7 @@ def panel_rows(
     return fig
 
 
-def _interval_error(height: Any, interval: Any) -> tuple[float, float] | None:
+def interval_error(height: Any, interval: Any) -> tuple[float, float] | None:
     """``(below, above)`` error-bar lengths of an interval around ``height``: ``interval`` is an
     :class:`adv2.core.stats.Estimate` (or its dict) or a ``(low, high)`` pair; None draws no bar."""
     if interval is None or height is None:
@@ -470,209 +466,3 @@ def _interval_error(height: Any, interval: Any) -> tuple[float, float] | None:
         return None
     h = float(height)
     return max(h - float(low), 0.0), max(float(high) - h, 0.0)
-
-
-def _grouped_bars(
-    ax,
-    names: list[str],
-    series: list[str],
-    value,
-    ylabel: str,
-    title: str,
-    ticklabels: list[str] | None = None,
-    colors: dict | None = None,
-    labels: dict | None = None,
-) -> None:
-    """One bar per (group, series) on ``ax``; ``value(group, series)`` gives ``(height, error)``
-    with ``None`` for a missing value or no error bar; ``error`` is one length (±) or a pair
-    ``(below, above)`` (an interval's asymmetric bar)."""
-    import numpy as np
-
-    def num(v):
-        return float("nan") if v is None else float(v)
-
-    def two(e):
-        if e is None:
-            return (float("nan"), float("nan"))
-        return (num(e[0]), num(e[1])) if isinstance(e, (tuple, list)) else (num(e), num(e))
-
-    width = 0.8 / max(len(series), 1)
-    pos = np.arange(len(names))
-    for i, s in enumerate(series):
-        pairs = [value(g, s) for g in names]
-        errors = [e for _, e in pairs]
-        ax.bar(
-            pos + (i - (len(series) - 1) / 2) * width,
-            [num(h) for h, _ in pairs],
-            width,
-            label=(labels or {}).get(s, s),
-            color=(colors or {}).get(s),
-            **(
-                {}
-                if all(e is None for e in errors)
-                else {
-                    "yerr": np.array([two(e) for e in errors]).T,
-                    "capsize": 2,
-                    "error_kw": {"elinewidth": 0.8},
-                }
-            ),
-        )
-    pt = text_pt(ax.figure.get_figwidth())
-    ax.set_xticks(pos)
-    ax.set_xticklabels(ticklabels or names)
-    ax.set_ylabel(wrap(ylabel, ax.figure.get_figheight() * 0.8, pt))
-    if title:
-        ax.set_title(title)
-    ax.legend(frameon=False)
-    ax.grid(alpha=0.3, axis="y")
-    _style_axes(ax, pt)
-
-
-def bar_compare(
-    groups: dict[str, dict[str, float]],
-    ylabel: str,
-    title: str = "",
-    ax=None,
-    errors: dict[str, dict[str, Any]] | None = None,
-):
-    """Grouped bars: ``groups[group][series] = value`` (e.g. L1 per noise level, ours vs paper).
-
-    ``errors[group][series]``: the value's 95 % interval (an :class:`adv2.core.stats.Estimate`, its
-    dict or ``(low, high)``), drawn as an error bar; missing entries draw none."""
-    with book_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(4.8, 2.8), layout="constrained")
-        else:
-            fig = ax.figure
-        series = list(dict.fromkeys(s for g in groups.values() for s in g))
-
-        def value(g, s):
-            h = groups[g].get(s)
-            return h, _interval_error(h, (errors or {}).get(g, {}).get(s))
-
-        _grouped_bars(ax, list(groups), series, value, ylabel, title)
-    return fig
-
-
-# ----------------------------------------------------------------------------- attack chapter (03)
-ATTACK_COLORS = {"pgd": "tab:gray", "adv2": "tab:red"}
-ATTACK_LABELS = {"pgd": "PGD", "adv2": "ADV2"}
-
-
-def attack_distance_bars(
-    stats: dict[str, dict[str, dict]],
-    metric: str = "l1",
-    title: str = "",
-    ax=None,
-    errors: dict[str, dict[str, Any]] | None = None,
-):
-    """Bars of ``<metric>_mean`` per interpreter, one bar per attack.
-
-    ``stats[interpreter][attack]`` is an :func:`adv2.core.metrics.summarize` dict (attack ``pgd`` or
-    ``adv2``). Lower is better for the attacker: the map stays closer to the benign one.
-    ``errors[interpreter][attack]``: the mean's 95 % interval (:class:`adv2.core.stats.Estimate`, its
-    dict or ``(low, high)``), drawn as an error bar; without ``errors`` the bars show ± the
-    standard deviation over images.
-    """
-    with book_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
-        else:
-            fig = ax.figure
-        _attack_bars(ax, stats, metric, title, errors)
-    return fig
-
-
-def _attack_bars(ax, stats, metric, title, errors=None):
-    names = list(stats)
-    attacks = list(dict.fromkeys(a for s in stats.values() for a in s))
-
-    def value(name, att):
-        s = stats[name].get(att, {})
-        h = s.get(f"{metric}_mean")
-        if errors is not None:
-            return h, _interval_error(h, errors.get(name, {}).get(att))
-        return h, s.get(f"{metric}_std")
-
-    _grouped_bars(
-        ax,
-        names,
-        attacks,
-        value,
-        f"{metric.upper()} distance to benign map",
-        title,
-        ticklabels=[n.upper() if len(n) <= 4 else n for n in names],
-        colors=ATTACK_COLORS,
-        labels=ATTACK_LABELS,
-    )
-
-
-def iou_curve_panels(stats: dict[str, dict[str, dict[str, dict]]], suptitle: str | None = None):
-    """IoU of the top-k % cells vs k: rows = classifiers, columns = interpreters, one line per
-    attack. ``stats[arch][interpreter][attack]`` are :func:`adv2.core.metrics.summarize` dicts."""
-    archs = list(stats)
-    interps = list(dict.fromkeys(i for a in stats.values() for i in a))
-    with book_style():
-        fig = plt.figure(
-            figsize=(min(2.3 * len(interps), CONTENT_INCHES), 2.0 * len(archs) + 0.4), layout="constrained"
-        )
-        axes = fig.subplots(len(archs), len(interps), squeeze=False, sharey=True)
-        _iou_panels(fig, axes, stats, archs, interps, suptitle)
-    fig._adv2_colorbars = 0
-    return fig
-
-
-def _iou_panels(fig, axes, stats, archs, interps, suptitle):
-    for r, arch in enumerate(archs):
-        for c, name in enumerate(interps):
-            ax = axes[r, c]
-            for att, s in stats[arch].get(name, {}).items():
-                ks = [100 * k for k in s.get("iou_ks", [])]
-                ys = [float("nan") if v is None else v for v in s.get("iou_curve", [])]
-                ax.plot(
-                    ks,
-                    ys,
-                    marker="o",
-                    markersize=2.5,
-                    color=ATTACK_COLORS.get(att),
-                    label=ATTACK_LABELS.get(att, att),
-                )
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-            if r == 0:
-                ax.set_title(name.upper() if len(name) <= 4 else name)
-            if r == len(archs) - 1:
-                ax.set_xlabel("top-k (%)")
-            if c == 0:
-                ax.set_ylabel(f"{arch}\nIoU")
-    axes[0, 0].legend(frameon=False)
-    if suptitle:
-        fig.suptitle(suptitle)
-
-
-def attack_triptych(
-    x: torch.Tensor,
-    maps_benign: torch.Tensor,
-    x_pgd: torch.Tensor,
-    maps_pgd: torch.Tensor,
-    x_adv2: torch.Tensor,
-    maps_adv2: torch.Tensor,
-    row_labels: Sequence[str] | None = None,
-    suptitle: str | None = None,
-    colorbar_label: str = MAP_LABEL,
-):
-    """Rows = images; columns: benign input | its map (true class) | PGD input | its map (target)
-    | ADV2 input | its map (target), each map drawn beside its own input (paper Figures 4-7)."""
-    cells = [
-        [
-            (x[i],),
-            (x[i], maps_benign[i]),
-            (x_pgd[i],),
-            (x_pgd[i], maps_pgd[i]),
-            (x_adv2[i],),
-            (x_adv2[i], maps_adv2[i]),
-        ]
-        for i in range(len(x))
-    ]
-    titles = ["benign", "benign map", "PGD", "PGD map", "ADV2", "ADV2 map"]
-    return panel_rows(cells, titles, row_labels=row_labels, suptitle=suptitle, colorbar_label=colorbar_label)
