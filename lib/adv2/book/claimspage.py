@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from adv2.book.atomicfiles import atomic_write_text
+from adv2.book.paths import CLAIMS_TABLE, PUBLISHED_RESULTS_DIR
 from adv2.chapters import claims
 from adv2.chapters.claims import Verdict
 
@@ -77,11 +79,9 @@ def write_claims_table(
 ) -> Path:
     """Rewrite the front page's claim table (atomically) from ``results_dir`` (default: the
     published results). Called by publishing only."""
-    from adv2.book import publish
-
-    results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
-    path = Path(path or publish.CLAIMS_TABLE)
-    return publish.atomic_write_text(path, render_claims_table(results_dir))
+    results_dir = Path(results_dir or PUBLISHED_RESULTS_DIR)
+    path = Path(path or CLAIMS_TABLE)
+    return atomic_write_text(path, render_claims_table(results_dir))
 
 
 __all__ = ["render_claims_table", "verdicts_from_results", "write_claims_table"]
