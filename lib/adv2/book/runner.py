@@ -248,6 +248,22 @@ def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
     atomic_write_text(executed, nbformat.writes(nb))
 
 
+def _planned(
+    names: Sequence[str],
+    profile: str,
+    overrides: dict[str, Any] | None,
+    output_dir: str | Path | None,
+    results_dir: str | Path | None,
+) -> tuple[str, Path, Path, list[tuple[Path, dict[str, Any]]]]:
+    """(profile, run folder, results folder, plan) of a run, every parameter checked."""
+    profile = resolve_profile(profile)
+    notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
+    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
+    return profile, run_dir, results, plan_run(notebooks, profile, overrides, shown_path(results))
+
+
 def check(
     names: Sequence[str],
     profile: str = "auto",
@@ -256,12 +272,7 @@ def check(
     results_dir: str | Path | None = None,
 ) -> list:
     """Validate everything and print the plan; start no kernel and write nothing."""
-    profile = resolve_profile(profile)
-    notebooks = select_notebooks(names)
-    overrides = dict(overrides or {})
-    results_dir = overrides.pop("results_dir", None) or results_dir
-    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
     for nb, params in plan:
         changed = {
@@ -292,12 +303,7 @@ def run(
     finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
     from adv2.chapters.results import environment  # imports torch: planning and --check stay light
 
-    profile = resolve_profile(profile)
-    notebooks = select_notebooks(names)
-    overrides = dict(overrides or {})
-    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
-    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     for nb, _ in plan:  # a reused folder: no earlier run's copy may pass for this run's
