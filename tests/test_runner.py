@@ -6,7 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import cli, execute, paths, runbox, runner
+from adv2.book import cli, execute, runbox, runner
+from adv2.book.paths import RUNS_ENV
 from adv2.core.config import REPO_ROOT, ParameterError
 
 
@@ -141,7 +142,7 @@ def test_text_parameter_keeps_yaml_words_as_text():
 def test_run_folders_and_where_results_go(tmp_path, monkeypatch):
     """Default: runs/<UTC time>-<profile>-<numbers>/ with results/ inside; --output-dir DIR puts the
     results beside the notebooks unless --results-dir says otherwise."""
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
     nbs = runner.select_notebooks(["01", "03"])
     run_dir, results = runner.resolve_folders("smoke", nbs, None, None)
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("Z-smoke-01-03")
@@ -152,7 +153,7 @@ def test_run_folders_and_where_results_go(tmp_path, monkeypatch):
 
 
 def test_check_validates_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
     assert cli.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "0.016", "--check"]) == 0
     out = capsys.readouterr().out
     assert "03_adv2: epsilon=0.016" in out and "nothing ran" in out
@@ -251,7 +252,7 @@ def test_a_package_shared_between_clones_writes_into_the_current_clone(tmp_path)
         "print(config.REPO_ROOT, paths.runs_root(), publish.BOOK_NOTEBOOKS_DIR, "
         "publish.PUBLISHED_RESULTS_DIR, artifacts.DEFAULT_ROOT, config.PARAMS_DIR, runner.NOTEBOOKS_DIR)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("ADV2_REPO_ROOT", paths.RUNS_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("ADV2_REPO_ROOT", RUNS_ENV)}
     env["PYTHONPATH"] = str(REPO_ROOT / "lib")
     proc = subprocess.run(
         [sys.executable, "-c", code],

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from adv2.book import claimspage, runbox
 from adv2.book.atomicfiles import atomic_write_bytes, atomic_write_json, set_aside
 from adv2.book.paths import (
@@ -82,8 +84,6 @@ def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
 # ----------------------------------------------------------------------------- checking a run
 def notebook_problem(path: Path) -> str | None:
     """Why the executed notebook ``path`` is not a complete, error-free execution (None if it is)."""
-    import nbformat
-
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # noqa: BLE001  (truncated, not JSON, not a notebook: all mean "not publishable")

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from adv2.book.atomicfiles import atomic_write_text
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
 from adv2.core.config import ParameterError, load_profile
@@ -79,8 +81,6 @@ def _shown(params: dict[str, Any]) -> str:
 
 
 def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
-    import nbformat
-
     from adv2.chapters.results import environment  # imports torch: publishing stays light
 
     rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from adv2.core.config import REPO_ROOT
 from adv2.book.execute import RunError, execute_notebook
 from adv2.book.sweepplan import POINT_RECORD, code_fingerprint
@@ -91,8 +93,6 @@ def failed_cell(executed: Path) -> str:
     if not executed.is_file():
         return ""
     try:
-        import nbformat
-
         cells = nbformat.read(executed, as_version=4).cells
     except Exception:  # noqa: BLE001  (a broken copy: the report still has the error)
         return ""
