@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from adv2.book import runbox  # noqa: E402
-from adv2.book.runner import RunError, all_notebooks, select_notebooks  # noqa: E402
+from adv2.book.execute import RunError  # noqa: E402
+from adv2.book.runner import all_notebooks, select_notebooks  # noqa: E402
 
 TARGET_MINUTES = 5
 SWEEP_CHAPTER = "08_scaling"

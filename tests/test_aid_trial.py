@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from adv2.chapters import aid_eval, aid_tradeoff, aid_trial, claims
+from adv2.chapters import aid_eval, aid_tradeoff, aid_trial, claim_rules, claims
 from adv2.core import stats
 
 N = 40
@@ -86,14 +86,14 @@ def claim_inputs(share: float, control_ratio: float) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(("share", "status"), [(0.8, claims.HOLDS), (0.1, claims.DOES_NOT_HOLD)])
 def test_the_share_claim_comes_out_either_way(share, status):
     d = claim_inputs(share, 1.0)
-    v = claims.aid_removes_adv2_advantage(d["rts"], d["ok"], d["rtsa"], d["ok"], d["pgd"])
+    v = claim_rules.aid_removes_adv2_advantage(d["rts"], d["ok"], d["rtsa"], d["ok"], d["pgd"])
     assert v.status == status
 
 
 @pytest.mark.parametrize(("ratio", "status"), [(1.5, claims.HOLDS), (0.7, claims.DOES_NOT_HOLD)])
 def test_the_control_claim_comes_out_either_way(ratio, status):
     d = claim_inputs(0.5, ratio)
-    v = claims.aid_beats_its_control(d["control"], d["ok"], d["rtsa"], d["ok"])
+    v = claim_rules.aid_beats_its_control(d["control"], d["ok"], d["rtsa"], d["ok"])
     assert v.status == status
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from adv2.book import claimspage
+from adv2.chapters import claim_rules, runchecks
 from adv2.chapters import claims as C
 from adv2.core import paper
 from adv2.core.stats import Estimate
@@ -49,32 +51,32 @@ def test_unknown_claim_id():
 # ----------------------------------------------------------------------------- claim 3.1
 def test_success_like_pgd_four_outcomes():
     ones = np.ones(N, bool)
-    v = C.adv2_success_like_pgd(ones, ones)
+    v = claim_rules.adv2_success_like_pgd(ones, ones)
     assert v.status == C.HOLDS and v.estimate.value == 0 and v.estimate.low >= -0.15
     half = np.arange(N) % 2 == 0
-    v = C.adv2_success_like_pgd(half, ones)
+    v = claim_rules.adv2_success_like_pgd(half, ones)
     assert v.status == C.DOES_NOT_HOLD and v.estimate.high < -0.15
     a = np.ones(16, bool)
     a[:2] = False  # 14/16 vs 16/16: -0.125, interval reaches -0.15
-    v = C.adv2_success_like_pgd(a, np.ones(16, bool))
+    v = claim_rules.adv2_success_like_pgd(a, np.ones(16, bool))
     assert v.status == C.INCONCLUSIVE and v.n_needed > 16
     assert "inconclusive at this sample size" in v.reason and str(v.n_needed) in v.reason
-    v = C.adv2_success_like_pgd(ones[:4], ones[:4])
+    v = claim_rules.adv2_success_like_pgd(ones[:4], ones[:4])
     assert v.status == C.NOT_MEASURABLE and "illustration" in v.reason
 
 
 def test_zero_success_is_never_holds():
     """Issue 12 item 4: both attacks reach 0 % -> "not measurable", not "0 is within 0.15 of 0"."""
     zeros = np.zeros(N, bool)
-    v = C.adv2_success_like_pgd(zeros, zeros)
+    v = claim_rules.adv2_success_like_pgd(zeros, zeros)
     assert v.status == C.NOT_MEASURABLE and "none of 32" in v.reason
-    v = C.adv2_success_like_pgd({"grad": zeros, "cam": zeros}, {"grad": zeros, "cam": zeros})
+    v = claim_rules.adv2_success_like_pgd({"grad": zeros, "cam": zeros}, {"grad": zeros, "cam": zeros})
     assert v.status == C.NOT_MEASURABLE
     adv, pgd = _l1_pair(0.3)
-    v = C.adv2_maps_closer_than_pgd(adv, pgd, zeros)
+    v = claim_rules.adv2_maps_closer_than_pgd(adv, pgd, zeros)
     assert v.status == C.NOT_MEASURABLE and "0 of 32" in v.reason
-    assert C.adv2_keeps_rts_maps_close(adv, pgd, zeros).status == C.NOT_MEASURABLE
-    v = C.aid_separates_adv2_maps(adv, zeros, adv, zeros)
+    assert claim_rules.adv2_keeps_rts_maps_close(adv, pgd, zeros).status == C.NOT_MEASURABLE
+    v = claim_rules.aid_separates_adv2_maps(adv, zeros, adv, zeros)
     assert v.status == C.NOT_MEASURABLE and v.estimate is None
     assert "nan" not in json.dumps(v.as_dict()).lower()
 
@@ -83,26 +85,26 @@ def test_success_flags_from_torch_and_nan():
     a = torch.ones(N, dtype=torch.bool)
     p = np.ones(N)
     p[:3] = np.nan  # images without a PGD outcome are left out
-    v = C.adv2_success_like_pgd(a, p)
+    v = claim_rules.adv2_success_like_pgd(a, p)
     assert v.status == C.HOLDS and v.estimate.n == N - 3
     with pytest.raises(ValueError, match="same images"):
-        C.adv2_success_like_pgd(a, p[:-1])
+        claim_rules.adv2_success_like_pgd(a, p[:-1])
     with pytest.raises(ValueError, match="success flags"):
-        C.adv2_success_like_pgd(np.full(N, 0.5), p)
+        claim_rules.adv2_success_like_pgd(np.full(N, 0.5), p)
 
 
 # ----------------------------------------------------------------------------- claim 3.2 / 6.2
 @pytest.mark.parametrize("ratio, status", [(0.25, C.HOLDS), (0.63, C.DOES_NOT_HOLD)])
 def test_maps_closer_than_pgd(ratio, status):
     adv, pgd = _l1_pair(ratio)
-    v = C.adv2_maps_closer_than_pgd(adv, pgd, np.ones(N, bool))
+    v = claim_rules.adv2_maps_closer_than_pgd(adv, pgd, np.ones(N, bool))
     assert v.status == status
     assert v.estimate.value == pytest.approx(adv.mean() / pgd.mean())
 
 
 def test_maps_closer_inconclusive_and_failures_ignored():
     adv, pgd = _l1_pair(0.5, n=12, spread=0.8, seed=3)
-    v = C.adv2_maps_closer_than_pgd(adv, pgd, np.ones(12, bool))
+    v = claim_rules.adv2_maps_closer_than_pgd(adv, pgd, np.ones(12, bool))
     assert v.status == C.INCONCLUSIVE and v.n_needed > 12
     # ADV2's distance on a failed image does not count, whatever it is
     adv, pgd = _l1_pair(0.25)
@@ -112,8 +114,8 @@ def test_maps_closer_inconclusive_and_failures_ignored():
     adv_bad[:4] = 100.0
     adv_nan = adv.copy()
     adv_nan[:4] = np.nan
-    v1 = C.adv2_maps_closer_than_pgd(adv_bad, pgd, ok)
-    v2 = C.adv2_maps_closer_than_pgd(adv_nan, pgd, ok)
+    v1 = claim_rules.adv2_maps_closer_than_pgd(adv_bad, pgd, ok)
+    v2 = claim_rules.adv2_maps_closer_than_pgd(adv_nan, pgd, ok)
     assert v1 == v2 and v1.status == C.HOLDS
     assert v1.estimate.value == pytest.approx(adv[4:].mean() / pgd.mean())
 
@@ -123,8 +125,8 @@ def test_chapter3_and_chapter6_share_one_rule():
     for ratio in (0.3, 0.5, 0.63):
         adv, pgd = _l1_pair(ratio, spread=0.5, seed=1)
         ok = np.ones(N, bool)
-        v3 = C.adv2_maps_closer_than_pgd({"rts": adv}, {"rts": pgd}, {"rts": ok})
-        v6 = C.adv2_keeps_rts_maps_close(adv, pgd, ok)
+        v3 = claim_rules.adv2_maps_closer_than_pgd({"rts": adv}, {"rts": pgd}, {"rts": ok})
+        v6 = claim_rules.adv2_keeps_rts_maps_close(adv, pgd, ok)
         assert v3.status == v6.status
         assert v3.estimate == v6.estimate
         assert v3.claim_id != v6.claim_id
@@ -134,36 +136,36 @@ def test_maps_closer_every_interpreter():
     good, pgd = _l1_pair(0.2)
     bad, _ = _l1_pair(0.8)
     ok = np.ones(N, bool)
-    v = C.adv2_maps_closer_than_pgd(
+    v = claim_rules.adv2_maps_closer_than_pgd(
         {"cam": good, "grad": bad}, {"cam": pgd, "grad": pgd}, {"cam": ok, "grad": ok}
     )
     assert v.status == C.DOES_NOT_HOLD and dict(v.parts)["cam"].status == C.HOLDS
     assert v.reason.startswith("grad:")
     with pytest.raises(ValueError, match="different parts"):
-        C.adv2_maps_closer_than_pgd({"cam": good}, {"grad": pgd}, {"cam": ok})
+        claim_rules.adv2_maps_closer_than_pgd({"cam": good}, {"grad": pgd}, {"cam": ok})
     with pytest.raises(ValueError, match="not a mix"):
-        C.adv2_maps_closer_than_pgd({"cam": good}, pgd, ok)
+        claim_rules.adv2_maps_closer_than_pgd({"cam": good}, pgd, ok)
 
 
 def test_maps_closer_pgd_maps_unchanged():
-    v = C.adv2_maps_closer_than_pgd(np.full(N, 0.1), np.zeros(N), np.ones(N, bool))
+    v = claim_rules.adv2_maps_closer_than_pgd(np.full(N, 0.1), np.zeros(N), np.ones(N, bool))
     assert v.status == C.NOT_MEASURABLE and "undefined" in v.reason
 
 
 # ----------------------------------------------------------------------------- claim 4 / 6.1
 def test_rtsa_like_rts_on_benign():
     rng = _rng(4)
-    assert C.rtsa_like_rts_on_benign(rng.uniform(0.02, 0.04, 64)).status == C.HOLDS
-    assert C.rtsa_like_rts_on_benign(rng.uniform(0.08, 0.12, 64)).status == C.DOES_NOT_HOLD
+    assert claim_rules.rtsa_like_rts_on_benign(rng.uniform(0.02, 0.04, 64)).status == C.HOLDS
+    assert claim_rules.rtsa_like_rts_on_benign(rng.uniform(0.08, 0.12, 64)).status == C.DOES_NOT_HOLD
     spread = rng.uniform(0.0, 0.1, 64)
-    v = C.rtsa_like_rts_on_benign(spread - spread.mean() + 0.049)  # mean just below 0.05
+    v = claim_rules.rtsa_like_rts_on_benign(spread - spread.mean() + 0.049)  # mean just below 0.05
     assert v.status == C.INCONCLUSIVE and v.n_needed > 64
-    v = C.rtsa_like_rts_on_benign(np.full(16, np.nan))
+    v = claim_rules.rtsa_like_rts_on_benign(np.full(16, np.nan))
     assert v.status == C.NOT_MEASURABLE and "no image" in v.reason
-    v = C.rtsa_like_rts_on_benign([0.01, np.nan, 0.02])
+    v = claim_rules.rtsa_like_rts_on_benign([0.01, np.nan, 0.02])
     assert v.status == C.NOT_MEASURABLE and "only 2 images" in v.reason
     # smaller settings may lower the bar to 2 images explicitly
-    assert C.rtsa_like_rts_on_benign([0.01, 0.02, 0.015], min_images=2).status == C.HOLDS
+    assert claim_rules.rtsa_like_rts_on_benign([0.01, 0.02, 0.015], min_images=2).status == C.HOLDS
 
 
 # ----------------------------------------------------------------------------- claim 5
@@ -172,14 +174,18 @@ def test_rtsa_more_noise_sensitive():
     rts = rng.uniform(0.05, 0.15, 100)
     strong = rts * rng.uniform(1.8, 2.2, 100)
     weak = rts * rng.uniform(0.9, 1.1, 100)
-    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts}, {"normal": strong, "uniform": strong})
+    v = claim_rules.rtsa_more_noise_sensitive(
+        {"normal": rts, "uniform": rts}, {"normal": strong, "uniform": strong}
+    )
     assert v.status == C.HOLDS and len(v.parts) == 2
-    v = C.rtsa_more_noise_sensitive({"normal": rts, "uniform": rts}, {"normal": strong, "uniform": weak})
+    v = claim_rules.rtsa_more_noise_sensitive(
+        {"normal": rts, "uniform": rts}, {"normal": strong, "uniform": weak}
+    )
     assert v.status == C.DOES_NOT_HOLD and v.reason.startswith("uniform:")
     wide = rts * rng.uniform(0.3, 2.3, 100)
-    v = C.rtsa_more_noise_sensitive(rts, wide)
+    v = claim_rules.rtsa_more_noise_sensitive(rts, wide)
     assert v.status == C.INCONCLUSIVE
-    assert C.rtsa_more_noise_sensitive(np.zeros(100), strong).status == C.NOT_MEASURABLE
+    assert claim_rules.rtsa_more_noise_sensitive(np.zeros(100), strong).status == C.NOT_MEASURABLE
 
 
 # ----------------------------------------------------------------------------- claim 6.3
@@ -187,13 +193,13 @@ def test_aid_separates_adv2_maps():
     rng = _rng(6)
     rts = rng.uniform(0.01, 0.02, N)
     ok = np.ones(N, bool)
-    assert C.aid_separates_adv2_maps(rts, ok, 10 * rts, ok).status == C.HOLDS
-    assert C.aid_separates_adv2_maps(rts, ok, 1.2 * rts, ok).status == C.DOES_NOT_HOLD
-    v = C.aid_separates_adv2_maps(rts, ok, rts * rng.uniform(0.5, 9.5, N), ok)
+    assert claim_rules.aid_separates_adv2_maps(rts, ok, 10 * rts, ok).status == C.HOLDS
+    assert claim_rules.aid_separates_adv2_maps(rts, ok, 1.2 * rts, ok).status == C.DOES_NOT_HOLD
+    v = claim_rules.aid_separates_adv2_maps(rts, ok, rts * rng.uniform(0.5, 9.5, N), ok)
     assert v.status == C.INCONCLUSIVE
     one = np.zeros(N, bool)
     one[0] = True
-    v = C.aid_separates_adv2_maps(rts, ok, rts, one)
+    v = claim_rules.aid_separates_adv2_maps(rts, ok, rts, one)
     assert v.status == C.NOT_MEASURABLE and "RTSA reached the target on 1 of 32" in v.reason
 
 
@@ -219,7 +225,7 @@ def test_all_of_precedence():
 def test_verdict_str_json_round_trip():
     adv, pgd = _l1_pair(0.63)
     ok = np.ones(N, bool)
-    v = C.adv2_maps_closer_than_pgd(
+    v = claim_rules.adv2_maps_closer_than_pgd(
         {"cam": adv, "rts": adv}, {"cam": pgd, "rts": pgd}, {"cam": ok, "rts": ok}
     )
     assert str(v) == "does not hold"
@@ -234,11 +240,11 @@ def test_claims_table_one_column_per_setting():
     adv, pgd = _l1_pair(0.2)
     ok = np.ones(N, bool)
     resnet = {
-        "adv2_maps_closer_than_pgd": C.adv2_maps_closer_than_pgd(adv, pgd, ok),
-        "adv2_success_like_pgd": C.adv2_success_like_pgd(np.zeros(N), np.zeros(N)),
+        "adv2_maps_closer_than_pgd": claim_rules.adv2_maps_closer_than_pgd(adv, pgd, ok),
+        "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(np.zeros(N), np.zeros(N)),
     }
-    rows = C.claims_table({"resnet": resnet})
-    headers = C.claims_table_headers()
+    rows = claimspage.claims_table({"resnet": resnet})
+    headers = claimspage.claims_table_headers()
     assert headers[-3:] == ["photos (EfficientNet-Lite0)", "Fashion-MNIST ResNet", "Fashion-MNIST DenseNet"]
     assert len(rows) == len(C.FRONT_PAGE_CLAIMS) and all(len(r) == len(headers) for r in rows)
     by_id = dict(zip(C.FRONT_PAGE_CLAIMS, rows))
@@ -250,13 +256,13 @@ def test_claims_table_one_column_per_setting():
     text = json.dumps(rows)
     assert "nan" not in text and "None" not in text and "n/a" not in text
     with pytest.raises(ValueError, match="valid: photos, resnet, densenet"):
-        C.claims_table({"fashion-mnist": resnet})
+        claimspage.claims_table({"fashion-mnist": resnet})
 
 
 # ----------------------------------------------------------------------------- checks
 def test_check_message_names_expectation_measure_and_parameter():
-    with pytest.raises(C.ChapterCheckFailed) as info:
-        C.check(
+    with pytest.raises(runchecks.ChapterCheckFailed) as info:
+        runchecks.check(
             0.16,
             name="PGD reached the target on {value} of images at epsilon 0.016",
             expected=">= 0.5",
@@ -269,25 +275,25 @@ def test_check_message_names_expectation_measure_and_parameter():
     )
     assert isinstance(info.value, AssertionError)
     with pytest.raises(
-        C.ChapterCheckFailed,
+        runchecks.ChapterCheckFailed,
         match=r"benign L1: 0.300; this chapter needs at most "
         r"0.200: lower aid_beta",
     ):
-        C.check(0.3, name="benign L1", expected="<= 0.2", parameter_hint="lower aid_beta")
+        runchecks.check(0.3, name="benign L1", expected="<= 0.2", parameter_hint="lower aid_beta")
 
 
 def test_check_passes_and_edge_cases():
-    assert C.check(0.6, name="x", expected=">= 0.5", parameter_hint="p") == 0.6
-    assert C.check(torch.tensor(0.0), name="x", expected="== 0", parameter_hint="p") == 0
-    assert C.check(0.5, name="x", expected=(0, 1), parameter_hint="p") == 0.5
-    assert C.check(True, name="x", expected=True, parameter_hint="p") is True
+    assert runchecks.check(0.6, name="x", expected=">= 0.5", parameter_hint="p") == 0.6
+    assert runchecks.check(torch.tensor(0.0), name="x", expected="== 0", parameter_hint="p") == 0
+    assert runchecks.check(0.5, name="x", expected=(0, 1), parameter_hint="p") == 0.5
+    assert runchecks.check(True, name="x", expected=True, parameter_hint="p") is True
     for bad in (None, float("nan")):
-        with pytest.raises(C.ChapterCheckFailed, match="x: —"):
-            C.check(bad, name="x", expected="> 0", parameter_hint="p")
-    with pytest.raises(C.ChapterCheckFailed, match="between 0 and 1"):
-        C.check(1.5, name="x", expected=(0, 1), parameter_hint="p")
+        with pytest.raises(runchecks.ChapterCheckFailed, match="x: —"):
+            runchecks.check(bad, name="x", expected="> 0", parameter_hint="p")
+    with pytest.raises(runchecks.ChapterCheckFailed, match="between 0 and 1"):
+        runchecks.check(1.5, name="x", expected=(0, 1), parameter_hint="p")
     with pytest.raises(ValueError, match="'>= 0.5'"):
-        C.check(1, name="x", expected="at least 0.5", parameter_hint="p")
+        runchecks.check(1, name="x", expected="at least 0.5", parameter_hint="p")
 
 
 # ----------------------------------------------------------------------------- paper

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from adv2.book import claimspage
-from adv2.chapters import claims
+from adv2.chapters import claim_rules, claims
+from adv2.core.formatting import MISSING
 
 
 def _write(folder, stem, verdicts):
@@ -25,10 +26,10 @@ def _success(n_ok_adv2, n_ok_pgd, n=20):
 def results(tmp_path):
     rng = np.random.default_rng(0)
     a, p = _success(20, 20)
-    holds = claims.adv2_success_like_pgd(*_success(80, 80, n=80))  # [-0.046, 0.046]: holds
-    none = claims.adv2_success_like_pgd(*_success(0, 0))  # 0 % success
-    tiny = claims.adv2_success_like_pgd(*_success(2, 2, n=2))  # an illustration
-    maps = claims.adv2_maps_closer_than_pgd(0.05 + 0.01 * rng.random(20), 0.4 + 0.1 * rng.random(20), a)
+    holds = claim_rules.adv2_success_like_pgd(*_success(80, 80, n=80))  # [-0.046, 0.046]: holds
+    none = claim_rules.adv2_success_like_pgd(*_success(0, 0))  # 0 % success
+    tiny = claim_rules.adv2_success_like_pgd(*_success(2, 2, n=2))  # an illustration
+    maps = claim_rules.adv2_maps_closer_than_pgd(0.05 + 0.01 * rng.random(20), 0.4 + 0.1 * rng.random(20), a)
     _write(
         tmp_path,
         "03_adv2",
@@ -38,7 +39,7 @@ def results(tmp_path):
             "photos": {"adv2_success_like_pgd": tiny},
         },
     )
-    benign = claims.rtsa_like_rts_on_benign(0.01 + 0.005 * rng.random(20))
+    benign = claim_rules.rtsa_like_rts_on_benign(0.01 + 0.005 * rng.random(20))
     _write(tmp_path, "04_aid_defense", {"resnet": {"rtsa_like_rts_on_benign": benign}})
     (tmp_path / "05_noise_sensitivity.json").write_text("{broken")  # unreadable: contributes nothing
     (tmp_path / "timings-smoke.json").write_text(json.dumps({"seconds": {}}))
@@ -93,13 +94,17 @@ def test_photo_verdicts_of_chapters_4_to_6_fill_the_photos_column(tmp_path):
     from adv2.chapters._common import add_setting, verdicts_block
 
     rng = np.random.default_rng(1)
-    fm = {"resnet": {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(0.02 + 0.01 * rng.random(16))}}
+    fm = {
+        "resnet": {
+            "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(0.02 + 0.01 * rng.random(16))
+        }
+    }
     rts, rtsa = 0.05 + 0.01 * rng.random(12), 0.2 + 0.05 * rng.random(12)
     ok = np.ones(12, bool)
     photo = {
         "photos": {
-            "rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(0.2 + 0.01 * rng.random(12)),
-            "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(rts, ok, rtsa, ok),
+            "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(0.2 + 0.01 * rng.random(12)),
+            "aid_separates_adv2_maps": claim_rules.aid_separates_adv2_maps(rts, ok, rtsa, ok),
         }
     }
     numbers = add_setting(
@@ -110,10 +115,10 @@ def test_photo_verdicts_of_chapters_4_to_6_fill_the_photos_column(tmp_path):
     assert v["photos"]["rtsa_like_rts_on_benign"].status == claims.DOES_NOT_HOLD
     assert v["photos"]["aid_separates_adv2_maps"] == photo["photos"]["aid_separates_adv2_maps"]
     assert v["resnet"]["rtsa_like_rts_on_benign"].status == claims.HOLDS
-    rows = claims.claims_table(v)
-    headers = claims.claims_table_headers()
+    rows = claimspage.claims_table(v)
+    headers = claimspage.claims_table_headers()
     col = headers.index(claims.SETTINGS["photos"])
     by_claim = {r[0]: r for r in rows}
     cell = by_claim[claims.CLAIMS["aid_separates_adv2_maps"].statement][col]
     assert cell == photo["photos"]["aid_separates_adv2_maps"].cell()
-    assert by_claim[claims.CLAIMS["rtsa_more_noise_sensitive"].statement][col] == claims.MISSING
+    assert by_claim[claims.CLAIMS["rtsa_more_noise_sensitive"].statement][col] == MISSING

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import publish, runner
+from adv2.book import cli, paths, publish, runner
 from adv2.core.config import REPO_ROOT
 from test_publish import published_state
 
@@ -104,7 +104,7 @@ def untouched():
 
 @pytest.mark.parametrize("where,command", COMMANDS, ids=[f"{w}: {c}" for w, c in COMMANDS])
 def test_documented_command_parses_and_validates(where, command, untouched, tmp_path, monkeypatch):
-    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
     # a documented folder (-p imagenet_dir /data/imagenet/val) is the reader's own data: --check
     # refuses it where it does not exist, which this machine says nothing about
     monkeypatch.setattr(runner, "INPUT_FOLDERS", ())
@@ -120,15 +120,15 @@ def test_documented_command_parses_and_validates(where, command, untouched, tmp_
 
 def check_adv2(argv: list[str]) -> None:
     try:
-        args = runner.build_parser().parse_args(argv)
+        args = cli.build_parser().parse_args(argv)
     except SystemExit as exit_:
         raise AssertionError(f"python -m adv2 {' '.join(argv)} does not parse") from exit_
     if args.command == "run":
-        assert runner.main([*argv, "--check"]) == 0, "the run's parameters do not validate"
+        assert cli.main([*argv, "--check"]) == 0, "the run's parameters do not validate"
     elif args.command == "list":
-        assert runner.main(argv) == 0
+        assert cli.main(argv) == 0
     elif args.command == "sweep":
-        assert runner.main([*argv, "--check"]) == 0, "the sweep's points do not validate"
+        assert cli.main([*argv, "--check"]) == 0, "the sweep's points do not validate"
 
 
 def check_make(argv: list[str]) -> None:
@@ -159,9 +159,9 @@ def check_papermill(argv: list[str]) -> None:
     runner.validate_parameters(notebook, params)
     # papermill knows nothing of run folders: the command must keep the published files out of it
     for published in (publish.BOOK_NOTEBOOKS_DIR, publish.PUBLISHED_RESULTS_DIR):
-        assert not runner._is_within(REPO_ROOT / output, published), f"{output} is published"
+        assert not paths.is_within(REPO_ROOT / output, published), f"{output} is published"
     assert "results_dir" in params, "papermill without results_dir writes into the published results/"
-    assert not runner._is_within(REPO_ROOT / params["results_dir"], publish.PUBLISHED_RESULTS_DIR)
+    assert not paths.is_within(REPO_ROOT / params["results_dir"], publish.PUBLISHED_RESULTS_DIR)
 
 
 @pytest.mark.notebook
@@ -171,7 +171,7 @@ def test_documented_command_runs_at_smoke_into_its_own_folder(command, untouched
     runs = tmp_path / "runs"
     env = dict(
         os.environ,
-        **{runner.RUNS_ENV: str(runs)},
+        **{paths.RUNS_ENV: str(runs)},
         PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
     argv = [sys.executable, *shlex.split(command)[1:], "--profile", "smoke", "--no-progress"]
@@ -191,6 +191,6 @@ def test_documented_command_runs_at_smoke_into_its_own_folder(command, untouched
     monkeypatch.setattr(publish, "PUBLISHED_RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(publish, "RUN_INFO", tmp_path / "book" / "_run_info.md")
     monkeypatch.setattr(publish, "CLAIMS_TABLE", tmp_path / "book" / "_claims.md")
-    assert runner.main(["publish", str(run_dir)]) == 0
+    assert cli.main(["publish", str(run_dir)]) == 0
     box = (tmp_path / "book" / "_run_info.md").read_text()
     assert "`archs=['densenet']`" in box

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import aid_tradeoff, aid_training, ch04, claims, results
+from adv2.chapters import aid_tradeoff, aid_training, ch04, claim_rules, claims, results
 from adv2.core import defenses
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -261,7 +261,7 @@ def test_photo_section_numbers_verdict_and_intervals(monkeypatch):
     assert numbers["photos"]["benign_l1_rts_vs_rtsa"] == pytest.approx(float(b.l1.mean()))
     assert set(numbers["verdicts"]) == {"resnet", "photos"}
     v = numbers["verdicts"]["photos"]["rtsa_like_rts_on_benign"]
-    assert v == claims.rtsa_like_rts_on_benign(b.l1).as_dict()
+    assert v == claim_rules.rtsa_like_rts_on_benign(b.l1).as_dict()
     # preserve/destroy with 95 % intervals, the rates being the means of the per-image flags
     ci = numbers["intervals"]["photos"]
     assert ci["preserve_destroy_rts"]["value"] == pytest.approx(float(b.flags_rts["both"].mean()))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from adv2.chapters import ch07, claims, schema
+from adv2.chapters import ch07, claim_rules, claims, schema
 from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
 from adv2.trained import data, recipes
@@ -189,15 +189,15 @@ def _side(ratio, n=32, seed=0, success=1.0):
 
 
 def test_trend_claim_holds_does_not_hold_and_needs_images():
-    v = claims.larger_inputs_help_adv2(_side(0.8), _side(0.3, seed=1))
+    v = claim_rules.larger_inputs_help_adv2(_side(0.8), _side(0.3, seed=1))
     assert v.status == claims.HOLDS and v.estimate.value < 0.5
-    v = claims.larger_inputs_help_adv2(_side(0.4), _side(0.8, seed=1))
+    v = claim_rules.larger_inputs_help_adv2(_side(0.4), _side(0.8, seed=1))
     assert v.status == claims.DOES_NOT_HOLD
-    v = claims.larger_inputs_help_adv2(_side(0.5, n=4), _side(0.2, n=4))
+    v = claim_rules.larger_inputs_help_adv2(_side(0.5, n=4), _side(0.2, n=4))
     assert v.status == claims.NOT_MEASURABLE and "illustration" in v.reason
-    v = claims.larger_inputs_help_adv2(_side(0.5), _side(0.2, success=0.0))
+    v = claim_rules.larger_inputs_help_adv2(_side(0.5), _side(0.2, success=0.0))
     assert v.status == claims.NOT_MEASURABLE and "largest" in v.reason
-    per = claims.larger_inputs_help_adv2(
+    per = claim_rules.larger_inputs_help_adv2(
         {"cam": _side(0.8), "grad": _side(0.5)}, {"cam": _side(0.3, seed=1), "grad": _side(0.6, seed=1)}
     )
     assert per.status == claims.DOES_NOT_HOLD and dict(per.parts)["cam"].status == claims.HOLDS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adv2.book import scalingsweep
 from adv2.chapters import ch08, schema
 from adv2.core.config import ParameterError
 
@@ -56,11 +57,11 @@ def test_a_failed_point_is_left_out_of_the_curves():
 
 
 def test_the_sweep_is_chapter_3_over_the_chapters_grid():
-    spec = ch08.sweep_spec("quick")
+    spec = scalingsweep.sweep_spec("quick")
     assert spec["notebook"].stem == "03_adv2" and spec["name"] == "scaling-quick"
     assert set(spec["grid"]) == {"epsilon", "step_scale", "seed"}
     assert spec["fixed"]["imagenet_sample"] is False
-    spec = ch08.sweep_spec("smoke", {"seeds": [0, 1, 2]})
+    spec = scalingsweep.sweep_spec("smoke", {"seeds": [0, 1, 2]})
     assert spec["grid"]["seed"] == [0, 1, 2]
 
 
@@ -73,7 +74,7 @@ def test_a_missing_sweep_says_how_to_run_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ADV2_RUNS_DIR", str(tmp_path))
     params = {**schema.defaults("08_scaling"), "profile": "smoke"}
     with pytest.raises(ParameterError, match="python -m adv2 sweep --for 08 --profile smoke"):
-        ch08.load(params)
+        scalingsweep.load(params)
 
 
 def test_the_setup_cell_runs_without_a_device_parameter():
@@ -86,16 +87,16 @@ def test_the_setup_cell_runs_without_a_device_parameter():
 def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path):
     """On an empty cache every task's first point would train the same models; chapter 8 trains
     them first, side by side, and the points then find them in the cache."""
-    spec = ch08.sweep_spec("smoke", {"artifacts_dir": str(tmp_path), "interpreters": ["cam", "rts"]})
+    spec = scalingsweep.sweep_spec("smoke", {"artifacts_dir": str(tmp_path), "interpreters": ["cam", "rts"]})
     lines: list[str] = []
-    ch08.prepare_models(spec, "smoke", log=lines.append)
+    scalingsweep.prepare_models(spec, "smoke", log=lines.append)
     archs = spec["fixed"]["archs"]
     for kind in ("classifier", "rts"):  # one cache entry per classifier (lock files aside)
         assert len([d for d in (tmp_path / kind).iterdir() if d.is_dir()]) == len(archs)
     assert sum("trained in" in line for line in lines) == 2 * len(archs)
     again: list[str] = []
-    ch08.prepare_models(spec, "smoke", log=again.append)
+    scalingsweep.prepare_models(spec, "smoke", log=again.append)
     assert again and all("cache" in line for line in again), again
     # on a cluster the nodes may not share this disk: no preparation there
-    assert ch08.preparation(spec, "smoke", "ray://head:10001") is None
-    assert callable(ch08.preparation(spec, "smoke", None))
+    assert scalingsweep.preparation(spec, "smoke", "ray://head:10001") is None
+    assert callable(scalingsweep.preparation(spec, "smoke", None))

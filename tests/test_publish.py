@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import publish, runbox, runner
+from adv2.book import atomicfiles, cli, execute, paths, publish, runbox, runner
 from adv2.core.config import REPO_ROOT
 
 STEM = "01_tiny"
@@ -84,9 +84,9 @@ def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
         "import signal, sys\n"
         "from pathlib import Path\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in background\n"
-        "from adv2.book import runner\n"
+        "from adv2.book import cli, runner\n"
         f"runner.NOTEBOOKS_DIR = Path({str(tmp_path / 'src')!r})\n"
-        "sys.exit(runner.main(sys.argv[1:]))\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(
@@ -180,7 +180,7 @@ def test_kill_9_leaves_no_final_notebook_and_publish_refuses(tmp_path):
     assert read_record(run_dir)["status"] == "running"
     with pytest.raises(publish.PublishError, match="killed"):
         publish.publish(run_dir)
-    assert runner.main(["publish", str(run_dir)]) == 1
+    assert cli.main(["publish", str(run_dir)]) == 1
     assert published_state() == before
 
 
@@ -232,7 +232,7 @@ def fake_book(tmp_path, monkeypatch):
 
 @pytest.mark.timeout(300)
 def test_finished_run_publishes_everything_with_normal_permissions(fake_book, monkeypatch, capsys):
-    monkeypatch.setenv(runner.RUNS_ENV, str(fake_book / "runs"))
+    monkeypatch.setenv(paths.RUNS_ENV, str(fake_book / "runs"))
     (fake_book / "results").mkdir()
     (fake_book / "results" / "timings-smoke.json").write_text("{not json")  # damaged bookkeeping
     (fake_book / "results" / "02_other.json").write_text("")  # another chapter's, damaged
@@ -241,7 +241,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     (fake_book / "book" / "notebooks").mkdir(parents=True)
     nbformat.write(other, fake_book / "book" / "notebooks" / "02_other.ipynb")
 
-    assert runner.main(["run", "01", "--profile", "smoke", "-p", "seed", "3", "--no-progress"]) == 0
+    assert cli.main(["run", "01", "--profile", "smoke", "-p", "seed", "3", "--no-progress"]) == 0
     out = capsys.readouterr()
     (run_dir,) = (fake_book / "runs").iterdir()
     assert run_dir.name.endswith("-smoke-01") and run_dir.name in out.out
@@ -252,7 +252,7 @@ def test_finished_run_publishes_everything_with_normal_permissions(fake_book, mo
     assert STEM in json.loads((run_dir / "results" / "timings-smoke.json").read_text())["seconds"]
     assert not (fake_book / "book" / "notebooks" / f"{STEM}.ipynb").exists()  # a run alone publishes nothing
 
-    assert runner.main(["publish", str(run_dir)]) == 0
+    assert cli.main(["publish", str(run_dir)]) == 0
     err = capsys.readouterr().err
     published = [
         fake_book / "book" / "notebooks" / f"{STEM}.ipynb",
@@ -320,16 +320,16 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_runs_cannot_write_into_the_published_book():
-    with pytest.raises(runner.RunError, match="published"):
+    with pytest.raises(execute.RunError, match="published"):
         runner.resolve_folders(
             "smoke", runner.select_notebooks(["01"]), REPO_ROOT / "book" / "notebooks", None
         )
-    with pytest.raises(runner.RunError, match="published"):
+    with pytest.raises(execute.RunError, match="published"):
         runner.resolve_folders("smoke", runner.select_notebooks(["01"]), "/tmp/x", REPO_ROOT / "results")
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
-    path = publish.atomic_write_text(tmp_path / "a.json", "{}")
+    path = atomicfiles.atomic_write_text(tmp_path / "a.json", "{}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
@@ -374,7 +374,7 @@ def published_book(root: Path) -> None:
 def finished_run(root: Path, *args: str) -> Path:
     folder = root / "runs" / f"run{len(list((root / 'runs').glob('*'))) if (root / 'runs').exists() else 0}"
     assert (
-        runner.main(["run", "01", "--profile", "smoke", "--no-progress", "--output-dir", str(folder), *args])
+        cli.main(["run", "01", "--profile", "smoke", "--no-progress", "--output-dir", str(folder), *args])
         == 0
     )
     return folder
@@ -403,7 +403,7 @@ def test_disk_full_while_staging_leaves_the_published_book_unchanged(fake_book, 
     run_dir = finished_run(fake_book)
     before = tree_state(fake_book)
     calls = failing_on(monkeypatch, publish, "atomic_write_bytes", 2)  # the 2nd file of the publish
-    assert runner.main(["publish", str(run_dir)]) == 1
+    assert cli.main(["publish", str(run_dir)]) == 1
     err = capsys.readouterr().err
     assert len(calls) == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -453,14 +453,14 @@ def test_publish_refuses_results_another_run_overwrote_in_a_shared_results_dir(f
     r2 = finished_run(fake_book, "--results-dir", str(shared), "-p", "seed", "2")
     before = tree_state(fake_book)
     capsys.readouterr()
-    assert runner.main(["publish", str(r1)]) == 1
+    assert cli.main(["publish", str(r1)]) == 1
     err = capsys.readouterr().err
     assert (
         "changed after the run finished" in err and "--results-dir" in err and "nothing was published" in err
     )
     assert "Traceback" not in err
     assert tree_state(fake_book) == before
-    assert runner.main(["publish", str(r2)]) == 0  # R2's own results are still R2's: published
+    assert cli.main(["publish", str(r2)]) == 0  # R2's own results are still R2's: published
     assert json.loads((fake_book / "results" / f"{STEM}.json").read_text())["seed"] == 2
     assert (r2 / f"{STEM}.ipynb").read_bytes() == (
         fake_book / "book" / "notebooks" / f"{STEM}.ipynb"
@@ -492,15 +492,13 @@ def test_a_finished_run_folder_is_never_overwritten(fake_book, capsys):
     run_dir = finished_run(fake_book)
     kept = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     capsys.readouterr()
-    code = runner.main(
-        ["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "-p", "fail", "true"]
-    )
+    code = cli.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "-p", "fail", "true"])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a run" in err and "status 'ok'" in err, err
     assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == kept
     # run.json lost (or the run failed later): its finished notebook still protects the folder
     (run_dir / "run.json").unlink()
-    assert runner.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--check"]) == 2
+    assert cli.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--check"]) == 2
     assert f"finished notebooks ({STEM}.ipynb)" in capsys.readouterr().err
     assert (run_dir / f"{STEM}.ipynb").read_bytes() == kept[f"{STEM}.ipynb"]
 
@@ -528,7 +526,7 @@ def test_disk_full_in_the_run_folder_is_one_line_and_marks_the_run_failed(fake_b
 
     monkeypatch.setattr(papermill, "execute_notebook", lambda nb, out, **kw: no_room(out))
     monkeypatch.setattr(publish, "atomic_write_bytes", write)
-    code = runner.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--no-progress"])
+    code = cli.main(["run", "01", "--profile", "smoke", "--output-dir", str(run_dir), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert f"error: notebook {STEM} failed: no space left on device writing " in err, err

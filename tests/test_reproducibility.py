@@ -34,7 +34,7 @@ def run_configuration(threads: int, kernels: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from adv2.chapters import claims
+    from adv2.chapters import claim_rules
     from adv2.core import attacks, classifier, config, metrics, models, stats
     from adv2.core.interpreters import build_interpreter
     from adv2.trained import data
@@ -84,8 +84,8 @@ def run_configuration(threads: int, kernels: str) -> dict:
         "l1_ratio_adv2_over_pgd": stats.ratio_ci(adv_l1_ok, pgd_l1, paired=True),
     }
     verdicts = {
-        "adv2_success_like_pgd": claims.adv2_success_like_pgd(adv_ok, pgd_ok),
-        "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(adv_l1, pgd_l1, adv_ok),
+        "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(adv_ok, pgd_ok),
+        "adv2_maps_closer_than_pgd": claim_rules.adv2_maps_closer_than_pgd(adv_l1, pgd_l1, adv_ok),
     }
     return {
         "numbers": {k: v.as_dict() for k, v in numbers.items()},

@@ -6,7 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import runbox, runner
+from adv2.book import cli, execute, runbox, runner
+from adv2.book.paths import RUNS_ENV
 from adv2.core.config import REPO_ROOT, ParameterError
 
 
@@ -31,7 +32,7 @@ def test_unknown_parameter_lists_valid_ones():
 
 
 def test_unknown_notebook_lists_choices():
-    with pytest.raises(runner.RunError, match="01_target_models"):
+    with pytest.raises(execute.RunError, match="01_target_models"):
         runner.select_notebooks(["99"])
 
 
@@ -141,7 +142,7 @@ def test_text_parameter_keeps_yaml_words_as_text():
 def test_run_folders_and_where_results_go(tmp_path, monkeypatch):
     """Default: runs/<UTC time>-<profile>-<numbers>/ with results/ inside; --output-dir DIR puts the
     results beside the notebooks unless --results-dir says otherwise."""
-    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
     nbs = runner.select_notebooks(["01", "03"])
     run_dir, results = runner.resolve_folders("smoke", nbs, None, None)
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("Z-smoke-01-03")
@@ -152,13 +153,13 @@ def test_run_folders_and_where_results_go(tmp_path, monkeypatch):
 
 
 def test_check_validates_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
-    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "0.016", "--check"]) == 0
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    assert cli.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "0.016", "--check"]) == 0
     out = capsys.readouterr().out
     assert "03_adv2: epsilon=0.016" in out and "nothing ran" in out
-    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2", "--check"]) == 2
+    assert cli.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2", "--check"]) == 2
     assert "'epsilon'" in capsys.readouterr().err
-    assert runner.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2"]) == 2
+    assert cli.main(["run", "03", "--profile", "smoke", "-p", "epsilon", "2"]) == 2
     assert not (tmp_path / "runs").exists(), "a rejected run must not create its folder"
 
 
@@ -171,7 +172,7 @@ def test_artifacts_env_reaches_the_notebooks(monkeypatch):
 
 
 def test_yaml_error_in_a_value_is_one_line_naming_the_parameter(capsys):
-    assert runner.main(["run", "03", "--profile", "smoke", "-p", "archs", "[resnet", "--check"]) == 2
+    assert cli.main(["run", "03", "--profile", "smoke", "-p", "archs", "[resnet", "--check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: parameter 'archs': cannot parse '[resnet' as YAML: expected ',' or ']'"), (
         err
@@ -192,7 +193,7 @@ def test_yaml_error_in_a_profile_file_names_the_file_and_line(tmp_path, monkeypa
         ParameterError, match=r"profile file .*smoke.yaml: cannot parse it as YAML: .*\(line \d+"
     ):
         config.load_profile("smoke", "01_target_models")
-    assert runner.main(["run", "01", "--profile", "smoke", "--check"]) == 2
+    assert cli.main(["run", "01", "--profile", "smoke", "--check"]) == 2
     err = capsys.readouterr().err
     assert "smoke.yaml" in err and "Traceback" not in err
     (tmp_path / "smoke.yaml").write_text("common: [seed]\n")
@@ -203,14 +204,14 @@ def test_yaml_error_in_a_profile_file_names_the_file_and_line(tmp_path, monkeypa
 def test_check_refuses_folders_that_do_not_exist(tmp_path, capsys):
     missing = tmp_path / "imagenet" / "val"
     args = ["run", "01", "--profile", "imagenet", "--check"]
-    assert runner.main([*args, "-p", "imagenet_dir", str(missing)]) == 2
+    assert cli.main([*args, "-p", "imagenet_dir", str(missing)]) == 2
     err = capsys.readouterr().err
     assert "'imagenet_dir'" in err and str(missing) in err and "not an existing folder" in err
     missing.mkdir(parents=True)
-    assert runner.main([*args, "-p", "imagenet_dir", str(missing)]) == 0
+    assert cli.main([*args, "-p", "imagenet_dir", str(missing)]) == 0
     capsys.readouterr()
     cache = tmp_path / "no-such-parent" / "cache"
-    assert runner.main([*args, "-p", "imagenet_dir", str(missing), "-p", "artifacts_dir", str(cache)]) == 2
+    assert cli.main([*args, "-p", "imagenet_dir", str(missing), "-p", "artifacts_dir", str(cache)]) == 2
     err = capsys.readouterr().err
     assert "'artifacts_dir'" in err and str(cache.parent) in err
 
@@ -247,11 +248,11 @@ def test_a_package_shared_between_clones_writes_into_the_current_clone(tmp_path)
     code = (
         "from adv2.trained import artifacts, checkpoints\n"
         "from adv2.core import config\n"
-        "from adv2.book import publish, runner\n"
-        "print(config.REPO_ROOT, runner.runs_root(), publish.BOOK_NOTEBOOKS_DIR, "
+        "from adv2.book import paths, publish, runner\n"
+        "print(config.REPO_ROOT, paths.runs_root(), publish.BOOK_NOTEBOOKS_DIR, "
         "publish.PUBLISHED_RESULTS_DIR, artifacts.DEFAULT_ROOT, config.PARAMS_DIR, runner.NOTEBOOKS_DIR)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("ADV2_REPO_ROOT", runner.RUNS_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("ADV2_REPO_ROOT", RUNS_ENV)}
     env["PYTHONPATH"] = str(REPO_ROOT / "lib")
     proc = subprocess.run(
         [sys.executable, "-c", code],

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import runner, sweepplan, sweeptable
+from adv2.book import cli, paths, raylocal, sweepplan, sweeptable
 from adv2.core.config import REPO_ROOT, ParameterError
 
 CH3 = REPO_ROOT / "notebooks" / "03_adv2.ipynb"
@@ -155,7 +155,7 @@ def test_the_driver_records_a_finished_point_with_the_plans_code(tmp_path):
 
 
 def test_sweep_and_table_commands_parse():
-    parser = runner.build_parser()
+    parser = cli.build_parser()
     args = parser.parse_args(
         ["sweep", "03", "-g", "epsilon", "0.05,0.1", "-p", "seed", "1", "--address", "auto"]
     )
@@ -164,7 +164,7 @@ def test_sweep_and_table_commands_parse():
 
 
 def test_table_has_one_row_per_point_with_headline_numbers(tmp_path, monkeypatch):
-    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path))
     folder = tmp_path / "sweeps" / "t"
     points = []
     for i, status in enumerate(["ok", "ok", "failed"]):
@@ -344,7 +344,7 @@ def test_a_killed_sweep_leaves_no_process_behind_and_its_record_says_interrupted
 def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path):
     """``python -m adv2 sweep --cleanup``: a pid the system gave to another process meanwhile is
     never signalled (its start time differs), and a sweep that runs now is left alone."""
-    from adv2.book import publish, sweeplock
+    from adv2.book import atomicfiles, sweeplock
 
     sweeps = tmp_path / "sweeps"
     (sweeps / "dead").mkdir(parents=True)
@@ -352,7 +352,7 @@ def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         start = sweeplock.start_time(bystander.pid)
-        publish.atomic_write_json(
+        atomicfiles.atomic_write_json(
             sweeps / "dead" / "sweep.holder.json",
             {
                 "host": os.uname().nodename,
@@ -366,7 +366,7 @@ def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path
             cmd = [sys.executable, "-m", "adv2", "sweep", "--cleanup"]
             proc = subprocess.run(
                 cmd,
-                env=_lib_env(**{runner.RUNS_ENV: str(tmp_path)}),
+                env=_lib_env(**{paths.RUNS_ENV: str(tmp_path)}),
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -380,7 +380,7 @@ def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path
             running.wait()
         assert bystander.poll() is None
         assert json.loads((sweeps / "dead" / "sweep.json").read_text())["status"] == "interrupted"
-        bad = runner.main(["sweep", "03", "--cleanup"])
+        bad = cli.main(["sweep", "03", "--cleanup"])
         assert bad == 2
     finally:
         bystander.kill()
@@ -388,7 +388,7 @@ def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path
 
 
 def test_sweep_table_writes_only_under_runs_sweeps(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(runner.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
     outside = tmp_path / "x"
     outside.mkdir()
     (outside / "sweep.json").write_text(json.dumps({"notebook": "standin", "grid": {}, "points": []}))
@@ -396,10 +396,10 @@ def test_sweep_table_writes_only_under_runs_sweeps(tmp_path, monkeypatch, capsys
     (tmp_path / "runs" / "sweeps" / "t" / "sweep.json").write_text((outside / "sweep.json").read_text())
     monkeypatch.chdir(tmp_path / "runs" / "sweeps")
     for argv in (["../../x"], [str(outside)], ["t", "--output", "../../x/table"]):
-        assert runner.main(["sweep-table", *argv]) == 2, argv
+        assert cli.main(["sweep-table", *argv]) == 2, argv
         assert "sweep-table writes only under" in capsys.readouterr().err
     assert sorted(p.name for p in outside.iterdir()) == ["sweep.json"]  # nothing written there
-    assert runner.main(["sweep-table", "t"]) == 0
+    assert cli.main(["sweep-table", "t"]) == 0
     assert (tmp_path / "runs" / "sweeps" / "t" / "table.csv").is_file()
 
 
@@ -468,13 +468,12 @@ def test_a_group_runs_in_one_kernel_with_a_fresh_namespace_and_retries_a_failure
 def ray8():
     """A local Ray with 8 logical CPUs (so 8 kernels start at once), 1 thread per task."""
     pytest.importorskip("ray")
-    from adv2.book import sweep
 
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["ADV2_THREADS"] = "1"
-    sweep.connect(None, 8)
+    raylocal.connect(None, 8)
     yield
-    sweep.shutdown()
+    raylocal.shutdown()
 
 
 @pytest.mark.slow
@@ -530,7 +529,7 @@ def test_resume_after_an_interrupted_sweep_runs_only_the_missing_points(ray8, tm
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     gate = tmp_path / "gate"
-    env = {**os.environ, runner.RUNS_ENV: str(tmp_path), "PYTHONPATH": str(REPO_ROOT / "lib")}
+    env = {**os.environ, paths.RUNS_ENV: str(tmp_path), "PYTHONPATH": str(REPO_ROOT / "lib")}
     cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1,2,3,4", "-p", "gate", str(gate)]
     cmd += [
         "-p",
@@ -588,7 +587,7 @@ def test_a_stopped_sweep_driver_leaves_no_ray_process(tmp_path, sig):
 
     nb = standin_notebook(tmp_path / "standin.ipynb")
     gate = tmp_path / "gate"  # never opened: the point waits until the driver is stopped
-    env = _lib_env(**{runner.RUNS_ENV: str(tmp_path), "OMP_NUM_THREADS": "1", "ADV2_THREADS": "1"})
+    env = _lib_env(**{paths.RUNS_ENV: str(tmp_path), "OMP_NUM_THREADS": "1", "ADV2_THREADS": "1"})
     cmd = [sys.executable, "-m", "adv2", "sweep", str(nb), "-g", "x", "1", "-p", "gate", str(gate)]
     cmd += ["-p", "gate_from", "0", "--name", "k", "--num-cpus", "1", "--profile", "smoke", "--no-progress"]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -643,7 +642,7 @@ def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_traine
     from adv2.book import sweep
 
     if ray.is_initialized():
-        sweep.shutdown()
+        raylocal.shutdown()
     started = time.time()
     result = sweep.run_sweep(
         CH3,

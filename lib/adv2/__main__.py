@@ -1,7 +1,7 @@
 import os
 import sys
 
-from adv2.book.runner import main
+from adv2.book.cli import main
 from adv2.core.config import REPO_ROOT, ROOT_ENV
 
 # the notebooks' kernels and a sweep's Ray workers use the same repository as this command,

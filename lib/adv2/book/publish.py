@@ -14,75 +14,34 @@ against the sha256 that run.json recorded when each notebook finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from adv2.core.config import REPO_ROOT
+import nbformat
 
-BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
-PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"
-RUN_INFO = REPO_ROOT / "book" / "_run_info.md"
-CLAIMS_TABLE = REPO_ROOT / "book" / "_claims.md"  # the front page's claims table (adv2.book.claimspage)
-RUN_RECORD = "run.json"
+from adv2.book import claimspage, runbox
+from adv2.book.atomicfiles import atomic_write_bytes, atomic_write_json, set_aside
+from adv2.book.paths import (
+    BOOK_NOTEBOOKS_DIR,
+    CLAIMS_TABLE,
+    PUBLISHED_RESULTS_DIR,
+    RUN_INFO,
+    RUN_RECORD,
+    is_within,
+    read_json_quietly,
+)
+from adv2.core.config import REPO_ROOT
 
 
 class PublishError(RuntimeError):
     """The run is incomplete (failed, interrupted, killed) or its folder is not a run folder."""
-
-
-# ----------------------------------------------------------------------------- atomic files
-def _normal_mode() -> int:
-    """0666 minus the umask (0644 usually): mkstemp's 0600 would hide results from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _normal_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    return atomic_write_bytes(dst, Path(src).read_bytes())
-
-
-def set_aside(path: Path, why: str) -> Path:
-    """Move a damaged bookkeeping file out of the way (kept for inspection) and say so."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-    os.replace(path, aside)
-    print(
-        f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
-        file=sys.stderr,
-        flush=True,
-    )
-    return aside
 
 
 def _merged_timings(old: bytes | None, seconds: dict[str, float], environment: dict[str, Any]):
@@ -112,8 +71,6 @@ def merge_timings(path: Path, seconds: dict[str, float], environment: dict[str, 
 
 
 def sha256_of(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -127,8 +84,6 @@ def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
 # ----------------------------------------------------------------------------- checking a run
 def notebook_problem(path: Path) -> str | None:
     """Why the executed notebook ``path`` is not a complete, error-free execution (None if it is)."""
-    import nbformat
-
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # noqa: BLE001  (truncated, not JSON, not a notebook: all mean "not publishable")
@@ -235,7 +190,7 @@ def _run_files(run_dir: Path) -> tuple[dict[str, tuple[bytes, bytes]], list[str]
                     "re-run it with its own --results-dir"
                 )
                 result = None
-            elif "results_sha256" not in entry and not _is_within(path, run_dir):
+            elif "results_sha256" not in entry and not is_within(path, run_dir):
                 problems.append(
                     f"{stem}: run.json records no sha256 of its results file (an older adv2 made "
                     f"it) and the file lies outside the run folder ({path}), where another run may "
@@ -270,24 +225,7 @@ def finished_run_in(folder: Path) -> str | None:
 
 
 def _changed(data: bytes, recorded: str | None) -> bool:
-    import hashlib
-
     return recorded is not None and hashlib.sha256(data).hexdigest() != recorded
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def read_json_quietly(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _results_dir(run_dir: Path, record: dict[str, Any]) -> Path:
@@ -302,8 +240,6 @@ class _Staging:
     (a full disk) leaves the published files untouched, one while swapping puts the old ones back."""
 
     def __init__(self) -> None:
-        import secrets
-
         self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.files: dict[Path, Path] = {}  # target -> its staged copy
         self.current: Path | None = None  # the target being written or swapped, for the message
@@ -397,9 +333,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
     their published copies; the run box is rebuilt from all published notebooks. Returns the
     files replaced.
     """
-    import tempfile
-
-    from adv2.book import claimspage, runbox
+    # adv2.chapters.results imports torch: the runner's checks, which use this module, stay light
     from adv2.chapters.results import environment
 
     run_dir = Path(run_dir)

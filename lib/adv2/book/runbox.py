@@ -13,6 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
+from adv2.book.atomicfiles import atomic_write_text
+from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
+from adv2.core.config import ParameterError, load_profile
+
 # Paths and plumbing a reader need not see as "changed parameters".
 PLUMBING = ("results_dir", "artifacts_dir", "profile")
 
@@ -21,7 +27,7 @@ PLUMBING = ("results_dir", "artifacts_dir", "profile")
 def count_cached_artifacts(root: str | None) -> int:
     """Trained models (classifiers, RTS, RTSA) in the cache: the run box says which chapter trained
     what, since a chapter's wall time depends on whether its models were already cached."""
-    from adv2.trained.artifacts import artifact_root
+    from adv2.trained.artifacts import artifact_root  # imports torch: publishing stays light
 
     return sum(1 for _ in artifact_root(root).glob("*/*/metrics.json"))
 
@@ -60,8 +66,6 @@ class CpuMeter:
 def non_default_parameters(stem: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters of a run of ``stem`` that differ from its profile's values (the runner passes
     only profile values and the user's overrides, so anything else is an override)."""
-    from adv2.core.config import ParameterError, load_profile
-
     try:
         profile = load_profile(params.get("profile", ""), stem)
     except (ParameterError, OSError):
@@ -77,10 +81,7 @@ def _shown(params: dict[str, Any]) -> str:
 
 
 def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
-    import nbformat
-
-    from adv2.book.publish import read_json_quietly
-    from adv2.chapters.results import environment
+    from adv2.chapters.results import environment  # imports torch: publishing stays light
 
     rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
     for nb_path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
@@ -174,9 +175,7 @@ def write_run_info(
 ) -> Path:
     """Rewrite the run box (atomically) from the notebooks in ``notebooks_dir`` (default: the
     published ones). Called by publishing only: a run on its own never changes the front page."""
-    from adv2.book import publish
-
-    notebooks_dir = Path(notebooks_dir or publish.BOOK_NOTEBOOKS_DIR)
-    results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
-    path = Path(path or publish.RUN_INFO)
-    return publish.atomic_write_text(path, render_run_info(notebooks_dir, results_dir))
+    notebooks_dir = Path(notebooks_dir or BOOK_NOTEBOOKS_DIR)
+    results_dir = Path(results_dir or PUBLISHED_RESULTS_DIR)
+    path = Path(path or RUN_INFO)
+    return atomic_write_text(path, render_run_info(notebooks_dir, results_dir))

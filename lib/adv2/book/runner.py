@@ -1,73 +1,44 @@
-"""Execute the book's notebooks with papermill, in order, under a profile, into a run folder.
-
-    python -m adv2 run all                      # every notebook, profile auto (paper on GPU, else quick)
-    python -m adv2 run 01 03 --profile smoke    # some notebooks (by number or stem prefix)
-    python -m adv2 run 03 -p epsilon 0.15 -p archs '[resnet]'
-    python -m adv2 run 03 -p epsilon 0.15 --check   # validate and show the plan; no kernel starts
-    python -m adv2 publish runs/<run>           # make a finished run the published book
-    python -m adv2 list                         # notebooks and their parameters
-    python -m adv2 sweep 03 -g epsilon 0.03,0.1 -g seed 0,1   # a grid of runs on Ray (adv2.book.sweep)
-    python -m adv2 sweep-table NAME             # one row per point of a sweep (adv2.book.sweeptable)
+"""A run of the book: which notebooks, with which parameters (checked before a kernel starts),
+into which run folder; then each executed in turn (:mod:`adv2.book.execute`).
 
 A run never touches the published book. It writes into its own run folder,
 ``runs/<UTC time>-<profile>-<notebook numbers>/`` (or ``--output-dir``): the executed notebooks,
 ``results/`` (each notebook's ``<stem>.json`` and ``timings-<profile>.json``) and ``run.json``
-(parameters, status and wall time of each notebook, other jobs' CPU). A notebook is executed into
-``<stem>.running.ipynb`` and renamed to ``<stem>.ipynb`` only when every cell finished; a failed
-one becomes ``<stem>.failed.ipynb``, an interrupted one (Ctrl-C, SIGTERM) ``<stem>.interrupted.ipynb``.
-Only ``publish`` (or ``run --publish``, what ``make book`` uses) replaces ``book/notebooks/``,
-``results/`` and the front page's run box, and only for a run whose every notebook finished.
-``--output-dir`` never points a run at a folder that holds a finished run (or one still going).
-The repository (where ``runs/``, the book and the model cache are) is the working tree the command
-runs in (:func:`adv2.core.config.find_repo_root`), not where the package is installed.
+(:mod:`adv2.book.runrecord`). Only ``publish`` (or ``run --publish``, what ``make book`` uses)
+replaces ``book/notebooks/``, ``results/`` and the front page's run box, and only for a run whose
+every notebook finished. ``--output-dir`` never points a run at a folder that holds a finished run
+(or one still going). The repository (where ``runs/``, the book and the model cache are) is the
+working tree the command runs in (:func:`adv2.core.config.find_repo_root`), not where the package
+is installed.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from adv2.book import publish as publishing
-from adv2.core.config import (
-    PROFILES,
-    REPO_ROOT,
-    REPO_ROOT_NOTE,
-    ParameterError,
-    load_profile,
-    parse_yaml_value,
-    validate,
+from adv2.book.atomicfiles import atomic_write_text
+from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
+from adv2.book.paths import (
+    BOOK_NOTEBOOKS_DIR,
+    NOTEBOOKS_DIR,
+    PUBLISHED_RESULTS_DIR,
+    is_within,
+    runs_root,
+    shown_path,
 )
-from adv2.core.progress import QUIET_ENV
-from adv2.book.publish import BOOK_NOTEBOOKS_DIR, PublishError  # noqa: F401  (re-exported)
-from adv2.book.runbox import CpuMeter, count_cached_artifacts, write_run_info  # noqa: F401  (old names)
+from adv2.book.runbox import CpuMeter, count_cached_artifacts
+from adv2.book.runrecord import RunRecord, utc_now
+from adv2.chapters import schema
+from adv2.core.config import REPO_ROOT, ParameterError, load_profile, parse_yaml_value, validate
 
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-RUNS_ENV = "ADV2_RUNS_DIR"  # where default run folders go (default: runs/ in the repository)
 ARTIFACTS_ENV = "ADV2_ARTIFACTS"
-
-
-class RunError(RuntimeError):
-    """A notebook failed, or the request named something that does not exist. When a cell failed,
-    ``cell`` is its index in the executed notebook and ``ename`` / ``evalue`` its exception."""
-
-    def __init__(self, message: str, cell: int | None = None, ename: str = "", evalue: str = "") -> None:
-        super().__init__(message)
-        self.cell, self.ename, self.evalue = cell, ename, evalue
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM while a run was going; ``signum`` gives the exit status 128 + signum."""
-
-    def __init__(self, reason: str = "Ctrl-C", signum: int = signal.SIGINT) -> None:
-        super().__init__(reason)
-        self.signum = int(signum)
 
 
 def all_notebooks() -> list[Path]:
@@ -91,23 +62,6 @@ def select_notebooks(names: Sequence[str]) -> list[Path]:
     return sorted(chosen)
 
 
-def device_note(profile: str) -> str:
-    """Where the notebooks (``device: auto``) will run, for the run's first lines: the GPU and its
-    precision, or the CPU, with a warning when the ``paper`` profile (GPU budgets) has no GPU."""
-    import torch
-
-    from adv2.core.precision import autocast_dtype
-
-    if torch.cuda.is_available():
-        dtype = autocast_dtype("cuda")
-        how = "bf16 autocast forwards, fp32 losses and metrics" if dtype is not None else "fp32"
-        return f"CUDA ({torch.cuda.get_device_name(0)}; {how})"
-    note = "CPU (no CUDA device)"
-    if profile == "paper":
-        note += "; warning: the paper profile's budgets are meant for a GPU and take days on a CPU"
-    return note
-
-
 def resolve_profile(profile: str) -> str:
     if profile == "auto":
         import torch
@@ -123,8 +77,6 @@ _DECLARED: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     """The notebook's parameters: the library's schema for the book's chapters (a test keeps the
     notebooks' parameter cells equal to it), papermill's reading of the cell for any other one."""
-    from adv2.chapters import schema
-
     if notebook.stem in schema.STEMS:
         return {
             name: {"inferred_type_name": p.type.__name__, "default": p.default, "help": p.doc}
@@ -147,8 +99,6 @@ def validate_parameters(notebook: Path, params: dict[str, Any]) -> dict[str, Any
     """Check one notebook's complete parameter set before its kernel starts (raises
     :class:`ParameterError` naming the parameter, the value and the valid choices).
     The single place where the runner's validation rules come in: the chapter's schema."""
-    from adv2.chapters import schema
-
     if notebook.stem in schema.STEMS:
         return schema.validate_chapter(notebook.stem, params)
     return validate(params)
@@ -171,8 +121,6 @@ def notebook_parameters(
             overrides[name] = str(value).lower() if isinstance(value, bool) else str(value)
     unknown = [k for k in overrides if k not in declared]
     if unknown:
-        from adv2.chapters import schema
-
         if notebook.stem in schema.STEMS:  # the same message as the notebook's own first cell
             raise schema.unknown_parameters_error(notebook.stem, unknown)
         raise ParameterError(
@@ -234,12 +182,26 @@ def check_folders(plan: Sequence[tuple[Path, dict[str, Any]]]) -> None:
                 )
 
 
+
+def device_note(profile: str) -> str:
+    """Where the notebooks (``device: auto``) will run, for the run's first lines: the GPU and its
+    precision, or the CPU, with a warning when the ``paper`` profile (GPU budgets) has no GPU."""
+    # torch (and adv2.core.precision, which imports it) only here: planning and --check stay light
+    import torch
+
+    from adv2.core.precision import autocast_dtype
+
+    if torch.cuda.is_available():
+        dtype = autocast_dtype("cuda")
+        how = "bf16 autocast forwards, fp32 losses and metrics" if dtype is not None else "fp32"
+        return f"CUDA ({torch.cuda.get_device_name(0)}; {how})"
+    note = "CPU (no CUDA device)"
+    if profile == "paper":
+        note += "; warning: the paper profile's budgets are meant for a GPU and take days on a CPU"
+    return note
+
+
 # ----------------------------------------------------------------------------- run folders
-def runs_root() -> Path:
-    root = Path(os.environ.get(RUNS_ENV) or REPO_ROOT / "runs")
-    return root if root.is_absolute() else REPO_ROOT / root
-
-
 def default_run_dir(profile: str, notebooks: Sequence[Path]) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     numbers = "-".join(nb.stem.split("_")[0] for nb in notebooks)
@@ -249,22 +211,6 @@ def default_run_dir(profile: str, notebooks: Sequence[Path]) -> Path:
         n += 1
         path = base.with_name(f"{base.name}.{n}")
     return path
-
-
-def shown_path(path: Path) -> str:
-    """Paths inside the repository are shown (and passed to notebooks) relative to it."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT.resolve()))
-    except ValueError:
-        return str(path.resolve())
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def resolve_folders(
@@ -279,8 +225,8 @@ def resolve_folders(
     if not results.is_absolute():
         results = Path.cwd() / results
     for path, what in ((run_dir, "--output-dir"), (results, "--results-dir")):
-        for published in (publishing.BOOK_NOTEBOOKS_DIR, publishing.PUBLISHED_RESULTS_DIR):
-            if _is_within(path, published):
+        for published in (BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR):
+            if is_within(path, published):
                 raise RunError(
                     f"{what} {path} is inside the published book ({shown_path(published)}); "
                     "runs write to their own folder and `python -m adv2 publish RUN_DIR` "
@@ -296,228 +242,26 @@ def resolve_folders(
     return run_dir, results
 
 
-class RunRecord:
-    """``run.json``: what ran with which parameters, how it ended, how long it took."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        results_dir: Path,
-        profile: str,
-        plan: Sequence[tuple[Path, dict[str, Any]]],
-        argv: Sequence[str] | None,
-    ) -> None:
-        self.path = run_dir / publishing.RUN_RECORD
-        self.data: dict[str, Any] = {
-            "version": 1,
-            "profile": profile,
-            "status": "running",
-            "pid": os.getpid(),
-            "command": list(argv) if argv is not None else None,
-            "run_dir": str(run_dir),
-            "results_dir": str(results_dir),
-            "started": _now(),
-            "finished": None,
-            "notebooks": {
-                nb.stem: {
-                    "status": "pending",
-                    "notebook": f"{nb.stem}.ipynb",
-                    "source": shown_path(nb),
-                    "parameters": params,
-                    "seconds": None,
-                    "other_jobs_cores": None,
-                    "models_trained": None,
-                    "error": None,
-                }
-                for nb, params in plan
-            },
-        }
-        self.save()
-
-    def notebook(self, stem: str, **fields: Any) -> None:
-        self.data["notebooks"][stem].update(fields)
-        self.save()
-
-    def finish(self, status: str) -> None:
-        self.data.update(status=status, finished=_now())
-        self.save()
-
-    def save(self) -> None:
-        try:
-            publishing.atomic_write_json(self.path, self.data)
-        except OSError:
-            # a full disk has no room for the temporary copy an atomic write needs; rewriting the
-            # file in place reuses its blocks, so run.json can still say how the run ended
-            self._save_in_place()
-
-    def _save_in_place(self) -> None:
-        import json
-
-        data = (json.dumps(self.data, indent=2, sort_keys=True, default=str) + "\n").encode()
-        with open(self.path, "r+b") as f:
-            f.write(data)
-            f.truncate()
-            f.flush()
-            os.fsync(f.fileno())
-
-    def try_notebook(self, stem: str | None, **fields: Any) -> None:
-        """Update while the run is already ending on an error: a failure to save is reported, not
-        raised (it would hide the error that ended the run)."""
-        try:
-            if stem is not None:
-                self.notebook(stem, **fields)
-            else:
-                self.finish(fields["status"])
-        except OSError as err:
-            print(
-                f"[adv2] warning: could not update {self.path}: {publishing.describe_os_error(err)}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends a run the way Ctrl-C does (marked interrupted) instead of killing it silently."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise RunInterrupted(signal.Signals(signum).name, signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    # the kernel inherits this: no progress widgets in the executed copies the book renders
-    previous = os.environ.get(QUIET_ENV)
-    os.environ[QUIET_ENV] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(QUIET_ENV, None)
-        else:
-            os.environ[QUIET_ENV] = previous
-
-
-def execute_notebook(
-    notebook: Path, params: dict[str, Any], run_dir: Path, progress: bool = True, kernel_manager: Any = None
-) -> Path:
-    """Execute into ``<stem>.running.ipynb``; rename to ``<stem>.ipynb`` only if every cell finished.
-
-    A failing cell leaves ``<stem>.failed.ipynb`` (RunError), an interruption
-    ``<stem>.interrupted.ipynb`` (RunInterrupted); a kill -9 leaves the ``.running`` file.
-    ``kernel_manager`` (a jupyter_client kernel manager) runs it in that kernel, started if needed
-    and left running (the sweep runs several points in one kernel); default: a fresh kernel.
-    """
-    from papermill.exceptions import PapermillExecutionError
-
-    stem = notebook.stem
-    final, running = run_dir / f"{stem}.ipynb", run_dir / f"{stem}.running.ipynb"
-    failed, interrupted = run_dir / f"{stem}.failed.ipynb", run_dir / f"{stem}.interrupted.ipynb"
-    for old in (final, running, failed, interrupted):  # an earlier run's copy in a reused folder
-        old.unlink(missing_ok=True)
-    own_kernel = kernel_manager is None
-    if own_kernel:  # ours to stop: at once when interrupted (see _stop_kernel)
-        from jupyter_client.manager import AsyncKernelManager
-
-        kernel_manager = AsyncKernelManager(kernel_name="python3")
-    try:
-        _execute(notebook, running, params, progress, kernel_manager, own_kernel)
-    except PapermillExecutionError as err:
-        if err.ename == "KeyboardInterrupt":
-            _rename(running, interrupted)
-            raise RunInterrupted("the kernel was interrupted") from None
-        _rename(running, failed)
-        raise RunError(
-            f"notebook {stem} failed in cell {err.cell_index} "
-            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}",
-            cell=err.cell_index,
-            ename=err.ename,
-            evalue=err.evalue,
-        ) from None
-    except KeyboardInterrupt:
-        _rename(running, interrupted)
-        raise
-    except OSError as err:  # the disk is full, the folder went away, ...
-        _rename(running, failed)
-        raise RunError(f"notebook {stem} failed: {publishing.describe_os_error(err)}") from None
-    except Exception as err:  # the kernel died, could not start, ...
-        _rename(running, failed)
-        raise RunError(f"notebook {stem} failed: {type(err).__name__}: {err}") from err
-    except BaseException:
-        _rename(running, failed)
-        raise
-    problem = publishing.notebook_problem(running)
-    if problem is not None:
-        _rename(running, failed)
-        raise RunError(f"notebook {stem} did not finish: {problem}")
-    os.replace(running, final)
-    return final
-
-
-def _execute(
-    notebook: Path, output: Path, params: dict[str, Any], progress: bool, km: Any, own_kernel: bool
-) -> None:
-    """papermill in the kernel of ``km``; a kernel of our own is stopped afterwards: gently when the
-    notebook ended (its atexit handlers run), at once when this process was interrupted (asked to
-    shut down mid-cell, the kernel printed a zmq traceback on its way out)."""
-    import papermill
-
-    interrupted = False
-    try:
-        with _quiet_progress():
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=params,
-                cwd=str(REPO_ROOT),
-                progress_bar=progress,
-                kernel_name="python3",
-                report_mode=False,
-                km=km,
-            )
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (RunInterrupted)
-        interrupted = True
-        raise
-    finally:
-        if own_kernel:
-            _stop_kernel(km, now=interrupted)
-
-
-def _stop_kernel(km: Any, now: bool) -> None:
-    from jupyter_core.utils import run_sync
-
-    try:
-        if run_sync(km.is_alive)():
-            run_sync(km.shutdown_kernel)(now=now)
-    except Exception:  # noqa: BLE001  (a kernel that died or never started: nothing left to stop)
-        pass
-
-
-def _rename(src: Path, dst: Path) -> None:
-    if src.exists():
-        os.replace(src, dst)
-
-
 def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
-    import nbformat
-
     nb = nbformat.read(executed, as_version=4)
     nb.metadata["adv2"] = facts
-    publishing.atomic_write_text(executed, nbformat.writes(nb))
+    atomic_write_text(executed, nbformat.writes(nb))
+
+
+def _planned(
+    names: Sequence[str],
+    profile: str,
+    overrides: dict[str, Any] | None,
+    output_dir: str | Path | None,
+    results_dir: str | Path | None,
+) -> tuple[str, Path, Path, list[tuple[Path, dict[str, Any]]]]:
+    """(profile, run folder, results folder, plan) of a run, every parameter checked."""
+    profile = resolve_profile(profile)
+    notebooks = select_notebooks(names)
+    overrides = dict(overrides or {})
+    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
+    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
+    return profile, run_dir, results, plan_run(notebooks, profile, overrides, shown_path(results))
 
 
 def check(
@@ -528,12 +272,7 @@ def check(
     results_dir: str | Path | None = None,
 ) -> list:
     """Validate everything and print the plan; start no kernel and write nothing."""
-    profile = resolve_profile(profile)
-    notebooks = select_notebooks(names)
-    overrides = dict(overrides or {})
-    results_dir = overrides.pop("results_dir", None) or results_dir
-    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
     for nb, params in plan:
         changed = {
@@ -562,14 +301,9 @@ def run(
 ) -> Path:
     """Execute the notebooks into a run folder and return it; with ``publish``, publish it if it
     finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
-    from adv2.chapters.results import environment
+    from adv2.chapters.results import environment  # imports torch: planning and --check stay light
 
-    profile = resolve_profile(profile)
-    notebooks = select_notebooks(names)
-    overrides = dict(overrides or {})
-    results_dir = overrides.pop("results_dir", None) or results_dir  # -p results_dir = --results-dir
-    run_dir, results = resolve_folders(profile, notebooks, output_dir, results_dir)
-    plan = plan_run(notebooks, profile, overrides, shown_path(results))
+    profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     for nb, _ in plan:  # a reused folder: no earlier run's copy may pass for this run's
@@ -581,7 +315,7 @@ def run(
     print(f"[adv2] device: {device_note(profile)} (profile {profile})", flush=True)
     current = None
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             for nb, params in plan:
                 current = nb.stem
                 print(
@@ -589,7 +323,7 @@ def run(
                     + " ".join(f"{k}={v!r}" for k, v in sorted(params.items())),
                     flush=True,
                 )
-                record.notebook(nb.stem, status="running", started=_now())
+                record.notebook(nb.stem, status="running", started=utc_now())
                 cached_before = count_cached_artifacts(params.get("artifacts_dir"))
                 meter, started = CpuMeter(), time.time()
                 try:
@@ -667,191 +401,3 @@ def publish_run(run_dir: str | Path) -> list[Path]:
         flush=True,
     )
     return written
-
-
-def _how_to_look(run_dir: Path | None) -> str:
-    if run_dir is None:
-        return "nothing was published"
-    where = shown_path(run_dir)
-    return (
-        f"nothing was published. Look at the run in {where}: run.json (status and error of "
-        f"each notebook) and the executed copies ({where}/<notebook>.failed.ipynb or "
-        ".interrupted.ipynb), e.g. `jupyter lab " + where + "`"
-    )
-
-
-def list_notebooks() -> None:
-    for nb in all_notebooks():
-        print(nb.stem)
-        for name, spec in declared_parameters(nb).items():
-            print(
-                f"    {name}: {spec.get('inferred_type_name', '')} = {spec.get('default')}"
-                f"    # {spec.get('help', '')}"
-            )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m adv2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute notebooks with papermill into a run folder")
-    p_run.add_argument(
-        "notebooks", nargs="*", default=["all"], help="numbers or stems (01, 02_interpreters, ...) or 'all'"
-    )
-    p_run.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
-    p_run.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override one parameter (YAML value)",
-    )
-    p_run.add_argument(
-        "--output-dir", default=None, help="the run folder (default runs/<UTC time>-<profile>-<numbers>/)"
-    )
-    p_run.add_argument(
-        "--results-dir",
-        default=None,
-        help="where results/*.json go (default: <run folder>/results, or the --output-dir folder itself)",
-    )
-    p_run.add_argument(
-        "--publish",
-        action="store_true",
-        help="publish the run (book/notebooks, results, run box) if every notebook finished",
-    )
-    p_run.add_argument(
-        "--check", action="store_true", help="validate the parameters and print the plan; start no kernel"
-    )
-    p_run.add_argument("--no-progress", action="store_true")
-    p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
-    p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
-    sub.add_parser("list", help="list notebooks and their parameters")
-    p_sw = sub.add_parser(
-        "sweep", help="run a notebook at every point of a parameter grid, as Ray tasks (adv2.book.sweep)"
-    )
-    p_sw.add_argument("notebook", nargs="?", default=None, help="one notebook (03, 03_adv2 or a path)")
-    p_sw.add_argument(
-        "-g",
-        "--grid",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "V1,V2,..."),
-        help="a grid parameter and its values (YAML each; brackets keep list values together)",
-    )
-    p_sw.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter every point gets (YAML value)",
-    )
-    p_sw.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
-    p_sw.add_argument(
-        "--name", default=None, help="the sweep's name: runs/sweeps/NAME/ (default from the grid)"
-    )
-    p_sw.add_argument(
-        "--address",
-        default=None,
-        help="an existing Ray cluster: auto or ray://host:port (default: local Ray)",
-    )
-    p_sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    p_sw.add_argument(
-        "--cpus-per-task", type=float, default=1, help="CPUs a task asks for when there is no GPU"
-    )
-    p_sw.add_argument(
-        "--artifacts-dir", default=None, help="the trained-model cache every point uses (shared storage)"
-    )
-    p_sw.add_argument(
-        "--for",
-        dest="for_chapter",
-        default=None,
-        metavar="CHAPTER",
-        help="run the grid a chapter reads at the profile (08: How the attacks scale)",
-    )
-    p_sw.add_argument(
-        "--check", action="store_true", help="expand and validate the grid and print the plan; start nothing"
-    )
-    p_sw.add_argument(
-        "--cleanup", action="store_true", help="end the Ray processes killed sweeps left; run no sweep"
-    )
-    p_sw.add_argument("--no-progress", action="store_true")
-    p_tab = sub.add_parser("sweep-table", help="one table (CSV + JSON) of a sweep's points")
-    p_tab.add_argument("name", help="the sweep's name (a folder of runs/sweeps/) or its folder")
-    p_tab.add_argument(
-        "--output", default=None, help="file stem of the table (default: the sweep folder's table)"
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if REPO_ROOT_NOTE and args.command != "list":
-        print(f"[adv2] note: {REPO_ROOT_NOTE}", file=sys.stderr, flush=True)
-    run_dir = None
-    try:
-        if args.command == "list":
-            list_notebooks()
-        elif args.command == "publish":
-            publish_run(args.run_dir)
-        elif args.command == "sweep":
-            from adv2.book import sweep
-
-            return sweep.main(args)
-        elif args.command == "sweep-table":
-            from adv2.book import sweeptable
-
-            return sweeptable.main(args)
-        elif args.check:
-            check(
-                args.notebooks,
-                args.profile,
-                parse_overrides(args.parameter),
-                args.output_dir,
-                args.results_dir,
-            )
-        else:
-            profile = resolve_profile(args.profile)
-            overrides = parse_overrides(args.parameter)
-            results_dir = overrides.pop("results_dir", None) or args.results_dir
-            run_dir, results = resolve_folders(
-                profile, select_notebooks(args.notebooks), args.output_dir, results_dir
-            )
-            run(
-                args.notebooks,
-                profile,
-                overrides,
-                run_dir,
-                results,
-                progress=not args.no_progress,
-                publish=args.publish,
-                argv=sys.argv if argv is None else ["python", "-m", "adv2", *argv],
-            )
-    except ParameterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except PublishError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except RunInterrupted as err:
-        print(f"\n[adv2] interrupted ({err}); {_how_to_look(run_dir)}", file=sys.stderr, flush=True)
-        return 128 + err.signum
-    except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        if run_dir is not None and run_dir.exists():
-            print(f"[adv2] {_how_to_look(run_dir)}", file=sys.stderr)
-            return 1
-        return 2
-    except OSError as err:  # a full disk or a missing folder outside a notebook: one line, no traceback
-        print(f"error: {publishing.describe_os_error(err)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,20 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweeplock, sweepplan
-from adv2.core.config import ParameterError
-from adv2.core.progress import progress_bar
-from adv2.book.publish import atomic_write_json, atomic_write_text
+from adv2.book.atomicfiles import atomic_write_json, atomic_write_text
+from adv2.book.paths import shown_path, sweeps_root
+from adv2.book.raylocal import connect, ray_session, shutdown, task_resources
+from adv2.book.runner import resolve_profile
 from adv2.book.sweepplan import POINT_RECORD, SWEEP_RECORD, Plan
+from adv2.book.sweepworker import run_group
+from adv2.core.progress import progress_bar
 
-SWEEPS_DIR = "sweeps"  # under the runs folder (runner.runs_root(): runs/ or $ADV2_RUNS_DIR)
 _POLL_S = 0.5
 _WATCH_S = 2.0  # how often a running sweep records its local Ray's processes (a /proc scan)
-
-
-def sweeps_root() -> Path:
-    from adv2.book import runner
-
-    return runner.runs_root() / SWEEPS_DIR
 
 
 @dataclass
@@ -57,179 +53,9 @@ class SweepResult:
         return [o for o in self.outcomes.values() if o.get("status") != "ok"]
 
 
-# ----------------------------------------------------------------------------- Ray
-def connect(address: str | None, num_cpus: int | None) -> bool:
-    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a local Ray with
-    ``num_cpus`` logical CPUs (default: this machine's). Returns whether this call started Ray
-    (then :func:`run_sweep` shuts it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no usage report
-    # a busy machine starts worker processes slowly: let them register (default 60 s)
-    os.environ.setdefault("RAY_worker_register_timeout_seconds", "600")
-    common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-    if address:
-        ray.init(address=address, **common)
-        return True
-    cpus = num_cpus or os.cpu_count() or 1
-    try:
-        # "local": a new Ray of our own, even where `ray start` left a cluster to join
-        ray.init(address="local", num_cpus=cpus, object_store_memory=_OBJECT_STORE, **common)
-        return True
-    except Exception as err:  # noqa: BLE001  (Ray raises a bare Exception for this)
-        if "timed out during startup" not in str(err):
-            raise
-    # Ray's raylet gives its Python agents 15 s (fixed) to report their ports. On a machine busy
-    # with other jobs they miss it; then start the head with fixed ports instead (ray start), which
-    # leaves one port file to wait for, the one the minimal agent fills with -1 ("no HTTP server").
-    _stop_session_leftovers()
-    print(
-        "[adv2] the local Ray did not start in time (busy machine); starting it with fixed ports", flush=True
-    )
-    head = _start_head(cpus)
-    _HEADS.append((head, os.path.realpath("/tmp/ray/session_latest")))  # its session, to stop it
-    ray.init(address=head, **common)
-    return True
-
-
-_OBJECT_STORE = 100 * 2**20
-# local heads this process started with `ray start`: (address, session folder), stopped at the end
-_HEADS: list[tuple[str, str]] = []
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sk in socks:
-            sk.bind(("127.0.0.1", 0))
-        return [sk.getsockname()[1] for sk in socks]
-    finally:
-        for sk in socks:
-            sk.close()
-
-
-def _start_head(cpus: int) -> str:
-    """``ray start --head`` with fixed agent ports; returns the address to ``ray.init``."""
-    import glob
-    import subprocess
-    import sys
-    import threading
-
-    gcs, grpc, export, runtime_env = _free_ports(4)
-    started = time.time()
-    done = threading.Event()
-
-    def fill_listen_port() -> None:
-        # the minimal (ray without [default]) dashboard agent writes -1 here: no HTTP server
-        while not done.wait(0.2):
-            for f in glob.glob("/tmp/ray/session_2*/gcs_server_port_*"):  # not the session_latest link
-                try:
-                    if os.path.getmtime(f) < started:
-                        continue
-                    node = f.rsplit("gcs_server_port_", 1)[1]
-                    target = os.path.join(os.path.dirname(f), f"dashboard_agent_listen_port_{node}")
-                    if not os.path.exists(target):
-                        atomic_write_text(target, "-1")
-                except OSError:  # an old session removed meanwhile
-                    continue
-
-    watcher = threading.Thread(target=fill_listen_port, daemon=True)
-    watcher.start()
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "ray"),
-        "start",
-        "--head",
-        f"--port={gcs}",
-        f"--num-cpus={cpus}",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        f"--dashboard-agent-grpc-port={grpc}",
-        f"--metrics-export-port={export}",
-        f"--runtime-env-agent-port={runtime_env}",
-        f"--object-store-memory={_OBJECT_STORE}",
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    finally:
-        done.set()
-    if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return f"127.0.0.1:{gcs}"
-
-
-def shutdown() -> None:
-    """Disconnect from Ray and stop a local head :func:`connect` started."""
-    import ray
-
-    ray.shutdown()
-    _stop_heads()
-
-
-def _stop_heads() -> None:
-    """Stop the local heads this process started (their processes only, by session)."""
-    while _HEADS:
-        head, session = _HEADS.pop()
-        _stop_session_leftovers(session)
-        marker = "/tmp/ray/ray_current_cluster"  # where `ray start` records the cluster to join
-        try:
-            with open(marker) as f:
-                if f.read().strip().endswith(":" + head.rsplit(":", 1)[1]):
-                    os.unlink(marker)
-        except OSError:
-            pass
-
-
-def _stop_session_leftovers(session: str | None = None) -> None:
-    """End the processes of one local Ray session (default: the latest, e.g. a failed start's):
-    those whose command line names its session folder."""
-    import signal
-
-    session = session or os.path.realpath("/tmp/ray/session_latest")
-    if not os.path.basename(session).startswith("session_"):
-        return
-    procs = {}  # pid -> (parent pid, command line)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        procs[int(entry)] = (ppid, cmdline)
-    name = os.path.basename(session)
-    doomed = {pid for pid, (_, cmd) in procs.items() if name in cmd}
-    # Ray's agents rename themselves (ray::DashboardAgent): they go with the raylet that started them
-    doomed |= {pid for pid, (ppid, _) in procs.items() if ppid in doomed}
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    time.sleep(1)
-
-
-def task_resources(cpus_per_task: float) -> tuple[dict[str, float], int]:
-    """(resources one task asks for, tasks the cluster can run at once)."""
-    import ray
-
-    total = ray.cluster_resources()
-    if total.get("GPU", 0) >= 1:
-        return {"num_gpus": 1, "num_cpus": 1}, int(total["GPU"])
-    return {"num_cpus": cpus_per_task}, max(1, int(total.get("CPU", 1) // cpus_per_task))
-
-
 def _task(notebook: str, points: list[dict[str, Any]], board: Any) -> list[dict[str, Any]]:
     """One Ray task: run a group of points in one kernel, posting each start and outcome."""
     import ray
-
-    from adv2.book.sweepworker import run_group
 
     return run_group(notebook, points, lambda kind, payload: ray.get(board.post.remote(kind, payload)))
 
@@ -250,17 +76,13 @@ class _Board:
 
 # ----------------------------------------------------------------------------- the sweep
 def _notebook_arg(notebook: Path) -> str:
-    from adv2.book import runner
-
-    return runner.shown_path(notebook)  # relative to the repository: each node resolves its own
+    return shown_path(notebook)  # relative to the repository: each node resolves its own
 
 
 def _point_arg(point: sweepplan.Point, code: str) -> dict[str, Any]:
-    from adv2.book import runner
-
     # the plan's code fingerprint goes with the point: the worker records the very value that
     # decided the point was to run, and the driver's copy of the record keeps it
-    return {"id": point.id, "params": point.params, "folder": runner.shown_path(point.folder), "code": code}
+    return {"id": point.id, "params": point.params, "folder": shown_path(point.folder), "code": code}
 
 
 def _write_outcome(plan: Plan, outcome: dict[str, Any]) -> None:
@@ -335,9 +157,7 @@ def run_sweep(
 
     Raises :class:`ParameterError` (before anything runs) for an invalid point; a failed point
     does not raise: it is in ``result.failed`` (and in ``sweep.json``)."""
-    from adv2.book import runner
-
-    profile = runner.resolve_profile(profile)
+    profile = resolve_profile(profile)
     root = root or sweeps_root()
     # validated, and checked against the name's record, before anything is written
     plan = sweepplan.plan(notebook, profile, grid, dict(fixed or {}), name, root)
@@ -354,17 +174,6 @@ def run_sweep(
         lock.release()
 
 
-def _ray_session() -> str | None:
-    """The session folder of the Ray this process is connected to (None if unknown)."""
-    import ray
-
-    node = getattr(ray._private.worker, "_global_node", None)
-    try:
-        return node.get_session_dir_path() if node is not None else None
-    except Exception:  # noqa: BLE001  (a private API: without it the sweep still runs)
-        return None
-
-
 def _run(
     plan: Plan,
     lock: sweeplock.SweepLock,
@@ -374,13 +183,11 @@ def _run(
     cpus_per_task: float,
     progress: bool,
 ) -> SweepResult:
-    from adv2.book import runner
-
     notebook = plan.notebook
     result = SweepResult(plan)
     started = time.time()
     if not plan.todo:
-        print(f"[adv2] {plan.summary()}; nothing to run ({runner.shown_path(plan.folder)})", flush=True)
+        print(f"[adv2] {plan.summary()}; nothing to run ({shown_path(plan.folder)})", flush=True)
         return result
     if before_run is not None:
         before_run()
@@ -388,7 +195,7 @@ def _run(
 
     ours = connect(address, num_cpus)
     # a local Ray this sweep started: its processes are recorded, for a cleanup after a kill -9
-    session = _ray_session() if ours and not address else None
+    session = ray_session() if ours and not address else None
     watch = (lambda: lock.record_ray(session)) if session else (lambda: None)
     try:
         watch()
@@ -398,7 +205,7 @@ def _run(
         print(
             f"[adv2] {plan.summary()} (up to {slots} at once, each task {resources}; points that share "
             "their trained models run in one kernel, one after another: the attacks take one epsilon "
-            f"per call); folder {runner.shown_path(plan.folder)}",
+            f"per call); folder {shown_path(plan.folder)}",
             flush=True,
         )
         plan.folder.mkdir(parents=True, exist_ok=True)
@@ -496,80 +303,4 @@ def _follow(
         bar.close()
 
 
-def main(args: Any) -> int:
-    """``python -m adv2 sweep`` (arguments parsed by :func:`adv2.book.runner.build_parser`)."""
-    from adv2.book import runner
-
-    if getattr(args, "cleanup", False):
-        if args.notebook or args.grid or args.for_chapter:
-            raise ParameterError("--cleanup takes no notebook, -g or --for: it only clears killed sweeps")
-        lines = sweeplock.cleanup(sweeps_root())
-        for line in lines:
-            print(f"[adv2] {line}", flush=True)
-        print(
-            f"[adv2] cleanup: {len(lines)} killed sweep(s) cleared under {runner.shown_path(sweeps_root())}"
-        )
-        return 0
-    if args.for_chapter:
-        from adv2.chapters import ch08
-
-        if args.notebook or args.grid:
-            raise ParameterError("--for takes the grid from the chapter; give no notebook and no -g")
-        spec = ch08.sweep_spec(runner.resolve_profile(args.profile), runner.parse_overrides(args.parameter))
-        notebook, grid, fixed, name = spec["notebook"], spec["grid"], spec["fixed"], args.name or spec["name"]
-    else:
-        if not args.notebook:
-            raise ParameterError("give a notebook (e.g. 03) or --for CHAPTER")
-        notebook = _select(args.notebook)
-        grid, fixed, name = sweepplan.parse_grid(args.grid), runner.parse_overrides(args.parameter), args.name
-    if args.artifacts_dir:
-        fixed["artifacts_dir"] = args.artifacts_dir
-    if args.check:
-        profile = runner.resolve_profile(args.profile)
-        plan = sweepplan.plan(notebook, profile, grid, fixed, name, sweeps_root())
-        print(f"[adv2] check: {plan.summary().replace(' as 0 task(s)', '')}; nothing ran")
-        for p in plan.points:
-            print(f"  {p.id}: {'complete' if p.done else 'to run'}")
-        return 0
-    try:
-        with runner._sigterm_interrupts():  # SIGTERM stops the sweep as Ctrl-C does (Ray stopped)
-            result = run_sweep(
-                notebook,
-                grid,
-                fixed,
-                args.profile,
-                name,
-                args.address,
-                args.num_cpus,
-                args.cpus_per_task,
-                progress=not args.no_progress,
-                before_run=ch08.preparation(spec, args.profile, args.address) if args.for_chapter else None,
-            )
-    except KeyboardInterrupt as err:
-        return 128 + getattr(err, "signum", 2)  # run_sweep said what is kept and how to resume
-    print(f"[adv2] the table: python -m adv2 sweep-table {result.plan.name}", flush=True)
-    return 1 if result.failed else 0
-
-
-def _select(name: str) -> Path:
-    from adv2.book import runner
-
-    path = Path(name)
-    if path.suffix == ".ipynb" and path.is_file():
-        return path.resolve()
-    notebooks = runner.select_notebooks([name])
-    if len(notebooks) != 1:
-        raise ParameterError(f"{name!r} names {len(notebooks)} notebooks; a sweep runs one")
-    return notebooks[0]
-
-
-__all__ = [
-    "SWEEPS_DIR",
-    "SweepResult",
-    "connect",
-    "failure_report",
-    "main",
-    "run_sweep",
-    "shutdown",
-    "sweeps_root",
-]
+__all__ = ["SweepResult", "failure_report", "run_sweep"]

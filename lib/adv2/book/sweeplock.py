@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adv2.book.atomicfiles import atomic_write_json
+from adv2.book.sweepplan import SWEEP_RECORD
 from adv2.core.config import ParameterError
-from adv2.book.publish import atomic_write_json
 
 LOCK = "sweep.lock"
 HOLDER = "sweep.holder.json"
@@ -201,8 +202,6 @@ def clear_leftovers(folder: Path) -> str | None:
     """With the lock held (or known free): end what a killed holder left (its recorded Ray
     processes, on this host), mark its record interrupted, remove its holder file. Returns a
     one-line account, or None when there was nothing to clear."""
-    from adv2.book.sweepplan import SWEEP_RECORD
-
     path = Path(folder) / HOLDER
     holder = _read(path)
     if holder is None:

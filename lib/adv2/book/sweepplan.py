@@ -29,6 +29,9 @@ from typing import Any
 
 import yaml
 
+from adv2.book.paths import shown_path
+from adv2.book.runner import notebook_parameters
+from adv2.chapters import schema
 from adv2.core.config import ParameterError
 
 SWEEP_RECORD = "sweep.json"
@@ -149,8 +152,6 @@ def expand(
 ) -> list[Point]:
     """Every combination of the grid's values, each validated against the chapter's parameters
     (raises :class:`ParameterError` naming the point, the parameter and the valid values)."""
-    from adv2.book import runner
-
     clash = sorted(set(grid) & set(fixed))
     if clash:
         raise ParameterError(f"parameter(s) {', '.join(map(repr, clash))} given both as -g and as -p")
@@ -164,8 +165,8 @@ def expand(
         pid = point_id(values)
         pfolder = folder / pid
         try:
-            params = runner.notebook_parameters(
-                notebook, profile, {**fixed, **values}, runner.shown_path(pfolder)
+            params = notebook_parameters(
+                notebook, profile, {**fixed, **values}, shown_path(pfolder)
             )
         except ParameterError as err:
             raise ParameterError(f"point {pid}: {err}") from None
@@ -206,8 +207,6 @@ def is_complete(point: Point, stem: str, code: str | None = None) -> bool:
 def recipe_key(stem: str, params: dict[str, Any]) -> str:
     """What decides a point's trained models: its ``recipe`` parameters (chapters), else nothing
     known (a notebook outside the book: every point its own group)."""
-    from adv2.chapters import schema
-
     if stem not in schema.STEMS:
         return json.dumps(params, sort_keys=True)
     recipe = {n: params.get(n) for n, p in schema.chapter_schema(stem).items() if p.role == "recipe"}
@@ -263,8 +262,6 @@ def _canonical(grid: Any) -> dict[str, list[str]]:
 def check_same_grid(plan: Plan) -> None:
     """Refuse a sweep whose name already holds a sweep of another notebook or grid: its record
     (and ``sweep-table``) would lose the old points or mix two grids."""
-    from adv2.book import runner
-
     try:
         record = json.loads((plan.folder / SWEEP_RECORD).read_text())
     except (OSError, ValueError):
@@ -276,7 +273,7 @@ def check_same_grid(plan: Plan) -> None:
         f"sweep name {plan.name!r} already holds another sweep: {old_stem} with grid "
         f"{json.dumps(old_grid)}; this one is {plan.notebook.stem} with grid {json.dumps(plan.grid)}. "
         f"Give this sweep another name (--name {plan.name}-2) or remove the old one "
-        f"(rm -r {runner.shown_path(plan.folder)})"
+        f"(rm -r {shown_path(plan.folder)})"
     )
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweepplan
-from adv2.core.config import ParameterError
-from adv2.book.publish import atomic_write_json, atomic_write_text
-from adv2.chapters.results import flatten, read_json
+from adv2.book.atomicfiles import atomic_write_json, atomic_write_text
+from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.sweepplan import SWEEP_RECORD
+from adv2.chapters.results import flatten, read_json
+from adv2.core.config import ParameterError
 
 # the numbers of chapter 3's results that the sweep chapter plots (by the last part of the name)
 HEADLINE = {
@@ -34,8 +35,6 @@ _FIRST = {"03_adv2": ("classifier_accuracy",)}
 def sweep_folder(name: str | Path) -> Path:
     """The folder of sweep ``name``: a sweep's name (a folder of runs/sweeps/) or a sweep folder's
     path (read anywhere; :func:`write_table` writes only under runs/sweeps)."""
-    from adv2.book.sweep import sweeps_root
-
     path = Path(name)
     named = sweepplan.valid_name(str(name))  # never join a path like ../../x to runs/sweeps
     folder = path if (path / SWEEP_RECORD).is_file() or not named else sweeps_root() / str(name)
@@ -90,8 +89,6 @@ def gather(name: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
 def write_table(name: str | Path, output: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``table.csv`` and ``table.json`` (``{"columns", "rows"}``) into the sweep's folder
     (or ``output``.csv / .json); return both paths."""
-    from adv2.book.sweep import sweeps_root
-
     columns, rows = gather(name)
     stem = Path(output) if output else sweep_folder(name) / "table"
     root = sweeps_root().resolve()
@@ -112,8 +109,6 @@ def write_table(name: str | Path, output: str | Path | None = None) -> tuple[Pat
 
 
 def main(args: Any) -> int:
-    from adv2.book.runner import shown_path
-
     csv_path, json_path = write_table(args.name, args.output)
     columns, rows = gather(args.name)
     ok = sum(r["status"] == "ok" for r in rows)

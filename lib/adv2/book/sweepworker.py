@@ -22,7 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from adv2.core.config import REPO_ROOT
+from adv2.book.execute import RunError, execute_notebook
 from adv2.book.sweepplan import POINT_RECORD, code_fingerprint
 
 ATTEMPTS = 2  # a failed point runs once more, in a fresh kernel
@@ -90,8 +93,6 @@ def failed_cell(executed: Path) -> str:
     if not executed.is_file():
         return ""
     try:
-        import nbformat
-
         cells = nbformat.read(executed, as_version=4).cells
     except Exception:  # noqa: BLE001  (a broken copy: the report still has the error)
         return ""
@@ -103,16 +104,14 @@ def failed_cell(executed: Path) -> str:
 
 
 def _run_point(kernel: IpcKernel, notebook: Path, point: dict[str, Any]) -> dict[str, Any]:
-    from adv2.book import runner
-
     folder = _resolve(point["folder"])
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:
-        runner.execute_notebook(
+        execute_notebook(
             notebook, point["params"], folder, progress=False, kernel_manager=kernel.manager()
         )
-    except runner.RunError as err:
+    except RunError as err:
         failed = folder / f"{notebook.stem}.failed.ipynb"
         return {
             "status": "failed",

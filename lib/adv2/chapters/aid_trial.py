@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from adv2.chapters import aid_eval, claims
+from adv2.chapters import aid_eval, claim_rules
 from adv2.chapters.claims import Verdict
 from adv2.core.stats import Estimate, mean_ci, ratio_ci, share_ci
 
@@ -81,14 +81,14 @@ def verdicts(p: Mapping[str, Any]) -> dict[str, Verdict]:
         return {}
     pre = "adaptive_" if "adaptive_adv2_l1_rts" in p else ""
     return {
-        "aid_removes_adv2_advantage": claims.aid_removes_adv2_advantage(
+        "aid_removes_adv2_advantage": claim_rules.aid_removes_adv2_advantage(
             p[f"{pre}adv2_l1_rts"],
             p[f"{pre}success_rts"],
             p[f"{pre}adv2_l1_rtsa"],
             p[f"{pre}success_rtsa"],
             p["pgd_l1_rtsa"],
         ),
-        "aid_beats_its_control": claims.aid_beats_its_control(
+        "aid_beats_its_control": claim_rules.aid_beats_its_control(
             p[f"{pre}adv2_l1_control"],
             p[f"{pre}success_control"],
             p[f"{pre}adv2_l1_rtsa"],

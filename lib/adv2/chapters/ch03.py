@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import claims, plotting
+from adv2.chapters import claim_rules, claims, plotting
 from adv2.chapters._common import (
     MISSING,
     NOT_RUN,
@@ -972,10 +972,10 @@ def setting_verdicts(per_image: dict[str, dict]) -> dict[str, Verdict]:
         return {n: pi[att][key] for n, pi in per_image.items()}
 
     return {
-        "adv2_success_like_pgd": claims.adv2_success_like_pgd(
+        "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(
             each("adv2", "success"), each("pgd", "success")
         ),
-        "adv2_maps_closer_than_pgd": claims.adv2_maps_closer_than_pgd(
+        "adv2_maps_closer_than_pgd": claim_rules.adv2_maps_closer_than_pgd(
             each("adv2", "l1"), each("pgd", "l1"), each("adv2", "success")
         ),
     }

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, claims
+from adv2.chapters import aid_eval, claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTOS,
@@ -270,7 +270,7 @@ def verdicts(result: Ch04Result) -> dict[str, dict[str, Verdict]]:
     """``{classifier: {"rtsa_like_rts_on_benign": Verdict}}`` for the classifiers run: the paper's
     "RTSA behaves almost identically to RTS on benign inputs", decided by :mod:`adv2.chapters.claims`."""
     return {
-        a: {"rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(result.benign[a].l1)}
+        a: {"rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(result.benign[a].l1)}
         for a in result.archs
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import claims
+from adv2.chapters import claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTO_BATCH,
@@ -326,7 +326,7 @@ def verdicts(result: Ch05Result) -> dict[str, dict[str, Verdict]]:
     at the strongest level from the per-image L1 of RTS and RTSA."""
     return {
         a: {
-            "rtsa_more_noise_sensitive": claims.rtsa_more_noise_sensitive(
+            "rtsa_more_noise_sensitive": claim_rules.rtsa_more_noise_sensitive(
                 {k: result._top(a, "rts", k) for k in noise.NOISE_TYPES},
                 {k: result._top(a, "rtsa", k) for k in noise.NOISE_TYPES},
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, aid_trial, claims
+from adv2.chapters import aid_eval, aid_trial, claim_rules, claims
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTOS,
@@ -325,11 +325,11 @@ def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     for a in result.archs:
         p = result.per_image[a]
         out[a] = {
-            "rtsa_like_rts_on_benign": claims.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
-            "adv2_keeps_rts_maps_close": claims.adv2_keeps_rts_maps_close(
+            "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
+            "adv2_keeps_rts_maps_close": claim_rules.adv2_keeps_rts_maps_close(
                 p["adv2_l1_rts"], p["pgd_l1_rts"], p["success_rts"]
             ),
-            "aid_separates_adv2_maps": claims.aid_separates_adv2_maps(
+            "aid_separates_adv2_maps": claim_rules.aid_separates_adv2_maps(
                 p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"]
             ),
             **aid_trial.verdicts(p),

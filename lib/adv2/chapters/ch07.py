@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adv2.chapters import claims, plotting
+from adv2.chapters import claim_rules, claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     ChapterCheckFailed,
@@ -384,7 +384,7 @@ def attack_sizes(
 
 # ----------------------------------------------------------------------------- claims
 def trend_verdict(result: InputSizeResult, arch: str) -> Verdict:
-    """:func:`adv2.chapters.claims.larger_inputs_help_adv2` for ``arch``, smallest vs largest side, for
+    """:func:`adv2.chapters.claim_rules.larger_inputs_help_adv2` for ``arch``, smallest vs largest side, for
     every interpreter (not measurable when only one side was run)."""
     if len(result.sizes) < 2:
         return claims.not_measurable(TREND_CLAIM, "only one input size was run: nothing to compare")
@@ -396,7 +396,7 @@ def trend_verdict(result: InputSizeResult, arch: str) -> Verdict:
             for n, d in pi.items()
         }
 
-    return claims.larger_inputs_help_adv2(arrays(small), arrays(large))
+    return claim_rules.larger_inputs_help_adv2(arrays(small), arrays(large))
 
 
 # ----------------------------------------------------------------------------- tables, figures

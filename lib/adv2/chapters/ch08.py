@@ -1,6 +1,6 @@
 """Chapter 8 (How the attacks scale): the protocol behind ``notebooks/08_scaling.ipynb``.
 
-The chapter is built from a sweep of chapter 3 (:mod:`adv2.book.sweep`): every combination of
+The chapter is built from a sweep of chapter 3 (run by :mod:`adv2.book.scalingsweep`): every combination of
 ``epsilons`` x ``step_scales`` (the attack budget) x ``seeds`` is one run of chapter 3 on Fashion-MNIST
 (no ImageNet photos), with the classifier and RTS recipes of the profile's chapter 3. The sweep's
 table (:mod:`adv2.book.sweeptable`) gives, per point, ADV2's and PGD's success rate and map L1 for every
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from adv2.chapters._common import start  # noqa: F401  (the notebook's setup cell)
@@ -31,34 +29,6 @@ BOOK_EPSILON = 0.1  # chapter 3's default Fashion-MNIST budget
 
 def sweep_name(params: dict[str, Any]) -> str:
     return params.get("sweep_name") or f"scaling-{params['profile']}"
-
-
-def sweep_spec(profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``python -m adv2 sweep --for 08`` runs: chapter 3 over the chapter's grid at ``profile``.
-    Returns ``notebook``, ``grid``, ``fixed`` and ``name``."""
-    from adv2.book import runner
-    from adv2.chapters import schema
-
-    params = {
-        **schema.defaults(STEM),
-        **runner.notebook_parameters(_notebook(), profile, overrides or {}, None),
-    }
-    return {
-        "notebook": runner.NOTEBOOKS_DIR / f"{SOURCE}.ipynb",
-        "grid": {
-            "epsilon": list(params["epsilons"]),
-            "step_scale": list(params["step_scales"]),
-            "seed": list(params["seeds"]),
-        },
-        "fixed": fixed_parameters(params),
-        "name": sweep_name(params),
-    }
-
-
-def _notebook() -> Path:
-    from adv2.book import runner
-
-    return runner.NOTEBOOKS_DIR / f"{STEM}.ipynb"
 
 
 def fixed_parameters(params: dict[str, Any]) -> dict[str, Any]:
@@ -78,71 +48,6 @@ def fixed_parameters(params: dict[str, Any]) -> dict[str, Any]:
     if params.get("artifacts_dir"):
         fixed["artifacts_dir"] = params["artifacts_dir"]
     return fixed
-
-
-def prepare_models(spec: dict[str, Any], profile: str, progress: bool = False, log=print) -> None:
-    """Train (or load) the classifiers and RTS every point shares, side by side, before the points
-    fan out. Without it, on an empty cache, each task's first point trains the same models again,
-    on one core each (a cold chapter 8 took 6.8 min, 4.4 of them in two copies of one training)."""
-    from adv2.book import runner
-    from adv2.chapters import ch01, ch02
-    from adv2.core import config
-    from adv2.trained import data
-
-    point = runner.notebook_parameters(spec["notebook"], profile, spec["fixed"], None)
-    if point.get("dataset", "fashion-mnist") != "fashion-mnist":
-        return
-    fmnist = data.load_fashion_mnist()
-    archs, artifacts_dir = list(point["archs"]), point.get("artifacts_dir") or ""
-    kw = dict(device=config.resolve_device(point.get("device", "auto")), artifacts_dir=artifacts_dir)
-    classifiers, arts = ch01.load_classifiers(point, fmnist, archs, progress=progress, log=log, **kw)
-    if "rts" in point["interpreters"]:
-        ch02.load_rts_nets(point, fmnist, classifiers, arts, archs, progress=progress, log=log, **kw)
-
-
-def preparation(
-    spec: dict[str, Any], profile: str, address: str | None, progress: bool = False
-) -> Callable[[], None] | None:
-    """What the sweep runs before its first point: on a local Ray :func:`prepare_models`; on a
-    cluster nothing (its nodes may not share this disk, so each trains what it lacks)."""
-    if address:
-        return None
-    return lambda: prepare_models(spec, profile, progress)
-
-
-def run_sweep(params: dict[str, Any], progress: bool = False):
-    """Run (or resume: complete points are skipped) the chapter's sweep; return the sweep result."""
-    from adv2.book import sweep
-
-    spec = sweep_spec(params["profile"], {k: params[k] for k in _GRID_PARAMS if k in params})
-    address = params.get("sweep_address") or None
-    return sweep.run_sweep(
-        spec["notebook"],
-        spec["grid"],
-        spec["fixed"],
-        params["profile"],
-        spec["name"],
-        address=address,
-        num_cpus=params.get("sweep_num_cpus") or None,
-        progress=progress,
-        before_run=preparation(spec, params["profile"], address, progress),
-    )
-
-
-_GRID_PARAMS = (
-    "archs",
-    "interpreters",
-    "epsilons",
-    "step_scales",
-    "seeds",
-    "point_n_images",
-    "point_mask_n_images",
-    "point_mask_step_scale",
-    "point_mask_iterations",
-    "schedule",
-    "sweep_name",
-    "artifacts_dir",
-)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -285,7 +190,7 @@ class Scaling:
         }
 
     def readings_table(self) -> str:
-        from adv2.chapters.plotting import markdown_table
+        from adv2.chapters.plotting import markdown_table  # imports torch: the sweep's driver stays light
 
         fmt = lambda v: "not in the grid" if v is None else v
         rows = [
@@ -327,20 +232,8 @@ def _value(c: Curve, x: float) -> float | None:
     return c.mean[c.x.index(x)] if x in c.x else None
 
 
-def load(params: dict[str, Any]) -> Scaling:
-    """The sweep's table as a :class:`Scaling` (raises a clear error when the sweep is missing)."""
-    from adv2.book import sweeptable
-    from adv2.core.config import ParameterError
-
-    name = sweep_name(params)
-    try:
-        _, rows = sweeptable.gather(name)
-    except ParameterError as err:
-        raise ParameterError(
-            f"{err}. Chapter 8 reads the sweep {name!r}: run it with "
-            f"`python -m adv2 sweep --for 08 --profile {params['profile']}`"
-        ) from None
-    sweeptable.write_table(name)
+def scaling(params: dict[str, Any], rows: list[dict[str, Any]]) -> Scaling:
+    """The sweep's table (its rows, :func:`adv2.book.sweeptable.gather`) as a :class:`Scaling`."""
     budget_eps = params["budget_epsilon"]
     return Scaling(
         rows=rows,
@@ -359,7 +252,7 @@ def figure(result: Scaling, metric: str, axis: str):
     deviation over seeds; the paper's and chapter 3's epsilons marked on the epsilon axis."""
     import matplotlib.pyplot as plt
 
-    from adv2.chapters.plotting import book_style
+    from adv2.chapters.plotting import book_style  # imports torch: the sweep's driver stays light
 
     label = {"success_rate": "attack success rate", "l1_mean": "map L1 to the benign map"}[metric]
     with book_style():
@@ -421,11 +314,7 @@ __all__ = [
     "curve",
     "figure",
     "fixed_parameters",
-    "load",
-    "preparation",
-    "prepare_models",
-    "run_sweep",
-    "sweep_name",
+    "scaling",
     "start",
-    "sweep_spec",
+    "sweep_name",
 ]
