@@ -14,7 +14,7 @@ import torch
 from adv2.core.interpreters.rts import RTSNet
 from adv2.core.models import build_small_cnn
 from adv2.trained import checkpoint_pins, checkpoints, recipes
-from adv2.trained.artifacts import file_sha256
+from adv2.trained.files import file_sha256
 
 RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
 

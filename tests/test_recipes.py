@@ -19,7 +19,7 @@ import yaml
 from adv2.chapters import schema
 from adv2.core import config, defenses, models
 from adv2.core.interpreters import rts as rts_mod
-from adv2.trained import artifacts, recipes
+from adv2.trained import artifacts, files, recipes
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
 CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]
@@ -46,7 +46,7 @@ def capture(monkeypatch):
     def key_of(fn, *args, **kwargs) -> str:
         with pytest.raises(Captured) as got:
             fn(*args, **kwargs)
-        return artifacts.artifact_key(got.value.params)
+        return files.artifact_key(got.value.params)
 
     return key_of
 

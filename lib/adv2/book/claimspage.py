@@ -17,6 +17,7 @@ from typing import Any
 
 from adv2.chapters import claims
 from adv2.chapters.claims import Verdict
+from adv2.trained.files import atomic_write_text
 
 
 def _results_files(results_dir: Path) -> list[Path]:
@@ -81,7 +82,7 @@ def write_claims_table(
 
     results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
     path = Path(path or publish.CLAIMS_TABLE)
-    return publish.atomic_write_text(path, render_claims_table(results_dir))
+    return atomic_write_text(path, render_claims_table(results_dir))
 
 
 __all__ = ["render_claims_table", "verdicts_from_results", "write_claims_table"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.core.config import REPO_ROOT
+from adv2.trained.files import atomic_write_bytes, atomic_write_json
 
 BOOK_NOTEBOOKS_DIR = REPO_ROOT / "book" / "notebooks"
 PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"
@@ -36,39 +37,6 @@ class PublishError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- atomic files
-def _normal_mode() -> int:
-    """0666 minus the umask (0644 usually): mkstemp's 0600 would hide results from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _normal_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-
-
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return atomic_write_bytes(dst, Path(src).read_bytes())
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adv2.trained.files import atomic_write_text
+
 # Paths and plumbing a reader need not see as "changed parameters".
 PLUMBING = ("results_dir", "artifacts_dir", "profile")
 
@@ -179,4 +181,4 @@ def write_run_info(
     notebooks_dir = Path(notebooks_dir or publish.BOOK_NOTEBOOKS_DIR)
     results_dir = Path(results_dir or publish.PUBLISHED_RESULTS_DIR)
     path = Path(path or publish.RUN_INFO)
-    return publish.atomic_write_text(path, render_run_info(notebooks_dir, results_dir))
+    return atomic_write_text(path, render_run_info(notebooks_dir, results_dir))

@@ -45,6 +45,7 @@ from adv2.core.config import (
     validate,
 )
 from adv2.core.progress import QUIET_ENV
+from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.publish import BOOK_NOTEBOOKS_DIR, PublishError  # noqa: F401  (re-exported)
 from adv2.book.runbox import CpuMeter, count_cached_artifacts, write_run_info  # noqa: F401  (old names)
 
@@ -344,7 +345,7 @@ class RunRecord:
 
     def save(self) -> None:
         try:
-            publishing.atomic_write_json(self.path, self.data)
+            atomic_write_json(self.path, self.data)
         except OSError:
             # a full disk has no room for the temporary copy an atomic write needs; rewriting the
             # file in place reuses its blocks, so run.json can still say how the run ended
@@ -517,7 +518,7 @@ def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
 
     nb = nbformat.read(executed, as_version=4)
     nb.metadata["adv2"] = facts
-    publishing.atomic_write_text(executed, nbformat.writes(nb))
+    atomic_write_text(executed, nbformat.writes(nb))
 
 
 def check(

@@ -31,7 +31,7 @@ from typing import Any
 from adv2.book import sweeplock, sweepplan
 from adv2.core.config import ParameterError
 from adv2.core.progress import progress_bar
-from adv2.book.publish import atomic_write_json, atomic_write_text
+from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.sweepplan import POINT_RECORD, SWEEP_RECORD, Plan
 
 SWEEPS_DIR = "sweeps"  # under the runs folder (runner.runs_root(): runs/ or $ADV2_RUNS_DIR)

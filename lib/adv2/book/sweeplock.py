@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.core.config import ParameterError
-from adv2.book.publish import atomic_write_json
+from adv2.trained.files import atomic_write_json
 
 LOCK = "sweep.lock"
 HOLDER = "sweep.holder.json"

@@ -20,7 +20,7 @@ from typing import Any
 
 from adv2.book import sweepplan
 from adv2.core.config import ParameterError
-from adv2.book.publish import atomic_write_json, atomic_write_text
+from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.chapters.results import flatten, read_json
 from adv2.book.sweepplan import SWEEP_RECORD
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from adv2.core.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
+from adv2.trained.files import file_sha256
 
 # EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
 LITE_MEAN = (127.0 / 255,) * 3
@@ -86,8 +87,6 @@ STANDIN_ENV = "ADV2_STANDIN_WEIGHTS"  # tests only: random weights under torchvi
 def check_published_hash(path: Path) -> None:
     """Raise :class:`WeightsDamaged` unless the sha256 of ``path`` starts with the hex digits in its
     name (torchvision's ``<arch>-<sha256 prefix>.pth``, read with ``torch.hub.HASH_REGEX``)."""
-    from adv2.trained.artifacts import file_sha256
-
     match = torch.hub.HASH_REGEX.search(path.name)
     if match is None or not match.group(1):
         raise WeightsDamaged(
