@@ -142,7 +142,7 @@ def test_rejected_state_counts_as_damaged(tmp_path):
 
 
 def test_status_line_says_where_the_weights_came_from(tmp_path):
-    from adv2.trained.photorts import status_line
+    from adv2.trained.photomodels import status_line
 
     params = {"lr": 1}
     publish(tmp_path, params)

@@ -293,7 +293,7 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
 
 def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(monkeypatch):
     from adv2.chapters import ch01, ch02
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     calls, lines = [], []
 
@@ -315,7 +315,7 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
 
     monkeypatch.setattr(ch01, "load_classifiers", classifiers)
     monkeypatch.setattr(ch02, "load_rts_nets", rts_nets)
-    monkeypatch.setattr(recipes, "load_rtsa", load_rtsa)
+    monkeypatch.setattr(loading, "load_rtsa", load_rtsa)
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
     extra = {"anchor 10": lambda p, a: dataclasses.replace(recipes.rtsa_recipe(p, a), distill_weight=10.0)}
     nets = ch04.load_defended(params, object(), ["resnet", "densenet"], log=lines.append, extra=extra)

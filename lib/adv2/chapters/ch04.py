@@ -35,7 +35,7 @@ from adv2.chapters._common import (
 from adv2.chapters.claims import Verdict
 from adv2.core import config, defenses
 from adv2.core.stats import Estimate, fmt, mean_ci, rate_ci
-from adv2.trained import data, recipes
+from adv2.trained import data, loading, recipes
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
@@ -156,7 +156,7 @@ def load_defended(
     loaded = load_side_by_side(
         [
             functools.partial(
-                recipes.load_rtsa,
+                loading.load_rtsa,
                 recipe,
                 fmnist,
                 classifiers[a],

@@ -36,6 +36,7 @@ from adv2.core.config import (
     subset_of,
     text,
 )
+from adv2.trained.recipes import ClassifierRecipe, RTSARecipe, RTSRecipe, chapter_parameters
 
 ROLES = ("recipe", "evaluation", "output")
 FASHION_MNIST_TEST_IMAGES = 10_000  # the test split every evaluation image is drawn from
@@ -106,14 +107,6 @@ PROFILE = _p(
     "profile name recorded with the results (smoke, quick, paper)",
     "output",
 )
-DATASET = _p(
-    "dataset",
-    str,
-    "fashion-mnist",
-    choice("fashion-mnist"),
-    "dataset the book trains on (fashion-mnist only)",
-    "recipe",
-)
 ARCHS_P = _p(
     "archs",
     list,
@@ -142,173 +135,16 @@ ARTIFACTS_DIR = _p(
     "output",
 )
 
-CLASSIFIER_RECIPE = [
-    DATASET,
-    _p(
-        "train_seed",
-        int,
-        0,
-        number(0, 2**31 - 1, integer=True),
-        "recipe: seed of classifier, RTS and AID training (cache key)",
-        "recipe",
-    ),
-    _p(
-        "train_epochs",
-        float,
-        1,
-        number(0, 1000, lo_open=True),
-        "classifier recipe: training epochs, fractions allowed (cache key)",
-        "recipe",
-    ),
-    _p(
-        "train_subset",
-        int,
-        0,
-        number(0, 10_000_000, integer=True),
-        "classifier recipe: first N training images, 0 for all 60000 (cache key)",
-        "recipe",
-    ),
-]
-RTS_RECIPE = [
-    _p(
-        "rts_phase1_iterations",
-        int,
-        100,
-        _count(0, 10**6),
-        "RTS recipe: selector iterations (paper recipe 8500; cache key)",
-        "recipe",
-    ),
-    _p(
-        "rts_phase2_iterations",
-        int,
-        150,
-        _count(0, 10**6),
-        "RTS recipe: decoder iterations (paper recipe 3000; cache key)",
-        "recipe",
-    ),
-    _p(
-        "rts_batch_size",
-        int,
-        32,
-        _count(1, 10**5),
-        "RTS recipe: decoder batch; the selector's is twice it (recipe 64; cache key)",
-        "recipe",
-    ),
-    _p(
-        "rts_lr",
-        float,
-        0.01,
-        _fraction(),
-        "RTS recipe: Adam learning rate of both phases (recipe 0.001; cache key)",
-        "recipe",
-    ),
-]
-AID_RECIPE = [
-    _p(
-        "aid_iterations",
-        int,
-        600,
-        _count(0, 10**6),
-        "RTSA recipe: AID fine-tuning iterations, starting from the trained RTS",
-        "recipe",
-    ),
-    _p(
-        "aid_batch_size",
-        int,
-        32,
-        _count(1, 10**4),
-        "RTSA recipe: images per iteration for RTS's own decoder loss",
-        "recipe",
-    ),
-    _p(
-        "aid_attack_batch_size",
-        int,
-        16,
-        _count(1, 10**4),
-        "RTSA recipe: images attacked (ADV2) per AID iteration",
-        "recipe",
-    ),
-    _p(
-        "aid_beta",
-        float,
-        10.0,
-        number(0, 1000),
-        "RTSA recipe: weight beta of l_aid, the negative L1 between benign and ADV2 maps",
-        "recipe",
-    ),
-    _p(
-        "aid_distill_weight",
-        float,
-        100.0,
-        number(0, 10**4),
-        "RTSA recipe: weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
-        "recipe",
-    ),
-    _p(
-        "aid_lr",
-        float,
-        0.001,
-        _fraction(),
-        "RTSA recipe: Adam learning rate of the fine-tuning",
-        "recipe",
-    ),
-    _p(
-        "aid_stage1_steps",
-        int,
-        20,
-        _count(0, 10**4),
-        "RTSA recipe: prediction-only PGD warm start of AID's inner attack",
-        "recipe",
-    ),
-    _p(
-        "aid_stage2_steps",
-        int,
-        5,
-        _count(0, 10**4),
-        "RTSA recipe: joint ADV2 steps per visit of an image in AID's inner attack",
-        "recipe",
-    ),
-    _p(
-        "aid_pool_size",
-        int,
-        256,
-        _count(0, 10**7),
-        "RTSA recipe: training images attacked during AID (warm starts computed once)",
-        "recipe",
-    ),
-    _p(
-        "aid_persistent",
-        bool,
-        True,
-        boolean(),
-        "RTSA recipe: continue each pool image's attack from its last adversarial input",
-        "recipe",
-    ),
-    _p(
-        "aid_train_encoder",
-        bool,
-        True,
-        boolean(),
-        "RTSA recipe: RTSA trains its own encoder copy (False: the decoder alone, the first version)",
-        "recipe",
-    ),
-    _p(
-        "rtsa_epsilon",
-        float,
-        0.1,
-        _fraction(),
-        "RTSA recipe: L-inf budget of AID's inner ADV2 attack (not the evaluation's epsilon)",
-        "recipe",
-    ),
-    _p(
-        "rtsa_step_size",
-        float,
-        0.0125,
-        _fraction(),
-        "RTSA recipe: sign-step size of AID's inner ADV2 attack",
-        "recipe",
-    ),
-]
+
+# the recipe parameters as the recipes declare them (adv2.trained.recipes: default, rule, doc)
+def _recipe_rows(recipe: type) -> list[Param]:
+    return [_p(*row, "recipe") for row in chapter_parameters(recipe)]
+
+
+CLASSIFIER_RECIPE = _recipe_rows(ClassifierRecipe)
+DATASET = CLASSIFIER_RECIPE[0]
+RTS_RECIPE = _recipe_rows(RTSRecipe)
+AID_RECIPE = _recipe_rows(RTSARecipe)
 EPSILON = _p(
     "epsilon",
     float,
@@ -894,15 +730,6 @@ _CHECKED = "_adv2_parameters_checked"
 
 
 # ----------------------------------------------------------------------------- public API
-def recipe_default(name: str) -> Any:
-    """The default of recipe parameter ``name`` (one place: :mod:`adv2.trained.recipes`' dataclasses read
-    their defaults here)."""
-    for p in (*CLASSIFIER_RECIPE, *RTS_RECIPE, *AID_RECIPE):
-        if p.name == name:
-            return p.default
-    raise KeyError(f"no recipe parameter {name!r}")
-
-
 def chapter_schema(stem: str) -> dict[str, Param]:
     """The parameters of chapter ``stem`` (e.g. ``"03_adv2"``), by name, in parameter-cell order."""
     if stem not in CHAPTERS:
