@@ -16,16 +16,8 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
-from adv2.core.config import (
-    ARCHS,
-    INPUT_SIZE_RULE,
-    ParameterError,
-    Rule,
-    boolean,
-    choice,
-    number,
-    optional_text,
-)
+from adv2.core import config
+from adv2.core.config import ParameterError, Rule, number
 from adv2.trained.files import artifact_key
 
 INPUT_SIZE = {"fashion-mnist": 28}  # side of each dataset's images (RTS's loss weights depend on it)
@@ -55,6 +47,9 @@ _FRACTION = number(0, 1, lo_open=True)
 _WEIGHT = number(0, 10**4)
 _SEED = _count(0, 2**31 - 1)
 _ITERATIONS = _count(0, 10**6)
+_STEPS = _count(0, 10**4)
+_BATCH = _count(1, 10**4)
+_BIG_BATCH = _count(1, 10**5)
 _RECIPE = Rule(lambda v: hasattr(v, "key"), "a recipe")
 
 
@@ -83,9 +78,12 @@ class _Checked:
 class ClassifierRecipe(_Checked):
     """A small Fashion-MNIST CNN: architecture, data and training schedule."""
 
-    arch: str = declared(dataclasses.MISSING, choice(*ARCHS), "classifier architecture")
+    arch: str = declared(dataclasses.MISSING, config.choice(*config.ARCHS), "classifier architecture")
     dataset: str = declared(
-        "fashion-mnist", choice("fashion-mnist"), "dataset the book trains on (fashion-mnist only)", "dataset"
+        "fashion-mnist",
+        config.choice("fashion-mnist"),
+        "dataset the book trains on (fashion-mnist only)",
+        "dataset",
     )
     train_seed: int = declared(
         0, _SEED, "recipe: seed of classifier, RTS and AID training (cache key)", "train_seed"
@@ -99,13 +97,15 @@ class ClassifierRecipe(_Checked):
     train_subset: int = declared(
         0, _count(), "classifier recipe: first N training images, 0 for all 60000 (cache key)", "train_subset"
     )
-    batch_size: int = declared(128, _count(1, 10**5), "images per SGD step")
+    batch_size: int = declared(128, _BIG_BATCH, "images per SGD step")
     lr: float = declared(5e-3, _FRACTION, "learning rate")
     weight_decay: float = declared(5e-4, number(0, 1), "weight decay")
     # in the key only when set, so keys of recipes without one stay those of the existing cache
-    data_fingerprint: str | None = declared(None, optional_text(), "content fingerprint of the training data")
+    data_fingerprint: str | None = declared(
+        None, config.optional_text(), "content fingerprint of the training data"
+    )
     # in the key only when not the dataset's own 28, so the 28-px keys stay those of the cache
-    input_size: int = declared(28, INPUT_SIZE_RULE, "side the images are upsampled to (chapter 7)")
+    input_size: int = declared(28, config.INPUT_SIZE_RULE, "side the images are upsampled to (chapter 7)")
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict the classifier's cache key hashes."""
@@ -145,10 +145,7 @@ class RTSRecipe(_Checked):
         150, _ITERATIONS, "decoder iterations (paper recipe 3000; cache key)", "rts_phase2_iterations"
     )
     batch_size: int = declared(
-        32,
-        _count(1, 10**5),
-        "decoder batch; the selector's is twice it (recipe 64; cache key)",
-        "rts_batch_size",
+        32, _BIG_BATCH, "decoder batch; the selector's is twice it (recipe 64; cache key)", "rts_batch_size"
     )
     lr: float = declared(
         0.01, _FRACTION, "Adam learning rate of both phases (recipe 0.001; cache key)", "rts_lr"
@@ -216,10 +213,10 @@ class RTSARecipe(_Checked):
         600, _ITERATIONS, "AID fine-tuning iterations, starting from the trained RTS", "aid_iterations"
     )
     batch_size: int = declared(
-        32, _count(1, 10**4), "images per iteration for RTS's own decoder loss", "aid_batch_size"
+        32, _BATCH, "images per iteration for RTS's own decoder loss", "aid_batch_size"
     )
     attack_batch_size: int = declared(
-        16, _count(1, 10**4), "images attacked (ADV2) per AID iteration", "aid_attack_batch_size"
+        16, _BATCH, "images attacked (ADV2) per AID iteration", "aid_attack_batch_size"
     )
     beta: float = declared(
         10.0,
@@ -235,26 +232,23 @@ class RTSARecipe(_Checked):
     )
     lr: float = declared(0.001, _FRACTION, "Adam learning rate of the fine-tuning", "aid_lr")
     stage1_steps: int = declared(
-        20, _count(0, 10**4), "prediction-only PGD warm start of AID's inner attack", "aid_stage1_steps"
+        20, _STEPS, "prediction-only PGD warm start of AID's inner attack", "aid_stage1_steps"
     )
     stage2_steps: int = declared(
-        5,
-        _count(0, 10**4),
-        "joint ADV2 steps per visit of an image in AID's inner attack",
-        "aid_stage2_steps",
+        5, _STEPS, "joint ADV2 steps per visit of an image in AID's inner attack", "aid_stage2_steps"
     )
     pool_size: int = declared(
-        256,
-        _count(0, 10**7),
-        "training images attacked during AID (warm starts computed once)",
-        "aid_pool_size",
+        256, _count(), "training images attacked during AID (warm starts computed once)", "aid_pool_size"
     )
     persistent: bool = declared(
-        True, boolean(), "continue each pool image's attack from its last adversarial input", "aid_persistent"
+        True,
+        config.boolean(),
+        "continue each pool image's attack from its last adversarial input",
+        "aid_persistent",
     )
     train_encoder: bool = declared(
         True,
-        boolean(),
+        config.boolean(),
         "RTSA trains its own encoder copy (False: the decoder alone, the first version)",
         "aid_train_encoder",
     )
@@ -322,10 +316,10 @@ class PhotoRTSRecipe(_Checked):
     offline pool without the attacked photos (:mod:`adv2.trained.photopool`); its selector is tied
     to the classifier's head. The default iterations fit about 35 min on 2 shared cores."""
 
-    arch: str = declared(PHOTO_ARCH, choice(PHOTO_ARCH), "the photo classifier")
+    arch: str = declared(PHOTO_ARCH, config.choice(PHOTO_ARCH), "the photo classifier")
     pool: str = declared(
         "packages",
-        choice(*POOLS),
+        config.choice(*POOLS),
         "photos of installed Python and Debian packages, or torchvision's Imagenette folder",
     )
     pool_images: int = declared(320, _count(1), "training images made from the pool")
@@ -333,8 +327,8 @@ class PhotoRTSRecipe(_Checked):
     # the tied selector needs no phase 1 (its scale stays at 0.25)
     phase1_iterations: int = declared(0, _ITERATIONS, "selector iterations")
     phase2_iterations: int = declared(64, _ITERATIONS, "decoder iterations")
-    phase1_batch_size: int = declared(16, _count(1, 10**5), "selector batch")
-    batch_size: int = declared(6, _count(1, 10**5), "decoder batch")
+    phase1_batch_size: int = declared(16, _BIG_BATCH, "selector batch")
+    batch_size: int = declared(6, _BIG_BATCH, "decoder batch")
     lr: float = declared(2e-3, _FRACTION, "Adam learning rate of both phases")
     weight_decay: float = declared(1e-4, number(0, 1), "weight decay")
     area_weight: float = declared(8.0, _WEIGHT, "weight of the mask's area")
@@ -343,7 +337,7 @@ class PhotoRTSRecipe(_Checked):
     reduce: int = declared(128, _count(1, 1280), "1x1 reduction of the 1280-channel last stage")
     width: int = declared(32, _count(1, 1024), "decoder width")
     map_size: int = declared(56, _count(1, 224), "side of the map (56 as the paper)")
-    cam_prior: bool = declared(True, boolean(), "start the map from the class's CAM")
+    cam_prior: bool = declared(True, config.boolean(), "start the map from the class's CAM")
     seed: int = declared(0, _SEED, "training seed")
 
     def train_rts_kwargs(self) -> dict[str, Any]:
