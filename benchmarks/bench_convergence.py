@@ -36,7 +36,7 @@ from adv2.book import runbox  # noqa: E402
 from adv2.core import attacks
 from adv2.core.config import load_profile  # noqa: E402
 from adv2.core.interpreters import build_interpreter  # noqa: E402
-from adv2.trained import data, pretrained, recipes
+from adv2.trained import data, loading, pretrained, recipes  # noqa: E402
 
 FMNIST_EPS, FMNIST_STEP = 0.1, 0.0125
 PHOTO_EPS, PHOTO_STEP = 0.031, 1 / 255
@@ -47,7 +47,7 @@ QUARTER = 4  # the fast schedule gets at most this fraction of the authors' step
 def _fmnist(n_images: int, interpreters: list[str], seed: int):
     params = load_profile("quick", "03_adv2")
     fm = data.load_fashion_mnist(allow_download=False)
-    model, _ = recipes.load_classifier(recipes.classifier_recipe(params, "resnet"), fm, progress=False)
+    model, _ = loading.load_classifier(recipes.classifier_recipe(params, "resnet"), fm, progress=False)
     aset = data.select_attack_set(model, fm.x_test, fm.y_test, n_images, seed=seed)
     interps = {}
     for name in interpreters:
@@ -56,7 +56,7 @@ def _fmnist(n_images: int, interpreters: list[str], seed: int):
                 "mask", model, iterations=params.get("mask_iterations", MASK_ITERATIONS), seed=seed
             )
         elif name == "rts":
-            net, _ = recipes.load_rts(recipes.rts_recipe(params, "resnet"), fm, progress=False)
+            net, _ = loading.load_rts(recipes.rts_recipe(params, "resnet"), fm, progress=False)
             interps[name] = build_interpreter("rts", model, rts=net)
         else:
             interps[name] = build_interpreter(name, model)

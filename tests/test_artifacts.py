@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adv2.trained import artifacts
+from adv2.trained import artifacts, files
 from standins import small_tmpfs
 
 LIB = Path(artifacts.__file__).resolve().parents[1]  # the adv2 under test, for subprocesses
@@ -41,7 +41,7 @@ def test_changed_parameters_invalidate(tmp_path):
 
 
 def test_key_ignores_order():
-    assert artifacts.artifact_key({"a": 1, "b": 2}) == artifacts.artifact_key({"b": 2, "a": 1})
+    assert files.artifact_key({"a": 1, "b": 2}) == files.artifact_key({"b": 2, "a": 1})
 
 
 def test_interrupted_compute_leaves_nothing_trusted(tmp_path):
@@ -59,7 +59,7 @@ def test_interrupted_compute_leaves_nothing_trusted(tmp_path):
 
 def test_partial_folder_is_not_trusted(tmp_path):
     """A folder without its metrics.json (e.g. copied half-way) is recomputed."""
-    folder = tmp_path / "thing" / artifacts.artifact_key({"lr": 4})
+    folder = tmp_path / "thing" / files.artifact_key({"lr": 4})
     folder.mkdir(parents=True)
     torch.save({"w": torch.zeros(1)}, folder / artifacts.WEIGHTS)
     calls = []
@@ -70,7 +70,7 @@ def test_partial_folder_is_not_trusted(tmp_path):
 
 # ----------------------------------------------------------------------------- verified entries
 def entry(tmp_path, params):
-    return tmp_path / "thing" / artifacts.artifact_key(params)
+    return tmp_path / "thing" / files.artifact_key(params)
 
 
 def cached(tmp_path, params, calls=None, **kw):
@@ -86,7 +86,7 @@ def quarantined(tmp_path):
 def test_entry_records_weights_checksum(tmp_path):
     a = cached(tmp_path, {"lr": 5})
     manifest = json.loads((a.path / artifacts.MANIFEST).read_text())
-    assert manifest["weights_sha256"] == artifacts.file_sha256(a.path / artifacts.WEIGHTS)
+    assert manifest["weights_sha256"] == files.file_sha256(a.path / artifacts.WEIGHTS)
     assert (a.path.stat().st_mode & 0o777) == 0o755  # not mkdtemp's 0700
 
 
@@ -175,7 +175,7 @@ def test_legacy_entry_is_kept_and_gets_a_checksum(tmp_path):
     b = cached(tmp_path, params, calls, verify=remeasure)
     assert b.from_cache and not calls
     manifest = json.loads((folder / artifacts.MANIFEST).read_text())
-    assert manifest["weights_sha256"] == artifacts.file_sha256(folder / artifacts.WEIGHTS)
+    assert manifest["weights_sha256"] == files.file_sha256(folder / artifacts.WEIGHTS)
     _random_tensors(folder / artifacts.WEIGHTS)  # from now on a change is caught
     with pytest.warns(artifacts.DamagedArtifactWarning, match="sha256"):
         assert not cached(tmp_path, params, calls).from_cache
@@ -224,7 +224,7 @@ def test_weights_with_a_rewritten_checksum_are_caught_by_verify(tmp_path, capfd)
     folder = cached(tmp_path, params).path
     torch.save({"w": torch.zeros(3)}, folder / artifacts.WEIGHTS)
     (folder / artifacts.MANIFEST).write_text(
-        json.dumps({"weights_sha256": artifacts.file_sha256(folder / artifacts.WEIGHTS), "format": 1})
+        json.dumps({"weights_sha256": files.file_sha256(folder / artifacts.WEIGHTS), "format": 1})
     )
     assert cached(tmp_path, params).from_cache  # the checksum alone cannot tell
     capfd.readouterr()
@@ -283,7 +283,7 @@ def test_force_replaces_an_entry(tmp_path):
 
 
 def test_leftover_temporary_folders_of_a_killed_run_are_cleared(tmp_path):
-    key = artifacts.artifact_key({"lr": 11})
+    key = files.artifact_key({"lr": 11})
     (tmp_path / "thing" / f".tmp-{key}-abc").mkdir(parents=True)
     cached(tmp_path, {"lr": 11})
     assert not list((tmp_path / "thing").glob(".tmp-*"))

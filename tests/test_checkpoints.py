@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from adv2.core.config import REPO_ROOT
-from adv2.trained import artifacts, checkpoint_pins, checkpoints
+from adv2.trained import artifacts, checkpoint_pins, checkpoints, files
 
 
 @pytest.fixture(autouse=True)
@@ -39,17 +39,17 @@ def publish(tmp_path, params, seed=0, pin=True):
     art = artifacts.load_or_compute("tiny", params, tiny_training([], seed), root=tmp_path / "scratch")
     path = checkpoints.save_checkpoint("tiny", params, art.state, art.metrics, tmp_path / "ckpt")
     if pin:
-        checkpoint_pins.PINS[path.name] = artifacts.file_sha256(path)
+        checkpoint_pins.PINS[path.name] = files.file_sha256(path)
     return path, art
 
 
 def test_hit_loads_the_checkpoint_without_training(tmp_path):
     params = {"lr": 1, "iterations": 5}
     path, trained = publish(tmp_path, params)
-    assert path.name == f"tiny-{artifacts.artifact_key(params)}.pt"
+    assert path.name == f"tiny-{files.artifact_key(params)}.pt"
     manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
     entry = manifest["checkpoints"][path.name]
-    assert entry["sha256"] == artifacts.file_sha256(path) and entry["trained_seconds"] == 1.5
+    assert entry["sha256"] == files.file_sha256(path) and entry["trained_seconds"] == 1.5
     calls = []
     art = artifacts.load_or_compute(
         "tiny", params, tiny_training(calls), root=tmp_path / "cache", checkpoints=tmp_path / "ckpt"
@@ -83,7 +83,7 @@ def test_checksum_mismatch_warns_and_trains(tmp_path):
     blob[-20] ^= 0xFF  # one flipped byte
     path.write_bytes(bytes(blob))
     with pytest.raises(checkpoints.CheckpointDamaged, match="sha256"):
-        checkpoints.load_checkpoint("tiny", artifacts.artifact_key(params), tmp_path / "ckpt")
+        checkpoints.load_checkpoint("tiny", files.artifact_key(params), tmp_path / "ckpt")
     calls = []
     with pytest.warns(checkpoints.DamagedCheckpointWarning, match="sha256"):
         art = artifacts.load_or_compute(
@@ -102,7 +102,7 @@ def test_unlisted_checkpoint_is_damaged(tmp_path):
     path, _ = publish(tmp_path, params)
     (tmp_path / "ckpt" / "manifest.json").write_text(json.dumps({"format": 1, "checkpoints": {}}))
     with pytest.raises(checkpoints.CheckpointDamaged, match="not listed"):
-        checkpoints.load_checkpoint("tiny", artifacts.artifact_key(params), tmp_path / "ckpt")
+        checkpoints.load_checkpoint("tiny", files.artifact_key(params), tmp_path / "ckpt")
 
 
 def test_retrain_ignores_checkpoint(tmp_path):
@@ -142,7 +142,7 @@ def test_rejected_state_counts_as_damaged(tmp_path):
 
 
 def test_status_line_says_where_the_weights_came_from(tmp_path):
-    from adv2.trained.photorts import status_line
+    from adv2.trained.photomodels import status_line
 
     params = {"lr": 1}
     publish(tmp_path, params)
@@ -175,7 +175,7 @@ def test_checksum_mismatch_is_refused_unless_asked(tmp_path):
     message = str(err.value)
     assert calls == [] and "\n" not in message
     assert "refused" in message and "checkpoint_pins.py pins" in message and "restore it with" in message
-    assert not (tmp_path / "cache" / "tiny" / artifacts.artifact_key(params)).exists()
+    assert not (tmp_path / "cache" / "tiny" / files.artifact_key(params)).exists()
 
 
 def test_state_rejected_by_the_check_is_refused_unless_asked(tmp_path):
@@ -219,7 +219,7 @@ def test_unpinned_checkpoint_is_refused_and_the_message_gives_the_pin(tmp_path):
     params = {"lr": 2}
     path, _ = publish(tmp_path, params, pin=False)
     with pytest.raises(checkpoints.CheckpointDamaged, match="no sha256 pinned") as err:
-        checkpoints.load_checkpoint("tiny", artifacts.artifact_key(params), tmp_path / "ckpt")
+        checkpoints.load_checkpoint("tiny", files.artifact_key(params), tmp_path / "ckpt")
     assert checkpoint_pins.pin_line(path).strip() in str(err.value)
     calls = []
     with pytest.raises(checkpoints.CheckpointDamaged, match="refused"):
@@ -228,7 +228,7 @@ def test_unpinned_checkpoint_is_refused_and_the_message_gives_the_pin(tmp_path):
         )
     assert calls == []
     # pasting the printed line is all it takes
-    checkpoint_pins.PINS[path.name] = artifacts.file_sha256(path)
+    checkpoint_pins.PINS[path.name] = files.file_sha256(path)
     art = artifacts.load_or_compute(
         "tiny", params, tiny_training(calls), root=tmp_path / "cache", checkpoints=tmp_path / "ckpt"
     )
@@ -239,7 +239,7 @@ def test_pin_line_command_prints_the_line_to_paste(tmp_path, capsys):
     path, _ = publish(tmp_path, {"lr": 3}, pin=False)
     assert checkpoint_pins.main([str(path)]) == 0
     line = capsys.readouterr().out.strip()
-    assert line == f'"{path.name}": "{artifacts.file_sha256(path)}",'
+    assert line == f'"{path.name}": "{files.file_sha256(path)}",'
     assert checkpoint_pins.main([str(tmp_path / "nothing.pt")]) == 2
 
 
@@ -250,7 +250,7 @@ def test_every_committed_checkpoint_is_pinned_and_matches():
     assert committed == sorted(checkpoint_pins.PINS)
     for name in committed:
         path = REPO_ROOT / "checkpoints" / name
-        assert artifacts.file_sha256(path) == checkpoint_pins.PINS[name], checkpoint_pins.pin_line(path)
+        assert files.file_sha256(path) == checkpoint_pins.PINS[name], checkpoint_pins.pin_line(path)
 
 
 def committed_copy(tmp_path, monkeypatch):
@@ -274,7 +274,7 @@ def test_committed_checkpoint_with_changed_weights_and_rewritten_manifest_is_ref
     blob["state"][name] = blob["state"][name] + 0.01  # a valid file, other weights
     torch.save(blob, path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["checkpoints"][RTS].update(sha256=artifacts.file_sha256(path), bytes=path.stat().st_size)
+    manifest["checkpoints"][RTS].update(sha256=files.file_sha256(path), bytes=path.stat().st_size)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     key = manifest["checkpoints"][RTS]["key"]
     with pytest.raises(checkpoints.CheckpointDamaged, match="checkpoint_pins.py pins e563323729ee"):
@@ -304,9 +304,7 @@ def test_cache_entry_copied_from_a_checkpoint_is_compared_with_it(tmp_path):
     first = artifacts.load_or_compute("tiny", params, tiny_training([]), **load)
     weights = first.path / artifacts.WEIGHTS
     torch.save({k: torch.zeros_like(v) for k, v in first.state.items()}, weights)
-    (first.path / artifacts.MANIFEST).write_text(
-        json.dumps({"weights_sha256": artifacts.file_sha256(weights)})
-    )
+    (first.path / artifacts.MANIFEST).write_text(json.dumps({"weights_sha256": files.file_sha256(weights)}))
     calls = []
     with pytest.warns(artifacts.DamagedArtifactWarning, match="differs from the committed checkpoint"):
         again = artifacts.load_or_compute("tiny", params, tiny_training(calls), **load)

@@ -90,7 +90,7 @@ def test_protocol_cells_are_short():
 
 
 def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     asked = []
 
@@ -100,7 +100,7 @@ def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
         art.from_cache = False
         return object(), art
 
-    monkeypatch.setattr(recipes, "load_classifier", fake_load)
+    monkeypatch.setattr(loading, "load_classifier", fake_load)
     params = {"dataset": "fashion-mnist", "train_seed": 5, "train_epochs": 1, "train_subset": 100}
     seeds = ch01.seed_runs(params, object(), {"resnet": fake_art(0.87)}, 3, log=lambda *_: None)
     # the extra classifiers differ from the chapter's recipe in their training seed only
@@ -121,9 +121,9 @@ def test_seed_repeats_train_the_recipe_again_with_the_next_seeds(monkeypatch):
 
 
 def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
-    from adv2.trained import recipes
+    from adv2.trained import loading
 
-    monkeypatch.setattr(recipes, "load_classifier", lambda *a, **k: pytest.fail("no extra training"))
+    monkeypatch.setattr(loading, "load_classifier", lambda *a, **k: pytest.fail("no extra training"))
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
     seeds = ch01.seed_runs(params, object(), {"resnet": fake_art(0.9)}, 1)
     result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], seeds=seeds)
@@ -136,7 +136,8 @@ def test_one_seed_adds_no_training_and_says_there_is_no_interval(monkeypatch):
 def test_a_cached_classifier_is_logged_with_its_re_measured_accuracy(monkeypatch):
     """Issue 24: a classifier from the cache shows what its weights scored when loaded, beside the
     accuracy its training recorded."""
-    from adv2.trained import recipes
+
+    from adv2.trained import loading
 
     cached = fake_art(0.87)
     cached.from_cache = True
@@ -144,7 +145,7 @@ def test_a_cached_classifier_is_logged_with_its_re_measured_accuracy(monkeypatch
     trained = fake_art(0.88)
     trained.from_cache = False
     monkeypatch.setattr(
-        recipes,
+        loading,
         "load_classifiers_side_by_side",
         lambda rs, *a, **k: [(object(), cached, 0.1), (object(), trained, 42.0)],
     )

@@ -296,7 +296,7 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
 
 
 def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(monkeypatch):
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     calls, lines = [], []
 
@@ -318,7 +318,7 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
 
     monkeypatch.setattr(aid_training, "load_classifiers", classifiers)
     monkeypatch.setattr(aid_training, "load_rts_nets", rts_nets)
-    monkeypatch.setattr(recipes, "load_rtsa", load_rtsa)
+    monkeypatch.setattr(loading, "load_rtsa", load_rtsa)
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 0}
     extra = {"anchor 10": lambda p, a: dataclasses.replace(recipes.rtsa_recipe(p, a), distill_weight=10.0)}
     nets = aid_training.load_defended(params, object(), ["resnet", "densenet"], log=lines.append, extra=extra)

@@ -18,7 +18,7 @@ from adv2.chapters import ch07, claim_rules, claims, schema
 from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
 from adv2.trained import data, recipes
-from adv2.trained.artifacts import artifact_key
+from adv2.trained.files import artifact_key
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_input_size.ipynb"

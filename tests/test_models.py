@@ -321,7 +321,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     """Issue 24: weights that classify wrongly (here: every prediction moved to the next class, as
     by a training on shifted labels), their sha256 written into manifest.json, were accepted and
     the chapter reported metrics.json's stale accuracy. Now: re-measured, refused, trained again."""
-    from adv2.trained import artifacts
+    from adv2.trained import artifacts, files
 
     _, good = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
     folder = copied_entry(good, tmp_path)
@@ -329,7 +329,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     state["head.weight"] = state["head.weight"].roll(1, 0)
     state["head.bias"] = state["head.bias"].roll(1, 0)
     torch.save(state, folder / artifacts.WEIGHTS)
-    digest = artifacts.file_sha256(folder / artifacts.WEIGHTS)
+    digest = files.file_sha256(folder / artifacts.WEIGHTS)
     (folder / artifacts.MANIFEST).write_text(json.dumps({"weights_sha256": digest, "format": 1}))
     capfd.readouterr()
     with pytest.warns(artifacts.DamagedArtifactWarning, match="re-measured on the first 1000 test images"):
@@ -379,11 +379,11 @@ def test_random_weights_under_torchvisions_name_are_refused(tmp_path, monkeypatc
 
 
 def test_published_hash_prefix_is_what_is_checked(tmp_path):
-    from adv2.trained import artifacts, pretrained
+    from adv2.trained import files, pretrained
 
     blob = tmp_path / "blob"
     blob.write_bytes(b"weights")
-    digest = artifacts.file_sha256(blob)
+    digest = files.file_sha256(blob)
     good = tmp_path / f"resnet50-{digest[:8]}.pth"
     blob.rename(good)
     pretrained.check_published_hash(good)  # passes

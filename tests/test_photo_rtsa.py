@@ -1,4 +1,4 @@
-"""The photo RTSA recipe and loader (adv2.trained.recipes.PhotoRTSARecipe, load_photo_rtsa) on a tiny
+"""The photo RTSA recipe and loader (adv2.trained.recipes.PhotoRTSARecipe, adv2.trained.photomodels.load_photo_rtsa) on a tiny
 stand-in classifier, RTS and uint8 pool: trained by the library's own AID code, cached, looked up
 in the committed checkpoints, retrained when asked or when the recipe changes."""
 
@@ -13,8 +13,8 @@ import torch
 
 from adv2.core.interpreters.rts import RTSNet
 from adv2.core.models import build_small_cnn
-from adv2.trained import checkpoint_pins, checkpoints, recipes
-from adv2.trained.artifacts import file_sha256
+from adv2.trained import checkpoint_pins, checkpoints, photomodels, recipes
+from adv2.trained.files import file_sha256
 
 RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
 
@@ -58,11 +58,11 @@ def test_recipe_defaults_are_the_papers_budget_and_the_rts_loss_weights():
 
 def test_trains_once_then_cache_then_checkpoint(standins, monkeypatch):
     kw, tmp = standins
-    net, art = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
+    net, art = photomodels.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
     assert art.origin == "computed" and art.metrics["pool_images"] == 8  # train_images of the pool
     assert art.metrics["seconds"] > 0 and len(art.metrics["aid_l1"]) > 0
     assert not any(k.startswith("encoder.") for k in art.state)  # the classifier's copy is not stored
-    again, art2 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
+    again, art2 = photomodels.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "a"), **kw)
     assert art2.origin == "cache"
     x = torch.rand(3, 1, 28, 28)
     c = torch.tensor([0, 1, 2])
@@ -70,12 +70,12 @@ def test_trains_once_then_cache_then_checkpoint(standins, monkeypatch):
     # shipped as a checkpoint: an empty cache loads it instead of training
     path = checkpoints.save_checkpoint("rtsa", art.params, art.state, art.metrics)
     monkeypatch.setitem(checkpoint_pins.PINS, path.name, file_sha256(path))  # pinned, as committed ones are
-    _, art3 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), **kw)
+    _, art3 = photomodels.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), **kw)
     assert art3.origin == "checkpoint"
     # retrain: computed in any case; another recipe: another key, trained
-    _, art4 = recipes.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), retrain=True, **kw)
+    _, art4 = photomodels.load_photo_rtsa(tiny_recipe(), artifacts_dir=str(tmp / "b"), retrain=True, **kw)
     assert art4.origin == "computed"
-    _, art5 = recipes.load_photo_rtsa(tiny_recipe(beta=1.0), artifacts_dir=str(tmp / "b"), **kw)
+    _, art5 = photomodels.load_photo_rtsa(tiny_recipe(beta=1.0), artifacts_dir=str(tmp / "b"), **kw)
     assert art5.origin == "computed" and art5.path.name != art.path.name
 
 
@@ -84,12 +84,12 @@ def test_rtsa_trained_with_its_encoder_reloads_bit_for_bit(standins):
     a reload pairs the trained decoder with the classifier's encoder (the bug of issue 23)."""
     kw, tmp = standins
     recipe = tiny_recipe(train_encoder=True, lr=0.05)
-    net, art = recipes.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
+    net, art = photomodels.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
     assert art.origin == "computed" and any(k.startswith("encoder.") for k in art.state)
     trained = net.encoder.state_dict()
     original = kw["model"].state_dict()
     assert any(not torch.equal(trained[k], original[k]) for k in original)  # AID moved the encoder
-    again, art2 = recipes.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
+    again, art2 = photomodels.load_photo_rtsa(recipe, artifacts_dir=str(tmp / "a"), **kw)
     assert art2.origin == "cache"
     for k, v in net.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k

@@ -20,8 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from adv2.book import atomicfiles, cli, execute, paths, publish, runbox, runner
+from adv2.book import cli, execute, paths, publish, runbox, runner
 from adv2.core.config import REPO_ROOT
+from adv2.trained import files
 
 STEM = "01_tiny"
 
@@ -329,7 +330,7 @@ def test_runs_cannot_write_into_the_published_book():
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
-    path = atomicfiles.atomic_write_text(tmp_path / "a.json", "{}")
+    path = files.atomic_write_text(tmp_path / "a.json", "{}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 

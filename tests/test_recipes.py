@@ -18,7 +18,7 @@ import yaml
 
 from adv2.chapters import schema
 from adv2.core import config, defenses, models
-from adv2.trained import artifacts, cached, recipes
+from adv2.trained import artifacts, cached, files, loading, recipes
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
 CHAPTERS = ["02_interpreters", "03_adv2", "04_aid_defense", "05_noise_sensitivity", "06_table10"]
@@ -45,7 +45,7 @@ def capture(monkeypatch):
     def key_of(fn, *args, **kwargs) -> str:
         with pytest.raises(Captured) as got:
             fn(*args, **kwargs)
-        return artifacts.artifact_key(got.value.params)
+        return files.artifact_key(got.value.params)
 
     return key_of
 
@@ -149,6 +149,23 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
     return keys
 
 
+def recipes_for(params: dict) -> dict[str, dict]:
+    """The recipes of a chapter's (complete) parameters, by kind and architecture:
+    ``{"classifier": {arch: ClassifierRecipe}, "rts": {...}, "rtsa": {...}}`` (a kind is present
+    when the parameters have its recipe parameters)."""
+    kinds = {"classifier": recipes.classifier_recipe}
+    if any(n in params for n in recipes.RTS_PARAMETERS):
+        kinds["rts"] = recipes.rts_recipe
+    if any(n in params for n in recipes.RTSA_PARAMETERS):
+        kinds["rtsa"] = recipes.rtsa_recipe
+        kinds["rtsa_control"] = lambda p, a: recipes.rtsa_recipe(
+            p, a
+        ).control()  # chapters 4-6 train it beside
+    archs = params.get("archs") or []
+    archs = [archs] if isinstance(archs, str) else list(archs)
+    return {kind: {a: make(params, a) for a in archs} for kind, make in kinds.items()}
+
+
 def new_parameters(stem: str, profile: str) -> dict:
     """What the runner gives the notebook now: the profile's values for the chapter's names."""
     names = schema.chapter_schema(stem)
@@ -156,7 +173,7 @@ def new_parameters(stem: str, profile: str) -> dict:
 
 
 def new_keys(stem: str, params: dict, arch: str) -> dict[str, str]:
-    found = recipes.recipes_for_chapter(stem, {**params, "archs": [arch]})
+    found = recipes_for({**schema.defaults(stem), **params, "archs": [arch]})
     return {kind: by_arch[arch].key for kind, by_arch in found.items()}
 
 
@@ -282,10 +299,10 @@ def test_rts_phase1_follows_one_rule():
 
 def test_rtsa_budget_is_its_own_not_the_evaluation_epsilon():
     params = {"epsilon": 0.05, "step_size": 0.01}
-    a = recipes.recipes_for_chapter("06_table10", params)["rtsa"]["resnet"]
-    b = recipes.recipes_for_chapter("06_table10", {})["rtsa"]["resnet"]
+    a = recipes_for({**schema.defaults("06_table10"), **params})["rtsa"]["resnet"]
+    b = recipes_for(schema.defaults("06_table10"))["rtsa"]["resnet"]
     assert a.key == b.key and a.aid_config().epsilon == 0.1
-    c = recipes.recipes_for_chapter("06_table10", {"rtsa_epsilon": 0.05})["rtsa"]["resnet"]
+    c = recipes_for({**schema.defaults("06_table10"), "rtsa_epsilon": 0.05})["rtsa"]["resnet"]
     assert c.key != b.key and c.aid_config().epsilon == 0.05
 
 
@@ -299,17 +316,17 @@ def test_data_fingerprint_enters_the_key_only_when_set():
 
 def test_loaders_ask_the_cache_for_the_recipe_key(capture):
     params = new_parameters("04_aid_defense", "smoke")
-    rtsa = recipes.recipes_for_chapter("04_aid_defense", params)["rtsa"]["densenet"]
-    assert capture(recipes.load_classifier, rtsa.rts.classifier, FASHION) == rtsa.rts.classifier.key
+    rtsa = recipes_for({**schema.defaults("04_aid_defense"), **params})["rtsa"]["densenet"]
+    assert capture(loading.load_classifier, rtsa.rts.classifier, FASHION) == rtsa.rts.classifier.key
     clf_art = SimpleNamespace(path=Path(rtsa.rts.classifier.key))
-    assert capture(recipes.load_rts, rtsa.rts, FASHION, _model("densenet"), clf_art) == rtsa.rts.key
+    assert capture(loading.load_rts, rtsa.rts, FASHION, _model("densenet"), clf_art) == rtsa.rts.key
     with pytest.raises(RuntimeError, match="differs from its recipe"):
-        recipes.load_rts(rtsa.rts, FASHION, _model("densenet"), SimpleNamespace(path=Path("x")))
+        loading.load_rts(rtsa.rts, FASHION, _model("densenet"), SimpleNamespace(path=Path("x")))
 
 
 def test_wrong_dataset_is_refused():
     with pytest.raises(config.ParameterError, match="fashion-mnist"):
-        recipes.load_classifier(recipes.ClassifierRecipe("resnet"), SimpleNamespace(name="mnist"))
+        loading.load_classifier(recipes.ClassifierRecipe("resnet"), SimpleNamespace(name="mnist"))
 
 
 # ----------------------------------------------------------------------------- data fingerprint

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from adv2.chapters import results
+from adv2.trained import files
 from standins import small_tmpfs
 
 
@@ -22,23 +23,23 @@ def test_save_results_mode_0644_and_no_temporary_left(tmp_path):
 
 def test_atomic_write_text_replaces_whole_file(tmp_path):
     path = tmp_path / "sub" / "t.json"
-    assert results.atomic_write_text(path, "old") == path
+    assert files.atomic_write_text(path, "old") == path
     os.chmod(path, 0o600)
-    results.atomic_write_text(path, "new text")
+    files.atomic_write_text(path, "new text")
     assert path.read_text() == "new text" and (path.stat().st_mode & 0o777) == 0o644
     assert sorted(p.name for p in path.parent.iterdir()) == ["t.json"]
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "t.json"
-    results.atomic_write_text(path, "old")
+    files.atomic_write_text(path, "old")
 
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results.os, "fsync", interrupted)
+    monkeypatch.setattr(files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        results.atomic_write_text(path, "half")
+        files.atomic_write_text(path, "half")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
@@ -46,9 +47,9 @@ def test_disk_full_is_named(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(
-        results.DiskFull, match=f"no space left under {tmp_path} while writing 03_adv2.json"
+        files.DiskFull, match=f"no space left under {tmp_path} while writing 03_adv2.json"
     ) as err:
         results.save_results("03_adv2", {"a": 1}, {}, tmp_path)
     assert err.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
@@ -62,9 +63,9 @@ def small_disk(tmp_path):
 
 
 def test_real_full_disk(small_disk):
-    results.atomic_write_text(small_disk / "keep.json", '{"a": 1}')
+    files.atomic_write_text(small_disk / "keep.json", '{"a": 1}')
     with pytest.raises(OSError, match=f"no space left under {small_disk} while writing big.json"):
-        results.atomic_write_text(small_disk / "big.json", "x" * 200_000)
+        files.atomic_write_text(small_disk / "big.json", "x" * 200_000)
     assert sorted(p.name for p in small_disk.iterdir()) == ["keep.json"]
     assert results.read_json(small_disk / "keep.json") == {"a": 1}
 
@@ -97,12 +98,12 @@ def test_set_aside_keeps_the_corrupt_file(tmp_path):
     path.write_text("{again")
     second = results.set_aside(path)  # same second: a new name, nothing overwritten
     assert second != first and first.exists() and second.read_text() == "{again"
-    results.atomic_write_text(path, json.dumps({"rebuilt": True}))
+    files.atomic_write_text(path, json.dumps({"rebuilt": True}))
     assert results.read_json(path) == {"rebuilt": True}
 
 
 def test_is_disk_full():
-    assert results.is_disk_full(OSError(errno.ENOSPC, "x"))
-    assert results.is_disk_full(OSError(errno.EDQUOT, "x"))
-    assert not results.is_disk_full(OSError(errno.EACCES, "x"))
-    assert not results.is_disk_full(ValueError("enforce fail"))
+    assert files.is_disk_full(OSError(errno.ENOSPC, "x"))
+    assert files.is_disk_full(OSError(errno.EDQUOT, "x"))
+    assert not files.is_disk_full(OSError(errno.EACCES, "x"))
+    assert not files.is_disk_full(ValueError("enforce fail"))

@@ -344,7 +344,8 @@ def test_a_killed_sweep_leaves_no_process_behind_and_its_record_says_interrupted
 def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path):
     """``python -m adv2 sweep --cleanup``: a pid the system gave to another process meanwhile is
     never signalled (its start time differs), and a sweep that runs now is left alone."""
-    from adv2.book import atomicfiles, sweeplock
+    from adv2.book import sweeplock
+    from adv2.trained import files
 
     sweeps = tmp_path / "sweeps"
     (sweeps / "dead").mkdir(parents=True)
@@ -352,7 +353,7 @@ def test_cleanup_command_clears_a_killed_sweep_and_leaves_a_running_one(tmp_path
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         start = sweeplock.start_time(bystander.pid)
-        atomicfiles.atomic_write_json(
+        files.atomic_write_json(
             sweeps / "dead" / "sweep.holder.json",
             {
                 "host": os.uname().nodename,

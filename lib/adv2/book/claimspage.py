@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adv2.book.atomicfiles import atomic_write_text
+from adv2.trained.files import atomic_write_text
 from adv2.book.paths import CLAIMS_TABLE, PUBLISHED_RESULTS_DIR
 from adv2.chapters import claims
 from adv2.chapters.claims import Verdict

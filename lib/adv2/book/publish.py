@@ -27,7 +27,7 @@ from typing import Any
 import nbformat
 
 from adv2.book import claimspage, runbox
-from adv2.book.atomicfiles import atomic_write_bytes, atomic_write_json, set_aside
+from adv2.trained.files import atomic_write_bytes, atomic_write_json, set_aside
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
     CLAIMS_TABLE,

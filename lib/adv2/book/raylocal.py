@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from adv2.book.atomicfiles import atomic_write_text
+from adv2.trained.files import atomic_write_text
 
 def connect(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a local Ray with

@@ -15,7 +15,7 @@ from typing import Any
 
 import nbformat
 
-from adv2.book.atomicfiles import atomic_write_text
+from adv2.trained.files import atomic_write_text
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
 from adv2.core.config import ParameterError, load_profile
 

@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 
 from adv2.book import publish as publishing
-from adv2.book.atomicfiles import atomic_write_text
+from adv2.trained.files import atomic_write_text
 from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,

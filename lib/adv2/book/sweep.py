@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweeplock, sweepplan
-from adv2.book.atomicfiles import atomic_write_json, atomic_write_text
+from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.raylocal import connect, ray_session, shutdown, task_resources
 from adv2.book.runner import resolve_profile

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adv2.book.atomicfiles import atomic_write_json
+from adv2.trained.files import atomic_write_json
 from adv2.book.sweepplan import SWEEP_RECORD
 from adv2.core.config import ParameterError
 

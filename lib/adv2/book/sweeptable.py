@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweepplan
-from adv2.book.atomicfiles import atomic_write_json, atomic_write_text
+from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.sweepplan import SWEEP_RECORD
 from adv2.chapters.results import flatten, read_json

@@ -251,7 +251,7 @@ def artifact_source(art: Any) -> str:
     if art is None:
         return NOT_RUN
     if getattr(art, "origin", ""):  # a real artifact: the photo RTS's status sentence
-        from adv2.trained.photorts import status_line
+        from adv2.trained.photomodels import status_line
 
         return status_line(art)
     if "checkpoints" in Path(str(getattr(art, "path", ""))).parts:

@@ -18,7 +18,7 @@ from adv2.chapters._reporting import table
 from adv2.core import defenses
 from adv2.core.formatting import MISSING
 from adv2.core.parallel import load_side_by_side
-from adv2.trained import cached, data, recipes
+from adv2.trained import cached, data, loading, recipes
 
 
 # ----------------------------------------------------------------------------- loading
@@ -51,7 +51,7 @@ def load_defended(
     loaded = load_side_by_side(
         [
             functools.partial(
-                recipes.load_rtsa,
+                loading.load_rtsa,
                 recipe,
                 fmnist,
                 classifiers[a],

@@ -79,11 +79,11 @@ def load_classifiers(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Fashion-MNIST classifiers of the chapter's recipe (trained, or loaded from the cache):
     ``(classifiers, artifacts)`` by arch; both empty when ``fmnist`` is None (``dataset: imagenet``)."""
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     archs = list(archs) if fmnist is not None else []
     # on a CPU the classifiers train side by side, one core each (adv2.core.parallel; issue 13)
-    loaded = recipes.load_classifiers_side_by_side(
+    loaded = loading.load_classifiers_side_by_side(
         [recipes.classifier_recipe(params, arch) for arch in archs],
         fmnist,
         device=device,
@@ -113,7 +113,7 @@ def seed_runs(
     ``{arch: {"train_seeds": [...], "test_accuracy": [...]}}``. Seed ``train_seed`` is the classifier
     already in ``arts``; every other seed is one more training (cached under its own recipe key, so
     a re-run loads it). Only the accuracies are kept: later chapters attack the ``train_seed`` one."""
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     archs = list(arts) if fmnist is not None else []
     extra = []  # (arch, recipe) of every further seed
@@ -124,7 +124,7 @@ def seed_runs(
         ]
 
     # on a CPU the trainings run side by side, one core each (adv2.core.parallel; issue 13)
-    loaded = recipes.load_classifiers_side_by_side(
+    loaded = loading.load_classifiers_side_by_side(
         [r for _, r in extra], fmnist, device=device, artifacts_dir=artifacts_dir, progress=progress
     )
     out = {}

@@ -81,11 +81,11 @@ def load_rts_nets(
     """The RTS of each classifier (its recipe's cache entry, else trained): ``(nets, artifacts)``
     by arch. On a CPU the missing ones train side by side, one core each (:mod:`adv2.core.parallel`)."""
     from adv2.core.parallel import load_side_by_side
-    from adv2.trained import recipes
+    from adv2.trained import loading, recipes
 
     def loader(arch: str) -> Callable[[], tuple[Any, Any]]:
         return functools.partial(
-            recipes.load_rts, recipes.rts_recipe(params, arch), fmnist, classifiers[arch], arts[arch],
+            loading.load_rts, recipes.rts_recipe(params, arch), fmnist, classifiers[arch], arts[arch],
             device=device, artifacts_dir=artifacts_dir, progress=progress,
         )  # fmt: skip
 
@@ -450,7 +450,7 @@ PHOTO_RTS_GLUE = [
 
 @dataclass
 class PhotoRTSQuality:
-    """The photo RTS (:func:`adv2.trained.recipes.load_photo_rts`) on held-out photos (the attacked ones,
+    """The photo RTS (:func:`adv2.trained.photomodels.load_photo_rts`) on held-out photos (the attacked ones,
     correctly classified, never in its training pool), beside its own maps shuffled (same values,
     random places) and CAM (the map its decoder starts from).
 
@@ -543,7 +543,8 @@ def photo_rts_quality(
     chapter's Fashion-MNIST RTS numbers, shown beside."""
     from adv2.core.sanity import preserve_destroy_flags, shuffled_like
     from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
-    from adv2.trained.recipes import PhotoRTSRecipe, load_photo_rts, photo_rts_status
+    from adv2.trained.photomodels import load_photo_rts, status_line
+    from adv2.trained.recipes import PhotoRTSRecipe
 
     rts, art = load_photo_rts(
         recipe or PhotoRTSRecipe(),
@@ -617,7 +618,7 @@ def photo_rts_quality(
         differences,
         mask_area,
         _training_summary(art),
-        photo_rts_status(art),
+        status_line(art),
         dict(fmnist_rts or {}),
         per_image,
     )

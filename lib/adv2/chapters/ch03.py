@@ -549,12 +549,14 @@ class PhotoAttacks:
 
 
 def photo_rts(device: torch.device | str = "cpu", progress: bool = False, artifacts_dir: str | None = None):
-    """The photo classifier's RTS (``adv2.trained.recipes.load_photo_rts``: the artifact cache, else the
+    """The photo classifier's RTS (``adv2.trained.photomodels.load_photo_rts``: the artifact cache, else the
     committed checkpoint, else trained) and the sentence saying which happened."""
-    from adv2.trained import recipes
+    from adv2.trained import photomodels
 
-    rts_net, artifact = recipes.load_photo_rts(device=device, progress=progress, artifacts_dir=artifacts_dir)
-    return rts_net, recipes.photo_rts_status(artifact)
+    rts_net, artifact = photomodels.load_photo_rts(
+        device=device, progress=progress, artifacts_dir=artifacts_dir
+    )
+    return rts_net, photomodels.status_line(artifact)
 
 
 def _labelled_correct(model: torch.nn.Module, photos: data.Dataset, device) -> tuple[int, int]:

@@ -56,7 +56,7 @@ from adv2.chapters.ch03 import (
 from adv2.chapters.claims import Verdict
 from adv2.core import attacks, models
 from adv2.core.interpreters import build_interpreter
-from adv2.trained import data, recipes
+from adv2.trained import data, loading, recipes
 
 STEM = "07_input_size"
 GLUE_PREFIX = "ch7_"
@@ -105,7 +105,7 @@ def train_classifiers(
     keys = [
         (arch, size, r) for arch in params["archs"] for size, r in classifier_recipes(params, arch).items()
     ]
-    loaded = recipes.load_classifiers_side_by_side(
+    loaded = loading.load_classifiers_side_by_side(
         [r for _, _, r in keys], fmnist, device=device, artifacts_dir=artifacts_dir or None, progress=progress
     )
     out: dict[str, dict[int, Trained]] = {arch: {} for arch in params["archs"]}

@@ -7,21 +7,18 @@ numbers from files and never parse notebook outputs.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adv2.core.config import REPO_ROOT
+from adv2.trained.files import atomic_write_text
 
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 
@@ -58,81 +55,6 @@ def results_folder(results_dir: str | os.PathLike | None = None) -> Path:
     """``results_dir`` (relative paths from the repository root), else ``results/``."""
     folder = Path(results_dir or DEFAULT_RESULTS_DIR)
     return folder if folder.is_absolute() else REPO_ROOT / folder
-
-
-# ----------------------------------------------------------------------------- safe file writing
-class DiskFull(OSError):
-    """Writing failed because the disk (or quota) under a folder is full."""
-
-    def __init__(self, folder: Path, what: str):
-        self.folder = Path(folder)
-        super().__init__(
-            errno.ENOSPC,
-            f"no space left under {folder} while writing {what}: free "
-            "some space there (or point the cache / results elsewhere) "
-            "and run again",
-        )
-
-
-# torch.save reports a full disk as a RuntimeError from its zip writer, not as an OSError
-_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "enforce fail", "file write failed", "unexpected pos")
-
-
-def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) -> bool:
-    """True when ``err`` means the disk under ``folder`` is full.
-
-    An ``OSError`` says so itself (ENOSPC / EDQUOT). torch's zip writer raises a RuntimeError
-    without an errno; it counts as disk-full when the folder has (almost) no free space left.
-    """
-    if isinstance(err, OSError):
-        return err.errno in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES):
-        if "No space left" in str(err) or folder is None:
-            return True
-        try:
-            return shutil.disk_usage(folder).free < 16 * 2**20
-        except OSError:
-            return True
-    return False
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], mode: int = 0o644) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    Readers see the old file or the complete new one, never a partial one; the file gets ``mode``
-    (``mkstemp`` alone would leave 0600). A full disk raises :class:`DiskFull` naming the folder;
-    on any failure the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
-        write(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if is_disk_full(err, path.parent) and not isinstance(err, DiskFull):
-            raise DiskFull(path.parent, path.name) from err
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, mode: int = 0o644) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``),
-    with permissions ``mode``; a full disk raises :class:`DiskFull` ("no space left under DIR")."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return write_atomically(path, write, mode)
 
 
 # ----------------------------------------------------------------------------- reading JSON safely
@@ -177,7 +99,7 @@ def set_aside(path: str | os.PathLike) -> Path:
 def save_results(
     stem: str, numbers: dict[str, Any], params: dict[str, Any], results_dir: str | os.PathLike | None = None
 ) -> Path:
-    """Write ``<results_dir>/<stem>.json`` atomically (mode 0644) and return its path."""
+    """Write ``<results_dir>/<stem>.json`` atomically (readable by all) and return its path."""
     payload = {
         "notebook": stem,
         "numbers": _plain(numbers),

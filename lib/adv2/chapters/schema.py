@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from adv2.chapters import schema_ch01_03, schema_ch04_08
-from adv2.chapters.schema_rows import AID_RECIPE, CLASSIFIER_RECIPE, RTS_RECIPE, Param
+from adv2.chapters.schema_rows import Param
 from adv2.core.config import REPO_ROOT, ParameterError
 
 CHAPTERS: dict[str, list[Param]] = {**schema_ch01_03.CHAPTERS, **schema_ch04_08.CHAPTERS}
@@ -33,15 +33,6 @@ _CHECKED = "_adv2_parameters_checked"
 
 
 # ----------------------------------------------------------------------------- public API
-def recipe_default(name: str) -> Any:
-    """The default of recipe parameter ``name`` (one place: :mod:`adv2.trained.recipes`' dataclasses read
-    their defaults here)."""
-    for p in (*CLASSIFIER_RECIPE, *RTS_RECIPE, *AID_RECIPE):
-        if p.name == name:
-            return p.default
-    raise KeyError(f"no recipe parameter {name!r}")
-
-
 def chapter_schema(stem: str) -> dict[str, Param]:
     """The parameters of chapter ``stem`` (e.g. ``"03_adv2"``), by name, in parameter-cell order."""
     if stem not in CHAPTERS:

@@ -27,6 +27,7 @@ from adv2.core.config import (
     subset_of,
     text,
 )
+from adv2.trained.recipes import ClassifierRecipe, RTSARecipe, RTSRecipe, chapter_parameters
 
 ROLES = ("recipe", "evaluation", "output")
 FASHION_MNIST_TEST_IMAGES = 10_000  # the test split every evaluation image is drawn from
@@ -116,14 +117,6 @@ PROFILE = param(
     "profile name recorded with the results (smoke, quick, paper)",
     "output",
 )
-DATASET = param(
-    "dataset",
-    str,
-    "fashion-mnist",
-    choice("fashion-mnist"),
-    "dataset the book trains on (fashion-mnist only)",
-    "recipe",
-)
 ARCHS_P = param(
     "archs",
     list,
@@ -154,173 +147,16 @@ ARTIFACTS_DIR = param(
     "output",
 )
 
-CLASSIFIER_RECIPE = [
-    DATASET,
-    param(
-        "train_seed",
-        int,
-        0,
-        number(0, 2**31 - 1, integer=True),
-        "recipe: seed of classifier, RTS and AID training (cache key)",
-        "recipe",
-    ),
-    param(
-        "train_epochs",
-        float,
-        1,
-        number(0, 1000, lo_open=True),
-        "classifier recipe: training epochs, fractions allowed (cache key)",
-        "recipe",
-    ),
-    param(
-        "train_subset",
-        int,
-        0,
-        number(0, 10_000_000, integer=True),
-        "classifier recipe: first N training images, 0 for all 60000 (cache key)",
-        "recipe",
-    ),
-]
-RTS_RECIPE = [
-    param(
-        "rts_phase1_iterations",
-        int,
-        100,
-        count_rule(0, 10**6),
-        "RTS recipe: selector iterations (paper recipe 8500; cache key)",
-        "recipe",
-    ),
-    param(
-        "rts_phase2_iterations",
-        int,
-        150,
-        count_rule(0, 10**6),
-        "RTS recipe: decoder iterations (paper recipe 3000; cache key)",
-        "recipe",
-    ),
-    param(
-        "rts_batch_size",
-        int,
-        32,
-        count_rule(1, 10**5),
-        "RTS recipe: decoder batch; the selector's is twice it (recipe 64; cache key)",
-        "recipe",
-    ),
-    param(
-        "rts_lr",
-        float,
-        0.01,
-        fraction_rule(),
-        "RTS recipe: Adam learning rate of both phases (recipe 0.001; cache key)",
-        "recipe",
-    ),
-]
-AID_RECIPE = [
-    param(
-        "aid_iterations",
-        int,
-        600,
-        count_rule(0, 10**6),
-        "RTSA recipe: AID fine-tuning iterations, starting from the trained RTS",
-        "recipe",
-    ),
-    param(
-        "aid_batch_size",
-        int,
-        32,
-        count_rule(1, 10**4),
-        "RTSA recipe: images per iteration for RTS's own decoder loss",
-        "recipe",
-    ),
-    param(
-        "aid_attack_batch_size",
-        int,
-        16,
-        count_rule(1, 10**4),
-        "RTSA recipe: images attacked (ADV2) per AID iteration",
-        "recipe",
-    ),
-    param(
-        "aid_beta",
-        float,
-        10.0,
-        number(0, 1000),
-        "RTSA recipe: weight beta of l_aid, the negative L1 between benign and ADV2 maps",
-        "recipe",
-    ),
-    param(
-        "aid_distill_weight",
-        float,
-        100.0,
-        number(0, 10**4),
-        "RTSA recipe: weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
-        "recipe",
-    ),
-    param(
-        "aid_lr",
-        float,
-        0.001,
-        fraction_rule(),
-        "RTSA recipe: Adam learning rate of the fine-tuning",
-        "recipe",
-    ),
-    param(
-        "aid_stage1_steps",
-        int,
-        20,
-        count_rule(0, 10**4),
-        "RTSA recipe: prediction-only PGD warm start of AID's inner attack",
-        "recipe",
-    ),
-    param(
-        "aid_stage2_steps",
-        int,
-        5,
-        count_rule(0, 10**4),
-        "RTSA recipe: joint ADV2 steps per visit of an image in AID's inner attack",
-        "recipe",
-    ),
-    param(
-        "aid_pool_size",
-        int,
-        256,
-        count_rule(0, 10**7),
-        "RTSA recipe: training images attacked during AID (warm starts computed once)",
-        "recipe",
-    ),
-    param(
-        "aid_persistent",
-        bool,
-        True,
-        boolean(),
-        "RTSA recipe: continue each pool image's attack from its last adversarial input",
-        "recipe",
-    ),
-    param(
-        "aid_train_encoder",
-        bool,
-        True,
-        boolean(),
-        "RTSA recipe: RTSA trains its own encoder copy (False: the decoder alone, the first version)",
-        "recipe",
-    ),
-    param(
-        "rtsa_epsilon",
-        float,
-        0.1,
-        fraction_rule(),
-        "RTSA recipe: L-inf budget of AID's inner ADV2 attack (not the evaluation's epsilon)",
-        "recipe",
-    ),
-    param(
-        "rtsa_step_size",
-        float,
-        0.0125,
-        fraction_rule(),
-        "RTSA recipe: sign-step size of AID's inner ADV2 attack",
-        "recipe",
-    ),
-]
+
+# the recipe parameters as the recipes declare them (adv2.trained.recipes: default, rule, doc)
+def _recipe_rows(recipe: type) -> list[Param]:
+    return [param(*row, "recipe") for row in chapter_parameters(recipe)]
+
+
+CLASSIFIER_RECIPE = _recipe_rows(ClassifierRecipe)
+DATASET = CLASSIFIER_RECIPE[0]
+RTS_RECIPE = _recipe_rows(RTSRecipe)
+AID_RECIPE = _recipe_rows(RTSARecipe)
 EPSILON = param(
     "epsilon",
     float,

@@ -226,7 +226,7 @@ class AIDConfig:
     def cache_params(self) -> dict[str, Any]:
         """What this configuration contributes to the RTSA artifact's cache key: the flat dict,
         identical to the one cached RTSA artifacts were keyed by (do not change it without
-        bumping :data:`adv2.trained.cached.AID_RECIPE_VERSION`), plus ``attack_extra`` -- only when an inner-attack
+        bumping :data:`adv2.trained.recipes.AID_RECIPE_VERSION`), plus ``attack_extra`` -- only when an inner-attack
         field outside the flat names differs from :func:`default_inner_attack` (its
         ``batch_size`` is not one: the attack runs on ``aid_batch_size`` images)."""
         params = self.as_dict()

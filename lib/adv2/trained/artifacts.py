@@ -7,7 +7,7 @@ determines it (data, architecture, recipe, seed, recipe version). Beside the wei
 
 * Writes are atomic: everything goes to a temporary folder that is renamed into place only when
   complete, so a run killed half-way leaves nothing that a later run would trust. A full disk
-  raises :class:`adv2.chapters.results.DiskFull` ("no space left under DIR") and leaves no partial entry.
+  raises :class:`adv2.trained.files.DiskFull` ("no space left under DIR") and leaves no partial entry.
 * A damaged entry (unreadable or altered weights, bad JSON, params that do not match the key, a
   state the caller's ``check`` rejects, or one its ``verify`` finds wrong) is moved to
   ``<root>/.quarantine/`` with a warning naming the folder and the reason, and a line on the
@@ -27,7 +27,6 @@ determines it (data, architecture, recipe, seed, recipe version). Beside the wei
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -42,7 +41,6 @@ from typing import Any
 
 import torch
 
-from adv2.chapters.results import DiskFull, is_disk_full
 from adv2.core.config import REPO_ROOT
 from adv2.core.progress import terminal_note
 from adv2.trained.checkpoints import (
@@ -51,6 +49,7 @@ from adv2.trained.checkpoints import (
     display_path,
     load_checkpoint,
 )
+from adv2.trained.files import DiskFull, artifact_key, atomic_write_json, file_sha256, is_disk_full
 
 try:  # POSIX; elsewhere the cache works without the cross-process lock
     import fcntl
@@ -69,20 +68,6 @@ class ArtifactDamaged(Exception):
 
 class DamagedArtifactWarning(UserWarning):
     """A damaged cache entry was set aside and is being recomputed."""
-
-
-def artifact_key(params: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-serialisable parameter dict (order of keys does not matter)."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -266,18 +251,9 @@ def _adopt_legacy(folder: Path) -> None:
     """An entry without a checksum that was re-verified: record the checksum of the weights as
     they are now, so later changes are caught (best effort: a read-only cache is still used)."""
     with contextlib.suppress(OSError):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MANIFEST}.")
-        os.close(fd)
-        try:
-            Path(tmp).write_text(
-                json.dumps(
-                    {"weights_sha256": file_sha256(folder / WEIGHTS), "format": 1, "adopted": True}, indent=2
-                )
-            )
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, folder / MANIFEST)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write_json(
+            folder / MANIFEST, {"weights_sha256": file_sha256(folder / WEIGHTS), "format": 1, "adopted": True}
+        )
 
 
 def _save_entry(folder: Path, state: dict, params: dict, metrics: dict) -> None:
@@ -396,8 +372,8 @@ def load_or_compute(
 def _refusal(kind: str, key: str, err: CheckpointDamaged) -> CheckpointDamaged:
     return CheckpointDamaged(
         f"refused the committed checkpoint of {kind} {key}: {err}; or train it here on purpose "
-        "(retrain: `-p photo_rts_retrain True`, `python -m adv2.trained.photorts --retrain`, "
-        "`python -m adv2.trained.photortsa --retrain`)"
+        "(retrain: `-p photo_rts_retrain True`, `python -m adv2 checkpoint rts --retrain`, "
+        "`python -m adv2 checkpoint rtsa --retrain`)"
     )
 
 

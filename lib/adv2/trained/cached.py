@@ -20,10 +20,10 @@ from adv2.core.interpreters.rts_training import default_area_weight, train_rts
 from adv2.core.models import Upsampled, build_small_cnn, contiguous, evaluate, train_classifier
 from adv2.core.parallel import one_cpu_thread, seeded
 from adv2.trained.artifacts import Artifact, load_or_compute
+from adv2.trained.recipes import AID_RECIPE_VERSION, CLASSIFIER_RECIPE_VERSION, RTS_RECIPE_VERSION
 
 # ----------------------------------------------------------------------------- classifier
 # Bump when the training recipe changes, so cached weights from the old recipe are not reused.
-RECIPE_VERSION = 1
 # A classifier loaded from the cache has its accuracy re-measured on the images its training
 # curve ended on (curve_val_acc[-1]: the final weights' accuracy on exactly these images). Those
 # numbers differ only by rounding (another memory order or device): 2 points allow a GPU's bf16
@@ -115,7 +115,7 @@ def trained_small_cnn(
         "weight_decay": weight_decay,
         "train_subset": train_subset,
         "seed": seed,
-        "recipe": RECIPE_VERSION,
+        "recipe": CLASSIFIER_RECIPE_VERSION,
     }
     if input_size != FASHION_MNIST_SIZE:  # only then: the 28-px keys stay those of the cache
         params["input_size"] = input_size
@@ -172,7 +172,6 @@ def trained_small_cnn(
 
 # ----------------------------------------------------------------------------- RTS
 # Bump when the RTS architecture or training recipe changes (invalidates cached RTS artifacts).
-RTS_RECIPE_VERSION = 1
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -277,7 +276,6 @@ def trained_rts(
 
 # ----------------------------------------------------------------------------- RTSA
 # Bump when the AID procedure changes (invalidates cached RTSA artifacts).
-AID_RECIPE_VERSION = 1
 
 
 @one_cpu_thread

@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from adv2.trained.files import file_sha256
+
 # file name in checkpoints/ -> sha256 of its bytes
 PINS: dict[str, str] = {
     "rts-44b904fb09d9d232.pt": "e563323729eee2c468471c5f8c61767a958b74280bb80d550812ac3a9247aca1",
@@ -30,8 +32,6 @@ PINS: dict[str, str] = {
 
 def pin_line(path: str | os.PathLike) -> str:
     """The line of ``PINS`` for the checkpoint file at ``path`` (its name and sha256)."""
-    from adv2.trained.artifacts import file_sha256
-
     path = Path(path)
     return f'    "{path.name}": "{file_sha256(path)}",'
 

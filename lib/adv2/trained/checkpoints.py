@@ -4,7 +4,7 @@
 artifact, ``<kind>-<key>.pt`` (a dict ``{"state", "params", "metrics"}``, loadable with
 ``weights_only=True``), and ``manifest.json``, which records for each file its size, kind, key,
 parameters and where and how long it was trained (and its sha256, for reference). The key is the
-artifact cache's own key (:func:`adv2.trained.artifacts.artifact_key` of the recipe's parameters), so
+artifact cache's own key (:func:`adv2.trained.files.artifact_key` of the recipe's parameters), so
 :func:`adv2.trained.artifacts.load_or_compute` looks here before training: a recipe that changed has
 another key and finds no checkpoint (it trains).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ from typing import Any
 import torch
 
 from adv2.core.config import REPO_ROOT
+from adv2.core.progress import terminal_note
+from adv2.trained import checkpoint_pins
+from adv2.trained.files import artifact_key, atomic_write_json, file_sha256, write_atomically
 
 DEFAULT_ROOT = REPO_ROOT / "checkpoints"
 MANIFEST = "manifest.json"
@@ -86,9 +88,6 @@ def load_checkpoint(
     or :class:`CheckpointDamaged` when its bytes differ from the sha256 pinned in ``pins``
     (default :data:`adv2.trained.checkpoint_pins.PINS`), it has no pin, or its content or manifest entry
     is wrong."""
-    from adv2.trained import checkpoint_pins
-    from adv2.trained.artifacts import artifact_key, file_sha256
-
     path = find_checkpoint(kind, key, root)
     if path is None:
         return None
@@ -147,20 +146,13 @@ def save_checkpoint(
     root: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``<kind>-<key>.pt`` atomically and record it in the manifest; returns its path."""
-    from adv2.trained.artifacts import artifact_key, file_sha256
-
     base = checkpoint_root(root)
     base.mkdir(parents=True, exist_ok=True)
     key = artifact_key(params)
     path = base / checkpoint_name(kind, key)
-    fd, tmp = tempfile.mkstemp(dir=base, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save({"state": state, "params": params, "metrics": metrics}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(
+        path, lambda tmp: torch.save({"state": state, "params": params, "metrics": metrics}, tmp)
+    )
     manifest = read_manifest(root)
     manifest["checkpoints"][path.name] = {
         "kind": kind,
@@ -173,10 +165,7 @@ def save_checkpoint(
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     manifest["checkpoints"] = dict(sorted(manifest["checkpoints"].items()))
-    (base / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    from adv2.core.progress import terminal_note
-    from adv2.trained import checkpoint_pins
-
+    atomic_write_json(base / MANIFEST, manifest)
     terminal_note(
         f"wrote {display_path(path)}; it is used only once pinned: add the line "
         f"`{checkpoint_pins.pin_line(path).strip()}` to PINS in {display_path(Path(checkpoint_pins.__file__))}"

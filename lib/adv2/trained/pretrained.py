@@ -26,7 +26,7 @@ from adv2.core.classifier import ImageClassifier
 from adv2.core.config import validate
 from adv2.core.pretrained import wrap_efficientnet_lite0, wrap_torchvision
 from adv2.core.progress import terminal_note
-from adv2.trained.artifacts import file_sha256
+from adv2.trained.files import file_sha256
 
 
 def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:

