@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import torch
 
-from adv2.chapters import ch01
+from adv2.chapters import _loaders, ch01
 from adv2.chapters._common import NOT_RUN, ChapterCheckFailed
 from standins import glue_keys_in_markdown
 
@@ -151,7 +151,7 @@ def test_a_cached_classifier_is_logged_with_its_re_measured_accuracy(monkeypatch
     )
     lines = []
     params = {"dataset": "fashion-mnist", "train_seed": 0, "train_epochs": 1, "train_subset": 100}
-    ch01.load_classifiers(params, object(), ["resnet", "densenet"], log=lines.append)
+    _loaders.load_classifiers(params, object(), ["resnet", "densenet"], log=lines.append)
     assert lines[0].startswith(
         "resnet: test accuracy 0.8700 (loaded from cache, re-measured 0.8760 on the first 1000"
     )

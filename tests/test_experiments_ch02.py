@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import torch
 
-from adv2.chapters import ch02
 from adv2.chapters._common import NOT_RUN, ChapterCheckFailed
+from adv2.chapters.ch02 import fmnist_maps, photo_maps, report
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_interpreters.ipynb"
@@ -27,7 +27,7 @@ def subset_run(fmnist):
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
     x, y = fmnist.x_test[:6], fmnist.y_test[:6]
-    maps = ch02.compute_maps(
+    maps = fmnist_maps.compute_maps(
         {"densenet": net},
         {},
         x,
@@ -38,7 +38,7 @@ def subset_run(fmnist):
         seed=0,
         log=None,
     )
-    sanity = ch02.evaluate(
+    sanity = fmnist_maps.evaluate(
         {"densenet": net},
         maps,
         x,
@@ -50,7 +50,7 @@ def subset_run(fmnist):
         deletion_steps=4,
         seed=0,
     )
-    return maps, ch02.collect(sanity)
+    return maps, report.collect(sanity)
 
 
 def test_subset_run_glues_every_key_the_chapter_quotes(subset_run):
@@ -86,7 +86,7 @@ def test_numbers_and_per_image(subset_run):
     assert len(per) == 6
     assert sum(per) / 6 == pytest.approx(numbers["densenet"]["cam"]["deletion_auc"], rel=1e-5)
     assert maps.maps["densenet"]["cam"].shape[-1] == 7
-    ch02.check(result, maps, "smoke")
+    report.check(result, maps, "smoke")
 
 
 def test_check_explains_maps_that_do_not_beat_chance(subset_run):
@@ -100,13 +100,13 @@ def test_check_explains_maps_that_do_not_beat_chance(subset_run):
             match=r"grad on the small densenet: deletion AUC 0.600 .*"
             r"random order's 0.500.*raise n_images",
         ):
-            ch02.check(result, maps, "quick")
+            report.check(result, maps, "quick")
     finally:
         r.update(saved)
 
 
 def test_sanity_table_has_no_nan():
-    s = ch02.Sanity(
+    s = fmnist_maps.Sanity(
         ["resnet"],
         ["cam"],
         4,
@@ -122,7 +122,7 @@ def test_sanity_table_has_no_nan():
         },
         {},
     )
-    table = ch02.sanity_table(s)
+    table = fmnist_maps.sanity_table(s)
     assert "nan" not in table and "None" not in table and "—" in table and "0.123" in table
 
 
@@ -148,7 +148,7 @@ def test_rts_curves_figure_for_one_classifier():
             "phase2_preserver": [1.0, 0.5],
         }
     )
-    fig = ch02.rts_curves_figure({"densenet": art}, ["densenet"])
+    fig = fmnist_maps.rts_curves_figure({"densenet": art}, ["densenet"])
     assert len([ax for ax in fig.axes if ax.axison]) == 3  # panel_axes hides the 4th slot
 
 
@@ -157,18 +157,18 @@ def test_photo_rts_quality_from_the_committed_checkpoint(tmp_path, subset_run):
     """The photo RTS loads from checkpoints/ (no training, no pool) and is measured on two
     held-out photos; its numbers and glue fill the chapter's keys."""
     maps, result = subset_run
-    q = ch02.photo_rts_quality(
+    q = photo_maps.photo_rts_quality(
         n_images=2, deletion_steps=2, random_trials=1, artifacts_dir=str(tmp_path), seed=0
     )
     assert q.status.startswith("loaded from the committed checkpoint checkpoints/rts-")
     assert q.maps.shape == (2, 1, 56, 56) and q.other_maps.shape == (2, 1, 56, 56)
-    assert set(q.estimates) == set(ch02.PHOTO_RTS_ROWS)
+    assert set(q.estimates) == set(photo_maps.PHOTO_RTS_ROWS)
     assert 0 <= q.estimates["rts"]["deletion_auc"].value <= 1
-    both = ch02.collect(result.sanity, None, q)
+    both = report.collect(result.sanity, None, q)
     glue = both.glue()
-    assert all(glue[k] != NOT_RUN for k in ch02.PHOTO_RTS_GLUE), [
-        k for k in ch02.PHOTO_RTS_GLUE if glue[k] == NOT_RUN
+    assert all(glue[k] != NOT_RUN for k in photo_maps.PHOTO_RTS_GLUE), [
+        k for k in photo_maps.PHOTO_RTS_GLUE if glue[k] == NOT_RUN
     ]
     assert both.numbers()["efficientnet_lite0_rts"]["n_photos"] == 2
-    assert "photo RTS" in ch02.photo_rts_table(q)
-    ch02.check(both, maps, "smoke")
+    assert "photo RTS" in photo_maps.photo_rts_table(q)
+    report.check(both, maps, "smoke")

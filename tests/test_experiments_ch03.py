@@ -10,8 +10,9 @@ import nbformat
 import pytest
 import torch
 
-from adv2.chapters import ch03, claims
+from adv2.chapters import _compare, ch03, claims
 from adv2.chapters._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+from adv2.chapters.ch03 import configs, fmnist_attacks, photo_attacks, report
 from adv2.core import metrics
 from standins import glue_keys_in_markdown
 
@@ -29,7 +30,7 @@ def subset_result(fmnist):
     torch.manual_seed(0)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
     interpreters = ["cam", "grad"]
-    cfgs = ch03.fmnist_configs(
+    cfgs = configs.fmnist_configs(
         interpreters,
         epsilon=0.1,
         step_size=0.0125,
@@ -37,7 +38,7 @@ def subset_result(fmnist):
         mask_step_scale=0.005,
         mask_checkpoints=1,
     )
-    fm = ch03.attack_fmnist(
+    fm = fmnist_attacks.attack_fmnist(
         {"densenet": net},
         fmnist,
         cfgs,
@@ -54,7 +55,7 @@ def subset_result(fmnist):
         seed=0,
         log=None,
     )
-    return ch03.summarize(fm)
+    return report.summarize(fm)
 
 
 def test_subset_run_glues_every_key_the_chapter_quotes(subset_result):
@@ -93,7 +94,7 @@ def test_numbers_keep_the_results_file_layout(subset_result):
     # three images: an illustration, not a measurement
     assert numbers["summary"]["claim_success_verdict"] == claims.NOT_MEASURABLE
     assert set(numbers["verdicts"]) == {"densenet"}
-    assert set(numbers["verdicts"]["densenet"]) == set(ch03.CLAIM_IDS)
+    assert set(numbers["verdicts"]["densenet"]) == set(report.CLAIM_IDS)
     # intervals: parallel to the numbers, each value equal to the number it belongs to
     est = numbers["intervals"]["fashion-mnist"]["densenet"]["cam"]
     for att in ("pgd", "adv2"):
@@ -123,7 +124,7 @@ def _fake_result(
     n: int = 10,
     epsilon: float = 0.1,
     pgd_noise: float = 1.0,
-) -> ch03.Ch03Result:
+) -> report.Ch03Result:
     """One (resnet, cam) pair whose summaries come from adv2.core.metrics.summarize on made-up maps."""
     gen = torch.Generator().manual_seed(0)
     benign = torch.rand(n, 1, 7, 7, generator=gen)
@@ -144,7 +145,7 @@ def _fake_result(
     adv.x_adv, adv.maps, adv.success, adv.confidence, adv.history = x + epsilon / 2, adv_maps, qs, conf, {}
     runs = {"resnet": {"cam": {"numbers": numbers, "pgd": pgd, "adv2": adv, "benign": benign}}}
     aset = type("S", (), {"x": x})()
-    fm = ch03.FmnistAttacks(
+    fm = fmnist_attacks.FmnistAttacks(
         ["resnet"],
         ["cam"],
         epsilon,
@@ -156,14 +157,14 @@ def _fake_result(
         {"resnet": 0.9},
         {},
         {"resnet": {}},
-        {"resnet": {"cam": ch03._per_image(runs["resnet"]["cam"])}},
+        {"resnet": {"cam": _compare.per_image_arrays(runs["resnet"]["cam"])}},
     )
-    return ch03.summarize(fm)
+    return report.summarize(fm)
 
 
 def test_verdicts_come_from_the_claims_layer():
     good = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.02, n=40)
-    v = ch03.verdicts(good)
+    v = report.verdicts(good)
     assert set(v) == {"resnet"}
     assert all(isinstance(x, claims.Verdict) for x in v["resnet"].values())
     assert v["resnet"]["adv2_success_like_pgd"].status == claims.HOLDS
@@ -177,14 +178,14 @@ def test_verdicts_come_from_the_claims_layer():
     assert glue["ch3_photos_claim_maps_verdict"] == NOT_RUN
     assert "±" in glue["ch3_sample_size"]
     drop = _fake_result(pgd_rate=1.0, adv2_rate=0.3, adv2_l1_shift=0.02, n=40)
-    assert ch03.verdicts(drop)["resnet"]["adv2_success_like_pgd"].status == claims.DOES_NOT_HOLD
+    assert report.verdicts(drop)["resnet"]["adv2_success_like_pgd"].status == claims.DOES_NOT_HOLD
     assert drop.summary["max_success_drop"] == pytest.approx(0.7)
 
 
 def test_an_inconclusive_verdict_says_how_many_images_would_settle_it():
     # PGD's maps barely further than ADV2's: the ratio's interval straddles 0.5 on 10 images
     near = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.13, n=10, pgd_noise=0.7)
-    v = ch03.fmnist_verdicts(near)["adv2_maps_closer_than_pgd"]
+    v = report.fmnist_verdicts(near)["adv2_maps_closer_than_pgd"]
     if v.status == claims.INCONCLUSIVE:
         glue = near.glue()
         assert glue["ch3_summary_claim_maps_verdict_n_needed"] == v.n_needed > 10
@@ -195,7 +196,7 @@ def test_an_inconclusive_verdict_says_how_many_images_would_settle_it():
 
 def test_zero_success_reads_not_measurable():
     none = _fake_result(pgd_rate=0.0, adv2_rate=0.0, adv2_l1_shift=0.02, n=20)
-    v = ch03.verdicts(none)["resnet"]
+    v = report.verdicts(none)["resnet"]
     assert v["adv2_success_like_pgd"].status == claims.NOT_MEASURABLE
     assert v["adv2_maps_closer_than_pgd"].status == claims.NOT_MEASURABLE
     glue = none.glue()
@@ -204,28 +205,28 @@ def test_zero_success_reads_not_measurable():
     assert "none of 20 images" in glue["ch3_summary_claim_success_verdict"]
     assert "none of 20 images" in glue["ch3_summary_claim_success_verdict_settle"]
     assert none.glue()["ch3_summary_cam_adv2_l1_mean"] == MISSING
-    table = ch03.claims_table(none)
+    table = report.claims_table(none)
     assert "not measurable" in table and "nan" not in table and "holds" not in table
 
 
 def test_tables_show_intervals_and_the_figure_error_bars():
     good = _fake_result(pgd_rate=0.8, adv2_rate=0.7, adv2_l1_shift=0.02, n=20)
-    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch03.success_table(good.fmnist))
-    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", ch03.iou_table(good.fmnist))
-    fig = ch03.distance_figure(good.fmnist)
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", fmnist_attacks.success_table(good.fmnist))
+    assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", fmnist_attacks.iou_table(good.fmnist))
+    fig = fmnist_attacks.distance_figure(good.fmnist)
     assert any(c.__class__.__name__ == "ErrorbarContainer" for ax in fig.axes for c in ax.containers)
-    half = ch03.ratio_half_widths(good)["resnet"]["cam"]
+    half = report.ratio_half_widths(good)["resnet"]["cam"]
     assert half is not None and half > 0
 
 
 def test_check_explains_a_weak_attack():
     weak = _fake_result(pgd_rate=0.16, adv2_rate=0.12, adv2_l1_shift=0.02, n=25)
-    ch03.check(weak, "smoke")  # smoke only checks the invariants, not the working point
+    report.check(weak, "smoke")  # smoke only checks the invariants, not the working point
     with pytest.raises(
         ChapterCheckFailed, match=r"16 % .* epsilon 0.1.*at least 50 %: raise epsilon or step_scale"
     ):
-        ch03.check(weak, "quick")
-    ch03.check(weak, "quick", check_budget=False)  # a sweep point: a weak attack is data
+        report.check(weak, "quick")
+    report.check(weak, "quick", check_budget=False)  # a sweep point: a weak attack is data
     assert issubclass(ChapterCheckFailed, AssertionError)
 
 
@@ -233,7 +234,7 @@ def test_check_catches_a_perturbation_beyond_epsilon():
     bad = _fake_result(pgd_rate=0.8, adv2_rate=0.8, adv2_l1_shift=0.0, epsilon=0.1)
     bad.fmnist.x_pgd["resnet"] = bad.fmnist.x_pgd["resnet"] + 0.05
     with pytest.raises(ChapterCheckFailed, match="beyond epsilon 0.1"):
-        ch03.check(bad, "smoke")
+        report.check(bad, "smoke")
 
 
 def test_fmt_three_significant_digits_and_dash():
@@ -272,7 +273,7 @@ def photo_run():
 
     torch.manual_seed(0)
     lite = pretrained.efficientnet_lite0(data.load_imagenet_sample().class_names)
-    return ch03.attack_photos(
+    return photo_attacks.attack_photos(
         interpreters=["cam", "rts"],
         n_images=2,
         step_scale=0.002,
@@ -303,31 +304,31 @@ def test_photo_curves_end_at_the_reported_numbers(photo_run):
         assert c["adv2"]["l1"][-1] == pytest.approx(sum(per["adv2"]["l1"]) / 2, rel=1e-4)
         assert c["adv2"]["success"][-1] == pytest.approx(sum(per["adv2"]["success"]) / 2)
         drift = float((ph.runs[name]["adv2"].x_adv - ph.attack_set.x).abs().max())
-        assert drift <= ch03.PHOTO_EPSILON + 1e-5
-    assert ch03.photo_curve_figure(ph) is not None
+        assert drift <= _compare.PHOTO_EPSILON + 1e-5
+    assert photo_attacks.photo_curve_figure(ph) is not None
 
 
 def test_photo_glue_tables_and_results_file(photo_run):
     ph = photo_run
-    glue = ch03.photo_glue(ph)
+    glue = photo_attacks.photo_glue(ph)
     assert glue["ch3_photo_n_images"] == 2 and glue["ch3_photo_pgd_steps"] == 2
     assert glue["ch3_photo_rts_status"] == "an untrained stand-in"
     assert glue["ch3_photo_cam_pgd_l1_mean"].count("[") == 1  # value [low, high]
     assert glue["ch3_photo_grad_pgd_l1_mean"] == NOT_RUN  # not attacked in this run
     assert glue["ch3_paper_cam_steps"] == "400 + 1200" and glue["ch3_paper_epsilon"] == 0.031
-    assert set(glue) == set(ch03.photo_glue(None))  # the same names with or without the section
-    table = ch03.photo_table(ph)
+    assert set(glue) == set(photo_attacks.photo_glue(None))  # the same names with or without the section
+    table = photo_attacks.photo_table(ph)
     assert table.count("| CAM |") == 2 and "confidence" in table
-    assert set(ch03.photo_acceptance(ph)) == {"cam", "rts"}
-    assert "ADV2 on RTS" in ch03.photo_schedule_table(ph, 3)
+    assert set(photo_attacks.photo_acceptance(ph)) == {"cam", "rts"}
+    assert "ADV2 on RTS" in photo_attacks.photo_schedule_table(ph, 3)
     fm = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.02, n=10).fmnist
-    result = ch03.summarize(fm, ph)
+    result = report.summarize(fm, ph)
     numbers = result.numbers()
     assert numbers["photos"]["curves"]["cam"]["pgd"]["step"] == [0, 1, 2]
     assert numbers["photos"]["n_correct"] == 18
-    assert set(ch03.verdicts(result)) == {"resnet", "photos"}
+    assert set(report.verdicts(result)) == {"resnet", "photos"}
     # 2 photos are below the claims layer's minimum: measured from 8 on
-    v = ch03.verdicts(result)["photos"]["adv2_maps_closer_than_pgd"]
+    v = report.verdicts(result)["photos"]["adv2_maps_closer_than_pgd"]
     assert v.status == claims.NOT_MEASURABLE
     assert result.glue()["ch3_photo_cam_steps"] == glue["ch3_photo_cam_steps"]
 
@@ -348,7 +349,7 @@ def test_photo_verdicts_are_measured_from_eight_photos():
             for att in ("pgd", "adv2")
         }
     }
-    v = ch03.setting_verdicts(per)
+    v = _compare.setting_verdicts(per)
     assert v["adv2_maps_closer_than_pgd"].status == claims.HOLDS
     assert v["adv2_success_like_pgd"].status != claims.NOT_MEASURABLE
 
@@ -402,7 +403,7 @@ def test_iterate_recorder_sees_every_step_and_changes_nothing():
 
 
 def test_photo_attack_set_zero_means_every_correct_photo():
-    ph = ch03.attack_photos(
+    ph = photo_attacks.attack_photos(
         interpreters=["cam"],
         n_images=0,
         step_scale=0.0005,
@@ -414,4 +415,4 @@ def test_photo_attack_set_zero_means_every_correct_photo():
     )
     assert len(ph.attack_set.x) == ph.n_correct == 18
     assert not ph.curves  # curve_every=0: no curve
-    assert ch03.photo_curve_figure(ph) is None
+    assert photo_attacks.photo_curve_figure(ph) is None

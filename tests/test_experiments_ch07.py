@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from adv2.chapters import ch07, claim_rules, claims, schema
+from adv2.chapters import _common, claim_rules, claims, schema
+from adv2.chapters.ch07 import classifiers, input_size
 from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
 from adv2.trained import data, recipes
@@ -31,13 +32,13 @@ def test_28px_key_is_unchanged_and_each_side_has_its_own():
     old = {k: v for k, v in base.cache_params().items()}  # the key every other chapter uses
     assert "input_size" not in old and base.key == artifact_key(old)
     params = {**schema.defaults("07_input_size"), "train_subset": 4000, "input_sizes": [28, 56, 112]}
-    by_size = ch07.classifier_recipes(params, "resnet")
+    by_size = classifiers.classifier_recipes(params, "resnet")
     assert by_size[28].key == base.key
     assert len({r.key for r in by_size.values()}) == 3
     assert by_size[112].cache_params()["input_size"] == 112
     # evaluation parameters never change a key
     assert (
-        ch07.classifier_recipes({**params, "n_images": 5, "epsilon": 0.2}, "resnet")[56].key
+        classifiers.classifier_recipes({**params, "n_images": 5, "epsilon": 0.2}, "resnet")[56].key
         == by_size[56].key
     )
 
@@ -91,7 +92,7 @@ def _trained(sizes=(28, 56)):
         state["stages.0.0.weight"] = w.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
         m.load_state_dict(state)
         art = SimpleNamespace(metrics={"test_accuracy": 0.9, "train_seconds": 1.0}, from_cache=True)
-        out[s] = ch07.Trained(s, classifier.freeze(m.eval()), art)
+        out[s] = classifiers.Trained(s, classifier.freeze(m.eval()), art)
     return out
 
 
@@ -103,7 +104,7 @@ def tiny():
     with torch.no_grad():
         y = trained[28].model(x).argmax(1)
     fm = data.Dataset("fashion-mnist", NAMES, x[:10], y[:10], x, y)
-    result = ch07.attack_sizes(
+    result = input_size.attack_sizes(
         {"resnet": trained},
         fm,
         interpreters=["grad", "cam"],
@@ -130,7 +131,7 @@ def test_common_attack_set_is_correct_at_every_side(tiny):
 
 def test_all_correct_judge_rejects_any_disagreement():
     trained = _trained()
-    judge = ch07._AllCorrect({s: t.model for s, t in trained.items()})
+    judge = classifiers._AllCorrect({s: t.model for s, t in trained.items()})
     x = torch.rand(20, 1, 28, 28)
     with torch.no_grad():
         a = models.Upsampled(trained[28].model)(x).argmax(1)
@@ -156,26 +157,26 @@ def test_numbers_glue_and_check(tiny):
     assert wanted <= set(glued), sorted(wanted - set(glued))
     for name, value in glued.items():
         assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
-    ch07.check(result, "smoke")
+    input_size.check(result, "smoke")
     # maps and inputs at each side
     for s in (28, 56):
         run = result.runs["resnet"][s]
-        assert run["grad"]["benign"].shape[-1] == ch07.GRAD_MAP_SIZE
+        assert run["grad"]["benign"].shape[-1] == input_size.GRAD_MAP_SIZE
         assert run["cam"]["benign"].shape[-1] == 7
         assert run["cam"]["adv2"].x_adv.shape[-1] == s
-    assert "px" in ch07.curve_table(result) and "claim" in ch07.verdict_table(result)
+    assert "px" in input_size.curve_table(result) and "claim" in input_size.verdict_table(result)
 
 
 def test_check_names_the_parameter_when_a_classifier_is_too_weak(tiny):
     _, _, result = tiny
     weak = dataclasses.replace(result, accuracy={"resnet": {28: 0.9, 56: 0.2}})
-    with pytest.raises(ch07.ChapterCheckFailed, match="train_subset"):
-        ch07.check(weak, "quick")
+    with pytest.raises(_common.ChapterCheckFailed, match="train_subset"):
+        input_size.check(weak, "quick")
 
 
 def test_bad_interpreter_is_refused_before_any_work():
     with pytest.raises(ValueError, match="interpreters"):
-        ch07.attack_sizes({}, None, interpreters=["rts"], n_images=1, epsilon=0.1, step_size=0.01,
+        input_size.attack_sizes({}, None, interpreters=["rts"], n_images=1, epsilon=0.1, step_size=0.01,
                           step_scale=0.01, attack_batch_size=1, seed=0)  # fmt: skip
 
 

@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-EXPERIMENTS = sorted((ROOT / "lib" / "adv2" / "chapters").glob("ch0*.py"))
+CHAPTERS = ROOT / "lib" / "adv2" / "chapters"
+EXPERIMENTS = sorted(CHAPTERS.glob("ch0*.py")) + sorted(CHAPTERS.glob("ch0*/*.py"))  # modules and packages
 MAX_LINES = 15
 
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adv2.chapters import ch03, ch05, ch08, schema
+from adv2.chapters import _compare, ch05, ch08, schema
+from adv2.chapters.ch03 import configs, photo_attacks
 from adv2.core import config
 from adv2.core.config import ParameterError
 
@@ -27,7 +28,7 @@ def test_the_schedule_is_a_parameter_authors_by_default_fast_at_quick(stem):
 
 
 def _configs(schedule: str):
-    return ch03.fmnist_configs(
+    return configs.fmnist_configs(
         ["grad", "cam", "rts", "mask"],
         epsilon=0.1,
         step_size=0.0125,
@@ -46,22 +47,22 @@ def test_fast_configs_keep_the_budgets_and_run_their_own_stage_1():
             authors[name].stage1_steps,
             authors[name].stage2_steps,
         )
-    n_pgd = ch03.pgd_steps(0.05)
-    assert ch03.warm_starts(fast, n_pgd) == [n_pgd]  # the baseline only
-    assert set(ch03.warm_starts(authors, n_pgd)) == {
+    n_pgd = _compare.pgd_steps(0.05)
+    assert _compare.warm_starts(fast, n_pgd) == [n_pgd]  # the baseline only
+    assert set(_compare.warm_starts(authors, n_pgd)) == {
         n_pgd,
         authors["cam"].stage1_steps,
         authors["grad"].stage1_steps,
     }
-    snaps = {s: torch.full((1,), float(s)) for s in ch03.warm_starts(authors, n_pgd)}
-    assert ch03.shared_stage1(fast["cam"], snaps) is None
-    assert ch03.shared_stage1(authors["mask"], snaps) is None  # margin loss: its own stage 1
-    assert float(ch03.shared_stage1(authors["cam"], snaps)) == authors["cam"].stage1_steps
-    assert ch03.schedule_of(fast) == "fast" and ch03.schedule_of(authors) == "authors"
+    snaps = {s: torch.full((1,), float(s)) for s in _compare.warm_starts(authors, n_pgd)}
+    assert _compare.shared_stage1(fast["cam"], snaps) is None
+    assert _compare.shared_stage1(authors["mask"], snaps) is None  # margin loss: its own stage 1
+    assert float(_compare.shared_stage1(authors["cam"], snaps)) == authors["cam"].stage1_steps
+    assert _compare.schedule_of(fast) == "fast" and _compare.schedule_of(authors) == "authors"
     with pytest.raises(ValueError, match="mix"):
-        ch03.schedule_of({"cam": fast["cam"], "grad": authors["grad"]})
-    assert "fast schedule" in ch03.schedule_text("fast", "step_scale")
-    assert "authors'" in ch03.schedule_text("authors", "step_scale")
+        _compare.schedule_of({"cam": fast["cam"], "grad": authors["grad"]})
+    assert "fast schedule" in configs.schedule_text("fast", "step_scale")
+    assert "authors'" in configs.schedule_text("authors", "step_scale")
 
 
 def test_the_sweep_passes_the_schedule_to_every_point():
@@ -73,7 +74,7 @@ def test_the_sweep_passes_the_schedule_to_every_point():
 def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():
     """A real (tiny) photo run on the fast schedule: ADV2's curve counts both stages from the
     clean photo and ends at the reported numbers; MASK draws none."""
-    ph = ch03.attack_photos(
+    ph = photo_attacks.attack_photos(
         interpreters=["cam", "mask"],
         n_images=2,
         step_scale=0.004,
@@ -89,8 +90,8 @@ def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():
     c, cfg, per = ph.curves["cam"], ph.cfgs["cam"], ph.per_image["cam"]
     assert c["adv2"]["step"][0] == 0 and c["adv2"]["step"][-1] == cfg.stage1_steps + cfg.stage2_steps
     assert c["adv2"]["l1"][-1] == pytest.approx(sum(per["adv2"]["l1"]) / 2, rel=1e-4)
-    assert ch03.photo_glue(ph)["ch3_photo_curve_note"].startswith("On the fast schedule")
-    assert "fast schedule" in ch03.photo_glue(ph)["ch3_photo_schedule"]
+    assert photo_attacks.photo_glue(ph)["ch3_photo_curve_note"].startswith("On the fast schedule")
+    assert "fast schedule" in photo_attacks.photo_glue(ph)["ch3_photo_schedule"]
 
 
 def test_calibration_does_not_depend_on_the_batch(fmnist):

@@ -26,10 +26,11 @@ from adv2.chapters._common import (
     start,  # the notebook's setup cell
 )
 from adv2.chapters._common import check as _check
+from adv2.chapters._loaders import how_obtained
 from adv2.core import models
 from adv2.core.formatting import MISSING
 from adv2.core.stats import seeds_ci
-from adv2.trained import data, pretrained
+from adv2.trained import data, loading, pretrained, recipes
 
 ALL_ARCHS = ("resnet", "densenet")
 N_FOOLBOX = 20  # the labelled ImageNet photos shipped in the foolbox wheel come first
@@ -57,48 +58,6 @@ def samples_figure(fmnist: data.Dataset):
     )
 
 
-def _how_obtained(art: Any, seconds: float | None = None) -> str:
-    """How a classifier came to be, for the log: trained here, or loaded from the cache with its
-    weights re-measured against the accuracy they record (adv2.core.models.recheck_accuracy)."""
-    if not art.from_cache:
-        return "trained" if seconds is None else f"trained in {seconds:.0f} s"
-    m = art.metrics
-    if "recheck_accuracy" not in m:
-        return "loaded from cache"
-    return f"loaded from cache, re-measured {m['recheck_accuracy']:.4f} on the first {m['recheck_images']} test images"
-
-
-def load_classifiers(
-    params: dict[str, Any],
-    fmnist: data.Dataset | None,
-    archs: list[str],
-    device: torch.device | str = "cpu",
-    artifacts_dir: str = "",
-    progress: bool = False,
-    log=print,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Fashion-MNIST classifiers of the chapter's recipe (trained, or loaded from the cache):
-    ``(classifiers, artifacts)`` by arch; both empty when ``fmnist`` is None (``dataset: imagenet``)."""
-    from adv2.trained import loading, recipes
-
-    archs = list(archs) if fmnist is not None else []
-    # on a CPU the classifiers train side by side, one core each (adv2.core.parallel; issue 13)
-    loaded = loading.load_classifiers_side_by_side(
-        [recipes.classifier_recipe(params, arch) for arch in archs],
-        fmnist,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-    )
-    classifiers, arts = {}, {}
-    for arch, (model, art, seconds) in zip(archs, loaded):
-        classifiers[arch], arts[arch] = model, art
-        m = arts[arch].metrics
-        how = _how_obtained(arts[arch], seconds)
-        log(f"{arch}: test accuracy {m['test_accuracy']:.4f} ({how}; {m['n_parameters']:,} parameters)")
-    return classifiers, arts
-
-
 def seed_runs(
     params: dict[str, Any],
     fmnist: data.Dataset | None,
@@ -113,8 +72,6 @@ def seed_runs(
     ``{arch: {"train_seeds": [...], "test_accuracy": [...]}}``. Seed ``train_seed`` is the classifier
     already in ``arts``; every other seed is one more training (cached under its own recipe key, so
     a re-run loads it). Only the accuracies are kept: later chapters attack the ``train_seed`` one."""
-    from adv2.trained import loading, recipes
-
     archs = list(arts) if fmnist is not None else []
     extra = []  # (arch, recipe) of every further seed
     for arch in archs:
@@ -137,7 +94,7 @@ def seed_runs(
     for (arch, recipe), (_, art, _) in zip(extra, loaded):
         out[arch]["train_seeds"].append(recipe.train_seed)
         out[arch]["test_accuracy"].append(float(art.metrics["test_accuracy"]))
-        how = _how_obtained(art)
+        how = how_obtained(art)
         log(
             f"{arch}, train_seed {recipe.train_seed}: test accuracy {out[arch]['test_accuracy'][-1]:.4f} ({how})"
         )
@@ -399,7 +356,6 @@ __all__ = [
     "collect",
     "describe_data",
     "imagenet_setting",
-    "load_classifiers",
     "over_seeds_text",
     "photos_figure",
     "samples_figure",

@@ -408,7 +408,7 @@ PHOTO_EXTRA_KEYS = (
 def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
     """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
     budget (epsilon 0.031, step 1/255, chapter 3's photo constants), on ``schedule``."""
-    from adv2.chapters.ch03 import PHOTO_EPSILON, PHOTO_STEP
+    from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
 
     return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP, schedule=schedule)
 

@@ -1,30 +1,9 @@
-"""Chapter 7 (why Fashion-MNIST differs: input size): the protocol behind ``notebooks/07_input_size.ipynb``.
-
-Does the input's dimension limit ADV2? The same PGD / ADV2 comparison as chapter 3 (its attack
-schedules, epsilon and step) on Fashion-MNIST at 28 px and bilinearly upsampled to larger sides
-(56 and 112 px by default), one channel as the data has, with a classifier trained at each side by
-the library's own recipe (:class:`adv2.trained.recipes.ClassifierRecipe` with ``input_size``; at 28 px
-the key is that of every other chapter's recipe with the same fields).
-
-What changes with the side and what does not:
-
-* the attacker perturbs all ``side x side`` pixels within the same L-inf ball;
-* the classifier is the 28-px network behind a stem that convolves at full resolution and then
-  average-pools back to 28x28 (:func:`adv2.core.models._stem`), so CAM's map is 7x7 at every side;
-* Grad's map is pooled to 14x14 at every side (pool = side / 14), so every map distance is a
-  mean over the same cells at every side, and ADV2's Grad objective weighs the same cells;
-* the attacked images and their target classes are the same at every side: the class-balanced,
-  seeded sample of chapter 3 restricted to test images every side's classifier gets right.
-
-One call per section: :func:`train_classifiers`, :func:`attack_sizes` (an :class:`InputSizeResult`
-whose ``numbers()`` is ``results/07_input_size.json``'s, ``glue()`` the prose's and ``per_image``
-the per-image arrays), :func:`curve_table`, :func:`curve_figure`, :func:`maps_figure`,
-:func:`verdict_table` and :func:`check`.
-"""
+"""Chapter 7's protocol at every input side: chapter 3's PGD / ADV2 comparison per classifier, side
+and interpreter (:func:`attack_sizes`, an :class:`InputSizeResult`), the trend claim, the
+chapter's tables and figures, and its invariants (:func:`check`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,27 +15,26 @@ from torch import nn
 from adv2.chapters import claim_rules, claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
-    ChapterCheckFailed,
     fmt_rows,
     intervals_block,
-    start,  # the notebook's setup cell
     verdict_cell,
     verdict_glue,
     verdicts_block,
 )
 from adv2.chapters._common import check as _check
-from adv2.chapters.ch03 import (
-    _per_image,
+from adv2.chapters._compare import (
     attack_intervals,
+    per_image_arrays,
     pgd_steps,
     setting_verdicts,
     shared_stage1,
     warm_starts,
 )
+from adv2.chapters.ch07.classifiers import Trained, common_attack_set
 from adv2.chapters.claims import Verdict
 from adv2.core import attacks, models
 from adv2.core.interpreters import build_interpreter
-from adv2.trained import data, loading, recipes
+from adv2.trained import data
 
 STEM = "07_input_size"
 GLUE_PREFIX = "ch7_"
@@ -64,98 +42,6 @@ GRAD_MAP_SIZE = 14  # Grad's map side at every input size (28 px / pool 2, as in
 ALL_INTERPRETERS = ("grad", "cam")
 TREND_CLAIM = "larger_inputs_help_adv2"
 MIN_ACCURACY = 0.5  # below this a classifier is not worth attacking (quick and paper profiles)
-
-
-# ----------------------------------------------------------------------------- classifiers
-def classifier_recipes(params: Mapping[str, Any], arch: str) -> dict[int, recipes.ClassifierRecipe]:
-    """The recipe of ``arch`` at every side of ``params["input_sizes"]``: the chapter's training
-    fields (epochs, subset, seed), identical at every side but the side itself."""
-    base = recipes.classifier_recipe(dict(params), arch)
-    return {int(s): dataclasses.replace(base, input_size=int(s)) for s in params["input_sizes"]}
-
-
-@dataclass
-class Trained:
-    """One classifier of one side: the model (inputs at its side) and its cache entry."""
-
-    size: int
-    model: nn.Module
-    artifact: Any
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.artifact.metrics["test_accuracy"])
-
-    @property
-    def train_seconds(self) -> float:
-        return float(self.artifact.metrics.get("train_seconds", float("nan")))
-
-
-def train_classifiers(
-    params: Mapping[str, Any],
-    fmnist: data.Dataset,
-    *,
-    device: torch.device | str = "cpu",
-    artifacts_dir: str | None = None,
-    progress: bool = False,
-    log: Callable[[str], None] | None = print,
-) -> dict[str, dict[int, Trained]]:
-    """``{arch: {side: Trained}}``, each from the cache or trained (and cached) by its recipe; on a
-    CPU the trainings run side by side, one core each (:mod:`adv2.core.parallel`)."""
-    keys = [
-        (arch, size, r) for arch in params["archs"] for size, r in classifier_recipes(params, arch).items()
-    ]
-    loaded = loading.load_classifiers_side_by_side(
-        [r for _, _, r in keys], fmnist, device=device, artifacts_dir=artifacts_dir or None, progress=progress
-    )
-    out: dict[str, dict[int, Trained]] = {arch: {} for arch in params["archs"]}
-    for (arch, size, _), (model, art, seconds) in zip(keys, loaded):
-        out[arch][size] = Trained(size, model, art)
-        if log:
-            how = "cache" if art.from_cache else "trained"
-            log(f"{arch} at {size} px: test accuracy {out[arch][size].accuracy:.3f} ({how}, {seconds:.1f} s)")
-    return out
-
-
-# ----------------------------------------------------------------------------- the attack set
-class _AllCorrect(nn.Module):
-    """A stand-in classifier of 28-px images for :func:`adv2.trained.data.select_attack_set`: its
-    prediction is the true class exactly when every side's classifier predicts it. It returns the
-    first classifier's logits where all agree and a one-hot vector of another class elsewhere."""
-
-    def __init__(self, models_by_size: Mapping[int, nn.Module]):
-        super().__init__()
-        self.fed = nn.ModuleList(models.Upsampled(m) for m in models_by_size.values())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [f(x) for f in self.fed]
-        first = logits[0].argmax(1)
-        agree = torch.stack([lg.argmax(1) == first for lg in logits]).all(0)
-        other = nn.functional.one_hot((first + 1) % logits[0].shape[1], logits[0].shape[1]).to(logits[0])
-        return torch.where(agree[:, None], logits[0], other)
-
-
-def common_attack_set(
-    trained: Mapping[int, Trained],
-    fmnist: data.Dataset,
-    n_images: int,
-    *,
-    seed: int,
-    device: torch.device | str = "cpu",
-) -> data.AttackSet:
-    """Chapter 3's seeded, class-balanced sample with random wrong targets, kept to the test
-    images every side's classifier gets right: the same images and targets at every side (28 px;
-    each side attacks them upsampled)."""
-    judge = _AllCorrect({s: t.model for s, t in trained.items()}).to(device).eval()
-    return data.select_attack_set(
-        judge,
-        fmnist.x_test,
-        fmnist.y_test,
-        n_images,
-        seed=seed,
-        num_classes=fmnist.num_classes,
-        device=device,
-    )
 
 
 # ----------------------------------------------------------------------------- attacks
@@ -197,7 +83,7 @@ class InputSizeResult:
         }
 
     def intervals(self) -> dict[str, dict[int, dict[str, dict[str, Any]]]]:
-        """95 % intervals per classifier and side (:func:`adv2.chapters.ch03.attack_intervals`:
+        """95 % intervals per classifier and side (:func:`adv2.chapters._compare.attack_intervals`:
         success rates by Wilson, mean distances by bootstrap, the ADV2 / PGD L1 ratio by paired
         bootstrap over images)."""
         return {a: {s: attack_intervals(self.per_image[a][s]) for s in self.sizes} for a in self.archs}
@@ -356,7 +242,7 @@ def attack_sizes(
                     batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",
                 )  # fmt: skip
                 seconds[a][s][n] = time.time() - t0
-                per_image[a][s][n] = _per_image(runs[a][s][n])
+                per_image[a][s][n] = per_image_arrays(runs[a][s][n])
                 if log:
                     st = runs[a][s][n]["numbers"]
                     log(
@@ -528,24 +414,3 @@ def check(result: InputSizeResult, profile: str) -> None:
                 f"the {a} classifier at {s} px reached test accuracy {acc:.3f}, below "
                 f"{MIN_ACCURACY}: raise train_subset or train_epochs",
             )
-
-
-__all__ = [
-    "ALL_INTERPRETERS",
-    "GRAD_MAP_SIZE",
-    "STEM",
-    "ChapterCheckFailed",
-    "InputSizeResult",
-    "Trained",
-    "attack_sizes",
-    "check",
-    "classifier_recipes",
-    "common_attack_set",
-    "curve_figure",
-    "curve_table",
-    "maps_figure",
-    "start",
-    "train_classifiers",
-    "trend_verdict",
-    "verdict_table",
-]

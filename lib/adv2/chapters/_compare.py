@@ -1,0 +1,139 @@
+"""The attack comparison every chapter runs the same way (chapters 3, 6 and 7): PGD's step count
+and snapshots (the baseline and ADV2's shared warm starts), the per-image arrays of one PGD / ADV2
+comparison, their 95 % intervals, chapter 3's two claims on them, and the figure of the images ADV2
+succeeded on. The photo budget (epsilon 0.031, step 1/255) is the paper's ImageNet setting as the
+book applies it to EfficientNet-Lite0 (chapters 3 and 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from adv2.chapters import attack_figures, claim_rules
+from adv2.chapters.claims import Verdict
+from adv2.core import attacks, metrics
+from adv2.core.stats import mean_ci, rate_ci, ratio_ci
+
+PHOTO_EPSILON, PHOTO_STEP = 0.031, 1 / 255  # the paper's ImageNet budget and step
+
+
+def pgd_steps(step_scale: float) -> int:
+    """PGD's step count: the authors' 1200 scaled (at least one)."""
+    return max(1, round(1200 * step_scale))
+
+
+def schedule_of(cfgs: dict[str, attacks.AttackConfig]) -> str:
+    """The one schedule of a chapter's attacks (PGD follows it: early stopping on the fast one)."""
+    found = {c.schedule for c in cfgs.values()} or {"authors"}
+    if len(found) > 1:
+        raise ValueError(f"the attacks mix schedules {sorted(found)}; a chapter runs one")
+    return found.pop()
+
+
+def warm_starts(cfgs: dict[str, attacks.AttackConfig], n_pgd: int) -> list[int]:
+    """The PGD snapshots a chapter takes: the baseline, and on the authors' schedule the shared
+    CE warm starts of ADV2's stage 1 (on the fast one each attack runs its own, which stops early
+    and hands its unused steps to the joint stage)."""
+    if schedule_of(cfgs) == "fast":
+        return [n_pgd]
+    return sorted({c.stage1_steps for c in cfgs.values() if c.stage1_loss == "ce"} | {n_pgd})
+
+
+def shared_stage1(cfg: attacks.AttackConfig, snaps: dict[int, torch.Tensor]) -> torch.Tensor | None:
+    """ADV2's warm start from the shared PGD run (authors' schedule, CE stage 1), else None: the
+    attack runs its own stage 1."""
+    if cfg.schedule == "fast" or cfg.stage1_loss != "ce":
+        return None
+    return snaps[cfg.stage1_steps]
+
+
+def per_image_arrays(run: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """Success, p(target), L1, L2 and mean IoU of every attacked image, for PGD and ADV2.
+
+    Distances are listed for every image (with ``success`` beside them): the chapter's means
+    restrict ADV2's to its successes, as :func:`adv2.core.metrics.summarize` does."""
+    benign = run["benign"].detach().float().cpu()
+    out = {}
+    for att in ("pgd", "adv2"):
+        res = run[att]
+        maps = res.maps.detach().float().cpu()
+        out[att] = {
+            "success": res.success.cpu().bool().tolist(),
+            "confidence": res.confidence.detach().float().cpu().tolist(),
+            "l1": metrics.l1_distance(maps, benign).tolist(),
+            "l2": metrics.l2_distance(maps, benign).tolist(),
+            "iou": metrics.iou_curve(maps, benign).mean(1).tolist(),
+        }
+    return out
+
+
+def _successes(values: list, success: list) -> list[float]:
+    """``values`` where the attack succeeded, NaN elsewhere (the means ADV2's numbers use)."""
+    return [v if ok else float("nan") for v, ok in zip(values, success)]
+
+
+def attack_intervals(per_image: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """95 % intervals of one setting's headline numbers, ``{interpreter: {...}}``.
+
+    ``per_image`` is ``{interpreter: per_image_arrays(...)}``. Per attack: ``success_rate`` (Wilson),
+    ``confidence_mean`` (over successes), ``l1_mean``, ``l2_mean``, ``iou_mean`` (bootstrap over
+    images; ADV2's over its successes, PGD's over all, as the chapter's numbers); and
+    ``l1_ratio_adv2_over_pgd`` (paired bootstrap, the estimate claim 2 is decided on). Each value
+    equals the number in ``numbers()`` it belongs to."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, pi in per_image.items():
+        out[name] = {}
+        for att in ("pgd", "adv2"):
+            d, ok = pi[att], pi[att]["success"]
+            # ADV2's distances over its successes, PGD's over all images
+            kept = {m: _successes(d[m], ok) if att == "adv2" else d[m] for m in ("l1", "l2", "iou")}
+            out[name][att] = {
+                "success_rate": rate_ci(ok),
+                "confidence_mean": mean_ci(_successes(d["confidence"], ok)),
+                **{f"{m}_mean": mean_ci(v) for m, v in kept.items()},
+            }
+        out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci(
+            _successes(pi["adv2"]["l1"], pi["adv2"]["success"]), pi["pgd"]["l1"], paired=True
+        )
+    return out
+
+
+def setting_verdicts(per_image: dict[str, dict]) -> dict[str, Verdict]:
+    """Chapter 3's two claims on one setting (``{interpreter: per_image_arrays(...)}``), each decided by
+    :mod:`adv2.chapters.claims` for every interpreter."""
+
+    def each(att: str, key: str) -> dict[str, list]:
+        return {n: pi[att][key] for n, pi in per_image.items()}
+
+    return {
+        "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(
+            each("adv2", "success"), each("pgd", "success")
+        ),
+        "adv2_maps_closer_than_pgd": claim_rules.adv2_maps_closer_than_pgd(
+            each("adv2", "l1"), each("pgd", "l1"), each("adv2", "success")
+        ),
+    }
+
+
+def success_examples_figure(
+    x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, x_pgd: torch.Tensor, run: dict[str, Any],
+    class_names: list[str], n_show: int, suptitle: str,
+):  # fmt: skip
+    """Benign / PGD / ADV2 inputs and maps of up to ``n_show`` images ADV2 succeeded on, titled
+    *true class → target* (``run``: ``compare_pgd_adv2``'s dict; ``x``, ``x_pgd``: its attacked
+    images and PGD's); None when ADV2 succeeded on none."""
+    ok = run["adv2"].success.cpu().nonzero().flatten()[:n_show]
+    if len(ok) == 0:
+        return None
+    labels = [f"{class_names[int(y[i])]}\n→ {class_names[int(target[i])]}" for i in ok]
+    return attack_figures.attack_triptych(
+        x[ok],
+        run["benign"][ok].cpu(),
+        x_pgd[ok].cpu(),
+        run["pgd"].maps[ok].cpu(),
+        run["adv2"].x_adv[ok].cpu(),
+        run["adv2"].maps[ok].cpu(),
+        row_labels=labels,
+        suptitle=suptitle,
+    )

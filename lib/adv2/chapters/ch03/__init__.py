@@ -1,0 +1,21 @@
+"""Chapter 3: ADV2 against PGD on every (classifier, interpreter) pair, and on the offline photos.
+
+The modules, in the notebook's order:
+
+* :mod:`~adv2.chapters.ch03.configs` -- the attack schedules (:func:`fmnist_configs`,
+  :func:`photo_configs`, :func:`schedule_table`);
+* :mod:`~adv2.chapters.ch03.fmnist_attacks` -- :func:`attack_fmnist` (PGD once per classifier,
+  then PGD vs ADV2 per interpreter), its tables and figures;
+* :mod:`~adv2.chapters.ch03.photo_attacks` -- :func:`attack_photos` (EfficientNet-Lite0), its
+  curves, tables, figures and issue 14's acceptance;
+* :mod:`~adv2.chapters.ch03.report` -- :func:`summarize` (the chapter's numbers, glue and claim
+  table), :func:`verdicts` (the claim rules, one place) and :func:`check` (the invariants).
+
+The comparison protocol it shares with chapters 6 and 7 (PGD's step count and warm starts, the
+per-image arrays, their intervals and the claims on them) is :mod:`adv2.chapters._compare`.
+``start`` and ``shown_path`` are here for the notebook's first and last cells.
+"""
+
+from adv2.chapters._common import shown_path, start
+
+__all__ = ["shown_path", "start"]

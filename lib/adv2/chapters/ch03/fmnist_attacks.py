@@ -1,0 +1,267 @@
+"""Chapter 3 on Fashion-MNIST: PGD once per classifier (the baseline, ADV2's shared warm starts and
+the paper's budgets), then PGD against ADV2 per interpreter (:func:`attack_fmnist`), and the
+section's tables and figures.
+
+The per-pair comparison itself is ``adv2.core.attacks.compare_pgd_adv2`` (the library's protocol).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adv2.chapters import _compare, attack_figures, plotting
+from adv2.chapters._common import MISSING, fmt, fmt_rows, is_missing
+from adv2.chapters.ch03.configs import attacked_interpreter
+from adv2.core import attacks
+from adv2.trained import data
+
+BUDGETS = (0.031, 0.062)  # PGD is also run at the paper's epsilon and twice it (the budget paragraph)
+
+
+@dataclass
+class FmnistAttacks:
+    """PGD and ADV2 on each classifier of ``archs`` and each interpreter of ``interpreters``.
+
+    ``runs[arch][name]`` is ``adv2.core.attacks.compare_pgd_adv2``'s dict (``benign`` maps, ``pgd`` and
+    ``adv2`` :class:`adv2.core.attacks.AttackResult`, ``numbers``); ``x_pgd[arch]`` the PGD inputs of
+    all images (MASK is attacked on the first ``mask_n_images`` of them); ``budget_success[arch]``
+    PGD's success at epsilon 0.031, 0.062 and this run's epsilon; ``per_image[arch][name]`` the
+    per-image arrays of :func:`adv2.chapters._compare.per_image_arrays`."""
+
+    archs: list[str]
+    interpreters: list[str]
+    epsilon: float
+    step_size: float
+    step_scale: float
+    sets: dict[str, data.AttackSet]
+    x_pgd: dict[str, torch.Tensor]
+    runs: dict[str, dict[str, dict[str, Any]]]
+    accuracy: dict[str, float]
+    seconds: dict[tuple[str, str], float]
+    budget_success: dict[str, dict[float, float]]
+    per_image: dict[str, dict[str, dict]] = field(default_factory=dict)
+    schedule: str = "authors"
+
+    @property
+    def stats(self) -> dict[str, dict[str, dict]]:
+        return {a: {n: self.runs[a][n]["numbers"] for n in self.interpreters} for a in self.archs}
+
+
+@torch.no_grad()
+def _success(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
+    return float((model(x).argmax(1).cpu() == target.cpu()).float().mean())
+
+
+def attack_fmnist(
+    classifiers: dict[str, torch.nn.Module], fmnist: data.Dataset, cfgs: dict[str, attacks.ADV2Config], *,
+    archs: list[str], interpreters: list[str], rts_nets: dict[str, Any] | None = None,
+    accuracy: dict[str, float],
+    n_images: int, mask_n_images: int, epsilon: float, step_size: float, step_scale: float,
+    mask_iterations: int, attack_batch_size: int, seed: int,
+    device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
+) -> FmnistAttacks:  # fmt: skip
+    """The chapter's main experiment on Fashion-MNIST.
+
+    Per classifier: the seeded attack set, one PGD run (the baseline and the warm starts of the
+    CE-based ADV2 variants), PGD at the paper's budgets, then ``compare_pgd_adv2`` per interpreter.
+    ``log`` receives one line per pair (None: silent)."""
+    n_pgd = _compare.pgd_steps(step_scale)
+    schedule = _compare.schedule_of(cfgs)
+    sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
+    for arch in archs:
+        model = classifiers[arch]
+        aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
+        sets[arch] = aset
+        t0 = time.time()
+        snaps = attacks.pgd_snapshots(
+            model,
+            aset.x,
+            aset.target,
+            _compare.warm_starts(cfgs, n_pgd),
+            epsilon=epsilon,
+            step_size=step_size,
+            batch_size=attack_batch_size,
+            progress=progress,
+            desc=f"PGD {arch}",
+            schedule=schedule,
+        )
+        seconds[(arch, "pgd")] = time.time() - t0
+        x_pgds[arch] = snaps[n_pgd]
+        # why this epsilon (see the text): the same PGD at the paper's 0.031 and at 0.062
+        budget[arch] = {}
+        for eps in BUDGETS:
+            x_b = attacks.pgd(
+                model,
+                aset.x,
+                aset.target,
+                epsilon=eps,
+                step_size=step_size * eps / epsilon,
+                steps=n_pgd,
+                batch_size=attack_batch_size,
+                schedule=schedule,
+            )
+            budget[arch][eps] = _success(model, x_b, aset.target)
+        budget[arch][epsilon] = _success(model, x_pgds[arch], aset.target)
+        runs[arch], per_image[arch] = {}, {}
+        for name in interpreters:
+            t0 = time.time()
+            interp = attacked_interpreter(name, model, (rts_nets or {}).get(arch), mask_iterations, seed)
+            cfg = cfgs[name]
+            k = min(mask_n_images, len(aset.x)) if name == "mask" else len(aset.x)
+            warm = _compare.shared_stage1(cfg, snaps)
+            runs[arch][name] = attacks.compare_pgd_adv2(
+                model,
+                interp,
+                aset.x[:k],
+                aset.y[:k],
+                aset.target[:k],
+                cfg,
+                x_pgd=x_pgds[arch][:k],
+                x_stage1=None if warm is None else warm[:k],
+                batch_size=attack_batch_size,
+                progress=progress,
+                desc=f"ADV2 {name} {arch}",
+            )
+            seconds[(arch, name)] = time.time() - t0
+            per_image[arch][name] = _compare.per_image_arrays(runs[arch][name])
+            if log:
+                s = runs[arch][name]["numbers"]
+                log(
+                    f"{arch:8s} {name:4s} ({k} images, {seconds[(arch, name)]:5.1f} s): "
+                    f"success PGD {fmt(s['pgd']['success_rate'])} / ADV2 {fmt(s['adv2']['success_rate'])}, "
+                    f"L1 PGD {fmt(s['pgd']['l1_mean'])} / ADV2 {fmt(s['adv2']['l1_mean'])}"
+                )
+    return FmnistAttacks(
+        list(archs),
+        list(interpreters),
+        epsilon,
+        step_size,
+        step_scale,
+        sets,
+        x_pgds,
+        runs,
+        dict(accuracy),
+        seconds,
+        budget,
+        per_image,
+        schedule,
+    )
+
+
+def _pm(s: dict, key: str) -> str:
+    mean, std = s.get(f"{key}_mean"), s.get(f"{key}_std")
+    return MISSING if is_missing(mean) else f"{fmt(mean)} ± {fmt(std)}"
+
+
+def success_table(fm: FmnistAttacks) -> str:
+    """Markdown: success rate (with its 95 % Wilson interval) and p(target) of PGD and ADV2 per pair."""
+    rows = []
+    for arch in fm.archs:
+        est = _compare.attack_intervals(fm.per_image[arch])
+        for name in fm.interpreters:
+            p, a = fm.stats[arch][name]["pgd"], fm.stats[arch][name]["adv2"]
+            rows.append(
+                [
+                    arch,
+                    name.upper(),
+                    str(est[name]["pgd"]["success_rate"]),
+                    str(est[name]["adv2"]["success_rate"]),
+                    _pm(p, "confidence"),
+                    _pm(a, "confidence"),
+                    a["n"],
+                ]
+            )
+    return plotting.markdown_table(
+        rows,
+        [
+            "classifier",
+            "interpreter",
+            "success PGD",
+            "success ADV2",
+            "confidence PGD",
+            "confidence ADV2",
+            "images",
+        ],
+    )
+
+
+def distance_figure(fm: FmnistAttacks):
+    """L1 and L2 distances to the benign maps, one row of bars per classifier; error bars are the
+    95 % bootstrap intervals over images (:func:`adv2.chapters._compare.attack_intervals`)."""
+    fig, axes = plotting.panel_axes(2 * len(fm.archs), cols=2, height=2.7)
+    for r, arch in enumerate(fm.archs):
+        for c, metric in enumerate(("l1", "l2")):
+            errors = {
+                n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
+                for n, estimates in _compare.attack_intervals(fm.per_image[arch]).items()
+            }
+            attack_figures.attack_distance_bars(
+                fm.stats[arch], metric, title=f"{arch}: {metric.upper()}", ax=axes[2 * r + c], errors=errors
+            )
+    return fig
+
+
+def iou_table(fm: FmnistAttacks) -> str:
+    """Mean IoU per pair with its 95 % interval ("value [low, high]")."""
+    est = {a: _compare.attack_intervals(fm.per_image[a]) for a in fm.archs}
+    rows = [
+        [arch, name.upper(), est[arch][name]["pgd"]["iou_mean"], est[arch][name]["adv2"]["iou_mean"]]
+        for arch in fm.archs
+        for name in fm.interpreters
+    ]
+    return plotting.markdown_table(
+        fmt_rows(rows), ["classifier", "interpreter", "mean IoU PGD", "mean IoU ADV2"]
+    )
+
+
+def example_figures(
+    fm: FmnistAttacks, class_names: list[str], n_show: int, log: Callable[[str], None] | None = print
+) -> list:
+    """Benign / PGD / ADV2 inputs and maps of up to ``n_show`` images ADV2 succeeded on, per
+    interpreter, on the first classifier."""
+    arch = fm.archs[0]
+    aset, figs = fm.sets[arch], []
+    for name in fm.interpreters:
+        run = fm.runs[arch][name]
+        k = len(run["benign"])
+        fig = _compare.success_examples_figure(
+            aset.x[:k], aset.y, aset.target, fm.x_pgd[arch][:k], run, class_names, n_show,
+            f"{name.upper()} on {arch}",
+        )  # fmt: skip
+        if fig is None:
+            if log:
+                log(f"{name}: ADV2 succeeded on no image")
+            continue
+        figs.append(fig)
+    return figs
+
+
+def history_figure(fm: FmnistAttacks):
+    """Stage-2 curves of the Grad and MASK attacks (None when neither ran or recorded one)."""
+    hist = {
+        (a, n): fm.runs[a][n]["adv2"].history
+        for a in fm.archs
+        for n in ("grad", "mask")
+        if n in fm.interpreters and fm.runs[a][n]["adv2"].history
+    }
+    if not hist:
+        return None
+    fig, axes = plotting.panel_axes(2, cols=2)
+    plotting.curves(
+        {f"{a} {n}": (h["step"], h["success"]) for (a, n), h in hist.items()},
+        "stage-2 step",
+        "images with a candidate",
+        ax=axes[0],
+    )
+    plotting.curves(
+        {f"{a} {n}": (h["step"], h["sq_distance"]) for (a, n), h in hist.items()},
+        "stage-2 step",
+        "squared distance of kept maps",
+        ax=axes[1],
+    )
+    return fig
