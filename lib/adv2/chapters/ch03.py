@@ -7,7 +7,7 @@ schedules), :func:`attack_fmnist` (PGD once per classifier, then PGD vs ADV2 per
 chapter's numbers, glue and claim table), :func:`verdicts` (the claim rules, one place) and
 :func:`check` (the invariants, explained when they fail).
 
-The per-pair comparison itself is ``adv2.core.attacks.compare_pgd_adv2`` (the library's protocol).
+The per-pair comparison itself is ``adv2.chapters.protocol.compare_pgd_adv2`` (the library's protocol).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._common import check as _check
 from adv2.chapters.claims import Verdict
+from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, metrics, models, paper
 from adv2.core.interpreters import build_interpreter
 from adv2.core.interpreters.rts import RTSInterpreter
@@ -221,7 +222,7 @@ def _per_image(run: dict[str, Any]) -> dict[str, dict[str, list]]:
 class FmnistAttacks:
     """PGD and ADV2 on each classifier of ``archs`` and each interpreter of ``interpreters``.
 
-    ``runs[arch][name]`` is ``adv2.core.attacks.compare_pgd_adv2``'s dict (``benign`` maps, ``pgd`` and
+    ``runs[arch][name]`` is ``adv2.chapters.protocol.compare_pgd_adv2``'s dict (``benign`` maps, ``pgd`` and
     ``adv2`` :class:`adv2.core.attacks.AttackResult`, ``numbers``); ``x_pgd[arch]`` the PGD inputs of
     all images (MASK is attacked on the first ``mask_n_images`` of them); ``budget_success[arch]``
     PGD's success at epsilon 0.031, 0.062 and this run's epsilon; ``per_image[arch][name]`` the
@@ -329,7 +330,7 @@ def attack_fmnist(
             cfg = cfgs[name]
             k = min(mask_n_images, len(aset.x)) if name == "mask" else len(aset.x)
             warm = shared_stage1(cfg, snaps)
-            runs[arch][name] = attacks.compare_pgd_adv2(
+            runs[arch][name] = compare_pgd_adv2(
                 model,
                 interp,
                 aset.x[:k],
@@ -695,7 +696,7 @@ def attack_photos(
         # re-run MASK's optimisation on every photo)
         drawn = curve_every and not (fast and name == "mask")
         hook = attacks.IterateRecorder(wanted, offset=offset) if drawn else None
-        runs[name] = attacks.compare_pgd_adv2(
+        runs[name] = compare_pgd_adv2(
             lite,
             interp,
             photo.x,

@@ -12,8 +12,6 @@
 ``mask``           the bilevel variant :func:`adv2_mask` (MASK)
 ``schedule``       the ``"authors"`` and ``"fast"`` step schedules (config field ``schedule``)
 ``convergence``    :func:`convergence_curve` (success and map L1 vs step), :func:`steps_to_reach`
-``protocol``       chapter 3's PGD-vs-ADV2 experiment :func:`compare_pgd_adv2` (moves to the
-                   experiments layer; re-exported here meanwhile)
 =================  ===========================================================================
 
 Every schedule constant is a config field whose default is the authors' value;
@@ -21,7 +19,6 @@ Every schedule constant is a config field whose default is the authors' value;
 authors' procedures are listed in each variant's docstring.
 """
 
-from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core.attacks.adv2 import adv2_attack, adv2_sign
 from adv2.core.attacks.common import AttackResult, assess
 from adv2.core.attacks.config import (
@@ -54,7 +51,6 @@ __all__ = [
     "adv2_mask",
     "adv2_sign",
     "assess",
-    "compare_pgd_adv2",
     "default_config",
     "margin_loss",
     "pgd",

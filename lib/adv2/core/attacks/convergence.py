@@ -30,8 +30,8 @@ class Recorder:
     """The one observation hook of the attacks: counts their steps (``tick(x)`` after each, stage 1
     and stage 2 together) and evaluates every ``every``-th iterate.
 
-    ``view(x) -> (x_returned, success or None)`` maps the stage's iterate to what the attack
-    would return (Grad's best-iterate selection sets it). ``sparse=True``: ticks only count, and
+    An attack that returns something other than its iterate declares it with :meth:`returns`
+    (Grad's best-iterate selection). ``sparse=True``: ticks only count, and
     the points come from the attack's own :meth:`add` calls (MASK, whose map is re-solved only at
     its checkpoints). ``adv2_attack(..., recorder=r)`` calls ``r.begin(chunk)`` before each batch
     chunk; this recorder evaluates one batch (:func:`convergence_curve`), :class:`IterateRecorder`
@@ -57,6 +57,11 @@ class Recorder:
                 "(or use convergence_curve / IterateRecorder)"
             )
         self.step, self.view = 0, None
+
+    def returns(self, view) -> None:
+        """From now on (until the next chunk) ``view(x) -> (x_returned, success)`` maps the
+        iterate to what the attack would return."""
+        self.view = view
 
     def tick(self, x: torch.Tensor) -> None:
         self.step += 1

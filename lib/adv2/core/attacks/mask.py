@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from adv2.core.attacks.common import AttackResult, linf_box, project
 from adv2.core.attacks.config import MaskConfig
-from adv2.core.attacks.losses import InterpLoss, MapFn, margin_loss, squared_error
+from adv2.core.attacks.losses import InterpLoss, margin_loss, squared_error
 from adv2.core.attacks.pgd import stage1
 from adv2.core.attacks.schedule import step_sizes
 from adv2.core.interpreters.base import BilevelInterpreter
@@ -117,17 +117,15 @@ def adv2_mask(
     benign: torch.Tensor,
     cfg: MaskConfig,
     *,
-    interp_loss: InterpLoss | None = None,
-    map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
-    bar=None,
+    interp_loss: InterpLoss | None = None,
     recorder=None,
+    bar=None,
 ) -> AttackResult:
     """ADV2 on MASK for one batch (bilevel; unrolled inner Adam), see :class:`MaskConfig`.
 
     ``benign`` are benign *attributions* (1 - m), so the mask target is ``1 - benign``.
-    ``map_fn`` is accepted for a uniform signature and unused (``adv2_attack`` sends an injected
-    map to the sign-step variant). Simplifications of the authors' code:
+    Simplifications of the authors' code:
 
     * the step-size bisection is per image (the authors test one batch-summed margin for all
       images of the batch; we test each image's margin against ``margin_threshold``, the authors'

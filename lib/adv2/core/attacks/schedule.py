@@ -19,6 +19,7 @@ synchronisation of the fast loops), so the remaining steps cost less.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -45,6 +46,33 @@ def step_sizes(step_size: float, steps: int, schedule: str, start: float, end: f
         step_size * (end + (start - end) * 0.5 * (1 + math.cos(math.pi * i / (steps - 1))))
         for i in range(steps)
     ]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What a step loop reads from the schedule: the size of each step and the stopping rule (stop
+    finished images early, checking every ``check_every`` steps)."""
+
+    alphas: list[float]
+    early_stop: bool
+    check_every: int = 5
+
+    @classmethod
+    def of(cls, cfg, steps: int) -> Schedule:
+        """The schedule of a config's sign-step stage of ``steps`` steps."""
+        alphas = step_sizes(cfg.step_size, steps, cfg.schedule, cfg.fast_step_start, cfg.fast_step_end)
+        return cls(alphas, cfg.schedule == "fast", cfg.check_every)
+
+    @property
+    def steps(self) -> int:
+        return len(self.alphas)
+
+    def active(self, i: int, done: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The images still attacked at step ``i``: every ``check_every`` steps the not-``done``
+        ones (the loops' only host synchronisation), else ``idx`` unchanged."""
+        if self.early_stop and i and i % self.check_every == 0:
+            return (~done).nonzero().view(-1)
+        return idx
 
 
 class EarlyStop:
@@ -81,4 +109,4 @@ class EarlyStop:
         return torch.where(found, self.best_x, x)
 
 
-__all__ = ["SCHEDULES", "STAGE1_CONFIDENCE", "EarlyStop", "check_schedule", "step_sizes"]
+__all__ = ["SCHEDULES", "STAGE1_CONFIDENCE", "EarlyStop", "Schedule", "check_schedule", "step_sizes"]
