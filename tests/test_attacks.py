@@ -348,7 +348,7 @@ def test_schedule_is_validated_and_authors_by_default():
 
 
 def test_step_sizes_authors_constant_fast_decays():
-    from adv2.core.attacks.schedule import step_sizes
+    from adv2.core.attacks.loop import step_sizes
 
     assert step_sizes(0.01, 5, "authors", 2.0, 0.1) == [0.01] * 5
     fast = step_sizes(0.01, 9, "fast", 2.0, 0.1)

@@ -30,12 +30,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from adv2.core.attacks.common import AttackResult, assess, device_of, linf_box, project
+from adv2.core.attacks.common import AttackResult, assess, device_of
 from adv2.core.attacks.config import CONFIGS, ADV2Config, AttackConfig, GradConfig, MaskConfig
+from adv2.core.attacks.loop import EarlyStop, Schedule, linf_box, project, sign_loop
 from adv2.core.attacks.losses import InterpLoss, MapFn, squared_error
 from adv2.core.attacks.mask import adv2_mask
 from adv2.core.attacks.pgd import stage1
-from adv2.core.attacks.schedule import EarlyStop, Schedule
 from adv2.core.interpreters import build_interpreter
 from adv2.core.interpreters.base import (
     HasAttackSurrogate,
@@ -99,9 +99,9 @@ def _joint_stage(
     extra_steps: int = 0,
 ) -> torch.Tensor:
     """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps of
-    the schedule's sizes (:class:`~adv2.core.attacks.schedule.Schedule`).
+    the schedule's sizes (:class:`~adv2.core.attacks.loop.Schedule`).
 
-    The fast schedule stops images early (:class:`~adv2.core.attacks.schedule.EarlyStop`, on the
+    The fast schedule stops images early (:class:`~adv2.core.attacks.loop.EarlyStop`, on the
     still-active images) and returns each image's best successful iterate; ``extra_steps`` (left
     over by its stage 1) lengthen the stage, lambda's schedule stretches over them.
     ``selector(step, x, logits)`` (Grad's best-iterate selection) sees the iterate *before* the
@@ -114,14 +114,8 @@ def _joint_stage(
     plan = Schedule.of(cfg, cfg.stage2_steps + max(0, extra_steps))
     total = plan.steps
     stopper = EarlyStop(x, cfg.patience, cfg.min_improvement) if plan.early_stop else None
-    idx = torch.arange(len(x), device=x.device)
-    taken = 0
-    for i in range(total):
-        if stopper is not None:
-            idx = plan.active(i, stopper.done, idx)
-            if len(idx) == 0:
-                break
-        xa = x[idx].requires_grad_(True)
+
+    def gradient(i: int, x: torch.Tensor, xa: torch.Tensor, idx: torch.Tensor):
         ta = target[idx]
         lam = cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale
         grad, logits, map_loss = _joint_grad(forward, xa, ta, benign[idx], lam, interp_loss)
@@ -130,16 +124,13 @@ def _joint_stage(
                 stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
         if selector is not None and cfg.select_every and i % cfg.select_every == 0:
             selector(i, x.detach(), None if stopper is not None else logits.detach())
-        del logits, map_loss  # frees the retained graph before the next forward
-        with torch.no_grad():
-            x = x.index_copy(0, idx, project(xa.detach() - plan.alphas[i] * grad.sign(), lo[idx], hi[idx]))
-        taken = i + 1
+        return grad, None  # the retained graph goes with logits and map_loss here
+
+    def after_step(taken: int, x: torch.Tensor) -> None:
         if recorder is not None:
             recorder.tick(x if stopper is None else stopper.result(x))
-        if bar is not None and i < cfg.stage2_steps:  # the bar already counted stage 1's leftover
-            bar.update(1)
-    if bar is not None and taken < total:
-        bar.update(max(0, cfg.stage2_steps - taken))
+
+    x, _ = sign_loop(x, lo, hi, plan, gradient, stopper, after_step, bar, cfg.stage2_steps)
     return x if stopper is None else stopper.result(x)
 
 

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from adv2.core.attacks.schedule import check_schedule
+from adv2.core.attacks.loop import check_schedule
 
 
 @dataclass
@@ -31,7 +31,7 @@ class AttackConfig:
     (only MASK's jitter uses it).
 
     ``schedule``: ``"authors"`` (constant sign steps, the paper's; the default) or ``"fast"``
-    (:mod:`adv2.core.attacks.schedule`: step sizes decaying along a cosine from ``fast_step_start`` to
+    (:mod:`adv2.core.attacks.loop`: step sizes decaying along a cosine from ``fast_step_start`` to
     ``fast_step_end`` times ``step_size`` in each stage, per-image early stopping once an image is
     at the target and, in the joint stage, its map loss has not improved by a relative
     ``min_improvement`` for ``patience`` steps, checked every ``check_every`` steps). The fast

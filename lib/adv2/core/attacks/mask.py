@@ -12,11 +12,11 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from adv2.core.attacks.common import AttackResult, linf_box, project
+from adv2.core.attacks.common import AttackResult
 from adv2.core.attacks.config import MaskConfig
+from adv2.core.attacks.loop import linf_box, project, step_sizes
 from adv2.core.attacks.losses import InterpLoss, margin_loss, squared_error
 from adv2.core.attacks.pgd import stage1
-from adv2.core.attacks.schedule import step_sizes
 from adv2.core.interpreters.base import BilevelInterpreter
 from adv2.core.metrics import target_confidence
 from adv2.core.precision import fp32_forward

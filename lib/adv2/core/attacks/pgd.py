@@ -13,11 +13,18 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from adv2.core.attacks.common import device_of, linf_box, project
+from adv2.core.attacks.common import device_of
 from adv2.core.attacks.config import AttackConfig
+from adv2.core.attacks.loop import (
+    STAGE1_CONFIDENCE,
+    FirstHit,
+    Schedule,
+    check_schedule,
+    linf_box,
+    project,
+    sign_loop,
+)
 from adv2.core.attacks.losses import prediction_loss
-from adv2.core.attacks.schedule import STAGE1_CONFIDENCE, Schedule, check_schedule
-from adv2.core.metrics import target_confidence
 from adv2.core.precision import fp32_forward
 from adv2.core.progress import progress_bar
 from adv2.core.tensors import batch_slices
@@ -43,7 +50,7 @@ def pgd_run(
     returns the last iterate and the iterates after each step count in ``snapshots``.
 
     ``schedule="fast"``: each image stops once it is classified as the target (see
-    :mod:`adv2.core.attacks.schedule`); ``recorder.tick(x)`` (if given) sees the iterate after every
+    :mod:`adv2.core.attacks.loop`); ``recorder.tick(x)`` (if given) sees the iterate after every
     step."""
     lo, hi = linf_box(x0, epsilon)
     plan = Schedule([step_size] * steps, schedule == "fast", check_every)
@@ -66,45 +73,29 @@ def sign_pgd(
     recorder=None,
     stop_confidence: float = 0.0,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor], int]:
-    """The PGD loop: sign steps of ``plan``'s sizes from ``x`` (in the box ``[lo, hi]``); with
-    ``plan.early_stop`` an image stops at the target with p(target) >= ``stop_confidence`` (and
-    leaves the batch at the next check). Returns ``(x, snapshots, steps run)``."""
-    n, steps = len(x), plan.steps
+    """PGD on :func:`~adv2.core.attacks.loop.sign_loop`: sign steps of ``plan``'s sizes from ``x``
+    (in the box ``[lo, hi]``); with ``plan.early_stop`` an image stops at the target with
+    p(target) >= ``stop_confidence``. Returns ``(x, snapshots, steps run)``."""
     saved: dict[int, torch.Tensor] = {0: x} if 0 in snapshots else {}
-    done = torch.zeros(n, dtype=torch.bool, device=x.device)
-    idx = torch.arange(n, device=x.device)
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    taken = 0
-    for i in range(steps):
-        idx = plan.active(i, done, idx)
-        if len(idx) == 0:
-            break
-        xa = x[idx].requires_grad_(True)
+    stop = FirstHit(x, stop_confidence)
+
+    def gradient(i: int, x: torch.Tensor, xa: torch.Tensor, idx: torch.Tensor):
         ta = target[idx]
         logits = fp32_forward(model, xa)  # bf16 on CUDA; the loss and the stop test in fp32
         (grad,) = torch.autograd.grad(prediction_loss(loss, logits, ta), xa)
-        with torch.no_grad():
-            move = torch.ones(len(idx), dtype=torch.bool, device=x.device)
-            if plan.early_stop:  # an image at the target keeps this iterate
-                hit = logits.argmax(1) == ta
-                if stop_confidence > 0:
-                    hit = hit & (target_confidence(logits, ta) >= stop_confidence)
-                done[idx] = done[idx] | hit
-                move = ~done[idx]
-            step = plan.alphas[i] * grad.sign() * move.view(shape).to(grad.dtype)
-            x = x.index_copy(0, idx, project(xa.detach() - step, lo[idx], hi[idx]))
-        taken = i + 1
+        with torch.no_grad():  # an image at the target keeps this iterate
+            return grad, stop.update(idx, logits, ta) if plan.early_stop else None
+
+    def after_step(taken: int, x: torch.Tensor) -> None:
         if taken in snapshots:
             saved[taken] = x
         if recorder is not None:
             recorder.tick(x)
-        if bar is not None:
-            bar.update(1)
+
+    x, taken = sign_loop(x, lo, hi, plan, gradient, stop, after_step, bar)
     for s in snapshots:  # stopped early: later snapshots are the final iterate
         if s > taken:
             saved[s] = x
-    if bar is not None and taken < steps:
-        bar.update(steps - taken)
     return x, saved, taken
 
 
@@ -114,7 +105,7 @@ def stage1(
     """The prediction-only warm start of every variant: ``cfg.stage1_steps`` PGD steps on
     ``cfg.stage1_loss`` from ``x0``; returns the iterate and the steps run. The fast schedule
     decays the step size and stops each image once it is at the target with p(target) >=
-    :data:`~adv2.core.attacks.schedule.STAGE1_CONFIDENCE` (margin for the joint stage to spend)."""
+    :data:`~adv2.core.attacks.loop.STAGE1_CONFIDENCE` (margin for the joint stage to spend)."""
     lo, hi = linf_box(x0, cfg.epsilon)
     plan = Schedule.of(cfg, cfg.stage1_steps)
     x, _, taken = sign_pgd(

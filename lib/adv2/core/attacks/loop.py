@@ -1,4 +1,9 @@
-"""Step schedules of the attacks: the authors' constant sign steps, or the accelerated "fast" one.
+"""The sign-step loop of PGD and ADV2's joint stage, and the schedule it reads.
+
+One loop (:func:`sign_loop`) runs projected sign steps on the still-active images of a batch; a
+:class:`Schedule` supplies the step sizes and whether finished images stop early, a stopping
+rule says when an image is finished (:class:`FirstHit` for PGD, :class:`EarlyStop` for the joint
+stage), and the attack supplies each step's gradient. The schedules (config field ``schedule``):
 
 * ``"authors"`` -- every step is a sign step of ``step_size`` (the paper's schedule; what the
   ``paper`` profile reproduces). No early stopping.
@@ -8,8 +13,7 @@
   ones cut ADV2's map L1 where more coarse steps did not), and images stop early, one by one:
   PGD stops an image once it is classified as the target (a stage 1 once p(target) >= 0.9), and
   the steps a stage 1 leaves unused go to the joint stage (its lambda schedule stretched over
-  them); ADV2's joint stage
-  stops it once it is at the target and its map loss has not improved by ``min_improvement``
+  them); ADV2's joint stage stops it once it is at the target and its map loss has not improved by ``min_improvement``
   (relative) for ``patience`` steps, and returns each image's best successful iterate.
 
 Stopped images leave the batch (checked every ``check_every`` steps, the only host
@@ -19,14 +23,27 @@ synchronisation of the fast loops), so the remaining steps cost less.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from adv2.core.metrics import target_confidence
 
 SCHEDULES = ("authors", "fast")
 # the fast stage 1 stops an image at this p(target), not at the first argmax hit: the joint stage
 # trades confidence for the map, and Grad's selection needs p(target) > 0.8
 STAGE1_CONFIDENCE = 0.9
+
+
+def linf_box(x0: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box B_eps(x0) ∩ [0,1] as elementwise lower/upper bounds."""
+    return (x0 - epsilon).clamp(0, 1), (x0 + epsilon).clamp(0, 1)
+
+
+def project(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Elementwise projection onto the box ``[lo, hi]``."""
+    return torch.maximum(torch.minimum(x, hi), lo)
 
 
 def check_schedule(schedule: str) -> None:
@@ -75,6 +92,26 @@ class Schedule:
         return idx
 
 
+class FirstHit:
+    """PGD's stopping rule: an image is done once it is classified as the target with p(target)
+    >= ``confidence``, and keeps that iterate (its later steps have size 0 until it leaves)."""
+
+    def __init__(self, x: torch.Tensor, confidence: float = 0.0):
+        self.confidence = confidence
+        self.done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+    def update(self, idx: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Images ``idx`` had ``logits``: mark the finished ones; returns which of them still move."""
+        hit = logits.argmax(1) == target
+        if self.confidence > 0:
+            hit = hit & (target_confidence(logits, target) >= self.confidence)
+        self.done[idx] = self.done[idx] | hit
+        return ~self.done[idx]
+
+    def result(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class EarlyStop:
     """Per-image early stopping of the joint stage, all on the device.
 
@@ -109,4 +146,66 @@ class EarlyStop:
         return torch.where(found, self.best_x, x)
 
 
-__all__ = ["SCHEDULES", "STAGE1_CONFIDENCE", "EarlyStop", "Schedule", "check_schedule", "step_sizes"]
+# (step, x, x[idx] requiring grad, idx) -> (gradient at x[idx], which of them move or None = all)
+StepGradient = Callable[
+    [int, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]
+]
+
+
+def sign_loop(
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    plan: Schedule,
+    gradient: StepGradient,
+    stop: FirstHit | EarlyStop | None = None,
+    after_step: Callable[[int, torch.Tensor], None] | None = None,
+    bar=None,
+    bar_steps: int | None = None,
+) -> tuple[torch.Tensor, int]:
+    """``x <- clip_[lo,hi](x - alpha_i sign(gradient))`` for each step size of ``plan``, from ``x``
+    (already in the box); returns the last iterate and the number of steps run.
+
+    With ``plan.early_stop`` the images ``stop`` marks done leave the batch at the next check (the
+    loop ends when none is left). ``after_step(steps run, x)`` sees each new iterate; the progress
+    ``bar`` counts the first ``bar_steps`` steps (all by default), skipped ones included."""
+    steps = plan.steps
+    bar_steps = steps if bar_steps is None else bar_steps
+    idx = torch.arange(len(x), device=x.device)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    taken = 0
+    for i in range(steps):
+        if stop is not None:
+            idx = plan.active(i, stop.done, idx)
+            if len(idx) == 0:
+                break
+        xa = x[idx].requires_grad_(True)
+        grad, move = gradient(i, x, xa, idx)
+        with torch.no_grad():
+            step = plan.alphas[i] * grad.sign()
+            if move is not None:
+                step = step * move.view(shape).to(grad.dtype)
+            x = x.index_copy(0, idx, project(xa.detach() - step, lo[idx], hi[idx]))
+        taken = i + 1
+        if after_step is not None:
+            after_step(taken, x)
+        if bar is not None and i < bar_steps:
+            bar.update(1)
+    if bar is not None and taken < bar_steps:
+        bar.update(bar_steps - taken)
+    return x, taken
+
+
+__all__ = [
+    "SCHEDULES",
+    "STAGE1_CONFIDENCE",
+    "EarlyStop",
+    "FirstHit",
+    "Schedule",
+    "StepGradient",
+    "check_schedule",
+    "linf_box",
+    "project",
+    "sign_loop",
+    "step_sizes",
+]
