@@ -222,14 +222,17 @@ class MaskConfig(AttackConfig):
     images stop at checkpoints (see :func:`adv2.core.attacks.mask.adv2_mask`).
     """
 
-    stage1_steps: int = 400
     stage1_loss: str = "margin"
     stage2_steps: int = 1000
     batch_size: int = 12
+
+    # stage 2: the prediction step, then the running mask (tracked, then unrolled)
     pred_step: float = 0.05
     track_steps: int = 4
     unroll_steps: int = 4
     resolve_every: int = 50
+
+    # the interpretation step's bisection
     int_step_max: float = 0.08
     int_step_max_late: float = 0.04
     late_fraction: float = 0.9
