@@ -356,6 +356,25 @@ def test_step_sizes_authors_constant_fast_decays():
     assert all(a >= b for a, b in zip(fast, fast[1:]))
 
 
+def test_schedule_object_supplies_step_sizes_and_stopping():
+    from adv2.core.attacks.loop import Schedule, sign_loop
+
+    authors = Schedule.of(attacks.ADV2Config(step_size=0.01, schedule="authors", check_every=2), 4)
+    assert authors.alphas == [0.01] * 4 and not authors.early_stop
+    fast = Schedule.of(attacks.ADV2Config(step_size=0.01, schedule="fast", check_every=2), 4)
+    assert fast.early_stop and fast.steps == 4 and fast.alphas[0] > fast.alphas[-1]
+    idx, done = torch.arange(3), torch.tensor([True, False, True])
+    assert authors.active(2, done, idx) is idx  # the authors' schedule never stops an image
+    assert fast.active(1, done, idx) is idx  # between checks: unchanged
+    assert fast.active(2, done, idx).tolist() == [1]
+    # one loop for both: x - alpha_i sign(grad), projected; a `move` mask freezes images
+    x, lo, hi = torch.full((2, 1), 0.5), torch.zeros(2, 1), torch.ones(2, 1)
+    out, taken = sign_loop(
+        x, lo, hi, authors, lambda i, x, xa, idx: (torch.ones_like(xa), torch.tensor([True, False]))
+    )
+    assert taken == 4 and torch.allclose(out, torch.tensor([[0.46], [0.5]]))
+
+
 def test_authors_schedule_unchanged_when_recorded():
     """The convergence recorder must not change the authors' iterates (it only observes)."""
     model = _random_net()
