@@ -120,13 +120,15 @@ def convergence_curve(
     x: torch.Tensor,
     y: torch.Tensor,
     target: torch.Tensor,
-    config: AttackConfig,
+    config: AttackConfig | None = None,
     *,
     every: int = 5,
     benign_maps: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Success rate and map L1 (over successes) every ``every`` steps of ADV2 with ``config``
-    (either schedule) on the batch ``x`` (true classes ``y``, targets ``target``).
+    (either schedule; default: the authors' for the interpreter, as
+    :func:`adv2.core.attacks.adv2_attack`) on the batch ``x`` (true classes ``y``, targets
+    ``target``).
 
     Returns ``{"schedule", "step", "success", "l1", "steps_budget", "steps_taken", "seconds"}``:
     ``steps_budget`` = the configured stage-1 + stage-2 steps, ``steps_taken`` = the steps the
