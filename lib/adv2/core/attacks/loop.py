@@ -75,10 +75,21 @@ class Schedule:
     check_every: int = 5
 
     @classmethod
-    def of(cls, cfg, steps: int) -> Schedule:
-        """The schedule of a config's sign-step stage of ``steps`` steps."""
-        alphas = step_sizes(cfg.step_size, steps, cfg.schedule, cfg.fast_step_start, cfg.fast_step_end)
-        return cls(alphas, cfg.schedule == "fast", cfg.check_every)
+    def of(
+        cls,
+        cfg,
+        steps: int,
+        size: float | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> Schedule:
+        """The schedule of ``steps`` steps of a config (``cfg.schedule``): steps of ``size``
+        (default ``cfg.step_size``), on the fast schedule decaying from ``start`` to ``end`` times
+        it (default ``cfg.fast_step_start`` / ``cfg.fast_step_end``)."""
+        size = cfg.step_size if size is None else size
+        start = cfg.fast_step_start if start is None else start
+        end = cfg.fast_step_end if end is None else end
+        return cls(step_sizes(size, steps, cfg.schedule, start, end), cfg.schedule == "fast", cfg.check_every)
 
     @property
     def steps(self) -> int:
