@@ -182,21 +182,25 @@ def sign_loop(
     ``bar`` counts the first ``bar_steps`` steps (all by default), skipped ones included."""
     steps = plan.steps
     bar_steps = steps if bar_steps is None else bar_steps
-    idx = torch.arange(len(x), device=x.device)
+    whole = not plan.early_stop  # every image steps every time: views, not gathers (same values)
+    idx = slice(None) if whole else torch.arange(len(x), device=x.device)
     shape = (-1,) + (1,) * (x.dim() - 1)
     taken = 0
     for i in range(steps):
-        if stop is not None:
+        if stop is not None and not whole:
             idx = plan.active(i, stop.done, idx)
             if len(idx) == 0:
                 break
-        xa = x[idx].requires_grad_(True)
+        xa = x[idx].detach().requires_grad_(True)
         grad, move = gradient(i, x, xa, idx)
         with torch.no_grad():
             step = plan.alphas[i] * grad.sign()
             if move is not None:
                 step = step * move.view(shape).to(grad.dtype)
-            x = x.index_copy(0, idx, project(xa.detach() - step, lo[idx], hi[idx]))
+            if whole:
+                x = project(xa.detach() - step, lo, hi)
+            else:
+                x = x.index_copy(0, idx, project(xa.detach() - step, lo[idx], hi[idx]))
         taken = i + 1
         if after_step is not None:
             after_step(taken, x)
