@@ -35,6 +35,7 @@ def run_configuration(threads: int, kernels: str) -> dict:
 
     torch.set_num_threads(threads)
     from adv2.chapters import claim_rules
+    from adv2.chapters.protocol import compare_pgd_adv2
     from adv2.core import attacks, classifier, config, metrics, models, stats
     from adv2.core.interpreters import build_interpreter
     from adv2.trained import data
@@ -68,7 +69,7 @@ def run_configuration(threads: int, kernels: str) -> dict:
         "cam", epsilon=EPSILON, step_size=STEP_SIZE, stage1_steps=10, stage2_steps=STEPS
     )
     x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=EPSILON, step_size=STEP_SIZE, steps=STEPS)
-    run = attacks.compare_pgd_adv2(model, cam, aset.x, aset.y, aset.target, cfg, x_pgd=x_pgd)
+    run = compare_pgd_adv2(model, cam, aset.x, aset.y, aset.target, cfg, x_pgd=x_pgd)
     benign = run["benign"].cpu()
     pgd_ok = run["pgd"].success.cpu().numpy()
     adv_ok = run["adv2"].success.cpu().numpy()

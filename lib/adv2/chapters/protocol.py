@@ -1,8 +1,4 @@
-"""Chapter 3's experiment (PGD vs ADV2 on the same images) -- an *experiment*, not an attack.
-
-Kept here only until the experiments layer takes it (``adv2.chapters.ch03``, owned by the
-chapter 1-3 experiments); it is re-exported as ``adv2.core.attacks.compare_pgd_adv2`` meanwhile.
-"""
+"""The PGD-vs-ADV2 protocol on the same images (chapters 3 and 7): an experiment, not an attack."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 the paper's budgets), then PGD against ADV2 per interpreter (:func:`attack_fmnist`), and the
 section's tables and figures.
 
-The per-pair comparison itself is ``adv2.core.attacks.compare_pgd_adv2`` (the library's protocol).
+The per-pair comparison itself is ``adv2.chapters.protocol.compare_pgd_adv2`` (the library's protocol).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from adv2.chapters import _compare, attack_figures, plotting
 from adv2.chapters._common import MISSING, fmt, fmt_rows, is_missing
 from adv2.chapters.ch03.configs import attacked_interpreter
+from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks
 from adv2.trained import data
 
@@ -27,7 +28,7 @@ BUDGETS = (0.031, 0.062)  # PGD is also run at the paper's epsilon and twice it 
 class FmnistAttacks:
     """PGD and ADV2 on each classifier of ``archs`` and each interpreter of ``interpreters``.
 
-    ``runs[arch][name]`` is ``adv2.core.attacks.compare_pgd_adv2``'s dict (``benign`` maps, ``pgd`` and
+    ``runs[arch][name]`` is ``adv2.chapters.protocol.compare_pgd_adv2``'s dict (``benign`` maps, ``pgd`` and
     ``adv2`` :class:`adv2.core.attacks.AttackResult`, ``numbers``); ``x_pgd[arch]`` the PGD inputs of
     all images (MASK is attacked on the first ``mask_n_images`` of them); ``budget_success[arch]``
     PGD's success at epsilon 0.031, 0.062 and this run's epsilon; ``per_image[arch][name]`` the
@@ -114,7 +115,7 @@ def attack_fmnist(
             cfg = cfgs[name]
             k = min(mask_n_images, len(aset.x)) if name == "mask" else len(aset.x)
             warm = _compare.shared_stage1(cfg, snaps)
-            runs[arch][name] = attacks.compare_pgd_adv2(
+            runs[arch][name] = compare_pgd_adv2(
                 model,
                 interp,
                 aset.x[:k],

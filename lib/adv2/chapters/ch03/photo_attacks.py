@@ -31,6 +31,7 @@ from adv2.chapters.ch03.configs import (
     schedule_table,
     schedule_text,
 )
+from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, metrics, paper
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.trained import data, photomodels, pretrained
@@ -233,7 +234,7 @@ def attack_photos(
         # re-run MASK's optimisation on every photo)
         drawn = curve_every and not (fast and name == "mask")
         hook = attacks.IterateRecorder(wanted, offset=offset) if drawn else None
-        runs[name] = attacks.compare_pgd_adv2(
+        runs[name] = compare_pgd_adv2(
             lite,
             interp,
             photo.x,

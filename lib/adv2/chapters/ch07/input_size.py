@@ -32,6 +32,7 @@ from adv2.chapters._compare import (
 )
 from adv2.chapters.ch07.classifiers import Trained, common_attack_set
 from adv2.chapters.claims import Verdict
+from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, models
 from adv2.core.interpreters import build_interpreter
 from adv2.trained import data
@@ -55,7 +56,7 @@ def _interpreter(name: str, model: nn.Module, size: int):
 class InputSizeResult:
     """PGD and ADV2 at every side for every classifier.
 
-    ``runs[arch][size][name]`` is :func:`adv2.core.attacks.compare_pgd_adv2`'s dict, ``per_image`` the
+    ``runs[arch][size][name]`` is :func:`adv2.chapters.protocol.compare_pgd_adv2`'s dict, ``per_image`` the
     same layout of chapter 3's per-image arrays (success, confidence, L1, L2, mean IoU of PGD and
     ADV2), ``accuracy[arch][size]`` the classifiers' test accuracy, ``seconds[arch][size]`` the
     wall time of PGD and of each interpreter's ADV2 there."""
@@ -236,7 +237,7 @@ def attack_sizes(
             runs[a][s], per_image[a][s] = {}, {}
             for n in interpreters:
                 t0, cfg = time.time(), cfgs[n]
-                runs[a][s][n] = attacks.compare_pgd_adv2(
+                runs[a][s][n] = compare_pgd_adv2(
                     model, _interpreter(n, model, s), x, aset.y, aset.target, cfg,
                     x_pgd=snaps[n_pgd], x_stage1=shared_stage1(cfg, snaps),
                     batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",

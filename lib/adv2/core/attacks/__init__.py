@@ -5,23 +5,23 @@
                    authors' :class:`CAMConfig` / :class:`RTSConfig` / :class:`GradConfig`
                    (sign-step variant), :class:`MaskConfig` (bilevel variant), :func:`default_config`
 ``losses``         :func:`margin_loss`, :func:`squared_error`, :func:`prediction_loss`
-``common``         :class:`AttackResult`, the L-inf box, :func:`assess` (evaluate inputs)
+``common``         :class:`AttackResult`, :func:`assess` (evaluate inputs)
 ``pgd``            :func:`pgd`, :func:`pgd_snapshots` (baseline and every variant's stage 1)
 ``adv2``           :func:`adv2_attack` (picks the variant from the interpreter's declared
                    ``attack_style``) and the sign-step variant :func:`adv2_sign`
 ``mask``           the bilevel variant :func:`adv2_mask` (MASK)
-``schedule``       the ``"authors"`` and ``"fast"`` step schedules (config field ``schedule``)
+``loop``           :func:`~loop.sign_loop`, the one sign-step loop of PGD and ADV2's joint stage,
+                   the L-inf box, and the :class:`~loop.Schedule` it reads (step sizes and
+                   stopping rule: ``"authors"`` or ``"fast"``, config field ``schedule``)
 ``convergence``    :func:`convergence_curve` (success and map L1 vs step), :func:`steps_to_reach`
-``protocol``       chapter 3's PGD-vs-ADV2 experiment :func:`compare_pgd_adv2` (moves to the
-                   experiments layer; re-exported here meanwhile)
 =================  ===========================================================================
 
-Every schedule constant is a config field whose default is the authors' value;
+One ADV2 step reads in two files: :func:`adv2_sign` and its joint stage (``adv2``) on
+:func:`~loop.sign_loop` (``loop``). Every schedule constant is a config field whose default is the authors' value;
 :meth:`AttackConfig.scaled` shrinks the step counts for the CPU profiles. Simplifications of the
 authors' procedures are listed in each variant's docstring.
 """
 
-from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core.attacks.adv2 import adv2_attack, adv2_sign
 from adv2.core.attacks.common import AttackResult, assess
 from adv2.core.attacks.config import (
@@ -54,7 +54,6 @@ __all__ = [
     "adv2_mask",
     "adv2_sign",
     "assess",
-    "compare_pgd_adv2",
     "default_config",
     "margin_loss",
     "pgd",

@@ -22,6 +22,7 @@ CUDA the forward passes run in bf16 autocast, the losses and the selection in fp
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -29,12 +30,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from adv2.core.attacks.common import AttackResult, assess, device_of, linf_box, project
+from adv2.core.attacks.common import AttackResult, assess, device_of
 from adv2.core.attacks.config import CONFIGS, ADV2Config, AttackConfig, GradConfig, MaskConfig
+from adv2.core.attacks.loop import EarlyStop, Schedule, linf_box, project, sign_loop
 from adv2.core.attacks.losses import InterpLoss, MapFn, squared_error
 from adv2.core.attacks.mask import adv2_mask
 from adv2.core.attacks.pgd import stage1
-from adv2.core.attacks.schedule import EarlyStop, step_sizes
+from adv2.core.interpreters import build_interpreter
 from adv2.core.interpreters.base import (
     HasAttackSurrogate,
     HasMapsWithEncoderLogits,
@@ -91,97 +93,45 @@ def _joint_stage(
     cfg: ADV2Config,
     interp_loss: InterpLoss,
     lam_scale: float,
-    observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
+    selector: _BestIterate | None,
     bar,
     recorder=None,
     extra_steps: int = 0,
 ) -> torch.Tensor:
-    """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps.
+    """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps of
+    the schedule's sizes (:class:`~adv2.core.attacks.loop.Schedule`).
 
-    ``observe(step, x, logits)`` (best-iterate selection) sees the iterate *before* the step, with
-    the logits of the forward that produced its gradient, every ``cfg.select_every`` steps.
-    ``recorder.tick(x)`` (convergence curves) sees the iterate after every step.
+    The fast schedule stops images early (:class:`~adv2.core.attacks.loop.EarlyStop`, on the
+    still-active images) and returns each image's best successful iterate; ``extra_steps`` (left
+    over by its stage 1) lengthen the stage, lambda's schedule stretches over them.
+    ``selector(step, x, logits)`` (Grad's best-iterate selection) sees the iterate *before* the
+    step every ``cfg.select_every`` steps, with the logits of the forward that produced its
+    gradient while the whole batch is attacked (the authors' schedule). ``recorder.tick(x)``
+    (convergence curves) sees what the stage would return after every step.
     """
     lo, hi = linf_box(x0, cfg.epsilon)
     x = project(x.detach(), lo, hi)
-    if cfg.schedule == "fast":
-        return _joint_stage_fast(
-            forward,
-            x,
-            lo,
-            hi,
-            target,
-            benign,
-            cfg,
-            interp_loss,
-            lam_scale,
-            observe,
-            bar,
-            recorder,
-            extra_steps,
-        )
-    for i in range(cfg.stage2_steps):
-        x.requires_grad_(True)
-        grad, logits, _ = _joint_grad(forward, x, target, benign, cfg.lam_at(i) * lam_scale, interp_loss)
-        if observe is not None and cfg.select_every and i % cfg.select_every == 0:
-            observe(i, x.detach(), logits.detach())
-        del logits  # frees the retained graph before the next forward
-        x = project(x.detach() - cfg.step_size * grad.sign(), lo, hi)
-        if recorder is not None:
-            recorder.tick(x)
-        if bar is not None:
-            bar.update(1)
-    return x
+    plan = Schedule.of(cfg, cfg.stage2_steps + max(0, extra_steps))
+    total = plan.steps
+    stopper = EarlyStop(x, cfg.patience, cfg.min_improvement) if plan.early_stop else None
 
-
-def _joint_stage_fast(
-    forward: Forward,
-    x: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    target: torch.Tensor,
-    benign: torch.Tensor,
-    cfg: ADV2Config,
-    interp_loss: InterpLoss,
-    lam_scale: float,
-    observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
-    bar,
-    recorder=None,
-    extra_steps: int = 0,
-) -> torch.Tensor:
-    """Stage 2 with the fast schedule (from ``x``, already in the box ``[lo, hi]``): decaying sign
-    steps, per-image early stopping on the still-active images, each image's best successful
-    iterate returned (:mod:`.schedule`). ``extra_steps`` (left over by stage 1) lengthen the
-    stage; lambda's schedule stretches."""
-    total = cfg.stage2_steps + max(0, extra_steps)
-    alphas = step_sizes(cfg.step_size, total, "fast", cfg.fast_step_start, cfg.fast_step_end)
-    stopper = EarlyStop(x, cfg.patience, cfg.min_improvement)
-    idx = torch.arange(len(x), device=x.device)
-    taken = 0
-    for i in range(total):
-        if i and i % cfg.check_every == 0:
-            idx = (~stopper.done).nonzero().view(-1)  # the only host synchronisation
-            if len(idx) == 0:
-                break
-        xa = x[idx].requires_grad_(True)
+    def gradient(i: int, x: torch.Tensor, xa: torch.Tensor, idx: torch.Tensor):
         ta = target[idx]
         lam = cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale
         grad, logits, map_loss = _joint_grad(forward, xa, ta, benign[idx], lam, interp_loss)
-        with torch.no_grad():
-            stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
-        del logits, map_loss  # frees the retained graph before the next forward
-        if observe is not None and cfg.select_every and i % cfg.select_every == 0:
-            observe(i, x.detach(), None)
-        with torch.no_grad():
-            x = x.index_copy(0, idx, project(xa.detach() - alphas[i] * grad.sign(), lo[idx], hi[idx]))
-        taken = i + 1
+        if stopper is not None:
+            with torch.no_grad():
+                stopper.update(idx, xa, logits.argmax(1) == ta, map_loss.detach())
+        if selector is not None and cfg.select_every and i % cfg.select_every == 0:
+            selector(i, x.detach(), None if stopper is not None else logits.detach())
+        return grad, None  # the retained graph goes with logits and map_loss here
+
+    def after_step(taken: int, x: torch.Tensor) -> None:
         if recorder is not None:
-            recorder.tick(stopper.result(x))
-        if bar is not None and i < cfg.stage2_steps:  # the bar already counted stage 1's leftover
-            bar.update(1)
-    if bar is not None and taken < total:
-        bar.update(max(0, cfg.stage2_steps - taken))
-    return stopper.result(x)
+            recorder.tick(x if stopper is None else stopper.result(x))
+
+    x, _ = sign_loop(x, lo, hi, plan, gradient, stopper, after_step, bar, cfg.stage2_steps)
+    return x if stopper is None else stopper.result(x)
 
 
 class _BestIterate:
@@ -212,6 +162,11 @@ class _BestIterate:
         self.steps: list[int] = []
         self.curve_success: list[torch.Tensor] = []
         self.curve_dist: list[torch.Tensor] = []
+
+    def returned(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the attack returns if it stops at iterate ``x``, and which images succeeded."""
+        found = torch.isfinite(self.dist)
+        return torch.where(found.view(-1, 1, 1, 1), self.x, x), found
 
     def __call__(self, step: int, x: torch.Tensor, logits: torch.Tensor | None) -> None:
         if logits is None:
@@ -337,10 +292,7 @@ def adv2_sign(
             x0, lambda xx, tt: interpreter(xx, tt), target, benign, cfg.select_threshold, model
         )
         if recorder is not None:  # what the attack would return now: the selection so far
-            recorder.view = lambda xx: (
-                torch.where(torch.isfinite(selector.dist).view(-1, 1, 1, 1), selector.x, xx),
-                torch.isfinite(selector.dist),
-            )
+            recorder.returns(selector.returned)
     x_adv = _joint_stage(
         forward,
         x0,
@@ -427,13 +379,11 @@ def adv2_attack(
     ``maps`` are the interpreter's evaluation maps at ``x_adv`` w.r.t. ``target``.
     """
     if isinstance(interpreter, str):
-        from adv2.core.interpreters import build_interpreter
-
         interpreter = build_interpreter(interpreter, model)
     name = getattr(interpreter, "name", "custom")  # only labels the progress bar and errors
     variant = _variant(interpreter, map_fn)
     cfg = _config_for(name, variant, config)
-    runner = adv2_mask if variant == "bilevel" else adv2_sign
+    runner = adv2_mask if variant == "bilevel" else functools.partial(adv2_sign, map_fn=map_fn)
     device = device_of(model, x)
     size = batch_size or cfg.batch_size
     if benign_maps is None:
@@ -455,7 +405,6 @@ def adv2_attack(
                 benign_maps[sl].to(device),
                 cfg,
                 interp_loss=interp_loss,
-                map_fn=map_fn,
                 x_stage1=None if x_stage1 is None else x_stage1[sl].to(device),
                 bar=bar,
                 recorder=recorder,

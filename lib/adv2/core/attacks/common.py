@@ -1,4 +1,4 @@
-"""What every attack shares: the L-inf box, the result type and the evaluation of adversarial inputs."""
+"""What every attack shares: the result type and the evaluation of adversarial inputs."""
 
 from __future__ import annotations
 
@@ -30,16 +30,6 @@ class AttackResult:
     seconds: float = 0.0
 
 
-def linf_box(x0: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The box B_eps(x0) ∩ [0,1] as elementwise lower/upper bounds."""
-    return (x0 - epsilon).clamp(0, 1), (x0 + epsilon).clamp(0, 1)
-
-
-def project(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Elementwise projection onto the box ``[lo, hi]``."""
-    return torch.maximum(torch.minimum(x, hi), lo)
-
-
 def device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
     """Where the attack runs: the model's device (the input's for a weightless model)."""
     return module_device(model, fallback=x.device)
@@ -68,4 +58,4 @@ def assess(
     return AttackResult(x_adv, torch.cat(succ), torch.cat(conf), torch.cat(maps) if maps else None)
 
 
-__all__ = ["AttackResult", "assess", "device_of", "linf_box", "project"]
+__all__ = ["AttackResult", "assess", "device_of"]

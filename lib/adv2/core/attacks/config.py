@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from adv2.core.attacks.schedule import check_schedule
+from adv2.core.attacks.loop import check_schedule
 
 
 @dataclass
@@ -31,7 +31,7 @@ class AttackConfig:
     (only MASK's jitter uses it).
 
     ``schedule``: ``"authors"`` (constant sign steps, the paper's; the default) or ``"fast"``
-    (:mod:`adv2.core.attacks.schedule`: step sizes decaying along a cosine from ``fast_step_start`` to
+    (:mod:`adv2.core.attacks.loop`: step sizes decaying along a cosine from ``fast_step_start`` to
     ``fast_step_end`` times ``step_size`` in each stage, per-image early stopping once an image is
     at the target and, in the joint stage, its map loss has not improved by a relative
     ``min_improvement`` for ``patience`` steps, checked every ``check_every`` steps). The fast
@@ -222,14 +222,17 @@ class MaskConfig(AttackConfig):
     images stop at checkpoints (see :func:`adv2.core.attacks.mask.adv2_mask`).
     """
 
-    stage1_steps: int = 400
     stage1_loss: str = "margin"
     stage2_steps: int = 1000
     batch_size: int = 12
+
+    # stage 2: the prediction step, then the running mask (tracked, then unrolled)
     pred_step: float = 0.05
     track_steps: int = 4
     unroll_steps: int = 4
     resolve_every: int = 50
+
+    # the interpretation step's bisection
     int_step_max: float = 0.08
     int_step_max_late: float = 0.04
     late_fraction: float = 0.9

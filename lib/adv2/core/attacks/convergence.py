@@ -30,8 +30,8 @@ class Recorder:
     """The one observation hook of the attacks: counts their steps (``tick(x)`` after each, stage 1
     and stage 2 together) and evaluates every ``every``-th iterate.
 
-    ``view(x) -> (x_returned, success or None)`` maps the stage's iterate to what the attack
-    would return (Grad's best-iterate selection sets it). ``sparse=True``: ticks only count, and
+    An attack that returns something other than its iterate declares it with :meth:`returns`
+    (Grad's best-iterate selection). ``sparse=True``: ticks only count, and
     the points come from the attack's own :meth:`add` calls (MASK, whose map is re-solved only at
     its checkpoints). ``adv2_attack(..., recorder=r)`` calls ``r.begin(chunk)`` before each batch
     chunk; this recorder evaluates one batch (:func:`convergence_curve`), :class:`IterateRecorder`
@@ -57,6 +57,11 @@ class Recorder:
                 "(or use convergence_curve / IterateRecorder)"
             )
         self.step, self.view = 0, None
+
+    def returns(self, view) -> None:
+        """From now on (until the next chunk) ``view(x) -> (x_returned, success)`` maps the
+        iterate to what the attack would return."""
+        self.view = view
 
     def tick(self, x: torch.Tensor) -> None:
         self.step += 1
@@ -115,13 +120,15 @@ def convergence_curve(
     x: torch.Tensor,
     y: torch.Tensor,
     target: torch.Tensor,
-    config: AttackConfig,
+    config: AttackConfig | None = None,
     *,
     every: int = 5,
     benign_maps: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Success rate and map L1 (over successes) every ``every`` steps of ADV2 with ``config``
-    (either schedule) on the batch ``x`` (true classes ``y``, targets ``target``).
+    (either schedule; default: the authors' for the interpreter, as
+    :func:`adv2.core.attacks.adv2_attack`) on the batch ``x`` (true classes ``y``, targets
+    ``target``).
 
     Returns ``{"schedule", "step", "success", "l1", "steps_budget", "steps_taken", "seconds"}``:
     ``steps_budget`` = the configured stage-1 + stage-2 steps, ``steps_taken`` = the steps the

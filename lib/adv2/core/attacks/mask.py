@@ -12,11 +12,11 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from adv2.core.attacks.common import AttackResult, linf_box, project
+from adv2.core.attacks.common import AttackResult
 from adv2.core.attacks.config import MaskConfig
-from adv2.core.attacks.losses import InterpLoss, MapFn, margin_loss, squared_error
+from adv2.core.attacks.loop import Schedule, linf_box, project, step_sizes
+from adv2.core.attacks.losses import InterpLoss, margin_loss, squared_error
 from adv2.core.attacks.pgd import stage1
-from adv2.core.attacks.schedule import step_sizes
 from adv2.core.interpreters.base import BilevelInterpreter
 from adv2.core.metrics import target_confidence
 from adv2.core.precision import fp32_forward
@@ -117,17 +117,15 @@ def adv2_mask(
     benign: torch.Tensor,
     cfg: MaskConfig,
     *,
-    interp_loss: InterpLoss | None = None,
-    map_fn: MapFn | None = None,
     x_stage1: torch.Tensor | None = None,
-    bar=None,
+    interp_loss: InterpLoss | None = None,
     recorder=None,
+    bar=None,
 ) -> AttackResult:
     """ADV2 on MASK for one batch (bilevel; unrolled inner Adam), see :class:`MaskConfig`.
 
     ``benign`` are benign *attributions* (1 - m), so the mask target is ``1 - benign``.
-    ``map_fn`` is accepted for a uniform signature and unused (``adv2_attack`` sends an injected
-    map to the sign-step variant). Simplifications of the authors' code:
+    Simplifications of the authors' code:
 
     * the step-size bisection is per image (the authors test one batch-summed margin for all
       images of the batch; we test each image's margin against ``margin_threshold``, the authors'
@@ -170,7 +168,8 @@ def adv2_mask(
     fast = cfg.schedule == "fast"
     total = cfg.stage2_steps + (max(0, unused) if fast else 0)
     late_from = int(cfg.late_fraction * total)
-    pred_steps = step_sizes(cfg.pred_step, total, cfg.schedule, cfg.fast_stage2_start, cfg.fast_stage2_end)
+    # the prediction steps' sizes; images stop at checkpoints (below), not on the sign loop's checks
+    plan = Schedule.of(cfg, total, cfg.pred_step, cfg.fast_stage2_start, cfg.fast_stage2_end)
     int_maxes = (
         step_sizes(cfg.int_step_max, total, "fast", cfg.fast_stage2_start, cfg.fast_stage2_end)
         if fast
@@ -211,7 +210,7 @@ def adv2_mask(
         logits = fp32_forward(model, x)  # bf16 on CUDA; the margin in fp32
         (g,) = torch.autograd.grad(margin_loss(logits, target).sum(), x)
         g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        x = project(x.detach() - pred_steps[i] * g / g_norm, lo, hi)
+        x = project(x.detach() - plan.alphas[i] * g / g_norm, lo, hi)
 
         # track m*(x) with plain Adam steps; the resized and blurred input is computed once, with
         # its graph to x for the unrolled steps (the tracking steps use it detached)
@@ -277,7 +276,7 @@ def adv2_mask(
             adam_step = cfg.restart_adam_step
             # stopped images leave the batch (the loop's only host synchronisation); none stops in
             # the first half, whose long steps overshoot: a stall there is no convergence yet
-            if fast and 2 * (i + 1) >= total:
+            if plan.early_stop and 2 * (i + 1) >= total:
                 keep = (~chosen.done(i + 1, cfg.patience, since=total // 2)[active]).nonzero().view(-1)
                 if len(keep) == 0:
                     break
