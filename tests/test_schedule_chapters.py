@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adv2.chapters import _compare, ch05, ch08, schema
+from adv2.book import scalingsweep
+from adv2.chapters import _compare, ch05, schema
 from adv2.chapters.ch03 import configs, photo_attacks
 from adv2.core import config
 from adv2.core.config import ParameterError
@@ -66,9 +67,9 @@ def test_fast_configs_keep_the_budgets_and_run_their_own_stage_1():
 
 
 def test_the_sweep_passes_the_schedule_to_every_point():
-    spec = ch08.sweep_spec("quick")
+    spec = scalingsweep.sweep_spec("quick")
     assert spec["fixed"]["schedule"] == "fast"
-    assert ch08.sweep_spec("quick", {"schedule": "authors"})["fixed"]["schedule"] == "authors"
+    assert scalingsweep.sweep_spec("quick", {"schedule": "authors"})["fixed"]["schedule"] == "authors"
 
 
 def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():

@@ -29,6 +29,7 @@ from adv2.chapters._common import (
     verdict_glue,
     verdicts_block,
 )
+from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
 from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, raise_problems, table
 from adv2.chapters.aid_photos import photo_values
 from adv2.chapters.claims import Verdict
@@ -408,8 +409,6 @@ PHOTO_EXTRA_KEYS = (
 def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
     """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
     budget (epsilon 0.031, step 1/255, chapter 3's photo constants), on ``schedule``."""
-    from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
-
     return default_config("rts", scale=scale, epsilon=PHOTO_EPSILON, step_size=PHOTO_STEP, schedule=schedule)
 
 

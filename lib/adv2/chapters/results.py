@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from adv2 import __version__
 from adv2.core.config import REPO_ROOT
 from adv2.trained.files import atomic_write_text
 
@@ -39,8 +40,6 @@ def _plain(value: Any) -> Any:
 
 
 def environment() -> dict[str, str]:
-    from adv2 import __version__
-
     return {
         "adv2": __version__,
         "torch": torch.__version__,

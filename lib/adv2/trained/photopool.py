@@ -32,11 +32,13 @@ import numpy as np
 import torch
 
 from adv2.trained.data import (
+    EXTRA_PHOTOS,
     Dataset,
     DatasetUnavailable,
     _extra_photo_path,
     _Fingerprint,
     imagenet_class_names,
+    load_imagenet_sample,
     resize_center_crop,
 )
 
@@ -133,15 +135,12 @@ def _open_rgb(blob: bytes):
 
 def _attacked_reference(size: int) -> tuple[set[str], torch.Tensor]:
     """sha256 of every attacked photo file and the photos themselves (as the attack sees them)."""
-    from adv2.trained.data import load_imagenet_sample
-
     sample = load_imagenet_sample(size=size)
     hashes = set()
     import foolbox
 
     for f in sorted((Path(foolbox.__file__).parent / "data").glob("imagenet_*_*.jpg")):
         hashes.add(_fingerprint_of(f.read_bytes()))
-    from adv2.trained.data import EXTRA_PHOTOS
 
     for package, filename, _label, _name in EXTRA_PHOTOS:
         path = _extra_photo_path(package, filename)
