@@ -264,3 +264,16 @@ def test_a_package_shared_between_clones_writes_into_the_current_clone(tmp_path)
     assert proc.returncode == 0, proc.stderr
     paths = [Path(p) for p in proc.stdout.split()]
     assert len(paths) == 7 and all(p.is_relative_to(clone.resolve()) for p in paths), paths
+
+
+def test_checkpoint_command_reaches_the_photo_models_parser(capsys):
+    """`python -m adv2 checkpoint KIND` (issue 22) replaces the separate photo scripts: its own
+    parser answers, and a bad kind is refused before any training."""
+    from adv2.book import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["checkpoint", "bogus"])
+    assert info.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["checkpoint", "-h"])
+    assert info.value.code == 0 and "{rts,rtsa}" in capsys.readouterr().out

@@ -162,10 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_tab.add_argument(
         "--output", default=None, help="file stem of the table (default: the sweep folder's table)"
     )
+    p_ck = sub.add_parser(
+        "checkpoint",
+        add_help=False,
+        help="train a photo model (rts or rtsa) with the library and write its checkpoint and pin line",
+    )
+    p_ck.add_argument("args", nargs=argparse.REMAINDER, help="rts|rtsa [--retrain] [--threads N] (-h for more)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["checkpoint"]:  # its own parser and -h
+        # lazy: the photo models import torch; the rest of the command line stays light
+        from adv2.trained import photomodels
+
+        return photomodels.main(list(sys.argv[2:] if argv is None else argv[1:]))
     args = build_parser().parse_args(argv)
     if REPO_ROOT_NOTE and args.command != "list":
         print(f"[adv2] note: {REPO_ROOT_NOTE}", file=sys.stderr, flush=True)
