@@ -50,15 +50,8 @@ def session_artifacts():
 @pytest.fixture(scope="session")
 def small_trained_resnet(fmnist, session_artifacts):
     """A small ResNet trained for a few seconds (4000 images): accurate enough to attack."""
-    from adv2.trained.cached import trained_small_cnn
+    from adv2.trained import loading, recipes
 
-    model, art = trained_small_cnn(
-        "resnet",
-        fmnist,
-        epochs=1,
-        train_subset=4000,
-        seed=0,
-        artifacts_dir=session_artifacts,
-        progress=False,
-    )
+    recipe = recipes.ClassifierRecipe("resnet", epochs=1, train_subset=4000, train_seed=0)
+    model, art = loading.load_classifier(recipe, fmnist, artifacts_dir=session_artifacts, progress=False)
     return model

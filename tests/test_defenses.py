@@ -19,7 +19,7 @@ from adv2.core.classifier import freeze
 from adv2.core.interpreters.rts import RTSNet
 from adv2.core.metrics import l1_distance
 from adv2.core.models import build_small_cnn
-from adv2.trained import cached
+from adv2.trained import cached, loading, recipes
 
 torch.set_num_threads(1)
 
@@ -147,44 +147,42 @@ def test_aid_training_changes_the_interpreter(tiny_rts):
     assert metrics["seconds"] > 0 and metrics["images_attacked"] == 12
 
 
-def test_trained_rtsa_is_cached(tiny_rts, tmp_path):
+def test_rtsa_is_cached(tiny_rts, tmp_path):
     model, rts, x, y = tiny_rts
 
     class Data:
-        name = "toy"
+        name = "fashion-mnist"
         x_train, y_train, x_test, y_test = x, y, x, y
 
-    class RTSArtifact:  # what trained_rts returns beside the net
-        path = tmp_path / "rts" / "abc123"
+    recipe = recipes.RTSARecipe(
+        recipes.RTSRecipe(recipes.ClassifierRecipe("resnet")),
+        iterations=2,
+        batch_size=4,
+        attack_batch_size=4,
+        pool_size=8,
+        stage1_steps=1,
+        stage2_steps=1,
+        distill_weight=10.0,
+        train_encoder=False,
+        n_probe=4,
+    )
+
+    class RTSArtifact:  # what load_rts returns beside the net
+        path = tmp_path / "rts" / recipe.rts.key
         metrics = {"seconds": 10.0}
         params = {"phase1_iterations": 5, "phase2_iterations": 5}
 
-    cfg = defenses.AIDConfig(
-        iterations=2, batch_size=4, aid_batch_size=4, pool_size=8, stage1_steps=1, stage2_steps=1
-    )
-    a1_net, a1 = cached.trained_rtsa(
-        model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
-    )
-    a2_net, a2 = cached.trained_rtsa(
-        model, rts, RTSArtifact, Data, cfg, n_probe=4, artifacts_dir=str(tmp_path), progress=False
-    )
+    kw = dict(artifacts_dir=str(tmp_path), progress=False)
+    a1_net, a1 = loading.load_rtsa(recipe, Data, model, rts, RTSArtifact, **kw)
+    a2_net, a2 = loading.load_rtsa(recipe, Data, model, rts, RTSArtifact, **kw)
     assert not a1.from_cache and a2.from_cache and a1.path == a2.path
-    assert a1.params["rts"] == "abc123" and a1.params["beta"] == cfg.beta
+    assert a1.params["rts"] == recipe.rts.key and a1.params["beta"] == recipe.beta
     assert torch.equal(aid_eval.rts_maps(a1_net, x[:4], y[:4]), aid_eval.rts_maps(a2_net, x[:4], y[:4]))
     cost = cached.training_cost(RTSArtifact, a2)
     assert cost["rts_seconds"] == 10.0 and cost["aid_seconds"] > 0
     assert cost["per_iteration_ratio"] > 0
     # another AID setting is another artifact
-    _, a3 = cached.trained_rtsa(
-        model,
-        rts,
-        RTSArtifact,
-        Data,
-        defenses.AIDConfig(**{**cfg.as_dict(), "beta": 0.5}),
-        n_probe=4,
-        artifacts_dir=str(tmp_path),
-        progress=False,
-    )
+    _, a3 = loading.load_rtsa(dataclasses.replace(recipe, beta=0.5), Data, model, rts, RTSArtifact, **kw)
     assert a3.path != a1.path
 
 

@@ -30,7 +30,8 @@ from adv2.core.models import build_small_cnn, small_resnet
 from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_per_image, shuffled_like
 from adv2.core.smooth_relu import smooth_backward_copy
 from adv2.core.stats import diff_ci
-from adv2.trained.cached import trained_rts
+from adv2.trained import loading, recipes
+from adv2.trained.cached import weights_fingerprint
 
 set_threads_from_env()
 NAMES = [f"c{i}" for i in range(10)]
@@ -256,26 +257,25 @@ class _Data:
         self.y_train = torch.randint(0, 10, (n,), generator=gen)
 
 
-def test_trained_rts_is_cached_per_classifier(tmp_path):
+def rts_of_weights(model: nn.Module, fingerprint: str | None = None) -> recipes.RTSRecipe:
+    """A 2 + 2 iteration RTS recipe for ``model``, keyed by its weights (or ``fingerprint``)."""
+    known_by = fingerprint or weights_fingerprint(model)
+    classifier = recipes.PretrainedClassifier(model.name, _Data.name, known_by, model.input_size)
+    return recipes.RTSRecipe(classifier, phase1_iterations=2, phase2_iterations=2, batch_size=4, lr=1e-3)
+
+
+def test_rts_is_cached_per_classifier(tmp_path):
     model, other = random_net("resnet", seed=8), random_net("resnet", seed=9)
     data = _Data()
-    kw = dict(
-        phase1_iterations=2,
-        phase2_iterations=2,
-        phase1_batch_size=8,
-        batch_size=4,
-        seed=0,
-        artifacts_dir=str(tmp_path),
-        progress=False,
-    )
-    net1, art1 = trained_rts(model, data, **kw)
-    net2, art2 = trained_rts(model, data, **kw)
+    kw = dict(artifacts_dir=str(tmp_path), progress=False)
+    net1, art1 = loading.load_rts(rts_of_weights(model), data, model, **kw)
+    net2, art2 = loading.load_rts(rts_of_weights(model), data, model, **kw)
     assert not art1.from_cache and art2.from_cache and art1.path == art2.path
     for a, b in zip(net1.state_dict().values(), net2.state_dict().values()):
         assert torch.equal(a, b)
     assert not any(k.startswith("encoder.") for k in art1.state)  # encoder = classifier copy
-    _, art3 = trained_rts(other, data, **kw)  # other weights -> other key
-    _, art4 = trained_rts(model, data, classifier_key="abc", **kw)
+    _, art3 = loading.load_rts(rts_of_weights(other), data, other, **kw)  # other weights -> other key
+    _, art4 = loading.load_rts(rts_of_weights(model, "abc"), data, model, **kw)
     assert len({art1.path, art3.path, art4.path}) == 3
     assert set(art1.metrics) >= {"phase1_loss", "phase2_total", "seconds"}
 

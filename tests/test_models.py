@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adv2.core import classifier, config, models, smooth_relu
-from adv2.trained import cached, pretrained
+from adv2.trained import cached, loading, pretrained, recipes
 from adv2.trained.data import FASHION_MNIST_CLASSES
 from standins import plain_smooth_copy
 
@@ -57,10 +57,11 @@ def test_training_is_deterministic_and_learns(fmnist):
 
 
 @pytest.mark.slow
-def test_trained_small_cnn_is_cached(fmnist, tmp_path):
-    kw = dict(epochs=0.25, train_subset=512, seed=0, artifacts_dir=str(tmp_path), progress=False)
-    m1, a1 = cached.trained_small_cnn("densenet", fmnist, **kw)
-    m2, a2 = cached.trained_small_cnn("densenet", fmnist, **kw)
+def test_loaded_classifier_is_cached(fmnist, tmp_path):
+    recipe = recipes.ClassifierRecipe("densenet", epochs=0.25, train_subset=512, train_seed=0)
+    kw = dict(artifacts_dir=str(tmp_path), progress=False)
+    m1, a1 = loading.load_classifier(recipe, fmnist, **kw)
+    m2, a2 = loading.load_classifier(recipe, fmnist, **kw)
     assert not a1.from_cache and a2.from_cache
     assert a1.metrics["test_accuracy"] == a2.metrics["test_accuracy"]
     assert not any(p.requires_grad for p in m2.parameters())
@@ -291,7 +292,9 @@ def test_recheck_accuracy_compares_with_the_curve_and_the_full_split(fmnist):
     assert cached.full_test_tolerance(256) == pytest.approx(0.125)
 
 
-SMALL = dict(epochs=1, train_subset=4000, seed=0, progress=False)  # small_trained_resnet's recipe
+SMALL = recipes.ClassifierRecipe(
+    "resnet", epochs=1, train_subset=4000, train_seed=0
+)  # small_trained_resnet's
 
 
 def copied_entry(art, tmp_path):
@@ -308,7 +311,7 @@ def test_cached_classifier_is_re_measured_and_the_record_kept(
 ):
     """A normal load: the re-measured slice accuracy is the one training recorded on it (the
     chapters' numbers, test_accuracy of the whole split, are unchanged)."""
-    _, art = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, art = loading.load_classifier(SMALL, fmnist, artifacts_dir=session_artifacts, progress=False)
     assert art.from_cache and art.metrics["recheck_images"] == 1000
     assert art.metrics["recheck_accuracy"] == pytest.approx(art.metrics["curve_val_acc"][-1], abs=0.002)
     saved = json.loads((art.path / "metrics.json").read_text())
@@ -323,7 +326,7 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     the chapter reported metrics.json's stale accuracy. Now: re-measured, refused, trained again."""
     from adv2.trained import artifacts, files
 
-    _, good = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, good = loading.load_classifier(SMALL, fmnist, artifacts_dir=session_artifacts, progress=False)
     folder = copied_entry(good, tmp_path)
     state = dict(good.state)
     state["head.weight"] = state["head.weight"].roll(1, 0)
@@ -333,8 +336,8 @@ def test_classifier_with_other_weights_and_a_rewritten_checksum_is_retrained(
     (folder / artifacts.MANIFEST).write_text(json.dumps({"weights_sha256": digest, "format": 1}))
     capfd.readouterr()
     with pytest.warns(artifacts.DamagedArtifactWarning, match="re-measured on the first 1000 test images"):
-        model, art = cached.trained_small_cnn(
-            "resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL
+        model, art = loading.load_classifier(
+            SMALL, fmnist, artifacts_dir=str(tmp_path / "cache"), progress=False
         )
     assert not art.from_cache and "damaged cache entry" in art.note
     assert art.metrics["test_accuracy"] == good.metrics["test_accuracy"]  # trained again: the same model
@@ -348,11 +351,11 @@ def test_classifier_entry_without_manifest_is_re_measured_and_kept(
 ):
     from adv2.trained import artifacts
 
-    _, good = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=session_artifacts, **SMALL)
+    _, good = loading.load_classifier(SMALL, fmnist, artifacts_dir=session_artifacts, progress=False)
     folder = copied_entry(good, tmp_path)
     (folder / artifacts.MANIFEST).unlink()
     capfd.readouterr()
-    _, art = cached.trained_small_cnn("resnet", fmnist, artifacts_dir=str(tmp_path / "cache"), **SMALL)
+    _, art = loading.load_classifier(SMALL, fmnist, artifacts_dir=str(tmp_path / "cache"), progress=False)
     assert art.from_cache and (folder / artifacts.MANIFEST).exists()
     assert "had no manifest.json; re-verified (re-measured: recheck_accuracy" in capfd.readouterr().err
 

@@ -1,8 +1,8 @@
 """Recipes: one cache key per trained artifact, the same in every chapter, untouched by evaluation
 parameters, and byte-identical to the keys the book used before the recipe layer (commit 5c937a9).
 
-No training here: the cache is intercepted at the point where a training function would look up
-its key, so every test runs in seconds.
+No training here: the cache is intercepted at the point where a loader looks up its key, so every
+test runs in seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import yaml
 
 from adv2.chapters import schema
 from adv2.core import config, defenses, models
+from adv2.core.interpreters.rts_training import default_area_weight
 from adv2.trained import artifacts, cached, files, loading, recipes
 
 OLD_COMMIT = "5c937a9"  # the code before the recipe layer: its keys must not change
@@ -40,7 +41,7 @@ def capture(monkeypatch):
         raise Captured(kind, params)
 
     monkeypatch.setattr(artifacts, "load_or_compute", fake)
-    monkeypatch.setattr(cached, "load_or_compute", fake)
+    monkeypatch.setattr(loading, "load_or_compute", fake)
 
     def key_of(fn, *args, **kwargs) -> str:
         with pytest.raises(Captured) as got:
@@ -83,19 +84,30 @@ def old_parameters(stem: str, profile: str) -> dict:
     return params
 
 
-def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
+# The parameter dicts 5c937a9's training functions (trained_small_cnn, trained_rts, trained_rtsa)
+# hashed, written out: the recipes must give the same keys for the same values.
+def old_classifier_key(arch: str, epochs: float, train_subset: int, seed: int) -> str:
+    params = {"kind": "classifier", "dataset": FASHION.name, "arch": arch, "epochs": epochs}
+    params.update(batch_size=128, lr=5e-3, weight_decay=5e-4, train_subset=train_subset, seed=seed, recipe=1)
+    return files.artifact_key(params)
+
+
+def old_rts_key(arch: str, classifier_key: str, **schedule) -> str:
+    params = {"kind": "rts", "dataset": FASHION.name, "arch": arch, "classifier": classifier_key, "recipe": 1}
+    params.update(weight_decay=1e-4, area_weight=default_area_weight(28), smooth_weight=0.005 * 224 / 28)
+    params.update(preserver_weight=0.3, map_size=None, width=None, **schedule)
+    return files.artifact_key(params)
+
+
+def old_rtsa_key(arch: str, rts_key: str, aid: defenses.AIDConfig, n_probe: int = 64) -> str:
+    params = {"kind": "rtsa", "dataset": FASHION.name, "arch": arch, "rts": rts_key, "recipe": 1}
+    return files.artifact_key({**params, "n_probe": n_probe, **aid.cache_params()})
+
+
+def old_keys(stem: str, p: dict, arch: str) -> dict[str, str]:
     """Cache keys of the classifier / RTS / RTSA that chapter ``stem`` asked for at 5c937a9,
-    built with the same calls its notebook made then."""
-    keys = {
-        "classifier": key_of(
-            cached.trained_small_cnn,
-            arch,
-            FASHION,
-            epochs=p["train_epochs"],
-            train_subset=p["train_subset"],
-            seed=p["seed"],
-        )
-    }
+    built from the same arguments its notebook passed then."""
+    keys = {"classifier": old_classifier_key(arch, p["train_epochs"], p["train_subset"], p["seed"])}
     if stem == "02_interpreters":
         kw = cached.rts_recipe(
             (p["rts_phase1_iterations"], p["rts_phase2_iterations"]),
@@ -125,8 +137,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
         )
     else:
         return keys
-    model = _model(arch)
-    keys["rts"] = key_of(cached.trained_rts, model, FASHION, classifier_key=keys["classifier"], **kw)
+    keys["rts"] = old_rts_key(arch, keys["classifier"], **kw)
     if stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
         aid = defenses.AIDConfig(
             iterations=p["aid_iterations"],
@@ -144,8 +155,7 @@ def old_keys(stem: str, p: dict, arch: str, key_of) -> dict[str, str]:
             step_size=p["step_size"],
             seed=p["seed"],
         )
-        rts_art = SimpleNamespace(path=Path(keys["rts"]), metrics={})
-        keys["rtsa"] = key_of(cached.trained_rtsa, model, None, rts_art, FASHION, aid)
+        keys["rtsa"] = old_rtsa_key(arch, keys["rts"], aid)
     return keys
 
 
@@ -183,14 +193,14 @@ FASHION_PROFILES = [p for p in config.PROFILES if p != "imagenet"]
 # ----------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("profile", FASHION_PROFILES)
 @pytest.mark.parametrize("stem", ["01_target_models", *CHAPTERS])
-def test_keys_are_those_of_the_code_before_recipes(stem, profile, capture):
+def test_keys_are_those_of_the_code_before_recipes(stem, profile):
     """Byte-identical cache keys for the same parameter values: cached models are reused. The RTSA
     recipe's defaults changed on purpose (issue 23: RTSA trains its own encoder for 600 iterations
     at the anchor chapter 4 chose), so those three take their old values here; the control RTSA is
     new and has no old key."""
     for arch in config.ARCHS:
         old_params = old_parameters(stem, profile)
-        old = old_keys(stem, old_params, arch, capture)
+        old = old_keys(stem, old_params, arch)
         params = new_parameters(stem, profile)
         params.update({k: old_params[k] for k in AID_DEFAULTS_CHANGED if k in old_params})
         new = new_keys(stem, schema.validate_chapter(stem, params), arch)
@@ -292,9 +302,10 @@ def test_schema_recipe_role_is_exactly_the_recipe_layer_parameters():
 
 
 def test_rts_phase1_follows_one_rule():
-    r = recipes.rts_recipe({"rts_batch_size": 16, "rts_lr": 0.02}, "resnet")
-    assert (r.phase1_batch_size, r.phase1_lr) == (32, 0.02)
-    assert r.trained_rts_kwargs() == cached.rts_recipe((100, 150), 16, 0.02, 0)
+    kw = recipes.rts_recipe({"rts_batch_size": 16, "rts_lr": 0.02}, "resnet").train_rts_kwargs()
+    assert (kw["phase1_batch_size"], kw["phase1_lr"]) == (32, 0.02)
+    schedule = cached.rts_recipe((100, 150), 16, 0.02, 0)  # what the benchmark times
+    assert {k: kw[k] for k in schedule} == schedule
 
 
 def test_rtsa_budget_is_its_own_not_the_evaluation_epsilon():
@@ -320,6 +331,9 @@ def test_loaders_ask_the_cache_for_the_recipe_key(capture):
     assert capture(loading.load_classifier, rtsa.rts.classifier, FASHION) == rtsa.rts.classifier.key
     clf_art = SimpleNamespace(path=Path(rtsa.rts.classifier.key))
     assert capture(loading.load_rts, rtsa.rts, FASHION, _model("densenet"), clf_art) == rtsa.rts.key
+    rts_art = SimpleNamespace(path=Path(rtsa.rts.key), metrics={})
+    rts = SimpleNamespace(map_size=None, width=None)
+    assert capture(loading.load_rtsa, rtsa, FASHION, _model("densenet"), rts, rts_art) == rtsa.key
     with pytest.raises(RuntimeError, match="differs from its recipe"):
         loading.load_rts(rtsa.rts, FASHION, _model("densenet"), SimpleNamespace(path=Path("x")))
 
@@ -340,7 +354,28 @@ def test_the_data_read_is_part_of_every_key_built_on_the_classifier(capture):
     assert a.rts.classifier.key != b.rts.classifier.key
     assert a.rts.key != b.rts.key and a.key != b.key
     assert recipes.with_data(rtsa, SimpleNamespace(fingerprint="")) == rtsa
-    # the training function hashes the same fingerprint as the recipe
+    # the loader hashes the fingerprint of the data it is given
     data = SimpleNamespace(**vars(FASHION), fingerprint="aaaa")
-    key = capture(cached.trained_small_cnn, "resnet", data, epochs=1, train_subset=0, seed=0)
+    key = capture(loading.load_classifier, recipes.ClassifierRecipe("resnet"), data)
     assert key == a.rts.classifier.key
+
+
+# ----------------------------------------------------------------------------- the book's artifacts
+FASHION_MNIST_FINGERPRINT = "c89a0c2b653e95df"  # the content of the Fashion-MNIST files the book read
+QUICK_RESNET_KEYS = {  # the entries the quick run of chapter 4 cached for the small ResNet
+    "classifier": "e2ff6378df8f2c43",
+    "rts": "5ae15e1e69842a7e",
+    "rtsa": "0a2a7032dc71b170",
+    "rtsa_control": "ada3bd63a13c22c3",
+}
+
+
+def test_recipes_name_the_artifacts_the_book_trained():
+    """The recipe is the only source of a key: the quick profile's recipes, on the data the book
+    read, name the cached classifier, RTS, RTSA and control RTSA the book's quick run trained."""
+    rtsa = recipes.rtsa_recipe(
+        {**schema.defaults("04_aid_defense"), **new_parameters("04_aid_defense", "quick")}, "resnet"
+    )
+    rtsa = recipes.with_data(rtsa, SimpleNamespace(fingerprint=FASHION_MNIST_FINGERPRINT))
+    found = {"classifier": rtsa.rts.classifier, "rts": rtsa.rts, "rtsa": rtsa, "rtsa_control": rtsa.control()}
+    assert {kind: r.key for kind, r in found.items()} == QUICK_RESNET_KEYS

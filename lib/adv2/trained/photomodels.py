@@ -207,7 +207,6 @@ def load_photo_rtsa(
             recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
         )
     cfg = recipe.aid_config()
-    params = recipe.cache_params(rts_artifact.path.name)
 
     def compute() -> tuple[dict, dict]:
         n = recipe.train_images
@@ -236,7 +235,9 @@ def load_photo_rtsa(
     def check(state: dict) -> None:
         frozen_rts_from_state(model, state, device="cpu", source="photo RTSA", **options)
 
-    art = load_or_compute("rtsa", params, compute, root=artifacts_dir, force=retrain, check=check)
+    art = load_or_compute(
+        "rtsa", recipe.cache_params(), compute, root=artifacts_dir, force=retrain, check=check
+    )
     net = frozen_rts_from_state(
         model, art.state, device=device, source=f"photo RTSA at {art.path}", **options
     )

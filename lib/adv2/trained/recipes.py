@@ -113,7 +113,6 @@ class ClassifierRecipe(_Checked):
 
     def cache_params(self) -> dict[str, Any]:
         """The parameter dict the classifier's cache key hashes."""
-
         params = {
             "kind": "classifier",
             "dataset": self.dataset,
@@ -140,7 +139,9 @@ class RTSRecipe(_Checked):
 
     doc_prefix: ClassVar[str] = "RTS recipe: "
 
-    classifier: ClassifierRecipe = declared(dataclasses.MISSING, _RECIPE, "its classifier")
+    classifier: ClassifierRecipe | PretrainedClassifier = declared(
+        dataclasses.MISSING, _RECIPE, "its classifier"
+    )
     phase1_iterations: int = declared(
         100, _ITERATIONS, "selector iterations (paper recipe 8500; cache key)", "rts_phase1_iterations"
     )
@@ -154,51 +155,54 @@ class RTSRecipe(_Checked):
         0.01, _FRACTION, "Adam learning rate of both phases (recipe 0.001; cache key)", "rts_lr"
     )
 
-    @property
-    def phase1_batch_size(self) -> int:
-        return 2 * int(self.batch_size)
+    def train_rts_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`adv2.core.interpreters.rts_training.train_rts`, every loss
+        weight resolved at the classifier's side: the key holds the values actually used."""
+        from adv2.core.interpreters.rts_training import default_area_weight  # lazy: torch-free schema
 
-    @property
-    def phase1_lr(self) -> float:
-        return float(self.lr)
-
-    def trained_rts_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`adv2.core.interpreters.rts.trained_rts` (size-dependent loss
-        weights left to its defaults, so the same arguments also fit a 224-pixel classifier)."""
+        size = self.classifier.input_size
         return {
             "phase1_iterations": int(self.phase1_iterations),
             "phase2_iterations": int(self.phase2_iterations),
-            "phase1_batch_size": self.phase1_batch_size,
+            "phase1_batch_size": 2 * int(self.batch_size),  # the one rule (class docstring)
             "batch_size": int(self.batch_size),
-            "phase1_lr": self.phase1_lr,
+            "phase1_lr": float(self.lr),
             "lr": float(self.lr),
-            "seed": int(self.classifier.train_seed),
-        }
-
-    def cache_params(self) -> dict[str, Any]:
-        """What ``trained_rts`` hashes (its defaults resolved at the classifier's input size)."""
-        from adv2.core.interpreters.rts_training import (
-            default_area_weight,  # lazy: recipes stay torch-free for the schema
-        )
-
-        size = self.classifier.input_size  # an upsampled classifier's RTS works at its side
-        recipe = {
-            **self.trained_rts_kwargs(),
             "weight_decay": 1e-4,
             "area_weight": default_area_weight(size),
             "smooth_weight": 0.005 * 224 / size,
             "preserver_weight": 0.3,
             "map_size": None,
             "width": None,
+            "seed": int(self.classifier.train_seed),
         }
+
+    def cache_params(self) -> dict[str, Any]:
+        """The parameter dict the RTS's cache key hashes."""
         return {
             "kind": "rts",
             "dataset": self.classifier.dataset,
             "arch": self.classifier.arch,
             "classifier": self.classifier.key,
             "recipe": RTS_RECIPE_VERSION,
-            **recipe,
+            **self.train_rts_kwargs(),
         }
+
+
+@dataclass(frozen=True)
+class PretrainedClassifier(_Checked):
+    """An RTS recipe's classifier that no recipe trained (chapter 2's EfficientNet-Lite0 on
+    ImageNet images): known by its weights (:func:`adv2.trained.cached.weights_fingerprint`)."""
+
+    arch: str = declared(dataclasses.MISSING, config.text(), "its name")
+    dataset: str = declared(dataclasses.MISSING, config.text(), "the images its RTS trains on")
+    fingerprint: str = declared(dataclasses.MISSING, config.text(), "fingerprint of its weights")
+    input_size: int = declared(224, _count(1, 1024), "its image side")
+    train_seed: int = declared(0, _SEED, "seed of its RTS's training")
+
+    @property
+    def key(self) -> str:
+        return self.fingerprint  # what an RTS of it is keyed by
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,6 @@ class RTSARecipe(_Checked):
     rtsa_step_size: float = declared(
         0.0125, _FRACTION, "sign-step size of AID's inner ADV2 attack", "rtsa_step_size"
     )
-    # in the key today
     n_probe: int = declared(64, _count(0, 10**5), "test images on which training logs the benign drift")
 
     def rts_loss_and_seed(self) -> dict[str, Any]:
@@ -295,8 +298,7 @@ class RTSARecipe(_Checked):
         )
 
     def cache_params(self) -> dict[str, Any]:
-        """The parameter dict :func:`adv2.core.defenses.trained_rtsa` hashes into its cache key."""
-
+        """The parameter dict the RTSA's cache key hashes."""
         c = self.rts.classifier
         return {
             "kind": "rtsa",
@@ -366,7 +368,6 @@ class PhotoRTSRecipe(_Checked):
         }
 
     def cache_params(self) -> dict[str, Any]:
-
         return {
             "kind": "rts",
             "dataset": f"photo-pool:{self.pool}",
@@ -427,14 +428,13 @@ class PhotoRTSARecipe(RTSARecipe):
             "seed": 0,
         }
 
-    def cache_params(self, rts_key: str | None = None) -> dict[str, Any]:
+    def cache_params(self) -> dict[str, Any]:
         """What decides the photo RTSA: the photo RTS's key and the AID configuration."""
-
         return {
             "kind": "rtsa",
             "dataset": "photos",
             "arch": PHOTO_ARCH,
-            "rts": rts_key or self.rts_recipe().key,
+            "rts": self.rts_recipe().key,
             "recipe": AID_RECIPE_VERSION,
             "n_probe": self.n_probe,
             "train_images": self.train_images,
@@ -491,6 +491,8 @@ def with_data(recipe: Any, data: Any) -> Any:
         return dataclasses.replace(recipe, rts=with_data(recipe.rts, data))
     if isinstance(recipe, RTSRecipe):
         return dataclasses.replace(recipe, classifier=with_data(recipe.classifier, data))
+    if isinstance(recipe, PretrainedClassifier):  # known by its weights
+        return recipe
     if fingerprint is None or recipe.data_fingerprint is not None:
         return recipe
     return dataclasses.replace(recipe, data_fingerprint=fingerprint)

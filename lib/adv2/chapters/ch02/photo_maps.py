@@ -4,6 +4,7 @@ and CAM (:func:`photo_rts_quality`), with the sections' tables and figures."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +17,10 @@ from adv2.core import models
 from adv2.core.interpreters import CAMInterpreter, RTSInterpreter
 from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_flags, shuffled_like
 from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
-from adv2.trained import data, pretrained
-from adv2.trained.cached import trained_rts
+from adv2.trained import data, loading, pretrained
+from adv2.trained.cached import weights_fingerprint
 from adv2.trained.photomodels import load_photo_rts, status_line
-from adv2.trained.recipes import PhotoRTSRecipe
+from adv2.trained.recipes import PhotoRTSRecipe, PretrainedClassifier, RTSRecipe
 
 PHOTO_DELETION_STEPS = 10
 
@@ -42,15 +43,16 @@ def explain_photos(
     n_images: int,
     mask_iterations: int,
     seed: int,
-    rts_recipe: dict[str, Any],
+    rts_recipe: RTSRecipe,
     imagenet_dir: str | None = None,
     imagenet_rts_images: int = 1000,
     artifacts_dir: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Photos:
-    """Grad, CAM and MASK (and RTS when ``imagenet_dir`` gives training images) of
-    EfficientNet-Lite0 on up to ``n_images`` correctly classified offline photos."""
+    """Grad, CAM and MASK (and RTS when ``imagenet_dir`` gives training images: with the schedule
+    of ``rts_recipe``) of EfficientNet-Lite0 on up to ``n_images`` correctly classified offline
+    photos."""
     photos = data.load_imagenet_sample()
     lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
     pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
@@ -62,8 +64,17 @@ def explain_photos(
         train_val = data.Dataset(
             "imagenet", val.class_names, val.x_test, val.y_test, val.x_test[:0], val.y_test[:0]
         )
-        lite_rts, _ = trained_rts(
-            lite, train_val, **rts_recipe, device=device, artifacts_dir=artifacts_dir, progress=progress
+        # the chapter's RTS schedule, for a classifier known by its weights
+        lite_id = PretrainedClassifier(
+            lite.name,
+            "imagenet",
+            weights_fingerprint(lite),
+            int(lite.input_size),
+            rts_recipe.classifier.train_seed,
+        )
+        recipe = dataclasses.replace(rts_recipe, classifier=lite_id)
+        lite_rts, _ = loading.load_rts(
+            recipe, train_val, lite, device=device, artifacts_dir=artifacts_dir, progress=progress
         )
         interps["rts"] = RTSInterpreter(lite, lite_rts)
     maps = {n: i(px, py).cpu() for n, i in interps.items()}
