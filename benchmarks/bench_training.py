@@ -19,6 +19,7 @@ Writes ``results/bench_training.json``; :mod:`bench_report` prints it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -37,7 +38,6 @@ from adv2.core import classifier, models, parallel
 from adv2.core.config import load_profile  # noqa: E402
 from adv2.core.interpreters.rts_training import train_rts
 from adv2.trained import data, recipes
-from adv2.trained.cached import rts_recipe
 
 TARGET = 2.0
 ARCHS = ("resnet", "densenet")
@@ -68,7 +68,10 @@ def rts_job(arch: str, fm, iterations: tuple[int, int], fast: bool):
     """A callable training an RTS of an ``arch`` classifier at the quick recipe's batches and
     learning rate for ``iterations`` (phase 1, phase 2); returns images trained on."""
     params = load_profile("quick", "02_interpreters")
-    kw = rts_recipe(iterations, params["rts_batch_size"], params["rts_lr"])
+    recipe = recipes.rts_recipe(params, arch)
+    kw = dataclasses.replace(
+        recipe, phase1_iterations=iterations[0], phase2_iterations=iterations[1]
+    ).train_rts_kwargs()
 
     def job() -> int:
         model = classifier.freeze(_net(arch, fm))

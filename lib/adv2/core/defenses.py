@@ -25,7 +25,7 @@ Training (:func:`train_rtsa`), per iteration:
 With ``AIDConfig.persistent`` each pool image's adversarial input survives between visits and the
 attack continues from it, so the inner attack grows stronger over training at no extra cost.
 
-:func:`adv2.trained.cached.trained_rtsa` caches the result under a key made of the RTS artifact's
+:func:`adv2.trained.loading.load_rtsa` caches the result under a key made of the RTS artifact's
 key and the AID configuration; :mod:`adv2.chapters.aid_eval` evaluates it (Table 10).
 """
 

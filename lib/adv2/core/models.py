@@ -9,7 +9,7 @@ global average pooling and one linear layer. That shape serves every interpreter
 * ``forward(x)`` gives logits; normalisation lives inside, so inputs are images in [0,1].
 
 Architectures here: small ResNet- and DenseNet-style CNNs for Fashion-MNIST (trained by the book,
-cached by :func:`adv2.trained.cached.trained_small_cnn`). The ImageNet ones (EfficientNet-Lite0,
+cached by :func:`adv2.trained.loading.load_classifier`). The ImageNet ones (EfficientNet-Lite0,
 torchvision ResNet-50 / DenseNet-169) are re-shaped by :mod:`adv2.core.pretrained` and loaded by
 :mod:`adv2.trained.pretrained`.
 """

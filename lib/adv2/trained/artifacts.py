@@ -17,7 +17,7 @@ determines it (data, architecture, recipe, seed, recipe version). Beside the wei
   entry's own files is checked on every load: a state copied from a committed checkpoint is
   compared with that checkpoint (whose bytes :mod:`adv2.trained.checkpoint_pins` pins), and the caller's
   ``verify`` re-measures what it can (a classifier's accuracy on a fixed slice of the test set,
-  :func:`adv2.core.models.trained_small_cnn`). An entry without ``manifest.json`` is used only when one
+  :func:`adv2.trained.loading.load_classifier`). An entry without ``manifest.json`` is used only when one
   of these re-verified it (the checksum is then recorded); otherwise it is set aside and computed
   again, with a line on the terminal.
 * One process at a time works on a key (``fcntl.flock`` on ``<root>/<kind>/.<key>.lock``): when

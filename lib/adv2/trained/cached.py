@@ -71,21 +71,6 @@ def weights_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def rts_recipe(iterations: tuple[int, int], batch_size: int, lr: float, seed: int = 0) -> dict[str, Any]:
-    """The schedule of :func:`adv2.core.interpreters.rts_training.train_rts` that
-    :class:`adv2.trained.recipes.RTSRecipe` trains with (phase-1 batch = 2 x phase-2 batch, one
-    learning rate for both phases, as the recipe's 128 / 64), for a benchmark that times it."""
-    return {
-        "phase1_iterations": int(iterations[0]),
-        "phase2_iterations": int(iterations[1]),
-        "phase1_batch_size": 2 * int(batch_size),
-        "batch_size": int(batch_size),
-        "phase1_lr": float(lr),
-        "lr": float(lr),
-        "seed": int(seed),
-    }
-
-
 @dataclass
 class InterpretedModel:
     """A classifier with its RTS, RTSA (and its beta = 0 control), and the artifacts they came

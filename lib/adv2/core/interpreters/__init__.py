@@ -48,12 +48,12 @@ INTERPRETER_CLASSES = {
 
 def build_interpreter(name: str, model: nn.Module, **kw: Any) -> Interpreter:
     """``build_interpreter("grad", model, pool=2)``; RTS needs ``rts=`` a trained :class:`RTSNet`
-    (from :func:`adv2.trained.cached.trained_rts`) and optionally ``confidence=``."""
+    (from :func:`adv2.trained.loading.load_rts`) and optionally ``confidence=``."""
     validate({"interpreters": [name]})
     if name == "rts" and kw.get("rts") is None:
         raise ValueError(
             "the 'rts' interpreter needs a trained network: "
-            "build_interpreter('rts', model, rts=trained_rts(model, data, ...)[0])"
+            "build_interpreter('rts', model, rts=loading.load_rts(recipe, data, model, artifact)[0])"
         )
     return INTERPRETER_CLASSES[name](model, **kw)
 

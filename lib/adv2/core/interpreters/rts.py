@@ -30,7 +30,7 @@ the number of pixels while the area term is a mean). The area weight is the reci
 but 4 at 28 px: a garment fills half a Fashion-MNIST frame, and with 8 the decoder of our small
 DenseNet learned near-empty masks that were no better than random ones. Images stay in [0,1]: the recipe's [-1, 1]
 noise and colour ranges are halved. Training lives in :mod:`adv2.core.interpreters.rts_training`;
-:func:`adv2.trained.cached.trained_rts` caches the trained selector and decoder (the encoder is
+:func:`adv2.trained.loading.load_rts` caches the trained selector and decoder (the encoder is
 restored from the classifier, :func:`frozen_rts_from_state`).
 """
 
