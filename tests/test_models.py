@@ -416,3 +416,27 @@ def test_standin_weights_are_loaded_only_when_a_test_says_so_and_it_is_told(tmp_
         f"[adv2] ADV2_STANDIN_WEIGHTS is set: {tmp_path / 'hub' / 'checkpoints' / name}"
         in capfd.readouterr().err
     )
+
+
+def test_a_cached_load_builds_its_model_under_the_init_lock(fmnist, session_artifacts):
+    """A cached load builds a model (random init, then overwritten) from the global generator; a
+    job training beside it seeds that generator and draws its init under INIT_LOCK. Without the
+    lock the load could draw in between (once in four cold runs chapter 7's 56-px classifier came
+    out different): a load must wait while another thread holds the lock."""
+    import threading
+
+    from adv2.core.parallel import INIT_LOCK
+
+    loading.load_classifier(SMALL, fmnist, artifacts_dir=session_artifacts, progress=False)  # cached now
+    done = threading.Event()
+
+    def load() -> None:
+        loading.load_classifier(SMALL, fmnist, artifacts_dir=session_artifacts, progress=False)
+        done.set()
+
+    with INIT_LOCK:
+        worker = threading.Thread(target=load)
+        worker.start()
+        assert not done.wait(3.0), "a cached load built its model without INIT_LOCK"
+    worker.join(60)
+    assert done.is_set()

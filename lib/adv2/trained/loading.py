@@ -18,7 +18,7 @@ from adv2.core.defenses import train_rtsa
 from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state, stored_state
 from adv2.core.interpreters.rts_training import train_rts
 from adv2.core.models import Upsampled, build_small_cnn, contiguous, evaluate, train_classifier
-from adv2.core.parallel import load_side_by_side, one_cpu_thread, seeded
+from adv2.core.parallel import INIT_LOCK, load_side_by_side, one_cpu_thread, seeded
 from adv2.trained.artifacts import Artifact, load_or_compute
 from adv2.trained.cached import recheck_accuracy, recheck_images
 from adv2.trained.recipes import ClassifierRecipe, RTSARecipe, RTSRecipe, with_data
@@ -61,7 +61,11 @@ def load_classifier(
     size = recipe.input_size
 
     def build() -> nn.Module:
-        return build_small_cnn(recipe.arch, data.num_classes, data.class_names, size)
+        # every build draws its init from the global generator: under INIT_LOCK, or a cached load
+        # beside a training job could draw between that job's seeding and its init (once in four
+        # cold runs, chapter 7's 56-px classifier trained to other weights)
+        with INIT_LOCK:
+            return build_small_cnn(recipe.arch, data.num_classes, data.class_names, size)
 
     def fed_by_28px(model: nn.Module) -> nn.Module:  # at 28 px the model itself, else it upsamples
         return model if size == FASHION_MNIST_SIZE else Upsampled(model)

@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adv2.core.interpreters.base import as_target
+from adv2.core.parallel import INIT_LOCK
 from adv2.core.precision import forward_precision, fp32, fp32_forward
 
 
@@ -340,7 +341,10 @@ def frozen_rts_from_state(
     """An RTS (or RTSA) for ``model`` from a cached state, frozen and in eval mode. The encoder is
     the classifier's own copy, so a state may leave it out; any other mismatch is an error.
     The options ``reduce`` and ``tie_selector`` of :class:`RTSNet` are read from the state."""
-    net = RTSNet(model, map_size=map_size, width=width, **architecture_options(state))
+    # its random init (then overwritten) draws from the global generator: under INIT_LOCK, or a job
+    # training beside this load could draw between its seeding and its init (adv2.core.parallel)
+    with INIT_LOCK:
+        net = RTSNet(model, map_size=map_size, width=width, **architecture_options(state))
     missing, unexpected = net.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
     if bad:
