@@ -12,7 +12,6 @@ from adv2.chapters import claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     flat_glue,
-    fmt,
     half_width_text,
     half_widths,
     intervals_block,
@@ -28,6 +27,7 @@ from adv2.chapters.ch03.configs import ALL_INTERPRETERS
 from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
 from adv2.chapters.ch03.photo_attacks import PhotoAttacks, photo_glue, photo_numbers
 from adv2.chapters.claims import Verdict
+from adv2.core.formatting import fmt
 
 ALL_ARCHS = ("resnet", "densenet")
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
