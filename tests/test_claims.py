@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adv2.book import claimspage
-from adv2.chapters import claim_rules, runchecks
+from adv2.chapters import claim_rules
 from adv2.chapters import claims as C
 from adv2.core import paper
 from adv2.core.stats import Estimate
@@ -257,43 +257,6 @@ def test_claims_table_one_column_per_setting():
     assert "nan" not in text and "None" not in text and "n/a" not in text
     with pytest.raises(ValueError, match="valid: photos, resnet, densenet"):
         claimspage.claims_table({"fashion-mnist": resnet})
-
-
-# ----------------------------------------------------------------------------- checks
-def test_check_message_names_expectation_measure_and_parameter():
-    with pytest.raises(runchecks.ChapterCheckFailed) as info:
-        runchecks.check(
-            0.16,
-            name="PGD reached the target on {value} of images at epsilon 0.016",
-            expected=">= 0.5",
-            parameter_hint="raise epsilon or step_scale",
-            percent=True,
-        )
-    assert str(info.value) == (
-        "PGD reached the target on 16 % of images at epsilon 0.016; this "
-        "chapter needs at least 50 %: raise epsilon or step_scale"
-    )
-    assert isinstance(info.value, AssertionError)
-    with pytest.raises(
-        runchecks.ChapterCheckFailed,
-        match=r"benign L1: 0.300; this chapter needs at most "
-        r"0.200: lower aid_beta",
-    ):
-        runchecks.check(0.3, name="benign L1", expected="<= 0.2", parameter_hint="lower aid_beta")
-
-
-def test_check_passes_and_edge_cases():
-    assert runchecks.check(0.6, name="x", expected=">= 0.5", parameter_hint="p") == 0.6
-    assert runchecks.check(torch.tensor(0.0), name="x", expected="== 0", parameter_hint="p") == 0
-    assert runchecks.check(0.5, name="x", expected=(0, 1), parameter_hint="p") == 0.5
-    assert runchecks.check(True, name="x", expected=True, parameter_hint="p") is True
-    for bad in (None, float("nan")):
-        with pytest.raises(runchecks.ChapterCheckFailed, match="x: —"):
-            runchecks.check(bad, name="x", expected="> 0", parameter_hint="p")
-    with pytest.raises(runchecks.ChapterCheckFailed, match="between 0 and 1"):
-        runchecks.check(1.5, name="x", expected=(0, 1), parameter_hint="p")
-    with pytest.raises(ValueError, match="'>= 0.5'"):
-        runchecks.check(1, name="x", expected="at least 0.5", parameter_hint="p")
 
 
 # ----------------------------------------------------------------------------- paper

@@ -216,7 +216,7 @@ def test_tables_show_intervals_and_the_figure_error_bars():
     assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", fmnist_attacks.iou_table(good.fmnist))
     fig = fmnist_attacks.distance_figure(good.fmnist)
     assert any(c.__class__.__name__ == "ErrorbarContainer" for ax in fig.axes for c in ax.containers)
-    half = report.ratio_half_widths(good)["resnet"]["cam"]
+    half = dict(report.verdicts(good)["resnet"]["adv2_maps_closer_than_pgd"].parts)["cam"].estimate.half_width
     assert half is not None and half > 0
 
 

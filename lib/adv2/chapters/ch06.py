@@ -20,7 +20,6 @@ from adv2.chapters._common import (
     NOT_RUN,
     PHOTOS,
     half_width_text,
-    half_widths,
     intervals_block,
     photo_attack_set,
     setting_glue,
@@ -332,11 +331,6 @@ def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     return out
 
 
-def ratio_half_widths(result: Ch06Result) -> dict[str, float | None]:
-    """Half-width of the 95 % interval of the Table 10 ratio (ADV2 L1 RTSA / RTS) per classifier."""
-    return half_widths({a: v["aid_separates_adv2_maps"] for a, v in verdicts(result).items()})
-
-
 def sample_size_text(result: Ch06Result) -> str:
     """Per classifier: the half-width reached for the Table 10 ratio and whether it settles
     Observation 9 (or about how many images it would need)."""
@@ -476,7 +470,6 @@ __all__ = [
     "check",
     "describe_attack",
     "figure16_cells",
-    "ratio_half_widths",
     "sample_size_text",
     "table10_table",
     "transfer_table",

@@ -13,7 +13,6 @@ from adv2.chapters._common import (
     NOT_RUN,
     flat_glue,
     half_width_text,
-    half_widths,
     intervals_block,
     is_missing,
     pad,
@@ -201,17 +200,6 @@ def fmnist_verdicts(result: Ch03Result) -> dict[str, Verdict]:
     return {
         cid: claims.all_of(cid, {a: by_setting[a][cid] for a in result.fmnist.archs}) for cid in CLAIM_IDS
     }
-
-
-def ratio_half_widths(result: Ch03Result) -> dict[str, dict[str, float | None]]:
-    """Half-width of the 95 % interval of the ADV2/PGD L1 ratio, per setting and interpreter
-    (issue 16: the sample size each profile reaches for the key ratio)."""
-    out = {}
-    for setting, by_claim in verdicts(result).items():
-        v = by_claim["adv2_maps_closer_than_pgd"]
-        parts = dict(v.parts) or {"all": v}
-        out[setting] = half_widths(parts)
-    return out
 
 
 def sample_size_text(result: Ch03Result) -> str:
