@@ -77,6 +77,8 @@ def calibrate(
     for a, n in nets.items():
         started = time.time()
         x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
+        # duplicates (shape only): keyword arguments forwarded one per line, as in calibrate_photos,
+        # aid_eval.adv2_on_rts_and_rtsa and rts_training.train_rts; no logic is repeated
         levels, draws = noise.calibrate_levels(
             n.model,
             x,
@@ -387,6 +389,8 @@ def calibrate_photos(
     x = pool[pick]
     x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
     y = predicted_classes(net.model, x, PHOTO_BATCH, device)
+    # duplicates (shape only): the calibration settings forwarded to calibrate (and on to
+    # noise.calibrate_levels); trained.cached.trained_small_cnn's call has the same shape
     return calibrate(
         {PHOTOS: net},
         x,
