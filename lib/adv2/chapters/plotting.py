@@ -57,11 +57,6 @@ BOOK_RC = {
 }
 
 
-def style() -> None:
-    """Apply the book's matplotlib style globally (opt-in; importing this module does not)."""
-    plt.rcParams.update(BOOK_RC)
-
-
 @contextlib.contextmanager
 def book_style():
     """Context manager with the book's style; every plotting function draws inside it.
