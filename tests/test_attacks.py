@@ -335,8 +335,8 @@ def test_mask_config_has_only_the_fields_the_bilevel_attack_reads():
     assert {f.name for f in dataclasses.fields(attacks.AttackConfig)} <= names
     with pytest.raises(TypeError):
         attacks.MaskConfig(lam_start=1.0)
-    with pytest.warns(PendingDeprecationWarning):  # old readers keep working meanwhile
-        assert attacks.MaskConfig().phase_steps == ()
+    with pytest.raises(AttributeError):  # the retired sign-step fields are gone, not readable
+        attacks.MaskConfig().phase_steps  # noqa: B018
     with pytest.raises(AttributeError):
         attacks.MaskConfig().no_such_field  # noqa: B018
 

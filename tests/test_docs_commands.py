@@ -158,10 +158,10 @@ def check_papermill(argv: list[str]) -> None:
     assert not unknown, f"{source.name} has no parameter {sorted(unknown)}"
     runner.validate_parameters(notebook, params)
     # papermill knows nothing of run folders: the command must keep the published files out of it
-    for published in (publish.BOOK_NOTEBOOKS_DIR, publish.PUBLISHED_RESULTS_DIR):
+    for published in (paths.BOOK_NOTEBOOKS_DIR, paths.PUBLISHED_RESULTS_DIR):
         assert not paths.is_within(REPO_ROOT / output, published), f"{output} is published"
     assert "results_dir" in params, "papermill without results_dir writes into the published results/"
-    assert not paths.is_within(REPO_ROOT / params["results_dir"], publish.PUBLISHED_RESULTS_DIR)
+    assert not paths.is_within(REPO_ROOT / params["results_dir"], paths.PUBLISHED_RESULTS_DIR)
 
 
 @pytest.mark.notebook

@@ -10,10 +10,11 @@ import nbformat
 import pytest
 import torch
 
-from adv2.chapters import _compare, ch03, claims
-from adv2.chapters._common import MISSING, NOT_RUN, ChapterCheckFailed, fmt
+from adv2.chapters import _compare, claims
+from adv2.chapters._common import NOT_RUN, ChapterCheckFailed, shown_path
 from adv2.chapters.ch03 import configs, fmnist_attacks, photo_attacks, report
 from adv2.core import metrics
+from adv2.core.formatting import MISSING, fmt
 from standins import glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
@@ -215,7 +216,7 @@ def test_tables_show_intervals_and_the_figure_error_bars():
     assert re.search(r"\d \[\d[^]]*, \d[^]]*\]", fmnist_attacks.iou_table(good.fmnist))
     fig = fmnist_attacks.distance_figure(good.fmnist)
     assert any(c.__class__.__name__ == "ErrorbarContainer" for ax in fig.axes for c in ax.containers)
-    half = report.ratio_half_widths(good)["resnet"]["cam"]
+    half = dict(report.verdicts(good)["resnet"]["adv2_maps_closer_than_pgd"].parts)["cam"].estimate.half_width
     assert half is not None and half > 0
 
 
@@ -259,8 +260,8 @@ def test_protocol_cells_are_short_and_print_no_paths():
 def test_results_path_is_shown_without_machine_paths(tmp_path):
     from adv2.core.config import REPO_ROOT
 
-    assert ch03.shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
-    assert ch03.shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
+    assert shown_path(REPO_ROOT / "results" / "03_adv2.json") == "results/03_adv2.json"
+    assert shown_path(tmp_path / "03_adv2.json") == "03_adv2.json"
 
 
 # ----------------------------------------------------------------------------- photos (issue 14)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import aid_tradeoff, aid_training, ch04, claim_rules, claims, results
-from adv2.core import defenses
+from adv2.chapters import _common, aid_tradeoff, aid_training, ch04, claim_rules, claims, results
+from adv2.core import config, defenses, formatting
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aid_defense.ipynb"
@@ -71,7 +71,7 @@ def test_glue_covers_every_key_the_chapter_reads(archs):
     glued = {
         **result.glue(),
         **ch04.photo_glue(None),
-        **aid_tradeoff.glue(no_tradeoff, ch04.GLUE_PREFIX, ch04.PROSE_ARCHS, ch04.NOT_RUN),
+        **aid_tradeoff.glue(no_tradeoff, ch04.GLUE_PREFIX, config.ARCHS, _common.NOT_RUN),
     }
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
@@ -191,7 +191,9 @@ def test_tables_have_no_nan_or_none():
 
 
 def test_fmt_three_significant_digits():
-    assert [ch04.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")] == [
+    assert [
+        formatting.fmt(v) for v in (0.031234, 0.03, 123.456, 1234.5, 0.0, None, float("nan"), 7, "x")
+    ] == [
         "0.0312",
         "0.0300",
         "123",
@@ -202,9 +204,6 @@ def test_fmt_three_significant_digits():
         "7",
         "x",
     ]
-    from adv2.core import formatting
-
-    assert ch04.fmt is formatting.fmt  # one number format for the whole book
 
 
 def test_check_names_measured_value_and_parameter(monkeypatch):
@@ -255,7 +254,7 @@ def run_photos(monkeypatch, n: int = 10):
 def test_photo_section_numbers_verdict_and_intervals(monkeypatch):
     ph = run_photos(monkeypatch)
     b = ph.result.benign["photos"]
-    numbers = ch04.add_setting(run_chapter(["resnet"])[0].numbers(), ch04.photo_numbers(ph))
+    numbers = _common.add_setting(run_chapter(["resnet"])[0].numbers(), ch04.photo_numbers(ph))
     assert set(numbers) >= {"resnet", "photos", "intervals", "verdicts"}
     assert numbers["photos"]["n_images"] == 10
     assert numbers["photos"]["benign_l1_rts_vs_rtsa"] == pytest.approx(float(b.l1.mean()))
@@ -291,7 +290,7 @@ def test_fashion_mnist_preserve_destroy_glued_with_intervals():
     result, benign, _ = run_chapter(["resnet"])
     glued = result.glue()
     text = glued["ch4_resnet_preserve_destroy_rts"]
-    assert isinstance(text, str) and text.startswith(ch04.fmt(benign["resnet"].summary()["both_rts"]))
+    assert isinstance(text, str) and text.startswith(formatting.fmt(benign["resnet"].summary()["both_rts"]))
     assert "[" in text
 
 

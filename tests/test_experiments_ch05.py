@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import ch05, claims, noise_figures, results
+from adv2.chapters import _common, ch05, claims, noise_figures, results
 from adv2.core import noise, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -178,7 +178,7 @@ def test_photo_calibration_on_the_pool_verdict_and_glue():
     assert cal["photos"].levels["normal"][0.0].rate == 0
     sens = ch05.sensitivity_photos(net, cal, map_class="predicted")
     photo = ch05.summarize(cal, sens, rates=RATES, map_class="predicted", tolerance=0.05)
-    numbers = ch05.add_setting({"resnet": {}, "verdicts": {"resnet": {}}}, photo.numbers())
+    numbers = _common.add_setting({"resnet": {}, "verdicts": {"resnet": {}}}, photo.numbers())
     assert set(numbers["verdicts"]) == {"resnet", "photos"}
     v = ch05.verdicts(photo)["photos"]["rtsa_more_noise_sensitive"]
     assert numbers["verdicts"]["photos"]["rtsa_more_noise_sensitive"] == v.as_dict()

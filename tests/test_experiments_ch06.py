@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import aid_eval, aid_photos, ch06, claims, results
-from adv2.core import attacks, paper
+from adv2.chapters import _common, aid_eval, aid_photos, ch06, claims, results
+from adv2.core import attacks, formatting, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_table10.ipynb"
@@ -158,14 +158,15 @@ def test_verdicts_come_from_the_claims_layer():
     )
     assert "0 of 20 images" in v["aid_separates_adv2_maps"].reason
     # the same rule as chapter 3: one threshold, in adv2.chapters.claims
-    assert ch06.ADV2_OVER_PGD_MAX == claims.MAPS_CLOSE_RATIO and ch06.RATIO_MIN == claims.AID_RATIO_MIN
+    assert claims.CLAIMS["adv2_keeps_rts_maps_close"].threshold == claims.MAPS_CLOSE_RATIO
+    assert claims.CLAIMS["aid_separates_adv2_maps"].threshold == claims.AID_RATIO_MIN
 
 
 def test_table10_ratio_half_width_and_sample_size_text():
     res = _fake()
-    half = ch06.ratio_half_widths(res)["resnet"]
+    half = ch06.verdicts(res)["resnet"]["aid_separates_adv2_maps"].estimate.half_width
     assert half is not None and half > 0
-    assert f"±{ch06.fmt(half, 2)}" in ch06.sample_size_text(res)
+    assert f"±{formatting.fmt(half, 2)}" in ch06.sample_size_text(res)
     assert "settles the claim" in ch06.sample_size_text(res)
 
 
@@ -194,7 +195,7 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
     ab = aid_photos.inner_budget_ablation(net, photo, cfg, stage2_steps=1)
     assert ab["inner_stage2_steps"] == 1 and 0 <= ab["inner_success_rts"] <= 1
     assert "RTSA / RTS" in aid_photos.ablation_table(photo, ab)
-    numbers = ch06.add_setting(chapter(["resnet"]).numbers(), ch06.photo_numbers(photo, net, ab))
+    numbers = _common.add_setting(chapter(["resnet"]).numbers(), ch06.photo_numbers(photo, net, ab))
     assert set(numbers["verdicts"]) == {"resnet", "photos"}
     # no beta = 0 control on the photos: the trial's two claims are not judged there
     trial = {"aid_removes_adv2_advantage", "aid_beats_its_control"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adv2.book import scalingsweep
-from adv2.chapters import ch08, schema
+from adv2.chapters import _common, ch08, schema
 from adv2.core.config import ParameterError
 
 
@@ -80,7 +80,7 @@ def test_a_missing_sweep_says_how_to_run_it(tmp_path, monkeypatch):
 def test_the_setup_cell_runs_without_a_device_parameter():
     """Chapter 8 declares no `device` (its points choose theirs): the shared setup must not ask."""
     namespace = dict(schema.defaults("08_scaling"))
-    params, device, _ = ch08.start(ch08.STEM, namespace)
+    params, device, _ = _common.start(ch08.STEM, namespace)
     assert "device" not in params and str(device) in ("cpu", "cuda")
 
 

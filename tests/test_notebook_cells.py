@@ -60,7 +60,7 @@ def test_every_figure_of_a_cell_sequence_is_shown(tmp_path):
     import nbclient
 
     nb = nbformat.v4.new_notebook()
-    setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.chapters import ch01\nch01.start('01_target_models', globals())"
+    setup = "profile, device = 'smoke', 'cpu'\nfrom adv2.chapters import _common\n_common.start('01_target_models', globals())"
     nb.cells = [
         nbformat.v4.new_code_cell(s)
         for s in (

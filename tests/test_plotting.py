@@ -40,7 +40,7 @@ def small_texts(fig) -> list[str]:
     out = []
     for t in fig.findobj(Text):
         if t.get_visible() and t.get_text().strip() and t.get_figure() is not None:
-            pt = plotting.effective_pt(t.get_fontsize(), width)
+            pt = t.get_fontsize() * min(1.0, plotting.CONTENT_INCHES / width)  # as the book scales it
             if pt < plotting.MIN_PT - 1e-6:
                 out.append(f"{t.get_text()!r}: {pt:.1f} pt")
     return out

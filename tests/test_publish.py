@@ -479,12 +479,13 @@ def test_results_outside_the_run_without_recorded_hashes_are_refused(fake_book):
     entry = {"status": "ok", "notebook": f"{STEM}.ipynb", "seconds": 1.0}
     record = {"status": "ok", "profile": "smoke", "results_dir": str(elsewhere), "notebooks": {STEM: entry}}
     (run_dir / "run.json").write_text(json.dumps(record))
-    assert any("records no sha256" in p for p in publish.run_problems(run_dir))
+    with pytest.raises(publish.PublishError, match="records no sha256"):
+        publish.publish(run_dir)
     (run_dir / "results").mkdir()
     (run_dir / "results" / f"{STEM}.json").write_text("{}")
     record["results_dir"] = str(run_dir / "results")
     (run_dir / "run.json").write_text(json.dumps(record))
-    assert publish.run_problems(run_dir) == []
+    assert publish.publish(run_dir)  # nothing stops it now
 
 
 # ----------------------------------------------------------------------------- run folders

@@ -73,7 +73,7 @@ def status(profile: str) -> str:
 
 
 def _fmt(x: float) -> str:
-    from adv2.core.stats import fmt
+    from adv2.core.formatting import fmt
 
     return fmt(x)
 

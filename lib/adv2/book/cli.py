@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
     p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
     sub.add_parser("list", help="list notebooks and their parameters")
+    # duplicates (boilerplate): argparse declarations of "run" and "sweep"; the options they share
+    # go through _add_profile_and_parameters
     p_sw = sub.add_parser(
         "sweep", help="run a notebook at every point of a parameter grid, as Ray tasks (adv2.book.sweep)"
     )

@@ -127,11 +127,6 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def run_problems(run_dir: str | os.PathLike) -> list[str]:
-    """Everything that stops ``run_dir`` from being published (empty when it may be)."""
-    return _run_files(Path(run_dir))[1]
-
-
 def _run_files(run_dir: Path) -> tuple[dict[str, tuple[bytes, bytes]], list[str]]:
     """({stem: (executed notebook, results file)} as bytes, problems).
 

@@ -289,6 +289,7 @@ def check(
     return plan
 
 
+# duplicates (boilerplate): run takes check's parameters (check validates what run would do)
 def run(
     names: Sequence[str],
     profile: str = "auto",

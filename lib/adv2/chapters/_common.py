@@ -119,13 +119,6 @@ def half_width_text(label: str, verdict: Verdict | None) -> str:
     return f"{label}: ±{fmt(hw, 2)} on {est.n} images, {tail}"
 
 
-def half_widths(verdicts: Mapping[str, Verdict | None]) -> dict[str, float | None]:
-    """``{label: half-width of the verdict's interval}`` (None without an interval or run)."""
-    return {
-        k: (None if v is None or v.estimate is None else v.estimate.half_width) for k, v in verdicts.items()
-    }
-
-
 def glue_name(name: str) -> str:
     """The name ``adv2.chapters.results.glue_numbers`` glues a flattened key under."""
     return name.replace(".", "_").replace("-", "_")

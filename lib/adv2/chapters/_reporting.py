@@ -1,5 +1,5 @@
 """What chapters 4-6 report with: Markdown tables whose cells went through
-:func:`adv2.core.stats.fmt` (estimates as "value [low, high]", "—" for a number this run could not
+:func:`adv2.core.formatting.fmt` (estimates as "value [low, high]", "—" for a number this run could not
 compute), the glued names ``{glue:text}`` reads (``adv2.chapters._common.NOT_RUN`` for a classifier
 the prose names but the run skipped), and the end-of-run check's failure listing every problem.
 
@@ -14,10 +14,8 @@ from typing import Any
 
 from adv2.chapters import plotting, results
 from adv2.chapters._common import ChapterCheckFailed, fmt_rows
-from adv2.core import config
 from adv2.core.formatting import MISSING
 
-PROSE_ARCHS = config.ARCHS  # the classifiers the chapters' prose names, run or not
 DASH_NOTE = f"*{MISSING}: no value (not reported by the paper, or nothing to measure in this run).*"
 
 
@@ -27,7 +25,7 @@ def missing(value: Any) -> bool:
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A Markdown table whose cells went through :func:`adv2.core.stats.fmt` (no ``nan``/``None``
+    """A Markdown table whose cells went through :func:`adv2.core.formatting.fmt` (no ``nan``/``None``
     in it), with a footnote saying what "—" means when a cell has one."""
     cells = fmt_rows(rows)
     text = plotting.markdown_table(cells, headers)

@@ -224,6 +224,7 @@ def attack_interpreters(
     benign = {name: rts_maps(net, x, y, confidence, device=device) for name, net in nets.items()}
 
     def stage1(start: torch.Tensor | None, desc: str) -> torch.Tensor:
+        # duplicates (shape only): a keyword call like trained.loading's trained_small_cnn(...)
         return pgd(
             model,
             x,
@@ -328,6 +329,8 @@ def adv2_on_rts_and_rtsa(
     Returns its dict plus ``numbers`` (:func:`table10`, with ``pgd_success``; with a control also
     ``control_numbers``, Table 10 of RTS against the control) and ``transfer_maps``."""
     nets = {"rts": rts, "rtsa": rtsa, **({"control": control} if control is not None else {})}
+    # duplicates (shape only): the attack settings forwarded one per line (likewise ch05.calibrate,
+    # the training calls in trained.cached and trained.photomodels); no logic is repeated
     out = attack_interpreters(
         model,
         nets,

@@ -16,19 +16,11 @@ from typing import Any
 import torch
 
 from adv2.chapters import plotting
-from adv2.chapters._common import (
-    NOT_RUN,
-    ChapterCheckFailed,
-    flat_glue,
-    fmt,
-    pad,
-    shown_path,
-    start,  # the notebook's setup cell
-)
 from adv2.chapters._common import check as _check
+from adv2.chapters._common import flat_glue, pad
 from adv2.chapters._loaders import how_obtained
 from adv2.core import models
-from adv2.core.formatting import MISSING
+from adv2.core.formatting import MISSING, fmt
 from adv2.core.stats import seeds_ci
 from adv2.trained import data, loading, pretrained, recipes
 
@@ -345,9 +337,7 @@ def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> N
 
 
 __all__ = [
-    "NOT_RUN",
     "Ch01Result",
-    "ChapterCheckFailed",
     "ImagenetSetting",
     "PhotoPredictions",
     "accuracy_table",
@@ -360,7 +350,5 @@ __all__ = [
     "photos_figure",
     "samples_figure",
     "seed_runs",
-    "shown_path",
-    "start",
     "training_curves_figure",
 ]

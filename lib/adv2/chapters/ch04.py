@@ -4,7 +4,7 @@ The notebook loads the classifiers, RTS and RTSA (``nets``, :func:`adv2.chapters
 shows AID's recipe, training curves and cost (:mod:`adv2.chapters.aid_training`), then makes one call
 per section: :func:`compare_benign` / :func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`:
 ``numbers()`` is what ``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and
-:func:`check`. ``fmt`` is ``adv2.core.stats.fmt`` (tables and prose share one number format).
+:func:`check`. Numbers go through :func:`adv2.core.formatting.fmt` (tables and prose share one format).
 """
 
 from __future__ import annotations
@@ -19,19 +19,17 @@ from adv2.chapters import aid_eval, claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTOS,
-    add_setting,
     artifact_source,
     intervals_block,
     photo_attack_set,
     setting_glue,
-    start,  # the notebook's setup cell
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, missing, raise_problems, table
+from adv2.chapters._reporting import flat_glue, missing, raise_problems, table
 from adv2.chapters.aid_training import training_costs
 from adv2.chapters.claims import Verdict
-from adv2.core import defenses, paper
+from adv2.core import config, defenses, paper
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
 from adv2.core.sanity import preserve_destroy_per_image
@@ -214,7 +212,7 @@ class Ch04Result:
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch4_<arch>_<key>``) with its value."""
         nested: dict[str, Any] = {}
-        for a in PROSE_ARCHS:
+        for a in config.ARCHS:
             if a in self.archs:
                 c = self.cost[a]
                 nested[a] = {
@@ -229,7 +227,7 @@ class Ch04Result:
             for key, est in self.benign[a].preserve_destroy_intervals().items():
                 out[f"{GLUE_PREFIX}{a}_{key}"] = str(est)
         by_arch = verdicts(self)
-        for a in PROSE_ARCHS:
+        for a in config.ARCHS:
             out.update(
                 verdict_glue(
                     f"{GLUE_PREFIX}{a}_verdict_benign", by_arch.get(a, {}).get("rtsa_like_rts_on_benign")
@@ -402,8 +400,6 @@ def photo_numbers(ph: PhotoBenign | None) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "add_setting",
-    "NOT_RUN",
     "PAPER_BENIGN_L1",
     "PHOTO_KEYS",
     "BenignComparison",
@@ -416,8 +412,6 @@ __all__ = [
     "benign_table",
     "check",
     "compare_benign",
-    "fmt",
-    "start",
     "summarize",
     "verdicts",
 ]

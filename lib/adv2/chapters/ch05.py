@@ -20,17 +20,15 @@ from adv2.chapters._common import (
     NOT_RUN,
     PHOTO_BATCH,
     PHOTOS,
-    add_setting,
     half_width_text,
     intervals_block,
-    start,  # the notebook's setup cell
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, raise_problems, table
+from adv2.chapters._reporting import flat_glue, raise_problems, table
 from adv2.chapters.claims import Verdict
 from adv2.chapters.noise_figures import INTERPRETERS, level_names
-from adv2.core import noise, paper
+from adv2.core import config, noise, paper
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.noise import NoiseCalibration
 from adv2.core.stats import mean_ci, ratio_ci
@@ -79,6 +77,8 @@ def calibrate(
     for a, n in nets.items():
         started = time.time()
         x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
+        # duplicates (shape only): keyword arguments forwarded one per line, as in calibrate_photos,
+        # aid_eval.adv2_on_rts_and_rtsa and rts_training.train_rts; no logic is repeated
         levels, draws = noise.calibrate_levels(
             n.model,
             x,
@@ -286,10 +286,10 @@ class Ch05Result:
 
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch5_<arch>_...``) with its value."""
-        nested = {a: self.glue_nested(a) for a in PROSE_ARCHS}
+        nested = {a: self.glue_nested(a) for a in config.ARCHS}
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
-        for a in PROSE_ARCHS:
+        for a in config.ARCHS:
             v = by_arch.get(a, {}).get("rtsa_more_noise_sensitive")
             out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict", v))
             parts = dict(v.parts) if v is not None else {}
@@ -389,6 +389,8 @@ def calibrate_photos(
     x = pool[pick]
     x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
     y = predicted_classes(net.model, x, PHOTO_BATCH, device)
+    # duplicates (shape only): the calibration settings forwarded to calibrate (and on to
+    # noise.calibrate_levels); trained.cached.trained_small_cnn's call has the same shape
     return calibrate(
         {PHOTOS: net},
         x,
@@ -434,7 +436,6 @@ def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
 
 
 __all__ = [
-    "add_setting",
     "PROSE_LEVELS",
     "Calibration",
     "Ch05Result",
@@ -446,7 +447,6 @@ __all__ = [
     "calibration_table",
     "check",
     "sensitivity",
-    "start",
     "summarize",
     "verdicts",
 ]

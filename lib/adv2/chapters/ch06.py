@@ -15,25 +15,22 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, aid_trial, claim_rules, claims
+from adv2.chapters import aid_eval, aid_trial, claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTOS,
-    add_setting,
     half_width_text,
-    half_widths,
     intervals_block,
     photo_attack_set,
     setting_glue,
-    start,  # the notebook's setup cell: ch06.start(STEM, globals(), seed=seed)
     verdict_glue,
     verdicts_block,
 )
 from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
-from adv2.chapters._reporting import PROSE_ARCHS, flat_glue, raise_problems, table
+from adv2.chapters._reporting import flat_glue, raise_problems, table
 from adv2.chapters.aid_photos import photo_values
 from adv2.chapters.claims import Verdict
-from adv2.core import paper
+from adv2.core import config, paper
 from adv2.core.attacks import default_config
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
@@ -42,10 +39,6 @@ from adv2.trained import data
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
-# claim rules live in adv2.chapters.claims (re-exported here for older imports): ADV2's L1 on RTS at most
-# this fraction of PGD's; ratio RTSA / RTS at least half the paper's 10
-ADV2_OVER_PGD_MAX = claims.MAPS_CLOSE_RATIO
-RATIO_MIN = claims.AID_RATIO_MIN
 # the chapter's claims, per classifier, and the glue suffix of each (names the prose uses)
 CLAIM_GLUE = {
     "rtsa_like_rts_on_benign": "benign",
@@ -178,15 +171,15 @@ class Ch06Result:
         """Every ``{glue:text}`` name of the chapter (``ch6_<arch>_<key>``) with its value."""
         per_arch = self.per_arch
         nested = {
-            a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS} for a in PROSE_ARCHS
+            a: {k: (per_arch[a][k] if a in per_arch else NOT_RUN) for k in GLUED_KEYS} for a in config.ARCHS
         }
         out = flat_glue(nested, GLUE_PREFIX)
         by_arch = verdicts(self)
-        for a in PROSE_ARCHS:
+        for a in config.ARCHS:
             for cid, short in CLAIM_GLUE.items():
                 out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict_{short}", by_arch.get(a, {}).get(cid)))
         est = self.intervals()
-        for a in PROSE_ARCHS:
+        for a in config.ARCHS:
             for k in (*TRIAL_GLUE, "adv2_l1_ratio"):
                 e = est.get(a, {}).get(k)
                 out[f"{GLUE_PREFIX}{a}_{k}_ci"] = NOT_RUN if e is None else str(e)
@@ -338,11 +331,6 @@ def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     return out
 
 
-def ratio_half_widths(result: Ch06Result) -> dict[str, float | None]:
-    """Half-width of the 95 % interval of the Table 10 ratio (ADV2 L1 RTSA / RTS) per classifier."""
-    return half_widths({a: v["aid_separates_adv2_maps"] for a, v in verdicts(result).items()})
-
-
 def sample_size_text(result: Ch06Result) -> str:
     """Per classifier: the half-width reached for the Table 10 ratio and whether it settles
     Observation 9 (or about how many images it would need)."""
@@ -471,10 +459,7 @@ def photo_glue(result: Ch06Result | None, net: Any = None, ablation: Mapping[str
 
 
 __all__ = [
-    "add_setting",
-    "ADV2_OVER_PGD_MAX",
     "GLUED_KEYS",
-    "RATIO_MIN",
     "Ch06Result",
     "attack",
     "attack_photos",
@@ -485,9 +470,7 @@ __all__ = [
     "check",
     "describe_attack",
     "figure16_cells",
-    "ratio_half_widths",
     "sample_size_text",
-    "start",
     "table10_table",
     "transfer_table",
     "verdicts",

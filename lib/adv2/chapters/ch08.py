@@ -17,7 +17,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from adv2.chapters._common import start  # noqa: F401  (the notebook's setup cell)
 from adv2.core.paper import PAPER_EPSILON
 
 STEM = "08_scaling"
@@ -315,6 +314,5 @@ __all__ = [
     "figure",
     "fixed_parameters",
     "scaling",
-    "start",
     "sweep_name",
 ]

@@ -8,7 +8,7 @@ Legibility rules every function follows (checked by tests/test_plotting.py):
 
 * the book shows a figure at most ``CONTENT_INCHES`` wide (its content column, ~700 px, and inline
   figures are drawn at 100 dpi); a wider figure is scaled down, so text is sized to read at least
-  ``MIN_PT`` points *after* that scaling (:func:`effective_pt`);
+  ``MIN_PT`` points *after* that scaling (size times ``min(1, CONTENT_INCHES / width)``);
 * every grid of attribution maps has one shared colour bar saying what high means
   (``fig._adv2_colorbars`` counts them);
 * long titles and labels are wrapped, never cut;
@@ -57,11 +57,6 @@ BOOK_RC = {
 }
 
 
-def style() -> None:
-    """Apply the book's matplotlib style globally (opt-in; importing this module does not)."""
-    plt.rcParams.update(BOOK_RC)
-
-
 @contextlib.contextmanager
 def book_style():
     """Context manager with the book's style; every plotting function draws inside it.
@@ -75,12 +70,6 @@ def book_style():
         yield
     finally:
         plt.rcParams.update(old)
-
-
-def effective_pt(size: float, fig_width_inches: float) -> float:
-    """Size in points at which text of ``size`` points reads once the book scales a figure
-    ``fig_width_inches`` wide down to its content column."""
-    return size * min(1.0, CONTENT_INCHES / fig_width_inches)
 
 
 def text_pt(fig_width_inches: float) -> float:

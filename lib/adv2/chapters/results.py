@@ -110,23 +110,6 @@ def save_results(
     )
 
 
-def load_results(stem: str, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The results file of notebook ``stem``.
-
-    Raises ``FileNotFoundError`` naming the file and the notebook to run when it is missing, and
-    :class:`CorruptFile` naming the file when it is not a results file (bad JSON, no ``numbers``).
-    """
-    path = results_folder(results_dir) / f"{stem}.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: run the notebook {stem} first (python -m adv2 run {stem.split('_')[0]})"
-        )
-    payload = read_json(path)
-    if not isinstance(payload, dict) or not isinstance(payload.get("numbers"), dict):
-        raise CorruptFile(path, 'not a results file: no "numbers" object')
-    return payload
-
-
 def flatten(numbers: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the names numbers are glued under."""
     out: dict[str, Any] = {}

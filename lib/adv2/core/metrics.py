@@ -46,11 +46,6 @@ def success_rate(success: torch.Tensor) -> float:
     return float(s.float().mean()) if s.numel() else float("nan")
 
 
-def attack_success(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``argmax logits == target`` per sample (bool): the success criterion of PGD/CAM/RTS."""
-    return logits.argmax(1) == target.to(logits.device)
-
-
 def target_confidence(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``softmax(logits)[target]`` per sample."""
     return torch.softmax(logits.float(), 1).gather(1, target.to(logits.device).view(-1, 1)).view(-1)
@@ -171,7 +166,6 @@ def summarize(
 
 __all__ = [
     "DEFAULT_KS",
-    "attack_success",
     "iou_curve",
     "l1_distance",
     "l2_distance",

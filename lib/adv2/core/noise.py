@@ -133,6 +133,7 @@ class RateFunction:
         return (max(below) if below else None), (min(above) if above else None)
 
 
+# duplicates (shape only): a keyword-only signature like stats.ratio_of_ratios_ci's
 def calibrate_noise(
     rate_fn: RateFunction,
     kind: str,

@@ -5,16 +5,12 @@ section and a method summary of the paper were available (``paper-method.md``,
 ``paper-fragment-defense2.txt``): the paper's attack tables (success rates, confidences, map
 distances, IoU) could not be recovered, so chapters 1-3 compare with qualitative claims and with the
 authors' code defaults only. Every number a chapter shows in a "paper" column comes from here;
-:data:`SOURCES` says where each one was read, and :func:`numbers` gives all of them as plain JSON
-for a results file.
+:data:`SOURCES` says where each one was read.
 
 The claim rules and their thresholds (ours, not the paper's) are in :mod:`adv2.chapters.claims`.
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 # ----------------------------------------------------------------------------- Table 10
 # Section 5 "Defense 2" (AID), Table 10, ResNet-50 on ImageNet: L1 distances between attribution
@@ -102,14 +98,6 @@ SOURCES: dict[str, str] = {
 }
 
 
-def numbers() -> dict[str, Any]:
-    """Every number above as ``{name: {"value": ..., "source": ...}}`` (plain JSON, a copy)."""
-    g = globals()
-    return {
-        name: {"value": json.loads(json.dumps(g[name])), "source": source} for name, source in SOURCES.items()
-    }
-
-
 __all__ = [
     "PAPER_ADV2_STEPS",
     "PAPER_EPSILON",
@@ -125,5 +113,4 @@ __all__ = [
     "SOURCES",
     "TORCHVISION_TOP1",
     "fig15_ratio",
-    "numbers",
 ]

@@ -447,11 +447,9 @@ def images_needed(estimate: Estimate, threshold: float) -> int | None:
 
 
 __all__ = [
-    "MISSING",
     "Estimate",
     "as_vector",
     "diff_ci",
-    "fmt",
     "images_needed",
     "mean_ci",
     "rate_ci",

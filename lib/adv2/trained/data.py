@@ -124,28 +124,11 @@ def parse_idx(blob: bytes, path: Path | str = "<bytes>") -> np.ndarray:
     return body.reshape(shape)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a NumPy array."""
-    path = Path(path)
-    return parse_idx(_read_idx_bytes(path), path)
-
-
 def _find_idx(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name
     return None
-
-
-def fashion_mnist_candidates(data_dir: str | None = None) -> list[Path]:
-    """Folders searched for the IDX files, in order."""
-    folders = []
-    if data_dir:
-        folders.append(Path(data_dir))
-    if os.environ.get("FASHION_MNIST_DIR"):
-        folders.append(Path(os.environ["FASHION_MNIST_DIR"]))
-    folders.append(DEBIAN_FASHION_MNIST)
-    return folders
 
 
 def _download_fashion_mnist() -> Path | None:

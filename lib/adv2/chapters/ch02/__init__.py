@@ -12,10 +12,5 @@ The modules, in the notebook's order:
 * :mod:`~adv2.chapters.ch02.report` -- :class:`Ch02Result` (``numbers()``, ``glue()``) made by
   :func:`collect`, and :func:`check`.
 
-The classifiers' RTS are loaded by :func:`adv2.chapters._loaders.load_rts_nets`. ``start`` and
-``shown_path`` are here for the notebook's first and last cells.
+The classifiers' RTS are loaded by :func:`adv2.chapters._loaders.load_rts_nets`.
 """
-
-from adv2.chapters._common import shown_path, start
-
-__all__ = ["shown_path", "start"]

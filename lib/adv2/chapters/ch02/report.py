@@ -9,9 +9,10 @@ from typing import Any
 import torch
 
 from adv2.chapters._common import check as _check
-from adv2.chapters._common import flat_glue, fmt, intervals_block, pad
+from adv2.chapters._common import flat_glue, intervals_block, pad
 from adv2.chapters.ch02.fmnist_maps import INTERPRETERS, Maps, Sanity, sanity_intervals
 from adv2.chapters.ch02.photo_maps import PHOTO_RTS_GLUE, PhotoRTSQuality, Photos
+from adv2.core.formatting import fmt
 
 ALL_ARCHS = ("resnet", "densenet")
 MAP_SIZES = {"grad": 14, "cam": 7, "rts": 14, "mask": 14}  # on 28x28 Fashion-MNIST

@@ -13,9 +13,4 @@ The modules, in the notebook's order:
 
 The comparison protocol it shares with chapters 6 and 7 (PGD's step count and warm starts, the
 per-image arrays, their intervals and the claims on them) is :mod:`adv2.chapters._compare`.
-``start`` and ``shown_path`` are here for the notebook's first and last cells.
 """
-
-from adv2.chapters._common import shown_path, start
-
-__all__ = ["shown_path", "start"]

@@ -93,7 +93,9 @@ def attacked_interpreter(name: str, model: torch.nn.Module, rts_net: Any, mask_i
     return build_interpreter(name, model)
 
 
-def _schedule(cfg: attacks.ADV2Config) -> tuple[str, str]:
+def _schedule(cfg: attacks.AttackConfig) -> tuple[str, str]:
+    if not isinstance(cfg, attacks.ADV2Config):  # MASK's bilevel attack has no lambda schedule
+        return str(cfg.stage2_steps), ""
     lam = (
         " / ".join(f"{c:g}" for c in cfg.phase_lams)
         if cfg.phase_steps
@@ -103,17 +105,19 @@ def _schedule(cfg: attacks.ADV2Config) -> tuple[str, str]:
     return s2, lam
 
 
-def schedule_table(cfgs: dict[str, attacks.ADV2Config], n_pgd_steps: int, mask_iterations: int) -> str:
+def schedule_table(cfgs: dict[str, attacks.AttackConfig], n_pgd_steps: int, mask_iterations: int) -> str:
     """Markdown: the paper's step counts beside this run's, per attack."""
     rows = [["PGD (baseline)", 1200, n_pgd_steps, "", "", "", ""]]
     for name, cfg in cfgs.items():
         paper = attacks.default_config(name)
         s2, lam = _schedule(cfg)
-        extra = {
-            "grad": f"select every {cfg.select_every}, p > {cfg.select_threshold}",
-            "rts": f"+ {cfg.encoder_weight} CE(encoder)",
-            "mask": f"re-solve every {getattr(cfg, 'resolve_every', '')}, {mask_iterations} MASK iterations",
-        }.get(name, "")
+        extra = ""
+        if name == "grad":
+            extra = f"select every {cfg.select_every}, p > {cfg.select_threshold}"
+        elif name == "rts":
+            extra = f"+ {cfg.encoder_weight} CE(encoder)"
+        elif name == "mask":
+            extra = f"re-solve every {cfg.resolve_every}, {mask_iterations} MASK iterations"
         rows.append(
             [
                 f"ADV2 on {name.upper()}",

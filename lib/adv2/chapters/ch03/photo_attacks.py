@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from adv2.chapters import attack_figures, plotting
-from adv2.chapters._common import NOT_RUN, fmt, fmt_rows, is_missing
+from adv2.chapters._common import NOT_RUN, fmt_rows, is_missing
 from adv2.chapters._compare import (
     PHOTO_EPSILON,
     PHOTO_STEP,
@@ -33,6 +33,7 @@ from adv2.chapters.ch03.configs import (
 )
 from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, metrics, paper
+from adv2.core.formatting import fmt
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.trained import data, photomodels, pretrained
 

@@ -12,9 +12,7 @@ from adv2.chapters import claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     flat_glue,
-    fmt,
     half_width_text,
-    half_widths,
     intervals_block,
     is_missing,
     pad,
@@ -28,6 +26,7 @@ from adv2.chapters.ch03.configs import ALL_INTERPRETERS
 from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
 from adv2.chapters.ch03.photo_attacks import PhotoAttacks, photo_glue, photo_numbers
 from adv2.chapters.claims import Verdict
+from adv2.core.formatting import fmt
 
 ALL_ARCHS = ("resnet", "densenet")
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
@@ -201,17 +200,6 @@ def fmnist_verdicts(result: Ch03Result) -> dict[str, Verdict]:
     return {
         cid: claims.all_of(cid, {a: by_setting[a][cid] for a in result.fmnist.archs}) for cid in CLAIM_IDS
     }
-
-
-def ratio_half_widths(result: Ch03Result) -> dict[str, dict[str, float | None]]:
-    """Half-width of the 95 % interval of the ADV2/PGD L1 ratio, per setting and interpreter
-    (issue 16: the sample size each profile reaches for the key ratio)."""
-    out = {}
-    for setting, by_claim in verdicts(result).items():
-        v = by_claim["adv2_maps_closer_than_pgd"]
-        parts = dict(v.parts) or {"all": v}
-        out[setting] = half_widths(parts)
-    return out
 
 
 def sample_size_text(result: Ch03Result) -> str:

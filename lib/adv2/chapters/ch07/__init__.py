@@ -21,9 +21,5 @@ every side, :mod:`~adv2.chapters.ch07.classifiers`), then in :mod:`~adv2.chapter
 :func:`attack_sizes` (an :class:`InputSizeResult` whose ``numbers()`` is
 ``results/07_input_size.json``'s, ``glue()`` the prose's and ``per_image`` the per-image arrays),
 :func:`curve_table`, :func:`curve_figure`, :func:`maps_figure`, :func:`verdict_table` and
-:func:`check`. ``start`` is here for the notebook's first cell.
+:func:`check`.
 """
-
-from adv2.chapters._common import start
-
-__all__ = ["start"]

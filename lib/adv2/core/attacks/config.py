@@ -14,7 +14,6 @@ returns the authors' schedule for an interpreter name.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,20 +185,6 @@ class GradConfig(ADV2Config):
     tau: float = 1e-4
 
 
-# Sign-step fields MaskConfig inherited until the split: still readable (with their old values and
-# a PendingDeprecationWarning) so code written against the old class keeps running; not settable.
-_RETIRED_MASK_FIELDS = (
-    "lam_start",
-    "lam_end",
-    "phase_steps",
-    "phase_lams",
-    "int_reduction",
-    "encoder_weight",
-    "select_every",
-    "select_threshold",
-)
-
-
 @dataclass
 class MaskConfig(AttackConfig):
     """ADV2 on MASK (``rev1/mask_v2/attack_mask_multistep_benign.py``); see :func:`adv2_mask`.
@@ -222,6 +207,7 @@ class MaskConfig(AttackConfig):
     images stop at checkpoints (see :func:`adv2.core.attacks.mask.adv2_mask`).
     """
 
+    # duplicates (shape only): field declarations like AttackConfig's; MASK's own defaults
     stage1_loss: str = "margin"
     stage2_steps: int = 1000
     batch_size: int = 12
@@ -251,17 +237,6 @@ class MaskConfig(AttackConfig):
     patience: int = 20  # the fast schedule's: MASK's distance improves in noisy jumps
 
     _period_fields = ("resolve_every",)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _RETIRED_MASK_FIELDS:
-            warnings.warn(
-                f"MaskConfig.{name} is not a field of the bilevel MASK attack (it never read it); "
-                f"this read-only value is the old inherited default and will go away",
-                PendingDeprecationWarning,
-                stacklevel=2,
-            )
-            return ADV2Config.__dataclass_fields__[name].default
-        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
 
 CONFIGS: dict[str, type[AttackConfig]] = {

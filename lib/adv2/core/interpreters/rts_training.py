@@ -176,6 +176,8 @@ def _milestones(iterations: int) -> list[int]:
     return sorted({max(1, int(iterations * f)) for f in (4000 / 8500, 8000 / 8500)})
 
 
+# duplicates: trained.cached.trained_rts repeats this signature and its defaults (the training
+# a cache entry wraps); to go once trained_rts takes the RTS recipe (adv2.trained.recipes)
 @one_cpu_thread
 def train_rts(
     model: nn.Module,
@@ -295,6 +297,8 @@ def train_rts(
     runs: dict[str, list] = {key: [] for key in ("total", "destroyer", "preserver", "area", "smooth")}
     for it in range(phase2_iterations):
         xb, yb = batch(batch_size)
+        # duplicates (shape only): rts_loss's keyword arguments, one per line (as in ch05 and
+        # trained.photomodels' calls); no logic is repeated
         loss, parts = rts_loss(
             model,
             rts,
