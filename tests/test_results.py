@@ -87,11 +87,11 @@ def test_set_aside_keeps_the_corrupt_file(tmp_path):
     path.write_text("{broken")
     with pytest.raises(results.CorruptFile, match="timings-quick.json"):
         results.read_json(path)
-    first = results.set_aside(path)
+    first = files.set_aside(path)
     assert not path.exists() and first.read_text() == "{broken"
     assert first.name.startswith("timings-quick.json.corrupt-")
     path.write_text("{again")
-    second = results.set_aside(path)  # same second: a new name, nothing overwritten
+    second = files.set_aside(path)  # same second: a new name, nothing overwritten
     assert second != first and first.exists() and second.read_text() == "{again"
     files.atomic_write_text(path, json.dumps({"rebuilt": True}))
     assert results.read_json(path) == {"rebuilt": True}

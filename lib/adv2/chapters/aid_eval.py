@@ -224,7 +224,7 @@ def attack_interpreters(
     benign = {name: rts_maps(net, x, y, confidence, device=device) for name, net in nets.items()}
 
     def stage1(start: torch.Tensor | None, desc: str) -> torch.Tensor:
-        # duplicates (shape only): a keyword call like trained.loading's trained_small_cnn(...)
+        # duplicates (shape only): a keyword call, one argument per line, like trained.loading's
         return pgd(
             model,
             x,

@@ -64,7 +64,7 @@ class CorruptFile(ValueError):
         self.path = Path(path)
         super().__init__(
             f"{path} is corrupt ({reason}); set it aside with "
-            f"adv2.chapters.results.set_aside({str(path)!r}) or delete it, then rerun the "
+            f"adv2.trained.files.set_aside({str(path)!r}) or delete it, then rerun the "
             "notebook that writes it"
         )
 
@@ -78,20 +78,6 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptFile(path, f"not valid JSON: {err}") from None
-
-
-def set_aside(path: str | os.PathLike) -> Path:
-    """Rename a corrupt file to ``<name>.corrupt-<UTC timestamp>`` beside it and return the new
-    path, so it is kept for inspection and the next run rebuilds the original."""
-    path = Path(path)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    os.replace(path, target)
-    return target
 
 
 # ----------------------------------------------------------------------------- results files

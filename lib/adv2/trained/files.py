@@ -125,13 +125,22 @@ def artifact_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def set_aside(path: Path, why: str) -> Path:
-    """Move a damaged bookkeeping file out of the way (kept for inspection) and say so."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+def set_aside(path: str | os.PathLike, why: str | None = None) -> Path:
+    """Rename a corrupt file to ``<name>.corrupt-<UTC timestamp>`` beside it (a new name if that one
+    exists: nothing is overwritten) and return the new path, so it is kept for inspection and the
+    next run rebuilds the original; with ``why``, say so on stderr."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     os.replace(path, aside)
-    print(
-        f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
-        file=sys.stderr,
-        flush=True,
-    )
+    if why is not None:
+        print(
+            f"warning: {path} is not valid JSON ({why}); moved it to {aside.name} and rebuilt it",
+            file=sys.stderr,
+            flush=True,
+        )
     return aside

@@ -244,6 +244,8 @@ def load_photo_rtsa(
     return net, art
 
 
+# duplicates (boilerplate): the photo loaders share their keyword-only signature (device, cache,
+# progress), and pass the RTS's loss settings on one per line like rts_training and aid_eval
 def load_photo_interpreted(
     recipe: PhotoRTSARecipe | None = None,
     *,

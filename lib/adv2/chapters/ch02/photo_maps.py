@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from adv2.chapters import plotting
-from adv2.chapters._common import NOT_RUN, PHOTO_BATCH, fmt, fmt_rows
+from adv2.chapters._common import NOT_RUN, PHOTO_BATCH, fmt_rows
 from adv2.chapters.ch02.fmnist_maps import build_interpreters, label
 from adv2.core import models
+from adv2.core.formatting import fmt
 from adv2.core.interpreters import CAMInterpreter, RTSInterpreter
 from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_flags, shuffled_like
 from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci

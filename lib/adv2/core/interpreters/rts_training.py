@@ -176,8 +176,6 @@ def _milestones(iterations: int) -> list[int]:
     return sorted({max(1, int(iterations * f)) for f in (4000 / 8500, 8000 / 8500)})
 
 
-# duplicates: trained.cached.trained_rts repeats this signature and its defaults (the training
-# a cache entry wraps); to go once trained_rts takes the RTS recipe (adv2.trained.recipes)
 @one_cpu_thread
 def train_rts(
     model: nn.Module,
