@@ -12,10 +12,10 @@ import torch
 
 from adv2.chapters import attack_figures, claim_rules
 from adv2.chapters.claims import Verdict
-from adv2.core import attacks, metrics
+from adv2.core import attacks, metrics, paper
 from adv2.core.stats import mean_ci, rate_ci, ratio_ci
 
-PHOTO_EPSILON, PHOTO_STEP = 0.031, 1 / 255  # the paper's ImageNet budget and step
+PHOTO_EPSILON, PHOTO_STEP = paper.PAPER_EPSILON, paper.PAPER_STEP_SIZE  # the paper's ImageNet budget
 
 
 def pgd_steps(step_scale: float) -> int:

@@ -16,7 +16,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
-from adv2.core import config
+from adv2.core import config, paper
 from adv2.core.config import ParameterError, Rule, number
 from adv2.trained.files import artifact_key
 
@@ -410,8 +410,8 @@ class PhotoRTSARecipe(RTSARecipe):
     pool_size: int = variant(RTSARecipe, "pool_size", 32)
     persistent: bool = variant(RTSARecipe, "persistent", True)
     train_encoder: bool = variant(RTSARecipe, "train_encoder", False)
-    rtsa_epsilon: float = variant(RTSARecipe, "rtsa_epsilon", 0.031)
-    rtsa_step_size: float = variant(RTSARecipe, "rtsa_step_size", 1 / 255)
+    rtsa_epsilon: float = variant(RTSARecipe, "rtsa_epsilon", paper.PAPER_EPSILON)
+    rtsa_step_size: float = variant(RTSARecipe, "rtsa_step_size", paper.PAPER_STEP_SIZE)
     n_probe: int = variant(RTSARecipe, "n_probe", 8)  # held-out photos
     train_images: int = declared(
         256, _count(1), "the first pool crops AID trains on (attacked: pool_size of them)"

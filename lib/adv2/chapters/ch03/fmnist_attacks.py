@@ -18,11 +18,12 @@ from adv2.chapters import _compare, attack_figures, plotting
 from adv2.chapters._common import fmt_rows, is_missing
 from adv2.chapters.ch03.configs import attacked_interpreter
 from adv2.chapters.protocol import compare_pgd_adv2
-from adv2.core import attacks
+from adv2.core import attacks, paper
 from adv2.core.formatting import MISSING, fmt
 from adv2.trained import data
 
-BUDGETS = (0.031, 0.062)  # PGD is also run at the paper's epsilon and twice it (the budget paragraph)
+# PGD is also run at the paper's epsilon and twice it (the budget paragraph)
+BUDGETS = (paper.PAPER_EPSILON, 2 * paper.PAPER_EPSILON)
 
 
 @dataclass
