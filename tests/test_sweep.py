@@ -664,3 +664,22 @@ def test_four_point_smoke_sweep_of_chapter_3_in_under_three_minutes(small_traine
     key = "fashion-mnist.resnet.grad.adv2.success_rate"
     assert key in columns and all(0 <= r[key] <= 1 for r in rows)
     print(f"4-point smoke sweep: {seconds:.0f} s, {result.tasks} tasks")
+
+
+def test_the_code_fingerprint_covers_the_whole_library(tmp_path, monkeypatch):
+    """A sweep point is reused only when every floor's code is the same (the fingerprint once
+    covered only the module's own folder after the move into floors)."""
+    import shutil
+
+    from adv2.book import sweepplan
+
+    root = sweepplan.library_root()
+    assert (root / "core" / "attacks" / "adv2.py").is_file() and (root / "chapters").is_dir()
+    copy = tmp_path / "adv2"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sweepplan, "library_root", lambda: copy)
+    before = sweepplan.code_fingerprint()
+    (copy / "core" / "attacks" / "adv2.py").write_text(
+        (copy / "core" / "attacks" / "adv2.py").read_text() + "\n# changed\n"
+    )
+    assert sweepplan.code_fingerprint() != before

@@ -177,12 +177,17 @@ def expand(
 def code_fingerprint() -> str:
     """A hash of the library's source (every ``adv2/**/*.py``): a point computed by other code, or
     on models that other code trained, is not this code's result."""
-    root = Path(__file__).resolve().parent
+    root = library_root()
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def library_root() -> Path:
+    """The ``adv2`` package folder, all four floors (this module sits in ``adv2/book/``)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def is_complete(point: Point, stem: str, code: str | None = None) -> bool:
