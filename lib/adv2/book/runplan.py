@@ -40,7 +40,7 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
     number = stem[:2]
     wanted: list[tuple[str, Any]] = []
-    if fmnist is not None and params.get("dataset") == "fashion-mnist":
+    if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
         for arch in params.get("archs") or []:
             if number == "07":  # one classifier per input side
                 sides = ch07_classifiers.classifier_recipes(params, arch).items()
@@ -115,7 +115,7 @@ def plan_lines(
     lines, timings, fmnist = [], recorded_seconds(profile), None
     total, untimed, to_train = 0.0, [], 0
     for nb, values in plan:
-        fmnist_wanted = bool(values.get("archs")) and values.get("dataset") == "fashion-mnist"
+        fmnist_wanted = bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
         if fmnist is None and fmnist_wanted:
             fmnist = fashion_mnist_for_keys(values)
         seconds = timings.get(nb.stem)
