@@ -115,7 +115,9 @@ def plan_lines(
     lines, timings, fmnist = [], recorded_seconds(profile), None
     total, untimed, to_train = 0.0, [], 0
     for nb, values in plan:
-        fmnist_wanted = bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
+        fmnist_wanted = (
+            bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
+        )
         if fmnist is None and fmnist_wanted:
             fmnist = fashion_mnist_for_keys(values)
         seconds = timings.get(nb.stem)
