@@ -277,3 +277,63 @@ def test_checkpoint_command_reaches_the_photo_models_parser(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["checkpoint", "-h"])
     assert info.value.code == 0 and "{rts,rtsa}" in capsys.readouterr().out
+
+
+def _section(out: str, stem: str) -> str:
+    """The lines of ``list`` under notebook ``stem``."""
+    return out.split(f"\n{stem}\n", 1)[1].split("\n0", 1)[0]
+
+
+def test_list_with_a_profile_shows_the_values_a_run_uses(capsys):
+    assert cli.main(["list", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    # quick sets chapter 3's schedule and photo count; the notebook's defaults are authors and 2
+    assert "schedule: str = 'fast' [profile]" in _section(out, "03_adv2")
+    assert "imagenet_n_images: int = 8 [profile]" in _section(out, "03_adv2")
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("notebook defaults (no profile")
+    assert "schedule: str = 'authors'    #" in _section(out, "03_adv2")
+    assert "[profile]" not in out
+
+
+def test_list_with_an_unknown_profile_is_one_line_naming_the_choices(capsys):
+    assert cli.main(["list", "--profile", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'bogus'" in err and "'quick'" in err and "'paper'" in err
+
+
+def test_check_names_each_model_cached_or_to_train(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    cache = tmp_path / "cache"
+    argv = ["run", "02", "--profile", "smoke", "-p", "artifacts_dir", str(cache), "--check"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    if "Fashion-MNIST not found" in out:
+        pytest.skip("Fashion-MNIST is not installed: the classifiers' keys hash its content")
+    (line,) = [x for x in out.splitlines() if x.strip().startswith("resnet classifier (")]
+    assert line.endswith(": to train")
+    kind_key = line.split("(", 1)[1].split(")", 1)[0]  # classifier/<key>
+    (cache / kind_key).mkdir(parents=True)
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"resnet classifier ({kind_key}): cached" in out
+    assert "resnet RTS (rts/" in out and "estimated time:" in out
+
+
+def test_check_warns_when_the_paper_profile_has_no_gpu(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["run", "01", "--profile", "paper", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "device: CPU (no CUDA device); warning: the paper profile" in out
+
+
+def test_recorded_seconds_read_the_profiles_timings_file(tmp_path):
+    from adv2.book import runplan
+
+    (tmp_path / "timings-quick.json").write_text('{"seconds": {"01_target_models": 17.1}}')
+    assert runplan.recorded_seconds("quick", tmp_path) == {"01_target_models": 17.1}
+    assert runplan.recorded_seconds("paper", tmp_path) == {}

@@ -5,7 +5,7 @@
     python -m adv2 run 03 -p epsilon 0.15 -p archs '[resnet]'
     python -m adv2 run 03 -p epsilon 0.15 --check   # validate and show the plan; no kernel starts
     python -m adv2 publish runs/<run>           # make a finished run the published book
-    python -m adv2 list                         # notebooks and their parameters
+    python -m adv2 list --profile quick         # notebooks and the values a quick run uses
     python -m adv2 sweep 03 -g epsilon 0.03,0.1 -g seed 0,1   # a grid of runs on Ray (adv2.book.sweep)
     python -m adv2 sweep-table NAME             # one row per point of a sweep (adv2.book.sweeptable)
 
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adv2.book import scalingsweep, sweeplock, sweepplan, sweeptable
+from adv2.book import runplan, scalingsweep, sweeplock, sweepplan, sweeptable
 from adv2.book.execute import RunError, RunInterrupted, sigterm_interrupts
 from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.publish import PublishError, describe_os_error
@@ -38,15 +38,17 @@ from adv2.book.runner import (
     all_notebooks,
     check,
     declared_parameters,
+    notebook_parameters,
     parse_overrides,
     publish_run,
     resolve_folders,
     resolve_profile,
     run,
     select_notebooks,
+    values_with_defaults,
 )
 from adv2.book.sweep import run_sweep
-from adv2.core.config import PROFILES, REPO_ROOT_NOTE, ParameterError
+from adv2.core.config import PROFILES, REPO_ROOT_NOTE, ParameterError, validate
 
 
 def _how_to_look(run_dir: Path | None) -> str:
@@ -60,12 +62,24 @@ def _how_to_look(run_dir: Path | None) -> str:
     )
 
 
-def list_notebooks() -> None:
+def list_notebooks(profile: str | None = None) -> None:
+    """Each notebook's parameters with the values a run at ``profile`` would use (the profile over
+    the notebook's defaults, merged as a run merges them); without one, the defaults."""
+    if profile is None:
+        print("notebook defaults (no profile; `list --profile quick` shows what a quick run uses)")
+    else:
+        print(f"profile {profile}: values a run would use; [profile] marks those the profile sets")
     for nb in all_notebooks():
         print(nb.stem)
-        for name, spec in declared_parameters(nb).items():
+        params = notebook_parameters(nb, profile, {}, None) if profile else {}
+        declared = declared_parameters(nb)
+        for name, value, source in runplan.value_sources(
+            nb.stem, values_with_defaults(nb, params), params, profile
+        ):
+            spec = declared[name]
+            mark = "" if source == "default" else f" [{source}]"
             print(
-                f"    {name}: {spec.get('inferred_type_name', '')} = {spec.get('default')}"
+                f"    {name}: {spec.get('inferred_type_name', '')} = {value!r}{mark}"
                 f"    # {spec.get('help', '')}"
             )
 
@@ -113,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-progress", action="store_true")
     p_pub = sub.add_parser("publish", help="make a finished run folder the published book")
     p_pub.add_argument("run_dir", help="a run folder (holds run.json)")
-    sub.add_parser("list", help="list notebooks and their parameters")
+    p_list = sub.add_parser("list", help="list notebooks and the parameter values a run would use")
+    p_list.add_argument(
+        "--profile", default=None, help="show the values of this profile (" + ", ".join(PROFILES) + ")"
+    )
     # duplicates (boilerplate): argparse declarations of "run" and "sweep"; the options they share
     # go through _add_profile_and_parameters
     p_sw = sub.add_parser(
@@ -169,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="train a photo model (rts or rtsa) with the library and write its checkpoint and pin line",
     )
-    p_ck.add_argument("args", nargs=argparse.REMAINDER, help="rts|rtsa [--retrain] [--threads N] (-h for more)")
+    p_ck.add_argument(
+        "args", nargs=argparse.REMAINDER, help="rts|rtsa [--retrain] [--threads N] (-h for more)"
+    )
     return parser
 
 
@@ -185,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = None
     try:
         if args.command == "list":
-            list_notebooks()
+            if args.profile is not None:
+                validate({"profile": args.profile})  # one line naming the valid choices, exit 2
+            list_notebooks(args.profile)
         elif args.command == "publish":
             publish_run(args.run_dir)
         elif args.command == "sweep":
@@ -246,9 +267,7 @@ def sweep_command(args: Any) -> int:
         lines = sweeplock.cleanup(sweeps_root())
         for line in lines:
             print(f"[adv2] {line}", flush=True)
-        print(
-            f"[adv2] cleanup: {len(lines)} killed sweep(s) cleared under {shown_path(sweeps_root())}"
-        )
+        print(f"[adv2] cleanup: {len(lines)} killed sweep(s) cleared under {shown_path(sweeps_root())}")
         return 0
     if args.for_chapter:
         if args.notebook or args.grid:
@@ -281,7 +300,9 @@ def sweep_command(args: Any) -> int:
                 args.num_cpus,
                 args.cpus_per_task,
                 progress=not args.no_progress,
-                before_run=scalingsweep.preparation(spec, args.profile, args.address) if args.for_chapter else None,
+                before_run=scalingsweep.preparation(spec, args.profile, args.address)
+                if args.for_chapter
+                else None,
             )
     except KeyboardInterrupt as err:
         return 128 + getattr(err, "signum", 2)  # run_sweep said what is kept and how to resume

@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 
 from adv2.book import publish as publishing
+from adv2.book import runplan
 from adv2.trained.files import atomic_write_text
 from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
 from adv2.book.paths import (
@@ -88,6 +89,13 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
 
         _DECLARED[key] = papermill.inspect_notebook(str(notebook))
     return _DECLARED[key]
+
+
+def values_with_defaults(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """What the notebook runs with: ``params`` (what papermill injects) over its declared defaults."""
+    values = {name: spec.get("default") for name, spec in declared_parameters(notebook).items()}
+    values.update(params)
+    return values
 
 
 def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -182,7 +190,6 @@ def check_folders(plan: Sequence[tuple[Path, dict[str, Any]]]) -> None:
                 )
 
 
-
 def device_note(profile: str) -> str:
     """Where the notebooks (``device: auto``) will run, for the run's first lines: the GPU and its
     precision, or the CPU, with a warning when the ``paper`` profile (GPU budgets) has no GPU."""
@@ -274,6 +281,7 @@ def check(
     """Validate everything and print the plan; start no kernel and write nothing."""
     profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     print(f"[adv2] check: {len(plan)} notebook(s) at profile {profile}, parameters valid")
+    summaries = {}
     for nb, params in plan:
         changed = {
             k: v
@@ -281,10 +289,12 @@ def check(
             if k not in ("results_dir", "artifacts_dir", "profile")
             and load_profile(profile, nb.stem).get(k, object()) != v
         }
-        print(
-            f"  {nb.stem}: "
-            + (", ".join(f"{k}={v!r}" for k, v in sorted(changed.items())) or "the profile's values")
+        summaries[nb.stem] = (
+            ", ".join(f"{k}={v!r}" for k, v in sorted(changed.items())) or "the profile's values"
         )
+    full_plan = [(nb, values_with_defaults(nb, params)) for nb, params in plan]
+    for line in runplan.plan_lines(profile, full_plan, summaries, device_note(profile)):
+        print(line)
     print(f"  would write to {shown_path(run_dir)} (results: {shown_path(results)}); nothing ran")
     return plan
 

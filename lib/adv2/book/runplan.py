@@ -1,0 +1,145 @@
+"""What a run would do, before it starts: the values each notebook would get at a profile (the
+profile merged over the notebook's defaults, as :func:`adv2.book.runner.notebook_parameters` merges
+them for a run), the trained models it would load or train, and its expected time from the
+timings the book records (``results/timings-<profile>.json``). Used by ``python -m adv2 list`` and
+``run --check``; it reads, never writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adv2.book.paths import PUBLISHED_RESULTS_DIR
+from adv2.chapters.ch07 import classifiers as ch07_classifiers
+from adv2.core.config import load_profile
+from adv2.trained import checkpoints, data, recipes
+from adv2.trained.artifacts import artifact_root
+
+RTS_CHAPTERS = ("02", "03", "04", "05", "06")  # chapters that load each classifier's RTS
+RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
+
+
+def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], profile: str | None):
+    """``(name, value, source)`` of each value a notebook runs with (``values``: ``params``, what
+    the runner hands it, over its defaults): source ``profile``, ``$ADV2_ARTIFACTS`` or ``default``."""
+    from_profile = load_profile(profile, stem) if profile else {}
+    for name, value in values.items():
+        if name in params:
+            yield name, value, "profile" if name in from_profile else "$ADV2_ARTIFACTS"
+        else:
+            yield name, value, "default"
+
+
+def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[str, Any]]:
+    """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
+    checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
+    chapters 2-6, its RTSA and beta = 0 control in 4-6; the photo RTS and RTSA where the
+    parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
+    number = stem[:2]
+    wanted: list[tuple[str, Any]] = []
+    if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
+        for arch in params.get("archs") or []:
+            if number == "07":  # one classifier per input side
+                sides = ch07_classifiers.classifier_recipes(params, arch).items()
+                wanted += [(f"{arch} classifier at {side} px", r) for side, r in sides]
+            else:
+                wanted.append((f"{arch} classifier", recipes.classifier_recipe(params, arch)))
+            if number in RTS_CHAPTERS:
+                wanted.append((f"{arch} RTS", recipes.rts_recipe(params, arch)))
+            if number in RTSA_CHAPTERS:
+                rtsa = recipes.rtsa_recipe(params, arch)
+                wanted += [(f"{arch} RTSA", rtsa), (f"{arch} RTSA control (beta 0)", rtsa.control())]
+        wanted = [(label, recipes.with_data(r, fmnist)) for label, r in wanted]
+    photo_rts = (
+        (number == "02" and params.get("include_photo_rts"))
+        or (
+            number == "03"
+            and params.get("imagenet_sample")
+            and "rts" in params.get("imagenet_interpreters", [])
+        )
+        or (number in RTSA_CHAPTERS and params.get("photos"))
+    )
+    if photo_rts:
+        wanted.append(("photo RTS", recipes.PhotoRTSRecipe()))
+    if number in RTSA_CHAPTERS and params.get("photos"):
+        wanted.append(("photo RTSA", recipes.PhotoRTSARecipe()))
+    return wanted
+
+
+def kind_of(recipe: Any) -> str:
+    return recipe.cache_params()["kind"]
+
+
+def model_status(recipe: Any, artifacts_dir: str | os.PathLike | None) -> str:
+    """``cached`` (``<artifacts_dir>/<kind>/<key>`` exists), ``committed checkpoint``
+    (``checkpoints/<kind>-<key>.pt``) or ``to train``."""
+    kind, key = kind_of(recipe), recipe.key
+    if (artifact_root(artifacts_dir) / kind / key).is_dir():
+        return "cached"
+    if checkpoints.find_checkpoint(kind, key) is not None:
+        return "committed checkpoint"
+    return "to train"
+
+
+def fashion_mnist_for_keys(params: dict[str, Any]) -> Any:
+    """The Fashion-MNIST a run reads (its fingerprint is part of every key), or None when absent."""
+    try:
+        return data.load_fashion_mnist(params.get("data_dir"), allow_download=False)
+    except data.DatasetUnavailable:
+        return None
+
+
+def recorded_seconds(profile: str, results_dir: Path = PUBLISHED_RESULTS_DIR) -> dict[str, float]:
+    """Each notebook's wall time at ``profile`` from ``timings-<profile>.json``; empty if none."""
+    path = results_dir / f"timings-{profile}.json"
+    try:
+        seconds = json.loads(path.read_text()).get("seconds", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))}
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def plan_lines(
+    profile: str, plan: Sequence[tuple[Path, dict[str, Any]]], summaries: dict[str, str], device_note: str
+) -> list[str]:
+    """The lines of ``run --check``: for each notebook its summary (``summaries``), recorded time
+    and the models it loads (cached, committed checkpoint or to train); then the total and the
+    device (with its warning for ``paper`` on a CPU). ``plan``: each notebook's full values."""
+    lines, timings, fmnist = [], recorded_seconds(profile), None
+    total, untimed, to_train = 0.0, [], 0
+    for nb, values in plan:
+        fmnist_wanted = (
+            bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
+        )
+        if fmnist is None and fmnist_wanted:
+            fmnist = fashion_mnist_for_keys(values)
+        seconds = timings.get(nb.stem)
+        if seconds is None:
+            untimed.append(nb.stem)
+        else:
+            total += seconds
+        took = f"about {minutes(seconds)}" if seconds is not None else "no timing recorded"
+        lines.append(f"  {nb.stem}: {summaries[nb.stem]}; {took}")
+        for label, recipe in needed_models(nb.stem, values, fmnist):
+            status = model_status(recipe, values.get("artifacts_dir"))
+            to_train += status == "to train"
+            lines.append(f"    {label} ({kind_of(recipe)}/{recipe.key}): {status}")
+        if fmnist is None and fmnist_wanted:
+            lines.append(
+                "    Fashion-MNIST not found: the classifiers' keys (they hash the data) are unknown"
+            )
+    estimate = f"about {minutes(total)}" if total else "no timing recorded"
+    if untimed and total:
+        estimate += " plus " + ", ".join(untimed) + " (no timing recorded)"
+    if to_train and total:
+        estimate += f", plus the training of {to_train} model(s) if the recorded run loaded them"
+    lines.append(f"  estimated time: {estimate} (results/timings-{profile}.json)")
+    lines.append(f"  device: {device_note}")
+    return lines
