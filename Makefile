@@ -45,7 +45,10 @@ data:
 
 # The photo RTS's training pool (adv2.trained.photopool): real photographs from Debian wallpaper packages.
 # Needed only to train the photo RTS again (its checkpoint is committed): skipped quietly without apt.
-PHOTO_POOL_PACKAGES = mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers
+# lxqt-themes and tuxpaint-data are the "packages-v2" pool's additions (tuxpaint-data pulls in
+# tuxpaint-stamps-default, a 160 MB download).
+PHOTO_POOL_PACKAGES = mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers \
+  lxqt-themes tuxpaint-data
 photo-pool:
 	@if ! dpkg -s $(PHOTO_POOL_PACKAGES) >/dev/null 2>&1 && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(PHOTO_POOL_PACKAGES)) >/dev/null 2>&1 \

@@ -1,5 +1,5 @@
 """The photo pool (adv2.trained.photopool) and the photo RTS's architecture options, offline: generated
-images and folders only (no download, no Debian package needed)."""
+images and folders (no download; the one test of the installed Debian packages skips without them)."""
 
 import io
 import shutil
@@ -90,6 +90,53 @@ def test_missing_pool_names_the_debian_packages(monkeypatch):
     monkeypatch.setattr(photopool, "DEBIAN_PACKAGES", {"mate-backgrounds": ["/nonexistent/*.jpg"]})
     with pytest.raises(DatasetUnavailable, match="mate-backgrounds.*checkpoint"):
         photopool.load_photo_pool(n_images=4)
+
+
+def test_packages_v2_adds_sources_and_keeps_the_packages_pool():
+    old = photopool.debian_packages("packages")
+    v2 = photopool.debian_packages("packages-v2")
+    assert old is photopool.DEBIAN_PACKAGES  # the committed photo RTS's training files
+    assert {k: v2[k] for k in old} == old and set(v2) - set(old) == {"lxqt-themes", "tuxpaint-data"}
+    with pytest.raises(ValueError, match="packages-v2"):
+        photopool.debian_packages("wallpapers")
+
+
+def test_the_pool_kind_selects_a_new_key_and_keeps_the_committed_ones():
+    from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
+
+    assert set(photopool.PACKAGE_POOL_KINDS) <= set(POOLS)
+    # the committed checkpoints (checkpoints/manifest.json) keep their keys
+    assert PhotoRTSRecipe().key == "44b904fb09d9d232" and PhotoRTSARecipe().key == "6c63f2c798662b4a"
+    assert PhotoRTSRecipe(pool="packages-v2").key != PhotoRTSRecipe().key
+
+
+V2_COUNTS = {"lxqt-themes": 11, "tuxpaint-data": 19}  # photographs each added package ships
+
+
+@pytest.mark.skipif(
+    not all(
+        photopool.Path(p).is_dir() for p in ("/usr/share/lxqt/wallpapers", "/usr/share/tuxpaint/templates")
+    ),
+    reason="the packages-v2 Debian packages (lxqt-themes, tuxpaint-data) are not installed",
+)
+def test_packages_v2_sources_exist_when_installed():
+    files = photopool.package_photo_files("packages-v2")
+    found = {src: sum(s == src for s, _p in files) for src in V2_COUNTS}
+    assert found == V2_COUNTS
+    assert all(p.is_file() for _s, p in files)
+    assert len(files) - len(photopool.package_photo_files("packages")) == sum(V2_COUNTS.values())
+
+
+def test_packages_v2_pool_still_excludes_the_attacked_photos(tmp_path, monkeypatch):
+    for i in range(3):
+        random_photo(i).save(tmp_path / f"photo_{i}.jpg", format="JPEG")
+    shutil.copy(attacked_file(), tmp_path / "copy_of_attacked.jpg")
+    monkeypatch.setattr(photopool, "PACKAGE_PHOTOS", [])
+    monkeypatch.setattr(photopool, "DEBIAN_PACKAGES", {})
+    monkeypatch.setattr(photopool, "DEBIAN_PACKAGES_V2_EXTRA", {"some-wallpapers": [str(tmp_path / "*.jpg")]})
+    pool = photopool.load_photo_pool(size=224, n_images=4, min_photos=2, kind="packages-v2")
+    assert pool.extra["excluded"] == ["some-wallpapers:copy_of_attacked.jpg"]
+    assert pool.extra["photos_per_source"] == {"some-wallpapers": 3} and pool.source == "packages-v2"
 
 
 def test_plasma_wallpapers_count_once():

@@ -35,7 +35,7 @@ from adv2.trained.artifacts import Artifact, load_or_compute
 from adv2.trained.cached import InterpretedModel
 from adv2.trained.checkpoints import display_path, machine_description, save_checkpoint
 from adv2.trained.data import Dataset, imagenet_class_names, load_imagenet_sample
-from adv2.trained.photopool import load_imagenette_pool, load_photo_pool
+from adv2.trained.photopool import PACKAGE_POOL_KINDS, load_imagenette_pool, load_photo_pool
 from adv2.trained.pretrained import efficientnet_lite0
 from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 
@@ -44,8 +44,8 @@ from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 def load_pool(recipe: PhotoRTSRecipe, pool_dir: str | None = None) -> Dataset:
     """The training pool of ``recipe`` (:func:`adv2.trained.photopool.load_photo_pool`, or
     Imagenette from ``pool_dir`` / ``$ADV2_IMAGENETTE_DIR``)."""
-    if recipe.pool == "packages":
-        return load_photo_pool(224, recipe.pool_images, recipe.seed, recipe.mosaic_prob)
+    if recipe.pool in PACKAGE_POOL_KINDS:
+        return load_photo_pool(224, recipe.pool_images, recipe.seed, recipe.mosaic_prob, kind=recipe.pool)
     if recipe.pool == "imagenette":
         root = pool_dir or os.environ.get("ADV2_IMAGENETTE_DIR")
         if not root:
@@ -62,7 +62,7 @@ def photo_pool_images(rts_recipe: Any = None, n_images: int | None = None) -> An
     (N, 3, 224, 224), as the photo RTS was trained on. ``n_images``: only the first ones (the
     crops are drawn in a seeded sequence, so they are the pool's first images)."""
     recipe = rts_recipe or PhotoRTSRecipe()
-    if n_images is not None and getattr(recipe, "pool", None) == "packages":
+    if n_images is not None and getattr(recipe, "pool", None) in PACKAGE_POOL_KINDS:
         recipe = dataclasses.replace(recipe, pool_images=min(int(n_images), recipe.pool_images))
     return load_pool(recipe).x_train
 

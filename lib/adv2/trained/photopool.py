@@ -9,7 +9,9 @@ held out. The pool gathers
   matplotlib sample data), and
 * the real photographs of Debian wallpaper packages the project installs (``make data``):
   :data:`DEBIAN_PACKAGES` names each package and the files of it that are photographs (the
-  abstract-art wallpapers of the same packages are left out),
+  abstract-art wallpapers of the same packages are left out); the pool kind ``"packages-v2"``
+  adds :data:`DEBIAN_PACKAGES_V2_EXTRA` (``"packages"`` keeps its files: the committed photo
+  RTS was trained on them),
 
 drops every file whose content equals an attacked photo (same bytes, or the same picture after
 the 224-pixel resize), and makes ``n_images`` training images from them: random resized crops
@@ -17,6 +19,24 @@ the 224-pixel resize), and makes ``n_images`` training images from them: random 
 a 2x2 mosaic of crops of four different sources. Images are stored as uint8 (a quarter of the
 memory of floats). :func:`load_imagenette_pool` does the same from torchvision's Imagenette
 folder (real ImageNet images, when a reader has downloaded it).
+
+Distinct photographs per source (Debian 12's packages, the installed Python packages), after
+the attacked-photo check (it drops 7 of the 12 Python-package photos); no two kept sources are
+the same picture (the closest pair differs by mean |x - x'| 0.08 at 224 px; the check's
+threshold is 0.02):
+
+=============================  ==========  =============
+source                         "packages"  "packages-v2"
+=============================  ==========  =============
+skimage, sklearn, matplotlib   5           5
+mate-backgrounds               12          12
+lomiri-wallpapers-16.04        13          13
+lomiri-wallpapers-20.04        2           2
+plasma-workspace-wallpapers    10          10
+lxqt-themes                    --          11
+tuxpaint-data                  --          19
+total                          42          72
+=============================  ==========  =============
 """
 
 from __future__ import annotations
@@ -81,6 +101,29 @@ DEBIAN_PACKAGES = {
     # one file per wallpaper (each ships many resolutions; see _one_resolution)
     "plasma-workspace-wallpapers": [f"/usr/share/wallpapers/{n}/contents/images/*.jpg" for n in _PLASMA],
 }
+# The "packages-v2" pool (issue 23) adds these to DEBIAN_PACKAGES; "packages" keeps its files, so
+# the committed photo RTS's training data stays as it was.
+_LXQT = [
+    "Butterfly-Kenneth-Wimer.jpg", "after-the-rain.jpg", "fog.jpg", "this-is-not-windows.jpg",
+    "Valendas.png", "appleflower.png", "beam.png", "butterfly.png", "cloud.png", "drop.png",
+    "flowers.png",
+]  # fmt: skip
+DEBIAN_PACKAGES_V2_EXTRA = {
+    # the landscapes and close-ups (its origami, triangles and logo wallpapers are drawn)
+    "lxqt-themes": [f"/usr/share/lxqt/wallpapers/{n}" for n in _LXQT],
+    # the drawing templates are all photographs (bark, cliffs, sea, trees, sheep, machines)
+    "tuxpaint-data": ["/usr/share/tuxpaint/templates/*.jpg"],
+}
+PACKAGE_POOL_KINDS = ("packages", "packages-v2")
+
+
+def debian_packages(kind: str = "packages") -> dict[str, list[str]]:
+    """The Debian packages (and globs of their photographs) of the pool ``kind``."""
+    if kind == "packages":
+        return DEBIAN_PACKAGES
+    if kind == "packages-v2":
+        return {**DEBIAN_PACKAGES, **DEBIAN_PACKAGES_V2_EXTRA}
+    raise ValueError(f"kind={kind!r} is not one of {list(PACKAGE_POOL_KINDS)}")
 
 
 def _one_resolution(paths: list[Path]) -> list[Path]:
@@ -106,14 +149,14 @@ def _fingerprint_of(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def package_photo_files() -> list[tuple[str, Path]]:
-    """``(source, path)`` of every pool candidate present on this machine."""
+def package_photo_files(kind: str = "packages") -> list[tuple[str, Path]]:
+    """``(source, path)`` of every candidate of the pool ``kind`` present on this machine."""
     found: list[tuple[str, Path]] = []
     for package, filename in PACKAGE_PHOTOS:
         path = _extra_photo_path(package, filename)
         if path is not None:
             found.append((package, path))
-    for package, patterns in DEBIAN_PACKAGES.items():
+    for package, patterns in debian_packages(kind).items():
         for pattern in patterns:
             base = Path(pattern)
             matches = [p for p in sorted(base.parent.glob(base.name)) if p.is_file()]
@@ -248,10 +291,16 @@ def _pool_dataset(
 
 
 def load_photo_pool(
-    size: int = 224, n_images: int = 1024, seed: int = 0, mosaic_prob: float = 0.25, min_photos: int = 8
+    size: int = 224,
+    n_images: int = 1024,
+    seed: int = 0,
+    mosaic_prob: float = 0.25,
+    min_photos: int = 8,
+    kind: str = "packages",
 ) -> Dataset:
     """The offline photo pool: ``n_images`` training images (uint8, in ``x_train``; ``y_train``
-    is -1 until a classifier labels them) from the package photos, without the attacked photos.
+    is -1 until a classifier labels them) from the package photos of the pool ``kind``
+    (:data:`PACKAGE_POOL_KINDS`), without the attacked photos.
 
     ``extra`` records ``photos_per_source`` (counts per package), ``files``, ``excluded`` (the
     candidates equal to an attacked photo) and ``mosaics``. Fewer than ``min_photos`` usable
@@ -260,7 +309,8 @@ def load_photo_pool(
     hashes, attacked = _attacked_reference(size)
     sources: list[tuple[str, str, bytes]] = []
     excluded: list[str] = []
-    for src, path in package_photo_files():
+    packages = debian_packages(kind)
+    for src, path in package_photo_files(kind):
         blob = path.read_bytes()
         if is_attacked(blob, hashes, attacked, size):
             excluded.append(f"{src}:{path.name}")
@@ -269,11 +319,11 @@ def load_photo_pool(
     if len(sources) < min_photos:
         raise DatasetUnavailable(
             f"the photo pool found only {len(sources)} usable photographs (min_photos={min_photos}); "
-            f"install the Debian packages {', '.join(DEBIAN_PACKAGES)} "
-            f"(`make data` as root, or apt-get install {' '.join(DEBIAN_PACKAGES)}). The pool is "
+            f"install the Debian packages {', '.join(packages)} "
+            f"(`make data` as root, or apt-get install {' '.join(packages)}). The pool is "
             "needed only to train the photo RTS again; its committed checkpoint loads without it."
         )
-    return _pool_dataset("photo-pool", sources, n_images, size, seed, mosaic_prob, excluded, "packages")
+    return _pool_dataset("photo-pool", sources, n_images, size, seed, mosaic_prob, excluded, kind)
 
 
 IMAGENETTE_FOLDERS = ("imagenette2", "imagenette2-320", "imagenette2-160")
@@ -345,7 +395,10 @@ def load_imagenette_pool(
 
 __all__ = [
     "DEBIAN_PACKAGES",
+    "DEBIAN_PACKAGES_V2_EXTRA",
     "PACKAGE_PHOTOS",
+    "PACKAGE_POOL_KINDS",
+    "debian_packages",
     "imagenette_train_folder",
     "is_attacked",
     "load_imagenette_pool",

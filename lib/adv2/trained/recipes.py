@@ -22,7 +22,7 @@ from adv2.trained.files import artifact_key
 
 INPUT_SIZE = {"fashion-mnist": 28}  # side of each dataset's images (RTS's loss weights depend on it)
 PHOTO_ARCH = "efficientnet-lite0"
-POOLS = ("packages", "imagenette")  # the photo RTS's training pools (adv2.trained.photopool)
+POOLS = ("packages", "packages-v2", "imagenette")  # the photo RTS's training pools (adv2.trained.photopool)
 # Bump when the photo pool or the way the photo RTS is trained changes (a new checkpoint key).
 PHOTO_RTS_RECIPE_VERSION = 1
 # Bump one of these when the way that model is trained changes (a new cache key).
@@ -328,7 +328,7 @@ class PhotoRTSRecipe(_Checked):
     pool: str = declared(
         "packages",
         config.choice(*POOLS),
-        "photos of installed Python and Debian packages, or torchvision's Imagenette folder",
+        "photos of installed Python and Debian packages (-v2: more), or torchvision's Imagenette",
     )
     pool_images: int = declared(320, _count(1), "training images made from the pool")
     mosaic_prob: float = declared(0.25, number(0, 1), "probability of a 2x2 mosaic of four sources")
