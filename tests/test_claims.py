@@ -280,3 +280,16 @@ def test_paper_sources_cover_every_number():
     public = {n for n in paper.__all__ if n.isupper() and n != "SOURCES"}
     assert public <= set(paper.SOURCES)
     assert numbers["PAPER_ADV2_STEPS"]["rts"] == [300, 1200]
+
+
+def test_rule_texts_name_the_interval_the_code_computes():
+    """Issue 26: the success claim's rule named Newcombe's paired interval while the code computed
+    Bonett and Price's; the text and the method now come from one name."""
+    import numpy as np
+
+    from adv2.core import stats
+
+    rule = C.CLAIMS["adv2_success_like_pgd"].rule
+    assert stats.PAIRED_RATE_DIFF in rule and "Newcombe" not in rule
+    est = stats.rate_diff_ci(np.array([1, 1, 0, 1]), np.array([1, 0, 0, 1]), paired=True)
+    assert est.method.startswith("bonett-price paired") and "Bonett and Price" in stats.PAIRED_RATE_DIFF

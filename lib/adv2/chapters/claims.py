@@ -24,7 +24,7 @@ from typing import Any
 
 from adv2.core import paper
 from adv2.core.formatting import fmt
-from adv2.core.stats import Estimate, images_needed
+from adv2.core.stats import PAIRED_RATE_DIFF, Estimate, images_needed
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -81,7 +81,7 @@ CLAIMS: dict[str, Claim] = {
             "adv2_success_like_pgd",
             "ADV2 fools the classifier about as often as PGD",
             f"holds when, for every interpreter, {_INTERVAL} of ADV2's success rate minus PGD's "
-            f"(same images, Newcombe's paired interval) lies at or above -{SUCCESS_GAP}; "
+            f"(same images, {PAIRED_RATE_DIFF}) lies at or above -{SUCCESS_GAP}; "
             "not measurable when PGD reaches the target on no image",
             "ADV2 success rate - PGD success rate",
             -SUCCESS_GAP,

@@ -7,7 +7,7 @@ Every rate and mean the book reports is computed over a few dozen images, so it 
 * :func:`rate_ci` -- share of ``True`` flags with the Wilson score interval (exact enough at
   0/n and n/n, where a bootstrap collapses to a point);
 * :func:`diff_ci` -- difference of two means (paired: per-image differences);
-* :func:`rate_diff_ci` -- difference of two rates (Newcombe's interval from two Wilson intervals);
+* :func:`rate_diff_ci` -- difference of two rates (Newcombe's interval from two Wilson intervals; Bonett and Price's when paired);
 * :func:`ratio_ci` -- ratio of two means; ``paired=True`` resamples the same image indices for
   both, which is right when both numbers come from the same images (ADV2 vs PGD on one attack set);
 * :func:`seeds_ci` -- mean over training seeds (one value per trained model) with Student's t
@@ -332,8 +332,13 @@ def share_ci(
     return Estimate(point, low, high, n, method)
 
 
+# what the claims' rule texts call the paired interval of rate_diff_ci (one name for text and code)
+PAIRED_RATE_DIFF = "Bonett and Price's paired interval"
+
+
 def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estimate:
-    """Difference of two rates ``rate(a) - rate(b)`` of per-image flags, Newcombe's interval.
+    """Difference of two rates ``rate(a) - rate(b)`` of per-image flags: Newcombe's interval for
+    independent flags, :data:`PAIRED_RATE_DIFF` for paired ones.
 
     Independent flags: Newcombe's hybrid score interval (square-and-add of the two Wilson
     intervals). Paired flags on the same images: Bonett and Price's adjusted Wald interval for the
@@ -447,6 +452,7 @@ def images_needed(estimate: Estimate, threshold: float) -> int | None:
 
 
 __all__ = [
+    "PAIRED_RATE_DIFF",
     "Estimate",
     "as_vector",
     "diff_ci",
