@@ -337,3 +337,17 @@ def test_recorded_seconds_read_the_profiles_timings_file(tmp_path):
     (tmp_path / "timings-quick.json").write_text('{"seconds": {"01_target_models": 17.1}}')
     assert runplan.recorded_seconds("quick", tmp_path) == {"01_target_models": 17.1}
     assert runplan.recorded_seconds("paper", tmp_path) == {}
+
+
+def test_the_command_line_starts_without_torch_or_nbformat():
+    """`python -m adv2 list` and `--check` start in a fraction of a second: torch and nbformat (and
+    its jsonschema) load only where a command needs them (after the move into floors, top-level
+    imports had made every command take about 5 s to start)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, adv2.book.cli; print(sorted(m for m in ('torch', 'nbformat') if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 
+from adv2.chapters.results import environment
 from adv2.book import claimspage, runbox
 from adv2.trained.files import atomic_write_bytes, atomic_write_json, set_aside
 from adv2.book.paths import (
@@ -84,6 +84,8 @@ def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
 # ----------------------------------------------------------------------------- checking a run
 def notebook_problem(path: Path) -> str | None:
     """Why the executed notebook ``path`` is not a complete, error-free execution (None if it is)."""
+    import nbformat  # lazy: nbformat loads jsonschema (seconds); the command line starts without it
+
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # noqa: BLE001  (truncated, not JSON, not a notebook: all mean "not publishable")
@@ -328,9 +330,6 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
     their published copies; the run box is rebuilt from all published notebooks. Returns the
     files replaced.
     """
-    # adv2.chapters.results imports torch: the runner's checks, which use this module, stay light
-    from adv2.chapters.results import environment
-
     run_dir = Path(run_dir)
     files, problems = _run_files(run_dir)
     if problems:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 
+from adv2.chapters.results import environment
 from adv2.trained.files import atomic_write_text
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
 from adv2.core.config import ParameterError, load_profile
@@ -81,7 +81,7 @@ def _shown(params: dict[str, Any]) -> str:
 
 
 def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
-    from adv2.chapters.results import environment  # imports torch: publishing stays light
+    import nbformat  # lazy: nbformat loads jsonschema (seconds); the command line starts without it
 
     rows, profiles, devices, smoke_stems, others, total = [], set(), set(), [], [], 0.0
     for nb_path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import nbformat
 
+from adv2.chapters.results import environment
 from adv2.book import publish as publishing
 from adv2.book import runplan
 from adv2.trained.files import atomic_write_text
@@ -250,6 +250,8 @@ def resolve_folders(
 
 
 def _record_run_facts(executed: Path, facts: dict[str, Any]) -> None:
+    import nbformat  # lazy: nbformat loads jsonschema (seconds); the command line starts without it
+
     nb = nbformat.read(executed, as_version=4)
     nb.metadata["adv2"] = facts
     atomic_write_text(executed, nbformat.writes(nb))
@@ -312,8 +314,6 @@ def run(
 ) -> Path:
     """Execute the notebooks into a run folder and return it; with ``publish``, publish it if it
     finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
-    from adv2.chapters.results import environment  # imports torch: planning and --check stay light
-
     profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book.paths import PUBLISHED_RESULTS_DIR
-from adv2.chapters.ch07 import classifiers as ch07_classifiers
 from adv2.core.config import load_profile
-from adv2.trained import checkpoints, data, recipes
-from adv2.trained.artifacts import artifact_root
+from adv2.trained import recipes
 
 RTS_CHAPTERS = ("02", "03", "04", "05", "06")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
@@ -38,6 +36,9 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
     chapters 2-6, its RTSA and beta = 0 control in 4-6; the photo RTS and RTSA where the
     parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
+    # lazy: chapter 7's module imports torch; every other command (list, run, publish) stays light
+    from adv2.chapters.ch07 import classifiers as ch07_classifiers
+
     number = stem[:2]
     wanted: list[tuple[str, Any]] = []
     if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
@@ -76,6 +77,10 @@ def kind_of(recipe: Any) -> str:
 def model_status(recipe: Any, artifacts_dir: str | os.PathLike | None) -> str:
     """``cached`` (``<artifacts_dir>/<kind>/<key>`` exists), ``committed checkpoint``
     (``checkpoints/<kind>-<key>.pt``) or ``to train``."""
+    # lazy: the store imports torch; only --check asks
+    from adv2.trained import checkpoints
+    from adv2.trained.artifacts import artifact_root
+
     kind, key = kind_of(recipe), recipe.key
     if (artifact_root(artifacts_dir) / kind / key).is_dir():
         return "cached"
@@ -86,6 +91,8 @@ def model_status(recipe: Any, artifacts_dir: str | os.PathLike | None) -> str:
 
 def fashion_mnist_for_keys(params: dict[str, Any]) -> Any:
     """The Fashion-MNIST a run reads (its fingerprint is part of every key), or None when absent."""
+    from adv2.trained import data  # lazy: imports torch; only --check reads the data
+
     try:
         return data.load_fashion_mnist(params.get("data_dir"), allow_download=False)
     except data.DatasetUnavailable:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nbformat
 
 from adv2.core.config import REPO_ROOT
 from adv2.book.execute import RunError, execute_notebook
@@ -90,6 +89,8 @@ def _resolve(path: str) -> Path:
 def failed_cell(executed: Path) -> str:
     """The first line of the cell with an error output in a failed copy ('' if none is found;
     papermill adds a banner cell at the top of a failed copy, so its cell index is off by one)."""
+    import nbformat  # lazy: nbformat loads jsonschema (seconds); the command line starts without it
+
     if not executed.is_file():
         return ""
     try:

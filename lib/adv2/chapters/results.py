@@ -11,11 +11,10 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from adv2 import __version__
 from adv2.core.config import REPO_ROOT
@@ -26,7 +25,10 @@ DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 
 def _plain(value: Any) -> Any:
     """Tensors, NumPy scalars and tuples to plain JSON values; NaN becomes None."""
-    if isinstance(value, torch.Tensor):
+    # no torch import here: the command line reads results without loading torch, and a tensor
+    # can only exist once torch is loaded
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         value = value.tolist()
     if hasattr(value, "item") and not isinstance(value, (list, dict)):
         value = value.item()
@@ -40,6 +42,8 @@ def _plain(value: Any) -> Any:
 
 
 def environment() -> dict[str, str]:
+    import torch  # lazy: the versions a run records; the command line's other uses stay light
+
     return {
         "adv2": __version__,
         "torch": torch.__version__,
