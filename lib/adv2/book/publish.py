@@ -70,10 +70,6 @@ def merge_timings(path: Path, seconds: dict[str, float], environment: dict[str, 
     return atomic_write_json(path, payload)
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
     """``no space left on device writing X``: an OSError in one line, naming the file."""
     reason = (err.strerror or str(err) or type(err).__name__).lower()

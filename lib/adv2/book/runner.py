@@ -24,7 +24,7 @@ from typing import Any
 from adv2.chapters.results import environment
 from adv2.book import publish as publishing
 from adv2.book import runplan
-from adv2.trained.files import atomic_write_text
+from adv2.trained.files import atomic_write_text, file_sha256
 from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
@@ -356,8 +356,8 @@ def run(
                 # files another run has since written into a shared --results-dir
                 result = results / f"{nb.stem}.json"
                 hashes = {
-                    "notebook_sha256": publishing.sha256_of(run_dir / f"{nb.stem}.ipynb"),
-                    "results_sha256": publishing.sha256_of(result) if result.is_file() else None,
+                    "notebook_sha256": file_sha256(run_dir / f"{nb.stem}.ipynb"),
+                    "results_sha256": file_sha256(result) if result.is_file() else None,
                 }
                 record.notebook(nb.stem, status="ok", seconds=seconds, **facts, **hashes)
                 publishing.merge_timings(
