@@ -9,9 +9,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import torch
+
+from adv2 import __version__
+from adv2.chapters import schema
 from adv2.chapters.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
+from adv2.chapters.results import _plain, flatten
+from adv2.core import config
 from adv2.core.formatting import MISSING, fmt
 from adv2.core.stats import Estimate
+from adv2.trained import data
+from adv2.trained.photomodels import status_line
 
 NOT_RUN = "not run"  # glued for what a run's parameters left out
 
@@ -126,11 +135,6 @@ def glue_name(name: str) -> str:
 
 def flat_glue(numbers: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Scalars of ``numbers`` flattened and renamed as ``glue_numbers`` names them; None/NaN -> "—"."""
-    from adv2.chapters.results import (  # lazy: imports torch; chapter 8's light sweep driver imports _common
-        _plain,
-        flatten,
-    )
-
     out = {}
     for name, value in flatten(_plain(numbers), prefix).items():
         if isinstance(value, (int, float, str)) or value is None:
@@ -147,13 +151,9 @@ def pad(glue: dict[str, Any], names: Iterable[str], value: str = NOT_RUN) -> dic
 
 def shown_path(path: str | os.PathLike) -> str:
     """A results path as the reader should see it: relative to the repository, never absolute."""
-    from adv2.core.config import (
-        REPO_ROOT,  # lazy: imports torch; chapter 8's light sweep driver imports _common
-    )
-
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(Path(REPO_ROOT).resolve()))
+        return str(path.resolve().relative_to(Path(config.REPO_ROOT).resolve()))
     except ValueError:
         return path.name
 
@@ -163,15 +163,6 @@ def start(stem: str, namespace: dict[str, Any], seed: int | None = None):
     bad values fail here), apply ``ADV2_THREADS``, resolve the device, seed everything (when
     ``seed`` is given) and print the versions. Returns ``(params, device, progress)``; progress
     bars are off at the smoke profile."""
-    # lazy: torch, matplotlib, the schema and config load when a notebook starts, not when chapter 8's
-    # light sweep driver imports _common
-    import matplotlib.pyplot as plt
-    import torch
-
-    from adv2 import __version__
-    from adv2.chapters import schema
-    from adv2.core import config
-
     # Resolve the notebook's matplotlib backend now, outside any ``plotting.book_style()``: the
     # kernel's inline backend turns interactive mode on when it is first resolved, and an
     # rc_context around that moment restores interactive=False on exit, after which no later
@@ -199,8 +190,6 @@ def photo_attack_set(model: Any, n_images: int, *, seed: int, device: Any = "cpu
     """The offline photos and the first ``n_images`` of them EfficientNet-Lite0 gets right in the
     authors' seeded order, with seeded random target classes (chapters 3, 4 and 6 share it).
     Returns ``(photos, attack_set)``."""
-    from adv2.trained import data  # lazy: imports torch; chapter 8's light sweep driver imports _common
-
     photos = data.load_imagenet_sample()
     chosen = data.select_attack_set(
         model,
@@ -251,10 +240,6 @@ def artifact_source(art: Any) -> str:
     if art is None:
         return NOT_RUN
     if getattr(art, "origin", ""):  # a real artifact: the photo RTS's status sentence
-        from adv2.trained.photomodels import (
-            status_line,  # lazy: imports torch; chapter 8's light sweep driver imports _common
-        )
-
         return status_line(art)
     if "checkpoints" in Path(str(getattr(art, "path", ""))).parts:
         return "the committed checkpoint"
