@@ -16,9 +16,8 @@ photos that no ``quick`` verdict reads:
   ``--attack-scale`` of the authors' steps on the fast schedule), with its paired interval;
 * the ceiling PGD-L1 / ADV2-L1(RTS) and the share of ADV2's advantage over PGD that AID removes.
 
-:func:`choose` applies chapter 4's rule (:func:`adv2.chapters.aid_tradeoff.choose`): the highest
-ratio among settings whose mean drift is at most 0.05 and whose ratio interval lies above its
-control's. Writes ``results/bench_photo_aid.json`` atomically (chapter 6 shows it).
+:func:`adv2.chapters.aid_photo_pools.choose` applies the book's rule: the highest ratio among
+settings whose mean drift is at most 0.05 and whose ratio interval lies above its control's. Writes ``results/bench_photo_aid.json`` atomically (chapter 6 shows it).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ sys.path.insert(0, str(REPO / "lib"))
 
 from adv2.chapters import aid_eval, ch06  # noqa: E402
 from adv2.chapters._common import photo_attack_set  # noqa: E402
+from adv2.chapters.aid_photo_pools import choose  # noqa: E402
 from adv2.chapters.claims import BENIGN_L1_MAX  # noqa: E402
 from adv2.core.metrics import l1_distance  # noqa: E402
 from adv2.core.stats import mean_ci, ratio_ci, share_ci  # noqa: E402
@@ -57,16 +57,10 @@ SETTINGS: dict[str, dict] = {
     "anchor 50, beta 0": {"distill_weight": 50.0, "beta": 0.0},
     "own encoder, 3x iterations, beta 0": {"train_encoder": True, "iterations": 120, "beta": 0.0},
 }
-CONTROL_SUFFIX = ", beta 0"
 
 
 def recipe(pool: str, setting: str) -> PhotoRTSARecipe:
     return PhotoRTSARecipe(rts=PhotoRTSRecipe(pool=pool), **SETTINGS[setting])
-
-
-def control_of(setting: str) -> str | None:
-    name = setting + CONTROL_SUFFIX
-    return name if name in SETTINGS else None
 
 
 def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: float, seed: int) -> dict:
@@ -81,7 +75,7 @@ def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: flo
         nets[s] = net
         m = art.metrics
         train[s] = {
-            "key": art.key,
+            "key": recipe(pool, s).key,
             "origin": art.origin,
             "train_seconds": m.get("seconds"),
             "load_seconds": time.time() - t0,
@@ -89,7 +83,7 @@ def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: flo
             "aid_gap_first": (m.get("aid_l1") or [None])[0],
             "aid_gap_last": (m.get("aid_l1") or [None])[-1],
         }
-        print(f"{pool} / {s}: {art.origin} ({art.key}) {m.get('seconds')}", flush=True)
+        print(f"{pool} / {s}: {art.origin} {m.get('seconds')}", flush=True)
     _, chosen = photo_attack_set(model, 18, seed=seed)
     x, y, t = chosen.x[skip:], chosen.y[skip:], chosen.target[skip:]
     cfg = ch06.photo_attack_config(attack_scale, schedule="fast")
@@ -113,7 +107,7 @@ def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: flo
             "share": share_ci(l1[s], l1["rts"], pgd[s]).as_dict(),
         }
     return {
-        "rts_key": rts_art.key,
+        "rts_key": PhotoRTSRecipe(pool=pool).key,
         "rts_origin": rts_art.origin,
         "rts_train_seconds": rts_art.metrics.get("seconds"),
         "pool_photos": sum((rts_art.metrics.get("pool_photos_per_source") or {}).values()) or None,
@@ -124,22 +118,6 @@ def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: flo
         "attack_seconds": seconds,
         "settings": rows,
     }
-
-
-def choose(report: dict) -> dict:
-    """The book's rule: among settings that are not controls, on any pool, the highest ratio with
-    mean drift <= BENIGN_L1_MAX and a ratio interval above its control's (when it has one)."""
-    best = None
-    for pool, p in report["pools"].items():
-        for s, r in p["settings"].items():
-            if s.endswith(CONTROL_SUFFIX) or r["drift"]["value"] > BENIGN_L1_MAX:
-                continue
-            c = control_of(s)
-            if c in p["settings"] and not r["ratio"]["low"] > p["settings"][c]["ratio"]["high"]:
-                continue
-            if best is None or r["ratio"]["value"] > best[2]:
-                best = (pool, s, r["ratio"]["value"])
-    return {"pool": best[0], "setting": best[1]} if best else {"pool": None, "setting": None}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,9 +139,18 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         report = run(args)
     report["choice"] = choose(report)
-    atomic_write_json(Path(args.output), report)
+    atomic_write_json(Path(args.output), no_nan(report))
     print(json.dumps(report["choice"]), flush=True)
     return report
+
+
+def no_nan(value):
+    """``value`` with every NaN (a photo where ADV2 failed) as None: strict JSON."""
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [no_nan(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def run(args: argparse.Namespace) -> dict:
