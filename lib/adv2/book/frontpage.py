@@ -23,10 +23,10 @@ from adv2.book import timings
 from adv2.chapters import claims
 from adv2.chapters.claims import Verdict
 from adv2.core.formatting import fmt
-from adv2.core.phrases import FALLS, change, flattens_at, joined
+from adv2.core.phrases import INTERPRETER_LABELS, convergence_note, joined
 
 Row = tuple[str, str, str, Verdict]  # (results stem, setting, claim id, verdict)
-PART_LABELS = {"grad": "Grad", "cam": "CAM", "rts": "RTS", "mask": "MASK"}
+PART_LABELS = INTERPRETER_LABELS
 # a status as the verb of a sentence ("it holds for CAM"), and as a count ("3 hold")
 VERB = {
     claims.HOLDS: "holds",
@@ -63,43 +63,14 @@ def _numbers(results_dir: Path, stem: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- chapter 3's curves
 def photo_curves_note(numbers03: Mapping[str, Any]) -> str:
-    """What chapter 3's photo convergence curves say: the step from which PGD's map distance stops
-    moving (on the fast schedule PGD stops each photo once it is at the target) and, per
-    interpreter, whether ADV2's distance has flattened by its last step or is still moving.
-    "" when the run drew no curves."""
+    """What chapter 3's photo convergence curves say (:func:`adv2.core.phrases.convergence_note`
+    on ``numbers["photos"]``: where PGD's map distance stops moving, whether ADV2's still moves at
+    its last step); "" when the run drew no curves. Chapter 3 glues the same sentence."""
     photos = numbers03.get("photos") if isinstance(numbers03, Mapping) else None
-    curves = (photos or {}).get("curves") or {}
-    if not curves:
+    if not isinstance(photos, Mapping) or not photos.get("curves"):
         return ""
-    schedule = str((photos or {}).get("schedule", "")).split(" (")[0] or "this run's schedule"
-    pgd_stops, moving, flat = [], [], []
-    for name, by_attack in curves.items():
-        pgd, adv2 = by_attack.get("pgd") or {}, by_attack.get("adv2") or {}
-        if pgd.get("step"):
-            pgd_stops.append((flattens_at(pgd["step"], pgd["l1"]), pgd["step"][-1]))
-        if adv2.get("step") and len(adv2["l1"]) >= 2:
-            at, last, (before, after) = flattens_at(adv2["step"], adv2["l1"]), adv2["step"][-1], adv2["l1"][-2:]
-            if at is None:
-                moving.append(f"{_label(name)} ({fmt(before, 2)} → {fmt(after, 2)} at step {fmt(last)}, "
-                              f"{'falling' if change(before, after, rel_tol=0.01, abs_tol=1e-4) == FALLS else 'rising'})")
-            else:
-                flat.append(f"{_label(name)} from step {fmt(at)} of {fmt(last)}")
-    text = []
-    stops = [at for at, _ in pgd_stops if at is not None]
-    if pgd_stops and len(stops) == len(pgd_stops):
-        span = fmt(min(stops)) if min(stops) == max(stops) else f"{fmt(min(stops))}-{fmt(max(stops))}"
-        text.append(
-            f"On the photos ({schedule}), PGD's map distance no longer changes after step {span} of its "
-            f"{fmt(pgd_stops[0][1])}: PGD stops each photo once it is at the target."
-        )
-    elif pgd_stops:
-        text.append(f"On the photos ({schedule}), PGD's map distance still changes at its last step.")
-    if moving:
-        text.append(f"ADV2's map distance is still moving at its last step for {joined(moving)}: "
-                    "more steps would change ADV2's numbers, not PGD's.")
-    if flat:
-        text.append(f"ADV2's map distance has flattened for {joined(flat)}.")
-    return " ".join(text)
+    schedule = str(photos.get("schedule", "")).split(" (")[0] or "this run's schedule"
+    return convergence_note(photos["curves"], f"On the photos ({schedule})")
 
 
 # ----------------------------------------------------------------------------- the summary

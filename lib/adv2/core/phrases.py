@@ -13,11 +13,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from adv2.core.formatting import fmt
 
 ABOVE, BELOW, SAME = "above", "below", "about the same as"
 RISES, FALLS, STEADY = "rises", "falls", "stays about the same"
 TOWARDS, AWAY, KEEPS = "moves towards", "moves away from", "keeps about the same distance from"
+INTERPRETER_LABELS = {"grad": "Grad", "cam": "CAM", "rts": "RTS", "mask": "MASK"}
 REL_TOL = 0.05  # two plain numbers within 5 % of the larger (or both under ABS_TOL) read "about the same"
 ABS_TOL = 0.01
 
@@ -109,6 +112,48 @@ def flattens_at(
     return pts[first][0]
 
 
+def convergence_note(curves: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], where: str) -> str:
+    """Two or three sentences on convergence curves ``{interpreter: {"pgd" | "adv2": {"step": [...],
+    "l1": [...]}}}`` (map distance to the benign map against steps): from which step PGD's distance
+    no longer changes (:func:`flattens_at`; on the fast schedule PGD stops each image once it is at
+    the target) and, per interpreter, whether ADV2's distance has flattened or still moves at its
+    last step, with its last two values. ``where`` opens the first sentence ("On the photos")."""
+    label = lambda n: INTERPRETER_LABELS.get(n, n)
+    pgd_stops, moving, flat = [], [], []
+    for name, by_attack in curves.items():
+        pgd, adv2 = by_attack.get("pgd") or {}, by_attack.get("adv2") or {}
+        if pgd.get("step"):
+            pgd_stops.append((flattens_at(pgd["step"], pgd["l1"]), pgd["step"][-1]))
+        if adv2.get("step") and len(adv2["l1"]) >= 2:
+            at, last = flattens_at(adv2["step"], adv2["l1"]), adv2["step"][-1]
+            before, after = adv2["l1"][-2:]
+            if at is None:
+                way = "falling" if change(before, after, rel_tol=0.01, abs_tol=1e-4) == FALLS else "rising"
+                moving.append(
+                    f"{label(name)} ({fmt(before, 2)} → {fmt(after, 2)} at step {fmt(last)}, {way})"
+                )
+            else:
+                flat.append(f"{label(name)} from step {fmt(at)} of {fmt(last)}")
+    text = []
+    stops = [at for at, _ in pgd_stops if at is not None]
+    if pgd_stops and len(stops) == len(pgd_stops):
+        span = fmt(min(stops)) if min(stops) == max(stops) else f"{fmt(min(stops))}-{fmt(max(stops))}"
+        text.append(
+            f"{where}, PGD's map distance no longer changes after step {span} of its "
+            f"{fmt(pgd_stops[0][1])}: PGD stops each image once it is at the target."
+        )
+    elif pgd_stops:
+        text.append(f"{where}, PGD's map distance still changes at its last step.")
+    if moving:
+        text.append(
+            f"ADV2's map distance is still moving at its last step for {joined(moving)}: more steps "
+            "would change ADV2's numbers, not PGD's."
+        )
+    if flat:
+        text.append(f"ADV2's map distance has flattened for {joined(flat)}.")
+    return " ".join(text)
+
+
 def joined(words: Sequence[str], last: str = "and") -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     words = [w for w in words if w]
@@ -127,8 +172,10 @@ __all__ = [
     "SAME",
     "STEADY",
     "TOWARDS",
+    "INTERPRETER_LABELS",
     "change",
     "compare",
+    "convergence_note",
     "flattens_at",
     "gap_trend",
     "joined",
