@@ -267,7 +267,8 @@ def test_whole_book_pdf(built_book):
 
 
 # A page holds up at 1280 px (issue 26 item 5): no table wider than its column, no literal "{{"
-# (a substitution that did not render), no "WARNING" in an output. The probe runs in the page.
+# (a substitution that did not render), no "WARNING" in an output, no glued value in bold
+# mid-sentence (myst-nb's default; _static/adv2.css resets it). The probe runs in the page.
 PROBE = """<script>
 window.addEventListener('load', () => setTimeout(() => {
   const art = document.querySelector('.bd-article');
@@ -277,10 +278,15 @@ window.addEventListener('load', () => setTimeout(() => {
     if (t.scrollWidth > t.clientWidth + 1 || box.scrollWidth > box.clientWidth + 1 || r.right > a.right + 1)
       over.push(i + ': ' + (t.querySelector('tr') || {innerText: ''}).innerText.replace(/\\s+/g, ' ').slice(0, 60));
   });
+  const bold = [];
+  document.querySelectorAll('.bd-article span.pasted-text').forEach((g) => {
+    if (parseInt(getComputedStyle(g).fontWeight) >= 600 && !g.closest('strong, b, th, h1, h2, h3, .admonition-title'))
+      bold.push(g.innerText.slice(0, 40));
+  });
   const text = art ? art.innerText : '';
   const pre = document.createElement('pre'); pre.id = 'adv2-probe';
   pre.textContent = JSON.stringify({over: over, braces: text.match(/\\{\\{[^}]*\\}\\}/g) || [],
-                                    warning: text.match(/.{0,30}WARNING.{0,50}/g) || []});
+                                    warning: text.match(/.{0,30}WARNING.{0,50}/g) || [], bold: bold});
   document.body.appendChild(pre);
 }, 1000));
 </script>"""
@@ -321,4 +327,5 @@ def test_pages_hold_up_at_1280px(built_book, tmp_path):
         problems += [f"{name}: table wider than its column: {t}" for t in found["over"]]
         problems += [f"{name}: literal {b}" for b in found["braces"]]
         problems += [f"{name}: a WARNING in an output: {w}" for w in found["warning"]]
+        problems += [f"{name}: a glued value in bold mid-sentence: {b}" for b in found["bold"][:3]]
     assert not problems, "pages that do not hold up at 1280 px:\n" + "\n".join(problems)

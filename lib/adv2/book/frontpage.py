@@ -89,10 +89,10 @@ def _per_part_sentence(claim: claims.Claim, found: Mapping[str, Verdict]) -> str
         for status in (claims.HOLDS, claims.DOES_NOT_HOLD, claims.INCONCLUSIVE, claims.NOT_MEASURABLE):
             if status in groups:
                 words.append(f"{VERB[status]} for {joined(groups[status])}")
-        bits.append(f"on {claims.SETTINGS.get(setting, setting)} it {joined(words)}")
+        bits.append(f"{claims.SETTINGS.get(setting, setting)}: it {joined(words)}")
     if not bits:
         return ""
-    return f"\"{claim.statement}\" (threshold: {claim.threshold_text}): " + "; ".join(bits) + "."
+    return f"* *{claim.statement}* ({claim.threshold_text}). " + "; ".join(bits) + "."
 
 
 def summary_paragraph(results_dir: str | Path, rows: Sequence[Row]) -> str:
@@ -117,7 +117,8 @@ def summary_paragraph(results_dir: str | Path, rows: Sequence[Row]) -> str:
         f"**In short.** This run tests {n_claims} of the paper's claims on {len(settings)} settings "
         f"({joined([claims.SETTINGS[s] for s in settings])}): of the {len(seen)} verdicts, {tally}. "
         "A claim the paper makes for every interpreter holds only where it holds for each, so its "
-        "verdict hides where it does reproduce; per interpreter:"
+        "verdict hides where it does reproduce; per interpreter (or noise type), with the estimate "
+        "each verdict was decided on:"
     ]
     for cid in claims.FRONT_PAGE_CLAIMS:
         found = {s: seen[(s, cid)] for s in settings if (s, cid) in seen}
@@ -126,8 +127,8 @@ def summary_paragraph(results_dir: str | Path, rows: Sequence[Row]) -> str:
             text.append(sentence)
     note = photo_curves_note(_numbers(Path(results_dir), "03_adv2").get("numbers", {}))
     if note:
-        text.append(note)
-    return " ".join(text)
+        text.append(f"* *How far chapter 3's photo attacks ran.* {note}")
+    return text[0] + ("\n\n" + "\n".join(text[1:]) if len(text) > 1 else "")
 
 
 # ----------------------------------------------------------------------------- the chapter list

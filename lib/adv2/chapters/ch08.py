@@ -19,7 +19,7 @@ from typing import Any
 
 from adv2.core.formatting import fmt
 from adv2.core.paper import PAPER_EPSILON
-from adv2.core.phrases import ABOVE, BELOW, SAME, compare, joined
+from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, SAME, compare, joined
 
 STEM = "08_scaling"
 SOURCE = "03_adv2"  # the chapter each sweep point runs
@@ -44,7 +44,8 @@ def top_readings(numbers: dict[str, Any]) -> dict[str, str]:
         for r in readings:
             word = compare(r.get(f"adv2_{metric}_top"), r.get(f"pgd_{metric}_top"))
             if word is not None:
-                groups.setdefault(word, []).append(f"{r['interpreter'].upper()} on {r['arch']}")
+                label = INTERPRETER_LABELS.get(r["interpreter"], r["interpreter"])
+                groups.setdefault(word, []).append(f"{label} on {r['arch']}")
         parts = [
             f"{word} PGD's for {len(groups[word])} pair{'s' if len(groups[word]) != 1 else ''}"
             + (f" ({joined(groups[word])})" if len(groups[word]) <= 3 else "")

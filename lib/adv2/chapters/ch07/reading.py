@@ -61,7 +61,9 @@ def phrase_glue(numbers: Mapping[str, Any]) -> dict[str, str]:
         out[f"{GLUE_PREFIX}{n}_success_change"] = change(a0, a1) or "not measured"
         r0 = (numbers["curve"][arch].get(small, {}).get(n) or {}).get("l1_ratio_adv2_over_pgd")
         r1 = (numbers["curve"][arch].get(large, {}).get(n) or {}).get("l1_ratio_adv2_over_pgd")
-        out[f"{GLUE_PREFIX}{n}_ratio_change"] = change(r0, r1) or "not measured (too few successes)"
+        out[f"{GLUE_PREFIX}{n}_ratio_change"] = (
+            change(r0, r1) or "has no value at one side: too few successes"
+        )
         word = gap_trend(a0, p0, a1, p1)
         if word is not None:
             gaps.append(
