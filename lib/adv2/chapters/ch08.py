@@ -268,10 +268,10 @@ class Scaling:
                 r["interpreter"],
                 reach(r),
                 show(r["separate_epsilon"]),
-                show(r["adv2_success_top"]),
-                show(r["pgd_success_top"]),
-                show(r["adv2_l1_top"]),
-                show(r["pgd_l1_top"]),
+                fmt(r["adv2_success_top"]),
+                fmt(r["pgd_success_top"]),
+                fmt(r["adv2_l1_top"]),
+                fmt(r["pgd_l1_top"]),
             ]
             for r in self.readings()
         ]

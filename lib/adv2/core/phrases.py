@@ -129,9 +129,7 @@ def convergence_note(curves: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
             before, after = adv2["l1"][-2:]
             if at is None:
                 way = "falling" if change(before, after, rel_tol=0.01, abs_tol=1e-4) == FALLS else "rising"
-                moving.append(
-                    f"{label(name)} ({fmt(before, 2)} → {fmt(after, 2)} at step {fmt(last)}, {way})"
-                )
+                moving.append(f"{label(name)} ({fmt(before)} → {fmt(after)} at step {fmt(last)}, {way})")
             else:
                 flat.append(f"{label(name)} from step {fmt(at)} of {fmt(last)}")
     text = []
@@ -145,9 +143,14 @@ def convergence_note(curves: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
     elif pgd_stops:
         text.append(f"{where}, PGD's map distance still changes at its last step.")
     if moving:
+        pgd_done = bool(pgd_stops) and len(stops) == len(pgd_stops)
         text.append(
             f"ADV2's map distance is still moving at its last step for {joined(moving)}: more steps "
-            "would change ADV2's numbers, not PGD's."
+            + (
+                "would change ADV2's numbers, not PGD's."
+                if pgd_done
+                else "would change both attacks' numbers."
+            )
         )
     if flat:
         text.append(f"ADV2's map distance has flattened for {joined(flat)}.")
