@@ -143,3 +143,15 @@ def test_no_bold_glue_and_no_typed_comparatives_left():
         )
         assert gone not in text, (stem, gone)
         assert not re.search(r"\*\*\{glue:text\}`[^`]+`\*\*", text), f"{stem}: a glued value in bold"
+
+
+def test_rule_text_names_the_interval_the_code_computes():
+    """The success claim's rule names the paired interval rate_diff_ci computes (one constant)."""
+    import numpy as np
+
+    from adv2.chapters import claims
+    from adv2.core import stats
+
+    assert stats.PAIRED_RATE_DIFF in claims.CLAIMS["adv2_success_like_pgd"].rule
+    est = stats.rate_diff_ci(np.ones(20), np.r_[np.ones(15), np.zeros(5)], paired=True)
+    assert "bonett" in est.method.lower() and "bonett" in stats.PAIRED_RATE_DIFF.lower()

@@ -27,7 +27,7 @@ from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
 from adv2.chapters.ch03.photo_attacks import PhotoAttacks, photo_glue, photo_numbers
 from adv2.chapters.claims import Verdict
 from adv2.core.formatting import fmt
-from adv2.core.phrases import ABOVE, BELOW, compare, convergence_note
+from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, compare, convergence_note
 
 ALL_ARCHS = ("resnet", "densenet")
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
@@ -253,7 +253,10 @@ def sample_size_text(result: Ch03Result) -> str:
         v = by_claim["adv2_maps_closer_than_pgd"]
         parts = dict(v.parts) or {"": v}
         label = claims.SETTINGS.get(setting, setting)
-        lines.append(f"{label}: " + "; ".join(half_width_text(n.upper(), p) for n, p in parts.items()))
+        lines.append(
+            f"{label}: "
+            + "; ".join(half_width_text(INTERPRETER_LABELS.get(n, n), p) for n, p in parts.items())
+        )
     return ". ".join(lines) + "." if lines else NOT_RUN
 
 
