@@ -256,7 +256,7 @@ def attack_sizes(
                     log(
                         f"{a} {s:3d} px {n:4s} ({seconds[a][s][n]:5.1f} s): success PGD "
                         f"{st['pgd']['success_rate']:.2f} / ADV2 {st['adv2']['success_rate']:.2f}, "
-                        f"L1 PGD {st['pgd']['l1_mean']:.3f} / ADV2 {st['adv2']['l1_mean']:.3f}"
+                        f"L1 PGD {fmt(st['pgd']['l1_mean'])} / ADV2 {fmt(st['adv2']['l1_mean'])}"
                     )
     first = sets[archs[0]]
     return InputSizeResult(
