@@ -91,6 +91,40 @@ def add_substitutions(app, config) -> None:
     config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}
 
 
+def chapter_time_line(stem: str) -> str | None:
+    """ "This chapter took 23.0 min at profile quick (recorded 2026-12-05; ...)" for a published
+    chapter, from its results file's profile and the timings file (None when either is missing)."""
+    data = _load(f"{stem}.json")
+    profile = (data.get("params") or {}).get("profile")
+    if not profile:
+        return None
+    t = _timings().read(profile, ROOT / "results")
+    seconds = t["seconds"].get(stem)
+    if seconds is None:
+        return None
+    date = t["environment"].get("date", "an unrecorded date")
+    return (f"Run time: this chapter took {minutes(seconds)} at profile {profile} in the run this book "
+            f"shows (results/timings-{profile}.json, {date}); the front page's run box says which models "
+            "it trained and whether other jobs shared the machine.")
+
+
+def add_chapter_time(app, doctree) -> None:
+    """Put each chapter's run time under its title (issue 26: times at the top of each chapter)."""
+    from docutils import nodes
+
+    docname = app.env.docname
+    if not docname.startswith("book/notebooks/"):
+        return
+    line = chapter_time_line(docname.rsplit("/", 1)[-1])
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if line is None or section is None or not section.children:
+        return
+    para = nodes.paragraph(classes=["adv2-run-time"])
+    para += nodes.emphasis(text=line)
+    section.insert(1, para)
+
+
 def setup(app):
     app.connect("config-inited", add_substitutions, priority=900)
+    app.connect("doctree-read", add_chapter_time)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
