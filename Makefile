@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data photo-pool run sweep publish book html pdf test test-fast lint bench lab clean
+.PHONY: help venv data photo-pool run sweep publish book html pdf readme test test-fast lint bench lab clean
 
 help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
@@ -21,6 +21,7 @@ help:
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
 	@echo "make bench   step costs (vs PGD, foolbox, torchattacks), convergence of the attack schedules, ResNet-50 on CUDA; results/bench_*.json"
+	@echo "make readme  rewrite the README's run times from results/timings-<profile>.json"
 	@echo "make lab     open the notebooks in JupyterLab"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -78,7 +79,12 @@ html: venv
 pdf: venv
 	$(PY) book/_ext/build_pdf.py
 
-book: run html pdf
+# the PDF first: the HTML build then finds _build/book.pdf, links it from the front page and copies it
+book: run readme pdf html
+
+# README's run times, from results/timings-<profile>.json (adv2.book.timings; a test checks it)
+readme: venv
+	$(PY) -m adv2.book.timings --readme
 
 LINT_PATHS := lib tests benchmarks
 

@@ -246,13 +246,16 @@ def test_claims_table_one_column_per_setting():
     rows = claimspage.claims_table({"resnet": resnet})
     headers = claimspage.claims_table_headers()
     assert headers[-3:] == ["photos (EfficientNet-Lite0)", "Fashion-MNIST ResNet", "Fashion-MNIST DenseNet"]
-    assert len(rows) == len(C.FRONT_PAGE_CLAIMS) and all(len(r) == len(headers) for r in rows)
-    by_id = dict(zip(C.FRONT_PAGE_CLAIMS, rows))
-    assert by_id["adv2_maps_closer_than_pgd"][4].startswith("holds (")
-    assert by_id["adv2_success_like_pgd"][4] == "not measurable"
-    assert by_id["adv2_maps_closer_than_pgd"][3] == "—"  # photos not run
-    assert by_id["rtsa_like_rts_on_benign"][4] == "—"  # claim not run
-    assert by_id["aid_separates_adv2_maps"][2] == "ratio 10 (Table 10: 0.10 / 0.01)"
+    assert all(len(r) == len(headers) for r in rows)
+    main = [r for r in rows if not r[0].startswith("↳")]  # ↳ rows: parts and like quantities
+    assert len(main) == len(C.FRONT_PAGE_CLAIMS)
+    by_id = dict(zip(C.FRONT_PAGE_CLAIMS, main))
+    assert by_id["adv2_maps_closer_than_pgd"][5].startswith("holds: ")
+    assert by_id["adv2_success_like_pgd"][5] == "not measurable"
+    assert by_id["adv2_maps_closer_than_pgd"][4] == "—"  # photos not run
+    assert by_id["rtsa_like_rts_on_benign"][5] == "—"  # claim not run
+    assert by_id["aid_separates_adv2_maps"][3] == "ratio 10 (Table 10: 0.10 / 0.01)"
+    assert by_id["aid_separates_adv2_maps"][2] == "ADV2 L1 ratio RTSA / RTS ≥ 5"
     text = json.dumps(rows)
     assert "nan" not in text and "None" not in text and "n/a" not in text
     with pytest.raises(ValueError, match="valid: photos, resnet, densenet"):

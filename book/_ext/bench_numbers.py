@@ -198,19 +198,23 @@ LAPTOP_MINUTES, CHAPTER_MINUTES = 12, 5  # issue 13: the whole book, and each ch
 
 
 def laptop() -> dict[str, str]:
-    """``{{ laptop_* }}``: the published run's wall times (papermill's, in each executed notebook)
+    """``{{ laptop_* }}``: the published run's wall times (results/timings-<profile>.json, as every page)
     against the laptop budget, whether it started from an empty cache, and how idle the machine was."""
     import nbformat
+
+    from adv2.book import timings  # the one source of run times (the run box and README read it too)
 
     rows = []
     for path in sorted((ROOT / "book" / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         meta = nbformat.read(path, as_version=4).metadata
         facts = meta.get("adv2", {})
+        profile = meta.get("papermill", {}).get("parameters", {}).get("profile", "?")
+        recorded = timings.seconds_of(path.stem, profile, ROOT / "results")
         rows.append(
             (
                 path.stem,
-                float(meta.get("papermill", {}).get("duration") or 0.0),
-                meta.get("papermill", {}).get("parameters", {}).get("profile", "?"),
+                recorded if recorded is not None else float(meta.get("papermill", {}).get("duration") or 0.0),
+                profile,
                 facts.get("models_cached_at_start"),
                 facts.get("other_jobs_cores"),
                 _run_of(meta.get("papermill", {})),

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-pdf-header-footer", "--virtual-time-budget=20000",
-                  "--run-all-compositor-stages-before-draw"]
+                  "--run-all-compositor-stages-before-draw",
+                  # bookmarks from the headings (page numbers: _static/adv2.css's @page footer)
+                  "--generate-pdf-document-outline"]
 
 
 def find_chromium(given: str | None) -> str:

@@ -1,6 +1,9 @@
-"""Chapter times for the teaching page, read from the run the book shows (no number typed by hand).
+"""Chapter times for the teaching and re-running pages, read from the run the book shows (no number
+typed by hand).
 
-`python -m adv2 run` records each notebook's wall time in results/timings-<profile>.json, and each
+Publishing records each notebook's wall time in results/timings-<profile>.json, the one source of
+run times (`adv2.book.timings`: the run box, the front page's chapter list and the README read it
+too, and show a time the same way, `timings.minutes`). Each
 chapter's results file records how long the models it trained took. A chapter run alone on an empty
 cache must also train the models it would otherwise load from the cache that earlier chapters fill,
 so its cold-cache time is derived as: its own time in the published run + the training time of those
@@ -15,9 +18,7 @@ from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-CHAPTERS = ["01_target_models", "02_interpreters", "03_adv2", "04_aid_defense",
-            "05_noise_sensitivity", "06_table10", "07_input_size",
-            "08_scaling"]
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Models each chapter loads from the cache and which chapter trains them first.
 NEEDS = {"01_target_models": [], "02_interpreters": ["classifiers"],
          "03_adv2": ["classifiers", "rts"], "04_aid_defense": ["classifiers", "rts"],
@@ -26,6 +27,12 @@ NEEDS = {"01_target_models": [], "02_interpreters": ["classifiers"],
          "07_input_size": [],  # trains its own classifiers, one per input side
          "08_scaling": ["classifiers", "rts"]}
 MISSING = "not measured"
+
+
+def _timings():
+    from adv2.book import timings  # the library's one reader of the timings files (needs lib/ on the path)
+
+    return timings
 
 
 def _load(name: str) -> dict:
@@ -50,12 +57,12 @@ def training_seconds() -> dict[str, float | None]:
 
 
 def minutes(seconds: float | None) -> str:
-    return MISSING if seconds is None else f"{seconds / 60:.1f} min"
+    return _timings().minutes(seconds)
 
 
 def substitutions(profile: str = "quick") -> dict[str, str]:
-    timings = _load(f"timings-{profile}.json")
-    seconds = timings.get("seconds", {})
+    timings = _timings().read(profile, ROOT / "results")
+    seconds = timings["seconds"]
     train = training_seconds()
     subs = {"timings_profile": profile,
             "timings_date": timings.get("environment", {}).get("date", MISSING),
@@ -63,7 +70,7 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
             "train_rtsa": minutes(train["rtsa"])}
     for i, stem in enumerate(CHAPTERS, start=1):
         own = seconds.get(stem)
-        extra = [train[k] for k in NEEDS[stem]]
+        extra = [train[k] for k in NEEDS.get(stem, ["classifiers", "rts"])]
         cold = None if own is None or any(e is None for e in extra) else own + sum(extra)
         subs[f"ch{i}_own"] = minutes(own)
         subs[f"ch{i}_cold"] = minutes(cold)
@@ -73,14 +80,7 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
 def profile_summary(profile: str) -> str:
     """One line for the re-running page: each chapter's wall time at ``profile`` and the total,
     from results/timings-<profile>.json (the run that recorded it, with its date)."""
-    timings = _load(f"timings-{profile}.json")
-    seconds = timings.get("seconds", {})
-    if not seconds:
-        return MISSING
-    parts = [f"{stem[:2]}: {seconds[stem]:.0f} s" for stem in CHAPTERS if stem in seconds]
-    total = sum(seconds[stem] for stem in CHAPTERS if stem in seconds)
-    date = timings.get("environment", {}).get("date", "date not recorded")
-    return f"{', '.join(parts)}; total {total / 60:.1f} min (recorded {date})"
+    return _timings().summary_line(profile, ROOT / "results")
 
 
 def add_substitutions(app, config) -> None:
@@ -91,6 +91,40 @@ def add_substitutions(app, config) -> None:
     config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}
 
 
+def chapter_time_line(stem: str) -> str | None:
+    """ "This chapter took 23.0 min at profile quick (recorded 2026-12-05; ...)" for a published
+    chapter, from its results file's profile and the timings file (None when either is missing)."""
+    data = _load(f"{stem}.json")
+    profile = (data.get("params") or {}).get("profile")
+    if not profile:
+        return None
+    t = _timings().read(profile, ROOT / "results")
+    seconds = t["seconds"].get(stem)
+    if seconds is None:
+        return None
+    date = t["environment"].get("date", "an unrecorded date")
+    return (f"Run time: this chapter took {minutes(seconds)} at profile {profile} in the run this book "
+            f"shows (results/timings-{profile}.json, {date}); the front page's run box says which models "
+            "it trained and whether other jobs shared the machine.")
+
+
+def add_chapter_time(app, doctree) -> None:
+    """Put each chapter's run time under its title (issue 26: times at the top of each chapter)."""
+    from docutils import nodes
+
+    docname = app.env.docname
+    if not docname.startswith("book/notebooks/"):
+        return
+    line = chapter_time_line(docname.rsplit("/", 1)[-1])
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if line is None or section is None or not section.children:
+        return
+    para = nodes.paragraph(classes=["adv2-run-time"])
+    para += nodes.emphasis(text=line)
+    section.insert(1, para)
+
+
 def setup(app):
     app.connect("config-inited", add_substitutions, priority=900)
+    app.connect("doctree-read", add_chapter_time)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

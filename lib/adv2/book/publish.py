@@ -352,7 +352,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
         with tempfile.TemporaryDirectory(prefix="adv2-publish-") as view:
             notebooks, results = _published_view(staging, Path(view))
             runbox.write_run_info(notebooks, results, staging.path(RUN_INFO))
-            claimspage.write_claims_table(results, staging.path(CLAIMS_TABLE))
+            claimspage.write_claims_table(results, staging.path(CLAIMS_TABLE), notebooks)
         written = staging.swap_in()
     except OSError as err:
         staging.discard()

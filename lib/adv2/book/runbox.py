@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
+from adv2.book import timings
 from adv2.chapters.results import environment
 from adv2.trained.files import atomic_write_text
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
@@ -92,7 +93,9 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         others.append((facts.get("other_jobs_cores"), nb_path.stem))
         params = meta.get("parameters", {})
         prof = params.get("profile", "?")
-        seconds = float(meta.get("duration") or 0.0)
+        # the one source of run times (adv2.book.timings), the notebook's own record where it has none
+        recorded = timings.seconds_of(nb_path.stem, prof, results_dir)
+        seconds = recorded if recorded is not None else float(meta.get("duration") or 0.0)
         date = (meta.get("end_time") or "")[:10]
         profiles.add(prof)
         if prof == "smoke":
@@ -114,7 +117,7 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
             devices.add(device)
         changed = _shown(non_default_parameters(nb_path.stem, params))
         rows.append(
-            f"| {nb_path.stem} | `{prof}` | {changed} | {seconds / 60:.1f} min | {trained} | {date} |"
+            f"| {nb_path.stem} | `{prof}` | {changed} | {timings.minutes(seconds)} | {trained} | {date} |"
         )
     env = environment()
     devices = devices or {env["device"]}
@@ -161,7 +164,8 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         "| notebook | profile | parameters changed | wall time | models trained | date |\n"
         "|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + f"\n| **total** | | | **{total / 60:.1f} min** | | |\n\n"
+        + f"\n| total | | | {timings.minutes(total)} | | |\n\n"
+        "Wall times are read from `results/timings-<profile>.json`, as every other page's. "
         "*Parameters changed* lists the values that differ from the profile's "
         "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
         "networks a chapter trained; the others came from the cache (`artifacts/`) that earlier "

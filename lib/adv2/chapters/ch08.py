@@ -17,13 +17,43 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from adv2.core.formatting import fmt
 from adv2.core.paper import PAPER_EPSILON
+from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, SAME, compare, joined
 
 STEM = "08_scaling"
 SOURCE = "03_adv2"  # the chapter each sweep point runs
 ATTACKS = ("adv2", "pgd")
 REACH_MARGIN = 0.05  # "ADV2 reaches PGD's success": within 5 points of it
 BOOK_EPSILON = 0.1  # chapter 3's default Fashion-MNIST budget
+SUCCEEDS = 0.5  # an attack "succeeds" at a point when it reaches at least half of its targets there
+
+
+def top_readings(numbers: dict[str, Any]) -> dict[str, str]:
+    """The comparative words of the chapter's closing paragraph, from its ``numbers``
+    (``results/08_scaling.json``'s ``readings``, at the grid's largest epsilon and budget):
+    ``ch8_top_success_reading`` (per pair, ADV2's success above / below / about the same as PGD's)
+    and ``ch8_top_l1_reading`` (ADV2's map L1 against PGD's)."""
+    readings = list((numbers.get("readings") or {}).values())
+    out = {}
+    for key, metric, what in (
+        ("top_success_reading", "success", "ADV2's success is"),
+        ("top_l1_reading", "l1", "ADV2's map L1 is"),
+    ):
+        groups: dict[str, list[str]] = {}
+        for r in readings:
+            word = compare(r.get(f"adv2_{metric}_top"), r.get(f"pgd_{metric}_top"))
+            if word is not None:
+                label = INTERPRETER_LABELS.get(r["interpreter"], r["interpreter"])
+                groups.setdefault(word, []).append(f"{label} on {r['arch']}")
+        parts = [
+            f"{word} PGD's for {len(groups[word])} pair{'s' if len(groups[word]) != 1 else ''}"
+            + (f" ({joined(groups[word])})" if len(groups[word]) <= 3 else "")
+            for word in (ABOVE, SAME, BELOW)
+            if word in groups
+        ]
+        out[f"ch8_{key}"] = f"{what} {'; '.join(parts)}" if parts else "not measured"
+    return out
 
 
 def sweep_name(params: dict[str, Any]) -> str:
@@ -146,6 +176,29 @@ class Scaling:
                 )
         return out
 
+    def reach_context(self) -> list[dict[str, Any]]:
+        """Per pair that "reaches" PGD's success in the grid: both attacks' mean success at that
+        epsilon and whether PGD itself succeeds there (at least :data:`SUCCEEDS`): where it does
+        not, both fail alike and "reaching" says nothing about ADV2."""
+        out = []
+        for r in self.readings():
+            eps = r["reach_epsilon"]
+            if eps is None:
+                continue
+            a, p = (
+                _value(self.vs_epsilon(r["arch"], r["interpreter"], att, "success_rate"), eps)
+                for att in ATTACKS
+            )
+            out.append(
+                {
+                    **r,
+                    "adv2_success_at_reach": a,
+                    "pgd_success_at_reach": p,
+                    "pgd_succeeds": p is not None and p >= SUCCEEDS,
+                }
+            )
+        return out
+
     def numbers(self) -> dict[str, Any]:
         """The ``numbers`` of ``results/08_scaling.json``."""
         readings = self.readings()
@@ -185,23 +238,40 @@ class Scaling:
                 "n_seeds": len(self.seeds),
                 "reach_margin": REACH_MARGIN,
                 "book_epsilon": BOOK_EPSILON,
+                "succeeds": SUCCEEDS,
+                "pairs_reaching_pgd_succeeding": sum(c["pgd_succeeds"] for c in self.reach_context()),
+                "pairs_reaching_both_failing": sum(not c["pgd_succeeds"] for c in self.reach_context()),
             }
+            | {k[len("ch8_") :]: v for k, v in top_readings(n).items()}
         }
 
     def readings_table(self) -> str:
         from adv2.chapters.plotting import markdown_table  # imports torch: the sweep's driver stays light
 
-        fmt = lambda v: "not in the grid" if v is None else v
+        context = {(c["arch"], c["interpreter"]): c for c in self.reach_context()}
+
+        def reach(r: dict[str, Any]) -> str:
+            if r["reach_epsilon"] is None:
+                return "not in the grid"
+            c = context[(r["arch"], r["interpreter"])]
+            if c["pgd_succeeds"]:
+                return fmt(r["reach_epsilon"])
+            return (
+                f"{fmt(r['reach_epsilon'])}, where both fail (ADV2 {fmt(c['adv2_success_at_reach'])}, "
+                f"PGD {fmt(c['pgd_success_at_reach'])})"
+            )
+
+        show = lambda v: "not in the grid" if v is None else fmt(v)
         rows = [
             [
                 r["arch"],
                 r["interpreter"],
-                fmt(r["reach_epsilon"]),
-                fmt(r["separate_epsilon"]),
-                r["adv2_success_top"],
-                r["pgd_success_top"],
-                r["adv2_l1_top"],
-                r["pgd_l1_top"],
+                reach(r),
+                show(r["separate_epsilon"]),
+                fmt(r["adv2_success_top"]),
+                fmt(r["pgd_success_top"]),
+                fmt(r["adv2_l1_top"]),
+                fmt(r["pgd_l1_top"]),
             ]
             for r in self.readings()
         ]
@@ -306,6 +376,7 @@ __all__ = [
     "BOOK_EPSILON",
     "REACH_MARGIN",
     "STEM",
+    "SUCCEEDS",
     "Curve",
     "Scaling",
     "check",
@@ -315,4 +386,5 @@ __all__ = [
     "fixed_parameters",
     "scaling",
     "sweep_name",
+    "top_readings",
 ]

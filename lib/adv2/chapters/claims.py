@@ -63,10 +63,20 @@ class Claim:
     direction: str  # AT_MOST / AT_LEAST: the side of the threshold where it holds
     paper: str  # the paper's value, as the chapters show it
     chapters: tuple[int, ...]
+    # Where the paper's number is another quantity than the rule's estimate (Table 10 gives ADV2's
+    # L1 on RTS, the rule decides on its ratio to PGD's), the like quantity shown beside it:
+    # (label, results stem, dotted path of an interval in its ``numbers`` with "{setting}").
+    beside: tuple[str, str, str] | None = None
 
     @property
     def chapter(self) -> str:
         return ", ".join(str(c) for c in self.chapters)
+
+    @property
+    def threshold_text(self) -> str:
+        """The rule in one short phrase, for a table: "L1 ratio ADV2 / PGD ≤ 0.5"."""
+        sign = "≤" if self.direction == AT_MOST else "≥"
+        return f"{self.measure} {sign} {self.threshold:g}"
 
 
 def _ratio_text(r: dict[str, float]) -> str:
@@ -135,8 +145,13 @@ CLAIMS: dict[str, Claim] = {
             "L1 ratio ADV2 / PGD on RTS",
             MAPS_CLOSE_RATIO,
             AT_MOST,
-            f"L1 {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)} (Table 10)",
+            "no ratio given (Table 10 has no PGD row; its L1 is shown beside ours below)",
             (6,),
+            (
+                f"ADV2's map L1 on RTS (paper: L1 {fmt(paper.PAPER_TABLE10['adv2_l1_rts'], 1)}, Table 10)",
+                "06_table10",
+                "intervals.{setting}.adv2_l1_rts",
+            ),
         ),
         Claim(
             "aid_separates_adv2_maps",

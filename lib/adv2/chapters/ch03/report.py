@@ -27,6 +27,7 @@ from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
 from adv2.chapters.ch03.photo_attacks import PhotoAttacks, photo_glue, photo_numbers
 from adv2.chapters.claims import Verdict
 from adv2.core.formatting import fmt
+from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, compare, convergence_note
 
 ALL_ARCHS = ("resnet", "densenet")
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
@@ -126,6 +127,7 @@ class Ch03Result:
         out["ch3_sample_size"] = sample_size_text(self)
         out["ch3_schedule"] = self.fmnist.schedule  # the parameter's value; the prose explains both
         out.update(photo_glue(self.photos))
+        out.update(phrase_glue(self.numbers(), self.fmnist.schedule))  # the comparative words
         return pad(
             out,
             [
@@ -135,6 +137,47 @@ class Ch03Result:
                 for key in ("success_rate", "l1_mean", "iou_mean")
             ],
         )
+
+
+def confidence_reading(word: str | None, schedule: str) -> str:
+    """Why ADV2's mean confidence sits where it does against PGD's (``word``: "above", "below",
+    "about the same as"), for the prose after the two numbers."""
+    if word is None:
+        return "one of the two confidences was not measured"
+    cost = (
+        "ADV2 trades some of the prediction loss for the interpretation loss, while PGD pursues p(cₜ) alone"
+    )
+    if word == BELOW:
+        return f"as its objective predicts: {cost}"
+    why = (
+        "on the fast schedule PGD stops each image as soon as it is classified as the target, so its "
+        "confidence stays near the decision boundary, while ADV2 keeps stepping on its maps after that"
+        if schedule == "fast"
+        else "ADV2 keeps stepping on its maps after reaching the target, which also moves p(cₜ)"
+    )
+    tail = ", and ADV2 on Grad counts only iterates with p(cₜ) > 0.8 as successes"
+    if word == ABOVE:
+        return f"although {cost}: {why}{tail}"
+    return f"{cost}, yet {why}{tail}"
+
+
+def phrase_glue(numbers: dict[str, Any], schedule: str) -> dict[str, str]:
+    """The chapter's comparative words, computed from its ``numbers`` (``results/03_adv2.json``'s
+    layout, so a test can change a number and see the sentence change):
+    ``ch3_summary_confidence_adv2_vs_pgd`` ("above" / "below" / "about the same as"),
+    ``ch3_summary_confidence_reading`` and ``ch3_photo_curves_reading`` (where PGD's and ADV2's
+    photo convergence curves flatten, :func:`adv2.core.phrases.convergence_note`)."""
+    s = numbers.get("summary", {})
+    word = compare(s.get("confidence_adv2_mean"), s.get("confidence_pgd_mean"))
+    photos = numbers.get("photos") or {}
+    curves = photos.get("curves") or {}
+    return {
+        "ch3_summary_confidence_adv2_vs_pgd": word or "not comparable with",
+        "ch3_summary_confidence_reading": confidence_reading(word, schedule),
+        "ch3_photo_curves_reading": convergence_note(curves, "On these photos")
+        if curves
+        else "This run drew no convergence curves (`imagenet_curve_every` 0).",
+    }
 
 
 def _measure(fm: FmnistAttacks) -> dict[str, Any]:
@@ -210,7 +253,10 @@ def sample_size_text(result: Ch03Result) -> str:
         v = by_claim["adv2_maps_closer_than_pgd"]
         parts = dict(v.parts) or {"": v}
         label = claims.SETTINGS.get(setting, setting)
-        lines.append(f"{label}: " + "; ".join(half_width_text(n.upper(), p) for n, p in parts.items()))
+        lines.append(
+            f"{label}: "
+            + "; ".join(half_width_text(INTERPRETER_LABELS.get(n, n), p) for n, p in parts.items())
+        )
     return ". ".join(lines) + "." if lines else NOT_RUN
 
 

@@ -30,10 +30,12 @@ from adv2.chapters._compare import (
     shared_stage1,
     warm_starts,
 )
+from adv2.chapters.ch07 import reading
 from adv2.chapters.ch07.classifiers import Trained, common_attack_set
 from adv2.chapters.claims import Verdict
 from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, models
+from adv2.core.formatting import fmt
 from adv2.core.interpreters import build_interpreter
 from adv2.trained import data
 
@@ -136,14 +138,16 @@ class InputSizeResult:
             "verdicts": verdicts_block(self.verdicts()),
         }
 
-    def glue(self) -> dict[str, Any]:
+    def glue(self, results_dir: str | None = None) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter. Per classifier ``a``, side ``s`` and
         interpreter ``n``: ``ch7_<a>_<s>_accuracy``, ``ch7_<a>_<s>_<n>_ratio`` (the ADV2 / PGD L1
         ratio with its interval), ``_adv2_success``, ``_pgd_success``, ``_adv2_l1``, ``_pgd_l1``;
         the first classifier's curve ends as ``ch7_<n>_ratio_small`` / ``_large`` and
         ``ch7_<n>_success_small`` / ``_large``, the sides as ``ch7_size_small`` / ``_large``; the
         trend verdict as ``ch7_trend_verdict`` (with ``_settle``) and per interpreter
-        ``ch7_trend_<n>``. "not run" for what the run left out."""
+        ``ch7_trend_<n>``; the comparative words of :func:`adv2.chapters.ch07.reading.phrase_glue`
+        and ``ch7_chapter3_reading`` (chapter 3's verdicts from ``results_dir``, else the published
+        results). "not run" for what the run left out."""
         out: dict[str, Any] = {
             f"{GLUE_PREFIX}n_images": len(self.attack_set.x),
             f"{GLUE_PREFIX}sizes": ", ".join(f"{s}" for s in self.sizes),
@@ -165,7 +169,8 @@ class InputSizeResult:
         est = self.intervals()[a]
         out[f"{GLUE_PREFIX}arch"] = a
         out[f"{GLUE_PREFIX}size_small"], out[f"{GLUE_PREFIX}size_large"] = small, large
-        out[f"{GLUE_PREFIX}pixel_factor"] = round((large / small) ** 2, 2)
+        factor = (large / small) ** 2
+        out[f"{GLUE_PREFIX}pixel_factor"] = int(factor) if factor == int(factor) else fmt(factor)
         out[f"{GLUE_PREFIX}accuracy_small"] = round(self.accuracy[a][small], 3)
         out[f"{GLUE_PREFIX}accuracy_large"] = round(self.accuracy[a][large], 3)
         trend = trend_verdict(self, a)
@@ -177,6 +182,8 @@ class InputSizeResult:
                 out[f"{GLUE_PREFIX}{n}_ratio_{end}"] = str(e["l1_ratio_adv2_over_pgd"]) if e else NOT_RUN
                 out[f"{GLUE_PREFIX}{n}_success_{end}"] = str(e["adv2"]["success_rate"]) if e else NOT_RUN
             out[f"{GLUE_PREFIX}trend_{n}"] = verdict_cell(parts.get(n)) if n in parts else NOT_RUN
+        out.update(reading.phrase_glue(self.numbers()))  # the comparative words, from the numbers
+        out[f"{GLUE_PREFIX}chapter3_reading"] = reading.chapter3_reading(results_dir or "results")
         return out
 
 
@@ -249,7 +256,7 @@ def attack_sizes(
                     log(
                         f"{a} {s:3d} px {n:4s} ({seconds[a][s][n]:5.1f} s): success PGD "
                         f"{st['pgd']['success_rate']:.2f} / ADV2 {st['adv2']['success_rate']:.2f}, "
-                        f"L1 PGD {st['pgd']['l1_mean']:.3f} / ADV2 {st['adv2']['l1_mean']:.3f}"
+                        f"L1 PGD {fmt(st['pgd']['l1_mean'])} / ADV2 {fmt(st['adv2']['l1_mean'])}"
                     )
     first = sets[archs[0]]
     return InputSizeResult(
