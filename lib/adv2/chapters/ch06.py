@@ -74,10 +74,12 @@ GLUED_KEYS = (
 
 
 def describe_attack(cfg: Any) -> str:
-    """One line for the reader instead of the attack config's repr."""
+    """One line for the reader instead of the attack config's repr (a step of k/255 reads so)."""
+    k = cfg.step_size * 255
+    step = f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else fmt(cfg.step_size)
     return (
         f"ADV2 on RTS: {cfg.stage1_steps} prediction-only + {cfg.stage2_steps} joint sign steps, "
-        f"ε = {cfg.epsilon:g}, α = {cfg.step_size:g}, λ {cfg.lam_start:g} → {cfg.lam_end:g}, "
+        f"ε = {cfg.epsilon:g}, α = {step}, λ {cfg.lam_start:g} → {cfg.lam_end:g}, "
         f"{cfg.schedule} schedule"
     )
 
