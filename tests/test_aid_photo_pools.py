@@ -71,3 +71,4 @@ def test_table_glue_and_figure_read_the_report():
     assert g["ch6_pool_drift_by_pool"].endswith("(published)")
     assert pools.figure(r) is not None
     assert set(pools.glue(None, "not run").values()) == {"not run"}
+    assert set(pools.glue(None, "not run")) == set(g)  # the same names whether measured or not

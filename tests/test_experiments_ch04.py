@@ -11,7 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import _common, aid_tradeoff, aid_training, ch04, claim_rules, claims, results
+from adv2.chapters import (
+    _common,
+    aid_photo_pools,
+    aid_tradeoff,
+    aid_training,
+    ch04,
+    claim_rules,
+    claims,
+    results,
+)
 from adv2.core import config, defenses, formatting
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -72,6 +81,7 @@ def test_glue_covers_every_key_the_chapter_reads(archs):
         **result.glue(),
         **ch04.photo_glue(None),
         **aid_tradeoff.glue(no_tradeoff, ch04.GLUE_PREFIX, config.ARCHS, _common.NOT_RUN),
+        **aid_photo_pools.glue(None, _common.NOT_RUN),  # chapter 6's pool study, not measured
     }
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"

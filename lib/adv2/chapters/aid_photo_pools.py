@@ -20,11 +20,18 @@ from adv2.chapters import claims
 from adv2.chapters._reporting import glue_value
 from adv2.chapters._reporting import table as md_table
 from adv2.chapters.results import read_json, results_folder
+from adv2.core import phrases
 from adv2.core.paper import PAPER_TABLE10
 from adv2.core.stats import Estimate
 
 REPORT = "bench_photo_aid.json"
-CONTROL_SUFFIX = ", beta 0"  # the benchmark's name of a setting's beta = 0 control
+CONTROL_SUFFIX = ", beta 0"
+ENCODER = "own encoder, 3x iterations"  # the setting that trains RTSA's own encoder
+# what :func:`glue` names (``ch6_pool_<name>``), with or without a report
+GLUE_NAMES = (
+    *("n_photos", "pools", "meets", "best", "best_drift", "best_ratio", "choice", "drift_by_pool"),
+    *("larger_pool", "reading", "encoder_drift", "encoder_vs_limit", "loaded"),
+)  # the benchmark's name of a setting's beta = 0 control
 POOL_LABEL = {"packages": "42 photographs", "packages-v2": "72 photographs"}
 
 
@@ -150,36 +157,15 @@ def glue(report: Mapping[str, Any] | None, not_run: str, loaded_key: str | None 
     """``ch6_pool_*``: what the photo study's prose quotes; ``not_run`` for every name when the
     benchmark's report is missing. ``loaded_key``: the cache key of the photo RTSA this run
     evaluated (``ch6_pool_loaded``: whether it is the study's choice)."""
-    names = (
-        "n_photos",
-        "pools",
-        "meets",
-        "best",
-        "best_drift",
-        "best_ratio",
-        "choice",
-        "drift_by_pool",
-        "loaded",
-    )
     if report is None:
-        return {f"ch6_pool_{k}": not_run for k in names}
+        return {f"ch6_pool_{k}": not_run for k in GLUE_NAMES}
     rs = rows(report)
     meets = [r for r in rs if r["drift_ok"] and r["above_control"] is True]
     candidates = [r for r in rs if r["drift_ok"] and not r["setting"].endswith(CONTROL_SUFFIX)]
     best = max(candidates, key=lambda r: r["ratio"].value or 0.0, default=None)
     choice = report.get("choice") or {}
-    # how far one setting drifts on each pool (the pool-size question), for the setting both share
     shared = set.intersection(*(set(p["settings"]) for p in report["pools"].values()))
-    probe = next((s for s in ("anchor 50", *sorted(shared)) if s in shared), None)
-    drift_by_pool = (
-        "; ".join(
-            f"{POOL_LABEL.get(pool, pool)}: {_est(p['settings'][probe]['drift'])}"
-            for pool, p in report["pools"].items()
-        )
-        + f" ({probe})"
-        if probe
-        else not_run
-    )
+    probe = next((x for x in ("anchor 50", *sorted(shared)) if x in shared), None)
     return {
         "ch6_pool_n_photos": next(iter(report["pools"].values()))["n_photos"],
         "ch6_pool_pools": " and ".join(POOL_LABEL.get(p, p) for p in report["pools"]),
@@ -198,9 +184,61 @@ def glue(report: Mapping[str, Any] | None, not_run: str, loaded_key: str | None 
             if choice.get("setting")
             else "none"
         ),
-        "ch6_pool_drift_by_pool": drift_by_pool,
+        "ch6_pool_drift_by_pool": _drift_by_pool(report, probe, not_run),
+        "ch6_pool_larger_pool": _larger_pool(report, shared, not_run),
+        "ch6_pool_reading": _pool_reading(_larger_pool(report, shared, not_run)),
+        "ch6_pool_encoder_vs_limit": _vs_limit(report, ENCODER, not_run),
+        "ch6_pool_encoder_drift": _drift_by_pool(report, ENCODER, not_run),
         "ch6_pool_loaded": _loaded(report, choice, loaded_key, not_run),
     }
+
+
+def _drift_by_pool(report: Mapping[str, Any], setting: str | None, not_run: str) -> str:
+    """``setting``'s benign drift on each pool that trained it, in words."""
+    got = [(pool, p["settings"][setting]) for pool, p in report["pools"].items() if setting in p["settings"]]
+    if not got:
+        return not_run
+    parts = "; ".join(f"{POOL_LABEL.get(pool, pool)}: {_est(r['drift'])}" for pool, r in got)
+    return f"{parts} ({setting})"
+
+
+def _larger_pool(report: Mapping[str, Any], shared: set[str], not_run: str) -> str:
+    """For each setting both pools trained (controls aside): whether its drift on the larger pool
+    is below, above or about the same as on the smaller one (by their intervals)."""
+    if set(report["pools"]) != {"packages", "packages-v2"}:
+        return not_run
+    small, large = report["pools"]["packages"]["settings"], report["pools"]["packages-v2"]["settings"]
+    words = []
+    for s in sorted(x for x in shared if not x.endswith(CONTROL_SUFFIX)):
+        a, b = _est(large[s]["drift"]), _est(small[s]["drift"])
+        word = phrases.compare(a.value, b.value, a_interval=(a.low, a.high), b_interval=(b.low, b.high))
+        words.append(f"{s}: {word}")
+    return "; ".join(words) if words else not_run
+
+
+def _pool_reading(larger_pool: str) -> str:
+    """What the per-setting comparison of :func:`_larger_pool` says about the pool's size."""
+    words = [part.rsplit(": ", 1)[-1] for part in larger_pool.split("; ") if ": " in part]
+    if not words:
+        return larger_pool
+    if all(w == phrases.BELOW for w in words):
+        return "a larger pool keeps RTSA's maps closer to RTS's for every setting"
+    if phrases.BELOW in words:
+        return "a larger pool of these photographs does not by itself keep RTSA's maps closer to RTS's"
+    return "a larger pool of these photographs keeps RTSA's maps no closer to RTS's"
+
+
+def _vs_limit(report: Mapping[str, Any], setting: str, not_run: str) -> str:
+    """Whether ``setting``'s drift interval lies above the drift limit on every pool."""
+    limit = report.get("benign_l1_max", claims.BENIGN_L1_MAX)
+    lows = [
+        p["settings"][setting]["drift"]["low"] for p in report["pools"].values() if setting in p["settings"]
+    ]
+    if not lows or any(x is None for x in lows):
+        return not_run
+    if all(x > limit for x in lows):
+        return f"above the drift limit {limit:g} on every pool"
+    return f"not above the drift limit {limit:g} on every pool"
 
 
 def _loaded(report: Mapping[str, Any], choice: Mapping[str, Any], key: str | None, not_run: str) -> str:

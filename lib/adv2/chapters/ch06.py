@@ -28,7 +28,7 @@ from adv2.chapters._common import (
 )
 from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
 from adv2.chapters._reporting import flat_glue, raise_problems, table
-from adv2.chapters.aid_photos import photo_values
+from adv2.chapters.aid_photos import PHOTO_TRIAL_KEYS, photo_values
 from adv2.chapters.claims import Verdict
 from adv2.core import config, paper
 from adv2.core.attacks import default_config
@@ -393,6 +393,7 @@ PHOTO_EXTRA_KEYS = (
     "aid_gap_last",
     "aid_iterations",
     "pool_images",
+    *(f"{k}_ci" for k in PHOTO_TRIAL_KEYS),
 )
 
 
@@ -413,8 +414,8 @@ def attack_photos(
     progress: bool = False,
 ) -> Ch06Result:
     """Table 10 on the photos: ADV2 (``attack_cfg``, epsilon 0.031) against EfficientNet-Lite0's
-    RTS and against its RTSA, on the first ``n_images`` held-out photos it gets right (chapter 4's
-    images)."""
+    RTS, against its RTSA and against RTSA's beta = 0 control (when ``net`` has one), on the first
+    ``n_images`` held-out photos it gets right (chapter 4's images)."""
     photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
     out = aid_eval.adv2_on_rts_and_rtsa(
         net.model,
@@ -424,6 +425,7 @@ def attack_photos(
         chosen.y,
         chosen.target,
         attack_cfg,
+        control=net.control,  # the beta = 0 control, when loaded
         restrict_to_success=restrict_to_success,
         batch_size=8,
         device=device,

@@ -26,7 +26,8 @@ from adv2.trained.files import file_sha256
 # file name in checkpoints/ -> sha256 of its bytes
 PINS: dict[str, str] = {
     "rts-44b904fb09d9d232.pt": "e563323729eee2c468471c5f8c61767a958b74280bb80d550812ac3a9247aca1",
-    "rtsa-6c63f2c798662b4a.pt": "630d26a4e9d96a61aff7f800450d126624b866673456d6cd3a868aa6b8a81b85",
+    "rtsa-6236cb40b6237796.pt": "5b84a3376730fce6e716b6b70684126a7c69aaa226edb8ea877e1b7fa4bd43c3",
+    "rtsa-5b49cd034303ae9a.pt": "e4f13cc416d5bdc79160da77615588585ad4f55d37ec138b4d2d3a98177d8721",
 }
 
 

@@ -252,8 +252,10 @@ def load_photo_interpreted(
     device: Any = "cpu",
     artifacts_dir: str | None = None,
     progress: bool = True,
+    control: bool = True,
 ) -> InterpretedModel:
-    """EfficientNet-Lite0 with its photo RTS and RTSA (arch ``"photos"``), for chapters 4-6."""
+    """EfficientNet-Lite0 with its photo RTS, RTSA and (``control``) RTSA's beta = 0 control (arch
+    ``"photos"``), for chapters 4-6."""
     recipe = recipe or PhotoRTSARecipe()
     model = efficientnet_lite0(imagenet_class_names()).to(device).eval()
     rts, rts_art = load_photo_rts(
@@ -268,33 +270,48 @@ def load_photo_interpreted(
         rts=rts,
         rts_artifact=rts_art,
     )
-    return InterpretedModel("photos", model, None, rts, rts_art, rtsa, rtsa_art)
+    ctl, ctl_art = None, None
+    if control:
+        ctl, ctl_art = load_photo_rtsa(
+            recipe.control(),
+            device=device,
+            artifacts_dir=artifacts_dir,
+            progress=progress,
+            model=model,
+            rts=rts,
+            rts_artifact=rts_art,
+        )
+    return InterpretedModel("photos", model, None, rts, rts_art, rtsa, rtsa_art, ctl, ctl_art)
 
 
 # ----------------------------------------------------------------------------- python -m adv2 checkpoint
 def main(argv: list[str]) -> int:
-    """``python -m adv2 checkpoint {rts,rtsa} [--retrain]``: train (or load) the default photo RTS
-    or RTSA with this library, write ``checkpoints/<kind>-<key>.pt`` with its manifest entry (what
+    """``python -m adv2 checkpoint {rts,rtsa,control} [--retrain]``: train (or load) the default
+    photo RTS, RTSA or RTSA's beta = 0 control with this library, write ``checkpoints/<kind>-<key>.pt`` with its manifest entry (what
     produced the committed ones) and print the line that pins it."""
     parser = argparse.ArgumentParser(prog="python -m adv2 checkpoint", description=main.__doc__)
-    parser.add_argument("kind", choices=("rts", "rtsa"), help="the photo RTS or the photo RTSA")
+    parser.add_argument(
+        "kind", choices=("rts", "rtsa", "control"), help="the photo RTS, RTSA or RTSA's beta = 0 control"
+    )
     parser.add_argument("--retrain", action="store_true", help="train even when cached or committed")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("ADV2_THREADS", "1")))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    recipe = PhotoRTSRecipe() if args.kind == "rts" else PhotoRTSARecipe()
+    recipe = {"rts": PhotoRTSRecipe(), "rtsa": PhotoRTSARecipe(), "control": PhotoRTSARecipe().control()}[
+        args.kind
+    ]
     print(recipe, flush=True)
     load = load_photo_rts if args.kind == "rts" else load_photo_rtsa
     _net, art = load(recipe, retrain=args.retrain)
     print(status_line(art), flush=True)
-    if args.kind == "rtsa":
+    if args.kind != "rts":
         m = art.metrics
         print(
             f"AID: {recipe.iterations} iterations, {m.get('seconds_per_iteration', float('nan')):.1f} s each, "
             f"final benign drift on the probe photos {m.get('final_probe_drift')}",
             flush=True,
         )
-    path = save_checkpoint(args.kind, art.params, art.state, art.metrics)
+    path = save_checkpoint("rts" if args.kind == "rts" else "rtsa", art.params, art.state, art.metrics)
     print("checkpoint:", display_path(path), flush=True)
     print("pin line:", checkpoint_pins.pin_line(path).strip(), flush=True)
     return 0
