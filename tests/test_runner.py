@@ -276,7 +276,7 @@ def test_checkpoint_command_reaches_the_photo_models_parser(capsys):
     assert info.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         cli.main(["checkpoint", "-h"])
-    assert info.value.code == 0 and "{rts,rtsa}" in capsys.readouterr().out
+    assert info.value.code == 0 and "{rts,rtsa,control}" in capsys.readouterr().out
 
 
 def _section(out: str, stem: str) -> str:

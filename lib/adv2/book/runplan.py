@@ -34,7 +34,7 @@ def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], pro
 def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[str, Any]]:
     """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
-    chapters 2-6, its RTSA and beta = 0 control in 4-6; the photo RTS and RTSA where the
+    chapters 2-6, its RTSA and beta = 0 control in 4-6; the photo RTS, RTSA and control where the
     parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
     # lazy: chapter 7's module imports torch; every other command (list, run, publish) stays light
     from adv2.chapters.ch07 import classifiers as ch07_classifiers
@@ -67,6 +67,7 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
         wanted.append(("photo RTS", recipes.PhotoRTSRecipe()))
     if number in RTSA_CHAPTERS and params.get("photos"):
         wanted.append(("photo RTSA", recipes.PhotoRTSARecipe()))
+        wanted.append(("photo control", recipes.PhotoRTSARecipe().control()))
     return wanted
 
 
