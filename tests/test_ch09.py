@@ -213,3 +213,32 @@ def test_chapter3_attack_parameters_match_chapter3(profile):
     differ = {n: (ch03[n], ch09[n]) for n in CHAPTER3_ATTACK if ch03[n] != ch09[n]}
     assert not differ, f"{profile}: chapter 9's copies of chapter 3's attack parameters differ: {differ}"
     assert set(ch03["imagenet_interpreters"]) <= set(ch09["interpreters"]) or profile == "smoke"
+
+
+# ----------------------------------------------------------------------------- the adaptive attack
+def test_adaptive_attack_keeps_the_ensemble_closer_than_pgd(fmnist, small_trained_resnet):
+    """ADV2 against Grad and CAM together: inside the budget, success is the classifier's argmax,
+    and the ensemble's maps end closer to their benign maps than PGD's (what the loss optimises)."""
+    from adv2.chapters.ch09 import adaptive
+    from adv2.core.interpreters import build_interpreter
+    from adv2.trained.data import select_attack_set
+
+    model = small_trained_resnet
+    aset = select_attack_set(model, fmnist.x_test[:2000], fmnist.y_test[:2000], 8, seed=0)
+    interps = {n: build_interpreter(n, model) for n in ("grad", "cam", "mask")}
+    eps, step = 0.15, 0.15 / 8
+    cfg = attacks.default_config("cam", epsilon=eps, step_size=step, stage1_steps=15, stage2_steps=30)
+    run = adaptive.attack(model, interps, aset.x, aset.y, aset.target, cfg, side=14, batch_size=8)
+    assert run.steps == 45 and run.x_adv.shape == aset.x.shape
+    assert (run.x_adv - aset.x).abs().max() <= eps + 1e-6
+    assert torch.equal(run.success, model(run.x_adv).argmax(1) == aset.target)
+    ens = adaptive.EnsembleMap({n: interps[n] for n in ("grad", "cam")}, 14)  # MASK is left out
+    assert set(adaptive.EnsembleMap(interps, 14).parts) == {"grad", "cam", "mask"}  # callers filter
+    x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=eps, step_size=step, steps=45)
+    benign = ens(aset.x, aset.y)
+    loss = adaptive.ensemble_loss(0.0)
+    ok = run.success
+    assert ok.sum() >= 2
+    assert loss(ens(run.x_adv, aset.target), benign)[ok].mean() < loss(ens(x_pgd, aset.target), benign).mean()
+    with_detector = adaptive.ensemble_loss(1.0)(ens(run.x_adv, aset.target), benign)
+    assert torch.all(with_detector > loss(ens(run.x_adv, aset.target), benign))

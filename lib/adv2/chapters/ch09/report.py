@@ -317,14 +317,20 @@ def adaptive_words(run: SettingRun) -> str:
 
 
 # ----------------------------------------------------------------------------- figures
+def shown_images(run: SettingRun, n: int) -> list[int]:
+    """The first ``n`` images on which every ADV2 attack succeeded (then the others, in order)."""
+    every = torch.stack([run.ev.success[s] for s in run.ev.names]).all(0)
+    order = every.nonzero().flatten().tolist() + (~every).nonzero().flatten().tolist()
+    return order[:n]
+
+
 def maps_figure(run: SettingRun, image: int | None = None):
     """One photo through all four interpreters: rows clean, PGD, ADV2 against each source (and the
     adaptive attacks); columns each interpreter's map (target class; clean: true class). The first
     image on which every ADV2 attack succeeded (else the first image)."""
     ev, src = run.ev, run.src
     if image is None:
-        every = torch.stack([ev.success[s] for s in ev.names]).all(0).nonzero().flatten()
-        image = int(every[0]) if len(every) else 0
+        image = shown_images(run, 1)[0]
     inputs = {"clean": src.x, "pgd": src.x_pgd, **{s: src.x_adv[s] for s in ev.names}}
     inputs.update({ADAPTIVE[r.variant]: r.x_adv for r in run.adaptive})
     rows = list(inputs)
@@ -418,5 +424,6 @@ __all__ = [
     "matrix_table",
     "roc_figure",
     "run_setting",
+    "shown_images",
     "verdict_table",
 ]
