@@ -3,15 +3,18 @@ detector's AUC on constructed scores, the claim rule both ways, the attack store
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from adv2.chapters import attack_store, claim_rules, claims, schema
-from adv2.chapters.ch09 import detector, ensemble, sources, transfer
+from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
 from adv2.chapters.schema_ch09 import CHAPTER3_ATTACK
 from adv2.core import attacks
 from adv2.core.config import ParameterError, load_profile
+from standins import glue_keys_in_markdown
 
 NAMES = ["grad", "cam", "rts", "mask"]
 
@@ -242,3 +245,11 @@ def test_adaptive_attack_keeps_the_ensemble_closer_than_pgd(fmnist, small_traine
     assert loss(ens(run.x_adv, aset.target), benign)[ok].mean() < loss(ens(x_pgd, aset.target), benign).mean()
     with_detector = adaptive.ensemble_loss(1.0)(ens(run.x_adv, aset.target), benign)
     assert torch.all(with_detector > loss(ens(run.x_adv, aset.target), benign))
+
+
+def test_every_glue_name_of_the_prose_is_glued_even_when_nothing_ran():
+    """The prose's glue names exist whatever the parameters leave out ("not run")."""
+
+    used = glue_keys_in_markdown(Path(__file__).resolve().parents[1] / "notebooks" / "09_defense1.ipynb")
+    glued = set(report.Ch09Result({}, {}).glue()) | {"ch9_seconds", "ch9_share_min"}  # the notebook's own
+    assert used and not used - glued, f"glued nowhere: {sorted(used - glued)}"

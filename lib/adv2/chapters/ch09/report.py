@@ -278,6 +278,7 @@ class Ch09Result:
                 "cells_hold",
                 "adaptive_words",
                 "threshold",
+                "target_fpr",
             )
         ]
         names += [f"ch9_{s}_auc_{a}" for s in SETTINGS for a in attacks_all]
