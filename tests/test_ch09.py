@@ -175,7 +175,7 @@ def test_sources_are_cut_to_the_common_images_and_must_match():
     x, t = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 3])
 
     def entry(n, xx=x):
-        s = {k: torch.zeros(n) for k in attack_store._FIELDS}
+        s = {k: torch.zeros(n, 1, 2, 2) for k in attack_store._FIELDS}
         s.update(
             x=xx[:n],
             target=t[:n],
@@ -188,6 +188,7 @@ def test_sources_are_cut_to_the_common_images_and_must_match():
 
     src = sources.from_entries("s", {"cam": entry(4), "mask": entry(2)}, torch.arange(4))
     assert src.n == 2 and src.names == ["cam", "mask"] and len(src.x_adv["cam"]) == 2
+    assert src.stored_l1 == {"cam": 0.0, "mask": 0.0}  # chapter 3's own maps: equal here
     with pytest.raises(ValueError, match="other images"):
         sources.from_entries(
             "s", {"cam": entry(4), "mask": entry(2, torch.rand(4, 1, 2, 2))}, torch.arange(4)

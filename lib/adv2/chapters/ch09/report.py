@@ -28,10 +28,12 @@ from adv2.chapters.ch09 import adaptive, defense, transfer
 from adv2.chapters.ch09.sources import Sources
 from adv2.chapters.claims import Verdict
 from adv2.core import attacks
+from adv2.core.formatting import fmt
 from adv2.core.interpreters.base import Interpreter
 from adv2.core.stats import Estimate, mean_ci
 
 CLAIM_ID = "adv2_does_not_transfer"
+DETERMINISTIC = ("grad", "cam", "rts")  # maps recomputed exactly (MASK is an optimisation)
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
 ADAPTIVE = {"ensemble": "ens", "ensemble + detector": "ensdet"}  # variant -> short name
 SETTINGS = ("photos", "resnet")
@@ -202,6 +204,7 @@ class Ch09Result:
                 "inputs": r.src.reused_text(),
                 "origin": r.src.origin,
                 "chapter3_seconds": r.src.seconds,
+                "chapter3_diagonal_l1": r.src.stored_l1,
                 "seconds": r.seconds,
                 "threshold": d.threshold,
                 "target_fpr": d.target_fpr,
@@ -262,6 +265,7 @@ class Ch09Result:
             out[p + "cells_hold"] = f"{holding} of {len(cells)}"
             out.update(verdict_glue(f"{p}transfer_verdict", r.verdict()))
             out[p + "adaptive_words"] = adaptive_words(r)
+            out[p + "diagonal_text"] = diagonal_text(r)
             for run in r.adaptive:
                 a = ADAPTIVE[run.variant]
                 out[f"{p}{a}_success"] = f"{int(run.success.sum())} of {len(run.success)}"
@@ -279,6 +283,7 @@ class Ch09Result:
                 "adaptive_words",
                 "threshold",
                 "target_fpr",
+                "diagonal_text",
             )
         ]
         names += [f"ch9_{s}_auc_{a}" for s in SETTINGS for a in attacks_all]
@@ -293,6 +298,14 @@ class Ch09Result:
             if s not in self.runs:
                 out.update(verdict_glue(f"ch9_{s}_transfer_verdict", None))
         return pad(out, names, NOT_RUN)
+
+
+def diagonal_text(run: SettingRun) -> str:
+    """The diagonal here beside chapter 3's own value from its stored maps, per interpreter."""
+    est = run.matrix()
+    return "; ".join(
+        f"{t.upper()} {est[t][t]} (chapter 3: {fmt(run.src.stored_l1.get(t))})" for t in run.ev.names
+    )
 
 
 def adaptive_words(run: SettingRun) -> str:
@@ -409,6 +422,16 @@ def check(result: Ch09Result) -> None:
             len(r.cell_verdicts()) == len(r.ev.names) * (len(r.ev.names) - 1),
             f"{s}: not one verdict per off-diagonal cell",
         )
+        for t in DETERMINISTIC:  # the diagonal repeats chapter 3's measurement (MASK: its own noise)
+            here, stored = est.get(t, {}).get(t), r.src.stored_l1.get(t)
+            if here is None or here.value is None or stored is None or stored != stored:
+                continue
+            _check(
+                abs(here.value - stored) <= 1e-3 + 0.02 * stored,
+                f"{s}: the diagonal cell of {t.upper()} is {here.value:.4g} here but {stored:.4g} in "
+                "chapter 3's stored maps: the store holds another attack than the one evaluated "
+                "(a key mismatch, a library bug)",
+            )
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from adv2.chapters import attack_store
-from adv2.core import attacks
+from adv2.core import attacks, metrics
 
 REUSED = "chapter 3's cached attack"
 COMPUTED = "attacked here by chapter 3's code (not cached yet)"
@@ -41,6 +41,7 @@ class Sources:
     origin: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     attack_seconds: float = 0.0  # time spent here attacking what the cache lacked
+    stored_l1: dict[str, float] = field(default_factory=dict)  # chapter 3's diagonal: its own maps
 
     @property
     def names(self) -> list[str]:
@@ -161,7 +162,16 @@ def from_entries(
         dict(origin or {}),
         {name: float(m.get("seconds", float("nan"))) for name, (_, m) in entries.items()},
         attack_seconds,
+        {name: _stored_l1(s, n) for name, (s, _) in entries.items()},
     )
+
+
+def _stored_l1(state: dict, n: int) -> float:
+    """Chapter 3's mean L1 of ADV2's maps to the benign maps over its successes (first ``n`` images)."""
+    ok = state["success"][:n].bool()
+    if not ok.any():
+        return float("nan")
+    return float(metrics.l1_distance(state["adv2_maps"][:n][ok], state["benign_maps"][:n][ok]).mean())
 
 
 __all__ = ["COMPUTED", "REUSED", "Sources", "from_entries", "gather", "keys", "read"]
