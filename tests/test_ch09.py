@@ -254,3 +254,22 @@ def test_every_glue_name_of_the_prose_is_glued_even_when_nothing_ran():
     used = glue_keys_in_markdown(Path(__file__).resolve().parents[1] / "notebooks" / "09_defense1.ipynb")
     glued = set(report.Ch09Result({}, {}).glue()) | {"ch9_seconds", "ch9_share_min"}  # the notebook's own
     assert used and not used - glued, f"glued nowhere: {sorted(used - glued)}"
+
+
+def test_an_attack_on_the_first_images_counts_the_rest_as_not_attacked():
+    ev = _evaluation(n=6)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+    def fake(x, t):  # a map of ones whatever the input
+        return torch.ones(len(x), 1, 4, 4)
+
+    x_adv = torch.rand(2, 1, 2, 2)
+    transfer.add_attack(
+        ev, "ens", model, {t: fake for t in NAMES}, x_adv, torch.zeros(6, dtype=torch.int64),
+        torch.tensor([True, False]), y=torch.arange(6), batch_size=4, device="cpu",
+    )  # fmt: skip
+    assert ev.attacks[-1] == "ens" and ev.attempted["ens"] == 2
+    assert ev.success["ens"].tolist() == [True, False, False, False, False, False]
+    assert torch.equal(ev.at_target["ens"]["cam"][2:], ev.benign["cam"][2:])
+    l1 = transfer.l1_arrays(ev)["ens"]["cam"]
+    assert l1.shape == (6,) and np.all(l1[2:] == 0)

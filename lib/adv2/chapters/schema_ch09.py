@@ -96,6 +96,13 @@ CHAPTERS: dict[str, list[Param]] = {
             "adaptive", bool, True, boolean(), "run the adaptive attacks (ADV2 against the whole ensemble)"
         ),
         evaluation(
+            "adaptive_n_images",
+            int,
+            0,
+            count_rule(0),
+            "photos the adaptive attacks run on, the first of chapter 3's (0: all of them)",
+        ),
+        evaluation(
             "detector_weight",
             float,
             1.0,

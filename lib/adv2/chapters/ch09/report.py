@@ -77,11 +77,12 @@ def run_setting(
     adaptive_cfg: attacks.ADV2Config | None,
     detector_weight: float,
     batch_size: int,
+    adaptive_n_images: int = 0,
     device: Any,
     progress: bool = False,
 ) -> SettingRun:
     """Maps of every input through every interpreter, the detector, and (``adaptive_cfg`` given)
-    the two adaptive attacks on the same images."""
+    the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all)."""
     seconds = {}
     t0 = time.time()
     ev = transfer.evaluate(model, interpreters, src, batch_size=batch_size, device=device, progress=progress)
@@ -89,15 +90,16 @@ def run_setting(
     runs = []
     if adaptive_cfg is not None:
         side = max(int(m.shape[-1]) for m in ev.benign.values())
+        k = min(adaptive_n_images or src.n, src.n)
         for weight in (0.0, detector_weight):
             run = adaptive.attack(
-                model, interpreters, src.x, src.y, src.target, adaptive_cfg, side=side,
+                model, interpreters, src.x[:k], src.y[:k], src.target[:k], adaptive_cfg, side=side,
                 detector_weight=weight, batch_size=batch_size, progress=progress,
             )  # fmt: skip
             runs.append(run)
             transfer.add_attack(
                 ev, ADAPTIVE[run.variant], model, interpreters, run.x_adv, src.target, run.success,
-                batch_size=batch_size, device=device,
+                y=src.y, batch_size=batch_size, device=device,
             )  # fmt: skip
             seconds[ADAPTIVE[run.variant]] = run.seconds
     t0 = time.time()
@@ -132,7 +134,7 @@ def detector_table(run: SettingRun) -> str:
         rows.append(
             [
                 label(a),
-                f"{int(d.success[a].sum())} / {len(d.success[a])}",
+                f"{int(d.success[a].sum())} / {run.ev.attempted.get(a, len(d.success[a]))}",
                 str(score[a]),
                 str(auc[a]),
                 str(flag[a]),
@@ -271,6 +273,7 @@ class Ch09Result:
                 out[f"{p}{a}_success"] = f"{int(run.success.sum())} of {len(run.success)}"
                 out[f"{p}{a}_steps"] = run.steps
                 out[f"{p}{a}_seconds"] = f"{run.seconds:.0f} s"
+                out[f"{p}adaptive_n_images"] = len(run.success)
         names = [
             f"ch9_{s}_{k}"
             for s in SETTINGS
@@ -284,6 +287,7 @@ class Ch09Result:
                 "threshold",
                 "target_fpr",
                 "diagonal_text",
+                "adaptive_n_images",
             )
         ]
         names += [f"ch9_{s}_auc_{a}" for s in SETTINGS for a in attacks_all]
@@ -346,7 +350,7 @@ def maps_figure(run: SettingRun, image: int | None = None):
     if image is None:
         image = shown_images(run, 1)[0]
     inputs = {"clean": src.x, "pgd": src.x_pgd, **{s: src.x_adv[s] for s in ev.names}}
-    inputs.update({ADAPTIVE[r.variant]: r.x_adv for r in run.adaptive})
+    inputs.update({ADAPTIVE[r.variant]: r.x_adv for r in run.adaptive if image < len(r.x_adv)})
     rows = list(inputs)
     images = torch.stack([inputs[a][image] for a in rows])
     maps = {

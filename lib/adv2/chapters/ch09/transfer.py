@@ -46,6 +46,7 @@ class Evaluation:
     success: dict[str, torch.Tensor]
     seconds: float
     extra: list[str] = field(default_factory=list)  # attacks beyond the matrix (the adaptive ones)
+    attempted: dict[str, int] = field(default_factory=dict)  # an extra attack ran on its first n images
 
     @property
     def attacks(self) -> list[str]:
@@ -91,16 +92,24 @@ def add_attack(
     target: torch.Tensor,
     success: torch.Tensor,
     *,
+    y: torch.Tensor,
     batch_size: int,
     device: Any,
 ) -> None:
-    """Every interpreter's maps of another attack's inputs (same images), added to ``ev``."""
+    """Every interpreter's maps of another attack's inputs, added to ``ev``. The attack may have run
+    on the first ``len(x_adv)`` images only: the others count as not attacked (no success; their
+    maps are the clean images', which no statistic over successes reads)."""
     t0 = time.time()
-    ev.pred[name] = predicted(model, x_adv, batch_size, device)
-    ev.at_pred[name], ev.at_target[name] = maps_for_two_classes(
-        interpreters, x_adv, ev.pred[name], target, batch_size=batch_size, device=device
+    k, n = len(x_adv), len(target)
+    pred = predicted(model, x_adv, batch_size, device)
+    at_pred, at_target = maps_for_two_classes(
+        interpreters, x_adv, pred, target[:k], batch_size=batch_size, device=device
     )
-    ev.success[name] = success.bool().cpu()
+    ev.pred[name] = torch.cat([pred, y[k:].cpu()])
+    ev.at_pred[name] = {t: torch.cat([m, ev.benign[t][k:]]) for t, m in at_pred.items()}
+    ev.at_target[name] = {t: torch.cat([m, ev.benign[t][k:]]) for t, m in at_target.items()}
+    ev.success[name] = torch.cat([success.bool().cpu(), torch.zeros(n - k, dtype=torch.bool)])
+    ev.attempted[name] = k
     if name not in ev.extra:
         ev.extra.append(name)
     ev.seconds += time.time() - t0
