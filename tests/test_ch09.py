@@ -273,3 +273,11 @@ def test_an_attack_on_the_first_images_counts_the_rest_as_not_attacked():
     assert torch.equal(ev.at_target["ens"]["cam"][2:], ev.benign["cam"][2:])
     l1 = transfer.l1_arrays(ev)["ens"]["cam"]
     assert l1.shape == (6,) and np.all(l1[2:] == 0)
+
+
+def test_auc_words_read_the_interval_against_chance():
+    from adv2.core.stats import Estimate
+
+    assert "evades" in report.auc_words("X", Estimate(0.3, 0.1, 0.5, 8, ""))
+    assert "better than chance" in report.auc_words("X", Estimate(0.9, 0.7, 1.0, 8, ""))
+    assert "includes chance" in report.auc_words("X", Estimate(0.6, 0.4, 0.8, 8, ""))

@@ -297,7 +297,7 @@ class Ch09Result:
             for a in ADAPTIVE.values()
             for k in ("success", "steps", "seconds")
         ]
-        names += [f"ch9_{s}_avg_shift_{a}" for s in SETTINGS for a in attacks_all]
+        names += [f"ch9_{s}_avg_{k}_{a}" for s in SETTINGS for a in attacks_all for k in ("shift", "ratio")]
         for s in SETTINGS:
             if s not in self.runs:
                 out.update(verdict_glue(f"ch9_{s}_transfer_verdict", None))
@@ -312,26 +312,31 @@ def diagonal_text(run: SettingRun) -> str:
     )
 
 
+CHANCE = 0.5  # the AUC of a detector that cannot tell the two kinds of input apart
+
+
+def auc_words(what: str, e: Estimate | None) -> str:
+    """Whether the detector separates ``what`` from clean inputs, decided on the AUC's interval."""
+    if e is None or e.value is None:
+        return f"the detector's AUC against {what} could not be measured"
+    if e.high is not None and e.high <= CHANCE:
+        return f"{what} evades the detector: its inputs score no higher than clean ones (AUC {e})"
+    if e.low is not None and e.low > CHANCE:
+        return f"the detector still separates {what} from clean inputs better than chance (AUC {e})"
+    return (
+        f"the detector's AUC against {what}, {e}, includes chance ({CHANCE:g}): at this sample size it "
+        "does not reliably separate those inputs from clean ones"
+    )
+
+
 def adaptive_words(run: SettingRun) -> str:
-    """One computed sentence: does the detector-aware adaptive attack evade the detector, compared
-    with the detector's weakest AUC against ADV2-against-one?"""
+    """The computed sentences on the adaptive attacks: each variant's AUC read against chance, and
+    PGD's beside them."""
     if not run.adaptive:
         return NOT_RUN
     auc = run.defense.auc()
-    a = auc.get("ensdet") or auc.get("ens")
-    singles = [auc[s] for s in run.ev.names if auc[s].value is not None]
-    if a is None or a.value is None or not singles:
-        return "the detector's AUC against the adaptive attack could not be measured"
-    weakest = min(singles, key=lambda e: e.value)
-    if a.high is not None and a.high < 0.5 + 1e-9:
-        verdict = "the adaptive attack evades the detector: its inputs score no higher than clean ones"
-    elif weakest.low is not None and a.high is not None and a.high < weakest.low:
-        verdict = "the adaptive attack lowers the detector's AUC below its weakest AUC against a single-interpreter attack"
-    elif a.low is not None and weakest.high is not None and a.low > weakest.high:
-        verdict = "the adaptive attack is easier to detect than the single-interpreter attacks"
-    else:
-        verdict = "the adaptive attack's AUC cannot be told apart from the single-interpreter attacks' at this sample size"
-    return f"{verdict} (AUC {a} vs {weakest})"
+    parts = [auc_words(label(ADAPTIVE[r.variant]), auc.get(ADAPTIVE[r.variant])) for r in run.adaptive]
+    return "; ".join(parts) + f" (PGD: AUC {auc.get(transfer.PGD)})"
 
 
 # ----------------------------------------------------------------------------- figures
