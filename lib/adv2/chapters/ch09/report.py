@@ -372,21 +372,23 @@ def matrix_figure(run: SettingRun):
     """Heat map of the matrix: mean L1 to the benign map per (inputs, target), 95 % interval below."""
     est, names = run.matrix(), run.ev.names
     rows = [transfer.PGD, *names]
-    values = np.array(
-        [[est[r][t].value if est[r][t].value is not None else np.nan for t in names] for r in rows]
+    values = np.array([[np.nan if est[r][t].value is None else est[r][t].value for t in names] for r in rows])
+    mid = (
+        np.nanmin(values) + 0.6 * (np.nanmax(values) - np.nanmin(values)) if np.isfinite(values).any() else 0
     )
     with plotting.book_style():
-        fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
-        im = ax.imshow(values, cmap="viridis")
+        fig, ax = plt.subplots(figsize=(plotting.CONTENT_INCHES, 4.6), layout="constrained")
+        im = ax.imshow(values, cmap="viridis", aspect="auto")
         for i, r in enumerate(rows):
             for j, t in enumerate(names):
                 e = est[r][t]
-                text = (
-                    "—"
-                    if e.value is None
-                    else f"{e.value:.3f}\n[{e.low or float('nan'):.3f}, {e.high or float('nan'):.3f}]"
+                text = "—" if e.value is None else f"{e.value:.3f}"
+                if e.low is not None and e.high is not None:
+                    text += f"\n[{e.low:.2f}, {e.high:.2f}]"
+                dark = not np.isfinite(values[i, j]) or values[i, j] < mid
+                ax.text(
+                    j, i, text, ha="center", va="center", color="w" if dark else "k", fontsize=plotting.MIN_PT
                 )
-                ax.text(j, i, text, ha="center", va="center", color="w", fontsize=plotting.MIN_PT)
         ax.set_xticks(range(len(names)), [t.upper() for t in names])
         ax.set_yticks(range(len(rows)), [label(r) for r in rows])
         ax.set_xlabel("seen through (target interpreter T)")
@@ -397,18 +399,20 @@ def matrix_figure(run: SettingRun):
 
 
 def roc_figure(run: SettingRun):
-    """ROC curves of the detector, one per attack (successful inputs against the clean images)."""
+    """ROC curves of the detector, one per attack (successful inputs against the clean images),
+    with the chance diagonal."""
     auc = run.defense.auc()
-    series = {
-        f"{label(a)} (AUC {auc[a].value:.2f})" if auc[a].value is not None else label(a): c
-        for a, c in run.defense.roc().items()
-    }
-    fig = plotting.curves(
-        series,
-        "false-positive rate (clean images flagged)",
-        "true-positive rate",
-        f"{run.setting}: ensemble detector",
-    )
+    series = {f"{label(a)} (AUC {fmt(auc[a].value, 2)})": curve for a, curve in run.defense.roc().items()}
+    with plotting.book_style():
+        fig, ax = plt.subplots(figsize=(plotting.CONTENT_INCHES, 3.6), layout="constrained")
+    plotting.curves(
+        series, "false-positive rate (clean images flagged)", "true-positive rate",
+        f"{run.setting}: ensemble detector", ax=ax,
+    )  # fmt: skip
+    with plotting.book_style():
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
+        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=plotting.MIN_PT)
+    fig._adv2_colorbars = 0
     return fig
 
 
