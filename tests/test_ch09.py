@@ -281,3 +281,13 @@ def test_auc_words_read_the_interval_against_chance():
     assert "evades" in report.auc_words("X", Estimate(0.3, 0.1, 0.5, 8, ""))
     assert "better than chance" in report.auc_words("X", Estimate(0.9, 0.7, 1.0, 8, ""))
     assert "includes chance" in report.auc_words("X", Estimate(0.6, 0.4, 0.8, 8, ""))
+
+
+def test_the_run_plan_lists_chapter9_models(fmnist):
+    from adv2.book import runplan
+
+    params = {**schema.defaults("09_defense1"), **load_profile("quick", "09_defense1")}
+    labels = [label for label, _ in runplan.needed_models("09_defense1", params, fmnist)]
+    assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
+    params.update(fmnist=False, interpreters=["grad", "cam"])
+    assert runplan.needed_models("09_defense1", params, fmnist) == []

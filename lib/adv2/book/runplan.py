@@ -41,8 +41,11 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
 
     number = stem[:2]
     wanted: list[tuple[str, Any]] = []
+    archs = params.get("archs") or []
+    if number == "09" and not params.get("fmnist", True):  # chapter 9 without its teaching setting
+        archs = []
     if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
-        for arch in params.get("archs") or []:
+        for arch in archs:
             if number == "07":  # one classifier per input side
                 sides = ch07_classifiers.classifier_recipes(params, arch).items()
                 wanted += [(f"{arch} classifier at {side} px", r) for side, r in sides]
