@@ -291,3 +291,38 @@ def test_the_run_plan_lists_chapter9_models(fmnist):
     assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
     params.update(fmnist=False, interpreters=["grad", "cam"])
     assert runplan.needed_models("09_defense1", params, fmnist) == []
+
+
+def test_chapter3_writes_what_chapter9_reads(fmnist, small_trained_resnet, tmp_path):
+    """Chapter 3's attack stores its inputs under the keys chapter 9 builds from the same parameters,
+    and chapter 9 reads back exactly chapter 3's adversarial inputs."""
+    from adv2.chapters.ch03 import configs, fmnist_attacks
+    from adv2.chapters.ch09 import settings
+    from adv2.trained.data import select_attack_set
+
+    model = small_trained_resnet
+    budget = dict(
+        epsilon=0.15, step_size=0.15 / 8, step_scale=0.01, mask_step_scale=0.005, mask_checkpoints=1
+    )
+    cfgs = configs.fmnist_configs(["grad", "cam"], **budget)
+    fm = fmnist_attacks.attack_fmnist(
+        {"resnet": model}, fmnist, cfgs, archs=["resnet"], interpreters=["grad", "cam"], accuracy={"resnet": 0.9},
+        n_images=8, mask_n_images=8, epsilon=0.15, step_size=0.15 / 8, step_scale=0.01, mask_iterations=5,
+        attack_batch_size=8, seed=0, log=None, artifacts_dir=str(tmp_path),
+    )  # fmt: skip
+    aset = select_attack_set(model, fmnist.x_test, fmnist.y_test, 8, seed=0)
+    keys = sources.keys(
+        settings.arch_setting("resnet"), cfgs, model=model, rts_net=None, x=aset.x, target=aset.target,
+        n_pgd=12, mask_iterations=5, seed=0,
+    )  # fmt: skip
+    found, missing = sources.read(keys, tmp_path)
+    assert not missing
+    src = sources.from_entries("resnet", found, aset.index)
+    for name in ("grad", "cam"):
+        assert torch.equal(src.x_adv[name], fm.runs["resnet"][name]["adv2"].x_adv.cpu())
+    assert torch.equal(src.x_pgd, fm.x_pgd["resnet"].cpu())
+    other = sources.keys(
+        settings.arch_setting("resnet"), cfgs, model=model, rts_net=None, x=aset.x, target=aset.target,
+        n_pgd=12, mask_iterations=5, seed=1,
+    )  # fmt: skip
+    assert sources.read(other, tmp_path)[1] == ["grad", "cam"]  # another seed: not chapter 3's inputs
