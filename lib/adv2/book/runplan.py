@@ -16,7 +16,7 @@ from adv2.book.paths import PUBLISHED_RESULTS_DIR
 from adv2.core.config import load_profile
 from adv2.trained import recipes
 
-RTS_CHAPTERS = ("02", "03", "04", "05", "06")  # chapters that load each classifier's RTS
+RTS_CHAPTERS = ("02", "03", "04", "05", "06", "09")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
 
 
@@ -41,8 +41,11 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
 
     number = stem[:2]
     wanted: list[tuple[str, Any]] = []
+    archs = params.get("archs") or []
+    if number == "09" and not params.get("fmnist", True):  # chapter 9 without its teaching setting
+        archs = []
     if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
-        for arch in params.get("archs") or []:
+        for arch in archs:
             if number == "07":  # one classifier per input side
                 sides = ch07_classifiers.classifier_recipes(params, arch).items()
                 wanted += [(f"{arch} classifier at {side} px", r) for side, r in sides]
@@ -62,6 +65,7 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
             and "rts" in params.get("imagenet_interpreters", [])
         )
         or (number in RTSA_CHAPTERS and params.get("photos"))
+        or (number == "09" and params.get("photos") and "rts" in params.get("interpreters", []))
     )
     if photo_rts:
         wanted.append(("photo RTS", recipes.PhotoRTSRecipe()))

@@ -13,6 +13,7 @@ and which parameter to change.
 * ``ch05`` -- noise sensitivity (Figure 15).
 * ``ch06`` -- Table 10.
 * ``ch07`` -- chapter 7: chapter 3's comparison on Fashion-MNIST upsampled to larger sides.
+* ``ch09`` -- Defense 1: interpreters that disagree (transfer matrix, ensemble detector, adaptive attack).
 
 Import a chapter's module explicitly (``from adv2.chapters import ch03``); nothing here is
 imported eagerly, so each chapter loads only what it needs.

@@ -375,7 +375,45 @@ def aid_removes_adv2_advantage(
     return decide(cid, share_ci(rtsa, rts, pgd, level=LEVEL))
 
 
+def adv2_does_not_transfer(
+    cell_l1: Any,
+    cell_success: Any,
+    diagonal_l1: Any,
+    diagonal_success: Any,
+    pgd_l1: Any,
+    *,
+    min_images: int = MIN_IMAGES,
+) -> Verdict:
+    """Chapter 9: one off-diagonal cell (source S, target T) of the transfer matrix. Per attacked
+    image, each an L1 of T's map to T's benign map: ``cell_l1`` on ADV2-against-S inputs (counted
+    where ``cell_success``), ``diagonal_l1`` on ADV2-against-T inputs (where ``diagonal_success``),
+    ``pgd_l1`` on PGD's inputs (all images). The share (cell - diagonal) / (PGD - diagonal) is 0
+    when S's attack fools T as well as T's own, 1 when it leaves T's map as far as PGD's."""
+    cid = "adv2_does_not_transfer"
+    claim = CLAIMS[cid]
+    s_cell, s_diag = _flags(cell_success, "cell_success"), _flags(diagonal_success, "diagonal_success")
+    pgd = as_vector(pgd_l1, "pgd_l1")
+    if not len(s_cell) == len(s_diag) == len(pgd):
+        raise ValueError(f"{cid}: all three measures must describe the same images")
+    short = _too_few(claim, len(pgd), min_images)
+    if short:
+        return short
+    cell = _only_where(cell_l1, s_cell, "cell_l1")
+    diag = _only_where(diagonal_l1, s_diag, "diagonal_l1")
+    for name, v in (("the source", cell), ("the target (the diagonal)", diag)):
+        if int(np.isfinite(v).sum()) < 2:
+            return verdict_of(claim, NOT_MEASURABLE, f"ADV2 against {name} succeeded on fewer than 2 images")
+    if not np.nanmean(pgd) > np.nanmean(diag):
+        return verdict_of(
+            claim,
+            NOT_MEASURABLE,
+            "PGD's maps are no farther from the benign maps than the target's own attack's: no gap to place the cell in",
+        )
+    return decide(cid, share_ci(cell, diag, pgd, level=LEVEL))
+
+
 __all__ = [
+    "adv2_does_not_transfer",
     "adv2_keeps_rts_maps_close",
     "adv2_maps_closer_than_pgd",
     "adv2_success_like_pgd",

@@ -46,6 +46,11 @@ AID_RATIO_MIN = 5.0  # half the paper's tenfold separation
 AID_SHARE_MIN = 0.5  # AID removes at least half of ADV2's advantage over PGD on RTS
 CONTROL_RATIO_MIN = 1.0  # ADV2's maps farther from benign on RTSA than on its beta = 0 control
 SIZE_RATIO_MAX = 1.0  # chapter 7: any fall of the ADV2 / PGD ratio from the smallest to the largest size
+# chapter 9: an off-diagonal cell of the transfer matrix lies nearer PGD's cell than the diagonal's
+# (share 0: as close to the benign map as T's own attack; 1: as far as PGD). Chosen before the
+# chapter's first run: the midpoint, the only value that splits "closer to PGD" from "closer to
+# the diagonal" without favouring either side.
+TRANSFER_SHARE_MIN = 0.5
 
 AT_MOST, AT_LEAST = "at most", "at least"
 
@@ -207,6 +212,21 @@ CLAIMS: dict[str, Claim] = {
             AT_MOST,
             "not in the paper (ImageNet only; the book's own experiment)",
             (7,),
+        ),
+        Claim(
+            "adv2_does_not_transfer",
+            "ADV2 against one interpreter does not carry over to another: the other interpreter's "
+            "maps stay close to PGD's and far from its own attack's",
+            f"holds for a cell (source S, target T != S) when {_INTERVAL} of the share (L1 of T's "
+            "map on ADV2-against-S inputs - L1 on ADV2-against-T inputs) / (L1 on PGD inputs - L1 "
+            "on ADV2-against-T inputs) (each L1 to T's benign map; ADV2's means over its "
+            "successes, PGD's over all images; paired bootstrap over images) lies at or above "
+            f"{TRANSFER_SHARE_MIN:g}: the cell is nearer PGD's than the diagonal's",
+            "share of the way from the diagonal to PGD",
+            TRANSFER_SHARE_MIN,
+            AT_LEAST,
+            "claimed (qualitative: ADV2's 'low transferability' across interpreters)",
+            (9,),
         ),
     )
 }
@@ -383,6 +403,7 @@ __all__ = [
     "Verdict",
     "BOOK_QUESTIONS",
     "SIZE_RATIO_MAX",
+    "TRANSFER_SHARE_MIN",
     "all_of",
     "claim_named",
     "decide",

@@ -1,6 +1,7 @@
 """Every chapter's parameters in one place: name, type, default, rule, one-line doc and role.
 
-The tables are :mod:`adv2.chapters.schema_ch01_03` and :mod:`adv2.chapters.schema_ch04_08`, built
+The tables are :mod:`adv2.chapters.schema_ch01_03`, :mod:`adv2.chapters.schema_ch04_08` and
+:mod:`adv2.chapters.schema_ch09`, built
 from the rows and rules of :mod:`adv2.chapters.schema_rows` (roles: ``recipe``, ``evaluation``,
 ``output``); this module is what reads them. The runner checks ``-p`` values with
 :func:`validate_chapter` before a kernel starts; each notebook checks its own globals with
@@ -15,11 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from adv2.chapters import schema_ch01_03, schema_ch04_08
+from adv2.chapters import schema_ch01_03, schema_ch04_08, schema_ch09
 from adv2.chapters.schema_rows import Param
 from adv2.core.config import REPO_ROOT, ParameterError
 
-CHAPTERS: dict[str, list[Param]] = {**schema_ch01_03.CHAPTERS, **schema_ch04_08.CHAPTERS}
+CHAPTERS: dict[str, list[Param]] = {
+    **schema_ch01_03.CHAPTERS,
+    **schema_ch04_08.CHAPTERS,
+    **schema_ch09.CHAPTERS,
+}
 STEMS = tuple(CHAPTERS)
 
 # parameters that name a list but are often given as one word on the command line

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import _compare, attack_figures, plotting
+from adv2.chapters import _compare, attack_figures, attack_store, plotting
 from adv2.chapters._common import fmt_rows, is_missing
 from adv2.chapters.ch03.configs import attacked_interpreter
 from adv2.chapters.protocol import compare_pgd_adv2
@@ -67,12 +67,14 @@ def attack_fmnist(
     n_images: int, mask_n_images: int, epsilon: float, step_size: float, step_scale: float,
     mask_iterations: int, attack_batch_size: int, seed: int,
     device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
+    artifacts_dir: str | None = None,
 ) -> FmnistAttacks:  # fmt: skip
     """The chapter's main experiment on Fashion-MNIST.
 
     Per classifier: the seeded attack set, one PGD run (the baseline and the warm starts of the
     CE-based ADV2 variants), PGD at the paper's budgets, then ``compare_pgd_adv2`` per interpreter.
-    ``log`` receives one line per pair (None: silent)."""
+    ``log`` receives one line per pair (None: silent). Each pair's inputs also go to the store
+    of :mod:`adv2.chapters.attack_store` under ``artifacts_dir`` (default ``$ADV2_ARTIFACTS``)."""
     n_pgd = _compare.pgd_steps(step_scale)
     schedule = _compare.schedule_of(cfgs)
     sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
@@ -132,6 +134,16 @@ def attack_fmnist(
             )
             seconds[(arch, name)] = time.time() - t0
             per_image[arch][name] = _compare.per_image_arrays(runs[arch][name])
+            attack_store.store(  # chapter 9's cache of this attack (attack_store: read there)
+                attack_store.attack_params(
+                    f"fashion-mnist/{arch}", name, cfg, classifier=attack_store.fingerprint(model),
+                    rts=attack_store.fingerprint((rts_nets or {}).get(arch)), x=aset.x[:k],
+                    target=aset.target[:k], n_pgd=n_pgd, mask_iterations=mask_iterations, seed=seed,
+                ),
+                attack_store.run_state(runs[arch][name], aset.x[:k], aset.y[:k], aset.target[:k], x_pgds[arch][:k]),
+                seconds[(arch, name)],
+                artifacts_dir,
+            )  # fmt: skip
             if log:
                 s = runs[arch][name]["numbers"]
                 log(

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import attack_figures, plotting
-from adv2.chapters._common import NOT_RUN, fmt_rows, is_missing
+from adv2.chapters import attack_figures, attack_store, plotting
+from adv2.chapters._common import NOT_RUN, PHOTOS, fmt_rows, is_missing
 from adv2.chapters._compare import (
     PHOTO_EPSILON,
     PHOTO_STEP,
@@ -214,6 +214,8 @@ def attack_photos(
     )
     seconds = {"pgd": time.time() - t0}
     runs, per_image, curves = {}, {}, {}
+    # the keys of chapter 9's cache of these attacks (attack_store: written here, read there)
+    keys = {"classifier": attack_store.fingerprint(lite), "rts": attack_store.fingerprint(rts_net)}
     for name in interpreters:
         t0 = time.time()
         interp = (
@@ -249,6 +251,15 @@ def attack_photos(
             recorder=hook,
         )
         per_image[name] = per_image_arrays(runs[name])
+        attack_store.store(
+            attack_store.attack_params(
+                PHOTOS, name, cfg, **keys, x=photo.x, target=photo.target, n_pgd=n_pgd,
+                mask_iterations=mask_iterations, seed=seed,
+            ),
+            attack_store.run_state(runs[name], photo.x, photo.y, photo.target, snaps[n_pgd]),
+            time.time() - t0,
+            artifacts_dir,
+        )  # fmt: skip
         if hook is not None:
             adv_snaps = hook.tensors()
             if fast:  # images that stopped early keep their result: the curve ends at the budget

@@ -1,0 +1,466 @@
+"""Chapter 9's result: one :class:`SettingRun` per setting (photos, Fashion-MNIST ResNet), made by
+:func:`run_setting`; the chapter's numbers (``results/09_defense1.json``), glue, tables, figures,
+verdicts and invariants (:class:`Ch09Result`, :func:`check`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from adv2.chapters import claims, plotting
+from adv2.chapters._common import (
+    NOT_RUN,
+    cell_value,
+    intervals_block,
+    pad,
+    verdict_cell,
+    verdict_glue,
+    verdicts_block,
+)
+from adv2.chapters._common import check as _check
+from adv2.chapters.ch09 import adaptive, defense, transfer
+from adv2.chapters.ch09.sources import Sources
+from adv2.chapters.claims import Verdict
+from adv2.core import attacks
+from adv2.core.formatting import fmt
+from adv2.core.interpreters.base import Interpreter
+from adv2.core.stats import Estimate, mean_ci
+
+CLAIM_ID = "adv2_does_not_transfer"
+DETERMINISTIC = ("grad", "cam", "rts")  # maps recomputed exactly (MASK is an optimisation)
+ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
+ADAPTIVE = {"ensemble": "ens", "ensemble + detector": "ensdet"}  # variant -> short name
+SETTINGS = ("photos", "resnet")
+LABELS = {"pgd": "PGD", "ens": "ADV2 vs ensemble", "ensdet": "ADV2 vs ensemble + detector"}
+
+
+def label(attack: str) -> str:
+    return LABELS.get(attack, f"ADV2 vs {attack.upper()}")
+
+
+@dataclass
+class SettingRun:
+    """One setting's sources, evaluated maps, detector and adaptive attacks."""
+
+    setting: str
+    src: Sources
+    ev: transfer.Evaluation
+    defense: defense.Defense
+    adaptive: list[adaptive.AdaptiveRun] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def matrix(self) -> dict[str, dict[str, Estimate]]:
+        return transfer.matrix(self.ev)
+
+    def cell_verdicts(self) -> dict[str, Verdict]:
+        return transfer.cell_verdicts(self.ev)
+
+    def verdict(self) -> Verdict:
+        """The claim over every off-diagonal cell (:func:`adv2.chapters.claims.all_of`)."""
+        return claims.all_of(CLAIM_ID, self.cell_verdicts())
+
+
+def run_setting(
+    setting: str,
+    model: torch.nn.Module,
+    interpreters: Mapping[str, Interpreter],
+    src: Sources,
+    calibration_x: torch.Tensor,
+    *,
+    target_fpr: float,
+    adaptive_cfg: attacks.ADV2Config | None,
+    detector_weight: float,
+    batch_size: int,
+    adaptive_n_images: int = 0,
+    device: Any,
+    progress: bool = False,
+) -> SettingRun:
+    """Maps of every input through every interpreter, the detector, and (``adaptive_cfg`` given)
+    the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all)."""
+    seconds = {}
+    t0 = time.time()
+    ev = transfer.evaluate(model, interpreters, src, batch_size=batch_size, device=device, progress=progress)
+    seconds["maps"] = time.time() - t0
+    runs = []
+    if adaptive_cfg is not None:
+        side = max(int(m.shape[-1]) for m in ev.benign.values())
+        k = min(adaptive_n_images or src.n, src.n)
+        for weight in (0.0, detector_weight):
+            run = adaptive.attack(
+                model, interpreters, src.x[:k], src.y[:k], src.target[:k], adaptive_cfg, side=side,
+                detector_weight=weight, batch_size=batch_size, progress=progress,
+            )  # fmt: skip
+            runs.append(run)
+            transfer.add_attack(
+                ev, ADAPTIVE[run.variant], model, interpreters, run.x_adv, src.target, run.success,
+                y=src.y, batch_size=batch_size, device=device,
+            )  # fmt: skip
+            seconds[ADAPTIVE[run.variant]] = run.seconds
+    t0 = time.time()
+    side = max(int(m.shape[-1]) for m in ev.benign.values())
+    calib = defense.calibration_scores(
+        model, interpreters, calibration_x, side=side, batch_size=batch_size, device=device
+    )
+    seconds["calibration"] = time.time() - t0
+    return SettingRun(setting, src, ev, defense.defend(ev, src, calib, target_fpr), runs, seconds)
+
+
+# ----------------------------------------------------------------------------- tables
+def matrix_table(run: SettingRun) -> str:
+    """Rows: PGD, then ADV2 against each source; columns: each target's mean L1 [95 % interval]."""
+    est, names = run.matrix(), run.ev.names
+    rows = [[label(r)] + [str(est[r][t]) for t in names] for r in (transfer.PGD, *names)]
+    return plotting.markdown_table(rows, ["inputs \\ seen through"] + [t.upper() for t in names])
+
+
+def verdict_table(run: SettingRun) -> str:
+    """One row per off-diagonal cell: its verdict with the share and its interval."""
+    rows = [[c.replace("→", " → ").upper(), verdict_cell(v)] for c, v in run.cell_verdicts().items()]
+    return plotting.markdown_table(rows, ["source → target", "share of the way to PGD (verdict)"])
+
+
+def detector_table(run: SettingRun) -> str:
+    """Per attack: success, mean score, AUC [95 %], share flagged at the calibration threshold."""
+    d = run.defense
+    auc, flag, score = d.auc(), d.detection_rate(), d.mean_scores()
+    rows = [["clean (held-out)", "—", str(score["benign"]), "—", str(d.false_positive_rate())]]
+    for a in d.attacks:
+        rows.append(
+            [
+                label(a),
+                f"{int(d.success[a].sum())} / {run.ev.attempted.get(a, len(d.success[a]))}",
+                str(score[a]),
+                str(auc[a]),
+                str(flag[a]),
+            ]
+        )
+    return plotting.markdown_table(rows, ["inputs", "successes", "disagreement", "AUC vs clean", "flagged"])
+
+
+def average_table(run: SettingRun) -> str:
+    """Per attack: how far the averaged map moves, its ratio to PGD's, the attacked map's own shift."""
+    rows = []
+    for a, e in run.defense.average_map_shift().items():
+        rows.append([label(a), str(e["shift"]), str(e["ratio_to_pgd"]), str(e.get("own_map_shift", "—"))])
+    return plotting.markdown_table(
+        rows,
+        ["inputs", "averaged map: L1 shift", "÷ PGD's shift", "attacked interpreter's own map: L1 shift"],
+    )
+
+
+def adaptive_table(run: SettingRun) -> str:
+    """Per adaptive variant: success, each interpreter's L1, detector AUC, steps and seconds."""
+    if not run.adaptive:
+        return "adaptive attack not run (`adaptive` false)"
+    est, auc, names = transfer_all(run), run.defense.auc(), run.ev.names
+    rows = []
+    for r in run.adaptive:
+        a = ADAPTIVE[r.variant]
+        rows.append(
+            [
+                label(a),
+                f"{int(r.success.sum())} / {len(r.success)}",
+                *(str(est[a][t]) for t in names),
+                str(auc[a]),
+                r.steps,
+                f"{r.seconds:.0f}",
+            ]
+        )
+    return plotting.markdown_table(
+        rows, ["attack", "successes", *(f"L1 {t.upper()}" for t in names), "detector AUC", "steps", "seconds"]
+    )
+
+
+def transfer_all(run: SettingRun) -> dict[str, dict[str, Estimate]]:
+    """Mean L1 [95 %] per attack (the matrix's rows and the adaptive ones) and target interpreter."""
+    l1 = transfer.l1_arrays(run.ev)
+    out = dict(run.matrix())
+    for a in run.ev.extra:
+        ok = run.ev.success[a].numpy().astype(bool)
+        out[a] = {t: mean_ci(np.where(ok, l1[a][t], np.nan)) for t in run.ev.names}
+    return out
+
+
+# ----------------------------------------------------------------------------- the result
+@dataclass
+class Ch09Result:
+    runs: dict[str, SettingRun]
+    params: dict[str, Any]
+
+    def verdicts(self) -> dict[str, dict[str, Verdict]]:
+        return {s: {CLAIM_ID: r.verdict()} for s, r in self.runs.items()}
+
+    def numbers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"intervals": {}, "verdicts": verdicts_block(self.verdicts())}
+        for s, r in self.runs.items():
+            d = r.defense
+            out[s] = {
+                "n_images": r.src.n,
+                "n_calibration": len(d.calibration),
+                "inputs": r.src.reused_text(),
+                "origin": r.src.origin,
+                "chapter3_seconds": r.src.seconds,
+                "chapter3_diagonal_l1": r.src.stored_l1,
+                "seconds": r.seconds,
+                "threshold": d.threshold,
+                "target_fpr": d.target_fpr,
+                "success": {a: float(np.mean(v)) for a, v in d.success.items() if a != defense.BENIGN},
+                "adaptive": {
+                    ADAPTIVE[a.variant]: {
+                        "steps": a.steps,
+                        "seconds": a.seconds,
+                        "detector_weight": a.detector_weight,
+                    }
+                    for a in r.adaptive
+                },
+                "roc": {a: {"fpr": f, "tpr": t} for a, (f, t) in d.roc().items()},
+            }
+            out["intervals"][s] = intervals_block(
+                {
+                    "l1": transfer_all(r),
+                    "auc": d.auc(),
+                    "flagged": {"clean": d.false_positive_rate(), **d.detection_rate()},
+                    "disagreement": d.mean_scores(),
+                    "average_map": d.average_map_shift(),
+                }
+            )
+        return out
+
+    def glue(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        attacks_all = ["pgd", *ALL_INTERPRETERS, *ADAPTIVE.values()]
+        for s, r in self.runs.items():
+            p = f"ch9_{s}_"
+            d = r.defense
+            est, auc, flag = transfer_all(r), d.auc(), d.detection_rate()
+            out.update(
+                {
+                    p + "n_images": r.src.n,
+                    p + "n_calibration": len(d.calibration),
+                    p + "inputs": r.src.reused_text(),
+                }
+            )
+            out[p + "threshold"] = cell_value(d.threshold)
+            out[p + "target_fpr"] = d.target_fpr
+            out[p + "fpr"] = str(d.false_positive_rate())
+            for a, row in est.items():
+                for t, e in row.items():
+                    out[f"{p}l1_{a}_{t}"] = str(e)
+            for a in d.attacks:
+                out[f"{p}auc_{a}"] = str(auc[a])
+                out[f"{p}flagged_{a}"] = str(flag[a])
+            for a, e in d.average_map_shift().items():
+                out[f"{p}avg_shift_{a}"] = str(e["shift"])
+                out[f"{p}avg_ratio_{a}"] = str(e["ratio_to_pgd"])
+                if "own_map_shift" in e:
+                    out[f"{p}own_shift_{a}"] = str(e["own_map_shift"])
+            cells = r.cell_verdicts()
+            for c, v in cells.items():
+                out[p + "share_" + c.replace("→", "_")] = verdict_cell(v)
+            holding = sum(v.status == claims.HOLDS for v in cells.values())
+            out[p + "cells_hold"] = f"{holding} of {len(cells)}"
+            out.update(verdict_glue(f"{p}transfer_verdict", r.verdict()))
+            out[p + "adaptive_words"] = adaptive_words(r)
+            out[p + "diagonal_text"] = diagonal_text(r)
+            for run in r.adaptive:
+                a = ADAPTIVE[run.variant]
+                out[f"{p}{a}_success"] = f"{int(run.success.sum())} of {len(run.success)}"
+                out[f"{p}{a}_steps"] = run.steps
+                out[f"{p}{a}_seconds"] = f"{run.seconds:.0f} s"
+                out[f"{p}adaptive_n_images"] = len(run.success)
+        names = [
+            f"ch9_{s}_{k}"
+            for s in SETTINGS
+            for k in (
+                "n_images",
+                "n_calibration",
+                "inputs",
+                "fpr",
+                "cells_hold",
+                "adaptive_words",
+                "threshold",
+                "target_fpr",
+                "diagonal_text",
+                "adaptive_n_images",
+            )
+        ]
+        names += [f"ch9_{s}_auc_{a}" for s in SETTINGS for a in attacks_all]
+        names += [
+            f"ch9_{s}_{a}_{k}"
+            for s in SETTINGS
+            for a in ADAPTIVE.values()
+            for k in ("success", "steps", "seconds")
+        ]
+        names += [f"ch9_{s}_avg_{k}_{a}" for s in SETTINGS for a in attacks_all for k in ("shift", "ratio")]
+        for s in SETTINGS:
+            if s not in self.runs:
+                out.update(verdict_glue(f"ch9_{s}_transfer_verdict", None))
+        return pad(out, names, NOT_RUN)
+
+
+def diagonal_text(run: SettingRun) -> str:
+    """The diagonal here beside chapter 3's own value from its stored maps, per interpreter."""
+    est = run.matrix()
+    return "; ".join(
+        f"{t.upper()} {est[t][t]} (chapter 3: {fmt(run.src.stored_l1.get(t))})" for t in run.ev.names
+    )
+
+
+CHANCE = 0.5  # the AUC of a detector that cannot tell the two kinds of input apart
+
+
+def auc_words(what: str, e: Estimate | None) -> str:
+    """Whether the detector separates ``what`` from clean inputs, decided on the AUC's interval."""
+    if e is None or e.value is None:
+        return f"the detector's AUC against {what} could not be measured"
+    if e.high is not None and e.high <= CHANCE:
+        return f"{what} evades the detector: its inputs score no higher than clean ones (AUC {e})"
+    if e.low is not None and e.low > CHANCE:
+        return f"the detector still separates {what} from clean inputs better than chance (AUC {e})"
+    return (
+        f"the detector's AUC against {what}, {e}, includes chance ({CHANCE:g}): at this sample size it "
+        "does not reliably separate those inputs from clean ones"
+    )
+
+
+def adaptive_words(run: SettingRun) -> str:
+    """The computed sentences on the adaptive attacks: each variant's AUC read against chance, and
+    PGD's beside them."""
+    if not run.adaptive:
+        return NOT_RUN
+    auc = run.defense.auc()
+    parts = [auc_words(label(ADAPTIVE[r.variant]), auc.get(ADAPTIVE[r.variant])) for r in run.adaptive]
+    return "; ".join(parts) + f" (PGD: AUC {auc.get(transfer.PGD)})"
+
+
+# ----------------------------------------------------------------------------- figures
+def shown_images(run: SettingRun, n: int) -> list[int]:
+    """The first ``n`` images on which every ADV2 attack succeeded (then the others, in order)."""
+    every = torch.stack([run.ev.success[s] for s in run.ev.names]).all(0)
+    order = every.nonzero().flatten().tolist() + (~every).nonzero().flatten().tolist()
+    return order[:n]
+
+
+def maps_figure(run: SettingRun, image: int | None = None):
+    """One photo through all four interpreters: rows clean, PGD, ADV2 against each source (and the
+    adaptive attacks); columns each interpreter's map (target class; clean: true class). The first
+    image on which every ADV2 attack succeeded (else the first image)."""
+    ev, src = run.ev, run.src
+    if image is None:
+        image = shown_images(run, 1)[0]
+    inputs = {"clean": src.x, "pgd": src.x_pgd, **{s: src.x_adv[s] for s in ev.names}}
+    inputs.update({ADAPTIVE[r.variant]: r.x_adv for r in run.adaptive if image < len(r.x_adv)})
+    rows = list(inputs)
+    images = torch.stack([inputs[a][image] for a in rows])
+    maps = {
+        t.upper(): torch.stack([(ev.benign[t] if a == "clean" else ev.at_target[a][t])[image] for a in rows])
+        for t in ev.names
+    }
+    labels = ["clean (true class)"] + [
+        label(a) + (" ✓" if bool(ev.success[a][image]) else " ✗") for a in rows[1:]
+    ]
+    return plotting.maps_grid(images, maps, row_labels=labels, suptitle=f"{run.setting}: image {image}")
+
+
+def matrix_figure(run: SettingRun):
+    """Heat map of the matrix: mean L1 to the benign map per (inputs, target), 95 % interval below."""
+    est, names = run.matrix(), run.ev.names
+    rows = [transfer.PGD, *names]
+    values = np.array([[np.nan if est[r][t].value is None else est[r][t].value for t in names] for r in rows])
+    mid = (
+        np.nanmin(values) + 0.6 * (np.nanmax(values) - np.nanmin(values)) if np.isfinite(values).any() else 0
+    )
+    with plotting.book_style():
+        fig, ax = plt.subplots(figsize=(plotting.CONTENT_INCHES, 4.6), layout="constrained")
+        im = ax.imshow(values, cmap="viridis", aspect="auto")
+        for i, r in enumerate(rows):
+            for j, t in enumerate(names):
+                e = est[r][t]
+                text = "—" if e.value is None else f"{e.value:.3f}"
+                if e.low is not None and e.high is not None:
+                    text += f"\n[{e.low:.2f}, {e.high:.2f}]"
+                dark = not np.isfinite(values[i, j]) or values[i, j] < mid
+                ax.text(
+                    j, i, text, ha="center", va="center", color="w" if dark else "k", fontsize=plotting.MIN_PT
+                )
+        ax.set_xticks(range(len(names)), [t.upper() for t in names])
+        ax.set_yticks(range(len(rows)), [label(r) for r in rows])
+        ax.set_xlabel("seen through (target interpreter T)")
+        fig.colorbar(im, ax=ax, label="mean L1 to T's benign map")
+        ax.set_title(f"{run.setting}: transfer matrix (diagonal: ADV2 against T itself)")
+    fig._adv2_colorbars = 1
+    return fig
+
+
+def roc_figure(run: SettingRun):
+    """ROC curves of the detector, one per attack (successful inputs against the clean images),
+    with the chance diagonal."""
+    auc = run.defense.auc()
+    series = {f"{label(a)} (AUC {fmt(auc[a].value, 2)})": curve for a, curve in run.defense.roc().items()}
+    with plotting.book_style():
+        fig, ax = plt.subplots(figsize=(plotting.CONTENT_INCHES, 3.6), layout="constrained")
+    plotting.curves(
+        series, "false-positive rate (clean images flagged)", "true-positive rate",
+        f"{run.setting}: ensemble detector", ax=ax,
+    )  # fmt: skip
+    with plotting.book_style():
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
+        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=plotting.MIN_PT)
+    fig._adv2_colorbars = 0
+    return fig
+
+
+# ----------------------------------------------------------------------------- invariants
+def check(result: Ch09Result) -> None:
+    """The chapter's invariants; each failure says what was expected and what was measured."""
+    for s, r in result.runs.items():
+        est = r.matrix()
+        for row in est.values():
+            for t, e in row.items():
+                _check(e.value is None or e.value >= 0, f"{s}: a mean L1 on {t} is negative ({e})")
+        for a, e in r.defense.auc().items():
+            _check(e.value is None or 0 <= e.value <= 1, f"{s}: AUC of {a} is {e}, outside [0, 1]")
+        scores = np.concatenate([v for v in r.defense.scores.values()] + [r.defense.calibration])
+        _check(
+            bool(np.all((scores >= -1e-6) & (scores <= 2 + 1e-6))),
+            f"{s}: a disagreement score lies outside [0, 2]",
+        )
+        _check(
+            len(r.cell_verdicts()) == len(r.ev.names) * (len(r.ev.names) - 1),
+            f"{s}: not one verdict per off-diagonal cell",
+        )
+        for t in DETERMINISTIC:  # the diagonal repeats chapter 3's measurement (MASK: its own noise)
+            here, stored = est.get(t, {}).get(t), r.src.stored_l1.get(t)
+            if here is None or here.value is None or stored is None or stored != stored:
+                continue
+            _check(
+                abs(here.value - stored) <= 1e-3 + 0.02 * stored,
+                f"{s}: the diagonal cell of {t.upper()} is {here.value:.4g} here but {stored:.4g} in "
+                "chapter 3's stored maps: the store holds another attack than the one evaluated "
+                "(a key mismatch, a library bug)",
+            )
+
+
+__all__ = [
+    "ADAPTIVE",
+    "CLAIM_ID",
+    "Ch09Result",
+    "SettingRun",
+    "adaptive_table",
+    "average_table",
+    "check",
+    "detector_table",
+    "maps_figure",
+    "matrix_figure",
+    "matrix_table",
+    "roc_figure",
+    "run_setting",
+    "shown_images",
+    "verdict_table",
+]

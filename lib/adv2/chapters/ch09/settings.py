@@ -1,0 +1,223 @@
+"""Chapter 9's two settings, set up as chapter 3 attacked them: the classifier, the four
+interpreters, chapter 3's inputs (:func:`adv2.chapters.ch09.sources.gather`) and the separate
+benign images that set the detector's threshold.
+
+Chapter 9 does not import chapter 3 (chapters stay independent): the notebook hands over chapter 3's
+attack configurations (``cfgs``), its interpreter factory (``make_interpreter``) and a function that
+runs chapter 3's attack on the interpreters the store lacks (``attack_missing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from adv2.chapters._common import PHOTO_BATCH, PHOTOS
+from adv2.chapters._compare import pgd_steps
+from adv2.chapters.ch09 import sources
+from adv2.core import attacks
+from adv2.trained import data, pretrained
+
+
+@dataclass
+class Setting:
+    """What :func:`adv2.chapters.ch09.report.run_setting` needs for one setting."""
+
+    name: str
+    model: torch.nn.Module
+    interpreters: dict[str, Any]
+    src: sources.Sources
+    calibration_x: torch.Tensor
+    class_names: list[str]
+
+
+@torch.no_grad()
+def n_correct_photos(model: torch.nn.Module, photos: data.Dataset, device: Any) -> int:
+    """How many labelled photos the classifier gets right (chapter 3's count behind ``n_images=0``)."""
+    known = photos.y_test >= 0
+    pred = torch.cat(
+        [
+            model(photos.x_test[i : i + PHOTO_BATCH].to(device)).argmax(1).cpu()
+            for i in range(0, len(known), PHOTO_BATCH)
+        ]
+    )
+    return int(((pred == photos.y_test) & known).sum())
+
+
+def _outside(n_total: int, index: torch.Tensor) -> torch.Tensor:
+    keep = torch.ones(n_total, dtype=torch.bool)
+    keep[index] = False
+    return keep.nonzero().flatten()
+
+
+def photo_setting(
+    model: torch.nn.Module,
+    rts_net: Any,
+    cfgs: Mapping[str, attacks.AttackConfig],
+    make_interpreter: Callable[[str], Any],
+    attack_missing: Callable[[list[str]], Any],
+    *,
+    n_images: int,
+    step_scale: float,
+    mask_iterations: int,
+    seed: int,
+    artifacts_dir: str | None,
+    device: Any,
+) -> Setting:
+    """EfficientNet-Lite0 on the offline photos: chapter 3's attack set (``n_images`` 0: every
+    photo it gets right), its inputs, and as calibration every other offline photo (the labelled
+    ones it gets wrong or chapter 3 did not attack, and the unlabelled ones: the detector needs no
+    label)."""
+    photos = data.load_imagenet_sample()
+    n_take = n_images or n_correct_photos(model, photos, device)
+    aset = data.select_attack_set(
+        model, photos.x_test, photos.y_test, n_take, seed=seed, num_classes=1000, batch_size=8, device=device
+    )
+    keys = sources.keys(
+        PHOTOS, cfgs, model=model, rts_net=rts_net if "rts" in cfgs else None, x=aset.x, target=aset.target,
+        n_pgd=pgd_steps(step_scale), mask_iterations=mask_iterations, seed=seed,
+    )  # fmt: skip
+    src = sources.gather(PHOTOS, keys, aset.index, attack_missing, artifacts_dir)
+    calibration = photos.x_test[_outside(len(photos.x_test), aset.index)]
+    interps = {n: make_interpreter(n) for n in cfgs}
+    return Setting(PHOTOS, model, interps, src, calibration, photos.class_names)
+
+
+def fmnist_setting(
+    arch: str,
+    model: torch.nn.Module,
+    rts_net: Any,
+    fmnist: data.Dataset,
+    cfgs: Mapping[str, attacks.AttackConfig],
+    make_interpreter: Callable[[str], Any],
+    attack_missing: Callable[[list[str]], Any],
+    *,
+    n_images: int,
+    mask_n_images: int,
+    n_calibration: int,
+    step_scale: float,
+    mask_iterations: int,
+    seed: int,
+    artifacts_dir: str | None,
+    device: Any,
+) -> Setting:
+    """A Fashion-MNIST classifier: chapter 3's attack set and inputs (cut to MASK's first
+    ``mask_n_images`` when MASK is in the ensemble), and the first ``n_calibration`` test images
+    outside the attack set as calibration."""
+    aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
+    keys = sources.keys(
+        arch_setting(arch), cfgs, model=model, rts_net=rts_net if "rts" in cfgs else None, x=aset.x,
+        target=aset.target, n_pgd=pgd_steps(step_scale), mask_iterations=mask_iterations, seed=seed,
+        mask_n_images=mask_n_images,
+    )  # fmt: skip
+    src = sources.gather(arch_setting(arch), keys, aset.index, attack_missing, artifacts_dir)
+    src.setting = arch
+    calibration = fmnist.x_test[_outside(len(fmnist.x_test), aset.index)[:n_calibration]]
+    interps = {n: make_interpreter(n) for n in cfgs}
+    return Setting(arch, model, interps, src, calibration, list(fmnist.class_names))
+
+
+def arch_setting(arch: str) -> str:
+    """The store's setting name of a Fashion-MNIST classifier (chapter 3 writes it so)."""
+    return f"fashion-mnist/{arch}"
+
+
+# ----------------------------------------------------------------------------- from the notebook
+def photo_from_params(
+    p: Mapping[str, Any],
+    chapter3: Any,
+    *,
+    device: Any,
+    progress: bool,
+) -> tuple[Setting, attacks.ADV2Config]:
+    """The photo setting from the chapter's parameters ``p``, with chapter 3's code handed over as
+    ``chapter3`` (``photo_configs``, ``attacked_interpreter``, ``photo_rts``, ``attack_photos``), and
+    the CAM schedule the adaptive attack runs on."""
+    model = pretrained.efficientnet_lite0(data.load_imagenet_sample().class_names).to(device)
+    rts_net, rts_status = (
+        chapter3.photo_rts(device, progress, p["artifacts_dir"]) if "rts" in p["interpreters"] else (None, "")
+    )
+    budget = {
+        "step_scale": p["imagenet_step_scale"],
+        "mask_step_scale": p["imagenet_mask_step_scale"],
+        "mask_checkpoints": p["mask_checkpoints"],
+        "schedule": p["schedule"],
+    }
+    cfgs = chapter3.photo_configs(p["interpreters"], **budget)
+
+    def attack_missing(names: list[str]) -> None:  # chapter 3's photo attack: it writes the store
+        chapter3.attack_photos(
+            interpreters=names, n_images=p["imagenet_n_images"], step_scale=p["imagenet_step_scale"],
+            mask_step_scale=p["imagenet_mask_step_scale"], mask_checkpoints=p["mask_checkpoints"],
+            mask_iterations=p["imagenet_mask_iterations"], seed=p["seed"], schedule=p["schedule"],
+            rts_net=rts_net, rts_status=rts_status, artifacts_dir=p["artifacts_dir"], device=device,
+            progress=progress, log=None,
+        )  # fmt: skip
+
+    setting = photo_setting(
+        model, rts_net, cfgs,
+        lambda n: chapter3.attacked_interpreter(n, model, rts_net, p["imagenet_mask_iterations"], p["seed"]),
+        attack_missing, n_images=p["imagenet_n_images"], step_scale=p["imagenet_step_scale"],
+        mask_iterations=p["imagenet_mask_iterations"], seed=p["seed"], artifacts_dir=p["artifacts_dir"],
+        device=device,
+    )  # fmt: skip
+    return setting, chapter3.photo_configs(["cam"], **budget)["cam"]
+
+
+def fmnist_from_params(
+    p: Mapping[str, Any],
+    arch: str,
+    classifiers: Mapping[str, Any],
+    accuracy: Mapping[str, float],
+    rts_nets: Mapping[str, Any],
+    fmnist: data.Dataset,
+    chapter3: Any,
+    *,
+    device: Any,
+    progress: bool,
+) -> tuple[Setting, attacks.ADV2Config]:
+    """A Fashion-MNIST setting from the chapter's parameters, with chapter 3's code handed over as
+    ``chapter3`` (``fmnist_configs``, ``attacked_interpreter``, ``attack_fmnist``), and the CAM
+    schedule the adaptive attack runs on."""
+    budget = {
+        "epsilon": p["epsilon"],
+        "step_size": p["step_size"],
+        "step_scale": p["step_scale"],
+        "mask_step_scale": p["mask_step_scale"],
+        "mask_checkpoints": p["mask_checkpoints"],
+        "schedule": p["schedule"],
+    }
+    cfgs = chapter3.fmnist_configs(p["interpreters"], **budget)
+    model, rts_net = classifiers[arch], rts_nets.get(arch)
+
+    def attack_missing(names: list[str]) -> None:  # chapter 3's attack: it writes the store
+        chapter3.attack_fmnist(
+            dict(classifiers), fmnist, cfgs, archs=[arch], interpreters=names, rts_nets=dict(rts_nets),
+            accuracy={arch: accuracy[arch]}, n_images=p["n_images"], mask_n_images=p["mask_n_images"],
+            epsilon=p["epsilon"], step_size=p["step_size"], step_scale=p["step_scale"],
+            mask_iterations=p["mask_iterations"], attack_batch_size=p["attack_batch_size"], seed=p["seed"],
+            device=device, progress=progress, log=None, artifacts_dir=p["artifacts_dir"],
+        )  # fmt: skip
+
+    setting = fmnist_setting(
+        arch, model, rts_net, fmnist, cfgs,
+        lambda n: chapter3.attacked_interpreter(n, model, rts_net, p["mask_iterations"], p["seed"]),
+        attack_missing, n_images=p["n_images"], mask_n_images=p["mask_n_images"],
+        n_calibration=p["n_calibration"], step_scale=p["step_scale"], mask_iterations=p["mask_iterations"],
+        seed=p["seed"], artifacts_dir=p["artifacts_dir"], device=device,
+    )  # fmt: skip
+    return setting, chapter3.fmnist_configs(["cam"], **budget)["cam"]
+
+
+__all__ = [
+    "Setting",
+    "arch_setting",
+    "fmnist_from_params",
+    "fmnist_setting",
+    "n_correct_photos",
+    "photo_from_params",
+    "photo_setting",
+]

@@ -1,0 +1,124 @@
+"""The parameter table of chapter 9 (Defense 1: interpreters that disagree); rows from
+:mod:`adv2.chapters.schema_rows`, and chapter 3's own rows for the attacks it reuses.
+
+Chapter 9 analyses chapter 3's adversarial inputs, read from the attack store under keys built from
+chapter 3's attack parameters: those rows are chapter 3's (same defaults, rules and docs), and each
+profile gives both chapters the same values (a test checks it), so chapter 9 finds chapter 3's
+inputs instead of attacking again.
+"""
+
+from __future__ import annotations
+
+from adv2.chapters import schema_ch01_03
+from adv2.chapters.schema_rows import (
+    Param,
+    count_rule,
+    evaluation,
+    head,
+    number,
+    output,
+    outputs,
+    variant,
+)
+from adv2.core.config import INTERPRETERS, Rule, boolean, subset_of
+
+_CH03 = {p.name: p for p in schema_ch01_03.CHAPTERS["03_adv2"]}
+# chapter 3's attack parameters, shared with chapter 3 (the attack store's keys are built from them)
+CHAPTER3_ATTACK = (
+    "n_images",
+    "mask_n_images",
+    "epsilon",
+    "step_size",
+    "schedule",
+    "step_scale",
+    "mask_step_scale",
+    "mask_checkpoints",
+    "mask_iterations",
+    "attack_batch_size",
+    "train_seed",
+    "train_epochs",
+    "train_subset",
+    "rts_phase1_iterations",
+    "rts_phase2_iterations",
+    "rts_batch_size",
+    "rts_lr",
+    "imagenet_n_images",
+    "imagenet_step_scale",
+    "imagenet_mask_step_scale",
+    "imagenet_mask_iterations",
+)
+AT_LEAST_TWO = Rule(
+    lambda v: subset_of(*INTERPRETERS).check(v) and len(set([v] if isinstance(v, str) else v)) >= 2,
+    "a list of at least two of " + ", ".join(repr(i) for i in INTERPRETERS) + " (an ensemble needs two)",
+)
+
+CHAPTERS: dict[str, list[Param]] = {
+    "09_defense1": [
+        *head(
+            "dataset of the teaching classifier (fashion-mnist)",
+            "Fashion-MNIST classifiers of the teaching section (chapter 3's; resnet)",
+            "seed of chapter 3's attack sets, targets and MASK's jitter (the cache key of its inputs)",
+            default=["resnet"],
+        ),
+        evaluation(
+            "interpreters",
+            list,
+            ["grad", "cam", "rts", "mask"],
+            AT_LEAST_TWO,
+            "the ensemble: source and target interpreters of the transfer matrix (grad, cam, rts, mask)",
+        ),
+        evaluation(
+            "photos", bool, True, boolean(), "run the photo setting (EfficientNet-Lite0; the main evidence)"
+        ),
+        evaluation(
+            "fmnist",
+            bool,
+            True,
+            boolean(),
+            "run the Fashion-MNIST teaching setting (the classifiers of archs)",
+        ),
+        *(variant(_CH03[n], doc=_CH03[n].doc + " (chapter 3's)") for n in CHAPTER3_ATTACK),
+        evaluation(
+            "n_calibration",
+            int,
+            32,
+            count_rule(2, 5000),
+            "Fashion-MNIST: benign test images apart from the attacked ones that set the detector's threshold",
+        ),
+        evaluation(
+            "target_fpr",
+            float,
+            0.1,
+            number(0, 0.5, lo_open=False),
+            "the detector's false-positive rate on the calibration images that sets its threshold",
+        ),
+        evaluation(
+            "adaptive", bool, True, boolean(), "run the adaptive attacks (ADV2 against the whole ensemble)"
+        ),
+        evaluation(
+            "adaptive_n_images",
+            int,
+            0,
+            count_rule(0),
+            "photos the adaptive attacks run on, the first of chapter 3's (0: all of them)",
+        ),
+        evaluation(
+            "detector_weight",
+            float,
+            1.0,
+            number(0, 1000, lo_open=True),
+            "the adaptive variant's weight on the detector's score, beside the map loss (both times lambda)",
+        ),
+        evaluation(
+            "eval_batch_size",
+            int,
+            8,
+            count_rule(),
+            "images per interpreter pass (results do not depend on it)",
+        ),
+        output("n_show", int, 1, count_rule(1, 8), "photos shown through every interpreter"),
+        *outputs("09_defense1", "cache of trained models and of chapter 3's adversarial inputs"),
+    ],
+}
+
+__all__ = ["CHAPTERS", "CHAPTER3_ATTACK"]

@@ -1,0 +1,328 @@
+"""Chapter 9 (Defense 1): the transfer matrix's layout and verdicts, the ensemble's score, the
+detector's AUC on constructed scores, the claim rule both ways, the attack store, the parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adv2.chapters import attack_store, claim_rules, claims, schema
+from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
+from adv2.chapters.schema_ch09 import CHAPTER3_ATTACK
+from adv2.core import attacks
+from adv2.core.config import ParameterError, load_profile
+from standins import glue_keys_in_markdown
+
+NAMES = ["grad", "cam", "rts", "mask"]
+
+
+# ----------------------------------------------------------------------------- the claim rule
+def test_transfer_rule_holds_when_the_cell_sits_at_pgd():
+    rng = np.random.default_rng(0)
+    diag = 0.05 + 0.01 * rng.random(20)
+    pgd = 0.30 + 0.01 * rng.random(20)
+    v = claim_rules.adv2_does_not_transfer(pgd - 0.005, np.ones(20), diag, np.ones(20), pgd)
+    assert v.status == claims.HOLDS
+    assert v.estimate.value == pytest.approx(
+        (np.mean(pgd - 0.005) - diag.mean()) / (pgd.mean() - diag.mean())
+    )
+
+
+def test_transfer_rule_does_not_hold_when_the_cell_sits_at_the_diagonal():
+    rng = np.random.default_rng(1)
+    diag = 0.05 + 0.01 * rng.random(20)
+    pgd = 0.30 + 0.01 * rng.random(20)
+    v = claim_rules.adv2_does_not_transfer(diag + 0.01, np.ones(20), diag, np.ones(20), pgd)
+    assert v.status == claims.DOES_NOT_HOLD
+
+
+def test_transfer_rule_counts_only_successes_and_needs_images():
+    diag, pgd = np.full(10, 0.1), np.full(10, 0.3)
+    cell = np.full(10, 0.29)
+    cell[:5] = 0.1  # failed attacks near the diagonal: left out
+    ok = np.r_[np.zeros(5), np.ones(5)]
+    assert claim_rules.adv2_does_not_transfer(cell, ok, diag, np.ones(10), pgd).status == claims.HOLDS
+    few = claim_rules.adv2_does_not_transfer(cell[:3], ok[:3], diag[:3], np.ones(3), pgd[:3])
+    assert few.status == claims.NOT_MEASURABLE
+    gapless = claim_rules.adv2_does_not_transfer(cell, ok, pgd, np.ones(10), diag)
+    assert gapless.status == claims.NOT_MEASURABLE  # PGD no farther than the diagonal
+    with pytest.raises(ValueError, match="same images"):
+        claim_rules.adv2_does_not_transfer(cell, ok, diag[:9], np.ones(9), pgd)
+
+
+def test_transfer_claim_is_registered_with_its_threshold():
+    c = claims.CLAIMS["adv2_does_not_transfer"]
+    assert c.threshold == claims.TRANSFER_SHARE_MIN == 0.5 and c.direction == claims.AT_LEAST
+    assert 9 in c.chapters
+
+
+# ----------------------------------------------------------------------------- the matrix
+def _evaluation(n: int = 10, transfers: bool = False) -> transfer.Evaluation:
+    """Maps built so that ADV2 against S keeps S's map benign; the other maps are PGD-like (or, with
+    ``transfers``, benign too)."""
+    g = torch.Generator().manual_seed(0)
+    benign = {t: torch.rand(n, 1, 4, 4, generator=g) for t in NAMES}
+    pgd = {t: (benign[t] + 0.5).clamp(max=1) for t in NAMES}
+    at_target = {transfer.PGD: pgd}
+    for s in NAMES:
+        at_target[s] = {t: benign[t] + 0.01 if (t == s or transfers) else pgd[t] - 0.01 for t in NAMES}
+    ones = torch.ones(n, dtype=torch.bool)
+    success = {a: ones for a in at_target}
+    pred = {a: torch.zeros(n, dtype=torch.int64) for a in at_target}
+    return transfer.Evaluation(list(NAMES), benign, at_target, at_target, pred, success, 0.0)
+
+
+def test_matrix_has_pgd_and_one_row_per_source_and_a_low_diagonal():
+    ev = _evaluation()
+    m = transfer.matrix(ev)
+    assert list(m) == [transfer.PGD, *NAMES]
+    assert all(list(row) == NAMES for row in m.values())
+    for s in NAMES:
+        for t in NAMES:
+            if s == t:
+                assert m[s][t].value == pytest.approx(0.01, abs=1e-6)
+            else:
+                assert m[s][t].value > 10 * m[t][t].value
+    verdicts = transfer.cell_verdicts(ev)
+    assert len(verdicts) == 12 and "grad→cam" in verdicts and "grad→grad" not in verdicts
+    assert all(v.status == claims.HOLDS for v in verdicts.values())
+
+
+def test_matrix_verdicts_turn_when_the_attack_transfers():
+    verdicts = transfer.cell_verdicts(_evaluation(transfers=True))
+    assert all(v.status == claims.DOES_NOT_HOLD for v in verdicts.values())
+
+
+# ----------------------------------------------------------------------------- the ensemble
+def test_disagreement_is_zero_for_equal_maps_and_two_for_disjoint_ones():
+    m = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(ensemble.disagreement(ensemble.on_grid({"a": m, "b": m.clone()})), torch.zeros(3))
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :4] = 1
+    right = 1 - left
+    assert ensemble.disagreement(ensemble.on_grid({"a": left, "b": right})).item() == pytest.approx(2.0)
+
+
+def test_on_grid_resizes_to_the_largest_side_and_normalises():
+    stack = ensemble.on_grid({"small": torch.rand(2, 1, 7, 7), "big": torch.rand(2, 1, 28, 28)})
+    assert stack.shape == (2, 2, 28, 28)
+    assert torch.allclose(stack.flatten(2).sum(2), torch.ones(2, 2))
+    flat = ensemble.on_grid({"zero": torch.zeros(1, 1, 4, 4)})
+    assert torch.allclose(flat, torch.full_like(flat, 1 / 16))
+
+
+# ----------------------------------------------------------------------------- the detector
+def test_auc_on_constructed_scores():
+    assert detector.auc([0.1, 0.2, 0.3], [0.5, 0.6]) == 1.0
+    assert detector.auc([0.5, 0.6], [0.1, 0.2]) == 0.0
+    assert detector.auc([0.4, 0.4], [0.4, 0.4]) == 0.5
+    assert detector.auc([0.1, 0.5], [0.3]) == 0.5
+    rng = np.random.default_rng(0)
+    benign, attacked = rng.normal(0, 1, 40), rng.normal(1, 1, 40)
+    e = detector.auc_ci(benign, attacked)
+    assert e.low < e.value < e.high and 0.6 < e.value < 0.95
+    only_ok = detector.auc_ci(benign, attacked, success=np.r_[np.ones(20), np.zeros(20)])
+    assert only_ok.value == pytest.approx(detector.auc(benign, attacked[:20]))
+    with pytest.raises(ValueError, match="same images"):
+        detector.auc_ci(benign, attacked[:10])
+
+
+def test_roc_and_threshold():
+    fpr, tpr = detector.roc_curve([0.1, 0.2, 0.3, 0.4], [0.35, 0.5])
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert fpr == sorted(fpr) and tpr == sorted(tpr)
+    calib = np.arange(10) / 10  # 0.0 ... 0.9
+    thr = detector.threshold_at(calib, 0.1)
+    assert np.mean(calib > thr) <= 0.1 and thr == pytest.approx(0.8)
+    assert detector.flagged(calib, thr).value == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="calibration"):
+        detector.threshold_at([], 0.1)
+
+
+# ----------------------------------------------------------------------------- the store
+def test_attack_store_round_trip_and_keys(tmp_path):
+    x, target = torch.rand(3, 1, 4, 4), torch.tensor([1, 2, 3])
+    cfg = attacks.default_config("cam", scale=0.01)
+    p = attack_store.attack_params(
+        "photos", "cam", cfg, classifier="c", rts="r", x=x, target=target, n_pgd=2, mask_iterations=5, seed=0
+    )
+    assert p["rts"] == "" and p["mask_iterations"] == 0  # they only key the RTS and MASK attacks
+    assert attack_store.lookup(p, tmp_path) is None
+    state = {k: torch.zeros(3) for k in attack_store._FIELDS}
+    state.update(x=x, target=target)
+    attack_store.store(p, state, 1.5, tmp_path)
+    got, metrics = attack_store.lookup(p, tmp_path)
+    assert torch.equal(got["x"], x) and metrics["seconds"] == 1.5
+    other = attack_store.attack_params(
+        "photos",
+        "cam",
+        cfg,
+        classifier="c",
+        rts="r",
+        x=x,
+        target=target + 1,
+        n_pgd=2,
+        mask_iterations=5,
+        seed=0,
+    )
+    assert attack_store.lookup(other, tmp_path) is None  # other targets, other key
+
+
+def test_sources_are_cut_to_the_common_images_and_must_match():
+    x, t = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 3])
+
+    def entry(n, xx=x):
+        s = {k: torch.zeros(n, 1, 2, 2) for k in attack_store._FIELDS}
+        s.update(
+            x=xx[:n],
+            target=t[:n],
+            y=t[:n],
+            x_pgd=xx[:n],
+            x_adv=xx[:n],
+            success=torch.ones(n, dtype=torch.bool),
+        )
+        return s, {"seconds": 1.0}
+
+    src = sources.from_entries("s", {"cam": entry(4), "mask": entry(2)}, torch.arange(4))
+    assert src.n == 2 and src.names == ["cam", "mask"] and len(src.x_adv["cam"]) == 2
+    assert src.stored_l1 == {"cam": 0.0, "mask": 0.0}  # chapter 3's own maps: equal here
+    with pytest.raises(ValueError, match="other images"):
+        sources.from_entries(
+            "s", {"cam": entry(4), "mask": entry(2, torch.rand(4, 1, 2, 2))}, torch.arange(4)
+        )
+
+
+# ----------------------------------------------------------------------------- parameters
+def test_parameters_are_validated():
+    assert schema.validate_chapter("09_defense1", {"interpreters": ["cam", "rts"]})["interpreters"] == [
+        "cam",
+        "rts",
+    ]
+    with pytest.raises(ParameterError, match="at least two"):
+        schema.validate_chapter("09_defense1", {"interpreters": ["cam"]})
+    with pytest.raises(ParameterError, match="target_fpr"):
+        schema.validate_chapter("09_defense1", {"target_fpr": 0.7})
+    with pytest.raises(ParameterError, match="detector_weight"):
+        schema.validate_chapter("09_defense1", {"detector_weight": 0})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_chapter3_attack_parameters_match_chapter3(profile):
+    """Chapter 9 reads chapter 3's inputs under keys built from these values: they must agree."""
+    ch03 = {**schema.defaults("03_adv2"), **load_profile(profile, "03_adv2")}
+    ch09 = {**schema.defaults("09_defense1"), **load_profile(profile, "09_defense1")}
+    differ = {n: (ch03[n], ch09[n]) for n in CHAPTER3_ATTACK if ch03[n] != ch09[n]}
+    assert not differ, f"{profile}: chapter 9's copies of chapter 3's attack parameters differ: {differ}"
+    assert set(ch03["imagenet_interpreters"]) <= set(ch09["interpreters"]) or profile == "smoke"
+
+
+# ----------------------------------------------------------------------------- the adaptive attack
+def test_adaptive_attack_keeps_the_ensemble_closer_than_pgd(fmnist, small_trained_resnet):
+    """ADV2 against Grad and CAM together: inside the budget, success is the classifier's argmax,
+    and the ensemble's maps end closer to their benign maps than PGD's (what the loss optimises)."""
+    from adv2.chapters.ch09 import adaptive
+    from adv2.core.interpreters import build_interpreter
+    from adv2.trained.data import select_attack_set
+
+    model = small_trained_resnet
+    aset = select_attack_set(model, fmnist.x_test[:2000], fmnist.y_test[:2000], 8, seed=0)
+    interps = {n: build_interpreter(n, model) for n in ("grad", "cam", "mask")}
+    eps, step = 0.15, 0.15 / 8
+    cfg = attacks.default_config("cam", epsilon=eps, step_size=step, stage1_steps=15, stage2_steps=30)
+    run = adaptive.attack(model, interps, aset.x, aset.y, aset.target, cfg, side=14, batch_size=8)
+    assert run.steps == 45 and run.x_adv.shape == aset.x.shape
+    assert (run.x_adv - aset.x).abs().max() <= eps + 1e-6
+    assert torch.equal(run.success, model(run.x_adv).argmax(1) == aset.target)
+    ens = adaptive.EnsembleMap({n: interps[n] for n in ("grad", "cam")}, 14)  # MASK is left out
+    assert set(adaptive.EnsembleMap(interps, 14).parts) == {"grad", "cam", "mask"}  # callers filter
+    x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=eps, step_size=step, steps=45)
+    benign = ens(aset.x, aset.y)
+    loss = adaptive.ensemble_loss(0.0)
+    ok = run.success
+    assert ok.sum() >= 2
+    assert loss(ens(run.x_adv, aset.target), benign)[ok].mean() < loss(ens(x_pgd, aset.target), benign).mean()
+    with_detector = adaptive.ensemble_loss(1.0)(ens(run.x_adv, aset.target), benign)
+    assert torch.all(with_detector > loss(ens(run.x_adv, aset.target), benign))
+
+
+def test_every_glue_name_of_the_prose_is_glued_even_when_nothing_ran():
+    """The prose's glue names exist whatever the parameters leave out ("not run")."""
+
+    used = glue_keys_in_markdown(Path(__file__).resolve().parents[1] / "notebooks" / "09_defense1.ipynb")
+    glued = set(report.Ch09Result({}, {}).glue()) | {"ch9_seconds", "ch9_share_min"}  # the notebook's own
+    assert used and not used - glued, f"glued nowhere: {sorted(used - glued)}"
+
+
+def test_an_attack_on_the_first_images_counts_the_rest_as_not_attacked():
+    ev = _evaluation(n=6)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+    def fake(x, t):  # a map of ones whatever the input
+        return torch.ones(len(x), 1, 4, 4)
+
+    x_adv = torch.rand(2, 1, 2, 2)
+    transfer.add_attack(
+        ev, "ens", model, {t: fake for t in NAMES}, x_adv, torch.zeros(6, dtype=torch.int64),
+        torch.tensor([True, False]), y=torch.arange(6), batch_size=4, device="cpu",
+    )  # fmt: skip
+    assert ev.attacks[-1] == "ens" and ev.attempted["ens"] == 2
+    assert ev.success["ens"].tolist() == [True, False, False, False, False, False]
+    assert torch.equal(ev.at_target["ens"]["cam"][2:], ev.benign["cam"][2:])
+    l1 = transfer.l1_arrays(ev)["ens"]["cam"]
+    assert l1.shape == (6,) and np.all(l1[2:] == 0)
+
+
+def test_auc_words_read_the_interval_against_chance():
+    from adv2.core.stats import Estimate
+
+    assert "evades" in report.auc_words("X", Estimate(0.3, 0.1, 0.5, 8, ""))
+    assert "better than chance" in report.auc_words("X", Estimate(0.9, 0.7, 1.0, 8, ""))
+    assert "includes chance" in report.auc_words("X", Estimate(0.6, 0.4, 0.8, 8, ""))
+
+
+def test_the_run_plan_lists_chapter9_models(fmnist):
+    from adv2.book import runplan
+
+    params = {**schema.defaults("09_defense1"), **load_profile("quick", "09_defense1")}
+    labels = [label for label, _ in runplan.needed_models("09_defense1", params, fmnist)]
+    assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
+    params.update(fmnist=False, interpreters=["grad", "cam"])
+    assert runplan.needed_models("09_defense1", params, fmnist) == []
+
+
+def test_chapter3_writes_what_chapter9_reads(fmnist, small_trained_resnet, tmp_path):
+    """Chapter 3's attack stores its inputs under the keys chapter 9 builds from the same parameters,
+    and chapter 9 reads back exactly chapter 3's adversarial inputs."""
+    from adv2.chapters.ch03 import configs, fmnist_attacks
+    from adv2.chapters.ch09 import settings
+    from adv2.trained.data import select_attack_set
+
+    model = small_trained_resnet
+    budget = dict(
+        epsilon=0.15, step_size=0.15 / 8, step_scale=0.01, mask_step_scale=0.005, mask_checkpoints=1
+    )
+    cfgs = configs.fmnist_configs(["grad", "cam"], **budget)
+    fm = fmnist_attacks.attack_fmnist(
+        {"resnet": model}, fmnist, cfgs, archs=["resnet"], interpreters=["grad", "cam"], accuracy={"resnet": 0.9},
+        n_images=8, mask_n_images=8, epsilon=0.15, step_size=0.15 / 8, step_scale=0.01, mask_iterations=5,
+        attack_batch_size=8, seed=0, log=None, artifacts_dir=str(tmp_path),
+    )  # fmt: skip
+    aset = select_attack_set(model, fmnist.x_test, fmnist.y_test, 8, seed=0)
+    keys = sources.keys(
+        settings.arch_setting("resnet"), cfgs, model=model, rts_net=None, x=aset.x, target=aset.target,
+        n_pgd=12, mask_iterations=5, seed=0,
+    )  # fmt: skip
+    found, missing = sources.read(keys, tmp_path)
+    assert not missing
+    src = sources.from_entries("resnet", found, aset.index)
+    for name in ("grad", "cam"):
+        assert torch.equal(src.x_adv[name], fm.runs["resnet"][name]["adv2"].x_adv.cpu())
+    assert torch.equal(src.x_pgd, fm.x_pgd["resnet"].cpu())
+    other = sources.keys(
+        settings.arch_setting("resnet"), cfgs, model=model, rts_net=None, x=aset.x, target=aset.target,
+        n_pgd=12, mask_iterations=5, seed=1,
+    )  # fmt: skip
+    assert sources.read(other, tmp_path)[1] == ["grad", "cam"]  # another seed: not chapter 3's inputs
