@@ -261,19 +261,10 @@ def load_photo_interpreted(
     rts, rts_art = load_photo_rts(
         recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
     )
-    rtsa, rtsa_art = load_photo_rtsa(
-        recipe,
-        device=device,
-        artifacts_dir=artifacts_dir,
-        progress=progress,
-        model=model,
-        rts=rts,
-        rts_artifact=rts_art,
-    )
-    ctl, ctl_art = None, None
-    if control:
-        ctl, ctl_art = load_photo_rtsa(
-            recipe.control(),
+
+    def rtsa_of(r: PhotoRTSARecipe) -> tuple[RTSNet, Artifact]:
+        return load_photo_rtsa(
+            r,
             device=device,
             artifacts_dir=artifacts_dir,
             progress=progress,
@@ -281,6 +272,9 @@ def load_photo_interpreted(
             rts=rts,
             rts_artifact=rts_art,
         )
+
+    rtsa, rtsa_art = rtsa_of(recipe)
+    ctl, ctl_art = rtsa_of(recipe.control()) if control else (None, None)
     return InterpretedModel("photos", model, None, rts, rts_art, rtsa, rtsa_art, ctl, ctl_art)
 
 

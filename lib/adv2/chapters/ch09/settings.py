@@ -86,6 +86,8 @@ def photo_setting(
     return Setting(PHOTOS, model, interps, src, calibration, photos.class_names)
 
 
+# duplicates (boilerplate): photo_setting's keyword-only signature (the attack hand-over, budgets,
+# seed, cache and device), which both settings take alike
 def fmnist_setting(
     arch: str,
     model: torch.nn.Module,
