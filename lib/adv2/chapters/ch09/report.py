@@ -30,6 +30,7 @@ from adv2.chapters.claims import Verdict
 from adv2.core import attacks
 from adv2.core.formatting import fmt
 from adv2.core.interpreters.base import Interpreter
+from adv2.core.phrases import INTERPRETER_LABELS
 from adv2.core.stats import Estimate, mean_ci
 
 CLAIM_ID = "adv2_does_not_transfer"
@@ -40,8 +41,19 @@ SETTINGS = ("photos", "resnet")
 LABELS = {"pgd": "PGD", "ens": "ADV2 vs ensemble", "ensdet": "ADV2 vs ensemble + detector"}
 
 
+def name_of(interpreter: str) -> str:
+    """An interpreter as the book writes it (Grad, CAM, RTS, MASK)."""
+    return INTERPRETER_LABELS.get(interpreter, interpreter.upper())
+
+
 def label(attack: str) -> str:
-    return LABELS.get(attack, f"ADV2 vs {attack.upper()}")
+    return LABELS.get(attack, f"ADV2 vs {name_of(attack)}")
+
+
+def seconds_text(run: Any) -> str:
+    """Where a setting's time went, for the reader ("maps 76 s, ..., calibration 23 s")."""
+    parts = {"maps": "maps", "calibration": "calibration", **{k: label(k) for k in LABELS}}
+    return ", ".join(f"{parts.get(k, k)} {v:.0f} s" for k, v in run.seconds.items())
 
 
 @dataclass
@@ -116,12 +128,15 @@ def matrix_table(run: SettingRun) -> str:
     """Rows: PGD, then ADV2 against each source; columns: each target's mean L1 [95 % interval]."""
     est, names = run.matrix(), run.ev.names
     rows = [[label(r)] + [str(est[r][t]) for t in names] for r in (transfer.PGD, *names)]
-    return plotting.markdown_table(rows, ["inputs \\ seen through"] + [t.upper() for t in names])
+    return plotting.markdown_table(rows, ["inputs \\ seen through"] + [name_of(t) for t in names])
 
 
 def verdict_table(run: SettingRun) -> str:
     """One row per off-diagonal cell: its verdict with the share and its interval."""
-    rows = [[c.replace("→", " → ").upper(), verdict_cell(v)] for c, v in run.cell_verdicts().items()]
+    rows = [
+        [" → ".join(name_of(x) for x in c.split("→")), verdict_cell(v)]
+        for c, v in run.cell_verdicts().items()
+    ]
     return plotting.markdown_table(rows, ["source → target", "share of the way to PGD (verdict)"])
 
 
@@ -173,7 +188,8 @@ def adaptive_table(run: SettingRun) -> str:
             ]
         )
     return plotting.markdown_table(
-        rows, ["attack", "successes", *(f"L1 {t.upper()}" for t in names), "detector AUC", "steps", "seconds"]
+        rows,
+        ["attack", "successes", *(f"L1 {name_of(t)}" for t in names), "detector AUC", "steps", "seconds"],
     )
 
 
@@ -308,7 +324,7 @@ def diagonal_text(run: SettingRun) -> str:
     """The diagonal here beside chapter 3's own value from its stored maps, per interpreter."""
     est = run.matrix()
     return "; ".join(
-        f"{t.upper()} {est[t][t]} (chapter 3: {fmt(run.src.stored_l1.get(t))})" for t in run.ev.names
+        f"{name_of(t)} {est[t][t]} (chapter 3: {fmt(run.src.stored_l1.get(t))})" for t in run.ev.names
     )
 
 
@@ -359,7 +375,7 @@ def maps_figure(run: SettingRun, image: int | None = None):
     rows = list(inputs)
     images = torch.stack([inputs[a][image] for a in rows])
     maps = {
-        t.upper(): torch.stack([(ev.benign[t] if a == "clean" else ev.at_target[a][t])[image] for a in rows])
+        name_of(t): torch.stack([(ev.benign[t] if a == "clean" else ev.at_target[a][t])[image] for a in rows])
         for t in ev.names
     }
     labels = ["clean (true class)"] + [
@@ -389,7 +405,7 @@ def matrix_figure(run: SettingRun):
                 ax.text(
                     j, i, text, ha="center", va="center", color="w" if dark else "k", fontsize=plotting.MIN_PT
                 )
-        ax.set_xticks(range(len(names)), [t.upper() for t in names])
+        ax.set_xticks(range(len(names)), [name_of(t) for t in names])
         ax.set_yticks(range(len(rows)), [label(r) for r in rows])
         ax.set_xlabel("seen through (target interpreter T)")
         fig.colorbar(im, ax=ax, label="mean L1 to T's benign map")
@@ -441,7 +457,7 @@ def check(result: Ch09Result) -> None:
                 continue
             _check(
                 abs(here.value - stored) <= 1e-3 + 0.02 * stored,
-                f"{s}: the diagonal cell of {t.upper()} is {here.value:.4g} here but {stored:.4g} in "
+                f"{s}: the diagonal cell of {name_of(t)} is {here.value:.4g} here but {stored:.4g} in "
                 "chapter 3's stored maps: the store holds another attack than the one evaluated "
                 "(a key mismatch, a library bug)",
             )

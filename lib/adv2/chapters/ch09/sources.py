@@ -16,6 +16,7 @@ import torch
 
 from adv2.chapters import attack_store
 from adv2.core import attacks, metrics
+from adv2.core.phrases import INTERPRETER_LABELS
 
 REUSED = "chapter 3's cached attack"
 COMPUTED = "attacked here by chapter 3's code (not cached yet)"
@@ -53,8 +54,8 @@ class Sources:
 
     def reused_text(self) -> str:
         """One sentence: which inputs came from chapter 3's cache."""
-        cached = [n.upper() for n, o in self.origin.items() if o == REUSED]
-        fresh = [n.upper() for n, o in self.origin.items() if o != REUSED]
+        cached = [INTERPRETER_LABELS.get(n, n.upper()) for n, o in self.origin.items() if o == REUSED]
+        fresh = [INTERPRETER_LABELS.get(n, n.upper()) for n, o in self.origin.items() if o != REUSED]
         parts = []
         if cached:
             parts.append(f"ADV2 against {', '.join(cached)} and PGD read from chapter 3's cache")
