@@ -311,6 +311,9 @@ def test_pages_hold_up_at_1280px(built_book, tmp_path):
                     *CHROMIUM_FLAGS,
                     f"--user-data-dir={tmp_path / 'profile'}",
                     "--window-size=1280,2000",
+                    # virtual time runs the probe's 1 s timer before the DOM is dumped, however
+                    # busy the machine (without it a loaded machine dumped before the probe ran)
+                    "--virtual-time-budget=10000",
                     "--dump-dom",
                     probe.as_uri(),
                 ],
