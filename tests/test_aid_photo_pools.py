@@ -26,9 +26,14 @@ def _report(strong_drift=0.04, strong_low=1.3, control_high=1.1):
     return {
         "benign_l1_max": 0.05,
         "pools": {
-            "packages": {"n_photos": 10, "settings": {"published": _setting(0.02, 1.05, 0.95, 1.15)}},
+            "packages": {
+                "n_photos": 10,
+                "pool_photos": 42,
+                "settings": {"published": _setting(0.02, 1.05, 0.95, 1.15)},
+            },
             "packages-v2": {
                 "n_photos": 10,
+                "pool_photos": 72,
                 "settings": {
                     "published": _setting(0.02, 1.08, 0.98, 1.18),
                     "strong": _setting(strong_drift, 1.5, strong_low, 1.7),

@@ -32,13 +32,18 @@ GLUE_NAMES = (
     *("n_photos", "pools", "meets", "best", "best_drift", "best_ratio", "choice", "drift_by_pool"),
     *("larger_pool", "reading", "encoder_drift", "encoder_vs_limit", "loaded"),
 )  # the benchmark's name of a setting's beta = 0 control
-POOL_LABEL = {"packages": "42 photographs", "packages-v2": "72 photographs"}
 
 
 def load(results_dir: str | Path | None = None) -> dict[str, Any] | None:
     """The benchmark's report from the results folder, or None when it was never run."""
     path = results_folder(results_dir) / REPORT
     return read_json(path) if path.exists() else None
+
+
+def pool_label(report: Mapping[str, Any], pool: str) -> str:
+    """A pool as the prose names it: by its number of photographs (from the report)."""
+    n = report["pools"][pool].get("pool_photos")
+    return f"{n} photographs" if n else pool
 
 
 def _est(d: Mapping[str, Any]) -> Estimate:
@@ -60,6 +65,7 @@ def rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "pool": pool,
+                    "pool_label": pool_label(report, pool),
                     "setting": s,
                     "drift": _est(r["drift"]),
                     "ratio": ratio,
@@ -92,7 +98,7 @@ def table(report: Mapping[str, Any]) -> str:
     """The study as a Markdown table (one row per pool and setting)."""
     body = [
         [
-            POOL_LABEL.get(r["pool"], r["pool"]),
+            r["pool_label"],
             r["setting"] + (" (chosen)" if r["chosen"] else ""),
             r["drift"],
             r["adv2_l1"],
@@ -137,7 +143,7 @@ def figure(report: Mapping[str, Any]):
             color=c,
             mfc="white" if control else c,
             capsize=3,
-            label=None if r["pool"] in seen else POOL_LABEL.get(r["pool"], r["pool"]),
+            label=None if r["pool"] in seen else r["pool_label"],
         )
         seen.add(r["pool"])
         ax.annotate(r["setting"], (d.value, q.value), textcoords="offset points", xytext=(5, 3), fontsize=7)
@@ -166,27 +172,22 @@ def glue(report: Mapping[str, Any] | None, not_run: str, loaded_key: str | None 
     choice = report.get("choice") or {}
     shared = set.intersection(*(set(p["settings"]) for p in report["pools"].values()))
     probe = next((x for x in ("anchor 50", *sorted(shared)) if x in shared), None)
+    larger = _larger_pool(report, shared)
     return {
         "ch6_pool_n_photos": next(iter(report["pools"].values()))["n_photos"],
-        "ch6_pool_pools": " and ".join(POOL_LABEL.get(p, p) for p in report["pools"]),
+        "ch6_pool_pools": " and ".join(pool_label(report, p) for p in report["pools"]),
         "ch6_pool_meets": (
-            "; ".join(f"{r['setting']} ({POOL_LABEL.get(r['pool'], r['pool'])})" for r in meets)
-            if meets
-            else "none"
+            "; ".join(f"{r['setting']} ({r['pool_label']})" for r in meets) if meets else "none"
         ),
-        "ch6_pool_best": glue_value(
-            best and f"{best['setting']} ({POOL_LABEL.get(best['pool'], best['pool'])})"
-        ),
+        "ch6_pool_best": glue_value(best and f"{best['setting']} ({best['pool_label']})"),
         "ch6_pool_best_drift": glue_value(best and str(best["drift"])),
         "ch6_pool_best_ratio": glue_value(best and str(best["ratio"])),
         "ch6_pool_choice": (
-            f"{choice['setting']} ({POOL_LABEL.get(choice['pool'], choice['pool'])})"
-            if choice.get("setting")
-            else "none"
+            f"{choice['setting']} ({pool_label(report, choice['pool'])})" if choice.get("setting") else "none"
         ),
         "ch6_pool_drift_by_pool": _drift_by_pool(report, probe, not_run),
-        "ch6_pool_larger_pool": _larger_pool(report, shared, not_run),
-        "ch6_pool_reading": _pool_reading(_larger_pool(report, shared, not_run)),
+        "ch6_pool_larger_pool": "; ".join(f"{x}: {w}" for x, w in larger) if larger else not_run,
+        "ch6_pool_reading": _pool_reading([w for _, w in larger]) if larger else not_run,
         "ch6_pool_encoder_vs_limit": _vs_limit(report, ENCODER, not_run),
         "ch6_pool_encoder_drift": _drift_by_pool(report, ENCODER, not_run),
         "ch6_pool_loaded": _loaded(report, choice, loaded_key, not_run),
@@ -198,29 +199,28 @@ def _drift_by_pool(report: Mapping[str, Any], setting: str | None, not_run: str)
     got = [(pool, p["settings"][setting]) for pool, p in report["pools"].items() if setting in p["settings"]]
     if not got:
         return not_run
-    parts = "; ".join(f"{POOL_LABEL.get(pool, pool)}: {_est(r['drift'])}" for pool, r in got)
+    parts = "; ".join(f"{pool_label(report, pool)}: {_est(r['drift'])}" for pool, r in got)
     return f"{parts} ({setting})"
 
 
-def _larger_pool(report: Mapping[str, Any], shared: set[str], not_run: str) -> str:
-    """For each setting both pools trained (controls aside): whether its drift on the larger pool
-    is below, above or about the same as on the smaller one (by their intervals)."""
-    if set(report["pools"]) != {"packages", "packages-v2"}:
-        return not_run
-    small, large = report["pools"]["packages"]["settings"], report["pools"]["packages-v2"]["settings"]
-    words = []
+def _larger_pool(report: Mapping[str, Any], shared: set[str]) -> list[tuple[str, str | None]]:
+    """For each setting both pools trained (controls aside): whether its drift on the pool with
+    more photographs is below, above or about the same as on the other (by their intervals).
+    Empty unless the report holds exactly two pools."""
+    if len(report["pools"]) != 2:
+        return []
+    small, large = sorted(report["pools"].values(), key=lambda p: p.get("pool_photos") or 0)
+    out = []
     for s in sorted(x for x in shared if not x.endswith(CONTROL_SUFFIX)):
-        a, b = _est(large[s]["drift"]), _est(small[s]["drift"])
-        word = phrases.compare(a.value, b.value, a_interval=(a.low, a.high), b_interval=(b.low, b.high))
-        words.append(f"{s}: {word}")
-    return "; ".join(words) if words else not_run
+        a, b = _est(large["settings"][s]["drift"]), _est(small["settings"][s]["drift"])
+        out.append(
+            (s, phrases.compare(a.value, b.value, a_interval=(a.low, a.high), b_interval=(b.low, b.high)))
+        )
+    return out
 
 
-def _pool_reading(larger_pool: str) -> str:
+def _pool_reading(words: list[str | None]) -> str:
     """What the per-setting comparison of :func:`_larger_pool` says about the pool's size."""
-    words = [part.rsplit(": ", 1)[-1] for part in larger_pool.split("; ") if ": " in part]
-    if not words:
-        return larger_pool
     if all(w == phrases.BELOW for w in words):
         return "a larger pool keeps RTSA's maps closer to RTS's for every setting"
     if phrases.BELOW in words:
