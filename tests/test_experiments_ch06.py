@@ -10,7 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from adv2.chapters import _common, aid_eval, aid_photo_pools, aid_photos, ch06, claims, results
+from adv2.chapters import (
+    _common,
+    aid_eval,
+    aid_photo_eval,
+    aid_photo_pools,
+    aid_photos,
+    ch06,
+    claims,
+    results,
+)
 from adv2.core import attacks, formatting, paper
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -56,7 +65,12 @@ def chapter():
 @pytest.mark.parametrize("archs", [["densenet"], ["resnet"]])
 def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
     # photos off: glued as not run (so is the photo pool study without its report)
-    glued = {**chapter(archs).glue(), **ch06.photo_glue(None), **aid_photo_pools.glue(None, "not run")}
+    glued = {
+        **chapter(archs).glue(),
+        **ch06.photo_glue(None),
+        **aid_photo_pools.glue(None, "not run"),
+        **aid_photo_eval.glue(None, "not run"),
+    }
     wanted = glue_keys_in_markdown(NOTEBOOK)
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))

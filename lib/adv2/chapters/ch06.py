@@ -410,12 +410,15 @@ def attack_photos(
     seed: int,
     attack_cfg: Any,
     restrict_to_success: bool,
+    adaptive: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Ch06Result:
     """Table 10 on the photos: ADV2 (``attack_cfg``, epsilon 0.031) against EfficientNet-Lite0's
     RTS, against its RTSA and against RTSA's beta = 0 control (when ``net`` has one), on the first
-    ``n_images`` held-out photos it gets right (chapter 4's images)."""
+    ``n_images`` held-out photos it gets right (chapter 4's images); ``adaptive``: also the
+    adaptive attacker (:func:`adv2.chapters.aid_eval.attack_interpreters`), which then decides
+    the trial's claims."""
     photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
     out = aid_eval.adv2_on_rts_and_rtsa(
         net.model,
@@ -426,6 +429,8 @@ def attack_photos(
         chosen.target,
         attack_cfg,
         control=net.control,  # the beta = 0 control, when loaded
+        adaptive=adaptive,
+        seed=seed,
         restrict_to_success=restrict_to_success,
         batch_size=8,
         device=device,

@@ -181,6 +181,14 @@ CHAPTERS: dict[str, list[rows.Param]] = {
             number(0, 10, lo_open=True),
             "fraction of the authors' 300 + 1200 steps on the photos (eps 0.031, step 1/255)",
         ),
+        rows.evaluation(
+            "photo_adaptive",
+            bool,
+            False,
+            boolean(),
+            "also the adaptive attacker on the photos (3x the attack time; "
+            "benchmarks/bench_photo_table10.py runs it on every photo)",
+        ),
         rows.RESULTS_DIR,
         rows.ARTIFACTS_DIR,
     ],
