@@ -285,7 +285,7 @@ class RTSARecipe(_Checked):
         return AIDConfig(
             iterations=self.iterations,
             batch_size=self.batch_size,
-            aid_batch_size=self.attack_batch_size,
+            aid_batch_size=self.attack_batch_size,  # AIDConfig's name, hashed into the key
             beta=self.beta,
             lr=self.lr,
             stage1_steps=self.stage1_steps,
