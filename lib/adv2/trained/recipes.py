@@ -142,8 +142,8 @@ class RTSRecipe(_Checked):
     classifier: ClassifierRecipe | PretrainedClassifier = declared(
         dataclasses.MISSING, _RECIPE, "its classifier"
     )
-    # duplicates (shape only): every recipe declares its fields the same way (default, rule, doc,
-    # parameter), so RTSRecipe's and RTSARecipe's blocks look alike
+    # duplicates (shape only): every recipe declares its fields alike (default, rule, doc, parameter;
+    # listed in lib/adv2/README.md)
     phase1_iterations: int = declared(
         100, _ITERATIONS, "selector iterations (paper recipe 8500; cache key)", "rts_phase1_iterations"
     )
