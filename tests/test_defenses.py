@@ -62,9 +62,8 @@ def test_calibration_reaches_target_rates_within_tolerance(kind):
     x, y, _ = noise.correctly_classified(model, x, y)
     assert len(x) > 300
     tol = 0.01
-    cals, draws = noise.calibrate_levels(
-        model, x, y, kinds=[kind], rates=(0.0, 0.03, 0.3), tolerance=tol, seed=0
-    )
+    search = noise.NoiseSearch(rates=(0.0, 0.03, 0.3), tolerance=tol, seed=0)
+    cals, draws = noise.calibrate_levels(model, x, y, search, kinds=[kind])
     got = cals[kind]
     for rate in (0.03, 0.3):
         c = got[rate]
@@ -76,6 +75,16 @@ def test_calibration_reaches_target_rates_within_tolerance(kind):
     assert got[0.0].rate == 0 and got[0.0].within_tolerance
     assert 0 < got[0.0].magnitude < got[0.03].magnitude < got[0.3].magnitude
     assert got[0.3].evaluations <= 20
+
+
+def test_noise_search_refuses_bad_settings_before_any_pass():
+    assert noise.NoiseSearch().rates == (0.0, 0.03, 0.3)
+    with pytest.raises(ValueError, match="0 <= rate < 1"):
+        noise.NoiseSearch(rates=(0.0, 1.0))
+    with pytest.raises(ValueError, match="at least 1 pass"):
+        noise.NoiseSearch(max_iter=0)
+    with pytest.raises(ValueError, match="tolerance > 0"):
+        noise.NoiseSearch(tolerance=0)
 
 
 def test_noise_draw_is_seeded_and_typed():
@@ -95,7 +104,9 @@ def test_noise_sensitivity_table_shape():
     def pooled(xx, tt):  # a toy "interpreter": 4x4 average of the input, class-independent
         return F.avg_pool2d(xx, 2)
 
-    cals, draws = noise.calibrate_levels(model, x, y, rates=(0.0, 0.03, 0.3), tolerance=0.02)
+    cals, draws = noise.calibrate_levels(
+        model, x, y, noise.NoiseSearch(rates=(0.0, 0.03, 0.3), tolerance=0.02)
+    )
     res = noise.noise_sensitivity(model, {"rts": pooled, "rtsa": pooled}, x, y, cals, draws)
     levels = ["0%", "3%", "30%"]
     for name in ("rts", "rtsa"):

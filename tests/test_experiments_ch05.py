@@ -37,9 +37,8 @@ def chapter():
             g = torch.Generator().manual_seed(0)
             x = torch.rand(120, 1, 28, 28, generator=g)
             y = nets[archs[0]].model(x).argmax(1)  # the first classifier gets them all right
-            cal = ch05.calibrate(
-                nets, x, y, n_calib=40, rates=list(rates), tolerance=0.05, max_iter=12, seed=0
-            )
+            search = noise.NoiseSearch(rates=list(rates), tolerance=0.05, max_iter=12, seed=0)
+            cal = ch05.calibrate(nets, x, y, search, n_calib=40)
             sens = ch05.sensitivity(nets, cal, map_class="predicted")
             cache[key] = (
                 ch05.summarize(cal, sens, rates=list(rates), map_class="predicted", tolerance=0.05),
@@ -172,7 +171,8 @@ def test_check_names_what_to_change(chapter):
 def test_photo_calibration_on_the_pool_verdict_and_glue():
     net = fake_net(5)
     pool = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    cal = ch05.calibrate_photos(net, pool, n_calib=40, rates=RATES, tolerance=0.05, max_iter=12, seed=0)
+    search = noise.NoiseSearch(rates=RATES, tolerance=0.05, max_iter=12, seed=0)
+    cal = ch05.calibrate_photos(net, pool, search, n_calib=40)
     assert list(cal) == ["photos"] and len(cal["photos"].x) == 40
     # the labels are the classifier's own decisions: the 0% noise changes none of them
     assert cal["photos"].levels["normal"][0.0].rate == 0
@@ -192,12 +192,5 @@ def test_photo_calibration_on_the_pool_verdict_and_glue():
 
 def test_photo_calibration_asks_for_no_more_than_the_pool():
     with pytest.raises(ValueError, match="photo_n_calib=50"):
-        ch05.calibrate_photos(
-            fake_net(0),
-            torch.rand(20, 1, 28, 28),
-            n_calib=50,
-            rates=RATES,
-            tolerance=0.05,
-            max_iter=2,
-            seed=0,
-        )
+        search = noise.NoiseSearch(rates=RATES, tolerance=0.05, max_iter=2, seed=0)
+        ch05.calibrate_photos(fake_net(0), torch.rand(20, 1, 28, 28), search, n_calib=50)

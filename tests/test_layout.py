@@ -5,19 +5,25 @@ models, store) <- ``chapters`` (each chapter's protocol) <- ``book`` (command li
 publishing). Chapter modules never import each other; no import cycles; imports inside functions
 only where a module must stay importable without a heavy dependency (torch), each with a comment
 saying why;
-no module over 500 lines; and the map for newcomers (lib/adv2/README.md) names every module.
+no module over 500 lines; the map for newcomers (lib/adv2/README.md) names every module; and the
+`duplicates` tool reports at most 10 pairs in lib/, each one the map lists as deliberate.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 PACKAGE = LIB / "adv2"
 FLOORS = {"core": 1, "trained": 2, "chapters": 3, "book": 4}
 MAX_LINES = 500
+MAX_DUPLICATE_PAIRS = 10
 CHAPTER = re.compile(r"^adv2\.chapters\.ch\d\d(\.|$)")
 
 
@@ -152,3 +158,30 @@ def test_the_map_names_every_module():
         if p.name != "__init__.py" and m != "adv2.__main__" and str(p.relative_to(PACKAGE)) not in text
     ]
     assert not missing, f"lib/adv2/README.md does not name: {missing}"
+
+
+def deliberate_duplicates() -> set[frozenset[str]]:
+    """The pairs of files the map's "Deliberate duplicates" table lists (paths under lib/adv2)."""
+    text = (PACKAGE / "README.md").read_text().split("## Deliberate duplicates", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` ~ `([^`]+)` \|", text, flags=re.M)
+    return {frozenset((a, b)) for a, b in rows}
+
+
+def test_duplicates_are_few_and_each_is_listed_as_deliberate():
+    tool = shutil.which("duplicates")
+    if tool is None:
+        pytest.skip("the duplicates tool is not installed here")
+    out = subprocess.run(
+        [tool, "--repo", str(LIB), "--most", "200", "--seconds", "120"],
+        capture_output=True, text=True, check=True, cwd=LIB,
+    ).stdout  # fmt: skip
+    assert "incomplete:" not in out, out
+    rows = re.findall(r"^D\d+ (\S+?):\d+-\d+ ~ (\S+?):\d+-\d+", out, flags=re.M)
+    assert rows or out.startswith("no duplicates"), out
+    assert len(rows) <= MAX_DUPLICATE_PAIRS, out
+    found = {frozenset(str(Path(f).relative_to("adv2")) for f in row) for row in rows}
+    listed = deliberate_duplicates()
+    assert not found - listed, (
+        f"pairs lib/adv2/README.md does not list as deliberate: {found - listed}\n{out}"
+    )
+    assert not listed - found, f"listed pairs the tool no longer reports (remove them): {listed - found}"

@@ -224,6 +224,20 @@ def test_the_rtsa_recipe_changed_only_where_issue_23_changed_it():
     assert recipes.rtsa_recipe(params, "resnet").control().beta == 0
 
 
+def test_aidconfig_field_names_are_hashed_into_the_rtsa_key():
+    """An RTSA key hashes AIDConfig's flat dict, names included: ``aid_batch_size`` there is the
+    attacked images (chapter parameter ``aid_attack_batch_size``), ``batch_size`` RTS's own loss's
+    (chapter parameter ``aid_batch_size``). Renaming a field would retrain every RTSA; the keys of
+    the models the book trained are pinned in :func:`test_recipes_name_the_artifacts_the_book_trained`
+    and (photos) test_photopool."""
+    recipe = recipes.rtsa_recipe(schema.defaults("04_aid_defense"), "resnet")
+    hashed = recipe.cache_params()
+    assert set(defenses.AIDConfig.FLAT_ORDER) <= set(hashed)
+    assert (hashed["aid_batch_size"], hashed["batch_size"]) == (recipe.attack_batch_size, recipe.batch_size)
+    renamed = {("attack_batch_size" if k == "aid_batch_size" else k): v for k, v in hashed.items()}
+    assert files.artifact_key(renamed) != recipe.key
+
+
 @pytest.mark.parametrize("profile", FASHION_PROFILES)
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_chapters_resolve_to_the_recipes_of_chapters_1_2_and_4(stem, profile):

@@ -13,6 +13,7 @@ from adv2.chapters import _compare, ch05, schema
 from adv2.chapters.ch03 import configs, photo_attacks
 from adv2.core import config
 from adv2.core.config import ParameterError
+from adv2.core.noise import NoiseSearch
 
 CHAPTERS = ("03_adv2", "06_table10", "07_input_size", "08_scaling")
 
@@ -103,9 +104,9 @@ def test_calibration_does_not_depend_on_the_batch(fmnist):
     torch.manual_seed(0)
     net = SimpleNamespace(model=freeze(build_small_cnn("resnet", fmnist.num_classes, fmnist.class_names)))
     x, y = fmnist.x_test[:1000], fmnist.y_test[:1000]
-    kw = dict(n_calib=20, rates=[0.0, 0.3], tolerance=0.05, max_iter=6, seed=0)
-    one = ch05.calibrate({"a": net}, x, y, batch_size=500, **kw)["a"]
-    chunked = ch05.calibrate({"a": net}, x, y, batch_size=3, **kw)["a"]
+    search = NoiseSearch(rates=[0.0, 0.3], tolerance=0.05, max_iter=6, seed=0)
+    one = ch05.calibrate({"a": net}, x, y, search, n_calib=20, batch_size=500)["a"]
+    chunked = ch05.calibrate({"a": net}, x, y, search, n_calib=20, batch_size=3)["a"]
     for kind, levels in one.levels.items():
         for rate, c in levels.items():
             other = chunked.levels[kind][rate]

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", default=None, help="show the values of this profile (" + ", ".join(PROFILES) + ")"
     )
     # duplicates (boilerplate): argparse declarations of "run" and "sweep"; the options they share
-    # go through _add_profile_and_parameters
+    # go through _add_profile_and_parameters (listed in lib/adv2/README.md)
     p_sw = sub.add_parser(
         "sweep", help="run a notebook at every point of a parameter grid, as Ray tasks (adv2.book.sweep)"
     )

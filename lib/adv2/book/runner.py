@@ -301,7 +301,8 @@ def check(
     return plan
 
 
-# duplicates (boilerplate): run takes check's parameters (check validates what run would do)
+# duplicates (boilerplate): run takes check's parameters (check validates what run would do;
+# listed in lib/adv2/README.md)
 def run(
     names: Sequence[str],
     profile: str = "auto",

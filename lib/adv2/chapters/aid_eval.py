@@ -225,6 +225,7 @@ def attack_interpreters(
 
     def stage1(start: torch.Tensor | None, desc: str) -> torch.Tensor:
         # duplicates (shape only): a keyword call, one argument per line, like trained.loading's
+        # train_classifier call (listed in lib/adv2/README.md)
         return pgd(
             model,
             x,
@@ -329,8 +330,8 @@ def adv2_on_rts_and_rtsa(
     Returns its dict plus ``numbers`` (:func:`table10`, with ``pgd_success``; with a control also
     ``control_numbers``, Table 10 of RTS against the control) and ``transfer_maps``."""
     nets = {"rts": rts, "rtsa": rtsa, **({"control": control} if control is not None else {})}
-    # duplicates (shape only): the attack settings forwarded one per line (likewise ch05.calibrate,
-    # the training calls in trained.cached and trained.photomodels); no logic is repeated
+    # duplicates (shape only): the attack settings forwarded one per line, like rts_training's
+    # rts_loss call and photomodels' load_photo_rtsa call (listed in lib/adv2/README.md)
     out = attack_interpreters(
         model,
         nets,

@@ -30,7 +30,7 @@ from adv2.chapters.claims import Verdict
 from adv2.chapters.noise_figures import INTERPRETERS, level_names
 from adv2.core import config, noise, paper
 from adv2.core.interpreters.rts import RTSInterpreter
-from adv2.core.noise import NoiseCalibration
+from adv2.core.noise import NoiseCalibration, NoiseSearch
 from adv2.core.stats import mean_ci, ratio_ci
 from adv2.core.tensors import predicted_classes
 
@@ -62,34 +62,20 @@ def calibrate(
     nets: Mapping[str, Any],
     x_test: torch.Tensor,
     y_test: torch.Tensor,
+    search: NoiseSearch,
     *,
     n_calib: int,
-    rates: Sequence[float],
-    tolerance: float,
-    max_iter: int,
-    seed: int,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> dict[str, Calibration]:
-    """Per classifier: noise magnitudes reaching each target misclassification rate (bisection);
-    ``batch_size`` images per classifier pass (results do not depend on it)."""
+    """Per classifier: noise magnitudes reaching each target misclassification rate of ``search``
+    (bisection) on its first ``n_calib`` correctly classified images; ``batch_size`` images per
+    classifier pass (results do not depend on it)."""
     out = {}
     for a, n in nets.items():
         started = time.time()
         x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
-        # duplicates (shape only): keyword arguments forwarded one per line, as in calibrate_photos,
-        # aid_eval.adv2_on_rts_and_rtsa and rts_training.train_rts; no logic is repeated
-        levels, draws = noise.calibrate_levels(
-            n.model,
-            x,
-            y,
-            rates=rates,
-            tolerance=tolerance,
-            max_iter=max_iter,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-        )
+        levels, draws = noise.calibrate_levels(n.model, x, y, search, batch_size=batch_size, device=device)
         out[a] = Calibration(x, y, levels, draws, time.time() - started)
     return out
 
@@ -372,37 +358,22 @@ def check(result: Ch05Result, *, profile: str) -> None:
 def calibrate_photos(
     net: Any,
     pool: torch.Tensor,
+    search: NoiseSearch,
     *,
     n_calib: int,
-    rates: Sequence[float],
-    tolerance: float,
-    max_iter: int,
-    seed: int,
     device: torch.device | str = "cpu",
 ) -> dict[str, Calibration]:
-    """Noise calibration for EfficientNet-Lite0 on ``n_calib`` seeded images of the natural-image
-    pool (no attacked photo in it): the rate is the share of the classifier's own decisions the
-    noise changes, so every pool image counts as "correctly classified"."""
+    """Noise calibration for EfficientNet-Lite0 on ``n_calib`` images of the natural-image pool
+    (no attacked photo in it), drawn with ``search.seed``: the rate is the share of the
+    classifier's own decisions the noise changes, so every pool image counts as "correctly
+    classified"."""
     if n_calib > len(pool):
         raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
-    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:n_calib]
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(search.seed)))[:n_calib]
     x = pool[pick]
     x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
     y = predicted_classes(net.model, x, PHOTO_BATCH, device)
-    # duplicates (shape only): the calibration settings forwarded to calibrate (and on to
-    # noise.calibrate_levels); trained.cached.trained_small_cnn's call has the same shape
-    return calibrate(
-        {PHOTOS: net},
-        x,
-        y,
-        n_calib=n_calib,
-        rates=rates,
-        tolerance=tolerance,
-        max_iter=max_iter,
-        seed=seed,
-        batch_size=PHOTO_BATCH,
-        device=device,
-    )
+    return calibrate({PHOTOS: net}, x, y, search, n_calib=n_calib, batch_size=PHOTO_BATCH, device=device)
 
 
 def sensitivity_photos(

@@ -336,6 +336,35 @@ aid_beats_its_control = _adv2_l1_against_rtsa(
 )
 
 
+def _share_of_gap(
+    cid: str,
+    attacks: Mapping[str, tuple[str, Any, str, Any, str]],
+    pgd_l1: Any,
+    pgd_name: str,
+    no_gap: str,
+    min_images: int,
+) -> Verdict:
+    """Where ADV2's ``value`` lies between a ``floor`` (0) and PGD's maps (1), per attacked image:
+    ``attacks`` holds ``value`` and ``floor``, each ``(label, l1, l1 name, success, success name)``
+    (ADV2's L1 counted where it succeeded), checked in their order; ``no_gap``: why there is no
+    verdict when PGD's maps are no farther than the floor's."""
+    claim = CLAIMS[cid]
+    flags = {role: _flags(success, s_name) for role, (_, _, _, success, s_name) in attacks.items()}
+    pgd = as_vector(pgd_l1, pgd_name)
+    if len({len(pgd), *map(len, flags.values())}) != 1:
+        raise ValueError(f"{cid}: all three measures must describe the same images")
+    short = _too_few(claim, len(pgd), min_images)
+    if short:
+        return short
+    l1 = {role: _only_where(v, flags[role], v_name) for role, (_, v, v_name, _, _) in attacks.items()}
+    for role, (label, *_) in attacks.items():
+        if int(np.isfinite(l1[role]).sum()) < 2:
+            return verdict_of(claim, NOT_MEASURABLE, f"ADV2 against {label} succeeded on fewer than 2 images")
+    if not np.nanmean(pgd) > np.nanmean(l1["floor"]):
+        return verdict_of(claim, NOT_MEASURABLE, no_gap)
+    return decide(cid, share_ci(l1["value"], l1["floor"], pgd, level=LEVEL))
+
+
 def aid_removes_adv2_advantage(
     adv2_l1_rts: Any,
     adv2_success_rts: Any,
@@ -349,30 +378,17 @@ def aid_removes_adv2_advantage(
     still leaves maps no farther than plain PGD's, so the share (L1_RTSA - L1_RTS) / (L1_PGD(RTSA)
     - L1_RTS) says how much of ADV2's advantage over PGD AID removes (1: all of it). Per attacked
     image; ADV2's means over its successes, PGD's over all images."""
-    cid = "aid_removes_adv2_advantage"
-    claim = CLAIMS[cid]
-    s_rts, s_rtsa = (
-        _flags(adv2_success_rts, "adv2_success_rts"),
-        _flags(adv2_success_rtsa, "adv2_success_rtsa"),
+    return _share_of_gap(
+        "aid_removes_adv2_advantage",
+        {
+            "floor": ("RTS", adv2_l1_rts, "adv2_l1_rts", adv2_success_rts, "adv2_success_rts"),
+            "value": ("RTSA", adv2_l1_rtsa, "adv2_l1_rtsa", adv2_success_rtsa, "adv2_success_rtsa"),
+        },
+        pgd_l1_rtsa,
+        "pgd_l1_rtsa",
+        "PGD's maps are no farther than ADV2's on RTS: no advantage to remove",
+        min_images,
     )
-    pgd = as_vector(pgd_l1_rtsa, "pgd_l1_rtsa")
-    if not len(s_rts) == len(s_rtsa) == len(pgd):
-        raise ValueError(f"{cid}: all three measures must describe the same images")
-    short = _too_few(claim, len(pgd), min_images)
-    if short:
-        return short
-    rts, rtsa = (
-        _only_where(adv2_l1_rts, s_rts, "adv2_l1_rts"),
-        _only_where(adv2_l1_rtsa, s_rtsa, "adv2_l1_rtsa"),
-    )
-    for name, v in (("RTS", rts), ("RTSA", rtsa)):
-        if int(np.isfinite(v).sum()) < 2:
-            return verdict_of(claim, NOT_MEASURABLE, f"ADV2 against {name} succeeded on fewer than 2 images")
-    if not np.nanmean(pgd) > np.nanmean(rts):
-        return verdict_of(
-            claim, NOT_MEASURABLE, "PGD's maps are no farther than ADV2's on RTS: no advantage to remove"
-        )
-    return decide(cid, share_ci(rtsa, rts, pgd, level=LEVEL))
 
 
 def adv2_does_not_transfer(
@@ -389,27 +405,23 @@ def adv2_does_not_transfer(
     where ``cell_success``), ``diagonal_l1`` on ADV2-against-T inputs (where ``diagonal_success``),
     ``pgd_l1`` on PGD's inputs (all images). The share (cell - diagonal) / (PGD - diagonal) is 0
     when S's attack fools T as well as T's own, 1 when it leaves T's map as far as PGD's."""
-    cid = "adv2_does_not_transfer"
-    claim = CLAIMS[cid]
-    s_cell, s_diag = _flags(cell_success, "cell_success"), _flags(diagonal_success, "diagonal_success")
-    pgd = as_vector(pgd_l1, "pgd_l1")
-    if not len(s_cell) == len(s_diag) == len(pgd):
-        raise ValueError(f"{cid}: all three measures must describe the same images")
-    short = _too_few(claim, len(pgd), min_images)
-    if short:
-        return short
-    cell = _only_where(cell_l1, s_cell, "cell_l1")
-    diag = _only_where(diagonal_l1, s_diag, "diagonal_l1")
-    for name, v in (("the source", cell), ("the target (the diagonal)", diag)):
-        if int(np.isfinite(v).sum()) < 2:
-            return verdict_of(claim, NOT_MEASURABLE, f"ADV2 against {name} succeeded on fewer than 2 images")
-    if not np.nanmean(pgd) > np.nanmean(diag):
-        return verdict_of(
-            claim,
-            NOT_MEASURABLE,
-            "PGD's maps are no farther from the benign maps than the target's own attack's: no gap to place the cell in",
-        )
-    return decide(cid, share_ci(cell, diag, pgd, level=LEVEL))
+    return _share_of_gap(
+        "adv2_does_not_transfer",
+        {
+            "value": ("the source", cell_l1, "cell_l1", cell_success, "cell_success"),
+            "floor": (
+                "the target (the diagonal)",
+                diagonal_l1,
+                "diagonal_l1",
+                diagonal_success,
+                "diagonal_success",
+            ),
+        },
+        pgd_l1,
+        "pgd_l1",
+        "PGD's maps are no farther from the benign maps than the target's own attack's: no gap to place the cell in",
+        min_images,
+    )
 
 
 __all__ = [

@@ -71,7 +71,10 @@ class AIDConfig:
       control at a benign drift of 0.04.
     * ``beta_warmup``: fraction of the iterations over which ``beta`` ramps up linearly from 0, so
       the first steps (against a still-fooled interpreter) do not jolt the decoder.
-    * ``aid_batch_size``: images attacked per iteration (the attack dominates the cost).
+    * ``aid_batch_size``: images attacked (ADV2) per iteration (the attack dominates the cost); the
+      chapter parameter ``aid_attack_batch_size`` sets it, while the chapter parameter
+      ``aid_batch_size`` sets ``batch_size`` (:class:`adv2.trained.recipes.RTSARecipe`). The field
+      keeps its name because every RTSA cache key hashes it (:meth:`cache_params`).
     * ``pool_size``: training images (seeded random subset of the training split) whose PGD warm
       starts are computed once; AID batches are drawn from this pool. 0 = the whole split. Small
       enough that, with ``persistent``, each image is revisited several times.
@@ -139,7 +142,9 @@ class AIDConfig:
         "encoder_weight",
     )
     # key order of the flat dict (as_dict / cache_params): the order of the fields before the
-    # inner attack became a nested config, so tables and cache keys read as before
+    # inner attack became a nested config, so tables and cache keys read as before. These names
+    # are hashed into every RTSA cache key and stored in the committed checkpoints' manifest:
+    # renaming one (even aid_batch_size) would retrain every RTSA
     FLAT_ORDER: ClassVar[tuple[str, ...]] = (
         "iterations",
         "batch_size",

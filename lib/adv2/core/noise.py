@@ -133,7 +133,8 @@ class RateFunction:
         return (max(below) if below else None), (min(above) if above else None)
 
 
-# duplicates (shape only): a keyword-only signature like stats.ratio_of_ratios_ci's
+# duplicates (shape only): a keyword-only signature like stats.ratio_of_ratios_ci's (listed in
+# lib/adv2/README.md)
 def calibrate_noise(
     rate_fn: RateFunction,
     kind: str,
@@ -218,37 +219,57 @@ def calibrate_noise(
     )
 
 
+@dataclass(frozen=True)
+class NoiseSearch:
+    """What the calibration searches for and how: the target ``rates`` (shares of decisions the
+    noise changes; 0 asks for the strongest harmless noise), the bisection's ``tolerance``
+    (absolute) and classifier passes per level (``max_iter``; ``zero_max_iter`` for the 0 level),
+    and the ``seed`` of the fixed draws. One object, so every setting is calibrated alike."""
+
+    rates: Sequence[float] = (0.0, 0.03, 0.3)
+    tolerance: float = 0.01
+    max_iter: int = 20
+    zero_max_iter: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rates or not all(0 <= r < 1 for r in self.rates):
+            raise ValueError(f"noise rates {list(self.rates)!r} are not valid; expected each 0 <= rate < 1")
+        if not self.tolerance > 0 or self.max_iter < 1 or self.zero_max_iter < 1:
+            raise ValueError(
+                f"noise search tolerance={self.tolerance!r}, max_iter={self.max_iter!r}, "
+                f"zero_max_iter={self.zero_max_iter!r}: expected tolerance > 0 and at least 1 pass"
+            )
+
+
 def calibrate_levels(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    search: NoiseSearch | None = None,
     *,
     kinds: Sequence[str] = NOISE_TYPES,
-    rates: Sequence[float] = (0.0, 0.03, 0.3),
-    tolerance: float = 0.01,
-    max_iter: int = 20,
-    zero_max_iter: int = 6,
-    seed: int = 0,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> tuple[dict[str, dict[float, NoiseCalibration]], dict[str, torch.Tensor]]:
-    """Calibrate every noise kind to every rate on ``(x, y)`` (pass correctly classified images).
+    """Calibrate every noise kind to every rate of ``search`` (None: :class:`NoiseSearch`'s
+    defaults) on ``(x, y)`` (pass correctly classified images).
 
     Positive rates are searched first (largest first, so the small ones start from a bracket);
     the 0 level reuses all their evaluations. Returns ``({kind: {rate: calibration}}, {kind: z})``
     where ``z`` is the fixed draw used (reuse it to build the noisy images).
     """
+    search = search or NoiseSearch()
     out: dict[str, dict[float, NoiseCalibration]] = {}
     draws: dict[str, torch.Tensor] = {}
     for k_i, kind in enumerate(kinds):
-        z = noise_draw(tuple(x.shape), kind, seed=seed * 1000 + 17 + k_i)
+        z = noise_draw(tuple(x.shape), kind, seed=search.seed * 1000 + 17 + k_i)
         fn = RateFunction(model, x, y, z, batch_size=batch_size, device=device)
         res: dict[float, NoiseCalibration] = {}
-        for rate in sorted(rates, key=lambda r: (r == 0, -r)):
-            res[rate] = calibrate_noise(
-                fn, kind, rate, tolerance=tolerance, max_iter=zero_max_iter if rate == 0 else max_iter
-            )
-        out[kind] = {r: res[r] for r in rates}
+        for rate in sorted(search.rates, key=lambda r: (r == 0, -r)):
+            passes = search.zero_max_iter if rate == 0 else search.max_iter
+            res[rate] = calibrate_noise(fn, kind, rate, tolerance=search.tolerance, max_iter=passes)
+        out[kind] = {r: res[r] for r in search.rates}
         draws[kind] = z
     return out, draws
 
@@ -367,6 +388,7 @@ def fig15_rows(
 __all__ = [
     "NOISE_TYPES",
     "NoiseCalibration",
+    "NoiseSearch",
     "RateFunction",
     "add_noise",
     "calibrate_levels",

@@ -245,7 +245,8 @@ def load_photo_rtsa(
 
 
 # duplicates (boilerplate): the photo loaders share their keyword-only signature (device, cache,
-# progress), and pass the RTS's loss settings on one per line like rts_training and aid_eval
+# progress); rtsa_of forwards them one per line like rts_training's and aid_eval's calls (listed
+# in lib/adv2/README.md)
 def load_photo_interpreted(
     recipe: PhotoRTSARecipe | None = None,
     *,

@@ -142,8 +142,8 @@ class RTSRecipe(_Checked):
     classifier: ClassifierRecipe | PretrainedClassifier = declared(
         dataclasses.MISSING, _RECIPE, "its classifier"
     )
-    # duplicates (shape only): every recipe declares its fields the same way (default, rule, doc,
-    # parameter), so RTSRecipe's and RTSARecipe's blocks look alike
+    # duplicates (shape only): every recipe declares its fields alike (default, rule, doc, parameter;
+    # listed in lib/adv2/README.md)
     phase1_iterations: int = declared(
         100, _ITERATIONS, "selector iterations (paper recipe 8500; cache key)", "rts_phase1_iterations"
     )
@@ -285,7 +285,7 @@ class RTSARecipe(_Checked):
         return AIDConfig(
             iterations=self.iterations,
             batch_size=self.batch_size,
-            aid_batch_size=self.attack_batch_size,
+            aid_batch_size=self.attack_batch_size,  # AIDConfig's name, hashed into the key
             beta=self.beta,
             lr=self.lr,
             stage1_steps=self.stage1_steps,

@@ -3,8 +3,9 @@ interpreters, chapter 3's inputs (:func:`adv2.chapters.ch09.sources.gather`) and
 benign images that set the detector's threshold.
 
 Chapter 9 does not import chapter 3 (chapters stay independent): the notebook hands over chapter 3's
-attack configurations (``cfgs``), its interpreter factory (``make_interpreter``) and a function that
-runs chapter 3's attack on the interpreters the store lacks (``attack_missing``).
+code, and each setting receives it as one :class:`Chapter3Attacks`: the attack configurations
+(``cfgs``), the interpreter factory (``make_interpreter``), a function that runs chapter 3's attack
+on the interpreters the store lacks (``attack_missing``), and the budget and seed of the store's keys.
 """
 
 from __future__ import annotations
@@ -53,19 +54,56 @@ def _outside(n_total: int, index: torch.Tensor) -> torch.Tensor:
     return keep.nonzero().flatten()
 
 
+@dataclass
+class Chapter3Attacks:
+    """Chapter 3's attacks of one setting, as the notebook hands them over: its configurations,
+    its interpreter factory, the attack it runs on the interpreters the store lacks (it writes the
+    store), and the budget and seed the store's keys hold."""
+
+    cfgs: Mapping[str, attacks.AttackConfig]
+    make_interpreter: Callable[[str], Any]
+    attack_missing: Callable[[list[str]], Any]
+    step_scale: float
+    mask_iterations: int
+    seed: int
+    artifacts_dir: str | None
+
+    @classmethod
+    def from_params(
+        cls,
+        p: Mapping[str, Any],
+        chapter3: Any,
+        cfgs: Any,
+        attack_missing: Any,
+        model: Any,
+        rts_net: Any,
+        prefix: str = "",
+    ) -> Chapter3Attacks:
+        """From the chapter's parameters ``p`` (the photo setting's budget is ``imagenet_``-prefixed)
+        and chapter 3's code ``chapter3`` (its ``attacked_interpreter``)."""
+        mask_iterations, seed = p[prefix + "mask_iterations"], p["seed"]
+        return cls(
+            cfgs, make_interpreter=lambda n: chapter3.attacked_interpreter(n, model, rts_net, mask_iterations, seed),
+            attack_missing=attack_missing, step_scale=p[prefix + "step_scale"], mask_iterations=mask_iterations,
+            seed=seed, artifacts_dir=p["artifacts_dir"],
+        )  # fmt: skip
+
+    def inputs(
+        self, setting: str, model: torch.nn.Module, rts_net: Any, aset: Any, mask_n_images: int | None = None
+    ) -> tuple[sources.Sources, dict[str, Any]]:
+        """Chapter 3's inputs on the attack set ``aset`` (read from the store, else attacked) and
+        the interpreters, by name."""
+        keys = sources.keys(
+            setting, self.cfgs, model=model, rts_net=rts_net if "rts" in self.cfgs else None, x=aset.x,
+            target=aset.target, n_pgd=pgd_steps(self.step_scale), mask_iterations=self.mask_iterations,
+            seed=self.seed, mask_n_images=mask_n_images,
+        )  # fmt: skip
+        src = sources.gather(setting, keys, aset.index, self.attack_missing, self.artifacts_dir)
+        return src, {n: self.make_interpreter(n) for n in self.cfgs}
+
+
 def photo_setting(
-    model: torch.nn.Module,
-    rts_net: Any,
-    cfgs: Mapping[str, attacks.AttackConfig],
-    make_interpreter: Callable[[str], Any],
-    attack_missing: Callable[[list[str]], Any],
-    *,
-    n_images: int,
-    step_scale: float,
-    mask_iterations: int,
-    seed: int,
-    artifacts_dir: str | None,
-    device: Any,
+    model: torch.nn.Module, rts_net: Any, chapter3: Chapter3Attacks, *, n_images: int, device: Any
 ) -> Setting:
     """EfficientNet-Lite0 on the offline photos: chapter 3's attack set (``n_images`` 0: every
     photo it gets right), its inputs, and as calibration every other offline photo (the labelled
@@ -74,51 +112,35 @@ def photo_setting(
     photos = data.load_imagenet_sample()
     n_take = n_images or n_correct_photos(model, photos, device)
     aset = data.select_attack_set(
-        model, photos.x_test, photos.y_test, n_take, seed=seed, num_classes=1000, batch_size=8, device=device
-    )
-    keys = sources.keys(
-        PHOTOS, cfgs, model=model, rts_net=rts_net if "rts" in cfgs else None, x=aset.x, target=aset.target,
-        n_pgd=pgd_steps(step_scale), mask_iterations=mask_iterations, seed=seed,
+        model, photos.x_test, photos.y_test, n_take, seed=chapter3.seed, num_classes=1000, batch_size=8,
+        device=device,
     )  # fmt: skip
-    src = sources.gather(PHOTOS, keys, aset.index, attack_missing, artifacts_dir)
+    src, interps = chapter3.inputs(PHOTOS, model, rts_net, aset)
     calibration = photos.x_test[_outside(len(photos.x_test), aset.index)]
-    interps = {n: make_interpreter(n) for n in cfgs}
     return Setting(PHOTOS, model, interps, src, calibration, photos.class_names)
 
 
-# duplicates (boilerplate): photo_setting's keyword-only signature (the attack hand-over, budgets,
-# seed, cache and device), which both settings take alike
 def fmnist_setting(
     arch: str,
     model: torch.nn.Module,
     rts_net: Any,
     fmnist: data.Dataset,
-    cfgs: Mapping[str, attacks.AttackConfig],
-    make_interpreter: Callable[[str], Any],
-    attack_missing: Callable[[list[str]], Any],
+    chapter3: Chapter3Attacks,
     *,
     n_images: int,
     mask_n_images: int,
     n_calibration: int,
-    step_scale: float,
-    mask_iterations: int,
-    seed: int,
-    artifacts_dir: str | None,
     device: Any,
 ) -> Setting:
     """A Fashion-MNIST classifier: chapter 3's attack set and inputs (cut to MASK's first
     ``mask_n_images`` when MASK is in the ensemble), and the first ``n_calibration`` test images
     outside the attack set as calibration."""
-    aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
-    keys = sources.keys(
-        arch_setting(arch), cfgs, model=model, rts_net=rts_net if "rts" in cfgs else None, x=aset.x,
-        target=aset.target, n_pgd=pgd_steps(step_scale), mask_iterations=mask_iterations, seed=seed,
-        mask_n_images=mask_n_images,
-    )  # fmt: skip
-    src = sources.gather(arch_setting(arch), keys, aset.index, attack_missing, artifacts_dir)
+    aset = data.select_attack_set(
+        model, fmnist.x_test, fmnist.y_test, n_images, seed=chapter3.seed, device=device
+    )
+    src, interps = chapter3.inputs(arch_setting(arch), model, rts_net, aset, mask_n_images)
     src.setting = arch
     calibration = fmnist.x_test[_outside(len(fmnist.x_test), aset.index)[:n_calibration]]
-    interps = {n: make_interpreter(n) for n in cfgs}
     return Setting(arch, model, interps, src, calibration, list(fmnist.class_names))
 
 
@@ -159,13 +181,8 @@ def photo_from_params(
             progress=progress, log=None,
         )  # fmt: skip
 
-    setting = photo_setting(
-        model, rts_net, cfgs,
-        lambda n: chapter3.attacked_interpreter(n, model, rts_net, p["imagenet_mask_iterations"], p["seed"]),
-        attack_missing, n_images=p["imagenet_n_images"], step_scale=p["imagenet_step_scale"],
-        mask_iterations=p["imagenet_mask_iterations"], seed=p["seed"], artifacts_dir=p["artifacts_dir"],
-        device=device,
-    )  # fmt: skip
+    handed = Chapter3Attacks.from_params(p, chapter3, cfgs, attack_missing, model, rts_net, "imagenet_")
+    setting = photo_setting(model, rts_net, handed, n_images=p["imagenet_n_images"], device=device)
     return setting, chapter3.photo_configs(["cam"], **budget)["cam"]
 
 
@@ -204,17 +221,16 @@ def fmnist_from_params(
             device=device, progress=progress, log=None, artifacts_dir=p["artifacts_dir"],
         )  # fmt: skip
 
+    handed = Chapter3Attacks.from_params(p, chapter3, cfgs, attack_missing, model, rts_net)
     setting = fmnist_setting(
-        arch, model, rts_net, fmnist, cfgs,
-        lambda n: chapter3.attacked_interpreter(n, model, rts_net, p["mask_iterations"], p["seed"]),
-        attack_missing, n_images=p["n_images"], mask_n_images=p["mask_n_images"],
-        n_calibration=p["n_calibration"], step_scale=p["step_scale"], mask_iterations=p["mask_iterations"],
-        seed=p["seed"], artifacts_dir=p["artifacts_dir"], device=device,
+        arch, model, rts_net, fmnist, handed, n_images=p["n_images"], mask_n_images=p["mask_n_images"],
+        n_calibration=p["n_calibration"], device=device,
     )  # fmt: skip
     return setting, chapter3.fmnist_configs(["cam"], **budget)["cam"]
 
 
 __all__ = [
+    "Chapter3Attacks",
     "Setting",
     "arch_setting",
     "fmnist_from_params",

@@ -207,7 +207,8 @@ class MaskConfig(AttackConfig):
     images stop at checkpoints (see :func:`adv2.core.attacks.mask.adv2_mask`).
     """
 
-    # duplicates (shape only): field declarations like AttackConfig's; MASK's own defaults
+    # duplicates (shape only): field declarations like AttackConfig's; MASK's own defaults (listed
+    # in lib/adv2/README.md)
     stage1_loss: str = "margin"
     stage2_steps: int = 1000
     batch_size: int = 12

@@ -295,8 +295,8 @@ def train_rts(
     runs: dict[str, list] = {key: [] for key in ("total", "destroyer", "preserver", "area", "smooth")}
     for it in range(phase2_iterations):
         xb, yb = batch(batch_size)
-        # duplicates (shape only): rts_loss's keyword arguments, one per line (as in ch05 and
-        # trained.photomodels' calls); no logic is repeated
+        # duplicates (shape only): rts_loss's keyword arguments, one per line, like aid_eval's and
+        # trained.photomodels' calls (listed in lib/adv2/README.md)
         loss, parts = rts_loss(
             model,
             rts,
