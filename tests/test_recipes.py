@@ -144,7 +144,7 @@ def old_keys(stem: str, p: dict, arch: str) -> dict[str, str]:
     if stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
         aid = defenses.AIDConfig(
             iterations=p["aid_iterations"],
-            batch_size=p["aid_batch_size"],
+            batch_size=p["aid_batch_size"],  # the parameter's name at that commit
             aid_batch_size=p["aid_attack_batch_size"],
             beta=p["aid_beta"],
             lr=p["aid_lr"],
@@ -227,7 +227,7 @@ def test_the_rtsa_recipe_changed_only_where_issue_23_changed_it():
 def test_aidconfig_field_names_are_hashed_into_the_rtsa_key():
     """An RTSA key hashes AIDConfig's flat dict, names included: ``aid_batch_size`` there is the
     attacked images (chapter parameter ``aid_attack_batch_size``), ``batch_size`` RTS's own loss's
-    (chapter parameter ``aid_batch_size``). Renaming a field would retrain every RTSA; the keys of
+    (chapter parameter ``aid_map_batch_size``; no chapter parameter is called ``aid_batch_size``). Renaming a field would retrain every RTSA; the keys of
     the models the book trained are pinned in :func:`test_recipes_name_the_artifacts_the_book_trained`
     and (photos) test_photopool."""
     recipe = recipes.rtsa_recipe(schema.defaults("04_aid_defense"), "resnet")
@@ -236,6 +236,8 @@ def test_aidconfig_field_names_are_hashed_into_the_rtsa_key():
     assert (hashed["aid_batch_size"], hashed["batch_size"]) == (recipe.attack_batch_size, recipe.batch_size)
     renamed = {("attack_batch_size" if k == "aid_batch_size" else k): v for k, v in hashed.items()}
     assert files.artifact_key(renamed) != recipe.key
+    # one name, one meaning: no chapter parameter shares AIDConfig's hashed field name
+    assert "aid_batch_size" not in schema.defaults("04_aid_defense")
 
 
 @pytest.mark.parametrize("profile", FASHION_PROFILES)

@@ -88,7 +88,7 @@ def load_defended(
 AID_FIELD_REASONS = {
     "iterations": "fine-tuning length, ten times the first RTSA's 60; the attack inside makes each iteration "
     "costlier than an RTS iteration",
-    "batch_size": "batch of RTS's own loss (parameter aid_batch_size; smaller than RTS's phase 2, for CPU)",
+    "batch_size": "batch of RTS's own loss (parameter aid_map_batch_size; smaller than RTS's phase 2, for CPU)",
     "aid_batch_size": "images attacked (ADV2) per iteration (parameter aid_attack_batch_size); the attack "
     "dominates the cost",
     "lr": "RTS's own decoder learning rate; a much smaller one barely moves RTSA",

@@ -73,7 +73,7 @@ class AIDConfig:
       the first steps (against a still-fooled interpreter) do not jolt the decoder.
     * ``aid_batch_size``: images attacked (ADV2) per iteration (the attack dominates the cost); the
       chapter parameter ``aid_attack_batch_size`` sets it, while the chapter parameter
-      ``aid_batch_size`` sets ``batch_size`` (:class:`adv2.trained.recipes.RTSARecipe`). The field
+      ``aid_map_batch_size`` sets ``batch_size`` (:class:`adv2.trained.recipes.RTSARecipe`). The field
       keeps its name because every RTSA cache key hashes it (:meth:`cache_params`).
     * ``pool_size``: training images (seeded random subset of the training split) whose PGD warm
       starts are computed once; AID batches are drawn from this pool. 0 = the whole split. Small

@@ -224,7 +224,7 @@ class RTSARecipe(_Checked):
         600, _ITERATIONS, "AID fine-tuning iterations, starting from the trained RTS", "aid_iterations"
     )
     batch_size: int = declared(
-        32, _BATCH, "images per iteration for RTS's own decoder loss", "aid_batch_size"
+        32, _BATCH, "images per iteration for RTS's own decoder loss", "aid_map_batch_size"
     )
     attack_batch_size: int = declared(
         16, _BATCH, "images attacked (ADV2) per AID iteration", "aid_attack_batch_size"
