@@ -79,6 +79,17 @@ def test_every_exercise_keeps_its_text_and_the_prose_around_it_stays(edition):
                     assert line in kept, (path.name, line)
 
 
+def test_chapters_seven_and_eight_have_an_exercise_with_a_worked_solution():
+    for stem in ("07_input_size", "08_scaling"):
+        nb = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+        assert _opened(nb, "Exercise") >= 1 and _opened(nb, "Solution") == _opened(nb, "Exercise"), stem
+        solutions = [
+            s for c in nb.cells if c.cell_type == "markdown" for s in student.split_solutions(c.source)[1]
+        ]
+        # a worked solution: code that reads what the chapter computed through the library
+        assert any("```python" in s and ("import adv2" in s or "from adv2" in s) for s in solutions), stem
+
+
 def test_nested_fences_and_a_cell_that_only_holds_a_solution():
     text = (
         "## Exercises\n\n```{admonition} Exercise\n:class: tip\nDo it.\n```\n"
