@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed
 
 RUN        ?=
 
-.PHONY: help venv data photo-pool run sweep publish book html pdf readme test test-fast lint bench lab clean
+.PHONY: help venv data photo-pool run sweep publish book html pdf readme student test test-fast lint bench lab clean
 
 help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
@@ -22,6 +22,7 @@ help:
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"
 	@echo "make bench   step costs (vs PGD, foolbox, torchattacks), convergence of the attack schedules, ResNet-50 on CUDA; results/bench_*.json"
 	@echo "make readme  rewrite the README's run times from results/timings-<profile>.json"
+	@echo "make student the notebooks without the exercises' solutions, for a class (_build/student/)"
 	@echo "make lab     open the notebooks in JupyterLab"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -85,6 +86,10 @@ book: run readme pdf html
 # README's run times, from results/timings-<profile>.json (adv2.book.timings; a test checks it)
 readme: venv
 	$(PY) -m adv2.book.timings --readme
+
+# the student edition: notebooks/ without the exercises' worked solutions (adv2.book.student; tested)
+student: venv
+	$(PY) -m adv2.book.student --output _build/student
 
 LINT_PATHS := lib tests benchmarks
 

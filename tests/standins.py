@@ -49,6 +49,20 @@ def glue_keys_in_markdown(notebook: Path) -> set[str]:
     return set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", text))
 
 
+def solution_code(notebook: Path) -> list[str]:
+    """The Python blocks of ``notebook``'s worked solutions (its Solution admonitions, as
+    :mod:`adv2.book.student` finds them), in order: a test runs them on a stand-in chapter."""
+    from adv2.book import student  # the one parser of the exercise convention
+
+    nb = json.loads(Path(notebook).read_text())
+    blocks = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for solution in student.split_solutions("".join(cell["source"]))[1]:
+                blocks += re.findall(r"^```python\n(.*?)^```\s*$", solution, re.S | re.M)
+    return blocks
+
+
 class FakeRTS(nn.Module):
     """RTS's interface: ``rts(x, classes, confidence).mask`` (14x14, in [0, 1]) and its encoder's
     logits, in a few weights."""

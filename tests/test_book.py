@@ -10,6 +10,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote, urlparse
 
 import pytest
@@ -259,6 +260,18 @@ def test_whole_book_pdf(built_book):
     pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
     assert pages >= 30, f"the whole book printed to only {pages} pages"
     assert b"/Outlines" in data, "the PDF has no outline (bookmarks)"
+    # the solutions printed in an appendix, all of them: as many as the published chapters hold
+    import nbformat
+
+    from adv2.book import student
+
+    printed = (REPO_ROOT / "_build" / "singlehtml" / "print.html").read_text()
+    published = sum(
+        student.count(nbformat.read(p, as_version=4), student.SOLUTION)
+        for p in (REPO_ROOT / "book" / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    )
+    assert f'id="{build_pdf.APPENDIX_ID}"' in printed and "dropdown admonition" not in printed
+    assert printed.count('class="solution-ref"') == printed.count('id="solution-') == published > 0
     intro = built_book / "book" / "intro.html"
     assert (intro.parent / "book.pdf").is_file()
     # the link is written only when the PDF existed at build time: then it must not be dead
@@ -332,3 +345,124 @@ def test_pages_hold_up_at_1280px(built_book, tmp_path):
         problems += [f"{name}: a WARNING in an output: {w}" for w in found["warning"]]
         problems += [f"{name}: a glued value in bold mid-sentence: {b}" for b in found["bold"][:3]]
     assert not problems, "pages that do not hold up at 1280 px:\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- the source (issue 26 item 7)
+def _sphinx_theme_options(user_yaml) -> dict:
+    """The theme options Jupyter Book 1 hands Sphinx for ``user_yaml`` (a path or a dict)."""
+    from jupyter_book.config import get_final_config
+
+    config, _ = get_final_config(
+        user_yaml=user_yaml, cli_config={"latex_individualpages": False}, sourcedir=REPO_ROOT
+    )
+    return config["html_theme_options"]
+
+
+def test_front_page_names_where_the_source_lives_from_the_one_setting():
+    """`repository: url:` in _config.yml reaches the front page's {{ source_link }} through Jupyter
+    Book's own configuration (a reader who changes the setting sees the new address), and the page
+    says how to run a downloaded notebook with the README's commands."""
+    import yaml
+
+    from standins import load_script
+
+    source_link = load_script("book/_ext/source_link.py")
+    raw = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    assert raw["sphinx"]["local_extensions"]["source_link"] == "book/_ext"
+    url = "https://git.example.org/teacher/adv2-book"
+    changed = {**raw, "repository": {**raw.get("repository", {}), "url": url}}
+    config = SimpleNamespace(html_theme_options=_sphinx_theme_options(changed), myst_substitutions={})
+    source_link.add_substitution(None, config)
+    assert config.myst_substitutions["source_link"].startswith(f"[{url}]({url}) ")
+    assert "`repository: url:` in `_config.yml`" in config.myst_substitutions["source_link"]
+    # the setting as committed: named when set; when empty, the page names the setting instead of
+    # linking to Jupyter Book's default repository
+    real = source_link.link_text(
+        source_link.repository_url(
+            SimpleNamespace(html_theme_options=_sphinx_theme_options(REPO_ROOT / "_config.yml"))
+        )
+    )
+    committed = raw["repository"]["url"]
+    assert (committed in real) if committed else ("repository: url:" in real and "not set" in real)
+    assert "executablebooks" not in real
+    intro = (REPO_ROOT / "book" / "intro.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "{{ source_link }}" in intro
+    section = intro[intro.index("**Run a downloaded notebook**") :].split("\n* **")[0]
+    for command in ("make venv", "make lab", "python -m adv2 run", "results_dir"):
+        assert command in section, command
+    for command in ("make venv", "make lab", "python -m adv2 run"):
+        assert command in readme, command
+
+
+@pytest.mark.browser
+def test_rendered_front_page_names_the_source(built_book):
+    import yaml
+
+    url = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())["repository"]["url"]
+    text = visible_text((built_book / "book" / "intro.html").read_text())
+    assert "{{" not in text
+    assert (url in text) if url else "set repository: url: in _config.yml" in " ".join(text.split())
+
+
+# ----------------------------------------------------------------------------- the PDF's appendix (issue 26 item 5)
+def _chapter(number: int, title: str, pairs: int) -> str:
+    blocks = "".join(
+        f'<div class="tip admonition"><p class="admonition-title">Exercise</p><p>Do {number}-{k}.</p></div>\n'
+        f'<div class="dropdown admonition"><p class="admonition-title">Solution</p><p>Answer {number}-{k}.</p>'
+        f'<div class="highlight"><pre>print({number}{k})</pre></div></div>\n'
+        for k in range(1, pairs + 1)
+    )
+    return (
+        f'<section id="c{number}"><h2>{number}. {title}<a class="headerlink" href="#c{number}">#</a></h2>'
+        f'<p>Text of chapter {number}.</p><div class="note admonition"><p class="admonition-title">Learning goals'
+        f'</p></div><section id="exercises"><h3>Exercises</h3>{blocks}</section></section>\n'
+    )
+
+
+def test_pdf_moves_the_solutions_to_an_appendix():
+    """The page Chromium prints (book/_ext/build_pdf.py): every exercise stays in its chapter,
+    numbered and linked to its solution, every solution is in the appendix at the end (no longer a
+    drop-down, which paper cannot open), in order, under its chapter's heading, linking back."""
+    from bs4 import BeautifulSoup
+
+    from standins import load_script
+
+    build_pdf = load_script("book/_ext/build_pdf.py")
+    page = (
+        '<html><body><article class="bd-article"><section id="book"><h1>Book</h1>'
+        + _chapter(3, "ADV2", 2)
+        + _chapter(7, "Input size", 1)
+        + '<section id="references"><h2>References</h2><p>refs</p></section></section>'
+        + "<script>kernelName = 'python3'</script></article></body></html>"
+    )
+    soup = BeautifulSoup(build_pdf.solutions_to_appendix(page), "html.parser")
+    assert not soup.select(".admonition.dropdown")
+    appendix = soup.find(id=build_pdf.APPENDIX_ID)
+    assert appendix is not None and appendix.find("h2").get_text() == build_pdf.APPENDIX_TITLE
+    # at the end: after the last chapter and the references, inside the book's section
+    assert (
+        appendix.find_previous("h2").get_text().startswith("References") and appendix.parent["id"] == "book"
+    )
+    assert [h.get_text() for h in appendix.find_all("h3")] == ["3. ADV2", "7. Input size"]
+    solutions = appendix.select(".admonition.solution")
+    assert [s["id"] for s in solutions] == ["solution-3-1", "solution-3-2", "solution-7-1"]
+    assert [s.find("p", class_=None).get_text() for s in solutions] == [
+        "Answer 3-1.",
+        "Answer 3-2.",
+        "Answer 7-1.",
+    ]
+    assert solutions[0].find("pre").get_text() == "print(31)"  # code kept whole
+    for s in solutions:
+        exercise = soup.find(id=s["id"].replace("solution", "exercise"))
+        assert exercise is not None and appendix not in exercise.parents  # stays in its chapter
+        label = s["id"].split("-", 1)[1].replace("-", ".")
+        assert exercise.find(class_="admonition-title").get_text() == f"Exercise {label}"
+        assert s.find(class_="admonition-title").find("a")["href"] == f"#{exercise['id']}"
+        ref = exercise.find_next_sibling()
+        assert ref["class"] == ["solution-ref"] and ref.find("a")["href"] == f"#{s['id']}"
+    # everything else of the page is untouched
+    for text in ("Text of chapter 3.", "Learning goals", "refs", "kernelName"):
+        assert text in str(soup)
+    plain = "<html><body><article><p>No exercises.</p></article></body></html>"
+    assert build_pdf.solutions_to_appendix(plain) == plain

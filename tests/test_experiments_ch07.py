@@ -213,3 +213,26 @@ def test_ratio_of_ratios_matches_its_definition():
     assert e.value == pytest.approx((2 / 2) / (1 / 4)) and e.low <= e.value <= e.high and e.n == 4
     with pytest.raises(ValueError, match="one value per image"):
         stats.ratio_of_ratios_ci(a, b[:3], c, d)
+
+
+def test_the_exercises_worked_solutions_run_on_the_chapters_result(tiny, tmp_path, capsys):
+    """Issue 26 item 7: chapter 7's worked solutions read what the chapter computed (``result``, the
+    results files) through the library; run them on the stand-in chapter, as a reader would in a new
+    cell at the end of the notebook."""
+    from adv2.chapters import results
+    from standins import solution_code
+
+    _, _, result = tiny
+    blocks = solution_code(NOTEBOOK)
+    assert len(blocks) == 2
+    # the second reads this run's results and those of the exercise's command (in /tmp/ex)
+    for folder in ("book", "ex"):
+        results.save_results(input_size.STEM, result.numbers(), {}, tmp_path / folder)
+    namespace = {"result": result, "results_dir": str(tmp_path / "book")}
+    exec(blocks[0], namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(result.sizes) * len(result.interpreters)
+    assert all("ADV2 only" in line and "ratio on both" in line for line in out)
+    exec(blocks[1].replace('"/tmp/ex"', repr(str(tmp_path / "ex"))), namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all("resnet_sizes" in line for line in out)

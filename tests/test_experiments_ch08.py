@@ -100,3 +100,25 @@ def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path):
     # on a cluster the nodes may not share this disk: no preparation there
     assert scalingsweep.preparation(spec, "smoke", "ray://head:10001") is None
     assert callable(scalingsweep.preparation(spec, "smoke", None))
+
+
+def test_the_exercises_worked_solution_runs_on_the_chapters_scaling(capsys):
+    """Issue 26 item 7: chapter 8's worked solution reads the chapter's ``scaling`` through the
+    library; run it on the synthetic sweep table: one line per pair, each attack's change with the
+    seeds' spread (PGD's success does not move over the budget here, ADV2's neither)."""
+    from pathlib import Path
+
+    from standins import solution_code
+
+    blocks = solution_code(Path(__file__).resolve().parents[1] / "notebooks" / "08_scaling.ipynb")
+    assert len(blocks) == 1
+    exec(blocks[0], {"scaling": _scaling(_rows())})
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [
+        "resnet / grad: adv2 success_rate 0 (spread 0); adv2 l1_mean 0 (spread 0.00707); "
+        "pgd success_rate 0 (spread 0); pgd l1_mean 0 (spread 0.00707)"
+    ]
+    one_budget = ch08.Scaling(_rows(), ["resnet"], ["grad"], [0.031, 0.1, 0.2], [0.03], [0, 1], 0.1, 0)
+    one_budget.rows = [r for r in one_budget.rows if r["step_scale"] == 0.03]
+    exec(blocks[0], {"scaling": one_budget})
+    assert "fewer than two budgets measured" in capsys.readouterr().out

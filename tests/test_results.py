@@ -102,3 +102,36 @@ def test_is_disk_full():
     assert files.is_disk_full(OSError(errno.EDQUOT, "x"))
     assert not files.is_disk_full(OSError(errno.EACCES, "x"))
     assert not files.is_disk_full(ValueError("enforce fail"))
+
+
+def test_glued_numbers_read_at_three_significant_digits(monkeypatch):
+    """Issue 26 item 5: glued values printed "20.288 s" and "alpha = 0.00392157"; every glued float
+    now reads as the book's one number format (adv2.core.formatting.fmt) writes it."""
+    import myst_nb
+
+    from adv2.core.formatting import fmt
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.setdefault(name, value))
+    numbers = {
+        "seconds": 20.288,
+        "alpha": 1 / 255,
+        "ratio": 16.0,
+        "n": 10655,
+        "word": "holds",
+        "none": None,
+        "nan": float("nan"),
+        "d": {"x-y": torch.tensor(0.123456)},
+    }
+    results.glue_numbers(numbers, "chX_")
+    assert glued == {
+        "chX_seconds": "20.3",
+        "chX_alpha": "0.00392",
+        "chX_ratio": "16.0",
+        "chX_n": 10655,
+        "chX_word": "holds",
+        "chX_none": "—",
+        "chX_nan": "—",
+        "chX_d_x_y": "0.123",
+    }
+    assert all(glued[k] == fmt(v) for k, v in (("chX_seconds", 20.288), ("chX_alpha", 1 / 255)))

@@ -26,7 +26,7 @@ from adv2.chapters._common import (
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters._reporting import flat_glue, missing, raise_problems, table
+from adv2.chapters._reporting import flat_glue, raise_problems, table
 from adv2.chapters.aid_training import training_costs
 from adv2.chapters.claims import Verdict
 from adv2.core import config, defenses, paper
@@ -217,8 +217,8 @@ class Ch04Result:
                 c = self.cost[a]
                 nested[a] = {
                     **self.arch_numbers(a),
-                    "cost_ratio_total": _round2(c["aid_over_rts_total"]),
-                    "cost_ratio_iter": _round2(c["per_iteration_ratio"]),
+                    "cost_ratio_total": c["aid_over_rts_total"],
+                    "cost_ratio_iter": c["per_iteration_ratio"],
                 }
             else:
                 nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
@@ -240,10 +240,6 @@ def _accuracy(net: Any) -> float | None:
     """The classifier's test accuracy as recorded when trained (None for a pretrained one)."""
     art = net.classifier_artifact
     return None if art is None else art.metrics.get("test_accuracy")
-
-
-def _round2(v: float | None) -> float | None:
-    return None if missing(v) else round(v, 2)
 
 
 def summarize(

@@ -18,6 +18,7 @@ from typing import Any
 
 from adv2 import __version__
 from adv2.core.config import REPO_ROOT
+from adv2.core.formatting import fmt
 from adv2.trained.files import atomic_write_text
 
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
@@ -112,14 +113,22 @@ def flatten(numbers: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def glued_text(value: Any, digits: int = 3) -> Any:
+    """What ``{glue:text}`` shows for ``value``: a float as :func:`adv2.core.formatting.fmt` writes it
+    (``digits`` significant digits, "—" for NaN), None as "—"; integers and strings unchanged."""
+    if value is None or (isinstance(value, float) and not isinstance(value, bool)):
+        return fmt(value, digits)
+    return value
+
+
 def glue_numbers(numbers: dict[str, Any], prefix: str = "", digits: int = 3) -> None:
     """Glue every scalar of ``numbers`` (flattened, dots -> underscores) for the book's prose.
 
-    Floats are glued rounded to ``digits`` significant decimals so ``{glue:text}`` reads well.
+    Floats are glued as text with ``digits`` significant digits (:func:`glued_text`, the book's one
+    number format), so "20.288 s" reads "20.3 s" and 0.00392157 reads 0.00392.
     """
-    from myst_nb import glue
+    from myst_nb import glue  # lazy: myst-nb is needed only inside a notebook
 
     for name, value in flatten(_plain(numbers), prefix).items():
         if isinstance(value, (int, float, str)) or value is None:
-            shown = round(value, digits) if isinstance(value, float) else value
-            glue(name.replace(".", "_").replace("-", "_"), shown, display=False)
+            glue(name.replace(".", "_").replace("-", "_"), glued_text(value, digits), display=False)

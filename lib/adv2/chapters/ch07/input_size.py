@@ -158,7 +158,7 @@ class InputSizeResult:
             est = self.intervals()[a]
             for s in self.sizes:
                 p = f"{GLUE_PREFIX}{a}_{s}_"
-                out[p + "accuracy"] = round(self.accuracy[a][s], 3)
+                out[p + "accuracy"] = self.accuracy[a][s]
                 for n in ALL_INTERPRETERS:
                     e = est[s].get(n)
                     out[p + f"{n}_ratio"] = str(e["l1_ratio_adv2_over_pgd"]) if e else NOT_RUN
@@ -171,8 +171,8 @@ class InputSizeResult:
         out[f"{GLUE_PREFIX}size_small"], out[f"{GLUE_PREFIX}size_large"] = small, large
         factor = (large / small) ** 2
         out[f"{GLUE_PREFIX}pixel_factor"] = int(factor) if factor == int(factor) else fmt(factor)
-        out[f"{GLUE_PREFIX}accuracy_small"] = round(self.accuracy[a][small], 3)
-        out[f"{GLUE_PREFIX}accuracy_large"] = round(self.accuracy[a][large], 3)
+        out[f"{GLUE_PREFIX}accuracy_small"] = self.accuracy[a][small]
+        out[f"{GLUE_PREFIX}accuracy_large"] = self.accuracy[a][large]
         trend = trend_verdict(self, a)
         out.update(verdict_glue(f"{GLUE_PREFIX}trend_verdict", trend))
         parts = dict(trend.parts) if trend.parts else {self.interpreters[0]: trend}
