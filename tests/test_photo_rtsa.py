@@ -16,7 +16,9 @@ from adv2.core.models import build_small_cnn
 from adv2.trained import checkpoint_pins, checkpoints, photomodels, recipes
 from adv2.trained.files import file_sha256
 
-RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
+RTS_RECIPE = SimpleNamespace(
+    key="standin-rts", arch="efficientnet-lite0", area_weight=None, smooth_weight=None, preserver_weight=0.3
+)
 
 
 def tiny_recipe(**changes) -> recipes.PhotoRTSARecipe:
