@@ -61,8 +61,8 @@ def load_pool(recipe: PhotoRTSRecipe, pool_dir: str | None = None) -> Dataset:
 
 def photo_pool_images(rts_recipe: Any = None, n_images: int | None = None) -> Any:
     """The natural-image pool of the photo RTS recipe (no attacked photo in it): uint8 images
-    (N, 3, side, side) at the recipe's classifier's side, as its photo RTS was trained on. ``n_images``: only the first ones (the
-    crops are drawn in a seeded sequence, so they are the pool's first images)."""
+    (N, 3, side, side) at its classifier's side, as its photo RTS was trained on. ``n_images``: only
+    the first ones (the crops are drawn in a seeded sequence, so they are the pool's first images)."""
     recipe = rts_recipe or PhotoRTSRecipe()
     if n_images is not None and getattr(recipe, "pool", None) in PACKAGE_POOL_KINDS:
         recipe = dataclasses.replace(recipe, pool_images=min(int(n_images), recipe.pool_images))
