@@ -32,12 +32,13 @@ def fake_art(acc: float) -> SimpleNamespace:
     )
 
 
-def fake_photos(n_correct_foolbox: int) -> ch01.PhotoPredictions:
+def fake_photos(n_correct_foolbox: int, classifier: str = "efficientnet-lite0") -> ch01.PhotoPredictions:
     y = torch.tensor(list(range(20)) + [5, -1, 7])
     pred = y.clone()
     pred[n_correct_foolbox:20] = 999
     pred[21] = 3
-    return ch01.PhotoPredictions(torch.zeros(23, 3, 8, 8), y, pred, [f"c{i}" for i in range(1000)])
+    names = [f"c{i}" for i in range(1000)]
+    return ch01.PhotoPredictions(torch.zeros(23, 3, 8, 8), y, pred, names, classifier, 4_652_008)
 
 
 def test_subset_run_glues_every_key_the_chapter_quotes():
@@ -47,12 +48,13 @@ def test_subset_run_glues_every_key_the_chapter_quotes():
     assert wanted and wanted <= set(glue), sorted(wanted - set(glue))
     assert glue["ch1_resnet_acc_pct"] == NOT_RUN
     assert glue["ch1_efficientnet_lite0_top1_foolbox20"] == NOT_RUN
+    assert glue["ch1_efficientnet_lite2_top1_foolbox20"] == NOT_RUN
     assert glue["ch1_densenet_acc_pct"] == 90.0
     assert glue["ch1_fashion_mnist_densenet_n_parameters"] == 123_456
 
 
 def test_numbers_keep_the_results_file_layout():
-    result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], fake_photos(18))
+    result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], [fake_photos(18)])
     numbers = result.numbers()
     assert numbers["fashion_mnist"] == {
         "resnet": {"test_accuracy": 0.9, "train_seconds": 12.5, "n_parameters": 123_456, "images_seen": 4000}
@@ -63,8 +65,9 @@ def test_numbers_keep_the_results_file_layout():
         "n_labelled": 22,
         "n_photos": 23,
     }
-    assert numbers["imagenet"] == {}
+    assert numbers["imagenet"] == {} and numbers["efficientnet_lite2"] == {}  # not run
     assert len(result.per_image["efficientnet_lite0"]["correct"]) == 22
+    assert "| 4.7M |" in ch01.accuracy_table(result)  # counted from the model
     table = ch01.accuracy_table(result)
     assert "0.900" in table and "0.900" in table.splitlines()[-1] and "None" not in table
 
@@ -77,7 +80,32 @@ def test_check_explains_a_weak_classifier():
     ):
         ch01.check(weak, "quick")
     with pytest.raises(ChapterCheckFailed, match=r"12 of the 20 foolbox photos.*at least 14"):
-        ch01.check(ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], fake_photos(12)), "quick")
+        ch01.check(ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], [fake_photos(12)]), "quick")
+    lite2_weak = [fake_photos(17), fake_photos(13, "efficientnet-lite2")]
+    with pytest.raises(ChapterCheckFailed, match=r"EfficientNet-Lite2 classifies 13 of the 20"):
+        ch01.check(ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], lite2_weak), "quick")
+
+
+def test_both_photo_classifiers_side_by_side():
+    """Issue 27: Lite2 beside Lite0 in the numbers, the glue, the per-photo arrays and the table."""
+    photos = [fake_photos(17), fake_photos(18, "efficientnet-lite2")]
+    result = ch01.collect({"resnet": fake_art(0.9)}, ["resnet"], photos)
+    numbers, glue = result.numbers(), result.glue()
+    assert (
+        numbers["efficientnet_lite0"]["top1_foolbox20"],
+        numbers["efficientnet_lite2"]["top1_foolbox20"],
+    ) == (17, 18)
+    assert (glue["ch1_efficientnet_lite0_top1_foolbox20"], glue["ch1_efficientnet_lite2_top1_foolbox20"]) == (
+        17,
+        18,
+    )
+    assert set(result.per_image) == {"efficientnet_lite0", "efficientnet_lite2"}
+    rows = ch01.accuracy_table(result).splitlines()
+    assert "EfficientNet-Lite0 (ImageNet weights, 224 px)" in rows[-2] and "0.850" in rows[-2]
+    assert "EfficientNet-Lite2 (ImageNet weights, 260 px)" in rows[-1] and "0.900" in rows[-1]
+    summary = ch01.photos_summary(photos)
+    assert "EfficientNet-Lite2 (260 px) top-1 on the 20 foolbox photos: 18/20" in summary
+    assert summary.endswith("EfficientNet-Lite0, then EfficientNet-Lite2's prediction")
 
 
 def test_protocol_cells_are_short():

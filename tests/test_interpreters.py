@@ -229,6 +229,25 @@ def test_224_models_have_paper_map_sizes():
     assert {k: v.shape[-1] for k, v in maps.items()} == {"grad": 56, "cam": 7, "rts": 56, "mask": 28}
 
 
+def test_rts_decoder_crops_to_odd_stage_sides():
+    """EfficientNet-Lite2 at 260 px (stages 130, 65, 33, 17, 9; random weights): each x2 level is
+    cropped to its skip's odd side, 9 -> 17 -> 33 -> 65, the map a quarter of the side."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from adv2.core.pretrained import wrap_efficientnet_lite
+
+    torch.manual_seed(0)
+    lite2 = wrap_efficientnet_lite(
+        EfficientNet.from_name("efficientnet-lite2"), ["c"] * 1000, "efficientnet-lite2"
+    )
+    rts = RTSNet(lite2, width=4, reduce=8, tie_selector=True, cam_prior=True)
+    assert rts.map_size == 65 and rts.skip_index == [3, 2, 1]  # the stages of sides 17, 33, 65
+    with torch.no_grad():
+        assert RTSInterpreter(lite2, rts)(torch.rand(1, 3, 260, 260), 7).shape == (1, 1, 65, 65)
+    with pytest.raises(ValueError, match="map_size 56"):
+        RTSNet(lite2, map_size=56, width=4, reduce=8)
+
+
 # ----------------------------------------------------------------------------- RTS pieces
 def test_rts_loss_trains_only_the_decoder(batch):
     model = random_net("densenet", seed=7)

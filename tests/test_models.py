@@ -1,10 +1,12 @@
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from adv2.core import classifier, config, models, smooth_relu
+from adv2.core.config import ParameterError
 from adv2.trained import cached, loading, pretrained, recipes
 from adv2.trained.data import FASHION_MNIST_CLASSES
 from standins import plain_smooth_copy
@@ -117,6 +119,54 @@ def test_efficientnet_lite0_offline():
     s = smooth_relu.smooth_backward_copy(lite)
     with torch.no_grad():
         assert torch.allclose(s(photos.x_test[:2]), lite(photos.x_test[:2]))
+
+
+def test_efficientnet_lite2_loads_offline_at_260_px(monkeypatch):
+    """Issue 27: the second photo classifier, from its wheel alone (any network use fails here)."""
+    import socket
+
+    from adv2.trained.data import imagenet_class_names
+
+    def no_network(*args, **kwargs):
+        raise OSError("network use in an offline loader")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    lite2 = pretrained.efficientnet_lite(imagenet_class_names(), "efficientnet-lite2")
+    assert (lite2.name, lite2.input_size, lite2.num_classes) == ("efficientnet-lite2", 260, 1000)
+    x = torch.rand(1, 3, 260, 260)
+    with torch.no_grad():  # same-padded stride 2 rounds odd sides up: 65 -> 33 -> 17 -> 9
+        assert [f.shape[-1] for f in lite2.stage_features(x)] == [130, 65, 33, 17, 9]
+        assert lite2(x).shape == (1, 1000)
+    assert 6.0e6 < sum(p.numel() for p in lite2.parameters()) < 6.2e6  # Lite2: 6.1 M parameters
+
+
+def test_an_unknown_photo_classifier_names_the_valid_ones():
+    with pytest.raises(
+        ParameterError, match=r"'efficientnet-lite4'.*'efficientnet-lite0', 'efficientnet-lite2'"
+    ):
+        pretrained.efficientnet_lite(["x"] * 1000, "efficientnet-lite4")
+
+
+def test_photos_are_cropped_as_efficientnet_evaluates_them():
+    """Shorter side to the classifier's side + 32, centre crop: Lite0's 256 -> 224 is unchanged."""
+    from PIL import Image
+
+    from adv2.trained.data import load_imagenet_sample, resize_center_crop
+
+    img = Image.fromarray((np.random.RandomState(0).rand(300, 400, 3) * 255).astype(np.uint8))
+    assert torch.equal(resize_center_crop(img, 224), resize_center_crop(img, 224, resize=256))
+    assert torch.equal(resize_center_crop(img, 260), resize_center_crop(img, 260, resize=292))
+    photos = load_imagenet_sample(include_extra=False, size=260)
+    assert photos.x_test.shape == (20, 3, 260, 260)
+
+
+@pytest.mark.slow
+def test_efficientnet_lite2_offline_accuracy():
+    from adv2.trained.data import load_imagenet_sample
+
+    photos = load_imagenet_sample(include_extra=False, size=260)
+    lite2 = pretrained.efficientnet_lite(photos.class_names, "efficientnet-lite2")
+    assert models.evaluate(lite2, photos.x_test, photos.y_test, batch_size=10) >= 0.85  # 18/20 measured
 
 
 @pytest.mark.slow

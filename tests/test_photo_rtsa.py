@@ -11,12 +11,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from adv2.core.config import ParameterError
 from adv2.core.interpreters.rts import RTSNet
 from adv2.core.models import build_small_cnn
 from adv2.trained import checkpoint_pins, checkpoints, photomodels, recipes
 from adv2.trained.files import file_sha256
 
-RTS_RECIPE = SimpleNamespace(key="standin-rts", area_weight=None, smooth_weight=None, preserver_weight=0.3)
+RTS_RECIPE = SimpleNamespace(
+    key="standin-rts", arch="efficientnet-lite0", area_weight=None, smooth_weight=None, preserver_weight=0.3
+)
 
 
 def tiny_recipe(**changes) -> recipes.PhotoRTSARecipe:
@@ -95,3 +98,24 @@ def test_rtsa_trained_with_its_encoder_reloads_bit_for_bit(standins):
         assert torch.equal(v, again.state_dict()[k]), k
     x, c = torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2])
     assert torch.equal(net(x, c).mask, again(x, c).mask)
+
+
+def test_lite2_loads_its_own_committed_rts_rtsa_and_control(tmp_path, monkeypatch):
+    """Issue 27: ``load_photo_interpreted(classifier="efficientnet-lite2")`` loads Lite2's committed
+    checkpoints into an empty model cache (nothing trains: training here fails the test)."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained instead of loading the committed checkpoint")
+
+    monkeypatch.setattr(photomodels, "train_photo_rts", no_training)
+    monkeypatch.setattr(photomodels, "train_rtsa", no_training)
+    im = photomodels.load_photo_interpreted(
+        classifier="efficientnet-lite2", artifacts_dir=str(tmp_path), progress=False
+    )
+    assert (im.model.name, im.model.input_size, im.rts.map_size) == ("efficientnet-lite2", 260, 65)
+    rtsa = recipes.PhotoRTSARecipe(rts=recipes.PhotoRTSRecipe(arch="efficientnet-lite2"))
+    arts = (im.rts_artifact, im.rtsa_artifact, im.control_artifact)
+    assert [a.origin for a in arts] == ["checkpoint"] * 3
+    assert [a.path.name for a in arts] == [rtsa.rts_recipe().key, rtsa.key, rtsa.control().key]
+    with pytest.raises(ParameterError, match="classifier='efficientnet-lite2'.*'efficientnet-lite0'"):
+        photomodels.load_photo_interpreted(recipes.PhotoRTSARecipe(), classifier="efficientnet-lite2")

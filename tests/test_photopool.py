@@ -110,6 +110,26 @@ def test_the_pool_kind_selects_a_new_key_and_keeps_the_committed_ones():
     assert PhotoRTSRecipe(pool="packages-v2").key != PhotoRTSRecipe().key
 
 
+def test_the_photo_classifier_selects_new_keys_and_keeps_lite0s():
+    """Issue 27: Lite2's RTS, RTSA and control have their own keys; the default (Lite0) keeps the
+    committed checkpoints' keys, whichever way the classifier is named."""
+    from adv2.core.config import ParameterError
+    from adv2.trained.recipes import PhotoRTSARecipe, PhotoRTSRecipe
+
+    lite0, lite2 = PhotoRTSRecipe(arch="efficientnet-lite0"), PhotoRTSRecipe(arch="efficientnet-lite2")
+    assert lite0.key == "44b904fb09d9d232" and PhotoRTSARecipe(rts=lite0).key == "6236cb40b6237796"
+    assert PhotoRTSARecipe(rts=lite0).control().key == "5b49cd034303ae9a"
+    assert lite0.train_rts_kwargs()["map_size"] == 56 and lite2.train_rts_kwargs()["map_size"] == 65
+    rtsa2 = PhotoRTSARecipe(rts=lite2)
+    keys0 = {lite0.key, PhotoRTSARecipe().key, PhotoRTSARecipe().control().key}
+    keys2 = {lite2.key, rtsa2.key, rtsa2.control().key}
+    assert len(keys2) == 3 and not keys0 & keys2
+    assert lite2.cache_params()["classifier"] == "efficientnet-lite2@0.1.0"  # its wheel's version
+    assert rtsa2.cache_params()["arch"] == "efficientnet-lite2"
+    with pytest.raises(ParameterError, match=r"arch='efficientnet-lite3'.*'efficientnet-lite2'"):
+        PhotoRTSRecipe(arch="efficientnet-lite3")
+
+
 V2_COUNTS = {"lxqt-themes": 11, "tuxpaint-data": 19}  # photographs each added package ships
 
 

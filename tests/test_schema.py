@@ -118,6 +118,17 @@ def test_unknown_parameter_lists_the_valid_ones():
 def test_single_words_become_lists():
     out = schema.validate_chapter("03_adv2", {"archs": "resnet", "interpreters": "cam"})
     assert out == {"archs": ["resnet"], "interpreters": ["cam"]}
+    one = schema.validate_chapter("01_target_models", {"photo_classifiers": "efficientnet-lite2"})
+    assert one == {"photo_classifiers": ["efficientnet-lite2"]}
+
+
+def test_photo_classifiers_default_to_lite0_and_chapter_1_shows_both():
+    from adv2.chapters.schema_rows import PHOTO_CLASSIFIERS_P
+    from adv2.core.config import PHOTO_CLASSIFIERS
+
+    assert PHOTO_CLASSIFIERS_P.default == ["efficientnet-lite0"]  # the book's photo setting so far
+    assert schema.defaults("01_target_models")["photo_classifiers"] == list(PHOTO_CLASSIFIERS)
+    assert PHOTO_CLASSIFIERS == {"efficientnet-lite0": 224, "efficientnet-lite2": 260}
 
 
 @pytest.mark.parametrize(
@@ -136,6 +147,21 @@ def test_single_words_become_lists():
         ("01_target_models", "dataset", "imagenet", ["'dataset'", "'imagenet_dir'"]),  # needs the folder
         ("01_target_models", "dataset", "mnist", ["'dataset'", "'fashion-mnist'", "'imagenet'"]),
         ("01_target_models", "include_imagenet_sample", "yes", ["'include_imagenet_sample'", "True"]),
+        # the photo classifiers: names from adv2.core.config.PHOTO_CLASSIFIERS, each once
+        (
+            "01_target_models",
+            "photo_classifiers",
+            ["efficientnet-lite4"],
+            ["'photo_classifiers'", "'efficientnet-lite0'", "'efficientnet-lite2'"],
+        ),
+        ("01_target_models", "photo_classifiers", [], ["'photo_classifiers'", "non-empty"]),
+        ("01_target_models", "photo_classifiers", 2, ["'photo_classifiers'", "'efficientnet-lite2'"]),
+        (
+            "01_target_models",
+            "photo_classifiers",
+            ["efficientnet-lite2"] * 2,
+            ["'photo_classifiers'", "distinct"],
+        ),
     ],
 )
 def test_bad_values_name_parameter_value_and_what_is_valid(stem, name, value, words):

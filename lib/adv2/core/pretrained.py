@@ -1,5 +1,5 @@
 """Pretrained ImageNet networks re-shaped as :class:`adv2.core.classifier.ImageClassifier`
-(stages + head, no copies): EfficientNet-Lite0 and torchvision ResNet-50 / DenseNet-169. Loading
+(stages + head, no copies): EfficientNet-Lite0 / -Lite2 and torchvision ResNet-50 / DenseNet-169. Loading
 their weights is :mod:`adv2.trained.pretrained`'s."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from adv2.core.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, freeze
+from adv2.core.config import PHOTO_CLASSIFIERS, validate
 
 # EfficientNet-Lite models were trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
 LITE_MEAN = (127.0 / 255,) * 3
@@ -30,9 +31,12 @@ class BlockGroup(nn.Module):
         return self.tail(x)
 
 
-def wrap_efficientnet_lite0(net: nn.Module, class_names: Sequence[str]) -> ImageClassifier:
-    """Re-use an ``efficientnet_lite_pytorch`` EfficientNet-Lite0's modules as stages + head."""
-    # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at 224 input.
+def wrap_efficientnet_lite(net: nn.Module, class_names: Sequence[str], name: str) -> ImageClassifier:
+    """Re-use an ``efficientnet_lite_pytorch`` EfficientNet-Lite's modules (``name``, one of
+    :data:`adv2.core.config.PHOTO_CLASSIFIERS`, which gives its input side) as stages + head."""
+    validate({"photo_classifier": name})
+    # Split the blocks where the resolution halves: 112, 56, 28, 14, 7 pixels at Lite0's 224 input
+    # (130, 65, 33, 17, 9 at Lite2's 260).
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     groups, current = [], []
     for block in net._blocks:
@@ -45,7 +49,8 @@ def wrap_efficientnet_lite0(net: nn.Module, class_names: Sequence[str]) -> Image
     stages = [nn.Sequential(stem, BlockGroup(groups[0]))]
     stages += [BlockGroup(g) for g in groups[1:-1]]
     stages.append(BlockGroup(groups[-1], head_tail))
-    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, 224, class_names, "efficientnet-lite0")
+    side = PHOTO_CLASSIFIERS[name]
+    model = ImageClassifier(stages, net._fc, LITE_MEAN, LITE_STD, side, class_names, name)
     return freeze(model)
 
 

