@@ -189,6 +189,35 @@ class Ch06Result:
         return out
 
 
+def attack_sets(
+    nets: Mapping[str, Any],
+    sets: Mapping[str, Any],
+    *,
+    attack_cfg: Any,
+    restrict_to_success: bool,
+    **attack_kw: Any,
+) -> Ch06Result:
+    """ADV2 against each setting's RTS, RTSA and beta = 0 control (when loaded) on its attack set
+    (``sets[a]`` for ``nets[a]``) by :func:`adv2.chapters.aid_eval.adv2_on_rts_and_rtsa`, which
+    takes ``attack_kw`` (``adaptive``: the adaptive attacker too, which then decides the trial's
+    claims; ``seed``, ``batch_size``, ``device``, ``progress``). :func:`attack` and
+    :func:`attack_photos` choose the sets."""
+    out = {}
+    for a, n in nets.items():
+        s = sets[a]
+        out[a] = aid_eval.adv2_on_rts_and_rtsa(
+            n.model, n.rts, n.rtsa, s.x, s.y, s.target, attack_cfg, control=n.control,
+            restrict_to_success=restrict_to_success, **attack_kw,
+        )  # fmt: skip
+    return Ch06Result(
+        archs=list(nets),
+        attack_sets=dict(sets),
+        out=out,
+        attack_config=attack_cfg.as_dict(),
+        restrict={a: restrict_to_success for a in nets},
+    )
+
+
 def attack(
     nets: Mapping[str, Any],
     x_test: torch.Tensor,
@@ -197,20 +226,16 @@ def attack(
     n_images: int,
     num_classes: int,
     seed: int,
-    attack_cfg: Any,
-    restrict_to_success: bool,
-    adaptive: bool = False,
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    **attack_kw: Any,
 ) -> Ch06Result:
     """Per classifier: the authors' attack set (``n_images``, drawn from the test images below
     :data:`adv2.chapters.aid_eval.SELECTION_START`: chapter 4's trade-off chose AID's settings on the
-    others) and ADV2 against RTS, RTSA and its beta = 0 control (when loaded); ``adaptive`` adds
-    the adaptive attacker (:func:`adv2.chapters.aid_eval.attack_interpreters`)."""
-    out, sets = {}, {}
+    others), attacked by :func:`attack_sets` (``attack_kw``: its ``attack_cfg``,
+    ``restrict_to_success``, ``adaptive``, ``progress``)."""
     verdict_images = slice(0, aid_eval.SELECTION_START)
-    for a, n in nets.items():
-        sets[a] = s = data.select_attack_set(
+    sets = {
+        a: data.select_attack_set(
             n.model,
             x_test[verdict_images],
             y_test[verdict_images],
@@ -219,28 +244,9 @@ def attack(
             num_classes=num_classes,
             device=device,
         )
-        out[a] = aid_eval.adv2_on_rts_and_rtsa(
-            n.model,
-            n.rts,
-            n.rtsa,
-            s.x,
-            s.y,
-            s.target,
-            attack_cfg,
-            control=n.control,
-            adaptive=adaptive,
-            seed=seed,
-            restrict_to_success=restrict_to_success,
-            device=device,
-            progress=progress,
-        )
-    return Ch06Result(
-        archs=list(nets),
-        attack_sets=sets,
-        out=out,
-        attack_config=attack_cfg.as_dict(),
-        restrict={a: restrict_to_success for a in nets},
-    )
+        for a, n in nets.items()
+    }
+    return attack_sets(nets, sets, seed=seed, device=device, **attack_kw)
 
 
 def attack_log(result: Ch06Result) -> str:
@@ -404,45 +410,13 @@ def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
 
 
 def attack_photos(
-    net: Any,
-    *,
-    n_images: int,
-    seed: int,
-    attack_cfg: Any,
-    restrict_to_success: bool,
-    adaptive: bool = False,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
+    net: Any, *, n_images: int, seed: int, device: torch.device | str = "cpu", **attack_kw: Any
 ) -> Ch06Result:
-    """Table 10 on the photos: ADV2 (``attack_cfg``, epsilon 0.031) against EfficientNet-Lite0's
-    RTS, against its RTSA and against RTSA's beta = 0 control (when ``net`` has one), on the first
-    ``n_images`` held-out photos it gets right (chapter 4's images); ``adaptive``: also the
-    adaptive attacker (:func:`adv2.chapters.aid_eval.attack_interpreters`), which then decides
-    the trial's claims."""
-    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
-    out = aid_eval.adv2_on_rts_and_rtsa(
-        net.model,
-        net.rts,
-        net.rtsa,
-        chosen.x,
-        chosen.y,
-        chosen.target,
-        attack_cfg,
-        control=net.control,  # the beta = 0 control, when loaded
-        adaptive=adaptive,
-        seed=seed,
-        restrict_to_success=restrict_to_success,
-        batch_size=8,
-        device=device,
-        progress=progress,
-    )
-    return Ch06Result(
-        archs=[PHOTOS],
-        attack_sets={PHOTOS: chosen},
-        out={PHOTOS: out},
-        attack_config=attack_cfg.as_dict(),
-        restrict={PHOTOS: restrict_to_success},
-    )
+    """Table 10 on the photos: :func:`attack_sets` (epsilon 0.031 in ``attack_kw``'s
+    ``attack_cfg``) against EfficientNet-Lite0's RTS, RTSA and RTSA's beta = 0 control (when
+    ``net`` has one), on the first ``n_images`` held-out photos it gets right (chapter 4's images)."""
+    _, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
+    return attack_sets({PHOTOS: net}, {PHOTOS: chosen}, seed=seed, batch_size=8, device=device, **attack_kw)
 
 
 def photo_numbers(
