@@ -126,6 +126,54 @@ class RunningMask:
         self.m, self.m1, self.m2 = self.m[index], self.m1[index], self.m2[index]
 
 
+class WarmMask:
+    """MASK's map as a differentiable function of the input, for a sign-step attack's ``map_fn``
+    (:func:`adv2.core.attacks.adv2.adv2_sign`; chapter 9's ensemble attack), on the bilevel
+    attack's running mask (:class:`RunningMask`).
+
+    At a batch's first call MASK is solved at that input (the interpreter's own iterations and
+    seed) and the running mask restarts from it as the bilevel attack does after a re-solve
+    (``cfg.restart_adam_step``); every call then takes ``cfg.track_steps`` plain Adam steps at the
+    current input and ``cfg.unroll_steps`` steps with their graph, and returns ``1 - m`` of the last
+    unrolled mask, differentiable w.r.t. the input (with ``unroll_steps`` 0: the tracked mask, a
+    constant). Jitter: one seeded draw per step (``cfg.seed``), as the bilevel attack's.
+
+    Stateful (:class:`adv2.core.attacks.losses.StatefulMapFn`): the attack calls :meth:`reset`
+    before each batch and :meth:`select` with the images each call holds; images that stopped
+    early keep their mask."""
+
+    def __init__(self, interpreter: BilevelInterpreter, cfg: MaskConfig):
+        self.interpreter, self.cfg = interpreter, cfg
+        self.map_size = interpreter.map_size
+        self.reset(0)
+
+    def reset(self, n: int) -> None:
+        self.n, self.run, self.index = n, None, slice(None)
+        self.jitter = _jitter_sampler(self.interpreter, self.cfg.seed)
+
+    def select(self, index: slice | torch.Tensor) -> None:
+        self.index = index
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+        cfg, idx = self.cfg, self.index
+        if self.run is None:
+            if len(x) != self.n:
+                raise ValueError(f"the first call of a batch holds all its {self.n} images, got {len(x)}")
+            self.run = RunningMask.start(self.interpreter, len(x), x, cfg)
+            self.run.restart(self.interpreter.optimize_mask(x.detach(), target).to(x.dtype), cfg)
+        run = self.run
+        whole = (run.m, run.m1, run.m2)
+        if not isinstance(idx, slice):  # the running masks of the images this call holds
+            run.m, run.m1, run.m2 = (t[idx] for t in whole)
+        prepared = self.interpreter.prepare(x)
+        run.track(x, target, self.jitter, tuple(p.detach() for p in prepared), cfg.track_steps)
+        masks = run.unroll(x, target, self.jitter, prepared, cfg.unroll_steps)
+        run.detach()
+        if not isinstance(idx, slice):  # out of place: the returned map's graph saved the old ones
+            run.m, run.m1, run.m2 = (t.index_copy(0, idx, n) for t, n in zip(whole, (run.m, run.m1, run.m2)))
+        return 1 - (masks[-1] if masks else run.m)
+
+
 class _Selection:
     """Per image, the checkpoint the attack returns: the closest successful one (first on ties),
     else the last one; with the fast schedule also when an image's distance last improved.
@@ -344,4 +392,4 @@ def adv2_mask(
     return AttackResult(x_adv, chosen.success, conf, maps, history)
 
 
-__all__ = ["adv2_mask", "quantize_in_box"]
+__all__ = ["RunningMask", "WarmMask", "adv2_mask", "quantize_in_box"]
