@@ -103,6 +103,14 @@ CHAPTERS: dict[str, list[Param]] = {
             "photos the adaptive attacks run on, the first of chapter 3's (0: all of them)",
         ),
         evaluation(
+            "adaptive_interpreters",
+            list,
+            ["grad", "cam", "rts", "mask"],
+            AT_LEAST_TWO,
+            "the interpreters whose map losses the adaptive attacks sum, weight 1/K each (those of "
+            "interpreters among them; mask: through the bilevel attack's running mask, the costliest term)",
+        ),
+        evaluation(
             "detector_weight",
             float,
             1.0,
