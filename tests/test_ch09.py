@@ -11,7 +11,7 @@ import torch
 
 from adv2.chapters import attack_store, claim_rules, claims, schema
 from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
-from adv2.chapters.schema_ch09 import CHAPTER3_ATTACK
+from adv2.chapters.schema_ch09 import AUTHORS_MASK_STEPS, CHAPTER3_ATTACK
 from adv2.core import attacks
 from adv2.core.config import ParameterError, load_profile
 from standins import glue_keys_in_markdown
@@ -216,6 +216,9 @@ def test_parameters_are_validated():
     ok = {"interpreters": ["grad", "cam", "mask"], "adaptive_interpreters": "mask"}
     with pytest.raises(ParameterError, match="adaptive_interpreters"):
         schema.validate_chapter("09_defense1", ok)  # one word is a list of one: not an ensemble
+    with pytest.raises(ParameterError, match="adaptive_mask_steps"):
+        schema.validate_chapter("09_defense1", {"adaptive_mask_steps": 0})
+    assert AUTHORS_MASK_STEPS == attacks.MaskConfig.track_steps == attacks.MaskConfig.unroll_steps
     ok["adaptive_interpreters"] = ["rts", "cam", "mask"]
     assert schema.validate_chapter("09_defense1", ok)["adaptive_interpreters"] == ["rts", "cam", "mask"]
 

@@ -207,9 +207,10 @@ def loss_words(run: AdaptiveRun) -> str:
     if run.mask_steps is None:
         return out + "; MASK is not in the loss (adaptive_interpreters), it only sees the inputs"
     track, unroll = run.mask_steps
+    authors = attacks.MaskConfig()
     return (
         out + f"; MASK through its running mask, {track} tracking and {unroll} unrolled Adam steps at "
-        "every attack step"
+        f"every attack step (the authors' bilevel attack: {authors.track_steps} and {authors.unroll_steps})"
     )
 
 

@@ -91,12 +91,14 @@ def run_setting(
     batch_size: int,
     adaptive_n_images: int = 0,
     adaptive_interpreters: tuple[str, ...] | list[str] = adaptive.LOSS_INTERPRETERS,
+    adaptive_mask_steps: int = attacks.MaskConfig.unroll_steps,
     device: Any,
     progress: bool = False,
 ) -> SettingRun:
     """Maps of every input through every interpreter, the detector, and (``adaptive_cfg`` given)
     the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all), their
-    loss on the ``adaptive_interpreters`` of the ensemble."""
+    loss on the ``adaptive_interpreters`` of the ensemble (MASK's term: ``adaptive_mask_steps``
+    tracking and as many unrolled Adam steps per attack step)."""
     seconds = {}
     t0 = time.time()
     ev = transfer.evaluate(model, interpreters, src, batch_size=batch_size, device=device, progress=progress)
@@ -109,6 +111,7 @@ def run_setting(
             run = adaptive.attack(
                 model, interpreters, src.x[:k], src.y[:k], src.target[:k], adaptive_cfg, side=side,
                 detector_weight=weight, loss_interpreters=adaptive_interpreters, batch_size=batch_size,
+                mask_config=attacks.MaskConfig(track_steps=adaptive_mask_steps, unroll_steps=adaptive_mask_steps),
                 progress=progress,
             )  # fmt: skip
             runs.append(run)
