@@ -442,3 +442,68 @@ def test_mask_adv2_twin_equals_the_plain_objective():
     assert a.history == b.history or all(
         abs(u - v) < 1e-9 for k in a.history for u, v in zip(a.history[k], b.history[k], strict=True)
     )
+
+
+# ----------------------------------------------------------------------------- stateful maps
+def test_warm_mask_starts_at_mask_and_is_differentiable():
+    """MASK's map for the sign-step attack: at a batch's first call it starts from MASK's own
+    solution, its unrolled steps keep the graph to the input, and a call on some images leaves the
+    others' running masks alone."""
+    from adv2.core.interpreters import MaskInterpreter
+
+    model = _random_net()
+    x, _, t = _batch(3)
+    mask = MaskInterpreter(model, iterations=4)
+    still = attacks.WarmMask(mask, attacks.MaskConfig(track_steps=0, unroll_steps=0))
+    still.reset(3)
+    assert torch.equal(still(x, t), 1 - mask.optimize_mask(x, t))  # no step: MASK's own map
+    warm = attacks.WarmMask(mask, attacks.MaskConfig(track_steps=1, unroll_steps=2))
+    assert isinstance(warm, attacks.StatefulMapFn)
+    warm.reset(3)
+    with pytest.raises(ValueError, match="all its 3 images"):
+        warm(x[:2], t[:2])
+    xg = x.clone().requires_grad_(True)
+    m = warm(xg, t)
+    assert m.shape == (3, 1, 14, 14) and warm.run.step == attacks.MaskConfig.restart_adam_step + 3
+    # the graph reaches the input (its size is checked on a trained model: tests/test_ch09.py; on
+    # this untrained net MASK keeps the whole image: its mask sits at the clamp)
+    assert m.requires_grad
+    (g,) = torch.autograd.grad(m.sum(), xg)
+    assert torch.isfinite(g).all()
+    before = warm.run.m1.clone()  # Adam's first moments (the untrained net's masks sit at 1)
+    warm.select(torch.tensor([0, 2]))
+    assert warm(x[[0, 2]], t[[0, 2]]).shape == (2, 1, 14, 14)
+    assert torch.equal(warm.run.m1[1], before[1]) and not torch.equal(warm.run.m1[0], before[0])
+
+
+def test_the_sign_attack_resets_and_selects_a_stateful_map(setup):
+    """A stateful ``map_fn`` hears each batch's size and, before every call, which of the batch's
+    images the call holds: all of them, then fewer once the fast schedule stops some."""
+    from adv2.core.interpreters import CAMInterpreter
+
+    model, aset = setup
+    cam = CAMInterpreter(model)
+
+    class Spy:
+        def __init__(self):
+            self.resets, self.held, self.index = [], [], None
+
+        def reset(self, n):
+            self.resets.append(n)
+
+        def select(self, index):
+            self.index = index
+
+        def __call__(self, x, t):
+            full = isinstance(self.index, slice)
+            self.held.append(len(x))
+            assert full or len(self.index) == len(x)
+            return cam(x, t, create_graph=True)
+
+    spy = Spy()
+    cfg = _cfg("cam", stage1_steps=4, stage2_steps=30, schedule="fast", patience=1, min_improvement=0.5)
+    attacks.adv2_attack(
+        model, cam, aset.x[:6], aset.y[:6], aset.target[:6], config=cfg, map_fn=spy, batch_size=4
+    )
+    assert spy.resets == [4, 2]
+    assert spy.held[0] == 4 and min(spy.held) < spy.held[0]  # images left the batch

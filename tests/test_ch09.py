@@ -11,7 +11,7 @@ import torch
 
 from adv2.chapters import attack_store, claim_rules, claims, schema
 from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
-from adv2.chapters.schema_ch09 import CHAPTER3_ATTACK
+from adv2.chapters.schema_ch09 import AUTHORS_MASK_STEPS, CHAPTER3_ATTACK
 from adv2.core import attacks
 from adv2.core.config import ParameterError, load_profile
 from standins import glue_keys_in_markdown
@@ -207,6 +207,20 @@ def test_parameters_are_validated():
         schema.validate_chapter("09_defense1", {"target_fpr": 0.7})
     with pytest.raises(ParameterError, match="detector_weight"):
         schema.validate_chapter("09_defense1", {"detector_weight": 0})
+    with pytest.raises(ParameterError, match="at least two of 'grad', 'cam', 'rts', 'mask'"):
+        schema.validate_chapter("09_defense1", {"adaptive_interpreters": ["cam", "smooth"]})
+    with pytest.raises(ParameterError, match="shares \\['cam'\\] with parameter 'interpreters'"):
+        schema.validate_chapter(
+            "09_defense1", {"interpreters": ["grad", "cam"], "adaptive_interpreters": ["cam", "mask"]}
+        )
+    ok = {"interpreters": ["grad", "cam", "mask"], "adaptive_interpreters": "mask"}
+    with pytest.raises(ParameterError, match="adaptive_interpreters"):
+        schema.validate_chapter("09_defense1", ok)  # one word is a list of one: not an ensemble
+    with pytest.raises(ParameterError, match="adaptive_mask_steps"):
+        schema.validate_chapter("09_defense1", {"adaptive_mask_steps": 0})
+    assert AUTHORS_MASK_STEPS == attacks.MaskConfig.track_steps == attacks.MaskConfig.unroll_steps
+    ok["adaptive_interpreters"] = ["rts", "cam", "mask"]
+    assert schema.validate_chapter("09_defense1", ok)["adaptive_interpreters"] == ["rts", "cam", "mask"]
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
@@ -221,23 +235,27 @@ def test_chapter3_attack_parameters_match_chapter3(profile):
 
 # ----------------------------------------------------------------------------- the adaptive attack
 def test_adaptive_attack_keeps_the_ensemble_closer_than_pgd(fmnist, small_trained_resnet):
-    """ADV2 against Grad and CAM together: inside the budget, success is the classifier's argmax,
-    and the ensemble's maps end closer to their benign maps than PGD's (what the loss optimises)."""
+    """ADV2 against Grad, CAM and MASK together: inside the budget, success is the classifier's
+    argmax, each interpreter weighs 1/3, and the ensemble's maps end closer to their benign maps
+    than PGD's (what the loss optimises)."""
     from adv2.chapters.ch09 import adaptive
-    from adv2.core.interpreters import build_interpreter
-    from adv2.trained.data import select_attack_set
 
-    model = small_trained_resnet
-    aset = select_attack_set(model, fmnist.x_test[:2000], fmnist.y_test[:2000], 8, seed=0)
-    interps = {n: build_interpreter(n, model) for n in ("grad", "cam", "mask")}
+    model, aset, interps = _adaptive_setup(fmnist, small_trained_resnet)
     eps, step = 0.15, 0.15 / 8
     cfg = attacks.default_config("cam", epsilon=eps, step_size=step, stage1_steps=15, stage2_steps=30)
     run = adaptive.attack(model, interps, aset.x, aset.y, aset.target, cfg, side=14, batch_size=8)
     assert run.steps == 45 and run.x_adv.shape == aset.x.shape
+    assert run.weights == pytest.approx({"grad": 1 / 3, "cam": 1 / 3, "mask": 1 / 3}) and run.mask_steps == (
+        4,
+        4,
+    )
+    assert (
+        "Grad, CAM and MASK, weight 1/3 each; MASK through its running mask, 4 tracking"
+        in adaptive.loss_words(run)
+    )
     assert (run.x_adv - aset.x).abs().max() <= eps + 1e-6
     assert torch.equal(run.success, model(run.x_adv).argmax(1) == aset.target)
-    ens = adaptive.EnsembleMap({n: interps[n] for n in ("grad", "cam")}, 14)  # MASK is left out
-    assert set(adaptive.EnsembleMap(interps, 14).parts) == {"grad", "cam", "mask"}  # callers filter
+    ens = adaptive.EnsembleMap(interps, 14)
     x_pgd = attacks.pgd(model, aset.x, aset.target, epsilon=eps, step_size=step, steps=45)
     benign = ens(aset.x, aset.y)
     loss = adaptive.ensemble_loss(0.0)
@@ -246,6 +264,50 @@ def test_adaptive_attack_keeps_the_ensemble_closer_than_pgd(fmnist, small_traine
     assert loss(ens(run.x_adv, aset.target), benign)[ok].mean() < loss(ens(x_pgd, aset.target), benign).mean()
     with_detector = adaptive.ensemble_loss(1.0)(ens(run.x_adv, aset.target), benign)
     assert torch.all(with_detector > loss(ens(run.x_adv, aset.target), benign))
+    with pytest.raises(ValueError, match="valid choices: grad, cam, rts, mask"):
+        adaptive.attack(model, interps, aset.x, aset.y, aset.target, cfg, side=14, batch_size=8,
+                        loss_interpreters=["cam", "smooth"])  # fmt: skip
+    with pytest.raises(ValueError, match="at least two"):
+        adaptive.check_loss_interpreters(["cam", "rts"], ["grad", "cam", "mask"])
+
+
+def _adaptive_setup(fmnist, model):
+    from adv2.core.interpreters import build_interpreter
+    from adv2.trained.data import select_attack_set
+
+    aset = select_attack_set(model, fmnist.x_test[:2000], fmnist.y_test[:2000], 8, seed=0)
+    interps = {
+        "grad": build_interpreter("grad", model),
+        "cam": build_interpreter("cam", model),
+        "mask": build_interpreter("mask", model, iterations=10),
+    }
+    return model, aset, interps
+
+
+def test_the_adaptive_loss_has_a_mask_term(fmnist, small_trained_resnet):
+    """MASK is in the ensemble's loss: the differentiable stack's MASK channel has a gradient to the
+    input, and the attack with MASK in its loss moves the inputs elsewhere than without it."""
+    from adv2.chapters.ch09 import adaptive
+
+    model, aset, interps = _adaptive_setup(fmnist, small_trained_resnet)
+    ens = adaptive.EnsembleMap(interps, 14)
+    assert isinstance(ens.surrogates["mask"], attacks.WarmMask)
+    x = aset.x[:3].clone().requires_grad_(True)
+    ens.differentiable.reset(3)
+    maps = ens.differentiable(x, aset.target[:3])
+    assert maps.shape == (3, 3, 14, 14)
+    (g,) = torch.autograd.grad(maps[:, 2].sum(), x)  # the MASK channel alone
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    cfg = attacks.default_config("cam", epsilon=0.15, step_size=0.15 / 8, stage1_steps=4, stage2_steps=6)
+    runs = {
+        names: adaptive.attack(model, interps, aset.x[:4], aset.y[:4], aset.target[:4], cfg, side=14,
+                               batch_size=4, loss_interpreters=names)
+        for names in (("grad", "cam"), ("grad", "cam", "mask"))
+    }  # fmt: skip
+    without, with_mask = runs[("grad", "cam")], runs[("grad", "cam", "mask")]
+    assert without.mask_steps is None and "MASK is not in the loss" in adaptive.loss_words(without)
+    assert without.weights == pytest.approx({"grad": 0.5, "cam": 0.5})
+    assert not torch.equal(with_mask.x_adv, without.x_adv)
 
 
 def test_every_glue_name_of_the_prose_is_glued_even_when_nothing_ran():

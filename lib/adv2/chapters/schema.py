@@ -28,7 +28,10 @@ CHAPTERS: dict[str, list[Param]] = {
 STEMS = tuple(CHAPTERS)
 
 # parameters that name a list but are often given as one word on the command line
-_LIST_NAMES = ("archs", "interpreters", "imagenet_interpreters", "input_sizes", "photo_classifiers")
+_LIST_NAMES = (
+    *("archs", "interpreters", "imagenet_interpreters", "input_sizes"),
+    *("photo_classifiers", "adaptive_interpreters"),
+)
 # IPython's own globals in a notebook kernel, never parameters
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 # values a parameter cell or ``papermill -p`` can give (YAML scalars, lists, mappings)
@@ -98,6 +101,13 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(
             f"parameter 'budget_epsilon' of notebook {stem} has value {out['budget_epsilon']!r}, "
             f"which is not one of parameter 'epsilons' {out['epsilons']!r}; expected one of them"
+        )
+    shared = [i for i in out.get("interpreters", []) if i in out.get("adaptive_interpreters", [])]
+    if "interpreters" in out and "adaptive_interpreters" in out and len(shared) < 2:
+        raise ParameterError(
+            f"parameter 'adaptive_interpreters' of notebook {stem} has value "
+            f"{out['adaptive_interpreters']!r}, which shares {shared!r} with parameter 'interpreters' "
+            f"{out['interpreters']!r}; expected at least two of the ensemble's interpreters"
         )
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch

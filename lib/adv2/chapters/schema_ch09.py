@@ -47,6 +47,8 @@ CHAPTER3_ATTACK = (
     "imagenet_mask_step_scale",
     "imagenet_mask_iterations",
 )
+# MaskConfig's track_steps and unroll_steps (a test checks it): the schema imports no torch
+AUTHORS_MASK_STEPS = 4
 AT_LEAST_TWO = Rule(
     lambda v: subset_of(*INTERPRETERS).check(v) and len(set([v] if isinstance(v, str) else v)) >= 2,
     "a list of at least two of " + ", ".join(repr(i) for i in INTERPRETERS) + " (an ensemble needs two)",
@@ -103,6 +105,23 @@ CHAPTERS: dict[str, list[Param]] = {
             "photos the adaptive attacks run on, the first of chapter 3's (0: all of them)",
         ),
         evaluation(
+            "adaptive_interpreters",
+            list,
+            ["grad", "cam", "rts", "mask"],
+            AT_LEAST_TWO,
+            "the interpreters whose map losses the adaptive attacks sum, weight 1/K each (those of "
+            "interpreters among them; mask: through the bilevel attack's running mask, the costliest term)",
+        ),
+        evaluation(
+            "adaptive_mask_steps",
+            int,
+            AUTHORS_MASK_STEPS,
+            count_rule(1, 50),
+            "MASK's term in the adaptive loss: Adam steps per attack step that track its mask, and as "
+            f"many unrolled ones that carry the gradient (the authors' bilevel attack: {AUTHORS_MASK_STEPS} "
+            f"and {AUTHORS_MASK_STEPS})",
+        ),
+        evaluation(
             "detector_weight",
             float,
             1.0,
@@ -121,4 +140,4 @@ CHAPTERS: dict[str, list[Param]] = {
     ],
 }
 
-__all__ = ["CHAPTERS", "CHAPTER3_ATTACK"]
+__all__ = ["AUTHORS_MASK_STEPS", "CHAPTERS", "CHAPTER3_ATTACK"]

@@ -90,11 +90,15 @@ def run_setting(
     detector_weight: float,
     batch_size: int,
     adaptive_n_images: int = 0,
+    adaptive_interpreters: tuple[str, ...] | list[str] = adaptive.LOSS_INTERPRETERS,
+    adaptive_mask_steps: int = attacks.MaskConfig.unroll_steps,
     device: Any,
     progress: bool = False,
 ) -> SettingRun:
     """Maps of every input through every interpreter, the detector, and (``adaptive_cfg`` given)
-    the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all)."""
+    the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all), their
+    loss on the ``adaptive_interpreters`` of the ensemble (MASK's term: ``adaptive_mask_steps``
+    tracking and as many unrolled Adam steps per attack step)."""
     seconds = {}
     t0 = time.time()
     ev = transfer.evaluate(model, interpreters, src, batch_size=batch_size, device=device, progress=progress)
@@ -106,7 +110,9 @@ def run_setting(
         for weight in (0.0, detector_weight):
             run = adaptive.attack(
                 model, interpreters, src.x[:k], src.y[:k], src.target[:k], adaptive_cfg, side=side,
-                detector_weight=weight, batch_size=batch_size, progress=progress,
+                detector_weight=weight, loss_interpreters=adaptive_interpreters, batch_size=batch_size,
+                mask_config=attacks.MaskConfig(track_steps=adaptive_mask_steps, unroll_steps=adaptive_mask_steps),
+                progress=progress,
             )  # fmt: skip
             runs.append(run)
             transfer.add_attack(
@@ -232,6 +238,8 @@ class Ch09Result:
                         "steps": a.steps,
                         "seconds": a.seconds,
                         "detector_weight": a.detector_weight,
+                        "weights": a.weights,
+                        "mask_steps": a.mask_steps,
                     }
                     for a in r.adaptive
                 },
@@ -283,6 +291,8 @@ class Ch09Result:
             out[p + "cells_hold"] = f"{holding} of {len(cells)}"
             out.update(verdict_glue(f"{p}transfer_verdict", r.verdict()))
             out[p + "adaptive_words"] = adaptive_words(r)
+            if r.adaptive:
+                out[p + "adaptive_loss"] = adaptive.loss_words(r.adaptive[0])
             out[p + "diagonal_text"] = diagonal_text(r)
             for run in r.adaptive:
                 a = ADAPTIVE[run.variant]
@@ -304,6 +314,7 @@ class Ch09Result:
                 "target_fpr",
                 "diagonal_text",
                 "adaptive_n_images",
+                "adaptive_loss",
             )
         ]
         names += [f"ch9_{s}_auc_{a}" for s in SETTINGS for a in attacks_all]

@@ -9,7 +9,10 @@
 ``pgd``            :func:`pgd`, :func:`pgd_snapshots` (baseline and every variant's stage 1)
 ``adv2``           :func:`adv2_attack` (picks the variant from the interpreter's declared
                    ``attack_style``) and the sign-step variant :func:`adv2_sign`
-``mask``           the bilevel variant :func:`adv2_mask` (MASK)
+``mask``           the bilevel variant :func:`adv2_mask` (MASK), its running mask
+                   :class:`~mask.RunningMask`, and :class:`WarmMask`: MASK's map as a
+                   differentiable ``map_fn`` for the sign-step variant (a stateful one:
+                   :class:`StatefulMapFn`)
 ``loop``           :func:`~loop.sign_loop`, the one sign-step loop of PGD and ADV2's joint stage,
                    the L-inf box, and the :class:`~loop.Schedule` it reads (step sizes and
                    stopping rule: ``"authors"`` or ``"fast"``, config field ``schedule``)
@@ -35,8 +38,15 @@ from adv2.core.attacks.config import (
     default_config,
 )
 from adv2.core.attacks.convergence import IterateRecorder, Recorder, convergence_curve, steps_to_reach
-from adv2.core.attacks.losses import InterpLoss, MapFn, margin_loss, prediction_loss, squared_error
-from adv2.core.attacks.mask import adv2_mask
+from adv2.core.attacks.losses import (
+    InterpLoss,
+    MapFn,
+    StatefulMapFn,
+    margin_loss,
+    prediction_loss,
+    squared_error,
+)
+from adv2.core.attacks.mask import WarmMask, adv2_mask
 from adv2.core.attacks.pgd import pgd, pgd_snapshots
 
 __all__ = [
@@ -50,6 +60,8 @@ __all__ = [
     "MapFn",
     "MaskConfig",
     "RTSConfig",
+    "StatefulMapFn",
+    "WarmMask",
     "adv2_attack",
     "adv2_mask",
     "adv2_sign",

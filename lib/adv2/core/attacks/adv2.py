@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from adv2.core.attacks.common import AttackResult, assess, device_of
 from adv2.core.attacks.config import CONFIGS, ADV2Config, AttackConfig, GradConfig, MaskConfig
 from adv2.core.attacks.loop import EarlyStop, Schedule, linf_box, project, sign_loop
-from adv2.core.attacks.losses import InterpLoss, MapFn, squared_error
+from adv2.core.attacks.losses import InterpLoss, MapFn, StatefulMapFn, squared_error
 from adv2.core.attacks.mask import adv2_mask
 from adv2.core.attacks.pgd import stage1
 from adv2.core.interpreters import build_interpreter
@@ -97,6 +97,7 @@ def _joint_stage(
     bar,
     recorder=None,
     extra_steps: int = 0,
+    on_select: Callable[[slice | torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Stage 2 of the sign-PGD variant: ``CE + lam_i * l_int (+ extra)``, projected sign steps of
     the schedule's sizes (:class:`~adv2.core.attacks.loop.Schedule`).
@@ -107,7 +108,9 @@ def _joint_stage(
     ``selector(step, x, logits)`` (Grad's best-iterate selection) sees the iterate *before* the
     step every ``cfg.select_every`` steps, with the logits of the forward that produced its
     gradient while the whole batch is attacked (the authors' schedule). ``recorder.tick(x)``
-    (convergence curves) sees what the stage would return after every step.
+    (convergence curves) sees what the stage would return after every step. ``on_select(idx)``
+    (a stateful ``map_fn``'s :meth:`~adv2.core.attacks.losses.StatefulMapFn.select`) hears which
+    images each gradient is taken on.
     """
     lo, hi = linf_box(x0, cfg.epsilon)
     x = project(x.detach(), lo, hi)
@@ -118,6 +121,8 @@ def _joint_stage(
     def gradient(i: int, x: torch.Tensor, xa: torch.Tensor, idx: torch.Tensor):
         ta = target[idx]
         lam = cfg.lam_at(i * cfg.stage2_steps // total) * lam_scale
+        if on_select is not None:
+            on_select(idx)
         grad, logits, map_loss = _joint_grad(forward, xa, ta, benign[idx], lam, interp_loss)
         if stopper is not None:
             with torch.no_grad():
@@ -279,8 +284,13 @@ def adv2_sign(
 ) -> AttackResult:
     """Sign-step ADV2 on one batch, for any interpreter whose map is differentiable w.r.t. ``x``.
 
-    ``recorder`` (:class:`adv2.core.attacks.convergence.Recorder`) sees every step's would-be result."""
+    ``recorder`` (:class:`adv2.core.attacks.convergence.Recorder`) sees every step's would-be result.
+    A stateful ``map_fn`` (:class:`~adv2.core.attacks.losses.StatefulMapFn`) is reset for the batch
+    and told which of its images each call holds."""
     interp_loss = interp_loss or squared_error(cfg.int_reduction)
+    stateful = map_fn if isinstance(map_fn, StatefulMapFn) else None
+    if stateful is not None:
+        stateful.reset(len(x0))
     forward, lam_scale = _sign_forward(model, interpreter, cfg, map_fn, benign[0].numel())
     unused = 0  # stage-1 steps the fast schedule did not need: the joint stage gets them
     if x_stage1 is None:
@@ -306,6 +316,7 @@ def adv2_sign(
         bar,
         recorder=recorder,
         extra_steps=unused,
+        on_select=None if stateful is None else stateful.select,
     )
     if selector is not None:
         selector(cfg.stage2_steps, x_adv, None)  # the final iterate is a candidate too

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 MapFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 InterpLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class StatefulMapFn(Protocol):
+    """A ``map_fn`` that keeps state along an attack (MASK's running mask,
+    :class:`adv2.core.attacks.mask.WarmMask`). The sign-step attack calls ``reset(n)`` before each
+    batch of ``n`` images and, before each call, ``select(index)`` with the batch's images that the
+    call holds (``slice(None)``: all; a tensor of indices once images stopped early)."""
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    def reset(self, n: int) -> None: ...
+
+    def select(self, index: slice | torch.Tensor) -> None: ...
 
 
 def margin_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,4 +50,4 @@ def prediction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> to
     return F.cross_entropy(logits, target, reduction="sum")
 
 
-__all__ = ["InterpLoss", "MapFn", "margin_loss", "prediction_loss", "squared_error"]
+__all__ = ["InterpLoss", "MapFn", "StatefulMapFn", "margin_loss", "prediction_loss", "squared_error"]

@@ -54,6 +54,126 @@ def quantize_in_box(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torc
     return q / 255
 
 
+class RunningMask:
+    """MASK's mask tracked along an attack, the bilevel attack's inner loop: a batch's running
+    mask ``m``, the moments ``m1``, ``m2`` of its functional Adam and the step count.
+
+    :meth:`track` takes plain Adam steps at an input (no graph); :meth:`unroll` takes steps with
+    ``create_graph=True`` and returns each updated mask, differentiable w.r.t. the input through
+    the gradients and Adam's moments (each step starts from the detached mask, as the authors'
+    code); :meth:`detach` drops the graph after the outer step. The unrolled steps differentiate the
+    objective twice: they run on the interpreter's twin with the cheaper double backward (same
+    values) when it offers one (``for_second_order``)."""
+
+    def __init__(self, interpreter: BilevelInterpreter, m: torch.Tensor, lr: float, betas: tuple, eps: float):
+        self.interpreter = interpreter
+        twin = getattr(interpreter, "for_second_order", None)
+        self.unrolled = twin() if twin is not None else interpreter
+        self.m, self.m1, self.m2 = m, torch.zeros_like(m), torch.zeros_like(m)
+        self.step = 0
+        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+
+    @classmethod
+    def start(
+        cls, interpreter: BilevelInterpreter, n: int, like: torch.Tensor, cfg: MaskConfig
+    ) -> RunningMask:
+        """``n`` masks at the interpreter's start (0.5), with ``cfg``'s optimiser (learning rate
+        ``cfg.mask_lr``, else the interpreter's own)."""
+        m = interpreter.init_mask(n).to(like.device, like.dtype)
+        return cls(interpreter, m, cfg.mask_lr or interpreter.settings.lr, cfg.adam_betas, cfg.adam_eps)
+
+    def _objective_grad(self, interp, x, target, jitter, prepared, create_graph: bool) -> torch.Tensor:
+        self.m = self.m.detach().requires_grad_(True)
+        objective = interp.mask_objective(self.m, x, target, jitter=jitter(), prepared=prepared).sum()
+        (gm,) = torch.autograd.grad(objective, self.m, create_graph=create_graph)
+        self.step += 1
+        return gm
+
+    def track(self, x, target, jitter: Callable[[], tuple[int, int]], prepared, steps: int) -> None:
+        """``steps`` plain Adam steps at ``x`` (``prepared``: its detached :meth:`prepare`)."""
+        for _ in range(steps):
+            gm = self._objective_grad(self.interpreter, x, target, jitter, prepared, False)
+            with torch.no_grad():
+                self.m, self.m1, self.m2 = self._adam(gm)
+
+    def unroll(
+        self, x, target, jitter: Callable[[], tuple[int, int]], prepared, steps: int
+    ) -> list[torch.Tensor]:
+        """``steps`` Adam steps with their graph to ``x`` (through ``prepared``, its
+        :meth:`prepare` with the graph); the mask after each."""
+        masks = []
+        for _ in range(steps):
+            gm = self._objective_grad(self.unrolled, x, target, jitter, prepared, True)
+            self.m, self.m1, self.m2 = self._adam(gm)
+            masks.append(self.m)
+        return masks
+
+    def _adam(self, grad: torch.Tensor):
+        return _adam(self.m, grad, self.m1, self.m2, self.step, self.lr, self.betas, self.eps)
+
+    def detach(self) -> None:
+        self.m, self.m1, self.m2 = self.m.detach(), self.m1.detach(), self.m2.detach()
+
+    def restart(self, m: torch.Tensor, cfg: MaskConfig) -> None:
+        """Warm restart from a re-solved mask ``m``: moments scaled, step count reset (``cfg``'s
+        ``restart_*`` fields)."""
+        self.m = m
+        self.m1, self.m2 = cfg.restart_mean_scale * self.m1, cfg.restart_var_scale * self.m2
+        self.step = cfg.restart_adam_step
+
+    def keep(self, index) -> None:
+        """Keep only the masks at ``index`` (images that leave the batch drop theirs)."""
+        self.m, self.m1, self.m2 = self.m[index], self.m1[index], self.m2[index]
+
+
+class WarmMask:
+    """MASK's map as a differentiable function of the input, for a sign-step attack's ``map_fn``
+    (:func:`adv2.core.attacks.adv2.adv2_sign`; chapter 9's ensemble attack), on the bilevel
+    attack's running mask (:class:`RunningMask`).
+
+    At a batch's first call MASK is solved at that input (the interpreter's own iterations and
+    seed) and the running mask restarts from it as the bilevel attack does after a re-solve
+    (``cfg.restart_adam_step``); every call then takes ``cfg.track_steps`` plain Adam steps at the
+    current input and ``cfg.unroll_steps`` steps with their graph, and returns ``1 - m`` of the last
+    unrolled mask, differentiable w.r.t. the input (with ``unroll_steps`` 0: the tracked mask, a
+    constant). Jitter: one seeded draw per step (``cfg.seed``), as the bilevel attack's.
+
+    Stateful (:class:`adv2.core.attacks.losses.StatefulMapFn`): the attack calls :meth:`reset`
+    before each batch and :meth:`select` with the images each call holds; images that stopped
+    early keep their mask."""
+
+    def __init__(self, interpreter: BilevelInterpreter, cfg: MaskConfig):
+        self.interpreter, self.cfg = interpreter, cfg
+        self.map_size = interpreter.map_size
+        self.reset(0)
+
+    def reset(self, n: int) -> None:
+        self.n, self.run, self.index = n, None, slice(None)
+        self.jitter = _jitter_sampler(self.interpreter, self.cfg.seed)
+
+    def select(self, index: slice | torch.Tensor) -> None:
+        self.index = index
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+        cfg, idx = self.cfg, self.index
+        if self.run is None:
+            if len(x) != self.n:
+                raise ValueError(f"the first call of a batch holds all its {self.n} images, got {len(x)}")
+            self.run = RunningMask.start(self.interpreter, len(x), x, cfg)
+            self.run.restart(self.interpreter.optimize_mask(x.detach(), target).to(x.dtype), cfg)
+        run = self.run
+        whole = (run.m, run.m1, run.m2)
+        if not isinstance(idx, slice):  # the running masks of the images this call holds
+            run.m, run.m1, run.m2 = (t[idx] for t in whole)
+        prepared = self.interpreter.prepare(x)
+        run.track(x, target, self.jitter, tuple(p.detach() for p in prepared), cfg.track_steps)
+        masks = run.unroll(x, target, self.jitter, prepared, cfg.unroll_steps)
+        run.detach()
+        if not isinstance(idx, slice):  # out of place: the returned map's graph saved the old ones
+            run.m, run.m1, run.m2 = (t.index_copy(0, idx, n) for t, n in zip(whole, (run.m, run.m1, run.m2)))
+        return 1 - (masks[-1] if masks else run.m)
+
+
 class _Selection:
     """Per image, the checkpoint the attack returns: the closest successful one (first on ties),
     else the last one; with the fast schedule also when an image's distance last improved.
@@ -158,12 +278,7 @@ def adv2_mask(
         x_stage1, taken = stage1(model, x0, target, cfg, bar, recorder)
         unused = cfg.stage1_steps - taken
     x = project(x_stage1.detach(), lo, hi)
-    m = interpreter.init_mask(n).to(x0.device, x0.dtype)
-    m1 = torch.zeros_like(m)
-    m2 = torch.zeros_like(m)
-    adam_step = 0
-    lr = cfg.mask_lr or interpreter.settings.lr
-    betas, eps = tuple(cfg.adam_betas), cfg.adam_eps
+    run = RunningMask.start(interpreter, n, x0, cfg)
 
     fast = cfg.schedule == "fast"
     total = cfg.stage2_steps + (max(0, unused) if fast else 0)
@@ -178,10 +293,6 @@ def adv2_mask(
     chosen = _Selection(x, benign, cfg.min_improvement)
     active = torch.arange(n, device=x.device)  # original indices of the images still attacked
     steps, hist_success, hist_dist = [], [], []
-    # the unrolled steps differentiate the objective twice: a twin with the cheaper double
-    # backward (same values), when the interpreter offers one
-    twin = getattr(interpreter, "for_second_order", None)
-    unrolled = twin() if twin is not None else interpreter
     period = max(1, cfg.resolve_every)
 
     def checkpoint(step: int, x: torch.Tensor) -> torch.Tensor:
@@ -216,35 +327,19 @@ def adv2_mask(
         # its graph to x for the unrolled steps (the tracking steps use it detached)
         x.requires_grad_(True)
         prepared_x = interpreter.prepare(x)
-        prepared = tuple(p.detach() for p in prepared_x)
-        for _ in range(cfg.track_steps):
-            m = m.detach().requires_grad_(True)
-            (gm,) = torch.autograd.grad(
-                interpreter.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(), m
-            )
-            adam_step += 1
-            with torch.no_grad():
-                m, m1, m2 = _adam(m, gm, m1, m2, adam_step, lr, betas, eps)
+        run.track(x, target, jitter, tuple(p.detach() for p in prepared_x), cfg.track_steps)
 
         # unrolled steps: differentiate the distance of the updated masks w.r.t. the input
-        prepared = prepared_x
         l_int = torch.zeros(n, device=x.device)
-        for _ in range(cfg.unroll_steps):
-            m = m.detach().requires_grad_(True)
-            (gm,) = torch.autograd.grad(
-                unrolled.mask_objective(m, x, target, jitter=jitter(), prepared=prepared).sum(),
-                m,
-                create_graph=True,
-            )
-            adam_step += 1
-            m, m1, m2 = _adam(m, gm, m1, m2, adam_step, lr, betas, eps)
+        for m in run.unroll(x, target, jitter, prepared_x, cfg.unroll_steps):
             l_int = l_int + loss_fn(m, target_mask)
         l_int = l_int / max(cfg.unroll_steps, 1)
         if cfg.unroll_steps:
             (gx,) = torch.autograd.grad(l_int.sum(), x)
         else:
             gx = torch.zeros_like(x)
-        m, m1, m2, x = m.detach(), m1.detach(), m2.detach(), x.detach()
+        run.detach()
+        x = x.detach()
         direction = gx / gx.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
         # largest step along the interpretation direction that keeps the target class safely ahead
@@ -270,10 +365,7 @@ def adv2_mask(
             recorder.tick(x)
         if (i + 1) % period == 0 or i + 1 == total:
             mq = checkpoint(i + 1, x)
-            # warm restart of the running mask from the re-solved one
-            m = mq
-            m1, m2 = cfg.restart_mean_scale * m1, cfg.restart_var_scale * m2
-            adam_step = cfg.restart_adam_step
+            run.restart(mq, cfg)  # warm restart of the running mask from the re-solved one
             # stopped images leave the batch (the loop's only host synchronisation); none stops in
             # the first half, whose long steps overshoot: a stall there is no convergence yet
             if plan.early_stop and 2 * (i + 1) >= total:
@@ -281,7 +373,8 @@ def adv2_mask(
                 if len(keep) == 0:
                     break
                 if len(keep) < len(active):
-                    active, x, m, m1, m2 = active[keep], x[keep], m[keep], m1[keep], m2[keep]
+                    active, x = active[keep], x[keep]
+                    run.keep(keep)
                     lo, hi, target, target_mask = lo[keep], hi[keep], target[keep], target_mask[keep]
                     n = len(active)
     if bar is not None and taken < cfg.stage2_steps:
@@ -299,4 +392,4 @@ def adv2_mask(
     return AttackResult(x_adv, chosen.success, conf, maps, history)
 
 
-__all__ = ["adv2_mask", "quantize_in_box"]
+__all__ = ["RunningMask", "WarmMask", "adv2_mask", "quantize_in_box"]
