@@ -169,14 +169,14 @@ def figure(report: Mapping[str, Any]):
     """Per photo, ADV2's L1 ratio RTSA / RTS (filled) and control / RTS (open) at each budget and
     under the adaptive attacker, with the medians; photos chapter 6 attacks at ``quick`` in blue,
     the photos that chose the RTSA's setting in orange; 1 (no effect) and the paper's 10 marked."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     cols, labels = [], []
     for b in sorted(report["budgets"], key=lambda b: b["attack_scale"]):
         cols.append((b, ""))
-        labels.append(steps_text(b))
+        labels.append(steps_text(b).replace(" steps (", " steps\n("))
         if b.get("adaptive"):
             cols.append((b, "adaptive_"))
-            labels.append(steps_text(b) + "\nadaptive")
+            labels.append(labels[-1].replace(" schedule)", ",\nadaptive attacker)"))
     quick = report.get("quick_images", 0)
     rng = np.random.default_rng(0)  # horizontal jitter only
     for i, (b, prefix) in enumerate(cols):
@@ -235,8 +235,10 @@ def glue(report: Mapping[str, Any] | None, not_run: str) -> dict[str, Any]:
                 _verdict(b, cid, "verdicts_quick_photos")
             )
     a, z = _est(roles["quick"], "adv2_l1_ratio"), _est(roles["largest"], "adv2_l1_ratio")
-    word = phrases.change(a.value, z.value) if a and z else None
-    out["ratio_trend"] = not_run if word is None else word
+    # by the intervals: "rises" only when the largest budget's lies wholly above the quick one's
+    word = phrases.compare(z.value, a.value, a_interval=(z.low, z.high), b_interval=(a.low, a.high))
+    trend = {phrases.ABOVE: phrases.RISES, phrases.BELOW: phrases.FALLS, phrases.SAME: phrases.STEADY}
+    out["ratio_trend"] = trend.get(word, not_run)
     f, x = _est(roles["largest_fast"], "adv2_l1_rts"), _est(roles["x4"], "adv2_l1_rts")
     out["fast_vs_x4"] = phrases.compare(
         f.value, x.value, a_interval=(f.low, f.high), b_interval=(x.low, x.high)
