@@ -425,6 +425,8 @@ def test_lite2_photo_section_has_its_own_names_settings_and_leaves_lite0s_unchan
     quotes is there, "not run" without it), its verdicts under ``photos_lite2``, its numbers under
     ``photos_lite2`` and ``imagenet-sample.efficientnet-lite2``; Lite0's numbers and glue are the
     same with or without it, and the store keys differ (the classifier's fingerprint)."""
+    import json
+
     from adv2.chapters import attack_store
     from adv2.trained import pretrained
 
@@ -455,9 +457,14 @@ def test_lite2_photo_section_has_its_own_names_settings_and_leaves_lite0s_unchan
     assert n2["photos_lite2"]["n_images"] == 2
     assert set(n2["imagenet-sample"]) == {"efficientnet-lite0", "efficientnet-lite2"}
     assert set(report.verdicts(both)) == {"resnet", "photos", "photos_lite2"}
+
+    def same(a, b):  # as the results file writes them (nan == nan there)
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
     for key in ("photos", "summary", "fashion-mnist"):
-        assert n1[key] == n2[key], key
-    assert n2["verdicts"]["photos"] == n1["verdicts"]["photos"]
+        assert same(n1[key], n2[key]), key
+    assert same(n2["verdicts"]["photos"], n1["verdicts"]["photos"])
+    assert same(n2["imagenet-sample"]["efficientnet-lite0"], n1["imagenet-sample"]["efficientnet-lite0"])
     g1, g2 = alone.glue(), both.glue()
     # every other name reads the same (the sample-size sentence adds a line per setting)
     same = [k for k in g1 if "lite2" not in k and k not in ("ch3_photo_classifiers", "ch3_sample_size")]
@@ -471,6 +478,10 @@ def test_lite2_photo_section_has_its_own_names_settings_and_leaves_lite0s_unchan
     assert wanted and wanted <= set(g1) and wanted <= set(g2), sorted(wanted - set(g2))
     table = photo_report.classifiers_table(both.photo_runs)
     assert "EfficientNet-Lite2 (260 px)" in table and table.count("| CAM |") == 2
+    one, two = photo_report.result_tables(alone.photo_runs), photo_report.result_tables(both.photo_runs)
+    assert "**" not in one and one.startswith(photo_attacks.photo_table(photo_run))  # Lite0 alone: as before
+    assert "**EfficientNet-Lite2**" in two and table in two
+    assert "**EfficientNet-Lite2**" in photo_report.schedule_tables(both.photo_runs, 3)
     lite0 = pretrained.efficientnet_lite0(ph2.photos.class_names)
     assert attack_store.fingerprint(lite0) != attack_store.fingerprint(
         pretrained.efficientnet_lite(ph2.photos.class_names, "efficientnet-lite2")

@@ -19,6 +19,7 @@ from adv2.core import models
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.interpreters import CAMInterpreter, RTSInterpreter
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_flags, shuffled_like
 from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
 from adv2.trained import data, loading, pretrained
@@ -367,3 +368,20 @@ def photo_rts_figure(q: PhotoRTSQuality, n_show: int = 4):
         {"RTS, true class": q.maps[:k], "RTS, other class": q.other_maps[:k]},
         row_labels=[f"{a} / other: {b}" for a, b in zip(labels, others)],
     )
+
+
+def _titled(sections: dict[str, Any], text) -> str:
+    """Each classifier's Markdown, under its name where more than one ran."""
+    if len(sections) == 1:
+        return text(next(iter(sections.values())))
+    return "\n\n".join(f"**{PHOTO_CLASSIFIER_LABELS[c]}**\n\n{text(s)}" for c, s in sections.items())
+
+
+def photo_tables(runs: dict[str, Photos]) -> str:
+    """Markdown: each photo classifier's deletion table (:func:`photo_table`)."""
+    return _titled(runs, photo_table)
+
+
+def photo_rts_tables(qualities: dict[str, PhotoRTSQuality]) -> str:
+    """Markdown: each photo classifier's RTS status line and quality table (:func:`photo_rts_table`)."""
+    return _titled(qualities, lambda q: f"{q.status}\n\n{photo_rts_table(q)}")

@@ -19,6 +19,9 @@ from adv2.chapters.ch03.photo_attacks import (
     PhotoAttacks,
     curve_note,
     photo_acceptance,
+    photo_acceptance_table,
+    photo_schedule_table,
+    photo_table,
 )
 from adv2.chapters.claims import photo_setting
 from adv2.core import paper
@@ -184,3 +187,22 @@ def classifiers_table(runs: Mapping[str, PhotoAttacks]) -> str:
         rows,
         ["interpreter", "classifier", "photos", "PGD success", "ADV2 success", "L1 ADV2 / PGD", "bar"],
     )
+
+
+def _titled(runs: Mapping[str, PhotoAttacks], text) -> str:
+    """Each classifier's Markdown, under its name where more than one ran."""
+    if len(runs) == 1:
+        return text(next(iter(runs.values())))
+    return "\n\n".join(f"**{ph.label}**\n\n{text(ph)}" for ph in runs.values())
+
+
+def schedule_tables(runs: Mapping[str, PhotoAttacks], mask_iterations: int) -> str:
+    """Markdown: each classifier's attack schedules (:func:`photo_schedule_table`)."""
+    return _titled(runs, lambda ph: photo_schedule_table(ph, mask_iterations))
+
+
+def result_tables(runs: Mapping[str, PhotoAttacks]) -> str:
+    """Markdown: each classifier's numbers and acceptance tables, then (more than one classifier)
+    :func:`classifiers_table`."""
+    text = _titled(runs, lambda ph: photo_table(ph) + "\n\n" + photo_acceptance_table(ph))
+    return text + ("\n\n" + classifiers_table(runs) if len(runs) > 1 else "")
