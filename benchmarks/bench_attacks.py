@@ -105,7 +105,7 @@ def _model(name: str, device: torch.device):
     does not depend on them) and EfficientNet-Lite0 at 224 px (offline weights)."""
     torch.manual_seed(0)
     if name == "efficientnet-lite0":
-        lite = pretrained.efficientnet_lite0([str(i) for i in range(1000)])
+        lite = pretrained.efficientnet_lite([str(i) for i in range(1000)])
         return classifier.freeze(lite).to(device), 224, 0.031, 1 / 255
     arch = name.split("-", 1)[1]
     net = models.build_small_cnn(arch, 10, [str(i) for i in range(10)])

@@ -65,7 +65,7 @@ def _fmnist(n_images: int, interpreters: list[str], seed: int):
 
 def _photos(n_images: int, interpreters: list[str], seed: int):
     photos = data.load_imagenet_sample()
-    lite = pretrained.efficientnet_lite0(photos.class_names)
+    lite = pretrained.efficientnet_lite(photos.class_names)
     aset = data.select_attack_set(
         lite, photos.x_test, photos.y_test, n_images, seed=seed, num_classes=1000, batch_size=8
     )

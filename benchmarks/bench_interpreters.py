@@ -97,12 +97,12 @@ def main() -> None:
             cases.append((f"fmnist-{arch}", model, args.batch, 28, 1, 10))
         if args.imagenet:
             from adv2.trained.data import imagenet_class_names
-            from adv2.trained.pretrained import efficientnet_lite0
+            from adv2.trained.pretrained import efficientnet_lite
 
             cases.append(
                 (
                     "efficientnet-lite0",
-                    efficientnet_lite0(imagenet_class_names()).to(device),
+                    efficientnet_lite(imagenet_class_names()).to(device),
                     args.imagenet_batch,
                     224,
                     3,

@@ -43,7 +43,7 @@ from adv2.trained.checkpoints import machine_description  # noqa: E402
 from adv2.trained.data import imagenet_class_names  # noqa: E402
 from adv2.trained.files import atomic_write_json  # noqa: E402
 from adv2.trained.photomodels import load_photo_rts, load_photo_rtsa  # noqa: E402
-from adv2.trained.pretrained import efficientnet_lite0  # noqa: E402
+from adv2.trained.pretrained import efficientnet_lite  # noqa: E402
 from adv2.trained.recipes import PhotoRTSARecipe, PhotoRTSRecipe  # noqa: E402
 
 POOLS = ("packages", "packages-v2")
@@ -72,7 +72,7 @@ def recipe(pool: str, setting: str) -> PhotoRTSARecipe:
 def measure_pool(pool: str, settings: list[str], *, skip: int, attack_scale: float, seed: int) -> dict:
     """Train (or load) the pool's RTS and every setting's RTSA, then attack them all on the
     selection photos (one shared stage 1; ADV2 against each interpreter)."""
-    model = efficientnet_lite0(imagenet_class_names()).eval()
+    model = efficientnet_lite(imagenet_class_names()).eval()
     rts, rts_art = load_photo_rts(PhotoRTSRecipe(pool=pool), progress=False)
     nets, train = {"rts": rts}, {}
     for s in settings:

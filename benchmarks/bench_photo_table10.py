@@ -1,8 +1,10 @@
 """Table 10 on every usable photo, at chapter 6's budget and at 4x it, under the adaptive attacker
 (issue 23's evaluation that deserves a verdict):
 
-    python benchmarks/bench_photo_table10.py                 # 18 photos, 0.01 and 0.04 (~?? min, 1 thread)
+    python benchmarks/bench_photo_table10.py                 # 18 photos, 0.01 and 0.04 (~20 min, 1 thread)
     python benchmarks/bench_photo_table10.py --n-images 4 --scales 0.01 --output /tmp/t10.json
+    python benchmarks/bench_photo_table10.py --scales 0.1 --schedule authors --output /tmp/a.json
+    python benchmarks/bench_photo_table10.py --merge fast.json /tmp/a.json   # one report
 
 It runs chapter 6's own photo protocol (:func:`adv2.chapters.ch06.attack_photos` with the book's
 photo RTS, RTSA and beta = 0 control, :func:`adv2.chapters.ch06.photo_attack_config` on the fast
@@ -66,6 +68,7 @@ def measure(net, scale: float, *, adaptive: bool, args: argparse.Namespace) -> d
     numbers = result.numbers()
     return {
         "attack_scale": scale,
+        "schedule": args.schedule,
         "adaptive": adaptive,
         "stage1_steps": cfg.stage1_steps,
         "stage2_steps": cfg.stage2_steps,
@@ -78,6 +81,12 @@ def measure(net, scale: float, *, adaptive: bool, args: argparse.Namespace) -> d
         "per_photo": per_photo(result),
         "wall_seconds": time.time() - t0,
     }
+
+
+def merge(parts: list[dict]) -> dict:
+    """One report with every part's budgets (each keeps its own schedule) and the summed seconds."""
+    budgets = [{"schedule": p["schedule"], **b} for p in parts for b in p["budgets"]]
+    return {**parts[0], "budgets": budgets, "seconds": sum(p["seconds"] for p in parts)}
 
 
 def no_nan(value):
@@ -103,7 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--output", default=str(REPO / "results" / "bench_photo_table10.json"))
+    ap.add_argument("--merge", nargs="+", help="join the budgets of earlier reports into --output")
     args = ap.parse_args(argv)
+    if args.merge:
+        report = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        atomic_write_json(Path(args.output), report)
+        return report
     if args.n_images < 1 or any(s <= 0 for s in args.scales):
         ap.error(f"--n-images must be >= 1 and every --scales value > 0 (got {args.n_images}, {args.scales})")
     torch.set_num_threads(args.threads)

@@ -273,7 +273,7 @@ def photo_run():
     from adv2.trained import data, pretrained
 
     torch.manual_seed(0)
-    lite = pretrained.efficientnet_lite0(data.load_imagenet_sample().class_names)
+    lite = pretrained.efficientnet_lite(data.load_imagenet_sample().class_names)
     return photo_attacks.attack_photos(
         interpreters=["cam", "rts"],
         n_images=2,

@@ -112,7 +112,7 @@ def test_efficientnet_lite0_offline():
     from adv2.trained.data import load_imagenet_sample
 
     photos = load_imagenet_sample(include_extra=False)
-    lite = pretrained.efficientnet_lite0(photos.class_names)
+    lite = pretrained.efficientnet_lite(photos.class_names)
     assert [f.shape[-1] for f in lite.stage_features(photos.x_test[:1])] == [112, 56, 28, 14, 7]
     acc = models.evaluate(lite, photos.x_test, photos.y_test, batch_size=10)
     assert acc >= 0.75  # 17/20 measured
@@ -221,7 +221,7 @@ def test_loading_efficientnet_lite0_prints_nothing(capsys):
     """Issue 12: no library chatter ("Loaded pretrained weights ...") in the book's outputs."""
     from adv2.trained import data, pretrained
 
-    pretrained.efficientnet_lite0(data.imagenet_class_names())
+    pretrained.efficientnet_lite(data.imagenet_class_names())
     assert capsys.readouterr().out == ""
 
 

@@ -160,7 +160,7 @@ def photo_from_params(
     """The photo setting from the chapter's parameters ``p``, with chapter 3's code handed over as
     ``chapter3`` (``photo_configs``, ``attacked_interpreter``, ``photo_rts``, ``attack_photos``), and
     the CAM schedule the adaptive attack runs on."""
-    model = pretrained.efficientnet_lite0(data.load_imagenet_sample().class_names).to(device)
+    model = pretrained.efficientnet_lite(data.load_imagenet_sample().class_names).to(device)
     rts_net, rts_status = (
         chapter3.photo_rts(device, progress, p["artifacts_dir"]) if "rts" in p["interpreters"] else (None, "")
     )
