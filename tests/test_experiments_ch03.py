@@ -482,7 +482,7 @@ def test_lite2_photo_section_has_its_own_names_settings_and_leaves_lite0s_unchan
     assert "**" not in one and one.startswith(photo_attacks.photo_table(photo_run))  # Lite0 alone: as before
     assert "**EfficientNet-Lite2**" in two and table in two
     assert "**EfficientNet-Lite2**" in photo_report.schedule_tables(both.photo_runs, 3)
-    lite0 = pretrained.efficientnet_lite0(ph2.photos.class_names)
+    lite0 = pretrained.efficientnet_lite(ph2.photos.class_names)
     assert attack_store.fingerprint(lite0) != attack_store.fingerprint(
         pretrained.efficientnet_lite(ph2.photos.class_names, "efficientnet-lite2")
     )
