@@ -253,3 +253,38 @@ def test_photo_curves_note_reads_the_curves():
     note = frontpage.photo_curves_note(flat)
     assert "flattened for CAM from step 6 of 9" in note and "still moving" not in note
     assert frontpage.photo_curves_note({}) == ""
+
+
+def test_a_lite2_column_appears_only_where_a_results_file_holds_its_verdicts(results):
+    """Issue 27: EfficientNet-Lite2's photo verdicts (setting ``photos_lite2``) get their own column
+    right after Lite0's photos; without them the page is byte-for-byte what it was."""
+    folder, holds, _ = results
+    before = claimspage.render_claims_table(folder)
+    assert "EfficientNet-Lite2" not in before
+    data = json.loads((folder / "03_adv2.json").read_text())
+    data["numbers"]["verdicts"]["photos_lite2"] = {"adv2_success_like_pgd": holds.as_dict()}
+    (folder / "03_adv2.json").write_text(json.dumps(data))
+    assert claims.photo_setting("efficientnet-lite2") == "photos_lite2"
+    assert claims.photo_setting("efficientnet-lite0") == "photos"
+    assert set(claimspage.verdicts_from_results(folder)) == {"resnet", "densenet", "photos", "photos_lite2"}
+    text = claimspage.render_claims_table(folder)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| claim of the paper"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    assert header[4:8] == [
+        "photos (EfficientNet-Lite0)",
+        "photos (EfficientNet-Lite2)",
+        "Fashion-MNIST ResNet",
+        "Fashion-MNIST DenseNet",
+    ]
+    rows = {r[0]: r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[start + 1 :])}
+    success = rows[claims.CLAIMS["adv2_success_like_pgd"].statement]
+    assert success[4] == "not measurable" and success[5] == claimspage.status_cell(holds)
+    assert rows[claims.CLAIMS["rtsa_like_rts_on_benign"].statement][5] == "—"
+    assert "photos (EfficientNet-Lite2)" in text.split("**The paper's claims**")[0]  # the summary names it
+    # not listed again among the other verdicts
+    assert not [r for r in claimspage.other_verdicts_table(folder) if "Lite2" in r[2] or "lite2" in r[2]]
+    # the Lite2 verdicts removed again: the page is what it was
+    del data["numbers"]["verdicts"]["photos_lite2"]
+    (folder / "03_adv2.json").write_text(json.dumps(data))
+    assert claimspage.render_claims_table(folder) == before

@@ -172,3 +172,39 @@ def test_photo_rts_quality_from_the_committed_checkpoint(tmp_path, subset_run):
     assert both.numbers()["efficientnet_lite0_rts"]["n_photos"] == 2
     assert "photo RTS" in photo_maps.photo_rts_table(q)
     report.check(both, maps, "smoke")
+
+
+@pytest.mark.slow
+def test_lite2_photo_rts_quality_has_its_own_names_and_leaves_lite0s_unchanged(tmp_path, subset_run):
+    """Issue 27: EfficientNet-Lite2's photo RTS (its committed checkpoint, 260 px photos, 65x65 maps)
+    measured beside Lite0's: its glue under ``ch2_photo_lite2_rts_*`` (every Lite2 name the prose
+    quotes), its numbers under ``efficientnet_lite2_rts``; Lite0's numbers and glue unchanged."""
+    maps, result = subset_run
+    kw = {"n_images": 2, "deletion_steps": 2, "random_trials": 1, "artifacts_dir": str(tmp_path), "seed": 0}
+    q0 = photo_maps.photo_rts_quality(**kw)
+    q2 = photo_maps.photo_rts_quality(classifier="efficientnet-lite2", **kw)
+    assert q2.classifier == "efficientnet-lite2" and q2.x.shape[-1] == 260
+    assert q2.maps.shape == (2, 1, 65, 65) and "checkpoints/rts-ffadc6f0" in q2.status
+    alone = report.collect(result.sanity, None, q0)
+    both = report.collect(result.sanity, None, {"efficientnet-lite0": q0, "efficientnet-lite2": q2})
+    n1, n2 = alone.numbers(), both.numbers()
+    assert "efficientnet_lite2_rts" not in n1 and "efficientnet_lite2" not in n1
+    assert n2["efficientnet_lite2_rts"]["n_photos"] == 2
+    assert n1["efficientnet_lite0_rts"] == n2["efficientnet_lite0_rts"]
+    g1, g2 = alone.glue(), both.glue()
+    names2 = photo_maps.photo_rts_glue_names("efficientnet-lite2")
+    assert all(k.startswith("ch2_photo_lite2_rts_") for k in names2)
+    assert all(g1[k] == NOT_RUN for k in names2) and all(g2[k] != NOT_RUN for k in names2)
+    assert all(g1[k] == g2[k] for k in photo_maps.PHOTO_RTS_GLUE)
+    assert g2["ch2_photo_rts_classifiers"] == "EfficientNet-Lite0 and EfficientNet-Lite2"
+    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if "lite2" in k}
+    assert wanted and wanted <= set(names2) | {"ch2_photo_rts_classifiers"}
+    report.check(both, maps, "smoke")
+    with pytest.raises(ValueError, match="classifier"):
+        photo_maps.photo_rts_quality(recipe=q0_recipe(), classifier="efficientnet-lite2")
+
+
+def q0_recipe():
+    from adv2.trained.recipes import PhotoRTSRecipe
+
+    return PhotoRTSRecipe()

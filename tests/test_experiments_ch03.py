@@ -12,7 +12,7 @@ import torch
 
 from adv2.chapters import _compare, claims
 from adv2.chapters._common import NOT_RUN, ChapterCheckFailed, shown_path
-from adv2.chapters.ch03 import configs, fmnist_attacks, photo_attacks, report
+from adv2.chapters.ch03 import configs, fmnist_attacks, photo_attacks, photo_report, report
 from adv2.core import metrics
 from adv2.core.formatting import MISSING, fmt
 from standins import glue_keys_in_markdown
@@ -311,13 +311,13 @@ def test_photo_curves_end_at_the_reported_numbers(photo_run):
 
 def test_photo_glue_tables_and_results_file(photo_run):
     ph = photo_run
-    glue = photo_attacks.photo_glue(ph)
+    glue = photo_report.photo_glue(ph)
     assert glue["ch3_photo_n_images"] == 2 and glue["ch3_photo_pgd_steps"] == 2
     assert glue["ch3_photo_rts_status"] == "an untrained stand-in"
     assert glue["ch3_photo_cam_pgd_l1_mean"].count("[") == 1  # value [low, high]
     assert glue["ch3_photo_grad_pgd_l1_mean"] == NOT_RUN  # not attacked in this run
     assert glue["ch3_paper_cam_steps"] == "400 + 1200" and glue["ch3_paper_epsilon"] == 0.031
-    assert set(glue) == set(photo_attacks.photo_glue(None))  # the same names with or without the section
+    assert set(glue) == set(photo_report.photo_glue(None))  # the same names with or without the section
     table = photo_attacks.photo_table(ph)
     assert table.count("| CAM |") == 2 and "confidence" in table
     assert set(photo_attacks.photo_acceptance(ph)) == {"cam", "rts"}
@@ -417,3 +417,74 @@ def test_photo_attack_set_zero_means_every_correct_photo():
     assert len(ph.attack_set.x) == ph.n_correct == 18
     assert not ph.curves  # curve_every=0: no curve
     assert photo_attacks.photo_curve_figure(ph) is None
+
+
+# ----------------------------------------------------------------------------- photos: EfficientNet-Lite2 (issue 27)
+def test_lite2_photo_section_has_its_own_names_settings_and_leaves_lite0s_unchanged(photo_run):
+    """EfficientNet-Lite2 beside Lite0: its glue under ``ch3_photo_lite2_*`` (every name the prose
+    quotes is there, "not run" without it), its verdicts under ``photos_lite2``, its numbers under
+    ``photos_lite2`` and ``imagenet-sample.efficientnet-lite2``; Lite0's numbers and glue are the
+    same with or without it, and the store keys differ (the classifier's fingerprint)."""
+    import json
+
+    from adv2.chapters import attack_store
+    from adv2.trained import pretrained
+
+    ph2 = photo_attacks.attack_photos(
+        interpreters=["cam"],
+        n_images=2,
+        step_scale=0.002,
+        mask_step_scale=0.002,
+        mask_checkpoints=1,
+        mask_iterations=3,
+        seed=0,
+        log=None,
+        classifier="efficientnet-lite2",
+    )
+    assert ph2.classifier == "efficientnet-lite2" and ph2.attack_set.x.shape[-1] == 260
+    assert ph2.label == "EfficientNet-Lite2"
+    glue2 = photo_report.photo_glue(ph2)
+    assert set(glue2) == set(photo_report.photo_glue(None, "efficientnet-lite2"))
+    assert all(k.startswith("ch3_photo_lite2_") for k in glue2)
+    assert glue2["ch3_photo_lite2_n_images"] == 2 and glue2["ch3_photo_lite2_cam_l1_ratio"] != NOT_RUN
+    fm = _fake_result(pgd_rate=1.0, adv2_rate=1.0, adv2_l1_shift=0.02, n=10).fmnist
+    alone, both = (
+        report.summarize(fm, photo_run),
+        report.summarize(fm, photo_run, more_photos={ph2.classifier: ph2}),
+    )
+    n1, n2 = alone.numbers(), both.numbers()
+    assert "photos_lite2" not in n1 and set(n1["imagenet-sample"]) == {"efficientnet-lite0"}
+    assert n2["photos_lite2"]["n_images"] == 2
+    assert set(n2["imagenet-sample"]) == {"efficientnet-lite0", "efficientnet-lite2"}
+    assert set(report.verdicts(both)) == {"resnet", "photos", "photos_lite2"}
+
+    def same(a, b):  # as the results file writes them (nan == nan there)
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    for key in ("photos", "summary", "fashion-mnist"):
+        assert same(n1[key], n2[key]), key
+    assert same(n2["verdicts"]["photos"], n1["verdicts"]["photos"])
+    assert same(n2["imagenet-sample"]["efficientnet-lite0"], n1["imagenet-sample"]["efficientnet-lite0"])
+    g1, g2 = alone.glue(), both.glue()
+    # every other name reads the same (the sample-size sentence adds a line per setting)
+    same = [k for k in g1 if "lite2" not in k and k not in ("ch3_photo_classifiers", "ch3_sample_size")]
+    assert {k: g1[k] for k in same} == {k: g2[k] for k in same}
+    assert g2["ch3_sample_size"].startswith(g1["ch3_sample_size"][:-1])
+    assert g1["ch3_photo_classifiers"] == "EfficientNet-Lite0"
+    assert g2["ch3_photo_classifiers"] == "EfficientNet-Lite0 and EfficientNet-Lite2"
+    assert g1["ch3_photo_lite2_cam_l1_ratio"] == NOT_RUN and g2["ch3_photo_lite2_cam_l1_ratio"] != NOT_RUN
+    assert g2["ch3_photos_lite2_claim_maps_verdict"] != NOT_RUN
+    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if "lite2" in k}
+    assert wanted and wanted <= set(g1) and wanted <= set(g2), sorted(wanted - set(g2))
+    table = photo_report.classifiers_table(both.photo_runs)
+    assert "EfficientNet-Lite2 (260 px)" in table and table.count("| CAM |") == 2
+    one, two = photo_report.result_tables(alone.photo_runs), photo_report.result_tables(both.photo_runs)
+    assert "**" not in one and one.startswith(photo_attacks.photo_table(photo_run))  # Lite0 alone: as before
+    assert "**EfficientNet-Lite2**" in two and table in two
+    assert "**EfficientNet-Lite2**" in photo_report.schedule_tables(both.photo_runs, 3)
+    lite0 = pretrained.efficientnet_lite(ph2.photos.class_names)
+    assert attack_store.fingerprint(lite0) != attack_store.fingerprint(
+        pretrained.efficientnet_lite(ph2.photos.class_names, "efficientnet-lite2")
+    )
+    with pytest.raises(ValueError, match="more_photos"):
+        report.summarize(fm, ph2)

@@ -351,3 +351,19 @@ def test_the_command_line_starts_without_torch_or_nbformat():
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_plan_lists_one_photo_rts_per_photo_classifier_in_chapters_2_and_3():
+    """Issue 27: ``--check`` names each photo classifier's RTS (Lite0's label and key unchanged)."""
+    from adv2.book import runplan
+    from adv2.trained import recipes
+
+    base = {"archs": [], "imagenet_sample": True, "imagenet_interpreters": ["rts"], "include_photo_rts": True}
+    for stem in ("02_interpreters", "03_adv2"):
+        alone = runplan.needed_models(stem, base, None)
+        assert alone == [("photo RTS", recipes.PhotoRTSRecipe())]
+        both = runplan.needed_models(
+            stem, {**base, "photo_classifiers": ["efficientnet-lite0", "efficientnet-lite2"]}, None
+        )
+        assert [label for label, _ in both] == ["photo RTS", "photo RTS (efficientnet-lite2)"]
+        assert both[1][1].key != both[0][1].key and both[1][1].arch == "efficientnet-lite2"

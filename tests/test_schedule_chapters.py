@@ -10,7 +10,7 @@ import torch
 
 from adv2.book import scalingsweep
 from adv2.chapters import _compare, ch05, schema
-from adv2.chapters.ch03 import configs, photo_attacks
+from adv2.chapters.ch03 import configs, photo_attacks, photo_report
 from adv2.core import config
 from adv2.core.config import ParameterError
 from adv2.core.noise import NoiseSearch
@@ -92,8 +92,8 @@ def test_a_fast_photo_run_draws_curves_from_the_clean_photo_to_the_result():
     c, cfg, per = ph.curves["cam"], ph.cfgs["cam"], ph.per_image["cam"]
     assert c["adv2"]["step"][0] == 0 and c["adv2"]["step"][-1] == cfg.stage1_steps + cfg.stage2_steps
     assert c["adv2"]["l1"][-1] == pytest.approx(sum(per["adv2"]["l1"]) / 2, rel=1e-4)
-    assert photo_attacks.photo_glue(ph)["ch3_photo_curve_note"].startswith("On the fast schedule")
-    assert "fast schedule" in photo_attacks.photo_glue(ph)["ch3_photo_schedule"]
+    assert photo_report.photo_glue(ph)["ch3_photo_curve_note"].startswith("On the fast schedule")
+    assert "fast schedule" in photo_report.photo_glue(ph)["ch3_photo_schedule"]
 
 
 def test_calibration_does_not_depend_on_the_batch(fmnist):

@@ -129,6 +129,11 @@ def test_photo_classifiers_default_to_lite0_and_chapter_1_shows_both():
     assert PHOTO_CLASSIFIERS_P.default == ["efficientnet-lite0"]  # the book's photo setting so far
     assert schema.defaults("01_target_models")["photo_classifiers"] == list(PHOTO_CLASSIFIERS)
     assert PHOTO_CLASSIFIERS == {"efficientnet-lite0": 224, "efficientnet-lite2": 260}
+    # chapters 2 and 3: Lite0 alone by default (the published numbers), both on request
+    for stem in ("02_interpreters", "03_adv2"):
+        assert schema.defaults(stem)["photo_classifiers"] == ["efficientnet-lite0"]
+        both = schema.validate_chapter(stem, {"photo_classifiers": list(PHOTO_CLASSIFIERS)})
+        assert both == {"photo_classifiers": list(PHOTO_CLASSIFIERS)}
 
 
 @pytest.mark.parametrize(
@@ -155,6 +160,18 @@ def test_photo_classifiers_default_to_lite0_and_chapter_1_shows_both():
             ["'photo_classifiers'", "'efficientnet-lite0'", "'efficientnet-lite2'"],
         ),
         ("01_target_models", "photo_classifiers", [], ["'photo_classifiers'", "non-empty"]),
+        (
+            "03_adv2",
+            "photo_classifiers",
+            ["efficientnet-lite3"],
+            ["'photo_classifiers'", "'efficientnet-lite2'"],
+        ),
+        (
+            "02_interpreters",
+            "photo_classifiers",
+            ["efficientnet-lite0"] * 2,
+            ["'photo_classifiers'", "distinct"],
+        ),
         ("01_target_models", "photo_classifiers", 2, ["'photo_classifiers'", "'efficientnet-lite2'"]),
         (
             "01_target_models",

@@ -81,16 +81,15 @@ def verdicts_from_results(results_dir: str | os.PathLike) -> dict[str, dict[str,
     chapter's verdict where two decide the same claim."""
     out: dict[str, dict[str, Verdict]] = {}
     for _, setting, cid, v in all_verdicts(results_dir):
-        if setting in claims.SETTINGS:
+        if claims.is_front_page_setting(setting):
             out.setdefault(setting, {}).setdefault(cid, v)
     return out
 
 
 def claims_table_headers(settings: Sequence[str] = tuple(claims.SETTINGS)) -> list[str]:
     """Headers matching :func:`claims_table`: claim, chapter, rule, paper, one column per setting."""
-    return ["claim of the paper", "chapter", "rule (holds when)", "paper"] + [
-        claims.SETTINGS.get(s, s) for s in settings
-    ]
+    labels = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}
+    return ["claim of the paper", "chapter", "rule (holds when)", "paper"] + [labels.get(s, s) for s in settings]
 
 
 def status_cell(v: Verdict | None) -> str:
@@ -190,7 +189,7 @@ def other_verdicts_table(results_dir: str | os.PathLike) -> list[list[str]]:
     per part]``, one row per claim and setting, in chapter order."""
     rows = []
     for stem, setting, cid, v in all_verdicts(results_dir):
-        if setting in claims.SETTINGS and cid in claims.FRONT_PAGE_CLAIMS:
+        if claims.is_front_page_setting(setting) and cid in claims.FRONT_PAGE_CLAIMS:
             continue
         c = claims.CLAIMS[cid]
         parts = "; ".join(f"{part_label(n)} {status_cell(p)}" for n, p in v.parts) or MISSING
@@ -219,7 +218,11 @@ def render_claims_table(
     results_dir = Path(results_dir)
     rows = all_verdicts(results_dir)
     verdicts = verdicts_from_results(results_dir)
-    table = markdown_table(claims_table_headers(), claims_table(verdicts, results_dir=results_dir))
+    # a column per photo classifier whose verdicts a results file holds (EfficientNet-Lite2's only then)
+    settings = tuple(claims.front_page_settings(verdicts))
+    table = markdown_table(
+        claims_table_headers(settings), claims_table(verdicts, settings=settings, results_dir=results_dir)
+    )
     note = (
         "*Each cell: the verdict of the claim's rule (see its chapter) with the estimate it was "
         "decided on and its 95 % interval; the rule column gives the threshold. A claim made for "

@@ -89,7 +89,8 @@ def _per_part_sentence(claim: claims.Claim, found: Mapping[str, Verdict]) -> str
         for status in (claims.HOLDS, claims.DOES_NOT_HOLD, claims.INCONCLUSIVE, claims.NOT_MEASURABLE):
             if status in groups:
                 words.append(f"{VERB[status]} for {joined(groups[status])}")
-        bits.append(f"{claims.SETTINGS.get(setting, setting)}: it {joined(words)}")
+        label = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}.get(setting, setting)
+        bits.append(f"{label}: it {joined(words)}")
     if not bits:
         return ""
     return f"* *{claim.statement}* ({claim.threshold_text}). " + "; ".join(bits) + "."
@@ -102,7 +103,7 @@ def summary_paragraph(results_dir: str | Path, rows: Sequence[Row]) -> str:
     main = [
         (setting, cid, v)
         for _, setting, cid, v in rows
-        if setting in claims.SETTINGS and cid in claims.FRONT_PAGE_CLAIMS
+        if claims.is_front_page_setting(setting) and cid in claims.FRONT_PAGE_CLAIMS
     ]
     seen: dict[tuple[str, str], Verdict] = {}
     for setting, cid, v in main:
@@ -111,11 +112,12 @@ def summary_paragraph(results_dir: str | Path, rows: Sequence[Row]) -> str:
         return "**In short.** No verdict has been published yet: run the book (`make book`)."
     counts = Counter(v.status for v in seen.values())
     n_claims = len({cid for _, cid in seen})
-    settings = [s for s in claims.SETTINGS if any(s == st for st, _ in seen)]
+    labels = claims.front_page_settings(st for st, _ in seen)
+    settings = [s for s in labels if any(s == st for st, _ in seen)]
     tally = counted(counts)
     text = [
         f"**In short.** This run tests {n_claims} of the paper's claims on {len(settings)} settings "
-        f"({joined([claims.SETTINGS[s] for s in settings])}): of the {len(seen)} verdicts, {tally}. "
+        f"({joined([labels[s] for s in settings])}): of the {len(seen)} verdicts, {tally}. "
         "A claim the paper makes for every interpreter holds only where it holds for each, so its "
         "verdict hides where it does reproduce; per interpreter (or noise type), with the estimate "
         "each verdict was decided on:"

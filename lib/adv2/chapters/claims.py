@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adv2.core import paper
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.core.stats import PAIRED_RATE_DIFF, Estimate, images_needed
 
 HOLDS = "holds"
@@ -242,6 +244,42 @@ SETTINGS: dict[str, str] = {
 }
 
 
+def photo_setting(classifier: str = PHOTO_CLASSIFIER) -> str:
+    """The setting (verdicts, results keys) of a photo classifier: ``"photos"`` for the default
+    (EfficientNet-Lite0, the book's photo setting so far), ``"photos_lite2"`` for EfficientNet-Lite2."""
+    if classifier not in PHOTO_CLASSIFIERS:
+        raise ValueError(f"unknown photo classifier {classifier!r}; valid: {', '.join(PHOTO_CLASSIFIERS)}")
+    return (
+        "photos" if classifier == PHOTO_CLASSIFIER else "photos_" + classifier.removeprefix("efficientnet-")
+    )
+
+
+# the further photo classifiers' settings: a front-page column each, only where a results file holds them
+PHOTO_SETTINGS: dict[str, str] = {
+    photo_setting(c): f"photos ({PHOTO_CLASSIFIER_LABELS[c]})"
+    for c in PHOTO_CLASSIFIERS
+    if c != PHOTO_CLASSIFIER
+}
+
+
+def front_page_settings(found: Any = ()) -> dict[str, str]:
+    """The front page's settings (columns) and labels: :data:`SETTINGS`, with each further photo
+    classifier's setting (:data:`PHOTO_SETTINGS`) right after ``photos`` where ``found`` (setting
+    names) holds it, so a page without their verdicts is unchanged."""
+    found = set(found)
+    out: dict[str, str] = {}
+    for setting, label in SETTINGS.items():
+        out[setting] = label
+        if setting == "photos":
+            out.update({s: lab for s, lab in PHOTO_SETTINGS.items() if s in found})
+    return out
+
+
+def is_front_page_setting(setting: str) -> bool:
+    """A setting with a front-page column: :data:`SETTINGS` or :data:`PHOTO_SETTINGS`."""
+    return setting in SETTINGS or setting in PHOTO_SETTINGS
+
+
 # ----------------------------------------------------------------------------- verdicts
 @dataclass(frozen=True)
 class Verdict:
@@ -397,6 +435,10 @@ __all__ = [
     "NOISE_RATIO_MIN",
     "NOT_MEASURABLE",
     "SETTINGS",
+    "PHOTO_SETTINGS",
+    "front_page_settings",
+    "is_front_page_setting",
+    "photo_setting",
     "STATUSES",
     "SUCCESS_GAP",
     "Claim",

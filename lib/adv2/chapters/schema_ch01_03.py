@@ -91,8 +91,9 @@ CHAPTERS: dict[str, list[Param]] = {
             bool,
             True,
             boolean(),
-            "also explain EfficientNet-Lite0 on the offline ImageNet photos",
+            "also explain the photo classifiers (photo_classifiers) on the offline ImageNet photos",
         ),
+        PHOTO_CLASSIFIERS_P,  # EfficientNet-Lite0 alone by default: the published numbers
         evaluation(
             "imagenet_n_images",
             int,
@@ -209,8 +210,9 @@ CHAPTERS: dict[str, list[Param]] = {
             bool,
             True,
             boolean(),
-            "also attack EfficientNet-Lite0 on the offline ImageNet photos",
+            "also attack the photo classifiers (photo_classifiers) on the offline ImageNet photos",
         ),
+        PHOTO_CLASSIFIERS_P,  # EfficientNet-Lite0 alone by default: the published numbers and store keys
         evaluation(
             "imagenet_interpreters",
             list,

@@ -52,11 +52,6 @@ def efficientnet_lite(class_names: Sequence[str], name: str = PHOTO_CLASSIFIER) 
     return wrap_efficientnet_lite(net, class_names, name)
 
 
-def efficientnet_lite0(class_names: Sequence[str]) -> ImageClassifier:
-    """EfficientNet-Lite0 (:func:`efficientnet_lite` with the default name), as chapters 2-9 load it."""
-    return efficientnet_lite(class_names, "efficientnet-lite0")
-
-
 TORCHVISION = {"resnet": ("resnet50", "ResNet50_Weights"), "densenet": ("densenet169", "DenseNet169_Weights")}
 
 

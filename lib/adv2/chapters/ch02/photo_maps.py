@@ -1,6 +1,8 @@
-"""Chapter 2 on the offline photos: EfficientNet-Lite0's maps and their deletion AUCs
-(:func:`explain_photos`), and the photo RTS's quality on held-out photos beside its shuffled maps
-and CAM (:func:`photo_rts_quality`), with the sections' tables and figures."""
+"""Chapter 2 on the offline photos, per photo classifier (EfficientNet-Lite0 by default, any of
+:data:`adv2.core.config.PHOTO_CLASSIFIERS`): its maps and their deletion AUCs
+(:func:`explain_photos`), and its photo RTS's quality on held-out photos beside its shuffled maps
+and CAM (:func:`photo_rts_quality`), with the sections' tables and figures. Glue: EfficientNet-Lite0's
+names ``ch2_photo_rts_*``, another classifier's under :func:`glue_prefix` (``ch2_photo_lite2_rts_*``)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from adv2.chapters import plotting
 from adv2.chapters._common import NOT_RUN, PHOTO_BATCH, fmt_rows
 from adv2.chapters.ch02.fmnist_maps import build_interpreters, label
 from adv2.core import models
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.interpreters import CAMInterpreter, RTSInterpreter
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_flags, shuffled_like
 from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
 from adv2.trained import data, loading, pretrained
@@ -26,10 +30,27 @@ from adv2.trained.recipes import PhotoRTSRecipe, PretrainedClassifier, RTSRecipe
 PHOTO_DELETION_STEPS = 10
 
 
+def glue_prefix(classifier: str = PHOTO_CLASSIFIER) -> str:
+    """``ch2_photo_`` for EfficientNet-Lite0 (the names the prose has always used), ``ch2_photo_lite2_``
+    for EfficientNet-Lite2."""
+    if classifier not in PHOTO_CLASSIFIERS:
+        raise ValueError(f"unknown photo classifier {classifier!r}; valid: {', '.join(PHOTO_CLASSIFIERS)}")
+    return (
+        "ch2_photo_"
+        if classifier == PHOTO_CLASSIFIER
+        else f"ch2_photo_{classifier.removeprefix('efficientnet-')}_"
+    )
+
+
+def result_key(classifier: str = PHOTO_CLASSIFIER) -> str:
+    """The results file's key of a classifier's photo maps (``efficientnet_lite0``; its RTS: + ``_rts``)."""
+    return classifier.replace("-", "_")
+
+
 # ----------------------------------------------------------------------------- photos
 @dataclass
 class Photos:
-    """EfficientNet-Lite0's maps of correctly classified photos and their deletion AUCs."""
+    """A photo classifier's maps of correctly classified photos and their deletion AUCs."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -37,6 +58,7 @@ class Photos:
     maps: dict[str, torch.Tensor]
     numbers: dict[str, Any]
     per_image: dict[str, dict[str, list]] = field(default_factory=dict)
+    classifier: str = PHOTO_CLASSIFIER
 
 
 def explain_photos(
@@ -50,12 +72,13 @@ def explain_photos(
     artifacts_dir: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    classifier: str = PHOTO_CLASSIFIER,
 ) -> Photos:
     """Grad, CAM and MASK (and RTS when ``imagenet_dir`` gives training images: with the schedule
-    of ``rts_recipe``) of EfficientNet-Lite0 on up to ``n_images`` correctly classified offline
-    photos."""
-    photos = data.load_imagenet_sample()
-    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
+    of ``rts_recipe``) of the photo classifier ``classifier`` (EfficientNet-Lite0 by default) on up
+    to ``n_images`` correctly classified offline photos, at its side."""
+    photos = data.load_imagenet_sample(size=PHOTO_CLASSIFIERS[classifier])
+    lite = pretrained.efficientnet_lite(photos.class_names, classifier).to(device)
     pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0][:n_images]
     px, py = photos.x_test[ok].to(device), photos.y_test[ok].to(device)
@@ -90,7 +113,7 @@ def explain_photos(
         numbers[n] = {"deletion_auc": float(auc.mean()), "random_deletion_auc": float(rand_auc.mean())}
         per_image[n] = {"deletion_auc": auc.tolist(), "random_deletion_auc": rand_auc.tolist()}
     numbers["n_photos"] = len(ok)
-    return Photos(px.cpu(), py.cpu(), list(photos.class_names), maps, numbers, per_image)
+    return Photos(px.cpu(), py.cpu(), list(photos.class_names), maps, numbers, per_image, classifier)
 
 
 def photo_figure(p: Photos):
@@ -111,7 +134,7 @@ def photo_table(p: Photos) -> str:
 # ----------------------------------------------------------------------------- the photo RTS
 PHOTO_RTS_ROWS = ("rts", "random", "cam")  # the photo RTS, its maps shuffled, the CAM it starts from
 PHOTO_RTS_METRICS = ("deletion_auc", "preserve", "destroy", "both")
-# what the prose quotes ("not run" when the run leaves the photo RTS out)
+# what the prose quotes ("not run" when the run leaves the photo RTS out); EfficientNet-Lite0's names
 PHOTO_RTS_GLUE = [
     *(f"ch2_photo_rts_{r}_{k}" for r in PHOTO_RTS_ROWS for k in PHOTO_RTS_METRICS),
     *(
@@ -127,6 +150,11 @@ PHOTO_RTS_GLUE = [
     "ch2_photo_rts_pool_photos",
     "ch2_photo_rts_iterations",
 ]
+
+
+def photo_rts_glue_names(classifier: str = PHOTO_CLASSIFIER) -> list[str]:
+    """:data:`PHOTO_RTS_GLUE` under ``classifier``'s prefix (:func:`glue_prefix`)."""
+    return [glue_prefix(classifier) + k.removeprefix("ch2_photo_") for k in PHOTO_RTS_GLUE]
 
 
 @dataclass
@@ -153,6 +181,7 @@ class PhotoRTSQuality:
     status: str
     fmnist_rts: dict[str, dict[str, float]]
     per_image: dict[str, dict[str, list]] = field(default_factory=dict)
+    classifier: str = PHOTO_CLASSIFIER
 
     def numbers(self) -> dict[str, Any]:
         return {
@@ -178,7 +207,8 @@ class PhotoRTSQuality:
         out["ch2_photo_rts_images_per_second"] = fmt(t.get("images_per_second"), 2)
         out["ch2_photo_rts_pool_photos"] = t.get("pool_photos", NOT_RUN)
         out["ch2_photo_rts_iterations"] = t.get("iterations", NOT_RUN)
-        return out
+        prefix = glue_prefix(self.classifier)
+        return {prefix + k.removeprefix("ch2_photo_"): v for k, v in out.items()}
 
 
 def _training_summary(art: Any) -> dict[str, Any]:
@@ -215,23 +245,29 @@ def photo_rts_quality(
     device: torch.device | str = "cpu",
     progress: bool = False,
     seed: int = 0,
+    classifier: str | None = None,
 ) -> PhotoRTSQuality:
     """Load (or train) the photo RTS of ``recipe`` and measure it on the held-out photos that
-    EfficientNet-Lite0 classifies correctly (``n_images`` of them, 0 = all): deletion AUC and
+    its classifier classifies correctly (``n_images`` of them, 0 = all; ``classifier``: that photo
+    classifier's default recipe when ``recipe`` is None, EfficientNet-Lite0 without either): deletion AUC and
     preserve/destroy for its true-class maps, for the same maps shuffled (``random_trials``
     shuffles for preserve/destroy, one for deletion) and for CAM; the map's area for the true
     class and for a seeded random other class (which ADV2 would ask for). ``fmnist_rts``: the
     chapter's Fashion-MNIST RTS numbers, shown beside."""
+    if recipe is None:
+        recipe = PhotoRTSRecipe(arch=classifier or PHOTO_CLASSIFIER)
+    elif classifier is not None and recipe.arch != classifier:
+        raise ValueError(f"photo_rts_quality: classifier={classifier!r} but the recipe's is {recipe.arch!r}")
     rts, art = load_photo_rts(
-        recipe or PhotoRTSRecipe(),
+        recipe,
         device=device,
         artifacts_dir=artifacts_dir,
         progress=progress,
         retrain=retrain,
         pool_dir=pool_dir,
     )
-    photos = data.load_imagenet_sample()
-    lite = rts.encoder  # the classifier's own copy: the same weights as pretrained.efficientnet_lite0
+    photos = data.load_imagenet_sample(size=PHOTO_CLASSIFIERS[recipe.arch])
+    lite = rts.encoder  # the classifier's own copy: the same weights as pretrained.efficientnet_lite
     pred = models.predict(lite, photos.x_test, batch_size=PHOTO_BATCH, device=device).argmax(1)
     ok = ((pred == photos.y_test) & (photos.y_test >= 0)).nonzero()[:, 0]
     ok = ok[:n_images] if n_images else ok
@@ -297,6 +333,7 @@ def photo_rts_quality(
         status_line(art),
         dict(fmnist_rts or {}),
         per_image,
+        recipe.arch,
     )
 
 
@@ -331,3 +368,20 @@ def photo_rts_figure(q: PhotoRTSQuality, n_show: int = 4):
         {"RTS, true class": q.maps[:k], "RTS, other class": q.other_maps[:k]},
         row_labels=[f"{a} / other: {b}" for a, b in zip(labels, others)],
     )
+
+
+def _titled(sections: dict[str, Any], text) -> str:
+    """Each classifier's Markdown, under its name where more than one ran."""
+    if len(sections) == 1:
+        return text(next(iter(sections.values())))
+    return "\n\n".join(f"**{PHOTO_CLASSIFIER_LABELS[c]}**\n\n{text(s)}" for c, s in sections.items())
+
+
+def photo_tables(runs: dict[str, Photos]) -> str:
+    """Markdown: each photo classifier's deletion table (:func:`photo_table`)."""
+    return _titled(runs, photo_table)
+
+
+def photo_rts_tables(qualities: dict[str, PhotoRTSQuality]) -> str:
+    """Markdown: each photo classifier's RTS status line and quality table (:func:`photo_rts_table`)."""
+    return _titled(qualities, lambda q: f"{q.status}\n\n{photo_rts_table(q)}")

@@ -3,16 +3,19 @@ made by :func:`collect`) and the chapter's invariants (:func:`check`, explained 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from adv2.chapters._common import NOT_RUN, flat_glue, intervals_block, pad
 from adv2.chapters._common import check as _check
-from adv2.chapters._common import flat_glue, intervals_block, pad
 from adv2.chapters.ch02.fmnist_maps import INTERPRETERS, Maps, Sanity, sanity_intervals
-from adv2.chapters.ch02.photo_maps import PHOTO_RTS_GLUE, PhotoRTSQuality, Photos
+from adv2.chapters.ch02.photo_maps import PhotoRTSQuality, Photos, photo_rts_glue_names, result_key
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 
 ALL_ARCHS = ("resnet", "densenet")
 MAP_SIZES = {"grad": 14, "cam": 7, "rts": 14, "mask": 14}  # on 28x28 Fashion-MNIST
@@ -30,18 +33,24 @@ PROSE_KEYS = (
 @dataclass
 class Ch02Result:
     """``numbers()`` is ``results/02_interpreters.json``'s ``numbers``; ``glue()`` what the prose
-    quotes ("not run" for classifiers and interpreters the run left out)."""
+    quotes ("not run" for classifiers and interpreters the run left out). ``photos`` and
+    ``photo_rts`` hold each photo classifier's section, by name (:func:`collect` makes them)."""
 
     sanity: Sanity
-    photos: Photos | None
+    photos: dict[str, Photos]
     per_image: dict[str, Any]
-    photo_rts: PhotoRTSQuality | None = None
+    photo_rts: dict[str, PhotoRTSQuality] = field(default_factory=dict)
 
     def numbers(self) -> dict[str, Any]:
         out = {arch: self.sanity.numbers[arch] for arch in self.sanity.archs}
         out["intervals"] = intervals_block(sanity_intervals(self.sanity))
-        out["efficientnet_lite0"] = self.photos.numbers if self.photos else {}
-        out["efficientnet_lite0_rts"] = self.photo_rts.numbers() if self.photo_rts else {}
+        # EfficientNet-Lite0's keys always ({}: not run); another classifier's only where it ran
+        for c in PHOTO_CLASSIFIERS:
+            p, q = self.photos.get(c), self.photo_rts.get(c)
+            if c == PHOTO_CLASSIFIER or p is not None:
+                out[result_key(c)] = p.numbers if p is not None else {}
+            if c == PHOTO_CLASSIFIER or q is not None:
+                out[result_key(c) + "_rts"] = q.numbers() if q is not None else {}
         return out
 
     def glue(self) -> dict[str, Any]:
@@ -53,7 +62,10 @@ class Ch02Result:
             },
             prefix="ch2.",
         )
-        out.update(self.photo_rts.glue() if self.photo_rts else {})
+        for q in self.photo_rts.values():
+            out.update(q.glue())
+        ran = [PHOTO_CLASSIFIER_LABELS[c] for c in PHOTO_CLASSIFIERS if c in self.photo_rts]
+        out["ch2_photo_rts_classifiers"] = " and ".join(ran) if ran else NOT_RUN
         return pad(
             out,
             [
@@ -63,37 +75,47 @@ class Ch02Result:
                 for k in PROSE_KEYS
                 if n == "rts" or not k.startswith("mask_area")
             ]
-            + PHOTO_RTS_GLUE,
+            + [k for c in PHOTO_CLASSIFIERS for k in photo_rts_glue_names(c)],
         )
 
 
-def collect(
-    sanity: Sanity, photos: Photos | None = None, photo_rts: PhotoRTSQuality | None = None
-) -> Ch02Result:
+def _by_classifier(runs: Any) -> dict[str, Any]:
+    """None, one section or ``{classifier: section}`` -> ``{classifier: section}``."""
+    if runs is None:
+        return {}
+    if isinstance(runs, Mapping):
+        return {c: r for c, r in runs.items() if r is not None}
+    return {runs.classifier: runs}
+
+
+def collect(sanity: Sanity, photos: Any = None, photo_rts: Any = None) -> Ch02Result:
+    """The chapter's result. ``photos`` and ``photo_rts``: None, one classifier's section, or
+    ``{classifier: section}`` (one per classifier of ``photo_classifiers``)."""
+    photos, photo_rts = _by_classifier(photos), _by_classifier(photo_rts)
     per_image = {"fashion-mnist": sanity.per_image}
-    if photos is not None:
-        per_image["efficientnet_lite0"] = photos.per_image
-    if photo_rts is not None:
-        per_image["efficientnet_lite0_rts"] = photo_rts.per_image
+    for c, p in photos.items():
+        per_image[result_key(c)] = p.per_image
+    for c, q in photo_rts.items():
+        per_image[result_key(c) + "_rts"] = q.per_image
     return Ch02Result(sanity, photos, per_image, photo_rts)
 
 
 def check(result: Ch02Result, maps: Maps, profile: str) -> None:
     """The chapter's invariants; failures name expected, measured and what to change."""
     s = result.sanity
-    q = result.photo_rts
-    if q is not None:
+    for c, q in result.photo_rts.items():
         lo, hi = float(q.maps.min()), float(q.maps.max())
+        side = -(-PHOTO_CLASSIFIERS[c] // 4)  # a quarter of the classifier's side: 56, 65
         _check(
-            lo >= 0 and hi <= 1 and tuple(q.maps.shape[-2:]) == (56, 56),
-            f"photo RTS maps are {tuple(q.maps.shape[-2:])} spanning [{lo:.4g}, {hi:.4g}]; expected "
-            "56x56 maps in [0, 1] (an interpreter bug, not a parameter)",
+            lo >= 0 and hi <= 1 and tuple(q.maps.shape[-2:]) == (side, side),
+            f"{c}'s photo RTS maps are {tuple(q.maps.shape[-2:])} spanning [{lo:.4g}, {hi:.4g}]; "
+            f"expected {side}x{side} maps in [0, 1] (an interpreter bug, not a parameter)",
         )
         if profile != "smoke":
             rts_auc, rand_auc = (q.estimates[r]["deletion_auc"].value for r in ("rts", "random"))
             _check(
                 rts_auc < rand_auc,
-                f"photo RTS: deletion AUC {fmt(rts_auc)} is not below its shuffled maps' "
+                f"{c}'s photo RTS: deletion AUC {fmt(rts_auc)} is not below its shuffled maps' "
                 f"{fmt(rand_auc)} on the held-out photos; retrain it with more iterations "
                 "(adv2.trained.recipes.PhotoRTSRecipe.phase2_iterations) or a larger pool",
             )

@@ -6,8 +6,10 @@ The modules, in the notebook's order:
   :func:`photo_configs`, :func:`schedule_table`);
 * :mod:`~adv2.chapters.ch03.fmnist_attacks` -- :func:`attack_fmnist` (PGD once per classifier,
   then PGD vs ADV2 per interpreter), its tables and figures;
-* :mod:`~adv2.chapters.ch03.photo_attacks` -- :func:`attack_photos` (EfficientNet-Lite0), its
-  curves, tables, figures and issue 14's acceptance;
+* :mod:`~adv2.chapters.ch03.photo_attacks` -- :func:`attack_photos` (a photo classifier, EfficientNet-Lite0 by
+  default), its curves, tables, figures and issue 14's acceptance;
+* :mod:`~adv2.chapters.ch03.photo_report` -- the photo section's numbers and glue per photo
+  classifier (:func:`photo_glue`, :func:`all_photo_glue`) and :func:`classifiers_table`;
 * :mod:`~adv2.chapters.ch03.report` -- :func:`summarize` (the chapter's numbers, glue and claim
   table), :func:`verdicts` (the claim rules, one place) and :func:`check` (the invariants).
 

@@ -1,6 +1,7 @@
-"""Chapter 3 on the offline photos: PGD against ADV2 on EfficientNet-Lite0 at the paper's ImageNet
-budget (:func:`attack_photos`), the convergence curves, issue 14's acceptance, and the section's
-tables, figures, numbers and glue."""
+"""Chapter 3 on the offline photos: PGD against ADV2 on a photo classifier (EfficientNet-Lite0 by
+default, or any of :data:`adv2.core.config.PHOTO_CLASSIFIERS`) at the paper's ImageNet budget
+(:func:`attack_photos`), the convergence curves, issue 14's acceptance, and the section's tables and
+figures (its numbers and glue: :mod:`adv2.chapters.ch03.photo_report`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from adv2.chapters._compare import (
     attack_intervals,
     per_image_arrays,
     pgd_steps,
-    schedule_of,
     shared_stage1,
     success_examples_figure,
     warm_starts,
@@ -29,13 +29,15 @@ from adv2.chapters.ch03.configs import (
     attacked_interpreter,
     photo_configs,
     schedule_table,
-    schedule_text,
 )
 from adv2.chapters.protocol import compare_pgd_adv2
-from adv2.core import attacks, metrics, paper
+from adv2.core import attacks, metrics
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.interpreters.rts import RTSInterpreter
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.trained import data, photomodels, pretrained
+from adv2.trained.recipes import PhotoRTSRecipe
 
 # issue 14's acceptance on the photos: ADV2 success and ADV2/PGD mean-L1 ratio per interpreter
 PHOTO_SUCCESS_TARGET = {"grad": 0.8, "cam": 0.9, "rts": 0.9, "mask": 0.9}
@@ -60,7 +62,8 @@ def curve_note(schedule: str) -> str:
 
 @dataclass
 class PhotoAttacks:
-    """PGD and ADV2 against EfficientNet-Lite0 on the offline photos (epsilon 0.031, step 1/255).
+    """PGD and ADV2 against the photo classifier ``classifier`` on the offline photos (epsilon
+    0.031, step 1/255).
 
     ``runs[name]`` is ``compare_pgd_adv2``'s dict per interpreter, ``per_image[name]`` its
     per-image arrays, ``curves[name]`` the convergence curves (:func:`photo_curves`),
@@ -82,17 +85,28 @@ class PhotoAttacks:
     n_correct: int = 0
     rts_status: str = NOT_RUN
     curve_every: int = 0
+    classifier: str = field(default=PHOTO_CLASSIFIER)  # one of adv2.core.config.PHOTO_CLASSIFIERS
+
+    @property
+    def label(self) -> str:
+        return PHOTO_CLASSIFIER_LABELS[self.classifier]
 
     @property
     def stats(self) -> dict[str, dict]:
         return {name: run["numbers"] for name, run in self.runs.items()}
 
 
-def photo_rts(device: torch.device | str = "cpu", progress: bool = False, artifacts_dir: str | None = None):
-    """The photo classifier's RTS (``adv2.trained.photomodels.load_photo_rts``: the artifact cache, else the
-    committed checkpoint, else trained) and the sentence saying which happened."""
+def photo_rts(
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    artifacts_dir: str | None = None,
+    classifier: str = PHOTO_CLASSIFIER,
+):
+    """The RTS of the photo classifier ``classifier`` (``adv2.trained.photomodels.load_photo_rts``:
+    the artifact cache, else the committed checkpoint, else trained) and the sentence saying which
+    happened."""
     rts_net, artifact = photomodels.load_photo_rts(
-        device=device, progress=progress, artifacts_dir=artifacts_dir
+        PhotoRTSRecipe(arch=classifier), device=device, progress=progress, artifacts_dir=artifacts_dir
     )
     return rts_net, photomodels.status_line(artifact)
 
@@ -167,8 +181,10 @@ def attack_photos(
     device: torch.device | str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = print,
+    classifier: str = PHOTO_CLASSIFIER,
 ) -> PhotoAttacks:
-    """The photo section: EfficientNet-Lite0, correctly classified photos, PGD vs ADV2.
+    """The photo section: the photo classifier ``classifier`` (EfficientNet-Lite0 by default; the
+    photos at its side), correctly classified photos, PGD vs ADV2.
 
     ``n_images`` photos (0: every labelled photo the classifier gets right), each with a seeded
     random target class; PGD runs once (``pgd_steps(step_scale)`` steps, its snapshots are the
@@ -180,10 +196,10 @@ def attack_photos(
     unknown = sorted(set(interpreters) - set(ALL_INTERPRETERS))
     if unknown:
         raise ValueError(f"imagenet_interpreters has {unknown}; valid: {list(ALL_INTERPRETERS)}")
-    photos = data.load_imagenet_sample()
-    lite = pretrained.efficientnet_lite0(photos.class_names).to(device)
+    photos = data.load_imagenet_sample(size=PHOTO_CLASSIFIERS[classifier])
+    lite = pretrained.efficientnet_lite(photos.class_names, classifier).to(device)
     if "rts" in interpreters and rts_net is None:
-        rts_net, rts_status = photo_rts(device, progress, artifacts_dir)
+        rts_net, rts_status = photo_rts(device, progress, artifacts_dir, classifier)
     n_labelled, n_correct = _labelled_correct(lite, photos, device)
     n_take = n_correct if n_images == 0 else n_images
     photo = data.select_attack_set(
@@ -209,7 +225,7 @@ def attack_photos(
         epsilon=PHOTO_EPSILON,
         step_size=PHOTO_STEP,
         progress=progress,
-        desc="PGD photos",
+        desc="PGD photos" + ("" if classifier == PHOTO_CLASSIFIER else f" ({classifier})"),
         schedule=schedule,
     )
     seconds = {"pgd": time.time() - t0}
@@ -247,7 +263,7 @@ def attack_photos(
             x_pgd=snaps[n_pgd],
             x_stage1=shared_stage1(cfg, snaps),
             progress=progress,
-            desc=f"ADV2 {name} photos",
+            desc=f"ADV2 {name} photos" + ("" if classifier == PHOTO_CLASSIFIER else f" ({classifier})"),
             recorder=hook,
         )
         per_image[name] = per_image_arrays(runs[name])
@@ -274,7 +290,8 @@ def attack_photos(
         if log:
             s = runs[name]["numbers"]
             log(
-                f"{name:4s} ({seconds[name]:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
+                ("" if classifier == PHOTO_CLASSIFIER else f"{classifier} ")
+                + f"{name:4s} ({seconds[name]:5.1f} s): success PGD {fmt(s['pgd']['success_rate'])} / "
                 f"ADV2 {fmt(s['adv2']['success_rate'])}, L1 PGD {fmt(s['pgd']['l1_mean'])} / "
                 f"ADV2 {fmt(s['adv2']['l1_mean'])}, IoU PGD {fmt(s['pgd']['iou_mean'])} / "
                 f"ADV2 {fmt(s['adv2']['iou_mean'])}"
@@ -293,6 +310,7 @@ def attack_photos(
         n_correct,
         rts_status if "rts" in interpreters else NOT_RUN,
         curve_every,
+        classifier,
     )
 
 
@@ -360,7 +378,7 @@ def photo_figures(ph: PhotoAttacks, n_show: int = 4) -> list:
             run,
             ph.photos.class_names,
             n_show,
-            f"{name.upper()} on EfficientNet-Lite0",
+            f"{name.upper()} on {ph.label}",
         )  # fmt: skip
         for name, run in ph.runs.items()
     ]
@@ -406,94 +424,3 @@ def photo_acceptance_table(ph: PhotoAttacks) -> str:
         rows,
         ["interpreter", "ADV2 success (target)", "L1 ADV2 / PGD (target)", "IoU ADV2 vs PGD", "this run"],
     )
-
-
-def _paper_photo_glue() -> dict[str, Any]:
-    """The paper's budget and step counts (:mod:`adv2.core.paper`) and the acceptance targets, for the
-    photo section's prose."""
-    out: dict[str, Any] = {
-        "ch3_paper_epsilon": paper.PAPER_EPSILON,
-        "ch3_paper_step": f"1/{round(1 / paper.PAPER_STEP_SIZE)}",
-        "ch3_paper_pgd_steps": paper.PAPER_PGD_STEPS,
-    }
-    for n in ALL_INTERPRETERS:
-        s1, s2 = paper.PAPER_ADV2_STEPS[n]
-        out[f"ch3_paper_{n}_steps"] = f"{s1} + {s2}"
-        out[f"ch3_photo_{n}_success_target"] = PHOTO_SUCCESS_TARGET[n]
-        r = PHOTO_L1_RATIO_TARGET[n]
-        out[f"ch3_photo_{n}_ratio_target"] = f"at most {r:g}" if r < 1 else "below 1"
-    return out
-
-
-def photo_glue(ph: PhotoAttacks | None) -> dict[str, Any]:
-    """The photo section's glue: ``ch3_photo_*`` (counts, schedule, per-interpreter numbers and
-    the acceptance), "not run" where the section or an interpreter was not run."""
-    out: dict[str, Any] = {
-        "ch3_photo_n_images": NOT_RUN,
-        "ch3_photo_n_labelled": NOT_RUN,
-        "ch3_photo_n_correct": NOT_RUN,
-        "ch3_photo_pgd_steps": NOT_RUN,
-        "ch3_photo_schedule": NOT_RUN,
-        "ch3_photo_rts_status": NOT_RUN,
-        "ch3_photo_seconds": NOT_RUN,
-        "ch3_photo_acceptance_met": NOT_RUN,
-        "ch3_photo_curve_every": NOT_RUN,
-        "ch3_photo_curve_note": NOT_RUN,
-    }
-    keys = ("success_rate", "l1_mean", "iou_mean", "confidence_mean")
-    for n in ALL_INTERPRETERS:
-        for att in ("pgd", "adv2"):
-            for key in keys:
-                out[f"ch3_photo_{n}_{att}_{key}"] = NOT_RUN
-        out[f"ch3_photo_{n}_l1_ratio"] = NOT_RUN
-        out[f"ch3_photo_{n}_steps"] = NOT_RUN
-        out[f"ch3_photo_{n}_seconds"] = NOT_RUN
-    out.update(_paper_photo_glue())
-    if ph is None:
-        return out
-    est = attack_intervals(ph.per_image)
-    acc = photo_acceptance(ph)
-    out.update(
-        {
-            "ch3_photo_n_images": len(ph.attack_set.x),
-            "ch3_photo_n_labelled": ph.n_labelled,
-            "ch3_photo_n_correct": ph.n_correct,
-            "ch3_photo_pgd_steps": ph.n_pgd,
-            "ch3_photo_schedule": schedule_text(schedule_of(ph.cfgs), "imagenet_step_scale"),
-            "ch3_photo_rts_status": ph.rts_status,
-            "ch3_photo_seconds": f"{sum(ph.seconds.values()):.0f} s",
-            "ch3_photo_acceptance_met": f"{sum(a['met'] for a in acc.values())} of {len(acc)}",
-            "ch3_photo_curve_every": ph.curve_every or NOT_RUN,
-            "ch3_photo_curve_note": curve_note(schedule_of(ph.cfgs)),
-        }
-    )
-    for n in ph.runs:
-        for att in ("pgd", "adv2"):
-            for key in keys:
-                out[f"ch3_photo_{n}_{att}_{key}"] = str(est[n][att][key])
-        out[f"ch3_photo_{n}_l1_ratio"] = fmt(acc[n]["l1_ratio"])
-        cfg = ph.cfgs[n]
-        out[f"ch3_photo_{n}_steps"] = f"{cfg.stage1_steps} + {cfg.stage2_steps}"
-        out[f"ch3_photo_{n}_seconds"] = f"{ph.seconds[n]:.0f} s"
-    return out
-
-
-def photo_numbers(ph: PhotoAttacks | None) -> dict[str, Any]:
-    """The photo section's extra numbers for the results file: attack set, schedules, seconds,
-    convergence curves and issue 14's acceptance ({} when the section was not run)."""
-    if ph is None:
-        return {}
-    return {
-        "n_images": len(ph.attack_set.x),
-        "n_labelled": ph.n_labelled,
-        "n_correct": ph.n_correct,
-        "epsilon": PHOTO_EPSILON,
-        "step_size": PHOTO_STEP,
-        "pgd_steps": ph.n_pgd,
-        "schedules": {n: {"stage1": c.stage1_steps, "stage2": c.stage2_steps} for n, c in ph.cfgs.items()},
-        "schedule": schedule_text(schedule_of(ph.cfgs), "imagenet_step_scale"),
-        "rts_status": ph.rts_status,
-        "seconds": dict(ph.seconds),
-        "curves": ph.curves,
-        "acceptance": photo_acceptance(ph),
-    }

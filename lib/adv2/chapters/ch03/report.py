@@ -5,7 +5,7 @@ chapter's invariants (:func:`check`, explained when they fail)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adv2.chapters import claims, plotting
@@ -24,8 +24,10 @@ from adv2.chapters._common import check as _check
 from adv2.chapters._compare import PHOTO_EPSILON, attack_intervals, pgd_steps, setting_verdicts
 from adv2.chapters.ch03.configs import ALL_INTERPRETERS
 from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
-from adv2.chapters.ch03.photo_attacks import PhotoAttacks, photo_glue, photo_numbers
+from adv2.chapters.ch03.photo_attacks import PhotoAttacks
+from adv2.chapters.ch03.photo_report import all_photo_glue, glue_prefix, photo_numbers
 from adv2.chapters.claims import Verdict
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, compare, convergence_note
 
@@ -43,13 +45,22 @@ def _valid(v: Any) -> bool:
 @dataclass
 class Ch03Result:
     """Everything the chapter reports: ``numbers()`` is ``results/03_adv2.json``'s ``numbers``,
-    ``glue()`` what the prose quotes, ``per_image`` the per-image arrays of every attack."""
+    ``glue()`` what the prose quotes, ``per_image`` the per-image arrays of every attack.
+    ``photos``: EfficientNet-Lite0's photo section (the setting ``photos``); ``more_photos``
+    the other photo classifiers' (settings :func:`adv2.chapters.claims.photo_setting`), by name."""
 
     dataset: str
     fmnist: FmnistAttacks
     photos: PhotoAttacks | None
     summary: dict[str, Any]
     per_image: dict[str, Any]
+    more_photos: dict[str, PhotoAttacks] = field(default_factory=dict)
+
+    @property
+    def photo_runs(self) -> dict[str, PhotoAttacks]:
+        """Every photo classifier run, by name (the default first)."""
+        first = {PHOTO_CLASSIFIER: self.photos} if self.photos is not None else {}
+        return {**first, **self.more_photos}
 
     @property
     def stats(self) -> dict[str, dict[str, dict]]:
@@ -62,8 +73,9 @@ class Ch03Result:
     def setting_per_image(self) -> dict[str, dict[str, dict]]:
         """``{setting: {interpreter: per-image arrays}}`` for the settings this run measured."""
         out = {a: self.fmnist.per_image[a] for a in self.fmnist.archs}
-        if self.photos is not None and self.photos.per_image:
-            out["photos"] = self.photos.per_image
+        for c, ph in self.photo_runs.items():
+            if ph.per_image:
+                out[claims.photo_setting(c)] = ph.per_image
         return out
 
     def intervals(self) -> dict[str, Any]:
@@ -72,17 +84,20 @@ class Ch03Result:
         out: dict[str, Any] = {
             self.dataset: {a: attack_intervals(self.fmnist.per_image[a]) for a in self.fmnist.archs}
         }
-        if self.photos is not None and self.photos.per_image:
-            out["imagenet-sample"] = {"efficientnet-lite0": attack_intervals(self.photos.per_image)}
+        photo = {c: attack_intervals(ph.per_image) for c, ph in self.photo_runs.items() if ph.per_image}
+        if photo:
+            out["imagenet-sample"] = photo
         return out
 
     def numbers(self) -> dict[str, Any]:
         fm = self.fmnist
-        photo_stats = self.photos.stats if self.photos else {}
+        photo_stats = {c: ph.stats for c, ph in self.photo_runs.items() if ph.stats}
         return {
             self.dataset: fm.stats,
-            "imagenet-sample": {"efficientnet-lite0": photo_stats} if photo_stats else {},
+            "imagenet-sample": photo_stats,
             "photos": photo_numbers(self.photos),
+            # the other photo classifiers' sections, only where they ran (the default's file is unchanged)
+            **{claims.photo_setting(c): photo_numbers(ph) for c, ph in self.more_photos.items()},
             "classifier_accuracy": fm.accuracy,
             "seconds": {f"{a}_{n}": v for (a, n), v in fm.seconds.items()},
             "summary": self.summary,
@@ -118,7 +133,7 @@ class Ch03Result:
         per_setting, together = verdicts(self), fmnist_verdicts(self)
         for cid, short in zip(CLAIM_IDS, ("success", "maps")):
             out.update(verdict_glue(f"ch3_summary_claim_{short}_verdict", together.get(cid)))
-            for setting in SETTINGS:
+            for setting in (*SETTINGS, *claims.PHOTO_SETTINGS):
                 out.update(
                     verdict_glue(
                         f"ch3_{setting}_claim_{short}_verdict", per_setting.get(setting, {}).get(cid)
@@ -126,7 +141,7 @@ class Ch03Result:
                 )
         out["ch3_sample_size"] = sample_size_text(self)
         out["ch3_schedule"] = self.fmnist.schedule  # the parameter's value; the prose explains both
-        out.update(photo_glue(self.photos))
+        out.update(all_photo_glue(self.photo_runs))
         out.update(phrase_glue(self.numbers(), self.fmnist.schedule))  # the comparative words
         return pad(
             out,
@@ -169,15 +184,21 @@ def phrase_glue(numbers: dict[str, Any], schedule: str) -> dict[str, str]:
     photo convergence curves flatten, :func:`adv2.core.phrases.convergence_note`)."""
     s = numbers.get("summary", {})
     word = compare(s.get("confidence_adv2_mean"), s.get("confidence_pgd_mean"))
-    photos = numbers.get("photos") or {}
-    curves = photos.get("curves") or {}
-    return {
+    out = {
         "ch3_summary_confidence_adv2_vs_pgd": word or "not comparable with",
         "ch3_summary_confidence_reading": confidence_reading(word, schedule),
-        "ch3_photo_curves_reading": convergence_note(curves, "On these photos")
-        if curves
-        else "This run drew no convergence curves (`imagenet_curve_every` 0).",
     }
+    for c in PHOTO_CLASSIFIERS:  # each photo classifier's (ch3_photo_curves_reading, ch3_photo_lite2_...)
+        photos = numbers.get(claims.photo_setting(c)) or {}
+        curves = photos.get("curves") or {}
+        if c != PHOTO_CLASSIFIER and not photos:
+            text = NOT_RUN
+        elif curves:
+            text = convergence_note(curves, "On these photos")
+        else:
+            text = "This run drew no convergence curves (`imagenet_curve_every` 0)."
+        out[glue_prefix(c) + "curves_reading"] = text
+    return out
 
 
 def _measure(fm: FmnistAttacks) -> dict[str, Any]:
@@ -252,7 +273,7 @@ def sample_size_text(result: Ch03Result) -> str:
     for setting, by_claim in verdicts(result).items():
         v = by_claim["adv2_maps_closer_than_pgd"]
         parts = dict(v.parts) or {"": v}
-        label = claims.SETTINGS.get(setting, setting)
+        label = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}.get(setting, setting)
         lines.append(
             f"{label}: "
             + "; ".join(half_width_text(INTERPRETER_LABELS.get(n, n), p) for n, p in parts.items())
@@ -261,13 +282,29 @@ def sample_size_text(result: Ch03Result) -> str:
 
 
 def summarize(
-    fm: FmnistAttacks, photos: PhotoAttacks | None = None, dataset: str = "fashion-mnist"
+    fm: FmnistAttacks,
+    photos: PhotoAttacks | None = None,
+    dataset: str = "fashion-mnist",
+    more_photos: dict[str, PhotoAttacks] | None = None,
 ) -> Ch03Result:
-    """The chapter's result: the summary numbers, the verdicts and every per-image array."""
+    """The chapter's result: the summary numbers, the verdicts and every per-image array.
+    ``photos``: EfficientNet-Lite0's photo section; ``more_photos``: the other photo classifiers'."""
+    more = dict(more_photos or {})
+    wrong = [
+        c
+        for c, ph in more.items()
+        if c == PHOTO_CLASSIFIER or ph.classifier != c or c not in PHOTO_CLASSIFIERS
+    ]
+    if wrong or (photos is not None and photos.classifier != PHOTO_CLASSIFIER):
+        raise ValueError(
+            f"summarize: photos must be {PHOTO_CLASSIFIER}'s run and more_photos the others' by name; "
+            f"got photos={getattr(photos, 'classifier', None)!r}, more_photos keys {sorted(more)}"
+        )
     per_image = {dataset: fm.per_image}
-    if photos is not None:
-        per_image["imagenet-sample"] = {"efficientnet-lite0": photos.per_image}
-    result = Ch03Result(dataset, fm, photos, _measure(fm), per_image)
+    runs = {**({PHOTO_CLASSIFIER: photos} if photos is not None else {}), **more}
+    if runs:
+        per_image["imagenet-sample"] = {c: ph.per_image for c, ph in runs.items()}
+    result = Ch03Result(dataset, fm, photos, _measure(fm), per_image, more)
     v = fmnist_verdicts(result)
     success, maps = v["adv2_success_like_pgd"], v["adv2_maps_closer_than_pgd"]
     result.summary.update(
@@ -290,7 +327,8 @@ def claims_table(result: Ch03Result) -> str:
         [claims.CLAIMS[cid].statement] + [verdict_cell(by_setting[st][cid]) for st in settings]
         for cid in CLAIM_IDS
     ]
-    table = plotting.markdown_table(rows, ["claim"] + [claims.SETTINGS.get(st, st) for st in settings])
+    labels = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}
+    table = plotting.markdown_table(rows, ["claim"] + [labels.get(st, st) for st in settings])
     counts = [
         ["ADV2 maps closer than PGD's: lower L1 (pairs)", f"{s['closer_l1']} / {s['pairs']}"],
         ["ADV2 maps closer than PGD's: lower L2 (pairs)", f"{s['closer_l2']} / {s['pairs']}"],
@@ -333,14 +371,13 @@ def check(result: Ch03Result, profile: str, check_budget: bool = True) -> None:
                 f"ADV2 on {arch}/{name} moved a pixel by {drift:.4g}, beyond epsilon {fm.epsilon}: "
                 "the projection is broken (a library bug, not a parameter)",
             )
-    ph = result.photos
-    if ph is not None:
+    for ph in result.photo_runs.values():
         for name, run in ph.runs.items():
             for att, x_att in (("PGD", ph.x_pgd), ("ADV2", run["adv2"].x_adv)):
                 drift = float((x_att.cpu() - ph.attack_set.x).abs().max())
                 _check(
                     drift <= PHOTO_EPSILON + 1e-5,
-                    f"{att} on the photos ({name}) moved a pixel by {drift:.4g}, beyond epsilon "
+                    f"{att} on the photos ({ph.label}, {name}) moved a pixel by {drift:.4g}, beyond epsilon "
                     f"{PHOTO_EPSILON}: the projection is broken (a library bug, not a parameter)",
                 )
     if profile == "smoke" or not check_budget:
