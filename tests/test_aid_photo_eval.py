@@ -2,6 +2,8 @@
 benchmarks/bench_photo_table10.py is read back, and its stored verdicts follow from its own
 per-photo values by the claims layer (so a stale or hand-edited report fails)."""
 
+import json
+
 import matplotlib
 import pytest
 import torch
@@ -70,3 +72,17 @@ def test_a_changed_value_changes_the_verdict_check(report):
         None if x is None else 10 * x for x in b["per_photo"]["adv2_l1_rtsa"]
     ]
     assert _verdicts_from_per_photo(bumped) != b["verdicts"]
+
+
+def test_the_published_chapter_read_both_benchmark_reports():
+    # the chapter reads the committed reports, not its run's results folder (which never holds them):
+    # the published notebook must show their numbers, not "not run"
+    path = results_folder(None).parent / "book" / "notebooks" / "06_table10.ipynb"
+    glued = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued[name] = next(iter(out.get("data", {}).values()), None)
+    for name in ("ch6_allphotos_n_images", "ch6_pool_n_photos"):
+        assert name in glued and NOT_RUN not in str(glued[name]), (name, glued.get(name))

@@ -35,7 +35,9 @@ GLUE_NAMES = (
 
 
 def load(results_dir: str | Path | None = None) -> dict[str, Any] | None:
-    """The benchmark's report from the results folder, or None when it was never run."""
+    """The benchmark's committed report, from the repository's ``results/`` (``results_dir``: another
+    folder holding it), or None when it was never run. A chapter run's own results folder does not
+    hold it: the benchmark is an input of the chapter, not one of its outputs."""
     path = results_folder(results_dir) / REPORT
     return read_json(path) if path.exists() else None
 
