@@ -74,15 +74,27 @@ def test_a_changed_value_changes_the_verdict_check(report):
     assert _verdicts_from_per_photo(bumped) != b["verdicts"]
 
 
-def test_the_published_chapter_read_both_benchmark_reports():
-    # the chapter reads the committed reports, not its run's results folder (which never holds them):
-    # the published notebook must show their numbers, not "not run"
-    path = results_folder(None).parent / "book" / "notebooks" / "06_table10.ipynb"
+def _published_glue(stem):
+    path = results_folder(None).parent / "book" / "notebooks" / f"{stem}.ipynb"
     glued = {}
     for cell in json.loads(path.read_text())["cells"]:
         for out in cell.get("outputs", []):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if name:
                 glued[name] = next(iter(out.get("data", {}).values()), None)
-    for name in ("ch6_allphotos_n_images", "ch6_pool_n_photos"):
-        assert name in glued and NOT_RUN not in str(glued[name]), (name, glued.get(name))
+    return glued
+
+
+@pytest.mark.parametrize(
+    "stem, names",
+    [
+        ("06_table10", ("ch6_allphotos_n_images", "ch6_pool_n_photos")),
+        ("04_aid_defense", ("ch6_pool_n_photos",)),
+    ],
+)
+def test_the_published_chapters_read_the_benchmark_reports(stem, names):
+    # a chapter reads the committed reports, not its run's results folder (which never holds them):
+    # the published notebook must show their numbers, not "not run"
+    glued = _published_glue(stem)
+    for name in names:
+        assert name in glued and NOT_RUN not in str(glued[name]), (stem, name, glued.get(name))
