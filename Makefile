@@ -14,7 +14,7 @@ help:
 	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
 	@echo "make test    set up, lint and run the whole test suite"
 	@echo "make test-fast  unit tests only (no notebooks, browser or slow tests; under a minute)"
-	@echo "make lint    ruff check + ruff format --check on lib, tests and benchmarks"
+	@echo "make lint    ruff check + ruff format --check on lib, tests, benchmarks and book/_ext"
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
 	@echo "make sweep   chapter 8's grid of chapter-3 runs on Ray at PROFILE (runs/sweeps/scaling-<profile>/; complete points are skipped)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
@@ -91,7 +91,7 @@ readme: venv
 student: venv
 	$(PY) -m adv2.book.student --output _build/student
 
-LINT_PATHS := lib tests benchmarks
+LINT_PATHS := lib tests benchmarks book/_ext
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

@@ -335,3 +335,32 @@ def test_cache_entry_of_a_damaged_checkpoint_is_refused_too(tmp_path):
     flip_a_byte(path)
     with pytest.raises(checkpoints.CheckpointDamaged, match="refused"):
         artifacts.load_or_compute("tiny", params, tiny_training([]), **load)
+
+
+def test_a_shipped_cache_entry_loads_bit_for_bit_into_an_empty_cache(tmp_path):
+    """`python -m adv2 checkpoint cached` ships what a run trained: once pinned, a reader's empty
+    cache loads it without training, with the same state and metrics."""
+    params = {"lr": 2, "iterations": 7}
+    trained = artifacts.load_or_compute("tiny", params, tiny_training([], seed=3), root=tmp_path / "scratch")
+    key = files.artifact_key(params)
+    assert artifacts.ship_entry("tiny", "0" * 16, tmp_path / "scratch", tmp_path / "ckpt") is None
+    path = artifacts.ship_entry("tiny", key, tmp_path / "scratch", tmp_path / "ckpt")
+    assert path == tmp_path / "ckpt" / f"tiny-{key}.pt"
+    checkpoint_pins.PINS[path.name] = files.file_sha256(path)
+    calls = []
+    art = artifacts.load_or_compute(
+        "tiny", params, tiny_training(calls), root=tmp_path / "reader", checkpoints=tmp_path / "ckpt"
+    )
+    assert calls == [] and art.origin == "checkpoint"
+    assert all(torch.equal(art.state[k], trained.state[k]) for k in trained.state)
+    assert {k: v for k, v in art.metrics.items() if k != "checkpoint"} == trained.metrics
+
+
+def test_a_damaged_cache_entry_is_not_shipped(tmp_path):
+    params = {"lr": 2, "iterations": 8}
+    trained = artifacts.load_or_compute("tiny", params, tiny_training([]), root=tmp_path / "scratch")
+    weights = trained.path / artifacts.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-3])
+    with pytest.raises(artifacts.ArtifactDamaged):
+        artifacts.ship_entry("tiny", files.artifact_key(params), tmp_path / "scratch", tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").glob("*.pt"))

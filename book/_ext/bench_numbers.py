@@ -227,7 +227,10 @@ def laptop() -> dict[str, str]:
     if not rows:
         return {
             **targets,
-            **{k: MISSING for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle", "laptop_runs")},
+            **{
+                k: MISSING
+                for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle", "laptop_runs")
+            },
         }
     total = sum(r[1] for r in rows) / 60
     stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
@@ -264,7 +267,9 @@ def _runs_text(runs: list[tuple[str, str]]) -> str:
         first[folder] = min(first[folder], started) if folder in first else started
     if len(first) == 1:
         return "one run"
-    when = ", ".join(sorted(f"{t[:10]} {t[11:16]} UTC" if len(t) >= 16 else "an unknown time" for t in first.values()))
+    when = ", ".join(
+        sorted(f"{t[:10]} {t[11:16]} UTC" if len(t) >= 16 else "an unknown time" for t in first.values())
+    )
     return (
         f"{len(first)} runs (begun {when}), so the total adds up chapters timed at different moments "
         "on a machine whose speed varies, not one run's wall time"

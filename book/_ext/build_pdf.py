@@ -13,6 +13,7 @@ appendix, which links back. The HTML pages keep their drop-downs.
 
 Options: --output PATH (default _build/book.pdf), --jupyter-book PATH, --chromium PATH.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,12 +24,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-pdf-header-footer", "--virtual-time-budget=20000",
-                  "--run-all-compositor-stages-before-draw",
-                  # bookmarks from the headings (page numbers: _static/adv2.css's @page footer)
-                  "--generate-pdf-document-outline"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-pdf-header-footer",
+    "--virtual-time-budget=20000",
+    "--run-all-compositor-stages-before-draw",
+    # bookmarks from the headings (page numbers: _static/adv2.css's @page footer)
+    "--generate-pdf-document-outline",
+]
 
 
 SOLUTION, EXERCISE = "Solution", "Exercise"  # the admonitions' titles (adv2.book.student's convention)
@@ -44,7 +53,9 @@ def _title(div) -> str:
 def _heading_text(h) -> str:
     """A heading's text without its permalink ("#")."""
     return " ".join(
-        s.strip() for s in h.find_all(string=True) if not s.find_parent("a", class_="headerlink") and s.strip()
+        s.strip()
+        for s in h.find_all(string=True)
+        if not s.find_parent("a", class_="headerlink") and s.strip()
     )
 
 
@@ -60,7 +71,9 @@ def solutions_to_appendix(html: str) -> str:
 
     soup = BeautifulSoup(html, "html.parser")
     solutions = [
-        d for d in soup.find_all("div", class_="admonition") if "dropdown" in d.get("class", []) and _title(d) == SOLUTION
+        d
+        for d in soup.find_all("div", class_="admonition")
+        if "dropdown" in d.get("class", []) and _title(d) == SOLUTION
     ]
     if not solutions:
         return html
@@ -93,7 +106,9 @@ def solutions_to_appendix(html: str) -> str:
             link.string = f"{SOLUTION} {label}: in the appendix at the end of the book"
             ref.append(link)
             sol.replace_with(ref)
-            sol["class"] = [c for c in sol.get("class", []) if c not in ("dropdown", "toggle-hidden")] + ["solution"]
+            sol["class"] = [c for c in sol.get("class", []) if c not in ("dropdown", "toggle-hidden")] + [
+                "solution"
+            ]
             sol["id"] = f"solution-{number}-{k}"
             title = sol.find(class_="admonition-title")
             title.clear()
@@ -132,8 +147,20 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--chromium", default=None)
     args = ap.parse_args(argv)
     chromium = find_chromium(args.chromium)
-    subprocess.run([args.jupyter_book, "build", str(ROOT), "--builder", "singlehtml",
-                    "--warningiserror", "--keep-going", "--quiet"], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            args.jupyter_book,
+            "build",
+            str(ROOT),
+            "--builder",
+            "singlehtml",
+            "--warningiserror",
+            "--keep-going",
+            "--quiet",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     page = single_page(ROOT / "_build" / "singlehtml")
     if not page.is_file():
         sys.exit(f"build_pdf: the single-page build did not produce {page}")
@@ -147,9 +174,19 @@ def main(argv: list[str] | None = None) -> Path:
     page = printable
     args.output.parent.mkdir(parents=True, exist_ok=True)
     profile = ROOT / "_build" / ".chromium-pdf-profile"
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                    f"--print-to-pdf={args.output.resolve()}", page.as_uri()],
-                   check=True, cwd=ROOT, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--print-to-pdf={args.output.resolve()}",
+            page.as_uri(),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=600,
+    )
     if not args.output.is_file() or args.output.read_bytes()[:5] != b"%PDF-":
         sys.exit(f"build_pdf: Chromium did not write a PDF to {args.output}")
     html_copy = ROOT / "_build" / "html" / "book" / "book.pdf"

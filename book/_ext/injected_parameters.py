@@ -4,6 +4,7 @@
 `injected-parameters` holding the values of this run. It repeats the chapter's parameters cell, so
 the rendered page folds it away behind a button that says what it is (myst-nb's own hide-input
 mechanism, applied by tag instead of by editing the executed notebooks)."""
+
 from __future__ import annotations
 
 TAG_CLASS = "tag_injected-parameters"  # myst-nb gives each code cell a class per tag

@@ -3,6 +3,7 @@
 MathJax 3 comes from the `django-static-mathjax` wheel (plain static files, no Django needed).
 Its ES5 bundle is copied to `_static/mathjax/` and Sphinx's `mathjax_path` points there; without
 the package the book keeps Sphinx's CDN default and says so in the build log."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,11 +12,10 @@ from pathlib import Path
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
-TARGET = "mathjax"          # inside _static
-ENTRY = "tex-chtml.js"      # TeX input, HTML-CSS output: all the book's math needs
+TARGET = "mathjax"  # inside _static
+ENTRY = "tex-chtml.js"  # TeX input, HTML-CSS output: all the book's math needs
 # The ES5 bundle loads these lazily; the rest (speech rules, SVG output, MathML input) is not used.
-NEEDED = (ENTRY, "output/chtml", "input/tex", "ui", "a11y", "adaptors", "core.js", "startup.js",
-          "loader.js")
+NEEDED = (ENTRY, "output/chtml", "input/tex", "ui", "a11y", "adaptors", "core.js", "startup.js", "loader.js")
 
 
 def mathjax_es5_dir() -> Path | None:

@@ -2,6 +2,7 @@
 only when _build/book.pdf exists (made by `make pdf`, `python book/_ext/build_pdf.py`), else the
 page says how to make it; after an HTML build the PDF is copied next to the front page. So `make
 html` never leaves a dead link (issue 26 item 5)."""
+
 from __future__ import annotations
 
 import shutil

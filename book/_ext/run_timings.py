@@ -9,6 +9,7 @@ cache must also train the models it would otherwise load from the cache that ear
 so its cold-cache time is derived as: its own time in the published run + the training time of those
 models, as recorded in the results files of the chapters that trained them. The values become MyST
 substitutions ({{ ch3_cold }} etc.) used by book/teaching.md."""
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,16 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Models each chapter loads from the cache and which chapter trains them first.
-NEEDS = {"01_target_models": [], "02_interpreters": ["classifiers"],
-         "03_adv2": ["classifiers", "rts"], "04_aid_defense": ["classifiers", "rts"],
-         "05_noise_sensitivity": ["classifiers", "rts", "rtsa"],
-         "06_table10": ["classifiers", "rts", "rtsa"],
-         "07_input_size": [],  # trains its own classifiers, one per input side
-         "08_scaling": ["classifiers", "rts"]}
+NEEDS = {
+    "01_target_models": [],
+    "02_interpreters": ["classifiers"],
+    "03_adv2": ["classifiers", "rts"],
+    "04_aid_defense": ["classifiers", "rts"],
+    "05_noise_sensitivity": ["classifiers", "rts", "rtsa"],
+    "06_table10": ["classifiers", "rts", "rtsa"],
+    "07_input_size": [],  # trains its own classifiers, one per input side
+    "08_scaling": ["classifiers", "rts"],
+}
 MISSING = "not measured"
 
 
@@ -51,9 +56,11 @@ def training_seconds() -> dict[str, float | None]:
         values = list(values)
         return float(sum(values)) if values and all(v is not None for v in values) else None
 
-    return {"classifiers": total(ch1[a].get("train_seconds") for a in archs),
-            "rts": total(ch2.get(a, {}).get("rts", {}).get("train_seconds") for a in archs),
-            "rtsa": total(ch4.get(a, {}).get("cost_aid_seconds") for a in archs)}
+    return {
+        "classifiers": total(ch1[a].get("train_seconds") for a in archs),
+        "rts": total(ch2.get(a, {}).get("rts", {}).get("train_seconds") for a in archs),
+        "rtsa": total(ch4.get(a, {}).get("cost_aid_seconds") for a in archs),
+    }
 
 
 def minutes(seconds: float | None) -> str:
@@ -64,10 +71,13 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
     timings = _timings().read(profile, ROOT / "results")
     seconds = timings["seconds"]
     train = training_seconds()
-    subs = {"timings_profile": profile,
-            "timings_date": timings.get("environment", {}).get("date", MISSING),
-            "train_classifiers": minutes(train["classifiers"]), "train_rts": minutes(train["rts"]),
-            "train_rtsa": minutes(train["rtsa"])}
+    subs = {
+        "timings_profile": profile,
+        "timings_date": timings.get("environment", {}).get("date", MISSING),
+        "train_classifiers": minutes(train["classifiers"]),
+        "train_rts": minutes(train["rts"]),
+        "train_rtsa": minutes(train["rtsa"]),
+    }
     for i, stem in enumerate(CHAPTERS, start=1):
         own = seconds.get(stem)
         extra = [train[k] for k in NEEDS.get(stem, ["classifiers", "rts"])]
@@ -84,8 +94,11 @@ def profile_summary(profile: str) -> str:
 
 
 def add_substitutions(app, config) -> None:
-    subs = {**substitutions(), "smoke_times": profile_summary("smoke"),
-            "quick_times": profile_summary("quick")}
+    subs = {
+        **substitutions(),
+        "smoke_times": profile_summary("smoke"),
+        "quick_times": profile_summary("quick"),
+    }
     if MISSING in subs.values():
         logger.info("run_timings: some chapter times are missing from results/")
     config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}
@@ -103,9 +116,11 @@ def chapter_time_line(stem: str) -> str | None:
     if seconds is None:
         return None
     date = t["environment"].get("date", "an unrecorded date")
-    return (f"Run time: this chapter took {minutes(seconds)} at profile {profile} in the run this book "
-            f"shows (results/timings-{profile}.json, {date}); the front page's run box says which models "
-            "it trained and whether other jobs shared the machine.")
+    return (
+        f"Run time: this chapter took {minutes(seconds)} at profile {profile} in the run this book "
+        f"shows (results/timings-{profile}.json, {date}); the front page's run box says which models "
+        "it trained and whether other jobs shared the machine."
+    )
 
 
 def add_chapter_time(app, doctree) -> None:

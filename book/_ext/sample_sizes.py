@@ -7,6 +7,7 @@ half-width of the 95 % intervals of the key ratios, read from the published resu
 Table 10's RTSA/RTS ratio per classifier. A setting with fewer than ``ILLUSTRATION_BELOW`` images
 is labelled an illustration, not a measurement. The values become MyST substitutions
 ({{ n_quick_03 }}, {{ hw03_resnet_grad }}, ...) used by book/rerunning.md."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,11 @@ ILLUSTRATION_BELOW = 8  # issue 16: a setting with fewer images is an illustrati
 NOT_IN_RUN = "not in this run"
 SMOKE_NOTE = "illustration: fewer than 8 images per setting or too few to settle a claim"
 # chapter 3's settings: (key, results path under intervals, interpreter)
-CH03 = [(f"{cls}_{i}", ("fashion-mnist", cls, i)) for cls in ("resnet", "densenet")
-        for i in ("grad", "cam", "rts", "mask")]
+CH03 = [
+    (f"{cls}_{i}", ("fashion-mnist", cls, i))
+    for cls in ("resnet", "densenet")
+    for i in ("grad", "cam", "rts", "mask")
+]
 CH03 += [(f"lite0_{i}", ("imagenet-sample", "efficientnet-lite0", i)) for i in ("grad", "cam")]
 CH06 = ("resnet", "densenet")
 
@@ -35,12 +39,14 @@ def _results(stem: str) -> dict:
 def _params(profile: str, stem: str) -> dict:
     """A chapter's parameters at ``profile``: schema defaults, then the profile's common section
     (names the chapter declares), then its own section; what ``python -m adv2 run`` would use."""
-    from adv2.core import config
     from adv2.chapters import schema
+    from adv2.core import config
 
     declared = schema.chapter_schema(stem)
-    return {**schema.defaults(stem),
-            **{k: v for k, v in config.load_profile(profile, stem).items() if k in declared}}
+    return {
+        **schema.defaults(stem),
+        **{k: v for k, v in config.load_profile(profile, stem).items() if k in declared},
+    }
 
 
 def images(n: int | None) -> str:
@@ -54,10 +60,12 @@ def profile_sizes(profile: str) -> dict[str, str]:
     the correctly classified ones)."""
     p3, p6 = _params(profile, "03_adv2"), _params(profile, "06_table10")
     n3 = p3["n_images"]
-    return {f"n_{profile}_03": images(n3),
-            f"n_{profile}_03_mask": images(min(p3["mask_n_images"], n3)),
-            f"n_{profile}_03_photos": images(p3["imagenet_n_images"] if p3["imagenet_sample"] else None),
-            f"n_{profile}_06": images(p6["n_images"])}
+    return {
+        f"n_{profile}_03": images(n3),
+        f"n_{profile}_03_mask": images(min(p3["mask_n_images"], n3)),
+        f"n_{profile}_03_photos": images(p3["imagenet_n_images"] if p3["imagenet_sample"] else None),
+        f"n_{profile}_06": images(p6["n_images"]),
+    }
 
 
 def shown_profile() -> str:
@@ -84,13 +92,19 @@ def interval_cells(key: str, est: dict | None) -> dict[str, str]:
         return {f"{c}{key}": NOT_IN_RUN for c in ("r", "hw", "n", "x")}
     low, high, n = est.get("low"), est.get("high"), int(est.get("n", 0))
     if low is None or high is None:
-        return {f"r{key}": _fmt(est["value"]), f"hw{key}": "no interval", f"n{key}": images(n),
-                f"x{key}": "no interval"}
+        return {
+            f"r{key}": _fmt(est["value"]),
+            f"hw{key}": "no interval",
+            f"n{key}": images(n),
+            f"x{key}": "no interval",
+        }
     # the ratios test a difference from 1 (no effect): does the interval leave 1 out?
-    return {f"r{key}": f"{_fmt(est['value'])} [{_fmt(low)}, {_fmt(high)}]",
-            f"hw{key}": _fmt((high - low) / 2), f"n{key}": images(n),
-            f"x{key}": ("illustration only" if n < ILLUSTRATION_BELOW
-                        else "no" if low <= 1 <= high else "yes")}
+    return {
+        f"r{key}": f"{_fmt(est['value'])} [{_fmt(low)}, {_fmt(high)}]",
+        f"hw{key}": _fmt((high - low) / 2),
+        f"n{key}": images(n),
+        f"x{key}": ("illustration only" if n < ILLUSTRATION_BELOW else "no" if low <= 1 <= high else "yes"),
+    }
 
 
 def _get(d: dict, path: tuple[str, ...]) -> dict | None:

@@ -6,6 +6,7 @@ extension reads it from Sphinx's configuration and nowhere else; when it is empt
 Jupyter Book's own default, which points at Jupyter Book's repository) the page says so and names the
 setting instead of linking somewhere wrong (issue 26 item 7).
 """
+
 from __future__ import annotations
 
 SETTING = "`repository: url:` in `_config.yml`"

@@ -89,7 +89,9 @@ def verdicts_from_results(results_dir: str | os.PathLike) -> dict[str, dict[str,
 def claims_table_headers(settings: Sequence[str] = tuple(claims.SETTINGS)) -> list[str]:
     """Headers matching :func:`claims_table`: claim, chapter, rule, paper, one column per setting."""
     labels = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}
-    return ["claim of the paper", "chapter", "rule (holds when)", "paper"] + [labels.get(s, s) for s in settings]
+    return ["claim of the paper", "chapter", "rule (holds when)", "paper"] + [
+        labels.get(s, s) for s in settings
+    ]
 
 
 def status_cell(v: Verdict | None) -> str:
@@ -194,8 +196,14 @@ def other_verdicts_table(results_dir: str | os.PathLike) -> list[list[str]]:
         c = claims.CLAIMS[cid]
         parts = "; ".join(f"{part_label(n)} {status_cell(p)}" for n, p in v.parts) or MISSING
         rows.append(
-            [c.statement, str(int(stem[:2])), claims.SETTINGS.get(setting, setting), c.threshold_text,
-             status_cell(v), parts]
+            [
+                c.statement,
+                str(int(stem[:2])),
+                claims.SETTINGS.get(setting, setting),
+                c.threshold_text,
+                status_cell(v),
+                parts,
+            ]
         )
     return rows
 
@@ -227,7 +235,7 @@ def render_claims_table(
         "*Each cell: the verdict of the claim's rule (see its chapter) with the estimate it was "
         "decided on and its 95 % interval; the rule column gives the threshold. A claim made for "
         "every interpreter (or noise type) holds only when it holds for each: its first row "
-        "combines the parts, the ↳ rows give each part's own verdict. \"inconclusive\" means the "
+        'combines the parts, the ↳ rows give each part\'s own verdict. "inconclusive" means the '
         "interval contains the threshold at this sample size (the chapter says how many images "
         f"would settle it); {MISSING}: the setting was not run for this claim. Settings with fewer "
         f"than {claims.MIN_IMAGES} images are illustrations, not measurements: their verdicts read "
@@ -239,8 +247,10 @@ def render_claims_table(
         other_text = (
             "\n\n**Other verdicts**: the book's own questions and claims tested on further settings "
             "(such as chapter 7's input sizes), one row per claim and setting:\n\n"
-            + markdown_table(["claim or question", "chapter", "setting", "rule (holds when)", "verdict",
-                              "per part"], others)
+            + markdown_table(
+                ["claim or question", "chapter", "setting", "rule (holds when)", "verdict", "per part"],
+                others,
+            )
         )
     return (
         "<!-- written by adv2.book.publish from results/*.json (verdicts blocks); do not edit -->\n\n"

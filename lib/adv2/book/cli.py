@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_ck = sub.add_parser(
         "checkpoint",
         add_help=False,
-        help="train a photo model (rts or rtsa) with the library and write its checkpoint and pin line",
+        help="train a photo model (rts or rtsa) with the library and write its checkpoint and pin line; "
+        "`checkpoint cached --profile P`: ship a profile's cached models as checkpoints",
     )
     p_ck.add_argument(
         "args", nargs=argparse.REMAINDER, help="rts|rtsa [--retrain] [--threads N] (-h for more)"
@@ -193,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv)[:2] == ["checkpoint", "cached"]:
+        from adv2.book import shipmodels  # the cached models of a profile, as checkpoints
+
+        return shipmodels.main(list(sys.argv[3:] if argv is None else argv[2:]))
     if list(sys.argv[1:] if argv is None else argv)[:1] == ["checkpoint"]:  # its own parser and -h
         # lazy: the photo models import torch; the rest of the command line stays light
         from adv2.trained import photomodels

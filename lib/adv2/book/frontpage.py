@@ -83,7 +83,11 @@ def _per_part_sentence(claim: claims.Claim, found: Mapping[str, Verdict]) -> str
         groups: dict[str, list[str]] = {}
         for name, part in v.parts:
             est = part.estimate
-            shown = f"{_label(name)} {fmt(est.value)}" if est is not None and est.value is not None else _label(name)
+            shown = (
+                f"{_label(name)} {fmt(est.value)}"
+                if est is not None and est.value is not None
+                else _label(name)
+            )
             groups.setdefault(part.status, []).append(shown)
         words = []
         for status in (claims.HOLDS, claims.DOES_NOT_HOLD, claims.INCONCLUSIVE, claims.NOT_MEASURABLE):
@@ -166,7 +170,11 @@ def chapters_table(results_dir: str | Path, notebooks_dir: str | Path, rows: Seq
         c = by_stem.get(stem)
         decided = counted(c) if c else "no claim (curves and readings)"
         title = chapter_title(notebooks_dir, stem) or stem
-        link = f"[{title}](notebooks/{stem}.ipynb)" if (Path(notebooks_dir) / f"{stem}.ipynb").is_file() else title
+        link = (
+            f"[{title}](notebooks/{stem}.ipynb)"
+            if (Path(notebooks_dir) / f"{stem}.ipynb").is_file()
+            else title
+        )
         when = f"{timings.minutes(seconds)} (`{profile}`)" if profile else timings.NOT_MEASURED
         lines.append(f"| {int(stem[:2])} | {link} | {decided} | {when} |")
     return "\n".join(lines)

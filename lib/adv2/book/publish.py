@@ -24,10 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-from adv2.chapters.results import environment
 from adv2.book import claimspage, runbox
-from adv2.trained.files import atomic_write_bytes, atomic_write_json, set_aside
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
     CLAIMS_TABLE,
@@ -37,7 +34,9 @@ from adv2.book.paths import (
     is_within,
     read_json_quietly,
 )
+from adv2.chapters.results import environment
 from adv2.core.config import REPO_ROOT
+from adv2.trained.files import atomic_write_bytes, atomic_write_json, set_aside
 
 
 class PublishError(RuntimeError):

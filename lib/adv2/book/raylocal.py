@@ -15,6 +15,7 @@ import time
 
 from adv2.trained.files import atomic_write_text
 
+
 def connect(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a local Ray with
     ``num_cpus`` logical CPUs (default: this machine's). Returns whether this call started Ray

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from adv2.book import timings
-from adv2.chapters.results import environment
-from adv2.trained.files import atomic_write_text
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
+from adv2.chapters.results import environment
 from adv2.core.config import ParameterError, load_profile
+from adv2.trained.files import atomic_write_text
 
 # Paths and plumbing a reader need not see as "changed parameters".
 PLUMBING = ("results_dir", "artifacts_dir", "profile")

@@ -20,11 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-from adv2.chapters.results import environment
 from adv2.book import publish as publishing
 from adv2.book import runplan
-from adv2.trained.files import atomic_write_text, file_sha256
 from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
@@ -37,7 +34,9 @@ from adv2.book.paths import (
 from adv2.book.runbox import CpuMeter, count_cached_artifacts
 from adv2.book.runrecord import RunRecord, utc_now
 from adv2.chapters import schema
+from adv2.chapters.results import environment
 from adv2.core.config import REPO_ROOT, ParameterError, load_profile, parse_yaml_value, validate
+from adv2.trained.files import atomic_write_text, file_sha256
 
 ARTIFACTS_ENV = "ADV2_ARTIFACTS"
 

@@ -34,9 +34,10 @@ def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], pro
 def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[str, Any]]:
     """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
-    chapters 2-6, its RTSA and beta = 0 control in 4-6; the photo RTS, RTSA and control where the
+    chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo RTS, RTSA and control where the
     parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
-    # lazy: chapter 7's module imports torch; every other command (list, run, publish) stays light
+    # lazy: chapters 4 and 7's modules import torch; every other command (list, run, publish) stays light
+    from adv2.chapters import aid_tradeoff
     from adv2.chapters.ch07 import classifiers as ch07_classifiers
 
     number = stem[:2]
@@ -56,6 +57,9 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
             if number in RTSA_CHAPTERS:
                 rtsa = recipes.rtsa_recipe(params, arch)
                 wanted += [(f"{arch} RTSA", rtsa), (f"{arch} RTSA control (beta 0)", rtsa.control())]
+            if number == "04" and "aid_tradeoff_anchors" in params:  # the trade-off's other RTSAs
+                extra = aid_tradeoff.tradeoff_recipes(params).items()
+                wanted += [(f"{arch} RTSA, trade-off {label}", make(params, arch)) for label, make in extra]
         wanted = [(label, recipes.with_data(r, fmnist)) for label, r in wanted]
     photo_rts = (
         (number == "02" and params.get("include_photo_rts"))

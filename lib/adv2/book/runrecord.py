@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adv2.trained.files import atomic_write_json
 from adv2.book.paths import RUN_RECORD, shown_path
 from adv2.book.publish import describe_os_error
+from adv2.trained.files import atomic_write_json
 
 
 class RunRecord:

@@ -72,9 +72,7 @@ def split_solutions(text: str) -> tuple[str, list[str]]:
 
 def count(nb: nbformat.NotebookNode, title: str) -> int:
     """How many admonitions titled ``title`` the markdown cells of ``nb`` hold."""
-    return sum(
-        a.title == title for c in nb.cells if c.cell_type == "markdown" for a in admonitions(c.source)
-    )
+    return sum(a.title == title for c in nb.cells if c.cell_type == "markdown" for a in admonitions(c.source))
 
 
 def strip_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -104,7 +102,9 @@ def write_student_edition(
     if not notebooks:
         raise FileNotFoundError(f"no chapter notebooks (NN_*.ipynb) in {source}")
     if output.resolve() == source.resolve():
-        raise ValueError(f"the student edition would overwrite the notebooks in {source}: choose another --output")
+        raise ValueError(
+            f"the student edition would overwrite the notebooks in {source}: choose another --output"
+        )
     done = {}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
@@ -117,8 +117,12 @@ def write_student_edition(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m adv2.book.student", description=__doc__.split("\n")[0])
-    ap.add_argument("--source", type=Path, default=NOTEBOOKS_DIR, help="the chapter notebooks (default notebooks/)")
-    ap.add_argument("--output", type=Path, default=STUDENT_DIR, help="where the copies go (default _build/student/)")
+    ap.add_argument(
+        "--source", type=Path, default=NOTEBOOKS_DIR, help="the chapter notebooks (default notebooks/)"
+    )
+    ap.add_argument(
+        "--output", type=Path, default=STUDENT_DIR, help="where the copies go (default _build/student/)"
+    )
     args = ap.parse_args(argv)
     done = write_student_edition(args.source, args.output)
     exercises, solutions = (sum(v[k] for v in done.values()) for k in (0, 1))

@@ -20,8 +20,6 @@ killed outright (kill -9) leaves its local Ray's agents alive: the next sweep, o
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweeplock, sweepplan
-from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.raylocal import connect, ray_session, shutdown, task_resources
 from adv2.book.runner import resolve_profile
 from adv2.book.sweepplan import POINT_RECORD, SWEEP_RECORD, Plan
 from adv2.book.sweepworker import run_group
 from adv2.core.progress import progress_bar
+from adv2.trained.files import atomic_write_json, atomic_write_text
 
 _POLL_S = 0.5
 _WATCH_S = 2.0  # how often a running sweep records its local Ray's processes (a /proc scan)

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adv2.trained.files import atomic_write_json
 from adv2.book.sweepplan import SWEEP_RECORD
 from adv2.core.config import ParameterError
+from adv2.trained.files import atomic_write_json
 
 LOCK = "sweep.lock"
 HOLDER = "sweep.holder.json"

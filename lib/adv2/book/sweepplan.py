@@ -165,9 +165,7 @@ def expand(
         pid = point_id(values)
         pfolder = folder / pid
         try:
-            params = notebook_parameters(
-                notebook, profile, {**fixed, **values}, shown_path(pfolder)
-            )
+            params = notebook_parameters(notebook, profile, {**fixed, **values}, shown_path(pfolder))
         except ParameterError as err:
             raise ParameterError(f"point {pid}: {err}") from None
         points.append(Point(pid, values, params, pfolder))

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import sweepplan
-from adv2.trained.files import atomic_write_json, atomic_write_text
 from adv2.book.paths import shown_path, sweeps_root
 from adv2.book.sweepplan import SWEEP_RECORD
 from adv2.chapters.results import flatten, read_json
 from adv2.core.config import ParameterError
+from adv2.trained.files import atomic_write_json, atomic_write_text
 
 # the numbers of chapter 3's results that the sweep chapter plots (by the last part of the name)
 HEADLINE = {

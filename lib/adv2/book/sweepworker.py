@@ -22,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-from adv2.core.config import REPO_ROOT
 from adv2.book.execute import RunError, execute_notebook
 from adv2.book.sweepplan import POINT_RECORD, code_fingerprint
+from adv2.core.config import REPO_ROOT
 
 ATTEMPTS = 2  # a failed point runs once more, in a fresh kernel
 
@@ -109,9 +108,7 @@ def _run_point(kernel: IpcKernel, notebook: Path, point: dict[str, Any]) -> dict
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:
-        execute_notebook(
-            notebook, point["params"], folder, progress=False, kernel_manager=kernel.manager()
-        )
+        execute_notebook(notebook, point["params"], folder, progress=False, kernel_manager=kernel.manager())
     except RunError as err:
         failed = folder / f"{notebook.stem}.failed.ipynb"
         return {

@@ -34,7 +34,10 @@ def read(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
         return {"seconds": {}, "environment": {}}
     seconds = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
     env = data.get("environment") if isinstance(data.get("environment"), dict) else {}
-    return {"seconds": {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))}, "environment": env}
+    return {
+        "seconds": {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))},
+        "environment": env,
+    }
 
 
 def seconds_of(stem: str, profile: str, results_dir: str | Path | None = None) -> float | None:

@@ -48,6 +48,7 @@ from adv2.trained.checkpoints import (
     DamagedCheckpointWarning,
     display_path,
     load_checkpoint,
+    save_checkpoint,
 )
 from adv2.trained.files import DiskFull, artifact_key, atomic_write_json, file_sha256, is_disk_full
 
@@ -367,6 +368,23 @@ def load_or_compute(
         state, metrics = compute()
         _save_entry(folder, state, params, metrics)
     return Artifact(state, metrics, params, folder, from_cache=False, note=note)
+
+
+def ship_entry(
+    kind: str, key: str, root: str | os.PathLike | None = None, checkpoints: str | os.PathLike | None = None
+) -> Path | None:
+    """Write the verified cache entry ``<root>/<kind>/<key>`` as the committed checkpoint
+    ``<checkpoints>/<kind>-<key>.pt`` (same state, parameters and metrics: a reader's run loads it
+    instead of training). ``None`` when no such entry is cached; :class:`ArtifactDamaged` when it
+    fails its checksum. The checkpoint is used once its printed pin line is in
+    :mod:`adv2.trained.checkpoint_pins`."""
+    folder = artifact_root(root) / kind / key
+    if not folder.is_dir():
+        return None
+    state, metrics, _ = _load_verified(folder, key, None)
+    params = _read_json_dict(folder / "params.json")
+    metrics = {k: v for k, v in metrics.items() if k != "checkpoint"}  # where it came from, not what it is
+    return save_checkpoint(kind, params, state, metrics, checkpoints)
 
 
 def _refusal(kind: str, key: str, err: CheckpointDamaged) -> CheckpointDamaged:
