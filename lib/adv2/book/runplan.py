@@ -79,6 +79,23 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     return wanted
 
 
+def models_source(stem: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(stem, values)`` whose recipes a notebook loads: its own, except chapter 8's, whose sweep
+    runs chapter 3 at the profile with the chapter's fixed values (:mod:`adv2.book.scalingsweep`):
+    chapter 3's classifiers and RTS at that profile (at ``paper`` its 15-epoch classifiers), not
+    the notebook's defaults."""
+    if not stem.startswith("08") or not values.get("profile"):
+        return stem, values
+    # lazy: both import this module (runner through its plan, scalingsweep through runner)
+    from adv2.book import runner, scalingsweep
+
+    profile = values["profile"]
+    grid = {k: values[k] for k in scalingsweep._GRID_PARAMS if k in values}
+    spec = scalingsweep.sweep_spec(profile, grid)
+    point = runner.notebook_parameters(spec["notebook"], profile, spec["fixed"], None)
+    return spec["notebook"].stem, runner.values_with_defaults(spec["notebook"], point)
+
+
 def kind_of(recipe: Any) -> str:
     return recipe.cache_params()["kind"]
 
@@ -143,7 +160,7 @@ def plan_lines(
             total += seconds
         took = f"about {minutes(seconds)}" if seconds is not None else "no timing recorded"
         lines.append(f"  {nb.stem}: {summaries[nb.stem]}; {took}")
-        for label, recipe in needed_models(nb.stem, values, fmnist):
+        for label, recipe in needed_models(*models_source(nb.stem, values), fmnist):
             status = model_status(recipe, values.get("artifacts_dir"))
             to_train += status == "to train"
             lines.append(f"    {label} ({kind_of(recipe)}/{recipe.key}): {status}")
@@ -151,11 +168,16 @@ def plan_lines(
             lines.append(
                 "    Fashion-MNIST not found: the classifiers' keys (they hash the data) are unknown"
             )
+    source = f"results/timings-{profile}.json"
     estimate = f"about {minutes(total)}" if total else "no timing recorded"
     if untimed and total:
         estimate += " plus " + ", ".join(untimed) + " (no timing recorded)"
     if to_train and total:
         estimate += f", plus the training of {to_train} model(s) if the recorded run loaded them"
-    lines.append(f"  estimated time: {estimate} (results/timings-{profile}.json)")
+    if not timings:  # no published run at this profile: say so rather than guess from another's
+        estimate = f"no recorded run at this profile ({source} does not exist; publishing a {profile} run writes it)"
+    else:
+        estimate += f" ({source})"
+    lines.append(f"  estimated time: {estimate}")
     lines.append(f"  device: {device_note}")
     return lines
