@@ -85,7 +85,7 @@ def profile_summary(profile: str) -> str:
 
 def add_substitutions(app, config) -> None:
     subs = {**substitutions(), "smoke_times": profile_summary("smoke"),
-            "quick_times": profile_summary("quick")}
+            "quick_times": profile_summary("quick"), "full_times": profile_summary("full")}
     if MISSING in subs.values():
         logger.info("run_timings: some chapter times are missing from results/")
     config.myst_substitutions = {**subs, **(config.myst_substitutions or {})}
