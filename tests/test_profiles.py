@@ -50,20 +50,26 @@ def test_a_profile_without_a_recorded_run_says_so(monkeypatch):
     assert "no recorded run at this profile" in line and "timings-full.json does not exist" in line
 
 
-def test_chapter_8_plans_the_models_its_sweep_loads():
+@pytest.mark.parametrize("profile", ["quick", "full", "paper"])
+def test_chapter_8_plans_the_models_its_sweep_loads(profile):
     """Chapter 8's sweep runs chapter 3 at the profile: at `paper` its 15-epoch classifiers, not
-    chapter 8's defaults (the plan listed quick's before)."""
-    ch08 = runner.values_with_defaults(
-        runner.NOTEBOOKS_DIR / "08_scaling.ipynb",
-        runner.notebook_parameters(runner.NOTEBOOKS_DIR / "08_scaling.ipynb", "paper", {}, None),
-    )
+    chapter 8's defaults (the plan listed quick's before). The plan's recipes are those of the
+    sweep's own points (adv2.book.scalingsweep)."""
+    from adv2.book import scalingsweep
+    from adv2.trained import recipes
+
+    nb = runner.NOTEBOOKS_DIR / "08_scaling.ipynb"
+    ch08 = runner.values_with_defaults(nb, runner.notebook_parameters(nb, profile, {}, None))
     stem, point = runplan.models_source("08_scaling", ch08)
     assert stem == "03_adv2" and point["imagenet_sample"] is False
-    assert (
-        point["train_epochs"]
-        == values("paper", "03_adv2")["train_epochs"]
-        != values("quick", "03_adv2")["train_epochs"]
+    assert point["train_epochs"] == values(profile, "03_adv2")["train_epochs"]
+    spec = scalingsweep.sweep_spec(profile)
+    swept = runner.values_with_defaults(
+        spec["notebook"], runner.notebook_parameters(spec["notebook"], profile, spec["fixed"], None)
     )
+    for arch in point["archs"]:
+        for recipe in (recipes.classifier_recipe, recipes.rts_recipe):
+            assert recipe(point, arch).cache_params() == recipe(swept, arch).cache_params(), arch
     assert runplan.models_source("03_adv2", ch08) == ("03_adv2", ch08)
 
 

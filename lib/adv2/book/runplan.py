@@ -81,19 +81,17 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
 
 def models_source(stem: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(stem, values)`` whose recipes a notebook loads: its own, except chapter 8's, whose sweep
-    runs chapter 3 at the profile with the chapter's fixed values (:mod:`adv2.book.scalingsweep`):
-    chapter 3's classifiers and RTS at that profile (at ``paper`` its 15-epoch classifiers), not
-    the notebook's defaults."""
-    if not stem.startswith("08") or not values.get("profile"):
-        return stem, values
-    # lazy: both import this module (runner through its plan, scalingsweep through runner)
-    from adv2.book import runner, scalingsweep
+    runs chapter 3 with the chapter's fixed values over the profile's chapter-3 values (as
+    :func:`adv2.book.scalingsweep.sweep_spec` builds its points): chapter 3's classifiers and RTS
+    at that profile (at ``paper`` its 15-epoch classifiers), not chapter 8's defaults."""
+    # lazy: the chapters' parameter tables, only for chapter 8's plan (ch08 itself imports no torch)
+    from adv2.chapters import ch08, schema
 
-    profile = values["profile"]
-    grid = {k: values[k] for k in scalingsweep._GRID_PARAMS if k in values}
-    spec = scalingsweep.sweep_spec(profile, grid)
-    point = runner.notebook_parameters(spec["notebook"], profile, spec["fixed"], None)
-    return spec["notebook"].stem, runner.values_with_defaults(spec["notebook"], point)
+    if stem != ch08.STEM or not values.get("profile"):
+        return stem, values
+    declared = schema.chapter_schema(ch08.SOURCE)
+    profile = {k: v for k, v in load_profile(values["profile"], ch08.SOURCE).items() if k in declared}
+    return ch08.SOURCE, {**schema.defaults(ch08.SOURCE), **profile, **ch08.fixed_parameters(values)}
 
 
 def kind_of(recipe: Any) -> str:
