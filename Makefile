@@ -11,7 +11,7 @@ RUN        ?=
 .PHONY: help venv data photo-pool run sweep publish book html pdf readme student test test-fast lint bench lab clean
 
 help:
-	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|paper) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
+	@echo "make book    set up, execute every notebook (PROFILE=auto|smoke|quick|full|paper; auto: paper with CUDA, else AUTO_PROFILE_CPU in lib/adv2/core/config.py) into runs/, publish the run if every notebook finished, build _build/html and the PDF"
 	@echo "make test    set up, lint and run the whole test suite"
 	@echo "make test-fast  unit tests only (no notebooks, browser or slow tests; under a minute)"
 	@echo "make lint    ruff check + ruff format --check on lib, tests, benchmarks and book/_ext"

@@ -13,7 +13,7 @@ from adv2.chapters import attack_store, claim_rules, claims, schema
 from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
 from adv2.chapters.schema_ch09 import AUTHORS_MASK_STEPS, CHAPTER3_ATTACK
 from adv2.core import attacks
-from adv2.core.config import ParameterError, load_profile
+from adv2.core.config import PROFILES, ParameterError, load_profile
 from standins import glue_keys_in_markdown
 
 NAMES = ["grad", "cam", "rts", "mask"]
@@ -223,7 +223,7 @@ def test_parameters_are_validated():
     assert schema.validate_chapter("09_defense1", ok)["adaptive_interpreters"] == ["rts", "cam", "mask"]
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("profile", [p for p in PROFILES if p != "imagenet"])
 def test_chapter3_attack_parameters_match_chapter3(profile):
     """Chapter 9 reads chapter 3's inputs under keys built from these values: they must agree."""
     ch03 = {**schema.defaults("03_adv2"), **load_profile(profile, "03_adv2")}

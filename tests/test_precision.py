@@ -215,7 +215,7 @@ def test_profiles_leave_the_device_to_auto():
     from adv2.core import config
 
     root = Path(__file__).resolve().parents[1]
-    for name in ("quick", "paper", "imagenet"):
+    for name in ("quick", "full", "paper", "imagenet"):
         data = yaml.safe_load((root / "params" / f"{name}.yaml").read_text())
         devices = {data["common"].get("device")} | {
             (v or {}).get("device") for k, v in data.items() if k != "common" and isinstance(v, dict)

@@ -107,6 +107,45 @@ def test_run_box_names_profile_times_training_and_load(tmp_path):
     assert "shared the machine during 02_b (up to 1.5" in text and "smoke" not in text
 
 
+@pytest.mark.parametrize("profile", ["quick", "full", "paper", "smoke"])
+def test_run_box_says_what_the_runs_profile_means(profile, tmp_path):
+    """Issue 27: a `full` book says it is a CPU run below the paper's budgets that `paper` on a GPU
+    replaces; a `quick` book that it attacks few photos with one classifier and that its
+    intervals cover the images only. One sentence per profile, from runbox.PROFILE_NOTES."""
+    _executed(tmp_path / "01_a.ipynb", profile, 60.0, {"models_trained": 0, "other_jobs_cores": 0.0})
+    text = runbox.render_run_info(tmp_path, tmp_path)
+    expected = {"paper": "", "smoke": runbox.OTHER_PROFILES_NOTE, **runbox.PROFILE_NOTES}[profile]
+    for p, note in runbox.PROFILE_NOTES.items():
+        assert (note in text) == (p == profile), p
+    assert expected in text and (runbox.OTHER_PROFILES_NOTE in text) == (profile == "smoke")
+    if profile == "full":
+        assert (
+            "CPU run" in expected and "below the paper's" in expected and "`paper` run on a GPU" in expected
+        )
+    if profile == "quick":
+        assert "one photo classifier" in expected and "choice of images only, not the training" in expected
+
+
+def test_profile_notes_stay_true_of_the_profiles():
+    """The sentences describe chapter 3's photo setting at each profile: quick attacks some of the
+    photos with one classifier, full every photo with every classifier."""
+    from adv2.chapters import schema
+    from adv2.core import config
+
+    def ch03(profile):
+        return {**schema.defaults("03_adv2"), **config.load_profile(profile, "03_adv2")}
+
+    quick, full = ch03("quick"), ch03("full")
+    assert len(quick["photo_classifiers"]) == 1 and quick["imagenet_n_images"] > 0
+    assert full["photo_classifiers"] == list(config.PHOTO_CLASSIFIERS) and full["imagenet_n_images"] == 0
+    assert set(runbox.PROFILE_NOTES) <= set(config.PROFILES)
+    # a mixed run says each of its profiles' sentences
+    assert runbox.profile_note({"quick", "full"}) == " ".join(
+        runbox.PROFILE_NOTES[p] for p in ("quick", "full")
+    )
+    assert runbox.profile_note({"paper"}) == runbox.profile_note(set()) == ""
+
+
 def test_run_box_lists_each_chapters_non_default_parameters(tmp_path):
     """Compared with the chapter's own profile values: the profile name alone hides overrides."""
     from adv2.core.config import load_profile

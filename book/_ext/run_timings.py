@@ -98,6 +98,7 @@ def add_substitutions(app, config) -> None:
         **substitutions(),
         "smoke_times": profile_summary("smoke"),
         "quick_times": profile_summary("quick"),
+        "full_times": profile_summary("full"),
     }
     if MISSING in subs.values():
         logger.info("run_timings: some chapter times are missing from results/")

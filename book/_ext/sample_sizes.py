@@ -17,7 +17,7 @@ from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "full", "paper")
 ILLUSTRATION_BELOW = 8  # issue 16: a setting with fewer images is an illustration
 NOT_IN_RUN = "not in this run"
 SMOKE_NOTE = "illustration: fewer than 8 images per setting or too few to settle a claim"

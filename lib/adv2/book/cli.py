@@ -1,6 +1,6 @@
 """The command line: ``python -m adv2`` (or ``adv2``).
 
-    python -m adv2 run all                      # every notebook, profile auto (paper on GPU, else quick)
+    python -m adv2 run all                      # every notebook, profile auto (paper on CUDA; see --profile)
     python -m adv2 run 01 03 --profile smoke    # some notebooks (by number or stem prefix)
     python -m adv2 run 03 -p epsilon 0.15 -p archs '[resnet]'
     python -m adv2 run 03 -p epsilon 0.15 --check   # validate and show the plan; no kernel starts
@@ -48,7 +48,14 @@ from adv2.book.runner import (
     values_with_defaults,
 )
 from adv2.book.sweep import run_sweep
-from adv2.core.config import PROFILES, REPO_ROOT_NOTE, ParameterError, validate
+from adv2.core.config import (
+    AUTO_PROFILE_CPU,
+    AUTO_PROFILE_GPU,
+    PROFILES,
+    REPO_ROOT_NOTE,
+    ParameterError,
+    validate,
+)
 
 
 def _how_to_look(run_dir: Path | None) -> str:
@@ -86,7 +93,12 @@ def list_notebooks(profile: str | None = None) -> None:
 
 def _add_profile_and_parameters(parser: argparse.ArgumentParser, parameter_help: str) -> None:
     """``--profile`` and the repeatable ``-p NAME VALUE``, shared by ``run`` and ``sweep``."""
-    parser.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
+    parser.add_argument(
+        "--profile",
+        default="auto",
+        choices=("auto",) + PROFILES,
+        help=f"params/<profile>.yaml (auto: {AUTO_PROFILE_GPU} with CUDA, else {AUTO_PROFILE_CPU})",
+    )
     parser.add_argument(
         "-p",
         "--parameter",

@@ -16,11 +16,45 @@ from typing import Any
 from adv2.book import timings
 from adv2.book.paths import BOOK_NOTEBOOKS_DIR, PUBLISHED_RESULTS_DIR, RUN_INFO, read_json_quietly
 from adv2.chapters.results import environment
-from adv2.core.config import ParameterError, load_profile
+from adv2.core.config import PROFILES, ParameterError, load_profile
 from adv2.trained.files import atomic_write_text
 
 # Paths and plumbing a reader need not see as "changed parameters".
 PLUMBING = ("results_dir", "artifacts_dir", "profile")
+
+# What the published run's profile means for its numbers: the one place the book says it (the run
+# box, which the front page and the teaching page include). A test keeps each sentence true of its
+# profile file (photos and photo classifiers of chapter 3).
+PROFILE_NOTES: dict[str, str] = {
+    "quick": (
+        "This book shows the `quick` profile: a CPU run with budgets far below the paper's (fewer "
+        "images, attack steps and training epochs), which a `full` run on a CPU or a `paper` run on "
+        "a GPU replaces. `quick` attacks only some of the photos, with one photo classifier, and "
+        "its 95 % intervals cover the choice of images only, not the training: the classifiers, "
+        "RTS and RTSA trained again (another seed, another machine) can move a value outside them."
+    ),
+    "full": (
+        "This book shows the `full` profile: a CPU run of every chapter, both photo classifiers on "
+        "every photo each gets right, with budgets below the paper's (fewer Fashion-MNIST images, "
+        "attack steps and training epochs); a `paper` run on a GPU replaces it as soon as one "
+        "exists. Each chapter says where the smaller budgets matter."
+    ),
+}
+# any other run that is not all `paper` (smoke, imagenet, a mix without quick or full)
+OTHER_PROFILES_NOTE = (
+    "No GPU run of the `paper` profile has been recorded yet, so this book shows CPU runs with "
+    "budgets far below the paper's (fewer images, attack steps and training epochs); a `paper` run "
+    "replaces them as soon as one exists. Each chapter says where the smaller budgets matter."
+)
+
+
+def profile_note(profiles: set[str]) -> str:
+    """What the run box says about the run's profile(s): nothing for a `paper` run, each profile's
+    :data:`PROFILE_NOTES` sentence, else :data:`OTHER_PROFILES_NOTE`."""
+    if profiles <= {"paper"}:
+        return ""
+    notes = [PROFILE_NOTES[p] for p in PROFILES if p in profiles and p in PROFILE_NOTES]
+    return " ".join(notes) or OTHER_PROFILES_NOTE
 
 
 # ----------------------------------------------------------------------------- CPU and cache facts
@@ -122,14 +156,8 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
     devices = devices or {env["device"]}
     hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
     shown = ", ".join(f"`{p}`" for p in sorted(profiles))
-    caveat = (
-        ""
-        if profiles == {"paper"}
-        else "\n\nNo GPU run of the `paper` profile has been recorded yet, so this book shows "
-        "CPU runs with budgets far below the paper's (fewer images, attack steps and training "
-        "epochs); a `paper` run replaces them as soon as one exists. Each chapter says where "
-        "the smaller budgets matter."
-    )
+    note = profile_note(profiles)
+    caveat = f"\n\n{note}" if note else ""
     measured = [(x, stem) for x, stem in others if x is not None]
     busiest = max((x for x, _ in measured), default=None)
     busy_stems = [stem for x, stem in measured if x > 0.25]

@@ -35,7 +35,15 @@ from adv2.book.runbox import CpuMeter, count_cached_artifacts
 from adv2.book.runrecord import RunRecord, utc_now
 from adv2.chapters import schema
 from adv2.chapters.results import environment
-from adv2.core.config import REPO_ROOT, ParameterError, load_profile, parse_yaml_value, validate
+from adv2.core.config import (
+    AUTO_PROFILE_CPU,
+    AUTO_PROFILE_GPU,
+    REPO_ROOT,
+    ParameterError,
+    load_profile,
+    parse_yaml_value,
+    validate,
+)
 from adv2.trained.files import atomic_write_text, file_sha256
 
 ARTIFACTS_ENV = "ADV2_ARTIFACTS"
@@ -63,10 +71,12 @@ def select_notebooks(names: Sequence[str]) -> list[Path]:
 
 
 def resolve_profile(profile: str) -> str:
+    """``auto``: :data:`~adv2.core.config.AUTO_PROFILE_GPU` with CUDA, else
+    :data:`~adv2.core.config.AUTO_PROFILE_CPU`; any other name is checked against the profiles."""
     if profile == "auto":
         import torch
 
-        return "paper" if torch.cuda.is_available() else "quick"
+        return AUTO_PROFILE_GPU if torch.cuda.is_available() else AUTO_PROFILE_CPU
     validate({"profile": profile})
     return profile
 

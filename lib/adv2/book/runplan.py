@@ -83,6 +83,21 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     return wanted
 
 
+def models_source(stem: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(stem, values)`` whose recipes a notebook loads: its own, except chapter 8's, whose sweep
+    runs chapter 3 with the chapter's fixed values over the profile's chapter-3 values (as
+    :func:`adv2.book.scalingsweep.sweep_spec` builds its points): chapter 3's classifiers and RTS
+    at that profile (at ``paper`` its 15-epoch classifiers), not chapter 8's defaults."""
+    # lazy: the chapters' parameter tables, only for chapter 8's plan (ch08 itself imports no torch)
+    from adv2.chapters import ch08, schema
+
+    if stem != ch08.STEM or not values.get("profile"):
+        return stem, values
+    declared = schema.chapter_schema(ch08.SOURCE)
+    profile = {k: v for k, v in load_profile(values["profile"], ch08.SOURCE).items() if k in declared}
+    return ch08.SOURCE, {**schema.defaults(ch08.SOURCE), **profile, **ch08.fixed_parameters(values)}
+
+
 def kind_of(recipe: Any) -> str:
     return recipe.cache_params()["kind"]
 
@@ -147,7 +162,7 @@ def plan_lines(
             total += seconds
         took = f"about {minutes(seconds)}" if seconds is not None else "no timing recorded"
         lines.append(f"  {nb.stem}: {summaries[nb.stem]}; {took}")
-        for label, recipe in needed_models(nb.stem, values, fmnist):
+        for label, recipe in needed_models(*models_source(nb.stem, values), fmnist):
             status = model_status(recipe, values.get("artifacts_dir"))
             to_train += status == "to train"
             lines.append(f"    {label} ({kind_of(recipe)}/{recipe.key}): {status}")
@@ -155,11 +170,18 @@ def plan_lines(
             lines.append(
                 "    Fashion-MNIST not found: the classifiers' keys (they hash the data) are unknown"
             )
+    source = f"results/timings-{profile}.json"
     estimate = f"about {minutes(total)}" if total else "no timing recorded"
     if untimed and total:
         estimate += " plus " + ", ".join(untimed) + " (no timing recorded)"
     if to_train and total:
         estimate += f", plus the training of {to_train} model(s) if the recorded run loaded them"
-    lines.append(f"  estimated time: {estimate} (results/timings-{profile}.json)")
+    if not timings:  # no published run at this profile: say so rather than guess from another's
+        estimate = (
+            f"no recorded run at this profile ({source} does not exist; publishing a {profile} run writes it)"
+        )
+    else:
+        estimate += f" ({source})"
+    lines.append(f"  estimated time: {estimate}")
     lines.append(f"  device: {device_note}")
     return lines

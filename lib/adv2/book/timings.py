@@ -68,7 +68,7 @@ def summary_line(profile: str, results_dir: str | Path | None = None) -> str:
 def readme_section(results_dir: str | Path | None = None) -> str:
     """The README's *Run time* paragraph, between its markers."""
     lines = [BEGIN]
-    for profile in ("quick", "smoke", "paper"):
+    for profile in ("full", "quick", "smoke", "paper"):
         t = read(profile, results_dir)
         if not t["seconds"]:
             continue

@@ -74,6 +74,9 @@ PAPER_ADV2_STEPS: dict[str, tuple[int, int]] = {
 }
 PAPER_GRAD_SUCCESS_CONFIDENCE: float = 0.8  # ADV2 on Grad counts an iterate with p(c_t) > 0.8
 PAPER_MASK_ITERATIONS: int = 300  # the authors' MASK interpreter (Adam iterations)
+# images per classifier: the authors' analysis scripts read 3 folds of 100 correctly classified
+# images (paper-method 2); the paper's own stated sample sizes were not recovered
+PAPER_N_IMAGES: int = 300
 
 # ----------------------------------------------------------------------------- classifiers
 # Not the paper's: the paper reports no accuracies for its pretrained classifiers; chapter 1 quotes
@@ -93,6 +96,8 @@ SOURCES: dict[str, str] = {
     "PAPER_ADV2_STEPS": "the authors' ADV2 scripts per interpreter: stage-1 + stage-2 steps",
     "PAPER_GRAD_SUCCESS_CONFIDENCE": "the authors' ADV2-on-Grad script: success needs p(c_t) > 0.8",
     "PAPER_MASK_ITERATIONS": "the authors' MASK interpreter: 300 Adam iterations",
+    "PAPER_N_IMAGES": "the authors' analysis scripts: 3 folds of 100 images per classifier "
+    "(CAM/RTS/MASK statistics; paper-method 2); the paper's own sample sizes were not recovered",
     "TORCHVISION_TOP1": "not the paper's: torchvision's documented ImageNet top-1 of the weights "
     "the authors' code loads",
 }
@@ -105,6 +110,7 @@ __all__ = [
     "PAPER_FIG15_L1_H1",
     "PAPER_GRAD_SUCCESS_CONFIDENCE",
     "PAPER_MASK_ITERATIONS",
+    "PAPER_N_IMAGES",
     "PAPER_NOISE_RATES",
     "PAPER_PGD_STEPS",
     "PAPER_STEP_SIZE",
