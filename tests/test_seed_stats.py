@@ -145,3 +145,42 @@ def test_ratio_and_rate_cover_a_seed_effect_too():
     assert hits_img / trials < 0.7
     assert hits_ratio / trials >= 0.88
     assert hits_rate / trials >= 0.88
+
+
+# ----------------------------------------------------------------------------- claims and chapters
+def _per_image(seed: int, n: int = 20) -> dict:
+    rng = np.random.default_rng(seed)
+    att = lambda p, scale: {
+        "success": (rng.random(n) < p).tolist(),
+        "confidence": rng.random(n).tolist(),
+        "l1": (scale * rng.gamma(4.0, 0.25, n)).tolist(),
+        "l2": rng.random(n).tolist(),
+        "iou": rng.random(n).tolist(),
+    }
+    return {"cam": {"pgd": att(0.95, 1.0), "adv2": att(0.9, 0.3)}}
+
+
+def test_chapter_intervals_and_verdicts_take_one_run_per_seed():
+    from adv2.chapters import _compare, claim_rules
+
+    one, other = _per_image(0), _per_image(1)
+    # a list of one seed is the single run, number for number and verdict for verdict
+    assert _compare.attack_intervals([one]) == _compare.attack_intervals(one)
+    assert {k: v.status for k, v in _compare.setting_verdicts([one]).items()} == {
+        k: v.status for k, v in _compare.setting_verdicts(one).items()
+    }
+    two = _compare.attack_intervals([one, other])["cam"]
+    assert two["adv2"]["success_rate"].method.endswith("t over 2 seeds")
+    pooled = np.mean(one["cam"]["pgd"]["l1"] + other["cam"]["pgd"]["l1"])
+    assert two["pgd"]["l1_mean"].value == pytest.approx(pooled)
+    verdict = _compare.setting_verdicts([one, other])["adv2_maps_closer_than_pgd"]
+    assert verdict.estimate.method.endswith("t over 2 seeds")
+    # a BySeed claim input is the pooled estimate; mixing it with a plain array is an error
+    a = ss.BySeed([one["cam"]["adv2"]["success"], other["cam"]["adv2"]["success"]])
+    p = ss.BySeed([one["cam"]["pgd"]["success"], other["cam"]["pgd"]["success"]])
+    v = claim_rules.adv2_success_like_pgd(a, p)
+    assert v.estimate == ss.rate_diff_ci_seeds(list(a), list(p))
+    with pytest.raises(ValueError, match="BySeed for all"):
+        claim_rules.adv2_success_like_pgd(a, one["cam"]["pgd"]["success"])
+    with pytest.raises(ValueError, match="same interpreters"):
+        _compare.attack_intervals([one, {"grad": one["cam"]}])

@@ -48,6 +48,11 @@ from adv2.core.stats import (
 )
 
 
+class BySeed(tuple):
+    """One per-image array per training seed, all of the same images: what the claim rules of
+    :mod:`adv2.chapters.claim_rules` take where a plain array would be one seed's."""
+
+
 def interval_covers(n_seeds: int) -> str:
     """What a results file says its intervals cover (``"interval_covers"``)."""
     if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
@@ -240,6 +245,7 @@ def rate_diff_ci_seeds(
 
 
 __all__ = [
+    "BySeed",
     "interval_covers",
     "mean_ci_seeds",
     "rate_ci_seeds",
