@@ -7,6 +7,7 @@ The per-pair comparison itself is ``adv2.chapters.protocol.compare_pgd_adv2`` (t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ import torch
 
 from adv2.chapters import _compare, attack_figures, attack_store, plotting
 from adv2.chapters._common import fmt_rows, is_missing
+from adv2.chapters._loaders import load_classifiers, load_rts_nets
 from adv2.chapters.ch03.configs import attacked_interpreter
 from adv2.chapters.protocol import compare_pgd_adv2
+from adv2.chapters.schema import train_seed_list
 from adv2.core import attacks, paper
 from adv2.core.formatting import MISSING, fmt
 from adv2.trained import data
@@ -49,10 +52,28 @@ class FmnistAttacks:
     budget_success: dict[str, dict[float, float]]
     per_image: dict[str, dict[str, dict]] = field(default_factory=dict)
     schedule: str = "authors"
+    # issue 27: the classifiers' training seed, and the same attacks on the classifiers (and RTS) of
+    # further training seeds, by seed (:func:`with_other_seeds`); the intervals and verdicts pool them
+    train_seed: int = 0
+    more_seeds: dict[int, FmnistAttacks] = field(default_factory=dict)
 
     @property
     def stats(self) -> dict[str, dict[str, dict]]:
         return {a: {n: self.runs[a][n]["numbers"] for n in self.interpreters} for a in self.archs}
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose classifiers were attacked, ``train_seed`` first."""
+        return [self.train_seed, *self.more_seeds]
+
+    def per_image_by_seed(self, arch: str) -> list[dict[str, dict]]:
+        """``arch``'s per-image arrays per interpreter, one dict per training seed (``train_seed``
+        first): what :func:`adv2.chapters._compare.attack_intervals` pools over seeds."""
+        return [self.per_image[arch], *(m.per_image[arch] for m in self.more_seeds.values())]
+
+    def intervals(self, arch: str) -> dict[str, dict[str, Any]]:
+        """``arch``'s 95 % intervals per interpreter, over images and the training seeds run."""
+        return _compare.attack_intervals(self.per_image_by_seed(arch))
 
 
 @torch.no_grad()
@@ -168,16 +189,59 @@ def attack_fmnist(
     )
 
 
+def with_other_seeds(
+    fm: FmnistAttacks, params: dict[str, Any], fmnist: data.Dataset, cfgs: dict[str, attacks.ADV2Config], *,
+    device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
+) -> FmnistAttacks:  # fmt: skip
+    """``fm`` (the attacks on ``params["train_seed"]``'s classifiers) with the same attacks on the
+    classifiers and RTS of every further seed of ``params["train_seeds"]`` (each its recipe with
+    that ``train_seed``: loaded from the cache, else trained), on the attack set the same seeded
+    protocol draws for that classifier. One seed: ``fm`` unchanged but for ``train_seed``."""
+    seeds = train_seed_list(params["train_seed"], params.get("train_seeds") or [])
+    more = {}
+    for s in seeds[1:]:
+        p = {**params, "train_seed": s}
+        quiet = (lambda _line: None) if log is None else log
+        classifiers, arts = load_classifiers(
+            p,
+            fmnist,
+            fm.archs,
+            device=device,
+            artifacts_dir=params["artifacts_dir"],
+            progress=progress,
+            log=quiet,
+        )
+        rts_nets = {}
+        if "rts" in fm.interpreters:
+            rts_nets, _ = load_rts_nets(
+                p, fmnist, classifiers, arts, fm.archs, device=device,
+                artifacts_dir=params["artifacts_dir"], progress=progress, log=quiet,
+            )  # fmt: skip
+        t0 = time.time()
+        more[s] = attack_fmnist(
+            classifiers, fmnist, cfgs, archs=fm.archs, interpreters=fm.interpreters, rts_nets=rts_nets,
+            accuracy={a: arts[a].metrics["test_accuracy"] for a in fm.archs}, n_images=params["n_images"],
+            mask_n_images=params["mask_n_images"], epsilon=fm.epsilon, step_size=fm.step_size,
+            step_scale=fm.step_scale, mask_iterations=params["mask_iterations"],
+            attack_batch_size=params["attack_batch_size"], seed=params["seed"], device=device,
+            progress=progress, log=None, artifacts_dir=params["artifacts_dir"],
+        )  # fmt: skip
+        if log:
+            log(f"train_seed {s}: every attack again in {time.time() - t0:.0f} s")
+    return dataclasses.replace(fm, train_seed=seeds[0], more_seeds=more)
+
+
 def _pm(s: dict, key: str) -> str:
     mean, std = s.get(f"{key}_mean"), s.get(f"{key}_std")
     return MISSING if is_missing(mean) else f"{fmt(mean)} ± {fmt(std)}"
 
 
 def success_table(fm: FmnistAttacks) -> str:
-    """Markdown: success rate (with its 95 % Wilson interval) and p(target) of PGD and ADV2 per pair."""
+    """Markdown: success rate (with its 95 % Wilson interval; over the training seeds too when
+    several ran) and p(target) of PGD and ADV2 per pair (``train_seed``'s classifiers)."""
     rows = []
     for arch in fm.archs:
-        est = _compare.attack_intervals(fm.per_image[arch])
+        est = fm.intervals(arch)
         for name in fm.interpreters:
             p, a = fm.stats[arch][name]["pgd"], fm.stats[arch][name]["adv2"]
             rows.append(
@@ -213,6 +277,7 @@ def distance_figure(fm: FmnistAttacks):
         for c, metric in enumerate(("l1", "l2")):
             errors = {
                 n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
+                # the bars are train_seed's run: its intervals over images
                 for n, estimates in _compare.attack_intervals(fm.per_image[arch]).items()
             }
             attack_figures.attack_distance_bars(
@@ -223,7 +288,7 @@ def distance_figure(fm: FmnistAttacks):
 
 def iou_table(fm: FmnistAttacks) -> str:
     """Mean IoU per pair with its 95 % interval ("value [low, high]")."""
-    est = {a: _compare.attack_intervals(fm.per_image[a]) for a in fm.archs}
+    est = {a: fm.intervals(a) for a in fm.archs}
     rows = [
         [arch, name.upper(), est[arch][name]["pgd"]["iou_mean"], est[arch][name]["adv2"]["iou_mean"]]
         for arch in fm.archs
