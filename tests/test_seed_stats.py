@@ -184,3 +184,14 @@ def test_chapter_intervals_and_verdicts_take_one_run_per_seed():
         claim_rules.adv2_success_like_pgd(a, one["cam"]["pgd"]["success"])
     with pytest.raises(ValueError, match="same interpreters"):
         _compare.attack_intervals([one, {"grad": one["cam"]}])
+
+
+def test_wide_seed_intervals_stay_where_the_quantity_can_be():
+    """Two seeds far apart: Student's t (12.7 at one degree of freedom) would reach below 0 for a
+    mean distance and a ratio of distances; they stop at what the values allow."""
+    near, far = np.full(10, 0.1), np.full(10, 0.5)
+    near[0], far[0] = 0.12, 0.52
+    m = ss.mean_ci_seeds([near, far])
+    assert m.low == pytest.approx(0.1) and m.high == pytest.approx(0.52)
+    r = ss.ratio_ci_seeds([near, far], [np.ones(10), np.ones(10)])
+    assert r.low == 0.0 and r.high > 0.5

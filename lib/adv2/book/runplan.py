@@ -56,6 +56,11 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
             if number in RTSA_CHAPTERS:
                 rtsa = recipes.rtsa_recipe(params, arch)
                 wanted += [(f"{arch} RTSA", rtsa), (f"{arch} RTSA control (beta 0)", rtsa.control())]
+            further = [s for s in params.get("train_seeds") or [] if s != params.get("train_seed", 0)]
+            for seed in further if number == "03" else []:  # chapter 3: each further training seed's models
+                other = {**params, "train_seed": seed}
+                wanted.append((f"{arch} classifier (train_seed {seed})", recipes.classifier_recipe(other, arch)))
+                wanted.append((f"{arch} RTS (train_seed {seed})", recipes.rts_recipe(other, arch)))
         wanted = [(label, recipes.with_data(r, fmnist)) for label, r in wanted]
     photo_rts = (
         (number == "02" and params.get("include_photo_rts"))

@@ -16,7 +16,9 @@ returns an :class:`adv2.core.stats.Estimate`:
 * the seeds part is the half-width of Student's t interval over the per-seed values
   (:func:`adv2.core.stats.seeds_ci`: a handful of seeds is too few for a bootstrap);
 * the two are added in quadrature on each side. That is conservative: the per-seed values also
-  vary with the images' noise, which the images part already counts.
+  vary with the images' noise, which the images part already counts. Student's t with two seeds
+  (12.7) is wide, so a mean is kept within the values it averages and a ratio of non-negative
+  means at or above 0, as a rate within [0, 1].
 
 With one seed each function returns exactly (bitwise) the image-only estimator of
 :mod:`adv2.core.stats`. With several, ``n`` is still the number of images (per seed) and the
@@ -139,7 +141,9 @@ def mean_ci_seeds(
         if finite.min() == finite.max():
             low = high = value
     images = Estimate(value, low, high, n, method)
-    return _widen(images, [_mean(row) for row in x], level, (-math.inf, math.inf))
+    # a mean stays within the values it averages (non-negative distances: never below 0)
+    finite = x[np.isfinite(x)]
+    return _widen(images, [_mean(row) for row in x], level, (float(finite.min()), float(finite.max())))
 
 
 def ratio_ci_seeds(
@@ -181,7 +185,9 @@ def ratio_ci_seeds(
         with np.errstate(invalid="ignore", divide="ignore"):
             low, high = _percentiles(np.where(by > 0, bx / np.where(by > 0, by, 1.0), np.nan), level)
     images = Estimate(value, low, high, n, method)
-    return _widen(images, [ratio(a[None], b[None]) for a, b in zip(x, y)], level, (-math.inf, math.inf))
+    # a ratio of non-negative means (map distances) is never below 0
+    floor = 0.0 if min(np.nanmin(x), np.nanmin(y)) >= 0 else -math.inf
+    return _widen(images, [ratio(a[None], b[None]) for a, b in zip(x, y)], level, (floor, math.inf))
 
 
 def _flags_by_seed(flags_by_seed: Sequence[Any], name: str) -> np.ndarray:

@@ -88,20 +88,25 @@ def attack_fmnist(
     n_images: int, mask_n_images: int, epsilon: float, step_size: float, step_scale: float,
     mask_iterations: int, attack_batch_size: int, seed: int,
     device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
-    artifacts_dir: str | None = None,
+    artifacts_dir: str | None = None, also_correct: dict[str, list[torch.nn.Module]] | None = None,
 ) -> FmnistAttacks:  # fmt: skip
     """The chapter's main experiment on Fashion-MNIST.
 
     Per classifier: the seeded attack set, one PGD run (the baseline and the warm starts of the
     CE-based ADV2 variants), PGD at the paper's budgets, then ``compare_pgd_adv2`` per interpreter.
     ``log`` receives one line per pair (None: silent). Each pair's inputs also go to the store
-    of :mod:`adv2.chapters.attack_store` under ``artifacts_dir`` (default ``$ADV2_ARTIFACTS``)."""
+    of :mod:`adv2.chapters.attack_store` under ``artifacts_dir`` (default ``$ADV2_ARTIFACTS``).
+    ``also_correct``: by arch, further classifiers (other training seeds') that must also classify
+    each attacked image correctly, so that every seed attacks the same images and targets."""
     n_pgd = _compare.pgd_steps(step_scale)
     schedule = _compare.schedule_of(cfgs)
     sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
     for arch in archs:
         model = classifiers[arch]
-        aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
+        aset = data.select_attack_set(
+            model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device,
+            also_correct=(also_correct or {}).get(arch, ()),
+        )  # fmt: skip
         sets[arch] = aset
         t0 = time.time()
         snaps = attacks.pgd_snapshots(
@@ -189,46 +194,81 @@ def attack_fmnist(
     )
 
 
-def with_other_seeds(
-    fm: FmnistAttacks, params: dict[str, Any], fmnist: data.Dataset, cfgs: dict[str, attacks.ADV2Config], *,
-    device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
-) -> FmnistAttacks:  # fmt: skip
-    """``fm`` (the attacks on ``params["train_seed"]``'s classifiers) with the same attacks on the
-    classifiers and RTS of every further seed of ``params["train_seeds"]`` (each its recipe with
-    that ``train_seed``: loaded from the cache, else trained), on the attack set the same seeded
-    protocol draws for that classifier. One seed: ``fm`` unchanged but for ``train_seed``."""
+@dataclass
+class SeedModels:
+    """The Fashion-MNIST classifiers of one training seed, their RTS (where RTS is attacked) and
+    their test accuracy, by arch."""
+
+    classifiers: dict[str, torch.nn.Module]
+    rts_nets: dict[str, Any]
+    accuracy: dict[str, float]
+
+
+def load_other_seeds(
+    params: dict[str, Any], fmnist: data.Dataset, *, device: torch.device | str = "cpu", progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[int, SeedModels]:  # fmt: skip
+    """The classifiers and RTS of every training seed of ``params["train_seeds"]`` but
+    ``params["train_seed"]`` (each the chapter's recipes with that ``train_seed``: loaded from the
+    cache, else trained), by seed; empty with one seed (the default)."""
     seeds = train_seed_list(params["train_seed"], params.get("train_seeds") or [])
-    more = {}
+    out = {}
     for s in seeds[1:]:
         p = {**params, "train_seed": s}
-        quiet = (lambda _line: None) if log is None else log
+        log(f"train_seed {s}:")
         classifiers, arts = load_classifiers(
-            p,
-            fmnist,
-            fm.archs,
-            device=device,
-            artifacts_dir=params["artifacts_dir"],
-            progress=progress,
-            log=quiet,
-        )
+            p, fmnist, params["archs"], device=device, artifacts_dir=params["artifacts_dir"], progress=progress,
+            log=log,
+        )  # fmt: skip
         rts_nets = {}
-        if "rts" in fm.interpreters:
+        if "rts" in params["interpreters"]:
             rts_nets, _ = load_rts_nets(
-                p, fmnist, classifiers, arts, fm.archs, device=device,
-                artifacts_dir=params["artifacts_dir"], progress=progress, log=quiet,
+                p, fmnist, classifiers, arts, params["archs"], device=device,
+                artifacts_dir=params["artifacts_dir"], progress=progress, log=log,
             )  # fmt: skip
+        accuracy = {a: arts[a].metrics["test_accuracy"] for a in params["archs"]}
+        out[s] = SeedModels(classifiers, rts_nets, accuracy)
+    return out
+
+
+def other_classifiers(others: dict[int, SeedModels], but: int | None = None) -> dict[str, list]:
+    """Each arch's classifiers of the seeds in ``others`` (but seed ``but``): what
+    :func:`attack_fmnist`'s ``also_correct`` takes so that every seed attacks the same images."""
+    kept = [m for s, m in others.items() if s != but]
+    archs = kept[0].classifiers if kept else {}
+    return {a: [m.classifiers[a] for m in kept] for a in archs}
+
+
+def with_other_seeds(
+    fm: FmnistAttacks, classifiers: dict[str, torch.nn.Module], others: dict[int, SeedModels],
+    params: dict[str, Any], fmnist: data.Dataset, cfgs: dict[str, attacks.ADV2Config], *,
+    device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
+) -> FmnistAttacks:  # fmt: skip
+    """``fm`` (the attacks on ``classifiers``, ``params["train_seed"]``'s) with the same attacks on
+    the models of every further training seed (``others``, :func:`load_other_seeds`), on the same
+    images and targets (those every seed's classifier gets right). No further seed: ``fm``
+    unchanged but for ``train_seed``."""
+    more = {}
+    for s, models in others.items():
+        judges = other_classifiers(others, but=s)
         t0 = time.time()
         more[s] = attack_fmnist(
-            classifiers, fmnist, cfgs, archs=fm.archs, interpreters=fm.interpreters, rts_nets=rts_nets,
-            accuracy={a: arts[a].metrics["test_accuracy"] for a in fm.archs}, n_images=params["n_images"],
+            models.classifiers, fmnist, cfgs, archs=fm.archs, interpreters=fm.interpreters,
+            rts_nets=models.rts_nets, accuracy=models.accuracy, n_images=params["n_images"],
             mask_n_images=params["mask_n_images"], epsilon=fm.epsilon, step_size=fm.step_size,
             step_scale=fm.step_scale, mask_iterations=params["mask_iterations"],
             attack_batch_size=params["attack_batch_size"], seed=params["seed"], device=device,
             progress=progress, log=None, artifacts_dir=params["artifacts_dir"],
+            also_correct={a: [classifiers[a], *judges.get(a, [])] for a in fm.archs},
         )  # fmt: skip
+        same = all(torch.equal(more[s].sets[a].index, fm.sets[a].index) for a in fm.archs)
+        if not same:  # a library bug: the sets are drawn with every seed's classifiers
+            raise RuntimeError(
+                f"train_seed {s} drew other attack images than train_seed {params['train_seed']}"
+            )
         if log:
-            log(f"train_seed {s}: every attack again in {time.time() - t0:.0f} s")
-    return dataclasses.replace(fm, train_seed=seeds[0], more_seeds=more)
+            log(f"train_seed {s}: every attack again, on the same images, in {time.time() - t0:.0f} s")
+    return dataclasses.replace(fm, train_seed=params["train_seed"], more_seeds=more)
 
 
 def _pm(s: dict, key: str) -> str:
