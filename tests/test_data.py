@@ -273,3 +273,29 @@ def test_attack_set_never_silently_smaller():
     assert len(s.y) == correct
     exact = data.select_attack_set(ParityModel(), x, y, n_images=correct, seed=0, num_classes=4)
     assert torch.equal(exact.index, s.index)
+
+
+class SecondPixelModel(ParityModel):
+    """Another 'training seed': right when the third pixel is > 0.5."""
+
+    def forward(self, x):
+        return super().forward(x[:, :, :, [2, 1, 0, 3]])
+
+
+def test_attack_set_of_several_training_seeds_is_one_set():
+    """Issue 27: with also_correct, every seed's classifier draws the same images and targets,
+    each one right for all of them; without it, the protocol as before."""
+    n = 400
+    x = torch.rand(n, 1, 4, 4)
+    y = torch.arange(n) % 4
+    x[:, 0, 0, 1] = y.float() / 10
+    a, b = ParityModel(), SecondPixelModel()
+    alone = data.select_attack_set(a, x, y, n_images=20, seed=0, num_classes=4)
+    assert torch.equal(
+        alone.index, data.select_attack_set(a, x, y, 20, seed=0, num_classes=4, also_correct=()).index
+    )
+    sa = data.select_attack_set(a, x, y, n_images=20, seed=0, num_classes=4, also_correct=[b])
+    sb = data.select_attack_set(b, x, y, n_images=20, seed=0, num_classes=4, also_correct=[a])
+    assert torch.equal(sa.index, sb.index) and torch.equal(sa.target, sb.target)
+    assert (sa.x[:, 0, 0, 0] > 0.5).all() and (sa.x[:, 0, 0, 2] > 0.5).all()
+    assert not torch.equal(sa.index, alone.index)

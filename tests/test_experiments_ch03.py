@@ -21,14 +21,11 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_adv2.ipynb"
 LOADING_CELL = "b26693d6"  # the last model-loading cell; the cells after it are the protocol's
 
 
-@pytest.fixture(scope="module")
-def subset_result(fmnist):
-    """A real (tiny) run with interpreters=[cam, grad] and archs=[densenet]: an untrained
-    DenseNet (a few test images are right by chance) and a handful of attack steps."""
+def _subset_attacks(fmnist, weights_seed: int = 0, n_images: int = 3) -> fmnist_attacks.FmnistAttacks:
     from adv2.core.classifier import freeze
     from adv2.core.models import build_small_cnn
 
-    torch.manual_seed(0)
+    torch.manual_seed(weights_seed)
     net = freeze(build_small_cnn("densenet", fmnist.num_classes, fmnist.class_names))
     interpreters = ["cam", "grad"]
     cfgs = configs.fmnist_configs(
@@ -46,7 +43,7 @@ def subset_result(fmnist):
         archs=["densenet"],
         interpreters=interpreters,
         accuracy={"densenet": 0.1},
-        n_images=3,
+        n_images=n_images,
         mask_n_images=2,
         epsilon=0.1,
         step_size=0.0125,
@@ -56,7 +53,57 @@ def subset_result(fmnist):
         seed=0,
         log=None,
     )
-    return report.summarize(fm)
+    return fm
+
+
+@pytest.fixture(scope="module")
+def subset_result(fmnist):
+    """A real (tiny) run with interpreters=[cam, grad] and archs=[densenet]: an untrained
+    DenseNet (a few test images are right by chance) and a handful of attack steps."""
+    return report.summarize(_subset_attacks(fmnist))
+
+
+def test_runs_of_several_training_seeds_pool_into_intervals_that_cover_them(fmnist, subset_result):
+    """Issue 27: the same attacks on a second classifier (other initial weights standing in for
+    another training seed) join the intervals and verdicts; the results file and the prose say so."""
+    import dataclasses
+
+    one = _subset_attacks(fmnist, 0, n_images=6)
+    two = dataclasses.replace(one, train_seed=0, more_seeds={1: _subset_attacks(fmnist, 1, n_images=6)})
+    assert two.train_seeds == [0, 1]
+    result = report.summarize(two)
+    numbers = result.numbers()
+    assert numbers["train_seeds"] == [0, 1]
+    assert numbers["interval_covers"] == "images and training seeds"
+    est = result.intervals()["fashion-mnist"]["densenet"]["cam"]
+    assert est["pgd"]["l1_mean"].method.endswith("t over 2 seeds")
+    assert (
+        est["pgd"]["l1_mean"]
+        == _compare.attack_intervals(two.per_image_by_seed("densenet"))["cam"]["pgd"]["l1_mean"]
+    )
+    # the figures' run (train_seed's) keeps its own numbers; the pooled value mixes both seeds
+    assert numbers["fashion-mnist"] == report.summarize(one).numbers()["fashion-mnist"]
+    glue = result.glue()
+    assert "training seeds 0 and 1" in glue["ch3_interval_scope"]
+    assert "images only" in subset_result.glue()["ch3_interval_scope"]
+    # one seed: the intervals are exactly the image-only ones
+    assert report.summarize(one).intervals() == {
+        "fashion-mnist": {"densenet": _compare.attack_intervals(one.per_image["densenet"])}
+    }
+
+
+def test_train_seeds_must_name_train_seed():
+    from adv2.chapters.schema import validate_chapter
+    from adv2.core.config import ParameterError
+
+    assert validate_chapter("03_adv2", {"train_seed": 3, "train_seeds": [2, 3]})["train_seeds"] == [2, 3]
+    assert validate_chapter("03_adv2", {"train_seeds": []})["train_seeds"] == []
+    with pytest.raises(ParameterError, match="'train_seeds' has value \\[1, 2\\], which does not contain"):
+        validate_chapter("03_adv2", {"train_seed": 0, "train_seeds": [1, 2]})
+    with pytest.raises(ParameterError, match="train_seeds"):
+        validate_chapter("03_adv2", {"train_seeds": [0, 0]})
+    with pytest.raises(ParameterError, match="train_seeds"):
+        validate_chapter("03_adv2", {"train_seeds": 1})
 
 
 def test_subset_run_glues_every_key_the_chapter_quotes(subset_result):
@@ -86,7 +133,10 @@ def test_numbers_keep_the_results_file_layout(subset_result):
         "pgd_success_by_epsilon",
         "intervals",
         "verdicts",
+        "train_seeds",
+        "interval_covers",
     }
+    assert numbers["train_seeds"] == [0] and numbers["interval_covers"] == "images"
     assert set(numbers["fashion-mnist"]["densenet"]) == {"cam", "grad"}
     assert set(numbers["seconds"]) == {"densenet_pgd", "densenet_cam", "densenet_grad"}
     assert set(numbers["pgd_success_by_epsilon"]["densenet"]) == {"0.031", "0.062", "0.1"}

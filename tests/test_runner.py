@@ -406,3 +406,26 @@ def test_plan_lists_one_photo_rts_per_photo_classifier_in_chapters_2_and_3():
         )
         assert [label for label, _ in both] == ["photo RTS", "photo RTS (efficientnet-lite2)"]
         assert both[1][1].key != both[0][1].key and both[1][1].arch == "efficientnet-lite2"
+
+
+def test_plan_lists_the_models_of_every_training_seed_of_chapter_3(fmnist):
+    """Issue 27: ``--check`` names the classifier and RTS of each further seed of ``train_seeds``."""
+    from adv2.book import runplan
+    from adv2.chapters.schema import chapter_schema
+
+    params = {n: p.default for n, p in chapter_schema("03_adv2").items()}
+    params.update(archs=["resnet"], imagenet_sample=False)
+    one = runplan.needed_models("03_adv2", params, fmnist)
+    assert [label for label, _ in one] == ["resnet classifier", "resnet RTS"]
+    three = runplan.needed_models("03_adv2", {**params, "train_seeds": [2, 0, 5]}, fmnist)
+    assert [label for label, _ in three] == [
+        "resnet classifier",
+        "resnet RTS",
+        "resnet classifier (train_seed 2)",
+        "resnet RTS (train_seed 2)",
+        "resnet classifier (train_seed 5)",
+        "resnet RTS (train_seed 5)",
+    ]
+    seeds = [r.train_seed if hasattr(r, "train_seed") else r.classifier.train_seed for _, r in three]
+    assert seeds == [0, 0, 2, 2, 5, 5]  # an RTS: its classifier's
+    assert len({r.key for _, r in three}) == 6

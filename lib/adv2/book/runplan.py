@@ -60,6 +60,13 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
             if number == "04" and "aid_tradeoff_anchors" in params:  # the trade-off's other RTSAs
                 extra = aid_tradeoff.tradeoff_recipes(params).items()
                 wanted += [(f"{arch} RTSA, trade-off {label}", make(params, arch)) for label, make in extra]
+            further = [s for s in params.get("train_seeds") or [] if s != params.get("train_seed", 0)]
+            for seed in further if number == "03" else []:  # chapter 3: each further training seed's models
+                other = {**params, "train_seed": seed}
+                wanted.append(
+                    (f"{arch} classifier (train_seed {seed})", recipes.classifier_recipe(other, arch))
+                )
+                wanted.append((f"{arch} RTS (train_seed {seed})", recipes.rts_recipe(other, arch)))
         wanted = [(label, recipes.with_data(r, fmnist)) for label, r in wanted]
     photo_rts = (
         (number == "02" and params.get("include_photo_rts"))

@@ -6,6 +6,7 @@ book applies it to EfficientNet-Lite0 (chapters 3 and 6)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ import torch
 from adv2.chapters import attack_figures, claim_rules
 from adv2.chapters.claims import Verdict
 from adv2.core import attacks, metrics, paper
-from adv2.core.stats import mean_ci, rate_ci, ratio_ci
+from adv2.core.seed_stats import BySeed, mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
 
 PHOTO_EPSILON, PHOTO_STEP = paper.PAPER_EPSILON, paper.PAPER_STEP_SIZE  # the paper's ImageNet budget
 
@@ -73,38 +74,64 @@ def _successes(values: list, success: list) -> list[float]:
     return [v if ok else float("nan") for v, ok in zip(values, success)]
 
 
-def attack_intervals(per_image: dict[str, dict]) -> dict[str, dict[str, Any]]:
+def _by_seed(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> list[dict[str, dict]]:
+    """One setting's ``{interpreter: per_image_arrays(...)}`` per training seed (a single dict: one
+    seed); every seed must have run the same interpreters."""
+    runs = [per_image] if isinstance(per_image, Mapping) else list(per_image)
+    if not runs or any(set(r) != set(runs[0]) for r in runs):
+        raise ValueError(
+            "per-image arrays by training seed must name the same interpreters for every seed, got "
+            + (" / ".join(str(sorted(r)) for r in runs) or "no seed")
+        )
+    return runs
+
+
+def _rows(pis: list[dict], att: str, key: str, successes_only: bool) -> list[list]:
+    """One attack's per-image ``key`` per seed (NaN where it failed when ``successes_only``)."""
+    return [_successes(p[att][key], p[att]["success"]) if successes_only else p[att][key] for p in pis]
+
+
+def attack_intervals(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> dict[str, dict[str, Any]]:
     """95 % intervals of one setting's headline numbers, ``{interpreter: {...}}``.
 
-    ``per_image`` is ``{interpreter: per_image_arrays(...)}``. Per attack: ``success_rate`` (Wilson),
-    ``confidence_mean`` (over successes), ``l1_mean``, ``l2_mean``, ``iou_mean`` (bootstrap over
-    images; ADV2's over its successes, PGD's over all, as the chapter's numbers); and
-    ``l1_ratio_adv2_over_pgd`` (paired bootstrap, the estimate claim 2 is decided on). Each value
-    equals the number in ``numbers()`` it belongs to."""
+    ``per_image`` is ``{interpreter: per_image_arrays(...)}``, or a list of them, one per training
+    seed (the same images attacked on each seed's classifier): then each number pools the seeds and
+    its interval covers them too (:mod:`adv2.core.seed_stats`; one seed: exactly the interval over
+    images). Per attack: ``success_rate`` (Wilson), ``confidence_mean`` (over successes),
+    ``l1_mean``, ``l2_mean``, ``iou_mean`` (bootstrap over images; ADV2's over its successes, PGD's
+    over all, as the chapter's numbers); and ``l1_ratio_adv2_over_pgd`` (paired bootstrap, the
+    estimate claim 2 is decided on). With one seed each value equals the number in ``numbers()``
+    it belongs to."""
+    runs = _by_seed(per_image)
     out: dict[str, dict[str, Any]] = {}
-    for name, pi in per_image.items():
+    for name in runs[0]:
+        pis = [r[name] for r in runs]
         out[name] = {}
         for att in ("pgd", "adv2"):
-            d, ok = pi[att], pi[att]["success"]
             # ADV2's distances over its successes, PGD's over all images
-            kept = {m: _successes(d[m], ok) if att == "adv2" else d[m] for m in ("l1", "l2", "iou")}
             out[name][att] = {
-                "success_rate": rate_ci(ok),
-                "confidence_mean": mean_ci(_successes(d["confidence"], ok)),
-                **{f"{m}_mean": mean_ci(v) for m, v in kept.items()},
+                "success_rate": rate_ci_seeds(_rows(pis, att, "success", False)),
+                "confidence_mean": mean_ci_seeds(_rows(pis, att, "confidence", True)),
+                **{
+                    f"{m}_mean": mean_ci_seeds(_rows(pis, att, m, att == "adv2")) for m in ("l1", "l2", "iou")
+                },
             }
-        out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci(
-            _successes(pi["adv2"]["l1"], pi["adv2"]["success"]), pi["pgd"]["l1"], paired=True
+        out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci_seeds(
+            [_successes(p["adv2"]["l1"], p["adv2"]["success"]) for p in pis], [p["pgd"]["l1"] for p in pis]
         )
     return out
 
 
-def setting_verdicts(per_image: dict[str, dict]) -> dict[str, Verdict]:
-    """Chapter 3's two claims on one setting (``{interpreter: per_image_arrays(...)}``), each decided by
+def setting_verdicts(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> dict[str, Verdict]:
+    """Chapter 3's two claims on one setting (``{interpreter: per_image_arrays(...)}``, or a list of
+    them, one per training seed: decided on the intervals over images and seeds), each decided by
     :mod:`adv2.chapters.claims` for every interpreter."""
+    runs = _by_seed(per_image)
 
-    def each(att: str, key: str) -> dict[str, list]:
-        return {n: pi[att][key] for n, pi in per_image.items()}
+    def each(att: str, key: str) -> dict[str, Any]:
+        if len(runs) == 1:
+            return {n: pi[att][key] for n, pi in runs[0].items()}
+        return {n: BySeed(r[n][att][key] for r in runs) for n in runs[0]}
 
     return {
         "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(

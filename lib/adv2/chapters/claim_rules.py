@@ -26,6 +26,7 @@ from adv2.chapters.claims import (
     decide,
     verdict_of,
 )
+from adv2.core.seed_stats import BySeed, rate_diff_ci_seeds, ratio_ci_seeds
 from adv2.core.stats import (
     as_vector,
     mean_ci,
@@ -83,6 +84,24 @@ def _only_where(values: Any, flags: np.ndarray, name: str) -> np.ndarray:
     return np.where(flags == 1, v, np.nan)
 
 
+def _seeds(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray] | None:
+    """``(seeds, images)`` arrays when the inputs are :class:`adv2.core.seed_stats.BySeed` (each
+    the same number of seeds and images), else None: one seed's plain arrays."""
+    if not any(isinstance(a, BySeed) for a in arrays):
+        return None
+    if not all(isinstance(a, BySeed) for a in arrays):
+        raise ValueError(f"{', '.join(names)}: pass BySeed for all of them or for none")
+    out = [
+        np.stack([as_vector(v, n) for v in a]) if len(a) else np.empty((0, 0)) for a, n in zip(arrays, names)
+    ]
+    if len({o.shape for o in out}) != 1 or out[0].size == 0:
+        raise ValueError(
+            f"{', '.join(names)} must hold the same seeds and images, got shapes "
+            + ", ".join(str(o.shape) for o in out)
+        )
+    return out
+
+
 def _both_finite(x: np.ndarray, y: np.ndarray, names: str, unit: str) -> np.ndarray:
     """Where two per-image measures of the same images are both finite (ValueError when their
     lengths differ)."""
@@ -95,7 +114,8 @@ def _both_finite(x: np.ndarray, y: np.ndarray, names: str, unit: str) -> np.ndar
 def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
     """Chapter 3, claim 1: ADV2 reaches the target class about as often as PGD.
 
-    ``adv2_success``, ``pgd_success``: per-image success flags on the same attacked images, or
+    ``adv2_success``, ``pgd_success``: per-image success flags on the same attacked images (or
+    :class:`adv2.core.seed_stats.BySeed` of one flag array per training seed), or
     ``{interpreter: flags}`` for every interpreter (the claim must hold for each). Not measurable
     when PGD, the baseline, reaches no target: then both "fail alike" and nothing is compared.
     """
@@ -103,6 +123,24 @@ def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: in
     claim = CLAIMS[cid]
 
     def one(a: Any, p: Any) -> Verdict:
+        seeds = _seeds((a, p), ("adv2_success", "pgd_success"))
+        if seeds is not None:  # several training seeds: pooled, the interval covers them too
+            fa, fp = (
+                _flags(x.ravel(), name).reshape(x.shape)
+                for x, name in zip(seeds, ("adv2_success", "pgd_success"))
+            )
+            keep = np.isfinite(fa) & np.isfinite(fp)
+            short = _too_few(claim, int(keep.sum(1).min()), min_images)
+            if short:
+                return short
+            if fp[keep].sum() == 0:
+                return verdict_of(
+                    claim,
+                    NOT_MEASURABLE,
+                    f"PGD reached the target on none of {int(keep.sum(1).min())} images with any of "
+                    f"{len(fp)} training seeds: no successful baseline to compare with",
+                )
+            return decide(cid, rate_diff_ci_seeds(fa, fp, level=LEVEL))
         fa, fp = _flags(a, "adv2_success"), _flags(p, "pgd_success")
         keep = _both_finite(fa, fp, "adv2_success and pgd_success", "flags")
         fa, fp = fa[keep], fp[keep]
@@ -121,8 +159,36 @@ def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: in
     return _per_part(cid, one, (adv2_success, pgd_success))
 
 
+def _maps_closer_seeds(cid: str, seeds: list[np.ndarray], min_images: int) -> Verdict:
+    """:func:`_maps_closer` over several training seeds (``seeds``: ADV2's L1, PGD's L1 and ADV2's
+    flags, each ``(seeds, images)``): the same checks on every seed, the pooled ratio decided."""
+    claim = CLAIMS[cid]
+    adv, den, ok = seeds
+    ok = _flags(ok.ravel(), "adv2_success").reshape(ok.shape)
+    num = np.where(ok == 1, adv, np.nan)
+    short = _too_few(claim, int(np.isfinite(ok).sum(1).min()), min_images)
+    if short:
+        return short
+    n_ok = int(np.isfinite(num).sum(1).min())
+    if n_ok < 2:
+        return verdict_of(
+            claim,
+            NOT_MEASURABLE,
+            f"ADV2 reached the target on {n_ok} of {ok.shape[1]} images with one of the training seeds: "
+            "too few adversarial maps to measure (at least 2)",
+        )
+    if not np.isfinite(den).any() or not den[np.isfinite(den)].mean() > 0:
+        return verdict_of(
+            claim, NOT_MEASURABLE, "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined"
+        )
+    return decide(cid, ratio_ci_seeds(num, den, level=LEVEL))
+
+
 def _maps_closer(cid: str, adv2_l1: Any, pgd_l1: Any, adv2_success: Any, min_images: int) -> Verdict:
     claim = CLAIMS[cid]
+    seeds = _seeds((adv2_l1, pgd_l1, adv2_success), ("adv2_l1", "pgd_l1", "adv2_success"))
+    if seeds is not None:
+        return _maps_closer_seeds(cid, seeds, min_images)
     ok = _flags(adv2_success, "adv2_success")
     num = _only_where(adv2_l1, ok, "adv2_l1")
     den = as_vector(pgd_l1, "pgd_l1")
@@ -156,7 +222,8 @@ def adv2_maps_closer_than_pgd(
     """Chapter 3, claim 2: ADV2's maps are much closer to the benign maps than PGD's.
 
     Per attacked image: ``adv2_l1`` = L1(ADV2 map, benign map), ``pgd_l1`` = L1(PGD map, benign
-    map), ``adv2_success`` flags; or ``{interpreter: array}`` each, for every interpreter. ADV2's
+    map), ``adv2_success`` flags (each a plain array, or :class:`adv2.core.seed_stats.BySeed` of one
+    array per training seed); or ``{interpreter: array}`` each, for every interpreter. ADV2's
     distances count over its successful images, PGD's over all (the authors' statistics). The
     same rule as :func:`adv2_keeps_rts_maps_close`.
     """

@@ -66,6 +66,19 @@ def unknown_parameters_error(stem: str, names: list[str] | tuple[str, ...]) -> P
     )
 
 
+def train_seed_list(train_seed: int, train_seeds: list[int]) -> list[int]:
+    """A chapter's training seeds, ``train_seed`` first (``train_seeds`` empty: it alone; chapter 3).
+    ``train_seeds`` must name ``train_seed``, whose classifiers the figures and later chapters use:
+    else :class:`ParameterError`."""
+    if train_seeds and train_seed not in train_seeds:
+        raise ParameterError(
+            f"parameter 'train_seeds' has value {train_seeds!r}, which does not contain parameter "
+            f"'train_seed' {train_seed!r}; expected a list that names it, e.g. [{train_seed}, "
+            f"{train_seed + 1}, {train_seed + 2}], or [] for train_seed alone"
+        )
+    return [train_seed, *(s for s in train_seeds if s != train_seed)]
+
+
 def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check ``params`` (any subset of chapter ``stem``'s parameters) and return them normalised.
 
@@ -109,6 +122,8 @@ def validate_chapter(stem: str, params: dict[str, Any]) -> dict[str, Any]:
             f"{out['adaptive_interpreters']!r}, which shares {shared!r} with parameter 'interpreters' "
             f"{out['interpreters']!r}; expected at least two of the ensemble's interpreters"
         )
+    if "train_seeds" in out:
+        train_seed_list(out.get("train_seed", schema["train_seed"].default), out["train_seeds"])
     if out.get("device") == "cuda":
         import torch  # only here: the common case never pays for importing torch
 

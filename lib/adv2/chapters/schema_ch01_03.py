@@ -16,6 +16,7 @@ from adv2.chapters.schema_rows import (
     SEED,
     STEP_SIZE,
     TEST_IMAGES,
+    TRAIN_SEEDS,
     Param,
     count_rule,
     evaluation,
@@ -205,6 +206,14 @@ CHAPTERS: dict[str, list[Param]] = {
         ),
         *CLASSIFIER_RECIPE[1:],
         *RTS_RECIPE,
+        # not a cache key itself: each seed is the classifier and RTS recipes with that train_seed
+        evaluation(
+            "train_seeds",
+            list,
+            [],
+            TRAIN_SEEDS,
+            "training seeds whose classifiers and RTS are all attacked; intervals then cover them ([]: train_seed alone)",
+        ),
         evaluation(
             "imagenet_sample",
             bool,

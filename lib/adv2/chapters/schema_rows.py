@@ -109,6 +109,8 @@ SEEDS = Rule(
     ),
     "a non-empty list of distinct integers >= 0",
 )
+# chapter 3's train_seeds: [] is train_seed alone
+TRAIN_SEEDS = Rule(lambda v: v == [] or SEEDS.check(v), "[] or a list of distinct integers >= 0")
 
 # ----------------------------------------------------------------------------- shared groups
 PROFILE = param(

@@ -12,6 +12,7 @@ Every rate and mean the book reports is computed over a few dozen images, so it 
   both, which is right when both numbers come from the same images (ADV2 vs PGD on one attack set);
 * :func:`seeds_ci` -- mean over training seeds (one value per trained model) with Student's t
   interval: a handful of seeds is too few for a bootstrap;
+* :mod:`adv2.core.seed_stats` -- the same estimators over several training seeds as well as images;
 * :func:`images_needed` -- roughly how many images would make an interval narrow enough to decide
   against a threshold (for "inconclusive" verdicts);
 
@@ -164,12 +165,19 @@ def rate_ci(flags: Any, *, level: float = 0.95) -> Estimate:
     if n == 0:
         return Estimate(None, None, None, 0, method)
     p = float(f.mean())
+    low, high = wilson(p, n, z)
+    return Estimate(p, low, high, n, method)
+
+
+def wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    """The Wilson score interval of a share ``p`` of ``n`` trials at critical value ``z`` (``n``
+    may be fractional: :mod:`adv2.core.seed_stats` counts images once over several seeds)."""
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     low = 0.0 if p == 0 else max(0.0, centre - half)
     high = 1.0 if p == 1 else min(1.0, centre + half)
-    return Estimate(p, low, high, n, method)
+    return low, high
 
 
 def _paired(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -363,19 +371,25 @@ def rate_diff_ci(a: Any, b: Any, *, paired: bool, level: float = 0.95) -> Estima
     d = ra.value - rb.value
     if paired:
         xa, yb = x.astype(bool), y.astype(bool)
-        m = len(xa) + 2.0
-        p_a = (float(np.sum(xa & ~yb)) + 1.0) / m  # only a succeeded (+1 pseudo-count)
-        p_b = (float(np.sum(~xa & yb)) + 1.0) / m  # only b succeeded
-        z = _z(level)
-        centre = p_a - p_b
-        half = z * math.sqrt(max(p_a + p_b - centre * centre, 0.0) / m)
-        return Estimate(d, max(-1.0, centre - half), min(1.0, centre + half), n, method)
+        low, high = bonett_price(float(np.sum(xa & ~yb)), float(np.sum(~xa & yb)), len(xa), _z(level))
+        return Estimate(d, low, high, n, method)
     phi = 0.0
     da, ua = ra.value - ra.low, ra.high - ra.value
     db, ub = rb.value - rb.low, rb.high - rb.value
     below = math.sqrt(max(da * da - 2 * phi * da * ub + ub * ub, 0.0))
     above = math.sqrt(max(ua * ua - 2 * phi * ua * db + db * db, 0.0))
     return Estimate(d, max(-1.0, d - below), min(1.0, d + above), n, method)
+
+
+def bonett_price(only_a: float, only_b: float, n: float, z: float) -> tuple[float, float]:
+    """:data:`PAIRED_RATE_DIFF` from the discordant counts of ``n`` paired flags (``only_a``: a
+    true and b false; ``n`` and the counts may be fractional, see :func:`wilson`)."""
+    m = n + 2.0
+    p_a = (only_a + 1.0) / m  # only a succeeded (+1 pseudo-count)
+    p_b = (only_b + 1.0) / m  # only b succeeded
+    centre = p_a - p_b
+    half = z * math.sqrt(max(p_a + p_b - centre * centre, 0.0) / m)
+    return max(-1.0, centre - half), min(1.0, centre + half)
 
 
 def t_quantile(level: float, df: int) -> float:
@@ -455,6 +469,7 @@ __all__ = [
     "PAIRED_RATE_DIFF",
     "Estimate",
     "as_vector",
+    "bonett_price",
     "diff_ci",
     "images_needed",
     "mean_ci",
@@ -465,4 +480,5 @@ __all__ = [
     "share_ci",
     "seeds_ci",
     "t_quantile",
+    "wilson",
 ]

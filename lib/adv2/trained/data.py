@@ -433,6 +433,7 @@ def select_attack_set(
     batch_size: int = 200,
     device: torch.device | str = "cpu",
     allow_fewer: bool = False,
+    also_correct: Sequence[torch.nn.Module] = (),
 ) -> AttackSet:
     """The authors' protocol (paper-method 1.1), seeded.
 
@@ -440,7 +441,9 @@ def select_attack_set(
     only those the model classifies correctly are kept, and each gets a uniformly random wrong
     target class ``(y + U{1..K-1}) mod K``. Fewer than ``n_images`` correct images is an error
     (a silently smaller attack set would change what the numbers mean), or a warning with
-    ``allow_fewer=True``.
+    ``allow_fewer=True``. ``also_correct``: further models (the same classifier trained with other
+    seeds) that must classify a kept image correctly too, so that all of them draw the same set
+    and targets; none: the protocol as the authors state it.
     """
     validate({"n_images": n_images, "seed": seed})
     num_classes = num_classes or int(y.max()) + 1
@@ -452,12 +455,16 @@ def select_attack_set(
     n_known = int(known.sum())
     order = rng.choice(len(y), size=n_known, replace=False, p=weights / weights.sum())
     keep: list[int] = []
-    model.eval()
+    judges = [model, *also_correct]
+    for m in judges:
+        m.eval()
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            pred = model(x[idx].to(device)).argmax(1).cpu().numpy()
-            keep.extend(int(j) for j, p in zip(idx, pred) if p == labels[j])
+            right = np.ones(len(idx), bool)
+            for m in judges:
+                right &= m(x[idx].to(device)).argmax(1).cpu().numpy() == labels[idx]
+            keep.extend(int(j) for j, ok in zip(idx, right) if ok)
             if len(keep) >= n_images:
                 break
     if len(keep) < n_images:

@@ -7,6 +7,7 @@ The per-pair comparison itself is ``adv2.chapters.protocol.compare_pgd_adv2`` (t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ import torch
 
 from adv2.chapters import _compare, attack_figures, attack_store, plotting
 from adv2.chapters._common import fmt_rows, is_missing
+from adv2.chapters._loaders import load_classifiers, load_rts_nets
 from adv2.chapters.ch03.configs import attacked_interpreter
 from adv2.chapters.protocol import compare_pgd_adv2
+from adv2.chapters.schema import train_seed_list
 from adv2.core import attacks, paper
 from adv2.core.formatting import MISSING, fmt
 from adv2.trained import data
@@ -49,10 +52,28 @@ class FmnistAttacks:
     budget_success: dict[str, dict[float, float]]
     per_image: dict[str, dict[str, dict]] = field(default_factory=dict)
     schedule: str = "authors"
+    # issue 27: the classifiers' training seed, and the same attacks on the classifiers (and RTS) of
+    # further training seeds, by seed (:func:`with_other_seeds`); the intervals and verdicts pool them
+    train_seed: int = 0
+    more_seeds: dict[int, FmnistAttacks] = field(default_factory=dict)
 
     @property
     def stats(self) -> dict[str, dict[str, dict]]:
         return {a: {n: self.runs[a][n]["numbers"] for n in self.interpreters} for a in self.archs}
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose classifiers were attacked, ``train_seed`` first."""
+        return [self.train_seed, *self.more_seeds]
+
+    def per_image_by_seed(self, arch: str) -> list[dict[str, dict]]:
+        """``arch``'s per-image arrays per interpreter, one dict per training seed (``train_seed``
+        first): what :func:`adv2.chapters._compare.attack_intervals` pools over seeds."""
+        return [self.per_image[arch], *(m.per_image[arch] for m in self.more_seeds.values())]
+
+    def intervals(self, arch: str) -> dict[str, dict[str, Any]]:
+        """``arch``'s 95 % intervals per interpreter, over images and the training seeds run."""
+        return _compare.attack_intervals(self.per_image_by_seed(arch))
 
 
 @torch.no_grad()
@@ -67,20 +88,25 @@ def attack_fmnist(
     n_images: int, mask_n_images: int, epsilon: float, step_size: float, step_scale: float,
     mask_iterations: int, attack_batch_size: int, seed: int,
     device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
-    artifacts_dir: str | None = None,
+    artifacts_dir: str | None = None, also_correct: dict[str, list[torch.nn.Module]] | None = None,
 ) -> FmnistAttacks:  # fmt: skip
     """The chapter's main experiment on Fashion-MNIST.
 
     Per classifier: the seeded attack set, one PGD run (the baseline and the warm starts of the
     CE-based ADV2 variants), PGD at the paper's budgets, then ``compare_pgd_adv2`` per interpreter.
     ``log`` receives one line per pair (None: silent). Each pair's inputs also go to the store
-    of :mod:`adv2.chapters.attack_store` under ``artifacts_dir`` (default ``$ADV2_ARTIFACTS``)."""
+    of :mod:`adv2.chapters.attack_store` under ``artifacts_dir`` (default ``$ADV2_ARTIFACTS``).
+    ``also_correct``: by arch, further classifiers (other training seeds') that must also classify
+    each attacked image correctly, so that every seed attacks the same images and targets."""
     n_pgd = _compare.pgd_steps(step_scale)
     schedule = _compare.schedule_of(cfgs)
     sets, x_pgds, runs, seconds, budget, per_image = {}, {}, {}, {}, {}, {}
     for arch in archs:
         model = classifiers[arch]
-        aset = data.select_attack_set(model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device)
+        aset = data.select_attack_set(
+            model, fmnist.x_test, fmnist.y_test, n_images, seed=seed, device=device,
+            also_correct=(also_correct or {}).get(arch, ()),
+        )  # fmt: skip
         sets[arch] = aset
         t0 = time.time()
         snaps = attacks.pgd_snapshots(
@@ -168,16 +194,94 @@ def attack_fmnist(
     )
 
 
+@dataclass
+class SeedModels:
+    """The Fashion-MNIST classifiers of one training seed, their RTS (where RTS is attacked) and
+    their test accuracy, by arch."""
+
+    classifiers: dict[str, torch.nn.Module]
+    rts_nets: dict[str, Any]
+    accuracy: dict[str, float]
+
+
+def load_other_seeds(
+    params: dict[str, Any], fmnist: data.Dataset, *, device: torch.device | str = "cpu", progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[int, SeedModels]:  # fmt: skip
+    """The classifiers and RTS of every training seed of ``params["train_seeds"]`` but
+    ``params["train_seed"]`` (each the chapter's recipes with that ``train_seed``: loaded from the
+    cache, else trained), by seed; empty with one seed (the default)."""
+    seeds = train_seed_list(params["train_seed"], params.get("train_seeds") or [])
+    out = {}
+    for s in seeds[1:]:
+        p = {**params, "train_seed": s}
+        log(f"train_seed {s}:")
+        classifiers, arts = load_classifiers(
+            p, fmnist, params["archs"], device=device, artifacts_dir=params["artifacts_dir"], progress=progress,
+            log=log,
+        )  # fmt: skip
+        rts_nets = {}
+        if "rts" in params["interpreters"]:
+            rts_nets, _ = load_rts_nets(
+                p, fmnist, classifiers, arts, params["archs"], device=device,
+                artifacts_dir=params["artifacts_dir"], progress=progress, log=log,
+            )  # fmt: skip
+        accuracy = {a: arts[a].metrics["test_accuracy"] for a in params["archs"]}
+        out[s] = SeedModels(classifiers, rts_nets, accuracy)
+    return out
+
+
+def other_classifiers(others: dict[int, SeedModels], but: int | None = None) -> dict[str, list]:
+    """Each arch's classifiers of the seeds in ``others`` (but seed ``but``): what
+    :func:`attack_fmnist`'s ``also_correct`` takes so that every seed attacks the same images."""
+    kept = [m for s, m in others.items() if s != but]
+    archs = kept[0].classifiers if kept else {}
+    return {a: [m.classifiers[a] for m in kept] for a in archs}
+
+
+def with_other_seeds(
+    fm: FmnistAttacks, classifiers: dict[str, torch.nn.Module], others: dict[int, SeedModels],
+    params: dict[str, Any], fmnist: data.Dataset, cfgs: dict[str, attacks.ADV2Config], *,
+    device: torch.device | str = "cpu", progress: bool = False, log: Callable[[str], None] | None = print,
+) -> FmnistAttacks:  # fmt: skip
+    """``fm`` (the attacks on ``classifiers``, ``params["train_seed"]``'s) with the same attacks on
+    the models of every further training seed (``others``, :func:`load_other_seeds`), on the same
+    images and targets (those every seed's classifier gets right). No further seed: ``fm``
+    unchanged but for ``train_seed``."""
+    more = {}
+    for s, models in others.items():
+        judges = other_classifiers(others, but=s)
+        t0 = time.time()
+        more[s] = attack_fmnist(
+            models.classifiers, fmnist, cfgs, archs=fm.archs, interpreters=fm.interpreters,
+            rts_nets=models.rts_nets, accuracy=models.accuracy, n_images=params["n_images"],
+            mask_n_images=params["mask_n_images"], epsilon=fm.epsilon, step_size=fm.step_size,
+            step_scale=fm.step_scale, mask_iterations=params["mask_iterations"],
+            attack_batch_size=params["attack_batch_size"], seed=params["seed"], device=device,
+            progress=progress, log=None, artifacts_dir=params["artifacts_dir"],
+            also_correct={a: [classifiers[a], *judges.get(a, [])] for a in fm.archs},
+        )  # fmt: skip
+        same = all(torch.equal(more[s].sets[a].index, fm.sets[a].index) for a in fm.archs)
+        if not same:  # a library bug: the sets are drawn with every seed's classifiers
+            raise RuntimeError(
+                f"train_seed {s} drew other attack images than train_seed {params['train_seed']}"
+            )
+        if log:
+            log(f"train_seed {s}: every attack again, on the same images, in {time.time() - t0:.0f} s")
+    return dataclasses.replace(fm, train_seed=params["train_seed"], more_seeds=more)
+
+
 def _pm(s: dict, key: str) -> str:
     mean, std = s.get(f"{key}_mean"), s.get(f"{key}_std")
     return MISSING if is_missing(mean) else f"{fmt(mean)} ± {fmt(std)}"
 
 
 def success_table(fm: FmnistAttacks) -> str:
-    """Markdown: success rate (with its 95 % Wilson interval) and p(target) of PGD and ADV2 per pair."""
+    """Markdown: success rate (with its 95 % Wilson interval; over the training seeds too when
+    several ran) and p(target) of PGD and ADV2 per pair (``train_seed``'s classifiers)."""
     rows = []
     for arch in fm.archs:
-        est = _compare.attack_intervals(fm.per_image[arch])
+        est = fm.intervals(arch)
         for name in fm.interpreters:
             p, a = fm.stats[arch][name]["pgd"], fm.stats[arch][name]["adv2"]
             rows.append(
@@ -213,6 +317,7 @@ def distance_figure(fm: FmnistAttacks):
         for c, metric in enumerate(("l1", "l2")):
             errors = {
                 n: {att: estimates[att][f"{metric}_mean"] for att in ("pgd", "adv2")}
+                # the bars are train_seed's run: its intervals over images
                 for n, estimates in _compare.attack_intervals(fm.per_image[arch]).items()
             }
             attack_figures.attack_distance_bars(
@@ -223,7 +328,7 @@ def distance_figure(fm: FmnistAttacks):
 
 def iou_table(fm: FmnistAttacks) -> str:
     """Mean IoU per pair with its 95 % interval ("value [low, high]")."""
-    est = {a: _compare.attack_intervals(fm.per_image[a]) for a in fm.archs}
+    est = {a: fm.intervals(a) for a in fm.archs}
     rows = [
         [arch, name.upper(), est[arch][name]["pgd"]["iou_mean"], est[arch][name]["adv2"]["iou_mean"]]
         for arch in fm.archs

@@ -30,6 +30,7 @@ from adv2.chapters.claims import Verdict
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.phrases import ABOVE, BELOW, INTERPRETER_LABELS, compare, convergence_note
+from adv2.core.seed_stats import interval_covers
 
 ALL_ARCHS = ("resnet", "densenet")
 # the chapter's two claims, in the order of its verdict table; settings: classifiers, then photos
@@ -70,9 +71,10 @@ class Ch03Result:
     def pairs(self) -> list[tuple[str, str]]:
         return [(a, n) for a in self.fmnist.archs for n in self.fmnist.interpreters]
 
-    def setting_per_image(self) -> dict[str, dict[str, dict]]:
-        """``{setting: {interpreter: per-image arrays}}`` for the settings this run measured."""
-        out = {a: self.fmnist.per_image[a] for a in self.fmnist.archs}
+    def setting_per_image(self) -> dict[str, Any]:
+        """``{setting: {interpreter: per-image arrays}}`` for the settings this run measured; a
+        Fashion-MNIST classifier's is a list of them, one per training seed (``train_seed`` first)."""
+        out = {a: self.fmnist.per_image_by_seed(a) for a in self.fmnist.archs}
         for c, ph in self.photo_runs.items():
             if ph.per_image:
                 out[claims.photo_setting(c)] = ph.per_image
@@ -80,10 +82,10 @@ class Ch03Result:
 
     def intervals(self) -> dict[str, Any]:
         """95 % intervals of the headline numbers, laid out as ``numbers()`` (dataset, classifier,
-        interpreter, attack); see :func:`adv2.chapters._compare.attack_intervals`."""
-        out: dict[str, Any] = {
-            self.dataset: {a: attack_intervals(self.fmnist.per_image[a]) for a in self.fmnist.archs}
-        }
+        interpreter, attack); see :func:`adv2.chapters._compare.attack_intervals`. Fashion-MNIST's
+        cover its training seeds when several ran (:attr:`interval_covers`); the photos' cover
+        the photos (a pretrained classifier)."""
+        out: dict[str, Any] = {self.dataset: {a: self.fmnist.intervals(a) for a in self.fmnist.archs}}
         photo = {c: attack_intervals(ph.per_image) for c, ph in self.photo_runs.items() if ph.per_image}
         if photo:
             out["imagenet-sample"] = photo
@@ -105,6 +107,9 @@ class Ch03Result:
                 a: {str(e): v for e, v in fm.budget_success[a].items()} for a in fm.archs
             },
             "intervals": intervals_block(self.intervals()),
+            # issue 27: what the Fashion-MNIST intervals (and verdicts) cover
+            "train_seeds": fm.train_seeds,
+            "interval_covers": interval_covers(len(fm.train_seeds)),
             "verdicts": verdicts_block(verdicts(self)),
         }
 
@@ -140,6 +145,7 @@ class Ch03Result:
                     )
                 )
         out["ch3_sample_size"] = sample_size_text(self)
+        out["ch3_interval_scope"] = interval_scope_text(self.fmnist.train_seeds)
         out["ch3_schedule"] = self.fmnist.schedule  # the parameter's value; the prose explains both
         out.update(all_photo_glue(self.photo_runs))
         out.update(phrase_glue(self.numbers(), self.fmnist.schedule))  # the comparative words
@@ -152,6 +158,23 @@ class Ch03Result:
                 for key in ("success_rate", "l1_mean", "iou_mean")
             ],
         )
+
+
+def interval_scope_text(train_seeds: list[int]) -> str:
+    """What the Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals <this>")."""
+    if len(train_seeds) == 1:
+        return (
+            f"over the attacked images only: the classifiers and RTS of one training seed "
+            f"({train_seeds[0]}), so a classifier retrained with another seed, or on another machine, "
+            "can give numbers outside them (`train_seeds` widens them to cover training too)"
+        )
+    shown = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
+    return (
+        f"over the attacked images and the training seeds {shown}: the classifiers and RTS of each "
+        "seed were attacked with the same protocol, each number pools the seeds, and its interval adds "
+        "Student's t over the seeds to the one over images (the tables' other columns and the "
+        f"figures show seed {train_seeds[0]}'s run)"
+    )
 
 
 def confidence_reading(word: str | None, schedule: str) -> str:
