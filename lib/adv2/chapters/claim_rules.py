@@ -26,7 +26,7 @@ from adv2.chapters.claims import (
     decide,
     verdict_of,
 )
-from adv2.core.seed_stats import BySeed, rate_diff_ci_seeds, ratio_ci_seeds
+from adv2.core.seed_stats import rate_diff_ci_seeds, ratio_ci_seeds, stack_by_seed
 from adv2.core.stats import (
     as_vector,
     mean_ci,
@@ -84,24 +84,6 @@ def _only_where(values: Any, flags: np.ndarray, name: str) -> np.ndarray:
     return np.where(flags == 1, v, np.nan)
 
 
-def _seeds(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray] | None:
-    """``(seeds, images)`` arrays when the inputs are :class:`adv2.core.seed_stats.BySeed` (each
-    the same number of seeds and images), else None: one seed's plain arrays."""
-    if not any(isinstance(a, BySeed) for a in arrays):
-        return None
-    if not all(isinstance(a, BySeed) for a in arrays):
-        raise ValueError(f"{', '.join(names)}: pass BySeed for all of them or for none")
-    out = [
-        np.stack([as_vector(v, n) for v in a]) if len(a) else np.empty((0, 0)) for a, n in zip(arrays, names)
-    ]
-    if len({o.shape for o in out}) != 1 or out[0].size == 0:
-        raise ValueError(
-            f"{', '.join(names)} must hold the same seeds and images, got shapes "
-            + ", ".join(str(o.shape) for o in out)
-        )
-    return out
-
-
 def _both_finite(x: np.ndarray, y: np.ndarray, names: str, unit: str) -> np.ndarray:
     """Where two per-image measures of the same images are both finite (ValueError when their
     lengths differ)."""
@@ -123,7 +105,7 @@ def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: in
     claim = CLAIMS[cid]
 
     def one(a: Any, p: Any) -> Verdict:
-        seeds = _seeds((a, p), ("adv2_success", "pgd_success"))
+        seeds = stack_by_seed((a, p), ("adv2_success", "pgd_success"))
         if seeds is not None:  # several training seeds: pooled, the interval covers them too
             fa, fp = (
                 _flags(x.ravel(), name).reshape(x.shape)
@@ -186,7 +168,7 @@ def _maps_closer_seeds(cid: str, seeds: list[np.ndarray], min_images: int) -> Ve
 
 def _maps_closer(cid: str, adv2_l1: Any, pgd_l1: Any, adv2_success: Any, min_images: int) -> Verdict:
     claim = CLAIMS[cid]
-    seeds = _seeds((adv2_l1, pgd_l1, adv2_success), ("adv2_l1", "pgd_l1", "adv2_success"))
+    seeds = stack_by_seed((adv2_l1, pgd_l1, adv2_success), ("adv2_l1", "pgd_l1", "adv2_success"))
     if seeds is not None:
         return _maps_closer_seeds(cid, seeds, min_images)
     ok = _flags(adv2_success, "adv2_success")

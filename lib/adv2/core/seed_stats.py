@@ -82,6 +82,22 @@ def _by_seed(values_by_seed: Sequence[Any], name: str) -> np.ndarray:
     return np.stack(rows)
 
 
+def stack_by_seed(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray] | None:
+    """``(seeds, images)`` arrays of several measures when they are :class:`BySeed` (each the same
+    seeds and images), else None: one seed's plain arrays, for the one-seed code path."""
+    if not any(isinstance(a, BySeed) for a in arrays):
+        return None
+    if not all(isinstance(a, BySeed) for a in arrays):
+        raise ValueError(f"{', '.join(names)}: pass BySeed for all of them or for none")
+    out = [_by_seed(a, n) for a, n in zip(arrays, names)]
+    if len({o.shape for o in out}) != 1:
+        raise ValueError(
+            f"{', '.join(names)} must hold the same seeds and images, got shapes "
+            + ", ".join(str(o.shape) for o in out)
+        )
+    return out
+
+
 def _mean(x: np.ndarray) -> float:
     """Mean of the finite values (NaN when there are none)."""
     f = np.isfinite(x)
@@ -257,4 +273,5 @@ __all__ = [
     "rate_ci_seeds",
     "rate_diff_ci_seeds",
     "ratio_ci_seeds",
+    "stack_by_seed",
 ]
