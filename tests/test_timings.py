@@ -57,3 +57,30 @@ def test_run_box_reads_the_timings_file(tmp_path):
     (results / f"timings-{profile}.json").write_text(json.dumps(data))
     box = runbox.render_run_info(nb_dir, results)
     assert f"| {stem} | `{profile}` | none | 100.0 min |" in box
+
+
+def _run_timings_extension():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "run_timings", REPO_ROOT / "book" / "_ext" / "run_timings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teaching_page_shows_a_measured_chapter_alone_time_over_the_derived_one(monkeypatch):
+    """Quick's models ship as checkpoints, so a derived cold time (own + training) overstates; a
+    chapter bench_alone.json measured at the same profile is shown instead, marked as measured."""
+    ext = _run_timings_extension()
+    real_load = ext._load
+    report = {"profile": "quick", "chapters": {"03_adv2": {"seconds": 300.0, "returncode": 0}}}
+    monkeypatch.setattr(ext, "_load", lambda name: report if name == "bench_alone.json" else real_load(name))
+    subs = ext.substitutions("quick")
+    assert subs["ch3_cold"] == f"{ext.minutes(300.0)} (measured)"
+    assert subs["ch4_cold"].endswith("(derived)")
+    report["chapters"]["03_adv2"]["returncode"] = 1  # a failed chapter is not a measured time
+    assert ext.substitutions("quick")["ch3_cold"].endswith("(derived)")
+    report.update(profile="smoke", chapters={"03_adv2": {"seconds": 300.0, "returncode": 0}})
+    assert ext.substitutions("quick")["ch3_cold"].endswith("(derived)")

@@ -78,13 +78,30 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
         "train_rts": minutes(train["rts"]),
         "train_rtsa": minutes(train["rtsa"]),
     }
+    alone = measured_alone(profile)
     for i, stem in enumerate(CHAPTERS, start=1):
         own = seconds.get(stem)
         extra = [train[k] for k in NEEDS.get(stem, ["classifiers", "rts"])]
         cold = None if own is None or any(e is None for e in extra) else own + sum(extra)
         subs[f"ch{i}_own"] = minutes(own)
-        subs[f"ch{i}_cold"] = minutes(cold)
+        subs[f"ch{i}_cold"] = (
+            f"{minutes(alone[stem])} (measured)" if stem in alone else f"{minutes(cold)} (derived)"
+        )
     return subs
+
+
+def measured_alone(profile: str) -> dict[str, float]:
+    """Each chapter's measured time alone from an empty cache (benchmarks/bench_alone.py's
+    results/bench_alone.json, finished chapters at ``profile`` only): what the teaching page shows
+    instead of the derived time, which cannot know which models ship as committed checkpoints."""
+    report = _load("bench_alone.json")
+    if report.get("profile") != profile:
+        return {}
+    return {
+        stem: float(r["seconds"])
+        for stem, r in (report.get("chapters") or {}).items()
+        if r.get("returncode") == 0 and isinstance(r.get("seconds"), (int, float))
+    }
 
 
 def profile_summary(profile: str) -> str:
