@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from adv2.book.runner import plan_run, select_notebooks
+from adv2.book.runner import plan_run, select_notebooks, values_with_defaults
 from adv2.book.runplan import fashion_mnist_for_keys, kind_of, needed_models
 from adv2.core.config import PROFILES
 
@@ -28,7 +28,10 @@ def main(argv: Sequence[str]) -> int:
     from adv2.trained import checkpoint_pins, checkpoints
     from adv2.trained.artifacts import ship_entry
 
-    plan = plan_run(select_notebooks(args.notebooks), args.profile, {}, None)
+    plan = [
+        (nb, values_with_defaults(nb, params))  # what each chapter runs with, as `run --check` lists it
+        for nb, params in plan_run(select_notebooks(args.notebooks), args.profile, {}, None)
+    ]
     fmnist, seen, missing, pins = None, set(), [], []
     for nb, values in plan:
         if fmnist is None and values.get("archs"):
