@@ -84,9 +84,12 @@ def test_the_setup_cell_runs_without_a_device_parameter():
     assert "device" not in params and str(device) in ("cpu", "cuda")
 
 
-def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path):
+def test_the_points_shared_models_are_trained_once_before_the_points(tmp_path, monkeypatch):
     """On an empty cache every task's first point would train the same models; chapter 8 trains
     them first, side by side, and the points then find them in the cache."""
+    monkeypatch.setenv(
+        "ADV2_CHECKPOINTS", str(tmp_path / "no-checkpoints")
+    )  # smoke's classifier ships as one
     spec = scalingsweep.sweep_spec("smoke", {"artifacts_dir": str(tmp_path), "interpreters": ["cam", "rts"]})
     lines: list[str] = []
     scalingsweep.prepare_models(spec, "smoke", log=lines.append)

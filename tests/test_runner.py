@@ -344,6 +344,7 @@ def test_list_with_an_unknown_profile_is_one_line_naming_the_choices(capsys):
 
 def test_check_names_each_model_cached_or_to_train(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv("ADV2_CHECKPOINTS", str(tmp_path / "no-checkpoints"))  # else: committed checkpoint
     cache = tmp_path / "cache"
     argv = ["run", "02", "--profile", "smoke", "-p", "artifacts_dir", str(cache), "--check"]
     assert cli.main(argv) == 0
