@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import time
@@ -430,3 +431,21 @@ def test_plan_lists_the_models_of_every_training_seed_of_chapter_3(fmnist):
     seeds = [r.train_seed if hasattr(r, "train_seed") else r.classifier.train_seed for _, r in three]
     assert seeds == [0, 0, 2, 2, 5, 5]  # an RTS: its classifier's
     assert len({r.key for _, r in three}) == 6
+
+
+def test_the_run_box_counts_models_trained_not_loaded_from_a_checkpoint_nor_attacks(tmp_path):
+    """A cold run that loads every model from the committed checkpoints trained nothing; chapter
+    3's cached attacks are not models (the box had said 16 models trained for chapter 4)."""
+    from adv2.book.runbox import count_models
+
+    def entry(kind, key, metrics):
+        folder = tmp_path / kind / key
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    entry("classifier", "a", {"seconds": 3.0})
+    entry("rts", "b", {"seconds": 3.0, "checkpoint": "checkpoints/rts-b.pt"})
+    entry("rtsa", "c", {"checkpoint": "checkpoints/rtsa-c.pt"})
+    entry("attack", "d", {})
+    assert count_models(str(tmp_path)) == 3
+    assert count_models(str(tmp_path), trained_here=True) == 1

@@ -58,12 +58,20 @@ def profile_note(profiles: set[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- CPU and cache facts
-def count_cached_artifacts(root: str | None) -> int:
-    """Trained models (classifiers, RTS, RTSA) in the cache: the run box says which chapter trained
-    what, since a chapter's wall time depends on whether its models were already cached."""
+MODEL_KINDS = ("classifier", "rts", "rtsa")  # the cache's other entries (chapter 3's attacks) are not models
+
+
+def count_models(root: str | None, *, trained_here: bool = False) -> int:
+    """Models (classifiers, RTS, RTSA) in the cache; with ``trained_here`` only those trained, not
+    copied from a committed checkpoint (their metrics name it). The run box says which chapter
+    trained what, since a chapter's wall time depends on whether its models had to be trained."""
     from adv2.trained.artifacts import artifact_root  # imports torch: publishing stays light
 
-    return sum(1 for _ in artifact_root(root).glob("*/*/metrics.json"))
+    base = artifact_root(root)
+    paths = [path for kind in MODEL_KINDS for path in base.glob(f"{kind}/*/metrics.json")]
+    if not trained_here:
+        return len(paths)
+    return sum("checkpoint" not in (read_json_quietly(path) or {}) for path in paths)
 
 
 def busy_cpu_seconds() -> float | None:
@@ -195,8 +203,9 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         "Wall times are read from `results/timings-<profile>.json`, as every other page's. "
         "*Parameters changed* lists the values that differ from the profile's "
         "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
-        "networks a chapter trained; the others came from the cache (`artifacts/`) that earlier "
-        "chapters filled, so a chapter re-run on its own with a warm cache is faster."
+        "networks a chapter trained; the others came from the committed checkpoints "
+        "(`checkpoints/`) or from the cache (`artifacts/`) that earlier chapters filled, so a "
+        "chapter re-run on its own with a warm cache is faster."
         f"{caveat}\n```\n"
     )
 

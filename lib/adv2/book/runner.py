@@ -31,7 +31,7 @@ from adv2.book.paths import (
     runs_root,
     shown_path,
 )
-from adv2.book.runbox import CpuMeter, count_cached_artifacts
+from adv2.book.runbox import CpuMeter, count_models
 from adv2.book.runrecord import RunRecord, utc_now
 from adv2.chapters import schema
 from adv2.chapters.results import environment
@@ -345,7 +345,8 @@ def run(
                     flush=True,
                 )
                 record.notebook(nb.stem, status="running", started=utc_now())
-                cached_before = count_cached_artifacts(params.get("artifacts_dir"))
+                cache = params.get("artifacts_dir")
+                cached_before, trained_before = count_models(cache), count_models(cache, trained_here=True)
                 meter, started = CpuMeter(), time.time()
                 try:
                     execute_notebook(nb, params, run_dir, progress)
@@ -355,9 +356,8 @@ def run(
                     )
                     raise
                 seconds = round(time.time() - started, 1)
-                cached_after = count_cached_artifacts(params.get("artifacts_dir"))
                 facts = {
-                    "models_trained": cached_after - cached_before,
+                    "models_trained": count_models(cache, trained_here=True) - trained_before,
                     "models_cached_at_start": cached_before,
                     "other_jobs_cores": meter.other_jobs_cores(seconds),
                 }
