@@ -447,5 +447,4 @@ def test_the_run_box_counts_models_trained_not_loaded_from_a_checkpoint_nor_atta
     entry("rts", "b", {"seconds": 3.0, "checkpoint": "checkpoints/rts-b.pt"})
     entry("rtsa", "c", {"checkpoint": "checkpoints/rtsa-c.pt"})
     entry("attack", "d", {})
-    assert count_models(str(tmp_path)) == 3
-    assert count_models(str(tmp_path), trained_here=True) == 1
+    assert count_models(str(tmp_path)) == (3, 1)

@@ -61,17 +61,16 @@ def profile_note(profiles: set[str]) -> str:
 MODEL_KINDS = ("classifier", "rts", "rtsa")  # the cache's other entries (chapter 3's attacks) are not models
 
 
-def count_models(root: str | None, *, trained_here: bool = False) -> int:
-    """Models (classifiers, RTS, RTSA) in the cache; with ``trained_here`` only those trained, not
-    copied from a committed checkpoint (their metrics name it). The run box says which chapter
-    trained what, since a chapter's wall time depends on whether its models had to be trained."""
+def count_models(root: str | None) -> tuple[int, int]:
+    """``(in the cache, trained here)``: models (classifiers, RTS, RTSA) in the cache, and those of
+    them trained rather than copied from a committed checkpoint (their metrics name it). The run
+    box says which chapter trained what, since a chapter's wall time depends on whether its models
+    had to be trained."""
     from adv2.trained.artifacts import artifact_root  # imports torch: publishing stays light
 
     base = artifact_root(root)
     paths = [path for kind in MODEL_KINDS for path in base.glob(f"{kind}/*/metrics.json")]
-    if not trained_here:
-        return len(paths)
-    return sum("checkpoint" not in (read_json_quietly(path) or {}) for path in paths)
+    return len(paths), sum("checkpoint" not in (read_json_quietly(path) or {}) for path in paths)
 
 
 def busy_cpu_seconds() -> float | None:

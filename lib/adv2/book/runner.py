@@ -345,8 +345,7 @@ def run(
                     flush=True,
                 )
                 record.notebook(nb.stem, status="running", started=utc_now())
-                cache = params.get("artifacts_dir")
-                cached_before, trained_before = count_models(cache), count_models(cache, trained_here=True)
+                cached_before, trained_before = count_models(params.get("artifacts_dir"))
                 meter, started = CpuMeter(), time.time()
                 try:
                     execute_notebook(nb, params, run_dir, progress)
@@ -357,7 +356,7 @@ def run(
                     raise
                 seconds = round(time.time() - started, 1)
                 facts = {
-                    "models_trained": count_models(cache, trained_here=True) - trained_before,
+                    "models_trained": count_models(params.get("artifacts_dir"))[1] - trained_before,
                     "models_cached_at_start": cached_before,
                     "other_jobs_cores": meter.other_jobs_cores(seconds),
                 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], pro
 def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[str, Any]]:
     """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
-    chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo RTS, RTSA and control where the
-    parameters ask for the photos. ``fmnist``: the data whose fingerprint the keys hash."""
+    chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo
+    RTS, RTSA and control where the parameters ask for the photos. ``fmnist``: the data whose
+    fingerprint the keys hash."""
     # lazy: chapters 4 and 7's modules import torch; every other command (list, run, publish) stays light
     from adv2.chapters import aid_tradeoff
     from adv2.chapters.ch07 import classifiers as ch07_classifiers
@@ -148,20 +149,30 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def planned_models(
+    plan: Sequence[tuple[Path, dict[str, Any]]],
+) -> Iterator[tuple[Path, dict[str, Any], list[tuple[str, Any]], bool]]:
+    """``(notebook, values, models, keys_unknown)`` for each notebook of ``plan`` (its full values):
+    the ``(label, recipe)`` it loads (:func:`needed_models`; chapter 8's through
+    :func:`models_source`), with the Fashion-MNIST its keys hash read once; ``keys_unknown`` when a
+    notebook wants Fashion-MNIST and it is not installed (its classifiers are then left out)."""
+    fmnist = None
+    for nb, values in plan:
+        wanted = bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
+        if fmnist is None and wanted:
+            fmnist = fashion_mnist_for_keys(values)
+        yield nb, values, needed_models(*models_source(nb.stem, values), fmnist), fmnist is None and wanted
+
+
 def plan_lines(
     profile: str, plan: Sequence[tuple[Path, dict[str, Any]]], summaries: dict[str, str], device_note: str
 ) -> list[str]:
     """The lines of ``run --check``: for each notebook its summary (``summaries``), recorded time
     and the models it loads (cached, committed checkpoint or to train); then the total and the
     device (with its warning for ``paper`` on a CPU). ``plan``: each notebook's full values."""
-    lines, timings, fmnist = [], recorded_seconds(profile), None
+    lines, timings = [], recorded_seconds(profile)
     total, untimed, to_train = 0.0, [], 0
-    for nb, values in plan:
-        fmnist_wanted = (
-            bool(values.get("archs")) and values.get("dataset", "fashion-mnist") == "fashion-mnist"
-        )
-        if fmnist is None and fmnist_wanted:
-            fmnist = fashion_mnist_for_keys(values)
+    for nb, values, models, keys_unknown in planned_models(plan):
         seconds = timings.get(nb.stem)
         if seconds is None:
             untimed.append(nb.stem)
@@ -169,11 +180,11 @@ def plan_lines(
             total += seconds
         took = f"about {minutes(seconds)}" if seconds is not None else "no timing recorded"
         lines.append(f"  {nb.stem}: {summaries[nb.stem]}; {took}")
-        for label, recipe in needed_models(*models_source(nb.stem, values), fmnist):
+        for label, recipe in models:
             status = model_status(recipe, values.get("artifacts_dir"))
             to_train += status == "to train"
             lines.append(f"    {label} ({kind_of(recipe)}/{recipe.key}): {status}")
-        if fmnist is None and fmnist_wanted:
+        if keys_unknown:
             lines.append(
                 "    Fashion-MNIST not found: the classifiers' keys (they hash the data) are unknown"
             )

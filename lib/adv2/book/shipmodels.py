@@ -2,7 +2,7 @@
 profile's chapters load from the local cache as committed checkpoints, so that a reader's run from
 an empty cache loads them instead of training (issue 27: a cold `quick` run in a class period).
 
-Each model the chapters need (:func:`adv2.book.runplan.needed_models`, the list ``run --check``
+Each model the chapters need (:func:`adv2.book.runplan.planned_models`, the list ``run --check``
 prints) that sits in the cache and has no checkpoint yet is written to ``checkpoints/`` by
 :func:`adv2.trained.artifacts.ship_entry`; the command prints each pin line to paste into
 :mod:`adv2.trained.checkpoint_pins` (a checkpoint without its pin is refused). A model that is not
@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from adv2.book.runner import plan_run, select_notebooks, values_with_defaults
-from adv2.book.runplan import fashion_mnist_for_keys, kind_of, needed_models
+from adv2.book.runplan import kind_of, planned_models
 from adv2.core.config import PROFILES
 
 
@@ -32,11 +32,13 @@ def main(argv: Sequence[str]) -> int:
         (nb, values_with_defaults(nb, params))  # what each chapter runs with, as `run --check` lists it
         for nb, params in plan_run(select_notebooks(args.notebooks), args.profile, {}, None)
     ]
-    fmnist, seen, missing, pins = None, set(), [], []
-    for nb, values in plan:
-        if fmnist is None and values.get("archs"):
-            fmnist = fashion_mnist_for_keys(values)
-        for label, recipe in needed_models(nb.stem, values, fmnist):
+    seen, missing, pins = set(), [], []
+    for nb, values, models, keys_unknown in planned_models(plan):
+        if keys_unknown:
+            missing.append(
+                f"{nb.stem}: its Fashion-MNIST models (Fashion-MNIST not found: their keys hash it)"
+            )
+        for label, recipe in models:
             kind, key = kind_of(recipe), recipe.key
             if (kind, key) in seen:
                 continue

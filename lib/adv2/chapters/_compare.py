@@ -117,7 +117,7 @@ def attack_intervals(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> 
                 },
             }
         out[name]["l1_ratio_adv2_over_pgd"] = ratio_ci_seeds(
-            [_successes(p["adv2"]["l1"], p["adv2"]["success"]) for p in pis], [p["pgd"]["l1"] for p in pis]
+            _rows(pis, "adv2", "l1", True), _rows(pis, "pgd", "l1", False)
         )
     return out
 
