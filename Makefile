@@ -16,7 +16,7 @@ help:
 	@echo "make test-fast  unit tests only (no notebooks, browser or slow tests; under a minute)"
 	@echo "make lint    ruff check + ruff format --check on lib, tests, benchmarks and book/_ext"
 	@echo "make run     execute notebooks into a run folder and publish it if every notebook finished (NOTEBOOKS='01 03', PROFILE=...)"
-	@echo "make sweep   chapter 8's grid of chapter-3 runs on Ray at PROFILE (runs/sweeps/scaling-<profile>/; complete points are skipped)"
+	@echo "make sweep   chapter 8's grid of chapter-3 runs on Ray at PROFILE (runs/sweeps/scaling-<profile>-<grid hash>/; complete points are skipped)"
 	@echo "make publish RUN=runs/<run>   publish a finished run folder (book/notebooks, results, run box)"
 	@echo "make html    render the book from the executed notebooks already in book/notebooks"
 	@echo "make pdf     the whole book as one PDF (_build/book.pdf), offline, printed by Chromium"

@@ -58,11 +58,16 @@ def test_a_failed_point_is_left_out_of_the_curves():
 
 def test_the_sweep_is_chapter_3_over_the_chapters_grid():
     spec = scalingsweep.sweep_spec("quick")
-    assert spec["notebook"].stem == "03_adv2" and spec["name"] == "scaling-quick"
+    assert spec["notebook"].stem == "03_adv2" and spec["name"].startswith("scaling-quick-")
     assert set(spec["grid"]) == {"epsilon", "step_scale", "seed"}
     assert spec["fixed"]["imagenet_sample"] is False
-    spec = scalingsweep.sweep_spec("smoke", {"seeds": [0, 1, 2]})
-    assert spec["grid"]["seed"] == [0, 1, 2]
+    other = scalingsweep.sweep_spec("quick", {"seeds": [0, 1, 2]})
+    assert other["grid"]["seed"] == [0, 1, 2]
+    # another grid, another sweep folder (the old one's points are not mixed in, nor refused)
+    assert other["name"].startswith("scaling-quick-") and other["name"] != spec["name"]
+    assert scalingsweep.sweep_spec("quick", {"sweep_name": "mine"})["name"] == "mine"
+    elsewhere = scalingsweep.sweep_spec("quick", {"artifacts_dir": "/tmp/elsewhere"})
+    assert elsewhere["name"] == spec["name"]  # the model cache is no part of the sweep's identity
 
 
 def test_budget_epsilon_must_be_on_the_grid():

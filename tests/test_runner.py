@@ -329,7 +329,7 @@ def test_list_with_a_profile_shows_the_values_a_run_uses(capsys):
     out = capsys.readouterr().out
     # quick sets chapter 3's schedule and photo count; the notebook's defaults are authors and 2
     assert "schedule: str = 'fast' [profile]" in _section(out, "03_adv2")
-    assert "imagenet_n_images: int = 8 [profile]" in _section(out, "03_adv2")
+    assert "imagenet_n_images: int = 4 [profile]" in _section(out, "03_adv2")
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("notebook defaults (no profile")

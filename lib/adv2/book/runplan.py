@@ -79,15 +79,19 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
         or (number in RTSA_CHAPTERS and params.get("photos"))
         or (number == "09" and params.get("photos") and "rts" in params.get("interpreters", []))
     )
-    if photo_rts:  # chapters 2 and 3: one photo RTS per classifier of photo_classifiers
-        default = recipes.PHOTO_ARCH
-        names = (params.get("photo_classifiers") or [default]) if number in ("02", "03") else [default]
-        for name in [names] if isinstance(names, str) else names:
+    default = recipes.PHOTO_ARCH
+    names = params.get("photo_classifiers") or [default]  # chapters without the parameter: Lite0
+    names = [names] if isinstance(names, str) else names
+    if photo_rts:  # one photo RTS per classifier of photo_classifiers
+        for name in names:
             label = "photo RTS" if name == default else f"photo RTS ({name})"
             wanted.append((label, recipes.PhotoRTSRecipe(arch=name)))
     if number in RTSA_CHAPTERS and params.get("photos"):
-        wanted.append(("photo RTSA", recipes.PhotoRTSARecipe()))
-        wanted.append(("photo control", recipes.PhotoRTSARecipe().control()))
+        for name in names:
+            rtsa = recipes.PhotoRTSARecipe.for_classifier(name)
+            suffix = "" if name == default else f" ({name})"
+            wanted.append((f"photo RTSA{suffix}", rtsa))
+            wanted.append((f"photo control{suffix}", rtsa.control()))
     return wanted
 
 

@@ -12,6 +12,8 @@ the seeds' spread).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -57,7 +59,15 @@ def top_readings(numbers: dict[str, Any]) -> dict[str, str]:
 
 
 def sweep_name(params: dict[str, Any]) -> str:
-    return params.get("sweep_name") or f"scaling-{params['profile']}"
+    """The sweep's folder name: ``sweep_name``, else ``scaling-<profile>-<grid hash>``. The hash of
+    the grid and the points' shared parameters gives a changed grid (e.g. a profile's fewer seeds)
+    a sweep of its own instead of a refusal to reuse the old one (the model cache is no part of it)."""
+    if params.get("sweep_name"):
+        return params["sweep_name"]
+    grid = {name: sorted(params[name]) for name in ("epsilons", "step_scales", "seeds")}
+    shared = {k: v for k, v in fixed_parameters(params).items() if k != "artifacts_dir"}
+    ident = json.dumps({"grid": grid, "fixed": shared}, sort_keys=True)
+    return f"scaling-{params['profile']}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
 def fixed_parameters(params: dict[str, Any]) -> dict[str, Any]:

@@ -304,7 +304,7 @@ CHAPTERS: dict[str, list[rows.Param]] = {
             str,
             "",
             Rule(lambda v: isinstance(v, str), "a string"),
-            "the sweep's folder in runs/sweeps/ (empty: scaling-<profile>)",
+            "the sweep's folder in runs/sweeps/ (empty: scaling-<profile>-<hash of the grid>)",
         ),
         rows.output(
             "sweep_address",

@@ -263,7 +263,7 @@ def load_photo_interpreted(
     ``"photos"``), for chapters 4-6: ``classifier`` (None: the recipe's; without a recipe,
     EfficientNet-Lite0) selects the default recipe of that classifier."""
     if recipe is None:  # Lite0's: the default recipe's key
-        recipe = PhotoRTSARecipe(rts=PhotoRTSRecipe(arch=classifier or PHOTO_CLASSIFIER))
+        recipe = PhotoRTSARecipe.for_classifier(classifier or PHOTO_CLASSIFIER)
     if classifier is not None and recipe.rts_recipe().arch != classifier:
         raise ParameterError(
             f"load_photo_interpreted: classifier={classifier!r}, but the recipe's RTS is "
@@ -311,7 +311,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rts = PhotoRTSRecipe(arch=args.classifier)
-    rtsa = PhotoRTSARecipe(rts=rts)  # Lite0's: the default recipe's key
+    rtsa = PhotoRTSARecipe.for_classifier(args.classifier)  # Lite0's: the default recipe's key
     recipe = {"rts": rts, "rtsa": rtsa, "control": rtsa.control()}[args.kind]
     print(recipe, flush=True)
     load = load_photo_rts if args.kind == "rts" else load_photo_rtsa

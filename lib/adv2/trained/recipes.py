@@ -389,6 +389,13 @@ def _classifier_release(arch: str) -> str:
         return f"{arch}@?"
 
 
+# each photo classifier's RTSA anchor (distill_weight): Lite0's from chapter 6's pool study
+# (benchmarks/bench_photo_aid.py); Lite2's, whose anchor-50 RTSA drifts 0.080 from its RTS on the
+# held-out photos, the strongest anchor whose benign drift on held-out pool crops (no verdict's
+# photos) stays within 0.05 (benchmarks/select_photo_anchor.py, results/select_photo_anchor.json)
+PHOTO_RTSA_ANCHORS: dict[str, float] = {"efficientnet-lite0": 50.0, "efficientnet-lite2": 50.0}
+
+
 @dataclass(frozen=True)
 class PhotoRTSARecipe(RTSARecipe):
     """The RTSA recipe's variant for a photo classifier (its RTS's ``arch``): that RTS fine-tuned by AID
@@ -415,6 +422,16 @@ class PhotoRTSARecipe(RTSARecipe):
     train_images: int = declared(
         256, _count(1), "the first pool crops AID trains on (attacked: pool_size of them)"
     )
+
+    @classmethod
+    def for_classifier(cls, classifier: str = PHOTO_ARCH) -> PhotoRTSARecipe:
+        """The default photo RTSA of ``classifier``: its default RTS and its own anchor
+        (:data:`PHOTO_RTSA_ANCHORS`; Lite0's is the class default, so its key is unchanged)."""
+        if classifier not in PHOTO_RTSA_ANCHORS:
+            raise ParameterError(
+                f"photo classifier {classifier!r} has no RTSA; valid: {', '.join(PHOTO_RTSA_ANCHORS)}"
+            )
+        return cls(rts=PhotoRTSRecipe(arch=classifier), distill_weight=PHOTO_RTSA_ANCHORS[classifier])
 
     def rts_recipe(self) -> PhotoRTSRecipe:
         return self.rts if self.rts is not None else PhotoRTSRecipe()
