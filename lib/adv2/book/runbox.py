@@ -29,9 +29,12 @@ PROFILE_NOTES: dict[str, str] = {
     "quick": (
         "This book shows the `quick` profile: a CPU run with budgets far below the paper's (fewer "
         "images, attack steps and training epochs), which a `full` run on a CPU or a `paper` run on "
-        "a GPU replaces. `quick` attacks only some of the photos, with one photo classifier, and "
-        "its 95 % intervals cover the choice of images only, not the training: the classifiers, "
-        "RTS and RTSA trained again (another seed, another machine) can move a value outside them."
+        "a GPU replaces. It is sized for a class (the whole book in about 15 minutes on 2 CPU "
+        "cores): it attacks only 4 of the photos, with one photo classifier, fewer than the 8 "
+        "images a verdict needs, so its photo verdicts read *not measurable* (`full` decides "
+        "them); its 95 % intervals cover the choice of images only, not the training: the "
+        "classifiers, RTS and RTSA trained again (another seed, another machine) can move a value "
+        "outside them."
     ),
     "full": (
         "This book shows the `full` profile: a CPU run of every chapter, both photo classifiers on "
