@@ -30,7 +30,7 @@ STEMS = tuple(CHAPTERS)
 # parameters that name a list but are often given as one word on the command line
 _LIST_NAMES = (
     *("archs", "interpreters", "imagenet_interpreters", "input_sizes"),
-    *("photo_classifiers", "adaptive_interpreters"),
+    *("photo_classifiers", "adaptive_interpreters", "adaptive_classifiers"),
 )
 # IPython's own globals in a notebook kernel, never parameters
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})

@@ -37,8 +37,11 @@ CLAIM_ID = "adv2_does_not_transfer"
 DETERMINISTIC = ("grad", "cam", "rts")  # maps recomputed exactly (MASK is an optimisation)
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
 ADAPTIVE = {"ensemble": "ens", "ensemble + detector": "ensdet"}  # variant -> short name
-SETTINGS = ("photos", "resnet")
+# the settings whose glue names the prose quotes ("not run" when left out): the photos of each
+# photo classifier ("photos": EfficientNet-Lite0, "photos_lite2": EfficientNet-Lite2), the ResNet
+SETTINGS = ("photos", *claims.PHOTO_SETTINGS, "resnet")
 LABELS = {"pgd": "PGD", "ens": "ADV2 vs ensemble", "ensdet": "ADV2 vs ensemble + detector"}
+SETTING_LABELS = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}  # "photos (EfficientNet-Lite2)", ...
 
 
 def name_of(interpreter: str) -> str:
@@ -48,6 +51,35 @@ def name_of(interpreter: str) -> str:
 
 def label(attack: str) -> str:
     return LABELS.get(attack, f"ADV2 vs {name_of(attack)}")
+
+
+def title(setting: str) -> str:
+    """A setting as the figures' titles and the headings name it: ``photos (EfficientNet-Lite0)``,
+    ``photos (EfficientNet-Lite2)``, ``Fashion-MNIST ResNet`` (the front page's labels)."""
+    return SETTING_LABELS.get(setting, setting)
+
+
+def photo_runs(runs: Mapping[str, Any]) -> dict[str, Any]:
+    """The photo settings' runs of ``runs`` (EfficientNet-Lite0's ``photos`` first), by setting."""
+    photo = ("photos", *claims.PHOTO_SETTINGS)
+    return {s: runs[s] for s in photo if s in runs}
+
+
+def heading(run: Any, runs: Mapping[str, Any]) -> str | None:
+    """The line that names a photo run's classifier above its tables and figures, where more than
+    one photo classifier ran (None for one: the section reads as with EfficientNet-Lite0 alone)."""
+    if len(photo_runs(runs)) < 2:
+        return None
+    return f"**{title(run.setting)}**"
+
+
+def titled(runs: Mapping[str, Any], text: Any) -> str:
+    """Markdown: ``text(run)`` of each photo run, under its :func:`heading` where several ran."""
+    parts = []
+    for run in photo_runs(runs).values():
+        h = heading(run, runs)
+        parts.append(text(run) if h is None else f"{h}\n\n{text(run)}")
+    return "\n\n".join(parts)
 
 
 def seconds_text(run: Any) -> str:
@@ -178,7 +210,7 @@ def average_table(run: SettingRun) -> str:
 def adaptive_table(run: SettingRun) -> str:
     """Per adaptive variant: success, each interpreter's L1, detector AUC, steps and seconds."""
     if not run.adaptive:
-        return "adaptive attack not run (`adaptive` false)"
+        return "adaptive attacks not run on this setting (parameters `adaptive`, `adaptive_classifiers`)"
     est, auc, names = transfer_all(run), run.defense.auc(), run.ev.names
     rows = []
     for r in run.adaptive:
@@ -392,7 +424,9 @@ def maps_figure(run: SettingRun, image: int | None = None):
     labels = ["clean (true class)"] + [
         label(a) + (" ✓" if bool(ev.success[a][image]) else " ✗") for a in rows[1:]
     ]
-    return plotting.maps_grid(images, maps, row_labels=labels, suptitle=f"{run.setting}: image {image}")
+    return plotting.maps_grid(
+        images, maps, row_labels=labels, suptitle=f"{title(run.setting)}: image {image}"
+    )
 
 
 def matrix_figure(run: SettingRun):
@@ -420,7 +454,7 @@ def matrix_figure(run: SettingRun):
         ax.set_yticks(range(len(rows)), [label(r) for r in rows])
         ax.set_xlabel("seen through (target interpreter T)")
         fig.colorbar(im, ax=ax, label="mean L1 to T's benign map")
-        ax.set_title(f"{run.setting}: transfer matrix (diagonal: ADV2 against T itself)")
+        ax.set_title(f"{title(run.setting)}: transfer matrix (diagonal: ADV2 against T itself)")
     fig._adv2_colorbars = 1
     return fig
 
@@ -434,7 +468,7 @@ def roc_figure(run: SettingRun):
         fig, ax = plt.subplots(figsize=(plotting.CONTENT_INCHES, 3.6), layout="constrained")
     plotting.curves(
         series, "false-positive rate (clean images flagged)", "true-positive rate",
-        f"{run.setting}: ensemble detector", ax=ax,
+        f"{title(run.setting)}: ensemble detector", ax=ax,
     )  # fmt: skip
     with plotting.book_style():
         ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
@@ -483,11 +517,15 @@ __all__ = [
     "average_table",
     "check",
     "detector_table",
+    "heading",
     "maps_figure",
     "matrix_figure",
     "matrix_table",
+    "photo_runs",
     "roc_figure",
     "run_setting",
     "shown_images",
+    "title",
+    "titled",
     "verdict_table",
 ]

@@ -1,6 +1,8 @@
-"""Chapter 9's two settings, set up as chapter 3 attacked them: the classifier, the four
+"""Chapter 9's settings, set up as chapter 3 attacked them: the classifier, the four
 interpreters, chapter 3's inputs (:func:`adv2.chapters.ch09.sources.gather`) and the separate
-benign images that set the detector's threshold.
+benign images that set the detector's threshold. One photo setting per photo classifier
+(:func:`photo_settings`: ``"photos"`` for EfficientNet-Lite0, ``"photos_lite2"`` for
+EfficientNet-Lite2, :func:`adv2.chapters.claims.photo_setting`), one per Fashion-MNIST classifier.
 
 Chapter 9 does not import chapter 3 (chapters stay independent): the notebook hands over chapter 3's
 code, and each setting receives it as one :class:`Chapter3Attacks`: the attack configurations
@@ -10,16 +12,18 @@ on the interpreters the store lacks (``attack_missing``), and the budget and see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from adv2.chapters import claims
 from adv2.chapters._common import PHOTO_BATCH, PHOTOS
 from adv2.chapters._compare import pgd_steps
 from adv2.chapters.ch09 import sources
 from adv2.core import attacks
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.trained import data, pretrained
 
 
@@ -103,21 +107,32 @@ class Chapter3Attacks:
 
 
 def photo_setting(
-    model: torch.nn.Module, rts_net: Any, chapter3: Chapter3Attacks, *, n_images: int, device: Any
+    model: torch.nn.Module,
+    rts_net: Any,
+    chapter3: Chapter3Attacks,
+    *,
+    n_images: int,
+    device: Any,
+    classifier: str = PHOTO_CLASSIFIER,
 ) -> Setting:
-    """EfficientNet-Lite0 on the offline photos: chapter 3's attack set (``n_images`` 0: every
-    photo it gets right), its inputs, and as calibration every other offline photo (the labelled
-    ones it gets wrong or chapter 3 did not attack, and the unlabelled ones: the detector needs no
-    label)."""
-    photos = data.load_imagenet_sample()
+    """The photo classifier ``classifier`` (``model``) on the offline photos at its input side:
+    chapter 3's attack set (``n_images`` 0: every photo it gets right, EfficientNet-Lite0 18 and
+    -Lite2 20), its inputs, and as calibration every other offline photo (the labelled ones it gets
+    wrong or chapter 3 did not attack, and the unlabelled ones: the detector needs no label). The
+    setting is named :func:`adv2.chapters.claims.photo_setting` (``photos``, ``photos_lite2``)."""
+    name = claims.photo_setting(classifier)
+    photos = data.load_imagenet_sample(size=PHOTO_CLASSIFIERS[classifier])
     n_take = n_images or n_correct_photos(model, photos, device)
     aset = data.select_attack_set(
         model, photos.x_test, photos.y_test, n_take, seed=chapter3.seed, num_classes=1000, batch_size=8,
         device=device,
     )  # fmt: skip
+    # chapter 3 stores every classifier's photo attacks under the setting PHOTOS: the classifier's
+    # weights fingerprint and the attacked photos in the key tell them apart
     src, interps = chapter3.inputs(PHOTOS, model, rts_net, aset)
+    src.setting = name
     calibration = photos.x_test[_outside(len(photos.x_test), aset.index)]
-    return Setting(PHOTOS, model, interps, src, calibration, photos.class_names)
+    return Setting(name, model, interps, src, calibration, photos.class_names)
 
 
 def fmnist_setting(
@@ -156,13 +171,16 @@ def photo_from_params(
     *,
     device: Any,
     progress: bool,
+    classifier: str = PHOTO_CLASSIFIER,
 ) -> tuple[Setting, attacks.ADV2Config]:
-    """The photo setting from the chapter's parameters ``p``, with chapter 3's code handed over as
-    ``chapter3`` (``photo_configs``, ``attacked_interpreter``, ``photo_rts``, ``attack_photos``), and
-    the CAM schedule the adaptive attack runs on."""
-    model = pretrained.efficientnet_lite(data.load_imagenet_sample().class_names).to(device)
+    """The photo setting of ``classifier`` from the chapter's parameters ``p``, with chapter 3's
+    code handed over as ``chapter3`` (``photo_configs``, ``attacked_interpreter``, ``photo_rts``,
+    ``attack_photos``), and the CAM schedule the adaptive attack runs on."""
+    model = pretrained.efficientnet_lite(data.imagenet_class_names(), classifier).to(device)
     rts_net, rts_status = (
-        chapter3.photo_rts(device, progress, p["artifacts_dir"]) if "rts" in p["interpreters"] else (None, "")
+        chapter3.photo_rts(device, progress, p["artifacts_dir"], classifier)
+        if "rts" in p["interpreters"]
+        else (None, "")
     )
     budget = {
         "step_scale": p["imagenet_step_scale"],
@@ -178,12 +196,39 @@ def photo_from_params(
             mask_step_scale=p["imagenet_mask_step_scale"], mask_checkpoints=p["mask_checkpoints"],
             mask_iterations=p["imagenet_mask_iterations"], seed=p["seed"], schedule=p["schedule"],
             rts_net=rts_net, rts_status=rts_status, artifacts_dir=p["artifacts_dir"], device=device,
-            progress=progress, log=None,
+            progress=progress, log=None, classifier=classifier,
         )  # fmt: skip
 
     handed = Chapter3Attacks.from_params(p, chapter3, cfgs, attack_missing, model, rts_net, "imagenet_")
-    setting = photo_setting(model, rts_net, handed, n_images=p["imagenet_n_images"], device=device)
+    setting = photo_setting(
+        model, rts_net, handed, n_images=p["imagenet_n_images"], device=device, classifier=classifier
+    )
     return setting, chapter3.photo_configs(["cam"], **budget)["cam"]
+
+
+def adaptive_on(p: Mapping[str, Any], classifier: str) -> bool:
+    """Whether the adaptive attacks run on the photos of ``classifier``: ``adaptive`` and
+    ``adaptive_classifiers`` names it (EfficientNet-Lite0 alone by default: they are the
+    chapter's costliest part)."""
+    return bool(p["adaptive"]) and classifier in _names(p["adaptive_classifiers"])
+
+
+def photo_settings(
+    p: Mapping[str, Any], chapter3: Any, *, device: Any, progress: bool
+) -> Iterator[tuple[str, Setting, attacks.ADV2Config | None]]:
+    """One photo setting per classifier of ``p["photo_classifiers"]``, in order (each built when
+    the previous one is done): ``(classifier, setting, cam)`` with the CAM schedule of the
+    adaptive attack where :func:`adaptive_on`, else None. Every name is checked before any work."""
+    names = _names(p["photo_classifiers"])
+    for c in names:
+        claims.photo_setting(c)  # an unknown classifier: ValueError naming the valid ones, now
+    for c in names:
+        setting, cam = photo_from_params(p, chapter3, device=device, progress=progress, classifier=c)
+        yield c, setting, (cam if adaptive_on(p, c) else None)
+
+
+def _names(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def fmnist_from_params(
@@ -232,10 +277,12 @@ def fmnist_from_params(
 __all__ = [
     "Chapter3Attacks",
     "Setting",
+    "adaptive_on",
     "arch_setting",
     "fmnist_from_params",
     "fmnist_setting",
     "n_correct_photos",
     "photo_from_params",
     "photo_setting",
+    "photo_settings",
 ]
