@@ -231,6 +231,11 @@ def test_chapter3_attack_parameters_match_chapter3(profile):
     differ = {n: (ch03[n], ch09[n]) for n in CHAPTER3_ATTACK if ch03[n] != ch09[n]}
     assert not differ, f"{profile}: chapter 9's copies of chapter 3's attack parameters differ: {differ}"
     assert set(ch03["imagenet_interpreters"]) <= set(ch09["interpreters"]) or profile == "smoke"
+    # every photo classifier of chapter 9 is one chapter 3 attacks at this profile, so the same
+    # parameters give the same keys for each (tests/test_ch09_photos.py: chapter 3's keys for Lite2)
+    missing = set(ch09["photo_classifiers"]) - set(ch03["photo_classifiers"])
+    assert not missing, f"{profile}: chapter 9 reads photo attacks chapter 3 does not run: {missing}"
+    assert set(ch09["adaptive_classifiers"]) <= set(ch09["photo_classifiers"]), profile
 
 
 # ----------------------------------------------------------------------------- the adaptive attack
@@ -353,6 +358,9 @@ def test_the_run_plan_lists_chapter9_models(fmnist):
     assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
     params.update(fmnist=False, interpreters=["grad", "cam"])
     assert runplan.needed_models("09_defense1", params, fmnist) == []
+    full = {**schema.defaults("09_defense1"), **load_profile("full", "09_defense1")}
+    labels = [label for label, _ in runplan.needed_models("09_defense1", full, fmnist)]
+    assert labels[-2:] == ["photo RTS", "photo RTS (efficientnet-lite2)"]  # one per photo classifier
 
 
 def test_chapter3_writes_what_chapter9_reads(fmnist, small_trained_resnet, tmp_path):

@@ -161,11 +161,13 @@ def test_paper_profile_trains_rts_with_the_authors_recipe():
 
 # ----------------------------------------------------------------------------- full
 def test_full_profile_runs_both_photo_classifiers_on_every_photo():
-    for stem in ("02_interpreters", "03_adv2"):
+    for stem in ("02_interpreters", "03_adv2", "09_defense1"):
         assert values("full", stem)["photo_classifiers"] == list(config.PHOTO_CLASSIFIERS), stem
     ch03 = values("full", "03_adv2")
     assert ch03["imagenet_n_images"] == 0 and ch03["imagenet_sample"]
     assert set(ch03["imagenet_interpreters"]) == set(config.INTERPRETERS)
+    ch09 = values("full", "09_defense1")  # the adaptive attacks: EfficientNet-Lite0's photos alone
+    assert ch09["imagenet_n_images"] == 0 and ch09["adaptive_classifiers"] == [config.PHOTO_CLASSIFIER]
 
 
 @pytest.mark.parametrize("stem", ["03_adv2", "06_table10", "07_input_size", "09_defense1"])

@@ -129,8 +129,8 @@ def test_photo_classifiers_default_to_lite0_and_chapter_1_shows_both():
     assert PHOTO_CLASSIFIERS_P.default == ["efficientnet-lite0"]  # the book's photo setting so far
     assert schema.defaults("01_target_models")["photo_classifiers"] == list(PHOTO_CLASSIFIERS)
     assert PHOTO_CLASSIFIERS == {"efficientnet-lite0": 224, "efficientnet-lite2": 260}
-    # chapters 2 and 3: Lite0 alone by default (the published numbers), both on request
-    for stem in ("02_interpreters", "03_adv2"):
+    # chapters 2, 3 and 9: Lite0 alone by default (the published numbers), both on request
+    for stem in ("02_interpreters", "03_adv2", "09_defense1"):
         assert schema.defaults(stem)["photo_classifiers"] == ["efficientnet-lite0"]
         both = schema.validate_chapter(stem, {"photo_classifiers": list(PHOTO_CLASSIFIERS)})
         assert both == {"photo_classifiers": list(PHOTO_CLASSIFIERS)}
