@@ -258,6 +258,40 @@ def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
         report.check_alone(bad)
 
 
+def test_bench_alone_merges_the_finished_chapters_into_the_timings_file(tmp_path, monkeypatch):
+    """Issue 27 item 3: the chapters-alone times go into timings-<profile>.json beside the report
+    (the one file the README, run box and teaching page read), every other key kept; a failed
+    chapter's time is not shown as a time."""
+    bench = _module(ROOT / "benchmarks" / "bench_alone.py", "bench_alone")
+    fake = {"01_target_models": (138.0, 0), "03_adv2": (480.0, 0), "08_scaling": (100.0, 1)}
+    monkeypatch.setattr(
+        bench,
+        "run_alone",
+        lambda stem, profile, scratch: {"seconds": fake[stem][0], "returncode": fake[stem][1], "pass": False},
+    )
+    timings_path = tmp_path / "timings-quick.json"
+    kept = {
+        "seconds": {"01_target_models": 15.5},
+        "environment": {"date": "2030-01-01"},
+        "run": {"wall_seconds": 900.0, "notebooks": 9},
+    }
+    timings_path.write_text(json.dumps(kept))
+    out = tmp_path / "bench_alone.json"
+    bench.main(["--chapters", "01", "03", "08", "--output", str(out)])
+    data = json.loads(timings_path.read_text())
+    assert {k: data[k] for k in kept} == kept
+    alone = data["alone"]
+    assert alone["seconds"] == {"01_target_models": 138.0, "03_adv2": 480.0}
+    assert alone["failed"] == ["08_scaling"] and alone["target_minutes"] == 5
+    assert alone["date"] == json.loads(out.read_text())["date"]  # the detailed report stays beside it
+    assert set(json.loads(out.read_text())["chapters"]) == set(fake)
+    bench.main(["--chapters", "01", "--profile", "smoke", "--output", str(out)])  # another profile's file
+    assert json.loads(timings_path.read_text())["alone"] == alone
+    assert json.loads((tmp_path / "timings-smoke.json").read_text())["alone"]["seconds"] == {
+        "01_target_models": 138.0
+    }
+
+
 def test_bench_alone_rejects_a_wrong_chapter_before_running_any():
     import subprocess
     import sys
