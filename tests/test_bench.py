@@ -181,11 +181,16 @@ def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):
         nb.metadata["adv2"] = {"models_cached_at_start": cached, "other_jobs_cores": others}
         nbformat.write(nb, folder / f"{stem}.ipynb")
     subs = ext.laptop()
-    assert subs["laptop_total"] == "9.0 min at `quick` (≤ 12: pass)"
+    assert subs["laptop_total"] == ("9.0 min at `quick`, the sum of the chapters' times (≤ 15: pass)")
     assert subs["laptop_slowest"] == "02_b, 7.0 min (≤ 5: FAIL)"
     assert subs["laptop_cache"] == "an empty cache"
     assert subs["laptop_idle"] == "at most 0.10 cores, except 0.30 during 02_b"
     assert subs["laptop_runs"] == "one run"
+    (tmp_path / "results").mkdir()  # a whole run recorded its own wall time: that, not the sum
+    (tmp_path / "results" / "timings-quick.json").write_text(
+        json.dumps({"seconds": {"01_a": 120, "02_b": 420}, "run": {"wall_seconds": 960.0}})
+    )
+    assert ext.laptop()["laptop_total"] == "16.0 min as one run at `quick` (≤ 15: FAIL)"
     nb = nbformat.read(folder / "02_b.ipynb", as_version=4)
     nb.metadata["papermill"].update(
         start_time="2026-12-02T12:58:07+00:00",
