@@ -11,9 +11,13 @@ deleted afterwards; chapter 8 also gets a sweep of its own (``-p sweep_name``), 
 point is reused. Each is ``python -m adv2 run <chapter>`` in a fresh process, timed from start to
 exit: what a reader who runs only that chapter waits. Nothing is published.
 
-Writes ``results/bench_alone.json``: per chapter ``seconds``, ``returncode`` and ``pass`` (finished
-within ``target_minutes``), with ``other_jobs_cores`` (how idle the machine was; chapter 8's Ray
-workers count as other jobs). :mod:`bench_report` prints it and the Performance page shows it.
+Writes ``results/bench_alone.json``, the detailed report: per chapter ``seconds``, ``returncode``
+and ``pass`` (finished within ``target_minutes``), with ``other_jobs_cores`` (how idle the machine
+was; chapter 8's Ray workers count as other jobs). :mod:`bench_report` prints it and the
+Performance page shows it. The finished chapters' times also go into the ``alone`` entry of
+``timings-<profile>.json`` beside it (``results/``, or ``--output``'s folder; other keys kept,
+atomic): the one file the README, the run box and the teaching page read their times from
+(:mod:`adv2.book.timings`). Both are rewritten after every chapter, for this invocation's chapters.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from adv2.book import runbox  # noqa: E402
+from adv2.book import runbox, timings  # noqa: E402
 from adv2.book.execute import RunError  # noqa: E402
 from adv2.book.runner import all_notebooks, select_notebooks  # noqa: E402
 
-TARGET_MINUTES = 5
+TARGET_MINUTES = timings.CHAPTER_TARGET_MINUTES
 SWEEP_CHAPTER = "08_scaling"
 
 
@@ -140,9 +144,25 @@ def main(argv: list[str] | None = None) -> dict:
         report["other_jobs_cores"] = meter.other_jobs_cores(report["seconds"])
         report["complete"] = set(report["chapters"]) == set(stems)
         write(report, out)
+        timings.merge_alone(out.parent / f"timings-{args.profile}.json", alone_entry(report))
     print(f"other jobs used {report['other_jobs_cores']} of {os.cpu_count()} cores meanwhile")
     print(f"wrote {out}")
     return report
+
+
+def alone_entry(report: dict) -> dict:
+    """The timings file's ``alone`` entry: the finished chapters' seconds (a failed chapter's time
+    is not a time to show), the chapters that did not finish, the date, the target and how idle the
+    machine was."""
+    chapters = report["chapters"]
+    return {
+        "seconds": {stem: round(r["seconds"], 1) for stem, r in chapters.items() if r["returncode"] == 0},
+        "failed": sorted(stem for stem, r in chapters.items() if r["returncode"] != 0),
+        "date": report["date"],
+        "target_minutes": report["target_minutes"],
+        "other_jobs_cores": report.get("other_jobs_cores"),
+        "cpu_count": report.get("cpu_count"),
+    }
 
 
 def write(report: dict, out: Path) -> None:

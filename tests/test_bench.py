@@ -181,11 +181,16 @@ def test_laptop_budget_reads_the_published_notebooks(tmp_path, monkeypatch):
         nb.metadata["adv2"] = {"models_cached_at_start": cached, "other_jobs_cores": others}
         nbformat.write(nb, folder / f"{stem}.ipynb")
     subs = ext.laptop()
-    assert subs["laptop_total"] == "9.0 min at `quick` (≤ 12: pass)"
+    assert subs["laptop_total"] == ("9.0 min at `quick`, the sum of the chapters' times (≤ 15: pass)")
     assert subs["laptop_slowest"] == "02_b, 7.0 min (≤ 5: FAIL)"
     assert subs["laptop_cache"] == "an empty cache"
     assert subs["laptop_idle"] == "at most 0.10 cores, except 0.30 during 02_b"
     assert subs["laptop_runs"] == "one run"
+    (tmp_path / "results").mkdir()  # a whole run recorded its own wall time: that, not the sum
+    (tmp_path / "results" / "timings-quick.json").write_text(
+        json.dumps({"seconds": {"01_a": 120, "02_b": 420}, "run": {"wall_seconds": 960.0}})
+    )
+    assert ext.laptop()["laptop_total"] == "16.0 min as one run at `quick` (≤ 15: FAIL)"
     nb = nbformat.read(folder / "02_b.ipynb", as_version=4)
     nb.metadata["papermill"].update(
         start_time="2026-12-02T12:58:07+00:00",
@@ -256,6 +261,40 @@ def test_each_chapter_alone_report_and_page_numbers(tmp_path, monkeypatch):
     bad["chapters"]["03_adv2"]["pass"] = True
     with pytest.raises(ValueError, match="pass disagrees"):
         report.check_alone(bad)
+
+
+def test_bench_alone_merges_the_finished_chapters_into_the_timings_file(tmp_path, monkeypatch):
+    """Issue 27 item 3: the chapters-alone times go into timings-<profile>.json beside the report
+    (the one file the README, run box and teaching page read), every other key kept; a failed
+    chapter's time is not shown as a time."""
+    bench = _module(ROOT / "benchmarks" / "bench_alone.py", "bench_alone")
+    fake = {"01_target_models": (138.0, 0), "03_adv2": (480.0, 0), "08_scaling": (100.0, 1)}
+    monkeypatch.setattr(
+        bench,
+        "run_alone",
+        lambda stem, profile, scratch: {"seconds": fake[stem][0], "returncode": fake[stem][1], "pass": False},
+    )
+    timings_path = tmp_path / "timings-quick.json"
+    kept = {
+        "seconds": {"01_target_models": 15.5},
+        "environment": {"date": "2030-01-01"},
+        "run": {"wall_seconds": 900.0, "notebooks": 9},
+    }
+    timings_path.write_text(json.dumps(kept))
+    out = tmp_path / "bench_alone.json"
+    bench.main(["--chapters", "01", "03", "08", "--output", str(out)])
+    data = json.loads(timings_path.read_text())
+    assert {k: data[k] for k in kept} == kept
+    alone = data["alone"]
+    assert alone["seconds"] == {"01_target_models": 138.0, "03_adv2": 480.0}
+    assert alone["failed"] == ["08_scaling"] and alone["target_minutes"] == 5
+    assert alone["date"] == json.loads(out.read_text())["date"]  # the detailed report stays beside it
+    assert set(json.loads(out.read_text())["chapters"]) == set(fake)
+    bench.main(["--chapters", "01", "--profile", "smoke", "--output", str(out)])  # another profile's file
+    assert json.loads(timings_path.read_text())["alone"] == alone
+    assert json.loads((tmp_path / "timings-smoke.json").read_text())["alone"]["seconds"] == {
+        "01_target_models": 138.0
+    }
 
 
 def test_bench_alone_rejects_a_wrong_chapter_before_running_any():

@@ -284,6 +284,63 @@ def test_corrupt_timings_in_a_reused_run_folder_are_set_aside(tmp_path, capsys):
     assert len(list(tmp_path.glob("timings-smoke.json.corrupt-*"))) == 1
 
 
+@pytest.mark.timeout(300)
+def test_a_whole_run_records_its_wall_time_and_a_partial_run_keeps_it(fake_book):
+    """Issue 27 item 3: publishing a run of every notebook stores the run's own wall time (start to
+    the last notebook's end) in timings-<profile>.json; a later run of some chapters replaces their
+    times but not the whole book's wall time, and says which chapters it re-timed."""
+    from adv2.book import timings
+
+    published_book(fake_book)
+    whole = finished_run(fake_book)  # the fake book has one notebook: running it is the whole book
+    record = read_record(whole)
+    assert record["whole_book"] is True
+    assert record["wall_seconds"] >= record["notebooks"][STEM]["seconds"] > 0
+    publish.publish(whole)
+    results = fake_book / "results"
+    run = timings.whole_run("smoke", results)
+    cached = record["notebooks"][STEM]["models_cached_at_start"]
+    assert run == {
+        "wall_seconds": record["wall_seconds"],
+        "notebooks": 1,
+        "date": record["finished"][:10],
+        "cold": cached == 0,
+        "other_jobs_cores": record["other_jobs_cores"],
+    }
+    assert "| the whole book as one run |" in (fake_book / "book" / "_run_info.md").read_text()
+
+    # a second notebook in the book: running chapter 1 alone is now a partial run
+    (runner.NOTEBOOKS_DIR / "02_more.ipynb").write_bytes(
+        (runner.NOTEBOOKS_DIR / f"{STEM}.ipynb").read_bytes()
+    )
+    partial = finished_run(fake_book)
+    record2 = read_record(partial)
+    assert record2["whole_book"] is False and record2["wall_seconds"] > 0
+    publish.publish(partial)
+    data = json.loads((results / "timings-smoke.json").read_text())
+    assert data["run"] == {**run, "later_chapters": [STEM]}  # the whole run's time, not the partial's
+    assert data["seconds"][STEM] == record2["notebooks"][STEM]["seconds"]
+    assert timings.run_wall_seconds("smoke", results) == record["wall_seconds"]
+
+
+def test_merged_timings_keep_the_alone_times_and_drop_a_damaged_run_entry():
+    old = {"seconds": {"01_a": 1.0}, "alone": {"seconds": {"01_a": 2.0}}, "run": {"wall_seconds": 5.0}}
+    payload, damaged = publish._merged_timings(json.dumps(old).encode(), {"02_b": 3.0}, {"date": "d"})
+    assert damaged is None and payload["alone"] == old["alone"]
+    assert payload["run"] == {"wall_seconds": 5.0, "later_chapters": ["02_b"]}
+    new_run = {"wall_seconds": 9.0, "notebooks": 2}
+    payload, _ = publish._merged_timings(json.dumps(payload).encode(), {"01_a": 4.0}, {}, new_run)
+    assert payload["run"] == new_run and payload["alone"] == old["alone"]  # a whole run starts afresh
+    payload, _ = publish._merged_timings(json.dumps({**old, "run": "?"}).encode(), {"01_a": 4.0}, {})
+    assert "run" not in payload
+    record = {"whole_book": True, "wall_seconds": 9.0, "finished": "2030-01-02T03:04:05Z", "notebooks": {}}
+    assert publish.whole_run_entry(record) is None  # no notebooks: nothing to time
+    record["notebooks"] = {"02_b": {"models_cached_at_start": 3}, "01_a": {"models_cached_at_start": 0}}
+    assert publish.whole_run_entry(record)["cold"] is True  # the first chapter found an empty cache
+    assert publish.whole_run_entry({**record, "whole_book": False}) is None
+    assert publish.whole_run_entry({**record, "wall_seconds": None}) is None  # an older run.json
+
+
 def _executed(path: Path, ran: int) -> Path:
     """A papermill-looking notebook whose first `ran` of its 3 code cells actually ran."""
     nb = nbformat.v4.new_notebook()

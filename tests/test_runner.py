@@ -100,7 +100,9 @@ def test_run_box_names_profile_times_training_and_load(tmp_path):
     _executed(tmp_path / "02_b.ipynb", "smoke", 60.0, {"models_trained": 0, "other_jobs_cores": 0.1})
     text = runbox.write_run_info(tmp_path, tmp_path, box).read_text()
     assert "| 01_a | `quick` | none | 2.0 min | 2 |" in text
-    assert "| 02_b | `smoke` | none | 1.0 min | 0 |" in text and "| total | | | 3.0 min |" in text
+    assert (
+        "| 02_b | `smoke` | none | 1.0 min | 0 |" in text and "| sum of the chapters | | | 3.0 min |" in text
+    )
     assert "02_b show the `smoke` profile" in text
     assert "otherwise idle" in text
     _executed(tmp_path / "02_b.ipynb", "quick", 60.0, {"models_trained": 0, "other_jobs_cores": 1.5})

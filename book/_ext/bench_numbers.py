@@ -194,15 +194,16 @@ def _accuracy_noise(acc: dict) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- the laptop budget
-LAPTOP_MINUTES, CHAPTER_MINUTES = 12, 5  # issue 13: the whole book, and each chapter alone
-
-
 def laptop() -> dict[str, str]:
     """``{{ laptop_* }}``: the published run's wall times (results/timings-<profile>.json, as every page)
-    against the laptop budget, whether it started from an empty cache, and how idle the machine was."""
+    against the laptop budget (the targets are adv2.book.timings'), whether it started from an empty
+    cache, and how idle the machine was. The whole book's time is the run's own wall time where a run
+    of every notebook recorded it, else the sum of the chapters' times, said to be a sum."""
     import nbformat
 
     from adv2.book import timings  # the one source of run times (the run box and README read it too)
+
+    book_minutes, chapter_minutes = timings.BOOK_TARGET_MINUTES, timings.CHAPTER_TARGET_MINUTES
 
     rows = []
     for path in sorted((ROOT / "book" / "notebooks").glob("[0-9][0-9]_*.ipynb")):
@@ -221,8 +222,8 @@ def laptop() -> dict[str, str]:
             )
         )
     targets = {
-        "laptop_target": f"{LAPTOP_MINUTES} minutes",
-        "laptop_chapter_target": f"{CHAPTER_MINUTES} minutes",
+        "laptop_target": f"{book_minutes} minutes",
+        "laptop_chapter_target": f"{chapter_minutes} minutes",
     }
     if not rows:
         return {
@@ -232,15 +233,22 @@ def laptop() -> dict[str, str]:
                 for k in ("laptop_total", "laptop_slowest", "laptop_cache", "laptop_idle", "laptop_runs")
             },
         }
-    total = sum(r[1] for r in rows) / 60
     stem, slowest = max(((r[0], r[1] / 60) for r in rows), key=lambda r: r[1])
     cached = rows[0][3]
     loads = sorted((r[4], r[0]) for r in rows if r[4] is not None)
-    profiles = ", ".join(sorted({f"`{r[2]}`" for r in rows}))
+    profiles = sorted({r[2] for r in rows})
+    shown = ", ".join(f"`{p}`" for p in profiles)
+    run = timings.whole_run(profiles[0], ROOT / "results") if len(profiles) == 1 else None
+    if run is not None:
+        total = run["wall_seconds"] / 60
+        how = f"{total:.1f} min as one run at {shown}"
+    else:
+        total = sum(r[1] for r in rows) / 60
+        how = f"{total:.1f} min at {shown}, the sum of the chapters' times"
     return {
         **targets,
-        "laptop_total": f"{total:.1f} min at {profiles} (≤ {LAPTOP_MINUTES}: {_mark(total <= LAPTOP_MINUTES)})",
-        "laptop_slowest": f"{stem}, {slowest:.1f} min (≤ {CHAPTER_MINUTES}: {_mark(slowest <= CHAPTER_MINUTES)})",
+        "laptop_total": f"{how} (≤ {book_minutes}: {_mark(total <= book_minutes)})",
+        "laptop_slowest": f"{stem}, {slowest:.1f} min (≤ {chapter_minutes}: {_mark(slowest <= chapter_minutes)})",
         "laptop_cache": (
             MISSING
             if cached is None

@@ -1,14 +1,15 @@
 """Chapter times for the teaching and re-running pages, read from the run the book shows (no number
 typed by hand).
 
-Publishing records each notebook's wall time in results/timings-<profile>.json, the one source of
-run times (`adv2.book.timings`: the run box, the front page's chapter list and the README read it
-too, and show a time the same way, `timings.minutes`). Each
-chapter's results file records how long the models it trained took. A chapter run alone on an empty
-cache must also train the models it would otherwise load from the cache that earlier chapters fill,
-so its cold-cache time is derived as: its own time in the published run + the training time of those
-models, as recorded in the results files of the chapters that trained them. The values become MyST
-substitutions ({{ ch3_cold }} etc.) used by book/teaching.md."""
+Every time comes from results/timings-<profile>.json, the one source of run times
+(`adv2.book.timings`: the run box, the front page's chapter list and the README read it too, and
+show a time the same way, `timings.minutes`): each chapter's wall time in the published run, the
+whole book's wall time as one run where a run of every notebook recorded it, and each chapter's
+time run alone from an empty cache (benchmarks/bench_alone.py merges it in). Where a chapter's time
+alone is not measured, its cold-cache time is derived as an upper bound: its own time in the
+published run + the training time of the models it loads from the cache that earlier chapters fill,
+as recorded in the results files of the chapters that trained them. The values become MyST
+substitutions ({{ ch3_cold }}, {{ book_run }} etc.) used by book/teaching.md and book/rerunning.md."""
 
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
         "train_classifiers": minutes(train["classifiers"]),
         "train_rts": minutes(train["rts"]),
         "train_rtsa": minutes(train["rtsa"]),
+        "book_run": book_run(profile),
+        "book_target": f"{_timings().BOOK_TARGET_MINUTES} minutes",
+        "chapter_target": f"{_timings().CHAPTER_TARGET_MINUTES} minutes",
     }
     alone = measured_alone(profile)
     for i, stem in enumerate(CHAPTERS, start=1):
@@ -91,22 +95,29 @@ def substitutions(profile: str = "quick") -> dict[str, str]:
 
 
 def measured_alone(profile: str) -> dict[str, float]:
-    """Each chapter's measured time alone from an empty cache (benchmarks/bench_alone.py's
-    results/bench_alone.json, finished chapters at ``profile`` only): what the teaching page shows
-    instead of the derived time, which cannot know which models ship as committed checkpoints."""
-    report = _load("bench_alone.json")
-    if report.get("profile") != profile:
-        return {}
-    return {
-        stem: float(r["seconds"])
-        for stem, r in (report.get("chapters") or {}).items()
-        if r.get("returncode") == 0 and isinstance(r.get("seconds"), (int, float))
-    }
+    """Each chapter's measured time alone from an empty cache at ``profile`` (finished chapters
+    only), from the timings file's ``alone`` entry: what the teaching page shows instead of the
+    derived time, which cannot know which models ship as committed checkpoints."""
+    return _timings().alone_seconds(profile, ROOT / "results")
+
+
+def book_run(profile: str) -> str:
+    """The whole book's wall time as one run at ``profile``, for the teaching page; where no run of
+    every notebook recorded one, the sum of the chapters' times, said to be a sum."""
+    timings = _timings()
+    run = timings.whole_run(profile, ROOT / "results")
+    if run is not None:
+        return timings.whole_run_words(run)
+    total = timings.total_seconds(profile, ROOT / "results")
+    if total is None:
+        return MISSING
+    return f"{minutes(total)}, the sum of the chapters' own times (no run of the whole book recorded its wall time)"
 
 
 def profile_summary(profile: str) -> str:
-    """One line for the re-running page: each chapter's wall time at ``profile`` and the total,
-    from results/timings-<profile>.json (the run that recorded it, with its date)."""
+    """One line for the re-running page: the whole book's wall time as one run at ``profile`` (else
+    the chapters' sum, said to be one), each chapter's time and each alone from an empty cache,
+    from results/timings-<profile>.json (with their dates)."""
     return _timings().summary_line(profile, ROOT / "results")
 
 

@@ -43,8 +43,19 @@ class PublishError(RuntimeError):
     """The run is incomplete (failed, interrupted, killed) or its folder is not a run folder."""
 
 
-def _merged_timings(old: bytes | None, seconds: dict[str, float], environment: dict[str, Any]):
-    """(the timings payload with ``seconds`` added, why ``old`` was unusable or None)."""
+def _merged_timings(
+    old: bytes | None,
+    seconds: dict[str, float],
+    environment: dict[str, Any],
+    run: dict[str, Any] | None = None,
+):
+    """(the timings payload with ``seconds`` added, why ``old`` was unusable or None).
+
+    ``run``: the ``run`` entry of a run that executed every notebook (its own wall time,
+    :func:`whole_run_entry`), which replaces the recorded one. Without it (a run of some chapters)
+    the recorded whole run's wall time stays, since a partial run's wall time is not the book's,
+    and the chapters this run re-timed are listed in its ``later_chapters``: their ``seconds`` no
+    longer come from that whole run. Other keys (``alone``, ...) are kept."""
     payload: Any = {}
     damaged = None
     if old is not None:
@@ -58,15 +69,45 @@ def _merged_timings(old: bytes | None, seconds: dict[str, float], environment: d
             damaged, payload = "not a timings object", {}
     payload.setdefault("seconds", {}).update(seconds)
     payload["environment"] = environment
+    if run is not None:
+        payload["run"] = run
+    elif isinstance(payload.get("run"), dict):
+        earlier = [s for s in payload["run"].get("later_chapters") or [] if isinstance(s, str)]
+        payload["run"]["later_chapters"] = sorted(set(earlier) | set(seconds))
+    else:
+        payload.pop("run", None)  # damaged: no wall time rather than a wrong one
     return payload, damaged
 
 
-def merge_timings(path: Path, seconds: dict[str, float], environment: dict[str, Any]) -> Path:
-    """Add this run's wall times to ``timings-<profile>.json`` (other chapters' entries stay)."""
-    payload, damaged = _merged_timings(path.read_bytes() if path.is_file() else None, seconds, environment)
+def merge_timings(
+    path: Path, seconds: dict[str, float], environment: dict[str, Any], run: dict[str, Any] | None = None
+) -> Path:
+    """Add this run's wall times to ``timings-<profile>.json`` (other chapters' entries stay; the
+    whole run's ``run`` entry as :func:`_merged_timings` says)."""
+    payload, damaged = _merged_timings(
+        path.read_bytes() if path.is_file() else None, seconds, environment, run
+    )
     if damaged is not None:
         set_aside(path, damaged)
     return atomic_write_json(path, payload)
+
+
+def whole_run_entry(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The timings file's ``run`` entry for a finished run that executed every notebook of the book
+    (``run.json``'s ``whole_book``), None for a run of some chapters or one without a wall time
+    (an older adv2's run.json). ``cold``: the cache held no model when its first notebook began."""
+    wall = record.get("wall_seconds")
+    notebooks = record.get("notebooks") or {}
+    if not record.get("whole_book") or not notebooks or not isinstance(wall, (int, float)):
+        return None
+    cached = notebooks[min(notebooks)].get("models_cached_at_start")
+    return {
+        "wall_seconds": wall,
+        "notebooks": len(notebooks),
+        "date": (record.get("finished") or record.get("started") or "")[:10] or None,
+        "cold": cached == 0 if isinstance(cached, int) else None,
+        "other_jobs_cores": record.get("other_jobs_cores"),
+    }
 
 
 def describe_os_error(err: OSError, path: Path | str | None = None) -> str:
@@ -319,8 +360,8 @@ def _published_view(staging: _Staging, view: Path) -> tuple[Path, Path]:
 def publish(run_dir: str | os.PathLike) -> list[Path]:
     """Replace the published copies with ``run_dir``'s; refuse (PublishError) unless it finished.
 
-    All or nothing: every file (the notebooks, their results, the timings, the run box and the
-    claims table) is staged first and swapped in together; a failure (a full disk) raises
+    All or nothing: every file (the notebooks, their results, the timings with, for a run of every
+    notebook, the run's own wall time, the run box and the claims table) is staged first and swapped in together; a failure (a full disk) raises
     PublishError and leaves the published book as it was. Chapters the run did not execute keep
     their published copies; the run box is rebuilt from all published notebooks. Returns the
     files replaced.
@@ -338,7 +379,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
         timings = PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json"
         old = timings.read_bytes() if timings.is_file() else None
         seconds = {stem: entry["seconds"] for stem, entry in record["notebooks"].items()}
-        payload, damaged = _merged_timings(old, seconds, environment())
+        payload, damaged = _merged_timings(old, seconds, environment(), whole_run_entry(record))
         if damaged is not None:  # kept beside it for inspection, as set_aside does
             aside = timings.with_name(
                 f"{timings.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"

@@ -163,6 +163,7 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
             f"| {nb_path.stem} | `{prof}` | {changed} | {timings.minutes(seconds)} | {trained} | {date} |"
         )
     env = environment()
+    total_rows, wall_note = _total_rows(profiles, total, results_dir)
     devices = devices or {env["device"]}
     hardware = ", ".join(d if d != "cpu" else f"CPU only ({os.cpu_count()} cores)" for d in sorted(devices))
     shown = ", ".join(f"`{p}`" for p in sorted(profiles))
@@ -201,8 +202,10 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         "| notebook | profile | parameters changed | wall time | models trained | date |\n"
         "|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + f"\n| total | | | {timings.minutes(total)} | | |\n\n"
-        "Wall times are read from `results/timings-<profile>.json`, as every other page's. "
+        + total_rows
+        + "\n\nWall times are read from `results/timings-<profile>.json`, as every other page's"
+        + wall_note
+        + ". "
         "*Parameters changed* lists the values that differ from the profile's "
         "(`params/<profile>.yaml`). *Models trained* counts the classifiers, RTS and RTSA "
         "networks a chapter trained; the others came from the committed checkpoints "
@@ -210,6 +213,30 @@ def render_run_info(notebooks_dir: Path, results_dir: Path) -> str:
         "chapter re-run on its own with a warm cache is faster."
         f"{caveat}\n```\n"
     )
+
+
+def _total_rows(profiles: set[str], total: float, results_dir: Path) -> tuple[str, str]:
+    """(the box's last rows, a note on them): the whole book's wall time as one run where the
+    timings file records one for the box's profile, beside the sum of the chapters' times."""
+    rows = f"\n| sum of the chapters | | | {timings.minutes(total)} | | |"
+    run = timings.whole_run(next(iter(profiles)), results_dir) if len(profiles) == 1 else None
+    if run is None:
+        return rows, (
+            "; no run of the whole book has recorded its own wall time, so the box gives the sum "
+            "of the chapters' times"
+        )
+    rows += f"\n| the whole book as one run | | | {timings.minutes(run['wall_seconds'])} | | {run.get('date') or ''} |"
+    note = (
+        f"; *the whole book as one run* is the wall time of one run of every notebook"
+        f"{timings.cache_words(run)}, from its start to its last notebook's end, every kernel's "
+        "start included"
+    )
+    later = [s for s in run.get("later_chapters") or [] if isinstance(s, str)]
+    if later:
+        note += (
+            f" ({', '.join(sorted(later))} re-run since in a run of some chapters: their rows show that run)"
+        )
+    return rows, note
 
 
 def write_run_info(

@@ -323,7 +323,12 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> Path:
     """Execute the notebooks into a run folder and return it; with ``publish``, publish it if it
-    finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM)."""
+    finished. Raises RunError (a notebook failed), RunInterrupted (Ctrl-C / SIGTERM).
+
+    ``run.json`` records the run's own wall time, from here (planning included) to the last
+    notebook's end, kernel starts included and publishing not, and whether the run executed every
+    notebook of the book: publishing keeps the wall time of such a whole run only."""
+    clock, run_meter = time.time(), CpuMeter()
     profile, run_dir, results, plan = _planned(names, profile, overrides, output_dir, results_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
@@ -331,7 +336,8 @@ def run(
         kinds = ("", ".running", ".failed", ".interrupted")
         for old in (*(run_dir / f"{nb.stem}{kind}.ipynb" for kind in kinds), results / f"{nb.stem}.json"):
             old.unlink(missing_ok=True)
-    record = RunRecord(run_dir, results, profile, plan, argv)
+    whole_book = {nb.stem for nb, _ in plan} == {nb.stem for nb in all_notebooks()}
+    record = RunRecord(run_dir, results, profile, plan, argv, whole_book=whole_book)
     print(f"[adv2] run folder: {shown_path(run_dir)} (the published book is not touched)", flush=True)
     print(f"[adv2] device: {device_note(profile)} (profile {profile})", flush=True)
     current = None
@@ -390,8 +396,13 @@ def run(
     except BaseException as err:
         _mark_stopped(record, current, "failed", f"{type(err).__name__}: {err}")
         raise
-    record.finish("ok")
-    print(f"[adv2] all {len(plan)} notebook(s) finished; run folder: {shown_path(run_dir)}", flush=True)
+    wall = round(time.time() - clock, 1)
+    record.finish("ok", wall_seconds=wall, other_jobs_cores=run_meter.other_jobs_cores(wall))
+    print(
+        f"[adv2] all {len(plan)} notebook(s) finished in {wall / 60:.1f} min; run folder: "
+        f"{shown_path(run_dir)}",
+        flush=True,
+    )
     if publish:
         publish_run(run_dir)
     else:

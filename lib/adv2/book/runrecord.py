@@ -1,4 +1,7 @@
-"""``run.json``, the record of a run: its parameters, each notebook's status and wall time."""
+"""``run.json``, the record of a run: its parameters, each notebook's status and wall time, and
+for a run that finished its own wall time (``wall_seconds``, from the start of ``run`` to the last
+notebook's end, kernel starts included) and whether it executed every notebook of the book
+(``whole_book``): publishing records a whole run's wall time in ``timings-<profile>.json``."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ class RunRecord:
         profile: str,
         plan: Sequence[tuple[Path, dict[str, Any]]],
         argv: Sequence[str] | None,
+        whole_book: bool = False,
     ) -> None:
         self.path = run_dir / RUN_RECORD
         self.data: dict[str, Any] = {
@@ -37,6 +41,9 @@ class RunRecord:
             "results_dir": str(results_dir),
             "started": utc_now(),
             "finished": None,
+            "whole_book": whole_book,  # every notebook of the book, in this one run
+            "wall_seconds": None,  # set when the run finishes
+            "other_jobs_cores": None,
             "notebooks": {
                 nb.stem: {
                     "status": "pending",
@@ -57,8 +64,9 @@ class RunRecord:
         self.data["notebooks"][stem].update(fields)
         self.save()
 
-    def finish(self, status: str) -> None:
-        self.data.update(status=status, finished=utc_now())
+    def finish(self, status: str, **fields: Any) -> None:
+        """End the record with ``status`` (and ``fields``: the run's ``wall_seconds``, ...)."""
+        self.data.update(status=status, finished=utc_now(), **fields)
         self.save()
 
     def save(self) -> None:
