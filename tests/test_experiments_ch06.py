@@ -67,7 +67,7 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
     # photos off: glued as not run (so is the photo pool study without its report)
     glued = {
         **chapter(archs).glue(),
-        **ch06.photo_glue(None),
+        **aid_photos.all_photo_glue({}, {}, {}),  # every photo classifier's names
         **aid_photo_pools.glue(None, "not run"),
         **aid_photo_eval.glue(None, "not run"),
     }
@@ -201,7 +201,7 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
         ),
     )
 
-    def chosen(m, n_images, *, seed, device="cpu"):
+    def chosen(m, n_images, *, seed, device="cpu", classifier="efficientnet-lite0"):
         return None, SimpleNamespace(x=x[:n_images], y=y[:n_images], target=(y[:n_images] + 3) % 10)
 
     monkeypatch.setattr(ch06, "photo_attack_set", chosen)
@@ -211,29 +211,31 @@ def test_photo_table10_ablation_verdicts_and_glue(chapter, monkeypatch):
     ab = aid_photos.inner_budget_ablation(net, photo, cfg, stage2_steps=1)
     assert ab["inner_stage2_steps"] == 1 and 0 <= ab["inner_success_rts"] <= 1
     assert "RTSA / RTS" in aid_photos.ablation_table(photo, ab)
-    numbers = _common.add_setting(chapter(["resnet"]).numbers(), ch06.photo_numbers(photo, net, ab))
+    numbers = _common.add_setting(chapter(["resnet"]).numbers(), aid_photos.photo_numbers(photo, net, ab))
     assert set(numbers["verdicts"]) == {"resnet", "photos"}
     # no beta = 0 control on the photos: the trial's two claims are not judged there
     trial = {"aid_removes_adv2_advantage", "aid_beats_its_control"}
     assert set(numbers["verdicts"]["photos"]) == set(ch06.CLAIM_GLUE) - trial
     assert numbers["photos"]["ablation_inner_budget"]["inner_stage2_steps"] == 1
     json.dumps(numbers)
-    glued = ch06.photo_glue(photo, net, ab)
-    wanted = {k for k in glue_keys_in_markdown(NOTEBOOK) if k.startswith("ch6_photos_")}
+    glued = aid_photos.photo_glue(photo, net, ab)
+    wanted = {  # EfficientNet-Lite0's section (Lite2's: tests/test_photo_classifiers_ch04_06.py)
+        k for k in glue_keys_in_markdown(NOTEBOOK) if k.startswith("ch6_photos_") and "_lite2_" not in k
+    }
     assert wanted and wanted <= set(glued)
     assert glued["ch6_photos_stage2_steps"] == 3 and glued["ch6_photos_aid_gap_last"] == 0.2
     assert glued["ch6_photos_adv2_l1_ratio"] == photo.per_arch["photos"]["adv2_l1_ratio"] or math.isnan(
         photo.per_arch["photos"]["adv2_l1_ratio"]
     )
-    off = ch06.photo_glue(None)
+    off = aid_photos.photo_glue(None)
     assert all(off[k] == "not run" for k in wanted)
     assert glued["ch6_photos_share_ci"] == "not run"
     # with RTSA's beta = 0 control attacked too, the trial's claims are judged on the photos
     net.control = FakeRTS(3)
     photo = ch06.attack_photos(net, n_images=8, seed=0, attack_cfg=cfg, restrict_to_success=False)
-    numbers = ch06.photo_numbers(photo, net, ab)
+    numbers = aid_photos.photo_numbers(photo, net, ab)
     assert set(numbers["verdicts"]["photos"]) == set(ch06.CLAIM_GLUE)
-    glued = ch06.photo_glue(photo, net, ab)
+    glued = aid_photos.photo_glue(photo, net, ab)
     assert glued["ch6_photos_share_ci"] != "not run" and glued["ch6_photos_verdict_control"] != "not run"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ import torch
 
 from adv2 import __version__
 from adv2.chapters import schema
-from adv2.chapters.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict
+from adv2.chapters.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict, photo_setting
 from adv2.chapters.results import _plain, flatten
 from adv2.core import config
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import MISSING, fmt
+from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.core.stats import Estimate
 from adv2.trained import data
 from adv2.trained.photomodels import status_line
@@ -186,22 +189,69 @@ PHOTOS = "photos"  # the setting name of EfficientNet-Lite0 on the offline photo
 PHOTO_BATCH = 8
 
 
-def photo_attack_set(model: Any, n_images: int, *, seed: int, device: Any = "cpu") -> tuple[Any, Any]:
-    """The offline photos and the first ``n_images`` of them EfficientNet-Lite0 gets right in the
-    authors' seeded order, with seeded random target classes (chapters 3, 4 and 6 share it).
+def photo_attack_set(
+    model: Any, n_images: int, *, seed: int, device: Any = "cpu", classifier: str = PHOTO_CLASSIFIER
+) -> tuple[Any, Any]:
+    """The offline photos at the side of the photo classifier ``classifier`` (``model``) and the
+    first ``n_images`` of them it gets right in the authors' seeded order (0: every one it gets
+    right, chapter 3's rule), with seeded random target classes (chapters 3, 4 and 6 share it).
     Returns ``(photos, attack_set)``."""
-    photos = data.load_imagenet_sample()
-    chosen = data.select_attack_set(
-        model,
-        photos.x_test,
-        photos.y_test,
-        n_images,
-        seed=seed,
-        num_classes=1000,
-        batch_size=8,
-        device=device,
-    )
+    photos = data.load_imagenet_sample(size=PHOTO_CLASSIFIERS[classifier])
+    n_labelled = int((photos.y_test >= 0).sum())
+    with warnings.catch_warnings():  # fewer photos than asked for: said below, naming the parameter
+        warnings.simplefilter("ignore")
+        chosen = data.select_attack_set(
+            model, photos.x_test, photos.y_test, n_images or n_labelled, seed=seed, num_classes=1000,
+            batch_size=PHOTO_BATCH, device=device, allow_fewer=True,
+        )  # fmt: skip
+    if n_images and len(chosen.x) < n_images:
+        raise config.ParameterError(
+            f"photo_n_images={n_images}, but {PHOTO_CLASSIFIER_LABELS[classifier]} gets only "
+            f"{len(chosen.x)} of the {n_labelled} labelled photos right; lower it to at most "
+            f"{len(chosen.x)}, or 0 for every photo each classifier gets right"
+        )
     return photos, chosen
+
+
+def photo_prefix(chapter_prefix: str, classifier: str = PHOTO_CLASSIFIER) -> str:
+    """A photo classifier's glue prefix in chapters 4-6, after its setting
+    (:func:`adv2.chapters.claims.photo_setting`): ``ch4_photos_`` for EfficientNet-Lite0 (the names
+    the prose has always quoted), ``ch4_photos_lite2_`` for EfficientNet-Lite2."""
+    return f"{chapter_prefix}{photo_setting(classifier)}_"
+
+
+def photo_classifier_of(setting: str) -> str:
+    """The photo classifier whose setting is ``setting`` (:func:`adv2.chapters.claims.photo_setting`'s inverse)."""
+    for c in PHOTO_CLASSIFIERS:
+        if photo_setting(c) == setting:
+            return c
+    raise ValueError(
+        f"{setting!r} is no photo classifier's setting; valid: {[photo_setting(c) for c in PHOTO_CLASSIFIERS]}"
+    )
+
+
+def photo_label(classifier: str = PHOTO_CLASSIFIER) -> str:
+    """ "photos, EfficientNet-Lite2": a photo classifier's setting in a figure's title."""
+    return f"photos, {PHOTO_CLASSIFIER_LABELS[classifier]}"
+
+
+def photo_titled(runs: Mapping[str, Any], text: Callable[[Any], str]) -> str:
+    """Each photo classifier's Markdown (``runs``: by classifier), under its name where more than
+    one ran (chapter 3's layout)."""
+    if len(runs) == 1:
+        return text(next(iter(runs.values())))
+    return "\n\n".join(f"**{PHOTO_CLASSIFIER_LABELS[c]}**\n\n{text(r)}" for c, r in runs.items())
+
+
+def add_photo_settings(
+    numbers: dict[str, Any], extras: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, Any]:
+    """``numbers`` with each photo classifier's setting (``extras``: that classifier's own
+    ``numbers()`` by classifier, each under its setting ``photos`` / ``photos_lite2``) by
+    :func:`add_setting`."""
+    for classifier, extra in extras.items():
+        add_setting(numbers, extra, photo_setting(classifier))
+    return numbers
 
 
 def add_setting(

@@ -15,25 +15,30 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, claim_rules
+from adv2.chapters import aid_eval, claim_rules, plotting
 from adv2.chapters._common import (
     NOT_RUN,
-    PHOTOS,
+    add_photo_settings,
     artifact_source,
     intervals_block,
     photo_attack_set,
+    photo_label,
+    photo_prefix,
+    photo_titled,
     setting_glue,
     verdict_glue,
     verdicts_block,
 )
 from adv2.chapters._reporting import flat_glue, raise_problems, table
 from adv2.chapters.aid_training import training_costs
-from adv2.chapters.claims import Verdict
+from adv2.chapters.claims import Verdict, photo_setting
 from adv2.core import config, defenses, paper
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
 from adv2.core.sanity import preserve_destroy_per_image
 from adv2.core.stats import Estimate, mean_ci, rate_ci
+from adv2.trained import data
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
@@ -301,7 +306,8 @@ def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- photos
-# what the photo section's prose quotes (ch4_photos_<key>)
+# what each photo classifier's section quotes (ch4_photos_<key>; EfficientNet-Lite2's:
+# ch4_photos_lite2_<key>, :func:`adv2.chapters._common.photo_prefix`)
 PHOTO_KEYS = (
     "n_images",
     "benign_l1_rts_vs_rtsa",
@@ -324,27 +330,36 @@ PHOTO_KEYS = (
     "pool_images",
     "rtsa_source",
 )
+# quoted only by the sections of the further photo classifiers (Lite0's prose names its anchor
+# through chapter 6's pool study): the anchor of their own RTSA recipe
+PHOTO_MORE_KEYS = ("aid_distill_weight",)
 
 
 @dataclass
 class PhotoBenign:
-    """Chapter 4 on the photos: EfficientNet-Lite0's RTS and RTSA on the held-out photos it
-    classifies correctly (``result`` is a :class:`Ch04Result` whose one setting is ``photos``)."""
+    """Chapter 4 on the photos: a photo classifier's RTS and RTSA on the held-out photos it
+    classifies correctly (``result`` is a :class:`Ch04Result` whose one setting is the
+    classifier's, :func:`adv2.chapters.claims.photo_setting`: ``photos`` for EfficientNet-Lite0)."""
 
     net: Any  # adv2.trained.cached.InterpretedModel of arch "photos"
     photos: Any  # adv2.trained.data.Dataset of the offline photos
     attack_set: Any  # adv2.trained.data.AttackSet: the held-out photos compared
     result: Ch04Result
+    classifier: str = PHOTO_CLASSIFIER  # one of adv2.core.config.PHOTO_CLASSIFIERS
+
+    @property
+    def setting(self) -> str:
+        return photo_setting(self.classifier)
 
     def numbers(self) -> dict[str, Any]:
         out = self.result.numbers()
-        out[PHOTOS]["aid_config"] = dict(self.result.aid_config)
-        out[PHOTOS]["n_images"] = len(self.attack_set.x)
+        out[self.setting]["aid_config"] = dict(self.result.aid_config)
+        out[self.setting]["n_images"] = len(self.attack_set.x)
         return out
 
     def glue_values(self) -> dict[str, Any]:
-        n = self.result.arch_numbers(PHOTOS)
-        ci = self.result.intervals()[PHOTOS]
+        n = self.result.arch_numbers(self.setting)
+        ci = self.result.intervals()[self.setting]
         met = self.net.rtsa_artifact.metrics
         return {
             **n,
@@ -354,6 +369,7 @@ class PhotoBenign:
             "preserve_destroy_rtsa_ci": ci.get("preserve_destroy_rtsa"),
             "preserve_destroy_random_ci": ci.get("preserve_destroy_random"),
             "aid_iterations": self.result.aid_config.get("iterations"),
+            "aid_distill_weight": self.result.aid_config.get("distill_weight"),
             "aid_seconds": met.get("seconds"),
             "aid_seconds_per_iteration": met.get("seconds_per_iteration"),
             "pool_images": met.get("pool_images"),
@@ -361,21 +377,25 @@ class PhotoBenign:
         }
 
 
-def benign_photos(net: Any, *, n_images: int, seed: int, device: torch.device | str = "cpu") -> PhotoBenign:
-    """RTS vs RTSA (EfficientNet-Lite0) on the first ``n_images`` held-out photos it gets right
-    (maps of the true class, preserve/destroy per image)."""
-    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
-    benign = compare_benign({PHOTOS: net}, chosen.x, chosen.y, device=device)
+def benign_photos(
+    net: Any, *, n_images: int, seed: int, device: Any = "cpu", classifier: str = PHOTO_CLASSIFIER
+) -> PhotoBenign:
+    """RTS vs RTSA of the photo classifier ``classifier`` (``net``: its
+    :func:`adv2.trained.photomodels.load_photo_interpreted`) on the first ``n_images`` held-out
+    photos it gets right (0: all of them; maps of the true class, preserve/destroy per image)."""
+    setting = photo_setting(classifier)
+    photos, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device, classifier=classifier)
+    benign = compare_benign({setting: net}, chosen.x, chosen.y, device=device)
     aid = net.rtsa_artifact.params
     result = Ch04Result(
-        archs=[PHOTOS],
-        classifier_accuracy={PHOTOS: None},
+        archs=[setting],
+        classifier_accuracy={setting: None},
         benign=benign,
-        cost=training_costs({PHOTOS: net}),
-        aid_log={PHOTOS: net.rtsa_artifact.metrics},
+        cost=training_costs({setting: net}),
+        aid_log={setting: net.rtsa_artifact.metrics},
         aid_config={k: aid[k] for k in defenses.AIDConfig.FLAT_ORDER if k in aid},
     )
-    return PhotoBenign(net, photos, chosen, result)
+    return PhotoBenign(net, photos, chosen, result, classifier)
 
 
 def photo_benign_table(ph: PhotoBenign) -> str:
@@ -383,16 +403,47 @@ def photo_benign_table(ph: PhotoBenign) -> str:
     return benign_table(ph.result.benign)
 
 
-def photo_glue(ph: PhotoBenign | None) -> dict[str, Any]:
-    """``ch4_photos_*``: the photo section's numbers (every key "not run" without photos)."""
-    out = setting_glue(None if ph is None else ph.glue_values(), PHOTO_KEYS, f"{GLUE_PREFIX}{PHOTOS}_")
-    v = None if ph is None else verdicts(ph.result)[PHOTOS]["rtsa_like_rts_on_benign"]
-    out.update(verdict_glue(f"{GLUE_PREFIX}{PHOTOS}_verdict_benign", v))
+def photo_benign_tables(runs: Mapping[str, PhotoBenign]) -> str:
+    """Each photo classifier's row of the benign table, under its name where more than one ran."""
+    return photo_titled(runs, photo_benign_table)
+
+
+def photo_maps_figure(ph: PhotoBenign, rows: int = 4):
+    """RTS's and RTSA's benign maps of the true class on the first ``rows`` compared photos."""
+    b, s = ph.result.benign[ph.setting], ph.attack_set
+    k = min(rows, len(s.x))
+    return plotting.maps_grid(
+        s.x[:k],
+        {"RTS": b.maps_rts[:k], "RTSA": b.maps_rtsa[:k]},
+        row_labels=[data.class_name(ph.photos.class_names, int(c)) for c in s.y[:k]],
+        suptitle=f"benign maps of the true class ({photo_label(ph.classifier)})",
+    )
+
+
+def photo_glue(ph: PhotoBenign | None, classifier: str | None = None) -> dict[str, Any]:
+    """The photo section of ``ph``'s classifier (``classifier`` when ``ph`` is None: its names,
+    all "not run"): ``ch4_photos_*`` for EfficientNet-Lite0, ``ch4_photos_lite2_*`` for -Lite2."""
+    classifier = ph.classifier if ph is not None else (classifier or PHOTO_CLASSIFIER)
+    prefix = photo_prefix(GLUE_PREFIX, classifier)
+    keys = PHOTO_KEYS if classifier == PHOTO_CLASSIFIER else (*PHOTO_KEYS, *PHOTO_MORE_KEYS)
+    out = setting_glue(None if ph is None else ph.glue_values(), keys, prefix)
+    v = None if ph is None else verdicts(ph.result)[ph.setting]["rtsa_like_rts_on_benign"]
+    out.update(verdict_glue(f"{prefix}verdict_benign", v))
     return out
+
+
+def all_photo_glue(runs: Mapping[str, PhotoBenign]) -> dict[str, Any]:
+    """Every photo classifier's :func:`photo_glue` ("not run" for those not in ``runs``)."""
+    return {k: v for c in PHOTO_CLASSIFIERS for k, v in photo_glue(runs.get(c), c).items()}
 
 
 def photo_numbers(ph: PhotoBenign | None) -> dict[str, Any] | None:
     return None if ph is None else ph.numbers()
+
+
+def add_photos(numbers: dict[str, Any], runs: Mapping[str, PhotoBenign]) -> dict[str, Any]:
+    """The chapter's ``numbers`` with each photo classifier's setting (``photos``, ``photos_lite2``)."""
+    return add_photo_settings(numbers, {c: photo_numbers(ph) for c, ph in runs.items()})
 
 
 __all__ = [
@@ -400,9 +451,13 @@ __all__ = [
     "PHOTO_KEYS",
     "BenignComparison",
     "PhotoBenign",
+    "add_photos",
+    "all_photo_glue",
     "benign_photos",
     "photo_benign_table",
+    "photo_benign_tables",
     "photo_glue",
+    "photo_maps_figure",
     "photo_numbers",
     "Ch04Result",
     "benign_table",

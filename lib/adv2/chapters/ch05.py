@@ -15,24 +15,31 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import claim_rules
+from adv2.chapters import claim_rules, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     PHOTO_BATCH,
-    PHOTOS,
+    add_photo_settings,
     half_width_text,
     intervals_block,
+    photo_classifier_of,
+    photo_label,
+    photo_titled,
     verdict_glue,
     verdicts_block,
 )
 from adv2.chapters._reporting import flat_glue, raise_problems, table
-from adv2.chapters.claims import Verdict
-from adv2.chapters.noise_figures import INTERPRETERS, level_names
+from adv2.chapters.claims import Verdict, photo_setting
+from adv2.chapters.noise_figures import INTERPRETERS, fig15_tables, figure15_cells, level_names
 from adv2.core import config, noise, paper
+from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.noise import NoiseCalibration, NoiseSearch
 from adv2.core.stats import mean_ci, ratio_ci
 from adv2.core.tensors import predicted_classes
+from adv2.trained.data import imagenet_class_names
+from adv2.trained.photomodels import photo_pool_images
+from adv2.trained.recipes import PhotoRTSRecipe
 
 STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"
@@ -362,39 +369,91 @@ def calibrate_photos(
     *,
     n_calib: int,
     device: torch.device | str = "cpu",
+    classifier: str = PHOTO_CLASSIFIER,
 ) -> dict[str, Calibration]:
-    """Noise calibration for EfficientNet-Lite0 on ``n_calib`` images of the natural-image pool
-    (no attacked photo in it), drawn with ``search.seed``: the rate is the share of the
-    classifier's own decisions the noise changes, so every pool image counts as "correctly
-    classified"."""
+    """Noise calibration for the photo classifier ``classifier`` (``net``) on ``n_calib`` images of
+    the natural-image pool at its side (no attacked photo in it), drawn with ``search.seed``: the
+    rate is the share of the classifier's own decisions the noise changes, so every pool image
+    counts as "correctly classified". Keyed by the classifier's setting (``photos``,
+    ``photos_lite2``)."""
     if n_calib > len(pool):
         raise ValueError(f"photo_n_calib={n_calib} but the photo pool has {len(pool)} images; lower it")
     pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(search.seed)))[:n_calib]
     x = pool[pick]
     x = x.float() / 255 if x.dtype == torch.uint8 else x  # the pool is stored as uint8
     y = predicted_classes(net.model, x, PHOTO_BATCH, device)
-    return calibrate({PHOTOS: net}, x, y, search, n_calib=n_calib, batch_size=PHOTO_BATCH, device=device)
+    setting = photo_setting(classifier)
+    return calibrate({setting: net}, x, y, search, n_calib=n_calib, batch_size=PHOTO_BATCH, device=device)
 
 
 def sensitivity_photos(
     net: Any, cal: Mapping[str, Calibration], *, map_class: str, device: torch.device | str = "cpu"
 ) -> dict[str, dict[str, Any]]:
     """Figure 15 on the photos: RTS and RTSA maps of the clean and noisy pool images (the
-    :func:`sensitivity` dict, one setting ``photos``; :func:`summarize` makes its result)."""
-    return sensitivity({PHOTOS: net}, cal, map_class=map_class, batch_size=PHOTO_BATCH, device=device)
+    :func:`sensitivity` dict, keyed by ``cal``'s one setting; :func:`summarize` makes its result)."""
+    return sensitivity({a: net for a in cal}, cal, map_class=map_class, batch_size=PHOTO_BATCH, device=device)
 
 
-def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
-    """``ch5_photos_*``: the photo section's numbers and verdict ("not run" without photos)."""
-    prefix = f"{GLUE_PREFIX}{PHOTOS}_"
+def noise_photos(
+    net: Any,
+    search: NoiseSearch,
+    *,
+    n_calib: int,
+    map_class: str,
+    pool: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    classifier: str = PHOTO_CLASSIFIER,
+) -> Ch05Result:
+    """Chapter 5 on the photos for the photo classifier ``classifier`` (``net``: its
+    :func:`adv2.trained.photomodels.load_photo_interpreted`): :func:`calibrate_photos` on the first
+    ``n_calib`` crops of its RTS's natural-image pool (``pool``: other images), then
+    :func:`sensitivity_photos`, as one :class:`Ch05Result` whose setting is the classifier's."""
+    if pool is None:  # the pool's first crops, at the classifier's side
+        pool = photo_pool_images(PhotoRTSRecipe(arch=classifier), n_images=n_calib)
+    cal = calibrate_photos(net, pool, search, n_calib=n_calib, device=device, classifier=classifier)
+    sens = sensitivity_photos(net, cal, map_class=map_class, device=device)
+    return summarize(cal, sens, rates=search.rates, map_class=map_class, tolerance=search.tolerance)
+
+
+def photo_tables(runs: Mapping[str, Ch05Result]) -> str:
+    """Each photo classifier's calibration table and Figure 15 tables, under its name where more
+    than one ran."""
+    return photo_titled(
+        runs, lambda r: calibration_table(r.calibration) + "\n\n" + fig15_tables(r.sens, r.rates)
+    )
+
+
+def photo_figure(result: Ch05Result):
+    """Figure 15 on one photo classifier's pool images (``result``: its :func:`noise_photos`):
+    input, noisy input, RTS and RTSA maps."""
+    (setting,) = result.archs
+    classifier = photo_classifier_of(setting)
+    cells, labels, _ = figure15_cells(
+        result.sens, result.calibration, imagenet_class_names(), setting, result.rates
+    )
+    return plotting.panel_rows(
+        cells,
+        ["Input", "Input+Noise", "RTS", "RTSA"],
+        row_labels=labels,
+        overlay=False,
+        suptitle=f"Figure 15 ({photo_label(classifier)})",
+    )
+
+
+def photo_glue(result: Ch05Result | None, classifier: str | None = None) -> dict[str, Any]:
+    """The photo section of ``result``'s classifier (``classifier`` when ``result`` is None: its
+    names, all "not run"): ``ch5_photos_*`` for EfficientNet-Lite0, ``ch5_photos_lite2_*`` for
+    -Lite2 (numbers, verdict, half-widths)."""
+    setting = result.archs[0] if result is not None else photo_setting(classifier or PHOTO_CLASSIFIER)
+    prefix = f"{GLUE_PREFIX}{setting}_"
     if result is None:
         empty = Ch05Result(archs=[], calibration={}, sens={}, rates=[], map_class="", tolerance=0.0)
-        nested = empty.glue_nested(PHOTOS)
+        nested = empty.glue_nested(setting)
         v = None
     else:
-        nested = result.glue_nested(PHOTOS)
-        v = verdicts(result)[PHOTOS]["rtsa_more_noise_sensitive"]
-    out = flat_glue({PHOTOS: nested}, GLUE_PREFIX)
+        nested = result.glue_nested(setting)
+        v = verdicts(result)[setting]["rtsa_more_noise_sensitive"]
+    out = flat_glue({setting: nested}, GLUE_PREFIX)
     out.update(verdict_glue(f"{prefix}verdict", v))
     parts = dict(v.parts) if v is not None else {}
     if v is None:
@@ -406,13 +465,28 @@ def photo_glue(result: Ch05Result | None) -> dict[str, Any]:
     return out
 
 
+def all_photo_glue(runs: Mapping[str, Ch05Result]) -> dict[str, Any]:
+    """Every photo classifier's :func:`photo_glue` ("not run" for those not in ``runs``)."""
+    return {k: v for c in PHOTO_CLASSIFIERS for k, v in photo_glue(runs.get(c), c).items()}
+
+
+def add_photos(numbers: dict[str, Any], runs: Mapping[str, Ch05Result]) -> dict[str, Any]:
+    """The chapter's ``numbers`` with each photo classifier's setting (``photos``, ``photos_lite2``)."""
+    return add_photo_settings(numbers, {c: r.numbers() for c, r in runs.items()})
+
+
 __all__ = [
     "PROSE_LEVELS",
     "Calibration",
     "Ch05Result",
     "calibrate",
+    "add_photos",
+    "all_photo_glue",
     "calibrate_photos",
+    "noise_photos",
+    "photo_figure",
     "photo_glue",
+    "photo_tables",
     "sensitivity_photos",
     "calibration_log",
     "calibration_table",

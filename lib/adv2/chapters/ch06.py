@@ -2,8 +2,9 @@
 
 One call per section: :func:`attack` (ADV2 against RTS and RTSA per classifier, a :class:`Ch06Result`
 whose ``numbers()`` is ``results/06_table10.json``'s and ``glue()`` the prose's),
-:func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`; the photo
-setting's ablation and quoted numbers are :mod:`adv2.chapters.aid_photos`. The paper's
+:func:`table10_table`, :func:`transfer_table`, :func:`figure16_cells`, and :func:`check`; on the
+photos, :func:`attack_photos` per photo classifier, whose ablation, tables, numbers and glue are
+:mod:`adv2.chapters.aid_photos`'s. The paper's
 Table 10 and its row layout are :data:`adv2.core.paper.PAPER_TABLE10` / :func:`adv2.chapters.aid_eval.table10_rows`.
 """
 
@@ -18,20 +19,18 @@ import torch
 from adv2.chapters import aid_eval, aid_trial, claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
-    PHOTOS,
     half_width_text,
     intervals_block,
     photo_attack_set,
-    setting_glue,
     verdict_glue,
     verdicts_block,
 )
 from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
 from adv2.chapters._reporting import flat_glue, raise_problems, table
-from adv2.chapters.aid_photos import PHOTO_TRIAL_KEYS, photo_values
-from adv2.chapters.claims import Verdict
+from adv2.chapters.claims import Verdict, photo_setting
 from adv2.core import config, paper
 from adv2.core.attacks import default_config
+from adv2.core.config import PHOTO_CLASSIFIER
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
 from adv2.core.stats import Estimate, mean_ci, rate_ci, ratio_ci
@@ -295,6 +294,10 @@ def transfer_table(result: Ch06Result) -> str:
     )
 
 
+# Figure 16's columns (plotting.panel_rows)
+FIGURE16_COLUMNS = ["Benign", "RTS", "ADV2 (vs RTS)", "RTS", "RTSA", "ADV2 (vs RTSA)", "RTSA"]
+
+
 def figure16_cells(
     result: Ch06Result, class_names: Sequence[str], rows: int
 ) -> tuple[list[list[tuple]], list[str], str]:
@@ -378,31 +381,7 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
 
 
 # ----------------------------------------------------------------------------- photos
-# what the photo section's prose quotes (ch6_photos_<key>) beyond GLUED_KEYS
-PHOTO_EXTRA_KEYS = (
-    "n_images",
-    "stage1_steps",
-    "stage2_steps",
-    "benign_l1_ci",
-    "adv2_l1_rts_ci",
-    "adv2_l1_rtsa_ci",
-    "ratio_ci",
-    "seconds",
-    "seconds_per_image_step",
-    "inner_stage2_steps",
-    "inner_adv2_l1_rts",
-    "inner_adv2_l1_rtsa",
-    "inner_ratio",
-    "inner_success_rts",
-    "inner_success_rtsa",
-    "aid_gap_first",
-    "aid_gap_last",
-    "aid_iterations",
-    "pool_images",
-    *(f"{k}_ci" for k in PHOTO_TRIAL_KEYS),
-)
-
-
+# the photo section's tables, figure, numbers and glue: adv2.chapters.aid_photos
 def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
     """ADV2 against RTS on the photos: the authors' schedule times ``scale`` at the paper's
     budget (epsilon 0.031, step 1/255, chapter 3's photo constants), on ``schedule``."""
@@ -410,35 +389,23 @@ def photo_attack_config(scale: float, schedule: str = "authors") -> Any:
 
 
 def attack_photos(
-    net: Any, *, n_images: int, seed: int, device: torch.device | str = "cpu", **attack_kw: Any
+    net: Any,
+    *,
+    n_images: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    classifier: str = PHOTO_CLASSIFIER,
+    **attack_kw: Any,
 ) -> Ch06Result:
     """Table 10 on the photos: :func:`attack_sets` (epsilon 0.031 in ``attack_kw``'s
-    ``attack_cfg``) against EfficientNet-Lite0's RTS, RTSA and RTSA's beta = 0 control (when
-    ``net`` has one), on the first ``n_images`` held-out photos it gets right (chapter 4's images)."""
-    _, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device)
-    return attack_sets({PHOTOS: net}, {PHOTOS: chosen}, seed=seed, batch_size=8, device=device, **attack_kw)
-
-
-def photo_numbers(
-    result: Ch06Result | None, net: Any = None, ablation: Mapping[str, Any] | None = None
-) -> dict | None:
-    """The photo setting's results (joined to the chapter's by ``_common.add_setting``)."""
-    if result is None:
-        return None
-    out = result.numbers()
-    out[PHOTOS]["ablation_inner_budget"] = intervals_block(dict(ablation or {}))
-    return out
-
-
-def photo_glue(result: Ch06Result | None, net: Any = None, ablation: Mapping[str, Any] | None = None) -> dict:
-    """``ch6_photos_*``: Table 10 on the photos, verdicts and ablation ("not run" without photos)."""
-    prefix = f"{GLUE_PREFIX}{PHOTOS}_"
-    values = None if result is None else photo_values(result, net, ablation)
-    out = setting_glue(values, (*GLUED_KEYS, *PHOTO_EXTRA_KEYS), prefix)
-    by = {} if result is None else verdicts(result)[PHOTOS]
-    for cid, short in CLAIM_GLUE.items():
-        out.update(verdict_glue(f"{prefix}verdict_{short}", by.get(cid)))
-    return out
+    ``attack_cfg``) against the RTS, RTSA and RTSA's beta = 0 control (when ``net`` has one) of the
+    photo classifier ``classifier`` (``net``: its
+    :func:`adv2.trained.photomodels.load_photo_interpreted`), on the first ``n_images`` held-out
+    photos it gets right (0: all of them; chapter 4's images). The result's one setting is the
+    classifier's (``photos``, ``photos_lite2``)."""
+    setting = photo_setting(classifier)
+    _, chosen = photo_attack_set(net.model, n_images, seed=seed, device=device, classifier=classifier)
+    return attack_sets({setting: net}, {setting: chosen}, seed=seed, batch_size=8, device=device, **attack_kw)
 
 
 __all__ = [
@@ -447,8 +414,6 @@ __all__ = [
     "attack",
     "attack_photos",
     "photo_attack_config",
-    "photo_glue",
-    "photo_numbers",
     "attack_log",
     "check",
     "describe_attack",

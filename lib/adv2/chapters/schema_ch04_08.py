@@ -64,8 +64,10 @@ CHAPTERS: dict[str, list[rows.Param]] = {
             rows.SCHEDULE, doc="the trade-off's attack schedule: authors (the paper's) or fast (same budget)"
         ),
         rows.PHOTOS_P,
+        rows.PHOTO_CLASSIFIERS_P,  # EfficientNet-Lite0 alone by default: the published numbers
         rows.variant(
-            rows.PHOTO_N_IMAGES, doc="held-out photos on which RTSA's maps are compared with RTS's (all: 18)"
+            rows.PHOTO_N_IMAGES,
+            doc="held-out photos on which RTSA's maps are compared with RTS's (0: all, Lite0 18, Lite2 20)",
         ),
         rows.RESULTS_DIR,
         rows.ARTIFACTS_DIR,
@@ -118,6 +120,7 @@ CHAPTERS: dict[str, list[rows.Param]] = {
             "classifier whose samples Figure 15 shows (the paper: ResNet)",
         ),
         rows.PHOTOS_P,
+        rows.PHOTO_CLASSIFIERS_P,  # EfficientNet-Lite0 alone by default: the published numbers
         rows.evaluation(
             "photo_n_calib",
             int,
@@ -170,9 +173,10 @@ CHAPTERS: dict[str, list[rows.Param]] = {
         ),
         rows.output("figure_rows", int, 4, rows.count_rule(1, 64), "images shown in Figure 16"),
         rows.PHOTOS_P,
+        rows.PHOTO_CLASSIFIERS_P,  # EfficientNet-Lite0 alone by default: the published numbers
         rows.variant(
             rows.PHOTO_N_IMAGES,
-            doc="held-out photos attacked on the photos (all: 18; ~20 s each at 1 thread)",
+            doc="held-out photos attacked on the photos (0: all, Lite0 18, Lite2 20; ~20 s each at 1 thread)",
         ),
         rows.evaluation(
             "photo_attack_scale",
