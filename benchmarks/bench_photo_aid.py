@@ -42,9 +42,9 @@ from adv2.core.stats import mean_ci, ratio_ci, share_ci  # noqa: E402
 from adv2.trained.checkpoints import machine_description  # noqa: E402
 from adv2.trained.data import imagenet_class_names  # noqa: E402
 from adv2.trained.files import atomic_write_json  # noqa: E402
+from adv2.trained.photo_recipes import PhotoRTSARecipe, PhotoRTSRecipe  # noqa: E402
 from adv2.trained.photomodels import load_photo_rts, load_photo_rtsa  # noqa: E402
 from adv2.trained.pretrained import efficientnet_lite  # noqa: E402
-from adv2.trained.recipes import PhotoRTSARecipe, PhotoRTSRecipe  # noqa: E402
 
 POOLS = ("packages", "packages-v2")
 # setting -> the PhotoRTSARecipe fields it sets (each explicit, so a setting's recipe and cache key

@@ -20,7 +20,7 @@ from torch import nn
 from adv2.chapters import attack_store, schema
 from adv2.chapters._common import NOT_RUN
 from adv2.chapters.ch03 import configs, photo_attacks
-from adv2.chapters.ch09 import report, settings, sources
+from adv2.chapters.ch09 import figures, report, settings, sources
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS, ParameterError
 from adv2.trained import data, pretrained
 from standins import glue_keys_in_markdown
@@ -203,7 +203,7 @@ def test_lite2_gets_its_own_setting_and_leaves_lite0s_numbers_glue_and_verdicts_
     assert report.heading(runs["photos_lite2"], runs) == "**photos (EfficientNet-Lite2)**"
     text = report.titled(runs, report.adaptive_table)
     assert "**photos (EfficientNet-Lite0)**" in text and "`adaptive_classifiers`" in text
-    fig = report.matrix_figure(runs["photos_lite2"])
+    fig = figures.matrix_figure(runs["photos_lite2"])
     assert "EfficientNet-Lite2" in fig.axes[0].get_title()
     plt.close(fig)
 

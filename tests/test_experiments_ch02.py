@@ -205,6 +205,6 @@ def test_lite2_photo_rts_quality_has_its_own_names_and_leaves_lite0s_unchanged(t
 
 
 def q0_recipe():
-    from adv2.trained.recipes import PhotoRTSRecipe
+    from adv2.trained.photo_recipes import PhotoRTSRecipe
 
     return PhotoRTSRecipe()

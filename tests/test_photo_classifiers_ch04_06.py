@@ -219,7 +219,7 @@ def test_chapter_4_benign_photos_per_classifier(photo_sets):
     assert "**" not in ch04.photo_benign_tables({LITE0: runs[LITE0]})  # one classifier: as before
     fig = ch04.photo_maps_figure(runs[LITE2])
     assert "EfficientNet-Lite2" in fig._suptitle.get_text()
-    plt.close("all")
+    plt.close(fig)  # only this test's: other files build their figures at collection
 
 
 def test_chapter_5_noise_on_each_classifiers_pool(monkeypatch):
@@ -248,7 +248,7 @@ def test_chapter_5_noise_on_each_classifiers_pool(monkeypatch):
     assert "**EfficientNet-Lite2**" in ch05.photo_tables(runs)
     fig = ch05.photo_figure(runs[LITE2])
     assert "EfficientNet-Lite2" in fig._suptitle.get_text()
-    plt.close("all")
+    plt.close(fig)  # only this test's: other files build their figures at collection
 
 
 def test_chapter_6_table10_and_ablation_per_classifier(photo_sets):
@@ -275,4 +275,4 @@ def test_chapter_6_table10_and_ablation_per_classifier(photo_sets):
         assert "**EfficientNet-Lite0**" in text and "**EfficientNet-Lite2**" in text
     fig = aid_photos.photo_figure16(runs[LITE2], rows=2)
     assert "EfficientNet-Lite2" in fig._suptitle.get_text()
-    plt.close("all")
+    plt.close(fig)  # only this test's: other files build their figures at collection

@@ -1,4 +1,4 @@
-"""The photo RTSA recipe and loader (adv2.trained.recipes.PhotoRTSARecipe, adv2.trained.photomodels.load_photo_rtsa) on a tiny
+"""The photo RTSA recipe and loader (adv2.trained.photo_photo_recipes.PhotoRTSARecipe, adv2.trained.photomodels.load_photo_rtsa) on a tiny
 stand-in classifier, RTS and uint8 pool: trained by the library's own AID code, cached, looked up
 in the committed checkpoints, retrained when asked or when the recipe changes."""
 
@@ -14,7 +14,7 @@ import torch
 from adv2.core.config import PHOTO_CLASSIFIERS, ParameterError
 from adv2.core.interpreters.rts import RTSNet
 from adv2.core.models import build_small_cnn
-from adv2.trained import checkpoint_pins, checkpoints, photomodels, recipes
+from adv2.trained import checkpoint_pins, checkpoints, photo_recipes, photomodels
 from adv2.trained.files import file_sha256
 
 RTS_RECIPE = SimpleNamespace(
@@ -22,8 +22,8 @@ RTS_RECIPE = SimpleNamespace(
 )
 
 
-def tiny_recipe(**changes) -> recipes.PhotoRTSARecipe:
-    base = recipes.PhotoRTSARecipe(
+def tiny_recipe(**changes) -> photo_recipes.PhotoRTSARecipe:
+    base = photo_recipes.PhotoRTSARecipe(
         rts=RTS_RECIPE,
         iterations=1,
         batch_size=2,
@@ -50,7 +50,7 @@ def standins(tmp_path, monkeypatch):
 
 
 def test_recipe_defaults_are_the_papers_budget_and_the_rts_loss_weights():
-    r = recipes.PhotoRTSARecipe()
+    r = photo_recipes.PhotoRTSARecipe()
     cfg = r.aid_config()
     assert cfg.epsilon == 0.031 and cfg.step_size == pytest.approx(1 / 255)
     rts = r.rts_recipe()
@@ -113,22 +113,22 @@ def test_lite2_loads_its_own_committed_rts_rtsa_and_control(tmp_path, monkeypatc
         classifier="efficientnet-lite2", artifacts_dir=str(tmp_path), progress=False
     )
     assert (im.model.name, im.model.input_size, im.rts.map_size) == ("efficientnet-lite2", 260, 65)
-    rtsa = recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite2")  # its own anchor
+    rtsa = photo_recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite2")  # its own anchor
     arts = (im.rts_artifact, im.rtsa_artifact, im.control_artifact)
     assert [a.origin for a in arts] == ["checkpoint"] * 3
     assert [a.path.name for a in arts] == [rtsa.rts_recipe().key, rtsa.key, rtsa.control().key]
     with pytest.raises(ParameterError, match="classifier='efficientnet-lite2'.*'efficientnet-lite0'"):
-        photomodels.load_photo_interpreted(recipes.PhotoRTSARecipe(), classifier="efficientnet-lite2")
+        photomodels.load_photo_interpreted(photo_recipes.PhotoRTSARecipe(), classifier="efficientnet-lite2")
 
 
 def test_each_photo_classifier_has_an_anchor_and_lite0_keeps_its_key():
     """``PhotoRTSARecipe.for_classifier``: every photo classifier has an anchor; Lite0's recipe is
     the class default (its committed checkpoint's key), Lite2's builds on Lite2's RTS."""
-    assert set(recipes.PHOTO_RTSA_ANCHORS) == set(PHOTO_CLASSIFIERS)
-    lite0 = recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite0")
+    assert set(photo_recipes.PHOTO_RTSA_ANCHORS) == set(PHOTO_CLASSIFIERS)
+    lite0 = photo_recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite0")
     assert (lite0.key, lite0.control().key) == ("6236cb40b6237796", "5b49cd034303ae9a")
-    lite2 = recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite2")
+    lite2 = photo_recipes.PhotoRTSARecipe.for_classifier("efficientnet-lite2")
     assert lite2.rts_recipe().arch == "efficientnet-lite2"
-    assert lite2.distill_weight == recipes.PHOTO_RTSA_ANCHORS["efficientnet-lite2"]
+    assert lite2.distill_weight == photo_recipes.PHOTO_RTSA_ANCHORS["efficientnet-lite2"]
     with pytest.raises(ParameterError, match="'resnet' has no RTSA; valid: efficientnet-lite0"):
-        recipes.PhotoRTSARecipe.for_classifier("resnet")
+        photo_recipes.PhotoRTSARecipe.for_classifier("resnet")

@@ -102,7 +102,7 @@ def test_packages_v2_adds_sources_and_keeps_the_packages_pool():
 
 
 def test_the_pool_kind_selects_a_new_key_and_keeps_the_committed_ones():
-    from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
+    from adv2.trained.photo_recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 
     assert set(photopool.PACKAGE_POOL_KINDS) <= set(POOLS)
     # the committed checkpoints (checkpoints/manifest.json) keep their keys
@@ -114,7 +114,7 @@ def test_the_photo_classifier_selects_new_keys_and_keeps_lite0s():
     """Issue 27: Lite2's RTS, RTSA and control have their own keys; the default (Lite0) keeps the
     committed checkpoints' keys, whichever way the classifier is named."""
     from adv2.core.config import ParameterError
-    from adv2.trained.recipes import PhotoRTSARecipe, PhotoRTSRecipe
+    from adv2.trained.photo_recipes import PhotoRTSARecipe, PhotoRTSRecipe
 
     lite0, lite2 = PhotoRTSRecipe(arch="efficientnet-lite0"), PhotoRTSRecipe(arch="efficientnet-lite2")
     assert lite0.key == "44b904fb09d9d232" and PhotoRTSARecipe(rts=lite0).key == "6236cb40b6237796"

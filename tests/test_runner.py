@@ -399,13 +399,13 @@ def test_the_command_line_starts_without_torch_or_nbformat():
 def test_plan_lists_one_photo_rts_per_photo_classifier_in_chapters_2_3_and_9():
     """Issue 27: ``--check`` names each photo classifier's RTS (Lite0's label and key unchanged)."""
     from adv2.book import runplan
-    from adv2.trained import recipes
+    from adv2.trained import photo_recipes
 
     base = {"archs": [], "imagenet_sample": True, "imagenet_interpreters": ["rts"], "include_photo_rts": True}
     base.update(photos=True, fmnist=False, interpreters=["rts"])  # chapter 9's photo setting with RTS
     for stem in ("02_interpreters", "03_adv2", "09_defense1"):
         alone = runplan.needed_models(stem, base, None)
-        assert alone == [("photo RTS", recipes.PhotoRTSRecipe())]
+        assert alone == [("photo RTS", photo_recipes.PhotoRTSRecipe())]
         both = runplan.needed_models(
             stem, {**base, "photo_classifiers": ["efficientnet-lite0", "efficientnet-lite2"]}, None
         )

@@ -6,8 +6,8 @@ import dataclasses
 
 import torch
 
+from adv2.trained.photo_recipes import PhotoRTSARecipe
 from adv2.trained.photomodels import photo_pool_images
-from adv2.trained.recipes import PhotoRTSARecipe
 from standins import load_script
 
 select = load_script("benchmarks/select_photo_anchor.py")

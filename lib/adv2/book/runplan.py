@@ -14,7 +14,7 @@ from typing import Any
 
 from adv2.book.paths import PUBLISHED_RESULTS_DIR
 from adv2.core.config import load_profile
-from adv2.trained import recipes
+from adv2.trained import photo_recipes, recipes
 
 RTS_CHAPTERS = ("02", "03", "04", "05", "06", "09")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
@@ -79,16 +79,16 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
         or (number in RTSA_CHAPTERS and params.get("photos"))
         or (number == "09" and params.get("photos") and "rts" in params.get("interpreters", []))
     )
-    default = recipes.PHOTO_ARCH
+    default = photo_recipes.PHOTO_ARCH
     names = params.get("photo_classifiers") or [default]  # chapters without the parameter: Lite0
     names = [names] if isinstance(names, str) else names
     if photo_rts:  # one photo RTS per classifier of photo_classifiers
         for name in names:
             label = "photo RTS" if name == default else f"photo RTS ({name})"
-            wanted.append((label, recipes.PhotoRTSRecipe(arch=name)))
+            wanted.append((label, photo_recipes.PhotoRTSRecipe(arch=name)))
     if number in RTSA_CHAPTERS and params.get("photos"):
         for name in names:
-            rtsa = recipes.PhotoRTSARecipe.for_classifier(name)
+            rtsa = photo_recipes.PhotoRTSARecipe.for_classifier(name)
             suffix = "" if name == default else f" ({name})"
             wanted.append((f"photo RTSA{suffix}", rtsa))
             wanted.append((f"photo control{suffix}", rtsa.control()))

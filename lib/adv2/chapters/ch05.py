@@ -38,8 +38,8 @@ from adv2.core.noise import NoiseCalibration, NoiseSearch
 from adv2.core.stats import mean_ci, ratio_ci
 from adv2.core.tensors import predicted_classes
 from adv2.trained.data import imagenet_class_names
+from adv2.trained.photo_recipes import PhotoRTSRecipe
 from adv2.trained.photomodels import photo_pool_images
-from adv2.trained.recipes import PhotoRTSRecipe
 
 STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"

@@ -30,8 +30,8 @@ PINS: dict[str, str] = {
     "rtsa-5b49cd034303ae9a.pt": "e4f13cc416d5bdc79160da77615588585ad4f55d37ec138b4d2d3a98177d8721",
     # EfficientNet-Lite2's (issue 27): RTS, RTSA and its beta = 0 control
     "rts-ffadc6f0bdf089a9.pt": "d2da3c3c330b39e31c5931e740ae1a6835e70f86cd6257f9ec1b8d8a96fc9724",
-    "rtsa-45352d0ef53cbe8c.pt": "83f7a10c71372cf0994fcd7ac40cda4758a3afb11fab0d085154bf26f9c9e1cd",
-    "rtsa-f8831e7b5f25193e.pt": "4eb4a686df96952eef58a86384396690fcd97cc18c15eb283d04ac2526908c2c",
+    "rtsa-335c1508a8046bdf.pt": "bcb0626177e922278c7f51ee5b5e50af865477365d19edef512577796757245a",
+    "rtsa-5838b0397e76d2a0.pt": "fce7e015473a7c97eee904f8ea4e2dc1a0436045bb4e5010b88481d0fb20dcce",
     "classifier-82eb7480b0e35868.pt": "a0038b88dcf2857d915472417b2c79d96a002c856d29df7625be58e20b405c66",
     "classifier-84e9c6abe8dee4a8.pt": "5aee759e608eecd2a6b255fe5f6e38bfcd111d882d6d66d9a07a5431a689f149",
     "classifier-cbbab6bb2f3c52f0.pt": "b9c04a22d61fa9d4085d944635cfd785ab249b4436e4a0a9942b32d6b381b7ce",

@@ -9,8 +9,8 @@ pool shows only a few dozen; so the class selector is tied to the classifier's o
 (:class:`adv2.core.interpreters.rts.TiedSelector`: ``act`` is the class's CAM logit map times a
 learned scale) and only the decoder learns. A 1x1 reduction of the 1280-channel last stage keeps
 the decoder small. Labels are the classifier's own predictions (the RTS and AID objectives need no
-ground truth). The recipes (:class:`adv2.trained.recipes.PhotoRTSRecipe`,
-:class:`adv2.trained.recipes.PhotoRTSARecipe`) are the cache keys; the pool's content fingerprint
+ground truth). The recipes (:class:`adv2.trained.photo_recipes.PhotoRTSRecipe`,
+:class:`adv2.trained.photo_recipes.PhotoRTSARecipe`) are the cache keys; the pool's content fingerprint
 is recorded in the metrics but not in the key, so the checkpoints load on a machine without the
 pool's Debian packages.
 """
@@ -36,9 +36,9 @@ from adv2.trained.artifacts import Artifact, load_or_compute
 from adv2.trained.cached import InterpretedModel
 from adv2.trained.checkpoints import display_path, machine_description, save_checkpoint
 from adv2.trained.data import Dataset, imagenet_class_names, load_imagenet_sample
+from adv2.trained.photo_recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 from adv2.trained.photopool import PACKAGE_POOL_KINDS, load_imagenette_pool, load_photo_pool
 from adv2.trained.pretrained import efficientnet_lite
-from adv2.trained.recipes import POOLS, PhotoRTSARecipe, PhotoRTSRecipe
 
 
 # ----------------------------------------------------------------------------- the pool

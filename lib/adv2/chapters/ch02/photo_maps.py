@@ -24,8 +24,9 @@ from adv2.core.sanity import curve_auc, deletion_curve, preserve_destroy_flags, 
 from adv2.core.stats import diff_ci, mean_ci, rate_ci, rate_diff_ci
 from adv2.trained import data, loading, pretrained
 from adv2.trained.cached import weights_fingerprint
+from adv2.trained.photo_recipes import PhotoRTSRecipe
 from adv2.trained.photomodels import load_photo_rts, status_line
-from adv2.trained.recipes import PhotoRTSRecipe, PretrainedClassifier, RTSRecipe
+from adv2.trained.recipes import PretrainedClassifier, RTSRecipe
 
 PHOTO_DELETION_STEPS = 10
 

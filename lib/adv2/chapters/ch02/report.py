@@ -117,7 +117,7 @@ def check(result: Ch02Result, maps: Maps, profile: str) -> None:
                 rts_auc < rand_auc,
                 f"{c}'s photo RTS: deletion AUC {fmt(rts_auc)} is not below its shuffled maps' "
                 f"{fmt(rand_auc)} on the held-out photos; retrain it with more iterations "
-                "(adv2.trained.recipes.PhotoRTSRecipe.phase2_iterations) or a larger pool",
+                "(adv2.trained.photo_recipes.PhotoRTSRecipe.phase2_iterations) or a larger pool",
             )
     for arch in maps.archs:
         for name in maps.interpreters:

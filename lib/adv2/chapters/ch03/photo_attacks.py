@@ -37,7 +37,7 @@ from adv2.core.formatting import fmt
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
 from adv2.trained import data, photomodels, pretrained
-from adv2.trained.recipes import PhotoRTSRecipe
+from adv2.trained.photo_recipes import PhotoRTSRecipe
 
 # issue 14's acceptance on the photos: ADV2 success and ADV2/PGD mean-L1 ratio per interpreter
 PHOTO_SUCCESS_TARGET = {"grad": 0.8, "cam": 0.9, "rts": 0.9, "mask": 0.9}
