@@ -166,17 +166,6 @@ def test_run_box_shows_the_whole_runs_wall_time_beside_the_sum(tmp_path):
     assert "every kernel's start included (02_b re-run since in a run of some chapters" in box
 
 
-def _run_timings_extension():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "run_timings", REPO_ROOT / "book" / "_ext" / "run_timings.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_teaching_page_reads_the_alone_and_whole_run_times_from_the_timings_file(tmp_path, monkeypatch):
     """Quick's models ship as checkpoints, so a derived cold time (own + training) overstates; a
     chapter measured alone at the same profile (the timings file's ``alone``, not bench_alone.json)
