@@ -208,7 +208,7 @@ def test_summary_is_computed_from_the_results(tmp_path):
     folder = _copy_results(tmp_path)
     before = claimspage.render_claims_table(folder)
     data = json.loads((folder / "03_adv2.json").read_text())
-    grad = data["numbers"]["verdicts"]["photos"]["adv2_maps_closer_than_pgd"]["parts"]["grad"]
+    grad = data["numbers"]["verdicts"]["resnet"]["adv2_maps_closer_than_pgd"]["parts"]["grad"]
     grad["status"], grad["estimate"]["value"] = claims.HOLDS, 0.321
     (folder / "03_adv2.json").write_text(json.dumps(data))
     after = claimspage.render_claims_table(folder)
