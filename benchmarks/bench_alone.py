@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["other_jobs_cores"] = meter.other_jobs_cores(report["seconds"])
         report["complete"] = set(report["chapters"]) == set(stems)
         write(report, out)
-        timings.merge_alone(out.parent / f"timings-{args.profile}.json", alone_entry(report))
+        timings.merge_alone(timings.path_of(args.profile, out.parent), alone_entry(report))
     print(f"other jobs used {report['other_jobs_cores']} of {os.cpu_count()} cores meanwhile")
     print(f"wrote {out}")
     return report

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import claimspage, runbox
+from adv2.book import timings as timing_files
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
     CLAIMS_TABLE,
@@ -376,7 +377,7 @@ def publish(run_dir: str | os.PathLike) -> list[Path]:
         for stem, (notebook, result) in sorted(files.items()):
             staging.write(PUBLISHED_RESULTS_DIR / f"{stem}.json", result)
             staging.write(BOOK_NOTEBOOKS_DIR / f"{stem}.ipynb", notebook)
-        timings = PUBLISHED_RESULTS_DIR / f"timings-{record['profile']}.json"
+        timings = timing_files.path_of(record["profile"], PUBLISHED_RESULTS_DIR)
         old = timings.read_bytes() if timings.is_file() else None
         seconds = {stem: entry["seconds"] for stem, entry in record["notebooks"].items()}
         payload, damaged = _merged_timings(old, seconds, environment(), whole_run_entry(record))

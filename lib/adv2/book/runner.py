@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adv2.book import publish as publishing
-from adv2.book import runplan
+from adv2.book import runplan, timings
 from adv2.book.execute import RunError, RunInterrupted, execute_notebook, sigterm_interrupts
 from adv2.book.paths import (
     BOOK_NOTEBOOKS_DIR,
@@ -375,9 +375,7 @@ def run(
                     "results_sha256": file_sha256(result) if result.is_file() else None,
                 }
                 record.notebook(nb.stem, status="ok", seconds=seconds, **facts, **hashes)
-                publishing.merge_timings(
-                    results / f"timings-{profile}.json", {nb.stem: seconds}, environment()
-                )
+                publishing.merge_timings(timings.path_of(profile, results), {nb.stem: seconds}, environment())
                 print(f"[adv2] {nb.stem}: done in {seconds:.0f} s", flush=True)
                 current = None
     except RunInterrupted as err:

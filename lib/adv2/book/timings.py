@@ -43,6 +43,7 @@ CHAPTER_TARGET_MINUTES = 5
 
 
 def path_of(profile: str, results_dir: str | Path | None = None) -> Path:
+    """``timings-<profile>.json`` in ``results_dir`` (default: the published results)."""
     return Path(results_dir or PUBLISHED_RESULTS_DIR) / f"timings-{profile}.json"
 
 
@@ -145,10 +146,10 @@ def whole_run_words(run: dict[str, Any]) -> str:
     )
 
 
-def alone_words(profile: str, results_dir: str | Path | None = None) -> str | None:
-    """Each chapter alone from an empty cache, for a reader: "1: 0.4 min, ..., all within 5 min
-    (measured 2026-12-06)", naming chapters not measured or that did not finish (None: none measured)."""
-    t = read(profile, results_dir)
+def _alone_words(t: dict[str, Any]) -> str | None:
+    """Each chapter alone from an empty cache, for a reader (``t``: :func:`read`'s dict): "1: 0.4
+    min, ..., all within 5 min (measured 2026-12-06)", naming chapters not measured or that did not
+    finish (None: none measured)."""
     alone = t["alone"]
     if alone is None:
         return None
@@ -189,7 +190,7 @@ def summary_line(profile: str, results_dir: str | Path | None = None) -> str:
             f"{minutes(sum(t['seconds'].values()))} in all, the sum of the chapters' times (no "
             f"whole-book run's own wall time recorded; chapter by chapter {chapters}; recorded {date})"
         )
-    alone = alone_words(profile, results_dir)
+    alone = _alone_words(t)
     if alone is not None:
         text += f"; each chapter alone from an empty cache: {alone}"
     return text
