@@ -37,37 +37,26 @@ from adv2.book.paths import (
 )
 from adv2.chapters.results import environment
 from adv2.core.config import REPO_ROOT
-from adv2.trained.files import atomic_write_bytes, atomic_write_json, set_aside
+from adv2.trained.files import atomic_write_bytes
 
 
 class PublishError(RuntimeError):
     """The run is incomplete (failed, interrupted, killed) or its folder is not a run folder."""
 
 
-def _merged_timings(
-    old: bytes | None,
+def _add_run_times(
+    payload: dict[str, Any],
     seconds: dict[str, float],
     environment: dict[str, Any],
     run: dict[str, Any] | None = None,
-):
-    """(the timings payload with ``seconds`` added, why ``old`` was unusable or None).
+) -> None:
+    """Add ``seconds`` to the timings object ``payload`` in place.
 
     ``run``: the ``run`` entry of a run that executed every notebook (its own wall time,
     :func:`whole_run_entry`), which replaces the recorded one. Without it (a run of some chapters)
     the recorded whole run's wall time stays, since a partial run's wall time is not the book's,
     and the chapters this run re-timed are listed in its ``later_chapters``: their ``seconds`` no
     longer come from that whole run. Other keys (``alone``, ...) are kept."""
-    payload: Any = {}
-    damaged = None
-    if old is not None:
-        try:
-            payload = json.loads(old)
-        except (ValueError, UnicodeDecodeError) as err:
-            damaged, payload = str(err).splitlines()[0][:120], {}
-        if damaged is None and (
-            not isinstance(payload, dict) or not isinstance(payload.get("seconds", {}), dict)
-        ):
-            damaged, payload = "not a timings object", {}
     payload.setdefault("seconds", {}).update(seconds)
     payload["environment"] = environment
     if run is not None:
@@ -77,6 +66,18 @@ def _merged_timings(
         payload["run"]["later_chapters"] = sorted(set(earlier) | set(seconds))
     else:
         payload.pop("run", None)  # damaged: no wall time rather than a wrong one
+
+
+def _merged_timings(
+    old: bytes | None,
+    seconds: dict[str, float],
+    environment: dict[str, Any],
+    run: dict[str, Any] | None = None,
+):
+    """(the timings payload in ``old`` with ``seconds`` added as :func:`_add_run_times` says, why
+    ``old`` was unusable or None)."""
+    payload, damaged = timing_files.parse(old)
+    _add_run_times(payload, seconds, environment, run)
     return payload, damaged
 
 
@@ -84,13 +85,8 @@ def merge_timings(
     path: Path, seconds: dict[str, float], environment: dict[str, Any], run: dict[str, Any] | None = None
 ) -> Path:
     """Add this run's wall times to ``timings-<profile>.json`` (other chapters' entries stay; the
-    whole run's ``run`` entry as :func:`_merged_timings` says)."""
-    payload, damaged = _merged_timings(
-        path.read_bytes() if path.is_file() else None, seconds, environment, run
-    )
-    if damaged is not None:
-        set_aside(path, damaged)
-    return atomic_write_json(path, payload)
+    whole run's ``run`` entry as :func:`_add_run_times` says)."""
+    return timing_files.update(path, lambda payload: _add_run_times(payload, seconds, environment, run))
 
 
 def whole_run_entry(record: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,8 +24,10 @@ and the README's *Run time* section, which ``make readme`` rewrites between its 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -196,17 +198,36 @@ def summary_line(profile: str, results_dir: str | Path | None = None) -> str:
     return text
 
 
+def parse(old: bytes | None) -> tuple[dict[str, Any], str | None]:
+    """(the timings object in ``old``, the file's bytes; why they were unusable or None). No file
+    (None) is an empty object; damaged bytes give an empty object and the reason."""
+    if old is None:
+        return {}, None
+    try:
+        payload = json.loads(old)
+    except (ValueError, UnicodeDecodeError) as err:
+        return {}, str(err).splitlines()[0][:120]
+    if not isinstance(payload, dict) or not isinstance(payload.get("seconds", {}), dict):
+        return {}, "not a timings object"
+    return payload, None
+
+
+def update(path: str | Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """Apply ``change`` to the timings file ``path`` in place (atomic: the file is whole or as it
+    was; a damaged one is set aside and rebuilt from an empty object)."""
+    path = Path(path)
+    payload, damaged = parse(path.read_bytes() if path.is_file() else None)
+    if damaged is not None:
+        set_aside(path, damaged)
+    change(payload)
+    return atomic_write_json(path, payload)
+
+
 def merge_alone(path: str | Path, alone: dict[str, Any]) -> Path:
     """Write ``alone`` (``{"seconds": {stem: s}, "date": ..., "target_minutes": ..., ...}``) as the
     ``alone`` entry of the timings file ``path``, replacing the previous one and keeping every other
-    key (atomic: the file is whole or as it was; a damaged one is set aside and rebuilt)."""
-    path = Path(path)
-    payload = read_json_quietly(path) if path.is_file() else {}
-    if not isinstance(payload, dict):
-        set_aside(path, "not a timings object")
-        payload = {}
-    payload["alone"] = alone
-    return atomic_write_json(path, payload)
+    key (:func:`update`)."""
+    return update(path, lambda payload: payload.__setitem__("alone", alone))
 
 
 def readme_section(results_dir: str | Path | None = None) -> str:
