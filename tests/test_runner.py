@@ -141,6 +141,16 @@ def test_profile_notes_stay_true_of_the_profiles():
     quick, full = ch03("quick"), ch03("full")
     assert len(quick["photo_classifiers"]) == 1 and quick["imagenet_n_images"] > 0
     assert full["photo_classifiers"] == list(config.PHOTO_CLASSIFIERS) and full["imagenet_n_images"] == 0
+    # full's sentence names how many training seeds chapter 3's intervals cover, and that the other
+    # chapters (one training seed each) cover the images only
+    n_words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+    ch01 = {**schema.defaults("01_target_models"), **config.load_profile("full", "01_target_models")}
+    assert ch01["seed_repeats"] == len(full["train_seeds"])
+    assert f"cover {n_words[len(full['train_seeds'])]} training seeds" in runbox.PROFILE_NOTES["full"]
+    for stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10", "07_input_size", "09_defense1"):
+        seeds = {**schema.defaults(stem), **config.load_profile("full", stem)}.get("train_seeds") or []
+        assert len(seeds) <= 1, f"{stem} now has training seeds at full: say so in runbox.PROFILE_NOTES"
+    assert "other chapters' intervals cover the images only" in runbox.PROFILE_NOTES["full"]
     assert set(runbox.PROFILE_NOTES) <= set(config.PROFILES)
     # a mixed run says each of its profiles' sentences
     assert runbox.profile_note({"quick", "full"}) == " ".join(
