@@ -195,3 +195,25 @@ def test_wide_seed_intervals_stay_where_the_quantity_can_be():
     assert m.low == pytest.approx(0.1) and m.high == pytest.approx(0.52)
     r = ss.ratio_ci_seeds([near, far], [np.ones(10), np.ones(10)])
     assert r.low == 0.0 and r.high > 0.5
+
+
+def test_an_inconclusive_interval_over_seeds_promises_seeds_not_images():
+    """More images narrow only an interval's image part: over training seeds no image count is
+    promised, the verdict and the chapter's prose say more seeds would settle it instead."""
+    from adv2.chapters import _common, claims
+
+    rng = np.random.default_rng(3)
+    num = [rng.uniform(0.4, 0.6, 40), rng.uniform(0.3, 0.7, 40)]
+    den = [np.ones(40), np.ones(40)]
+    over_seeds = ss.ratio_ci_seeds(num, den)
+    over_images = ss.ratio_ci_seeds(num[:1], den[:1])
+    assert over_seeds.covers_seeds and not over_images.covers_seeds
+    assert stats.seeds_ci([0.1, 0.2]).covers_seeds
+    assert stats.images_needed(over_seeds, 0.5) is None
+    assert stats.images_needed(over_images, 0.5) is not None  # the same value over images: a count
+    v = claims.decide("adv2_maps_closer_than_pgd", over_seeds)
+    assert v.status == claims.INCONCLUSIVE and v.n_needed is None and claims.MORE_SEEDS in v.reason
+    assert _common.settle_text(v) == claims.MORE_SEEDS
+    assert claims.MORE_SEEDS in _common.half_width_text("RTS", v)
+    alone = claims.decide("adv2_maps_closer_than_pgd", over_images)
+    assert alone.status == claims.INCONCLUSIVE and "images would settle it" in _common.settle_text(alone)

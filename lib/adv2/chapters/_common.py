@@ -15,7 +15,15 @@ import torch
 
 from adv2 import __version__
 from adv2.chapters import schema
-from adv2.chapters.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, Verdict, photo_setting
+from adv2.chapters.claims import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    MORE_SEEDS,
+    NOT_MEASURABLE,
+    Verdict,
+    photo_setting,
+)
 from adv2.chapters.results import _plain, flatten
 from adv2.core import config
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
@@ -75,6 +83,8 @@ def settle_text(verdict: Verdict | None) -> str:
     if verdict.status in (HOLDS, DOES_NOT_HOLD):
         return "the interval settles it at this sample size"
     if verdict.status == INCONCLUSIVE:
+        if verdict.estimate is not None and verdict.estimate.covers_seeds:
+            return MORE_SEEDS
         if verdict.n_needed is None:
             return "the value sits on the threshold: no number of images would settle it"
         return f"about {verdict.n_needed} images would settle it"
@@ -121,11 +131,12 @@ def half_width_text(label: str, verdict: Verdict | None) -> str:
     if verdict.status in (HOLDS, DOES_NOT_HOLD):
         tail = "settles the claim"
     elif verdict.status == INCONCLUSIVE:
-        tail = (
-            f"it would need about {verdict.n_needed} images"
-            if verdict.n_needed
-            else "the value sits on the threshold"
-        )
+        if est.covers_seeds:
+            tail = MORE_SEEDS
+        elif verdict.n_needed:
+            tail = f"it would need about {verdict.n_needed} images"
+        else:
+            tail = "the value sits on the threshold"
     else:
         tail = short_reason(verdict)
     return f"{label}: ±{fmt(hw, 2)} on {est.n} images, {tail}"

@@ -352,6 +352,10 @@ def verdict_of(
     return Verdict(claim.id, claim.statement, claim.rule, status, reason, estimate, n_needed)
 
 
+# an inconclusive interval over training seeds: images alone cannot narrow its seeds part
+MORE_SEEDS = "more training seeds would settle it (their spread does not shrink with more images)"
+
+
 def not_measurable(claim_id: str, reason: str) -> Verdict:
     """The verdict of a claim whose inputs cannot support it (``reason`` says why)."""
     return verdict_of(claim_named(claim_id), NOT_MEASURABLE, reason)
@@ -378,9 +382,12 @@ def decide(claim_id: str, estimate: Estimate) -> Verdict:
     if off_side:
         return verdict_of(claim, DOES_NOT_HOLD, f"{shown}: the whole interval is {other_words}", e)
     need = images_needed(e, thr)
-    more = (
-        f"; about {need} images would settle it" if need is not None else "; the value sits on the threshold"
-    )
+    if e.covers_seeds:
+        more = f"; {MORE_SEEDS}"
+    elif need is not None:
+        more = f"; about {need} images would settle it"
+    else:
+        more = "; the value sits on the threshold"
     return verdict_of(
         claim, INCONCLUSIVE, f"inconclusive at this sample size: {shown} contains {t}{more}", e, need
     )

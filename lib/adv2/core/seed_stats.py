@@ -22,8 +22,9 @@ returns an :class:`adv2.core.stats.Estimate`:
 
 With one seed each function returns exactly (bitwise) the image-only estimator of
 :mod:`adv2.core.stats`. With several, ``n`` is still the number of images (per seed) and the
-method names the seeds ("bootstrap 95% + t over 3 seeds"); :func:`adv2.core.stats.images_needed`
-then overstates what more images would do, as the seeds part does not shrink with them.
+method names the seeds ("bootstrap 95% + t over 3 seeds", :attr:`adv2.core.stats.Estimate.covers_seeds`);
+:func:`adv2.core.stats.images_needed` then gives no number, as the seeds part does not shrink with
+more images.
 """
 
 from __future__ import annotations

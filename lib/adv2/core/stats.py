@@ -54,6 +54,12 @@ class Estimate:
             return None
         return (self.high - self.low) / 2
 
+    @property
+    def covers_seeds(self) -> bool:
+        """Whether the interval covers training seeds as well as images (:mod:`adv2.core.seed_stats`
+        names them in ``method``): its seeds part does not shrink with more images."""
+        return "seeds" in self.method
+
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON: ``value``, ``low``, ``high``, ``n``, ``method``."""
         return {
@@ -450,9 +456,17 @@ def images_needed(estimate: Estimate, threshold: float) -> int | None:
     Half-widths shrink like ``1/sqrt(n)`` at a fixed spread, so the side of the interval facing the
     threshold, ``w``, would fall below the gap ``|value - threshold|`` at about
     ``n * (w / gap)^2`` images. None when there is no interval or the value sits on the threshold.
-    Always more than the current ``n`` when the interval reaches the threshold.
+    Always more than the current ``n`` when the interval reaches the threshold. None for an
+    interval over training seeds (:attr:`Estimate.covers_seeds`): more images do not narrow the
+    seeds' part, so no number of images can be promised.
     """
-    if estimate.value is None or estimate.low is None or estimate.high is None or estimate.n < 1:
+    if (
+        estimate.covers_seeds
+        or estimate.value is None
+        or estimate.low is None
+        or estimate.high is None
+        or estimate.n < 1
+    ):
         return None
     gap = abs(estimate.value - threshold)
     if gap == 0:
