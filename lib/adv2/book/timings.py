@@ -199,8 +199,8 @@ def summary_line(profile: str, results_dir: str | Path | None = None) -> str:
 
 
 def parse(old: bytes | None) -> tuple[dict[str, Any], str | None]:
-    """(the timings object in ``old``, the file's bytes; why they were unusable or None). No file
-    (None) is an empty object; damaged bytes give an empty object and the reason."""
+    """(the timings object in ``old``, a timings file's bytes; why they were unusable or None).
+    No file (None) is an empty object; damaged bytes give an empty object and the reason."""
     if old is None:
         return {}, None
     try:
