@@ -191,9 +191,10 @@ def test_default_cpu_path_is_unchanged(kind, monkeypatch):
 # ----------------------------------------------------------------------------- where a run goes
 def test_runner_says_where_the_book_runs(monkeypatch):
     from adv2.book import runner
+    from adv2.core.config import AUTO_PROFILE_CPU
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runner.resolve_profile("auto") == "quick"
+    assert runner.resolve_profile("auto") == AUTO_PROFILE_CPU  # `make book` on a CPU machine
     assert runner.device_note("quick") == "CPU (no CUDA device)"
     assert "meant for a GPU" in runner.device_note("paper")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
