@@ -86,26 +86,16 @@ def load_defended(
 
 
 def load_other_seeds(
-    params: Mapping[str, Any],
-    fmnist: data.Dataset,
-    archs: Sequence[str],
-    *,
-    device: torch.device | str = "cpu",
-    artifacts_dir: str = "",
-    progress: bool = False,
-    log=print,
+    params: Mapping[str, Any], fmnist: data.Dataset, archs: Sequence[str], log=print, **load_kw: Any
 ) -> dict[int, dict[str, cached.InterpretedModel]]:
-    """:func:`load_defended` for every training seed of ``params["train_seeds"]`` but
-    ``params["train_seed"]`` (the recipes with that ``train_seed``: the cache keys a run with it
-    trains), by seed; empty with the default ``[]`` (``train_seed`` alone)."""
+    """:func:`load_defended` (``load_kw``: its ``device``, ``artifacts_dir``, ``progress``) for every
+    training seed of ``params["train_seeds"]`` but ``params["train_seed"]`` (the recipes with that
+    ``train_seed``: the cache keys a run with it trains), by seed; empty with the default ``[]``."""
     seeds = train_seed_list(params["train_seed"], list(params.get("train_seeds") or []))
     out = {}
     for s in seeds[1:]:
         log(f"train_seed {s}:")
-        out[s] = load_defended(
-            {**params, "train_seed": s}, fmnist, archs, device=device, artifacts_dir=artifacts_dir,
-            progress=progress, log=log,
-        )  # fmt: skip
+        out[s] = load_defended({**params, "train_seed": s}, fmnist, archs, log=log, **load_kw)
     return out
 
 

@@ -208,14 +208,9 @@ def ratio_ci_seeds(
 
 
 def share_ci_seeds(
-    value_by_seed: Sequence[Any],
-    floor_by_seed: Sequence[Any],
-    ceiling_by_seed: Sequence[Any],
-    *,
-    level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> Estimate:
+    value_by_seed: Sequence[Any], floor_by_seed: Sequence[Any], ceiling_by_seed: Sequence[Any], *,
+    level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+) -> Estimate:  # fmt: skip
     """Pooled ``(mean(value) - mean(floor)) / (mean(ceiling) - mean(floor))``, all three measured
     on the same images in every seed (NaNs skipped per array, as :func:`adv2.core.stats.share_ci`:
     chapter 6's share of ADV2's advantage over PGD that AID removes); one seed: that function."""
