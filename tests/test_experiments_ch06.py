@@ -272,6 +272,8 @@ def test_further_training_seeds_are_attacked_on_the_same_images_and_pooled():
     )
     assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
     assert "training seeds 0 and 5" in two.glue()["ch6_interval_scope"]
+    assert "train_seed 5, the same images:" in ch06.attack_log(two)
+    ch06.check(two, epsilon=EPSILON)  # every seed's attacks
 
 
 def test_verdicts_pool_the_training_seeds():

@@ -295,6 +295,8 @@ def attack_log(result: Ch06Result) -> str:
             + (f", vs the control {sec['control']:.1f} s" if "control" in sec else "")
             + "".join(f", adaptive vs {k[9:]} {v:.1f} s" for k, v in sec.items() if k.startswith("adaptive_"))
         )
+    for s, more in result.more_seeds.items():  # the same images against each further seed's models
+        lines += [f"train_seed {s}, the same images:", attack_log(more)]
     return "\n".join(lines)
 
 
@@ -416,6 +418,8 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
                     f"budget epsilon = {epsilon} (a bug in the attack's projection)"
                 )
     raise_problems("chapter 6", problems)
+    for more in result.more_seeds.values():  # each further training seed's attacks
+        check(more, epsilon=epsilon)
 
 
 # ----------------------------------------------------------------------------- photos
