@@ -364,10 +364,13 @@ def figure16_cells(
 
 def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     """The paper's three Table 10 claims per classifier run, decided by :mod:`adv2.chapters.claims` from the
-    per-image arrays, pooled over the training seeds when several ran (``{classifier: {claim_id: Verdict}}``)."""
+    per-image arrays, pooled over the training seeds when several ran (``{classifier: {claim_id: Verdict}}``).
+    ``result`` may also be any object with ``archs`` and ``per_image`` (one seed: the benchmarks'
+    verdicts on part of a run's photos)."""
     out = {}
+    by_seed = getattr(result, "per_image_by_seed", None)
     for a in result.archs:
-        runs = result.per_image_by_seed(a)
+        runs = by_seed(a) if by_seed else [result.per_image[a]]
         p = functools.partial(aid_trial.claim_input, runs)  # one seed's array, or BySeed (pooled)
         out[a] = {
             "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(p("benign_l1_rts_vs_rtsa")),
