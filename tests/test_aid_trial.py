@@ -162,3 +162,74 @@ def test_the_grid_varies_one_strength_axis_at_a_time():
     assert (made["300 iterations"].iterations, made["300 iterations"].distill_weight) == (300, 100.0)
     assert (made["10 inner steps"].stage2_steps, made["10 inner steps"].iterations) == (10, 600)
     assert made["anchor 30"].distill_weight == 30.0 and made["anchor 30"].iterations == 600
+
+
+# ----------------------------------------------------------------------------- training seeds (issue 27)
+def trial_arrays(seed: int, share: float = 0.6, control_ratio: float = 1.3) -> dict[str, torch.Tensor]:
+    """One training seed's per-image arrays of the trial (as ``Ch06Result.per_image[arch]``), the
+    seed moving the share and ADV2's distances a little; one failed attack per interpreter."""
+    g = np.random.default_rng(seed)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    rts = 0.05 + 0.01 * g.random(N)
+    pgd = 0.3 + 0.02 * g.random(N)
+    rtsa = rts + (share + 0.05 * g.standard_normal()) * (pgd - rts)
+    ok = torch.ones(N, dtype=torch.bool)
+    ok[seed % N] = False
+    return {
+        "adv2_l1_rts": t(rts),
+        "adv2_l1_rtsa": t(rtsa),
+        "adv2_l1_control": t(rtsa / control_ratio),
+        "pgd_l1_rtsa": t(pgd),
+        "pgd_l1_control": t(pgd),
+        "success_rts": ok,
+        "success_rtsa": ok,
+        "success_control": ok,
+        "benign_l1_rts_vs_control": t(rts * 0.1),
+    }
+
+
+def test_trial_intervals_and_verdicts_pool_the_training_seeds():
+    from adv2.core import seed_stats
+
+    p0, p1 = trial_arrays(0, share=0.9), trial_arrays(1, share=0.9)
+    # one seed as a list is the single run, bitwise
+    assert aid_trial.intervals([p0]) == aid_trial.intervals(p0)
+    assert {k: v.estimate for k, v in aid_trial.verdicts([p0]).items()} == {
+        k: v.estimate for k, v in aid_trial.verdicts(p0).items()
+    }
+    two = aid_trial.intervals([p0, p1])
+    assert set(two) == set(aid_trial.intervals(p0))
+    assert all(e.method.endswith("t over 2 seeds") for e in two.values())
+    own = {k: [aid_trial.where_succeeded(p[f"adv2_l1_{k}"], p[f"success_{k}"], True) for p in (p0, p1)] for k in ("rts", "rtsa", "control")}  # fmt: skip
+    pgd = [p["pgd_l1_rtsa"] for p in (p0, p1)]
+    assert two["share"] == seed_stats.share_ci_seeds(own["rtsa"], own["rts"], pgd)
+    assert two["ceiling"] == seed_stats.ratio_ci_seeds(pgd, own["rts"])
+    # the pooled share: every (seed, image) value in each mean
+    mean = lambda k: float(np.nanmean(np.concatenate([np.asarray(a) for a in own[k]])))  # noqa: E731
+    top = float(np.mean(np.concatenate([np.asarray(a) for a in pgd])))
+    assert two["share"].value == pytest.approx((mean("rtsa") - mean("rts")) / (top - mean("rts")))
+    # the verdicts decide on the same pooled estimates
+    v = aid_trial.verdicts([p0, p1])
+    assert v["aid_removes_adv2_advantage"].estimate == two["share"]
+    assert v["aid_beats_its_control"].estimate == two["adv2_l1_rtsa_over_control"]
+    assert v["aid_removes_adv2_advantage"].status == claims.HOLDS
+    # issue 27 in miniature: one seed's image-only interval misses the other seed's share; the
+    # pooled interval holds both
+    alone = [aid_trial.intervals(p)["share"] for p in (p0, p1)]
+    assert not alone[0].low <= alone[1].value <= alone[0].high
+    assert all(two["share"].low <= a.value <= two["share"].high for a in alone)
+
+
+def test_a_seed_too_small_to_measure_makes_the_pooled_claim_not_measurable():
+    from adv2.core.seed_stats import BySeed
+
+    d = claim_inputs(0.8, 1.0)
+    few = np.zeros(N, bool)
+    few[0] = True  # this seed's attack on RTSA succeeded once
+    v = claim_rules.aid_removes_adv2_advantage(
+        BySeed([d["rts"], d["rts"]]), BySeed([d["ok"], d["ok"]]), BySeed([d["rtsa"], d["rtsa"]]),
+        BySeed([d["ok"], few]), BySeed([d["pgd"], d["pgd"]]),
+    )  # fmt: skip
+    assert v.status == claims.NOT_MEASURABLE and "one of the 2 training seeds" in v.reason
+    with pytest.raises(ValueError, match="BySeed for all"):
+        claim_rules.aid_beats_its_control(BySeed([d["rts"]]), d["ok"], d["rtsa"], d["ok"])

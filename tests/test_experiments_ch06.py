@@ -16,11 +16,12 @@ from adv2.chapters import (
     aid_photo_eval,
     aid_photo_pools,
     aid_photos,
+    aid_trial,
     ch06,
     claims,
     results,
 )
-from adv2.core import attacks, formatting, paper
+from adv2.core import attacks, formatting, paper, seed_stats, stats
 from standins import FakeRTS, glue_keys_in_markdown
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_table10.ipynb"
@@ -84,7 +85,7 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
 def test_numbers_per_image_and_check(chapter):
     result = chapter(["resnet"])
     n = result.numbers()
-    assert set(n) == {"resnet", "paper", "attack", "intervals", "verdicts"}
+    assert set(n) == {"resnet", "paper", "attack", "intervals", "verdicts", "train_seeds", "interval_covers"}
     est = n["intervals"]["resnet"]
     for key in (
         "benign_l1_rts_vs_rtsa",
@@ -146,6 +147,7 @@ def _fake(
 
     res = ch06.Ch06Result.__new__(ch06.Ch06Result)
     res.archs, res.restrict = ["resnet"], {"resnet": True}
+    res.train_seed, res.more_seeds = 0, {}
     res.per_image = {
         "resnet": {
             "benign_l1_rts_vs_rtsa": spread(benign),
@@ -175,6 +177,119 @@ def test_verdicts_come_from_the_claims_layer():
     # the same rule as chapter 3: one threshold, in adv2.chapters.claims
     assert claims.CLAIMS["adv2_keeps_rts_maps_close"].threshold == claims.MAPS_CLOSE_RATIO
     assert claims.CLAIMS["aid_separates_adv2_maps"].threshold == claims.AID_RATIO_MIN
+
+
+# ----------------------------------------------------------------------------- training seeds (issue 27)
+# every interval the chapter computed before train_seeds, and its method: the default keeps them
+DEFAULT_INTERVALS = {
+    "bootstrap 95%": (
+        "benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "pgd_l1_rts", "pgd_l1_rtsa",
+        "benign_l1_rts_vs_control", "adv2_l1_control", "adaptive_adv2_l1_rts", "adaptive_adv2_l1_rtsa",
+        "adaptive_success_rtsa",
+    ),
+    "paired bootstrap ratio 95%": (
+        "adv2_l1_ratio", "adv2_l1_ratio_control", "adv2_l1_rtsa_over_control", "ceiling", "ceiling_control",
+        "adaptive_ratio", "adaptive_ratio_control",
+    ),
+    "paired bootstrap share 95%": ("share", "share_control", "adaptive_share"),
+    "wilson 95%": ("adv2_success_rts", "adv2_success_rtsa"),
+}  # fmt: skip
+
+
+def test_default_train_seed_alone_keeps_the_image_only_intervals(chapter):
+    """Without ``train_seeds`` every interval is the image-only estimator of adv2.core.stats, with
+    the keys and methods it had; the results and the prose say what they cover."""
+    result = chapter(["resnet"])
+    est, p = result.intervals()["resnet"], result.per_image["resnet"]
+    assert {k: e.method for k, e in est.items()} == {
+        k: method for method, keys in DEFAULT_INTERVALS.items() for k in keys
+    }
+    own = {k: aid_trial.where_succeeded(p[f"adv2_l1_{k}"], p[f"success_{k}"], True) for k in ("rts", "rtsa")}
+    assert est["adv2_l1_ratio"] == stats.ratio_ci(own["rtsa"], own["rts"], paired=True)
+    assert est["benign_l1_rts_vs_rtsa"] == stats.mean_ci(p["benign_l1_rts_vs_rtsa"])
+    assert est["adv2_success_rtsa"] == stats.rate_ci(p["success_rtsa"])
+    assert est["ceiling"] == stats.ratio_ci(p["pgd_l1_rtsa"], own["rts"], paired=True)
+    assert est["share"] == stats.share_ci(own["rtsa"], own["rts"], p["pgd_l1_rtsa"])
+    n = result.numbers()
+    assert n["train_seeds"] == [0] and n["interval_covers"] == "images"
+    assert "images only" in result.glue()["ch6_interval_scope"]
+    assert "RTSA" in result.glue()["ch6_interval_scope"]
+
+
+def test_train_seeds_is_validated_and_defaults_to_train_seed_alone():
+    from adv2.chapters.schema import defaults, validate_chapter
+    from adv2.core.config import ParameterError
+
+    assert defaults(ch06.STEM)["train_seeds"] == []
+    assert validate_chapter(ch06.STEM, {"train_seed": 3, "train_seeds": [2, 3]})["train_seeds"] == [2, 3]
+    with pytest.raises(ParameterError, match="'train_seeds' has value \\[1, 2\\], which does not contain"):
+        validate_chapter(ch06.STEM, {"train_seed": 0, "train_seeds": [1, 2]})
+    for bad in ([0, 0], 1, [0, -1]):
+        with pytest.raises(ParameterError, match="train_seeds"):
+            validate_chapter(ch06.STEM, {"train_seeds": bad})
+
+
+def test_further_training_seeds_are_attacked_on_the_same_images_and_pooled():
+    """Another seed's models (a nudged classifier, other stand-in interpreters) attacked on the
+    same images; the intervals and verdicts pool both seeds, the numbers stay train_seed's."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for w in other.parameters():
+            w.add_(1e-3 * torch.randn_like(w))
+    x = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(1)
+    nets = {"resnet": SimpleNamespace(model=model, rts=FakeRTS(1), rtsa=FakeRTS(2), control=FakeRTS(3))}
+    others = {
+        5: {"resnet": SimpleNamespace(model=other, rts=FakeRTS(4), rtsa=FakeRTS(5), control=FakeRTS(6))}
+    }
+    cfg = attacks.default_config("rts", epsilon=EPSILON, step_size=0.02, stage1_steps=3, stage2_steps=3)
+    kw = dict(n_images=8, num_classes=10, seed=0, attack_cfg=cfg, restrict_to_success=True, adaptive=False)
+    one = ch06.attack(nets, x, y, **kw)
+    two = ch06.attack(nets, x, y, train_seed=0, others=others, **kw)
+    assert two.train_seeds == [0, 5] and list(two.more_seeds) == [5]
+    s = two.attack_sets["resnet"]
+    assert two.more_seeds[5].attack_sets["resnet"] is s
+    assert bool((other(s.x).argmax(1) == s.y).all())  # every seed's classifier gets them right
+    assert torch.equal(s.index, one.attack_sets["resnet"].index)
+    n, n_one = two.numbers(), one.numbers()
+    assert n["train_seeds"] == [0, 5] and n["interval_covers"] == "images and training seeds"
+    drop = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    assert json.dumps(results._plain(drop(n["resnet"]))) == json.dumps(results._plain(drop(n_one["resnet"])))
+    est = two.intervals()["resnet"]
+    assert all(e.method.endswith("t over 2 seeds") for e in est.values())
+    runs = two.per_image_by_seed("resnet")
+    own = {
+        k: [aid_trial.where_succeeded(r[f"adv2_l1_{k}"], r[f"success_{k}"], True) for r in runs]
+        for k in ("rts", "rtsa")
+    }
+    assert est["adv2_l1_ratio"] == seed_stats.ratio_ci_seeds(own["rtsa"], own["rts"])
+    assert est["share"] == seed_stats.share_ci_seeds(
+        own["rtsa"], own["rts"], [r["pgd_l1_rtsa"] for r in runs]
+    )
+    assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
+    assert "training seeds 0 and 5" in two.glue()["ch6_interval_scope"]
+    assert "train_seed 5, the same images:" in ch06.attack_log(two)
+    ch06.check(two, epsilon=EPSILON)  # every seed's attacks
+
+
+def test_verdicts_pool_the_training_seeds():
+    res = _fake()
+    res.more_seeds = {1: _fake(adv_rtsa=0.06)}
+    v = ch06.verdicts(res)["resnet"]
+    runs = res.per_image_by_seed("resnet")
+    ratio = v["aid_separates_adv2_maps"].estimate
+    assert ratio.method == "paired bootstrap ratio 95% + t over 2 seeds"
+    assert ratio.value == pytest.approx((0.10 + 0.06) / 2 / 0.01, rel=0.15)
+    assert ratio == seed_stats.ratio_ci_seeds(
+        [r["adv2_l1_rtsa"] for r in runs], [r["adv2_l1_rts"] for r in runs]
+    )
+    assert v["rtsa_like_rts_on_benign"].estimate == seed_stats.mean_ci_seeds(
+        [r["benign_l1_rts_vs_rtsa"] for r in runs]
+    )
 
 
 def test_table10_ratio_half_width_and_sample_size_text():

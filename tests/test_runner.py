@@ -446,6 +446,25 @@ def test_plan_lists_the_models_of_every_training_seed_of_chapter_3(fmnist):
     assert len({r.key for _, r in three}) == 6
 
 
+def test_plan_lists_the_models_of_every_training_seed_of_chapter_6(fmnist):
+    """Issue 27: chapter 6's ``--check`` names each further seed's classifier, RTS, RTSA and control."""
+    from adv2.book import runplan
+    from adv2.chapters.schema import chapter_schema
+
+    params = {n: p.default for n, p in chapter_schema("06_table10").items()}
+    params.update(archs=["resnet"], photos=False)
+    one = runplan.needed_models("06_table10", params, fmnist)
+    base = ["resnet classifier", "resnet RTS", "resnet RTSA", "resnet RTSA control (beta 0)"]
+    assert [label for label, _ in one] == base
+    two = runplan.needed_models("06_table10", {**params, "train_seeds": [0, 1]}, fmnist)
+    assert [label for label, _ in two] == [*base, *(f"{b} (train_seed 1)" for b in base)]
+    assert [r.key for _, r in two[:4]] == [r.key for _, r in one]  # train_seed's models unchanged
+    # each further model is the recipe a run with that train_seed would train (same cache key)
+    other = runplan.needed_models("06_table10", {**params, "train_seed": 1}, fmnist)
+    assert [r.key for _, r in two[4:]] == [r.key for _, r in other]
+    assert two[6][1].aid_config().seed == 1 and two[7][1].beta == 0
+
+
 def test_the_run_box_counts_models_trained_not_loaded_from_a_checkpoint_nor_attacks(tmp_path):
     """A cold run that loads every model from the committed checkpoints trained nothing; chapter
     3's cached attacks are not models (the box had said 16 models trained for chapter 4)."""

@@ -217,3 +217,29 @@ def test_an_inconclusive_interval_over_seeds_promises_seeds_not_images():
     assert claims.MORE_SEEDS in _common.half_width_text("RTS", v)
     alone = claims.decide("adv2_maps_closer_than_pgd", over_images)
     assert alone.status == claims.INCONCLUSIVE and "images would settle it" in _common.settle_text(alone)
+
+
+def test_share_pools_seeds_and_is_bitwise_the_share_with_one():
+    """Chapter 6's share of ADV2's advantage AID removes (issue 27): one seed is
+    adv2.core.stats.share_ci exactly; several pool every (seed, image) value in each mean."""
+    rng = np.random.default_rng(3)
+    floor = [0.1 + 0.01 * rng.random(30) for _ in range(2)]
+    ceiling = [f + 0.2 for f in floor]
+    value = [floor[0] + 0.5 * 0.2, floor[1] + 0.7 * 0.2]
+    value[0][[2, 5]] = np.nan  # failed attacks
+    assert ss.share_ci_seeds(value[:1], floor[:1], ceiling[:1]) == stats.share_ci(
+        value[0], floor[0], ceiling[0]
+    )
+    two = ss.share_ci_seeds(value, floor, ceiling)
+    cat = lambda a: np.concatenate(a)  # noqa: E731
+    expected = (np.nanmean(cat(value)) - np.mean(cat(floor))) / (np.mean(cat(ceiling)) - np.mean(cat(floor)))
+    assert (
+        two.value == pytest.approx(expected) and two.method == "paired bootstrap share 95% + t over 2 seeds"
+    )
+    assert two.low < 0.5 and two.high > 0.7  # the seeds' shares (0.5, 0.7) lie inside
+    same = ss.share_ci_seeds([value[1], value[1]], [floor[1], floor[1]], [ceiling[1], ceiling[1]])
+    one = stats.share_ci(value[1], floor[1], ceiling[1])
+    assert same.low == pytest.approx(one.low) and same.high == pytest.approx(one.high)
+    assert ss.share_ci_seeds(floor, floor, floor).value is None  # no advantage to remove
+    with pytest.raises(ValueError, match="same seeds and images"):
+        ss.share_ci_seeds(value, floor, ceiling[:1])

@@ -18,6 +18,7 @@ from adv2.trained import photo_recipes, recipes
 
 RTS_CHAPTERS = ("02", "03", "04", "05", "06", "09")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
+SEED_CHAPTERS = ("03", "06")  # chapters whose train_seeds attack further training seeds' models (issue 27)
 
 
 def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], profile: str | None):
@@ -35,8 +36,9 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
     chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo
-    RTS, RTSA and control where the parameters ask for the photos. ``fmnist``: the data whose
-    fingerprint the keys hash."""
+    RTS, RTSA and control where the parameters ask for the photos; in chapters 3 and 6 the same
+    Fashion-MNIST models of each further training seed of ``train_seeds``. ``fmnist``: the data
+    whose fingerprint the keys hash."""
     # lazy: chapters 4 and 7's modules import torch; every other command (list, run, publish) stays light
     from adv2.chapters import aid_tradeoff
     from adv2.chapters.ch07 import classifiers as ch07_classifiers
@@ -62,12 +64,16 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
                 extra = aid_tradeoff.tradeoff_recipes(params).items()
                 wanted += [(f"{arch} RTSA, trade-off {label}", make(params, arch)) for label, make in extra]
             further = [s for s in params.get("train_seeds") or [] if s != params.get("train_seed", 0)]
-            for seed in further if number == "03" else []:  # chapter 3: each further training seed's models
-                other = {**params, "train_seed": seed}
-                wanted.append(
-                    (f"{arch} classifier (train_seed {seed})", recipes.classifier_recipe(other, arch))
-                )
-                wanted.append((f"{arch} RTS (train_seed {seed})", recipes.rts_recipe(other, arch)))
+            for seed in further if number in SEED_CHAPTERS else []:  # each further training seed's models
+                other, tag = {**params, "train_seed": seed}, f"(train_seed {seed})"
+                wanted.append((f"{arch} classifier {tag}", recipes.classifier_recipe(other, arch)))
+                wanted.append((f"{arch} RTS {tag}", recipes.rts_recipe(other, arch)))
+                if number in RTSA_CHAPTERS:
+                    rtsa = recipes.rtsa_recipe(other, arch)
+                    wanted += [
+                        (f"{arch} RTSA {tag}", rtsa),
+                        (f"{arch} RTSA control (beta 0) {tag}", rtsa.control()),
+                    ]
         wanted = [(label, recipes.with_data(r, fmnist)) for label, r in wanted]
     photo_rts = (
         (number == "02" and params.get("include_photo_rts"))

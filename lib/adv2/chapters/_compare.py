@@ -122,6 +122,25 @@ def attack_intervals(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> 
     return out
 
 
+def interval_scope_text(train_seeds: list[int], models: str = "classifiers and RTS") -> str:
+    """What a chapter's Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals
+    <this>"): the attacked images, and the training seeds when several ran (chapters 3 and 6;
+    ``models``: what each seed trains)."""
+    if len(train_seeds) == 1:
+        return (
+            f"over the attacked images only: the {models} of one training seed "
+            f"({train_seeds[0]}), so a classifier retrained with another seed, or on another machine, "
+            "can give numbers outside them (`train_seeds` widens them to cover training too)"
+        )
+    shown = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
+    return (
+        f"over the attacked images and the training seeds {shown}: the {models} of each "
+        "seed were attacked with the same protocol, each number pools the seeds, and its interval adds "
+        "Student's t over the seeds to the one over images (the tables' other columns and the "
+        f"figures show seed {train_seeds[0]}'s run)"
+    )
+
+
 def setting_verdicts(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> dict[str, Verdict]:
     """Chapter 3's two claims on one setting (``{interpreter: per_image_arrays(...)}``, or a list of
     them, one per training seed: decided on the intervals over images and seeds), each decided by

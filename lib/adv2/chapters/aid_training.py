@@ -1,5 +1,6 @@
 """AID's trained models: loading the defended classifiers chapters 4, 5 and 6 share
-(:func:`load_defended`: classifier, RTS, RTSA and its beta = 0 control per arch), and how their
+(:func:`load_defended`: classifier, RTS, RTSA and its beta = 0 control per arch; chapter 6's
+further training seeds: :func:`load_other_seeds`), and how their
 training went, which chapter 4 reports: the table of AID's recipe (:func:`aid_config_table`), the
 training curves (:func:`training_figure`) and the cost of AID against RTS's own training
 (:func:`training_costs` / :func:`cost_table`)."""
@@ -15,6 +16,7 @@ import torch
 from adv2.chapters import plotting
 from adv2.chapters._loaders import load_classifiers, load_rts_nets
 from adv2.chapters._reporting import table
+from adv2.chapters.schema import train_seed_list
 from adv2.core import defenses
 from adv2.core.formatting import MISSING
 from adv2.core.parallel import load_side_by_side
@@ -81,6 +83,20 @@ def load_defended(
             extra={label: out[:2] for label, out in got.items() if label not in ("rtsa", "control")},
         )
     return nets
+
+
+def load_other_seeds(
+    params: Mapping[str, Any], fmnist: data.Dataset, archs: Sequence[str], log=print, **load_kw: Any
+) -> dict[int, dict[str, cached.InterpretedModel]]:
+    """:func:`load_defended` (``load_kw``: its ``device``, ``artifacts_dir``, ``progress``) for every
+    training seed of ``params["train_seeds"]`` but ``params["train_seed"]`` (the recipes with that
+    ``train_seed``: the cache keys a run with it trains), by seed; empty with the default ``[]``."""
+    seeds = train_seed_list(params["train_seed"], list(params.get("train_seeds") or []))
+    out = {}
+    for s in seeds[1:]:
+        log(f"train_seed {s}:")
+        out[s] = load_defended({**params, "train_seed": s}, fmnist, archs, log=log, **load_kw)
+    return out
 
 
 # ----------------------------------------------------------------------------- AID recipe table

@@ -3,8 +3,11 @@ attacker, the ceiling the attack allows and the share of ADV2's advantage that A
 
 Works on a chapter-6 result's per-image arrays (``Ch06Result.per_image[arch]``: ``adv2_l1_<name>``,
 ``success_<name>``, ``pgd_l1_<name>`` for name in rts / rtsa / control, ``adaptive_*`` for the
-adaptive attacker, ``benign_l1_rts_vs_*``). Each estimate keeps its 95 % interval; the two claims
-are decided by :mod:`adv2.chapters.claims` (``aid_removes_adv2_advantage``, ``aid_beats_its_control``).
+adaptive attacker, ``benign_l1_rts_vs_*``), or a list of them, one per training seed (the same
+images attacked on each seed's models: :func:`intervals` and :func:`verdicts` then pool the seeds
+by :mod:`adv2.core.seed_stats`; one seed: bitwise the image-only estimates). Each estimate keeps its
+95 % interval; the two claims are decided by :mod:`adv2.chapters.claims` (``aid_removes_adv2_advantage``,
+``aid_beats_its_control``).
 
 * **ceiling**: an RTSA that ADV2 cannot fool at all still gives maps no farther than plain PGD's
   (the shared stage 1), so Table 10's ratio cannot exceed PGD's L1 on RTSA over ADV2's on RTS;
@@ -14,6 +17,7 @@ are decided by :mod:`adv2.chapters.claims` (``aid_removes_adv2_advantage``, ``ai
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +27,8 @@ import torch
 
 from adv2.chapters import aid_eval, claim_rules
 from adv2.chapters.claims import Verdict
-from adv2.core.stats import Estimate, mean_ci, ratio_ci, share_ci
+from adv2.core.seed_stats import BySeed, mean_ci_seeds, ratio_ci_seeds, share_ci_seeds
+from adv2.core.stats import Estimate
 
 NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
 
@@ -38,61 +43,80 @@ def _own(p: Mapping[str, Any], name: str, restrict: bool, prefix: str = "") -> t
     return where_succeeded(p[f"{prefix}adv2_l1_{name}"], p[f"{prefix}success_{name}"], restrict)
 
 
-def intervals(p: Mapping[str, Any], restrict: bool = True) -> dict[str, Estimate]:
-    """The trial's estimates for one classifier (empty without a control)."""
-    if "adv2_l1_control" not in p:
+def by_seed(p: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One classifier's per-image arrays as a list over training seeds (a single mapping: one seed)."""
+    return [p] if isinstance(p, Mapping) else list(p)
+
+
+def intervals(
+    p: Mapping[str, Any] | Sequence[Mapping[str, Any]], restrict: bool = True
+) -> dict[str, Estimate]:
+    """The trial's estimates for one classifier (empty without a control); ``p``: its per-image
+    arrays, or a list of them per training seed (pooled)."""
+    runs = by_seed(p)
+    if "adv2_l1_control" not in runs[0]:
         return {}
+
+    def own(name: str, prefix: str = "") -> list[torch.Tensor]:
+        return [_own(r, name, restrict, prefix) for r in runs]
+
+    def raw(key: str) -> list[Any]:
+        return [r[key] for r in runs]
+
     out = {
-        "benign_l1_rts_vs_control": mean_ci(p["benign_l1_rts_vs_control"]),
-        "adv2_l1_control": mean_ci(_own(p, "control", restrict)),
-        "adv2_l1_ratio_control": ratio_ci(
-            _own(p, "control", restrict), _own(p, "rts", restrict), paired=True
-        ),
-        "adv2_l1_rtsa_over_control": ratio_ci(
-            _own(p, "rtsa", restrict), _own(p, "control", restrict), paired=True
-        ),
-        "ceiling": ratio_ci(p["pgd_l1_rtsa"], _own(p, "rts", restrict), paired=True),
-        "ceiling_control": ratio_ci(p["pgd_l1_control"], _own(p, "rts", restrict), paired=True),
-        "share": share_ci(_own(p, "rtsa", restrict), _own(p, "rts", restrict), p["pgd_l1_rtsa"]),
-        "share_control": share_ci(
-            _own(p, "control", restrict), _own(p, "rts", restrict), p["pgd_l1_control"]
-        ),
+        "benign_l1_rts_vs_control": mean_ci_seeds(raw("benign_l1_rts_vs_control")),
+        "adv2_l1_control": mean_ci_seeds(own("control")),
+        "adv2_l1_ratio_control": ratio_ci_seeds(own("control"), own("rts")),
+        "adv2_l1_rtsa_over_control": ratio_ci_seeds(own("rtsa"), own("control")),
+        "ceiling": ratio_ci_seeds(raw("pgd_l1_rtsa"), own("rts")),
+        "ceiling_control": ratio_ci_seeds(raw("pgd_l1_control"), own("rts")),
+        "share": share_ci_seeds(own("rtsa"), own("rts"), raw("pgd_l1_rtsa")),
+        "share_control": share_ci_seeds(own("control"), own("rts"), raw("pgd_l1_control")),
     }
-    if "adaptive_adv2_l1_rts" in p:
-        ad = {n: _own(p, n, restrict, "adaptive_") for n in ("rts", "rtsa", "control")}
+    if "adaptive_adv2_l1_rts" in runs[0]:
+        ad = {n: own(n, "adaptive_") for n in ("rts", "rtsa", "control")}
         out.update(
             {
-                "adaptive_adv2_l1_rts": mean_ci(ad["rts"]),
-                "adaptive_adv2_l1_rtsa": mean_ci(ad["rtsa"]),
-                "adaptive_ratio": ratio_ci(ad["rtsa"], ad["rts"], paired=True),
-                "adaptive_ratio_control": ratio_ci(ad["control"], ad["rts"], paired=True),
-                "adaptive_share": share_ci(ad["rtsa"], ad["rts"], p["pgd_l1_rtsa"]),
-                "adaptive_success_rtsa": mean_ci(torch.as_tensor(p["adaptive_success_rtsa"]).float()),
+                "adaptive_adv2_l1_rts": mean_ci_seeds(ad["rts"]),
+                "adaptive_adv2_l1_rtsa": mean_ci_seeds(ad["rtsa"]),
+                "adaptive_ratio": ratio_ci_seeds(ad["rtsa"], ad["rts"]),
+                "adaptive_ratio_control": ratio_ci_seeds(ad["control"], ad["rts"]),
+                "adaptive_share": share_ci_seeds(ad["rtsa"], ad["rts"], raw("pgd_l1_rtsa")),
+                "adaptive_success_rtsa": mean_ci_seeds(
+                    [torch.as_tensor(f).float() for f in raw("adaptive_success_rtsa")]
+                ),
             }
         )
     return out
 
 
-def verdicts(p: Mapping[str, Any]) -> dict[str, Verdict]:
+def claim_input(runs: Sequence[Mapping[str, Any]], key: str) -> Any:
+    """A claim rule's input: the one seed's array, else :class:`adv2.core.seed_stats.BySeed`."""
+    return runs[0][key] if len(runs) == 1 else BySeed(r[key] for r in runs)
+
+
+def verdicts(p: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Verdict]:
     """The trial's claims for one classifier (empty without a control): the share of ADV2's
     advantage AID removes, and RTSA against its control; under the adaptive attacker when it ran
-    (the stronger attack decides)."""
-    if "adv2_l1_control" not in p:
+    (the stronger attack decides). ``p``: as :func:`intervals`'s."""
+    runs = by_seed(p)
+    if "adv2_l1_control" not in runs[0]:
         return {}
-    pre = "adaptive_" if "adaptive_adv2_l1_rts" in p else ""
+    pre = "adaptive_" if "adaptive_adv2_l1_rts" in runs[0] else ""
+    x = functools.partial(claim_input, runs)
     return {
         "aid_removes_adv2_advantage": claim_rules.aid_removes_adv2_advantage(
-            p[f"{pre}adv2_l1_rts"],
-            p[f"{pre}success_rts"],
-            p[f"{pre}adv2_l1_rtsa"],
-            p[f"{pre}success_rtsa"],
-            p["pgd_l1_rtsa"],
+            x(f"{pre}adv2_l1_rts"),
+            x(f"{pre}success_rts"),
+            x(f"{pre}adv2_l1_rtsa"),
+            x(f"{pre}success_rtsa"),
+            x("pgd_l1_rtsa"),
         ),
         "aid_beats_its_control": claim_rules.aid_beats_its_control(
-            p[f"{pre}adv2_l1_control"],
-            p[f"{pre}success_control"],
-            p[f"{pre}adv2_l1_rtsa"],
-            p[f"{pre}success_rtsa"],
+            x(f"{pre}adv2_l1_control"),
+            x(f"{pre}success_control"),
+            x(f"{pre}adv2_l1_rtsa"),
+            x(f"{pre}success_rtsa"),
         ),
     }
 
@@ -217,6 +241,8 @@ def figure(per_image: Mapping[str, Mapping[str, Any]], restrict: Mapping[str, bo
 
 __all__ = [
     "NAMES",
+    "by_seed",
+    "claim_input",
     "distributions",
     "figure",
     "intervals",

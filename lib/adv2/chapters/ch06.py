@@ -10,6 +10,7 @@ Table 10 and its row layout are :data:`adv2.core.paper.PAPER_TABLE10` / :func:`a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from adv2.chapters._common import (
     verdict_glue,
     verdicts_block,
 )
-from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP
+from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP, interval_scope_text
 from adv2.chapters._reporting import flat_glue, raise_problems, table
 from adv2.chapters.claims import Verdict, photo_setting
 from adv2.core import config, paper
@@ -33,11 +34,13 @@ from adv2.core.attacks import default_config
 from adv2.core.config import PHOTO_CLASSIFIER
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
-from adv2.core.stats import Estimate, mean_ci, rate_ci, ratio_ci
+from adv2.core.seed_stats import interval_covers, mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
+from adv2.core.stats import Estimate
 from adv2.trained import data
 
 STEM = "06_table10"
 GLUE_PREFIX = "ch6_"
+SEED_MODELS = "classifiers, RTS, RTSA and β = 0 control"  # what each training seed trains (the prose)
 # the chapter's claims, per classifier, and the glue suffix of each (names the prose uses)
 CLAIM_GLUE = {
     "rtsa_like_rts_on_benign": "benign",
@@ -89,6 +92,9 @@ class Ch06Result:
 
     ``attack_sets[a]`` is the :func:`adv2.trained.data.select_attack_set` sample and ``out[a]`` the dict of
     :func:`adv2.chapters.aid_eval.adv2_on_rts_and_rtsa` (inputs, maps, success flags, Table 10 numbers).
+    ``more_seeds``: the same attacks on the same images against the models of further training
+    seeds (issue 27, :func:`attack`), by seed; the intervals and verdicts pool them with this
+    result's (``train_seed``'s), whose numbers, tables' point values and figures stay its own.
     """
 
     archs: list[str]
@@ -99,6 +105,8 @@ class Ch06Result:
     # {arch: {"benign_l1_rts_vs_rtsa", "adv2_l1_rts", "adv2_l1_rtsa", "pgd_l1_rts", "pgd_l1_rtsa":
     #  L1 per image (all images), "success_rts", "success_rtsa": bool per image}}
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
+    train_seed: int = 0
+    more_seeds: dict[int, Ch06Result] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.per_image = {}
@@ -119,6 +127,15 @@ class Ch06Result:
             for n, best in o.get("adaptive", {}).items():  # the adaptive attacker's best per image
                 self.per_image[a][f"adaptive_adv2_l1_{n}"] = l1_distance(best["maps"], b[n])
                 self.per_image[a][f"adaptive_success_{n}"] = best["success"]
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose models were attacked, ``train_seed`` first."""
+        return [self.train_seed, *self.more_seeds]
+
+    def per_image_by_seed(self, arch: str) -> list[dict[str, torch.Tensor]]:
+        """``arch``'s per-image arrays, one dict per training seed (``train_seed`` first)."""
+        return [self.per_image[arch], *(m.per_image[arch] for m in self.more_seeds.values())]
 
     @property
     def per_arch(self) -> dict[str, dict[str, Any]]:
@@ -143,28 +160,34 @@ class Ch06Result:
         out["attack"] = dict(self.attack_config)
         out["intervals"] = intervals_block(self.intervals())
         out["verdicts"] = verdicts_block(verdicts(self))
+        # issue 27: what the intervals (and verdicts) cover
+        out["train_seeds"] = self.train_seeds
+        out["interval_covers"] = interval_covers(len(self.train_seeds))
         return out
 
     def intervals(self) -> dict[str, dict[str, Estimate]]:
         """95 % intervals of Table 10's numbers per classifier (same averages as the table:
-        ADV2's distances over its successes; the RTSA / RTS ratio by paired bootstrap)."""
+        ADV2's distances over its successes; the RTSA / RTS ratio by paired bootstrap), over the
+        images and, when several ran, the training seeds (:mod:`adv2.core.seed_stats`; one seed:
+        bitwise the image-only intervals)."""
         out = {}
         for a in self.archs:
-            p = self.per_image[a]
+            runs, r = self.per_image_by_seed(a), self.restrict[a]
             own = {
-                name: aid_trial.where_succeeded(p[f"adv2_l1_{name}"], p[f"success_{name}"], self.restrict[a])
-                for name in ("rts", "rtsa")
+                n: [aid_trial.where_succeeded(p[f"adv2_l1_{n}"], p[f"success_{n}"], r) for p in runs]
+                for n in ("rts", "rtsa")
             }
+            raw = {k: [p[k] for p in runs] for k in ("benign_l1_rts_vs_rtsa", "pgd_l1_rts", "pgd_l1_rtsa")}
             out[a] = {
-                "benign_l1_rts_vs_rtsa": mean_ci(p["benign_l1_rts_vs_rtsa"]),
-                "adv2_l1_rts": mean_ci(own["rts"]),
-                "adv2_l1_rtsa": mean_ci(own["rtsa"]),
-                "adv2_l1_ratio": ratio_ci(own["rtsa"], own["rts"], paired=True),
-                "adv2_success_rts": rate_ci(p["success_rts"]),
-                "adv2_success_rtsa": rate_ci(p["success_rtsa"]),
-                "pgd_l1_rts": mean_ci(p["pgd_l1_rts"]),
-                "pgd_l1_rtsa": mean_ci(p["pgd_l1_rtsa"]),
-                **aid_trial.intervals(p, self.restrict[a]),
+                "benign_l1_rts_vs_rtsa": mean_ci_seeds(raw["benign_l1_rts_vs_rtsa"]),
+                "adv2_l1_rts": mean_ci_seeds(own["rts"]),
+                "adv2_l1_rtsa": mean_ci_seeds(own["rtsa"]),
+                "adv2_l1_ratio": ratio_ci_seeds(own["rtsa"], own["rts"]),
+                "adv2_success_rts": rate_ci_seeds([p["success_rts"] for p in runs]),
+                "adv2_success_rtsa": rate_ci_seeds([p["success_rtsa"] for p in runs]),
+                "pgd_l1_rts": mean_ci_seeds(raw["pgd_l1_rts"]),
+                "pgd_l1_rtsa": mean_ci_seeds(raw["pgd_l1_rtsa"]),
+                **aid_trial.intervals(runs, r),
             }
         return out
 
@@ -185,6 +208,7 @@ class Ch06Result:
                 e = est.get(a, {}).get(k)
                 out[f"{GLUE_PREFIX}{a}_{k}_ci"] = NOT_RUN if e is None else str(e)
         out[f"{GLUE_PREFIX}sample_size"] = sample_size_text(self)
+        out[f"{GLUE_PREFIX}interval_scope"] = interval_scope_text(self.train_seeds, SEED_MODELS)
         return out
 
 
@@ -226,12 +250,18 @@ def attack(
     num_classes: int,
     seed: int,
     device: torch.device | str = "cpu",
+    train_seed: int = 0,
+    others: Mapping[int, Mapping[str, Any]] | None = None,
     **attack_kw: Any,
 ) -> Ch06Result:
     """Per classifier: the authors' attack set (``n_images``, drawn from the test images below
     :data:`adv2.chapters.aid_eval.SELECTION_START`: chapter 4's trade-off chose AID's settings on the
     others), attacked by :func:`attack_sets` (``attack_kw``: its ``attack_cfg``,
-    ``restrict_to_success``, ``adaptive``, ``progress``)."""
+    ``restrict_to_success``, ``adaptive``, ``progress``). ``nets``: ``train_seed``'s models;
+    ``others``: by training seed, the nets of further seeds
+    (:func:`adv2.chapters.aid_training.load_other_seeds`), attacked the same way on the same images
+    and targets (those every seed's classifier gets right): the result's ``more_seeds``."""
+    others = dict(others or {})
     verdict_images = slice(0, aid_eval.SELECTION_START)
     sets = {
         a: data.select_attack_set(
@@ -242,10 +272,17 @@ def attack(
             seed=seed,
             num_classes=num_classes,
             device=device,
+            also_correct=[o[a].model for o in others.values()],  # none: the authors' protocol
         )
         for a, n in nets.items()
     }
-    return attack_sets(nets, sets, seed=seed, device=device, **attack_kw)
+    result = attack_sets(nets, sets, seed=seed, device=device, **attack_kw)
+    result.train_seed = train_seed
+    result.more_seeds = {
+        s: attack_sets({a: o[a] for a in nets}, sets, seed=seed, device=device, **attack_kw)
+        for s, o in others.items()
+    }
+    return result
 
 
 def attack_log(result: Ch06Result) -> str:
@@ -258,6 +295,8 @@ def attack_log(result: Ch06Result) -> str:
             + (f", vs the control {sec['control']:.1f} s" if "control" in sec else "")
             + "".join(f", adaptive vs {k[9:]} {v:.1f} s" for k, v in sec.items() if k.startswith("adaptive_"))
         )
+    for s, more in result.more_seeds.items():  # the same images against each further seed's models
+        lines += [f"train_seed {s}, the same images:", attack_log(more)]
     return "\n".join(lines)
 
 
@@ -325,19 +364,23 @@ def figure16_cells(
 
 def verdicts(result: Ch06Result) -> dict[str, dict[str, Verdict]]:
     """The paper's three Table 10 claims per classifier run, decided by :mod:`adv2.chapters.claims` from the
-    per-image arrays (``{classifier: {claim_id: Verdict}}``)."""
+    per-image arrays, pooled over the training seeds when several ran (``{classifier: {claim_id: Verdict}}``).
+    ``result`` may also be any object with ``archs`` and ``per_image`` (one seed: the benchmarks'
+    verdicts on part of a run's photos)."""
     out = {}
+    by_seed = getattr(result, "per_image_by_seed", None)
     for a in result.archs:
-        p = result.per_image[a]
+        runs = by_seed(a) if by_seed else [result.per_image[a]]
+        p = functools.partial(aid_trial.claim_input, runs)  # one seed's array, or BySeed (pooled)
         out[a] = {
-            "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(p["benign_l1_rts_vs_rtsa"]),
+            "rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(p("benign_l1_rts_vs_rtsa")),
             "adv2_keeps_rts_maps_close": claim_rules.adv2_keeps_rts_maps_close(
-                p["adv2_l1_rts"], p["pgd_l1_rts"], p["success_rts"]
+                p("adv2_l1_rts"), p("pgd_l1_rts"), p("success_rts")
             ),
             "aid_separates_adv2_maps": claim_rules.aid_separates_adv2_maps(
-                p["adv2_l1_rts"], p["success_rts"], p["adv2_l1_rtsa"], p["success_rtsa"]
+                p("adv2_l1_rts"), p("success_rts"), p("adv2_l1_rtsa"), p("success_rtsa")
             ),
-            **aid_trial.verdicts(p),
+            **aid_trial.verdicts(runs),
         }
     return out
 
@@ -378,6 +421,8 @@ def check(result: Ch06Result, *, epsilon: float) -> None:
                     f"budget epsilon = {epsilon} (a bug in the attack's projection)"
                 )
     raise_problems("chapter 6", problems)
+    for more in result.more_seeds.values():  # each further training seed's attacks
+        check(more, epsilon=epsilon)
 
 
 # ----------------------------------------------------------------------------- photos

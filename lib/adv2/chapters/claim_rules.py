@@ -5,7 +5,9 @@ of numbers wherever it is shown. A claim function takes per-image arrays (succes
 distances; never pre-averaged numbers), computes an :class:`adv2.core.stats.Estimate` with its 95 %
 interval and returns a :class:`adv2.chapters.claims.Verdict` (:func:`adv2.chapters.claims.decide`
 says how). Claims stated "for every interpreter" (or noise type) take a mapping ``{name: per-image
-array}`` and combine the per-name verdicts with :func:`adv2.chapters.claims.all_of`.
+array}`` and combine the per-name verdicts with :func:`adv2.chapters.claims.all_of`. Where a rule
+says so, each array may be :class:`adv2.core.seed_stats.BySeed` (one per training seed, all or
+none): the same checks on every seed, the pooled estimate decided (:func:`_per_seed`).
 """
 
 from __future__ import annotations
@@ -26,15 +28,14 @@ from adv2.chapters.claims import (
     decide,
     verdict_of,
 )
-from adv2.core.seed_stats import rate_diff_ci_seeds, ratio_ci_seeds, stack_by_seed
-from adv2.core.stats import (
-    as_vector,
-    mean_ci,
-    rate_diff_ci,
-    ratio_ci,
-    ratio_of_ratios_ci,
-    share_ci,
+from adv2.core.seed_stats import (
+    mean_ci_seeds,
+    rate_diff_ci_seeds,
+    ratio_ci_seeds,
+    share_ci_seeds,
+    stack_by_seed,
 )
+from adv2.core.stats import as_vector, rate_diff_ci, ratio_ci, ratio_of_ratios_ci
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -82,6 +83,22 @@ def _only_where(values: Any, flags: np.ndarray, name: str) -> np.ndarray:
             f"{len(flags)} images; pass one value per attacked image"
         )
     return np.where(flags == 1, v, np.nan)
+
+
+def _per_seed(
+    cid: str, prepare: Callable, arrays: Sequence, names: Sequence[str], estimator: Callable
+) -> Verdict:
+    """A rule on plain arrays or ``BySeed``: ``prepare`` (one seed's checks) per seed gives a verdict
+    (the first ends the rule) or the arrays that ``estimator`` (:mod:`adv2.core.seed_stats`'s; one
+    seed: bitwise :mod:`adv2.core.stats`'s) takes as lists over seeds; its estimate is decided."""
+    seeds = stack_by_seed(arrays, names)
+    runs = [arrays] if seeds is None else [[a[s] for a in seeds] for s in range(len(seeds[0]))]
+    prepared = [prepare(*r) for r in runs]
+    for v in prepared:
+        if isinstance(v, Verdict):
+            many = f", with one of the {len(runs)} training seeds" if len(runs) > 1 else ""
+            return verdict_of(CLAIMS[cid], v.status, v.reason + many) if many else v
+    return decide(cid, estimator(*(list(c) for c in zip(*prepared)), level=LEVEL))
 
 
 def _both_finite(x: np.ndarray, y: np.ndarray, names: str, unit: str) -> np.ndarray:
@@ -141,61 +158,39 @@ def adv2_success_like_pgd(adv2_success: Any, pgd_success: Any, *, min_images: in
     return _per_part(cid, one, (adv2_success, pgd_success))
 
 
-def _maps_closer_seeds(cid: str, seeds: list[np.ndarray], min_images: int) -> Verdict:
-    """:func:`_maps_closer` over several training seeds (``seeds``: ADV2's L1, PGD's L1 and ADV2's
-    flags, each ``(seeds, images)``): the same checks on every seed, the pooled ratio decided."""
-    claim = CLAIMS[cid]
-    adv, den, ok = seeds
-    ok = _flags(ok.ravel(), "adv2_success").reshape(ok.shape)
-    num = np.where(ok == 1, adv, np.nan)
-    short = _too_few(claim, int(np.isfinite(ok).sum(1).min()), min_images)
-    if short:
-        return short
-    n_ok = int(np.isfinite(num).sum(1).min())
-    if n_ok < 2:
-        return verdict_of(
-            claim,
-            NOT_MEASURABLE,
-            f"ADV2 reached the target on {n_ok} of {ok.shape[1]} images with one of the training seeds: "
-            "too few adversarial maps to measure (at least 2)",
-        )
-    if not np.isfinite(den).any() or not den[np.isfinite(den)].mean() > 0:
-        return verdict_of(
-            claim, NOT_MEASURABLE, "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined"
-        )
-    return decide(cid, ratio_ci_seeds(num, den, level=LEVEL))
-
-
 def _maps_closer(cid: str, adv2_l1: Any, pgd_l1: Any, adv2_success: Any, min_images: int) -> Verdict:
+    """ADV2's L1 (over its successes) over PGD's; every array may be ``BySeed``."""
     claim = CLAIMS[cid]
-    seeds = stack_by_seed((adv2_l1, pgd_l1, adv2_success), ("adv2_l1", "pgd_l1", "adv2_success"))
-    if seeds is not None:
-        return _maps_closer_seeds(cid, seeds, min_images)
-    ok = _flags(adv2_success, "adv2_success")
-    num = _only_where(adv2_l1, ok, "adv2_l1")
-    den = as_vector(pgd_l1, "pgd_l1")
-    if len(den) != len(ok):
-        raise ValueError(
-            f"pgd_l1 has {len(den)} values for {len(ok)} attacked images; ADV2 and "
-            "PGD must attack the same images"
-        )
-    short = _too_few(claim, int(np.sum(np.isfinite(ok))), min_images)
-    if short:
-        return short
-    n_ok = int(np.sum(np.isfinite(num)))
-    if n_ok < 2:
-        return verdict_of(
-            claim,
-            NOT_MEASURABLE,
-            f"ADV2 reached the target on {n_ok} of {len(ok)} images: too few "
-            "adversarial maps to measure (at least 2)",
-        )
-    den_ok = den[np.isfinite(den)]
-    if len(den_ok) == 0 or not den_ok.mean() > 0:
-        return verdict_of(
-            claim, NOT_MEASURABLE, "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined"
-        )
-    return decide(cid, ratio_ci(num, den, paired=True, level=LEVEL))
+
+    def prepare(adv: Any, pgd: Any, success: Any) -> Verdict | tuple:
+        ok = _flags(success, "adv2_success")
+        num = _only_where(adv, ok, "adv2_l1")
+        den = as_vector(pgd, "pgd_l1")
+        if len(den) != len(ok):
+            raise ValueError(
+                f"pgd_l1 has {len(den)} values for {len(ok)} attacked images; ADV2 and "
+                "PGD must attack the same images"
+            )
+        short = _too_few(claim, int(np.sum(np.isfinite(ok))), min_images)
+        if short:
+            return short
+        n_ok = int(np.sum(np.isfinite(num)))
+        if n_ok < 2:
+            return verdict_of(
+                claim,
+                NOT_MEASURABLE,
+                f"ADV2 reached the target on {n_ok} of {len(ok)} images: too few "
+                "adversarial maps to measure (at least 2)",
+            )
+        den_ok = den[np.isfinite(den)]
+        if len(den_ok) == 0 or not den_ok.mean() > 0:
+            return verdict_of(
+                claim, NOT_MEASURABLE, "PGD's maps equal the benign maps (mean L1 0): the ratio is undefined"
+            )
+        return num, den
+
+    names = ("adv2_l1", "pgd_l1", "adv2_success")
+    return _per_seed(cid, prepare, (adv2_l1, pgd_l1, adv2_success), names, ratio_ci_seeds)
 
 
 def adv2_maps_closer_than_pgd(
@@ -277,13 +272,15 @@ def adv2_keeps_rts_maps_close(
 def rtsa_like_rts_on_benign(benign_l1: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
     """Chapters 4 and 6: "RTSA behaves almost identically to RTS on benign inputs".
 
-    ``benign_l1``: per image, L1 between RTS's and RTSA's benign maps (true class).
+    ``benign_l1``: per image, L1 between RTS's and RTSA's benign maps (true class); or ``BySeed``.
     """
     cid = "rtsa_like_rts_on_benign"
-    claim = CLAIMS[cid]
-    x = as_vector(benign_l1, "benign_l1")
-    short = _too_few(claim, int(np.sum(np.isfinite(x))), min_images)
-    return short or decide(cid, mean_ci(x, level=LEVEL))
+
+    def prepare(b: Any) -> Verdict | tuple:
+        x = as_vector(b, "benign_l1")
+        return _too_few(CLAIMS[cid], int(np.sum(np.isfinite(x))), min_images) or (x,)
+
+    return _per_seed(cid, prepare, (benign_l1,), ("benign_l1",), mean_ci_seeds)
 
 
 def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *, min_images: int = MIN_IMAGES) -> Verdict:
@@ -316,33 +313,39 @@ def _adv2_l1_ratio(
     cid: str, num: tuple[Any, Any, str], den: tuple[Any, Any, str], min_images: int
 ) -> Verdict:
     """Ratio of two attacks' mean ADV2 map L1 on the same images: ``num`` / ``den`` are
-    ``(per-image L1, success flags, name)``; each mean is over that attack's successes."""
-    claim = CLAIMS[cid]
-    flags = [_flags(s, f"adv2_success_{name.lower()}") for _, s, name in (num, den)]
-    if len(flags[0]) != len(flags[1]):
-        raise ValueError(
-            f"both attacks must run on the same images, got {len(flags[0])} and {len(flags[1])} success flags"
-        )
-    short = _too_few(claim, len(flags[0]), min_images)
-    if short:
-        return short
-    values = [_only_where(l1, ok, f"adv2_l1_{name.lower()}") for (l1, _, name), ok in zip((num, den), flags)]
-    for (_, _, name), v in zip((num, den), values):
-        k = int(np.isfinite(v).sum())
-        if k < 2:
+    ``(per-image L1, success flags, name)``; each mean is over that attack's successes (``BySeed``
+    arrays: pooled)."""
+    claim, labels = CLAIMS[cid], (num[2], den[2])
+    names = [f"{k}_{n.lower()}" for n in labels for k in ("adv2_l1", "adv2_success")]
+
+    def prepare(l1_n: Any, ok_n: Any, l1_d: Any, ok_d: Any) -> Verdict | tuple:
+        flags = [_flags(ok, name) for ok, name in zip((ok_n, ok_d), names[1::2])]
+        if len(flags[0]) != len(flags[1]):
+            raise ValueError(
+                f"both attacks must run on the same images, got {len(flags[0])} and {len(flags[1])} success flags"
+            )
+        short = _too_few(claim, len(flags[0]), min_images)
+        if short:
+            return short
+        values = [_only_where(v, ok, name) for v, ok, name in zip((l1_n, l1_d), flags, names[::2])]
+        for name, v in zip(labels, values):
+            k = int(np.isfinite(v).sum())
+            if k < 2:
+                return verdict_of(
+                    claim,
+                    NOT_MEASURABLE,
+                    f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
+                    "too few adversarial maps to measure (at least 2)",
+                )
+        if not np.nanmean(values[1]) > 0:
             return verdict_of(
                 claim,
                 NOT_MEASURABLE,
-                f"ADV2 against {name} reached the target on {k} of {len(v)} images: "
-                "too few adversarial maps to measure (at least 2)",
+                f"ADV2's maps on {den[2]} equal the benign maps (mean L1 0): ratio undefined",
             )
-    if not np.nanmean(values[1]) > 0:
-        return verdict_of(
-            claim,
-            NOT_MEASURABLE,
-            f"ADV2's maps on {den[2]} equal the benign maps (mean L1 0): ratio undefined",
-        )
-    return decide(cid, ratio_ci(values[0], values[1], paired=True, level=LEVEL))
+        return tuple(values)
+
+    return _per_seed(cid, prepare, (num[0], num[1], den[0], den[1]), names, ratio_ci_seeds)
 
 
 def _adv2_l1_against_rtsa(cid: str, other: str, doc: str) -> Callable[..., Verdict]:
@@ -396,22 +399,32 @@ def _share_of_gap(
     """Where ADV2's ``value`` lies between a ``floor`` (0) and PGD's maps (1), per attacked image:
     ``attacks`` holds ``value`` and ``floor``, each ``(label, l1, l1 name, success, success name)``
     (ADV2's L1 counted where it succeeded), checked in their order; ``no_gap``: why there is no
-    verdict when PGD's maps are no farther than the floor's."""
+    verdict when PGD's maps are no farther than the floor's (``BySeed`` arrays: pooled)."""
     claim = CLAIMS[cid]
-    flags = {role: _flags(success, s_name) for role, (_, _, _, success, s_name) in attacks.items()}
-    pgd = as_vector(pgd_l1, pgd_name)
-    if len({len(pgd), *map(len, flags.values())}) != 1:
-        raise ValueError(f"{cid}: all three measures must describe the same images")
-    short = _too_few(claim, len(pgd), min_images)
-    if short:
-        return short
-    l1 = {role: _only_where(v, flags[role], v_name) for role, (_, v, v_name, _, _) in attacks.items()}
-    for role, (label, *_) in attacks.items():
-        if int(np.isfinite(l1[role]).sum()) < 2:
-            return verdict_of(claim, NOT_MEASURABLE, f"ADV2 against {label} succeeded on fewer than 2 images")
-    if not np.nanmean(pgd) > np.nanmean(l1["floor"]):
-        return verdict_of(claim, NOT_MEASURABLE, no_gap)
-    return decide(cid, share_ci(l1["value"], l1["floor"], pgd, level=LEVEL))
+    roles = list(attacks)
+
+    def prepare(*arrays: Any) -> Verdict | tuple:
+        named = dict(zip(roles, zip(arrays[0:-1:2], arrays[1:-1:2])))  # role: (l1, success)
+        flags = {role: _flags(named[role][1], attacks[role][4]) for role in roles}
+        pgd = as_vector(arrays[-1], pgd_name)
+        if len({len(pgd), *map(len, flags.values())}) != 1:
+            raise ValueError(f"{cid}: all three measures must describe the same images")
+        short = _too_few(claim, len(pgd), min_images)
+        if short:
+            return short
+        l1 = {role: _only_where(named[role][0], flags[role], attacks[role][2]) for role in roles}
+        for role, (label, *_) in attacks.items():
+            if int(np.isfinite(l1[role]).sum()) < 2:
+                return verdict_of(
+                    claim, NOT_MEASURABLE, f"ADV2 against {label} succeeded on fewer than 2 images"
+                )
+        if not np.nanmean(pgd) > np.nanmean(l1["floor"]):
+            return verdict_of(claim, NOT_MEASURABLE, no_gap)
+        return l1["value"], l1["floor"], pgd
+
+    arrays = [x for role in roles for x in (attacks[role][1], attacks[role][3])] + [pgd_l1]
+    names = [x for role in roles for x in (attacks[role][2], attacks[role][4])] + [pgd_name]
+    return _per_seed(cid, prepare, arrays, names, share_ci_seeds)
 
 
 def aid_removes_adv2_advantage(

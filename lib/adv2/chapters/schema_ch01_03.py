@@ -16,7 +16,7 @@ from adv2.chapters.schema_rows import (
     SEED,
     STEP_SIZE,
     TEST_IMAGES,
-    TRAIN_SEEDS,
+    TRAIN_SEEDS_P,
     Param,
     count_rule,
     evaluation,
@@ -206,14 +206,7 @@ CHAPTERS: dict[str, list[Param]] = {
         ),
         *CLASSIFIER_RECIPE[1:],
         *RTS_RECIPE,
-        # not a cache key itself: each seed is the classifier and RTS recipes with that train_seed
-        evaluation(
-            "train_seeds",
-            list,
-            [],
-            TRAIN_SEEDS,
-            "training seeds whose classifiers and RTS are all attacked; intervals then cover them ([]: train_seed alone)",
-        ),
+        TRAIN_SEEDS_P,
         evaluation(
             "imagenet_sample",
             bool,

@@ -133,6 +133,11 @@ CHAPTERS: dict[str, list[rows.Param]] = {
     ],
     "06_table10": [
         *rows.AID_CHAPTER_HEAD,
+        rows.variant(
+            rows.TRAIN_SEEDS_P,
+            doc="training seeds whose classifiers, RTS, RTSA and controls are all attacked; "
+            "intervals then cover them ([]: train_seed alone)",
+        ),
         rows.variant(rows.EPSILON, doc="L-inf budget of the evaluated ADV2 attack (AID's own: rtsa_epsilon)"),
         rows.variant(
             rows.STEP_SIZE, doc="sign-step size of the evaluated ADV2 attack (AID's: rtsa_step_size)"

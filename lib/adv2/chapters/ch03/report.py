@@ -21,7 +21,13 @@ from adv2.chapters._common import (
     verdicts_block,
 )
 from adv2.chapters._common import check as _check
-from adv2.chapters._compare import PHOTO_EPSILON, attack_intervals, pgd_steps, setting_verdicts
+from adv2.chapters._compare import (
+    PHOTO_EPSILON,
+    attack_intervals,
+    interval_scope_text,
+    pgd_steps,
+    setting_verdicts,
+)
 from adv2.chapters.ch03.configs import ALL_INTERPRETERS
 from adv2.chapters.ch03.fmnist_attacks import FmnistAttacks
 from adv2.chapters.ch03.photo_attacks import PhotoAttacks
@@ -158,23 +164,6 @@ class Ch03Result:
                 for key in ("success_rate", "l1_mean", "iou_mean")
             ],
         )
-
-
-def interval_scope_text(train_seeds: list[int]) -> str:
-    """What the Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals <this>")."""
-    if len(train_seeds) == 1:
-        return (
-            f"over the attacked images only: the classifiers and RTS of one training seed "
-            f"({train_seeds[0]}), so a classifier retrained with another seed, or on another machine, "
-            "can give numbers outside them (`train_seeds` widens them to cover training too)"
-        )
-    shown = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
-    return (
-        f"over the attacked images and the training seeds {shown}: the classifiers and RTS of each "
-        "seed were attacked with the same protocol, each number pools the seeds, and its interval adds "
-        "Student's t over the seeds to the one over images (the tables' other columns and the "
-        f"figures show seed {train_seeds[0]}'s run)"
-    )
 
 
 def confidence_reading(word: str | None, schedule: str) -> str:
