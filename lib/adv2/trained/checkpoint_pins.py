@@ -53,6 +53,23 @@ PINS: dict[str, str] = {
     "rtsa-cf2553c21bf20a60.pt": "1c69b97c37f55b10704e6dafa2f30a4519feddeeb45a7d0f0cd74113cd1f268c",
     "rtsa-ee8e47ee4b8b7970.pt": "57390fe9485d8fe8f9ccf4b0bf15441a4bd6a9778213278cec9d3b01c8dad991",
     "rtsa-fe3f6755148c7022.pt": "88235f7c484209071c8cfb7781fcc92bba73defc77d60ede520383315b8ebf5a",
+    # chapters 1, 3 and 6's further training seeds (1, 2) at full: classifiers, RTS, RTSA, controls
+    "classifier-29740415cca15a26.pt": "740691ba8e4c04cfb7bf0f1c64263ad0fdbdc0cfd03184d4acfa1a5a7cfb66c6",
+    "rts-797072f5433e0212.pt": "13db3fbd827f6c3f83b721972ad6c6daaf264525b3fe3c6874b17770bb6dc8bf",
+    "classifier-19fd984db12f3606.pt": "f960407d4b803b7beddee8c62ca36ed2488d6bc02862b352fa43bcaa2cf9ac27",
+    "rts-a20a5272b884594d.pt": "9e40e51e5d35c5fab317a8693e2c3ca4594d01cc689e81a66a580fae33d726a4",
+    "classifier-8efb8c142473ea83.pt": "d77f1cf3632f4fe403d43fa83ffbb5ebc3394dcdcde534464a4a58e1afa0a572",
+    "rts-47e690addd19f845.pt": "892e62e0e66ae539f32ffff43e4b19dbd2bc26155de3bc890b672d9321c2e0a6",
+    "classifier-bb3576ab0c0d34f3.pt": "9d55a65dee089bfb523eb923a0c56163e1977c021bd69d19c56ff248afc792b9",
+    "rts-f848ed2e61bf6499.pt": "5c4385a28609f9c924339e0be101bdba53631ae9f21cc2d0c644dc84a74c8be2",
+    "rtsa-b1cf27943575edc2.pt": "26c7251d1c5d5f0b1530a6631a7bfe8f9deb38346c4c19c533da9cec7a19ea49",
+    "rtsa-05e8bc927258981e.pt": "9b1684d5892030a8c498c2e07f9d74525077f38e380c4cb8f90e1eed15c440d8",
+    "rtsa-d464e6b312c48d4c.pt": "340d6b8232c2d96e10f83783a9f91c511eedaccbf52ab7f5d3edc49b3e9953ad",
+    "rtsa-7baca0cc69baba86.pt": "c6b2038dac7740cd4c4ae895ae149870bbb5020867c2fed530c11db6009dd864",
+    "rtsa-e7ac0c6b110c9103.pt": "f19d33b049158937e4e2e3971510c99a44ef511b79b032ac25c1d8fff2d6cd12",
+    "rtsa-4af5da67e9ac3ab0.pt": "bc8729e0adacfe56357dbaf092facaf81b76035f3025e189ff46ebe34c7f28f2",
+    "rtsa-dbde79b10dadca43.pt": "d2d19655994219b83cbdbdfe5bbe62e721dc7c325b3c0ee15df1ee3e99ee72dc",
+    "rtsa-7501d6181f600007.pt": "1095a22d653d7fbea8eccce657ef8d439327700b539ec97e01ac2eada3deb6b3",
 }
 
 
