@@ -343,3 +343,17 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
     assert nets["resnet"].rtsa == "rtsa@100-resnet" and nets["resnet"].control == "control-resnet"
     assert nets["densenet"].extra["anchor 10"][0] == "rtsa@10-densenet"
     assert lines[0].startswith("resnet: rtsa trained in ") and "densenet: rtsa loaded from cache" in lines
+
+
+# ----------------------------------------------------------------------------- training seeds (issue 27)
+def test_train_seeds_is_validated_and_defaults_to_train_seed_alone():
+    from adv2.chapters.schema import defaults, validate_chapter
+    from adv2.core.config import ParameterError
+
+    for stem in (ch04.STEM, "05_noise_sensitivity"):
+        assert defaults(stem)["train_seeds"] == []
+        assert validate_chapter(stem, {"train_seed": 3, "train_seeds": [2, 3]})["train_seeds"] == [2, 3]
+        with pytest.raises(
+            ParameterError, match="'train_seeds' has value \\[1, 2\\], which does not contain"
+        ):
+            validate_chapter(stem, {"train_seed": 0, "train_seeds": [1, 2]})
