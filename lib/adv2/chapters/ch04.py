@@ -56,7 +56,7 @@ GLUE_PREFIX = "ch4_"
 
 # a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
 DRIFT_LIMIT = 0.2
-# what each training seed trains and what the chapter did with the models (the scope sentence)
+# what each training seed trains (the scope sentence)
 SEED_MODELS = "classifiers, RTS and RTSA"
 
 
