@@ -302,3 +302,13 @@ def test_calibration_images_are_those_every_seed_gets_right():
     assert torch.equal(idx, both[:10])
     _, _, alone = noise.correctly_classified(a, x, y, n=10, batch_size=64)
     assert torch.equal(alone, torch.arange(10))  # without: the classifier's own first ten
+
+
+def test_a_further_seed_is_calibrated_only_on_images_it_gets_right():
+    a, b = fake_net(0), fake_net(1)  # unrelated classifiers
+    x = torch.rand(120, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = a.model(x).argmax(1)
+    search = noise.NoiseSearch(rates=RATES, tolerance=0.05, max_iter=2, seed=0)
+    cal = ch05.calibrate({"resnet": a}, x, y, search, n_calib=20)  # without others: a's images
+    with pytest.raises(ValueError, match="calibration images wrong.*others="):
+        ch05.other_seeds({1: {"resnet": b}}, cal, search, map_class="predicted")

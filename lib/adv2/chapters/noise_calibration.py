@@ -16,6 +16,7 @@ import torch
 from adv2.chapters._reporting import table
 from adv2.core import noise
 from adv2.core.noise import NoiseCalibration, NoiseSearch
+from adv2.core.tensors import predicted_classes
 
 
 @dataclass
@@ -39,8 +40,15 @@ def calibrate_on(
     device: torch.device | str = "cpu",
 ) -> Calibration:
     """``model``'s noise magnitudes reaching each target rate of ``search`` (bisection) on the given
-    images (pass images it classifies correctly); the draws depend on the images' shape and
-    ``search.seed`` only, so every classifier calibrated on the same images gets the same draws."""
+    images, which it must classify correctly (else ValueError: the rate would not be the share of
+    decisions the noise changes); the draws depend on the images' shape and ``search.seed`` only,
+    so every classifier calibrated on the same images gets the same draws."""
+    wrong = int((predicted_classes(model, x, batch_size, device) != y).sum())
+    if wrong:
+        raise ValueError(
+            f"the classifier gets {wrong} of the {len(x)} calibration images wrong; calibrate on images "
+            "it classifies correctly (a further training seed's: calibrate(..., others=...) picks them)"
+        )
     started = time.time()
     levels, draws = noise.calibrate_levels(model, x, y, search, batch_size=batch_size, device=device)
     return Calibration(x, y, levels, draws, time.time() - started)
