@@ -22,14 +22,13 @@ from adv2.chapters._common import (
     NOT_RUN,
     add_photo_settings,
     artifact_source,
-    intervals_block,
+    judged_blocks,
     photo_attack_set,
     photo_label,
     photo_prefix,
     photo_titled,
     setting_glue,
     verdict_glue,
-    verdicts_block,
 )
 from adv2.chapters._compare import PHOTO_ONE_SEED, interval_scope_text
 from adv2.chapters._reporting import flat_glue, raise_problems
@@ -47,7 +46,6 @@ from adv2.chapters.claims import Verdict, photo_setting
 from adv2.core import config, defenses
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
-from adv2.core.seed_stats import interval_covers
 from adv2.core.stats import Estimate
 from adv2.trained import data
 
@@ -133,11 +131,7 @@ class Ch04Result:
         out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
         out["paper"] = {"benign_l1_rts_vs_rtsa": PAPER_BENIGN_L1}
         out["aid_config"] = dict(self.aid_config)
-        out["intervals"] = intervals_block(self.intervals())
-        out["verdicts"] = verdicts_block(verdicts(self))
-        # issue 27: what the intervals (and the verdicts) cover
-        out["train_seeds"] = self.train_seeds
-        out["interval_covers"] = interval_covers(len(self.train_seeds))
+        out.update(judged_blocks(self.intervals(), verdicts(self), self.train_seeds))
         return out
 
     def intervals(self) -> dict[str, dict[str, Estimate]]:

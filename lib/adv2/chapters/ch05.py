@@ -23,12 +23,11 @@ from adv2.chapters._common import (
     PHOTO_BATCH,
     add_photo_settings,
     half_width_text,
-    intervals_block,
+    judged_blocks,
     photo_classifier_of,
     photo_label,
     photo_titled,
     verdict_glue,
-    verdicts_block,
 )
 from adv2.chapters._compare import PHOTO_ONE_SEED, interval_scope_text
 from adv2.chapters._reporting import flat_glue, raise_problems
@@ -52,7 +51,7 @@ from adv2.core import config, noise, paper
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.interpreters.rts import RTSInterpreter
 from adv2.core.noise import NoiseSearch
-from adv2.core.seed_stats import interval_covers, ratio_ci_seeds
+from adv2.core.seed_stats import ratio_ci_seeds
 from adv2.core.tensors import predicted_classes
 from adv2.trained.data import imagenet_class_names
 from adv2.trained.photo_recipes import PhotoRTSRecipe
@@ -189,11 +188,7 @@ class Ch05Result:
         out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
         out["paper"] = {"l1": paper.PAPER_FIG15_L1}
         out["settings"] = {"map_class": self.map_class, "tolerance": self.tolerance, "rates": self.rates}
-        out["intervals"] = intervals_block(self.intervals())
-        out["verdicts"] = verdicts_block(verdicts(self))
-        # issue 27: what the intervals (and the verdicts) cover
-        out["train_seeds"] = self.train_seeds
-        out["interval_covers"] = interval_covers(len(self.train_seeds))
+        out.update(judged_blocks(self.intervals(), verdicts(self), self.train_seeds))
         return out
 
     def _top(self, a: str, name: str, kind: str) -> list[torch.Tensor]:
