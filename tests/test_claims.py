@@ -188,6 +188,37 @@ def test_rtsa_more_noise_sensitive():
     assert claim_rules.rtsa_more_noise_sensitive(np.zeros(100), strong).status == C.NOT_MEASURABLE
 
 
+def test_rtsa_more_noise_sensitive_pools_training_seeds():
+    """Issue 27: ``BySeed`` inputs are decided on the pooled ratio (images and seeds); one seed, or
+    plain arrays, give the image-only estimate exactly; a seed with too few images ends the rule."""
+    from adv2.core.seed_stats import BySeed, ratio_ci_seeds
+    from adv2.core.stats import ratio_ci
+
+    rng = _rng(7)
+    rts = [rng.uniform(0.05, 0.15, 60) for _ in range(2)]
+    rtsa = [rts[0] * rng.uniform(1.9, 2.1, 60), rts[1] * rng.uniform(1.0, 1.2, 60)]  # seed 1: barely
+    rts[0][[3, 8]] = np.nan  # an image without RTS's map: both sides drop it
+    plain = claim_rules.rtsa_more_noise_sensitive(rts[0], rtsa[0])
+    keep = np.isfinite(rts[0])
+    assert plain.status == C.HOLDS
+    assert plain.estimate == ratio_ci(rtsa[0][keep], rts[0][keep], paired=True)
+    assert claim_rules.rtsa_more_noise_sensitive(BySeed(rts[:1]), BySeed(rtsa[:1])) == plain
+    both = claim_rules.rtsa_more_noise_sensitive(BySeed(rts), BySeed(rtsa))
+    masked = [np.where(keep, rtsa[0], np.nan), rtsa[1]]
+    assert both.estimate == ratio_ci_seeds(masked, [rts[0], rts[1]])
+    assert both.estimate.method == "paired bootstrap ratio 95% + t over 2 seeds"
+    assert both.status != C.HOLDS  # seed 0 alone holds; seed 1's ratio near 1.1 unsettles it
+    per_type = claim_rules.rtsa_more_noise_sensitive(
+        {"normal": BySeed(rts), "uniform": BySeed(rts)}, {"normal": BySeed(rtsa), "uniform": BySeed(rtsa)}
+    )
+    assert dict(per_type.parts)["normal"].estimate == both.estimate
+    sparse = np.where(np.arange(60) < 3, rts[1], np.nan)  # seed 1 measured on 3 images only
+    few = claim_rules.rtsa_more_noise_sensitive(BySeed([rts[0], sparse]), BySeed(rtsa))
+    assert few.status == C.NOT_MEASURABLE and "one of the 2 training seeds" in few.reason
+    with pytest.raises(ValueError, match="BySeed for all"):
+        claim_rules.rtsa_more_noise_sensitive(BySeed(rts), rtsa[0])
+
+
 # ----------------------------------------------------------------------------- claim 6.3
 def test_aid_separates_adv2_maps():
     rng = _rng(6)

@@ -97,7 +97,15 @@ def test_glue_covers_every_key_the_chapter_reads(archs):
 def test_numbers_match_the_benign_maps_and_the_artifacts():
     result, benign, _ = run_chapter(["resnet"])
     n = result.numbers()
-    assert set(n) == {"resnet", "paper", "aid_config", "intervals", "verdicts"}
+    assert set(n) == {
+        "resnet",
+        "paper",
+        "aid_config",
+        "intervals",
+        "verdicts",
+        "train_seeds",
+        "interval_covers",
+    }
     est = n["intervals"]["resnet"]["benign_l1_rts_vs_rtsa"]
     assert est["value"] == pytest.approx(n["resnet"]["benign_l1_rts_vs_rtsa"])
     assert est["low"] <= est["value"] <= est["high"] and est["n"] == 12
@@ -343,3 +351,99 @@ def test_load_defended_trains_classifiers_then_rts_side_by_side_then_each_rtsa(m
     assert nets["resnet"].rtsa == "rtsa@100-resnet" and nets["resnet"].control == "control-resnet"
     assert nets["densenet"].extra["anchor 10"][0] == "rtsa@10-densenet"
     assert lines[0].startswith("resnet: rtsa trained in ") and "densenet: rtsa loaded from cache" in lines
+
+
+# ----------------------------------------------------------------------------- training seeds (issue 27)
+def test_default_train_seed_alone_keeps_the_image_only_intervals():
+    """Without ``train_seeds`` every interval is adv2.core.stats' image-only estimator, as before;
+    the results and the prose say what they cover (the photo sections: one seed)."""
+    from adv2.core import stats
+
+    result, benign, _ = run_chapter(["resnet"])
+    b, est = benign["resnet"], result.intervals()["resnet"]
+    assert est == {
+        "benign_l1_rts_vs_rtsa": stats.mean_ci(b.l1),
+        "preserve_destroy_rts": stats.rate_ci(b.flags_rts["both"]),
+        "preserve_destroy_rtsa": stats.rate_ci(b.flags_rtsa["both"]),
+        "preserve_destroy_random": stats.mean_ci(b.flags_rts["random_both"]),
+    }
+    v = ch04.verdicts(result)["resnet"]["rtsa_like_rts_on_benign"]
+    assert v == claim_rules.rtsa_like_rts_on_benign(b.l1)
+    n = result.numbers()
+    assert n["train_seeds"] == [0] and n["interval_covers"] == "images"
+    scope = result.glue()["ch4_interval_scope"]
+    assert "compared test images only" in scope and "photo sections" in scope
+
+
+def _two_seeds():
+    """Chapter 4 with a further training seed 3 (other stand-in classifier, RTS and RTSA) compared
+    on the same images."""
+    nets = {"resnet": fake_net("resnet", 0)}
+    others = {3: {"resnet": fake_net("resnet", 10)}}
+    x, y = data()
+    benign = ch04.compare_benign(nets, x, y)
+    more = ch04.compare_other_seeds(others, x, y)
+    cost = aid_training.training_costs(nets)
+    aid = defenses.AIDConfig(iterations=3)
+    two = ch04.summarize(nets, benign, cost, aid, train_seed=0, more_benign=more)
+    return two, ch04.summarize(nets, benign, cost, aid), more
+
+
+def test_further_training_seeds_are_compared_on_the_same_images_and_pooled():
+    from adv2.core import seed_stats
+
+    two, one, more = _two_seeds()
+    assert two.train_seeds == [0, 3] and list(more) == [3]
+    runs = two.benign_by_seed("resnet")
+    assert runs[1] is more[3]["resnet"] and len(runs[1].l1) == len(runs[0].l1)
+    n, n_one = two.numbers(), one.numbers()
+    assert n["train_seeds"] == [0, 3] and n["interval_covers"] == "images and training seeds"
+    assert n["resnet"] == n_one["resnet"]  # the numbers stay train_seed's
+    est = two.intervals()["resnet"]
+    assert all(e.method.endswith("t over 2 seeds") for e in est.values())
+    assert est["benign_l1_rts_vs_rtsa"] == seed_stats.mean_ci_seeds([r.l1 for r in runs])
+    assert est["preserve_destroy_rtsa"] == seed_stats.rate_ci_seeds([r.flags_rtsa["both"] for r in runs])
+    assert est != one.intervals()["resnet"]
+    v = ch04.verdicts(two)["resnet"]["rtsa_like_rts_on_benign"]
+    assert v.estimate == est["benign_l1_rts_vs_rtsa"]
+    glued = two.glue()
+    assert "training seeds 0 and 3" in glued["ch4_interval_scope"]
+    assert glued["ch4_resnet_preserve_destroy_rts"] == str(est["preserve_destroy_rts"])
+    assert str(est["benign_l1_rts_vs_rtsa"]) in ch04.benign_table(two.benign, more)
+    assert str(est["benign_l1_rts_vs_rtsa"]) not in ch04.benign_table(two.benign)
+    ch04.check(two, profile="smoke", aid=defenses.AIDConfig(iterations=3))
+
+
+def test_the_benign_verdict_pools_the_seeds():
+    """Synthetic per-image L1: seed 0 alone holds; a seed whose RTSA drifted far makes the pooled
+    interval contain the threshold, a seed like seed 0 keeps it holding."""
+    alone = _result([0.010, 0.015, 0.012, 0.014] * 5)
+    assert ch04.verdicts(alone)["resnet"]["rtsa_like_rts_on_benign"].status == claims.HOLDS
+    drifted = _result([0.010, 0.015, 0.012, 0.014] * 5)
+    drifted.more_benign = {1: {"resnet": _benign([0.09, 0.1, 0.11, 0.095] * 5)}}
+    v = ch04.verdicts(drifted)["resnet"]["rtsa_like_rts_on_benign"]
+    assert v.status != claims.HOLDS and v.estimate.method == "bootstrap 95% + t over 2 seeds"
+    alike = _result([0.010, 0.015, 0.012, 0.014] * 5)
+    alike.more_benign = {1: {"resnet": _benign([0.011, 0.016, 0.013, 0.015] * 5)}}
+    assert ch04.verdicts(alike)["resnet"]["rtsa_like_rts_on_benign"].status == claims.HOLDS
+
+
+def test_check_covers_every_training_seed():
+    two, _, _ = _two_seeds()
+    ch04.check(two, profile="smoke", aid=defenses.AIDConfig(iterations=3, beta=10))
+    two.more_benign[3]["resnet"] = _benign([0.0] * 12)  # that seed's RTSA gives RTS's maps
+    with pytest.raises(AssertionError, match=r"resnet \(train_seed 3\): AID ran 3 iterations"):
+        ch04.check(two, profile="smoke", aid=defenses.AIDConfig(iterations=3, beta=10))
+
+
+def test_train_seeds_is_validated_and_defaults_to_train_seed_alone():
+    from adv2.chapters.schema import defaults, validate_chapter
+    from adv2.core.config import ParameterError
+
+    for stem in (ch04.STEM, "05_noise_sensitivity"):
+        assert defaults(stem)["train_seeds"] == []
+        assert validate_chapter(stem, {"train_seed": 3, "train_seeds": [2, 3]})["train_seeds"] == [2, 3]
+        with pytest.raises(
+            ParameterError, match="'train_seeds' has value \\[1, 2\\], which does not contain"
+        ):
+            validate_chapter(stem, {"train_seed": 0, "train_seeds": [1, 2]})

@@ -468,6 +468,27 @@ def test_plan_lists_the_models_of_every_training_seed_of_chapter_6(fmnist):
     assert two[6][1].aid_config().seed == 1 and two[7][1].beta == 0
 
 
+@pytest.mark.parametrize("stem", ["04_aid_defense", "05_noise_sensitivity"])
+def test_plan_lists_the_models_of_every_training_seed_of_chapters_4_and_5(fmnist, stem):
+    """Issue 27: ``--check`` of chapters 4 and 5 names each further seed's classifier, RTS, RTSA and
+    control (chapter 4's trade-off RTSAs stay at train_seed)."""
+    from adv2.book import runplan
+    from adv2.chapters.schema import chapter_schema
+
+    params = {n: p.default for n, p in chapter_schema(stem).items()}
+    params.update(archs=["resnet"], photos=False)
+    one = runplan.needed_models(stem, params, fmnist)
+    base = ["resnet classifier", "resnet RTS", "resnet RTSA", "resnet RTSA control (beta 0)"]
+    assert [label for label, _ in one][:4] == base
+    two = runplan.needed_models(stem, {**params, "train_seeds": [0, 1]}, fmnist)
+    assert [label for label, _ in two] == [label for label, _ in one] + [f"{b} (train_seed 1)" for b in base]
+    assert [r.key for _, r in two[: len(one)]] == [r.key for _, r in one]  # train_seed's models unchanged
+    # each further model is the recipe a run with that train_seed would train (same cache key)
+    other = runplan.needed_models(stem, {**params, "train_seed": 1}, fmnist)
+    assert [r.key for _, r in two[len(one) :]] == [r.key for _, r in other[:4]]
+    assert two[-2][1].aid_config().seed == 1 and two[-1][1].beta == 0
+
+
 def test_the_run_box_counts_models_trained_not_loaded_from_a_checkpoint_nor_attacks(tmp_path):
     """A cold run that loads every model from the committed checkpoints trained nothing; chapter
     3's cached attacks are not models (the box had said 16 models trained for chapter 4)."""

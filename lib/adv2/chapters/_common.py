@@ -29,6 +29,7 @@ from adv2.core import config
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import MISSING, fmt
 from adv2.core.phrases import PHOTO_CLASSIFIER_LABELS
+from adv2.core.seed_stats import interval_covers
 from adv2.core.stats import Estimate
 from adv2.trained import data
 from adv2.trained.photomodels import status_line
@@ -73,6 +74,20 @@ def verdicts_block(verdicts: Mapping[str, Mapping[str, Verdict]]) -> dict[str, d
     """``{setting: {claim_id: Verdict}}`` as plain JSON, the results files' ``verdicts`` block
     (the front page reads it back with :meth:`adv2.chapters.claims.Verdict.from_dict`)."""
     return {s: {cid: v.as_dict() for cid, v in by_claim.items()} for s, by_claim in verdicts.items()}
+
+
+def judged_blocks(
+    intervals: Any, verdicts: Mapping[str, Mapping[str, Verdict]], train_seeds: list[int]
+) -> dict[str, Any]:
+    """A results file's ``intervals`` and ``verdicts`` blocks (:func:`intervals_block`,
+    :func:`verdicts_block`) and what they cover (issue 27): the ``train_seeds`` whose models were
+    measured and ``interval_covers`` (chapters 4-6)."""
+    return {
+        "intervals": intervals_block(intervals),
+        "verdicts": verdicts_block(verdicts),
+        "train_seeds": list(train_seeds),
+        "interval_covers": interval_covers(len(train_seeds)),
+    }
 
 
 def settle_text(verdict: Verdict | None) -> str:

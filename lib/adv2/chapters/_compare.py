@@ -122,20 +122,33 @@ def attack_intervals(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> 
     return out
 
 
-def interval_scope_text(train_seeds: list[int], models: str = "classifiers and RTS") -> str:
+# chapters 4 and 5 (issue 27): their photo sections stay at one training seed (the photo RTS and
+# RTSA ship as checkpoints, trained once), whatever train_seeds says
+PHOTO_ONE_SEED = (
+    "; the photo sections' intervals cover the photos only (one photo RTS and RTSA, trained once)"
+)
+
+
+def interval_scope_text(
+    train_seeds: list[int],
+    models: str = "classifiers and RTS",
+    images: str = "attacked images",
+    measured: str = "attacked",
+) -> str:
     """What a chapter's Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals
-    <this>"): the attacked images, and the training seeds when several ran (chapters 3 and 6;
-    ``models``: what each seed trains)."""
+    <this>"): the ``images`` (chapters 3 and 6: the attacked ones), and the training seeds when
+    several ran (chapters 3-6; ``models``: what each seed trains, ``measured``: what the protocol
+    did to them)."""
     if len(train_seeds) == 1:
         return (
-            f"over the attacked images only: the {models} of one training seed "
+            f"over the {images} only: the {models} of one training seed "
             f"({train_seeds[0]}), so a classifier retrained with another seed, or on another machine, "
             "can give numbers outside them (`train_seeds` widens them to cover training too)"
         )
     shown = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
     return (
-        f"over the attacked images and the training seeds {shown}: the {models} of each "
-        "seed were attacked with the same protocol, each number pools the seeds, and its interval adds "
+        f"over the {images} and the training seeds {shown}: the {models} of each "
+        f"seed were {measured} with the same protocol, each number pools the seeds, and its interval adds "
         "Student's t over the seeds to the one over images (the tables' other columns and the "
         f"figures show seed {train_seeds[0]}'s run)"
     )

@@ -1,6 +1,6 @@
 """AID's trained models: loading the defended classifiers chapters 4, 5 and 6 share
-(:func:`load_defended`: classifier, RTS, RTSA and its beta = 0 control per arch; chapter 6's
-further training seeds: :func:`load_other_seeds`), and how their
+(:func:`load_defended`: classifier, RTS, RTSA and its beta = 0 control per arch; the further
+training seeds of chapters 4-6: :func:`load_other_seeds`), and how their
 training went, which chapter 4 reports: the table of AID's recipe (:func:`aid_config_table`), the
 training curves (:func:`training_figure`) and the cost of AID against RTS's own training
 (:func:`training_costs` / :func:`cost_table`)."""

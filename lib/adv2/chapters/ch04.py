@@ -1,10 +1,12 @@
 """Chapter 4 (AID defense): the protocol behind ``notebooks/04_aid_defense.ipynb``.
 
-The notebook loads the classifiers, RTS and RTSA (``nets``, :func:`adv2.chapters.aid_training.load_defended`),
-shows AID's recipe, training curves and cost (:mod:`adv2.chapters.aid_training`), then makes one call
-per section: :func:`compare_benign` / :func:`benign_table`, :func:`summarize` (a :class:`Ch04Result`:
-``numbers()`` is what ``results/04_aid_defense.json`` holds, ``glue()`` what the prose reads) and
-:func:`check`. Numbers go through :func:`adv2.core.formatting.fmt` (tables and prose share one format).
+The notebook loads the classifiers, RTS and RTSA (``nets``, :func:`adv2.chapters.aid_training.load_defended`;
+with ``train_seeds`` those of each further training seed too, ``load_other_seeds``), shows AID's
+recipe, training curves and cost (:mod:`adv2.chapters.aid_training`), then makes one call per
+section: :func:`compare_benign` / :func:`benign_table` (:mod:`adv2.chapters.aid_benign`),
+:func:`summarize` (a :class:`Ch04Result`: ``numbers()`` is what ``results/04_aid_defense.json``
+holds, ``glue()`` what the prose reads) and :func:`check`. Numbers go through
+:func:`adv2.core.formatting.fmt` (tables and prose share one format).
 """
 
 from __future__ import annotations
@@ -15,130 +17,45 @@ from typing import Any
 
 import torch
 
-from adv2.chapters import aid_eval, claim_rules, plotting
+from adv2.chapters import claim_rules, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     add_photo_settings,
     artifact_source,
-    intervals_block,
+    judged_blocks,
     photo_attack_set,
     photo_label,
     photo_prefix,
     photo_titled,
     setting_glue,
     verdict_glue,
-    verdicts_block,
 )
-from adv2.chapters._reporting import flat_glue, raise_problems, table
+from adv2.chapters._compare import PHOTO_ONE_SEED, interval_scope_text
+from adv2.chapters._reporting import flat_glue, raise_problems
+from adv2.chapters.aid_benign import (
+    PAPER_BENIGN_L1,
+    BenignComparison,
+    benign_intervals,
+    benign_table,
+    compare_benign,
+    compare_other_seeds,
+)
 from adv2.chapters.aid_training import training_costs
+from adv2.chapters.aid_trial import claim_input
 from adv2.chapters.claims import Verdict, photo_setting
-from adv2.core import config, defenses, paper
+from adv2.core import config, defenses
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.formatting import fmt
-from adv2.core.metrics import l1_distance
-from adv2.core.sanity import preserve_destroy_per_image
-from adv2.core.stats import Estimate, mean_ci, rate_ci
+from adv2.core.stats import Estimate
 from adv2.trained import data
 
 STEM = "04_aid_defense"
 GLUE_PREFIX = "ch4_"
 
-# the paper's "RTSA behaves almost identically to RTS on benign inputs": its Table 10 value; the
-# rule and its threshold live in adv2.chapters.claims
-PAPER_BENIGN_L1 = paper.PAPER_TABLE10["benign_l1_rts_vs_rtsa"]
 # a drift above this at the quick/paper profiles means AID wrecked RTS's benign maps
 DRIFT_LIMIT = 0.2
-
-
-# ----------------------------------------------------------------------------- benign inputs
-@dataclass
-class BenignComparison:
-    """RTS and RTSA on the same benign test images, maps of the true class (one classifier)."""
-
-    maps_rts: torch.Tensor
-    maps_rtsa: torch.Tensor
-    preserve_destroy_rts: dict[str, float]  # adv2.core.interpreters.rts.preserve_destroy of RTS's maps
-    preserve_destroy_rtsa: dict[str, float]
-    # per image (adv2.core.sanity.preserve_destroy_per_image), for the 95 % intervals
-    flags_rts: dict[str, torch.Tensor] | None = None
-    flags_rtsa: dict[str, torch.Tensor] | None = None
-    l1: torch.Tensor = field(init=False)  # per image: L1(RTS map, RTSA map)
-
-    def __post_init__(self) -> None:
-        self.l1 = l1_distance(self.maps_rts, self.maps_rtsa)
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "l1_rts_vs_rtsa": float(self.l1.mean()),
-            "l1_rts_vs_rtsa_std": float(self.l1.std()),
-            "area_rts": float(self.maps_rts.mean()),
-            "area_rtsa": float(self.maps_rtsa.mean()),
-            "both_rts": self.preserve_destroy_rts["both"],
-            "both_rtsa": self.preserve_destroy_rtsa["both"],
-            "both_random": self.preserve_destroy_rts["random_both"],
-        }
-
-    def preserve_destroy_intervals(self) -> dict[str, Estimate]:
-        """95 % intervals of the preserve-and-destroy rates (Wilson for RTS's and RTSA's 0/1
-        outcomes, bootstrap for the random masks' per-image fractions); empty without flags."""
-        if self.flags_rts is None or self.flags_rtsa is None:
-            return {}
-        return {
-            "preserve_destroy_rts": rate_ci(self.flags_rts["both"]),
-            "preserve_destroy_rtsa": rate_ci(self.flags_rtsa["both"]),
-            "preserve_destroy_random": mean_ci(self.flags_rts["random_both"]),
-        }
-
-
-def compare_benign(
-    nets: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str = "cpu"
-) -> dict[str, BenignComparison]:
-    """RTS vs RTSA maps of ``(x, y)`` and Dabkowski & Gal's preserve/destroy test of both."""
-    out = {}
-    for a, n in nets.items():
-        m_rts = aid_eval.rts_maps(n.rts, x, y, device=device)
-        m_rtsa = aid_eval.rts_maps(n.rtsa, x, y, device=device)
-        with torch.no_grad():
-            f_rts = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rts.to(device))
-            f_rtsa = preserve_destroy_per_image(n.model, x.to(device), y.to(device), m_rtsa.to(device))
-        out[a] = BenignComparison(m_rts, m_rtsa, _means(f_rts, m_rts), _means(f_rtsa, m_rtsa), f_rts, f_rtsa)
-    return out
-
-
-def _means(flags: Mapping[str, torch.Tensor], masks: torch.Tensor) -> dict[str, float]:
-    """:func:`adv2.core.interpreters.rts.preserve_destroy`'s dict from its per-image flags."""
-    return {**{k: float(v.mean()) for k, v in flags.items()}, "area": float(masks.mean())}
-
-
-def benign_table(benign: Mapping[str, BenignComparison]) -> str:
-    rows = []
-    for a, b in benign.items():
-        s, ci = b.summary(), b.preserve_destroy_intervals()
-        rows.append(
-            [
-                a,
-                PAPER_BENIGN_L1,
-                mean_ci(b.l1),
-                s["area_rts"],
-                s["area_rtsa"],
-                ci.get("preserve_destroy_rts", s["both_rts"]),
-                ci.get("preserve_destroy_rtsa", s["both_rtsa"]),
-                ci.get("preserve_destroy_random", s["both_random"]),
-            ]
-        )
-    return table(
-        rows,
-        [
-            "classifier",
-            "paper: L1(RTS, RTSA)",
-            "ours: L1(RTS, RTSA) [95 % interval]",
-            "mean map RTS",
-            "mean map RTSA",
-            "preserve & destroy RTS [95 %]",
-            "preserve & destroy RTSA [95 %]",
-            "random masks [95 %]",
-        ],
-    )
+# what each training seed trains (the scope sentence)
+SEED_MODELS = "classifiers, RTS and RTSA"
 
 
 # ----------------------------------------------------------------------------- the chapter's result
@@ -163,7 +80,11 @@ ARCH_KEYS = (
 
 @dataclass
 class Ch04Result:
-    """Everything chapter 4 measured, per classifier (``archs`` in run order)."""
+    """Everything chapter 4 measured, per classifier (``archs`` in run order).
+
+    ``more_benign``: by further training seed (issue 27), the same benign comparison on the same
+    images with that seed's classifiers, RTS and RTSA; the intervals and the verdicts pool them with
+    ``benign`` (``train_seed``'s), whose numbers, training log and cost stay its own."""
 
     archs: list[str]
     classifier_accuracy: dict[str, float]
@@ -172,9 +93,20 @@ class Ch04Result:
     aid_log: dict[str, dict[str, Any]]  # the RTSA artifact's training log per classifier
     aid_config: dict[str, Any]
     per_image: dict[str, dict[str, torch.Tensor]] = field(init=False)
+    train_seed: int = 0
+    more_benign: dict[int, dict[str, BenignComparison]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.per_image = {a: {"benign_l1_rts_vs_rtsa": self.benign[a].l1} for a in self.archs}
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose models were compared, ``train_seed`` first."""
+        return [self.train_seed, *self.more_benign]
+
+    def benign_by_seed(self, a: str) -> list[BenignComparison]:
+        """Classifier ``a``'s comparison per training seed (``train_seed``'s first)."""
+        return [self.benign[a], *(m[a] for m in self.more_benign.values())]
 
     def arch_numbers(self, a: str) -> dict[str, Any]:
         b, met = self.benign[a].summary(), self.aid_log[a]
@@ -199,20 +131,14 @@ class Ch04Result:
         out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
         out["paper"] = {"benign_l1_rts_vs_rtsa": PAPER_BENIGN_L1}
         out["aid_config"] = dict(self.aid_config)
-        out["intervals"] = intervals_block(self.intervals())
-        out["verdicts"] = verdicts_block(verdicts(self))
+        out.update(judged_blocks(self.intervals(), verdicts(self), self.train_seeds))
         return out
 
     def intervals(self) -> dict[str, dict[str, Estimate]]:
         """95 % intervals per classifier: the headline benign L1(RTS, RTSA) (bootstrap) and the
-        preserve-and-destroy rates of RTS, RTSA and random masks."""
-        return {
-            a: {
-                "benign_l1_rts_vs_rtsa": mean_ci(self.benign[a].l1),
-                **self.benign[a].preserve_destroy_intervals(),
-            }
-            for a in self.archs
-        }
+        preserve-and-destroy rates of RTS, RTSA and random masks, over the images and, when several
+        ran, the training seeds (:func:`adv2.chapters.aid_benign.benign_intervals`)."""
+        return {a: benign_intervals(self.benign_by_seed(a)) for a in self.archs}
 
     def glue(self) -> dict[str, Any]:
         """Every ``{glue:text}`` name of the chapter (``ch4_<arch>_<key>``) with its value."""
@@ -228,9 +154,11 @@ class Ch04Result:
             else:
                 nested[a] = {k: NOT_RUN for k in ARCH_KEYS}
         out = flat_glue(nested, GLUE_PREFIX)
-        for a in self.archs:  # the preserve-and-destroy rates with their 95 % intervals
-            for key, est in self.benign[a].preserve_destroy_intervals().items():
-                out[f"{GLUE_PREFIX}{a}_{key}"] = str(est)
+        for a, est in self.intervals().items():  # the preserve-and-destroy rates with their 95 % intervals
+            for key in (k for k in est if k.startswith("preserve_destroy")):
+                out[f"{GLUE_PREFIX}{a}_{key}"] = str(est[key])
+        scope = interval_scope_text(self.train_seeds, SEED_MODELS, "compared test images", "compared")
+        out[f"{GLUE_PREFIX}interval_scope"] = scope + PHOTO_ONE_SEED
         by_arch = verdicts(self)
         for a in config.ARCHS:
             out.update(
@@ -252,8 +180,12 @@ def summarize(
     benign: Mapping[str, BenignComparison],
     cost: Mapping[str, Mapping[str, Any]],
     aid: defenses.AIDConfig,
+    *,
+    train_seed: int = 0,
+    more_benign: Mapping[int, Mapping[str, BenignComparison]] | None = None,
 ) -> Ch04Result:
-    """The chapter's result from the loaded ``nets`` and the sections' outputs."""
+    """The chapter's result from the loaded ``nets`` (``train_seed``'s) and the sections' outputs;
+    ``more_benign``: each further training seed's :func:`compare_other_seeds` (none by default)."""
     archs = list(benign)
     return Ch04Result(
         archs=archs,
@@ -262,46 +194,53 @@ def summarize(
         cost={a: dict(cost[a]) for a in archs},
         aid_log={a: nets[a].rtsa_artifact.metrics for a in archs},
         aid_config=aid.as_dict(),
+        train_seed=train_seed,
+        more_benign={s: {a: m[a] for a in archs} for s, m in (more_benign or {}).items()},
     )
 
 
 def verdicts(result: Ch04Result) -> dict[str, dict[str, Verdict]]:
     """``{classifier: {"rtsa_like_rts_on_benign": Verdict}}`` for the classifiers run: the paper's
-    "RTSA behaves almost identically to RTS on benign inputs", decided by :mod:`adv2.chapters.claims`."""
-    return {
-        a: {"rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(result.benign[a].l1)}
-        for a in result.archs
-    }
+    "RTSA behaves almost identically to RTS on benign inputs", decided by :mod:`adv2.chapters.claims`
+    (pooled over the training seeds when several ran)."""
+    out = {}
+    for a in result.archs:
+        runs = [{"l1": b.l1} for b in result.benign_by_seed(a)]
+        out[a] = {"rtsa_like_rts_on_benign": claim_rules.rtsa_like_rts_on_benign(claim_input(runs, "l1"))}
+    return out
 
 
 def check(result: Ch04Result, *, profile: str, aid: defenses.AIDConfig) -> None:
-    """The chapter's invariants; raises :class:`adv2.chapters._common.ChapterCheckFailed` naming what to change."""
+    """The chapter's invariants (the benign L1's on every training seed's models); raises
+    :class:`adv2.chapters._common.ChapterCheckFailed` naming what to change."""
     problems = []
     for a in result.archs:
         n = result.arch_numbers(a)
-        l1 = n["benign_l1_rts_vs_rtsa"]
-        if not 0 <= l1 <= 1:
-            problems.append(
-                f"{a}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
-                "(a bug, not a parameter)"
-            )
         if n["cost_aid_seconds"] is not None and not n["cost_aid_seconds"] > 0:
             problems.append(
                 f"{a}: AID's recorded time is {n['cost_aid_seconds']} s, expected > 0 "
                 "(a corrupt RTSA artifact: delete it from artifacts_dir)"
             )
-        if aid.iterations > 0 and aid.beta > 0 and not l1 > 0:
-            problems.append(
-                f"{a}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
-                f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
-                "aid_iterations"
-            )
-        if profile in ("quick", "full", "paper") and not l1 < DRIFT_LIMIT:
-            problems.append(
-                f"{a}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
-                f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
-                "aid_beta / aid_lr"
-            )
+        for seed, b in zip(result.train_seeds, result.benign_by_seed(a)):
+            where = a if seed == result.train_seed else f"{a} (train_seed {seed})"
+            l1 = b.summary()["l1_rts_vs_rtsa"]
+            if not 0 <= l1 <= 1:
+                problems.append(
+                    f"{where}: benign L1(RTS, RTSA) is {l1}, outside [0, 1]; maps must lie in [0, 1] "
+                    "(a bug, not a parameter)"
+                )
+            if aid.iterations > 0 and aid.beta > 0 and not l1 > 0:
+                problems.append(
+                    f"{where}: AID ran {aid.iterations} iterations with beta {aid.beta} but RTSA's "
+                    f"benign maps equal RTS's (L1 {l1}); expected a change: raise aid_lr or "
+                    "aid_iterations"
+                )
+            if profile in ("quick", "full", "paper") and not l1 < DRIFT_LIMIT:
+                problems.append(
+                    f"{where}: RTSA drifted from RTS on benign inputs: L1 {fmt(l1)}, expected below "
+                    f"{DRIFT_LIMIT} at the {profile} profile; raise aid_distill_weight or lower "
+                    "aid_beta / aid_lr"
+                )
     raise_problems("chapter 4", problems)
 
 
@@ -460,9 +399,11 @@ __all__ = [
     "photo_maps_figure",
     "photo_numbers",
     "Ch04Result",
+    "benign_intervals",
     "benign_table",
     "check",
     "compare_benign",
+    "compare_other_seeds",
     "summarize",
     "verdicts",
 ]

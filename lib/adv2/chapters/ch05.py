@@ -1,14 +1,16 @@
 """Chapter 5 (noise sensitivity, Figure 15): the protocol behind ``notebooks/05_noise_sensitivity.ipynb``.
 
-One call per section: :func:`calibrate` / :func:`calibration_table`, :func:`sensitivity` (its
-tables and panels: :mod:`adv2.chapters.noise_figures`), :func:`summarize` (a
-:class:`Ch05Result`: ``numbers()`` is ``results/05_noise_sensitivity.json``'s, ``glue()`` the
-prose's) and :func:`check`. The paper's Figure 15 table is :data:`adv2.core.paper.PAPER_FIG15_L1`.
+One call per section: :func:`calibrate` / :func:`calibration_table`
+(:mod:`adv2.chapters.noise_calibration`), :func:`sensitivity` (its tables and panels:
+:mod:`adv2.chapters.noise_figures`), :func:`other_seeds` (the same on each further training seed's
+models, issue 27), :func:`summarize` (a :class:`Ch05Result`: ``numbers()`` is
+``results/05_noise_sensitivity.json``'s, ``glue()`` the prose's) and :func:`check`. The paper's
+Figure 15 table is :data:`adv2.core.paper.PAPER_FIG15_L1`.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,21 +23,35 @@ from adv2.chapters._common import (
     PHOTO_BATCH,
     add_photo_settings,
     half_width_text,
-    intervals_block,
+    judged_blocks,
     photo_classifier_of,
     photo_label,
     photo_titled,
     verdict_glue,
-    verdicts_block,
 )
-from adv2.chapters._reporting import flat_glue, raise_problems, table
+from adv2.chapters._compare import PHOTO_ONE_SEED, interval_scope_text
+from adv2.chapters._reporting import flat_glue, raise_problems
+from adv2.chapters.aid_trial import claim_input
 from adv2.chapters.claims import Verdict, photo_setting
-from adv2.chapters.noise_figures import INTERPRETERS, fig15_tables, figure15_cells, level_names
+from adv2.chapters.noise_calibration import (
+    Calibration,
+    calibrate,
+    calibrate_on,
+    calibration_log,
+    calibration_table,
+)
+from adv2.chapters.noise_figures import (
+    INTERPRETERS,
+    fig15_tables,
+    figure15_cells,
+    l1_intervals,
+    level_names,
+)
 from adv2.core import config, noise, paper
 from adv2.core.config import PHOTO_CLASSIFIER, PHOTO_CLASSIFIERS
 from adv2.core.interpreters.rts import RTSInterpreter
-from adv2.core.noise import NoiseCalibration, NoiseSearch
-from adv2.core.stats import mean_ci, ratio_ci
+from adv2.core.noise import NoiseSearch
+from adv2.core.seed_stats import ratio_ci_seeds
 from adv2.core.tensors import predicted_classes
 from adv2.trained.data import imagenet_class_names
 from adv2.trained.photo_recipes import PhotoRTSRecipe
@@ -43,6 +59,7 @@ from adv2.trained.photomodels import photo_pool_images
 
 STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"
+SEED_MODELS = "classifiers, RTS and RTSA"  # what each training seed trains (the scope sentence)
 
 
 def _glue_level(level: str) -> str:
@@ -51,73 +68,6 @@ def _glue_level(level: str) -> str:
 
 # the levels the prose names (Figure 15's rows), glued even when noise_rates leaves one out
 PROSE_LEVELS = tuple(paper.PAPER_FIG15_L1["rts"]["normal"])
-
-
-# ----------------------------------------------------------------------------- calibration
-@dataclass
-class Calibration:
-    """One classifier's calibration images and the noise magnitude of each kind and target rate."""
-
-    x: torch.Tensor  # first n_calib correctly classified test images
-    y: torch.Tensor
-    levels: dict[str, dict[float, NoiseCalibration]]  # {kind: {target rate: calibration}}
-    draws: dict[str, torch.Tensor]  # {kind: the fixed unit noise draw}
-    seconds: float
-
-
-def calibrate(
-    nets: Mapping[str, Any],
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    search: NoiseSearch,
-    *,
-    n_calib: int,
-    batch_size: int = 500,
-    device: torch.device | str = "cpu",
-) -> dict[str, Calibration]:
-    """Per classifier: noise magnitudes reaching each target misclassification rate of ``search``
-    (bisection) on its first ``n_calib`` correctly classified images; ``batch_size`` images per
-    classifier pass (results do not depend on it)."""
-    out = {}
-    for a, n in nets.items():
-        started = time.time()
-        x, y, _ = noise.correctly_classified(n.model, x_test, y_test, n=n_calib, device=device)
-        levels, draws = noise.calibrate_levels(n.model, x, y, search, batch_size=batch_size, device=device)
-        out[a] = Calibration(x, y, levels, draws, time.time() - started)
-    return out
-
-
-def calibration_log(cal: Mapping[str, Calibration]) -> str:
-    return "\n".join(f"{a}: calibrated on {len(c.x)} images in {c.seconds:.1f} s" for a, c in cal.items())
-
-
-def calibration_table(cal: Mapping[str, Calibration]) -> str:
-    rows = [
-        [
-            a,
-            kind,
-            noise.level_name(rate),
-            c.magnitude,
-            c.rate,
-            "yes" if c.within_tolerance else "NO",
-            c.evaluations,
-        ]
-        for a, ca in cal.items()
-        for kind, levels in ca.levels.items()
-        for rate, c in levels.items()
-    ]
-    return table(
-        rows,
-        [
-            "classifier",
-            "noise",
-            "target rate",
-            "magnitude (σ / half-width)",
-            "rate reached",
-            "within tolerance",
-            "classifier passes",
-        ],
-    )
 
 
 # ----------------------------------------------------------------------------- map sensitivity
@@ -151,7 +101,12 @@ def sensitivity(
 # ----------------------------------------------------------------------------- the chapter's result
 @dataclass
 class Ch05Result:
-    """Everything chapter 5 measured, per classifier (``archs`` in run order)."""
+    """Everything chapter 5 measured, per classifier (``archs`` in run order).
+
+    ``more_seeds``: by further training seed (issue 27, :func:`other_seeds`), the same measurement
+    on the same calibration images with that seed's classifiers, RTS and RTSA (each classifier
+    calibrated on its own); the intervals and verdicts pool them with this result's
+    (``train_seed``'s), whose numbers, tables and figures stay its own."""
 
     archs: list[str]
     calibration: dict[str, Calibration]
@@ -161,6 +116,8 @@ class Ch05Result:
     tolerance: float
     # {arch: {"l1": {interp: {kind: {level: L1 per image}}}, "flipped": {kind: {level: bool per image}}}}
     per_image: dict[str, dict[str, Any]] = field(init=False)
+    train_seed: int = 0
+    more_seeds: dict[int, Ch05Result] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.per_image = {
@@ -173,6 +130,15 @@ class Ch05Result:
             }
             for a in self.archs
         }
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose models were measured, ``train_seed`` first."""
+        return [self.train_seed, *self.more_seeds]
+
+    def l1_by_seed(self, a: str) -> list[dict[str, Any]]:
+        """``a``'s per-image L1 (``{interp: {kind: {level: ...}}}``) per training seed, ``train_seed``'s first."""
+        return [self.per_image[a]["l1"], *(m.per_image[a]["l1"] for m in self.more_seeds.values())]
 
     @property
     def levels(self) -> list[str]:
@@ -222,27 +188,26 @@ class Ch05Result:
         out: dict[str, Any] = {a: self.arch_numbers(a) for a in self.archs}
         out["paper"] = {"l1": paper.PAPER_FIG15_L1}
         out["settings"] = {"map_class": self.map_class, "tolerance": self.tolerance, "rates": self.rates}
-        out["intervals"] = intervals_block(self.intervals())
-        out["verdicts"] = verdicts_block(verdicts(self))
+        out.update(judged_blocks(self.intervals(), verdicts(self), self.train_seeds))
         return out
 
-    def _top(self, a: str, name: str, kind: str) -> torch.Tensor:
-        return self.per_image[a]["l1"][name][kind][self.top_level]
+    def _top(self, a: str, name: str, kind: str) -> list[torch.Tensor]:
+        """Per training seed: ``name``'s per-image L1 under ``kind`` noise at the strongest level."""
+        return [r[name][kind][self.top_level] for r in self.l1_by_seed(a)]
 
     def intervals(self) -> dict[str, dict[str, Any]]:
         """95 % intervals per classifier: ``l1[interpreter][kind][level]`` (bootstrap over the
         calibration images) and ``ratio_rtsa_over_rts_<kind>_<top>`` (paired bootstrap), laid out
-        as ``numbers()``."""
+        as ``numbers()``; over the images and, when several ran, the training seeds
+        (:mod:`adv2.core.seed_stats`; one seed: bitwise the image-only intervals)."""
         out: dict[str, dict[str, Any]] = {}
         top = self.top_level.rstrip("%")
         for a in self.archs:
-            per = self.per_image[a]["l1"]
-            out[a] = {
-                "l1": {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
-            }
+            runs = self.l1_by_seed(a)
+            out[a] = {"l1": l1_intervals(runs)}
             for kind in noise.NOISE_TYPES:
-                out[a][f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci(
-                    self._top(a, "rtsa", kind), self._top(a, "rts", kind), paired=True
+                out[a][f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci_seeds(
+                    self._top(a, "rtsa", kind), self._top(a, "rts", kind)
                 )
         return out
 
@@ -281,17 +246,24 @@ class Ch05Result:
         """Every ``{glue:text}`` name of the chapter (``ch5_<arch>_...``) with its value."""
         nested = {a: self.glue_nested(a) for a in config.ARCHS}
         out = flat_glue(nested, GLUE_PREFIX)
+        scope = interval_scope_text(
+            self.train_seeds, SEED_MODELS, "calibration images", "calibrated and measured"
+        )
+        out[f"{GLUE_PREFIX}interval_scope"] = scope + PHOTO_ONE_SEED
         by_arch = verdicts(self)
         for a in config.ARCHS:
             v = by_arch.get(a, {}).get("rtsa_more_noise_sensitive")
             out.update(verdict_glue(f"{GLUE_PREFIX}{a}_verdict", v))
-            parts = dict(v.parts) if v is not None else {}
-            out[f"{GLUE_PREFIX}{a}_sample_size"] = (
-                "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
-                if parts
-                else half_width_text("ratio", v)
-            )
+            out[f"{GLUE_PREFIX}{a}_sample_size"] = sample_size_text(v)
         return out
+
+
+def sample_size_text(v: Verdict | None) -> str:
+    """The half-widths the verdict's ratios reached, per noise type (one ratio: its own)."""
+    parts = dict(v.parts) if v is not None else {}
+    if parts:
+        return "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
+    return half_width_text("ratio", v)
 
 
 def summarize(
@@ -301,7 +273,11 @@ def summarize(
     rates: Sequence[float],
     map_class: str,
     tolerance: float,
+    train_seed: int = 0,
+    more_seeds: Mapping[int, Ch05Result] | None = None,
 ) -> Ch05Result:
+    """The chapter's result from ``train_seed``'s calibration and maps (``more_seeds``: each further
+    training seed's, :func:`other_seeds`; none by default)."""
     archs = list(sens)
     return Ch05Result(
         archs=archs,
@@ -310,22 +286,44 @@ def summarize(
         rates=list(rates),
         map_class=map_class,
         tolerance=tolerance,
+        train_seed=train_seed,
+        more_seeds=dict(more_seeds or {}),
     )
+
+
+def other_seeds(
+    others: Mapping[int, Mapping[str, Any]],
+    cal: Mapping[str, Calibration],
+    search: NoiseSearch,
+    *,
+    map_class: str,
+    device: torch.device | str = "cpu",
+) -> dict[int, Ch05Result]:
+    """Each further training seed's nets (:func:`adv2.chapters.aid_training.load_other_seeds`)
+    calibrated on ``train_seed``'s calibration images ``cal`` (:func:`calibrate` with ``others``:
+    images every seed's classifier gets right) and measured there, by seed (:func:`summarize`'s
+    ``more_seeds``)."""
+    out = {}
+    for s, nets in others.items():
+        c = {a: calibrate_on(nets[a].model, cal[a].x, cal[a].y, search, device=device) for a in cal}
+        sens = sensitivity(nets, c, map_class=map_class, device=device)
+        out[s] = summarize(c, sens, rates=search.rates, map_class=map_class, tolerance=search.tolerance)
+    return out
 
 
 def verdicts(result: Ch05Result) -> dict[str, dict[str, Verdict]]:
     """``{classifier: {"rtsa_more_noise_sensitive": Verdict}}`` for the classifiers run: the
     paper's "RTSA appears much more sensitive", decided by :mod:`adv2.chapters.claims` for every noise type
-    at the strongest level from the per-image L1 of RTS and RTSA."""
-    return {
-        a: {
-            "rtsa_more_noise_sensitive": claim_rules.rtsa_more_noise_sensitive(
-                {k: result._top(a, "rts", k) for k in noise.NOISE_TYPES},
-                {k: result._top(a, "rtsa", k) for k in noise.NOISE_TYPES},
-            )
-        }
-        for a in result.archs
-    }
+    at the strongest level from the per-image L1 of RTS and RTSA (pooled over the training seeds
+    when several ran)."""
+    out = {}
+    for a in result.archs:
+        top = [{f"{n}_{k}": r[n][k][result.top_level] for n in INTERPRETERS for k in noise.NOISE_TYPES}
+               for r in result.l1_by_seed(a)]  # fmt: skip
+        x = functools.partial(claim_input, top)  # one seed's array, or BySeed (pooled)
+        rts, rtsa = ({k: x(f"{n}_{k}") for k in noise.NOISE_TYPES} for n in INTERPRETERS)
+        out[a] = {"rtsa_more_noise_sensitive": claim_rules.rtsa_more_noise_sensitive(rts, rtsa)}
+    return out
 
 
 def check(result: Ch05Result, *, profile: str) -> None:
@@ -359,6 +357,8 @@ def check(result: Ch05Result, *, profile: str) -> None:
                         f"{a}, {name.upper()}, {kind} noise: L1 {bad} outside [0, 1] (a bug, not a parameter)"
                     )
     raise_problems("chapter 5", problems)
+    for more in result.more_seeds.values():  # each further training seed's calibration and maps
+        check(more, profile=profile)
 
 
 # ----------------------------------------------------------------------------- photos
@@ -455,13 +455,7 @@ def photo_glue(result: Ch05Result | None, classifier: str | None = None) -> dict
         v = verdicts(result)[setting]["rtsa_more_noise_sensitive"]
     out = flat_glue({setting: nested}, GLUE_PREFIX)
     out.update(verdict_glue(f"{prefix}verdict", v))
-    parts = dict(v.parts) if v is not None else {}
-    if v is None:
-        out[f"{prefix}sample_size"] = NOT_RUN
-    elif parts:
-        out[f"{prefix}sample_size"] = "; ".join(half_width_text(f"{k} noise", p) for k, p in parts.items())
-    else:
-        out[f"{prefix}sample_size"] = half_width_text("ratio", v)
+    out[f"{prefix}sample_size"] = NOT_RUN if v is None else sample_size_text(v)
     return out
 
 
@@ -480,6 +474,7 @@ __all__ = [
     "Calibration",
     "Ch05Result",
     "calibrate",
+    "calibrate_on",
     "add_photos",
     "all_photo_glue",
     "calibrate_photos",
@@ -491,6 +486,7 @@ __all__ = [
     "calibration_log",
     "calibration_table",
     "check",
+    "other_seeds",
     "sensitivity",
     "summarize",
     "verdicts",

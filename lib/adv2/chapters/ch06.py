@@ -21,10 +21,9 @@ from adv2.chapters import aid_eval, aid_trial, claim_rules
 from adv2.chapters._common import (
     NOT_RUN,
     half_width_text,
-    intervals_block,
+    judged_blocks,
     photo_attack_set,
     verdict_glue,
-    verdicts_block,
 )
 from adv2.chapters._compare import PHOTO_EPSILON, PHOTO_STEP, interval_scope_text
 from adv2.chapters._reporting import flat_glue, raise_problems, table
@@ -34,7 +33,7 @@ from adv2.core.attacks import default_config
 from adv2.core.config import PHOTO_CLASSIFIER
 from adv2.core.formatting import fmt
 from adv2.core.metrics import l1_distance
-from adv2.core.seed_stats import interval_covers, mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
+from adv2.core.seed_stats import mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
 from adv2.core.stats import Estimate
 from adv2.trained import data
 
@@ -158,11 +157,7 @@ class Ch06Result:
         }
         out["paper"] = dict(paper.PAPER_TABLE10)
         out["attack"] = dict(self.attack_config)
-        out["intervals"] = intervals_block(self.intervals())
-        out["verdicts"] = verdicts_block(verdicts(self))
-        # issue 27: what the intervals (and verdicts) cover
-        out["train_seeds"] = self.train_seeds
-        out["interval_covers"] = interval_covers(len(self.train_seeds))
+        out.update(judged_blocks(self.intervals(), verdicts(self), self.train_seeds))
         return out
 
     def intervals(self) -> dict[str, dict[str, Estimate]]:

@@ -35,7 +35,7 @@ from adv2.core.seed_stats import (
     share_ci_seeds,
     stack_by_seed,
 )
-from adv2.core.stats import as_vector, rate_diff_ci, ratio_ci, ratio_of_ratios_ci
+from adv2.core.stats import as_vector, rate_diff_ci, ratio_of_ratios_ci
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -287,24 +287,24 @@ def rtsa_more_noise_sensitive(l1_rts: Any, l1_rtsa: Any, *, min_images: int = MI
     """Chapter 5, Figure 15: RTSA's maps move more than RTS's under decision-changing noise.
 
     Per calibration image at the strongest noise level: ``l1_rts`` / ``l1_rtsa`` = L1(clean map,
-    noisy map) of each interpreter; or ``{noise type: array}`` each, for every noise type.
+    noisy map) of each interpreter (``BySeed``: pooled), or ``{noise type: array}`` for every type.
     """
     cid = "rtsa_more_noise_sensitive"
     claim = CLAIMS[cid]
 
-    def one(rts: Any, rtsa: Any) -> Verdict:
+    def prepare(rts: Any, rtsa: Any) -> Verdict | tuple:
         r, ra = as_vector(rts, "l1_rts"), as_vector(rtsa, "l1_rtsa")
         keep = _both_finite(r, ra, "l1_rts and l1_rtsa", "values")
         short = _too_few(claim, int(keep.sum()), min_images)
         if short:
             return short
         if not r[keep].mean() > 0:
-            return verdict_of(
-                claim,
-                NOT_MEASURABLE,
-                "RTS's maps did not move under this noise (mean L1 0): the ratio is undefined",
-            )
-        return decide(cid, ratio_ci(ra[keep], r[keep], paired=True, level=LEVEL))
+            why = "RTS's maps did not move under this noise (mean L1 0): the ratio is undefined"
+            return verdict_of(claim, NOT_MEASURABLE, why)
+        return np.where(keep, ra, np.nan), np.where(keep, r, np.nan)  # pairs with both values
+
+    def one(rts: Any, rtsa: Any) -> Verdict:
+        return _per_seed(cid, prepare, (rts, rtsa), ("l1_rts", "l1_rtsa"), ratio_ci_seeds)
 
     return _per_part(cid, one, (l1_rts, l1_rtsa))
 

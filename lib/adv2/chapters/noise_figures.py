@@ -1,5 +1,6 @@
 """Figure 15 from chapter 5's measurements (:func:`adv2.chapters.ch05.sensitivity` dicts): its
-tables, ours with 95 % intervals beside the paper's and split into flipped / kept images, and its
+tables, ours with 95 % intervals beside the paper's (over the calibration images, and the training
+seeds when further seeds' measurements are given) and split into flipped / kept images, and its
 panels of noisy inputs with their RTS and RTSA maps."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from adv2.chapters._reporting import table
 from adv2.core import noise
-from adv2.core.stats import mean_ci, ratio_ci
+from adv2.core.seed_stats import mean_ci_seeds, ratio_ci_seeds
 
 INTERPRETERS = ("rts", "rtsa")
 
@@ -18,25 +19,40 @@ def level_names(rates: Sequence[float]) -> list[str]:
     return [noise.level_name(r) for r in rates]
 
 
-def fig15_tables(sens: Mapping[str, Mapping[str, Any]], rates: Sequence[float]) -> str:
+def l1_intervals(by_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{interp: {kind: {level: 95 % interval}}}`` of the mean L1 from the per-image L1 of one
+    classifier per training seed (each ``{interp: {kind: {level: per image}}}``, the same images;
+    ``train_seed``'s first): bootstrap over the images, plus Student's t over the seeds when
+    several (:mod:`adv2.core.seed_stats`)."""
+    per = by_seed[0]
+    return {
+        i: {k: {lvl: mean_ci_seeds([r[i][k][lvl] for r in by_seed]) for lvl in per[i][k]} for k in per[i]}
+        for i in per
+    }
+
+
+def fig15_tables(
+    sens: Mapping[str, Mapping[str, Any]],
+    rates: Sequence[float],
+    more: Sequence[Mapping[str, Mapping[str, Any]]] = (),
+) -> str:
     """Figure 15's table per classifier, ours (with 95 % intervals) beside the paper's (ResNet-50),
-    and the RTSA / RTS ratios at the strongest level with their intervals."""
+    and the RTSA / RTS ratios at the strongest level with their intervals; ``more``: the further
+    training seeds' ``sens`` (the same images), pooled into the intervals."""
     parts = []
     levels = level_names(rates)
     top = max(levels, key=lambda lvl: float(lvl.rstrip("%")))
     for a, s in sens.items():
         per = s.get("per_sample")
+        runs = [per, *(m[a]["per_sample"] for m in more)] if per else []
         # ours with the 95 % interval over the calibration images ("value [low, high]")
-        l1 = (
-            {i: {k: {lvl: mean_ci(d) for lvl, d in per[i][k].items()} for k in per[i]} for i in per}
-            if per
-            else s["l1"]
-        )
+        l1 = l1_intervals(runs) if per else s["l1"]
         rows, headers = noise.fig15_rows(l1, levels)
         text = f"**{a}** (ours) beside the paper (ResNet-50, ImageNet)\n\n" + table(rows, headers)
         if per and all(top in per[i].get(k, {}) for i in INTERPRETERS for k in noise.NOISE_TYPES):
             ratios = {
-                k: ratio_ci(per["rtsa"][k][top], per["rts"][k][top], paired=True) for k in noise.NOISE_TYPES
+                k: ratio_ci_seeds([r["rtsa"][k][top] for r in runs], [r["rts"][k][top] for r in runs])
+                for k in noise.NOISE_TYPES
             }
             text += (
                 f"\n\nRatio RTSA / RTS at {top} (95 % interval, paired bootstrap): "

@@ -8,6 +8,11 @@ from adv2.core.config import ARCHS, INPUT_SIZE_RULE, INTERPRETERS, Rule, boolean
 CHAPTERS: dict[str, list[rows.Param]] = {
     "04_aid_defense": [
         *rows.AID_CHAPTER_HEAD,
+        rows.variant(
+            rows.TRAIN_SEEDS_P,
+            doc="training seeds whose classifiers, RTS and RTSA are all compared on benign inputs; "
+            "intervals then cover them ([]: train_seed alone; not the trade-off)",
+        ),
         rows.evaluation(
             "n_eval",
             int,
@@ -74,6 +79,11 @@ CHAPTERS: dict[str, list[rows.Param]] = {
     ],
     "05_noise_sensitivity": [
         *rows.AID_CHAPTER_HEAD,
+        rows.variant(
+            rows.TRAIN_SEEDS_P,
+            doc="training seeds whose classifiers, RTS and RTSA are all calibrated and measured; "
+            "intervals then cover them ([]: train_seed alone)",
+        ),
         rows.evaluation(
             "n_calib",
             int,

@@ -62,16 +62,22 @@ def correctly_classified(
     n: int | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
+    also_correct: Sequence[torch.nn.Module] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first ``n`` images of ``(x, y)`` that ``model`` classifies correctly, and their indices.
 
     Images are scanned in order, chunk by chunk, so only what is needed is classified.
+    ``also_correct``: further models (the classifier trained with other seeds) that must classify
+    a kept image correctly too, so that all of them are measured on the same images.
     """
     keep: list[torch.Tensor] = []
     found = 0
     for i in range(0, len(x), batch_size):
-        pred = predicted_classes(model, x[i : i + batch_size], batch_size, device)
-        idx = torch.nonzero(pred == y[i : i + batch_size]).flatten() + i
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        right = predicted_classes(model, xb, batch_size, device) == yb
+        for m in also_correct:
+            right &= predicted_classes(m, xb, batch_size, device) == yb
+        idx = torch.nonzero(right).flatten() + i
         keep.append(idx)
         found += len(idx)
         if n is not None and found >= n:
