@@ -154,7 +154,10 @@ def test_profile_notes_stay_true_of_the_profiles():
     for stem in ("07_input_size", "09_defense1"):
         seeds = {**schema.defaults(stem), **config.load_profile("full", stem)}.get("train_seeds") or []
         assert len(seeds) <= 1, f"{stem} now has training seeds at full: say so in runbox.PROFILE_NOTES"
-    assert "the other chapters' intervals (chapters 7 and 9, and every photo interval) cover the images only" in note
+    assert (
+        "the other chapters' intervals (chapters 7 and 9, and every photo interval) cover the images only"
+        in note
+    )
     assert set(runbox.PROFILE_NOTES) <= set(config.PROFILES)
     # a mixed run says each of its profiles' sentences
     assert runbox.profile_note({"quick", "full"}) == " ".join(
