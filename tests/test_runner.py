@@ -135,24 +135,24 @@ def test_profile_notes_stay_true_of_the_profiles():
     from adv2.chapters import schema
     from adv2.core import config
 
-    def ch03(profile):
-        return {**schema.defaults("03_adv2"), **config.load_profile(profile, "03_adv2")}
+    def values(stem, profile="full"):
+        """What chapter ``stem`` runs with at ``profile``: its defaults under the profile's values."""
+        return {**schema.defaults(stem), **config.load_profile(profile, stem)}
 
-    quick, full = ch03("quick"), ch03("full")
+    quick, full = values("03_adv2", "quick"), values("03_adv2")
     assert len(quick["photo_classifiers"]) == 1 and quick["imagenet_n_images"] > 0
     assert full["photo_classifiers"] == list(config.PHOTO_CLASSIFIERS) and full["imagenet_n_images"] == 0
-    # full's sentence names how many training seeds chapter 3's intervals cover, and that the other
-    # chapters (one training seed each) cover the images only
+    # full's sentence names how many training seeds chapters 3-6's intervals cover, and that the
+    # other chapters (one training seed each) cover the images only
     n_words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
-    ch01 = {**schema.defaults("01_target_models"), **config.load_profile("full", "01_target_models")}
-    assert ch01["seed_repeats"] == len(full["train_seeds"])
+    assert values("01_target_models")["seed_repeats"] == len(full["train_seeds"])
     note = " ".join(runbox.PROFILE_NOTES["full"].split())
     assert f"cover {n_words[len(full['train_seeds'])]} training seeds" in note
     for stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
-        seeds = {**schema.defaults(stem), **config.load_profile("full", stem)}["train_seeds"]
+        seeds = values(stem)["train_seeds"]
         assert seeds == full["train_seeds"], f"{stem}: the run box says chapters 3 to 6 share seeds"
     for stem in ("07_input_size", "09_defense1"):
-        seeds = {**schema.defaults(stem), **config.load_profile("full", stem)}.get("train_seeds") or []
+        seeds = values(stem).get("train_seeds") or []
         assert len(seeds) <= 1, f"{stem} now has training seeds at full: say so in runbox.PROFILE_NOTES"
     assert (
         "the other chapters' intervals (chapters 7 and 9, and every photo interval) cover the images only"
