@@ -146,6 +146,22 @@ def test_two_training_seeds_pool_the_intervals_and_the_verdicts():
         report.pooled({0: _seed_run(0), 1: other_images})
 
 
+def test_the_diagonal_check_compares_each_seed_with_its_own_stored_maps():
+    """Chapter 3 stored each seed's maps: the check reads each seed's own diagonal, not the pooled one."""
+    from adv2.chapters._common import ChapterCheckFailed
+
+    first, second = _seed_run(0), _seed_run(1)
+    second.ev.at_target["cam"]["cam"] = second.ev.benign["cam"] + 0.2  # seed 1's attack on CAM: weaker
+    for r in (first, second):
+        r.src.stored_l1 = {"cam": r.own_matrix()["cam"]["cam"].value}
+    run = report.pooled({0: first, 1: second})
+    assert run.matrix()["cam"]["cam"].value > 1.5 * first.src.stored_l1["cam"]  # the pooled one: neither
+    report.check(report.Ch09Result({"resnet": run}, {}))
+    second.src.stored_l1 = dict(first.src.stored_l1)  # seed 1's store holding seed 0's attack
+    with pytest.raises(ChapterCheckFailed, match="diagonal cell of CAM"):
+        report.check(report.Ch09Result({"resnet": run}, {}))
+
+
 def test_auc_over_seeds_is_the_one_seed_auc_with_one_seed():
     rng = np.random.default_rng(0)
     b, a = [rng.normal(0, 1, 30) for _ in range(2)], [rng.normal(1, 1, 30) for _ in range(2)]

@@ -71,9 +71,10 @@ def auc_ci_seeds(
     n_boot: int = N_BOOT, seed: int = 0,
 ) -> Estimate:  # fmt: skip
     """:func:`auc_ci` over training seeds (issue 27), one array per seed, all of the same images:
-    the mean of the seeds' AUCs, its paired bootstrap interval over images (one set of indices for
-    every seed) widened by Student's t over the seeds' AUCs
-    (:func:`adv2.core.seed_stats.widen`). One seed: :func:`auc_ci` exactly."""
+    the mean of the seeds' AUCs (of those with one: a seed whose attack never succeeded has none),
+    its paired bootstrap interval over images (one set of indices for every seed) widened by
+    Student's t over the seeds' AUCs (:func:`adv2.core.seed_stats.widen`). One seed:
+    :func:`auc_ci` exactly."""
     if len(benign_by_seed) == 1:
         return auc_ci(
             benign_by_seed[0], attacked_by_seed[0], success_by_seed[0], level=level, n_boot=n_boot, seed=seed
@@ -88,15 +89,13 @@ def auc_ci_seeds(
     method = f"paired bootstrap AUC {round(100 * level)}%"
     finite = [v for v in per_seed if np.isfinite(v)]
     if not finite:
-        return widen(Estimate(None, None, None, n, method), [], level, (0.0, 1.0))
+        return widen(Estimate(None, None, None, n, method), per_seed, level, (0.0, 1.0))
     value = float(np.mean(finite))
     rng = np.random.default_rng(seed)
-    boots = np.array(
-        [
-            np.nanmean([auc(bs[i], as_[i]) for bs, as_ in zip(b, a)])
-            for i in rng.integers(0, n, size=(n_boot, n))
-        ]
-    )
+    idx = rng.integers(0, n, size=(n_boot, n))
+    stats = np.array([[auc(bs[i], as_[i]) for bs, as_ in zip(b, a)] for i in idx])  # (resamples, seeds)
+    has = np.isfinite(stats)  # a resample without both sides in a seed: that seed left out
+    boots = np.where(has.any(1), np.where(has, stats, 0).sum(1) / np.maximum(has.sum(1), 1), np.nan)
     boots = boots[np.isfinite(boots)]
     tail = (1 - level) / 2
     low, high = np.quantile(boots, [tail, 1 - tail]) if len(boots) else (None, None)
