@@ -60,10 +60,10 @@ def test_transfer_claim_is_registered_with_its_threshold():
 
 
 # ----------------------------------------------------------------------------- the matrix
-def _evaluation(n: int = 10, transfers: bool = False) -> transfer.Evaluation:
+def _evaluation(n: int = 10, transfers: bool = False, seed: int = 0) -> transfer.Evaluation:
     """Maps built so that ADV2 against S keeps S's map benign; the other maps are PGD-like (or, with
-    ``transfers``, benign too)."""
-    g = torch.Generator().manual_seed(0)
+    ``transfers``, benign too); ``seed``: another training seed's maps of the same images."""
+    g = torch.Generator().manual_seed(seed)
     benign = {t: torch.rand(n, 1, 4, 4, generator=g) for t in NAMES}
     pgd = {t: (benign[t] + 0.5).clamp(max=1) for t in NAMES}
     at_target = {transfer.PGD: pgd}
@@ -94,6 +94,85 @@ def test_matrix_has_pgd_and_one_row_per_source_and_a_low_diagonal():
 def test_matrix_verdicts_turn_when_the_attack_transfers():
     verdicts = transfer.cell_verdicts(_evaluation(transfers=True))
     assert all(v.status == claims.DOES_NOT_HOLD for v in verdicts.values())
+
+
+def _seed_run(seed: int, transfers: bool = False, n: int = 10) -> report.SettingRun:
+    """One training seed's Fashion-MNIST run on constructed maps (the same ``n`` images every seed)."""
+    from types import SimpleNamespace
+
+    from adv2.chapters.ch09 import defense
+
+    ev = _evaluation(n, transfers, seed)
+    src = SimpleNamespace(
+        setting="resnet", n=n, index=torch.arange(n), origin={}, seconds={}, stored_l1={}, reused_text=str
+    )
+    calibration = np.random.default_rng(seed).uniform(0, 1, 8)
+    return report.SettingRun("resnet", src, ev, defense.defend(ev, src, calibration, 0.1))
+
+
+def test_two_training_seeds_pool_the_intervals_and_the_verdicts():
+    """Issue 27: with train_seeds the Fashion-MNIST setting's numbers pool the seeds' runs (one
+    seed: exactly the image-only numbers), and the results say what the intervals cover."""
+    one = report.Ch09Result({"resnet": _seed_run(0)}, {"train_seed": 0}).numbers()
+    assert one["interval_covers"] == "images" and one["train_seeds"] == [0]
+    first, second = _seed_run(0), _seed_run(1)
+    est0, est1 = report.transfer_all(first), report.transfer_all(second)
+    auc0, auc1 = first.defense.auc(), second.defense.auc()
+    run = report.pooled({0: first, 1: second})
+    assert run is first and run.train_seeds == [0, 1]
+    est, auc = report.transfer_all(run), run.defense.auc()
+    for a in est:
+        for t in est[a]:
+            assert est[a][t].value == pytest.approx((est0[a][t].value + est1[a][t].value) / 2)
+            assert "t over 2 seeds" in est[a][t].method
+    for a in auc:
+        assert auc[a].value == pytest.approx((auc0[a].value + auc1[a].value) / 2)
+        assert auc[a].covers_seeds and not auc0[a].covers_seeds
+    assert run.defense.false_positive_rate().covers_seeds
+    assert all(v.status == claims.HOLDS and v.estimate.covers_seeds for v in run.cell_verdicts().values())
+    params = {"train_seed": 0, "train_seeds": [0, 1]}
+    result = report.Ch09Result({"resnet": run}, params)
+    numbers = result.numbers()
+    assert numbers["interval_covers"] == "images and training seeds" and numbers["train_seeds"] == [0, 1]
+    assert numbers["intervals"]["resnet"]["l1"]["pgd"]["cam"]["method"].endswith("t over 2 seeds")
+    assert "training seeds 0 and 1" in result.glue()["ch9_interval_scope"]
+    assert "one training seed (0)" in report.Ch09Result({}, {"train_seed": 0}).glue()["ch9_interval_scope"]
+    # a seed whose attacks transfer turns the pooled cells away from holding
+    mixed = report.pooled({0: _seed_run(0), 2: _seed_run(2, transfers=True)})
+    assert not any(v.status == claims.HOLDS for v in mixed.cell_verdicts().values())
+    other_images = _seed_run(1)
+    other_images.src.index = torch.arange(1, 11)
+    with pytest.raises(RuntimeError, match="train_seed 1 evaluated other images"):
+        report.pooled({0: _seed_run(0), 1: other_images})
+
+
+def test_the_diagonal_check_compares_each_seed_with_its_own_stored_maps():
+    """Chapter 3 stored each seed's maps: the check reads each seed's own diagonal, not the pooled one."""
+    from adv2.chapters._common import ChapterCheckFailed
+
+    first, second = _seed_run(0), _seed_run(1)
+    second.ev.at_target["cam"]["cam"] = second.ev.benign["cam"] + 0.2  # seed 1's attack on CAM: weaker
+    for r in (first, second):
+        r.src.stored_l1 = {"cam": r.own_matrix()["cam"]["cam"].value}
+    run = report.pooled({0: first, 1: second})
+    assert run.matrix()["cam"]["cam"].value > 1.5 * first.src.stored_l1["cam"]  # the pooled one: neither
+    report.check(report.Ch09Result({"resnet": run}, {}))
+    second.src.stored_l1 = dict(first.src.stored_l1)  # seed 1's store holding seed 0's attack
+    with pytest.raises(ChapterCheckFailed, match="diagonal cell of CAM"):
+        report.check(report.Ch09Result({"resnet": run}, {}))
+
+
+def test_auc_over_seeds_is_the_one_seed_auc_with_one_seed():
+    rng = np.random.default_rng(0)
+    b, a = [rng.normal(0, 1, 30) for _ in range(2)], [rng.normal(1, 1, 30) for _ in range(2)]
+    ok = [np.ones(30, bool), np.r_[np.ones(20, bool), np.zeros(10, bool)]]
+    assert detector.auc_ci_seeds(b[:1], a[:1], ok[:1]) == detector.auc_ci(b[0], a[0], ok[0])
+    both = detector.auc_ci_seeds(b, a, ok)
+    singles = [detector.auc_ci(x, y, k) for x, y, k in zip(b, a, ok)]
+    assert both.value == pytest.approx(np.mean([e.value for e in singles]))
+    assert both.low < both.value < both.high <= 1 and both.covers_seeds
+    with pytest.raises(ValueError, match="same images"):
+        detector.auc_ci_seeds(b, [a[0], a[1][:20]], [ok[0], ok[1][:20]])
 
 
 # ----------------------------------------------------------------------------- the ensemble
@@ -218,6 +297,8 @@ def test_parameters_are_validated():
         schema.validate_chapter("09_defense1", ok)  # one word is a list of one: not an ensemble
     with pytest.raises(ParameterError, match="adaptive_mask_steps"):
         schema.validate_chapter("09_defense1", {"adaptive_mask_steps": 0})
+    with pytest.raises(ParameterError, match="does not contain parameter 'train_seed'"):
+        schema.validate_chapter("09_defense1", {"train_seeds": [1, 2]})
     assert AUTHORS_MASK_STEPS == attacks.MaskConfig.track_steps == attacks.MaskConfig.unroll_steps
     ok["adaptive_interpreters"] = ["rts", "cam", "mask"]
     assert schema.validate_chapter("09_defense1", ok)["adaptive_interpreters"] == ["rts", "cam", "mask"]
@@ -356,6 +437,10 @@ def test_the_run_plan_lists_chapter9_models(fmnist):
     params = {**schema.defaults("09_defense1"), **load_profile("quick", "09_defense1")}
     labels = [label for label, _ in runplan.needed_models("09_defense1", params, fmnist)]
     assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
+    two = {**params, "train_seeds": [0, 1]}  # issue 27: each further seed's classifier and RTS
+    labels = [label for label, _ in runplan.needed_models("09_defense1", two, fmnist)]
+    assert labels == ["resnet classifier", "resnet RTS", "resnet classifier (train_seed 1)",
+                      "resnet RTS (train_seed 1)", "photo RTS"]  # fmt: skip
     params.update(fmnist=False, interpreters=["grad", "cam"])
     assert runplan.needed_models("09_defense1", params, fmnist) == []
     full = {**schema.defaults("09_defense1"), **load_profile("full", "09_defense1")}

@@ -19,7 +19,7 @@ from adv2.trained import photo_recipes, recipes
 RTS_CHAPTERS = ("02", "03", "04", "05", "06", "09")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
 # chapters whose train_seeds measure further training seeds' models (issue 27)
-SEED_CHAPTERS = ("03", "04", "05", "06")
+SEED_CHAPTERS = ("03", "04", "05", "06", "09")
 
 
 def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], profile: str | None):
@@ -39,7 +39,7 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo
     RTS, RTSA and control where the parameters ask for the photos; in chapters 3-6 the same
     Fashion-MNIST models of each further training seed of ``train_seeds`` (not chapter 4's trade-off
-    RTSAs). ``fmnist``: the data whose fingerprint the keys hash."""
+    RTSAs; chapter 9: classifier and RTS). ``fmnist``: the data whose fingerprint the keys hash."""
     # lazy: chapters 4 and 7's modules import torch; every other command (list, run, publish) stays light
     from adv2.chapters import aid_tradeoff
     from adv2.chapters.ch07 import classifiers as ch07_classifiers

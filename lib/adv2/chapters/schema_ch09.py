@@ -12,6 +12,7 @@ from __future__ import annotations
 from adv2.chapters import schema_ch01_03
 from adv2.chapters.schema_rows import (
     PHOTO_CLASSIFIERS_P,
+    TRAIN_SEEDS_P,
     Param,
     count_rule,
     evaluation,
@@ -89,6 +90,13 @@ CHAPTERS: dict[str, list[Param]] = {
             "run the Fashion-MNIST teaching setting (the classifiers of archs)",
         ),
         *(variant(_CH03[n], doc=_CH03[n].doc + " (chapter 3's)") for n in CHAPTER3_ATTACK),
+        # issue 27: each further seed's classifier and RTS with chapter 3's attacks on them (chapter 3
+        # at the same profile stores them); the photo settings' classifiers are pretrained
+        variant(
+            TRAIN_SEEDS_P,
+            doc="Fashion-MNIST: training seeds whose classifiers and RTS are all evaluated on chapter 3's "
+            "attacks of them; intervals then cover them ([]: train_seed alone)",
+        ),
         evaluation(
             "n_calibration",
             int,

@@ -120,7 +120,7 @@ def _boot_pooled_means(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return np.where(c > 0, s / np.maximum(c, 1), np.nan)
 
 
-def _widen(images: Estimate, per_seed: list[float], level: float, bounds: tuple[float, float]) -> Estimate:
+def widen(images: Estimate, per_seed: list[float], level: float, bounds: tuple[float, float]) -> Estimate:
     """``images``' interval widened on each side by the t half-width over ``per_seed`` values
     (in quadrature), clipped to ``bounds``; no interval when fewer than two seeds have a value."""
     method = f"{images.method} + t over {len(per_seed)} seeds"
@@ -150,7 +150,7 @@ def mean_ci_seeds(
     x = x[:, keep]
     n = x.shape[1]
     if n == 0:
-        return _widen(Estimate(None, None, None, 0, method), [], level, (-math.inf, math.inf))
+        return widen(Estimate(None, None, None, 0, method), [], level, (-math.inf, math.inf))
     value = _mean(x)
     low = high = None
     if n >= 2:
@@ -161,7 +161,7 @@ def mean_ci_seeds(
     images = Estimate(value, low, high, n, method)
     # a mean stays within the values it averages (non-negative distances: never below 0)
     finite = x[np.isfinite(x)]
-    return _widen(images, [_mean(row) for row in x], level, (float(finite.min()), float(finite.max())))
+    return widen(images, [_mean(row) for row in x], level, (float(finite.min()), float(finite.max())))
 
 
 def ratio_ci_seeds(
@@ -195,7 +195,7 @@ def ratio_ci_seeds(
 
     value = ratio(x, y)
     if not math.isfinite(value):
-        return _widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
+        return widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
     low = high = None
     if min(int(np.isfinite(x).sum()), int(np.isfinite(y).sum())) >= 2 and n >= 2:
         idx = _indices(n, n_boot, seed)
@@ -205,7 +205,7 @@ def ratio_ci_seeds(
     images = Estimate(value, low, high, n, method)
     # a ratio of non-negative means (map distances) is never below 0
     floor = 0.0 if min(np.nanmin(x), np.nanmin(y)) >= 0 else -math.inf
-    return _widen(images, [ratio(a[None], b[None]) for a, b in zip(x, y)], level, (floor, math.inf))
+    return widen(images, [ratio(a[None], b[None]) for a, b in zip(x, y)], level, (floor, math.inf))
 
 
 def share_ci_seeds(
@@ -239,7 +239,7 @@ def share_ci_seeds(
 
     point = share(v, f, c)
     if not math.isfinite(point):
-        return _widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
+        return widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
     low = high = None
     if min(int(np.isfinite(a).sum()) for a in (v, f, c)) >= 2 and n >= 2:
         idx = _indices(n, n_boot, seed)
@@ -249,7 +249,7 @@ def share_ci_seeds(
             low, high = _percentiles(np.where(ok, (bv - bf) / np.where(ok, bc - bf, 1.0), np.nan), level)
     images = Estimate(point, low, high, n, method)
     per_seed = [share(a[None], b[None], t[None]) for a, b, t in zip(v, f, c)]
-    return _widen(images, per_seed, level, (-math.inf, math.inf))
+    return widen(images, per_seed, level, (-math.inf, math.inf))
 
 
 def _flags_by_seed(flags_by_seed: Sequence[Any], name: str) -> np.ndarray:
@@ -273,11 +273,11 @@ def rate_ci_seeds(flags_by_seed: Sequence[Any], *, level: float = 0.95) -> Estim
     counts = np.isfinite(f).sum(1)
     n_per_seed = float(counts.mean())
     if counts.sum() == 0:
-        return _widen(Estimate(None, None, None, 0, method), [], level, (0.0, 1.0))
+        return widen(Estimate(None, None, None, 0, method), [], level, (0.0, 1.0))
     p = _mean(f)
     low, high = wilson(p, n_per_seed, z)
     images = Estimate(p, low, high, round(n_per_seed), method)
-    return _widen(images, [_mean(row) for row in f], level, (0.0, 1.0))
+    return widen(images, [_mean(row) for row in f], level, (0.0, 1.0))
 
 
 def rate_diff_ci_seeds(
@@ -298,7 +298,7 @@ def rate_diff_ci_seeds(
     n_seeds = len(a)
     n_per_seed = float(both.sum()) / n_seeds
     if n_per_seed == 0:
-        return _widen(Estimate(None, None, None, 0, method), [], level, (-1.0, 1.0))
+        return widen(Estimate(None, None, None, 0, method), [], level, (-1.0, 1.0))
     a1, b1 = (a == 1) & both, (b == 1) & both
     d = float(a1.sum() - b1.sum()) / float(both.sum())
     only_a = float((a1 & ~b1).sum()) / n_seeds
@@ -309,7 +309,7 @@ def rate_diff_ci_seeds(
         float(a1[s].sum() - b1[s].sum()) / float(both[s].sum()) if both[s].any() else float("nan")
         for s in range(n_seeds)
     ]
-    return _widen(images, per_seed, level, (-1.0, 1.0))
+    return widen(images, per_seed, level, (-1.0, 1.0))
 
 
 __all__ = [
@@ -321,4 +321,5 @@ __all__ = [
     "ratio_ci_seeds",
     "share_ci_seeds",
     "stack_by_seed",
+    "widen",
 ]

@@ -15,7 +15,8 @@ from adv2.chapters.ch09 import detector, ensemble
 from adv2.chapters.ch09.sources import Sources
 from adv2.chapters.ch09.transfer import PGD, Evaluation
 from adv2.core.interpreters.base import Interpreter
-from adv2.core.stats import Estimate, mean_ci, ratio_ci
+from adv2.core.seed_stats import mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
+from adv2.core.stats import Estimate
 
 BENIGN = "benign"
 
@@ -36,15 +37,28 @@ class Defense:
     threshold: float
     avg_shift: dict[str, np.ndarray]
     own_shift: dict[str, np.ndarray] = field(default_factory=dict)
+    # issue 27: the same defence on further training seeds' models (same images, each seed its own
+    # threshold); the estimates below pool them, the ROC curves and the threshold stay this seed's
+    more_seeds: list[Defense] = field(default_factory=list)
 
     @property
     def attacks(self) -> list[str]:
         return [a for a in self.scores if a != BENIGN]
 
+    @property
+    def seeds(self) -> list[Defense]:
+        """This seed's defence and each further seed's, in order."""
+        return [self, *self.more_seeds]
+
     def auc(self) -> dict[str, Estimate]:
         """Detector AUC [95 % interval] per attack (benign: the same images before the attack)."""
         return {
-            a: detector.auc_ci(self.scores[BENIGN], self.scores[a], self.success[a]) for a in self.attacks
+            a: detector.auc_ci_seeds(
+                [d.scores[BENIGN] for d in self.seeds],
+                [d.scores[a] for d in self.seeds],
+                [d.success[a] for d in self.seeds],
+            )
+            for a in self.attacks
         }
 
     def roc(self) -> dict[str, tuple[list[float], list[float]]]:
@@ -52,31 +66,42 @@ class Defense:
             a: detector.roc_curve(self.scores[BENIGN], self.scores[a][self.success[a]]) for a in self.attacks
         }
 
+    def _flagged(self, a: str) -> Estimate:
+        """Share of ``a``'s inputs (``"benign"``: the held-out clean images; an attack: its
+        successful inputs) flagged at each seed's calibration threshold, pooled over seeds."""
+        if not self.more_seeds:  # one seed: the image-only interval as ever
+            return detector.flagged(self.scores[a], self.threshold, None if a == BENIGN else self.success[a])
+        return rate_ci_seeds([np.where(d.success[a], d.scores[a] > d.threshold, np.nan) for d in self.seeds])
+
     def false_positive_rate(self) -> Estimate:
         """Share of the held-out clean images flagged at the calibration threshold."""
-        return detector.flagged(self.scores[BENIGN], self.threshold)
+        return self._flagged(BENIGN)
 
     def detection_rate(self) -> dict[str, Estimate]:
         """Share of each attack's successful inputs flagged at the calibration threshold."""
-        return {a: detector.flagged(self.scores[a], self.threshold, self.success[a]) for a in self.attacks}
+        return {a: self._flagged(a) for a in self.attacks}
 
     def mean_scores(self) -> dict[str, Estimate]:
-        out = {BENIGN: mean_ci(self.scores[BENIGN]), "calibration": mean_ci(self.calibration)}
+        out = {
+            BENIGN: mean_ci_seeds([d.scores[BENIGN] for d in self.seeds]),
+            "calibration": mean_ci_seeds([d.calibration for d in self.seeds]),
+        }
         for a in self.attacks:
-            out[a] = mean_ci(np.where(self.success[a], self.scores[a], np.nan))
+            out[a] = mean_ci_seeds([np.where(d.success[a], d.scores[a], np.nan) for d in self.seeds])
         return out
 
     def average_map_shift(self) -> dict[str, dict[str, Estimate]]:
         """Per attack: the averaged map's mean shift (over successes; PGD over all images) and its
         ratio to PGD's (paired bootstrap); for ADV2 against S also S's own normalised map's shift."""
-        pgd = self.avg_shift[PGD]
+        pgd = [d.avg_shift[PGD] for d in self.seeds]
         out = {}
         for a in self.attacks:
-            ok = np.ones_like(self.success[a]) if a == PGD else self.success[a]
-            v = np.where(ok, self.avg_shift[a], np.nan)
-            out[a] = {"shift": mean_ci(v), "ratio_to_pgd": ratio_ci(v, pgd, paired=True)}
+            ok = [np.ones_like(d.success[a]) if a == PGD else d.success[a] for d in self.seeds]
+            v = [np.where(k, d.avg_shift[a], np.nan) for d, k in zip(self.seeds, ok)]
+            out[a] = {"shift": mean_ci_seeds(v), "ratio_to_pgd": ratio_ci_seeds(v, pgd)}
             if a in self.own_shift:
-                out[a]["own_map_shift"] = mean_ci(np.where(ok, self.own_shift[a], np.nan))
+                own = [np.where(k, d.own_shift[a], np.nan) for d, k in zip(self.seeds, ok)]
+                out[a]["own_map_shift"] = mean_ci_seeds(own)
         return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from adv2.core.seed_stats import widen
 from adv2.core.stats import Estimate, as_vector, rate_ci
 
 N_BOOT = 2000
@@ -65,6 +66,45 @@ def auc_ci(
     return Estimate(value, float(low), float(high), n, method)
 
 
+def auc_ci_seeds(
+    benign_by_seed: list[Any], attacked_by_seed: list[Any], success_by_seed: list[Any], *, level: float = 0.95,
+    n_boot: int = N_BOOT, seed: int = 0,
+) -> Estimate:  # fmt: skip
+    """:func:`auc_ci` over training seeds (issue 27), one array per seed, all of the same images:
+    the mean of the seeds' AUCs (of those with one: a seed whose attack never succeeded has none),
+    its paired bootstrap interval over images (one set of indices for every seed) widened by
+    Student's t over the seeds' AUCs (:func:`adv2.core.seed_stats.widen`). One seed:
+    :func:`auc_ci` exactly."""
+    if len(benign_by_seed) == 1:
+        return auc_ci(
+            benign_by_seed[0], attacked_by_seed[0], success_by_seed[0], level=level, n_boot=n_boot, seed=seed
+        )
+    b = [as_vector(v, "benign") for v in benign_by_seed]
+    a = [np.where(as_vector(ok, "success").astype(bool), as_vector(v, "attacked"), np.nan)
+         for v, ok in zip(attacked_by_seed, success_by_seed)]  # fmt: skip
+    n = len(b[0])
+    if any(len(x) != n for x in (*b, *a)):
+        raise ValueError("every training seed's benign and attacked scores must describe the same images")
+    per_seed = [auc(bs, as_) for bs, as_ in zip(b, a)]
+    method = f"paired bootstrap AUC {round(100 * level)}%"
+    finite = [v for v in per_seed if np.isfinite(v)]
+    if not finite:
+        return widen(Estimate(None, None, None, n, method), per_seed, level, (0.0, 1.0))
+    value = float(np.mean(finite))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    stats = np.array([[auc(bs[i], as_[i]) for bs, as_ in zip(b, a)] for i in idx])  # (resamples, seeds)
+    has = np.isfinite(stats)  # a resample without both sides in a seed: that seed left out
+    boots = np.where(has.any(1), np.where(has, stats, 0).sum(1) / np.maximum(has.sum(1), 1), np.nan)
+    boots = boots[np.isfinite(boots)]
+    tail = (1 - level) / 2
+    low, high = np.quantile(boots, [tail, 1 - tail]) if len(boots) else (None, None)
+    images = Estimate(
+        value, None if low is None else float(low), None if high is None else float(high), n, method
+    )
+    return widen(images, per_seed, level, (0.0, 1.0))
+
+
 def roc_curve(negatives: Any, positives: Any) -> tuple[list[float], list[float]]:
     """``(false-positive rates, true-positive rates)`` at every threshold, from (0, 0) to (1, 1)."""
     neg, pos = as_vector(negatives, "negatives"), as_vector(positives, "positives")
@@ -98,4 +138,4 @@ def flagged(scores: Any, threshold: float, success: Any | None = None) -> Estima
     return rate_ci(s > threshold)
 
 
-__all__ = ["auc", "auc_ci", "flagged", "roc_curve", "threshold_at"]
+__all__ = ["auc", "auc_ci", "auc_ci_seeds", "flagged", "roc_curve", "threshold_at"]

@@ -4,6 +4,7 @@ verdicts and invariants (:class:`Ch09Result`, :func:`check`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,21 +17,23 @@ from adv2.chapters import claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     cell_value,
-    intervals_block,
+    judged_blocks,
     pad,
     verdict_cell,
     verdict_glue,
-    verdicts_block,
 )
 from adv2.chapters._common import check as _check
+from adv2.chapters._compare import interval_scope_text
 from adv2.chapters.ch09 import adaptive, defense, transfer
 from adv2.chapters.ch09.sources import Sources
 from adv2.chapters.claims import Verdict
+from adv2.chapters.schema import train_seed_list
 from adv2.core import attacks
 from adv2.core.formatting import fmt
 from adv2.core.interpreters.base import Interpreter
 from adv2.core.phrases import INTERPRETER_LABELS
-from adv2.core.stats import Estimate, mean_ci
+from adv2.core.seed_stats import mean_ci_seeds
+from adv2.core.stats import Estimate
 
 CLAIM_ID = "adv2_does_not_transfer"
 DETERMINISTIC = ("grad", "cam", "rts")  # maps recomputed exactly (MASK is an optimisation)
@@ -41,6 +44,10 @@ ADAPTIVE = {"ensemble": "ens", "ensemble + detector": "ensdet"}  # variant -> sh
 SETTINGS = ("photos", *claims.PHOTO_SETTINGS, "resnet")
 LABELS = {"pgd": "PGD", "ens": "ADV2 vs ensemble", "ensdet": "ADV2 vs ensemble + detector"}
 SETTING_LABELS = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}  # "photos (EfficientNet-Lite2)", ...
+# issue 27: the photo settings' classifiers are pretrained, trained once
+PHOTO_ONE_SEED = (
+    "; the photo sections' intervals cover the photos only (pretrained classifiers, one photo RTS)"
+)
 
 
 def name_of(interpreter: str) -> str:
@@ -97,9 +104,16 @@ class SettingRun:
     defense: defense.Defense
     adaptive: list[adaptive.AdaptiveRun] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # issue 27 (:func:`pooled`; photos: none): the seeds ev and defense pool, the further seeds' runs
+    train_seeds: list[int] = field(default_factory=list)
+    more_seeds: list[SettingRun] = field(default_factory=list)
 
     def matrix(self) -> dict[str, dict[str, Estimate]]:
         return transfer.matrix(self.ev)
+
+    def own_matrix(self) -> dict[str, dict[str, Estimate]]:
+        """The matrix of this training seed's models alone (what chapter 3's stored maps measured)."""
+        return transfer.matrix(dataclasses.replace(self.ev, more_seeds=[]))
 
     def cell_verdicts(self) -> dict[str, Verdict]:
         return transfer.cell_verdicts(self.ev)
@@ -158,6 +172,23 @@ def run_setting(
     )
     seconds["calibration"] = time.time() - t0
     return SettingRun(setting, src, ev, defense.defend(ev, src, calib, target_fpr), runs, seconds)
+
+
+def pooled(by_seed: Mapping[int, SettingRun]) -> SettingRun:
+    """One Fashion-MNIST setting's runs, one per training seed (``train_seed``'s first, each on
+    its seed's classifier and RTS, all on the same images), as one run: ``train_seed``'s, whose
+    estimates and verdicts pool every seed's (issue 27) and whose figures, thresholds and ROC
+    curves stay its own."""
+    first, *others = by_seed.values()
+    for seed, r in by_seed.items():
+        if not torch.equal(r.src.index, first.src.index):
+            raise RuntimeError(
+                f"{first.setting}: train_seed {seed} evaluated other images than {list(by_seed)[0]}"
+            )
+    first.ev.more_seeds = [r.ev for r in others]
+    first.defense.more_seeds = [r.defense for r in others]
+    first.train_seeds, first.more_seeds = list(by_seed), others
+    return first
 
 
 # ----------------------------------------------------------------------------- tables
@@ -232,11 +263,10 @@ def adaptive_table(run: SettingRun) -> str:
 
 def transfer_all(run: SettingRun) -> dict[str, dict[str, Estimate]]:
     """Mean L1 [95 %] per attack (the matrix's rows and the adaptive ones) and target interpreter."""
-    l1 = transfer.l1_arrays(run.ev)
+    l1 = transfer.l1_by_seed(run.ev)  # over each attack's successes, per training seed
     out = dict(run.matrix())
     for a in run.ev.extra:
-        ok = run.ev.success[a].numpy().astype(bool)
-        out[a] = {t: mean_ci(np.where(ok, l1[a][t], np.nan)) for t in run.ev.names}
+        out[a] = {t: mean_ci_seeds(l1[a][t]) for t in run.ev.names}
     return out
 
 
@@ -246,11 +276,25 @@ class Ch09Result:
     runs: dict[str, SettingRun]
     params: dict[str, Any]
 
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds of the Fashion-MNIST settings' models, ``train_seed`` first (the
+        photo settings' classifiers are pretrained: one each): those the runs pooled, else the
+        parameters'."""
+        pooled_seeds = [r.train_seeds for r in self.runs.values() if r.train_seeds]
+        p = self.params
+        return (
+            pooled_seeds[0]
+            if pooled_seeds
+            else train_seed_list(p.get("train_seed", 0), p.get("train_seeds") or [])
+        )
+
     def verdicts(self) -> dict[str, dict[str, Verdict]]:
         return {s: {CLAIM_ID: r.verdict()} for s, r in self.runs.items()}
 
     def numbers(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"intervals": {}, "verdicts": verdicts_block(self.verdicts())}
+        intervals: dict[str, Any] = {}
+        out: dict[str, Any] = {}  # per setting
         for s, r in self.runs.items():
             d = r.defense
             out[s] = {
@@ -276,19 +320,18 @@ class Ch09Result:
                 },
                 "roc": {a: {"fpr": f, "tpr": t} for a, (f, t) in d.roc().items()},
             }
-            out["intervals"][s] = intervals_block(
-                {
-                    "l1": transfer_all(r),
-                    "auc": d.auc(),
-                    "flagged": {"clean": d.false_positive_rate(), **d.detection_rate()},
-                    "disagreement": d.mean_scores(),
-                    "average_map": d.average_map_shift(),
-                }
-            )
-        return out
+            intervals[s] = {
+                "l1": transfer_all(r),
+                "auc": d.auc(),
+                "flagged": {"clean": d.false_positive_rate(), **d.detection_rate()},
+                "disagreement": d.mean_scores(),
+                "average_map": d.average_map_shift(),
+            }
+        # the Fashion-MNIST settings' intervals cover train_seeds; the photos': the photos only
+        return {**judged_blocks(intervals, self.verdicts(), self.train_seeds), **out}
 
     def glue(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"ch9_interval_scope": interval_scope_text(self.train_seeds) + PHOTO_ONE_SEED}
         attacks_all = ["pgd", *ALL_INTERPRETERS, *ADAPTIVE.values()]
         for s, r in self.runs.items():
             p = f"ch9_{s}_"
@@ -363,8 +406,9 @@ class Ch09Result:
 
 
 def diagonal_text(run: SettingRun) -> str:
-    """The diagonal here beside chapter 3's own value from its stored maps, per interpreter."""
-    est = run.matrix()
+    """The diagonal here beside chapter 3's own value from its stored maps, per interpreter
+    (``train_seed``'s run where several seeds ran: chapter 3's value is that seed's)."""
+    est = run.own_matrix()
     return "; ".join(
         f"{name_of(t)} {est[t][t]} (chapter 3: {fmt(run.src.stored_l1.get(t))})" for t in run.ev.names
     )
@@ -416,13 +460,20 @@ def check(result: Ch09Result) -> None:
             len(r.cell_verdicts()) == len(r.ev.names) * (len(r.ev.names) - 1),
             f"{s}: not one verdict per off-diagonal cell",
         )
-        for t in DETERMINISTIC:  # the diagonal repeats chapter 3's measurement (MASK: its own noise)
+        _check_diagonal(s, r)
+
+
+def _check_diagonal(setting: str, run: SettingRun) -> None:
+    """Each training seed's diagonal repeats chapter 3's measurement of its attacks (MASK: noisy)."""
+    for r in (run, *run.more_seeds):
+        est = r.own_matrix()
+        for t in DETERMINISTIC:
             here, stored = est.get(t, {}).get(t), r.src.stored_l1.get(t)
             if here is None or here.value is None or stored is None or stored != stored:
                 continue
             _check(
                 abs(here.value - stored) <= 1e-3 + 0.02 * stored,
-                f"{s}: the diagonal cell of {name_of(t)} is {here.value:.4g} here but {stored:.4g} in "
+                f"{setting}: the diagonal cell of {name_of(t)} is {here.value:.4g} here but {stored:.4g} in "
                 "chapter 3's stored maps: the store holds another attack than the one evaluated "
                 "(a key mismatch, a library bug)",
             )
@@ -438,6 +489,7 @@ __all__ = [
     "check",
     "detector_table",
     "heading",
+    "pooled",
     "matrix_table",
     "photo_runs",
     "run_setting",

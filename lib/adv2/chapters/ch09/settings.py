@@ -12,7 +12,7 @@ on the interpreters the store lacks (``attack_missing``), and the budget and see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,13 +146,16 @@ def fmnist_setting(
     mask_n_images: int,
     n_calibration: int,
     device: Any,
+    also_correct: Sequence[torch.nn.Module] = (),
 ) -> Setting:
     """A Fashion-MNIST classifier: chapter 3's attack set and inputs (cut to MASK's first
     ``mask_n_images`` when MASK is in the ensemble), and the first ``n_calibration`` test images
-    outside the attack set as calibration."""
+    outside the attack set as calibration. ``also_correct``: the other training seeds'
+    classifiers, which chapter 3 also asks to get each attacked image right (issue 27)."""
     aset = data.select_attack_set(
-        model, fmnist.x_test, fmnist.y_test, n_images, seed=chapter3.seed, device=device
-    )
+        model, fmnist.x_test, fmnist.y_test, n_images, seed=chapter3.seed, device=device,
+        also_correct=also_correct,
+    )  # fmt: skip
     src, interps = chapter3.inputs(arch_setting(arch), model, rts_net, aset, mask_n_images)
     src.setting = arch
     calibration = fmnist.x_test[_outside(len(fmnist.x_test), aset.index)[:n_calibration]]
@@ -242,10 +245,11 @@ def fmnist_from_params(
     *,
     device: Any,
     progress: bool,
+    also_correct: Sequence[torch.nn.Module] = (),
 ) -> tuple[Setting, attacks.ADV2Config]:
     """A Fashion-MNIST setting from the chapter's parameters, with chapter 3's code handed over as
     ``chapter3`` (``fmnist_configs``, ``attacked_interpreter``, ``attack_fmnist``), and the CAM
-    schedule the adaptive attack runs on."""
+    schedule the adaptive attack runs on; ``also_correct`` as :func:`fmnist_setting`'s."""
     budget = {
         "epsilon": p["epsilon"],
         "step_size": p["step_size"],
@@ -264,14 +268,39 @@ def fmnist_from_params(
             epsilon=p["epsilon"], step_size=p["step_size"], step_scale=p["step_scale"],
             mask_iterations=p["mask_iterations"], attack_batch_size=p["attack_batch_size"], seed=p["seed"],
             device=device, progress=progress, log=None, artifacts_dir=p["artifacts_dir"],
+            also_correct={arch: list(also_correct)},
         )  # fmt: skip
 
     handed = Chapter3Attacks.from_params(p, chapter3, cfgs, attack_missing, model, rts_net)
     setting = fmnist_setting(
         arch, model, rts_net, fmnist, handed, n_images=p["n_images"], mask_n_images=p["mask_n_images"],
-        n_calibration=p["n_calibration"], device=device,
+        n_calibration=p["n_calibration"], device=device, also_correct=also_correct,
     )  # fmt: skip
     return setting, chapter3.fmnist_configs(["cam"], **budget)["cam"]
+
+
+def fmnist_seed_settings(
+    p: Mapping[str, Any],
+    arch: str,
+    models: Mapping[int, Any],
+    fmnist: data.Dataset,
+    chapter3: Any,
+    *,
+    device: Any,
+    progress: bool,
+) -> Iterator[tuple[int, Setting, attacks.ADV2Config]]:
+    """:func:`fmnist_from_params` once per training seed of ``models`` (issue 27: ``train_seed``
+    first, then each further seed of ``train_seeds``; each with ``classifiers``, ``rts_nets`` and
+    ``accuracy`` by arch, chapter 3's ``SeedModels``), each built when the previous one is done:
+    ``(seed, setting, cam)``. Every seed's setting is on the same images, those every seed's
+    classifier gets right, as chapter 3 attacked them."""
+    for seed, m in models.items():
+        others = [o.classifiers[arch] for s, o in models.items() if s != seed]
+        setting, cam = fmnist_from_params(
+            p, arch, m.classifiers, {arch: m.accuracy[arch]}, m.rts_nets, fmnist, chapter3, device=device,
+            progress=progress, also_correct=others,
+        )  # fmt: skip
+        yield seed, setting, cam
 
 
 __all__ = [
@@ -280,6 +309,7 @@ __all__ = [
     "adaptive_on",
     "arch_setting",
     "fmnist_from_params",
+    "fmnist_seed_settings",
     "fmnist_setting",
     "n_correct_photos",
     "photo_from_params",

@@ -24,7 +24,8 @@ from adv2.chapters.claims import Verdict
 from adv2.core import metrics
 from adv2.core.interpreters.base import Interpreter
 from adv2.core.progress import progress_bar
-from adv2.core.stats import Estimate, mean_ci
+from adv2.core.seed_stats import BySeed, mean_ci_seeds
+from adv2.core.stats import Estimate
 
 PGD = "pgd"
 
@@ -47,6 +48,9 @@ class Evaluation:
     seconds: float
     extra: list[str] = field(default_factory=list)  # attacks beyond the matrix (the adaptive ones)
     attempted: dict[str, int] = field(default_factory=dict)  # an extra attack ran on its first n images
+    # issue 27: the same evaluation on further training seeds' models, on the same images; the
+    # matrix and the cells' verdicts pool them (the figures and the maps stay this seed's)
+    more_seeds: list[Evaluation] = field(default_factory=list)
 
     @property
     def attacks(self) -> list[str]:
@@ -127,14 +131,26 @@ def _over_successes(values: np.ndarray, ok: torch.Tensor) -> np.ndarray:
     return np.where(ok.numpy().astype(bool), values, np.nan)
 
 
+def l1_by_seed(ev: Evaluation) -> dict[str, dict[str, list[np.ndarray]]]:
+    """``{attack: {T: [per-image L1 over the attack's successes (PGD: all images), per training
+    seed]}}`` (``ev``'s seed first): what the pooled means take."""
+    evs = [ev, *ev.more_seeds]
+    l1s = [l1_arrays(e) for e in evs]
+    return {
+        a: {
+            t: [l1[a][t] if a == PGD else _over_successes(l1[a][t], e.success[a]) for e, l1 in zip(evs, l1s)]
+            for t in ev.names
+        }
+        for a in ev.attacks
+    }
+
+
 def matrix(ev: Evaluation) -> dict[str, dict[str, Estimate]]:
     """``{row: {T: mean L1 [95 % interval]}}``: rows ``"pgd"`` (all images) and each source S
-    (over ADV2-S's successes); the diagonal (S = T) is chapter 3's own attack."""
-    l1 = l1_arrays(ev)
-    out = {PGD: {t: mean_ci(l1[PGD][t]) for t in ev.names}}
-    for s in ev.names:
-        out[s] = {t: mean_ci(_over_successes(l1[s][t], ev.success[s])) for t in ev.names}
-    return out
+    (over ADV2-S's successes); the diagonal (S = T) is chapter 3's own attack. With further
+    training seeds: pooled over seeds and images (one seed: :func:`adv2.core.stats.mean_ci`)."""
+    l1 = l1_by_seed(ev)
+    return {a: {t: mean_ci_seeds(l1[a][t]) for t in ev.names} for a in (PGD, *ev.names)}
 
 
 def ratio_to_pgd(ev: Evaluation) -> dict[str, dict[str, float]]:
@@ -151,16 +167,24 @@ def ratio_to_pgd(ev: Evaluation) -> dict[str, dict[str, float]]:
 
 def cell_verdicts(ev: Evaluation) -> dict[str, Verdict]:
     """``{"S→T": verdict}`` for every off-diagonal cell: does ADV2 against S leave T's map nearer
-    PGD's than T's own attack (claim ``adv2_does_not_transfer``)?"""
-    l1 = l1_arrays(ev)
+    PGD's than T's own attack (claim ``adv2_does_not_transfer``)? With further training seeds the
+    claim rule pools them (:class:`adv2.core.seed_stats.BySeed`)."""
+    evs = [ev, *ev.more_seeds]
+    l1s = [l1_arrays(e) for e in evs]
+
+    def per_seed(arrays: list[Any]) -> Any:  # one seed: its plain array; several: BySeed (pooled)
+        return arrays[0] if len(arrays) == 1 else BySeed(arrays)
+
     out = {}
     for s in ev.names:
         for t in ev.names:
             if s == t:
                 continue
             out[f"{s}→{t}"] = claim_rules.adv2_does_not_transfer(
-                l1[s][t], ev.success[s], l1[t][t], ev.success[t], l1[PGD][t]
-            )
+                per_seed([l1[s][t] for l1 in l1s]), per_seed([e.success[s] for e in evs]),
+                per_seed([l1[t][t] for l1 in l1s]), per_seed([e.success[t] for e in evs]),
+                per_seed([l1[PGD][t] for l1 in l1s]),
+            )  # fmt: skip
     return out
 
 
@@ -171,6 +195,7 @@ __all__ = [
     "cell_verdicts",
     "evaluate",
     "l1_arrays",
+    "l1_by_seed",
     "matrix",
     "ratio_to_pgd",
 ]
