@@ -16,7 +16,7 @@ import torch
 
 from adv2.book import runplan
 from adv2.chapters import _common, claim_rules, claims, schema
-from adv2.chapters.ch07 import classifiers, input_size
+from adv2.chapters.ch07 import classifiers, input_size, reading
 from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
 from adv2.core.seed_stats import BySeed
@@ -142,7 +142,7 @@ def two_seeds(tiny):
 
 def test_two_training_seeds_attack_the_same_images_and_pool_intervals_and_verdicts(two_seeds):
     trained, other, result = two_seeds
-    assert result.train_seeds == [3, 5]
+    assert result.train_seeds == [3, 5] and result.more_seeds[5].train_seeds == [5]
     more = result.more_seeds[5]
     assert torch.equal(more.attack_set.index, result.attack_set.index)
     for t in (*trained.values(), *other.values()):  # every seed's classifiers get every image right
@@ -162,6 +162,12 @@ def test_two_training_seeds_attack_the_same_images_and_pool_intervals_and_verdic
     # the curve and accuracy are train_seed's run
     assert n["curve"]["resnet"]["56"]["cam"]["pgd"] == input_size._short(
         result.stats["resnet"][56]["cam"]["pgd"]
+    )
+    # the comparative words read the pooled values the prose shows beside them
+    pooled = n["intervals"]["resnet"]["56"]["cam"]["pgd"]["success_rate"]["value"]
+    assert reading._success(n, "resnet", "56", "cam", "pgd") == pooled
+    assert reading._success(result.more_seeds[5].numbers(), "resnet", "56", "cam", "pgd") == pytest.approx(
+        np.mean(flags[1])
     )
     glued = result.glue()
     assert "training seeds 3 and 5" in glued["ch7_interval_scope"]

@@ -323,7 +323,7 @@ def attack_sizes(
     more = {}
     for s, by_arch in others.items():
         t0 = time.time()
-        more[s] = attack(by_arch, None)
+        more[s] = dataclasses.replace(attack(by_arch, None), train_seed=s)
         if log:
             log(f"train_seed {s}: every attack again, on the same images, in {time.time() - t0:.0f} s")
     return dataclasses.replace(result, train_seed=train_seed, more_seeds=more)
