@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from adv2.book import runplan
 from adv2.chapters import _common, claim_rules, claims, schema
-from adv2.chapters.ch07 import classifiers, input_size
+from adv2.chapters.ch07 import classifiers, input_size, reading
 from adv2.core import classifier, models, stats
 from adv2.core.config import ParameterError
+from adv2.core.seed_stats import BySeed
 from adv2.trained import data, recipes
 from adv2.trained.files import artifact_key
 from standins import glue_keys_in_markdown
@@ -78,9 +80,16 @@ def test_upsample_keeps_range_and_shape():
 
 
 # ----------------------------------------------------------------------------- stand-in chapter
-def _trained(sizes=(28, 56)):
+def _trained(sizes=(28, 56), noise=0.0):
+    """Stand-in classifiers at every side; ``noise``: another "training seed's", the same weights
+    jittered (so that it mostly agrees with the first)."""
     torch.manual_seed(0)
     first = classifier.freeze(models.build_small_cnn("resnet", 10, NAMES).eval())
+    if noise:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for w in first.parameters():
+                w.add_(noise * w.abs().mean() * torch.randn(w.shape, generator=g))
     out = {}
     for s in sizes:
         # the 28-px network's weights; the stem's 3x3 kernel spread over its 3k x 3k window (the
@@ -117,6 +126,98 @@ def tiny():
         log=None,
     )
     return trained, fm, result
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tiny):
+    """The stand-in chapter with a second training seed's classifiers (issue 27)."""
+    trained, fm, _ = tiny
+    other = _trained(noise=0.1)
+    result = input_size.attack_sizes(
+        {"resnet": trained}, fm, interpreters=["grad", "cam"], n_images=8, epsilon=0.1, step_size=0.02,
+        step_scale=0.005, attack_batch_size=8, seed=0, log=None, train_seed=3, more_seeds={5: {"resnet": other}},
+    )  # fmt: skip
+    return trained, other, result
+
+
+def test_two_training_seeds_attack_the_same_images_and_pool_intervals_and_verdicts(two_seeds):
+    trained, other, result = two_seeds
+    assert result.train_seeds == [3, 5] and result.more_seeds[5].train_seeds == [5]
+    more = result.more_seeds[5]
+    assert torch.equal(more.attack_set.index, result.attack_set.index)
+    for t in (*trained.values(), *other.values()):  # every seed's classifiers get every image right
+        with torch.no_grad():
+            assert torch.equal(models.Upsampled(t.model)(result.attack_set.x).argmax(1), result.attack_set.y)
+    # each seed's own attacks; the intervals pool both seeds' per-image arrays
+    assert more.runs["resnet"][56]["cam"]["adv2"].x_adv is not result.runs["resnet"][56]["cam"]["adv2"].x_adv
+    est = result.intervals()["resnet"][56]["cam"]
+    flags = [r.per_image["resnet"][56]["cam"]["pgd"]["success"] for r in (result, more)]
+    assert est["pgd"]["success_rate"].value == pytest.approx(np.mean(flags))
+    assert est["pgd"]["success_rate"].covers_seeds and "2 seeds" in est["pgd"]["success_rate"].method
+    pgd_l1 = [r.per_image["resnet"][28]["grad"]["pgd"]["l1"] for r in (result, more)]
+    assert result.intervals()["resnet"][28]["grad"]["pgd"]["l1_mean"].value == pytest.approx(np.mean(pgd_l1))
+    n = result.numbers()
+    assert n["train_seeds"] == [3, 5] and n["interval_covers"] == "images and training seeds"
+    assert n["intervals"]["resnet"]["56"]["cam"]["pgd"]["success_rate"]["method"].endswith("over 2 seeds")
+    # the curve and accuracy are train_seed's run
+    assert n["curve"]["resnet"]["56"]["cam"]["pgd"] == input_size._short(
+        result.stats["resnet"][56]["cam"]["pgd"]
+    )
+    # the comparative words read the pooled values the prose shows beside them
+    pooled = n["intervals"]["resnet"]["56"]["cam"]["pgd"]["success_rate"]["value"]
+    assert reading._success(n, "resnet", "56", "cam", "pgd") == pooled
+    assert reading._success(result.more_seeds[5].numbers(), "resnet", "56", "cam", "pgd") == pytest.approx(
+        np.mean(flags[1])
+    )
+    glued = result.glue()
+    assert "training seeds 3 and 5" in glued["ch7_interval_scope"]
+    assert "one training seed" not in glued["ch7_interval_scope"]
+    for v in (*result.verdicts()["resnet_28px"].values(), *result.verdicts()["resnet_56px"].values()):
+        if v.estimate is not None and v.estimate.value is not None:
+            assert v.estimate.covers_seeds, v
+    input_size.check(result, "smoke")  # every seed's run
+
+
+def test_one_training_seed_covers_the_images_only(tiny):
+    _, _, result = tiny
+    n = result.numbers()
+    assert n["train_seeds"] == [0] and n["interval_covers"] == "images"
+    assert "one training seed (0)" in result.glue()["ch7_interval_scope"]
+
+
+def test_train_other_seeds_trains_each_further_seeds_recipes(monkeypatch):
+    seen = []
+
+    def load(recipes_, fmnist, **kw):
+        seen.extend(recipes_)
+        art = SimpleNamespace(metrics={"test_accuracy": 0.9}, from_cache=True)
+        return [(None, art, 0.0) for _ in recipes_]
+
+    monkeypatch.setattr(classifiers.loading, "load_classifiers_side_by_side", load)
+    params = {**schema.defaults("07_input_size"), "input_sizes": [28, 56], "train_seed": 1}
+    assert classifiers.train_other_seeds({**params, "train_seeds": []}, None, log=None) == {}
+    out = classifiers.train_other_seeds({**params, "train_seeds": [0, 1, 2]}, None, log=None)
+    assert list(out) == [0, 2] and set(out[2]["resnet"]) == {28, 56}
+    want = [classifiers.classifier_recipes({**params, "train_seed": s}, "resnet") for s in (0, 2)]
+    assert [r.key for r in seen] == [w[side].key for w in want for side in (28, 56)]
+    with pytest.raises(ParameterError, match="train_seeds"):
+        schema.validate_chapter("07_input_size", {"train_seed": 1, "train_seeds": [0, 2]})
+
+
+def test_run_plan_lists_each_further_seeds_classifiers():
+    params = {**schema.defaults("07_input_size"), "input_sizes": [28, 56], "train_seeds": [0, 4]}
+    plan = runplan.needed_models("07_input_size", params, SimpleNamespace())
+    assert [label for label, _ in plan] == [
+        "resnet classifier at 28 px",
+        "resnet classifier at 56 px",
+        "resnet classifier at 28 px (train_seed 4)",
+        "resnet classifier at 56 px (train_seed 4)",
+    ]
+    # each further model is the recipe a run with that train_seed would train (same cache key)
+    other = runplan.needed_models(
+        "07_input_size", {**params, "train_seed": 4, "train_seeds": []}, SimpleNamespace()
+    )
+    assert [r.key for _, r in plan[2:]] == [r.key for _, r in other] != [r.key for _, r in plan[:2]]
 
 
 def test_common_attack_set_is_correct_at_every_side(tiny):
@@ -203,6 +304,35 @@ def test_trend_claim_holds_does_not_hold_and_needs_images():
     )
     assert per.status == claims.DOES_NOT_HOLD and dict(per.parts)["cam"].status == claims.HOLDS
     assert "larger_inputs_help_adv2" not in claims.FRONT_PAGE_CLAIMS
+
+
+def test_trend_claim_pools_training_seeds():
+    def by_seed(*sides):
+        return {k: BySeed(s[k] for s in sides) for k in sides[0]}
+
+    one = claim_rules.larger_inputs_help_adv2(_side(0.8), _side(0.3, seed=1))
+    same = claim_rules.larger_inputs_help_adv2(by_seed(_side(0.8)), by_seed(_side(0.3, seed=1)))
+    assert same.estimate.as_dict() == one.estimate.as_dict()  # one seed: the images-only interval
+    small, large = (_side(0.8), _side(0.8, seed=2)), (_side(0.3, seed=1), _side(0.3, seed=3))
+    two = claim_rules.larger_inputs_help_adv2(by_seed(*small), by_seed(*large))
+    assert two.status == claims.HOLDS and two.estimate.covers_seeds and "2 seeds" in two.estimate.method
+
+    def pooled(sides, key):
+        return np.mean([s[key] for s in sides])
+
+    want = (pooled(large, "adv2_l1") / pooled(large, "pgd_l1")) / (
+        pooled(small, "adv2_l1") / pooled(small, "pgd_l1")
+    )
+    assert two.estimate.value == pytest.approx(want)
+    # seeds that disagree: the interval over seeds leaves it open
+    mixed = claim_rules.larger_inputs_help_adv2(
+        by_seed(_side(0.8), _side(0.3, seed=2)), by_seed(_side(0.3, seed=1), _side(0.8, seed=3))
+    )
+    assert mixed.status == claims.INCONCLUSIVE
+    few = claim_rules.larger_inputs_help_adv2(
+        by_seed(_side(0.8), _side(0.8, seed=2, success=0.0)), by_seed(*large)
+    )
+    assert few.status == claims.NOT_MEASURABLE and "2 training seeds" in few.reason
 
 
 def test_ratio_of_ratios_matches_its_definition():

@@ -65,15 +65,20 @@ def test_ch7_gap_trend_says_away_when_the_gap_widens():
     arch = next(iter(n["curve"]))
     small, large = str(n["sizes"][0]), str(n["sizes"][-1])
     changed = copy.deepcopy(n)
+
+    def set_rate(size, n_, att, value):  # the curve's (train_seed's run) and its pooled value
+        changed["curve"][arch][size][n_][att]["success_rate"] = value
+        changed["intervals"][arch][size][n_][att]["success_rate"]["value"] = value
+
     for n_ in n["interpreters"]:
-        changed["curve"][arch][small][n_]["adv2"]["success_rate"] = 0.2
-        changed["curve"][arch][small][n_]["pgd"]["success_rate"] = 0.9
-        changed["curve"][arch][large][n_]["adv2"]["success_rate"] = 0.9
-        changed["curve"][arch][large][n_]["pgd"]["success_rate"] = 0.9
+        set_rate(small, n_, "adv2", 0.2)
+        set_rate(small, n_, "pgd", 0.9)
+        set_rate(large, n_, "adv2", 0.9)
+        set_rate(large, n_, "pgd", 0.9)
     text = reading.phrase_glue(changed)["ch7_success_gap_reading"]
     assert text.count("moves towards PGD's") == len(n["interpreters"])
     for n_ in n["interpreters"]:
-        changed["curve"][arch][large][n_]["adv2"]["success_rate"] = 0.1
+        set_rate(large, n_, "adv2", 0.1)
     text = reading.phrase_glue(changed)["ch7_success_gap_reading"]
     assert text.count("moves away from PGD's") == len(n["interpreters"])
     assert glue["ch7_success_gap_reading"] != text

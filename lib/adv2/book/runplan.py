@@ -19,7 +19,7 @@ from adv2.trained import photo_recipes, recipes
 RTS_CHAPTERS = ("02", "03", "04", "05", "06", "09")  # chapters that load each classifier's RTS
 RTSA_CHAPTERS = ("04", "05", "06")  # ... and its RTSA with the beta = 0 control
 # chapters whose train_seeds measure further training seeds' models (issue 27)
-SEED_CHAPTERS = ("03", "04", "05", "06", "09")
+SEED_CHAPTERS = ("03", "04", "05", "06", "07", "09")
 
 
 def value_sources(stem: str, values: dict[str, Any], params: dict[str, Any], profile: str | None):
@@ -37,7 +37,7 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     """``(label, recipe)`` of each trained model chapter ``stem`` loads (from the cache, a committed
     checkpoint, or trained), as the chapters choose them: each arch's classifier, its RTS in
     chapters 2-6, its RTSA and beta = 0 control in 4-6 (and chapter 4's trade-off RTSAs); the photo
-    RTS, RTSA and control where the parameters ask for the photos; in chapters 3-6 the same
+    RTS, RTSA and control where the parameters ask for the photos; in chapters 3-7 the same
     Fashion-MNIST models of each further training seed of ``train_seeds`` (not chapter 4's trade-off
     RTSAs; chapter 9: classifier and RTS). ``fmnist``: the data whose fingerprint the keys hash."""
     # lazy: chapters 4 and 7's modules import torch; every other command (list, run, publish) stays light
@@ -49,13 +49,16 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
     archs = params.get("archs") or []
     if number == "09" and not params.get("fmnist", True):  # chapter 9 without its teaching setting
         archs = []
+
+    def classifiers(p: dict[str, Any], arch: str, tag: str = "") -> list[tuple[str, Any]]:
+        if number == "07":  # one classifier per input side
+            sides = ch07_classifiers.classifier_recipes(p, arch).items()
+            return [(f"{arch} classifier at {side} px{tag}", r) for side, r in sides]
+        return [(f"{arch} classifier{tag}", recipes.classifier_recipe(p, arch))]
+
     if fmnist is not None and params.get("dataset", "fashion-mnist") == "fashion-mnist":
         for arch in archs:
-            if number == "07":  # one classifier per input side
-                sides = ch07_classifiers.classifier_recipes(params, arch).items()
-                wanted += [(f"{arch} classifier at {side} px", r) for side, r in sides]
-            else:
-                wanted.append((f"{arch} classifier", recipes.classifier_recipe(params, arch)))
+            wanted += classifiers(params, arch)
             if number in RTS_CHAPTERS:
                 wanted.append((f"{arch} RTS", recipes.rts_recipe(params, arch)))
             if number in RTSA_CHAPTERS:
@@ -67,8 +70,9 @@ def needed_models(stem: str, params: dict[str, Any], fmnist: Any) -> list[tuple[
             further = [s for s in params.get("train_seeds") or [] if s != params.get("train_seed", 0)]
             for seed in further if number in SEED_CHAPTERS else []:  # each further training seed's models
                 other, tag = {**params, "train_seed": seed}, f"(train_seed {seed})"
-                wanted.append((f"{arch} classifier {tag}", recipes.classifier_recipe(other, arch)))
-                wanted.append((f"{arch} RTS {tag}", recipes.rts_recipe(other, arch)))
+                wanted += classifiers(other, arch, f" {tag}")
+                if number in RTS_CHAPTERS:
+                    wanted.append((f"{arch} RTS {tag}", recipes.rts_recipe(other, arch)))
                 if number in RTSA_CHAPTERS:
                     rtsa = recipes.rtsa_recipe(other, arch)
                     wanted += [

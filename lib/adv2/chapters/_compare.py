@@ -137,7 +137,7 @@ def interval_scope_text(
 ) -> str:
     """What a chapter's Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals
     <this>"): the ``images`` (chapters 3 and 6: the attacked ones), and the training seeds when
-    several ran (chapters 3-6; ``models``: what each seed trains, ``measured``: what the protocol
+    several ran (chapters 3-7; ``models``: what each seed trains, ``measured``: what the protocol
     did to them)."""
     if len(train_seeds) == 1:
         return (

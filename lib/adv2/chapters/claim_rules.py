@@ -32,10 +32,11 @@ from adv2.core.seed_stats import (
     mean_ci_seeds,
     rate_diff_ci_seeds,
     ratio_ci_seeds,
+    ratio_of_ratios_ci_seeds,
     share_ci_seeds,
     stack_by_seed,
 )
-from adv2.core.stats import as_vector, rate_diff_ci, ratio_of_ratios_ci
+from adv2.core.stats import as_vector, rate_diff_ci
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -216,25 +217,19 @@ def larger_inputs_help_adv2(
     """Chapter 7: does ADV2's advantage over PGD grow with the input size?
 
     ``small`` and ``large`` hold the per-image arrays of the same attacked images at the smallest
-    and the largest input size: ``{"adv2_l1", "pgd_l1", "adv2_success"}`` each, or
+    and the largest input size: ``{"adv2_l1", "pgd_l1", "adv2_success"}`` each (every array may be
+    :class:`adv2.core.seed_stats.BySeed`, all or none: pooled over training seeds), or
     ``{interpreter: {...}}`` for every interpreter. The estimate is the ADV2 / PGD L1 ratio at the
-    large size over the one at the small size (paired bootstrap over images).
-    """
+    large size over the one at the small size (paired bootstrap over images)."""
     cid = "larger_inputs_help_adv2"
     claim = CLAIMS[cid]
     keys = ("adv2_l1", "pgd_l1", "adv2_success")
 
-    def one(s: Mapping[str, Any], lg: Mapping[str, Any]) -> Verdict:
+    def prepare(*by_size: Any) -> Verdict | tuple:  # one seed's arrays, small then large
         arrays = []
-        for name, d in (("small", s), ("large", lg)):
-            missing = [k for k in keys if k not in d]
-            if missing:
-                raise ValueError(f"{cid}: {name} lacks {missing}; expected keys {list(keys)}")
-            ok = _flags(d["adv2_success"], f"{name} adv2_success")
-            arrays += [
-                _only_where(d["adv2_l1"], ok, f"{name} adv2_l1"),
-                as_vector(d["pgd_l1"], f"{name} pgd_l1"),
-            ]
+        for name, (adv, pgd, success) in (("small", by_size[:3]), ("large", by_size[3:])):
+            ok = _flags(success, f"{name} adv2_success")
+            arrays += [_only_where(adv, ok, f"{name} adv2_l1"), as_vector(pgd, f"{name} pgd_l1")]
         if len({len(a) for a in arrays}) != 1:
             raise ValueError(f"{cid}: both sizes must describe the same attacked images")
         short = _too_few(claim, len(arrays[0]), min_images)
@@ -242,12 +237,17 @@ def larger_inputs_help_adv2(
             return short
         for name, a in (("smallest", arrays[0]), ("largest", arrays[2])):
             if int(np.isfinite(a).sum()) < 2:
-                return verdict_of(
-                    claim,
-                    NOT_MEASURABLE,
-                    f"ADV2 reached the target on fewer than 2 images at the {name} size: too few maps",
-                )
-        return decide(cid, ratio_of_ratios_ci(arrays[2], arrays[3], arrays[0], arrays[1], level=LEVEL))
+                why = f"ADV2 reached the target on fewer than 2 images at the {name} size: too few maps"
+                return verdict_of(claim, NOT_MEASURABLE, why)
+        return arrays[2], arrays[3], arrays[0], arrays[1]
+
+    def one(s: Mapping[str, Any], lg: Mapping[str, Any]) -> Verdict:
+        for name, d in (("small", s), ("large", lg)):
+            missing = [k for k in keys if k not in d]
+            if missing:
+                raise ValueError(f"{cid}: {name} lacks {missing}; expected keys {list(keys)}")
+        names = [f"{size} {k}" for size in ("small", "large") for k in keys]
+        return _per_seed(cid, prepare, [d[k] for d in (s, lg) for k in keys], names, ratio_of_ratios_ci_seeds)
 
     if set(small) <= set(keys) and set(large) <= set(keys):
         return one(small, large)

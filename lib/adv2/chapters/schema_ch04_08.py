@@ -242,6 +242,10 @@ CHAPTERS: dict[str, list[rows.Param]] = {
             ),
             "sides (px) the 28-px images are bilinearly upsampled to; one classifier trained per side",
         ),
+        rows.variant(
+            rows.TRAIN_SEEDS_P,
+            doc="training seeds whose classifiers (every side) are all attacked; intervals then cover them ([]: train_seed alone)",
+        ),
         rows.evaluation(
             "interpreters",
             list,

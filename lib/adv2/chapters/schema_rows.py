@@ -109,7 +109,7 @@ SEEDS = Rule(
     ),
     "a non-empty list of distinct integers >= 0",
 )
-# train_seeds (chapters 3-6): [] is train_seed alone
+# train_seeds (chapters 3-7): [] is train_seed alone
 TRAIN_SEEDS = Rule(lambda v: v == [] or SEEDS.check(v), "[] or a list of distinct integers >= 0")
 
 # ----------------------------------------------------------------------------- shared groups
@@ -207,7 +207,7 @@ AID_CHAPTER_HEAD = [
     *RTS_RECIPE,
     *AID_RECIPE,
 ]
-# chapters 3-6 (issue 27): not a cache key itself, each seed is the chapter's recipes with that
+# chapters 3-7 (issue 27): not a cache key itself, each seed is the chapter's recipes with that
 # train_seed; [] is train_seed alone
 TRAIN_SEEDS_P = evaluation(
     "train_seeds",

@@ -30,7 +30,7 @@ more images.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ from adv2.core.stats import (
     rate_ci,
     rate_diff_ci,
     ratio_ci,
+    ratio_of_ratios_ci,
     seeds_ci,
     share_ci,
     wilson,
@@ -208,6 +209,42 @@ def ratio_ci_seeds(
     return widen(images, [ratio(a[None], b[None]) for a, b in zip(x, y)], level, (floor, math.inf))
 
 
+def _pooled_stat(
+    named: dict[str, Any], stat: Callable[..., Any], method: str, *, level: float, n_boot: int, seed: int,
+    nonnegative: bool = False,
+) -> Estimate:  # fmt: skip
+    """``stat`` of the pooled means of several measures of the same seeds and images (``named``:
+    one per-image array per seed each; NaNs skipped per array). The images part is a paired
+    bootstrap (one set of image indices per resample for every measure and seed), the seeds part
+    :func:`widen`'s. ``stat`` takes the means (floats, or arrays of resampled means) and gives NaN
+    where it is undefined; ``nonnegative``: never below 0 when every value is (map distances)."""
+    arrays = [_by_seed(a, name) for name, a in named.items()]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(
+            f"{', '.join(named)} need the same seeds and images, got shapes "
+            + ", ".join(str(a.shape) for a in arrays)
+        )
+    keep = np.any([np.isfinite(a).any(0) for a in arrays], axis=0)
+    arrays = [a[:, keep] for a in arrays]
+    n = arrays[0].shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(stat(*(_mean(a) for a in arrays)))
+        if not math.isfinite(point):
+            return widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
+        low = high = None
+        if min(int(np.isfinite(a).sum()) for a in arrays) >= 2 and n >= 2:
+            idx = _indices(n, n_boot, seed)
+            low, high = _percentiles(stat(*(_boot_pooled_means(a, idx) for a in arrays)), level)
+        per_seed = [float(stat(*(_mean(a[s]) for a in arrays))) for s in range(len(arrays[0]))]
+    floor = 0.0 if nonnegative and all(np.nanmin(a) >= 0 for a in arrays) else -math.inf
+    return widen(Estimate(point, low, high, n, method), per_seed, level, (floor, math.inf))
+
+
+def _share(value: Any, floor: Any, ceiling: Any) -> Any:
+    ok = ceiling > floor  # NaN: no advantage to remove
+    return np.where(ok, (value - floor) / np.where(ok, ceiling - floor, 1.0), np.nan)
+
+
 def share_ci_seeds(
     value_by_seed: Sequence[Any], floor_by_seed: Sequence[Any], ceiling_by_seed: Sequence[Any], *,
     level: float = 0.95, n_boot: int = 2000, seed: int = 0,
@@ -229,27 +266,37 @@ def share_ci_seeds(
         return share_ci(v[0], f[0], c[0], level=level, n_boot=n_boot, seed=seed)
     _z(level)
     method = f"paired bootstrap share {round(100 * level)}%"
-    keep = (np.isfinite(v) | np.isfinite(f) | np.isfinite(c)).any(0)
-    v, f, c = v[:, keep], f[:, keep], c[:, keep]
-    n = v.shape[1]
+    return _pooled_stat(named, _share, method, level=level, n_boot=n_boot, seed=seed)
 
-    def share(a: np.ndarray, b: np.ndarray, top: np.ndarray) -> float:
-        lo, hi = _mean(b), _mean(top)
-        return (_mean(a) - lo) / (hi - lo) if hi > lo else float("nan")  # NaN: no advantage to remove
 
-    point = share(v, f, c)
-    if not math.isfinite(point):
-        return widen(Estimate(None, None, None, n, method), [], level, (-math.inf, math.inf))
-    low = high = None
-    if min(int(np.isfinite(a).sum()) for a in (v, f, c)) >= 2 and n >= 2:
-        idx = _indices(n, n_boot, seed)
-        bv, bf, bc = (_boot_pooled_means(a, idx) for a in (v, f, c))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ok = bc > bf
-            low, high = _percentiles(np.where(ok, (bv - bf) / np.where(ok, bc - bf, 1.0), np.nan), level)
-    images = Estimate(point, low, high, n, method)
-    per_seed = [share(a[None], b[None], t[None]) for a, b, t in zip(v, f, c)]
-    return widen(images, per_seed, level, (-math.inf, math.inf))
+def _ratio_of_ratios(num_a: Any, den_a: Any, num_b: Any, den_b: Any) -> Any:
+    ok = (den_a > 0) & (den_b > 0) & (num_b > 0)
+    inner = np.where(ok, num_b / np.where(ok, den_b, 1.0), 1.0)
+    return np.where(ok, (num_a / np.where(ok, den_a, 1.0)) / inner, np.nan)
+
+
+def ratio_of_ratios_ci_seeds(
+    num_a_by_seed: Sequence[Any], den_a_by_seed: Sequence[Any], num_b_by_seed: Sequence[Any],
+    den_b_by_seed: Sequence[Any], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+) -> Estimate:  # fmt: skip
+    """Pooled ``(mean(num_a) / mean(den_a)) / (mean(num_b) / mean(den_b))``, all four measured on
+    the same images in every seed (NaNs skipped per array, as
+    :func:`adv2.core.stats.ratio_of_ratios_ci`: chapter 7's ADV2 / PGD L1 ratio at the largest input
+    side over the one at the smallest); one seed: that function."""
+    named = {
+        "num_a_by_seed": num_a_by_seed,
+        "den_a_by_seed": den_a_by_seed,
+        "num_b_by_seed": num_b_by_seed,
+        "den_b_by_seed": den_b_by_seed,
+    }
+    rows = [_by_seed(a, name) for name, a in named.items()]
+    if len(rows[0]) == 1 and len({r.shape for r in rows}) == 1:
+        return ratio_of_ratios_ci(*(r[0] for r in rows), level=level, n_boot=n_boot, seed=seed)
+    _z(level)
+    method = f"paired bootstrap ratio of ratios {round(100 * level)}%"
+    return _pooled_stat(
+        named, _ratio_of_ratios, method, level=level, n_boot=n_boot, seed=seed, nonnegative=True
+    )
 
 
 def _flags_by_seed(flags_by_seed: Sequence[Any], name: str) -> np.ndarray:
@@ -319,6 +366,7 @@ __all__ = [
     "rate_ci_seeds",
     "rate_diff_ci_seeds",
     "ratio_ci_seeds",
+    "ratio_of_ratios_ci_seeds",
     "share_ci_seeds",
     "stack_by_seed",
     "widen",

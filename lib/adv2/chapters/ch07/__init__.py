@@ -21,5 +21,7 @@ every side, :mod:`~adv2.chapters.ch07.classifiers`), then in :mod:`~adv2.chapter
 :func:`attack_sizes` (an :class:`InputSizeResult` whose ``numbers()`` is
 ``results/07_input_size.json``'s, ``glue()`` the prose's and ``per_image`` the per-image arrays),
 :func:`curve_table`, :func:`curve_figure`, :func:`maps_figure`, :func:`verdict_table` and
-:func:`check`.
+:func:`check`. With ``train_seeds`` (issue 27), :func:`~adv2.chapters.ch07.classifiers.train_other_seeds`
+gives every further training seed's classifiers and :func:`attack_sizes` attacks them the same way on
+the same images; the intervals and verdicts pool the seeds, the rest is ``train_seed``'s run.
 """

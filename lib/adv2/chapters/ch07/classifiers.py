@@ -4,13 +4,14 @@ attack set they share: the test images every side's classifier gets right."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from adv2.chapters.schema import train_seed_list
 from adv2.core import models
 from adv2.trained import data, loading, recipes
 
@@ -65,6 +66,24 @@ def train_classifiers(
     return out
 
 
+def train_other_seeds(
+    params: Mapping[str, Any],
+    fmnist: data.Dataset,
+    *,
+    log: Callable[[str], None] | None = print,
+    **kwargs: Any,
+) -> dict[int, dict[str, dict[int, Trained]]]:
+    """:func:`train_classifiers` (``kwargs``: its device, artifacts_dir, progress) for every
+    training seed of ``params["train_seeds"]`` but ``params["train_seed"]`` (the same recipes with
+    that ``train_seed``), by seed; empty with one seed (the default)."""
+    out = {}
+    for s in train_seed_list(params["train_seed"], params.get("train_seeds") or [])[1:]:
+        if log:
+            log(f"train_seed {s}:")
+        out[s] = train_classifiers({**params, "train_seed": s}, fmnist, log=log, **kwargs)
+    return out
+
+
 # ----------------------------------------------------------------------------- the attack set
 class _AllCorrect(nn.Module):
     """A stand-in classifier of 28-px images for :func:`adv2.trained.data.select_attack_set`: its
@@ -90,11 +109,16 @@ def common_attack_set(
     *,
     seed: int,
     device: torch.device | str = "cpu",
+    also_correct: Sequence[Mapping[int, Trained]] = (),
 ) -> data.AttackSet:
     """Chapter 3's seeded, class-balanced sample with random wrong targets, kept to the test
     images every side's classifier gets right: the same images and targets at every side (28 px;
-    each side attacks them upsampled)."""
-    judge = _AllCorrect({s: t.model for s, t in trained.items()}).to(device).eval()
+    each side attacks them upsampled). ``also_correct``: the classifiers of further training
+    seeds, by side, that must get them right too, so that every seed attacks the same images."""
+    judge, *others = (
+        _AllCorrect({s: t.model for s, t in by_side.items()}).to(device).eval()
+        for by_side in (trained, *also_correct)
+    )
     return data.select_attack_set(
         judge,
         fmnist.x_test,
@@ -103,4 +127,5 @@ def common_attack_set(
         seed=seed,
         num_classes=fmnist.num_classes,
         device=device,
+        also_correct=others,
     )

@@ -4,6 +4,7 @@ chapter's tables and figures, and its invariants (:func:`check`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,14 +17,14 @@ from adv2.chapters import claim_rules, claims, plotting
 from adv2.chapters._common import (
     NOT_RUN,
     fmt_rows,
-    intervals_block,
+    judged_blocks,
     verdict_cell,
     verdict_glue,
-    verdicts_block,
 )
 from adv2.chapters._common import check as _check
 from adv2.chapters._compare import (
     attack_intervals,
+    interval_scope_text,
     per_image_arrays,
     pgd_steps,
     setting_verdicts,
@@ -37,6 +38,7 @@ from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, models
 from adv2.core.formatting import fmt
 from adv2.core.interpreters import build_interpreter
+from adv2.core.seed_stats import BySeed
 from adv2.trained import data
 
 STEM = "07_input_size"
@@ -61,7 +63,9 @@ class InputSizeResult:
     ``runs[arch][size][name]`` is :func:`adv2.chapters.protocol.compare_pgd_adv2`'s dict, ``per_image`` the
     same layout of chapter 3's per-image arrays (success, confidence, L1, L2, mean IoU of PGD and
     ADV2), ``accuracy[arch][size]`` the classifiers' test accuracy, ``seconds[arch][size]`` the
-    wall time of PGD and of each interpreter's ADV2 there."""
+    wall time of PGD and of each interpreter's ADV2 there. ``more_seeds``: the same attacks, on the
+    same images, on the classifiers of further training seeds (issue 27), by seed; the intervals
+    and verdicts pool them with ``train_seed``'s, everything else is ``train_seed``'s run."""
 
     archs: list[str]
     sizes: list[int]
@@ -76,6 +80,18 @@ class InputSizeResult:
     seconds: dict[str, dict[int, dict[str, float]]]
     x_pgd: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     per_image: dict[str, dict[int, dict[str, dict]]] = field(default_factory=dict)
+    train_seed: int = 0
+    more_seeds: dict[int, InputSizeResult] = field(default_factory=dict)
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds whose classifiers were attacked, ``train_seed`` first."""
+        return [self.train_seed, *self.more_seeds]
+
+    def per_image_by_seed(self, arch: str, size: int) -> list[dict[str, dict]]:
+        """``arch``'s per-image arrays at ``size`` per interpreter, one dict per training seed
+        (``train_seed`` first): what :func:`adv2.chapters._compare.attack_intervals` pools."""
+        return [r.per_image[arch][size] for r in (self, *self.more_seeds.values())]
 
     @property
     def stats(self) -> dict[str, dict[int, dict[str, dict]]]:
@@ -88,8 +104,10 @@ class InputSizeResult:
     def intervals(self) -> dict[str, dict[int, dict[str, dict[str, Any]]]]:
         """95 % intervals per classifier and side (:func:`adv2.chapters._compare.attack_intervals`:
         success rates by Wilson, mean distances by bootstrap, the ADV2 / PGD L1 ratio by paired
-        bootstrap over images)."""
-        return {a: {s: attack_intervals(self.per_image[a][s]) for s in self.sizes} for a in self.archs}
+        bootstrap over images; over the training seeds too when several ran)."""
+        return {
+            a: {s: attack_intervals(self.per_image_by_seed(a, s)) for s in self.sizes} for a in self.archs
+        }
 
     def verdicts(self) -> dict[str, dict[str, Verdict]]:
         """Chapter 3's two claims at every side (settings ``<arch>_<side>px``) and the trend
@@ -97,7 +115,7 @@ class InputSizeResult:
         out: dict[str, dict[str, Verdict]] = {}
         for a in self.archs:
             for s in self.sizes:
-                out[f"{a}_{s}px"] = setting_verdicts(self.per_image[a][s])
+                out[f"{a}_{s}px"] = setting_verdicts(self.per_image_by_seed(a, s))
             out[f"{a}_sizes"] = {TREND_CLAIM: trend_verdict(self, a)}
         return out
 
@@ -132,10 +150,11 @@ class InputSizeResult:
             "curve": curve,
             "train_seconds": {a: {str(s): v for s, v in d.items()} for a, d in self.train_seconds.items()},
             "seconds": {a: {str(s): v for s, v in d.items()} for a, d in self.seconds.items()},
-            "intervals": intervals_block(
-                {a: {str(s): v for s, v in d.items()} for a, d in self.intervals().items()}
+            **judged_blocks(
+                {a: {str(s): v for s, v in d.items()} for a, d in self.intervals().items()},
+                self.verdicts(),
+                self.train_seeds,
             ),
-            "verdicts": verdicts_block(self.verdicts()),
         }
 
     def glue(self, results_dir: str | None = None) -> dict[str, Any]:
@@ -145,7 +164,7 @@ class InputSizeResult:
         the first classifier's curve ends as ``ch7_<n>_ratio_small`` / ``_large`` and
         ``ch7_<n>_success_small`` / ``_large``, the sides as ``ch7_size_small`` / ``_large``; the
         trend verdict as ``ch7_trend_verdict`` (with ``_settle``) and per interpreter
-        ``ch7_trend_<n>``; the comparative words of :func:`adv2.chapters.ch07.reading.phrase_glue`
+        ``ch7_trend_<n>``; what the intervals cover as ``ch7_interval_scope``; the comparative words of :func:`adv2.chapters.ch07.reading.phrase_glue`
         and ``ch7_chapter3_reading`` (chapter 3's verdicts from ``results_dir``, else the published
         results). "not run" for what the run left out."""
         out: dict[str, Any] = {
@@ -184,6 +203,9 @@ class InputSizeResult:
             out[f"{GLUE_PREFIX}trend_{n}"] = verdict_cell(parts.get(n)) if n in parts else NOT_RUN
         out.update(reading.phrase_glue(self.numbers()))  # the comparative words, from the numbers
         out[f"{GLUE_PREFIX}chapter3_reading"] = reading.chapter3_reading(results_dir or "results")
+        out[f"{GLUE_PREFIX}interval_scope"] = interval_scope_text(
+            self.train_seeds, models="classifiers (one per input side)"
+        )
         return out
 
 
@@ -207,10 +229,15 @@ def attack_sizes(
     device: torch.device | str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = print,
+    train_seed: int = 0,
+    more_seeds: Mapping[int, Mapping[str, Mapping[int, Trained]]] | None = None,
 ) -> InputSizeResult:
     """Per classifier: the common attack set, then at every side PGD (chapter 3's baseline and
     warm start) and ADV2 per interpreter with chapter 3's schedules (``step_scale`` of the
-    authors' step counts, on ``schedule``)."""
+    authors' step counts, on ``schedule``). ``trained`` are the classifiers of ``train_seed``;
+    ``more_seeds`` those of further training seeds, by seed
+    (:func:`adv2.chapters.ch07.classifiers.train_other_seeds`), attacked the same way on the same
+    images (those every seed's classifiers get right)."""
     bad = [n for n in interpreters if n not in ALL_INTERPRETERS]
     if bad or not interpreters:
         raise ValueError(
@@ -227,53 +254,79 @@ def attack_sizes(
     }
     n_pgd = pgd_steps(step_scale)
     warm = warm_starts(cfgs, n_pgd)
-    runs, per_image, seconds, x_pgds, sets = {}, {}, {}, {}, {}
-    for a in archs:
-        sets[a] = aset = common_attack_set(trained[a], fmnist, n_images, seed=seed, device=device)
-        runs[a], per_image[a], seconds[a], x_pgds[a] = {}, {}, {}, {}
-        for s in sizes:
-            model, x = trained[a][s].model, models.upsample(aset.x, s)
-            t0 = time.time()
-            snaps = attacks.pgd_snapshots(
-                model, x, aset.target, warm, epsilon=epsilon, step_size=step_size,
-                batch_size=attack_batch_size, progress=progress, desc=f"PGD {a} {s}px",
-                schedule=schedule,
-            )  # fmt: skip
-            seconds[a][s] = {"pgd": time.time() - t0}
-            x_pgds[a][s] = snaps[n_pgd]
-            runs[a][s], per_image[a][s] = {}, {}
-            for n in interpreters:
-                t0, cfg = time.time(), cfgs[n]
-                runs[a][s][n] = compare_pgd_adv2(
-                    model, _interpreter(n, model, s), x, aset.y, aset.target, cfg,
-                    x_pgd=snaps[n_pgd], x_stage1=shared_stage1(cfg, snaps),
-                    batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",
+    # every seed attacks the same images: those every side's classifier of every seed gets right
+    others = dict(more_seeds or {})
+    sets = {
+        a: common_attack_set(
+            trained[a],
+            fmnist,
+            n_images,
+            seed=seed,
+            device=device,
+            also_correct=[o[a] for o in others.values()],
+        )
+        for a in archs
+    }
+
+    def attack(
+        by_arch: Mapping[str, Mapping[int, Trained]], log: Callable[[str], None] | None
+    ) -> InputSizeResult:
+        """PGD and ADV2 on one training seed's classifiers, at every side."""
+        runs, per_image, seconds, x_pgds = {}, {}, {}, {}
+        for a in archs:
+            aset = sets[a]
+            runs[a], per_image[a], seconds[a], x_pgds[a] = {}, {}, {}, {}
+            for s in sizes:
+                model, x = by_arch[a][s].model, models.upsample(aset.x, s)
+                t0 = time.time()
+                snaps = attacks.pgd_snapshots(
+                    model, x, aset.target, warm, epsilon=epsilon, step_size=step_size,
+                    batch_size=attack_batch_size, progress=progress, desc=f"PGD {a} {s}px",
+                    schedule=schedule,
                 )  # fmt: skip
-                seconds[a][s][n] = time.time() - t0
-                per_image[a][s][n] = per_image_arrays(runs[a][s][n])
-                if log:
-                    st = runs[a][s][n]["numbers"]
-                    log(
-                        f"{a} {s:3d} px {n:4s} ({seconds[a][s][n]:5.1f} s): success PGD "
-                        f"{st['pgd']['success_rate']:.2f} / ADV2 {st['adv2']['success_rate']:.2f}, "
-                        f"L1 PGD {fmt(st['pgd']['l1_mean'])} / ADV2 {fmt(st['adv2']['l1_mean'])}"
-                    )
-    first = sets[archs[0]]
-    return InputSizeResult(
-        archs,
-        sizes,
-        list(interpreters),
-        epsilon,
-        step_size,
-        step_scale,
-        first,
-        runs,
-        {a: {s: trained[a][s].accuracy for s in sizes} for a in archs},
-        {a: {s: trained[a][s].train_seconds for s in sizes} for a in archs},
-        seconds,
-        x_pgds,
-        per_image,
-    )
+                seconds[a][s] = {"pgd": time.time() - t0}
+                x_pgds[a][s] = snaps[n_pgd]
+                runs[a][s], per_image[a][s] = {}, {}
+                for n in interpreters:
+                    t0, cfg = time.time(), cfgs[n]
+                    runs[a][s][n] = compare_pgd_adv2(
+                        model, _interpreter(n, model, s), x, aset.y, aset.target, cfg,
+                        x_pgd=snaps[n_pgd], x_stage1=shared_stage1(cfg, snaps),
+                        batch_size=attack_batch_size, progress=progress, desc=f"ADV2 {n} {a} {s}px",
+                    )  # fmt: skip
+                    seconds[a][s][n] = time.time() - t0
+                    per_image[a][s][n] = per_image_arrays(runs[a][s][n])
+                    if log:
+                        st = runs[a][s][n]["numbers"]
+                        log(
+                            f"{a} {s:3d} px {n:4s} ({seconds[a][s][n]:5.1f} s): success PGD "
+                            f"{st['pgd']['success_rate']:.2f} / ADV2 {st['adv2']['success_rate']:.2f}, "
+                            f"L1 PGD {fmt(st['pgd']['l1_mean'])} / ADV2 {fmt(st['adv2']['l1_mean'])}"
+                        )
+        return InputSizeResult(
+            archs,
+            sizes,
+            list(interpreters),
+            epsilon,
+            step_size,
+            step_scale,
+            sets[archs[0]],
+            runs,
+            {a: {s: by_arch[a][s].accuracy for s in sizes} for a in archs},
+            {a: {s: by_arch[a][s].train_seconds for s in sizes} for a in archs},
+            seconds,
+            x_pgds,
+            per_image,
+        )
+
+    result = attack(trained, log)
+    more = {}
+    for s, by_arch in others.items():
+        t0 = time.time()
+        more[s] = dataclasses.replace(attack(by_arch, None), train_seed=s)
+        if log:
+            log(f"train_seed {s}: every attack again, on the same images, in {time.time() - t0:.0f} s")
+    return dataclasses.replace(result, train_seed=train_seed, more_seeds=more)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -282,15 +335,25 @@ def trend_verdict(result: InputSizeResult, arch: str) -> Verdict:
     every interpreter (not measurable when only one side was run)."""
     if len(result.sizes) < 2:
         return claims.not_measurable(TREND_CLAIM, "only one input size was run: nothing to compare")
-    small, large = result.per_image[arch][result.sizes[0]], result.per_image[arch][result.sizes[-1]]
 
-    def arrays(pi: dict[str, dict]) -> dict[str, dict[str, list]]:
+    def arrays(size: int) -> dict[str, dict[str, Any]]:
+        """Per interpreter, the claim's arrays at ``size``: one seed's, or ``BySeed`` over seeds."""
+        runs = result.per_image_by_seed(arch, size)
+
+        def each(n: str, att: str, key: str) -> Any:
+            values = [pi[n][att][key] for pi in runs]
+            return values[0] if len(values) == 1 else BySeed(values)
+
         return {
-            n: {"adv2_l1": d["adv2"]["l1"], "pgd_l1": d["pgd"]["l1"], "adv2_success": d["adv2"]["success"]}
-            for n, d in pi.items()
+            n: {
+                "adv2_l1": each(n, "adv2", "l1"),
+                "pgd_l1": each(n, "pgd", "l1"),
+                "adv2_success": each(n, "adv2", "success"),
+            }
+            for n in runs[0]
         }
 
-    return claim_rules.larger_inputs_help_adv2(arrays(small), arrays(large))
+    return claim_rules.larger_inputs_help_adv2(arrays(result.sizes[0]), arrays(result.sizes[-1]))
 
 
 # ----------------------------------------------------------------------------- tables, figures
@@ -396,7 +459,9 @@ def verdict_table(result: InputSizeResult) -> str:
 # ----------------------------------------------------------------------------- invariants
 def check(result: InputSizeResult, profile: str) -> None:
     """The chapter's invariants; a failure (:class:`ChapterCheckFailed`) names the expected value,
-    the measured one and the parameter to change."""
+    the measured one and the parameter to change (every training seed's run)."""
+    for other in result.more_seeds.values():
+        check(other, profile)
     for a in result.archs:
         for s in result.sizes:
             x = models.upsample(result.attack_set.x, s)

@@ -34,8 +34,18 @@ def _ends(numbers: Mapping[str, Any]) -> tuple[str, str, str]:
     return arch, sizes[0], sizes[-1]
 
 
+def _value(numbers: Mapping[str, Any], arch: str, size: str, n: str, *keys: str) -> float | None:
+    """A number of the curve (``train_seed``'s run), or its pooled value from the intervals when
+    several training seeds ran, so the words match the glued intervals (one seed: the same)."""
+    pooled = len(numbers.get("train_seeds") or [0]) > 1
+    d: Any = (numbers["intervals"] if pooled else numbers["curve"])[arch].get(size, {}).get(n)
+    for k in keys:
+        d = d.get(k) if isinstance(d, Mapping) else None
+    return d.get("value") if pooled and isinstance(d, Mapping) else d
+
+
 def _success(numbers: Mapping[str, Any], arch: str, size: str, n: str, att: str) -> float | None:
-    return (numbers["curve"][arch].get(size, {}).get(n) or {}).get(att, {}).get("success_rate")
+    return _value(numbers, arch, size, n, att, "success_rate")
 
 
 def phrase_glue(numbers: Mapping[str, Any]) -> dict[str, str]:
@@ -59,8 +69,8 @@ def phrase_glue(numbers: Mapping[str, Any]) -> dict[str, str]:
         a0, p0 = _success(numbers, arch, small, n, "adv2"), _success(numbers, arch, small, n, "pgd")
         a1, p1 = _success(numbers, arch, large, n, "adv2"), _success(numbers, arch, large, n, "pgd")
         out[f"{GLUE_PREFIX}{n}_success_change"] = change(a0, a1) or "not measured"
-        r0 = (numbers["curve"][arch].get(small, {}).get(n) or {}).get("l1_ratio_adv2_over_pgd")
-        r1 = (numbers["curve"][arch].get(large, {}).get(n) or {}).get("l1_ratio_adv2_over_pgd")
+        r0 = _value(numbers, arch, small, n, "l1_ratio_adv2_over_pgd")
+        r1 = _value(numbers, arch, large, n, "l1_ratio_adv2_over_pgd")
         out[f"{GLUE_PREFIX}{n}_ratio_change"] = (
             change(r0, r1) or "has no value at one side: too few successes"
         )
