@@ -142,22 +142,18 @@ def test_profile_notes_stay_true_of_the_profiles():
     quick, full = values("03_adv2", "quick"), values("03_adv2")
     assert len(quick["photo_classifiers"]) == 1 and quick["imagenet_n_images"] > 0
     assert full["photo_classifiers"] == list(config.PHOTO_CLASSIFIERS) and full["imagenet_n_images"] == 0
-    # full's sentence names how many training seeds chapters 3-6's intervals cover, and that the
-    # other chapters (one training seed each) cover the images only
+    # full's sentence names how many training seeds chapters 3-7 and 9's intervals cover, and that
+    # chapter 2 (one training seed) and the photos cover the images only
     n_words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
     assert values("01_target_models")["seed_repeats"] == len(full["train_seeds"])
     note = " ".join(runbox.PROFILE_NOTES["full"].split())
     assert f"cover {n_words[len(full['train_seeds'])]} training seeds" in note
-    for stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10"):
+    for stem in ("04_aid_defense", "05_noise_sensitivity", "06_table10", "07_input_size", "09_defense1"):
         seeds = values(stem)["train_seeds"]
-        assert seeds == full["train_seeds"], f"{stem}: the run box says chapters 3 to 6 share seeds"
-    for stem in ("07_input_size", "09_defense1"):
-        seeds = values(stem).get("train_seeds") or []
-        assert len(seeds) <= 1, f"{stem} now has training seeds at full: say so in runbox.PROFILE_NOTES"
-    assert (
-        "the other chapters' intervals (chapters 7 and 9, and every photo interval) cover the images only"
-        in note
-    )
+        assert seeds == full["train_seeds"], f"{stem}: the run box says chapters 3 to 7 and 9 share seeds"
+    seeds = values("02_interpreters").get("train_seeds") or []
+    assert len(seeds) <= 1, "chapter 2 now has training seeds at full: say so in runbox.PROFILE_NOTES"
+    assert "chapter 2's intervals and every photo interval cover the images only" in note
     assert set(runbox.PROFILE_NOTES) <= set(config.PROFILES)
     # a mixed run says each of its profiles' sentences
     assert runbox.profile_note({"quick", "full"}) == " ".join(
