@@ -70,6 +70,13 @@ PINS: dict[str, str] = {
     "rtsa-4af5da67e9ac3ab0.pt": "bc8729e0adacfe56357dbaf092facaf81b76035f3025e189ff46ebe34c7f28f2",
     "rtsa-dbde79b10dadca43.pt": "d2d19655994219b83cbdbdfe5bbe62e721dc7c325b3c0ee15df1ee3e99ee72dc",
     "rtsa-7501d6181f600007.pt": "1095a22d653d7fbea8eccce657ef8d439327700b539ec97e01ac2eada3deb6b3",
+    # chapter 7's further training seeds (1, 2) at full: the classifier of every input side
+    "classifier-9d1a48ff91493c55.pt": "072f4fc9e93b37c4c661cda6029da05473793fb371c2b13a296e1aa3423c6ffc",
+    "classifier-fe9a85a2f9d03289.pt": "899315817e8c5520372a6028fe62fe70e648f96c55f2f2034beba6dabdd17a0b",
+    "classifier-fd0cb2315d6e6de2.pt": "468c5d689d4f2c2c858af959025e3273aec7d3d86c3377af14b8c34452090217",
+    "classifier-c49a4a4e793082cc.pt": "360382f61121a634b0057121b27830d5b8896ef4a61499ee22b9fb926148eb57",
+    "classifier-491050663006ad02.pt": "9874e15d39392df8571110dc44133734da278258cc3eaacf4d05995158847811",
+    "classifier-cfbac99c4a6ffcc4.pt": "679d934201c562ddb509dc6d89babb9c58302516663786f3d1e4f50e6be39332",
 }
 
 
