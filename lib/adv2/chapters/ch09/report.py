@@ -1,17 +1,16 @@
-"""Chapter 9's result: one :class:`SettingRun` per setting (photos, Fashion-MNIST ResNet), made by
-:func:`run_setting`; the chapter's numbers (``results/09_defense1.json``), glue, tables, figures,
+"""Chapter 9's result: one :class:`~adv2.chapters.ch09.setting_runs.SettingRun` per setting (photos,
+Fashion-MNIST ResNet), made by :func:`~adv2.chapters.ch09.setting_runs.run_setting` (each training seed's
+pooled by :func:`run_seeds`); the chapter's numbers (``results/09_defense1.json``), glue, tables, figures,
 verdicts and invariants (:class:`Ch09Result`, :func:`check`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from adv2.chapters import claims, plotting
 from adv2.chapters._common import (
@@ -25,20 +24,17 @@ from adv2.chapters._common import (
 from adv2.chapters._common import check as _check
 from adv2.chapters._compare import interval_scope_text
 from adv2.chapters.ch09 import adaptive, defense, transfer
-from adv2.chapters.ch09.sources import Sources
+from adv2.chapters.ch09.setting_runs import ADAPTIVE, CLAIM_ID, SettingRun, pooled, run_setting
 from adv2.chapters.claims import Verdict
 from adv2.chapters.schema import train_seed_list
 from adv2.core import attacks
 from adv2.core.formatting import fmt
-from adv2.core.interpreters.base import Interpreter
 from adv2.core.phrases import INTERPRETER_LABELS
 from adv2.core.seed_stats import mean_ci_seeds
 from adv2.core.stats import Estimate
 
-CLAIM_ID = "adv2_does_not_transfer"
 DETERMINISTIC = ("grad", "cam", "rts")  # maps recomputed exactly (MASK is an optimisation)
 ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
-ADAPTIVE = {"ensemble": "ens", "ensemble + detector": "ensdet"}  # variant -> short name
 # the settings whose glue names the prose quotes ("not run" when left out): the photos of each
 # photo classifier ("photos": EfficientNet-Lite0, "photos_lite2": EfficientNet-Lite2), the ResNet
 SETTINGS = ("photos", *claims.PHOTO_SETTINGS, "resnet")
@@ -94,101 +90,33 @@ def seconds_text(run: Any) -> str:
     return ", ".join(f"{parts.get(k, k)} {v:.0f} s" for k, v in run.seconds.items())
 
 
-@dataclass
-class SettingRun:
-    """One setting's sources, evaluated maps, detector and adaptive attacks."""
-
-    setting: str
-    src: Sources
-    ev: transfer.Evaluation
-    defense: defense.Defense
-    adaptive: list[adaptive.AdaptiveRun] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    # issue 27 (:func:`pooled`; photos: none): the seeds ev and defense pool, the further seeds' runs
-    train_seeds: list[int] = field(default_factory=list)
-    more_seeds: list[SettingRun] = field(default_factory=list)
-
-    def matrix(self) -> dict[str, dict[str, Estimate]]:
-        return transfer.matrix(self.ev)
-
-    def own_matrix(self) -> dict[str, dict[str, Estimate]]:
-        """The matrix of this training seed's models alone (what chapter 3's stored maps measured)."""
-        return transfer.matrix(dataclasses.replace(self.ev, more_seeds=[]))
-
-    def cell_verdicts(self) -> dict[str, Verdict]:
-        return transfer.cell_verdicts(self.ev)
-
-    def verdict(self) -> Verdict:
-        """The claim over every off-diagonal cell (:func:`adv2.chapters.claims.all_of`)."""
-        return claims.all_of(CLAIM_ID, self.cell_verdicts())
-
-
-def run_setting(
-    setting: str,
-    model: torch.nn.Module,
-    interpreters: Mapping[str, Interpreter],
-    src: Sources,
-    calibration_x: torch.Tensor,
+def run_seeds(
+    seed_settings: Iterable[tuple[int, Any, attacks.ADV2Config]],
+    p: Mapping[str, Any],
     *,
-    target_fpr: float,
-    adaptive_cfg: attacks.ADV2Config | None,
-    detector_weight: float,
-    batch_size: int,
-    adaptive_n_images: int = 0,
-    adaptive_interpreters: tuple[str, ...] | list[str] = adaptive.LOSS_INTERPRETERS,
-    adaptive_mask_steps: int = attacks.MaskConfig.unroll_steps,
     device: Any,
     progress: bool = False,
 ) -> SettingRun:
-    """Maps of every input through every interpreter, the detector, and (``adaptive_cfg`` given)
-    the two adaptive attacks on the first ``adaptive_n_images`` of the same images (0: all), their
-    loss on the ``adaptive_interpreters`` of the ensemble (MASK's term: ``adaptive_mask_steps``
-    tracking and as many unrolled Adam steps per attack step)."""
-    seconds = {}
-    t0 = time.time()
-    ev = transfer.evaluate(model, interpreters, src, batch_size=batch_size, device=device, progress=progress)
-    seconds["maps"] = time.time() - t0
-    runs = []
-    if adaptive_cfg is not None:
-        side = max(int(m.shape[-1]) for m in ev.benign.values())
-        k = min(adaptive_n_images or src.n, src.n)
-        for weight in (0.0, detector_weight):
-            run = adaptive.attack(
-                model, interpreters, src.x[:k], src.y[:k], src.target[:k], adaptive_cfg, side=side,
-                detector_weight=weight, loss_interpreters=adaptive_interpreters, batch_size=batch_size,
-                mask_config=attacks.MaskConfig(track_steps=adaptive_mask_steps, unroll_steps=adaptive_mask_steps),
-                progress=progress,
-            )  # fmt: skip
-            runs.append(run)
-            transfer.add_attack(
-                ev, ADAPTIVE[run.variant], model, interpreters, run.x_adv, src.target, run.success,
-                y=src.y, batch_size=batch_size, device=device,
-            )  # fmt: skip
-            seconds[ADAPTIVE[run.variant]] = run.seconds
-    t0 = time.time()
-    side = max(int(m.shape[-1]) for m in ev.benign.values())
-    calib = defense.calibration_scores(
-        model, interpreters, calibration_x, side=side, batch_size=batch_size, device=device
-    )
-    seconds["calibration"] = time.time() - t0
-    return SettingRun(setting, src, ev, defense.defend(ev, src, calib, target_fpr), runs, seconds)
-
-
-def pooled(by_seed: Mapping[int, SettingRun]) -> SettingRun:
-    """One Fashion-MNIST setting's runs, one per training seed (``train_seed``'s first, each on
-    its seed's classifier and RTS, all on the same images), as one run: ``train_seed``'s, whose
-    estimates and verdicts pool every seed's (issue 27) and whose figures, thresholds and ROC
-    curves stay its own."""
-    first, *others = by_seed.values()
-    for seed, r in by_seed.items():
-        if not torch.equal(r.src.index, first.src.index):
-            raise RuntimeError(
-                f"{first.setting}: train_seed {seed} evaluated other images than {list(by_seed)[0]}"
-            )
-    first.ev.more_seeds = [r.ev for r in others]
-    first.defense.more_seeds = [r.defense for r in others]
-    first.train_seeds, first.more_seeds = list(by_seed), others
-    return first
+    """:func:`run_setting` on each training seed's Fashion-MNIST setting (``(seed, setting, cam)``
+    from :func:`adv2.chapters.ch09.settings.fmnist_seed_settings`) with the chapter's parameters
+    ``p`` (the adaptive attacks on ``cam`` where ``p["adaptive"]``), then :func:`pooled`. With
+    several seeds, one line per seed says where its inputs came from and where its time went."""
+    by_seed, lines = {}, []
+    for seed, s, cam in seed_settings:
+        t0 = time.time()
+        by_seed[seed] = run_setting(
+            s.name, s.model, s.interpreters, s.src, s.calibration_x, target_fpr=p["target_fpr"],
+            adaptive_cfg=cam if p["adaptive"] else None, detector_weight=p["detector_weight"],
+            adaptive_interpreters=p["adaptive_interpreters"], adaptive_mask_steps=p["adaptive_mask_steps"],
+            batch_size=p["attack_batch_size"], device=device, progress=progress,
+        )  # fmt: skip
+        lines.append(
+            f"{s.name}, train_seed {seed}: {s.src.reused_text()} | {time.time() - t0:.0f} s "
+            f"({seconds_text(by_seed[seed])})"
+        )
+    if len(lines) > 1:
+        print("\n".join(lines))
+    return pooled(by_seed)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -492,6 +420,7 @@ __all__ = [
     "pooled",
     "matrix_table",
     "photo_runs",
+    "run_seeds",
     "run_setting",
     "title",
     "titled",
