@@ -14,7 +14,7 @@ import torch
 from adv2.chapters import attack_figures, claim_rules
 from adv2.chapters.claims import Verdict
 from adv2.core import attacks, metrics, paper
-from adv2.core.seed_stats import BySeed, mean_ci_seeds, rate_ci_seeds, ratio_ci_seeds
+from adv2.core.seed_stats import mean_ci_seeds, one_or_by_seed, rate_ci_seeds, ratio_ci_seeds
 
 PHOTO_EPSILON, PHOTO_STEP = paper.PAPER_EPSILON, paper.PAPER_STEP_SIZE  # the paper's ImageNet budget
 
@@ -161,9 +161,7 @@ def setting_verdicts(per_image: dict[str, dict] | Sequence[dict[str, dict]]) -> 
     runs = _by_seed(per_image)
 
     def each(att: str, key: str) -> dict[str, Any]:
-        if len(runs) == 1:
-            return {n: pi[att][key] for n, pi in runs[0].items()}
-        return {n: BySeed(r[n][att][key] for r in runs) for n in runs[0]}
+        return {n: one_or_by_seed(r[n][att][key] for r in runs) for n in runs[0]}
 
     return {
         "adv2_success_like_pgd": claim_rules.adv2_success_like_pgd(

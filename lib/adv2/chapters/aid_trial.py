@@ -27,7 +27,7 @@ import torch
 
 from adv2.chapters import aid_eval, claim_rules
 from adv2.chapters.claims import Verdict
-from adv2.core.seed_stats import BySeed, mean_ci_seeds, ratio_ci_seeds, share_ci_seeds
+from adv2.core.seed_stats import mean_ci_seeds, one_or_by_seed, ratio_ci_seeds, share_ci_seeds
 from adv2.core.stats import Estimate
 
 NAMES = {"rts": "RTS", "rtsa": "RTSA", "control": "control (β = 0)"}
@@ -92,7 +92,7 @@ def intervals(
 
 def claim_input(runs: Sequence[Mapping[str, Any]], key: str) -> Any:
     """A claim rule's input: the one seed's array, else :class:`adv2.core.seed_stats.BySeed`."""
-    return runs[0][key] if len(runs) == 1 else BySeed(r[key] for r in runs)
+    return one_or_by_seed(r[key] for r in runs)
 
 
 def verdicts(p: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Verdict]:

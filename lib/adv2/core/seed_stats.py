@@ -30,7 +30,7 @@ more images.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,13 @@ from adv2.core.stats import (
 class BySeed(tuple):
     """One per-image array per training seed, all of the same images: what the claim rules of
     :mod:`adv2.chapters.claim_rules` take where a plain array would be one seed's."""
+
+
+def one_or_by_seed(values_by_seed: Iterable[Any]) -> Any:
+    """A claim rule's input from one per-image array per training seed: the one seed's own array
+    (the rules' one-seed path, bitwise as before seeds existed), else :class:`BySeed` (pooled)."""
+    values = list(values_by_seed)
+    return values[0] if len(values) == 1 else BySeed(values)
 
 
 def interval_covers(n_seeds: int) -> str:
@@ -363,6 +370,7 @@ __all__ = [
     "BySeed",
     "interval_covers",
     "mean_ci_seeds",
+    "one_or_by_seed",
     "rate_ci_seeds",
     "rate_diff_ci_seeds",
     "ratio_ci_seeds",

@@ -38,7 +38,7 @@ from adv2.chapters.protocol import compare_pgd_adv2
 from adv2.core import attacks, models
 from adv2.core.formatting import fmt
 from adv2.core.interpreters import build_interpreter
-from adv2.core.seed_stats import BySeed
+from adv2.core.seed_stats import one_or_by_seed
 from adv2.trained import data
 
 STEM = "07_input_size"
@@ -341,8 +341,7 @@ def trend_verdict(result: InputSizeResult, arch: str) -> Verdict:
         runs = result.per_image_by_seed(arch, size)
 
         def each(n: str, att: str, key: str) -> Any:
-            values = [pi[n][att][key] for pi in runs]
-            return values[0] if len(values) == 1 else BySeed(values)
+            return one_or_by_seed(pi[n][att][key] for pi in runs)
 
         return {
             n: {

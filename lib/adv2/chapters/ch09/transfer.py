@@ -24,7 +24,7 @@ from adv2.chapters.claims import Verdict
 from adv2.core import metrics
 from adv2.core.interpreters.base import Interpreter
 from adv2.core.progress import progress_bar
-from adv2.core.seed_stats import BySeed, mean_ci_seeds
+from adv2.core.seed_stats import mean_ci_seeds, one_or_by_seed
 from adv2.core.stats import Estimate
 
 PGD = "pgd"
@@ -171,19 +171,15 @@ def cell_verdicts(ev: Evaluation) -> dict[str, Verdict]:
     claim rule pools them (:class:`adv2.core.seed_stats.BySeed`)."""
     evs = [ev, *ev.more_seeds]
     l1s = [l1_arrays(e) for e in evs]
-
-    def per_seed(arrays: list[Any]) -> Any:  # one seed: its plain array; several: BySeed (pooled)
-        return arrays[0] if len(arrays) == 1 else BySeed(arrays)
-
     out = {}
     for s in ev.names:
         for t in ev.names:
             if s == t:
                 continue
             out[f"{s}→{t}"] = claim_rules.adv2_does_not_transfer(
-                per_seed([l1[s][t] for l1 in l1s]), per_seed([e.success[s] for e in evs]),
-                per_seed([l1[t][t] for l1 in l1s]), per_seed([e.success[t] for e in evs]),
-                per_seed([l1[PGD][t] for l1 in l1s]),
+                one_or_by_seed([l1[s][t] for l1 in l1s]), one_or_by_seed([e.success[s] for e in evs]),
+                one_or_by_seed([l1[t][t] for l1 in l1s]), one_or_by_seed([e.success[t] for e in evs]),
+                one_or_by_seed([l1[PGD][t] for l1 in l1s]),
             )  # fmt: skip
     return out
 
