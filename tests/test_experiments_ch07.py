@@ -172,6 +172,8 @@ def test_two_training_seeds_attack_the_same_images_and_pool_intervals_and_verdic
     glued = result.glue()
     assert "training seeds 3 and 5" in glued["ch7_interval_scope"]
     assert "one training seed" not in glued["ch7_interval_scope"]
+    # the curve figure plots the pooled values: only the accuracy column and the maps are seed 3's
+    assert "the table's accuracy column and the maps figure show seed 3's run" in glued["ch7_interval_scope"]
     for v in (*result.verdicts()["resnet_28px"].values(), *result.verdicts()["resnet_56px"].values()):
         if v.estimate is not None and v.estimate.value is not None:
             assert v.estimate.covers_seeds, v

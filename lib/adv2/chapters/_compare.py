@@ -134,23 +134,23 @@ def interval_scope_text(
     models: str = "classifiers and RTS",
     images: str = "attacked images",
     measured: str = "attacked",
+    shown: str = "the tables' other columns and the figures",
 ) -> str:
     """What a chapter's Fashion-MNIST intervals cover, for the prose ("... on 95 % intervals
     <this>"): the ``images`` (chapters 3 and 6: the attacked ones), and the training seeds when
     several ran (chapters 3-7; ``models``: what each seed trains, ``measured``: what the protocol
-    did to them)."""
+    did to them; ``shown``: what on the page is seed ``train_seeds[0]``'s run alone)."""
     if len(train_seeds) == 1:
         return (
             f"over the {images} only: the {models} of one training seed "
             f"({train_seeds[0]}), so a classifier retrained with another seed, or on another machine, "
             "can give numbers outside them (`train_seeds` widens them to cover training too)"
         )
-    shown = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
+    seeds = ", ".join(map(str, train_seeds[:-1])) + f" and {train_seeds[-1]}"
     return (
-        f"over the {images} and the training seeds {shown}: the {models} of each "
+        f"over the {images} and the training seeds {seeds}: the {models} of each "
         f"seed were {measured} with the same protocol, each number pools the seeds, and its interval adds "
-        "Student's t over the seeds to the one over images (the tables' other columns and the "
-        f"figures show seed {train_seeds[0]}'s run)"
+        f"Student's t over the seeds to the one over images ({shown} show seed {train_seeds[0]}'s run)"
     )
 
 
