@@ -13,7 +13,7 @@ from adv2.chapters import attack_store, claim_rules, claims, schema
 from adv2.chapters.ch09 import detector, ensemble, report, sources, transfer
 from adv2.chapters.schema_ch09 import AUTHORS_MASK_STEPS, CHAPTER3_ATTACK
 from adv2.core import attacks
-from adv2.core.config import PROFILES, ParameterError, load_profile
+from adv2.core.config import PROFILES, ParameterError
 from standins import glue_keys_in_markdown
 
 NAMES = ["grad", "cam", "rts", "mask"]
@@ -307,8 +307,8 @@ def test_parameters_are_validated():
 @pytest.mark.parametrize("profile", [p for p in PROFILES if p != "imagenet"])
 def test_chapter3_attack_parameters_match_chapter3(profile):
     """Chapter 9 reads chapter 3's inputs under keys built from these values: they must agree."""
-    ch03 = {**schema.defaults("03_adv2"), **load_profile(profile, "03_adv2")}
-    ch09 = {**schema.defaults("09_defense1"), **load_profile(profile, "09_defense1")}
+    ch03 = schema.profile_values("03_adv2", profile)
+    ch09 = schema.profile_values("09_defense1", profile)
     differ = {n: (ch03[n], ch09[n]) for n in CHAPTER3_ATTACK if ch03[n] != ch09[n]}
     assert not differ, f"{profile}: chapter 9's copies of chapter 3's attack parameters differ: {differ}"
     assert set(ch03["imagenet_interpreters"]) <= set(ch09["interpreters"]) or profile == "smoke"
@@ -434,7 +434,7 @@ def test_auc_words_read_the_interval_against_chance():
 def test_the_run_plan_lists_chapter9_models(fmnist):
     from adv2.book import runplan
 
-    params = {**schema.defaults("09_defense1"), **load_profile("quick", "09_defense1")}
+    params = schema.profile_values("09_defense1", "quick")
     labels = [label for label, _ in runplan.needed_models("09_defense1", params, fmnist)]
     assert labels == ["resnet classifier", "resnet RTS", "photo RTS"]
     two = {**params, "train_seeds": [0, 1]}  # issue 27: each further seed's classifier and RTS
@@ -443,7 +443,7 @@ def test_the_run_plan_lists_chapter9_models(fmnist):
                       "resnet RTS (train_seed 1)", "photo RTS"]  # fmt: skip
     params.update(fmnist=False, interpreters=["grad", "cam"])
     assert runplan.needed_models("09_defense1", params, fmnist) == []
-    full = {**schema.defaults("09_defense1"), **load_profile("full", "09_defense1")}
+    full = schema.profile_values("09_defense1", "full")
     labels = [label for label, _ in runplan.needed_models("09_defense1", full, fmnist)]
     assert labels[-2:] == ["photo RTS", "photo RTS (efficientnet-lite2)"]  # one per photo classifier
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from adv2.chapters import _common, aid_photos, ch04, ch05, ch06, claims, results, schema
-from adv2.core import attacks, config, defenses, noise
+from adv2.core import attacks, defenses, noise
 from adv2.core.config import PHOTO_CLASSIFIERS, ParameterError
 from standins import FakeRTS, glue_keys_in_markdown
 
@@ -72,11 +72,7 @@ def test_photo_n_images_takes_0_for_every_photo_and_at_most_18(stem):
 def test_full_runs_both_classifiers_on_every_photo_quick_runs_lite0(stem):
     """The run box's sentence for `full` ("both photo classifiers on every photo each gets right")
     holds for chapters 4-6 too; quick keeps EfficientNet-Lite0 alone."""
-
-    def values(profile):
-        return {**schema.defaults(stem), **config.load_profile(profile, stem)}
-
-    full, quick = values("full"), values("quick")
+    full, quick = schema.profile_values(stem, "full"), schema.profile_values(stem, "quick")
     assert full["photo_classifiers"] == list(PHOTO_CLASSIFIERS) and full["photos"]
     assert quick["photo_classifiers"] == [LITE0]
     if "photo_n_images" in full:

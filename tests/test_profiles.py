@@ -22,11 +22,7 @@ WHOLE_BOOK = ("full", "paper")  # the profiles meant to run every chapter at onc
 
 def values(profile: str, stem: str) -> dict:
     """What a run of ``stem`` at ``profile`` gets: the profile over the chapter's defaults."""
-    declared = schema.chapter_schema(stem)
-    return {
-        **schema.defaults(stem),
-        **{k: v for k, v in config.load_profile(profile, stem).items() if k in declared},
-    }
+    return schema.profile_values(stem, profile)
 
 
 # ----------------------------------------------------------------------------- --check

@@ -136,8 +136,7 @@ def test_profile_notes_stay_true_of_the_profiles():
     from adv2.core import config
 
     def values(stem, profile="full"):
-        """What chapter ``stem`` runs with at ``profile``: its defaults under the profile's values."""
-        return {**schema.defaults(stem), **config.load_profile(profile, stem)}
+        return schema.profile_values(stem, profile)
 
     quick, full = values("03_adv2", "quick"), values("03_adv2")
     assert len(quick["photo_classifiers"]) == 1 and quick["imagenet_n_images"] > 0

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from adv2.chapters import schema
-from adv2.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
@@ -17,10 +16,10 @@ import sample_sizes  # noqa: E402
 
 def test_profile_sizes_follow_the_profiles_and_schema_defaults():
     for profile in sample_sizes.PROFILES:
-        p3 = {**schema.defaults("03_adv2"), **config.load_profile(profile, "03_adv2")}
+        p3 = schema.profile_values("03_adv2", profile)
         sizes = sample_sizes.profile_sizes(profile)
         assert sizes[f"n_{profile}_03"].split()[0] == str(p3["n_images"])
-        p6 = {**schema.defaults("06_table10"), **config.load_profile(profile, "06_table10")}
+        p6 = schema.profile_values("06_table10", profile)
         assert sizes[f"n_{profile}_06"].split()[0] == str(p6["n_images"])
 
 

@@ -116,9 +116,8 @@ def models_source(stem: str, values: dict[str, Any]) -> tuple[str, dict[str, Any
 
     if stem != ch08.STEM or not values.get("profile"):
         return stem, values
-    declared = schema.chapter_schema(ch08.SOURCE)
-    profile = {k: v for k, v in load_profile(values["profile"], ch08.SOURCE).items() if k in declared}
-    return ch08.SOURCE, {**schema.defaults(ch08.SOURCE), **profile, **ch08.fixed_parameters(values)}
+    at_profile = schema.profile_values(ch08.SOURCE, values["profile"])
+    return ch08.SOURCE, {**at_profile, **ch08.fixed_parameters(values)}
 
 
 def kind_of(recipe: Any) -> str:

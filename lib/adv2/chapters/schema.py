@@ -18,7 +18,7 @@ from typing import Any
 
 from adv2.chapters import schema_ch01_03, schema_ch04_08, schema_ch09
 from adv2.chapters.schema_rows import Param
-from adv2.core.config import REPO_ROOT, ParameterError
+from adv2.core.config import REPO_ROOT, ParameterError, load_profile
 
 CHAPTERS: dict[str, list[Param]] = {
     **schema_ch01_03.CHAPTERS,
@@ -54,6 +54,14 @@ def defaults(stem: str) -> dict[str, Any]:
         n: (list(p.default) if isinstance(p.default, list) else p.default)
         for n, p in chapter_schema(stem).items()
     }
+
+
+def profile_values(stem: str, profile: str) -> dict[str, Any]:
+    """What a run of chapter ``stem`` at ``profile`` gets with no ``-p``: the profile's values for
+    the chapter's parameters (its ``common`` and own sections) over the chapter's defaults."""
+    declared = chapter_schema(stem)
+    chosen = {k: v for k, v in load_profile(profile, stem).items() if k in declared}
+    return {**defaults(stem), **chosen}
 
 
 def unknown_parameters_error(stem: str, names: list[str] | tuple[str, ...]) -> ParameterError:
