@@ -136,6 +136,7 @@ def test_two_training_seeds_pool_the_intervals_and_the_verdicts():
     assert numbers["interval_covers"] == "images and training seeds" and numbers["train_seeds"] == [0, 1]
     assert numbers["intervals"]["resnet"]["l1"]["pgd"]["cam"]["method"].endswith("t over 2 seeds")
     assert "training seeds 0 and 1" in result.glue()["ch9_interval_scope"]
+    assert "success counts, steps and seconds show seed 0's run" in result.glue()["ch9_interval_scope"]
     assert "one training seed (0)" in report.Ch09Result({}, {"train_seed": 0}).glue()["ch9_interval_scope"]
     # a seed whose attacks transfer turns the pooled cells away from holding
     mixed = report.pooled({0: _seed_run(0), 2: _seed_run(2, transfers=True)})

@@ -409,6 +409,10 @@ def test_further_training_seeds_are_compared_on_the_same_images_and_pooled():
     glued = two.glue()
     assert "training seeds 0 and 3" in glued["ch4_interval_scope"]
     assert glued["ch4_resnet_preserve_destroy_rts"] == str(est["preserve_destroy_rts"])
+    # the paper table's benign row is the pooled value the verdict reads, not seed 0's point value
+    assert glued["ch4_resnet_benign_l1_rts_vs_rtsa"] == str(est["benign_l1_rts_vs_rtsa"])
+    assert glued["ch4_resnet_benign_l1_rts_vs_rtsa"] != one.glue()["ch4_resnet_benign_l1_rts_vs_rtsa"]
+    assert "gap, inner-attack and cost rows" in glued["ch4_interval_scope"]
     assert str(est["benign_l1_rts_vs_rtsa"]) in ch04.benign_table(two.benign, more)
     assert str(est["benign_l1_rts_vs_rtsa"]) not in ch04.benign_table(two.benign)
     ch04.check(two, profile="smoke", aid=defenses.AIDConfig(iterations=3))

@@ -76,7 +76,7 @@ def test_glue_covers_every_key_the_chapter_reads(chapter, archs):
     assert wanted, "no {glue} references found in the chapter's markdown"
     assert wanted <= set(glued), sorted(wanted - set(glued))
     other = ({"resnet", "densenet"} - set(archs)).pop()
-    assert glued[f"ch6_{other}_adv2_l1_rts"] == "not run"
+    assert glued[f"ch6_{other}_adv2_l1_rts_ci"] == "not run"
     assert glued[f"ch6_{other}_verdict_ratio"] == "not run"
     for name, value in glued.items():
         assert value is not None and not (isinstance(value, float) and math.isnan(value)), name
@@ -271,7 +271,16 @@ def test_further_training_seeds_are_attacked_on_the_same_images_and_pooled():
         own["rtsa"], own["rts"], [r["pgd_l1_rtsa"] for r in runs]
     )
     assert set(n["verdicts"]["resnet"]) == set(ch06.CLAIM_GLUE)
-    assert "training seeds 0 and 5" in two.glue()["ch6_interval_scope"]
+    glued = two.glue()
+    assert "training seeds 0 and 5" in glued["ch6_interval_scope"]
+    assert (
+        "the transfer and quartile tables, the box plots and Figure 16 show seed 0's"
+        in glued["ch6_interval_scope"]
+    )
+    # the paper table's Table 10 rows are the pooled values with their intervals, as Table 10
+    for key in ch06.GLUED_KEYS:
+        assert glued[f"ch6_resnet_{key}_ci"] == str(est[key]), key
+    assert glued["ch6_resnet_adv2_l1_rts_ci"] != one.glue()["ch6_resnet_adv2_l1_rts_ci"]
     assert "train_seed 5, the same images:" in ch06.attack_log(two)
     ch06.check(two, epsilon=EPSILON)  # every seed's attacks
 

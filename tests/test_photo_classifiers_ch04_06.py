@@ -240,7 +240,7 @@ def test_chapter_5_noise_on_each_classifiers_pool(monkeypatch):
     check_glue(glued, ch05.all_photo_glue({LITE0: runs[LITE0]}), "05_noise_sensitivity", "ch5_")
     assert glued["ch5_photos_lite2_n_calib"] == 30
     l1 = runs[LITE2].sens["photos_lite2"]["l1"]["rts"]["normal"]["30%"]
-    assert glued["ch5_photos_lite2_l1_rts_normal_30pct"] == l1
+    assert glued["ch5_photos_lite2_l1_rts_normal_30pct"] == pytest.approx(l1, rel=1e-6)
     assert "**EfficientNet-Lite2**" in ch05.photo_tables(runs)
     fig = ch05.photo_figure(runs[LITE2])
     assert "EfficientNet-Lite2" in fig._suptitle.get_text()

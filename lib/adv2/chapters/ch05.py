@@ -60,6 +60,8 @@ from adv2.trained.photomodels import photo_pool_images
 STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"
 SEED_MODELS = "classifiers, RTS and RTSA"  # what each training seed trains (the scope sentence)
+# what on the page is train_seed's run alone when several seeds ran (the rest pools them)
+SEED0_SHOWN = "the table's noise-magnitude rows, the calibration and flipped/kept tables and Figure 15"
 
 
 def _glue_level(level: str) -> str:
@@ -212,21 +214,26 @@ class Ch05Result:
         return out
 
     def glue_nested(self, a: str) -> dict[str, Any]:
-        """One setting's glued numbers (L1 per interpreter/kind/level, magnitudes, rates reached,
-        ratios at the strongest level); "not run" for a setting this run left out."""
+        """One setting's glued numbers (mean L1 per interpreter/kind/level and the ratios at the
+        strongest level with their intervals, both pooled over the training seeds as the verdict;
+        the magnitudes and rates reached by ``train_seed``'s calibration); "not run" for a setting
+        this run left out."""
         levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
         run = a in self.archs
-        l1 = self.sens[a]["l1"] if run else {}
+        est = self.intervals()[a] if run else {}
         cal = self.calibration[a].levels if run else {}
         mag = {k: {noise.level_name(r): c.magnitude for r, c in lv.items()} for k, lv in cal.items()}
         reached = {k: {noise.level_name(r): c.rate for r, c in lv.items()} for k, lv in cal.items()}
-        ratios = self.ratios(a) if run else {}
+        top = self.top_level.rstrip("%") if run else ""
+        ratios = {k: str(est[f"ratio_rtsa_over_rts_{k}_{top}"]) for k in noise.NOISE_TYPES} if run else {}
+
+        def l1(i: str, k: str, lvl: str) -> Any:
+            e = est.get("l1", {}).get(i, {}).get(k, {}).get(lvl)
+            return NOT_RUN if e is None else e.value
+
         return {
             "l1": {
-                i: {
-                    k: {_glue_level(lvl): l1.get(i, {}).get(k, {}).get(lvl, NOT_RUN) for lvl in levels}
-                    for k in noise.NOISE_TYPES
-                }
+                i: {k: {_glue_level(lvl): l1(i, k, lvl) for lvl in levels} for k in noise.NOISE_TYPES}
                 for i in INTERPRETERS
             },
             "mag": {
@@ -247,7 +254,7 @@ class Ch05Result:
         nested = {a: self.glue_nested(a) for a in config.ARCHS}
         out = flat_glue(nested, GLUE_PREFIX)
         scope = interval_scope_text(
-            self.train_seeds, SEED_MODELS, "calibration images", "calibrated and measured"
+            self.train_seeds, SEED_MODELS, "calibration images", "calibrated and measured", shown=SEED0_SHOWN
         )
         out[f"{GLUE_PREFIX}interval_scope"] = scope + PHOTO_ONE_SEED
         by_arch = verdicts(self)
