@@ -271,7 +271,10 @@ def test_further_training_seeds_are_calibrated_and_measured_on_the_same_images()
     assert dict(v.parts)["normal"].estimate == est["ratio_rtsa_over_rts_normal_30"]
     glued = two.glue()
     assert "training seeds 0 and 5" in glued["ch5_interval_scope"]
-    assert "noise-magnitude rows, the calibration and flipped/kept tables" in glued["ch5_interval_scope"]
+    assert (
+        "magnitude rows, the calibration and flipped/kept tables and the Figure 15 samples"
+        in glued["ch5_interval_scope"]
+    )
     # the paper table reads the pooled L1 and ratios (with their intervals), not seed 0's alone
     assert glued["ch5_resnet_ratio_n"] == str(est["ratio_rtsa_over_rts_normal_30"])
     assert glued["ch5_resnet_l1_rts_normal_30pct"] == est["l1"]["rts"]["normal"]["30%"].value

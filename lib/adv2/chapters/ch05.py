@@ -61,7 +61,7 @@ STEM = "05_noise_sensitivity"
 GLUE_PREFIX = "ch5_"
 SEED_MODELS = "classifiers, RTS and RTSA"  # what each training seed trains (the scope sentence)
 # what on the page is train_seed's run alone when several seeds ran (the rest pools them)
-SEED0_SHOWN = "the table's noise-magnitude rows, the calibration and flipped/kept tables and Figure 15"
+SEED0_SHOWN = "the table's magnitude rows, the calibration and flipped/kept tables and the Figure 15 samples"
 
 
 def _glue_level(level: str) -> str:

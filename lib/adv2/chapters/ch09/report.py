@@ -40,9 +40,9 @@ ALL_INTERPRETERS = ("grad", "cam", "rts", "mask")
 SETTINGS = ("photos", *claims.PHOTO_SETTINGS, "resnet")
 LABELS = {"pgd": "PGD", "ens": "ADV2 vs ensemble", "ensdet": "ADV2 vs ensemble + detector"}
 SETTING_LABELS = {**claims.SETTINGS, **claims.PHOTO_SETTINGS}  # "photos (EfficientNet-Lite2)", ...
-# issue 27: the photo settings' classifiers are pretrained, trained once
 # what the Fashion-MNIST section shows of train_seed's run alone when several seeds ran (no figure)
 SEED0_SHOWN = "the tables' success counts, steps and seconds"
+# issue 27: the photo settings' classifiers are pretrained, trained once
 PHOTO_ONE_SEED = (
     "; the photo sections' intervals cover the photos only (pretrained classifiers, one photo RTS)"
 )
