@@ -198,19 +198,18 @@ class Ch05Result:
         return [r[name][kind][self.top_level] for r in self.l1_by_seed(a)]
 
     def intervals(self) -> dict[str, dict[str, Any]]:
-        """95 % intervals per classifier: ``l1[interpreter][kind][level]`` (bootstrap over the
-        calibration images) and ``ratio_rtsa_over_rts_<kind>_<top>`` (paired bootstrap), laid out
-        as ``numbers()``; over the images and, when several ran, the training seeds
-        (:mod:`adv2.core.seed_stats`; one seed: bitwise the image-only intervals)."""
-        out: dict[str, dict[str, Any]] = {}
-        top = self.top_level.rstrip("%")
-        for a in self.archs:
-            runs = self.l1_by_seed(a)
-            out[a] = {"l1": l1_intervals(runs)}
-            for kind in noise.NOISE_TYPES:
-                out[a][f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci_seeds(
-                    self._top(a, "rtsa", kind), self._top(a, "rts", kind)
-                )
+        """:meth:`arch_intervals` per classifier, laid out as ``numbers()``."""
+        return {a: self.arch_intervals(a) for a in self.archs}
+
+    def arch_intervals(self, a: str) -> dict[str, Any]:
+        """Classifier ``a``'s 95 % intervals: ``l1[interpreter][kind][level]`` (bootstrap over the
+        calibration images) and ``ratio_rtsa_over_rts_<kind>_<top>`` (paired bootstrap); over the
+        images and, when several ran, the training seeds (one seed: the image-only intervals)."""
+        top, out = self.top_level.rstrip("%"), {"l1": l1_intervals(self.l1_by_seed(a))}
+        for kind in noise.NOISE_TYPES:
+            out[f"ratio_rtsa_over_rts_{kind}_{top}"] = ratio_ci_seeds(
+                self._top(a, "rtsa", kind), self._top(a, "rts", kind)
+            )
         return out
 
     def glue_nested(self, a: str) -> dict[str, Any]:
@@ -220,7 +219,7 @@ class Ch05Result:
         this run left out."""
         levels = list(dict.fromkeys([*self.levels, *PROSE_LEVELS]))  # run levels, then the prose's
         run = a in self.archs
-        est = self.intervals()[a] if run else {}
+        est = self.arch_intervals(a) if run else {}  # this classifier's alone (glue() asks per classifier)
         cal = self.calibration[a].levels if run else {}
         mag = {k: {noise.level_name(r): c.magnitude for r, c in lv.items()} for k, lv in cal.items()}
         reached = {k: {noise.level_name(r): c.rate for r, c in lv.items()} for k, lv in cal.items()}
